@@ -1,0 +1,1 @@
+"""Model side: read and write `.keras` archives and work on their functional graph. No TensorFlow."""

@@ -1,0 +1,203 @@
+"""Read a `.keras` archive safely: nothing in it is executed, every member is validated.
+
+A `.keras` file is a zip with `metadata.json`, `config.json` and `model.weights.h5` (plus an
+optional `assets/` folder). We check member names (no traversal), sizes (against zip bombs)
+and the expected members before parsing anything, and read the weights with h5py only to
+index them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from ..errors import error
+
+# Caps: generous for real models (ResNet152 weights are ~240 MB), small enough that a
+# crafted archive cannot exhaust memory or disk.
+MAX_MEMBERS = 10_000
+MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_WEIGHTS_BYTES = 4 * 1024 * 1024 * 1024
+MAX_TOTAL_BYTES = 6 * 1024 * 1024 * 1024
+MAX_RATIO = 200  # deflate tops out near 1000:1 only on degenerate data; real members stay far below
+
+REQUIRED = ("config.json", "metadata.json", "model.weights.h5")
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+@dataclass
+class WeightsIndex:
+    """Paths of every variable in model.weights.h5 (e.g. `layers/conv2d/vars/0`) and shapes."""
+
+    variables: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    groups: set[str] = field(default_factory=set)
+
+    def vars_of(self, group: str) -> list[str]:
+        prefix = group.rstrip("/") + "/vars/"
+        return sorted(
+            (k for k in self.variables if k.startswith(prefix) and "/" not in k[len(prefix):]),
+            key=lambda k: int(k.rsplit("/", 1)[1]) if k.rsplit("/", 1)[1].isdigit() else 0,
+        )
+
+
+@dataclass
+class KerasArchive:
+    path: Path
+    config: dict[str, Any]
+    metadata: dict[str, Any]
+    weights: WeightsIndex
+    weights_bytes: bytes
+    members: list[str]
+    dialect: str  # "keras3" or "tf_keras"
+
+    @property
+    def keras_version(self) -> str:
+        return str(self.metadata.get("keras_version", "?"))
+
+
+def _check_member_name(name: str) -> None:
+    p = PurePosixPath(name)
+    if (
+        not name
+        or "\\" in name
+        or "\x00" in name
+        or name.startswith("/")
+        or (len(name) > 1 and name[1] == ":")
+        or any(part in ("..", "") for part in p.parts)
+    ):
+        raise error("QF902", f"archive member {name!r} has an unsafe path (absolute or traversal)")
+
+
+def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
+    """Read a member but never more than `cap` bytes, whatever its header claims."""
+    with zf.open(info) as fh:
+        data = fh.read(cap + 1)
+    if len(data) > cap:
+        raise error("QF903", f"archive member {info.filename!r} is larger than {cap} bytes")
+    return data
+
+
+def _check_sizes(infos: list[zipfile.ZipInfo]) -> None:
+    if len(infos) > MAX_MEMBERS:
+        raise error("QF903", f"archive has {len(infos)} members (limit {MAX_MEMBERS})")
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 20:
+            raise error(
+                "QF903",
+                f"archive member {info.filename!r} expands {info.file_size // info.compress_size}:1 "
+                "(zip bomb guard)",
+            )
+        if (info.external_attr >> 16) and stat.S_ISLNK(info.external_attr >> 16):
+            raise error("QF902", f"archive member {info.filename!r} is a symbolic link")
+    if total > MAX_TOTAL_BYTES:
+        raise error("QF903", f"archive expands to {total} bytes (limit {MAX_TOTAL_BYTES})")
+
+
+def _parse_json(raw: bytes, member: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise error("QF904", f"{member} is not valid JSON: {detail}") from None
+    if not isinstance(value, dict):
+        raise error("QF904", f"{member} must hold a JSON object, found {type(value).__name__}")
+    return value
+
+
+def index_weights(raw: bytes) -> WeightsIndex:
+    import h5py  # h5py only reads the file; it cannot execute anything in it
+
+    idx = WeightsIndex()
+    if not raw.startswith(HDF5_MAGIC):
+        raise error("QF905", "model.weights.h5 is not an HDF5 file (truncated or corrupt weights)")
+    try:
+        with h5py.File(io.BytesIO(raw), "r") as f:
+
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    idx.variables[name] = tuple(int(d) for d in obj.shape)
+                else:
+                    idx.groups.add(name)
+
+            f.visititems(visit)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {first}") from None
+    return idx
+
+
+def detect_dialect(config: dict[str, Any], metadata: dict[str, Any]) -> str:
+    version = str(metadata.get("keras_version", ""))
+    module = str(config.get("module", ""))
+    if version.startswith("2.") or module.startswith("tf_keras"):
+        return "tf_keras"
+    return "keras3"
+
+
+def _not_a_zip(path: Path) -> None:
+    """Say what the file is when it is not a .keras zip: a clearer message than 'bad zip'."""
+    if path.is_dir():
+        if (path / "saved_model.pb").exists():
+            raise error(
+                "QF906",
+                f"{path} is a SavedModel folder; qfix reads .keras files "
+                "(load it and save with model.save('model.keras'))",
+            )
+        raise error("QF906", f"{path} is a folder, not a .keras file")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head == HDF5_MAGIC:
+        raise error(
+            "QF906",
+            f"{path} is a legacy HDF5 (.h5) model; qfix reads .keras files "
+            "(load it and save with model.save('model.keras'))",
+        )
+    raise error("QF901", f"{path} is not a .keras archive (not a zip file)")
+
+
+def read_archive(path: str | os.PathLike[str]) -> KerasArchive:
+    """Open and validate a `.keras` file. Raises QfixError (QF90x) on anything unsafe or broken."""
+    path = Path(path)
+    if not path.exists():
+        raise error("QF907", f"{path}: no such file")
+    if path.is_dir() or not zipfile.is_zipfile(path):
+        _not_a_zip(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                _check_member_name(info.filename)
+            _check_sizes(infos)
+            names = {i.filename: i for i in infos}
+            missing = [m for m in REQUIRED if m not in names]
+            if "config.json" in missing or "metadata.json" in missing:
+                raise error("QF901", f"{path} is a zip but not a .keras archive (missing {', '.join(missing)})")
+            if "model.weights.h5" in missing:
+                raise error("QF905", f"{path} has no model.weights.h5 (weights missing)")
+            config = _parse_json(_read_capped(zf, names["config.json"], MAX_JSON_BYTES), "config.json")
+            metadata = _parse_json(_read_capped(zf, names["metadata.json"], MAX_JSON_BYTES), "metadata.json")
+            weights_raw = _read_capped(zf, names["model.weights.h5"], MAX_WEIGHTS_BYTES)
+    except zipfile.BadZipFile as exc:
+        raise error("QF901", f"{path} is a damaged zip archive: {exc}") from None
+    except (zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+        raise error("QF901", f"{path} cannot be read as a zip archive: {exc}") from None
+    except OSError as exc:
+        raise error("QF907", f"{path}: cannot read ({exc.strerror or exc})") from None
+    weights = index_weights(weights_raw)
+    return KerasArchive(
+        path=path,
+        config=config,
+        metadata=metadata,
+        weights=weights,
+        weights_bytes=weights_raw,
+        members=sorted(names),
+        dialect=detect_dialect(config, metadata),
+    )

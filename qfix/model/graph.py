@@ -1,0 +1,322 @@
+"""The functional graph of a `.keras` config, for both dialects. Pure Python, no TensorFlow.
+
+Keras 3 writes each inbound tensor as `{"class_name": "__keras_tensor__", "config": {shape,
+dtype, keras_history: [layer, node, index]}}`, so shapes and dtypes are in the file. tf_keras
+writes `[layer, node, index, kwargs]` lists and no dtypes; we infer those by propagation.
+Keras 3 stores `keras.ops` calls (Cast, Add, …) as nodes of module `keras.src.ops.*`; tf_keras
+stores `tf.*` calls as `TFOpLambda` layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from ..errors import error
+
+MODEL_CLASSES = {"Functional", "Sequential", "Model"}
+# Layers whose output dtype is their input's: Keras only autocasts floating inputs.
+PASSTHROUGH = {
+    "Reshape", "Flatten", "Permute", "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D",
+    "ZeroPadding2D", "ZeroPadding3D", "RepeatVector", "Identity", "Dropout", "SpatialDropout1D",
+    "SpatialDropout2D", "SpatialDropout3D", "MaxPooling2D", "MaxPool2D", "UpSampling2D",
+    "Masking", "ActivityRegularization",
+}
+INTEGER = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "bool"}
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    layer: str
+    node: int
+    index: int
+    shape: tuple[int | None, ...] | None = None
+    dtype: str | None = None
+
+
+@dataclass
+class Layer:
+    name: str
+    class_name: str
+    module: str
+    registered_name: str | None
+    config: dict[str, Any]
+    pointer: str  # JSON pointer into config.json
+    calls: list[list[TensorRef]] = field(default_factory=list)  # one entry per call node
+    call_kwargs: list[dict[str, Any]] = field(default_factory=list)
+    subgraph: "Graph | None" = None  # nested Functional / Sequential
+    raw: dict[str, Any] = field(default_factory=dict)
+    out_dtype: str | None = None
+    out_shape: tuple[int | None, ...] | None = None
+
+    @property
+    def inputs(self) -> list[TensorRef]:
+        return self.calls[0] if self.calls else []
+
+    @property
+    def is_input(self) -> bool:
+        return self.class_name == "InputLayer"
+
+    @property
+    def is_op(self) -> bool:
+        """A keras.ops call stored as a node (Keras 3) or a tf.* call layer (tf_keras)."""
+        return self.module.startswith("keras.src.ops") or self.class_name in {
+            "TFOpLambda", "SlicingOpLambda", "TensorFlowOpLayer",
+        }
+
+    @property
+    def is_model(self) -> bool:
+        return self.subgraph is not None
+
+    @property
+    def op_function(self) -> str | None:
+        """`cast` for a tf_keras TFOpLambda of tf.cast, `Cast` for a Keras 3 op node."""
+        if self.class_name == "TFOpLambda":
+            return str(self.config.get("function", "")).rsplit(".", 1)[-1]
+        if self.module.startswith("keras.src.ops"):
+            return self.class_name
+        return None
+
+    @property
+    def dtype_policy(self) -> str | None:
+        d = self.config.get("dtype")
+        if isinstance(d, dict):  # Keras 3 DTypePolicy
+            d = (d.get("config") or {}).get("name")
+        return d if isinstance(d, str) else None
+
+    def activations(self) -> list[str]:
+        """Activation names this layer applies (config `activation` or an Activation layer)."""
+        act = self.config.get("activation")
+        if isinstance(act, dict):  # serialized function or object
+            act = act.get("config") if isinstance(act.get("config"), str) else act.get("class_name")
+        return [act] if isinstance(act, str) and act not in ("linear", None) else []
+
+
+@dataclass
+class Graph:
+    name: str
+    class_name: str
+    dialect: str
+    layers: dict[str, Layer]
+    inputs: list[TensorRef]
+    outputs: list[TensorRef]
+    pointer: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers.values())
+
+    def walk(self) -> Iterator[tuple[tuple[str, ...], Layer]]:
+        """Every layer, nested models included, with the path of model names above it."""
+        for layer in self:
+            yield (), layer
+            if layer.subgraph is not None:
+                for path, inner in layer.subgraph.walk():
+                    yield (layer.name, *path), inner
+
+    def consumers(self, name: str) -> list[Layer]:
+        return [l for l in self if any(t.layer == name for call in l.calls for t in call)]
+
+    def input_layers(self) -> list[Layer]:
+        return [self.layers[t.layer] for t in self.inputs if t.layer in self.layers]
+
+
+def _shape(v: Any) -> tuple[int | None, ...] | None:
+    if isinstance(v, list) and all(d is None or isinstance(d, int) for d in v):
+        return tuple(v)
+    return None
+
+
+def _tensor_refs(value: Any, out: list[TensorRef]) -> None:
+    """Collect Keras 3 `__keras_tensor__` references from nested args, in order."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            cfg = value.get("config") or {}
+            hist = cfg.get("keras_history")
+            if not (isinstance(hist, list) and len(hist) == 3 and isinstance(hist[0], str)):
+                raise error("QF904", "config.json: a tensor reference has no valid keras_history")
+            out.append(TensorRef(hist[0], int(hist[1]), int(hist[2]), _shape(cfg.get("shape")), cfg.get("dtype")))
+        else:
+            for v in value.values():
+                _tensor_refs(v, out)
+    elif isinstance(value, list):
+        for v in value:
+            _tensor_refs(v, out)
+
+
+def _parse_calls(raw: dict[str, Any], dialect: str) -> tuple[list[list[TensorRef]], list[dict[str, Any]]]:
+    nodes = raw.get("inbound_nodes") or []
+    if not isinstance(nodes, list):
+        raise error("QF904", f"config.json: layer {raw.get('name')!r} has malformed inbound_nodes")
+    calls, kwargs = [], []
+    for node in nodes:
+        refs: list[TensorRef] = []
+        kw: dict[str, Any] = {}
+        if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+            _tensor_refs(node.get("args", []), refs)
+            kw = node.get("kwargs") or {}
+            _tensor_refs(kw, refs)
+        elif isinstance(node, list):  # tf_keras: [[name, node, index, kwargs], ...]
+            entries = [node] if node and isinstance(node[0], str) else node
+            for e in entries:
+                if not (isinstance(e, list) and len(e) >= 3 and isinstance(e[0], str)):
+                    raise error("QF904", f"config.json: layer {raw.get('name')!r} has a malformed inbound node")
+                refs.append(TensorRef(e[0], int(e[1]), int(e[2])))
+                if len(e) > 3 and isinstance(e[3], dict):
+                    kw.update(e[3])
+        else:
+            raise error("QF904", f"config.json: layer {raw.get('name')!r} has a malformed inbound node")
+        calls.append(refs)
+        kwargs.append(kw)
+    return calls, kwargs
+
+
+def _history(v: Any) -> list[TensorRef]:
+    """`input_layers`/`output_layers`: [name, node, index] or a list of them."""
+    if isinstance(v, list) and len(v) == 3 and isinstance(v[0], str):
+        return [TensorRef(v[0], int(v[1]), int(v[2]))]
+    if isinstance(v, list):
+        return [r for item in v for r in _history(item)]
+    if isinstance(v, dict):  # Keras 3 may nest outputs in dicts
+        return [r for item in v.values() for r in _history(item)]
+    return []
+
+
+def _input_shape(cfg: dict[str, Any]) -> tuple[int | None, ...] | None:
+    return _shape(cfg.get("batch_shape")) or _shape(cfg.get("batch_input_shape"))
+
+
+def _make_layer(raw: Any, pointer: str, dialect: str) -> Layer:
+    if not isinstance(raw, dict) or not isinstance(raw.get("class_name"), str):
+        raise error("QF904", f"config.json: entry at {pointer} is not a layer object")
+    cfg = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    name = raw.get("name") or cfg.get("name")
+    if not isinstance(name, str):
+        raise error("QF904", f"config.json: layer at {pointer} has no name")
+    calls, kwargs = _parse_calls(raw, dialect)
+    layer = Layer(
+        name=name,
+        class_name=raw["class_name"],
+        module=str(raw.get("module") or ""),
+        registered_name=raw.get("registered_name"),
+        config=cfg,
+        pointer=pointer,
+        calls=calls,
+        call_kwargs=kwargs,
+        raw=raw,
+    )
+    if layer.class_name in MODEL_CLASSES and isinstance(cfg.get("layers"), list):
+        layer.subgraph = _build(raw, dialect, pointer)
+    if layer.is_input:
+        layer.out_shape = _input_shape(cfg)
+        layer.out_dtype = cfg.get("dtype") if isinstance(cfg.get("dtype"), str) else "float32"
+    return layer
+
+
+def _build(obj: dict[str, Any], dialect: str, pointer: str) -> Graph:
+    cfg = obj.get("config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("layers"), list):
+        raise error("QF904", f"config.json: {pointer or 'top level'} has no layer list")
+    class_name = str(obj.get("class_name"))
+    layers: dict[str, Layer] = {}
+    for i, raw in enumerate(cfg["layers"]):
+        layer = _make_layer(raw, f"{pointer}/config/layers/{i}", dialect)
+        if layer.name in layers:
+            raise error("QF904", f"config.json: two layers are named {layer.name!r}")
+        layers[layer.name] = layer
+    if class_name == "Sequential":
+        inputs, outputs = _chain_sequential(layers, cfg)
+    else:
+        inputs, outputs = _history(cfg.get("input_layers")), _history(cfg.get("output_layers"))
+        for ref in inputs + outputs:
+            if ref.layer not in layers:
+                raise error("QF904", f"config.json: model input/output {ref.layer!r} is not a layer")
+        for layer in layers.values():
+            for ref in layer.inputs:
+                if ref.layer not in layers:
+                    raise error("QF904", f"config.json: layer {layer.name!r} reads unknown layer {ref.layer!r}")
+    graph = Graph(str(cfg.get("name", "model")), class_name, dialect, layers, inputs, outputs, pointer, cfg)
+    _infer(graph)
+    return graph
+
+
+def _chain_sequential(layers: dict[str, Layer], cfg: dict[str, Any]) -> tuple[list[TensorRef], list[TensorRef]]:
+    """A Sequential is a chain; give each layer its predecessor as input."""
+    order = list(layers.values())
+    if order and not order[0].is_input:
+        shape = _shape(cfg.get("build_input_shape"))
+        first = order[0]
+        dtype = first.dtype_policy or "float32"
+        if shape is None:
+            shape = _input_shape(first.config)
+        inp = Layer(f"{cfg.get('name', 'sequential')}_input", "InputLayer", "keras.layers", None,
+                    {"batch_shape": list(shape) if shape else None, "dtype": dtype}, "", out_shape=shape,
+                    out_dtype=dtype)
+        layers_new = {inp.name: inp, **layers}
+        layers.clear()
+        layers.update(layers_new)
+        order = list(layers.values())
+    for prev, cur in zip(order, order[1:]):
+        cur.calls = [[TensorRef(prev.name, 0, 0)]]
+        cur.call_kwargs = [{}]
+    return [TensorRef(order[0].name, 0, 0)], [TensorRef(order[-1].name, 0, 0)] if order else []
+
+
+def _infer(graph: Graph) -> None:
+    """Fill out_dtype/out_shape where the file does not say (tf_keras, Sequential)."""
+    # Keras 3: the consumer records the dtype/shape of every tensor it reads.
+    for layer in graph:
+        for call in layer.calls:
+            for ref in call:
+                src = graph.layers.get(ref.layer)
+                if src is not None and ref.index == 0 and ref.dtype and src.out_dtype is None:
+                    src.out_dtype = ref.dtype
+                    src.out_shape = ref.shape
+    # Propagate in config order (a valid functional config is topologically ordered).
+    for layer in graph:
+        if layer.out_dtype is not None:
+            continue
+        in_dtypes = [graph.layers[r.layer].out_dtype for r in layer.inputs if r.layer in graph.layers]
+        fn = layer.op_function
+        if fn in ("cast", "Cast"):
+            kw = layer.call_kwargs[0] if layer.call_kwargs else {}
+            layer.out_dtype = kw.get("dtype") or layer.config.get("dtype")
+        elif layer.class_name in PASSTHROUGH and in_dtypes:
+            layer.out_dtype = in_dtypes[0]
+        elif layer.subgraph is not None and layer.subgraph.outputs:
+            out = layer.subgraph.layers.get(layer.subgraph.outputs[0].layer)
+            layer.out_dtype = out.out_dtype if out else None
+        else:
+            layer.out_dtype = layer.dtype_policy or (in_dtypes[0] if in_dtypes else None)
+
+
+def build_graph(config: dict[str, Any], dialect: str) -> Graph:
+    """Graph of a `.keras` config.json (Functional or Sequential at the top)."""
+    cls = config.get("class_name")
+    if cls not in MODEL_CLASSES:
+        if isinstance(cls, str):
+            raise error(
+                "QF906",
+                f"the top-level model is a {cls!r} (a subclassed model); qfix needs a Functional or "
+                "Sequential model (rebuild it with the functional API)",
+            )
+        raise error("QF904", "config.json has no model class_name")
+    try:
+        return _build(config, dialect, "")
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise error("QF904", f"config.json has an unexpected structure: {type(exc).__name__}: {exc}") from None
+
+
+def tensor_dtype(graph: Graph, ref: TensorRef) -> str | None:
+    if ref.dtype:
+        return ref.dtype
+    src = graph.layers.get(ref.layer)
+    return src.out_dtype if src else None
+
+
+def is_integer(dtype: str | None) -> bool:
+    return dtype in INTEGER
+
+
+def is_float(dtype: str | None) -> bool:
+    return bool(dtype) and dtype.startswith(("float", "bfloat", "mixed"))

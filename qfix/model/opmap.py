@@ -1,0 +1,93 @@
+"""Which TFLite builtin ops a Keras activation or layer becomes after conversion.
+
+Observed with TF 2.21's converter (full-int8 PTQ); used by the static rules to predict, before
+any conversion, which layers a target cannot run. The verification step has the last word.
+"""
+
+from __future__ import annotations
+
+# Keras activation name -> TFLite ops it lowers to (Keras 3 saves hard_swish as hard_silu).
+ACTIVATION_OPS: dict[str, tuple[str, ...]] = {
+    "relu": ("RELU",),
+    "relu6": ("RELU6",),
+    "sigmoid": ("LOGISTIC",),
+    "tanh": ("TANH",),
+    "softmax": ("SOFTMAX",),
+    "swish": ("LOGISTIC", "MUL"),
+    "silu": ("LOGISTIC", "MUL"),
+    "hard_swish": ("HARD_SWISH",),
+    "hard_silu": ("HARD_SWISH",),
+    "hard_sigmoid": ("ADD", "RELU6", "MUL"),
+    "leaky_relu": ("LEAKY_RELU",),
+    "gelu": ("GELU",),
+    "elu": ("ELU",),
+    "selu": ("ELU", "MUL"),
+    "exponential": ("EXP",),
+    "softplus": ("EXP", "LOG", "ADD"),
+    "softsign": ("ABS", "ADD", "DIV"),
+    "mish": ("EXP", "LOG", "ADD", "TANH", "MUL"),
+    "log_softmax": ("LOG_SOFTMAX",),
+}
+
+# Keras layer / op-node class -> TFLite ops that the target must have (the distinctive ones).
+LAYER_OPS: dict[str, tuple[str, ...]] = {
+    "LeakyReLU": ("LEAKY_RELU",),
+    "ELU": ("ELU",),
+    "MultiHeadAttention": ("BATCH_MATMUL", "SOFTMAX"),
+    "Attention": ("BATCH_MATMUL", "SOFTMAX"),
+    "AdditiveAttention": ("BATCH_MATMUL", "TANH", "SOFTMAX"),
+    "GroupQueryAttention": ("BATCH_MATMUL", "SOFTMAX"),
+    "Dot": ("BATCH_MATMUL",),
+    "LayerNormalization": ("MEAN", "SQUARED_DIFFERENCE", "RSQRT"),
+    "GroupNormalization": ("MEAN", "SQUARED_DIFFERENCE", "RSQRT"),
+    "RMSNormalization": ("MEAN", "RSQRT"),
+    "UnitNormalization": ("L2_NORMALIZATION",),
+    "LSTM": ("UNIDIRECTIONAL_SEQUENCE_LSTM",),
+    "GRU": ("WHILE",),
+    "SimpleRNN": ("WHILE",),
+    "Bidirectional": ("BIDIRECTIONAL_SEQUENCE_LSTM",),
+    "Conv3D": ("CONV_3D",),
+    "Conv1DTranspose": ("TRANSPOSE_CONV",),
+    "Conv2DTranspose": ("TRANSPOSE_CONV",),
+    "Embedding": ("GATHER",),
+    "Resizing": ("RESIZE_BILINEAR",),
+    "Discretization": ("BUCKETIZE",),
+    "CategoryEncoding": ("ONE_HOT",),
+    "Softmax": ("SOFTMAX",),
+    # Keras 3 keras.ops nodes
+    "Matmul": ("BATCH_MATMUL",),
+    "Einsum": ("BATCH_MATMUL",),
+    "Erf": ("GELU",),
+    "Exp": ("EXP",),
+    "Divide": ("DIV",),
+    "Argmax": ("ARG_MAX",),
+    "Cumsum": ("CUMSUM",),
+    "TopK": ("TOPK_V2",),
+    "Cast": ("CAST",),
+    # tf_keras TFOpLambda functions (config "function")
+    "math.reduce_mean": ("MEAN",),
+    "linalg.matmul": ("BATCH_MATMUL",),
+    "math.exp": ("EXP",),
+    "math.divide": ("DIV",),
+    "math.argmax": ("ARG_MAX",),
+    "math.cumsum": ("CUMSUM",),
+    "cast": ("CAST",),
+}
+
+
+def layer_key(layer) -> str:
+    """Key into LAYER_OPS: the class name, or the tf.* function of a TFOpLambda."""
+    if layer.class_name == "TFOpLambda":
+        return str(layer.config.get("function", ""))
+    return layer.class_name
+
+
+def activations_of(layer) -> list[str]:
+    """Activations the layer applies: its `activation` config, or the layer's own function."""
+    acts = list(layer.activations())
+    if layer.class_name == "Activation":
+        return acts
+    if layer.class_name == "ReLU":
+        slope = layer.config.get("negative_slope") or 0
+        return ["leaky_relu"] if slope else []
+    return acts

@@ -1,0 +1,35 @@
+"""Model inputs as calibration specs: name, shape, dtype and the value range they imply."""
+
+from __future__ import annotations
+
+from ..calibration import InputSpec
+from .graph import Graph, is_integer
+
+
+def _implied_range(graph: Graph, input_name: str, dtype: str) -> tuple[float, float] | None:
+    """[0, 255] for integer inputs and for float inputs rescaled by ~1/255 or 1/127.5 inside
+    the graph (EfficientNet, MobileNetV3, fixtures); otherwise None (calibration's default)."""
+    if is_integer(dtype):
+        return (0.0, 255.0) if dtype in ("uint8", "int8", "int16", "uint16", "int32") else None
+    frontier, seen = [input_name], set()
+    for _ in range(3):  # look a few layers ahead: Cast → Rescaling → Normalization
+        nxt = []
+        for name in frontier:
+            for user in graph.consumers(name):
+                if user.name in seen:
+                    continue
+                seen.add(user.name)
+                scale = user.config.get("scale") if user.class_name == "Rescaling" else None
+                if isinstance(scale, (int, float)) and 0 < scale <= 1 / 100:
+                    return (0.0, 255.0)
+                nxt.append(user.name)
+        frontier = nxt
+    return None
+
+
+def input_specs(graph: Graph) -> list[InputSpec]:
+    specs = []
+    for layer in graph.input_layers():
+        dtype = layer.out_dtype or "float32"
+        specs.append(InputSpec(layer.name, tuple(layer.out_shape or ()), dtype, _implied_range(graph, layer.name, dtype)))
+    return specs

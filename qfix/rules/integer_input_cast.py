@@ -1,0 +1,81 @@
+"""QF102 integer-input-cast."""
+
+from __future__ import annotations
+
+from ..model.build import functional_config
+from ..model.graph import is_float, is_integer
+from ..types import Applicability
+from .base import ModelCase, ModelRule
+
+
+class IntegerInputCast(ModelRule):
+    """
+    What it does: finds an integer model input (a uint8 camera frame) that is cast to float
+    inside the graph (`keras.ops.cast`, `tf.cast`, or implicitly by Rescaling).
+
+    Why is this bad? After conversion that cast is a CAST op on device: the Edge TPU cannot
+    run it, so the whole model falls back to the CPU from the first op. The converter's own
+    input quantization already turns the raw uint8 frame into the model's first tensor.
+
+    Example: `x = Input((224,224,3), dtype="uint8"); x = ops.cast(x, "float32"); x = Rescaling(1/255)(x)`
+
+    Use instead: a float input and `inference_input_type=tf.uint8` in the converter: the TFLite
+    input stays the raw uint8 frame and the scale lives in the input quantization.
+
+    Fix safety: safe — the cast (and an exact Rescaling) fold into the input quantization; the
+    on-device input is still the raw uint8 frame.
+
+    Targets: edgetpu, int8, tflm, ethos-u.
+    """
+
+    code = "QF102"
+    name = "integer-input-cast"
+    fix_applicability = Applicability.SAFE
+
+    def check(self, graph, ctx):
+        for inp in graph.input_layers():
+            if not is_integer(inp.out_dtype) or inp.out_dtype in ("int32", "int64"):
+                continue  # token ids feed Embedding lookups, not casts
+            for user in graph.consumers(inp.name):
+                fn = user.op_function
+                if fn in ("cast", "Cast") or (user.class_name == "Rescaling" and is_float(user.dtype_policy)):
+                    how = "casts it to float" if fn else "casts it implicitly"
+                    yield self.violation(
+                        f"input {inp.name!r} is {inp.out_dtype} and {user.class_name} {user.name!r} {how} "
+                        "inside the graph: a CAST op on device",
+                        user.name,
+                        fix="fold the cast (and exact rescaling) into the input quantization",
+                        pointer=user.pointer,
+                    )
+
+    CASES = [
+        ModelCase(
+            "uint8-cast-rescale",
+            functional_config(
+                [("frame", (None, 8, 8, 3), "uint8")],
+                [("cast", "Cast", {"dtype": "float32"}, ["frame"]),
+                 ("rescaling", "Rescaling", {"scale": 1 / 255, "offset": 0.0}, ["cast"])],
+                ["rescaling"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "float-input",
+            functional_config(
+                [("x", (None, 8, 8, 3), "float32")],
+                [("rescaling", "Rescaling", {"scale": 1 / 255, "offset": 0.0}, ["x"])],
+                ["rescaling"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
+            "int32-ids-embedding",
+            functional_config(
+                [("ids", (None, 8), "int32")],
+                [("emb", "Embedding", {"input_dim": 10, "output_dim": 4}, ["ids"], "float32", (None, 8, 4))],
+                ["emb"],
+            ),
+            fires=False,
+        ),
+    ]

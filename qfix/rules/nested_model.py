@@ -1,0 +1,66 @@
+"""QF201 nested-model."""
+
+from __future__ import annotations
+
+from ..model.build import functional_config
+from ..types import Applicability, Severity
+from .base import ModelCase, ModelRule
+
+_INNER = functional_config(
+    [("bin", (None, 4), "float32")], [("d", "Dense", {"units": 2}, ["bin"], "float32", (None, 2))], ["d"], "backbone"
+)
+
+
+class NestedModel(ModelRule):
+    """
+    What it does: finds a Model used as a layer inside another model (the transfer-learning
+    pattern: a backbone called inside a functional head).
+
+    Why is this bad? tfmot's quantize_model refuses it ("Quantizing a tf.keras Model inside
+    another tf.keras Model is not supported"), and the converted op names no longer map one to
+    one to the layers you see, which hides where a target cuts the graph.
+
+    Example: `x = backbone(inputs); outputs = Dense(10)(x)` with `backbone = keras.Model(...)`
+
+    Use instead: build the head on `backbone.output` so there is one flat functional model.
+
+    Fix safety: safe — flattening keeps every layer and weight; outputs are identical.
+
+    Targets: all (a blocker for --mode qat, a warning for post-training quantization).
+    """
+
+    code = "QF201"
+    name = "nested-model"
+    severity = Severity.WARNING
+    fix_applicability = Applicability.SAFE
+
+    def check(self, graph, ctx):
+        for path, layer in graph.walk():
+            if layer.is_model:
+                where = " inside " + "/".join(path) if path else ""
+                yield self.violation(
+                    f"{layer.class_name} model {layer.name!r} is nested as a layer{where} "
+                    f"({len(layer.subgraph.layers)} layers)",
+                    layer.name,
+                    fix="flatten the nested model into its parent, weights preserved",
+                    severity=Severity.BLOCKER if ctx.mode == "qat" else Severity.WARNING,
+                    pointer=layer.pointer,
+                )
+
+    CASES = [
+        ModelCase(
+            "backbone-in-head",
+            functional_config(
+                [("x", (None, 4), "float32")],
+                [("backbone", "Functional", {"__sub": _INNER}, ["x"], "float32", (None, 2))],
+                ["backbone"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "flat",
+            functional_config([("x", (None, 4), "float32")], [("d", "Dense", {"units": 2}, ["x"])], ["d"]),
+            fires=False,
+        ),
+    ]

@@ -1,0 +1,80 @@
+"""QF203 unknown-layer-class."""
+
+from __future__ import annotations
+
+from ..model.build import functional_config
+from ..model.known import is_builtin
+from ..types import Applicability
+from .base import ModelCase, ModelRule
+
+
+class UnknownLayerClass(ModelRule):
+    """
+    What it does: finds layers whose class is not part of Keras: custom layers
+    (`register_keras_serializable`), `hub.KerasLayer`, classes from other packages.
+
+    Why is this bad? Loading the model means importing and running that class's code. qfix
+    never imports it unless you pass `--custom-objects MODULE`; tfmot needs a QuantizeConfig
+    for each custom layer; hub.KerasLayer does not work with Keras 3 at all.
+
+    Example: `{"class_name": "MyBlock", "registered_name": "my_pkg>MyBlock"}`
+
+    Use instead: pass `--custom-objects my_pkg.layers` to let qfix load it, or rebuild the
+    block from built-in layers. For hub.KerasLayer, load the SavedModel backbone as a Keras
+    model (keras.applications or the model's own Keras export).
+
+    Fix safety: display-only.
+
+    Targets: all.
+    """
+
+    code = "QF203"
+    name = "unknown-layer-class"
+    fix_applicability = Applicability.DISPLAY_ONLY
+
+    def check(self, graph, ctx):
+        allowed = ctx.options.get("custom_objects")
+        for _, layer in graph.walk():
+            if is_builtin(layer):
+                continue
+            ident = layer.registered_name or f"{layer.module}.{layer.class_name}"
+            if layer.class_name == "KerasLayer" or "tensorflow_hub" in layer.module:
+                msg = (f"{layer.name!r} is a hub.KerasLayer ({ident}): it loads a SavedModel at run "
+                       "time, does not work with Keras 3, and tfmot cannot quantize it")
+                fix = "replace the hub layer by the backbone as a Keras model"
+            elif allowed:
+                msg = f"{layer.name!r} is a custom class {ident!r}, loaded from --custom-objects {allowed}"
+                fix = "give the layer a tfmot QuantizeConfig if you use --mode qat"
+            else:
+                msg = (f"{layer.name!r} is a custom class {ident!r}: the model cannot be loaded without "
+                       "running its code; pass --custom-objects MODULE to allow it")
+                fix = "pass --custom-objects MODULE, or rebuild the layer from built-in layers"
+            yield self.violation(msg, layer.name, fix=fix, pointer=layer.pointer)
+
+    CASES = [
+        ModelCase(
+            "registered-custom",
+            functional_config(
+                [("x", (None, 4), "float32")],
+                [("blk", "MyBlock", {"__module": "my_pkg.layers", "__registered_name": "my_pkg>MyBlock"}, ["x"])],
+                ["blk"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "hub",
+            functional_config(
+                [("x", (None, 4), "float32")],
+                [("hub", "KerasLayer", {"__module": "tensorflow_hub.keras_layer"}, ["x"])],
+                ["hub"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "builtin-dense",
+            functional_config([("x", (None, 4), "float32")], [("d", "Dense", {"units": 2}, ["x"])], ["d"]),
+            fires=False,
+        ),
+    ]

@@ -1,0 +1,70 @@
+"""QF303 unsupported-layer."""
+
+from __future__ import annotations
+
+from ..model.build import functional_config
+from ..model.opmap import LAYER_OPS, layer_key
+from ..types import Applicability
+from .base import ModelCase, ModelRule
+
+_ACTIVATION_LAYERS = {"LeakyReLU", "ELU"}  # reported by QF302
+
+
+class UnsupportedLayer(ModelRule):
+    """
+    What it does: finds layers and keras.ops nodes that lower to TFLite ops the target does not
+    have: MultiHeadAttention and Dot (BATCH_MATMUL), LSTM/GRU, Conv3D, Embedding (GATHER),
+    keras.ops divide/exp/argmax/cumsum, casts…
+
+    Why is this bad? On a single-cut target (Edge TPU) the first such op and everything after
+    it run on the CPU; elsewhere each one is a CPU island with a round trip.
+
+    Example: `MultiHeadAttention(num_heads=2, key_dim=8)(x, x)` for the Edge TPU.
+
+    Use instead: move the layer to the end of the model (it then runs on the CPU after the
+    accelerated part), or choose a target that runs it.
+
+    Fix safety: display-only (qfix cannot replace these layers without changing the model).
+
+    Targets: edgetpu, and any profile lacking the op.
+    """
+
+    code = "QF303"
+    name = "unsupported-layer"
+    fix_applicability = Applicability.DISPLAY_ONLY
+
+    def check(self, graph, ctx):
+        for _, layer in graph.walk():
+            key = layer_key(layer)
+            if key in _ACTIVATION_LAYERS or key not in LAYER_OPS:
+                continue
+            missing = [op for op in LAYER_OPS[key] if not ctx.target.supports(op)]
+            if not missing:
+                continue
+            spec = ctx.target.op(missing[0])
+            hint = getattr(spec, "fix_hint", None) if spec else None
+            yield self.violation(
+                f"{layer.class_name} {layer.name!r} becomes {', '.join(missing)}, which "
+                f"{ctx.target.name} does not run: the graph is cut there and what follows runs on the CPU",
+                layer.name,
+                fix=hint or "move the layer to the end of the model or choose another target",
+                pointer=layer.pointer,
+            )
+
+    CASES = [
+        ModelCase(
+            "mha",
+            functional_config(
+                [("x", (1, 4, 8), "float32")],
+                [("mha", "MultiHeadAttention", {"num_heads": 2, "key_dim": 4}, ["x", "x"])],
+                ["mha"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "conv",
+            functional_config([("x", (1, 8, 8, 3), "float32")], [("c", "Conv2D", {"filters": 2, "kernel_size": 3}, ["x"])], ["c"]),
+            fires=False,
+        ),
+    ]

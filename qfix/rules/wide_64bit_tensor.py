@@ -1,0 +1,72 @@
+"""QF103 wide-64bit-tensor."""
+
+from __future__ import annotations
+
+from ..model.build import functional_config
+from ..types import Applicability
+from .base import ModelCase, ModelRule
+
+WIDE = {"int64", "uint64", "float64"}
+
+
+class Wide64BitTensor(ModelRule):
+    """
+    What it does: finds 64-bit tensors: int64/float64 model inputs, layers computing in
+    float64, and casts to a 64-bit type.
+
+    Why is this bad? No integer accelerator runs 64-bit tensors (Vela: "64-bit feature-maps are
+    not supported"; TFLM's ARG_MAX needs int32 output; the Edge TPU takes 8-bit only). They stay
+    on the CPU, or make the converter fail on ops without 64-bit kernels.
+
+    Example: `ids = Input((16,), dtype="int64")`
+
+    Use instead: int32 ids and float32 compute; token ids fit in int32.
+
+    Fix safety: safe when the values fit in 32 bits (ids, counts); the report says when a
+    float64 layer changes numbers.
+
+    Targets: all.
+    """
+
+    code = "QF103"
+    name = "wide-64bit-tensor"
+    fix_applicability = Applicability.SAFE
+
+    def check(self, graph, ctx):
+        for _, layer in graph.walk():
+            kind = None
+            if layer.is_input and layer.out_dtype in WIDE:
+                kind = f"input {layer.name!r} is {layer.out_dtype}"
+            elif layer.op_function in ("cast", "Cast") and layer.out_dtype in WIDE:
+                kind = f"{layer.class_name} {layer.name!r} casts to {layer.out_dtype}"
+            elif not layer.is_input and layer.dtype_policy in WIDE:
+                kind = f"{layer.class_name} {layer.name!r} computes in {layer.dtype_policy}"
+            if kind:
+                yield self.violation(
+                    f"{kind}: 64-bit tensors do not run on integer targets",
+                    layer.name,
+                    fix="use the 32-bit type (int32 / float32)",
+                    pointer=layer.pointer,
+                )
+
+    CASES = [
+        ModelCase(
+            "int64-ids",
+            functional_config(
+                [("ids", (1, 8), "int64")],
+                [("emb", "Embedding", {"input_dim": 10, "output_dim": 4}, ["ids"], "float32", (1, 8, 4))],
+                ["emb"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "int32-ids",
+            functional_config(
+                [("ids", (1, 8), "int32")],
+                [("emb", "Embedding", {"input_dim": 10, "output_dim": 4}, ["ids"], "float32", (1, 8, 4))],
+                ["emb"],
+            ),
+            fires=False,
+        ),
+    ]
