@@ -1,0 +1,245 @@
+"""Target recipes and the Keras -> TFLite conversion (the only place, with verify.py and
+keras_load.py, where TensorFlow is imported, and only inside functions).
+
+Conversion path (both dialects, TF 2.21): export a SavedModel whose one signature,
+`serving_default`, is the model called with training=False on batch-1 `tf.TensorSpec`s named
+after the InputLayers, returning a dict keyed by output name; then
+`TFLiteConverter.from_saved_model(dir, signature_keys=["serving_default"])`. That keeps input
+names in the .tflite signature, lets the representative dataset yield dicts keyed by those
+names (TFLite orders inputs by name, not Keras order: errors.md C3) and keeps integer inputs
+integer. Keras 3 exports through `keras.export.ExportArchive` (it tracks Keras variables; a bare
+tf.Module + tf.saved_model.save or from_concrete_functions leaves READ_VARIABLE ops that fail
+calibration); tf_keras models are trackable, so `tf.saved_model.save(model, signatures=...)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .calibration import Calibration
+from .errors import error
+from .keras_load import Dialect, input_names, output_names, sniff_dialect
+
+SIGNATURE = "serving_default"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    target: str
+    full_integer: bool  # full-integer post-training quantization with calibration data
+    io_dtype: str  # "uint8" / "int8" / "float32": the TFLite I/O type of float model inputs
+    batch: int | None  # fixed batch size of the signature (None keeps the model's)
+    description: str
+
+
+RECIPES = {
+    "edgetpu": Recipe(
+        "edgetpu", True, "uint8", 1,
+        "full-integer PTQ, TFLITE_BUILTINS_INT8, uint8 I/O, batch 1 (Coral Edge TPU)",
+    ),
+    "int8": Recipe(
+        "int8", True, "int8", 1,
+        "full-integer PTQ, TFLITE_BUILTINS_INT8, int8 I/O, batch 1 (XNNPACK int8 CPU)",
+    ),
+    "float32": Recipe("float32", False, "float32", 1, "no quantization (float baseline)"),
+}
+
+
+def recipe_for(target_id: str) -> Recipe:
+    try:
+        return RECIPES[target_id]
+    except KeyError:
+        raise error(
+            "QF910", f"no conversion recipe for target {target_id!r} (known: {', '.join(RECIPES)})"
+        ) from None
+
+
+@dataclass
+class ConvertResult:
+    tflite: bytes
+    seconds: float
+    input_names: list[str]  # signature input names of the .tflite (sorted by TFLite)
+    log: str  # converter stderr/warnings, for --verbose and bug reports
+
+
+def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> ConvertResult:
+    """Convert an already loaded Keras model (either dialect) with the target's recipe."""
+    names = input_names(model)
+    if recipe.full_integer:
+        _check_calibration(calibration, names)
+    tf = _tf()
+    start = time.perf_counter()
+    with _captured_output() as log, tempfile.TemporaryDirectory(prefix="qfix-sm-") as tmp:
+        try:
+            _export_saved_model(model, names, recipe.batch, tmp)
+            converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
+            _apply_recipe(converter, recipe, calibration)
+            tflite = converter.convert()
+        except Exception as e:  # export or converter failure: one line, no traceback
+            raise error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(e)}")
+    seconds = time.perf_counter() - start
+    return ConvertResult(tflite, seconds, _signature_inputs(tflite), log.text)
+
+
+def bare_convert(
+    path: str | Path, recipe: Recipe, calibration: Calibration | None, dialect: Dialect | None = None
+) -> ConvertResult:
+    """The benchmark baseline: what a user writes by hand with the same recipe and samples.
+
+    load_model + `TFLiteConverter.from_keras_model` + the recipe, nothing else (no batch fix, no
+    name-keyed export). Single-input models get the usual positional `[x]` samples; multi-input
+    ones the name-keyed dict, the only form that converts.
+    """
+    dialect = dialect or sniff_dialect(path)
+    tf = _tf()
+    start = time.perf_counter()
+    with _captured_output() as log:
+        try:
+            if dialect == "keras3":
+                import keras
+
+                model = keras.saving.load_model(path)
+            else:
+                import tf_keras
+
+                model = tf_keras.models.load_model(path)
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            _apply_recipe(converter, recipe, calibration, positional=len(model.inputs) == 1)
+            tflite = converter.convert()
+        except Exception as e:
+            raise error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(e)}")
+    seconds = time.perf_counter() - start
+    return ConvertResult(tflite, seconds, _signature_inputs(tflite), log.text)
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # only effective before the first import
+    import tensorflow as tf
+
+    return tf
+
+
+def dialect_of(model: Any) -> Dialect:
+    modules = (c.__module__ for c in type(model).__mro__)
+    return "tf_keras" if any(m.split(".")[0] == "tf_keras" for m in modules) else "keras3"
+
+
+def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir: str) -> None:
+    tf = _tf()
+    specs = [
+        tf.TensorSpec((batch, *tuple(t.shape)[1:]), tf.as_dtype(t.dtype), name=name)
+        for name, t in zip(names, model.inputs)
+    ]
+    outs = output_names(model)
+
+    def serve(inputs):
+        y = model(inputs, training=False)
+        y = y if isinstance(y, (list, tuple)) else [y]
+        return dict(zip(outs, y))
+
+    signature = [specs if len(specs) > 1 else specs[0]]
+    if dialect_of(model) == "keras3":
+        import keras
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(SIGNATURE, serve, signature)
+        archive.write_out(out_dir, verbose=False)
+    else:
+        fn = tf.function(serve, input_signature=signature)
+        tf.saved_model.save(model, out_dir, signatures={SIGNATURE: fn.get_concrete_function()})
+
+
+def _apply_recipe(
+    converter: Any, recipe: Recipe, calibration: Calibration | None, positional: bool = False
+) -> None:
+    if not recipe.full_integer:
+        return
+    tf = _tf()
+    samples = list(calibration.samples)
+
+    def representative_dataset():
+        for s in samples:
+            yield list(s.values()) if positional else dict(s)
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    # Applies to float model inputs/outputs only; integer inputs (uint8 frames, int64 ids)
+    # keep their own dtype in the signature.
+    converter.inference_input_type = tf.as_dtype(recipe.io_dtype)
+    converter.inference_output_type = tf.as_dtype(recipe.io_dtype)
+
+
+def _check_calibration(calibration: Calibration | None, names: list[str]) -> None:
+    if calibration is None or not calibration.samples:
+        raise error("QF908", "full-integer quantization needs calibration samples; got none")
+    have = calibration.input_names
+    if sorted(have) != sorted(names):
+        raise error(
+            "QF908",
+            f"calibration inputs ({', '.join(have)}) are not the model inputs ({', '.join(names)})",
+        )
+
+
+def _signature_inputs(tflite: bytes) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner_sigs = Interpreter(model_content=tflite).get_signature_list()
+    sig = runner_sigs.get(SIGNATURE) or next(iter(runner_sigs.values()), {"inputs": []})
+    return list(sig["inputs"])
+
+
+# --- noise and errors ----------------------------------------------------------------------
+
+
+class _Log:
+    text = ""
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[_Log]:
+    """Send fd 1/2 (the converter's C++ logging) and Python warnings to a buffer."""
+    log = _Log()
+    with tempfile.TemporaryFile(mode="w+b") as buf, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(buf.fileno(), 1)
+            os.dup2(buf.fileno(), 2)
+            yield log
+        finally:
+            for stream in (os.sys.stdout, os.sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            buf.seek(0)
+            text = buf.read().decode("utf-8", "replace")
+            text += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+            log.text = text
+
+
+def _meaningful_line(e: BaseException) -> str:
+    """The first line of a converter error that says something (MLIR `error:` lines first)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "error:" in ln:
+            return ln[ln.index("error:") :][:300]
+    for ln in lines:
+        if not ln.startswith(("Traceback", "File ", "<unknown>", "Exception encountered")):
+            return ln[:300]
+    return type(e).__name__

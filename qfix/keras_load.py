@@ -1,0 +1,107 @@
+"""Load a `.keras` file with the dialect that wrote it, running no code from the file.
+
+`safe_mode=True` makes both Keras 3 and tf_keras refuse to deserialise Lambda bytecode; only
+`trust_lambdas=True` (the CLI's --trust-lambdas) lifts it. Custom classes load only when the
+user names the module that registers them (--custom-objects MODULE), which is imported here
+and nowhere else. TensorFlow/Keras are imported inside the functions, never at module load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from .calibration import InputSpec
+from .errors import error
+
+Dialect = Literal["keras3", "tf_keras"]
+
+
+def load_model(
+    path: str | Path,
+    dialect: Dialect,
+    custom_objects_module: str | None = None,
+    trust_lambdas: bool = False,
+) -> Any:
+    """Return the loaded (uncompiled) model; bad input raises QfixError, never a traceback."""
+    p = Path(path)
+    if not p.is_file():
+        raise error("QF907", f"model not found: {p}")
+    if dialect not in ("keras3", "tf_keras"):
+        raise error("QF914", f"unknown Keras dialect {dialect!r} (keras3 or tf_keras)")
+    if custom_objects_module:
+        import_custom_objects(custom_objects_module)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if dialect == "keras3":
+        import keras
+
+        loader = keras.saving.load_model
+    else:
+        import tf_keras
+
+        loader = tf_keras.models.load_model
+    try:
+        return loader(str(p), compile=False, safe_mode=not trust_lambdas)
+    except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
+        raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_first_line(e)}")
+
+
+def import_custom_objects(module: str) -> None:
+    """Import the user's module so its `register_keras_serializable` classes are registered."""
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # any failure inside the user's module, not only ImportError
+        raise error(
+            "QF911", f"--custom-objects {module}: import failed: {type(e).__name__}: {_first_line(e)}"
+        )
+
+
+def input_names(model: Any) -> list[str]:
+    """Model input names as the config spells them: the InputLayer names.
+
+    Keras 3 names an unnamed `Input`'s tensor "keras_tensor_N" but its InputLayer
+    "input_layer_N"; the config (and so the user's .npz keys) knows only the latter.
+    """
+    names = []
+    for t in model.inputs:
+        hist = getattr(t, "_keras_history", None)
+        owner = getattr(hist, "operation", None) or getattr(hist, "layer", None)
+        names.append(owner.name if owner is not None else t.name.split(":")[0])
+    return names
+
+
+def input_specs(model: Any) -> list[InputSpec]:
+    """InputSpecs read off a loaded model (the model side builds them from the graph instead;
+    this is for callers that hold only a live model: tests, benches)."""
+    specs = []
+    for name, t in zip(input_names(model), model.inputs):
+        dtype = t.dtype if isinstance(t.dtype, str) else t.dtype.name
+        specs.append(InputSpec(name, tuple(t.shape), dtype))
+    return specs
+
+
+def output_names(model: Any) -> list[str]:
+    return list(model.output_names)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def sniff_dialect(path: str | Path) -> Dialect:
+    """Which Keras wrote a `.keras` archive, from its metadata.json (no TF import)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("metadata.json")
+            if info.file_size > 1 << 20:
+                raise ValueError("metadata.json is implausibly large")
+            version = str(json.loads(z.read(info)).get("keras_version", ""))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise error("QF901", f"{Path(path).name}: not a readable .keras archive ({_first_line(e)})")
+    return "keras3" if version.startswith("3.") else "tf_keras"
