@@ -1,0 +1,401 @@
+"""Check a `.tflite` model op by op against a target profile and predict its placement.
+
+The profile says what each op needs (data); this module holds the predicates those rules name
+and the placement model (`prefix` = single cut, `islands`, `all_or_nothing`). Every tensor's
+dtype is scanned, not just op names: TFLITE_BUILTINS_INT8 still lets the converter leave
+float islands (DEQUANTIZE -> float op -> QUANTIZE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..tflite_model import FLOAT_DTYPES, Op, Tensor, TfliteModel, op_layer
+from . import OpSpec, Profile, Rule
+
+# ---- predicates: (model, op, **args) -> None when the constraint holds, else what breaks it.
+
+Predicate = Callable[..., "str | None"]
+
+
+def _tensor(model: TfliteModel, op: Op, ref: str) -> Tensor | None:
+    """'input0' / 'output1' -> that tensor of the op (None if absent or optional)."""
+    kind, idx = (op.inputs, int(ref[5:])) if ref.startswith("input") else (op.outputs, int(ref[6:]))
+    if idx >= len(kind) or kind[idx] < 0:
+        return None
+    return model.tensors[kind[idx]]
+
+
+def _const(model: TfliteModel, op: Op, input_idx: int) -> np.ndarray | None:
+    if input_idx >= len(op.inputs) or op.inputs[input_idx] < 0:
+        return None
+    return model.tensors[op.inputs[input_idx]].const_value()
+
+
+def _effective_rank(shape: tuple[int, ...]) -> int:
+    dims = list(shape)
+    while len(dims) > 1 and dims[0] == 1:
+        dims.pop(0)
+    return len(dims)
+
+
+def attr_eq(model: TfliteModel, op: Op, a: str, b: str) -> str | None:
+    va, vb = op.options.get(a), op.options.get(b)
+    return None if va == vb else f"{a}={va}, {b}={vb}"
+
+
+def attr_in(model: TfliteModel, op: Op, name: str, values: list[Any]) -> str | None:
+    v = op.options.get(name)
+    return None if v is None or v in values else f"{name}={v}"
+
+
+def attr_not_in(model: TfliteModel, op: Op, name: str, values: list[Any]) -> str | None:
+    v = op.options.get(name)
+    return f"{name}={v}" if v in values else None
+
+
+def fused_activation_in(model: TfliteModel, op: Op, values: list[str]) -> str | None:
+    v = op.options.get("fused_activation_function", "NONE")
+    return None if v in values else f"fused activation {v}"
+
+
+def effective_rank_le(model: TfliteModel, op: Op, tensor: str, n: int) -> str | None:
+    t = _tensor(model, op, tensor)
+    if t is None:
+        return None
+    return None if _effective_rank(t.shape) <= n else f"{tensor} shape {list(t.shape)}"
+
+
+def num_elements_le(model: TfliteModel, op: Op, tensor: str, n: int) -> str | None:
+    t = _tensor(model, op, tensor)
+    if t is None:
+        return None
+    size = int(np.prod(t.shape)) if t.shape else 1
+    return None if size <= n else f"{tensor} has {size} elements"
+
+
+def size_warn(model: TfliteModel, op: Op, tensor: str, elements: int) -> str | None:
+    return num_elements_le(model, op, tensor, elements)
+
+
+def _axes(model: TfliteModel, op: Op, axes_input: int, data_input: int) -> tuple[list[int], int] | None:
+    axes = _const(model, op, axes_input)
+    data = _tensor(model, op, f"input{data_input}")
+    if axes is None or data is None:
+        return None
+    rank = len(data.shape)
+    return sorted({int(a) % rank for a in np.ravel(axes)}) if rank else [], rank
+
+
+def axes_exclude(model: TfliteModel, op: Op, dims: list[int], axes_input: int = 1, data_input: int = 0) -> str | None:
+    found = _axes(model, op, axes_input, data_input)
+    if found is None:
+        return "axes are not a compile-time constant"
+    axes, rank = found
+    bad = [a for a in axes if a in {d % rank for d in dims}] if rank else []
+    return f"reduces axes {axes}" if bad else None
+
+
+def dim_multiple_of_if_reduced(model: TfliteModel, op: Op, axis: int, k: int) -> str | None:
+    found = _axes(model, op, 1, 0)
+    data = _tensor(model, op, "input0")
+    if found is None or data is None or not data.shape:
+        return None
+    axes, rank = found
+    ax = axis % rank
+    return f"reduces axis {ax} of size {data.shape[ax]}" if ax in axes and data.shape[ax] % k else None
+
+
+def const_input_all_eq(model: TfliteModel, op: Op, input: int, value: int) -> str | None:
+    data = _const(model, op, input)
+    if data is None:
+        return f"input {input} is not a compile-time constant"
+    return None if np.all(data == value) else f"input {input} = {np.ravel(data).tolist()}"
+
+
+def const_inputs_zero_pad(model: TfliteModel, op: Op) -> str | None:
+    consts = [model.tensors[i] for i in op.inputs if i >= 0 and model.tensors[i].is_const]
+    if not consts:
+        return None
+    if len(op.inputs) != 2:
+        return f"{len(consts)} constant input(s) among {len(op.inputs)} inputs"
+    # A quantized all-zero tensor stores its zero point, not 0.
+    t = consts[0]
+    data = t.const_value()
+    zero = t.zero_point[0] if t.zero_point else 0
+    return None if data is not None and np.all(data == zero) else f"constant input '{t.name}' is not all zeros"
+
+
+def pad_excludes_dims(model: TfliteModel, op: Op, dims: list[int]) -> str | None:
+    pads = _const(model, op, 1)
+    if pads is None:
+        return "paddings are not a compile-time constant"
+    pads = np.asarray(pads).reshape(-1, 2)
+    bad = [d for d in dims if d < len(pads) and np.any(pads[d] != 0)]
+    return f"pads dimension(s) {bad}" if bad else None
+
+
+def const_innermost_only(model: TfliteModel, op: Op, input: int) -> str | None:
+    t = _tensor(model, op, f"input{input}")
+    if t is None:
+        return None
+    outer = [d for d in t.shape[:-1] if d > 1]
+    return f"input {input} shape {list(t.shape)}" if outer else None
+
+
+PREDICATES: dict[str, Predicate] = {
+    f.__name__: f
+    for f in (attr_eq, attr_in, attr_not_in, fused_activation_in, effective_rank_le, num_elements_le,
+              size_warn, axes_exclude, dim_multiple_of_if_reduced, const_input_all_eq,
+              const_inputs_zero_pad, pad_excludes_dims, const_innermost_only)
+}
+
+
+# ---- results --------------------------------------------------------------------------------
+
+
+@dataclass
+class OpPlacement:
+    index: int
+    op: str
+    version: int
+    layer: str | None
+    on_target: bool
+    status: str  # in the target's own words (compiler status strings for Edge TPU)
+    reason: str  # plain words: why
+    boundary: bool = False  # I/O QUANTIZE/DEQUANTIZE: never cuts, never blocks
+    fix_hint: str | None = None
+    source: str | None = None
+    confidence: str | None = None
+
+
+@dataclass
+class Placement:
+    target: str
+    ops_total: int
+    ops_on_target: int
+    fully_on_target: bool
+    first_unsupported: dict[str, Any] | None
+    float_tensors: list[str]
+    float_islands: list[dict[str, Any]]  # each float tensor with the op that produced it
+    ops: list[OpPlacement]
+    dynamic_tensors: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Verdict:
+    ok: bool
+    status: str  # status key
+    reason: str
+    source: str | None = None
+    confidence: str | None = None
+    fix_hint: str | None = None
+
+
+# ---- the check ------------------------------------------------------------------------------
+
+
+def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = ()) -> Placement:
+    names = set(layer_names)
+    boundary = {op.index for op in model.ops if _is_boundary(model, op)}
+    warnings: list[str] = []
+
+    verdicts = [_judge(model, op, profile, warnings, names) for op in model.ops]
+    placements = [
+        OpPlacement(op.index, op.name, op.version, op_layer(model, op, names), v.ok,
+                    profile.status(v.status), v.reason, op.index in boundary, v.fix_hint,
+                    v.source, v.confidence)
+        for op, v in zip(model.ops, verdicts)
+    ]
+    for p in placements:
+        if p.boundary:
+            _boundary_status(model, model.ops[p.index], p, profile)
+
+    first = next((p for p in placements if not p.on_target and not p.boundary), None)
+    if first is not None and profile.placement == "prefix":
+        # Single cut: every later op that would map runs on the CPU instead.
+        for p in placements[first.index + 1:]:
+            if p.on_target and not p.boundary:
+                p.on_target = False
+                p.status = profile.status("after_cut")
+                p.reason = f"after the cut at op {first.index} ({first.op}): the compiler maps one segment only"
+    elif first is not None and profile.placement == "all_or_nothing":
+        for p in placements:
+            if p.on_target:
+                p.on_target = False
+                p.reason = f"the model fails on op {first.index} ({first.op}), so nothing runs"
+
+    floats, islands = _float_tensors(model, boundary, names)
+    if any(p.boundary and _touches_float(model, model.ops[p.index]) for p in placements):
+        warnings.append("float model input/output: the boundary QUANTIZE/DEQUANTIZE runs on the CPU in float")
+    dynamic = [t.name for t in _activations(model) if t.is_dynamic]
+    if dynamic and not profile.static_shapes:
+        warnings.append(f"{len(dynamic)} tensor(s) have dynamic dimensions; resize inputs before use")
+    _model_warnings(model, profile, warnings)
+
+    return Placement(
+        target=profile.id,
+        ops_total=len(placements),
+        ops_on_target=sum(p.on_target for p in placements),
+        fully_on_target=first is None and not floats,
+        first_unsupported=None if first is None else {
+            "op": first.op, "layer": first.layer, "reason": first.reason,
+            "index": first.index, "status": first.status,
+        },
+        float_tensors=floats,
+        float_islands=islands,
+        ops=placements,
+        dynamic_tensors=dynamic,
+        warnings=warnings,
+    )
+
+
+def _op_tensors(model: TfliteModel, op: Op) -> list[Tensor]:
+    return [model.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
+
+
+def _op_activations(model: TfliteModel, op: Op) -> list[Tensor]:
+    return [t for t in _op_tensors(model, op) if not t.is_const]
+
+
+def _activations(model: TfliteModel) -> list[Tensor]:
+    seen = {i for op in model.ops for i in (*op.inputs, *op.outputs) if i >= 0}
+    return [model.tensors[i] for i in sorted(seen) if not model.tensors[i].is_const]
+
+
+def _touches_float(model: TfliteModel, op: Op) -> bool:
+    return any(t.dtype in FLOAT_DTYPES for t in _op_activations(model, op))
+
+
+def _is_boundary(model: TfliteModel, op: Op) -> bool:
+    """QUANTIZE/DEQUANTIZE that reads a graph input or writes a graph output."""
+    if op.name not in ("QUANTIZE", "DEQUANTIZE"):
+        return False
+    return any(i in model.inputs for i in op.inputs) or any(o in model.outputs for o in op.outputs)
+
+
+def _boundary_status(model: TfliteModel, op: Op, p: OpPlacement, profile: Profile) -> None:
+    if _touches_float(model, op):
+        p.on_target = False
+        p.status = profile.status("bad_dtype")
+        p.reason = "float<->int8 conversion at the model boundary (float I/O); runs on the CPU, does not cut"
+    elif profile.placement == "prefix" and any(o in model.outputs for o in op.outputs):
+        # Compiler logs show the trailing requantize left on the CPU (google-coral/edgetpu #342).
+        p.on_target = False
+        p.status = profile.status("boundary_cpu")
+        p.reason = "output type conversion at the model boundary; left on the CPU, does not cut"
+
+
+def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], names: set[str]) -> _Verdict:
+    spec = profile.op(op.name)
+    where = f"op {op.index} {op.name}"
+
+    allowed = set(profile.activation_dtypes) | set(profile.aux_dtypes)
+    for t in _op_activations(model, op):
+        if t.dtype not in allowed:
+            reason = f"{t.dtype} tensor '{t.name}' (target computes in {'/'.join(profile.activation_dtypes)})"
+            if op.name == "DEQUANTIZE":
+                users = sorted({c.name for o in op.outputs for c in model.consumers(o)})
+                reason = (f"float island starts here: dequantizes to {t.dtype} for {', '.join(users) or 'nothing'}, "
+                          "which has no int8 kernel in this conversion")
+            return _Verdict(False, "bad_dtype", reason, *_facts(profile, "activation_dtypes"),
+                            fix_hint=spec.fix_hint if spec else None)
+
+    if not profile.supports(op.name):
+        what = f"custom op '{op.custom_code}'" if op.name == "CUSTOM" else op.name
+        return _Verdict(False, "unsupported_op", f"{what} is not in the {profile.name} op table",
+                        spec.source if spec else None, spec.confidence if spec else None,
+                        spec.fix_hint if spec else None)
+
+    if spec is not None and spec.max_version is not None and op.version > spec.max_version:
+        return _Verdict(False, "bad_version", f"{op.name} v{op.version} is newer than v{spec.max_version}, "
+                        f"the newest {profile.toolchain.get('name', profile.id)} knows",
+                        spec.version_source or spec.source, spec.version_confidence or "R",
+                        "convert with an older op set (e.g. experimental_new_converter=False) or change the layer")
+
+    if profile.static_shapes:
+        dyn = [t for t in _op_activations(model, op) if t.is_dynamic]
+        if dyn:
+            return _Verdict(False, "dynamic", f"tensor '{dyn[0].name}' has dynamic shape "
+                            f"{list(dyn[0].shape_signature)}; sizes must be fixed at compile time",
+                            *_facts(profile, "static_shapes"),
+                            fix_hint=f"fix the batch size to {profile.batch or 1} (and every other dimension)")
+
+    n = profile.max_innermost_dims
+    if n is not None:
+        for t in _op_activations(model, op):
+            if any(d > 1 for d in t.shape[:-n]):
+                return _Verdict(False, "bad_rank", f"tensor '{t.name}' shape {list(t.shape)} has a dimension "
+                                f"> 1 outside the {n} innermost", *_facts(profile, "max_innermost_dims"),
+                                fix_hint="reshape to at most 3 non-trivial dims (batch 1, no 5-D tensors)")
+
+    for rule in spec.constraints if spec else ():
+        broken = PREDICATES[rule.predicate](model, op, **rule.args)
+        if broken is None:
+            continue
+        if rule.severity == "warn":
+            warnings.append(f"{where}: {rule.text} ({broken})")
+            continue
+        return _Verdict(False, rule.status, f"{rule.text} ({broken})", rule.source, rule.confidence,
+                        rule.fix_hint or spec.fix_hint)
+
+    if (spec is None and profile.unlisted_ops == "reference") or (spec is not None and spec.kernel == "reference"):
+        layer = op_layer(model, op, names)
+        warnings.append(f"{where}{f' (layer {layer})' if layer else ''}: {profile.status('reference')}")
+        return _Verdict(True, "reference", "supported in int8 on a reference (slower) kernel",
+                        spec.source if spec else None, spec.confidence if spec else None,
+                        spec.fix_hint if spec else None)
+    return _Verdict(True, "mapped", "supported", spec.source if spec else None, spec.confidence if spec else None)
+
+
+def _facts(profile: Profile, key: str) -> tuple[str | None, str | None]:
+    fact = profile.facts.get(key, {})
+    return fact.get("source"), fact.get("confidence")
+
+
+def _float_tensors(model: TfliteModel, boundary: set[int], names: set[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    producers = {o: op for op in model.ops for o in op.outputs}
+    consumers: dict[int, list[Op]] = {}
+    for op in model.ops:
+        for i in op.inputs:
+            consumers.setdefault(i, []).append(op)
+    floats, islands = [], []
+    for t in _activations(model):
+        if t.dtype not in FLOAT_DTYPES:
+            continue
+        prod = producers.get(t.index)
+        cons = consumers.get(t.index, [])
+        # Float I/O handled by a boundary QUANTIZE/DEQUANTIZE is the interface, not an island.
+        if t.index in model.inputs and cons and all(c.index in boundary for c in cons):
+            continue
+        if t.index in model.outputs and prod is not None and prod.index in boundary:
+            continue
+        floats.append(t.name)
+        islands.append({
+            "tensor": t.name, "dtype": t.dtype,
+            "producer": prod.name if prod else None,
+            "producer_index": prod.index if prod else None,
+            "layer": op_layer(model, prod, names) if prod else None,
+        })
+    return floats, islands
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split(".") if x.isdigit())
+
+
+def _model_warnings(model: TfliteModel, profile: Profile, warnings: list[str]) -> None:
+    if profile.max_subgraphs is not None and model.subgraph_count > profile.max_subgraphs:
+        warnings.append(f"model has {model.subgraph_count} subgraphs; {profile.name} maps only "
+                        f"{profile.max_subgraphs} (control flow runs on the CPU)")
+    ceiling, mrv = profile.max_tflite_runtime, model.min_runtime_version
+    if ceiling and mrv and _version_tuple(mrv) > _version_tuple(ceiling):
+        warnings.append(f"model min_runtime_version {mrv} is newer than {ceiling}, about what "
+                        f"{profile.toolchain.get('name', profile.id)} parses; an op version may be rejected")
