@@ -1,0 +1,199 @@
+"""Numerical verification: the float Keras model against its quantized .tflite, and a rewritten
+float model against the original.
+
+The .tflite runs in `ai_edge_litert.interpreter.Interpreter` through its signature runner, fed
+by input NAME. Float samples are quantized with each TFLite input's own scale / zero point
+(errors.md D5); integer Keras inputs (uint8 frames, int64 ids) are fed raw, since the converter
+leaves them unquantized. Integer outputs are dequantized before comparison.
+TensorFlow is imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .calibration import Calibration
+from .keras_load import input_names, output_names
+
+SIGNATURE = "serving_default"
+
+
+@dataclass
+class OutputFidelity:
+    name: str
+    sqnr_db: float
+    max_abs_error: float
+    top1_agreement: float | None  # only for classifier-like outputs (rank 2, last dim > 1)
+
+
+@dataclass
+class Fidelity:
+    samples: int
+    synthetic: bool
+    sqnr_db: float  # over all outputs; inf when the outputs are identical
+    max_abs_error: float
+    top1_agreement: float | None  # mean over classifier-like outputs, None if there are none
+    per_output: list[OutputFidelity] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe: non-finite floats become the strings "inf" / "-inf" / "nan"."""
+        d = asdict(self)
+        d.pop("per_output")
+        d["per_output"] = [_json_floats(asdict(o)) for o in self.per_output]
+        return _json_floats(d)
+
+
+def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
+    """Run the float model and the quantized model on the same samples and compare outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite)
+    sigs = interpreter.get_signature_list()
+    key = SIGNATURE if SIGNATURE in sigs else next(iter(sigs))
+    runner = interpreter.get_signature_runner(key)
+    in_details = runner.get_input_details()
+    out_details = runner.get_output_details()
+    k_in = input_names(model)
+    k_out = output_names(model)
+    tfl_out = _match_outputs(k_out, list(out_details))
+    int_inputs = {n for n, t in zip(k_in, model.inputs) if _is_integer(t.dtype)}
+
+    ref = _keras_outputs(model, calibration)  # name -> (N, ...) float64
+    got: dict[str, list[np.ndarray]] = {n: [] for n in k_out}
+    for sample in calibration.samples:
+        feed = {
+            tfl_name: _to_tflite(_lookup(sample, tfl_name, k_in), in_details[tfl_name],
+                                 raw=_lookup_name(tfl_name, k_in) in int_inputs)
+            for tfl_name in in_details
+        }
+        result = runner(**feed)
+        for k_name, tfl_name in zip(k_out, tfl_out):
+            got[k_name].append(_from_tflite(result[tfl_name], out_details[tfl_name]))
+
+    per_output = []
+    signal = noise = 0.0
+    for name in k_out:
+        r = ref[name]
+        q = np.concatenate(got[name]).reshape(r.shape)
+        s, e = float(np.sum(r * r)), float(np.sum((r - q) ** 2))
+        signal, noise = signal + s, noise + e
+        top1 = None
+        if r.ndim == 2 and r.shape[-1] > 1:
+            top1 = float(np.mean(np.argmax(r, -1) == np.argmax(q, -1)))
+        per_output.append(OutputFidelity(name, _sqnr(s, e), float(np.max(np.abs(r - q))), top1))
+    tops = [o.top1_agreement for o in per_output if o.top1_agreement is not None]
+    return Fidelity(
+        samples=len(calibration.samples),
+        synthetic=calibration.synthetic,
+        sqnr_db=_sqnr(signal, noise),
+        max_abs_error=max(o.max_abs_error for o in per_output),
+        top1_agreement=float(np.mean(tops)) if tops else None,
+        per_output=per_output,
+    )
+
+
+def float_equivalence(model_a: Any, model_b: Any, calibration: Calibration) -> float:
+    """Max abs difference of the float outputs of two models on the same samples (inf when the
+    outputs do not even line up). Used to prove a rewrite computes what the original did."""
+    a = _keras_outputs(model_a, calibration)
+    b = _keras_outputs(model_b, calibration)
+    if len(a) != len(b):
+        return math.inf
+    worst = 0.0
+    for ra, rb in zip(a.values(), b.values()):  # outputs in each model's own order
+        if ra.shape != rb.shape:
+            return math.inf
+        worst = max(worst, float(np.max(np.abs(ra - rb))) if ra.size else 0.0)
+    return worst
+
+
+# --- float side ----------------------------------------------------------------------------
+
+
+def _keras_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray]:
+    """All samples in one batched call (samples share shapes), outputs keyed by name."""
+    import tensorflow as tf
+
+    names = input_names(model)
+    batch = []
+    for i, (name, t) in enumerate(zip(names, model.inputs)):
+        arrs = [_lookup(s, name, names, position=i) for s in calibration.samples]
+        batch.append(tf.constant(np.concatenate(arrs).astype(_np_dtype(t.dtype))))
+    y = model(batch if len(batch) > 1 else batch[0], training=False)
+    y = y if isinstance(y, (list, tuple)) else [y]
+    return {n: np.asarray(v, dtype=np.float64) for n, v in zip(output_names(model), y)}
+
+
+def _lookup(sample: dict[str, np.ndarray], name: str, names: list[str], position: int | None = None):
+    """A sample's array for input `name`; a TFLite name like `serving_default_x:0` or a renamed
+    input falls back to the Keras position."""
+    if name in sample:
+        return sample[name]
+    alias = _lookup_name(name, names)
+    if alias in sample:
+        return sample[alias]
+    if position is not None and position < len(sample):
+        return list(sample.values())[position]
+    raise KeyError(f"no calibration data for input {name!r} (have {', '.join(sample)})")
+
+
+def _lookup_name(tfl_name: str, names: list[str]) -> str:
+    return tfl_name if tfl_name in names else next((n for n in names if n in tfl_name), tfl_name)
+
+
+# --- quantized side ------------------------------------------------------------------------
+
+
+def _to_tflite(x: np.ndarray, detail: dict, raw: bool) -> np.ndarray:
+    dtype = np.dtype(detail["dtype"])
+    scale, zero = detail["quantization"]
+    if dtype.kind == "f" or raw or scale == 0:
+        return x.astype(dtype)
+    info = np.iinfo(dtype)
+    q = np.round(x.astype(np.float64) / scale + zero)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _from_tflite(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    y = y.astype(np.float64)
+    return (y - zero) * scale if np.dtype(detail["dtype"]).kind in "iu" and scale else y
+
+
+def _match_outputs(keras_names: list[str], tflite_names: list[str]) -> list[str]:
+    """TFLite output names for each Keras output: by name (qfix's export names them), else by
+    order (a bare from_keras_model export names them output_0, output_1, ... in Keras order)."""
+    if set(keras_names) <= set(tflite_names):
+        return list(keras_names)
+    if len(keras_names) != len(tflite_names):
+        raise ValueError(f"model has {len(keras_names)} outputs, .tflite has {len(tflite_names)}")
+    return sorted(tflite_names, key=lambda n: (len(n), n))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _sqnr(signal: float, noise: float) -> float:
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def _np_dtype(dtype: Any) -> np.dtype:
+    return np.dtype(dtype if isinstance(dtype, str) else dtype.as_numpy_dtype)
+
+
+def _is_integer(dtype: Any) -> bool:
+    return _np_dtype(dtype).kind in "iub"
+
+
+def _json_floats(d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
+    }
