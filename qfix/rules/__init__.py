@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
-_SKIP = {"base"}
+_SKIP = {"base", "verify_base"}
 
 
 @lru_cache(maxsize=1)
@@ -39,3 +39,8 @@ def model_rules() -> list[type]:
 
 def source_rules() -> list[type]:
     return _classes("source")
+
+
+def verify_rules() -> list[type]:
+    """Rules over the converted model's placement (what the static rules could not predict)."""
+    return _classes("verify")

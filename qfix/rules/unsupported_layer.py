@@ -38,6 +38,8 @@ class UnsupportedLayer(ModelRule):
             key = layer_key(layer)
             if key in _ACTIVATION_LAYERS or key not in LAYER_OPS:
                 continue
+            if layer.op_function in ("cast", "Cast") and _reads_input(graph, layer):
+                continue  # an input cast is QF102's finding, with its fix
             missing = [op for op in LAYER_OPS[key] if not ctx.target.supports(op)]
             if not missing:
                 continue
@@ -52,6 +54,11 @@ class UnsupportedLayer(ModelRule):
             )
 
     CASES = [
+        ModelCase(
+            "cast-after-input-is-qf102",
+            functional_config([("x", (1, 4), "uint8")], [("c", "Cast", {"dtype": "float32"}, ["x"])], ["c"]),
+            fires=False,
+        ),
         ModelCase(
             "mha",
             functional_config(
@@ -68,3 +75,7 @@ class UnsupportedLayer(ModelRule):
             fires=False,
         ),
     ]
+
+
+def _reads_input(graph, layer) -> bool:
+    return any(graph.layers.get(r.layer) is not None and graph.layers[r.layer].is_input for r in layer.inputs)

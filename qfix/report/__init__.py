@@ -1,0 +1,1 @@
+"""Report renderers: text (rich) and JSON (stable keys documented in README.md)."""

@@ -1,0 +1,33 @@
+"""The JSON report: one object, stable keys (README.md, "JSON report")."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .. import __version__
+
+SCHEMA = 1
+
+
+def check_json(result, outputs: dict[str, Any] | None = None, float_equivalence: Any = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    ver = result.verification
+    return {
+        "schema": SCHEMA,
+        "qfix_version": __version__,
+        "input": str(result.path),
+        "dialect": result.archive.dialect,
+        "keras_version": result.archive.keras_version,
+        "target": result.profile.id,
+        "findings": [v.to_json() for v in result.findings],
+        "outputs": outputs or {"model": None, "tflite": None},
+        "verification": ver.to_json() if ver else {"converted": False, "reason": result.not_converted},
+        "float_equivalence": float_equivalence,
+        "exit_code": result.exit_code(),
+        **(extra or {}),
+    }
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, indent=2, default=str, allow_nan=False)

@@ -1,0 +1,39 @@
+"""QF405 float-island (from the converted model)."""
+
+from __future__ import annotations
+
+from .verify_base import VerifyRule
+
+
+class FloatIsland(VerifyRule):
+    """
+    What it does: scans every tensor of the converted model and reports float activations left
+    inside an integer model (DEQUANTIZE → float op → QUANTIZE), with the layer that made them.
+
+    Why is this bad? `TFLITE_BUILTINS_INT8` does not guarantee an all-int8 model: ops without an
+    int8 kernel stay float. Integer accelerators cannot run them and each island costs a round
+    trip through the CPU.
+
+    Example: `keras.ops.cumsum` in an int8 model becomes DEQUANTIZE → CUMSUM(float32) → QUANTIZE.
+
+    Use instead: an op with an int8 kernel, or place the op after the accelerated part.
+
+    Fix safety: display-only.
+
+    Targets: all integer targets.
+    """
+
+    code = "QF405"
+    name = "float-island"
+
+    def check(self, placement, profile):
+        by_layer: dict[object, list[dict]] = {}
+        for island in placement.float_islands:
+            by_layer.setdefault(island.get("layer"), []).append(island)
+        for layer, islands in by_layer.items():
+            ops = sorted({str(i.get("producer") or "graph input") for i in islands})
+            yield self.violation(
+                f"{len(islands)} float tensor(s) inside the integer model, made by {', '.join(ops)} "
+                f"(layer {layer!r}), e.g. {islands[0].get('tensor')!r}",
+                layer if isinstance(layer, str) else None,
+            )

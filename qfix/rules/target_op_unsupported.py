@@ -1,0 +1,48 @@
+"""QF304 target-op-unsupported (from the converted model)."""
+
+from __future__ import annotations
+
+from .verify_base import VerifyRule
+
+
+class TargetOpUnsupported(VerifyRule):
+    """
+    What it does: after conversion, names the TFLite ops the target does not run, with the
+    Keras layer each came from and the target's reason. For a single-cut target (Edge TPU) it
+    reports the cut: the first unsupported op, and how many ops run on the CPU from there.
+
+    Why is this bad? Those ops run on the CPU; on the Edge TPU everything after the first one
+    does too, so one late hard_swish can leave most of the model on the CPU.
+
+    Example: MobileNetV3's HARD_SWISH in the stem on the Edge TPU.
+
+    Use instead: the fix of the static rule that predicted it (QF302, QF303, QF301…), or
+    move the layer to the end of the model.
+
+    Fix safety: display-only (fixes belong to the rules that find the cause).
+
+    Targets: all.
+    """
+
+    code = "QF304"
+    name = "target-op-unsupported"
+
+    def check(self, placement, profile):
+        off = [o for o in placement.ops if not o.on_target and not o.boundary]
+        if not off:
+            return
+        if profile.placement == "prefix":
+            first = placement.first_unsupported or {}
+            after = sum(1 for o in off) - 1
+            yield self.violation(
+                f"{first.get('op')} (op {first.get('index')}) from layer {first.get('layer')!r}: "
+                f"{first.get('reason')} — the graph is cut here and {after} later op(s) run on the CPU",
+                first.get("layer"),
+            )
+            return
+        seen = set()
+        for o in off:
+            if (o.op, o.layer) in seen:
+                continue
+            seen.add((o.op, o.layer))
+            yield self.violation(f"{o.op} (op {o.index}) from layer {o.layer!r}: {o.reason}", o.layer)
