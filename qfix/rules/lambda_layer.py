@@ -1,0 +1,269 @@
+"""QF202 lambda-layer (source side; the model side is appended by the lead)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..source.rule import AddImport, Invalid, RemoveUnusedImport, Replace, SourceRule, Valid
+from ..source.util import arg, expr, is_const, number, string_value, uses_name
+from ..types import Applicability
+
+_RELU6 = {"tensorflow.nn.relu6", "keras.activations.relu6", "keras.ops.relu6", "keras.ops.nn.relu6", "keras.backend.relu6"}
+_RELU = {"tensorflow.nn.relu", "keras.activations.relu", "keras.ops.relu", "keras.ops.nn.relu", "keras.backend.relu"}
+_CLIP = {"tensorflow.clip_by_value": ("t", "clip_value_min", "clip_value_max"), "keras.ops.clip": ("x", "x_min", "x_max"), "keras.backend.clip": ("x", "min_value", "max_value")}
+_RESIZE = {"tensorflow.image.resize": "method", "keras.ops.image.resize": "interpolation"}
+_METHODS = {
+    "BILINEAR": "bilinear", "NEAREST_NEIGHBOR": "nearest", "BICUBIC": "bicubic", "AREA": "area",
+    "LANCZOS3": "lanczos3", "LANCZOS5": "lanczos5", "GAUSSIAN": "gaussian", "MITCHELLCUBIC": "mitchellcubic",
+}
+_INTERPOLATIONS = set(_METHODS.values())
+_ALLOWED_KW = {"name", "output_shape"}
+
+
+def _paren(code: str, node: cst.BaseExpression) -> str:
+    return code if isinstance(node, (cst.Integer, cst.Float, cst.Name, cst.Attribute)) else f"({code})"
+
+
+def _neg(code: str, node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Minus):
+        return code[1:].lstrip()
+    return f"-{_paren(code, node)}"
+
+
+class LambdaLayer(SourceRule):
+    """
+    ## What it does
+    Flags `keras.layers.Lambda` layers. When the body is a simple expression of its one
+    input - a scale and/or offset (`x / 127.5 - 1`), `relu6`, `relu`, a clip from 0, or
+    `tf.image.resize` - it rewrites the Lambda into the built-in layer that computes the same
+    thing (`Rescaling`, `ReLU`, `Resizing`). Other Lambdas are reported (with display-only
+    guidance) in files that quantize (tfmot or the TFLite converter).
+
+    ## Why is this bad?
+    tfmot skips Lambda layers with a warning and then fails to re-serialize the model
+    (`Requested the deserialization of a Lambda layer with a Python lambda inside it`); a
+    Lambda cannot be annotated with a QuantizeConfig; its body is saved as bytecode, so a
+    `.keras` file holding one needs `safe_mode=False` to load; and after conversion its ops often
+    stay float (CAST / DEQUANTIZE islands the Edge TPU cannot run).
+
+    ## Example
+    ```python
+    x = keras.layers.Lambda(lambda t: t / 127.5 - 1.0)(inputs)
+    x = keras.layers.Lambda(lambda t: tf.nn.relu6(t))(x)
+    ```
+
+    ## Use instead
+    ```python
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.ReLU(max_value=6.0)(x)
+    ```
+
+    ## Fix safety
+    Safe: the built-in layer computes the same values (`x / c` becomes `x * (1 / c)`, which
+    differs by at most one float32 ulp) and neither layer has weights, so no weight is re-keyed.
+    Lambdas with other bodies get display-only guidance: a registered custom layer with a
+    QuantizeConfig, or `qfix model.keras` on the saved model.
+
+    ## Targets
+    All (tfmot quantization-aware training and every integer TFLite target).
+    """
+
+    code = "QF202"
+    name = "lambda-layer"
+    TRIGGERS = ("Lambda",)
+
+    VALID = [
+        Valid("import keras\nx = keras.layers.Rescaling(1.0 / 255)(inputs)\n"),
+        Valid("import keras\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"),  # no quantization in this file
+        Valid("from mylib import Lambda\nx = Lambda(lambda t: t * 2.0)(inputs)\n"),
+        Valid("import keras\nx = keras.layers.Lambda(lambda t: t * 2.0, arguments={'a': 1})(inputs)\n"),
+        Valid("import keras\nscale = 2.0\nx = keras.layers.Lambda(lambda t: t * scale)(inputs)\n"),
+    ]
+    INVALID = [
+        Invalid(
+            "import tensorflow as tf\nx = tf.keras.layers.Lambda(lambda t: t / 127.5 - 1.0)(inputs)\n",
+            expected="import tensorflow as tf\nx = tf.keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)\n",
+            applicability=Applicability.SAFE,
+        ),
+        Invalid(
+            "import keras\nx = keras.layers.Lambda(lambda t: t * 2.0, name='double')(inputs)\n",
+            expected="import keras\nx = keras.layers.Rescaling(2.0, name='double')(inputs)\n",
+            applicability=Applicability.SAFE,
+        ),
+        Invalid(
+            "import tf_keras as keras\nx = keras.layers.Lambda(lambda t: t + 3)(inputs)\n",
+            expected="import tf_keras as keras\nx = keras.layers.Rescaling(1.0, offset=3)(inputs)\n",
+        ),
+        Invalid(
+            "import tensorflow as tf\nfrom tensorflow.keras.layers import Lambda\nx = Lambda(lambda t: tf.nn.relu6(t))(inputs)\n",
+            expected="import tensorflow as tf\nfrom tensorflow.keras.layers import ReLU\nx = ReLU(max_value=6.0)(inputs)\n",
+        ),
+        Invalid(
+            "from tensorflow import keras\nimport tensorflow as tf\nx = keras.layers.Lambda(lambda t: tf.clip_by_value(t, 0.0, 6.0))(inputs)\n",
+            expected="from tensorflow import keras\nimport tensorflow as tf\nx = keras.layers.ReLU(max_value=6.0)(inputs)\n",
+        ),
+        Invalid(
+            "import tensorflow as tf\nx = tf.keras.layers.Lambda(lambda t: tf.image.resize(t, (224, 224), method='nearest'))(inputs)\n",
+            expected="import tensorflow as tf\nx = tf.keras.layers.Resizing(224, 224, interpolation='nearest')(inputs)\n",
+        ),
+        Invalid(
+            "import keras\nx = keras.layers.Lambda(lambda t: keras.ops.image.resize(t, [64, 64]))(inputs)\n",
+            expected="import keras\nx = keras.layers.Resizing(64, 64, interpolation='bilinear')(inputs)\n",
+        ),
+        Invalid(
+            "import keras\nimport tensorflow_model_optimization as tfmot\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n",
+            applicability=Applicability.DISPLAY_ONLY,
+        ),
+    ]
+
+    def _quantizing(self) -> bool:
+        return self.names.imports_module("tensorflow_model_optimization") or "TFLiteConverter" in self.ctx.code
+
+    def visit_Call(self, node: cst.Call) -> None:
+        c = self.names.canon(node.func)
+        if c not in ("keras.layers.Lambda", "keras.layers.core.Lambda"):
+            return
+        fn = arg(node, 0, "function")
+        plan = None
+        if fn is not None and all(a is fn or (a.keyword is not None and a.keyword.value in _ALLOWED_KW) for a in node.args):
+            plan = self._plan(fn.value)
+        if plan is None:
+            if self._quantizing():
+                self.report(
+                    node,
+                    "Lambda layer: tfmot cannot quantize or re-serialize it and its ops stay float after conversion",
+                    fix="Replace it with a built-in layer, or a registered custom layer with a QuantizeConfig",
+                    applicability=Applicability.DISPLAY_ONLY,
+                )
+            return
+        layer, args_code = plan
+        kw = [a for a in node.args if a is not fn and a.keyword is not None and a.keyword.value == "name"]
+        call_args = args_code + [self.code_for(a).rstrip(", ") for a in kw]
+        edits: list = []
+        if isinstance(node.func, cst.Attribute):
+            func_code = f"{self.code_for(node.func.value)}.{layer}"
+        else:
+            q = self.names.qualified(node.func) or ""
+            module = q.rsplit(".", 1)[0]
+            func_code = layer
+            edits.append(AddImport(module, layer))
+            if isinstance(node.func, cst.Name):
+                real = q.rsplit(".", 1)[-1]
+                alias = node.func.value if node.func.value != real else None
+                edits.append(RemoveUnusedImport(module, real, alias))
+        new = expr(f"{func_code}({', '.join(call_args)})")
+        self.report(
+            node,
+            f"Lambda layer with a simple body: use the built-in `{layer}` layer (tfmot cannot quantize a Lambda)",
+            fix=f"Replace the Lambda with `{layer}`",
+            applicability=Applicability.SAFE,
+            edits=[Replace(node, new), *edits],
+        )
+
+    # ------------------------------------------------------------------------------------
+    def _plan(self, fn: cst.BaseExpression) -> tuple[str, list[str]] | None:
+        if not isinstance(fn, cst.Lambda):
+            return None
+        params = fn.params
+        if (
+            len(params.params) != 1
+            or params.posonly_params
+            or params.kwonly_params
+            or not isinstance(params.star_arg, cst.MaybeSentinel)
+            or params.star_kwarg is not None
+            or params.params[0].default is not None
+        ):
+            return None
+        p = params.params[0].name.value
+        body = fn.body
+        return self._affine(body, p) or self._call(body, p)
+
+    def _const_code(self, node: cst.BaseExpression) -> str | None:
+        return self.code_for(node).strip() if is_const(node) else None
+
+    def _scale(self, node: cst.BaseExpression, p: str) -> str | None:
+        """`p * c`, `c * p`, `p / c` -> scale code; `p` -> "1.0"."""
+        if isinstance(node, cst.Name) and node.value == p and not node.lpar:
+            return "1.0"
+        if not isinstance(node, cst.BinaryOperation):
+            return None
+        left, right, op = node.left, node.right, node.operator
+        if isinstance(op, cst.Multiply):
+            if isinstance(left, cst.Name) and left.value == p and (c := self._const_code(right)):
+                return c
+            if isinstance(right, cst.Name) and right.value == p and (c := self._const_code(left)):
+                return c
+        if isinstance(op, cst.Divide) and isinstance(left, cst.Name) and left.value == p:
+            c = self._const_code(right)
+            if c and number(right) not in (0.0, None):
+                return f"1.0 / {_paren(c, right)}"
+        return None
+
+    def _affine(self, body: cst.BaseExpression, p: str) -> tuple[str, list[str]] | None:
+        s = self._scale(body, p)
+        if s is not None and s != "1.0":
+            return "Rescaling", [s]
+        if not isinstance(body, cst.BinaryOperation) or not isinstance(body.operator, (cst.Add, cst.Subtract)):
+            return None
+        left, right = body.left, body.right
+        add = isinstance(body.operator, cst.Add)
+        s = self._scale(left, p)
+        c = self._const_code(right)
+        if s is not None and c is not None:
+            return "Rescaling", [s, f"offset={c if add else _neg(c, right)}"]
+        if add:
+            s = self._scale(right, p)
+            c = self._const_code(left)
+            if s is not None and c is not None:
+                return "Rescaling", [s, f"offset={c}"]
+        return None
+
+    def _call(self, body: cst.BaseExpression, p: str) -> tuple[str, list[str]] | None:
+        if not isinstance(body, cst.Call):
+            return None
+        c = self.names.canon(body.func)
+        if c is None:
+            return None
+        first = arg(body, 0, None)
+        if first is None or not (isinstance(first.value, cst.Name) and first.value.value == p):
+            return None
+        rest = [a for a in body.args if a is not first]
+        if c in _RELU6 and not rest:
+            return "ReLU", ["max_value=6.0"]
+        if c in _RELU:
+            if not rest:
+                return "ReLU", []
+            if len(rest) == 1 and rest[0].keyword is not None and rest[0].keyword.value == "max_value":
+                mv = self._const_code(rest[0].value)
+                return ("ReLU", [f"max_value={mv}"]) if mv else None
+            return None
+        if c in _CLIP:
+            _, kmin, kmax = _CLIP[c]
+            lo, hi = arg(body, 1, kmin), arg(body, 2, kmax)
+            if lo is None or hi is None or len(body.args) != 3:
+                return None
+            hi_code = self._const_code(hi.value)
+            if number(lo.value) == 0.0 and hi_code is not None and (number(hi.value) or 0) > 0:
+                return "ReLU", [f"max_value={hi_code}"]
+            return None
+        if c in _RESIZE:
+            size = arg(body, 1, "size")
+            if size is None or not isinstance(size.value, (cst.Tuple, cst.List)) or len(size.value.elements) != 2:
+                return None
+            if any(uses_name(e.value, p) for e in size.value.elements):
+                return None
+            method = "bilinear"
+            for a in body.args:
+                if a is first or a is size:
+                    continue
+                if a.keyword is None or a.keyword.value != _RESIZE[c]:
+                    return None  # antialias, preserve_aspect_ratio, ...: no exact built-in
+                m = string_value(a.value)
+                if m is None and isinstance(a.value, cst.Attribute):
+                    m = _METHODS.get(a.value.attr.value)
+                if m not in _INTERPOLATIONS:
+                    return None
+                method = m
+            h, w = (self.code_for(e.value).strip() for e in size.value.elements)
+            return "Resizing", [h, w, f"interpolation={method!r}"]
+        return None

@@ -1,0 +1,478 @@
+"""The source engine: one batched walk of all source rules per file, fixes until stable.
+
+* `lint_source(code, ...)` parses once, builds the import-alias map, walks the tree once and
+  calls every active rule's `visit_*` / `leave_*` hooks; positions (libcst PositionProvider)
+  are computed only for files that have findings.
+* `fix_source(code, ...)` applies the applicable fixes (safe; unsafe with `unsafe_fixes`),
+  re-parses the result, re-lints and repeats until nothing changes (Ruff's loop). A fix that
+  breaks the syntax is dropped and the file keeps its last good text.
+
+A file that does not parse gives one QF915 `source-parse-error` finding. A file without
+findings is never re-printed, so it stays byte-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from ..types import Applicability, Fix, Location, Severity, Violation
+from .names import Names
+from .rule import (
+    AddImport,
+    InsertStatements,
+    RemoveStatement,
+    RemoveUnusedImport,
+    Replace,
+    Report,
+    SourceRule,
+    SourceTarget,
+    get_target,
+)
+
+PARSE_ERROR = ("QF915", "source-parse-error")
+FIX_ERROR = ("QF916", "fix-failed")
+MAX_ITERATIONS = 10
+
+_SUPPRESS = re.compile(r"#\s*qfix\s*:\s*ignore(?:\[([A-Za-z0-9_,\s-]*)\])?", re.I)
+_SUPPRESS_FILE = re.compile(r"#\s*qfix\s*:\s*ignore-file(?:\[([A-Za-z0-9_,\s-]*)\])?", re.I)
+
+
+# --------------------------------------------------------------------------------------------
+# Rule selection
+# --------------------------------------------------------------------------------------------
+def all_source_rules() -> list[type[SourceRule]]:
+    from ..rules import source_rules
+
+    return source_rules()
+
+
+def _matches(code: str, name: str, patterns: Iterable[str]) -> bool:
+    for p in patterns:
+        p = p.strip()
+        if not p:
+            continue
+        if p.upper() == "ALL" or code.startswith(p.upper()) or p.lower() == name:
+            return True
+    return False
+
+
+def select_rules(
+    rules: Sequence[type[SourceRule]] | None = None,
+    *,
+    select: Sequence[str] | None = None,
+    ignore: Sequence[str] | None = None,
+) -> list[type[SourceRule]]:
+    rules = list(all_source_rules() if rules is None else rules)
+    if select:
+        rules = [r for r in rules if _matches(r.code, r.name, select)]
+    if ignore:
+        rules = [r for r in rules if not _matches(r.code, r.name, ignore)]
+    return rules
+
+
+# --------------------------------------------------------------------------------------------
+# Walking
+# --------------------------------------------------------------------------------------------
+_SKIP_FIELDS = frozenset(
+    {
+        "lpar", "rpar", "comma", "semicolon", "header", "footer", "leading_lines",
+        "lines_after_decorators", "trailing_whitespace", "operator", "equal", "star",
+        "colon", "dot", "whitespace", "newline", "indent",
+    }
+)
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _fields(t: type) -> tuple[str, ...]:
+    f = _FIELDS.get(t)
+    if f is None:
+        f = tuple(
+            x.name
+            for x in dataclasses.fields(t)
+            if x.name not in _SKIP_FIELDS and not x.name.startswith("whitespace")
+        )
+        _FIELDS[t] = f
+    return f
+
+
+class _Leave:
+    __slots__ = ("node",)
+
+    def __init__(self, node: cst.CSTNode) -> None:
+        self.node = node
+
+
+def walk(
+    root: cst.CSTNode,
+    visit: dict[type, list[Callable[[Any], None]]],
+    leave: dict[type, list[Callable[[Any], None]]],
+) -> None:
+    """Pre-order, source-order walk over the meaningful nodes (no whitespace/punctuation),
+    reading dataclass fields directly: an order of magnitude cheaper than CSTNode.visit."""
+    CN = cst.CSTNode
+    stack: list[Any] = [root]
+    pop, push = stack.pop, stack.append
+    while stack:
+        x = pop()
+        t = type(x)
+        if t is _Leave:
+            for cb in leave[type(x.node)]:
+                cb(x.node)
+            continue
+        cbs = visit.get(t)
+        if cbs:
+            for cb in cbs:
+                cb(x)
+        if t in leave:
+            push(_Leave(x))
+        kids: list[Any] = []
+        for name in _fields(t):
+            v = getattr(x, name)
+            if isinstance(v, CN):
+                kids.append(v)
+            elif type(v) is tuple or type(v) is list:
+                for c in v:
+                    if isinstance(c, CN):
+                        kids.append(c)
+        kids.reverse()
+        stack.extend(kids)
+
+
+# --------------------------------------------------------------------------------------------
+# Lint
+# --------------------------------------------------------------------------------------------
+@dataclass
+class FileContext:
+    path: str | None
+    code: str
+    module: cst.Module
+    names: Names
+    target: SourceTarget | None
+    options: dict[str, Any] = field(default_factory=dict)
+    function_stack: list[cst.FunctionDef] = field(default_factory=list)
+
+    @property
+    def scope(self) -> cst.FunctionDef | None:
+        return self.function_stack[-1] if self.function_stack else None
+
+
+@dataclass
+class LintResult:
+    violations: list[Violation]
+    module: cst.Module | None
+    reports: list[Report] = field(default_factory=list)  # with fixes' edit objects
+
+
+def _parse_error(path: str | None, exc: Exception) -> Violation:
+    line = getattr(exc, "raw_line", None) or getattr(exc, "line", None)
+    col = getattr(exc, "raw_column", None) or getattr(exc, "column", None)
+    msg = getattr(exc, "message", None) or str(exc).splitlines()[0]
+    return Violation(
+        code=PARSE_ERROR[0],
+        name=PARSE_ERROR[1],
+        message=f"Cannot parse the file: {msg}",
+        location=Location(path=path, line=line if isinstance(line, int) else 1, col=col if isinstance(col, int) else 0),
+        severity=Severity.BLOCKER,
+    )
+
+
+def _suppressions(code: str) -> tuple[dict[int, set[str] | None], set[str] | None | bool]:
+    lines: dict[int, set[str] | None] = {}
+    file_level: set[str] | None | bool = False
+    if "qfix" not in code:
+        return lines, file_level
+    for i, text in enumerate(code.splitlines(), start=1):
+        if "qfix" not in text:
+            continue
+        mf = _SUPPRESS_FILE.search(text)
+        if mf:
+            codes = {c.strip().upper() for c in (mf.group(1) or "").split(",") if c.strip()}
+            if not codes:
+                file_level = None
+            elif file_level is not None:
+                file_level = (file_level or set()) | codes  # type: ignore[operator]
+            continue
+        m = _SUPPRESS.search(text)
+        if m:
+            codes = {c.strip().upper() for c in (m.group(1) or "").split(",") if c.strip()}
+            lines[i] = codes or None
+    return lines, file_level
+
+
+def _suppressed(v: Violation, lines: dict[int, set[str] | None], file_level: Any) -> bool:
+    if file_level is None or (file_level and v.code in file_level):
+        return True
+    for ln in {v.location.line, v.location.end_line}:
+        if ln in lines:
+            codes = lines[ln]
+            if codes is None or v.code in codes or v.name.upper() in codes:
+                return True
+    return False
+
+
+def lint_source(
+    code: str,
+    *,
+    path: str | None = None,
+    rules: Sequence[type[SourceRule]] | None = None,
+    target: str | SourceTarget | None = None,
+    options: dict[str, Any] | None = None,
+    module: cst.Module | None = None,
+) -> LintResult:
+    """Findings of the given source rules on `code` (all source rules by default)."""
+    tgt = get_target(target) if isinstance(target, str) else target
+    rules = list(all_source_rules() if rules is None else rules)
+    active = [
+        r for r in rules if r.applies_to(tgt) and (not r.TRIGGERS or any(t in code for t in r.TRIGGERS))
+    ]
+    if module is None:
+        try:
+            module = cst.parse_module(code)
+        except (cst.ParserSyntaxError, RecursionError, ValueError, SyntaxError) as exc:  # noqa: PERF203
+            return LintResult([_parse_error(path, exc)], None)
+    if not active:
+        return LintResult([], module)
+
+    ctx = FileContext(path, code, module, Names.from_module(module), tgt, dict(options or {}))
+    instances = [r(ctx) for r in active]
+    visit: dict[type, list[Callable]] = {}
+    leave: dict[type, list[Callable]] = {}
+
+    def push_fn(node: cst.FunctionDef) -> None:
+        ctx.function_stack.append(node)
+
+    def pop_fn(node: cst.FunctionDef) -> None:
+        ctx.function_stack.pop()
+
+    visit[cst.FunctionDef] = [push_fn]
+    leave[cst.FunctionDef] = [pop_fn]
+    for inst in instances:
+        for attr in dir(type(inst)):
+            if attr.startswith("visit_") or attr.startswith("leave_"):
+                node_type = getattr(cst, attr[6:], None)
+                if not isinstance(node_type, type):
+                    continue
+                table = visit if attr[0] == "v" else leave
+                table.setdefault(node_type, []).append(getattr(inst, attr))
+    # the scope pop must run after the rules' own leave_FunctionDef hooks
+    leave[cst.FunctionDef].append(leave[cst.FunctionDef].pop(0))
+    walk(module, visit, leave)
+    reports: list[Report] = []
+    for inst in instances:
+        inst.finish()
+        reports.extend(inst.reports)
+    if not reports:
+        return LintResult([], module)
+
+    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    lines, file_level = _suppressions(code)
+    kept: list[Report] = []
+    seen: set[tuple] = set()
+    for rep in reports:
+        rng = positions.get(rep.node)
+        loc = Location(path=path)
+        if rng is not None:
+            loc = Location(
+                path=path,
+                line=rng.start.line,
+                col=rng.start.column + 1,
+                end_line=rng.end.line,
+                end_col=rng.end.column + 1,
+            )
+        rep.violation.location = loc
+        key = (rep.violation.code, loc.line, loc.col, rep.violation.message)
+        if key in seen or _suppressed(rep.violation, lines, file_level):
+            continue
+        seen.add(key)
+        kept.append(rep)
+    kept.sort(key=lambda r: (r.violation.location.line or 0, r.violation.location.col or 0, r.violation.code))
+    return LintResult([r.violation for r in kept], module, kept)
+
+
+# --------------------------------------------------------------------------------------------
+# Applying fixes
+# --------------------------------------------------------------------------------------------
+def applicable(fix: Fix | None, unsafe_fixes: bool) -> bool:
+    if fix is None or not fix.edits:
+        return False
+    if fix.applicability is Applicability.SAFE:
+        return True
+    return unsafe_fixes and fix.applicability is Applicability.UNSAFE
+
+
+class _Applier(cst.CSTTransformer):
+    def __init__(self, edits: Sequence[Any]) -> None:
+        super().__init__()
+        self.replace: dict[int, cst.CSTNode] = {}
+        self.remove: set[int] = set()
+        self.after: dict[int, list[cst.BaseStatement]] = {}
+        self.before: dict[int, list[cst.BaseStatement]] = {}
+        self.top: list[cst.BaseStatement] = []
+        for e in edits:
+            if isinstance(e, Replace):
+                self.replace[id(e.node)] = e.new
+            elif isinstance(e, RemoveStatement):
+                self.remove.add(id(e.node))
+            elif isinstance(e, InsertStatements):
+                if e.anchor is None:
+                    self.top.extend(e.statements)
+                else:
+                    (self.before if e.before else self.after).setdefault(id(e.anchor), []).extend(e.statements)
+
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Any:
+        key = id(original_node)
+        if key in self.remove:
+            return cst.RemovalSentinel.REMOVE
+        node = self.replace.get(key, updated_node)
+        if key in self.after or key in self.before:
+            return cst.FlattenSentinel([*self.before.get(key, []), node, *self.after.get(key, [])])
+        if isinstance(original_node, cst.Module) and self.top:
+            return _insert_top(node, self.top)  # type: ignore[arg-type]
+        return node
+
+
+def _is_docstring(stmt: cst.CSTNode) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and len(stmt.body) == 1
+        and isinstance(stmt.body[0], cst.Expr)
+        and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString))
+    )
+
+
+def _is_future(stmt: cst.CSTNode) -> bool:
+    return (
+        isinstance(stmt, cst.SimpleStatementLine)
+        and any(isinstance(s, cst.ImportFrom) and not s.relative and getattr(s.module, "value", None) == "__future__" for s in stmt.body)
+    )
+
+
+def _insert_top(module: cst.Module, stmts: Sequence[cst.BaseStatement]) -> cst.Module:
+    body = list(module.body)
+    i = 0
+    if body and _is_docstring(body[0]):
+        i = 1
+    while i < len(body) and _is_future(body[i]):
+        i += 1
+    existing = {module.code_for_node(s).strip() for s in body}
+    new: list[cst.BaseStatement] = []
+    for s in stmts:
+        text = module.code_for_node(s).strip()
+        if text in existing:
+            continue
+        existing.add(text)
+        new.append(s)
+    if not new:
+        return module
+    if i < len(body):
+        # keep the comments/blank lines that preceded the first statement where they were
+        first = body[i]
+        if isinstance(first, (cst.SimpleStatementLine, cst.BaseCompoundStatement)) and first.leading_lines and i == 0:
+            new[0] = new[0].with_changes(leading_lines=first.leading_lines)  # type: ignore[union-attr]
+            body[i] = first.with_changes(leading_lines=())
+    return module.with_changes(body=[*body[:i], *new, *body[i:]])
+
+
+def apply_edits(module: cst.Module, edits: Sequence[Any]) -> cst.Module:
+    from libcst.codemod import CodemodContext
+    from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
+
+    new = module.visit(_Applier(edits))
+    imports = [e for e in edits if isinstance(e, AddImport)]
+    if imports:
+        context = CodemodContext()
+        for imp in imports:
+            AddImportsVisitor.add_needed_import(context, imp.module, imp.obj, imp.asname)
+        new = AddImportsVisitor(context).transform_module(new)
+    removals = [e for e in edits if isinstance(e, RemoveUnusedImport)]
+    if removals:
+        context = CodemodContext()
+        for r in removals:
+            RemoveImportsVisitor.remove_unused_import(context, r.module, r.obj, r.asname)
+        new = RemoveImportsVisitor(context).transform_module(new)
+    return new  # type: ignore[return-value]
+
+
+def _edit_span(positions: Any, edit: Any) -> tuple[int, int] | None:
+    node = getattr(edit, "node", None) or getattr(edit, "anchor", None)
+    if node is None:
+        return None
+    rng = positions.get(node)
+    if rng is None:
+        return None
+    return ((rng.start.line, rng.start.column), (rng.end.line, rng.end.column))  # type: ignore[return-value]
+
+
+@dataclass
+class FixResult:
+    code: str  # the final text
+    fixed: list[Violation]  # findings whose fix was applied
+    remaining: list[Violation]  # findings of the final text
+    iterations: int
+    errors: list[Violation] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.fixed)
+
+
+def fix_source(
+    code: str,
+    *,
+    path: str | None = None,
+    rules: Sequence[type[SourceRule]] | None = None,
+    target: str | SourceTarget | None = None,
+    options: dict[str, Any] | None = None,
+    unsafe_fixes: bool = False,
+    first: LintResult | None = None,
+) -> FixResult:
+    rules = list(all_source_rules() if rules is None else rules)
+    result = first or lint_source(code, path=path, rules=rules, target=target, options=options)
+    fixed: list[Violation] = []
+    errors: list[Violation] = []
+    current = code
+    iterations = 0
+    while iterations < MAX_ITERATIONS:
+        todo = [r for r in result.reports if applicable(r.violation.fix, unsafe_fixes)]
+        if not todo or result.module is None:
+            break
+        iterations += 1
+        positions = MetadataWrapper(result.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        chosen: list[Report] = []
+        spans: list[tuple] = []
+        for rep in todo:
+            mine = [s for s in (_edit_span(positions, e) for e in rep.violation.fix.edits) if s]  # type: ignore[union-attr]
+            if any(a[0] < b[1] and b[0] < a[1] for a in mine for b in spans):
+                continue  # overlaps an edit chosen this round: next round
+            chosen.append(rep)
+            spans.extend(mine)
+        edits = [e for rep in chosen for e in rep.violation.fix.edits]  # type: ignore[union-attr]
+        try:
+            new_module = apply_edits(result.module, edits)
+            new_code = new_module.code
+            new_module = cst.parse_module(new_code)  # the result must re-parse
+        except Exception as exc:  # noqa: BLE001 - a broken fix must not stop the run
+            errors.append(
+                Violation(
+                    code=FIX_ERROR[0],
+                    name=FIX_ERROR[1],
+                    message=f"Fix for {', '.join(sorted({r.violation.code for r in chosen}))} was dropped: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                    location=Location(path=path, line=1, col=1),
+                    severity=Severity.WARNING,
+                )
+            )
+            break
+        if new_code == current:
+            break
+        for rep in chosen:
+            rep.violation.applied = True
+            fixed.append(rep.violation)
+        current = new_code
+        result = lint_source(current, path=path, rules=rules, target=target, options=options, module=new_module)
+    return FixResult(current, fixed, result.violations, iterations, errors)

@@ -1,0 +1,218 @@
+"""The shape of a source rule, its embedded cases and the libcst edits its fixes carry.
+
+A source rule is a class with `SIDE = "source"`, `code`, `name`, a docstring with the
+sections What it does / Why is this bad? / Example / Use instead / Fix safety / Targets, and
+embedded `VALID` / `INVALID` cases (Fixit style) that the test suite runs automatically.
+
+Rules implement `visit_<Node>(node)` / `leave_<Node>(node)` hooks (read-only; the engine calls
+every rule's hooks in one batched walk of the tree) and an optional `finish()` called after
+the walk. They report with `self.report(node, message, fix=...)`. A fix is a
+`qfix.types.Fix` whose `edits` are the objects below; the engine applies them.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+import libcst as cst
+
+from ..types import Applicability, Fix, Location, Severity, Violation
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import FileContext
+
+
+# --------------------------------------------------------------------------------------------
+# Targets, as far as the source rules need to know them (no TensorFlow, no profile files).
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SourceTarget:
+    id: str
+    integer: bool  # the target needs a fully integer model
+    static_shapes: bool  # the target rejects dynamic tensor shapes
+    io_dtype: str | None  # integer I/O type the target expects ("uint8"/"int8"), None = any
+    int8_ops_only: bool  # float fallback ops are a failure, so TFLITE_BUILTINS_INT8 is wanted
+    missing_activations: frozenset[str] = frozenset()
+
+
+TARGETS: dict[str, SourceTarget] = {
+    t.id: t
+    for t in (
+        SourceTarget(
+            "edgetpu", True, True, "uint8", True,
+            frozenset({"hard_swish", "hard_silu", "gelu", "leaky_relu", "elu", "selu", "swish", "silu", "mish"}),
+        ),
+        SourceTarget("int8", True, False, None, False),
+        SourceTarget("tflm", True, True, "int8", True, frozenset({"gelu", "mish"})),
+        SourceTarget("ethos-u", True, True, "int8", True, frozenset({"mish"})),
+    )
+}
+TARGET_ALIASES = {"ethos-u55": "ethos-u", "ethos-u65": "ethos-u", "ethos-u85": "ethos-u", "coral": "edgetpu"}
+
+
+def get_target(name: str | None) -> SourceTarget | None:
+    if name is None:
+        return None
+    key = TARGET_ALIASES.get(name.lower(), name.lower())
+    return TARGETS.get(key)
+
+
+# --------------------------------------------------------------------------------------------
+# Edits carried in Fix.edits
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Replace:
+    """Replace `node` (by identity) with `new`."""
+
+    node: cst.CSTNode
+    new: cst.CSTNode
+
+
+@dataclass(frozen=True, eq=False)
+class RemoveStatement:
+    """Remove a whole statement (a SimpleStatementLine or compound statement)."""
+
+    node: cst.CSTNode
+
+
+@dataclass(frozen=True, eq=False)
+class InsertStatements:
+    """Insert statements after (or before) statement `anchor`; `anchor=None` inserts at the
+    top of the module, after the docstring and `from __future__` imports."""
+
+    anchor: cst.CSTNode | None
+    statements: tuple[cst.BaseStatement, ...]
+    before: bool = False
+
+
+@dataclass(frozen=True)
+class AddImport:
+    """`import module [as asname]` or `from module import obj [as asname]`."""
+
+    module: str
+    obj: str | None = None
+    asname: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoveUnusedImport:
+    """Remove `import module` / `from module import obj` if nothing uses it any more."""
+
+    module: str
+    obj: str | None = None
+    asname: str | None = None
+
+
+def statements(code: str) -> tuple[cst.BaseStatement, ...]:
+    return tuple(cst.parse_module(textwrap.dedent(code)).body)
+
+
+# --------------------------------------------------------------------------------------------
+# Embedded cases
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Valid:
+    code: str
+    target: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def source(self) -> str:
+        return textwrap.dedent(self.code).lstrip("\n")
+
+
+@dataclass
+class Invalid:
+    """`expected` is the source after applying this rule's fixes (safe and unsafe); None when
+    the rule offers no applicable fix here. `count` = exact number of findings if given."""
+
+    code: str
+    expected: str | None = None
+    applicability: Applicability | None = None
+    target: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    count: int | None = None
+    message: str | None = None  # substring the first message must contain
+
+    def source(self) -> str:
+        return textwrap.dedent(self.code).lstrip("\n")
+
+    def fixed(self) -> str | None:
+        return None if self.expected is None else textwrap.dedent(self.expected).lstrip("\n")
+
+
+# --------------------------------------------------------------------------------------------
+# The rule base class
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Report:
+    """A finding before positions are known (the engine adds them)."""
+
+    node: cst.CSTNode
+    violation: Violation
+
+
+class SourceRule:
+    SIDE: ClassVar[str] = "source"
+    code: ClassVar[str]
+    name: ClassVar[str]
+    severity: ClassVar[Severity] = Severity.BLOCKER
+    # None: runs whatever the target; else the rule only runs for these target ids.
+    TARGETS: ClassVar[frozenset[str] | None] = None
+    # The rule only runs on files whose text contains one of these strings (cheap pre-filter).
+    TRIGGERS: ClassVar[tuple[str, ...]] = ()
+    VALID: ClassVar[Sequence[Valid]] = ()
+    INVALID: ClassVar[Sequence[Invalid]] = ()
+
+    def __init__(self, ctx: "FileContext") -> None:
+        self.ctx = ctx
+        self.names = ctx.names
+        self.reports: list[Report] = []
+
+    @classmethod
+    def applies_to(cls, target: SourceTarget | None) -> bool:
+        if cls.TARGETS is None:
+            return True
+        return target is not None and target.id in cls.TARGETS
+
+    def report(
+        self,
+        node: cst.CSTNode,
+        message: str,
+        *,
+        fix: str | None = None,
+        applicability: Applicability | None = None,
+        edits: Sequence[Any] = (),
+        severity: Severity | None = None,
+    ) -> None:
+        f = None
+        if fix is not None and applicability is not None:
+            if applicability is not Applicability.DISPLAY_ONLY and not edits:
+                applicability = Applicability.DISPLAY_ONLY
+            f = Fix(applicability, fix, list(edits))
+        v = Violation(
+            code=self.code,
+            name=self.name,
+            message=message,
+            location=Location(path=self.ctx.path),
+            severity=severity or self.severity,
+            fix=f,
+        )
+        self.reports.append(Report(node, v))
+
+    def finish(self) -> None:  # pragma: no cover - optional hook
+        pass
+
+    # helpers ---------------------------------------------------------------------------
+    def code_for(self, node: cst.CSTNode) -> str:
+        return self.ctx.module.code_for_node(node)
+
+    def spelling(self, qualified_module: str, default_local: str) -> tuple[str, list[AddImport]]:
+        """How to write `qualified_module` here; imports it as `default_local` if needed."""
+        local = self.names.local_for(qualified_module)
+        if local is not None:
+            return local, []
+        if default_local == qualified_module:
+            return default_local, [AddImport(qualified_module)]
+        return default_local, [AddImport(qualified_module, asname=default_local)]

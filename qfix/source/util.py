@@ -1,0 +1,100 @@
+"""Small libcst helpers shared by the source rules."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import libcst as cst
+
+
+def arg(call: cst.Call, pos: int | None, kw: str | None) -> cst.Arg | None:
+    """The argument given by position `pos` or keyword `kw` (None when absent)."""
+    if kw is not None:
+        for a in call.args:
+            if a.keyword is not None and a.keyword.value == kw:
+                return a
+    if pos is not None:
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        if pos < len(positional):
+            return positional[pos]
+    return None
+
+
+def has_star(call: cst.Call) -> bool:
+    return any(a.star for a in call.args)
+
+
+def string_value(node: cst.BaseExpression | None) -> str | None:
+    if isinstance(node, cst.SimpleString):
+        try:
+            v = node.evaluated_value
+        except Exception:  # noqa: BLE001
+            return None
+        return v if isinstance(v, str) else None
+    return None
+
+
+def number(node: cst.BaseExpression | None) -> float | None:
+    """Value of a numeric constant expression (literals, unary +/-, + - * / of constants)."""
+    if node is None:
+        return None
+    if isinstance(node, (cst.Integer, cst.Float)):
+        try:
+            return float(ast.literal_eval(node.value))
+        except (ValueError, SyntaxError):
+            return None
+    if isinstance(node, cst.UnaryOperation):
+        v = number(node.expression)
+        if v is None:
+            return None
+        if isinstance(node.operator, cst.Minus):
+            return -v
+        if isinstance(node.operator, cst.Plus):
+            return v
+        return None
+    if isinstance(node, cst.BinaryOperation):
+        a, b = number(node.left), number(node.right)
+        if a is None or b is None:
+            return None
+        op = node.operator
+        try:
+            if isinstance(op, cst.Add):
+                return a + b
+            if isinstance(op, cst.Subtract):
+                return a - b
+            if isinstance(op, cst.Multiply):
+                return a * b
+            if isinstance(op, cst.Divide):
+                return a / b
+        except ZeroDivisionError:
+            return None
+    return None
+
+
+def is_const(node: cst.BaseExpression) -> bool:
+    return number(node) is not None
+
+
+def uses_name(node: cst.CSTNode, name: str) -> bool:
+    """Whether the Name `name` occurs anywhere inside `node`."""
+    stack: list[Any] = [node]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, cst.Name) and x.value == name:
+            return True
+        stack.extend(x.children)
+    return False
+
+
+def expr(code: str) -> cst.BaseExpression:
+    return cst.parse_expression(code)
+
+
+def strip_parens(node: cst.BaseExpression) -> cst.BaseExpression:
+    return node.with_changes(lpar=(), rpar=()) if getattr(node, "lpar", None) else node
+
+
+def assign_target_names(node: cst.Assign | cst.AnnAssign) -> list[str]:
+    targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+    return [t.value for t in targets if isinstance(t, cst.Name)]
