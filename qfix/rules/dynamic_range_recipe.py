@@ -1,0 +1,139 @@
+"""QF401 dynamic-range-recipe (source side)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..source.converter import ConverterAnalysis
+from ..source.rule import InsertStatements, Invalid, SourceRule, Valid, statements
+from ..types import Applicability
+
+_TEMPLATE = (
+    "def representative_dataset():\n"
+    "    for x in calibration_samples[:200]:  # real, preprocessed inputs, batch of 1, float32\n"
+    "        yield [x[None].astype(\"float32\")]\n"
+    "converter.representative_dataset = representative_dataset"
+)
+
+
+class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
+    """
+    ## What it does
+    Flags a TFLite converter set up with `optimizations = [tf.lite.Optimize.DEFAULT]` but no
+    `representative_dataset` when the model must be fully integer: an integer `--target`
+    (edgetpu, int8, tflm, ethos-u), or a converter that itself asks for integer ops or types
+    (`TFLITE_BUILTINS_INT8`, `inference_input_type = tf.uint8`, `supported_types = [tf.int8]`).
+    With an integer target it also flags a converter with no optimizations at all.
+    Converters of quantization-aware-trained models (tfmot) are left to QF404.
+
+    ## Why is this bad?
+    Without calibration data the converter can only do dynamic-range quantization: weights
+    become int8 but activations stay float, so the Edge TPU compiler rejects the model ("Model
+    not quantized") and microcontroller targets cannot run it. When integer ops or types are
+    requested the conversion fails outright: `ValueError: For full integer quantization, a
+    representative_dataset must be specified.`
+
+    ## Example
+    ```python
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    tflite = converter.convert()
+    ```
+
+    ## Use instead
+    ```python
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset  # yields [float32 batch of 1]
+    tflite = converter.convert()
+    ```
+
+    ## Fix safety
+    Display-only by default: qfix cannot know which data is representative. When
+    `[tool.qfix] representative-dataset = "<expression>"` names the calibration generator, the
+    fix inserts `converter.representative_dataset = <expression>`; it is unsafe because it
+    changes the produced model from dynamic-range to full-integer (different numbers).
+
+    ## Targets
+    edgetpu, int8, tflm, ethos-u (and any converter that requests integer ops or I/O types).
+    """
+
+    code = "QF401"
+    name = "dynamic-range-recipe"
+
+    _BASE = (
+        "import tensorflow as tf\n"
+        "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+        "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+    )
+    VALID = [
+        Valid(_BASE + "tflite = converter.convert()\n"),  # no integer target: dynamic range is a choice
+        Valid(_BASE + "converter.representative_dataset = rep\ntflite = converter.convert()\n", target="edgetpu"),
+        Valid(
+            "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
+            "q = tfmot.quantization.keras.quantize_model(model)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(q)\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\ntflite = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid("import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\ntflite = converter.convert()\n", target="gpu-not-a-target"),
+    ]
+    INVALID = [
+        Invalid(_BASE + "tflite = converter.convert()\n", target="edgetpu", applicability=Applicability.DISPLAY_ONLY),
+        Invalid(
+            _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\ntflite = converter.convert()\n",
+            message="representative_dataset",
+        ),
+        Invalid(
+            _BASE + "tflite = converter.convert()\n",
+            target="int8",
+            options={"representative_dataset": "data.calibration_gen"},
+            expected=_BASE + "converter.representative_dataset = data.calibration_gen\ntflite = converter.convert()\n",
+            applicability=Applicability.UNSAFE,
+        ),
+        Invalid(
+            "import tensorflow as tf\n\ndef export(model):\n    conv = tf.lite.TFLiteConverter.from_keras_model(model)\n    return conv.convert()\n",
+            target="edgetpu",
+            message="no optimizations",
+        ),
+    ]
+
+    def finish(self) -> None:
+        tgt = self.ctx.target
+        for b in self.converter_blocks():
+            if b.qat or "representative_dataset" in b.settings:
+                continue
+            integer_target = tgt is not None and tgt.integer
+            if not self.optimized(b):
+                if integer_target and not self.full_int_requested(b):
+                    self.report(
+                        b.create_call,
+                        f"Converter `{b.var}` has no optimizations: the model stays float, but target {tgt.id} needs a fully integer model",  # type: ignore[union-attr]
+                        fix="Set `optimizations = [tf.lite.Optimize.DEFAULT]` and a `representative_dataset`",
+                        applicability=Applicability.DISPLAY_ONLY,
+                    )
+                continue
+            if not (integer_target or self.full_int_requested(b)):
+                continue
+            opt = b.settings["optimizations"]
+            if self.full_int_requested(b):
+                msg = f"Converter `{b.var}` asks for full integer quantization without a `representative_dataset` (the converter raises ValueError)"
+            else:
+                msg = f"`Optimize.DEFAULT` without a `representative_dataset` gives dynamic-range quantization (float activations); target {tgt.id} needs full integer"  # type: ignore[union-attr]
+            data = self.ctx.options.get("representative_dataset")
+            if data:
+                try:
+                    stmts = statements(f"{b.var}.representative_dataset = {data}\n")
+                except cst.ParserSyntaxError:
+                    stmts = ()
+                if stmts:
+                    self.report(
+                        opt.node, msg, fix=f"Set `{b.var}.representative_dataset = {data}`",
+                        applicability=Applicability.UNSAFE, edits=[InsertStatements(opt.stmt, stmts)],
+                    )
+                    continue
+            self.report(
+                opt.node, msg,
+                fix="Add a representative dataset (or name one in [tool.qfix] representative-dataset):\n" + _TEMPLATE.replace("converter", b.var),
+                applicability=Applicability.DISPLAY_ONLY,
+            )

@@ -1,0 +1,109 @@
+"""QF403 float-io (source side)."""
+
+from __future__ import annotations
+
+from ..source.converter import ConverterAnalysis
+from ..source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
+from ..source.util import expr
+from ..types import Applicability
+
+
+class FloatIo(ConverterAnalysis, SourceRule):
+    """
+    ## What it does
+    Flags a full-integer conversion (representative dataset, or a QAT model, with
+    `Optimize.DEFAULT`) that leaves `inference_input_type` / `inference_output_type` unset (or
+    float32) when the target wants integer I/O: uint8 for the Edge TPU, int8 for TFLite Micro
+    and Ethos-U.
+
+    ## Why is this bad?
+    Both default to `tf.float32` even with `TFLITE_BUILTINS_INT8`, so the model starts with a
+    QUANTIZE and ends with a DEQUANTIZE op that work on float: the Edge TPU compiler leaves them
+    on the CPU ("Operation is working on an unsupported data type") and the application keeps
+    feeding float data it could have fed as raw bytes.
+
+    ## Example
+    ```python
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    ```
+
+    ## Use instead
+    ```python
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    ```
+
+    ## Fix safety
+    Unsafe: it changes the model's interface. Callers must then quantize inputs with the input
+    tensor's scale and zero point and dequantize outputs (`get_input_details()[0]["quantization"]`).
+
+    ## Targets
+    edgetpu (uint8), tflm and ethos-u (int8).
+    """
+
+    code = "QF403"
+    name = "float-io"
+    TARGETS = frozenset({"edgetpu", "tflm", "ethos-u"})
+
+    _BASE = (
+        "import tensorflow as tf\n"
+        "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+        "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+        "converter.representative_dataset = rep\n"
+    )
+    VALID = [
+        Valid(_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n", target="edgetpu"),
+        Valid(_BASE + "m = converter.convert()\n", target="int8"),
+        Valid(_BASE + "m = converter.convert()\n"),
+        Valid("import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\nm = converter.convert()\n", target="edgetpu"),
+    ]
+    INVALID = [
+        Invalid(
+            _BASE + "m = converter.convert()\n",
+            target="edgetpu",
+            expected=_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n",
+            applicability=Applicability.UNSAFE,
+        ),
+        Invalid(
+            _BASE + "converter.inference_input_type = tf.int8\nm = converter.convert()\n",
+            target="tflm",
+            expected=_BASE + "converter.inference_input_type = tf.int8\nconverter.inference_output_type = tf.int8\nm = converter.convert()\n",
+        ),
+        Invalid(
+            _BASE + "converter.inference_input_type = tf.float32\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n",
+            target="edgetpu",
+            expected=_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n",
+        ),
+    ]
+
+    def finish(self) -> None:
+        tgt = self.ctx.target
+        if tgt is None or tgt.io_dtype is None:
+            return
+        for b in self.converter_blocks():
+            if not self.optimized(b) or not (b.qat or "representative_dataset" in b.settings):
+                continue
+            tf, imports = self.spelling("tensorflow", "tf")
+            want = f"{tf}.{tgt.io_dtype}"
+            missing, edits, where = [], [], None
+            for key in ("inference_input_type", "inference_output_type"):
+                s = b.settings.get(key)
+                if s is None:
+                    missing.append(key)
+                    edits.append(InsertStatements(b.anchor, statements(f"{b.var}.{key} = {want}\n")))
+                elif self.names.canon(s.value) == "tensorflow.float32":
+                    missing.append(key)
+                    edits.append(Replace(s.value, expr(want)))
+                    where = where or s.node
+            if not missing:
+                continue
+            self.report(
+                where or b.settings.get("representative_dataset", b.settings["optimizations"]).node,
+                f"Converter `{b.var}` leaves {' and '.join(missing)} float32: target {tgt.id} wants {tgt.io_dtype} I/O",
+                fix=f"Set {' and '.join(missing)} to `{want}`",
+                applicability=Applicability.UNSAFE,
+                edits=[*edits, *imports],
+            )

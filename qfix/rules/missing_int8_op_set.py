@@ -1,0 +1,112 @@
+"""QF402 missing-int8-op-set (source side)."""
+
+from __future__ import annotations
+
+from ..source.converter import INT8_OPS, ConverterAnalysis
+from ..source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
+from ..source.util import expr
+from ..types import Applicability
+
+TARGETS_NEEDING = frozenset({"edgetpu", "tflm", "ethos-u"})
+
+
+class MissingInt8OpSet(ConverterAnalysis, SourceRule):
+    """
+    ## What it does
+    Flags a full-integer post-training conversion (optimizations + representative dataset)
+    that does not restrict `target_spec.supported_ops` to `TFLITE_BUILTINS_INT8`, when the
+    target cannot run float ops (edgetpu, tflm, ethos-u).
+
+    ## Why is this bad?
+    Without the INT8-only op set the converter silently keeps any op it cannot quantize in
+    float, wrapped in QUANTIZE/DEQUANTIZE. The file converts, and the failure shows up later:
+    the Edge TPU compiler cuts the graph at the first float op (everything after runs on the
+    CPU), a microcontroller build lacks the float kernel. With the op set, conversion fails at
+    once and names the op.
+
+    ## Example
+    ```python
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    ```
+
+    ## Use instead
+    ```python
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    ```
+
+    ## Fix safety
+    Safe: the float model is untouched and a model that was already fully integer converts
+    to the same file; a model that was not now fails to convert with the op named instead of
+    producing a file the target cannot run. Only offered when a representative dataset is set
+    (otherwise the op set alone makes conversion fail, see QF401) and not for QAT models (QF404).
+
+    ## Targets
+    edgetpu, tflm, ethos-u.
+    """
+
+    code = "QF402"
+    name = "missing-int8-op-set"
+    TARGETS = TARGETS_NEEDING
+
+    _BASE = (
+        "import tensorflow as tf\n"
+        "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+        "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+        "converter.representative_dataset = rep\n"
+    )
+    VALID = [
+        Valid(_BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\nm = converter.convert()\n", target="edgetpu"),
+        Valid(_BASE + "m = converter.convert()\n", target="int8"),
+        Valid(_BASE + "m = converter.convert()\n"),
+        Valid(_BASE + "converter.target_spec.supported_ops = OPS\nm = converter.convert()\n", target="edgetpu"),
+    ]
+    INVALID = [
+        Invalid(
+            _BASE + "m = converter.convert()\n",
+            target="edgetpu",
+            expected=_BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\nm = converter.convert()\n",
+            applicability=Applicability.SAFE,
+        ),
+        Invalid(
+            _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]\nm = converter.convert()\n",
+            target="tflm",
+            expected=_BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\nm = converter.convert()\n",
+        ),
+        Invalid(
+            _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\nm = converter.convert()\n",
+            target="edgetpu",
+            applicability=Applicability.DISPLAY_ONLY,
+        ),
+    ]
+
+    def finish(self) -> None:
+        for b in self.converter_blocks():
+            if b.qat or "representative_dataset" not in b.settings or not self.optimized(b):
+                continue
+            ops = b.settings.get("target_spec.supported_ops")
+            tf, imports = self.spelling("tensorflow", "tf")
+            want = f"[{tf}.lite.OpsSet.TFLITE_BUILTINS_INT8]"
+            msg = f"Converter `{b.var}` may leave float ops in the model; target {self.ctx.target.id} cannot run them (set supported_ops to TFLITE_BUILTINS_INT8)"  # type: ignore[union-attr]
+            if ops is None:
+                self.report(
+                    b.settings["representative_dataset"].node, msg,
+                    fix=f"Set `{b.var}.target_spec.supported_ops = {want}`", applicability=Applicability.SAFE,
+                    edits=[InsertStatements(b.anchor, statements(f"{b.var}.target_spec.supported_ops = {want}\n")), *imports],
+                )
+                continue
+            els = self.elements(ops.value)
+            if els is None or INT8_OPS in els:
+                continue
+            if els == ["tensorflow.lite.OpsSet.TFLITE_BUILTINS"]:
+                self.report(
+                    ops.node, msg, fix=f"Use `{want}`", applicability=Applicability.SAFE,
+                    edits=[Replace(ops.value, expr(want)), *imports],
+                )
+            else:
+                self.report(
+                    ops.node, msg + "; SELECT_TF_OPS / float op sets cannot run on this target",
+                    fix=f"Use `{want}` and replace the layers that need other ops", applicability=Applicability.DISPLAY_ONLY,
+                )
