@@ -98,3 +98,23 @@ def strip_parens(node: cst.BaseExpression) -> cst.BaseExpression:
 def assign_target_names(node: cst.Assign | cst.AnnAssign) -> list[str]:
     targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
     return [t.value for t in targets if isinstance(t, cst.Name)]
+
+
+def iter_nodes(node: cst.CSTNode):
+    """Every meaningful node under `node` (pre-order), using the engine's fast field walk."""
+    from .engine import _fields
+
+    stack: list[Any] = [node]
+    CN = cst.CSTNode
+    while stack:
+        x = stack.pop()
+        yield x
+        kids = []
+        for name in _fields(type(x)):
+            v = getattr(x, name)
+            if isinstance(v, CN):
+                kids.append(v)
+            elif type(v) is tuple or type(v) is list:
+                kids.extend(c for c in v if isinstance(c, CN))
+        kids.reverse()
+        stack.extend(kids)

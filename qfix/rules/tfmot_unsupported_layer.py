@@ -1,0 +1,184 @@
+"""QF205 tfmot-unsupported-layer (source side)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libcst as cst
+
+from ..source.rule import Invalid, SourceRule, Valid
+from ..source.util import arg
+from ..types import Applicability
+
+QUANTIZERS = {"tfmot.quantization.keras.quantize_model", "tfmot.quantization.keras.quantize_annotate_model"}
+MODEL_MAKERS = ("keras.Sequential", "keras.models.Sequential", "keras.Model", "keras.models.Model", "keras.models.load_model", "keras.saving.load_model")
+HUB = {"tensorflow_hub.KerasLayer", "tensorflow_hub.keras_layer.KerasLayer"}
+LAMBDA = {"keras.layers.Lambda", "keras.layers.core.Lambda"}
+ADVICE = {
+    "hub": (
+        "hub.KerasLayer is an opaque SavedModel tfmot cannot see into: build the backbone from "
+        "keras.applications (tf_keras) instead, or annotate only the other layers - "
+        "clone_model(model, clone_function=lambda l: l if isinstance(l, hub.KerasLayer) else "
+        "quantize_annotate_layer(l)), then quantize_apply inside "
+        "quantize_scope({'KerasLayer': hub.KerasLayer}) - and leave the backbone to post-training quantization"
+    ),
+    "nested": (
+        "inline the inner model: keras.Model(base.input, head(base.output)), or pass "
+        "input_tensor=inputs to keras.applications.X(...); `qfix model.keras` flattens nested models in saved files"
+    ),
+    "lambda": "replace the Lambda with a built-in layer (QF202) or a registered custom layer with a QuantizeConfig",
+}
+_LABEL = {"hub": "a hub.KerasLayer", "nested": "a nested model", "lambda": "a Lambda layer"}
+
+
+class TfmotUnsupportedLayer(SourceRule):
+    """
+    ## What it does
+    Flags `tfmot.quantization.keras.quantize_model(model)` (and `quantize_annotate_model`)
+    when the model, as built in the same file, contains a `hub.KerasLayer`, a nested model
+    (a `keras.applications` / `Sequential` / `Model` object called as a layer or listed in a
+    Sequential), or a `Lambda` layer. The model is followed through local variables and
+    through calls of functions defined in the file.
+
+    ## Why is this bad?
+    `quantize_model` refuses them: "Quantizing a keras Model inside another keras Model is not
+    supported.", "Layer KerasLayer ... is not supported", and for Lambda a warning followed by
+    "Requested the deserialization of a Lambda layer with a Python `lambda` inside it".
+
+    ## Example
+    ```python
+    base = tf.keras.applications.MobileNetV2(include_top=False)
+    inputs = tf.keras.Input((224, 224, 3))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(base(inputs)))
+    q = tfmot.quantization.keras.quantize_model(model)
+    ```
+
+    ## Use instead
+    ```python
+    inputs = tf.keras.Input((224, 224, 3))
+    base = tf.keras.applications.MobileNetV2(include_top=False, input_tensor=inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(base.output))
+    q = tfmot.quantization.keras.quantize_model(model)
+    ```
+
+    ## Fix safety
+    Display-only: the change is to the model's structure (which layers exist and how they are
+    wired), which qfix does not rewrite in source. The message names the model-level fix.
+
+    ## Targets
+    All (quantization-aware training with tfmot).
+    """
+
+    code = "QF205"
+    name = "tfmot-unsupported-layer"
+    TRIGGERS = ("quantize_model", "quantize_annotate_model")
+
+    _H = "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
+    VALID = [
+        Valid(_H + "m = tf.keras.Sequential([tf.keras.layers.Dense(2)])\nq = tfmot.quantization.keras.quantize_model(m)\n"),
+        Valid(_H + "base = tf.keras.applications.MobileNetV2()\nq = tfmot.quantization.keras.quantize_model(base)\n"),
+        Valid(_H + "i = tf.keras.Input((8,))\nx = tf.keras.layers.Lambda(lambda t: t)(i)\nm = tf.keras.Model(i, x)\n"),
+    ]
+    INVALID = [
+        Invalid(
+            _H + "import tensorflow_hub as hub\nm = tf.keras.Sequential([hub.KerasLayer('https://tfhub.dev/x'), tf.keras.layers.Dense(5)])\n"
+            "q = tfmot.quantization.keras.quantize_model(m)\n",
+            applicability=Applicability.DISPLAY_ONLY,
+            message="hub.KerasLayer",
+        ),
+        Invalid(
+            _H + "def build():\n    base = tf.keras.applications.MobileNetV2(include_top=False)\n    i = tf.keras.Input((224, 224, 3))\n"
+            "    o = tf.keras.layers.Dense(2)(base(i))\n    return tf.keras.Model(i, o)\n\nq = tfmot.quantization.keras.quantize_model(build())\n",
+            message="nested model",
+        ),
+        Invalid(
+            _H + "i = tf.keras.Input((8,))\nx = tf.keras.layers.Lambda(lambda t: t[:, :4])(i)\nm = tf.keras.Model(i, x)\n"
+            "q = tfmot.quantization.keras.quantize_model(m)\n",
+            message="Lambda",
+        ),
+    ]
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.events: dict[Any, set[str]] = {}  # scope -> kinds seen in it
+        self.bindings: dict[tuple[Any, str], cst.BaseExpression] = {}
+        self.model_names: set[str] = set()
+        self.functions: dict[str, Any] = {}  # name -> scope key
+        self.calls: list[tuple[Any, cst.Call, cst.BaseExpression]] = []
+
+    def _scope(self) -> Any:
+        return id(self.ctx.scope) if self.ctx.scope is not None else None
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.functions[node.name.value] = id(node)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for t in node.targets:
+            if isinstance(t.target, cst.Name):
+                self.bindings[(self._scope(), t.target.value)] = node.value
+                if isinstance(node.value, cst.Call):
+                    c = self.names.canon(node.value.func) or ""
+                    if c.startswith("keras.applications.") or c in MODEL_MAKERS:
+                        self.model_names.add(t.target.value)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        c = self.names.canon(node.func)
+        scope = self._scope()
+        kind = None
+        if c in HUB:
+            kind = "hub"
+        elif c in LAMBDA:
+            kind = "lambda"
+        elif c in QUANTIZERS:
+            a = arg(node, 0, "to_quantize") or arg(node, 0, "to_annotate")
+            if a is not None:
+                self.calls.append((scope, node, a.value))
+        elif isinstance(node.func, cst.Name) and node.func.value in self.model_names and node.args:
+            kind = "nested"
+        if kind:
+            self.events.setdefault(scope, set()).add(kind)
+
+    def _kinds(self, scope: Any, value: cst.BaseExpression, depth: int = 0) -> set[str]:
+        if depth > 5:
+            return set()
+        if isinstance(value, cst.Name):
+            bound = self.bindings.get((scope, value.value)) or self.bindings.get((None, value.value))
+            if bound is None:
+                return set()
+            return self._kinds(scope if (scope, value.value) in self.bindings else None, bound, depth + 1)
+        if isinstance(value, cst.Call):
+            c = self.names.canon(value.func) or ""
+            if c in ("keras.Sequential", "keras.models.Sequential"):
+                layers = arg(value, 0, "layers")
+                out: set[str] = set()
+                if layers is not None and isinstance(layers.value, (cst.List, cst.Tuple)):
+                    for e in layers.value.elements:
+                        v = e.value
+                        if isinstance(v, cst.Call):
+                            ec = self.names.canon(v.func)
+                            if ec in HUB:
+                                out.add("hub")
+                            elif ec in LAMBDA:
+                                out.add("lambda")
+                        elif isinstance(v, cst.Name) and v.value in self.model_names:
+                            out.add("nested")
+                return out
+            if c in ("keras.Model", "keras.models.Model"):
+                return set(self.events.get(scope, set()))
+            if isinstance(value.func, cst.Name) and value.func.value in self.functions:
+                return set(self.events.get(self.functions[value.func.value], set()))
+        return set()
+
+    def finish(self) -> None:
+        for scope, call, value in self.calls:
+            kinds = self._kinds(scope, value)
+            if not kinds:
+                continue
+            order = [k for k in ("nested", "hub", "lambda") if k in kinds]
+            what = ", ".join(_LABEL[k] for k in order)
+            self.report(
+                call,
+                f"`{self.code_for(call.func)}` on a model that contains {what}: tfmot cannot quantize it",
+                fix="; ".join(f"{_LABEL[k]}: {ADVICE[k]}" for k in order),
+                applicability=Applicability.DISPLAY_ONLY,
+            )
