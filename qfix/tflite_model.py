@@ -87,6 +87,13 @@ class TfliteModel:
     min_runtime_version: str | None
     subgraph_count: int
     metadata: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _dialect: dict[frozenset[str], bool] = field(default_factory=dict, repr=False, compare=False)
+
+    def keras3_scopes(self, layer_names: frozenset[str]) -> bool:
+        """True when tensor names carry Keras 3 scopes (`conv_1` for layer `conv`)."""
+        if layer_names not in self._dialect:
+            self._dialect[layer_names] = keras3_scopes((t.name for t in self.tensors), layer_names)
+        return self._dialect[layer_names]
 
     def producer(self, tensor_index: int) -> Op | None:
         for op in self.ops:
@@ -209,40 +216,55 @@ def _convert(model: Any, raw: bytes, schema: Any) -> TfliteModel:
 
 
 # --- mapping TFLite tensor names back to Keras layers -------------------------------------
+#
+# Keras 3 appends `_N` to every name scope (`functional_1/conv2d_3_1/Relu` is layer
+# `conv2d_3`); tf_keras uses the layer names as they are (`model/conv2d_3/Conv2D`). A single
+# component cannot tell the two apart (`conv2d_1` is layer `conv2d` in Keras 3, layer
+# `conv2d_1` in tf_keras), so the dialect is decided once per model: tf_keras when the model
+# scope (`model`, `sequential`) or a component that is exactly a layer name (the first
+# `conv2d`, a user-named `head`) has no `_N` suffix, which never happens in Keras 3. With all-suffixed names either
+# reading falls back to the other, so only `conv` + `conv_1` in one such model stays ambiguous.
 
-_KERAS3_SUFFIX = re.compile(r"_\d+$")
-
-
-def _component_matches(component: str, names: set[str]) -> list[str]:
-    """Layer names this scope component can stand for: itself, or itself minus the `_N`
-    suffix Keras 3 appends to scope names (`conv2d_3_1` is layer `conv2d_3`)."""
-    hits = [component] if component in names else []
-    stripped = _KERAS3_SUFFIX.sub("", component)
-    if stripped != component and stripped in names:
-        hits.append(stripped)
-    return hits
+_SCOPE_SUFFIX = re.compile(r"_\d+$")
 
 
-def layer_of(tensor_name: str, layer_names: Iterable[str]) -> str | None:
+def _scopes(tensor_name: str) -> list[list[str]]:
+    """Scope components of each `;`-joined path, without the trailing TF op name."""
+    return [path.split("/")[:-1] for path in tensor_name.split(";") if "/" in path]
+
+
+def keras3_scopes(tensor_names: Iterable[str], layer_names: Iterable[str]) -> bool:
+    names = set(layer_names)
+    return not any(
+        (i == 0 or c in names) and not _SCOPE_SUFFIX.search(c)
+        for name in tensor_names for path in _scopes(name) for i, c in enumerate(path)
+    )
+
+
+def _match(component: str, names: set[str], keras3: bool) -> str | None:
+    stripped = _SCOPE_SUFFIX.sub("", component)
+    order = (stripped, component) if keras3 else (component, stripped)
+    return next((n for n in order if n in names), None)
+
+
+def layer_of(tensor_name: str, layer_names: Iterable[str], keras3: bool | None = None) -> str | None:
     """The Keras layer a TFLite tensor name comes from, or None.
 
-    Names look like `functional_1/conv_1/Relu;functional_1/conv_1/convolution` (Keras 3),
-    `model/conv/Conv2D` (tf_keras). Fused ops join several paths with `;`; the first path
-    that names a layer wins. Within a path the innermost matching scope wins, so a layer
-    inside a nested model maps to itself, not to the nested model. A component matching
-    several names (exact and Keras-3-stripped) takes the longest.
+    Names look like `functional_1/conv_1/Relu;functional_1/conv_1/convolution` (Keras 3) or
+    `model/conv/Conv2D` (tf_keras). Fused ops join several paths with `;`: the first path that
+    names a layer wins. Within a path the innermost matching scope wins, so a layer inside a
+    nested model maps to itself rather than to the nested model. `keras3=None` guesses the
+    dialect from this name alone; `op_layer` decides it once per model.
     """
     names = set(layer_names)
     if not names or not tensor_name:
         return None
-    for path in tensor_name.split(";"):
-        best = None
-        for component in path.split("/"):
-            hits = _component_matches(component, names)
-            if hits:
-                best = max(hits, key=len)
-        if best is not None:
-            return best
+    if keras3 is None:
+        keras3 = keras3_scopes([tensor_name], names)
+    for path in _scopes(tensor_name):
+        hits = [m for c in path if (m := _match(c, names, keras3)) is not None]
+        if hits:
+            return hits[-1]
     return None
 
 
@@ -252,12 +274,13 @@ def op_layer(model: TfliteModel, op: Op, layer_names: Iterable[str]) -> str | No
     A converter-inserted DEQUANTIZE (output `tfl.dequantize`) exists for the float op that
     reads it, so it takes that op's layer before falling back to its input's.
     """
-    names = set(layer_names)
+    names = frozenset(layer_names)
+    keras3 = model.keras3_scopes(names)
     candidates = op.outputs[:1]
     if op.name == "DEQUANTIZE":
         candidates += [c.outputs[0] for o in op.outputs for c in model.consumers(o) if c.outputs]
     for idx in candidates + [i for i in op.inputs if i >= 0]:
-        layer = layer_of(model.tensors[idx].name, names)
+        layer = layer_of(model.tensors[idx].name, names, keras3)
         if layer is not None:
             return layer
     return None

@@ -145,3 +145,102 @@ def tflite_models(request) -> dict[str, tuple[bytes, list[str]]]:
             tmp.replace(path)
         out[name] = (path.read_bytes(), names)
     return out
+
+
+# ---- hand-built flatbuffers (no TensorFlow) for the fast tests -----------------------------
+
+
+def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], outputs: list[int],
+                 subgraphs: int = 1, min_runtime: str | None = "1.14.0") -> bytes:
+    """A minimal .tflite written with the schema's object API.
+
+    tensors: {"name", "shape", "dtype" ("int8"/"uint8"/"float32"/"int32"), optional "data"
+    (numpy array for constants), "signature", "quant" (default True for 8-bit)}.
+    ops: {"op": builtin name, "in": [...], "out": [...], "version", "options": (class name,
+    {attr: value}) using the generated *OptionsT attribute names}.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    codes = {"float32": 0, "int32": 2, "uint8": 3, "int64": 4, "int8": 9, "int16": 7}
+    model = s.ModelT()
+    model.version = 3
+    model.buffers = [s.BufferT()]
+    graph = s.SubGraphT()
+    graph.tensors = []
+    for spec in tensors:
+        t = s.TensorT()
+        t.name = spec["name"].encode()
+        t.shape = list(spec["shape"])
+        t.shapeSignature = list(spec.get("signature", spec["shape"]))
+        t.type = codes[spec["dtype"]]
+        t.buffer = 0
+        if spec.get("data") is not None:
+            buf = s.BufferT()
+            buf.data = list(np.asarray(spec["data"]).tobytes())
+            model.buffers.append(buf)
+            t.buffer = len(model.buffers) - 1
+        if spec.get("quant", spec["dtype"] in ("int8", "uint8")):
+            q = s.QuantizationParametersT()
+            q.scale, q.zeroPoint = [0.05], [0 if spec["dtype"] == "int8" else 128]
+            t.quantization = q
+        graph.tensors.append(t)
+    model.operatorCodes, graph.operators = [], []
+    for spec in ops:
+        code = getattr(s.BuiltinOperator, spec["op"])
+        oc = s.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
+        oc.version = spec.get("version", 1)
+        model.operatorCodes.append(oc)
+        o = s.OperatorT()
+        o.opcodeIndex = len(model.operatorCodes) - 1
+        o.inputs, o.outputs = list(spec["in"]), list(spec["out"])
+        if "options" in spec:
+            cls_name, attrs = spec["options"]
+            opt = getattr(s, cls_name + "T")()
+            for k, v in attrs.items():
+                setattr(opt, k, v)
+            o.builtinOptionsType = getattr(s.BuiltinOptions, cls_name)
+            o.builtinOptions = opt
+        graph.operators.append(o)
+    graph.inputs, graph.outputs = list(inputs), list(outputs)
+    model.subgraphs = [graph] + [s.SubGraphT() for _ in range(subgraphs - 1)]
+    if min_runtime is not None:
+        buf = s.BufferT()
+        buf.data = list(min_runtime.encode().ljust(16, b"\0"))
+        model.buffers.append(buf)
+        md = s.MetadataT()
+        md.name, md.buffer = b"min_runtime_version", len(model.buffers) - 1
+        model.metadata = [md]
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def conv_chain(act_op: str | None = None, *, conv_version: int = 3, dilation=(1, 1),
+               batch: int = 1, signature_batch: int | None = None, act_dtype: str = "int8") -> bytes:
+    """uint8 in -> QUANTIZE -> CONV_2D -> [act_op] -> QUANTIZE -> uint8 out (tf_keras-style names)."""
+    sb = batch if signature_batch is None else signature_batch
+    shp = lambda c: (batch, 4, 4, c)  # noqa: E731
+    sig = lambda c: (sb, 4, 4, c)  # noqa: E731
+    tensors = [
+        {"name": "serving_default_input_1:0", "shape": shp(3), "signature": sig(3), "dtype": "uint8"},
+        {"name": "tfl.quantize", "shape": shp(3), "signature": sig(3), "dtype": "int8"},
+        {"name": "model/conv/Conv2D", "shape": (4, 3, 3, 3), "dtype": "int8", "data": np.ones((4, 3, 3, 3), np.int8)},
+        {"name": "model/conv/BiasAdd/ReadVariableOp", "shape": (4,), "dtype": "int32", "data": np.zeros(4, np.int32), "quant": False},
+        {"name": "model/conv/Relu;model/conv/Conv2D", "shape": shp(4), "signature": sig(4), "dtype": "int8"},
+    ]
+    conv_opts = ("Conv2DOptions", {"strideH": 1, "strideW": 1, "dilationHFactor": dilation[0],
+                                   "dilationWFactor": dilation[1], "fusedActivationFunction": 1})
+    ops = [
+        {"op": "QUANTIZE", "in": [0], "out": [1]},
+        {"op": "CONV_2D", "in": [1, 2, 3], "out": [4], "version": conv_version, "options": conv_opts},
+    ]
+    last = 4
+    if act_op is not None:
+        tensors.append({"name": f"model/act/{act_op.title()}", "shape": shp(4), "signature": sig(4), "dtype": act_dtype})
+        ops.append({"op": act_op, "in": [last], "out": [len(tensors) - 1]})
+        last = len(tensors) - 1
+    tensors.append({"name": "StatefulPartitionedCall:0", "shape": shp(4), "signature": sig(4), "dtype": "uint8"})
+    ops.append({"op": "QUANTIZE", "in": [last], "out": [len(tensors) - 1]})
+    return build_tflite(tensors, ops, [0], [len(tensors) - 1])

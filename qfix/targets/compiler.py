@@ -12,8 +12,9 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .check import Placement
 
@@ -49,6 +50,9 @@ class CompilerResult:
     error: str | None  # first fatal line, when compilation failed
     log: str = field(repr=False, default="")
     compiled: bytes | None = field(repr=False, default=None)  # the *_edgetpu.tflite
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("log", "compiled")}
 
     def status_counts(self) -> Counter[tuple[str, str]]:
         counts: Counter[tuple[str, str]] = Counter()
