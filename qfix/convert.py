@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import time
 import warnings
@@ -26,7 +27,7 @@ from typing import Any
 
 from .calibration import Calibration
 from .errors import error
-from .keras_load import Dialect, input_names, output_names, sniff_dialect
+from .keras_load import Dialect, call_model, input_names, output_names, sniff_dialect
 
 SIGNATURE = "serving_default"
 
@@ -144,9 +145,8 @@ def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir
     outs = output_names(model)
 
     def serve(inputs):
-        y = model(inputs, training=False)
-        y = y if isinstance(y, (list, tuple)) else [y]
-        return dict(zip(outs, y))
+        flat = inputs if len(specs) > 1 else [inputs]
+        return dict(zip(outs, call_model(model, dict(zip(names, flat)))))
 
     signature = [specs if len(specs) > 1 else specs[0]]
     if dialect_of(model) == "keras3":
@@ -233,13 +233,25 @@ def _captured_output() -> Iterator[_Log]:
             log.text = text
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"\b(\w+(?:Error|Exception)): (.+)")
+_NOISE = ("Traceback", "File ", "<unknown>", "Exception encountered", "in user code:")
+
+
 def _meaningful_line(e: BaseException) -> str:
-    """The first line of a converter error that says something (MLIR `error:` lines first)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    """The line of a converter/Keras error that says something: an MLIR `error:` line, else a
+    `SomeError: message` line (tf.function wraps the real one in `in user code:` frames), else
+    the first line that is not a traceback frame."""
+    lines = [_ANSI.sub("", ln).strip() for ln in str(e).splitlines()]
+    lines = [ln for ln in lines if ln]
     for ln in lines:
         if "error:" in ln:
             return ln[ln.index("error:") :][:300]
     for ln in lines:
-        if not ln.startswith(("Traceback", "File ", "<unknown>", "Exception encountered")):
+        m = _RAISED.search(ln)
+        if m:
+            return f"{m.group(1)}: {m.group(2)}"[:300]
+    for ln in lines:
+        if not ln.startswith(_NOISE):
             return ln[:300]
     return type(e).__name__

@@ -83,7 +83,28 @@ def input_specs(model: Any) -> list[InputSpec]:
 
 
 def output_names(model: Any) -> list[str]:
+    """Output names, in the order `call_model` returns outputs."""
     return list(model.output_names)
+
+
+def call_model(model: Any, by_name: dict[str, Any]) -> list[Any]:
+    """Call `model` (training=False) on inputs keyed by InputLayer name, passed in the model's
+    own input structure (single tensor, list, or dict for `Model({"a": ...})`), and return the
+    outputs as a flat list in `output_names` order (nest flattening sorts dict outputs by key,
+    as Keras does when it lists `model.outputs`)."""
+    import tensorflow as tf
+
+    names = input_names(model)
+    by_id = {id(t): by_name[n] for n, t in zip(names, model.inputs)}
+    struct = getattr(model, "_inputs_struct", None)  # Keras 3
+    if struct is None:
+        struct = getattr(model, "_nested_inputs", None)  # tf_keras
+    try:
+        args = tf.nest.map_structure(lambda t: by_id[id(t)], struct)
+    except (KeyError, TypeError, ValueError):  # unknown structure: Keras' positional order
+        flat = [by_name[n] for n in names]
+        args = flat if len(flat) > 1 else flat[0]
+    return tf.nest.flatten(model(args, training=False))
 
 
 def _first_line(e: BaseException) -> str:

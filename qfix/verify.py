@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
-from .keras_load import input_names, output_names
+from .keras_load import call_model, input_names, output_names
 
 SIGNATURE = "serving_default"
 
@@ -119,12 +119,11 @@ def _keras_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray
     import tensorflow as tf
 
     names = input_names(model)
-    batch = []
+    batch = {}
     for i, (name, t) in enumerate(zip(names, model.inputs)):
         arrs = [_lookup(s, name, names, position=i) for s in calibration.samples]
-        batch.append(tf.constant(np.concatenate(arrs).astype(_np_dtype(t.dtype))))
-    y = model(batch if len(batch) > 1 else batch[0], training=False)
-    y = y if isinstance(y, (list, tuple)) else [y]
+        batch[name] = tf.constant(np.concatenate(arrs).astype(_np_dtype(t.dtype)))
+    y = call_model(model, batch)
     return {n: np.asarray(v, dtype=np.float64) for n, v in zip(output_names(model), y)}
 
 
