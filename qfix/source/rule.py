@@ -42,7 +42,7 @@ TARGETS: dict[str, SourceTarget] = {
     for t in (
         SourceTarget(
             "edgetpu", True, True, "uint8", True,
-            frozenset({"hard_swish", "hard_silu", "gelu", "leaky_relu", "elu", "selu", "swish", "silu", "mish"}),
+            frozenset({"hard_swish", "hard_silu", "gelu", "leaky_relu", "elu", "selu", "mish"}),
         ),
         SourceTarget("int8", True, False, None, False),
         SourceTarget("tflm", True, True, "int8", True, frozenset({"gelu", "mish"})),

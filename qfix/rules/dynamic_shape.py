@@ -1,0 +1,116 @@
+"""QF301 dynamic-shape (source side; the model side is appended by the lead)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..source.rule import Invalid, Replace, SourceRule, Valid
+from ..source.util import arg
+from ..types import Applicability
+
+INPUTS = {"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"}
+STATIC_TARGETS = frozenset({"edgetpu", "tflm", "ethos-u"})
+
+
+class DynamicShape(SourceRule):
+    """
+    ## What it does
+    For targets that need static tensor shapes, flags `keras.Input(...)` /
+    `keras.layers.InputLayer(...)` without a fixed batch size, and input shapes with `None`
+    dimensions (`Input((None, None, 3))`).
+
+    ## Why is this bad?
+    `keras.Input(shape)` leaves the batch dimension `None`, so the converted model has
+    `shape_signature [-1, ...]`, and shape-dependent layers (Reshape, LayerNormalization, ...)
+    add SHAPE / STRIDED_SLICE / PACK / FILL ops. The Edge TPU compiler rejects dynamic tensors
+    ("Attempting to use a delegate that only supports static-sized tensors with a graph that has
+    dynamic-sized tensors"), and TFLite Micro and Vela need static shapes too.
+
+    ## Example
+    ```python
+    inputs = keras.Input((224, 224, 3))
+    ```
+
+    ## Use instead
+    ```python
+    inputs = keras.Input((224, 224, 3), batch_size=1)
+    ```
+
+    ## Fix safety
+    Safe for the batch size: batch 1 computes the same outputs per sample and changes no
+    weight. `None` height/width/length need values only the user knows: display-only.
+
+    ## Targets
+    edgetpu, tflm, ethos-u.
+    """
+
+    code = "QF301"
+    name = "dynamic-shape"
+    TARGETS = STATIC_TARGETS
+    TRIGGERS = ("Input",)
+
+    VALID = [
+        Valid("import keras\ni = keras.Input((224, 224, 3), batch_size=1)\n", target="edgetpu"),
+        Valid("import keras\ni = keras.Input((224, 224, 3))\n"),
+        Valid("import keras\ni = keras.Input((224, 224, 3))\n", target="int8"),
+        Valid("import keras\ni = keras.Input(batch_shape=(1, 8))\n", target="edgetpu"),
+    ]
+    INVALID = [
+        Invalid(
+            "import keras\ni = keras.Input((224, 224, 3))\n",
+            target="edgetpu",
+            expected="import keras\ni = keras.Input((224, 224, 3), batch_size=1)\n",
+            applicability=Applicability.SAFE,
+        ),
+        Invalid(
+            "import tensorflow as tf\ni = tf.keras.layers.Input(shape=(None, None, 3), name='img')\n",
+            target="tflm",
+            expected="import tensorflow as tf\ni = tf.keras.layers.Input(shape=(None, None, 3), name='img', batch_size=1)\n",
+            count=2,
+        ),
+        Invalid(
+            "import keras\ni = keras.Input((8,), batch_size=None)\n",
+            target="edgetpu",
+            expected="import keras\ni = keras.Input((8,), batch_size=1)\n",
+        ),
+    ]
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if self.names.canon(node.func) not in INPUTS:
+            return
+        if any(a.star for a in node.args):
+            return
+        tgt = self.ctx.target.id  # type: ignore[union-attr]
+        bshape = arg(node, None, "batch_shape") or arg(node, None, "batch_input_shape")
+        shape = arg(node, 0, "shape") or arg(node, 0, "input_shape")
+        dims: list[cst.BaseExpression] = []
+        if bshape is not None:
+            if isinstance(bshape.value, (cst.Tuple, cst.List)):
+                dims = [e.value for e in bshape.value.elements]
+                if dims and isinstance(dims[0], cst.Name) and dims[0].value == "None":
+                    self.report(node, f"Dynamic batch dimension in `batch_shape`: target {tgt} needs static shapes", fix="Use 1 as the batch dimension", applicability=Applicability.DISPLAY_ONLY)
+                dims = dims[1:]
+        else:
+            bs = arg(node, 1, "batch_size")
+            if bs is None or (isinstance(bs.value, cst.Name) and bs.value.value == "None" and bs.keyword is not None):
+                new_arg = cst.Arg(keyword=cst.Name("batch_size"), value=cst.Integer("1"), equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
+                if bs is None:
+                    args = list(node.args)
+                    if args:
+                        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+                    new = node.with_changes(args=[*args, new_arg])
+                    edit = Replace(node, new)
+                else:
+                    edit = Replace(bs.value, cst.Integer("1"))
+                self.report(
+                    node, f"Input without a fixed batch size: the converted model has a dynamic batch dimension, and target {tgt} needs static shapes",
+                    fix="Add `batch_size=1`", applicability=Applicability.SAFE, edits=[edit],
+                )
+            if shape is not None and isinstance(shape.value, (cst.Tuple, cst.List)):
+                dims = [e.value for e in shape.value.elements]
+        if any(isinstance(d, cst.Name) and d.value == "None" for d in dims):
+            self.report(
+                node, f"Input shape has `None` dimensions: target {tgt} needs every dimension fixed",
+                fix="Give the concrete size (e.g. the image height and width the model is deployed with)",
+                applicability=Applicability.DISPLAY_ONLY,
+            )

@@ -1,0 +1,167 @@
+"""QF101 mixed-dtype-merge (source side; the model side is appended by the lead)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import libcst as cst
+
+from ..source.names import keras_flavor
+from ..source.rule import Invalid, Replace, SourceRule, Valid
+from ..source.util import arg, expr, string_value
+from ..types import Applicability
+
+INT_DTYPES = {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"}
+INPUTS = {"keras.Input", "keras.layers.Input"}
+MERGE_LAYERS = {f"keras.layers.{n}" for n in ("Concatenate", "Add", "Multiply", "Subtract", "Average", "Maximum", "Minimum")}
+MERGE_FUNCS = {f"keras.layers.{n}" for n in ("concatenate", "add", "multiply", "subtract", "average", "maximum", "minimum")} | {
+    "tensorflow.concat", "keras.ops.concatenate", "keras.backend.concatenate", "tensorflow.math.add_n", "tensorflow.add_n",
+}
+SHAPE_ONLY = {f"keras.layers.{n}" for n in ("Reshape", "Flatten", "Permute", "RepeatVector", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D")}
+
+
+class MixedDtypeMerge(SourceRule):
+    """
+    ## What it does
+    In model-building code, flags a merge (`Concatenate`, `Add`, `Multiply`, ...,
+    `layers.concatenate`, `tf.concat`, `keras.ops.concatenate`) of an integer tensor - a
+    `keras.Input(..., dtype="uint8")` or another integer dtype, possibly reshaped - with a float
+    one, and casts the integer operand explicitly.
+
+    ## Why is this bad?
+    tf_keras (the Keras that tfmot needs) raises `TypeError: Tensors in list passed to 'values'
+    of 'ConcatV2' Op have types [uint8, float32] that don't all match.` Keras 3 silently casts,
+    so the model trains, then fails when moved to tf_keras; after TFLite conversion the hidden
+    cast becomes a CAST op with float DEQUANTIZE/QUANTIZE around it, which the Edge TPU cannot run.
+
+    ## Example
+    ```python
+    image = keras.Input((32, 32, 3), dtype="uint8")
+    meta = keras.Input((4,))
+    x = keras.layers.Concatenate()([keras.layers.Flatten()(image), meta])
+    ```
+
+    ## Use instead
+    ```python
+    x = keras.layers.Concatenate()([keras.ops.cast(keras.layers.Flatten()(image), "float32"), meta])
+    ```
+    Better still: make the input float32, scale in the data pipeline, and let the converter give
+    the model uint8 I/O (`converter.inference_input_type = tf.uint8`).
+
+    ## Fix safety
+    Safe: the cast is the one Keras 3 already did implicitly (same float32 values), it has no
+    weights, and in tf_keras the model did not build before.
+
+    ## Targets
+    All.
+    """
+
+    code = "QF101"
+    name = "mixed-dtype-merge"
+    TRIGGERS = ("Input",)
+
+    VALID = [
+        Valid("import keras\na = keras.Input((4,), dtype='uint8')\nb = keras.Input((4,), dtype='uint8')\nx = keras.layers.Concatenate()([a, b])\n"),
+        Valid("import keras\na = keras.Input((4,))\nb = keras.Input((4,))\nx = keras.layers.concatenate([a, b])\n"),
+        Valid(
+            "import keras\na = keras.Input((4,), dtype='uint8')\na = keras.layers.Rescaling(1 / 255)(a)\n"
+            "b = keras.Input((4,))\nx = keras.layers.Concatenate()([a, b])\n"
+        ),
+        Valid("import keras\ntok = keras.Input((8,), dtype='int32')\ne = keras.layers.Embedding(100, 4)(tok)\nf = keras.Input((8, 4))\nx = keras.layers.Add()([e, f])\n"),
+    ]
+    INVALID = [
+        Invalid(
+            "import keras\na = keras.Input((4,), dtype='uint8')\nb = keras.Input((4,))\nx = keras.layers.Concatenate()([a, b])\n",
+            expected="import keras\na = keras.Input((4,), dtype='uint8')\nb = keras.Input((4,))\nx = keras.layers.Concatenate()([keras.ops.cast(a, \"float32\"), b])\n",
+            applicability=Applicability.SAFE,
+        ),
+        Invalid(
+            "import tensorflow as tf\nfrom tensorflow.keras import layers\n"
+            "img = tf.keras.Input((8, 8, 3), dtype=tf.uint8)\nflat = layers.Flatten()(img)\nmeta = layers.Input((4,))\n"
+            "x = layers.concatenate([flat, meta])\n",
+            expected="import tensorflow as tf\nfrom tensorflow.keras import layers\n"
+            "img = tf.keras.Input((8, 8, 3), dtype=tf.uint8)\nflat = layers.Flatten()(img)\nmeta = layers.Input((4,))\n"
+            "x = layers.concatenate([tf.cast(flat, tf.float32), meta])\n",
+        ),
+        Invalid(
+            "import tf_keras as keras\na = keras.Input((4,), dtype='int32')\nb = keras.layers.Dense(4)(keras.Input((3,)))\nx = keras.layers.Add()([b, a])\n",
+            expected="import tf_keras as keras\nimport tensorflow as tf\n\na = keras.Input((4,), dtype='int32')\nb = keras.layers.Dense(4)(keras.Input((3,)))\nx = keras.layers.Add()([b, tf.cast(a, tf.float32)])\n",
+        ),
+    ]
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        self.kind: dict[tuple[Any, str], str] = {}  # (scope, name) -> "int" | "float"
+
+    def _scope(self) -> Any:
+        return id(self.ctx.scope) if self.ctx.scope is not None else None
+
+    def _value_kind(self, value: cst.BaseExpression) -> str | None:
+        if isinstance(value, cst.Name):
+            return self.kind.get((self._scope(), value.value)) or self.kind.get((None, value.value))
+        if not isinstance(value, cst.Call):
+            return None
+        c = self.names.canon(value.func)
+        if c in INPUTS:
+            d = arg(value, None, "dtype")
+            if d is None:
+                return "float"
+            s = string_value(d.value)
+            if s is None:
+                dc = self.names.canon(d.value) or ""
+                s = dc.rsplit(".", 1)[-1] if dc.startswith(("tensorflow.", "numpy.")) else None
+            if s is None:
+                return None
+            return "int" if s in INT_DTYPES else ("float" if "float" in s else None)
+        if isinstance(value.func, cst.Call):  # a layer called on tensors
+            lc = self.names.canon(value.func.func)
+            if lc in SHAPE_ONLY and value.args:
+                return self._value_kind(value.args[0].value)
+            if lc is not None and lc.startswith("keras.layers."):
+                return "float"
+        return None
+
+    def leave_Assign(self, node: cst.Assign) -> None:
+        k = self._value_kind(node.value)
+        for t in node.targets:
+            if isinstance(t.target, cst.Name):
+                key = (self._scope(), t.target.value)
+                if k is None:
+                    self.kind.pop(key, None)
+                else:
+                    self.kind[key] = k
+
+    def visit_Call(self, node: cst.Call) -> None:
+        if isinstance(node.func, cst.Call):
+            layer = self.names.canon(node.func.func)
+            if layer not in MERGE_LAYERS:
+                return
+            qual = self.names.qualified(node.func.func) or ""
+        else:
+            c = self.names.canon(node.func)
+            if c not in MERGE_FUNCS:
+                return
+            qual = self.names.qualified(node.func) or ""
+        first = arg(node, 0, None) or arg(node, None, "inputs") or arg(node, None, "values")
+        if first is None or not isinstance(first.value, (cst.List, cst.Tuple)):
+            return
+        elements = first.value.elements
+        kinds = [self._value_kind(e.value) for e in elements]
+        if "int" not in kinds or "float" not in kinds:
+            return
+        flavor = keras_flavor(qual)
+        if flavor == "keras3":
+            k, imports = self.spelling("keras", "keras")
+            wrap = lambda code: f'{k}.ops.cast({code}, "float32")'  # noqa: E731
+        else:
+            tf, imports = self.spelling("tensorflow", "tf")
+            wrap = lambda code: f"{tf}.cast({code}, {tf}.float32)"  # noqa: E731
+        edits: list = [Replace(e.value, expr(wrap(self.code_for(e.value).strip()))) for e, k2 in zip(elements, kinds) if k2 == "int"]
+        names = ", ".join(f"`{self.code_for(e.value).strip()}`" for e, k2 in zip(elements, kinds) if k2 == "int")
+        self.report(
+            node,
+            f"Integer tensor {names} merged with float tensors: tf_keras raises TypeError and TFLite gets a float CAST island",
+            fix="Cast the integer operand to float32 explicitly (better: float32 model input + inference_input_type=tf.uint8)",
+            applicability=Applicability.SAFE,
+            edits=[*edits, *imports],
+        )

@@ -1,0 +1,126 @@
+"""QF302 unsupported-activation (source side; the model side is appended by the lead)."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from ..source.rule import Invalid, SourceRule, Valid
+from ..source.util import arg, string_value
+from ..types import Applicability
+
+ALIASES = {"hard_silu": "hard_swish", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu"}
+FUNCS = {
+    "tensorflow.nn.gelu": "gelu", "keras.activations.gelu": "gelu", "keras.ops.gelu": "gelu",
+    "tensorflow.nn.leaky_relu": "leaky_relu", "keras.activations.leaky_relu": "leaky_relu", "keras.ops.leaky_relu": "leaky_relu",
+    "keras.activations.hard_swish": "hard_swish", "keras.activations.hard_silu": "hard_swish", "keras.ops.hard_silu": "hard_swish",
+    "keras.ops.hard_swish": "hard_swish", "tensorflow.nn.elu": "elu", "keras.activations.elu": "elu", "keras.ops.elu": "elu",
+    "tensorflow.nn.selu": "selu", "keras.activations.selu": "selu", "keras.ops.selu": "selu",
+    "keras.activations.mish": "mish", "keras.ops.mish": "mish",
+}
+LAYERS = {"keras.layers.LeakyReLU": "leaky_relu", "keras.layers.ELU": "elu"}
+ADVICE = {
+    "hard_swish": "use `x * ReLU(6)(x + 3) / 6` as separate layers (`qfix model.keras` rewrites saved models exactly)",
+    "gelu": "use relu or swish (retrain), or keep gelu on the CPU",
+    "leaky_relu": "use `PReLU(alpha_initializer=Constant(alpha), shared_axes=[1, 2])` (the Edge TPU runs PRELU) or ReLU",
+    "elu": "use relu or swish (retrain)",
+    "selu": "use relu or swish (retrain)",
+    "mish": "use swish (retrain)",
+}
+
+
+def _norm(name: str) -> str:
+    n = name.lower()
+    return ALIASES.get(n, n)
+
+
+class UnsupportedActivation(SourceRule):
+    """
+    ## What it does
+    Flags activations the target has no kernel for, as written in model-building code:
+    `activation="hard_swish"` / `"gelu"` / `"leaky_relu"` on any layer, `Activation("gelu")`,
+    `layers.LeakyReLU(...)`, and calls such as `tf.nn.gelu(x)`. For the Edge TPU: HARD_SWISH,
+    GELU, LEAKY_RELU, ELU (and selu, mish).
+
+    ## Why is this bad?
+    The op is not in the target's op set, so the Edge TPU compiler stops mapping at the first
+    such op ("Operation not supported") and runs the rest of the model on the CPU; other targets
+    fail to compile or fall back to slow reference kernels.
+
+    ## Example
+    ```python
+    x = keras.layers.Dense(64, activation="gelu")(x)
+    x = keras.layers.LeakyReLU(0.1)(x)
+    ```
+
+    ## Use instead
+    ```python
+    x = keras.layers.Dense(64, activation="relu")(x)
+    x = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.1), shared_axes=[1, 2])(x)
+    ```
+
+    ## Fix safety
+    Display-only in source: swapping an activation changes the numbers (gelu, elu) or adds
+    trainable weights and depends on the input rank (LeakyReLU -> PReLU); the exact rewrites
+    (hard_swish -> x*relu6(x+3)/6, LeakyReLU -> PReLU with constant alpha) are done on saved
+    models by `qfix model.keras`, where the weights are migrated.
+
+    ## Targets
+    edgetpu (hard_swish, gelu, leaky_relu, elu, selu, mish); tflm (gelu, mish); ethos-u (mish).
+    """
+
+    code = "QF302"
+    name = "unsupported-activation"
+    TARGETS = frozenset({"edgetpu", "tflm", "ethos-u"})
+
+    VALID = [
+        Valid("import keras\nx = keras.layers.Dense(8, activation='relu')(x)\n", target="edgetpu"),
+        Valid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n"),
+        Valid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="int8"),
+        Valid("import keras\nx = keras.layers.LeakyReLU()(x)\n", target="tflm"),
+    ]
+    INVALID = [
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="edgetpu", applicability=Applicability.DISPLAY_ONLY, message="gelu"),
+        Invalid("import tensorflow as tf\nx = tf.keras.layers.Activation('hard_swish')(x)\n", target="edgetpu"),
+        Invalid("import tensorflow as tf\nx = tf.keras.layers.LeakyReLU(alpha=0.1)(x)\n", target="edgetpu", message="leaky_relu"),
+        Invalid("import tensorflow as tf\nx = tf.keras.layers.Conv2D(8, 3, activation=tf.nn.gelu)(x)\ny = tf.nn.gelu(x)\n", target="edgetpu", count=2),
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='mish')(x)\n", target="ethos-u"),
+    ]
+
+    def _activation_name(self, node: cst.BaseExpression) -> str | None:
+        s = string_value(node)
+        if s is not None:
+            return _norm(s)
+        c = self.names.canon(node)
+        return FUNCS.get(c) if c else None
+
+    def _flag(self, node: cst.CSTNode, act: str, how: str) -> None:
+        missing = self.ctx.target.missing_activations  # type: ignore[union-attr]
+        if act not in missing:
+            return
+        tgt = self.ctx.target.id  # type: ignore[union-attr]
+        self.report(
+            node, f"{how} `{act}` has no kernel on target {tgt}: the op falls back to the CPU",
+            fix=ADVICE.get(act, "use an activation the target supports"), applicability=Applicability.DISPLAY_ONLY,
+        )
+
+    def visit_Call(self, node: cst.Call) -> None:
+        c = self.names.canon(node.func)
+        if c is None:
+            return
+        if c in FUNCS:
+            self._flag(node, FUNCS[c], "Activation")
+            return
+        if c in LAYERS:
+            self._flag(node, LAYERS[c], "Layer")
+            return
+        if not c.startswith("keras.layers."):
+            return
+        if c == "keras.layers.Activation":
+            a = arg(node, 0, "activation")
+        else:
+            a = arg(node, None, "activation")
+        if a is None:
+            return
+        act = self._activation_name(a.value)
+        if act is not None:
+            self._flag(a, act, "Activation")
