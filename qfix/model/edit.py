@@ -1,0 +1,559 @@
+"""Edits on a `.keras` config dict that serialise back to a config Keras loads, both dialects.
+
+A tensor is `(layer, node, index)`, as in Keras 3's `keras_history` and tf_keras's
+`[layer, node, index, kwargs]` inbound entries. Every edit works on one model of the config
+(`scope`: the names of the nested models above it, `()` for the top level), rewires the
+tensor references it affects, keeps layer names unique, and finally puts the layers in the
+order Keras itself derives from the graph (`keras_order`). That last step matters: Keras
+rebuilds `model.layers` from the graph on load and keys the weights file by that order, so
+a config in any other order would load the wrong weights into same-class layers.
+
+`ModelEdit` records, for every layer of the edited config, which layer of the original its
+weights come from (`origin`), and the variables of new layers (`new_vars`); `weights()` then
+re-keys `model.weights.h5` with `qfix.model.weights.migrate`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .graph import MODEL_CLASSES
+from .weights import LayerPath, layer_name, layer_paths, migrate
+
+Tensor = tuple[str, int, int]
+
+
+class EditError(ValueError):
+    """The edit does not apply to this config (wrong layer kind, shared layer, …)."""
+
+
+@dataclass
+class _Slot:
+    """One tensor reference inside a config, mutable in place."""
+
+    ref: list[Any]  # starts with [layer, node, index]
+    meta: dict[str, Any] | None  # Keras 3 tensor config (shape, dtype), else None
+
+    @property
+    def tensor(self) -> Tensor:
+        return (str(self.ref[0]), int(self.ref[1]), int(self.ref[2]))
+
+    def point_to(self, t: Tensor, shape: Any = None, dtype: str | None = None) -> None:
+        self.ref[0:3] = list(t)
+        if self.meta is not None:
+            if shape is not None:
+                self.meta["shape"] = list(shape)
+            if dtype is not None:
+                self.meta["dtype"] = dtype
+
+
+# --- building layer dicts -----------------------------------------------------------------
+
+
+def dtype_policy(dtype: str, dialect: str) -> Any:
+    if dialect == "keras3":
+        return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": dtype}, "registered_name": None}
+    return dtype
+
+
+def initializer(class_name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"module": "keras.initializers", "class_name": class_name, "config": config or {}, "registered_name": None}
+
+
+def make_layer(
+    class_name: str, config: dict[str, Any], dialect: str, name: str, *, dtype: str = "float32",
+    input_shape: Any = None,
+) -> dict[str, Any]:
+    """A built-in layer entry (without inbound nodes) as the dialect writes it."""
+    cfg = {"name": name, "trainable": True, "dtype": dtype_policy(dtype, dialect), **config}
+    raw: dict[str, Any] = {"module": "keras.layers", "class_name": class_name, "config": cfg, "registered_name": None}
+    if input_shape is not None:
+        raw["build_config"] = {"input_shape": list(input_shape)}
+    raw["name"] = name
+    raw["inbound_nodes"] = []
+    return raw
+
+
+def _model_raw(raw: dict[str, Any]) -> bool:
+    return raw.get("class_name") in MODEL_CLASSES and isinstance((raw.get("config") or {}).get("layers"), list)
+
+
+def _first_node(raw: dict[str, Any], dialect: str) -> int:
+    """tf_keras does not save a nested model's own first node (its construction), so the
+    references to its first call use node 1 (`_should_skip_first_node`)."""
+    if dialect == "tf_keras" and _model_raw(raw):
+        inner = raw["config"]["layers"]
+        return 1 if inner and inner[0].get("class_name") == "InputLayer" else 0
+    return 0
+
+
+# --- reading a model's references ---------------------------------------------------------
+
+
+def _node_slots(node: Any) -> Iterator[_Slot]:
+    """Tensor references of one inbound node, in Keras's flattening order."""
+    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+        yield from _k3_slots(node.get("args", []))
+        kwargs = node.get("kwargs") or {}
+        for key in sorted(kwargs):  # tree.flatten sorts dict keys
+            yield from _k3_slots(kwargs[key])
+    elif isinstance(node, list):  # tf_keras: an entry or a list of entries
+        entries = [node] if node and isinstance(node[0], str) else node
+        for e in entries:
+            if isinstance(e, list) and len(e) >= 3 and isinstance(e[0], str):
+                yield _Slot(e, None)
+
+
+def _k3_slots(value: Any) -> Iterator[_Slot]:
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            cfg = value["config"]
+            yield _Slot(cfg["keras_history"], cfg)
+        else:
+            for key in sorted(value):
+                yield from _k3_slots(value[key])
+    elif isinstance(value, list):
+        for v in value:
+            yield from _k3_slots(v)
+
+
+def _io_slots(value: Any) -> Iterator[_Slot]:
+    """`input_layers` / `output_layers`: a `[name, node, index]` triple or nested lists of them."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
+        yield _Slot(value, None)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _io_slots(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _io_slots(v)
+
+
+def _slots(model: dict[str, Any]) -> Iterator[_Slot]:
+    """Every reference a layer of this model makes to a tensor, then the model outputs."""
+    for raw in model["config"]["layers"]:
+        for node in raw.get("inbound_nodes") or []:
+            yield from _node_slots(node)
+    yield from _io_slots(model["config"].get("output_layers"))
+
+
+# --- Keras's own layer order --------------------------------------------------------------
+
+
+def keras_order(model: dict[str, Any], dialect: str) -> list[str]:
+    """The order of `model.layers` Keras derives when it rebuilds this functional model:
+    `keras.src.ops.function.map_graph` / tf_keras `_map_graph_network` (depth from the
+    outputs, deepest first; ties by first visit in a DFS from the outputs)."""
+    cfg = model["config"]
+    raws = {layer_name(r): r for r in cfg["layers"]}
+    if model.get("class_name") == "Sequential":
+        return list(raws)
+
+    def parents(node: tuple[str, int]) -> list[tuple[str, int]]:
+        raw = raws[node[0]]
+        if raw.get("class_name") == "InputLayer":
+            return []
+        nodes = raw.get("inbound_nodes") or []
+        i = node[1] - _first_node(raw, dialect)
+        return [(s.tensor[0], s.tensor[1]) for s in _node_slots(nodes[i])] if 0 <= i < len(nodes) else []
+
+    finished: set[tuple[str, int]] = set()
+    in_progress: set[tuple[str, int]] = set()
+    ordered: list[tuple[str, int]] = []
+    first_seen: dict[str, int] = {}
+
+    def visit(node: tuple[str, int]) -> None:
+        if node in finished:
+            return
+        if node in in_progress:
+            raise EditError(f"layer {node[0]!r} is part of a cycle")
+        first_seen.setdefault(node[0], len(first_seen))
+        in_progress.add(node)
+        for p in parents(node):
+            visit(p)
+        in_progress.discard(node)
+        finished.add(node)
+        ordered.append(node)
+
+    for s in _io_slots(cfg.get("output_layers")):
+        visit((s.tensor[0], s.tensor[1]))
+    node_depth: dict[tuple[str, int], int] = {}
+    layer_depth: dict[str, int] = {}
+    for node in reversed(ordered):
+        depth = max(node_depth.setdefault(node, 0), layer_depth.get(node[0], 0))
+        layer_depth[node[0]] = node_depth[node] = depth
+        for p in parents(node):
+            node_depth[p] = max(depth + 1, node_depth.get(p, 0))
+    for s in _io_slots(cfg.get("input_layers")):  # unused inputs still belong to the model
+        if s.tensor[0] not in layer_depth:
+            layer_depth[s.tensor[0]] = 0
+            first_seen[s.tensor[0]] = -1
+    return sorted(layer_depth, key=lambda n: (-layer_depth[n], first_seen[n]))
+
+
+# --- the editor ---------------------------------------------------------------------------
+
+
+class ModelEdit:
+    """A sequence of edits on a copy of `config`; the original is never modified."""
+
+    def __init__(self, config: dict[str, Any], dialect: str):
+        if dialect not in ("keras3", "tf_keras"):
+            raise EditError(f"unknown dialect {dialect!r}")
+        self.original = config
+        self.config = copy.deepcopy(config)
+        self.dialect = dialect
+        self.origin: dict[LayerPath, LayerPath | None] = {p: p for p in layer_paths(config)}
+        self.new_vars: dict[LayerPath, list[np.ndarray]] = {}
+
+    # -- weights --
+
+    def weights(self, weights_bytes: bytes) -> bytes:
+        """`model.weights.h5` re-keyed for the edited config."""
+        return migrate(weights_bytes, self.original, self.config, self.dialect, self.origin, self.new_vars)
+
+    # -- lookups --
+
+    def model(self, scope: tuple[str, ...] = ()) -> dict[str, Any]:
+        model = self.config
+        for name in scope:
+            model = self._raw(model, name)
+            if not _model_raw(model):
+                raise EditError(f"{name!r} is not a nested model")
+        return model
+
+    def layer(self, name: str, scope: tuple[str, ...] = ()) -> dict[str, Any]:
+        return self._raw(self.model(scope), name)
+
+    @staticmethod
+    def _raw(model: dict[str, Any], name: str) -> dict[str, Any]:
+        for raw in model["config"]["layers"]:
+            if layer_name(raw) == name:
+                return raw
+        raise EditError(f"no layer named {name!r}")
+
+    def tensor_meta(self, t: Tensor, scope: tuple[str, ...] = ()) -> tuple[list | None, str | None]:
+        """Shape and dtype of a tensor as the config records them (Keras 3 refs, input layers)."""
+        model = self.model(scope)
+        for s in _slots(model):
+            if s.tensor == t and s.meta is not None:
+                return s.meta.get("shape"), s.meta.get("dtype")
+        raw = self._raw(model, t[0])
+        if raw.get("class_name") == "InputLayer":
+            cfg = raw["config"]
+            return cfg.get("batch_shape") or cfg.get("batch_input_shape"), cfg.get("dtype")
+        return None, None
+
+    def inputs_of(self, name: str, scope: tuple[str, ...] = ()) -> list[Tensor]:
+        """The tensors the first call of layer `name` reads (Functional models)."""
+        nodes = self.layer(name, scope).get("inbound_nodes") or []
+        return [s.tensor for s in _node_slots(nodes[0])] if nodes else []
+
+    def unique_name(self, base: str, scope: tuple[str, ...] = ()) -> str:
+        taken = {layer_name(r) for r in self.model(scope)["config"]["layers"]}
+        if base not in taken:
+            return base
+        i = 1
+        while f"{base}_{i}" in taken:
+            i += 1
+        return f"{base}_{i}"
+
+    def _node(self, tensors: list[Tensor], scope: tuple[str, ...]) -> Any:
+        """One inbound node reading `tensors`, in the dialect's format."""
+        if self.dialect == "tf_keras":
+            return [[t[0], t[1], t[2], {}] for t in tensors]
+        refs = []
+        for t in tensors:
+            shape, dtype = self.tensor_meta(t, scope)
+            refs.append({"class_name": "__keras_tensor__",
+                         "config": {"shape": shape, "dtype": dtype or "float32", "keras_history": list(t)}})
+        # One tensor is the first positional arg; several are one list arg (merge layers).
+        return {"args": refs if len(refs) == 1 else [refs], "kwargs": {}}
+
+    def _rewire(self, model: dict[str, Any], old: Tensor, new: Tensor, shape=None, dtype=None, skip=None) -> int:
+        n = 0
+        for raw in model["config"]["layers"]:
+            if raw is skip:
+                continue
+            for node in raw.get("inbound_nodes") or []:
+                for s in _node_slots(node):
+                    if s.tensor == old:
+                        s.point_to(new, shape, dtype)
+                        n += 1
+        for s in _io_slots(model["config"].get("output_layers")):
+            if s.tensor == old:
+                s.point_to(new)
+                n += 1
+        return n
+
+    def _reorder(self, scope: tuple[str, ...]) -> None:
+        model = self.model(scope)
+        order = keras_order(model, self.dialect)
+        by_name = {layer_name(r): r for r in model["config"]["layers"]}
+        dropped = set(by_name) - set(order)
+        if dropped:
+            raise EditError(f"the edit disconnects layer(s) {', '.join(sorted(dropped))} from the outputs")
+        model["config"]["layers"] = [by_name[n] for n in order]
+
+    # -- edits --
+
+    def insert_after(
+        self, tensor: Tensor, layer: dict[str, Any], scope: tuple[str, ...] = (), *,
+        out_shape: Any = None, out_dtype: str | None = None, weights: list[np.ndarray] | None = None,
+    ) -> str:
+        """Insert `layer` (a `make_layer` dict) reading `tensor`; every consumer of `tensor` and
+        every model output on it then reads the new layer. Returns the new layer's name."""
+        model = self.model(scope)
+        self._raw(model, tensor[0])
+        name = self.unique_name(layer_name(layer), scope)
+        raw = copy.deepcopy(layer)
+        raw["name"] = raw["config"]["name"] = name
+        shape, dtype = self.tensor_meta(tensor, scope)
+        if model.get("class_name") == "Sequential":
+            raw.pop("inbound_nodes", None)
+            layers = model["config"]["layers"]
+            layers.insert(layers.index(self._raw(model, tensor[0])) + 1, raw)
+        else:
+            raw["inbound_nodes"] = [self._node([tensor], scope)]
+            self._rewire(model, tensor, (name, 0, 0), out_shape or shape, out_dtype or dtype)
+            model["config"]["layers"].append(raw)
+            self._reorder(scope)
+        self.origin[(*scope, name)] = None
+        if weights:
+            self.new_vars[(*scope, name)] = list(weights)
+        return name
+
+    def replace(
+        self, name: str, layer: dict[str, Any], scope: tuple[str, ...] = (), *,
+        weights: list[np.ndarray] | None = None, keep_weights: bool = False, out_dtype: str | None = None,
+    ) -> None:
+        """Put `layer` in the place of layer `name`: same name, inputs and consumers. Its
+        weights are `weights`, or the old layer's with `keep_weights=True`."""
+        model = self.model(scope)
+        old = self._raw(model, name)
+        raw = copy.deepcopy(layer)
+        raw["name"] = raw["config"]["name"] = name
+        if "inbound_nodes" in old:
+            raw["inbound_nodes"] = old["inbound_nodes"]
+        else:
+            raw.pop("inbound_nodes", None)
+        if "build_config" in old and "build_config" not in raw:
+            raw["build_config"] = old["build_config"]
+        layers = model["config"]["layers"]
+        layers[layers.index(old)] = raw
+        if out_dtype is not None:
+            for s in _slots(model):
+                if s.tensor[0] == name and s.meta is not None:
+                    s.meta["dtype"] = out_dtype
+        if not keep_weights:
+            self.origin[(*scope, name)] = None
+            self.new_vars[(*scope, name)] = list(weights or [])
+
+    def remove(self, name: str, scope: tuple[str, ...] = ()) -> None:
+        """Remove a pass-through layer (one call, one input): its consumers read its input."""
+        model = self.model(scope)
+        raw = self._raw(model, name)
+        if raw.get("class_name") == "InputLayer" or _model_raw(raw):
+            raise EditError(f"{name!r} is not a pass-through layer")
+        layers = model["config"]["layers"]
+        if model.get("class_name") != "Sequential":
+            nodes = raw.get("inbound_nodes") or []
+            if len(nodes) != 1:
+                raise EditError(f"layer {name!r} is called {len(nodes)} times; only a single call can be removed")
+            inputs = list(_node_slots(nodes[0]))
+            if len(inputs) != 1:
+                raise EditError(f"layer {name!r} reads {len(inputs)} tensors; only one can pass through")
+            src = inputs[0].tensor
+            shape, dtype = self.tensor_meta(src, scope)
+            self._rewire(model, (name, 0, 0), src, shape, dtype)
+        layers.remove(raw)
+        if model.get("class_name") != "Sequential":
+            self._reorder(scope)
+        self.origin.pop((*scope, name), None)
+        self.new_vars.pop((*scope, name), None)
+
+    def set_input(
+        self, name: str, *, shape: Any = None, dtype: str | None = None, scope: tuple[str, ...] = ()
+    ) -> None:
+        """Change an input's shape (batch included) and/or dtype, and the references to it."""
+        model = self.model(scope)
+        raw = self._raw(model, name)
+        if raw.get("class_name") != "InputLayer":
+            raise EditError(f"{name!r} is not an input layer")
+        cfg = raw["config"]
+        if shape is not None:
+            key = "batch_shape" if "batch_shape" in cfg or self.dialect == "keras3" else "batch_input_shape"
+            cfg[key] = list(shape)
+        if dtype is not None:
+            cfg["dtype"] = dtype
+        for s in _slots(model):
+            if s.tensor == (name, 0, 0) and s.meta is not None:
+                s.point_to(s.tensor, shape, dtype)
+        if shape is not None:  # the layers reading the input were built for its old shape
+            for other in model["config"]["layers"]:
+                bc = other.get("build_config") or {}
+                reads = any(s.tensor[0] == name for n in other.get("inbound_nodes") or [] for s in _node_slots(n))
+                if reads and isinstance(bc.get("input_shape"), list) and len(bc["input_shape"]) == len(shape):
+                    bc["input_shape"] = list(shape)
+
+    def set_batch(self, batch: int | None, scope: tuple[str, ...] = ()) -> None:
+        """Fix the batch dimension of every input, and of every shape the config records
+        downstream (Keras 3 refs, build configs), so the config reads as one static graph."""
+        model = self.model(scope)
+        for raw in model["config"]["layers"]:
+            if raw.get("class_name") == "InputLayer":
+                cfg = raw["config"]
+                for key in ("batch_shape", "batch_input_shape"):
+                    if isinstance(cfg.get(key), list) and cfg[key]:
+                        cfg[key][0] = batch
+            bc = raw.get("build_config") or {}
+            shape = bc.get("input_shape")
+            if isinstance(shape, list) and shape and (shape[0] is None or isinstance(shape[0], int)):
+                shape[0] = batch
+        for s in _slots(model):
+            if s.meta is not None and isinstance(s.meta.get("shape"), list) and s.meta["shape"]:
+                s.meta["shape"][0] = batch
+
+    def splice(self, name: str, scope: tuple[str, ...] = ()) -> dict[str, str]:
+        """Flatten the nested model `name` into its parent. Inner layers whose names clash get
+        `<model>_<name>`; when the nested model is a model output, its output layer takes the
+        nested model's name, so the outer output names do not change. Returns old → new names
+        of the inner layers."""
+        outer = self.model(scope)
+        if outer.get("class_name") == "Sequential":
+            raise EditError("splicing into a Sequential parent is not supported; convert it to Functional first")
+        raw = self._raw(outer, name)
+        if not _model_raw(raw):
+            raise EditError(f"{name!r} is not a nested model")
+        nodes = raw.get("inbound_nodes") or []
+        if len(nodes) != 1:
+            raise EditError(f"nested model {name!r} is called {len(nodes)} times; only a single call can be flattened")
+        outer_args = [s.tensor for s in _node_slots(nodes[0])]
+        inner_cfg = raw["config"]
+        inner_layers = [copy.deepcopy(r) for r in inner_cfg["layers"]]
+        if raw.get("class_name") == "Sequential":
+            inputs, outputs = self._chain(raw, inner_layers, outer_args[0], scope)
+        else:
+            inputs = [s.tensor for s in _io_slots(inner_cfg.get("input_layers"))]
+            outputs = [s.tensor for s in _io_slots(inner_cfg.get("output_layers"))]
+        if len(inputs) != len(outer_args):
+            raise EditError(f"nested model {name!r} has {len(inputs)} inputs but is called on {len(outer_args)}")
+        feeds = dict(zip(inputs, outer_args))
+        inner_layers = [r for r in inner_layers if (layer_name(r), 0, 0) not in feeds]
+
+        # New names: keep where free; the single output may take the model's own name.
+        taken = {layer_name(r) for r in outer["config"]["layers"] if r is not raw}
+        is_output = any(s.tensor[0] == name for s in _io_slots(outer["config"].get("output_layers")))
+        renames: dict[str, str] = {}
+        if is_output and len(outputs) == 1 and outputs[0] not in feeds:
+            renames[outputs[0][0]] = name
+        for r in inner_layers:
+            old = layer_name(r)
+            if old in renames:
+                continue
+            new = old if old not in taken and old != name else f"{name}_{old}"
+            base, i = new, 1
+            while new in taken or new == name or new in renames.values():
+                new, i = f"{base}_{i}", i + 1
+            renames[old] = new
+        taken |= set(renames.values())
+
+        for r in inner_layers:
+            r["name"] = r["config"]["name"] = renames[layer_name(r)]
+            for node in r.get("inbound_nodes") or []:
+                for s in _node_slots(node):
+                    if s.tensor in feeds:
+                        s.point_to(feeds[s.tensor])
+                    else:
+                        s.ref[0] = renames[s.tensor[0]]
+        # Consumers of the nested model read the inner outputs (tf_keras counts its node from 1).
+        first = _first_node(raw, self.dialect)
+        for s in _slots(outer):
+            if s.tensor[0] == name and s.tensor[1] == first:
+                t = outputs[s.tensor[2]]
+                s.point_to(feeds.get(t, (renames.get(t[0], t[0]), t[1], t[2])))
+        layers = outer["config"]["layers"]
+        at = layers.index(raw)
+        outer["config"]["layers"] = layers[:at] + inner_layers + layers[at + 1:]
+        self._reorder(scope)
+
+        # Weights: each inner layer keeps its own; the model's group goes away.
+        inside = {p: self.origin.pop(p) for p in list(self.origin) if p[: len(scope) + 1] == (*scope, name)}
+        for path, source in inside.items():
+            rest = path[len(scope) + 1:]
+            if rest and rest[0] in renames:  # not the model itself, nor its dropped inputs
+                self.origin[(*scope, renames[rest[0]], *rest[1:])] = source
+        return renames
+
+    def _chain(
+        self, seq: dict[str, Any], layers: list[dict[str, Any]], feed: Tensor, scope: tuple[str, ...]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Give the layers of a nested Sequential functional inbound nodes (a chain)."""
+        shape, dtype = self.tensor_meta(feed, scope)
+        prev: Tensor | None = None
+        inputs: list[Tensor] = []
+        if layers and layers[0].get("class_name") == "InputLayer":
+            layers[0].setdefault("name", layers[0]["config"]["name"])
+            layers[0]["inbound_nodes"] = []
+            prev = (layer_name(layers[0]), 0, 0)
+        else:
+            prev = ("__seq_input__", 0, 0)
+        inputs.append(prev)
+        for i, r in enumerate(layers):
+            if r.get("class_name") == "InputLayer":
+                continue
+            r.setdefault("name", r["config"]["name"])
+            if self.dialect == "tf_keras":
+                r["inbound_nodes"] = [[[prev[0], prev[1], prev[2], {}]]]
+            else:
+                r["inbound_nodes"] = [{"args": [{"class_name": "__keras_tensor__", "config": {
+                    "shape": shape, "dtype": dtype or "float32", "keras_history": list(prev)}}], "kwargs": {}}]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            shape = ((nxt or {}).get("build_config") or {}).get("input_shape") if nxt else None
+            prev = (layer_name(r), _first_node(r, self.dialect), 0)
+        if prev == inputs[0]:
+            raise EditError(f"nested Sequential {layer_name(seq)!r} has no layers")
+        return inputs, [prev]
+
+    def rename_dtype(self, old: str, new: str, scope: tuple[str, ...] = ()) -> list[str]:
+        """Cast ops and layers whose target dtype is `old` get `new` (Keras 3 `Cast` nodes,
+        tf_keras `tf.cast` TFOpLambda kwargs); references to their outputs follow."""
+        model = self.model(scope)
+        changed = []
+        for raw in model["config"]["layers"]:
+            cast = False
+            if raw.get("class_name") == "Cast" and (raw.get("config") or {}).get("dtype") == old:
+                raw["config"]["dtype"] = new
+                cast = True
+            if raw.get("class_name") == "TFOpLambda" and str(raw["config"].get("function")) == "cast":
+                for node in raw.get("inbound_nodes") or []:
+                    for s in _node_slots(node):
+                        if len(s.ref) > 3 and isinstance(s.ref[3], dict) and s.ref[3].get("dtype") == old:
+                            s.ref[3]["dtype"] = new
+                            cast = True
+            if cast:
+                changed.append(layer_name(raw))
+        for s in _slots(model):
+            if s.tensor[0] in changed and s.meta is not None and s.meta.get("dtype") == old:
+                s.meta["dtype"] = new
+        return changed
+
+
+def scope_of(config: dict[str, Any], pointer: str) -> tuple[tuple[str, ...], str]:
+    """(scope, layer name) of the layer at a JSON pointer like `/config/layers/1/config/layers/2`."""
+    parts = [p for p in pointer.split("/") if p]
+    node: Any = config
+    names: list[str] = []
+    for i in range(0, len(parts), 3):
+        if parts[i : i + 2] != ["config", "layers"] or i + 2 >= len(parts):
+            raise EditError(f"{pointer!r} does not point at a layer")
+        node = node["config"]["layers"][int(parts[i + 2])]
+        names.append(layer_name(node))
+    if not names:
+        raise EditError(f"{pointer!r} does not point at a layer")
+    return tuple(names[:-1]), names[-1]

@@ -1,0 +1,21 @@
+"""QF301 dynamic-shape (batch only): fix the batch dimension, 1 by default (Edge TPU).
+
+Spatial dimensions are left alone: choosing them is the user's call (display-only).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..edit import ModelEdit
+from . import FixResult, resolve_dialect
+
+
+def apply(
+    config: dict[str, Any], weights_bytes: bytes, target: Any = None, dialect: str | None = None, batch: int = 1
+) -> FixResult:
+    # Every input gets the batch: a model runs all its inputs at one batch size.
+    edit = ModelEdit(config, resolve_dialect(config, dialect))
+    edit.set_batch(batch)
+    # No layer was added, removed or re-classed: the weights file is unchanged.
+    return edit.config, weights_bytes, f"fixed the batch dimension of every input to {batch}"
