@@ -195,6 +195,24 @@ def test_edgetpu_op_constraints(op, in_shape, out_shape, extra, options, ok):
         assert p.first_unsupported["op"] == op and p.first_unsupported["status"] in (HIDDEN, BAD_RANK)
 
 
+def test_size_warnings_do_not_block():
+    m = _single_op("MEAN", (1, 128, 128, 8), (1, 8), [("axes", np.array([1, 2], "int32"))])
+    p = check(m, load_profile("edgetpu"))
+    assert p.fully_on_target and any("Large Mean inputs" in w for w in p.warnings)
+
+
+def test_all_or_nothing_placement(tmp_path):
+    path = tmp_path / "mcu.toml"
+    path.write_text(MINIMAL.replace('"islands"', '"all_or_nothing"') + "[op.QUANTIZE]\ncode = 114\n")
+    p = check(read_tflite(conv_chain("LEAKY_RELU")), load_profile(str(path)), ["conv", "act"])
+    assert p.first_unsupported["op"] == "LEAKY_RELU" and p.ops_on_target == 0 and not p.fully_on_target
+
+
+def test_fix_hint_reaches_first_unsupported():
+    p = check(read_tflite(conv_chain("LEAKY_RELU")), load_profile("edgetpu"), ["conv", "act"])
+    assert "PReLU" in p.first_unsupported["fix_hint"]
+
+
 def test_float_island_detected_by_dtype_scan():
     tensors = [
         {"name": "in", "shape": (1, 8), "dtype": "int8"},

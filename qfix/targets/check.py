@@ -247,7 +247,7 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = ())
         fully_on_target=first is None and not floats,
         first_unsupported=None if first is None else {
             "op": first.op, "layer": first.layer, "reason": first.reason,
-            "index": first.index, "status": first.status,
+            "index": first.index, "status": first.status, "fix_hint": first.fix_hint,
         },
         float_tensors=floats,
         float_islands=islands,
