@@ -244,3 +244,31 @@ def conv_chain(act_op: str | None = None, *, conv_version: int = 3, dilation=(1,
     tensors.append({"name": "StatefulPartitionedCall:0", "shape": shp(4), "signature": sig(4), "dtype": "uint8"})
     ops.append({"op": "QUANTIZE", "in": [last], "out": [len(tensors) - 1]})
     return build_tflite(tensors, ops, [0], [len(tensors) - 1])
+
+
+def xnnpack_delegated(data: bytes) -> set[int]:
+    """Indices of the ops the real LiteRT interpreter hands to XNNPACK.
+
+    After allocate_tensors(), `_get_ops_details()` lists the original nodes plus one DELEGATE
+    node per partition; an original node is delegated when it lies on a path from a DELEGATE
+    node's inputs to its outputs (shared/research/targets.md section 5).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    details = interp._get_ops_details()
+    nodes = [d for d in details if d["op_name"] != "DELEGATE"]
+    delegated: set[int] = set()
+    for part in (d for d in details if d["op_name"] == "DELEGATE"):
+        reached, inside = set(part["inputs"]), []
+        for n in nodes:
+            if any(i in reached for i in n["inputs"]):
+                inside.append(n)
+                reached |= set(n["outputs"])
+        needed = set(part["outputs"])
+        for n in reversed(inside):
+            if set(n["outputs"]) & needed:
+                delegated.add(n["index"])
+                needed |= set(n["inputs"])
+    return delegated

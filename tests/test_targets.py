@@ -16,9 +16,9 @@ from qfix.tflite_model import read_tflite
 from qfix.types import QfixError
 
 try:
-    from conftest_targets import build_tflite, conv_chain, tflite_models  # noqa: F401
+    from conftest_targets import build_tflite, conv_chain, tflite_models, xnnpack_delegated  # noqa: F401
 except ImportError:  # tests/ imported as a package
-    from tests.conftest_targets import build_tflite, conv_chain, tflite_models  # noqa: F401
+    from tests.conftest_targets import build_tflite, conv_chain, tflite_models, xnnpack_delegated  # noqa: F401
 
 MAPPED = "Mapped to Edge TPU"
 NOT_SUPPORTED = "Operation not supported"
@@ -406,3 +406,19 @@ def test_real_int8_reference_kernel_warnings(tflite_models):
     hs = next(o for o in p.ops if o.op == "HARD_SWISH")
     assert hs.on_target and "reference" in hs.status
     assert any("HARD_SWISH" in w and "hswish" in w for w in p.warnings)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("key", sorted(EXPECTED))
+def test_int8_statuses_match_xnnpack_delegation(tflite_models, key):
+    """The int8 profile's "delegated to XNNPACK" ops are exactly the ones the real interpreter
+    delegates, apart from float-island ops (XNNPACK runs those in float: off target for int8)."""
+    data, names = tflite_models[key]
+    profile = load_profile("int8")
+    p = check(read_tflite(data), profile, names)
+    real = xnnpack_delegated(data)
+    ours = {o.index for o in p.ops if o.status == profile.status("mapped")}
+    float_ops = {o.index for o in p.ops if not o.on_target}
+    assert ours == real - float_ops
+    reference = {o.index for o in p.ops if o.status == profile.status("reference")}
+    assert reference == {o.index for o in p.ops} - real - float_ops

@@ -17,6 +17,7 @@ from ..types import QfixError
 
 PLACEMENTS = ("prefix", "islands", "all_or_nothing")
 CONFIDENCES = ("V", "M", "R")
+SEVERITIES = ("blocker", "warn", "reference")
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Rule:
     args: dict[str, Any]
     text: str
     status: str = "hidden_limit"  # key into Profile.statuses
-    severity: str = "blocker"  # "blocker" or "warn"
+    severity: str = "blocker"  # blocker: off target; warn: advisory; reference: slow kernel, on target
     source: str = ""
     confidence: str = "R"
     fix_hint: str | None = None
@@ -143,6 +144,8 @@ def _build(doc: dict[str, Any], where: str, predicates: dict[str, Any]) -> Profi
             pred = raw.get("predicate")
             if pred not in predicates:
                 raise _bad(where, f"op.{op_name}: unknown predicate {pred!r}")
+            if raw.get("severity", "blocker") not in SEVERITIES:
+                raise _bad(where, f"op.{op_name}: severity must be one of {', '.join(SEVERITIES)}")
             constraints.append(
                 Rule(pred, dict(raw.get("args", {})), str(raw.get("text", pred)),
                      str(raw.get("status", "hidden_limit")), str(raw.get("severity", "blocker")),

@@ -138,6 +138,11 @@ def pad_excludes_dims(model: TfliteModel, op: Op, dims: list[int]) -> str | None
     return f"pads dimension(s) {bad}" if bad else None
 
 
+def dtype_in(model: TfliteModel, op: Op, tensor: str, values: list[str]) -> str | None:
+    t = _tensor(model, op, tensor)
+    return None if t is None or t.dtype in values else f"{tensor} is {t.dtype}"
+
+
 def const_innermost_only(model: TfliteModel, op: Op, input: int) -> str | None:
     t = _tensor(model, op, f"input{input}")
     if t is None:
@@ -150,7 +155,7 @@ PREDICATES: dict[str, Predicate] = {
     f.__name__: f
     for f in (attr_eq, attr_in, attr_not_in, fused_activation_in, effective_rank_le, num_elements_le,
               size_warn, axes_exclude, dim_multiple_of_if_reduced, const_input_all_eq,
-              const_inputs_zero_pad, pad_excludes_dims, const_innermost_only)
+              const_inputs_zero_pad, pad_excludes_dims, const_innermost_only, dtype_in)
 }
 
 
@@ -336,19 +341,25 @@ def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], na
                                 f"> 1 outside the {n} innermost", *_facts(profile, "max_innermost_dims"),
                                 fix_hint="reshape to at most 3 non-trivial dims (batch 1, no 5-D tensors)")
 
+    slow: Rule | None = None  # a broken "reference" rule: still runs, on the slow kernel
     for rule in spec.constraints if spec else ():
         broken = PREDICATES[rule.predicate](model, op, **rule.args)
         if broken is None:
             continue
         if rule.severity == "warn":
             warnings.append(f"{where}: {rule.text} ({broken})")
-            continue
-        return _Verdict(False, rule.status, f"{rule.text} ({broken})", rule.source, rule.confidence,
-                        rule.fix_hint or spec.fix_hint)
+        elif rule.severity == "reference":
+            slow = slow or Rule(rule.predicate, rule.args, f"{rule.text} ({broken})", source=rule.source,
+                                confidence=rule.confidence, fix_hint=rule.fix_hint)
+        else:
+            return _Verdict(False, rule.status, f"{rule.text} ({broken})", rule.source, rule.confidence,
+                            rule.fix_hint or spec.fix_hint)
 
-    if (spec is None and profile.unlisted_ops == "reference") or (spec is not None and spec.kernel == "reference"):
+    if slow is not None or spec is None and profile.unlisted_ops == "reference" or spec and spec.kernel == "reference":
         layer = op_layer(model, op, names)
         warnings.append(f"{where}{f' (layer {layer})' if layer else ''}: {profile.status('reference')}")
+        if slow is not None:
+            return _Verdict(True, "reference", slow.text, slow.source, slow.confidence, slow.fix_hint)
         return _Verdict(True, "reference", "supported in int8 on a reference (slower) kernel",
                         spec.source if spec else None, spec.confidence if spec else None,
                         spec.fix_hint if spec else None)
