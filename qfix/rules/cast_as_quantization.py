@@ -6,6 +6,7 @@ from typing import Any
 
 import libcst as cst
 
+from ..source.names import last_name
 from ..source.rule import Invalid, Replace, SourceRule, Valid
 from ..source.util import arg, iter_nodes, string_value
 from ..types import Applicability
@@ -13,6 +14,7 @@ from ..types import Applicability
 CASTS = {"tensorflow.cast", "keras.ops.cast", "keras.backend.cast", "tensorflow.saturate_cast"}
 Q_DTYPES = {"int8", "uint8"}
 MODELS = {"keras.Model", "keras.models.Model"}
+_INTERESTING = {"cast", "saturate_cast", "astype", "set_tensor", "Model", "RepresentativeDataset"}
 SCALE_TEMPLATE = (
     'scale, zero_point = input_details[0]["quantization"]\n'
     "x_q = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)  # 0..255 for uint8"
@@ -117,6 +119,8 @@ class CastAsQuantization(SourceRule):
         return None
 
     def visit_Call(self, node: cst.Call) -> None:
+        if last_name(node.func) not in _INTERESTING:
+            return
         operand = self._cast(node)
         if operand is not None:
             fn = self.ctx.scope.name.value if self.ctx.scope is not None else None
@@ -137,7 +141,7 @@ class CastAsQuantization(SourceRule):
         for t in node.targets:
             tgt = t.target
             if isinstance(tgt, cst.Name):
-                op = self._cast(node.value)
+                op = self._cast(node.value) if isinstance(node.value, cst.Call) and last_name(node.value.func) in _INTERESTING else None
                 if op is not None:
                     self.cast_names[tgt.value] = (node.value, op)  # type: ignore[assignment]
             elif isinstance(tgt, cst.Attribute) and tgt.attr.value == "representative_dataset" and isinstance(node.value, cst.Name):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..source.names import last_name
 from ..source.rule import Invalid, Replace, SourceRule, Valid
 from ..source.util import arg
 from ..types import Applicability
@@ -76,7 +77,7 @@ class DynamicShape(SourceRule):
     ]
 
     def visit_Call(self, node: cst.Call) -> None:
-        if self.names.canon(node.func) not in INPUTS:
+        if last_name(node.func) not in ("Input", "InputLayer") or self.names.canon(node.func) not in INPUTS:
             return
         if any(a.star for a in node.args):
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..source.names import last_name
 from ..source.rule import AddImport, Invalid, RemoveUnusedImport, Replace, SourceRule, Valid
 from ..source.util import arg, expr, is_const, number, string_value, uses_name
 from ..types import Applicability
@@ -120,6 +121,8 @@ class LambdaLayer(SourceRule):
         return self.names.imports_module("tensorflow_model_optimization") or "TFLiteConverter" in self.ctx.code
 
     def visit_Call(self, node: cst.Call) -> None:
+        if last_name(node.func) != "Lambda":
+            return
         c = self.names.canon(node.func)
         if c not in ("keras.layers.Lambda", "keras.layers.core.Lambda"):
             return

@@ -6,7 +6,7 @@ from typing import Any
 
 import libcst as cst
 
-from ..source.names import keras_flavor
+from ..source.names import keras_flavor, last_name
 from ..source.rule import Invalid, Replace, SourceRule, Valid
 from ..source.util import arg, expr, string_value
 from ..types import Applicability
@@ -92,6 +92,7 @@ class MixedDtypeMerge(SourceRule):
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         self.kind: dict[tuple[Any, str], str] = {}  # (scope, name) -> "int" | "float"
+        self.has_int = False
 
     def _scope(self) -> Any:
         return id(self.ctx.scope) if self.ctx.scope is not None else None
@@ -122,6 +123,8 @@ class MixedDtypeMerge(SourceRule):
         return None
 
     def leave_Assign(self, node: cst.Assign) -> None:
+        if not self.kind and not (isinstance(node.value, cst.Call) and last_name(node.value.func) in ("Input", "InputLayer")):
+            return  # nothing tracked yet and this is not an Input
         k = self._value_kind(node.value)
         for t in node.targets:
             if isinstance(t.target, cst.Name):
@@ -130,8 +133,11 @@ class MixedDtypeMerge(SourceRule):
                     self.kind.pop(key, None)
                 else:
                     self.kind[key] = k
+                    self.has_int = self.has_int or k == "int"
 
     def visit_Call(self, node: cst.Call) -> None:
+        if not self.has_int:
+            return
         if isinstance(node.func, cst.Call):
             layer = self.names.canon(node.func.func)
             if layer not in MERGE_LAYERS:

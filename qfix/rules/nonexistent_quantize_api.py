@@ -52,6 +52,7 @@ _CONSTANTS = {
 for _k, _v in _CONSTANTS.items():
     REPLACEMENTS[f"tensorflow.lite.constants.{_k}"] = (f"tensorflow.{_v}", Applicability.SAFE)
 
+_LAST = {k.rsplit(".", 1)[-1] for k in (*NO_REPLACEMENT, *REPLACEMENTS)}
 _MODULE_SPELLING = {
     "tfmot": ("tensorflow_model_optimization", "tfmot"),
     "tensorflow": ("tensorflow", "tf"),
@@ -98,7 +99,10 @@ class NonexistentQuantizeApi(SourceRule):
 
     code = "QF204"
     name = "nonexistent-quantize-api"
-    TRIGGERS = ("Quantiz", "Dequantize", "FakeQuant", "quantize_", "constants", "UINT8", "from_keras_model_file", "TocoConverter", "quantization.")
+    TRIGGERS = (
+        "Quantize", "Dequantize", "FakeQuant", "Quantization", "quantize_", "lite.constants",
+        "lite import constants", "UINT8", "from_keras_model_file", "TocoConverter", "quantization.",
+    )
 
     VALID = [
         Valid("import tensorflow_model_optimization as tfmot\nq = tfmot.quantization.keras.quantize_model(m)\n"),
@@ -154,6 +158,8 @@ class NonexistentQuantizeApi(SourceRule):
         return f"{spelled}.{rest}", imports
 
     def visit_Attribute(self, node: cst.Attribute) -> None:
+        if node.attr.value not in _LAST:
+            return
         q = self.names.qualified(node)
         if q is None:
             return

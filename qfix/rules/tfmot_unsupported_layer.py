@@ -6,6 +6,7 @@ from typing import Any
 
 import libcst as cst
 
+from ..source.names import last_name
 from ..source.rule import Invalid, SourceRule, Valid
 from ..source.util import arg
 from ..types import Applicability
@@ -28,6 +29,7 @@ ADVICE = {
     ),
     "lambda": "replace the Lambda with a built-in layer (QF202) or a registered custom layer with a QuantizeConfig",
 }
+_LAST = {"KerasLayer", "Lambda", "quantize_model", "quantize_annotate_model"}
 _LABEL = {"hub": "a hub.KerasLayer", "nested": "a nested model", "lambda": "a Lambda layer"}
 
 
@@ -122,6 +124,9 @@ class TfmotUnsupportedLayer(SourceRule):
                         self.model_names.add(t.target.value)
 
     def visit_Call(self, node: cst.Call) -> None:
+        ln = last_name(node.func)
+        if ln not in _LAST and not (isinstance(node.func, cst.Name) and node.func.value in self.model_names):
+            return
         c = self.names.canon(node.func)
         scope = self._scope()
         kind = None

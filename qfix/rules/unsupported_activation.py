@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
+from ..source.names import last_name
 from ..source.rule import Invalid, SourceRule, Valid
 from ..source.util import arg, string_value
 from ..types import Applicability
@@ -18,6 +19,7 @@ FUNCS = {
     "keras.activations.mish": "mish", "keras.ops.mish": "mish",
 }
 LAYERS = {"keras.layers.LeakyReLU": "leaky_relu", "keras.layers.ELU": "elu"}
+_LAST = {k.rsplit(".", 1)[-1] for k in (*FUNCS, *LAYERS)} | {"Activation"}
 ADVICE = {
     "hard_swish": "use `x * ReLU(6)(x + 3) / 6` as separate layers (`qfix model.keras` rewrites saved models exactly)",
     "gelu": "use relu or swish (retrain), or keep gelu on the CPU",
@@ -104,6 +106,9 @@ class UnsupportedActivation(SourceRule):
         )
 
     def visit_Call(self, node: cst.Call) -> None:
+        ln = last_name(node.func)
+        if ln not in _LAST and not any(a.keyword is not None and a.keyword.value == "activation" for a in node.args):
+            return
         c = self.names.canon(node.func)
         if c is None:
             return

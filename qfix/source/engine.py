@@ -46,10 +46,17 @@ _SUPPRESS_FILE = re.compile(r"#\s*qfix\s*:\s*ignore-file(?:\[([A-Za-z0-9_,\s-]*)
 # --------------------------------------------------------------------------------------------
 # Rule selection
 # --------------------------------------------------------------------------------------------
-def all_source_rules() -> list[type[SourceRule]]:
-    from ..rules import source_rules
+_ALL: list[type[SourceRule]] | None = None
+_SELECTED: dict[tuple, list[type[SourceRule]]] = {}
 
-    return source_rules()
+
+def all_source_rules() -> list[type[SourceRule]]:
+    global _ALL
+    if _ALL is None:
+        from ..rules import source_rules
+
+        _ALL = source_rules()
+    return list(_ALL)
 
 
 def _matches(code: str, name: str, patterns: Iterable[str]) -> bool:
@@ -68,7 +75,13 @@ def select_rules(
     select: Sequence[str] | None = None,
     ignore: Sequence[str] | None = None,
 ) -> list[type[SourceRule]]:
-    rules = list(all_source_rules() if rules is None else rules)
+    if rules is None:
+        key = (tuple(select or ()), tuple(ignore or ()))
+        hit = _SELECTED.get(key)
+        if hit is None:
+            hit = _SELECTED[key] = select_rules(all_source_rules(), select=select, ignore=ignore)
+        return list(hit)
+    rules = list(rules)
     if select:
         rules = [r for r in rules if _matches(r.code, r.name, select)]
     if ignore:

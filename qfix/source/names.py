@@ -183,3 +183,12 @@ class Names:
 
     def imports_module(self, prefix: str) -> bool:
         return any(full == prefix or full.startswith(prefix + ".") for full in self.aliases.values())
+
+
+def last_name(expr: cst.BaseExpression) -> str | None:
+    """`a.b.c` -> "c", `c` -> "c" (cheap pre-check before resolving a name)."""
+    if isinstance(expr, cst.Attribute):
+        return expr.attr.value
+    if isinstance(expr, cst.Name):
+        return expr.value
+    return None
