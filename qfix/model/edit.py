@@ -28,6 +28,15 @@ from .weights import LayerPath, layer_name, layer_paths, migrate
 Tensor = tuple[str, int, int]
 
 
+# Layers whose output has their input's shape (to record shapes on new Keras 3 references).
+SHAPE_PRESERVING = {
+    "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "BatchNormalization", "Dropout",
+    "Rescaling", "Normalization", "Identity", "LayerNormalization", "GaussianNoise", "Cast",
+    "SpatialDropout2D", "TFOpLambda",
+}
+GLOBAL_POOLS = {"GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D"}
+
+
 class EditError(ValueError):
     """The edit does not apply to this config (wrong layer kind, shared layer, …)."""
 
@@ -79,6 +88,12 @@ def make_layer(
     return raw
 
 
+def policy_name(policy: Any) -> str | None:
+    if isinstance(policy, dict):  # Keras 3 DTypePolicy
+        policy = (policy.get("config") or {}).get("name")
+    return policy if isinstance(policy, str) else None
+
+
 def _model_raw(raw: dict[str, Any]) -> bool:
     return raw.get("class_name") in MODEL_CLASSES and isinstance((raw.get("config") or {}).get("layers"), list)
 
@@ -90,6 +105,14 @@ def _first_node(raw: dict[str, Any], dialect: str) -> int:
         inner = raw["config"]["layers"]
         return 1 if inner and inner[0].get("class_name") == "InputLayer" else 0
     return 0
+
+
+def _keras_tensor(t: Tensor, shape: Any, dtype: str | None) -> dict[str, Any]:
+    """A Keras 3 tensor reference. On load Keras swaps it for the real tensor of `t`, so an
+    unknown shape may be a placeholder; it must only be a valid shape."""
+    return {"class_name": "__keras_tensor__",
+            "config": {"shape": list(shape) if shape is not None else [None], "dtype": dtype or "float32",
+                       "keras_history": list(t)}}
 
 
 # --- reading a model's references ---------------------------------------------------------
@@ -244,10 +267,21 @@ class ModelEdit:
             if s.tensor == t and s.meta is not None:
                 return s.meta.get("shape"), s.meta.get("dtype")
         raw = self._raw(model, t[0])
+        cfg = raw.get("config") or {}
         if raw.get("class_name") == "InputLayer":
-            cfg = raw["config"]
             return cfg.get("batch_shape") or cfg.get("batch_input_shape"), cfg.get("dtype")
-        return None, None
+        # A model output: no consumer recorded it. Derive it for the layers where that is easy.
+        ins = self.inputs_of(t[0], scope) if "inbound_nodes" in raw else []
+        in_shape, in_dtype = self.tensor_meta(ins[0], scope) if len(ins) == 1 else (None, None)
+        dtype = policy_name(cfg.get("dtype")) or in_dtype
+        cls = raw.get("class_name")
+        if in_shape is not None and cls in SHAPE_PRESERVING:
+            return in_shape, dtype
+        if in_shape is not None and cls == "Dense":
+            return [*in_shape[:-1], cfg.get("units")], dtype
+        if in_shape is not None and cls in GLOBAL_POOLS and not cfg.get("keepdims"):
+            return [in_shape[0], in_shape[-1]], dtype
+        return None, dtype
 
     def inputs_of(self, name: str, scope: tuple[str, ...] = ()) -> list[Tensor]:
         """The tensors the first call of layer `name` reads (Functional models)."""
@@ -270,8 +304,7 @@ class ModelEdit:
         refs = []
         for t in tensors:
             shape, dtype = self.tensor_meta(t, scope)
-            refs.append({"class_name": "__keras_tensor__",
-                         "config": {"shape": shape, "dtype": dtype or "float32", "keras_history": list(t)}})
+            refs.append(_keras_tensor(t, shape, dtype))
         # One tensor is the first positional arg; several are one list arg (merge layers).
         return {"args": refs if len(refs) == 1 else [refs], "kwargs": {}}
 
@@ -511,8 +544,7 @@ class ModelEdit:
             if self.dialect == "tf_keras":
                 r["inbound_nodes"] = [[[prev[0], prev[1], prev[2], {}]]]
             else:
-                r["inbound_nodes"] = [{"args": [{"class_name": "__keras_tensor__", "config": {
-                    "shape": shape, "dtype": dtype or "float32", "keras_history": list(prev)}}], "kwargs": {}}]
+                r["inbound_nodes"] = [{"args": [_keras_tensor(prev, shape, dtype)], "kwargs": {}}]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             shape = ((nxt or {}).get("build_config") or {}).get("input_shape") if nxt else None
             prev = (layer_name(r), _first_node(r, self.dialect), 0)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..edit import EditError, ModelEdit, initializer, make_layer
+from ..edit import EditError, ModelEdit, policy_name, initializer, make_layer
 from . import FixResult, locate, resolve_dialect
 
 
@@ -36,8 +36,7 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
     shared = list(range(1, rank - 1))  # all but batch and channels (channels_last)
     alpha_shape = [1 if axis in shared else shape[axis] for axis in range(1, rank)]
     alpha = slope(raw)
-    policy = (raw.get("config") or {}).get("dtype")
-    dtype = (policy.get("config") or {}).get("name") if isinstance(policy, dict) else policy
+    dtype = policy_name((raw.get("config") or {}).get("dtype"))
     prelu = make_layer(
         "PReLU",
         {"alpha_initializer": initializer("Constant", {"value": alpha}), "alpha_regularizer": None,
