@@ -105,7 +105,7 @@ def run(
     explicit = {p for p in paths if p.is_file()}
     job = Job(
         select=select, ignore=ignore, target=target, unsafe_fixes=unsafe_fixes,
-        fix=write or diff, options=cfg.rule_options(),
+        fix=True, options=cfg.rule_options(),
     )
     results = run_files(files, job, jobs=jobs, explicit=explicit)
 
@@ -129,17 +129,21 @@ def run(
             payload = [_json_item(v) for r in results for v in r.remaining]
         _print(console, json.dumps(payload, indent=2))
     else:
-        for v in shown:
-            _print(console, format_violation(v, after_write=write))
-        if diff or not write:
+        if not (diff and not write):  # --diff alone prints only the diffs (Ruff)
+            for v in shown:
+                _print(console, format_violation(v, after_write=write))
+        if not write:
             for r in results:
                 if r.new_code is not None and r.old_code is not None:
                     _print(console, unified_diff(r.path, r.old_code, r.new_code).rstrip("\n"))
-        _print(console, _summary(results, write=write, unsafe_fixes=unsafe_fixes, fixed=fixed_total, written=written))
+        if not (diff and not write):
+            _print(console, _summary(results, write=write, unsafe_fixes=unsafe_fixes, fixed=fixed_total, written=written))
 
     if write:
         return 1 if remaining_total else 0
-    return 1 if shown or any(r.new_code is not None for r in results) else 0
+    if diff:
+        return 1 if any(r.new_code is not None for r in results) else 0
+    return 1 if shown else 0
 
 
 def _summary(results: list[FileResult], *, write: bool, unsafe_fixes: bool, fixed: int, written: int) -> str:

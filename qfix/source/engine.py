@@ -488,4 +488,14 @@ def fix_source(
             fixed.append(rep.violation)
         current = new_code
         result = lint_source(current, path=path, rules=rules, target=target, options=options, module=new_module)
+    if iterations >= MAX_ITERATIONS and any(applicable(r.violation.fix, unsafe_fixes) for r in result.reports):
+        errors.append(
+            Violation(
+                code=FIX_ERROR[0],
+                name=FIX_ERROR[1],
+                message=f"Fixes did not converge after {MAX_ITERATIONS} rounds ({', '.join(sorted({r.violation.code for r in result.reports}))})",
+                location=Location(path=path, line=1, col=1),
+                severity=Severity.WARNING,
+            )
+        )
     return FixResult(current, fixed, result.violations, iterations, errors)
