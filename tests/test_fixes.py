@@ -9,7 +9,7 @@ import pytest
 
 from qfix.model.archive import read_archive
 from qfix.model.edit import EditError
-from qfix.model.fixes import flatten_nested, leaky_relu_to_prelu, narrow_64bit, static_batch
+from qfix.model.fixes import flatten_nested, hard_swish, leaky_relu_to_prelu, narrow_64bit, static_batch
 from qfix.model.graph import build_graph
 from qfix.model.lint import lint
 from qfix.model.writer import write_archive
@@ -19,14 +19,17 @@ from qfix.targets import load_profile
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BOTH = ["k3", "tfk"]
 
-# (fixture, fix module, rule code) — the fix is applied to every finding of that code.
-CASES = [
+# (fixture, fix module, rule code) — the fix is applied to every finding of that code, in
+# every dialect the fixture is saved in.
+FIXES = [
     ("nested", flatten_nested, "QF201"),
     ("leaky_relu_cnn", leaky_relu_to_prelu, "QF302"),
     ("int64_ids", narrow_64bit, "QF103"),
     ("tiny_cnn", static_batch, "QF301"),
+    ("hard_swish_cnn", hard_swish, "QF302"),
 ]
-IDS = [f"{c[2]}-{c[0]}" for c in CASES]
+CASES = [(n, m, c, d) for n, m, c in FIXES for d in BOTH if (FIXTURES / f"{n}_{d}.keras").exists()]
+IDS = [f"{c}-{n}-{d}" for n, _, c, d in CASES]
 
 
 def findings(config, dialect, code, mode="qat"):
@@ -46,8 +49,7 @@ def fix_all(archive, module, code):
     raise AssertionError(f"{code} still fires after 10 fixes: {notes}")
 
 
-@pytest.mark.parametrize("dialect", BOTH)
-@pytest.mark.parametrize("name,module,code", CASES, ids=IDS)
+@pytest.mark.parametrize("name,module,code,dialect", CASES, ids=IDS)
 def test_finding_disappears(name, module, code, dialect):
     a = read_archive(FIXTURES / f"{name}_{dialect}.keras")
     assert findings(a.config, a.dialect, code), "the fixture must exhibit the finding"
@@ -79,8 +81,7 @@ def test_fixes_leave_their_input_alone():
 
 
 @pytest.mark.tf
-@pytest.mark.parametrize("dialect", BOTH)
-@pytest.mark.parametrize("name,module,code", CASES, ids=IDS)
+@pytest.mark.parametrize("name,module,code,dialect", CASES, ids=IDS)
 def test_fixed_model_loads_and_matches(name, module, code, dialect, tmp_path):
     from qfix.calibration import Calibration, synthetic_calibration
     from qfix.keras_load import load_model
@@ -99,3 +100,58 @@ def test_fixed_model_loads_and_matches(name, module, code, dialect, tmp_path):
     worst = max(float_equivalence(original, fixed, Calibration([s], True, "synthetic"))
                 for s in calibration.samples)
     assert worst <= 1e-5
+
+
+def test_hard_swish_activation_layer_keeps_its_name():
+    from qfix.model.build import functional_config
+
+    cfg = functional_config(
+        [("x", (1, 8, 8, 3), "float32")],
+        [("c", "Conv2D", {"filters": 4, "kernel_size": 1}, ["x"], "float32", (1, 8, 8, 4)),
+         ("act", "Activation", {"activation": "hard_swish"}, ["c"], "float32", (1, 8, 8, 4))],
+        ["act"],
+    )
+    assert findings(cfg, "keras3", "QF302")
+    new, _, _ = hard_swish.apply(cfg, _empty_weights(cfg), "act", "keras3")
+    graph = build_graph(new, "keras3")
+    assert [t.layer for t in graph.outputs] == ["act"] and graph.layers["act"].class_name == "Multiply"
+    assert not findings(new, "keras3", "QF302")
+
+
+def _empty_weights(cfg) -> bytes:
+    """A weights file with an empty group per layer, as Keras writes for weightless layers."""
+    import io
+
+    import h5py
+
+    from qfix.model.weights import group_keys
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("vars")
+        for group in group_keys(cfg, "keras3").values():
+            f.create_group(group + "/vars")
+    return buf.getvalue()
+
+
+@pytest.mark.tf
+def test_hard_swish_fix_leaves_no_hard_swish_op_after_conversion(tmp_path):
+    from qfix.calibration import synthetic_calibration
+    from qfix.convert import convert, recipe_for
+    from qfix.keras_load import load_model
+    from qfix.model.specs import input_specs
+    from qfix.tflite_model import read_tflite
+
+    a = read_archive(FIXTURES / "hard_swish_cnn_k3.keras")
+    config, weights, _ = fix_all(a, hard_swish, "QF302")
+    specs = input_specs(build_graph(a.config, a.dialect))
+    calibration = synthetic_calibration(specs, 4)
+
+    def ops(path):
+        return {op.name for op in read_tflite(convert(load_model(path, a.dialect), recipe_for("edgetpu"),
+                                                        calibration).tflite).ops}
+
+    assert "HARD_SWISH" in ops(a.path)
+    after = ops(write_archive(tmp_path / "hs.qfix.keras", config, a.metadata, weights))
+    assert "HARD_SWISH" not in after
+    assert after <= {"QUANTIZE", "CONV_2D", "ADD", "MUL", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE"}, after

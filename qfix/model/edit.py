@@ -387,14 +387,94 @@ class ModelEdit:
             self.origin[(*scope, name)] = None
             self.new_vars[(*scope, name)] = list(weights or [])
 
+    def add(
+        self, layer: dict[str, Any], inputs: list[Tensor], scope: tuple[str, ...] = (), *,
+        weights: list[np.ndarray] | None = None,
+    ) -> str:
+        """Add `layer` reading `inputs` (several: one list argument, as merge layers take them).
+        Nothing reads it yet: connect it with `rewire`, which also restores Keras's order."""
+        model = self.model(scope)
+        if model.get("class_name") == "Sequential":
+            raise EditError("add() needs a functional model; use insert_after in a Sequential")
+        for t in inputs:
+            self._raw(model, t[0])
+        name = self.unique_name(layer_name(layer), scope)
+        raw = copy.deepcopy(layer)
+        raw["name"] = raw["config"]["name"] = name
+        raw["inbound_nodes"] = [self._node(list(inputs), scope)]
+        model["config"]["layers"].append(raw)
+        self.origin[(*scope, name)] = None
+        self.new_vars[(*scope, name)] = list(weights or [])
+        return name
+
+    def rewire(self, old: Tensor, new: Tensor, scope: tuple[str, ...] = ()) -> int:
+        """Every reader of tensor `old` (layers and model outputs) reads `new` instead, except
+        the layers `new` itself is computed from. Returns how many references moved."""
+        model = self.model(scope)
+        upstream = self._ancestors(model, new[0])
+        moved = 0
+        shape, dtype = self.tensor_meta(new, scope)
+        for raw in model["config"]["layers"]:
+            if layer_name(raw) in upstream:
+                continue
+            for node in raw.get("inbound_nodes") or []:
+                for s in _node_slots(node):
+                    if s.tensor == old:
+                        s.point_to(new, shape, dtype)
+                        moved += 1
+        for s in _io_slots(model["config"].get("output_layers")):
+            if s.tensor == old:
+                s.point_to(new)
+                moved += 1
+        self._reorder_connected(scope)
+        return moved
+
+    def rename(self, old: str, new: str, scope: tuple[str, ...] = ()) -> None:
+        """Rename a layer and every reference to it (its weights follow)."""
+        model = self.model(scope)
+        if new in {layer_name(r) for r in model["config"]["layers"]}:
+            raise EditError(f"a layer named {new!r} already exists")
+        raw = self._raw(model, old)
+        raw["config"]["name"] = new
+        if "name" in raw:
+            raw["name"] = new
+        for s in [*_slots(model), *_io_slots(model["config"].get("input_layers"))]:
+            if s.ref[0] == old:
+                s.ref[0] = new
+        for path in [p for p in self.origin if p[: len(scope) + 1] == (*scope, old)]:
+            self.origin[(*scope, new, *path[len(scope) + 1:])] = self.origin.pop(path)
+        if (*scope, old) in self.new_vars:
+            self.new_vars[(*scope, new)] = self.new_vars.pop((*scope, old))
+
+    def _ancestors(self, model: dict[str, Any], name: str) -> set[str]:
+        by_name = {layer_name(r): r for r in model["config"]["layers"]}
+        seen, todo = set(), [name]
+        while todo:
+            n = todo.pop()
+            if n in seen or n not in by_name:
+                continue
+            seen.add(n)
+            for node in by_name[n].get("inbound_nodes") or []:
+                todo.extend(s.tensor[0] for s in _node_slots(node))
+        return seen
+
+    def _reorder_connected(self, scope: tuple[str, ...]) -> None:
+        """Reorder, dropping nothing: layers nobody reads yet (mid-edit) stay at the end."""
+        model = self.model(scope)
+        order = keras_order(model, self.dialect)
+        by_name = {layer_name(r): r for r in model["config"]["layers"]}
+        model["config"]["layers"] = [by_name[n] for n in order] + [r for n, r in by_name.items() if n not in order]
+
     def remove(self, name: str, scope: tuple[str, ...] = ()) -> None:
-        """Remove a pass-through layer (one call, one input): its consumers read its input."""
+        """Remove a layer nobody reads, or a pass-through layer (one call, one input): its
+        readers then read its input."""
         model = self.model(scope)
         raw = self._raw(model, name)
         if raw.get("class_name") == "InputLayer" or _model_raw(raw):
             raise EditError(f"{name!r} is not a pass-through layer")
         layers = model["config"]["layers"]
-        if model.get("class_name") != "Sequential":
+        read = any(s.tensor[0] == name for s in _slots(model))
+        if model.get("class_name") != "Sequential" and read:
             nodes = raw.get("inbound_nodes") or []
             if len(nodes) != 1:
                 raise EditError(f"layer {name!r} is called {len(nodes)} times; only a single call can be removed")
