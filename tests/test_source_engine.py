@@ -242,3 +242,15 @@ def test_all_rules_together_converge_on_a_realistic_script():
     assert fr.code.index('os.environ["TF_USE_LEGACY_KERAS"]') < fr.code.index("import tensorflow as tf")
     left = {v.code for v in fr.remaining if v.fix is not None and v.fix.edits}
     assert not left, left
+
+
+def test_libcst_codemod_wrapper():
+    from libcst.codemod import CodemodContext, TransformSkip, TransformSuccess, transform_module
+
+    from qfix.source.codemod import ApplyQfixFixes
+
+    src = "import tensorflow as tf\nx = tf.keras.layers.Lambda(lambda t: t * 2.0)(i)\n"
+    res = transform_module(ApplyQfixFixes(CodemodContext()), src)
+    assert isinstance(res, TransformSuccess)
+    assert res.code == "import tensorflow as tf\nx = tf.keras.layers.Rescaling(2.0)(i)\n"
+    assert isinstance(transform_module(ApplyQfixFixes(CodemodContext()), "x = 1\n"), TransformSkip)

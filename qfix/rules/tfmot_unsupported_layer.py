@@ -7,7 +7,7 @@ from typing import Any
 import libcst as cst
 
 from ..source.names import last_name
-from ..source.rule import Invalid, SourceRule, Valid
+from ..source.rule import InsertStatements, Invalid, SourceRule, Valid, statements
 from ..source.util import arg
 from ..types import Applicability
 
@@ -29,6 +29,10 @@ ADVICE = {
     ),
     "lambda": "replace the Lambda with a built-in layer (QF202) or a registered custom layer with a QuantizeConfig",
 }
+UNSAFE_LAMBDA = (
+    "from tf_keras.src.saving import serialization_lib\n"
+    "serialization_lib.enable_unsafe_deserialization()  # qfix QF205: tfmot re-serializes the model; Lambda layers stay float\n"
+)
 _LAST = {"KerasLayer", "Lambda", "quantize_model", "quantize_annotate_model"}
 _LABEL = {"hub": "a hub.KerasLayer", "nested": "a nested model", "lambda": "a Lambda layer"}
 
@@ -64,8 +68,13 @@ class TfmotUnsupportedLayer(SourceRule):
     ```
 
     ## Fix safety
-    Display-only: the change is to the model's structure (which layers exist and how they are
-    wired), which qfix does not rewrite in source. The message names the model-level fix.
+    For a model whose only problem is Lambda layers, an unsafe fix inserts
+    `serialization_lib.enable_unsafe_deserialization()` before the call (the documented
+    unblock, verified on tf_keras 2.21): quantization then proceeds with the Lambdas left in
+    float. Unsafe because it lets tf_keras rebuild Python lambdas (trusted code only) and the
+    Lambda ops stay float. Otherwise display-only: the change is to the model's structure
+    (which layers exist and how they are wired), which qfix does not rewrite in source; the
+    message names the model-level fix.
 
     ## Targets
     All (quantization-aware training with tfmot).
@@ -97,6 +106,9 @@ class TfmotUnsupportedLayer(SourceRule):
             _H + "i = tf.keras.Input((8,))\nx = tf.keras.layers.Lambda(lambda t: t[:, :4])(i)\nm = tf.keras.Model(i, x)\n"
             "q = tfmot.quantization.keras.quantize_model(m)\n",
             message="Lambda",
+            expected=_H + "i = tf.keras.Input((8,))\nx = tf.keras.layers.Lambda(lambda t: t[:, :4])(i)\nm = tf.keras.Model(i, x)\n"
+            + UNSAFE_LAMBDA + "q = tfmot.quantization.keras.quantize_model(m)\n",
+            applicability=Applicability.UNSAFE,
         ),
     ]
 
@@ -106,7 +118,11 @@ class TfmotUnsupportedLayer(SourceRule):
         self.bindings: dict[tuple[Any, str], cst.BaseExpression] = {}
         self.model_names: set[str] = set()
         self.functions: dict[str, Any] = {}  # name -> scope key
-        self.calls: list[tuple[Any, cst.Call, cst.BaseExpression]] = []
+        self.calls: list[tuple[Any, cst.Call, cst.BaseExpression, Any]] = []
+        self.stmt: cst.SimpleStatementLine | None = None
+
+    def visit_SimpleStatementLine(self, node: cst.SimpleStatementLine) -> None:
+        self.stmt = node
 
     def _scope(self) -> Any:
         return id(self.ctx.scope) if self.ctx.scope is not None else None
@@ -137,7 +153,8 @@ class TfmotUnsupportedLayer(SourceRule):
         elif c in QUANTIZERS:
             a = arg(node, 0, "to_quantize") or arg(node, 0, "to_annotate")
             if a is not None:
-                self.calls.append((scope, node, a.value))
+                direct = self.stmt is not None and any(getattr(small, "value", None) is node for small in self.stmt.body)
+                self.calls.append((scope, node, a.value, self.stmt if direct else None))
         elif isinstance(node.func, cst.Name) and node.func.value in self.model_names and node.args:
             kind = "nested"
         if kind:
@@ -175,12 +192,21 @@ class TfmotUnsupportedLayer(SourceRule):
         return set()
 
     def finish(self) -> None:
-        for scope, call, value in self.calls:
+        for scope, call, value, stmt in self.calls:
             kinds = self._kinds(scope, value)
             if not kinds:
                 continue
             order = [k for k in ("nested", "hub", "lambda") if k in kinds]
             what = ", ".join(_LABEL[k] for k in order)
+            if kinds == {"lambda"} and stmt is not None and "enable_unsafe_deserialization" not in self.ctx.code:
+                self.report(
+                    call,
+                    f"`{self.code_for(call.func)}` on a model that contains a Lambda layer: tfmot skips it, then cannot re-serialize the model",
+                    fix="Allow tf_keras to re-create the Lambda (it stays float; trusted code only): " + ADVICE["lambda"],
+                    applicability=Applicability.UNSAFE,
+                    edits=[InsertStatements(stmt, statements(UNSAFE_LAMBDA), before=True)],
+                )
+                continue
             self.report(
                 call,
                 f"`{self.code_for(call.func)}` on a model that contains {what}: tfmot cannot quantize it",

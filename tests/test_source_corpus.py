@@ -1,0 +1,83 @@
+"""Run every source rule (with all fixes, unsafe included) over real code nobody here wrote:
+the installed sources of tensorflow_model_optimization, tf_keras and keras.
+
+Zero crashes, every fixed output re-parses, a second run changes nothing. Slow (minutes):
+marked `slow`. `QFIX_CORPUS_LIMIT=N` samples N files evenly for a quicker run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import libcst as cst
+import pytest
+
+from qfix.source.engine import fix_source
+from qfix.source.runner import Job, collect_files, process_file
+
+pytestmark = pytest.mark.slow
+
+TARGETS = (None, "edgetpu")
+
+
+def _roots() -> list[Path]:
+    roots = []
+    for name in ("tensorflow_model_optimization", "tf_keras", "keras"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            roots.append(Path(list(spec.submodule_search_locations)[0]))
+    return roots
+
+
+def _check(args: tuple[str, str | None]) -> dict:
+    path, target = args
+    job = Job(target=target, fix=True, unsafe_fixes=True, include_generated=True)
+    res = process_file(path, job, explicit=True)
+    out = {
+        "path": path,
+        "codes": [v.code for v in res.violations],
+        "crash": [v.message for v in res.remaining if v.code == "QF916"] + ([res.error] if res.error else []),
+        "reparse": None,
+        "idempotent": True,
+        "changed": res.new_code is not None,
+    }
+    if res.new_code is not None:
+        try:
+            cst.parse_module(res.new_code)
+        except Exception as exc:  # noqa: BLE001
+            out["reparse"] = str(exc)
+        again = fix_source(res.new_code, path=path, target=target, unsafe_fixes=True)
+        out["idempotent"] = again.code == res.new_code
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpus() -> list[str]:
+    roots = _roots()
+    if not roots:
+        pytest.skip("corpus packages not installed")
+    files = [str(f) for f in collect_files(roots)]
+    limit = int(os.environ.get("QFIX_CORPUS_LIMIT", "0") or 0)
+    if limit and len(files) > limit:
+        step = len(files) / limit
+        files = [files[int(i * step)] for i in range(limit)]
+    return files
+
+
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t or "no-target")
+def test_corpus(corpus: list[str], target: str | None):
+    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(_check, [(f, target) for f in corpus], chunksize=8))
+    crashes = [(r["path"], r["crash"]) for r in results if r["crash"]]
+    unparsable = [(r["path"], r["reparse"]) for r in results if r["reparse"]]
+    not_idempotent = [r["path"] for r in results if not r["idempotent"]]
+    parse_errors = [r["path"] for r in results if "QF915" in r["codes"]]
+    findings = sum(len(r["codes"]) for r in results)
+    print(f"\ncorpus target={target}: {len(results)} files, {findings} findings, {sum(r['changed'] for r in results)} files changed")
+    assert crashes == []
+    assert unparsable == []
+    assert not_idempotent == []
+    assert parse_errors == []
