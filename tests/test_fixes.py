@@ -9,7 +9,7 @@ import pytest
 
 from qfix.model.archive import read_archive
 from qfix.model.edit import EditError
-from qfix.model.fixes import flatten_nested, hard_swish, leaky_relu_to_prelu, narrow_64bit, static_batch
+from qfix.model.fixes import flatten_nested, fold_input_cast, hard_swish, leaky_relu_to_prelu, narrow_64bit, static_batch
 from qfix.model.graph import build_graph
 from qfix.model.lint import lint
 from qfix.model.writer import write_archive
@@ -27,6 +27,7 @@ FIXES = [
     ("int64_ids", narrow_64bit, "QF103"),
     ("tiny_cnn", static_batch, "QF301"),
     ("hard_swish_cnn", hard_swish, "QF302"),
+    ("two_input", fold_input_cast, "QF102"),
 ]
 CASES = [(n, m, c, d) for n, m, c in FIXES for d in BOTH if (FIXTURES / f"{n}_{d}.keras").exists()]
 IDS = [f"{c}-{n}-{d}" for n, _, c, d in CASES]
@@ -155,3 +156,28 @@ def test_hard_swish_fix_leaves_no_hard_swish_op_after_conversion(tmp_path):
     after = ops(write_archive(tmp_path / "hs.qfix.keras", config, a.metadata, weights))
     assert "HARD_SWISH" not in after
     assert after <= {"QUANTIZE", "CONV_2D", "ADD", "MUL", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE"}, after
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_folded_input_cast_leaves_no_cast_op_and_a_raw_uint8_input(dialect, tmp_path):
+    from qfix.calibration import synthetic_calibration
+    from qfix.convert import convert, recipe_for
+    from qfix.keras_load import load_model
+    from qfix.model.specs import input_specs
+    from qfix.tflite_model import read_tflite
+
+    a = read_archive(FIXTURES / f"two_input_{dialect}.keras")
+    config, weights, _ = fix_all(a, fold_input_cast, "QF102")
+
+    def converted(path, config):
+        calibration = synthetic_calibration(input_specs(build_graph(config, a.dialect)), 8)
+        return read_tflite(convert(load_model(path, a.dialect), recipe_for("edgetpu"), calibration).tflite)
+
+    before = converted(a.path, a.config)
+    after = converted(write_archive(tmp_path / "two.qfix.keras", config, a.metadata, weights), config)
+    assert "CAST" in {op.name for op in before.ops}
+    assert "CAST" not in {op.name for op in after.ops}
+    frame = next(after.tensors[i] for i in after.inputs if "frame" in after.tensors[i].name)
+    assert frame.dtype == "uint8"  # the device still takes the raw frame…
+    assert frame.scale == pytest.approx([1.0], rel=0.02) and frame.zero_point == [0]  # …unscaled
