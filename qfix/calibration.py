@@ -12,6 +12,8 @@ Sources, in what ``load_calibration`` accepts:
   ``(batch, H, W, C)``: decoded and resized to H, W with TensorFlow (imported only there).
   Pixels 0..255 are mapped linearly onto the input's ``value_range`` when it has one, else kept
   as 0..255.
+* ``"module:function"`` (when no such file exists): the user's function, imported and called
+  because the user named it; returns name-keyed arrays, one array, or an iterable of samples.
 * ``None``  synthetic data, uniform in ``value_range``; default ``[0, 255]`` for integer image
   inputs, ``[0, 1]`` for other integer inputs (token ids: always valid embedding indices),
   ``[-1, 1]`` for float inputs. Every dynamic (None) dim other than batch becomes 224.
@@ -22,6 +24,9 @@ Arrays are always read with ``allow_pickle=False``: a calibration file never run
 
 from __future__ import annotations
 
+import importlib
+import itertools
+import re
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +83,8 @@ def load_calibration(
     if path is None:
         return synthetic_calibration(specs, n, seed)
     p = Path(path)
+    if not p.exists() and _FUNCTION_REF.match(str(path)):
+        return _from_function(str(path), specs, n)
     if not p.exists():
         raise error("QF908", f"calibration data not found: {p}")
     if p.is_dir():
@@ -159,6 +166,49 @@ def default_range(spec: InputSpec) -> tuple[float, float]:
 
 
 # --- readers -----------------------------------------------------------------------------
+
+_FUNCTION_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+def _from_function(ref: str, specs: list[InputSpec], n: int) -> Calibration:
+    """`module:function` -> call it (user code, named explicitly by the user). It may return
+    name-keyed arrays, one array (single-input model), or an iterable of samples (dicts keyed
+    by input name; a bare array per sample only for a single-input model). Only the first `n`
+    samples of an iterable are drawn."""
+    module, func = ref.split(":")
+    try:
+        result = getattr(importlib.import_module(module), func)()
+    except Exception as e:  # anything the user's code raises
+        raise error("QF908", f"calibration function {ref} failed: {type(e).__name__}: {_first_line(e)}")
+    if isinstance(result, dict):
+        return calibration_from_arrays(result, specs, n, source=ref)
+    if isinstance(result, np.ndarray):
+        return calibration_from_arrays(_single(result, specs, ref), specs, n, source=ref)
+    try:
+        drawn = list(itertools.islice(iter(result), n))
+    except Exception as e:
+        raise error("QF908", f"calibration function {ref} did not give arrays or samples: {_first_line(e)}")
+    per_name: dict[str, list[np.ndarray]] = {}
+    for sample in drawn:
+        sample = sample if isinstance(sample, dict) else _single(sample, specs, ref)
+        for k, v in sample.items():
+            v = np.asarray(v)
+            spec = next((s for s in specs if s.name == k), None)
+            per_name.setdefault(k, []).append(v[None] if spec and v.ndim == len(spec.shape) - 1 else v)
+    try:
+        arrays = {k: np.concatenate(v) for k, v in per_name.items()}
+    except ValueError as e:
+        raise error("QF908", f"{ref}: samples have inconsistent shapes ({_first_line(e)})")
+    return calibration_from_arrays(arrays, specs, n, source=ref)
+
+
+def _single(x, specs: list[InputSpec], ref: str) -> dict[str, np.ndarray]:
+    if len(specs) != 1:
+        raise error("QF908", f"{ref}: a multi-input model needs samples keyed by input name "
+                    f"({', '.join(s.name for s in specs)}), not positional arrays")
+    x = x[0] if isinstance(x, (list, tuple)) and len(x) == 1 else x
+    return {specs[0].name: np.asarray(x)}
+
 
 
 def _read_npz(p: Path) -> dict[str, np.ndarray]:

@@ -206,3 +206,26 @@ def test_image_folder_needs_single_image_input(tmp_path):
     with pytest.raises(QfixError) as e:
         load_calibration(tmp_path, [IMG, FEAT])
     assert _code(e) == "QF908"
+
+
+def test_module_function_source(tmp_path, monkeypatch):
+    (tmp_path / "qfix_caldata.py").write_text(
+        "import numpy as np\n"
+        "def arrays():\n"
+        "    return {'features': np.ones((3, 4)), 'frame': np.zeros((3, 8, 8, 3), np.uint8)}\n"
+        "def samples():\n"
+        "    for i in range(100):\n"
+        "        yield {'features': np.full((4,), i), 'frame': np.zeros((1, 8, 8, 3), np.uint8)}\n"
+        "def positional():\n"
+        "    yield [np.ones((4,)), np.zeros((8, 8, 3))]\n"
+        "def broken():\n"
+        "    raise RuntimeError('no data today')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert len(load_calibration("qfix_caldata:arrays", [IMG, FEAT])) == 3
+    cal = load_calibration("qfix_caldata:samples", [IMG, FEAT], n=5)  # draws only 5 of 100
+    assert len(cal) == 5 and cal.samples[4]["features"].tolist() == [[4.0] * 4]
+    for bad in ("qfix_caldata:positional", "qfix_caldata:broken", "qfix_nomodule:f"):
+        with pytest.raises(QfixError) as e:
+            load_calibration(bad, [IMG, FEAT])
+        assert e.value.code == "QF908"
