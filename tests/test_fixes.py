@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qfix.model.archive import read_archive
@@ -181,3 +182,72 @@ def test_folded_input_cast_leaves_no_cast_op_and_a_raw_uint8_input(dialect, tmp_
     frame = next(after.tensors[i] for i in after.inputs if "frame" in after.tensors[i].name)
     assert frame.dtype == "uint8"  # the device still takes the raw frame…
     assert frame.scale == pytest.approx([1.0], rel=0.02) and frame.zero_point == [0]  # …unscaled
+
+
+def _save_tiny(dialect, build, path):
+    """Build a tiny model with the dialect's Keras (seeded) and save it."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if dialect == "k3":
+        import keras as K
+    else:
+        import tf_keras as K
+    K.backend.clear_session()
+    K.utils.set_random_seed(0)
+    build(K).save(path)
+    return read_archive(path)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_every_leaky_relu_spelling_becomes_prelu(dialect, tmp_path):
+    def build(K):
+        L = K.layers
+        x = K.Input((8, 8, 3), name="x")
+        y = L.Conv2D(4, 3, padding="same", activation="leaky_relu", name="conv")(x)
+        y = L.ReLU(negative_slope=0.05, name="relu_slope")(y)
+        y = L.GlobalAveragePooling2D()(y)
+        y = L.Dense(5, name="fc")(y)
+        y = L.LeakyReLU(0.3, name="leaky_fc")(y)  # rank 2: nothing to share
+        return K.Model(x, L.Dense(2, name="out")(y))
+
+    a = _save_tiny(dialect, build, tmp_path / "leaky.keras")
+    config, weights, notes = fix_all(a, leaky_relu_to_prelu, "QF302")
+    assert len(notes) == 3
+    graph = build_graph(config, a.dialect)
+    assert graph.layers["conv"].config["activation"] == "linear"
+    assert graph.layers["conv_prelu"].class_name == "PReLU"
+    assert graph.layers["leaky_fc"].config["shared_axes"] is None
+    from test_edit import _load_and_compare  # same helper: write, load both, compare
+
+    edited, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5
+    alphas = {l.name: l.get_weights()[0] for l in edited.layers if type(l).__name__ == "PReLU"}
+    assert alphas["conv_prelu"].shape == (1, 1, 4) and np.allclose(alphas["conv_prelu"], 0.2)
+    assert np.allclose(alphas["relu_slope"], 0.05) and alphas["leaky_fc"].shape == (5,)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_flatten_nested_twice(dialect, tmp_path):
+    """A model nested in a nested model: each QF201 finding flattens one level."""
+    def build(K):
+        L = K.layers
+        i = K.Input((6,))
+        core = K.Model(i, L.Dense(4, name="dense")(i), name="core")
+        j = K.Input((6,))
+        block = K.Model(j, L.Dense(3, name="dense")(core(j)), name="block")
+        x = K.Input((6,), name="x")
+        return K.Model(x, L.Dense(2, name="dense")(block(x)), name="outer")
+
+    a = _save_tiny(dialect, build, tmp_path / "twice.keras")
+    config, weights, notes = fix_all(a, flatten_nested, "QF201")
+    assert len(notes) == 2
+    graph = build_graph(config, a.dialect)
+    assert not any(l.is_model for l in graph)
+    assert list(graph.layers) == ["x", "core_dense", "block_dense", "dense"]  # clashes prefixed
+    from test_edit import _load_and_compare
+
+    _, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5

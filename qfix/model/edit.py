@@ -267,6 +267,7 @@ class ModelEdit:
             if s.tensor == t and s.meta is not None:
                 return s.meta.get("shape"), s.meta.get("dtype")
         raw = self._raw(model, t[0])
+        readers_shape = self._shape_from_readers(model, t)
         cfg = raw.get("config") or {}
         if raw.get("class_name") == "InputLayer":
             return cfg.get("batch_shape") or cfg.get("batch_input_shape"), cfg.get("dtype")
@@ -281,7 +282,19 @@ class ModelEdit:
             return [*in_shape[:-1], cfg.get("units")], dtype
         if in_shape is not None and cls in GLOBAL_POOLS and not cfg.get("keepdims"):
             return [in_shape[0], in_shape[-1]], dtype
-        return None, dtype
+        return readers_shape, dtype
+
+    @staticmethod
+    def _shape_from_readers(model: dict[str, Any], t: Tensor) -> list | None:
+        """tf_keras records no shapes on references, but a layer reading only `t` was built
+        for its shape (`build_config.input_shape`)."""
+        for raw in model["config"]["layers"]:
+            nodes = raw.get("inbound_nodes") or []
+            if len(nodes) == 1 and [s.tensor for s in _node_slots(nodes[0])] == [t]:
+                shape = (raw.get("build_config") or {}).get("input_shape")
+                if isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape):
+                    return shape
+        return None
 
     def inputs_of(self, name: str, scope: tuple[str, ...] = ()) -> list[Tensor]:
         """The tensors the first call of layer `name` reads (Functional models)."""

@@ -1,9 +1,11 @@
-"""QF302 unsupported-activation, LeakyReLU → PReLU with a constant alpha (exact).
+"""QF302 unsupported-activation, leaky ReLU → PReLU with a constant alpha (exact).
 
-PReLU(x) = max(0, x) + alpha·min(0, x) is LeakyReLU when every alpha equals the slope. Its
+PReLU(x) = max(0, x) + alpha·min(0, x) is a leaky ReLU when every alpha equals the slope. Its
 alpha is shared over every axis but the channels (`shared_axes` = the spatial dims), so the
-Edge TPU gets one alpha per channel. PReLU has a weight (LeakyReLU has none): we create it
-in `model.weights.h5` and the other layers are re-keyed around the new `p_re_lu` group.
+Edge TPU gets one alpha per channel. Handles the three spellings: a `LeakyReLU` layer, a
+`ReLU(negative_slope=a)` layer, and `activation="leaky_relu"` on any layer (the activation
+is cleared and a PReLU follows). PReLU has a weight (LeakyReLU has none): we create it in
+`model.weights.h5` and the other layers are re-keyed around the new `p_re_lu` group.
 """
 
 from __future__ import annotations
@@ -12,14 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..edit import EditError, ModelEdit, policy_name, initializer, make_layer
+from ..edit import EditError, ModelEdit, initializer, make_layer, policy_name
 from . import FixResult, locate, resolve_dialect
 
-
-def slope(raw: dict[str, Any]) -> float:
-    cfg = raw.get("config") or {}
-    value = cfg.get("negative_slope", cfg.get("alpha", 0.3))  # Keras 3 / tf_keras spelling
-    return float(value)
+DEFAULT_SLOPE = 0.2  # keras.activations.leaky_relu and tf.nn.leaky_relu
 
 
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
@@ -27,32 +25,45 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
     scope, name = locate(config, target)
     edit = ModelEdit(config, dialect)
     raw = edit.layer(name, scope)
-    if raw.get("class_name") != "LeakyReLU":
-        raise EditError(f"{name!r} is a {raw.get('class_name')}, not a LeakyReLU layer")
-    shape = _input_shape(edit, raw, scope)
+    cfg = raw.get("config") or {}
+    cls = raw.get("class_name")
+    dtype = policy_name(cfg.get("dtype")) or "float32"
+    if cls == "LeakyReLU":
+        alpha = float(cfg.get("negative_slope", cfg.get("alpha", 0.3)))  # Keras 3 / tf_keras spelling
+        replace, shape = True, _input_shape(edit, raw, name, scope)
+    elif cls == "ReLU" and cfg.get("negative_slope") and cfg.get("max_value") is None and not cfg.get("threshold"):
+        alpha = float(cfg["negative_slope"])
+        replace, shape = True, _input_shape(edit, raw, name, scope)
+    elif cfg.get("activation") == "leaky_relu":
+        alpha = DEFAULT_SLOPE
+        replace = cls == "Activation"
+        shape = _input_shape(edit, raw, name, scope) if replace else edit.tensor_meta((name, 0, 0), scope)[0]
+    else:
+        raise EditError(f"{name!r} ({cls}) applies no plain leaky ReLU")
     if shape is None or any(d is None for d in shape[1:]):
-        raise EditError(f"the input shape of {name!r} is not recorded; cannot size the PReLU alpha")
-    rank = len(shape)
-    shared = list(range(1, rank - 1))  # all but batch and channels (channels_last)
-    alpha_shape = [1 if axis in shared else shape[axis] for axis in range(1, rank)]
-    alpha = slope(raw)
-    dtype = policy_name((raw.get("config") or {}).get("dtype"))
+        raise EditError(f"the shape at {name!r} is not recorded; cannot size the PReLU alpha")
+
+    shared = list(range(1, len(shape) - 1))  # all but batch and channels (channels_last)
+    alpha_value = np.full([1 if a in shared else shape[a] for a in range(1, len(shape))], alpha, np.float32)
     prelu = make_layer(
         "PReLU",
         {"alpha_initializer": initializer("Constant", {"value": alpha}), "alpha_regularizer": None,
          "alpha_constraint": None, "shared_axes": shared or None},
-        dialect, name, dtype=dtype or "float32", input_shape=shape,
+        dialect, name if replace else f"{name}_prelu", dtype=dtype, input_shape=shape,
     )
-    value = np.full(alpha_shape, alpha, dtype=np.float32)
-    edit.replace(name, prelu, scope, weights=[value])
-    return edit.config, edit.weights(weights_bytes), (
-        f"LeakyReLU {name!r} → PReLU(alpha={alpha:g}, shared_axes={shared})"
-    )
+    if replace:
+        edit.replace(name, prelu, scope, weights=[alpha_value])
+        note = f"{cls} {name!r} → PReLU(alpha={alpha:g}, shared_axes={shared})"
+    else:
+        edit.layer(name, scope)["config"]["activation"] = "linear"
+        new = edit.insert_after((name, 0, 0), prelu, scope, weights=[alpha_value])
+        note = f"leaky_relu activation of {name!r} → PReLU {new!r} (alpha={alpha:g}, shared_axes={shared})"
+    return edit.config, edit.weights(weights_bytes), note
 
 
-def _input_shape(edit: ModelEdit, raw: dict[str, Any], scope: tuple[str, ...]) -> list | None:
-    bc = (raw.get("build_config") or {}).get("input_shape")
-    if isinstance(bc, list):
-        return bc
-    inputs = edit.inputs_of(raw.get("name") or raw["config"]["name"], scope)
+def _input_shape(edit: ModelEdit, raw: dict[str, Any], name: str, scope: tuple[str, ...]) -> list | None:
+    shape = (raw.get("build_config") or {}).get("input_shape")
+    if isinstance(shape, list):
+        return shape
+    inputs = edit.inputs_of(name, scope)
     return edit.tensor_meta(inputs[0], scope)[0] if inputs else None
