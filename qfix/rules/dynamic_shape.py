@@ -38,8 +38,11 @@ class DynamicShape(SourceRule):
     ```
 
     ## Fix safety
-    Safe for the batch size: batch 1 computes the same outputs per sample and changes no
-    weight. `None` height/width/length need values only the user knows: display-only.
+    Unsafe for the batch size: batch 1 computes the same outputs per sample and changes no
+    weight, but source that builds the model usually trains it too, and a model whose input
+    batch is fixed to 1 no longer accepts larger batches (in a saved `.keras` file headed for
+    the target the same change is safe, see the model side). `None` height/width/length need
+    values only the user knows: display-only.
 
     ## Targets
     edgetpu, tflm, ethos-u.
@@ -61,7 +64,7 @@ class DynamicShape(SourceRule):
             "import keras\ni = keras.Input((224, 224, 3))\n",
             target="edgetpu",
             expected="import keras\ni = keras.Input((224, 224, 3), batch_size=1)\n",
-            applicability=Applicability.SAFE,
+            applicability=Applicability.UNSAFE,
         ),
         Invalid(
             "import tensorflow as tf\ni = tf.keras.layers.Input(shape=(None, None, 3), name='img')\n",
@@ -105,7 +108,7 @@ class DynamicShape(SourceRule):
                     edit = Replace(bs.value, cst.Integer("1"))
                 self.report(
                     node, f"Input without a fixed batch size: the converted model has a dynamic batch dimension, and target {tgt} needs static shapes",
-                    fix="Add `batch_size=1`", applicability=Applicability.SAFE, edits=[edit],
+                    fix="Add `batch_size=1` (use a separate inference model if this one is also trained)", applicability=Applicability.UNSAFE, edits=[edit],
                 )
             if shape is not None and isinstance(shape.value, (cst.Tuple, cst.List)):
                 dims = [e.value for e in shape.value.elements]

@@ -79,6 +79,7 @@ class UnsupportedActivation(SourceRule):
         Valid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n"),
         Valid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="int8"),
         Valid("import keras\nx = keras.layers.LeakyReLU()(x)\n", target="tflm"),
+        Valid("import tensorflow as tf\ndef gelu(x):\n    return tf.nn.gelu(x)\n", target="edgetpu"),
     ]
     INVALID = [
         Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="edgetpu", applicability=Applicability.DISPLAY_ONLY, message="gelu"),
@@ -113,6 +114,9 @@ class UnsupportedActivation(SourceRule):
         if c is None:
             return
         if c in FUNCS:
+            fn = self.ctx.scope
+            if fn is not None and _norm(fn.name.value) in (FUNCS[c], c.rsplit(".", 1)[-1]):
+                return  # the definition of an activation wrapper, not a use in a model
             self._flag(node, FUNCS[c], "Activation")
             return
         if c in LAYERS:
