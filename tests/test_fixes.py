@@ -251,3 +251,65 @@ def test_flatten_nested_twice(dialect, tmp_path):
 
     _, diff = _load_and_compare(a, config, weights, tmp_path)
     assert diff <= 1e-5
+
+
+def test_find_fix_picks_the_module_for_each_finding():
+    from qfix.model.fixes import find_fix
+
+    def picked(fixture, code):
+        a = read_archive(FIXTURES / fixture)
+        return {find_fix(a.config, v) for v in findings(a.config, a.dialect, code, mode="ptq")}
+
+    assert picked("nested_tfk.keras", "QF201") == {flatten_nested}
+    assert picked("leaky_relu_cnn_k3.keras", "QF302") == {leaky_relu_to_prelu}
+    assert picked("hard_swish_cnn_k3.keras", "QF302") == {hard_swish}
+    assert picked("int64_ids_tfk.keras", "QF103") == {narrow_64bit}
+    assert picked("two_input_tfk.keras", "QF102") == {fold_input_cast}
+    assert picked("tiny_cnn_k3.keras", "QF301") == {static_batch}
+    assert picked("dynamic_shape_cnn_k3.keras", "QF301") == {None}  # spatial: display-only
+    assert picked("gelu_mlp_k3.keras", "QF302") == {None}  # gelu: unsafe, not ours
+
+
+def fix_everything(config, weights, dialect):
+    """Apply the safe fix of every finding until none is left (what the CLI loop will do)."""
+    from qfix.model.fixes import find_fix
+
+    notes = []
+    for _ in range(30):
+        vs = lint(build_graph(config, dialect), Context(load_profile("edgetpu")))
+        todo = [(v, m) for v in vs if (m := find_fix(config, v)) is not None]
+        if not todo:
+            return config, weights, notes
+        v, module = todo[0]
+        config, weights, note = module.apply(config, weights, v, dialect)
+        notes.append(f"{v.code}: {note}")
+    raise AssertionError(notes)
+
+
+LOADABLE = [p.name for p in sorted(FIXTURES.glob("*.keras")) if not p.name.startswith(("lambda", "custom"))]
+
+
+@pytest.mark.parametrize("fixture", LOADABLE)
+def test_fix_everything_converges(fixture):
+    a = read_archive(FIXTURES / fixture)
+    config, _, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    left = {v.code for v in lint(build_graph(config, a.dialect), Context(load_profile("edgetpu")))}
+    assert not left & {"QF102", "QF103", "QF201"}
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("fixture", LOADABLE)
+def test_fix_everything_keeps_the_numbers(fixture, tmp_path):
+    from qfix.calibration import Calibration, synthetic_calibration
+    from qfix.keras_load import load_model
+    from qfix.model.specs import input_specs
+    from qfix.verify import float_equivalence
+
+    a = read_archive(FIXTURES / fixture)
+    config, weights, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    out = write_archive(tmp_path / "fixed.keras", config, a.metadata, weights)
+    original, fixed = load_model(a.path, a.dialect), load_model(out, a.dialect)
+    calibration = synthetic_calibration(input_specs(build_graph(a.config, a.dialect)), 2)
+    worst = max(float_equivalence(original, fixed, Calibration([s], True, "synthetic"))
+                for s in calibration.samples)
+    assert worst <= 1e-5, notes

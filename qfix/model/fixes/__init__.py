@@ -4,15 +4,20 @@ Each module has `apply(config, weights_bytes, target, dialect=None) -> (config, 
 note)`: it returns a new config and a re-keyed `model.weights.h5` (the inputs are not
 modified) and a one-line note saying what changed. `target` is the rule's Violation (its
 `location.pointer` / `location.layer` name the layer), a layer name, or `(scope, name)`.
+Each also names the rule it fixes (`CODE`) and says which layers it handles (`accepts(raw)`),
+so `find_fix(config, violation)` can pick the module for a finding (QF302 has two).
 """
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
 from typing import Any
 
-from ...types import Violation
+from ...types import Applicability, Violation
 from ..archive import detect_dialect
 from ..edit import EditError, scope_of
+from ..weights import layer_name
 
 FixResult = tuple[dict[str, Any], bytes, str]
 
@@ -36,4 +41,28 @@ def locate(config: dict[str, Any], target: Any) -> tuple[tuple[str, ...], str]:
     raise EditError(f"cannot locate a layer from {target!r}")
 
 
-__all__ = ["FixResult", "EditError", "locate", "resolve_dialect"]
+# The fix modules, by the rule code whose findings they fix (`find_fix` picks by layer).
+MODULES = ("flatten_nested", "static_batch", "leaky_relu_to_prelu", "hard_swish", "narrow_64bit", "fold_input_cast")
+
+
+def find_fix(config: dict[str, Any], violation: Violation) -> ModuleType | None:
+    """The fix module for a finding (its `apply`), or None when no safe fix handles it here.
+    Only findings whose fix is marked safe qualify (QF301's spatial findings are not)."""
+    if violation.fix is None or violation.fix.applicability is not Applicability.SAFE:
+        return None
+    try:
+        scope, name = locate(config, violation)
+        model = config
+        for part in scope:
+            model = next(r for r in model["config"]["layers"] if layer_name(r) == part)
+        raw = next(r for r in model["config"]["layers"] if layer_name(r) == name)
+    except (EditError, StopIteration, KeyError, TypeError):
+        return None
+    for module_name in MODULES:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        if module.CODE == violation.code and module.accepts(raw):
+            return module
+    return None
+
+
+__all__ = ["FixResult", "EditError", "MODULES", "find_fix", "locate", "resolve_dialect"]

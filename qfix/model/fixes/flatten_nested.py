@@ -7,6 +7,12 @@ from typing import Any
 from ..edit import ModelEdit
 from . import FixResult, locate, resolve_dialect
 
+CODE = "QF201"
+
+
+def accepts(raw: dict[str, Any]) -> bool:
+    return raw.get("class_name") in ("Functional", "Sequential", "Model") and "layers" in (raw.get("config") or {})
+
 
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     scope, name = locate(config, target)

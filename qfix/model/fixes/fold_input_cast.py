@@ -20,6 +20,14 @@ from . import FixResult, locate, resolve_dialect
 EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "bool"}
 # Layers that need integer inputs: a float input would break them.
 INTEGER_CONSUMERS = {"Embedding", "CategoryEncoding", "Hashing", "IntegerLookup", "StringLookup"}
+CODE = "QF102"
+
+
+def accepts(raw: dict[str, Any]) -> bool:
+    """The cast or implicitly casting layer QF102 names, or the integer input itself."""
+    cfg = raw.get("config") or {}
+    return (raw.get("class_name") in ("Cast", "Rescaling", "InputLayer")
+            or (raw.get("class_name") == "TFOpLambda" and cfg.get("function") == "cast"))
 
 
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:

@@ -22,6 +22,11 @@ from ..edit import EditError, ModelEdit, make_layer, policy_name
 from . import FixResult, locate, resolve_dialect
 
 HARD_SWISH = {"hard_swish", "hard_silu"}
+CODE = "QF302"
+
+
+def accepts(raw: dict[str, Any]) -> bool:
+    return activation_of(raw) in HARD_SWISH
 
 
 def activation_of(raw: dict[str, Any]) -> str | None:

@@ -18,6 +18,17 @@ from ..edit import EditError, ModelEdit, initializer, make_layer, policy_name
 from . import FixResult, locate, resolve_dialect
 
 DEFAULT_SLOPE = 0.2  # keras.activations.leaky_relu and tf.nn.leaky_relu
+CODE = "QF302"
+
+
+def accepts(raw: dict[str, Any]) -> bool:
+    cfg = raw.get("config") or {}
+    cls = raw.get("class_name")
+    return (
+        cls == "LeakyReLU"
+        or (cls == "ReLU" and bool(cfg.get("negative_slope")) and cfg.get("max_value") is None and not cfg.get("threshold"))
+        or cfg.get("activation") == "leaky_relu"
+    )
 
 
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:

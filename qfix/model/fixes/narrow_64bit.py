@@ -13,6 +13,18 @@ from ..edit import ModelEdit
 from . import FixResult, locate, resolve_dialect
 
 NARROW = {"int64": "int32", "uint64": "int32", "float64": "float32"}
+CODE = "QF103"
+
+
+def accepts(raw: dict[str, Any]) -> bool:
+    """A 64-bit input or a cast to 64 bits (not a layer computing in float64)."""
+    cfg = raw.get("config") or {}
+    if raw.get("class_name") in ("InputLayer", "Cast"):
+        return cfg.get("dtype") in NARROW
+    if raw.get("class_name") == "TFOpLambda" and cfg.get("function") == "cast":
+        return any(isinstance(e, list) and len(e) > 3 and isinstance(e[3], dict) and e[3].get("dtype") in NARROW
+                   for node in raw.get("inbound_nodes") or [] for e in ([node] if node and isinstance(node[0], str) else node))
+    return False
 
 
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:

@@ -10,6 +10,15 @@ from typing import Any
 from ..edit import ModelEdit
 from . import FixResult, resolve_dialect
 
+CODE = "QF301"
+
+
+def accepts(raw: dict[str, Any]) -> bool:
+    """An input whose batch is dynamic (the spatial findings of QF301 are display-only)."""
+    cfg = raw.get("config") or {}
+    shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+    return raw.get("class_name") == "InputLayer" and isinstance(shape, list) and bool(shape) and shape[0] is None
+
 
 def apply(
     config: dict[str, Any], weights_bytes: bytes, target: Any = None, dialect: str | None = None, batch: int = 1
