@@ -14,20 +14,24 @@ calibration); tf_keras models are trackable, so `tf.saved_model.save(model, sign
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import tempfile
 import time
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .calibration import Calibration
 from .errors import error
-from .keras_load import Dialect, call_model, input_names, output_names, sniff_dialect
+from .keras_load import (
+    Dialect,
+    call_model,
+    captured_output,
+    import_tf,
+    input_names,
+    output_names,
+    sniff_dialect,
+)
 
 SIGNATURE = "serving_default"
 
@@ -78,7 +82,7 @@ def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> Conv
         _check_calibration(calibration, names)
     tf = _tf()
     start = time.perf_counter()
-    with _captured_output() as log, tempfile.TemporaryDirectory(prefix="qfix-sm-") as tmp:
+    with captured_output() as log, tempfile.TemporaryDirectory(prefix="qfix-sm-") as tmp:
         try:
             _export_saved_model(model, names, recipe.batch, tmp)
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
@@ -86,8 +90,9 @@ def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> Conv
             tflite = converter.convert()
         except Exception as e:  # export or converter failure: one line, no traceback
             raise error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(e)}")
-    seconds = time.perf_counter() - start
-    return ConvertResult(tflite, seconds, _signature_inputs(tflite), log.text)
+        seconds = time.perf_counter() - start
+        signature_inputs = _signature_inputs(tflite)
+    return ConvertResult(tflite, seconds, signature_inputs, log.text)
 
 
 def bare_convert(
@@ -102,7 +107,7 @@ def bare_convert(
     dialect = dialect or sniff_dialect(path)
     tf = _tf()
     start = time.perf_counter()
-    with _captured_output() as log:
+    with captured_output() as log:
         try:
             if dialect == "keras3":
                 import keras
@@ -117,18 +122,16 @@ def bare_convert(
             tflite = converter.convert()
         except Exception as e:
             raise error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(e)}")
-    seconds = time.perf_counter() - start
-    return ConvertResult(tflite, seconds, _signature_inputs(tflite), log.text)
+        seconds = time.perf_counter() - start
+        signature_inputs = _signature_inputs(tflite)
+    return ConvertResult(tflite, seconds, signature_inputs, log.text)
 
 
 # --- steps ---------------------------------------------------------------------------------
 
 
 def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # only effective before the first import
-    import tensorflow as tf
-
-    return tf
+    return import_tf()
 
 
 def dialect_of(model: Any) -> Dialect:
@@ -201,36 +204,7 @@ def _signature_inputs(tflite: bytes) -> list[str]:
     return list(sig["inputs"])
 
 
-# --- noise and errors ----------------------------------------------------------------------
-
-
-class _Log:
-    text = ""
-
-
-@contextlib.contextmanager
-def _captured_output() -> Iterator[_Log]:
-    """Send fd 1/2 (the converter's C++ logging) and Python warnings to a buffer."""
-    log = _Log()
-    with tempfile.TemporaryFile(mode="w+b") as buf, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        saved = [os.dup(1), os.dup(2)]
-        try:
-            os.dup2(buf.fileno(), 1)
-            os.dup2(buf.fileno(), 2)
-            yield log
-        finally:
-            for stream in (os.sys.stdout, os.sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            buf.seek(0)
-            text = buf.read().decode("utf-8", "replace")
-            text += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
-            log.text = text
+# --- errors ----------------------------------------------------------------------
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -8,8 +8,13 @@ and nowhere else. TensorFlow/Keras are imported inside the functions, never at m
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +38,7 @@ def load_model(
         raise error("QF914", f"unknown Keras dialect {dialect!r} (keras3 or tf_keras)")
     if custom_objects_module:
         import_custom_objects(custom_objects_module)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import_tf()
     if dialect == "keras3":
         import keras
 
@@ -126,3 +131,49 @@ def sniff_dialect(path: str | Path) -> Dialect:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
         raise error("QF901", f"{Path(path).name}: not a readable .keras archive ({_first_line(e)})")
     return "keras3" if version.startswith("3.") else "tf_keras"
+
+
+# --- TensorFlow import and its noise ---------------------------------------------------------
+
+
+def import_tf():
+    """Import TensorFlow once, quietly (the one place qfix triggers the import)."""
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # only read at the first import
+        with captured_output():  # absl/CUDA-probe chatter that the env var does not silence
+            import tensorflow  # noqa: F401
+    import tensorflow as tf
+
+    return tf
+
+
+class _Log:
+    text = ""
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[_Log]:
+    """Send fd 1/2 (TF's and the converter's C++ logging) and Python warnings to a buffer."""
+    log = _Log()
+    with tempfile.TemporaryFile(mode="w+b") as buf, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for stream in (sys.stdout, sys.stderr):  # keep earlier buffered text out of the log
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(buf.fileno(), 1)
+            os.dup2(buf.fileno(), 2)
+            yield log
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            buf.seek(0)
+            text = buf.read().decode("utf-8", "replace")
+            text += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+            log.text = text

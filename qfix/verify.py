@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
-from .keras_load import call_model, input_names, output_names
+from .keras_load import call_model, captured_output, import_tf, input_names, output_names
 
 SIGNATURE = "serving_default"
 
@@ -51,10 +51,11 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
     """Run the float model and the quantized model on the same samples and compare outputs."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=tflite)
-    sigs = interpreter.get_signature_list()
-    key = SIGNATURE if SIGNATURE in sigs else next(iter(sigs))
-    runner = interpreter.get_signature_runner(key)
+    with captured_output():  # LiteRT announces its XNNPACK delegate on stderr
+        interpreter = Interpreter(model_content=tflite)
+        sigs = interpreter.get_signature_list()
+        key = SIGNATURE if SIGNATURE in sigs else next(iter(sigs))
+        runner = interpreter.get_signature_runner(key)
     in_details = runner.get_input_details()
     out_details = runner.get_output_details()
     k_in = input_names(model)
@@ -70,7 +71,8 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
                                  raw=_lookup_name(tfl_name, k_in) in int_inputs)
             for tfl_name in in_details
         }
-        result = runner(**feed)
+        with captured_output():  # the delegate is created (and announced) on first invoke
+            result = runner(**feed)
         for k_name, tfl_name in zip(k_out, tfl_out):
             got[k_name].append(_from_tflite(result[tfl_name], out_details[tfl_name]))
 
@@ -115,16 +117,30 @@ def float_equivalence(model_a: Any, model_b: Any, calibration: Calibration) -> f
 
 
 def _keras_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray]:
-    """All samples in one batched call (samples share shapes), outputs keyed by name."""
-    import tensorflow as tf
+    """Float outputs for every sample, keyed by output name. Samples go through in batches as
+    large as the model allows: all at once, or the model's fixed batch size (a model fixed to
+    batch 1 for the Edge TPU takes one sample per call); a short last batch is padded."""
+    tf = import_tf()
 
     names = input_names(model)
-    batch = {}
+    n = len(calibration.samples)
+    fixed = [t.shape[0] for t in model.inputs if t.shape[0] is not None]
+    step = min(fixed) if fixed else n
+    stacked = []
     for i, (name, t) in enumerate(zip(names, model.inputs)):
         arrs = [_lookup(s, name, names, position=i) for s in calibration.samples]
-        batch[name] = tf.constant(np.concatenate(arrs).astype(_np_dtype(t.dtype)))
-    y = call_model(model, batch)
-    return {n: np.asarray(v, dtype=np.float64) for n, v in zip(output_names(model), y)}
+        stacked.append(np.concatenate(arrs).astype(_np_dtype(t.dtype)))
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, n, step):
+        part = [a[start : start + step] for a in stacked]
+        short = step - len(part[0])
+        if short:
+            part = [np.concatenate([p, np.repeat(p[-1:], short, axis=0)]) for p in part]
+        y = call_model(model, {k: tf.constant(p) for k, p in zip(names, part)})
+        chunks.append([np.asarray(v, dtype=np.float64)[: step - short] for v in y])
+    return {
+        name: np.concatenate([c[j] for c in chunks]) for j, name in enumerate(output_names(model))
+    }
 
 
 def _lookup(sample: dict[str, np.ndarray], name: str, names: list[str], position: int | None = None):

@@ -90,7 +90,10 @@ def converted(models):
 def _io(tflite: bytes):
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(model_content=tflite).get_signature_runner("serving_default")
+    from qfix.keras_load import captured_output
+
+    with captured_output():
+        runner = Interpreter(model_content=tflite).get_signature_runner("serving_default")
     return runner.get_input_details(), runner.get_output_details()
 
 

@@ -93,3 +93,17 @@ def test_float_equivalence(tiny_k3):
     assert float_equivalence(m, tfk, cal) < 1e-5
     other = load_model(FIX / "leaky_relu_cnn_k3.keras", "keras3")
     assert float_equivalence(m, other, cal) > 1e-3
+
+
+@pytest.mark.tf
+def test_float_equivalence_with_a_batch1_model(tiny_k3):
+    """A model fixed to batch 1 (the Edge TPU fix) is compared sample by sample."""
+    import keras
+
+    from qfix.verify import float_equivalence
+
+    m, cal, _ = tiny_k3
+    inp = keras.Input((32, 32, 3), batch_size=1)
+    batch1 = keras.Model(inp, m(inp))
+    assert batch1.inputs[0].shape[0] == 1
+    assert float_equivalence(m, batch1, cal) < 1e-6
