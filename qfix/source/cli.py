@@ -120,6 +120,10 @@ def run(
                     _print(console, f"QF913 cannot write {r.path}: {exc}")
                     return 2
 
+    if not write:  # nothing was applied to the files: findings refer to the text on disk
+        for r in results:
+            for v in r.violations:
+                v.applied = False
     shown = [v for r in results for v in (r.remaining if write else r.violations)]
     fixed_total = sum(r.fixed for r in results)
     remaining_total = sum(len(r.remaining) for r in results)

@@ -15,6 +15,7 @@ import fnmatch
 import os
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -180,8 +181,11 @@ def run_files(files: Sequence[Path], job: Job, *, jobs: int | None = None, expli
         return [process_file(*a) for a in args]
     _warm()  # import the rules before forking
     chunk = max(1, min(32, len(args) // (n * 4) or 1))
-    with ProcessPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(_worker, args, chunksize=chunk))
+    try:
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            return list(pool.map(_worker, args, chunksize=chunk))
+    except BrokenProcessPool:  # a worker died (memory, signal): finish serially
+        return [process_file(*a) for a in args]
 
 
 def write_atomic(path: Path, text: str) -> None:
