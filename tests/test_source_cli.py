@@ -169,3 +169,14 @@ def test_crlf_and_tabs_round_trip(tmp_path: Path, monkeypatch):
     (tmp_path / "a.py").write_bytes(src.encode())
     call([tmp_path / "a.py"], write=True)
     assert (tmp_path / "a.py").read_bytes() == src.replace("Lambda(lambda t: t * 2.0)", "Rescaling(2.0)").encode()
+
+
+def test_encodings_preserved(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    body = "import tensorflow as tf\nx = tf.keras.layers.Lambda(lambda t: t * 2.0)(i)  # \u00e9\n"
+    (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbf" + body.encode())
+    (tmp_path / "latin.py").write_bytes(("# -*- coding: latin-1 -*-\n" + body).encode("latin-1"))
+    code, out = call([tmp_path], write=True)
+    assert code == 0, out
+    assert (tmp_path / "bom.py").read_bytes() == b"\xef\xbb\xbf" + body.replace("Lambda(lambda t: t * 2.0)", "Rescaling(2.0)").encode()
+    assert (tmp_path / "latin.py").read_bytes() == ("# -*- coding: latin-1 -*-\n" + body.replace("Lambda(lambda t: t * 2.0)", "Rescaling(2.0)")).encode("latin-1")

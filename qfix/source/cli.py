@@ -114,7 +114,7 @@ def run(
         for r in results:
             if r.new_code is not None:
                 try:
-                    write_atomic(Path(r.path), r.new_code)
+                    write_atomic(Path(r.path), r.new_code, r.encoding)
                     written += 1
                 except OSError as exc:
                     _print(console, f"QF913 cannot write {r.path}: {exc}")

@@ -12,7 +12,9 @@ writes files atomically (temp file in the same folder + os.replace).
 from __future__ import annotations
 
 import fnmatch
+import io
 import os
+import tokenize
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -94,6 +96,7 @@ class FileResult:
     new_code: str | None = None  # the fixed text when it differs
     old_code: str | None = None
     skipped: str | None = None  # reason (generated, unreadable)
+    encoding: str = "utf-8"  # as detected (PEP 263 cookie, BOM -> "utf-8-sig")
     error: str | None = None
 
 
@@ -120,8 +123,9 @@ def process_file(path: str, job: Job, explicit: bool = False) -> FileResult:
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
-        text = raw.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        res.encoding = tokenize.detect_encoding(io.BytesIO(raw).readline)[0]
+        text = raw.decode(res.encoding)
+    except (OSError, UnicodeDecodeError, SyntaxError, LookupError) as exc:
         res.violations = [
             Violation("QF915", "source-parse-error", f"Cannot read the file: {exc}", Location(path=path, line=1, col=1))
         ]
@@ -188,12 +192,12 @@ def run_files(files: Sequence[Path], job: Job, *, jobs: int | None = None, expli
         return [process_file(*a) for a in args]
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, encoding: str = "utf-8") -> None:
     """Write text next to `path` in a temp file, then rename over it (keeps the file mode)."""
     folder = path.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".qfix-tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(fd, "w", encoding=encoding, newline="") as fh:
             fh.write(text)
         try:
             os.chmod(tmp, os.stat(path).st_mode & 0o7777)
