@@ -80,19 +80,15 @@ def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> Conv
     names = input_names(model)
     if recipe.full_integer:
         _check_calibration(calibration, names)
-    tf = _tf()
-    start = time.perf_counter()
-    with captured_output() as log, tempfile.TemporaryDirectory(prefix="qfix-sm-") as tmp:
-        try:
-            _export_saved_model(model, names, recipe.batch, tmp)
-            converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
-            _apply_recipe(converter, recipe, calibration)
-            tflite = converter.convert()
-        except Exception as e:  # export or converter failure: one line, no traceback
-            raise error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(e)}")
-        seconds = time.perf_counter() - start
-        signature_inputs = _signature_inputs(tflite)
-    return ConvertResult(tflite, seconds, signature_inputs, log.text)
+    tf = import_tf()
+
+    def make_converter(tmp: str):
+        _export_saved_model(model, names, recipe.batch, tmp)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
+        _apply_recipe(converter, recipe, calibration)
+        return converter
+
+    return _run(make_converter, recipe)
 
 
 def bare_convert(
@@ -102,36 +98,47 @@ def bare_convert(
 
     load_model + `TFLiteConverter.from_keras_model` + the recipe, nothing else (no batch fix, no
     name-keyed export). Single-input models get the usual positional `[x]` samples; multi-input
-    ones the name-keyed dict, the only form that converts.
+    ones the name-keyed dict, the only form that converts. Its time includes the model load.
     """
     dialect = dialect or sniff_dialect(path)
-    tf = _tf()
+    tf = import_tf()
+
+    def make_converter(_tmp: str):
+        if dialect == "keras3":
+            import keras
+
+            model = keras.saving.load_model(path)
+        else:
+            import tf_keras
+
+            model = tf_keras.models.load_model(path)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        _apply_recipe(converter, recipe, calibration, positional=len(model.inputs) == 1)
+        return converter
+
+    return _run(make_converter, recipe)
+
+
+def _run(make_converter, recipe: Recipe) -> ConvertResult:
+    """Build and run a converter with its output captured; a failure becomes one QF909 line
+    (the full converter log rides along as `QfixError.log` for --verbose)."""
+    failure: Exception | None = None
     start = time.perf_counter()
-    with captured_output() as log:
+    with captured_output() as log, tempfile.TemporaryDirectory(prefix="qfix-sm-") as tmp:
         try:
-            if dialect == "keras3":
-                import keras
-
-                model = keras.saving.load_model(path)
-            else:
-                import tf_keras
-
-                model = tf_keras.models.load_model(path)
-            converter = tf.lite.TFLiteConverter.from_keras_model(model)
-            _apply_recipe(converter, recipe, calibration, positional=len(model.inputs) == 1)
-            tflite = converter.convert()
-        except Exception as e:
-            raise error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(e)}")
-        seconds = time.perf_counter() - start
-        signature_inputs = _signature_inputs(tflite)
+            tflite = make_converter(tmp).convert()
+            seconds = time.perf_counter() - start
+            signature_inputs = _signature_inputs(tflite)
+        except Exception as e:  # export or converter failure, never a traceback
+            failure = e
+    if failure is not None:
+        err = error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(failure)}")
+        err.log = log.text + str(failure)
+        raise err from None
     return ConvertResult(tflite, seconds, signature_inputs, log.text)
 
 
 # --- steps ---------------------------------------------------------------------------------
-
-
-def _tf():
-    return import_tf()
 
 
 def dialect_of(model: Any) -> Dialect:
@@ -140,7 +147,7 @@ def dialect_of(model: Any) -> Dialect:
 
 
 def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir: str) -> None:
-    tf = _tf()
+    tf = import_tf()
     specs = [
         tf.TensorSpec((batch, *tuple(t.shape)[1:]), tf.as_dtype(t.dtype), name=name)
         for name, t in zip(names, model.inputs)
@@ -169,7 +176,7 @@ def _apply_recipe(
 ) -> None:
     if not recipe.full_integer:
         return
-    tf = _tf()
+    tf = import_tf()
     samples = list(calibration.samples)
 
     def representative_dataset():

@@ -158,6 +158,7 @@ def test_converter_failure_is_one_line_qf909(models):
         convert(models("tiny_cnn", "k3"), recipe_for("int8"), bad)
     assert e.value.code == "QF909"
     assert "\n" not in e.value.message and "FLOAT64" in e.value.message
+    assert "FLOAT64" in e.value.log  # the whole converter story, for --verbose
 
 
 @pytest.mark.tf
