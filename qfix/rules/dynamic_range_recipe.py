@@ -68,6 +68,13 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
     )
     VALID = [
         Valid(_BASE + "tflite = converter.convert()\n"),  # no integer target: dynamic range is a choice
+        Valid(  # a QAT script converting a model passed in: cannot tell, stay quiet
+            "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n\ndef export(m):\n"
+            "    converter = tf.lite.TFLiteConverter.from_keras_model(m)\n"
+            "    converter.optimizations = [tf.lite.Optimize.DEFAULT]\n    return converter.convert()\n\n"
+            "export(tfmot.quantization.keras.quantize_model(base))\n",
+            target="edgetpu",
+        ),
         Valid(_BASE + "converter.representative_dataset = rep\ntflite = converter.convert()\n", target="edgetpu"),
         Valid(
             "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
@@ -101,7 +108,7 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
     def finish(self) -> None:
         tgt = self.ctx.target
         for b in self.converter_blocks():
-            if b.qat or "representative_dataset" in b.settings:
+            if self.maybe_qat(b) or "representative_dataset" in b.settings:
                 continue
             integer_target = tgt is not None and tgt.integer
             if not self.optimized(b):
@@ -119,7 +126,10 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             if self.full_int_requested(b):
                 msg = f"Converter `{b.var}` asks for full integer quantization without a `representative_dataset` (the converter raises ValueError)"
             else:
-                msg = f"`Optimize.DEFAULT` without a `representative_dataset` gives dynamic-range quantization (float activations); target {tgt.id} needs full integer"  # type: ignore[union-attr]
+                msg = (
+                    f"`Optimize.DEFAULT` without a `representative_dataset` gives dynamic-range quantization (float activations); "
+                    f"target {tgt.id} needs full integer (a QAT model needs no dataset: then ignore this line)"  # type: ignore[union-attr]
+                )
             data = self.ctx.options.get("representative_dataset")
             if data:
                 try:

@@ -84,7 +84,7 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
 
     def finish(self) -> None:
         for b in self.converter_blocks():
-            if b.qat or "representative_dataset" not in b.settings or not self.optimized(b):
+            if self.maybe_qat(b) or "representative_dataset" not in b.settings or not self.optimized(b):
                 continue
             ops = b.settings.get("target_spec.supported_ops")
             tf, imports = self.spelling("tensorflow", "tf")

@@ -110,6 +110,10 @@ class NonexistentQuantizeApi(SourceRule):
         Valid("import tensorflow as tf\nc = tf.compat.v1.lite.TFLiteConverter.from_keras_model_file('m.h5')\nx = tf.compat.v1.lite.constants.INT8\n"),
         Valid("import tensorflow as tf\ny = tf.quantization.quantize(x, 0.0, 1.0, tf.quint8)\n"),
         Valid("from mylib.layers import Quantize\nQuantize()\n"),
+        Valid(
+            "import tensorflow as tf\nif not compat.is_v1_apis():\n    c = tf.lite.TFLiteConverter.from_keras_model(m)\n"
+            "else:\n    c = tf.lite.TFLiteConverter.from_keras_model_file(f)\n    c.inference_type = tf.lite.constants.INT8\n"
+        ),
     ]
     INVALID = [
         Invalid(
@@ -157,8 +161,28 @@ class NonexistentQuantizeApi(SourceRule):
         spelled, imports = self.spelling(module, local)
         return f"{spelled}.{rest}", imports
 
+    # Code gated on TF1 (`if compat.is_v1_apis():` / the `else:` of `if not tf1:`) may use
+    # the TF1 API legitimately.
+    def visit_If(self, node: cst.If) -> None:
+        test = self.code_for(node.test).lower()
+        if not any(k in test for k in ("v1", "tf1", "tf_1", "tf2", "v2")):
+            return
+        negated = isinstance(node.test, cst.UnaryOperation) and isinstance(node.test.operator, cst.Not)
+        tf1_when_true = ("v1" in test or "tf1" in test or "tf_1" in test) != negated
+        block = node.body if tf1_when_true else (node.orelse.body if isinstance(node.orelse, cst.Else) else None)
+        if block is not None:
+            self.__dict__.setdefault("_gated", set()).add(id(block))
+
+    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+        if id(node) in self.__dict__.get("_gated", ()):
+            self.__dict__["_depth"] = self.__dict__.get("_depth", 0) + 1
+
+    def leave_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+        if id(node) in self.__dict__.get("_gated", ()):
+            self.__dict__["_depth"] -= 1
+
     def visit_Attribute(self, node: cst.Attribute) -> None:
-        if node.attr.value not in _LAST:
+        if node.attr.value not in _LAST or self.__dict__.get("_depth"):
             return
         q = self.names.qualified(node)
         if q is None:

@@ -101,6 +101,7 @@ class ConverterAnalysis:
                 for t in small.targets:
                     tgt = t.target
                     if isinstance(tgt, cst.Name):
+                        st.setdefault("assigned", set()).add(tgt.value)
                         if self._is_qat_value(value):
                             st["qat_names"].add(tgt.value)
                         if isinstance(value, cst.Call) and self.names.canon(value.func) in CREATORS:  # type: ignore[attr-defined]
@@ -143,6 +144,20 @@ class ConverterAnalysis:
 
     def converter_blocks(self) -> list[ConverterBlock]:
         return list(self._conv_state()["order"])
+
+    def maybe_qat(self, b: ConverterBlock) -> bool:
+        """QAT for sure, or a file that builds QAT models and converts something we cannot
+        follow (a function parameter, an attribute): rules that would be wrong for QAT skip."""
+        if b.qat:
+            return True
+        st = self._conv_state()
+        if isinstance(b.model_arg, cst.Name):
+            if b.model_arg.value in st["qat_names"]:
+                return True
+            if b.model_arg.value in st.get("assigned", ()):
+                return False  # built or loaded here, not by tfmot
+        code = self.ctx.code  # type: ignore[attr-defined]
+        return any(k in code for k in ("quantize_model", "quantize_apply", "quantize_scope"))
 
     # value helpers ------------------------------------------------------------------------
     def elements(self, value: cst.BaseExpression) -> list[str] | None:
