@@ -15,7 +15,7 @@ import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 from ..errors import error
 
@@ -51,10 +51,26 @@ class KerasArchive:
     path: Path
     config: dict[str, Any]
     metadata: dict[str, Any]
-    weights: WeightsIndex
-    weights_bytes: bytes
     members: list[str]
     dialect: str  # "keras3" or "tf_keras"
+    _weights: WeightsIndex | None = field(default=None, repr=False)
+    _weights_bytes: bytes | None = field(default=None, repr=False)
+
+    @property
+    def weights_bytes(self) -> bytes:
+        """The raw model.weights.h5, read on first use (validated already by read_archive)."""
+        if self._weights_bytes is None:
+            with zipfile.ZipFile(self.path) as zf:
+                self._weights_bytes = _read_capped(zf, zf.getinfo("model.weights.h5"), MAX_WEIGHTS_BYTES)
+        return self._weights_bytes
+
+    @property
+    def weights(self) -> WeightsIndex:
+        """Every variable path and shape; built on first use (walking a large h5 costs seconds,
+        and the static rules do not need it)."""
+        if self._weights is None:
+            self._weights = index_weights(self.weights_bytes)
+        return self._weights
 
     @property
     def keras_version(self) -> str:
@@ -81,6 +97,42 @@ def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int) -> bytes:
     if len(data) > cap:
         raise error("QF903", f"archive member {info.filename!r} is larger than {cap} bytes")
     return data
+
+
+class _StoredMember(io.RawIOBase):
+    """A seekable read-only window on an uncompressed zip member, so h5py can check the
+    superblock without reading (or copying) the whole weights file."""
+
+    def __init__(self, fh: IO[bytes], info: zipfile.ZipInfo):
+        fh.seek(info.header_offset)
+        header = fh.read(30)
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            raise error("QF901", f"zip entry {info.filename!r} has a damaged local header")
+        name_len = int.from_bytes(header[26:28], "little")
+        extra_len = int.from_bytes(header[28:30], "little")
+        self._fh, self._start, self._size, self._pos = fh, info.header_offset + 30 + name_len + extra_len, info.file_size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        n = max(0, min(len(buf), self._size - self._pos))
+        self._fh.seek(self._start + self._pos)
+        data = self._fh.read(n)
+        buf[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 def _check_sizes(infos: list[zipfile.ZipInfo]) -> None:
@@ -112,12 +164,28 @@ def _parse_json(raw: bytes, member: str) -> dict[str, Any]:
     return value
 
 
-def index_weights(raw: bytes) -> WeightsIndex:
+def check_weights(raw: bytes | IO[bytes]) -> None:
+    """Cheap validation: an HDF5 file whose superblock h5py accepts (a truncated file fails
+    here: its end-of-file address lies past the data). Takes bytes or a seekable member."""
     import h5py  # h5py only reads the file; it cannot execute anything in it
 
-    idx = WeightsIndex()
-    if not raw.startswith(HDF5_MAGIC):
+    fh = io.BytesIO(raw) if isinstance(raw, bytes) else raw
+    if fh.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
         raise error("QF905", "model.weights.h5 is not an HDF5 file (truncated or corrupt weights)")
+    fh.seek(0)
+    try:
+        with h5py.File(fh, "r") as f:
+            list(f.keys())
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {first}") from None
+
+
+def index_weights(raw: bytes) -> WeightsIndex:
+    import h5py
+
+    idx = WeightsIndex()
+    check_weights(raw)
     try:
         with h5py.File(io.BytesIO(raw), "r") as f:
 
@@ -184,20 +252,24 @@ def read_archive(path: str | os.PathLike[str]) -> KerasArchive:
                 raise error("QF905", f"{path} has no model.weights.h5 (weights missing)")
             config = _parse_json(_read_capped(zf, names["config.json"], MAX_JSON_BYTES), "config.json")
             metadata = _parse_json(_read_capped(zf, names["metadata.json"], MAX_JSON_BYTES), "metadata.json")
-            weights_raw = _read_capped(zf, names["model.weights.h5"], MAX_WEIGHTS_BYTES)
+            winfo = names["model.weights.h5"]
+            if winfo.file_size > MAX_WEIGHTS_BYTES:
+                raise error("QF903", f"model.weights.h5 is larger than {MAX_WEIGHTS_BYTES} bytes")
+            if winfo.compress_type == zipfile.ZIP_STORED:  # how Keras writes it: no copy needed
+                with open(path, "rb") as raw:
+                    check_weights(_StoredMember(raw, winfo))
+            else:
+                check_weights(_read_capped(zf, winfo, MAX_WEIGHTS_BYTES))
     except zipfile.BadZipFile as exc:
         raise error("QF901", f"{path} is a damaged zip archive: {exc}") from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise error("QF901", f"{path} cannot be read as a zip archive: {exc}") from None
     except OSError as exc:
         raise error("QF907", f"{path}: cannot read ({exc.strerror or exc})") from None
-    weights = index_weights(weights_raw)
     return KerasArchive(
         path=path,
         config=config,
         metadata=metadata,
-        weights=weights,
-        weights_bytes=weights_raw,
         members=sorted(names),
         dialect=detect_dialect(config, metadata),
     )
