@@ -11,8 +11,8 @@ from typing import Iterator, TextIO
 from rich.console import Console
 
 from .pipeline import Options, run_check
-from .report.json_report import check_json, dumps
-from .report.text import render_check
+from .report.json_report import check_json, dumps, fix_json
+from .report.text import render_check, render_fix
 
 
 @contextlib.contextmanager
@@ -39,18 +39,30 @@ def quiet_native_stderr() -> Iterator[TextIO]:
 
 def run_model(path: Path, opts: Options, console: Console, *, output_format: str, check: bool,
               diff: bool, unsafe_fixes: bool, out_dir: Path | None, in_place: bool) -> int:
+    """`--check` reports; `--diff` prints the config diff of the fixes; otherwise rewrite,
+    convert, verify and write the outputs."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if not console.is_terminal:  # CI logs and pipes: wide enough that findings stay on one line
         console.width = max(console.width, 140)
+    rewrite = not check and not opts.static_only
     with quiet_native_stderr() as err_stream:
-        if output_format == "json":
-            result = run_check(path, opts)
-        else:
-            err = Console(file=err_stream)
-            with err.status("reading the model") as status:
-                result = run_check(path, opts, progress=lambda msg: status.update(msg))
+        err = Console(file=err_stream)
+        with err.status("reading the model") as status:
+            progress = (lambda msg: None) if output_format == "json" else (lambda msg: status.update(msg))
+            if rewrite:
+                from .rewrite import run_fix
+
+                run = run_fix(path, opts, unsafe=unsafe_fixes, out_dir=out_dir, in_place=in_place,
+                              diff_only=diff, progress=progress)
+            else:
+                result = run_check(path, opts, progress=progress)
+    if rewrite and diff:
+        print(run.diff or "", end="")
+        return 1 if run.diff else 0
     if output_format == "json":
-        print(dumps(check_json(result)))
+        print(dumps(fix_json(run) if rewrite else check_json(result)))
+    elif rewrite:
+        render_fix(run, console)
     else:
         render_check(result, console)
-    return result.exit_code()
+    return (run.result if rewrite else result).exit_code()

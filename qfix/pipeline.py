@@ -135,19 +135,26 @@ def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: No
 def convert_and_verify(path: Path, archive: KerasArchive, graph: Graph, profile: Profile, opts: Options,
                        progress: Progress) -> Verification:
     from .calibration import load_calibration
-    from .convert import convert, recipe_for
     from .keras_load import load_model
+
+    progress("loading the model")
+    model = load_model(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+    calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
+    return verify_model(model, graph, profile, calib, progress)
+
+
+def verify_model(model: Any, graph: Graph, profile: Profile, calib: Any, progress: Progress,
+                 label: str = "") -> Verification:
+    """Convert a loaded model with the target's recipe, check it op by op, compare numbers."""
+    from .convert import convert, recipe_for
     from .targets.check import check
     from .targets.compiler import compare, run as run_compiler
     from .tflite_model import read_tflite
     from .verify import fidelity
 
-    progress("loading the model")
-    model = load_model(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
-    calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
-    progress(f"converting for {profile.id} ({len(calib)} calibration samples)")
+    progress(f"converting{label} for {profile.id} ({len(calib)} calibration samples)")
     converted = convert(model, recipe_for(profile.id), calib)
-    progress("checking op by op")
+    progress(f"checking{label} op by op")
     tfl = read_tflite(converted.tflite)
     names = [layer.name for _, layer in graph.walk()]
     placement = check(tfl, profile, names)
@@ -155,9 +162,9 @@ def convert_and_verify(path: Path, archive: KerasArchive, graph: Graph, profile:
     if profile.id == "edgetpu":
         compiled = run_compiler(converted.tflite)
         if compiled is not None:
-            compiler = {"used": "edgetpu_compiler", "result": compiled.to_json() if hasattr(compiled, "to_json") else str(compiled),
+            compiler = {"used": "edgetpu_compiler", "result": compiled.to_json(),
                         "disagreements": compare(placement, compiled)}
-    progress("comparing numbers with the float model")
+    progress(f"comparing{label} numbers with the float model")
     fid = fidelity(model, converted.tflite, calib)
     return Verification(placement, fid, compiler, converted.seconds, converted.tflite, calib.source)
 

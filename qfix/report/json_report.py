@@ -31,3 +31,17 @@ def check_json(result, outputs: dict[str, Any] | None = None, float_equivalence:
 
 def dumps(obj: dict[str, Any]) -> str:
     return json.dumps(obj, indent=2, default=str, allow_nan=False)
+
+
+def fix_json(run) -> dict[str, Any]:
+    """The main job's report: the check keys (for the fixed model) plus the rewrites."""
+    fe = run.float_equivalence
+    out = check_json(run.result, outputs=run.outputs,
+                     float_equivalence=None if fe is None else {
+                         "max_abs_diff": fe,
+                         "samples": run.result.verification.fidelity.samples if run.result.verification else 0,
+                         "unsafe": any(f.applicability == "unsafe" for f in run.active)})
+    out["fixes"] = [f.to_json() for f in run.fixes]
+    out["not_applied"] = run.skipped
+    out["before"] = run.before.to_json() if run.before is not None else None
+    return out

@@ -26,11 +26,8 @@ def findings_table(findings) -> Table:
 
 
 def render_check(result, console: Console) -> None:
-    a, p = result.archive, result.profile
-    console.print(
-        f"[bold]qfix[/] {result.path} · {a.dialect} (keras {a.keras_version}) · "
-        f"target [bold]{p.id}[/] ({p.name}) · {len(list(result.graph.walk()))} layers"
-    )
+    p = result.profile
+    render_header(result, console)
     if result.findings:
         console.print(findings_table(result.findings))
     else:
@@ -78,3 +75,67 @@ def render_verdict(code: int, profile, console: Console) -> None:
         console.print(f"[bold green]runs fully on {profile.name}[/]")
     else:
         console.print(f"[bold red]blockers remain for {profile.name}[/]")
+
+
+def render_fix(run, console: Console) -> None:
+    """The main job's report: findings (with what was applied), before/after, outputs."""
+    result = run.result
+    render_header(result, console)
+    if result.findings:
+        console.print(findings_table(result.findings))
+    if run.fixes:
+        console.print("[bold]rewrites:[/]")
+        for f in run.fixes:
+            state = f"[red]rolled back[/] ({escape(f.reason or '')})" if f.rolled_back else "[green]kept[/]"
+            console.print(f"  {f.code} {escape(f.layer or '-')}: {escape(f.note)} \\[{f.applicability}] — {state}")
+    for s in run.skipped:
+        console.print(f"  [yellow]not applied:[/] {escape(s)}")
+    if result.verification is None:
+        if result.not_converted:
+            console.print(f"[yellow]{escape(result.not_converted)}[/]")
+        return
+    if run.before is not None and run.active:
+        render_before_after(run, console)
+    else:
+        render_verification(result.verification, console)
+    if run.float_equivalence is not None:
+        unsafe = any(f.applicability == "unsafe" for f in run.active)
+        label = "float delta of the unsafe fixes" if unsafe else "float equivalence (fixed vs original)"
+        console.print(f"[bold]{label}:[/] max abs diff {run.float_equivalence:.3g} on {result.verification.fidelity.samples} samples")
+    if run.outputs.get("model"):
+        console.print(f"wrote {escape(run.outputs['model'])}\nwrote {escape(run.outputs['tflite'])}")
+    render_verdict(result.exit_code(), result.profile, console)
+
+
+def render_header(result, console: Console) -> None:
+    a, p = result.archive, result.profile
+    console.print(
+        f"[bold]qfix[/] {escape(str(result.path))} · {a.dialect} (keras {a.keras_version}) · "
+        f"target [bold]{p.id}[/] ({p.name}) · {len(list(result.graph.walk()))} layers"
+    )
+
+
+def render_before_after(run, console: Console) -> None:
+    b, a = run.before, run.result.verification
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("")
+    table.add_column("before")
+    table.add_column("after")
+
+    def cut(v):
+        f = v.placement.first_unsupported
+        return "-" if not f else f"{f['op']} ({f['layer']})"
+
+    rows = [
+        ("ops on target", f"{b.placement.ops_on_target}/{b.placement.ops_total}", f"{a.placement.ops_on_target}/{a.placement.ops_total}"),
+        ("fully on target", str(b.placement.fully_on_target), str(a.placement.fully_on_target)),
+        ("first unsupported", cut(b), cut(a)),
+        ("float tensors", str(len(b.placement.float_tensors)), str(len(a.placement.float_tensors))),
+        ("int8 SQNR (dB)", f"{b.fidelity.sqnr_db:.1f}", f"{a.fidelity.sqnr_db:.1f}"),
+        ("max abs error", f"{b.fidelity.max_abs_error:.4g}", f"{a.fidelity.max_abs_error:.4g}"),
+    ]
+    for row in rows:
+        table.add_row(*(escape(x) for x in row))
+    console.print(table)
+    label = "synthetic data" if a.fidelity.synthetic else a.calibration_source
+    console.print(f"numbers on {a.fidelity.samples} samples ({escape(label)})")
