@@ -10,7 +10,6 @@ from ..source.util import arg
 from ..types import Applicability
 
 INPUTS = {"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"}
-STATIC_TARGETS = frozenset({"edgetpu", "tflm", "ethos-u"})
 
 
 class DynamicShape(SourceRule):
@@ -50,7 +49,7 @@ class DynamicShape(SourceRule):
 
     code = "QF301"
     name = "dynamic-shape"
-    TARGETS = STATIC_TARGETS
+    TARGET_NEEDS = "static_shapes"
     TRIGGERS = ("Input",)
 
     VALID = [

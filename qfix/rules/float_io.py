@@ -46,7 +46,7 @@ class FloatIo(ConverterAnalysis, SourceRule):
 
     code = "QF403"
     name = "float-io"
-    TARGETS = frozenset({"edgetpu", "tflm", "ethos-u"})
+    TARGET_NEEDS = "io_dtype"
 
     _BASE = (
         "import tensorflow as tf\n"

@@ -7,7 +7,6 @@ from ..source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid,
 from ..source.util import expr
 from ..types import Applicability
 
-TARGETS_NEEDING = frozenset({"edgetpu", "tflm", "ethos-u"})
 
 
 class MissingInt8OpSet(ConverterAnalysis, SourceRule):
@@ -49,7 +48,7 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
 
     code = "QF402"
     name = "missing-int8-op-set"
-    TARGETS = TARGETS_NEEDING
+    TARGET_NEEDS = "int8_ops_only"
 
     _BASE = (
         "import tensorflow as tf\n"

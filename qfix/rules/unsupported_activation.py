@@ -72,7 +72,7 @@ class UnsupportedActivation(SourceRule):
 
     code = "QF302"
     name = "unsupported-activation"
-    TARGETS = frozenset({"edgetpu", "tflm", "ethos-u"})
+    TARGET_NEEDS = "missing_activations"
 
     VALID = [
         Valid("import keras\nx = keras.layers.Dense(8, activation='relu')(x)\n", target="edgetpu"),

@@ -53,10 +53,33 @@ TARGET_ALIASES = {"ethos-u55": "ethos-u", "ethos-u65": "ethos-u", "ethos-u85": "
 
 
 def get_target(name: str | None) -> SourceTarget | None:
+    """A target by id, or from a user profile `.toml` (its `[target] id`, else its
+    `static_shapes` / `activation_dtypes` facts). None when unknown."""
     if name is None:
         return None
+    if name.endswith(".toml"):
+        return _target_from_profile(name)
     key = TARGET_ALIASES.get(name.lower(), name.lower())
     return TARGETS.get(key)
+
+
+def _target_from_profile(path: str) -> SourceTarget | None:
+    import tomllib
+    from pathlib import Path
+
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    tgt = data.get("target", {}) if isinstance(data.get("target"), dict) else {}
+    ident = str(tgt.get("id", Path(path).stem))
+    known = get_target(ident)
+    if known is not None:
+        return known
+    facts = tgt.get("model_rules", {}) if isinstance(tgt.get("model_rules"), dict) else {}
+    dtypes = [str(d) for d in facts.get("activation_dtypes", []) or []]
+    integer = bool(dtypes) and not any("float" in d for d in dtypes)
+    return SourceTarget(ident, integer, bool(facts.get("static_shapes", False)), None, integer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,6 +183,9 @@ class SourceRule:
     severity: ClassVar[Severity] = Severity.BLOCKER
     # None: runs whatever the target; else the rule only runs for these target ids.
     TARGETS: ClassVar[frozenset[str] | None] = None
+    # A SourceTarget attribute that must be truthy for the rule to run (e.g. "static_shapes"),
+    # so user profiles with the same property get the rule too.
+    TARGET_NEEDS: ClassVar[str | None] = None
     # The rule only runs on files whose text contains one of these strings (cheap pre-filter).
     TRIGGERS: ClassVar[tuple[str, ...]] = ()
     VALID: ClassVar[Sequence[Valid]] = ()
@@ -172,6 +198,8 @@ class SourceRule:
 
     @classmethod
     def applies_to(cls, target: SourceTarget | None) -> bool:
+        if cls.TARGET_NEEDS is not None:
+            return target is not None and bool(getattr(target, cls.TARGET_NEEDS, None))
         if cls.TARGETS is None:
             return True
         return target is not None and target.id in cls.TARGETS
