@@ -313,3 +313,60 @@ def test_fix_everything_keeps_the_numbers(fixture, tmp_path):
     worst = max(float_equivalence(original, fixed, Calibration([s], True, "synthetic"))
                 for s in calibration.samples)
     assert worst <= 1e-5, notes
+
+
+def test_spelled_out_hard_swish_is_rewired_not_rebuilt():
+    from qfix.model.build import functional_config
+
+    x4 = (1, 8, 8, 4)
+    cfg = functional_config(
+        [("x", (1, 8, 8, 3), "float32")],
+        [("c", "Conv2D", {"filters": 4, "kernel_size": 1}, ["x"], "float32", x4),
+         ("plus3", "Rescaling", {"scale": 1.0, "offset": 3.0}, ["c"], "float32", x4),
+         ("relu6", "ReLU", {"max_value": 6.0}, ["plus3"], "float32", x4),
+         ("div6", "Rescaling", {"scale": 1 / 6, "offset": 0.0}, ["relu6"], "float32", x4),
+         ("hs", "Multiply", {}, ["c", "div6"], "float32", x4)],
+        ["hs"],
+    )
+    assert hard_swish.spelled_hard_swish(build_graph(cfg, "keras3")) == [("hs", "div6")]
+    new, weights, note = hard_swish.apply_spelled(cfg, b"unchanged", "hs", "keras3")
+    graph = build_graph(new, "keras3")
+    assert [t.layer for t in graph.layers["hs"].inputs] == ["relu6", "div6"]
+    assert [t.layer for t in graph.layers["div6"].inputs] == ["c"]
+    assert weights == b"unchanged"  # same layers, same classes: nothing to re-key
+    assert hard_swish.spelled_hard_swish(graph) == []
+    with pytest.raises(EditError):
+        hard_swish.apply_spelled(new, weights, "hs", "keras3")
+
+
+@pytest.mark.tf
+def test_spelled_out_hard_swish_of_tf_keras_mobilenet_v3_converts_without_hard_swish(tmp_path):
+    """tf_keras's MobileNetV3 writes Multiply([x, ReLU(6)(x + 3.) * (1/6)]): no activation to
+    lint, yet the converter emits HARD_SWISH. After the rewiring it does not."""
+    from qfix.calibration import synthetic_calibration
+    from qfix.convert import convert, recipe_for
+    from qfix.keras_load import load_model
+    from qfix.model.specs import input_specs
+    from qfix.tflite_model import read_tflite
+
+    def build(K):
+        L = K.layers
+        x = K.Input((16, 16, 3), name="x")
+        y = L.Conv2D(8, 3, padding="same")(x)
+        y = L.Multiply()([y, L.ReLU(6.0)(y + 3.0) * (1.0 / 6.0)])
+        return K.Model(x, L.Conv2D(4, 1)(y))
+
+    a = _save_tiny("tfk", build, tmp_path / "spelled.keras")
+    (mul, _), = hard_swish.spelled_hard_swish(build_graph(a.config, a.dialect))
+    config, weights, _ = hard_swish.apply_spelled(a.config, a.weights_bytes, mul, a.dialect)
+    from test_edit import _load_and_compare
+
+    edited, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5
+    calibration = synthetic_calibration(input_specs(build_graph(a.config, a.dialect)), 4)
+
+    def ops(model):
+        return {op.name for op in read_tflite(convert(model, recipe_for("edgetpu"), calibration).tflite).ops}
+
+    assert "HARD_SWISH" in ops(load_model(a.path, a.dialect))
+    assert "HARD_SWISH" not in ops(edited)

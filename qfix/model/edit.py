@@ -442,6 +442,21 @@ class ModelEdit:
         self._reorder_connected(scope)
         return moved
 
+    def retarget(self, name: str, old: Tensor, new: Tensor, scope: tuple[str, ...] = ()) -> int:
+        """Layer `name` reads `new` wherever it read `old` (other readers of `old` unchanged)."""
+        model = self.model(scope)
+        shape, dtype = self.tensor_meta(new, scope)
+        moved = 0
+        for node in self._raw(model, name).get("inbound_nodes") or []:
+            for s in _node_slots(node):
+                if s.tensor == old:
+                    s.point_to(new, shape, dtype)
+                    moved += 1
+        if not moved:
+            raise EditError(f"layer {name!r} does not read {old[0]!r}")
+        self._reorder_connected(scope)  # a chain of retargets may leave a layer unread midway
+        return moved
+
     def rename(self, old: str, new: str, scope: tuple[str, ...] = ()) -> None:
         """Rename a layer and every reference to it (its weights follow)."""
         model = self.model(scope)
