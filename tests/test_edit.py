@@ -7,6 +7,7 @@ the `tf` tests load the written file with the real Keras and compare float outpu
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,23 @@ def test_splice_nested_sequential_loads_in_keras(dialect, tmp_path):
     edited, diff = _load_and_compare(a, edit.config, edit.weights(a.weights_bytes), tmp_path)
     assert diff <= 1e-5
     assert len(edited.layers) == 7  # x, dense_pre, dense, inner_dense, act, inner's last Dense, out
+
+
+@pytest.mark.parametrize("dialect", BOTH)
+def test_tensors_passed_as_keyword_arguments_are_rewired(dialect):
+    """MultiHeadAttention(query, value): tf_keras writes `value` inside the entry's kwargs."""
+    a = fixture("transformer_block", dialect)
+    edit = ModelEdit(a.config, a.dialect)
+    new = edit.insert_after(("tokens", 0, 0), make_layer("Activation", {"activation": "linear"}, a.dialect, "pre"))
+    text = json.dumps(edit.layer("multi_head_attention")["inbound_nodes"])
+    assert '"tokens"' not in text and text.count(f'"{new}"') == 2  # query and value
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_transformer_block_edit_loads_in_keras(dialect, tmp_path):
+    a = fixture("transformer_block", dialect)
+    edit = ModelEdit(a.config, a.dialect)
+    edit.insert_after(("tokens", 0, 0), make_layer("Activation", {"activation": "linear"}, a.dialect, "pre"))
+    _, diff = _load_and_compare(a, edit.config, edit.weights(a.weights_bytes), tmp_path)
+    assert diff <= 1e-5

@@ -130,6 +130,23 @@ def _node_slots(node: Any) -> Iterator[_Slot]:
         for e in entries:
             if isinstance(e, list) and len(e) >= 3 and isinstance(e[0], str):
                 yield _Slot(e, None)
+                if len(e) > 3 and isinstance(e[3], dict):  # tensors passed as other call args
+                    for key in sorted(e[3]):
+                        yield from _tfk_kwarg_slots(e[3][key])
+
+
+def _tfk_kwarg_slots(value: Any) -> Iterator[_Slot]:
+    """tf_keras writes a tensor passed as a non-first call argument (MultiHeadAttention's
+    `value`, `tf.add`'s `y`) as a bare `[layer, node, index]` inside the entry's kwargs."""
+    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) \
+            and isinstance(value[1], int) and isinstance(value[2], int):
+        yield _Slot(value, None)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _tfk_kwarg_slots(v)
+    elif isinstance(value, dict):
+        for key in sorted(value):
+            yield from _tfk_kwarg_slots(value[key])
 
 
 def _k3_slots(value: Any) -> Iterator[_Slot]:
