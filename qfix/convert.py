@@ -1,20 +1,24 @@
-"""Target recipes and the Keras -> TFLite conversion (the only place, with verify.py and
-keras_load.py, where TensorFlow is imported, and only inside functions).
+"""Target recipes and the Keras -> TFLite conversion (TensorFlow is imported only inside
+functions, here and in verify.py / keras_load.py).
 
-Conversion path (both dialects, TF 2.21): export a SavedModel whose one signature,
-`serving_default`, is the model called with training=False on batch-1 `tf.TensorSpec`s named
-after the InputLayers, returning a dict keyed by output name; then
-`TFLiteConverter.from_saved_model(dir, signature_keys=["serving_default"])`. That keeps input
-names in the .tflite signature, lets the representative dataset yield dicts keyed by those
-names (TFLite orders inputs by name, not Keras order: errors.md C3) and keeps integer inputs
-integer. Keras 3 exports through `keras.export.ExportArchive` (it tracks Keras variables; a bare
-tf.Module + tf.saved_model.save or from_concrete_functions leaves READ_VARIABLE ops that fail
-calibration); tf_keras models are trackable, so `tf.saved_model.save(model, signatures=...)`.
+Conversion path, the same for both dialects on TF 2.21: a SavedModel whose one signature,
+`serving_default`, is a `tf.function` calling the model (training=False) on batch-1
+`tf.TensorSpec`s named after the InputLayers and returning a dict keyed by output name, then
+`TFLiteConverter.from_saved_model(dir, signature_keys=["serving_default"])`. That keeps the
+input names in the .tflite signature, lets the representative dataset yield dicts keyed by
+those names (TFLite orders inputs by name, not in Keras order: errors.md C3) and keeps integer
+inputs (uint8 frames, int64 ids) integer.
+
+Not `from_concrete_functions`: a frozen function has no SignatureDef, so calibration cannot be
+fed by name; with a trackable object it loses Keras 3 variables (READ_VARIABLE fails in
+calibration). Not `from_keras_model`: it keeps the dynamic batch, names Keras 3 inputs after
+their tensors ("keras_tensor_3"), and swallows export errors.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -83,10 +87,10 @@ def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> Conv
     tf = import_tf()
 
     def make_converter(tmp: str):
-        _export_saved_model(model, names, recipe.batch, tmp)
+        export = _export_saved_model(model, names, recipe.batch, tmp)
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
         _apply_recipe(converter, recipe, calibration)
-        return converter
+        return converter, f"qfix: serving signature exported via {export}\n"
 
     return _run(make_converter, recipe)
 
@@ -114,28 +118,31 @@ def bare_convert(
             model = tf_keras.models.load_model(path)
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         _apply_recipe(converter, recipe, calibration, positional=len(model.inputs) == 1)
-        return converter
+        return converter, "bare: TFLiteConverter.from_keras_model\n"
 
     return _run(make_converter, recipe)
 
 
 def _run(make_converter, recipe: Recipe) -> ConvertResult:
-    """Build and run a converter with its output captured; a failure becomes one QF909 line
-    (the full converter log rides along as `QfixError.log` for --verbose)."""
+    """Build (`make_converter(tmp_dir) -> (converter, note)`) and run a converter with its
+    output captured; a failure becomes one QF909 line (the full converter log rides along as
+    `QfixError.log` for --verbose)."""
     failure: Exception | None = None
+    note = ""
     start = time.perf_counter()
     with captured_output() as log, tempfile.TemporaryDirectory(prefix="qfix-sm-") as tmp:
         try:
-            tflite = make_converter(tmp).convert()
+            converter, note = make_converter(tmp)
+            tflite = converter.convert()
             seconds = time.perf_counter() - start
             signature_inputs = _signature_inputs(tflite)
         except Exception as e:  # export or converter failure, never a traceback
             failure = e
     if failure is not None:
         err = error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(failure)}")
-        err.log = log.text + str(failure)
+        err.log = note + log.text + str(failure)
         raise err from None
-    return ConvertResult(tflite, seconds, signature_inputs, log.text)
+    return ConvertResult(tflite, seconds, signature_inputs, note + log.text)
 
 
 # --- steps ---------------------------------------------------------------------------------
@@ -146,7 +153,8 @@ def dialect_of(model: Any) -> Dialect:
     return "tf_keras" if any(m.split(".")[0] == "tf_keras" for m in modules) else "keras3"
 
 
-def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir: str) -> None:
+def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir: str) -> str:
+    """Write the serving signature as a SavedModel; returns which export was used."""
     tf = import_tf()
     specs = [
         tf.TensorSpec((batch, *tuple(t.shape)[1:]), tf.as_dtype(t.dtype), name=name)
@@ -159,6 +167,20 @@ def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir
         return dict(zip(outs, call_model(model, dict(zip(names, flat)))))
 
     signature = [specs if len(specs) > 1 else specs[0]]
+    fn = tf.function(serve, input_signature=signature)
+    try:
+        # Fast path: a bare tf.Module holding only the tf.Variables and the one function.
+        # Saving the model object itself re-traces every layer for Keras metadata (tf_keras)
+        # or tracks every resource (Keras 3 ExportArchive): 2-4x slower on MobileNetV2. Keras 3
+        # variables wrap a tf.Variable (`.value`), which is what the traced function captures.
+        holder = tf.Module()
+        holder.model_variables = [_tf_variable(v) for v in model.variables]
+        holder.serve = fn
+        tf.saved_model.save(holder, out_dir, signatures={SIGNATURE: fn.get_concrete_function()})
+        return "tf.Module"
+    except Exception:  # e.g. an untracked lookup-table resource: use the full exports
+        for child in Path(out_dir).iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
     if dialect_of(model) == "keras3":
         import keras
 
@@ -166,9 +188,16 @@ def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir
         archive.track(model)
         archive.add_endpoint(SIGNATURE, serve, signature)
         archive.write_out(out_dir, verbose=False)
-    else:
-        fn = tf.function(serve, input_signature=signature)
-        tf.saved_model.save(model, out_dir, signatures={SIGNATURE: fn.get_concrete_function()})
+        return "keras.export.ExportArchive"
+    tf.saved_model.save(model, out_dir, signatures={SIGNATURE: fn.get_concrete_function()})
+    return "tf.saved_model.save(model)"
+
+
+def _tf_variable(v: Any) -> Any:
+    """The tf.Variable behind a Keras variable (Keras 3 wraps it in `.value`; tf_keras
+    variables are tf.Variables already, whose `.value` is a method)."""
+    tf = import_tf()
+    return v if isinstance(v, tf.Variable) else v.value
 
 
 def _apply_recipe(
