@@ -42,6 +42,7 @@ class Verification:
     convert_seconds: float
     tflite: bytes = b""
     calibration_source: str = ""
+    recipe: str = ""
 
     def to_json(self) -> dict[str, Any]:
         p = self.placement
@@ -70,6 +71,7 @@ class Verification:
             },
             "compiler": self.compiler or {"used": "profile", "name": None},
             "convert_seconds": round(self.convert_seconds, 3),
+            "recipe": self.recipe,
         }
 
 
@@ -153,7 +155,8 @@ def verify_model(model: Any, graph: Graph, profile: Profile, calib: Any, progres
     from .verify import fidelity
 
     progress(f"converting{label} for {profile.id} ({len(calib)} calibration samples)")
-    converted = convert(model, recipe_for(profile.id), calib)
+    recipe = recipe_for(profile.id)
+    converted = convert(model, recipe, calib)
     progress(f"checking{label} op by op")
     tfl = read_tflite(converted.tflite)
     names = [layer.name for _, layer in graph.walk()]
@@ -166,7 +169,8 @@ def verify_model(model: Any, graph: Graph, profile: Profile, calib: Any, progres
                         "disagreements": compare(placement, compiled)}
     progress(f"comparing{label} numbers with the float model")
     fid = fidelity(model, converted.tflite, calib)
-    return Verification(placement, fid, compiler, converted.seconds, converted.tflite, calib.source)
+    return Verification(placement, fid, compiler, converted.seconds, converted.tflite, calib.source,
+                        recipe.description)
 
 
 def verification_findings(ver: Verification, profile: Profile) -> list[Violation]:

@@ -41,8 +41,16 @@ def render_check(result, console: Console) -> None:
     render_verdict(result.exit_code(), p, console)
 
 
+def render_recipe(ver, console: Console) -> None:
+    """The quantization scheme is the target's, whatever the model's author used before."""
+    data = "synthetic calibration data" if ver.fidelity and ver.fidelity.synthetic else escape(ver.calibration_source)
+    console.print(f"[bold]recipe:[/] {escape(ver.recipe)}, {data} — replaces the converter's defaults "
+                  "(float ops and I/O; dynamic-range weights with Optimize.DEFAULT alone)")
+
+
 def render_verification(ver, console: Console, title: str = "placement") -> None:
     pl = ver.placement
+    render_recipe(ver, console)
     console.print(
         f"[bold]{title}:[/] {pl.ops_on_target}/{pl.ops_total} ops on target, "
         f"{len(pl.float_tensors)} float tensor(s), converted in {ver.convert_seconds:.1f}s"
@@ -117,6 +125,7 @@ def render_header(result, console: Console) -> None:
 
 def render_before_after(run, console: Console) -> None:
     b, a = run.before, run.result.verification
+    render_recipe(a, console)
     table = Table(show_header=True, header_style="bold")
     table.add_column("")
     table.add_column("before")
