@@ -284,14 +284,17 @@ class ModelEdit:
             if s.tensor == t and s.meta is not None:
                 return s.meta.get("shape"), s.meta.get("dtype")
         raw = self._raw(model, t[0])
-        readers_shape = self._shape_from_readers(model, t)
         cfg = raw.get("config") or {}
         if raw.get("class_name") == "InputLayer":
             return cfg.get("batch_shape") or cfg.get("batch_input_shape"), cfg.get("dtype")
-        # A model output: no consumer recorded it. Derive it for the layers where that is easy.
+        dtype = policy_name(cfg.get("dtype"))
+        shape = self._shape_from_readers(model, t)
+        if shape is not None:
+            return shape, dtype
+        # A model output: no reader recorded it. Derive it where that is easy.
         ins = self.inputs_of(t[0], scope) if "inbound_nodes" in raw else []
         in_shape, in_dtype = self.tensor_meta(ins[0], scope) if len(ins) == 1 else (None, None)
-        dtype = policy_name(cfg.get("dtype")) or in_dtype
+        dtype = dtype or in_dtype
         cls = raw.get("class_name")
         if in_shape is not None and cls in SHAPE_PRESERVING:
             return in_shape, dtype
@@ -299,7 +302,7 @@ class ModelEdit:
             return [*in_shape[:-1], cfg.get("units")], dtype
         if in_shape is not None and cls in GLOBAL_POOLS and not cfg.get("keepdims"):
             return [in_shape[0], in_shape[-1]], dtype
-        return readers_shape, dtype
+        return None, dtype
 
     @staticmethod
     def _shape_from_readers(model: dict[str, Any], t: Tensor) -> list | None:
