@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .calibration import Calibration
+from .errors import error
 from .keras_load import call_model, captured_output, import_tf, input_names, output_names
 
 SIGNATURE = "serving_default"
@@ -51,6 +52,8 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
     """Run the float model and the quantized model on the same samples and compare outputs."""
     from ai_edge_litert.interpreter import Interpreter
 
+    if not calibration.samples:
+        raise error("QF908", "no samples to compare the float and quantized models on")
     with captured_output():  # LiteRT announces its XNNPACK delegate on stderr
         interpreter = Interpreter(model_content=tflite)
         sigs = interpreter.get_signature_list()
@@ -60,6 +63,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
     out_details = runner.get_output_details()
     k_in = input_names(model)
     k_out = output_names(model)
+    inputs = _match_inputs(k_in, list(in_details))  # tflite name -> Keras name
     tfl_out = _match_outputs(k_out, list(out_details))
     int_inputs = {n for n, t in zip(k_in, model.inputs) if _is_integer(t.dtype)}
 
@@ -67,12 +71,13 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
     got: dict[str, list[np.ndarray]] = {n: [] for n in k_out}
     for sample in calibration.samples:
         feed = {
-            tfl_name: _to_tflite(_lookup(sample, tfl_name, k_in), in_details[tfl_name],
-                                 raw=_lookup_name(tfl_name, k_in) in int_inputs)
-            for tfl_name in in_details
+            t: _to_tflite(sample[k], in_details[t], raw=k in int_inputs) for t, k in inputs.items()
         }
-        with captured_output():  # the delegate is created (and announced) on first invoke
-            result = runner(**feed)
+        try:
+            with captured_output():  # the delegate is created (and announced) on first invoke
+                result = runner(**feed)
+        except Exception as e:  # ValueError / RuntimeError from the interpreter
+            raise error("QF909", f"the converted model does not run: {_first_line(e)}") from None
         for k_name, tfl_name in zip(k_out, tfl_out):
             got[k_name].append(_from_tflite(result[tfl_name], out_details[tfl_name]))
 
@@ -80,7 +85,10 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
     signal = noise = 0.0
     for name in k_out:
         r = ref[name]
-        q = np.concatenate(got[name]).reshape(r.shape)
+        q = np.concatenate(got[name])
+        if q.size != r.size:
+            raise error("QF909", f"output {name!r}: .tflite gives {q.shape}, Keras {r.shape}")
+        q = q.reshape(r.shape)
         s, e = float(np.sum(r * r)), float(np.sum((r - q) ** 2))
         signal, noise = signal + s, noise + e
         top1 = None
@@ -143,21 +151,14 @@ def _keras_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray
     }
 
 
-def _lookup(sample: dict[str, np.ndarray], name: str, names: list[str], position: int | None = None):
-    """A sample's array for input `name`; a TFLite name like `serving_default_x:0` or a renamed
-    input falls back to the Keras position."""
+def _lookup(sample: dict[str, np.ndarray], name: str, names: list[str], position: int):
+    """A sample's array for Keras input `name`; a second model whose inputs were renamed by a
+    rewrite falls back to the position among its own inputs."""
     if name in sample:
         return sample[name]
-    alias = _lookup_name(name, names)
-    if alias in sample:
-        return sample[alias]
-    if position is not None and position < len(sample):
+    if len(sample) == len(names):
         return list(sample.values())[position]
-    raise KeyError(f"no calibration data for input {name!r} (have {', '.join(sample)})")
-
-
-def _lookup_name(tfl_name: str, names: list[str]) -> str:
-    return tfl_name if tfl_name in names else next((n for n in names if n in tfl_name), tfl_name)
+    raise error("QF908", f"no calibration data for input {name!r} (have {', '.join(sample)})")
 
 
 # --- quantized side ------------------------------------------------------------------------
@@ -179,13 +180,32 @@ def _from_tflite(y: np.ndarray, detail: dict) -> np.ndarray:
     return (y - zero) * scale if np.dtype(detail["dtype"]).kind in "iu" and scale else y
 
 
+def _match_inputs(keras_names: list[str], tflite_names: list[str]) -> dict[str, str]:
+    """TFLite input name -> Keras input name: by name (also `serving_default_x:0` style), or
+    trivially for one input. Never by position for several inputs: TFLite sorts them by name,
+    so position is exactly the mix-up this module exists to avoid."""
+    if len(keras_names) == len(tflite_names) == 1:
+        return {tflite_names[0]: keras_names[0]}
+    mapping = {}
+    for t in tflite_names:
+        hits = [k for k in keras_names if k == t] or [k for k in keras_names if k in t]
+        if len(hits) != 1:
+            raise error(
+                "QF909", f".tflite input {t!r} matches no single model input ({', '.join(keras_names)})"
+            )
+        mapping[t] = hits[0]
+    return mapping
+
+
 def _match_outputs(keras_names: list[str], tflite_names: list[str]) -> list[str]:
     """TFLite output names for each Keras output: by name (qfix's export names them), else by
     order (a bare from_keras_model export names them output_0, output_1, ... in Keras order)."""
     if set(keras_names) <= set(tflite_names):
         return list(keras_names)
     if len(keras_names) != len(tflite_names):
-        raise ValueError(f"model has {len(keras_names)} outputs, .tflite has {len(tflite_names)}")
+        raise error(
+            "QF909", f"model has {len(keras_names)} outputs, .tflite has {len(tflite_names)}"
+        )
     return sorted(tflite_names, key=lambda n: (len(n), n))
 
 
@@ -206,6 +226,11 @@ def _np_dtype(dtype: Any) -> np.dtype:
 
 def _is_integer(dtype: Any) -> bool:
     return _np_dtype(dtype).kind in "iub"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _json_floats(d: dict[str, Any]) -> dict[str, Any]:

@@ -107,3 +107,17 @@ def test_float_equivalence_with_a_batch1_model(tiny_k3):
     batch1 = keras.Model(inp, m(inp))
     assert batch1.inputs[0].shape[0] == 1
     assert float_equivalence(m, batch1, cal) < 1e-6
+
+
+def test_fidelity_refuses_inputs_it_cannot_match_by_name():
+    """Two inputs whose .tflite names match nothing must not be fed by position."""
+    from qfix.types import QfixError
+    from qfix.verify import _match_inputs
+
+    assert _match_inputs(["frame", "features"], ["serving_default_features:0", "frame"]) == {
+        "serving_default_features:0": "features",
+        "frame": "frame",
+    }
+    with pytest.raises(QfixError) as e:
+        _match_inputs(["frame", "features"], ["args_0", "args_1"])
+    assert e.value.code == "QF909"
