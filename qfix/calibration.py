@@ -122,15 +122,17 @@ def calibration_from_arrays(
             f"{source}: calibration keys must be the model input names "
             f"({', '.join(names)}): {'; '.join(parts)}",
         )
-    batched = {s.name: _batched(np.asarray(arrays[s.name]), s, source) for s in specs}
-    counts = {k: len(v) for k, v in batched.items()}
+    counts, batched = {}, {}
+    for s in specs:
+        arr = _with_batch_axis(np.asarray(arrays[s.name]), s, source)
+        counts[s.name] = len(arr)
+        batched[s.name] = _coerce(arr[:n], s, source)  # only what will be used
     if len(set(counts.values())) != 1:
         raise error("QF908", f"{source}: inputs have different sample counts: {counts}")
     total = next(iter(counts.values()))
     if total == 0:
         raise error("QF908", f"{source}: calibration data holds no samples")
-    take = min(n, total)
-    samples = [{k: v[i : i + 1] for k, v in batched.items()} for i in range(take)]
+    samples = [{k: v[i : i + 1] for k, v in batched.items()} for i in range(min(n, total))]
     return Calibration(samples, synthetic=False, source=source)
 
 
@@ -269,8 +271,8 @@ def _from_image_folder(folder: Path, specs: list[InputSpec], n: int, seed: int) 
 # --- checks ------------------------------------------------------------------------------
 
 
-def _batched(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
-    """Return ``arr`` as ``(N, *dims)`` in the spec's dtype, or raise QF908 saying why not."""
+def _with_batch_axis(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
+    """Return ``arr`` as ``(N, *dims)`` matching the spec's static dims, or raise QF908."""
     rank = len(spec.shape)
     if arr.ndim == rank - 1:
         arr = arr[None]  # a single sample without its batch axis
@@ -286,7 +288,7 @@ def _batched(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
                 "QF908",
                 f"{source}: input '{spec.name}' expects {_fmt(spec.shape)}, got shape {arr.shape}",
             )
-    return _coerce(arr, spec, source)
+    return arr
 
 
 def _coerce(arr: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
