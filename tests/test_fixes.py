@@ -370,3 +370,26 @@ def test_spelled_out_hard_swish_of_tf_keras_mobilenet_v3_converts_without_hard_s
 
     assert "HARD_SWISH" in ops(load_model(a.path, a.dialect))
     assert "HARD_SWISH" not in ops(edited)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_fixes_in_a_sequential_model(dialect, tmp_path):
+    def build(K):
+        L = K.layers
+        return K.Sequential([K.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv"), L.LeakyReLU(0.1, name="leaky"),
+                             L.Flatten(), L.Dense(3, name="fc")], name="seq")
+
+    a = _save_tiny(dialect, build, tmp_path / "seq.keras")
+    config, weights, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    assert any(n.startswith("QF302") for n in notes) and any(n.startswith("QF301") for n in notes)
+    from qfix.keras_load import load_model
+
+    # Compared by hand: verify.float_equivalence needs `output_names`, which a tf_keras
+    # Sequential lacks.
+    out = write_archive(tmp_path / "seq.qfix.keras", config, a.metadata, weights)
+    original, edited = load_model(a.path, a.dialect), load_model(out, a.dialect)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 3)).astype("float32")
+    assert np.max(np.abs(np.asarray(original(x)) - np.asarray(edited(x)))) <= 1e-5
+    assert type(edited.get_layer("leaky")).__name__ == "PReLU"
+    assert tuple(edited.inputs[0].shape) == (1, 8, 8, 3)

@@ -292,7 +292,7 @@ class ModelEdit:
         if shape is not None:
             return shape, dtype
         # A model output: no reader recorded it. Derive it where that is easy.
-        ins = self.inputs_of(t[0], scope) if "inbound_nodes" in raw else []
+        ins = self.inputs_of(t[0], scope)
         in_shape, in_dtype = self.tensor_meta(ins[0], scope) if len(ins) == 1 else (None, None)
         dtype = dtype or in_dtype
         cls = raw.get("class_name")
@@ -307,18 +307,28 @@ class ModelEdit:
     @staticmethod
     def _shape_from_readers(model: dict[str, Any], t: Tensor) -> list | None:
         """tf_keras records no shapes on references, but a layer reading only `t` was built
-        for its shape (`build_config.input_shape`)."""
-        for raw in model["config"]["layers"]:
-            nodes = raw.get("inbound_nodes") or []
-            if len(nodes) == 1 and [s.tensor for s in _node_slots(nodes[0])] == [t]:
-                shape = (raw.get("build_config") or {}).get("input_shape")
-                if isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape):
-                    return shape
+        for its shape (`build_config.input_shape`). In a Sequential that is the next layer."""
+        layers = model["config"]["layers"]
+        if model.get("class_name") == "Sequential":
+            names = [layer_name(r) for r in layers]
+            readers = layers[names.index(t[0]) + 1:][:1] if t[0] in names else []
+        else:
+            readers = [r for r in layers if len(r.get("inbound_nodes") or []) == 1
+                       and [s.tensor for s in _node_slots(r["inbound_nodes"][0])] == [t]]
+        for raw in readers:
+            shape = (raw.get("build_config") or {}).get("input_shape")
+            if isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape):
+                return shape
         return None
 
     def inputs_of(self, name: str, scope: tuple[str, ...] = ()) -> list[Tensor]:
-        """The tensors the first call of layer `name` reads (Functional models)."""
-        nodes = self.layer(name, scope).get("inbound_nodes") or []
+        """The tensors the first call of layer `name` reads (in a Sequential: the layer before)."""
+        model = self.model(scope)
+        if model.get("class_name") == "Sequential":
+            names = [layer_name(r) for r in model["config"]["layers"]]
+            i = names.index(name) if name in names else -1
+            return [(names[i - 1], 0, 0)] if i > 0 else []
+        nodes = self._raw(model, name).get("inbound_nodes") or []
         return [s.tensor for s in _node_slots(nodes[0])] if nodes else []
 
     def unique_name(self, base: str, scope: tuple[str, ...] = ()) -> str:
@@ -341,11 +351,9 @@ class ModelEdit:
         # One tensor is the first positional arg; several are one list arg (merge layers).
         return {"args": refs if len(refs) == 1 else [refs], "kwargs": {}}
 
-    def _rewire(self, model: dict[str, Any], old: Tensor, new: Tensor, shape=None, dtype=None, skip=None) -> int:
+    def _rewire(self, model: dict[str, Any], old: Tensor, new: Tensor, shape=None, dtype=None) -> int:
         n = 0
         for raw in model["config"]["layers"]:
-            if raw is skip:
-                continue
             for node in raw.get("inbound_nodes") or []:
                 for s in _node_slots(node):
                     if s.tensor == old:

@@ -77,4 +77,6 @@ def _input_shape(edit: ModelEdit, raw: dict[str, Any], name: str, scope: tuple[s
     if isinstance(shape, list):
         return shape
     inputs = edit.inputs_of(name, scope)
-    return edit.tensor_meta(inputs[0], scope)[0] if inputs else None
+    shape = edit.tensor_meta(inputs[0], scope)[0] if inputs else None
+    # An activation keeps the shape: its output's readers know it too.
+    return shape if shape is not None else edit.tensor_meta((name, 0, 0), scope)[0]
