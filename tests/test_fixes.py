@@ -393,3 +393,18 @@ def test_fixes_in_a_sequential_model(dialect, tmp_path):
     assert np.max(np.abs(np.asarray(original(x)) - np.asarray(edited(x)))) <= 1e-5
     assert type(edited.get_layer("leaky")).__name__ == "PReLU"
     assert tuple(edited.inputs[0].shape) == (1, 8, 8, 3)
+
+
+def test_hard_swish_on_a_model_output_keeps_the_output_name():
+    from qfix.model.build import functional_config
+
+    cfg = functional_config(
+        [("x", (1, 8, 8, 3), "float32")],
+        [("c", "Conv2D", {"filters": 4, "kernel_size": 1, "activation": "hard_swish"}, ["x"])],
+        ["c"],
+    )
+    new, _, _ = hard_swish.apply(cfg, _empty_weights(cfg), "c", "keras3")
+    graph = build_graph(new, "keras3")
+    assert [t.layer for t in graph.outputs] == ["c"] and graph.layers["c"].class_name == "Multiply"
+    assert graph.layers["c_pre"].class_name == "Conv2D"
+    assert graph.layers["c_pre"].config["activation"] == "linear"

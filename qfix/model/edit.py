@@ -502,6 +502,19 @@ class ModelEdit:
         if (*scope, old) in self.new_vars:
             self.new_vars[(*scope, new)] = self.new_vars.pop((*scope, old))
 
+    def is_output(self, name: str, scope: tuple[str, ...] = ()) -> bool:
+        return any(s.tensor[0] == name for s in _io_slots(self.model(scope)["config"].get("output_layers")))
+
+    def take_output_name(self, new: str, old: str, scope: tuple[str, ...] = ()) -> str:
+        """When an edit appended layer `new` after a model output `old`, `new` is the output
+        now: give it `old`'s name (and `old` a `_pre` one) so the model's output names, which
+        callers match outputs by, stay the same. Returns `new`'s final name."""
+        if not self.is_output(new, scope) or self.is_output(old, scope):
+            return new
+        self.rename(old, self.unique_name(f"{old}_pre", scope), scope)
+        self.rename(new, old, scope)
+        return old
+
     def _ancestors(self, model: dict[str, Any], name: str) -> set[str]:
         by_name = {layer_name(r): r for r in model["config"]["layers"]}
         seen, todo = set(), [name]
@@ -688,7 +701,7 @@ class ModelEdit:
             raise EditError(f"nested Sequential {layer_name(seq)!r} has no layers")
         return inputs, [prev]
 
-    def rename_dtype(self, old: str, new: str, scope: tuple[str, ...] = ()) -> list[str]:
+    def retype_casts(self, old: str, new: str, scope: tuple[str, ...] = ()) -> list[str]:
         """Cast ops and layers whose target dtype is `old` get `new` (Keras 3 `Cast` nodes,
         tf_keras `tf.cast` TFOpLambda kwargs); references to their outputs follow."""
         model = self.model(scope)

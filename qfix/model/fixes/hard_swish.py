@@ -66,6 +66,8 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
         edit.remove(name, scope)
         edit.rename(out, name, scope)
         out = name
+    else:
+        out = edit.take_output_name(out, name, scope)
     note = f"hard_swish of {name!r} → (x/6)·relu6(x+3) ({out!r}), which the converter does not fuse"
     return edit.config, edit.weights(weights_bytes), note
 

@@ -68,6 +68,7 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
     else:
         edit.layer(name, scope)["config"]["activation"] = "linear"
         new = edit.insert_after((name, 0, 0), prelu, scope, weights=[alpha_value])
+        new = edit.take_output_name(new, name, scope)
         note = f"leaky_relu activation of {name!r} → PReLU {new!r} (alpha={alpha:g}, shared_axes={shared})"
     return edit.config, edit.weights(weights_bytes), note
 

@@ -39,7 +39,7 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
             notes.append(f"input {name!r} {old} → {NARROW[old]}")
     else:
         for old, new in NARROW.items():
-            for changed in edit.rename_dtype(old, new, scope):
+            for changed in edit.retype_casts(old, new, scope):
                 if changed == name:
                     notes.append(f"cast {name!r} to {new} instead of {old}")
     if not notes:
