@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -50,7 +51,25 @@ def load_model(
     try:
         return loader(str(p), compile=False, safe_mode=not trust_lambdas)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
-        raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_first_line(e)}")
+        raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_load_failure(e)}")
+
+
+def _load_failure(e: BaseException) -> str:
+    """Keras' load errors are paragraphs, and the useful one is often a chained cause: name
+    the cause and the qfix option that addresses it."""
+    chain, cur = [], e
+    while cur is not None and len(chain) < 8:
+        chain.append(str(cur))
+        cur = cur.__cause__ or cur.__context__
+    text = "\n".join(chain)
+    if "safe_mode" in text and "ambda" in text:
+        return "a Lambda layer holds Python bytecode, which qfix does not run (--trust-lambdas)"
+    missing = re.findall(r"Could not (?:locate|deserialize) class '(\w+)'", text)
+    if missing and missing[0] in ("Functional", "Sequential", "Model"):
+        return f"class '{missing[0]}' not found: the file was written by the other Keras dialect"
+    if missing:
+        return f"unknown class '{missing[-1]}' (pass --custom-objects MODULE that registers it)"
+    return _first_line(e)
 
 
 def import_custom_objects(module: str) -> None:

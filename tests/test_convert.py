@@ -180,8 +180,17 @@ def test_lambda_refused_unless_trusted(d):
     path = FIX / f"lambda_cnn_{d}.keras"
     with pytest.raises(QfixError) as e:
         load_model(path, DIALECT[d])
-    assert e.value.code == "QF906"
+    assert e.value.code == "QF906" and "--trust-lambdas" in e.value.message
     assert load_model(path, DIALECT[d], trust_lambdas=True) is not None
+
+
+@pytest.mark.tf
+def test_wrong_dialect_is_named():
+    from qfix.keras_load import load_model
+
+    with pytest.raises(QfixError) as e:
+        load_model(FIX / "tiny_cnn_tfk.keras", "keras3")
+    assert e.value.code == "QF906" and "dialect" in e.value.message
 
 
 @pytest.mark.tf
@@ -192,7 +201,7 @@ def test_custom_layer_needs_its_module(monkeypatch):
     if "fixtures.custom_layers" not in sys.modules:  # registration is process-wide
         with pytest.raises(QfixError) as e:
             load_model(path, "keras3")
-        assert e.value.code == "QF906"
+        assert e.value.code == "QF906" and "'ScaledTanh'" in e.value.message
     monkeypatch.syspath_prepend(str(REPO))
     m = load_model(path, "keras3", custom_objects_module="fixtures.custom_layers")
     assert any(type(layer).__name__ == "ScaledTanh" for layer in m.layers)
