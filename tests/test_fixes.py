@@ -10,7 +10,7 @@ import pytest
 
 from qfix.model.archive import read_archive
 from qfix.model.edit import EditError
-from qfix.model.fixes import flatten_nested, fold_input_cast, hard_swish, leaky_relu_to_prelu, narrow_64bit, static_batch
+from qfix.model.fixes import flatten_nested, fold_input_cast, hard_swish, mixed_merge_cast, leaky_relu_to_prelu, narrow_64bit, static_batch
 from qfix.model.graph import build_graph
 from qfix.model.lint import lint
 from qfix.model.writer import write_archive
@@ -265,6 +265,7 @@ def test_find_fix_picks_the_module_for_each_finding():
     assert picked("hard_swish_cnn_k3.keras", "QF302") == {hard_swish}
     assert picked("int64_ids_tfk.keras", "QF103") == {narrow_64bit}
     assert picked("two_input_tfk.keras", "QF102") == {fold_input_cast}
+    assert picked("two_input_k3.keras", "QF101") == {mixed_merge_cast}
     assert picked("tiny_cnn_k3.keras", "QF301") == {static_batch}
     assert picked("dynamic_shape_cnn_k3.keras", "QF301") == {None}  # spatial: display-only
     assert picked("gelu_mlp_k3.keras", "QF302") == {None}  # gelu: unsafe, not ours
@@ -408,3 +409,38 @@ def test_hard_swish_on_a_model_output_keeps_the_output_name():
     assert [t.layer for t in graph.outputs] == ["c"] and graph.layers["c"].class_name == "Multiply"
     assert graph.layers["c_pre"].class_name == "Conv2D"
     assert graph.layers["c_pre"].config["activation"] == "linear"
+
+
+def test_mixed_merge_moves_the_cast_to_the_input_when_it_can():
+    a = read_archive(FIXTURES / "two_input_k3.keras")
+    (v,) = findings(a.config, a.dialect, "QF101")
+    config, _, note = mixed_merge_cast.apply(a.config, a.weights_bytes, v, a.dialect)
+    graph = build_graph(config, a.dialect)
+    assert graph.layers["frame"].out_dtype == "float32" and "cast" not in graph.layers
+    assert not findings(config, a.dialect, "QF101") and not findings(config, a.dialect, "QF102")
+
+
+def _ids_and_features(K):
+    """int32 ids feed an Embedding and, raw, a Concatenate with float features (promoted)."""
+    L = K.layers
+    ids = K.Input((4,), dtype="int32", name="ids")
+    feats = K.Input((4,), name="feats")
+    emb = L.Flatten()(L.Embedding(256, 3)(ids))  # synthetic int32 samples span 0..255
+    cat = L.Concatenate(name="cat")([ids, feats])
+    return K.Model([ids, feats], L.Dense(2)(L.Concatenate()([emb, cat])))
+
+
+@pytest.mark.tf
+def test_mixed_merge_gets_an_explicit_cast_when_the_input_must_stay_integer(tmp_path):
+    a = _save_tiny("k3", _ids_and_features, tmp_path / "ids.keras")
+    (v,) = findings(a.config, a.dialect, "QF101")
+    config, weights, note = mixed_merge_cast.apply(a.config, a.weights_bytes, v, a.dialect)
+    graph = build_graph(config, a.dialect)
+    cast = graph.layers["ids_to_float32"]
+    assert cast.op_function == "Cast" and [t.layer for t in graph.layers["cat"].inputs] == ["ids_to_float32", "feats"]
+    assert graph.layers["ids"].out_dtype == "int32"  # the Embedding still gets integers
+    assert not findings(config, a.dialect, "QF101")
+    from test_edit import _load_and_compare
+
+    _, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5
