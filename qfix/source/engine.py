@@ -100,17 +100,24 @@ _SKIP_FIELDS = frozenset(
     }
 )
 _FIELDS: dict[type, tuple[str, ...]] = {}
+_REV: dict[type, tuple[str, ...]] = {}
+_NOT_NODES = (str, int, bool, float)
 
 
 def _fields(t: type) -> tuple[str, ...]:
+    """Names of the fields of node type `t` that can hold meaningful child nodes."""
     f = _FIELDS.get(t)
     if f is None:
         f = tuple(
             x.name
             for x in dataclasses.fields(t)
-            if x.name not in _SKIP_FIELDS and not x.name.startswith("whitespace")
+            if x.name not in _SKIP_FIELDS
+            and not x.name.startswith("whitespace")
+            and x.type not in _NOT_NODES
+            and not str(x.type).startswith("typing.Literal")
         )
         _FIELDS[t] = f
+        _REV[t] = tuple(reversed(f))
     return f
 
 
@@ -129,8 +136,10 @@ def walk(
     """Pre-order, source-order walk over the meaningful nodes (no whitespace/punctuation),
     reading dataclass fields directly: an order of magnitude cheaper than CSTNode.visit."""
     CN = cst.CSTNode
+    rev = _REV
     stack: list[Any] = [root]
     pop, push = stack.pop, stack.append
+    visit_get = visit.get
     while stack:
         x = pop()
         t = type(x)
@@ -138,23 +147,25 @@ def walk(
             for cb in leave[type(x.node)]:
                 cb(x.node)
             continue
-        cbs = visit.get(t)
+        cbs = visit_get(t)
         if cbs:
             for cb in cbs:
                 cb(x)
         if t in leave:
             push(_Leave(x))
-        kids: list[Any] = []
-        for name in _fields(t):
+        names = rev.get(t)
+        if names is None:
+            _fields(t)
+            names = rev[t]
+        for name in names:
             v = getattr(x, name)
-            if isinstance(v, CN):
-                kids.append(v)
-            elif type(v) is tuple or type(v) is list:
-                for c in v:
+            tv = type(v)
+            if tv is tuple or tv is list:
+                for c in reversed(v):
                     if isinstance(c, CN):
-                        kids.append(c)
-        kids.reverse()
-        stack.extend(kids)
+                        push(c)
+            elif isinstance(v, CN):
+                push(v)
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,6 +191,7 @@ class LintResult:
     violations: list[Violation]
     module: cst.Module | None
     reports: list[Report] = field(default_factory=list)  # with fixes' edit objects
+    positions: Any = None  # libcst PositionProvider mapping (only when there are findings)
 
 
 def _parse_error(path: str | None, exc: Exception) -> Violation:
@@ -305,7 +317,7 @@ def lint_source(
         seen.add(key)
         kept.append(rep)
     kept.sort(key=lambda r: (r.violation.location.line or 0, r.violation.location.col or 0, r.violation.code))
-    return LintResult([r.violation for r in kept], module, kept)
+    return LintResult([r.violation for r in kept], module, kept, positions)
 
 
 # --------------------------------------------------------------------------------------------
@@ -320,8 +332,19 @@ def applicable(fix: Fix | None, unsafe_fixes: bool) -> bool:
 
 
 class _Applier(cst.CSTTransformer):
-    def __init__(self, edits: Sequence[Any]) -> None:
+    def __init__(self, edits: Sequence[Any], positions: Any = None) -> None:
         super().__init__()
+        self.positions = positions
+        self.spans: list[tuple[tuple[int, int], tuple[int, int]]] = []
+        if positions is not None:
+            for e in edits:
+                node = getattr(e, "node", None) or getattr(e, "anchor", None)
+                rng = positions.get(node) if node is not None else None
+                if node is not None and rng is None:
+                    self.positions = None  # cannot prune safely
+                    break
+                if rng is not None:
+                    self.spans.append(((rng.start.line, rng.start.column), (rng.end.line, rng.end.column)))
         self.replace: dict[int, cst.CSTNode] = {}
         self.remove: set[int] = set()
         self.after: dict[int, list[cst.BaseStatement]] = {}
@@ -337,6 +360,16 @@ class _Applier(cst.CSTTransformer):
                     self.top.extend(e.statements)
                 else:
                     (self.before if e.before else self.after).setdefault(id(e.anchor), []).extend(e.statements)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        """Descend only into nodes that contain an edit target (prunes most of the tree)."""
+        if self.positions is None or isinstance(node, cst.Module):
+            return True
+        rng = self.positions.get(node)
+        if rng is None:
+            return True
+        a, b = (rng.start.line, rng.start.column), (rng.end.line, rng.end.column)
+        return any(a <= s and e <= b for s, e in self.spans)
 
     def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> Any:
         key = id(original_node)
@@ -392,11 +425,11 @@ def _insert_top(module: cst.Module, stmts: Sequence[cst.BaseStatement]) -> cst.M
     return module.with_changes(body=[*body[:i], *new, *body[i:]])
 
 
-def apply_edits(module: cst.Module, edits: Sequence[Any]) -> cst.Module:
+def apply_edits(module: cst.Module, edits: Sequence[Any], positions: Any = None) -> cst.Module:
     from libcst.codemod import CodemodContext
     from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
-    new = module.visit(_Applier(edits))
+    new = module.visit(_Applier(edits, positions))
     imports = [e for e in edits if isinstance(e, AddImport)]
     if imports:
         context = CodemodContext()
@@ -456,7 +489,9 @@ def fix_source(
         if not todo or result.module is None:
             break
         iterations += 1
-        positions = MetadataWrapper(result.module, unsafe_skip_copy=True).resolve(PositionProvider)
+        positions = result.positions
+        if positions is None:
+            positions = MetadataWrapper(result.module, unsafe_skip_copy=True).resolve(PositionProvider)
         chosen: list[Report] = []
         spans: list[tuple] = []
         for rep in todo:
@@ -467,7 +502,7 @@ def fix_source(
             spans.extend(mine)
         edits = [e for rep in chosen for e in rep.violation.fix.edits]  # type: ignore[union-attr]
         try:
-            new_module = apply_edits(result.module, edits)
+            new_module = apply_edits(result.module, edits, positions)
             new_code = new_module.code
             new_module = cst.parse_module(new_code)  # the result must re-parse
         except Exception as exc:  # noqa: BLE001 - a broken fix must not stop the run
