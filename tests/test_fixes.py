@@ -444,3 +444,24 @@ def test_mixed_merge_gets_an_explicit_cast_when_the_input_must_stay_integer(tmp_
 
     _, diff = _load_and_compare(a, config, weights, tmp_path)
     assert diff <= 1e-5
+
+
+def test_unexpected_structure_is_an_edit_error_not_a_traceback():
+    import copy
+    import io
+
+    import h5py
+
+    a = read_archive(FIXTURES / "nested_k3.keras")
+    buf = io.BytesIO(a.weights_bytes)
+    with h5py.File(buf, "a") as f:
+        del f["layers/functional/layers/conv2d"]  # weights that do not match the config
+    with pytest.raises(EditError, match="re-key"):
+        flatten_nested.apply(a.config, buf.getvalue(), "backbone", a.dialect)
+
+    b = read_archive(FIXTURES / "leaky_relu_cnn_tfk.keras")
+    broken = copy.deepcopy(b.config)
+    broken["config"]["layers"][2]["inbound_nodes"] = [[["conv2d", "zero", 0, {}]]]
+    broken["config"]["layers"][2].pop("build_config")
+    with pytest.raises(EditError):
+        leaky_relu_to_prelu.apply(broken, b.weights_bytes, "leaky_re_lu", b.dialect)

@@ -255,7 +255,10 @@ class ModelEdit:
 
     def weights(self, weights_bytes: bytes) -> bytes:
         """`model.weights.h5` re-keyed for the edited config."""
-        return migrate(weights_bytes, self.original, self.config, self.dialect, self.origin, self.new_vars)
+        try:
+            return migrate(weights_bytes, self.original, self.config, self.dialect, self.origin, self.new_vars)
+        except (KeyError, ValueError, OSError) as exc:  # a weights file that does not match its config
+            raise EditError(f"cannot re-key model.weights.h5: {exc}") from None
 
     # -- lookups --
 

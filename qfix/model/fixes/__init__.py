@@ -10,7 +10,9 @@ so `find_fix(config, violation)` can pick the module for a finding (QF302 has tw
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -20,6 +22,23 @@ from ..edit import EditError, scope_of
 from ..weights import layer_name
 
 FixResult = tuple[dict[str, Any], bytes, str]
+
+
+def guarded(apply: Callable[..., FixResult]) -> Callable[..., FixResult]:
+    """A fix meets configs no fixture has: an unexpected structure is an EditError (the
+    finding stays, reported as not fixed), never a traceback."""
+
+    @functools.wraps(apply)
+    def run(*args: Any, **kwargs: Any) -> FixResult:
+        try:
+            return apply(*args, **kwargs)
+        except EditError:
+            raise
+        except (KeyError, IndexError, TypeError, AttributeError, StopIteration, ValueError) as exc:
+            raise EditError(f"{apply.__module__.rsplit('.', 1)[-1]}: unexpected config structure "
+                            f"({type(exc).__name__}: {exc})") from exc
+
+    return run
 
 
 def resolve_dialect(config: dict[str, Any], dialect: str | None) -> str:
@@ -66,4 +85,4 @@ def find_fix(config: dict[str, Any], violation: Violation) -> ModuleType | None:
     return None
 
 
-__all__ = ["FixResult", "EditError", "MODULES", "find_fix", "locate", "resolve_dialect"]
+__all__ = ["FixResult", "EditError", "MODULES", "find_fix", "guarded", "locate", "resolve_dialect"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..edit import ModelEdit
-from . import FixResult, locate, resolve_dialect
+from . import FixResult, guarded, locate, resolve_dialect
 
 CODE = "QF201"
 
@@ -14,6 +14,7 @@ def accepts(raw: dict[str, Any]) -> bool:
     return raw.get("class_name") in ("Functional", "Sequential", "Model") and "layers" in (raw.get("config") or {})
 
 
+@guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     scope, name = locate(config, target)
     edit = ModelEdit(config, resolve_dialect(config, dialect))

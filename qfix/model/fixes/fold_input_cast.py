@@ -14,7 +14,7 @@ from typing import Any
 
 from ..edit import EditError, ModelEdit
 from ..graph import build_graph
-from . import FixResult, locate, resolve_dialect
+from . import FixResult, guarded, locate, resolve_dialect
 
 # Integers every value of which float32 holds exactly (|x| < 2**24).
 EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "bool"}
@@ -30,6 +30,7 @@ def accepts(raw: dict[str, Any]) -> bool:
             or (raw.get("class_name") == "TFOpLambda" and cfg.get("function") == "cast"))
 
 
+@guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     """`target` is the cast (or the implicitly casting layer) the finding names, or the input."""
     dialect = resolve_dialect(config, dialect)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..edit import EditError, ModelEdit, make_layer, policy_name
-from . import FixResult, locate, resolve_dialect
+from . import FixResult, guarded, locate, resolve_dialect
 
 HARD_SWISH = {"hard_swish", "hard_silu"}
 CODE = "QF302"
@@ -36,6 +36,7 @@ def activation_of(raw: dict[str, Any]) -> str | None:
     return act if isinstance(act, str) else None
 
 
+@guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     dialect = resolve_dialect(config, dialect)
     scope, name = locate(config, target)
@@ -127,6 +128,7 @@ def spelled_hard_swish(graph: Any) -> list[tuple[str, str]]:
     return found
 
 
+@guarded
 def apply_spelled(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     """Rewire the spelled-out hard_swish whose Multiply is `target` (see `spelled_hard_swish`)."""
     from ..graph import build_graph

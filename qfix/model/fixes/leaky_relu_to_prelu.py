@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..edit import EditError, ModelEdit, initializer, make_layer, policy_name
-from . import FixResult, locate, resolve_dialect
+from . import FixResult, guarded, locate, resolve_dialect
 
 DEFAULT_SLOPE = 0.2  # keras.activations.leaky_relu and tf.nn.leaky_relu
 CODE = "QF302"
@@ -31,6 +31,7 @@ def accepts(raw: dict[str, Any]) -> bool:
     )
 
 
+@guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     dialect = resolve_dialect(config, dialect)
     scope, name = locate(config, target)

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..edit import EditError, ModelEdit
 from ..graph import build_graph, is_float, is_integer, tensor_dtype
-from . import FixResult, fold_input_cast, locate, resolve_dialect
+from . import FixResult, fold_input_cast, guarded, locate, resolve_dialect
 
 CODE = "QF101"
 MERGES = {"Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot"}
@@ -24,6 +24,7 @@ def accepts(raw: dict[str, Any]) -> bool:
     return raw.get("class_name") in MERGES
 
 
+@guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     dialect = resolve_dialect(config, dialect)
     scope, name = locate(config, target)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..edit import ModelEdit
-from . import FixResult, locate, resolve_dialect
+from . import FixResult, guarded, locate, resolve_dialect
 
 NARROW = {"int64": "int32", "uint64": "int32", "float64": "float32"}
 CODE = "QF103"
@@ -27,6 +27,7 @@ def accepts(raw: dict[str, Any]) -> bool:
     return False
 
 
+@guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     scope, name = locate(config, target)
     edit = ModelEdit(config, resolve_dialect(config, dialect))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..edit import ModelEdit
-from . import FixResult, resolve_dialect
+from . import FixResult, guarded, resolve_dialect
 
 CODE = "QF301"
 
@@ -20,6 +20,7 @@ def accepts(raw: dict[str, Any]) -> bool:
     return raw.get("class_name") == "InputLayer" and isinstance(shape, list) and bool(shape) and shape[0] is None
 
 
+@guarded
 def apply(
     config: dict[str, Any], weights_bytes: bytes, target: Any = None, dialect: str | None = None, batch: int = 1
 ) -> FixResult:
