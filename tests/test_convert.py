@@ -205,3 +205,25 @@ def test_custom_layer_needs_its_module(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO))
     m = load_model(path, "keras3", custom_objects_module="fixtures.custom_layers")
     assert any(type(layer).__name__ == "ScaledTanh" for layer in m.layers)
+
+
+@pytest.mark.tf
+@pytest.mark.slow  # a real application network: tens of seconds on two shared cores
+def test_application_with_builtin_preprocessing_converts(tmp_path, monkeypatch):
+    """MobileNetV3Small carries its own Rescaling: calibrated 0..255, it converts and verifies."""
+    from qfix.convert import convert
+    from qfix.keras_load import input_specs, load_model
+    from qfix.verify import fidelity
+
+    monkeypatch.syspath_prepend(str(REPO))
+    from fixtures.applications import build_application
+
+    path = build_application("MobileNetV3Small", "k3", tmp_path, size=32)
+    m = load_model(path, "keras3")
+    specs = input_specs(m)
+    specs[0].value_range = (0.0, 255.0)
+    cal = load_calibration(None, specs, n=4)
+    result = convert(m, recipe_for("edgetpu"), cal)
+    ins, _ = _io(result.tflite)
+    assert next(iter(ins.values()))["dtype"] == np.uint8
+    assert fidelity(m, result.tflite, cal).sqnr_db > 15
