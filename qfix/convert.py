@@ -42,23 +42,28 @@ SIGNATURE = "serving_default"
 
 @dataclass(frozen=True)
 class Recipe:
+    """One target's converter settings (names follow the profile TOMLs: io_dtype, batch)."""
+
     target: str
     full_integer: bool  # full-integer post-training quantization with calibration data
-    io_dtype: str  # "uint8" / "int8" / "float32": the TFLite I/O type of float model inputs
+    io_dtype: str  # inference_input_type / inference_output_type for float model I/O
     batch: int | None  # fixed batch size of the signature (None keeps the model's)
+    supported_ops: tuple[str, ...]  # tf.lite.OpsSet members
     description: str
 
 
 RECIPES = {
     "edgetpu": Recipe(
-        "edgetpu", True, "uint8", 1,
+        "edgetpu", True, "uint8", 1, ("TFLITE_BUILTINS_INT8",),
         "full-integer PTQ, TFLITE_BUILTINS_INT8, uint8 I/O, batch 1 (Coral Edge TPU)",
     ),
     "int8": Recipe(
-        "int8", True, "int8", 1,
+        "int8", True, "int8", 1, ("TFLITE_BUILTINS_INT8",),
         "full-integer PTQ, TFLITE_BUILTINS_INT8, int8 I/O, batch 1 (XNNPACK int8 CPU)",
     ),
-    "float32": Recipe("float32", False, "float32", 1, "no quantization (float baseline)"),
+    "float32": Recipe(
+        "float32", False, "float32", 1, ("TFLITE_BUILTINS",), "no quantization (float baseline)"
+    ),
 }
 
 
@@ -104,6 +109,8 @@ def bare_convert(
     name-keyed export). Single-input models get the usual positional `[x]` samples; multi-input
     ones the name-keyed dict, the only form that converts. Its time includes the model load.
     """
+    if recipe.full_integer and (calibration is None or not calibration.samples):
+        raise error("QF908", "full-integer quantization needs calibration samples; got none")
     dialect = dialect or sniff_dialect(path)
     tf = import_tf()
 
@@ -214,7 +221,7 @@ def _apply_recipe(
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in recipe.supported_ops]
     # Applies to float model inputs/outputs only; integer inputs (uint8 frames, int64 ids)
     # keep their own dtype in the signature.
     converter.inference_input_type = tf.as_dtype(recipe.io_dtype)
