@@ -265,7 +265,7 @@ def test_find_fix_picks_the_module_for_each_finding():
     assert picked("hard_swish_cnn_k3.keras", "QF302") == {hard_swish}
     assert picked("int64_ids_tfk.keras", "QF103") == {narrow_64bit}
     assert picked("two_input_tfk.keras", "QF102") == {fold_input_cast}
-    assert picked("two_input_k3.keras", "QF101") == {mixed_merge_cast}
+    assert picked("two_input_k3.keras", "QF101") == {None}  # QF102's fold of the same input fixes it
     assert picked("tiny_cnn_k3.keras", "QF301") == {static_batch}
     assert picked("dynamic_shape_cnn_k3.keras", "QF301") == {None}  # spatial: display-only
     assert picked("gelu_mlp_k3.keras", "QF302") == {None}  # gelu: unsafe, not ours
@@ -432,8 +432,11 @@ def _ids_and_features(K):
 
 @pytest.mark.tf
 def test_mixed_merge_gets_an_explicit_cast_when_the_input_must_stay_integer(tmp_path):
+    from qfix.model.fixes import find_fix
+
     a = _save_tiny("k3", _ids_and_features, tmp_path / "ids.keras")
     (v,) = findings(a.config, a.dialect, "QF101")
+    assert find_fix(a.config, v) is mixed_merge_cast
     config, weights, note = mixed_merge_cast.apply(a.config, a.weights_bytes, v, a.dialect)
     graph = build_graph(config, a.dialect)
     cast = graph.layers["ids_to_float32"]

@@ -80,8 +80,12 @@ def find_fix(config: dict[str, Any], violation: Violation) -> ModuleType | None:
         return None
     for module_name in MODULES:
         module = importlib.import_module(f"{__name__}.{module_name}")
-        if module.CODE == violation.code and module.accepts(raw):
-            return module
+        if module.CODE != violation.code or not module.accepts(raw):
+            continue
+        defer = getattr(module, "defers", None)  # another finding's fix covers this one
+        if defer is not None and defer(model, name, resolve_dialect(config, None)):
+            return None
+        return module
     return None
 
 

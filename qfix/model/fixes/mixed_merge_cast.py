@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...types import QfixError
 from ..edit import EditError, ModelEdit
 from ..graph import build_graph, is_float, is_integer, tensor_dtype
 from . import FixResult, fold_input_cast, guarded, locate, resolve_dialect
@@ -22,6 +23,22 @@ MERGES = {"Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "M
 
 def accepts(raw: dict[str, Any]) -> bool:
     return raw.get("class_name") in MERGES
+
+
+def defers(model: dict[str, Any], name: str, dialect: str) -> bool:
+    """True when the integer operand is a model input that a cast also reads: QF102 fires for
+    that cast, and its fix (fold the cast into the input) removes this finding too."""
+    try:
+        graph = build_graph(model, dialect)
+    except QfixError:
+        return False
+    merge = graph.layers.get(name)
+    for ref in merge.inputs if merge is not None else []:
+        source = graph.layers.get(ref.layer)
+        if source is not None and source.is_input and is_integer(source.out_dtype) and any(
+                user.op_function in ("cast", "Cast") for user in graph.consumers(source.name)):
+            return True
+    return False
 
 
 @guarded
