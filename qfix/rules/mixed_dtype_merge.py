@@ -17,6 +17,7 @@ MERGE_LAYERS = {f"keras.layers.{n}" for n in ("Concatenate", "Add", "Multiply", 
 MERGE_FUNCS = {f"keras.layers.{n}" for n in ("concatenate", "add", "multiply", "subtract", "average", "maximum", "minimum")} | {
     "tensorflow.concat", "keras.ops.concatenate", "keras.backend.concatenate", "tensorflow.math.add_n", "tensorflow.add_n",
 }
+MAYBE_INT = {f"keras.layers.{n}" for n in ("StringLookup", "IntegerLookup", "Hashing", "TextVectorization", "Discretization", "HashedCrossing")}
 SHAPE_ONLY = {f"keras.layers.{n}" for n in ("Reshape", "Flatten", "Permute", "RepeatVector", "Cropping1D", "Cropping2D", "ZeroPadding1D", "ZeroPadding2D")}
 
 
@@ -68,6 +69,7 @@ class MixedDtypeMerge(SourceRule):
             "b = keras.Input((4,))\nx = keras.layers.Concatenate()([a, b])\n"
         ),
         Valid("import keras\ntok = keras.Input((8,), dtype='int32')\ne = keras.layers.Embedding(100, 4)(tok)\nf = keras.Input((8, 4))\nx = keras.layers.Add()([e, f])\n"),
+        Valid("import keras\na = keras.Input((1,), dtype='int64')\nb = keras.layers.IntegerLookup(vocabulary=[1, 2])(a)\nx = keras.layers.concatenate([a, b])\n"),
     ]
     INVALID = [
         Invalid(
@@ -118,6 +120,8 @@ class MixedDtypeMerge(SourceRule):
             lc = self.names.canon(value.func.func)
             if lc in SHAPE_ONLY and value.args:
                 return self._value_kind(value.args[0].value)
+            if lc in MAYBE_INT:
+                return None  # integer or float depending on output_mode: do not guess
             if lc is not None and lc.startswith("keras.layers."):
                 return "float"
         return None
