@@ -10,7 +10,17 @@ import pytest
 
 from qfix.model.archive import read_archive
 from qfix.model.edit import EditError
-from qfix.model.fixes import flatten_nested, fold_input_cast, hard_swish, mixed_merge_cast, leaky_relu_to_prelu, narrow_64bit, static_batch
+from qfix.model.fixes import (
+    find_fix,
+    flatten_nested,
+    fold_input_cast,
+    hard_swish,
+    hard_swish_spelled,
+    leaky_relu_to_prelu,
+    mixed_merge_cast,
+    narrow_64bit,
+    static_batch,
+)
 from qfix.model.graph import build_graph
 from qfix.model.lint import lint
 from qfix.model.writer import write_archive
@@ -254,8 +264,6 @@ def test_flatten_nested_twice(dialect, tmp_path):
 
 
 def test_find_fix_picks_the_module_for_each_finding():
-    from qfix.model.fixes import find_fix
-
     def picked(fixture, code):
         a = read_archive(FIXTURES / fixture)
         return {find_fix(a.config, v) for v in findings(a.config, a.dialect, code, mode="ptq")}
@@ -273,8 +281,6 @@ def test_find_fix_picks_the_module_for_each_finding():
 
 def fix_everything(config, weights, dialect):
     """Apply the safe fix of every finding until none is left (what the CLI loop will do)."""
-    from qfix.model.fixes import find_fix
-
     notes = []
     for _ in range(30):
         vs = lint(build_graph(config, dialect), Context(load_profile("edgetpu")))
@@ -316,11 +322,12 @@ def test_fix_everything_keeps_the_numbers(fixture, tmp_path):
     assert worst <= 1e-5, notes
 
 
-def test_spelled_out_hard_swish_is_rewired_not_rebuilt():
+def _spelled_config():
+    """Keras 3 config of conv → x · (relu6(x + 3) / 6), written with layers."""
     from qfix.model.build import functional_config
 
     x4 = (1, 8, 8, 4)
-    cfg = functional_config(
+    return functional_config(
         [("x", (1, 8, 8, 3), "float32")],
         [("c", "Conv2D", {"filters": 4, "kernel_size": 1}, ["x"], "float32", x4),
          ("plus3", "Rescaling", {"scale": 1.0, "offset": 3.0}, ["c"], "float32", x4),
@@ -329,15 +336,19 @@ def test_spelled_out_hard_swish_is_rewired_not_rebuilt():
          ("hs", "Multiply", {}, ["c", "div6"], "float32", x4)],
         ["hs"],
     )
-    assert hard_swish.spelled_hard_swish(build_graph(cfg, "keras3")) == [("hs", "div6")]
-    new, weights, note = hard_swish.apply_spelled(cfg, b"unchanged", "hs", "keras3")
+
+
+def test_spelled_out_hard_swish_is_rewired_not_rebuilt():
+    cfg = _spelled_config()
+    assert hard_swish_spelled.find(build_graph(cfg, "keras3")) == [("hs", "div6")]
+    new, weights, note = hard_swish_spelled.apply(cfg, b"unchanged", "hs", "keras3")
     graph = build_graph(new, "keras3")
     assert [t.layer for t in graph.layers["hs"].inputs] == ["relu6", "div6"]
     assert [t.layer for t in graph.layers["div6"].inputs] == ["c"]
     assert weights == b"unchanged"  # same layers, same classes: nothing to re-key
-    assert hard_swish.spelled_hard_swish(graph) == []
+    assert hard_swish_spelled.find(graph) == []
     with pytest.raises(EditError):
-        hard_swish.apply_spelled(new, weights, "hs", "keras3")
+        hard_swish_spelled.apply(new, weights, "hs", "keras3")
 
 
 @pytest.mark.tf
@@ -358,8 +369,8 @@ def test_spelled_out_hard_swish_of_tf_keras_mobilenet_v3_converts_without_hard_s
         return K.Model(x, L.Conv2D(4, 1)(y))
 
     a = _save_tiny("tfk", build, tmp_path / "spelled.keras")
-    (mul, _), = hard_swish.spelled_hard_swish(build_graph(a.config, a.dialect))
-    config, weights, _ = hard_swish.apply_spelled(a.config, a.weights_bytes, mul, a.dialect)
+    (mul, _), = hard_swish_spelled.find(build_graph(a.config, a.dialect))
+    config, weights, _ = hard_swish_spelled.apply(a.config, a.weights_bytes, mul, a.dialect)
     from test_edit import _load_and_compare
 
     edited, diff = _load_and_compare(a, config, weights, tmp_path)
@@ -432,8 +443,6 @@ def _ids_and_features(K):
 
 @pytest.mark.tf
 def test_mixed_merge_gets_an_explicit_cast_when_the_input_must_stay_integer(tmp_path):
-    from qfix.model.fixes import find_fix
-
     a = _save_tiny("k3", _ids_and_features, tmp_path / "ids.keras")
     (v,) = findings(a.config, a.dialect, "QF101")
     assert find_fix(a.config, v) is mixed_merge_cast
@@ -468,3 +477,15 @@ def test_unexpected_structure_is_an_edit_error_not_a_traceback():
     broken["config"]["layers"][2].pop("build_config")
     with pytest.raises(EditError):
         leaky_relu_to_prelu.apply(broken, b.weights_bytes, "leaky_re_lu", b.dialect)
+
+
+def test_a_qf302_finding_on_a_spelled_out_hard_swish_gets_the_rewiring():
+    """Wiring for the rule: once QF302 reports the Multiply, find_fix picks the rewiring."""
+    from qfix.types import Applicability, Fix, Location, Violation
+
+    v = Violation("QF302", "unsupported-activation", "m", Location(layer="hs"), fix=Fix(Applicability.SAFE, "x"))
+    assert find_fix(_spelled_config(), v) is hard_swish_spelled
+    # qfix's own formulation is not mistaken for the fused pattern
+    a = read_archive(FIXTURES / "hard_swish_cnn_k3.keras")
+    config, _, _ = fix_all(a, hard_swish, "QF302")
+    assert hard_swish_spelled.find(build_graph(config, a.dialect)) == []

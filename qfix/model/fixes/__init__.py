@@ -61,8 +61,10 @@ def locate(config: dict[str, Any], target: Any) -> tuple[tuple[str, ...], str]:
 
 
 # The fix modules, by the rule code whose findings they fix (`find_fix` picks by layer).
-MODULES = ("flatten_nested", "static_batch", "leaky_relu_to_prelu", "hard_swish", "narrow_64bit", "fold_input_cast",
-           "mixed_merge_cast")
+MODULES = (
+    "flatten_nested", "static_batch", "leaky_relu_to_prelu", "hard_swish", "hard_swish_spelled", "narrow_64bit",
+    "fold_input_cast", "mixed_merge_cast",
+)
 
 
 def find_fix(config: dict[str, Any], violation: Violation) -> ModuleType | None:
