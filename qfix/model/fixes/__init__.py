@@ -5,13 +5,14 @@ note)`: it returns a new config and a re-keyed `model.weights.h5` (the inputs ar
 modified) and a one-line note saying what changed. `target` is the rule's Violation (its
 `location.pointer` / `location.layer` name the layer), a layer name, or `(scope, name)`.
 Each also names the rule it fixes (`CODE`) and says which layers it handles (`accepts(raw)`),
-so `find_fix(config, violation)` can pick the module for a finding (QF302 has two).
+so `find_fix(config, violation)` can pick the module for a finding (QF302 has several).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import pkgutil
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -60,17 +61,17 @@ def locate(config: dict[str, Any], target: Any) -> tuple[tuple[str, ...], str]:
     raise EditError(f"cannot locate a layer from {target!r}")
 
 
-# The fix modules, by the rule code whose findings they fix (`find_fix` picks by layer).
-MODULES = (
-    "flatten_nested", "static_batch", "leaky_relu_to_prelu", "hard_swish", "hard_swish_spelled", "narrow_64bit",
-    "fold_input_cast", "mixed_merge_cast",
-)
+def modules() -> list[ModuleType]:
+    """Every fix module of this package (a new fix is a new module: nothing to register)."""
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    return [importlib.import_module(f"{__name__}.{n}") for n in names]
 
 
 def find_fix(config: dict[str, Any], violation: Violation) -> ModuleType | None:
-    """The fix module for a finding (its `apply`), or None when no safe fix handles it here.
-    Only findings whose fix is marked safe qualify (QF301's spatial findings are not)."""
-    if violation.fix is None or violation.fix.applicability is not Applicability.SAFE:
+    """The fix module for a finding (its `apply`), or None when none handles it here. Safe and
+    unsafe findings qualify (the caller decides whether unsafe fixes run); display-only ones
+    (QF301's spatial sizes) never do."""
+    if violation.fix is None or violation.fix.applicability is Applicability.DISPLAY_ONLY:
         return None
     try:
         scope, name = locate(config, violation)
@@ -80,9 +81,8 @@ def find_fix(config: dict[str, Any], violation: Violation) -> ModuleType | None:
         raw = next(r for r in model["config"]["layers"] if layer_name(r) == name)
     except (EditError, StopIteration, KeyError, TypeError):
         return None
-    for module_name in MODULES:
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        if module.CODE != violation.code or not module.accepts(raw):
+    for module in modules():
+        if getattr(module, "CODE", None) != violation.code or not module.accepts(raw):
             continue
         defer = getattr(module, "defers", None)  # another finding's fix covers this one
         if defer is not None and defer(model, name, resolve_dialect(config, None)):
@@ -91,4 +91,4 @@ def find_fix(config: dict[str, Any], violation: Violation) -> ModuleType | None:
     return None
 
 
-__all__ = ["FixResult", "EditError", "MODULES", "find_fix", "guarded", "locate", "resolve_dialect"]
+__all__ = ["FixResult", "EditError", "find_fix", "guarded", "locate", "modules", "resolve_dialect"]
