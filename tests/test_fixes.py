@@ -494,3 +494,23 @@ def test_a_qf302_finding_on_a_spelled_out_hard_swish_gets_the_rewiring():
     a = read_archive(FIXTURES / "hard_swish_cnn_k3.keras")
     config, _, _ = fix_all(a, hard_swish, "QF302")
     assert hard_swish_spelled.find(build_graph(config, a.dialect)) == []
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_casts_to_64_bits_become_32_bit_casts(dialect, tmp_path):
+    def build(K):
+        import tensorflow as tf
+
+        cast = K.ops.cast if dialect == "k3" else tf.cast  # a Cast node / a tf.cast TFOpLambda
+        ids = K.Input((4,), dtype="int32", name="ids")
+        wide = cast(ids, "int64")
+        return K.Model(ids, K.layers.Dense(2)(K.layers.Flatten()(K.layers.Embedding(256, 3)(wide))))
+
+    a = _save_tiny(dialect, build, tmp_path / "wide.keras")
+    config, weights, notes = fix_all(a, narrow_64bit, "QF103")
+    assert notes and all("int32 instead of int64" in n for n in notes)
+    from test_edit import _load_and_compare
+
+    _, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5

@@ -646,7 +646,6 @@ class ModelEdit:
             while new in taken or new == name or new in renames.values():
                 new, i = f"{base}_{i}", i + 1
             renames[old] = new
-        taken |= set(renames.values())
 
         for r in inner_layers:
             r["name"] = r["config"]["name"] = renames[layer_name(r)]
@@ -680,15 +679,13 @@ class ModelEdit:
     ) -> tuple[list[Tensor], list[Tensor]]:
         """Give the layers of a nested Sequential functional inbound nodes (a chain)."""
         shape, dtype = self.tensor_meta(feed, scope)
-        prev: Tensor | None = None
-        inputs: list[Tensor] = []
         if layers and layers[0].get("class_name") == "InputLayer":
             layers[0].setdefault("name", layers[0]["config"]["name"])
             layers[0]["inbound_nodes"] = []
             prev = (layer_name(layers[0]), 0, 0)
-        else:
+        else:  # built without an Input: a placeholder the caller maps to the outer tensor
             prev = ("__seq_input__", 0, 0)
-        inputs.append(prev)
+        inputs = [prev]
         for i, r in enumerate(layers):
             if r.get("class_name") == "InputLayer":
                 continue
