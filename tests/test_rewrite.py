@@ -154,3 +154,37 @@ def test_rollback_decision():
     assert worse(ver(5, 10), ver(5, 10, floats=1)) is not None
     assert worse(ver(5, 10, sqnr=40), ver(5, 10, sqnr=30)) is not None
     assert worse(ver(5, 10), ver(9, 12, sqnr=38.5)) is None
+    assert worse(ver(1, 50), ver(1, 58)) is None  # a rewrite behind the cut does not move it
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("name", ["gelu_mlp_k3", "gelu_mlp_tfk"])
+def test_unsafe_gelu_fix_only_with_flag_and_reports_delta(name, tmp_path):
+    src = FIXTURES / f"{name}.keras"
+    safe = run_fix(src, Options(samples=SAMPLES), out_dir=tmp_path)
+    assert not any(f.code == "QF302" for f in safe.active)
+    assert not safe.result.verification.placement.fully_on_target
+
+    run = run_fix(src, Options(samples=SAMPLES), out_dir=tmp_path, unsafe=True)
+    assert {f.applicability for f in run.active if f.code == "QF302"} == {"unsafe"}
+    fixed_graph = build_graph(json.loads(_member(Path(run.outputs["model"]), "config.json")), run.result.archive.dialect)
+    assert not any(v.code == "QF302" for v in lint(fixed_graph, Context(run.result.profile)))
+    # unsafe: the numbers change, a little, and the report says by how much
+    assert 0 < run.float_equivalence < 1e-3
+    assert run.result.verification.placement.fully_on_target
+    assert "GELU" not in {o.op for o in run.result.verification.placement.ops}
+    assert run.before.placement.first_unsupported["op"] == "GELU"
+
+
+@pytest.mark.tf
+def test_transformer_block_gets_as_far_as_it_can(tmp_path):
+    """MultiHeadAttention cannot be replaced: it stays a finding that names the layer, the
+    target's reason and the cut; the fixable parts are fixed and nothing gets worse."""
+    run = run_fix(FIXTURES / "transformer_block_k3.keras", Options(samples=SAMPLES), out_dir=tmp_path, unsafe=True)
+    codes = {(v.code, v.location.layer) for v in run.result.findings}
+    assert ("QF303", "multi_head_attention") in codes
+    cut = [v for v in run.result.findings if v.code == "QF304"]
+    assert cut and cut[0].location.layer == "multi_head_attention" and "run on the CPU" in cut[0].message
+    assert not any(f.rolled_back for f in run.fixes)
+    assert run.result.verification.placement.ops_on_target >= run.before.placement.ops_on_target
+    assert run.result.exit_code() == 1
