@@ -113,65 +113,62 @@ def migrate(
     origin: Mapping[LayerPath, LayerPath | None],
     new_vars: Mapping[LayerPath, Iterable[np.ndarray]] | None = None,
 ) -> bytes:
-    """Rebuild `model.weights.h5` for `new_config`, in memory.
+    """Re-key `model.weights.h5` for `new_config`, in memory; returns the new file.
 
     `origin` maps each layer of the new config to the layer of the old config whose weights it
     carries (None: a new layer). A new layer's variables come from `new_vars` (else it gets an
-    empty `vars` group, as Keras writes for weightless layers). Everything outside the layer
-    tree except the model's own `vars` (the optimizer state, whose slots follow the old
-    variable order) is dropped: it would not match the new model.
+    empty `vars` group, as Keras writes for weightless layers). Groups are renamed in place,
+    never copied, so the cost does not grow with the size of the weights. Everything at the
+    top level except `layers` and the model's own `vars` (e.g. optimizer state, whose slots
+    follow the old variable order) is dropped: it would not match the new model.
     """
     import h5py
 
     old_keys = group_keys(old_config, dialect)
     new_keys = group_keys(new_config, dialect)
     new_vars = new_vars or {}
-    model_paths = _model_paths(new_config)
-    out = io.BytesIO()
-    with h5py.File(io.BytesIO(weights_bytes), "r") as src, h5py.File(out, "w") as dst:
-        for k, v in src.attrs.items():
-            dst.attrs[k] = v
-        if "vars" in src:
-            src.copy(src["vars"], dst, name="vars")
-        dst.require_group("layers")
+    source = {group: old_keys.get(origin.get(path)) if origin.get(path) is not None else None
+              for path, group in new_keys.items()}  # new group -> old group (None: create)
+    moves = {old: new for new, old in source.items() if old is not None and old != new}
+    kept = {old for new, old in source.items() if old is not None and old == new}
+    buf = io.BytesIO(weights_bytes)
+    with h5py.File(buf, "r+") as f:
+        for old in moves.keys() | kept:
+            if old not in f:
+                raise KeyError(f"weights group {old} is not in the file")
+        # Deepest first: a group is parked or deleted before the group that contains it.
+        f.create_group(PARKING)
+        parked: dict[str, str] = {}
+        for old in sorted(set(old_keys.values()) - kept, key=_depth, reverse=True):
+            if old not in f:
+                continue
+            if old in moves:
+                parked[old] = f"{PARKING}/{len(parked)}"
+                f.move(old, parked[old])
+            else:
+                del f[old]  # a layer the new config no longer has
+        # Shallowest first: a nested model's group exists before its layers move in.
+        for old, new in sorted(moves.items(), key=lambda m: _depth(m[1])):
+            f.require_group(new.rpartition("/")[0])
+            f.move(parked[old], new)
+        del f[PARKING]
         for path, group in new_keys.items():
-            old = origin.get(path)
-            old_group = old_keys.get(old) if old is not None else None
-            if old_group is not None and old_group not in src:
-                raise KeyError(f"weights of layer {'/'.join(old)} ({old_group}) are not in the file")
-            if old_group is None:  # a new layer, or one that had no group (a Sequential's input)
-                vars_group = dst.require_group(f"{group}/vars")
+            if source[group] is None:
+                vars_group = f.require_group(f"{group}/vars")
                 for i, value in enumerate(new_vars.get(path, ())):
                     vars_group.create_dataset(str(i), data=np.asarray(value))
-            elif path in model_paths:
-                # A nested model's own state only: its layers are re-keyed one by one.
-                _copy_own(src[old_group], dst.require_group(group), skip="layers")
-            else:
-                parent, _, leaf = group.rpartition("/")
-                src.copy(src[old_group], dst.require_group(parent), name=leaf)
-            if "name" in dst[f"{group}/vars"].attrs:
-                dst[f"{group}/vars"].attrs["name"] = path[-1]  # Keras 3 records the layer name
-            if path in model_paths:
-                dst.require_group(f"{group}/layers")
-    return out.getvalue()
+            elif source[group] == group and origin[path][-1] == path[-1]:
+                continue  # untouched
+            attrs = f[f"{group}/vars"].attrs
+            if "name" in attrs:
+                attrs["name"] = path[-1]  # Keras 3 records the layer name
+        for key in [k for k in f if k not in ("layers", "vars")]:
+            del f[key]
+    return buf.getvalue()
 
 
-def _model_paths(config: dict[str, Any]) -> set[LayerPath]:
-    out: set[LayerPath] = set()
-
-    def walk(model: dict[str, Any], path: LayerPath) -> None:
-        for raw in (model.get("config") or {}).get("layers") or []:
-            if raw.get("class_name") in MODEL_CLASSES and isinstance((raw.get("config") or {}).get("layers"), list):
-                out.add((*path, layer_name(raw)))
-                walk(raw, (*path, layer_name(raw)))
-
-    walk(config, ())
-    return out
+PARKING = "__qfix_parking"
 
 
-def _copy_own(src_group: Any, dst_group: Any, skip: str) -> None:
-    for k, v in src_group.attrs.items():
-        dst_group.attrs[k] = v
-    for name in src_group:
-        if name != skip:
-            src_group.copy(src_group[name], dst_group, name=name)
+def _depth(group: str) -> int:
+    return group.count("/")
