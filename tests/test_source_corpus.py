@@ -76,7 +76,10 @@ def test_corpus(corpus: list[str], target: str | None):
     not_idempotent = [r["path"] for r in results if not r["idempotent"]]
     parse_errors = [r["path"] for r in results if "QF915" in r["codes"]]
     findings = sum(len(r["codes"]) for r in results)
-    print(f"\ncorpus target={target}: {len(results)} files, {findings} findings, {sum(r['changed'] for r in results)} files changed")
+    from collections import Counter
+
+    by_code = Counter(c for r in results for c in r["codes"])
+    print(f"\ncorpus target={target}: {len(results)} files, {findings} findings {dict(sorted(by_code.items()))}, {sum(r['changed'] for r in results)} files changed")
     assert crashes == []
     assert unparsable == []
     assert not_idempotent == []
