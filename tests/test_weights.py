@@ -124,3 +124,17 @@ def test_unnesting_moves_inner_weights(dialect):
         assert len(old) == len(new) == 2
         for x, y in zip(old, new):
             np.testing.assert_array_equal(x, y)
+
+
+def test_migration_drops_stale_state_and_leaves_no_scaffolding():
+    a = read_archive(FIXTURES / "leaky_relu_cnn_k3.keras")
+    buf = io.BytesIO(a.weights_bytes)
+    with h5py.File(buf, "a") as f:
+        f.create_dataset("optimizer/vars/0", data=np.zeros(3))  # slots of the old variable order
+    edit = ModelEdit(a.config, a.dialect)
+    edit.replace("leaky_re_lu", {"class_name": "PReLU", "config": {"name": "x"}}, weights=[np.ones((1, 1, 8))])
+    out = edit.weights(buf.getvalue())
+    with h5py.File(io.BytesIO(out), "r") as f:
+        assert sorted(f) == ["layers", "vars"]
+        assert f["layers/p_re_lu/vars"].attrs["name"] == "leaky_re_lu"  # Keras 3's record follows
+        assert f["layers/leaky_re_lu/vars"].attrs["name"] == "leaky_re_lu_1"

@@ -157,6 +157,8 @@ def migrate(
                 vars_group = f.require_group(f"{group}/vars")
                 for i, value in enumerate(new_vars.get(path, ())):
                     vars_group.create_dataset(str(i), data=np.asarray(value))
+                if dialect == "keras3":
+                    vars_group.attrs["name"] = path[-1]
             elif source[group] == group and origin[path][-1] == path[-1]:
                 continue  # untouched
             attrs = f[f"{group}/vars"].attrs
