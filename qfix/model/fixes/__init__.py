@@ -1,4 +1,4 @@
-"""Safe fixes of the model rules, one module per fix.
+"""Fixes of the model rules, one module per fix.
 
 Each module has `apply(config, weights_bytes, target, dialect=None) -> (config, weights_bytes,
 note)`: it returns a new config and a re-keyed `model.weights.h5` (the inputs are not
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from ...types import Applicability, Violation
+from ...types import Applicability, QfixError, Violation
 from ..archive import detect_dialect
 from ..edit import EditError, scope_of
 from ..weights import layer_name
@@ -35,7 +35,7 @@ def guarded(apply: Callable[..., FixResult]) -> Callable[..., FixResult]:
             return apply(*args, **kwargs)
         except EditError:
             raise
-        except (KeyError, IndexError, TypeError, AttributeError, StopIteration, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, StopIteration, ValueError, QfixError) as exc:
             raise EditError(f"{apply.__module__.rsplit('.', 1)[-1]}: unexpected config structure "
                             f"({type(exc).__name__}: {exc})") from exc
 
