@@ -80,3 +80,29 @@ def test_two_input_uint8_frame_and_float_features(dialect):
     int8 = check(path, "int8")
     assert not int8.verification.placement.fully_on_target
     assert int8.verification.placement.float_tensors or int8.verification.placement.first_unsupported
+
+
+MAIN_JOB = [("MobileNetV3Small", "k3"), ("MobileNetV3Small", "tfk"), ("MobileNetV2", "k3"),
+            ("EfficientNetB0", "k3"), ("ResNet50", "k3"), ("DenseNet121", "k3")]
+
+
+@pytest.mark.parametrize("arch,dialect", MAIN_JOB, ids=lambda v: str(v))
+def test_application_main_job_ends_fully_on_edgetpu(arch, dialect, app_dir, tmp_path):
+    """`qfix X.keras --target edgetpu`: the fixed model runs fully on the Edge TPU profile, its
+    float outputs match the original, and its int8 fidelity is no worse than before."""
+    from qfix.rewrite import run_fix
+
+    path = build_application(arch, dialect, app_dir, size=SIZE)
+    before_bytes = path.read_bytes()
+    run = run_fix(path, Options(target="edgetpu", samples=SAMPLES), out_dir=tmp_path)
+    after = run.result.verification
+    assert after.placement.fully_on_target, after.placement.first_unsupported
+    assert run.result.exit_code() == 0
+    assert run.float_equivalence is not None and run.float_equivalence <= 1e-5
+    assert not any(f.rolled_back for f in run.fixes)
+    assert after.fidelity.sqnr_db >= run.before.fidelity.sqnr_db - 1.0
+    if arch == "MobileNetV3Small":  # hard_swish everywhere: the original was cut in the stem
+        assert not run.before.placement.fully_on_target
+        assert sum(f.code == "QF302" for f in run.active) >= 10
+    assert Path(run.outputs["model"]).exists() and Path(run.outputs["tflite"]).exists()
+    assert path.read_bytes() == before_bytes

@@ -41,6 +41,7 @@ class UnsupportedActivationModel(ModelRule):
     fix_applicability = Applicability.SAFE
 
     def check(self, graph, ctx):
+        yield from self._spelled_hard_swish(graph, ctx)
         for _, layer in graph.walk():
             found: list[tuple[str, tuple[str, ...]]] = []
             for act in activations_of(layer):
@@ -62,7 +63,39 @@ class UnsupportedActivationModel(ModelRule):
                     pointer=layer.pointer,
                 )
 
+    def _spelled_hard_swish(self, graph, ctx):
+        """`Multiply([x, relu6(x + 3) / 6])` (tf_keras MobileNetV3, hand-written code): no
+        activation says hard_swish, but the converter fuses the pattern into HARD_SWISH."""
+        from ..model.fixes.hard_swish_spelled import find
+
+        if ctx.target.supports("HARD_SWISH"):
+            return
+        graphs = [graph] + [layer.subgraph for _, layer in graph.walk() if layer.subgraph is not None]
+        for g in graphs:
+            for multiply, _ in find(g):
+                layer = g.layers[multiply]
+                yield self.violation(
+                    f"Multiply {multiply!r} spells out hard_swish, x·relu6(x+3)/6: the converter fuses it into "
+                    f"HARD_SWISH, which {ctx.target.name} does not run; the graph is cut there",
+                    multiply,
+                    fix="move the 1/6 onto x, relu6(x+3)·(x/6), which the converter keeps unfused",
+                    pointer=layer.pointer,
+                )
+
     CASES = [
+        ModelCase(
+            "spelled-out-hard-swish",
+            functional_config(
+                [("x", (1, 8), "float32")],
+                [("plus3", "Rescaling", {"scale": 1.0, "offset": 3.0}, ["x"]),
+                 ("relu6", "ReLU", {"max_value": 6.0}, ["plus3"]),
+                 ("div6", "Rescaling", {"scale": 1 / 6, "offset": 0.0}, ["relu6"]),
+                 ("hswish", "Multiply", {}, ["x", "div6"])],
+                ["hswish"],
+            ),
+            fires=True,
+            count=1,
+        ),
         ModelCase(
             "conv-hard-swish",
             functional_config(
