@@ -10,6 +10,10 @@ def _implied_range(graph: Graph, input_name: str, dtype: str) -> tuple[float, fl
     """[0, 255] for integer inputs and for float inputs rescaled by ~1/255 or 1/127.5 inside
     the graph (EfficientNet, MobileNetV3, fixtures); otherwise None (calibration's default)."""
     if is_integer(dtype):
+        # Token ids index an Embedding: stay inside its vocabulary.
+        dims = [u.config.get("input_dim") for u in graph.consumers(input_name) if u.class_name == "Embedding"]
+        if dims and all(isinstance(d, int) and d > 0 for d in dims):
+            return (0.0, float(min(dims) - 1))
         return (0.0, 255.0) if dtype in ("uint8", "int8", "int16", "uint16", "int32") else None
     frontier, seen = [input_name], set()
     for _ in range(3):  # look a few layers ahead: Cast → Rescaling → Normalization
