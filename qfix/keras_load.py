@@ -107,8 +107,12 @@ def input_specs(model: Any) -> list[InputSpec]:
 
 
 def output_names(model: Any) -> list[str]:
-    """Output names, in the order `call_model` returns outputs."""
-    return list(model.output_names)
+    """Output names, in the order `call_model` returns outputs. A tf_keras Sequential has no
+    `output_names`: its outputs are named after the layers that produce them."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    return [t.name.split("/")[0].split(":")[0] for t in getattr(model, "outputs", None) or []] or ["output_0"]
 
 
 def call_model(model: Any, by_name: dict[str, Any]) -> list[Any]:

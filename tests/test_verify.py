@@ -121,3 +121,20 @@ def test_fidelity_refuses_inputs_it_cannot_match_by_name():
     with pytest.raises(QfixError) as e:
         _match_inputs(["frame", "features"], ["args_0", "args_1"])
     assert e.value.code == "QF909"
+
+
+@pytest.mark.tf
+def test_float_equivalence_on_a_tf_keras_sequential(tmp_path):
+    """A tf_keras Sequential has no `output_names`; outputs are named after their layers."""
+    import tf_keras
+
+    from qfix.calibration import InputSpec, synthetic_calibration
+    from qfix.keras_load import load_model, output_names
+    from qfix.verify import float_equivalence
+
+    seq = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2, name="head")])
+    seq.save(tmp_path / "seq.keras")
+    model = load_model(tmp_path / "seq.keras", "tf_keras")
+    assert output_names(model) == ["head"]
+    calib = synthetic_calibration([InputSpec(model.layers[0].input.name.split(":")[0], (None, 4), "float32")], n=2)
+    assert float_equivalence(model, model, calib) == 0.0
