@@ -161,6 +161,7 @@ def verify_model(model: Any, graph: Graph, profile: Profile, calib: Any, progres
     tfl = read_tflite(converted.tflite)
     names = [layer.name for _, layer in graph.walk()]
     placement = check(tfl, profile, names)
+    _attribute_op_nodes(placement, tfl, graph)
     compiler = None
     if profile.id == "edgetpu":
         compiled = run_compiler(converted.tflite)
@@ -171,6 +172,31 @@ def verify_model(model: Any, graph: Graph, profile: Profile, calib: Any, progres
     fid = fidelity(model, converted.tflite, calib)
     return Verification(placement, fid, compiler, converted.seconds, converted.tflite, calib.source,
                         recipe.description)
+
+
+def _attribute_op_nodes(placement: Any, tfl: Any, graph: Graph) -> None:
+    """Keras 3 op nodes (`keras.ops.cast` → layer 'cast') lower to TF ops named by op type
+    ('model_1/Cast'), which name matching misses: match the last scope component, ignoring case
+    (and, failing that, the `_N` suffix), against the op-node layers only."""
+    import re
+
+    op_nodes = {l.name.lower(): l.name for _, l in graph.walk() if l.is_op}
+    if not op_nodes:
+        return
+    for p in placement.ops:
+        if p.layer is not None:
+            continue
+        for t in tfl.ops[p.index].outputs:
+            if t < 0:
+                continue
+            last = tfl.tensors[t].name.split(";")[0].split("/")[-1].split(":")[0]
+            key = next((k for k in (last.lower(), re.sub(r"_\d+$", "", last).lower()) if k in op_nodes), None)
+            if key is not None:
+                p.layer = op_nodes[key]
+                break
+    first = placement.first_unsupported
+    if first is not None and first.get("layer") is None:
+        first["layer"] = placement.ops[first["index"]].layer
 
 
 def verification_findings(ver: Verification, profile: Profile) -> list[Violation]:

@@ -70,6 +70,7 @@ def test_two_input_uint8_frame_and_float_features(dialect):
     pl = res.verification.placement
     assert not pl.fully_on_target and res.exit_code() == 1
     assert pl.first_unsupported["op"] == "CAST"
+    assert pl.first_unsupported["layer"] == ("cast" if dialect == "k3" else "tf.cast")
     codes = {v.code for v in res.findings}
     assert "QF102" in codes  # the uint8 frame cast inside the graph
     if dialect == "k3":
