@@ -35,7 +35,7 @@ def main_command(
     target: str = typer.Option("edgetpu", "--target", "-t", help="edgetpu, int8, or a profile .toml"),
     check: bool = typer.Option(False, "--check", help="report only: write nothing"),
     calibration: Optional[str] = typer.Option(None, "--calibration", help=".npz keyed by input name, .npy, or an image folder"),
-    output_format: str = typer.Option("text", "--format", help="text or json"),
+    output_format: str = typer.Option("text", "--format", help="text, json, or concise (source files)"),
     custom_objects: Optional[str] = typer.Option(None, "--custom-objects", help="module that registers custom layer classes"),
     trust_lambdas: bool = typer.Option(False, "--trust-lambdas", help="allow loading Lambda bytecode from the file"),
     mode: str = typer.Option("ptq", "--mode", help="ptq (post-training) or qat (quantization-aware training)"),
@@ -50,8 +50,8 @@ def main_command(
     in_place: bool = typer.Option(False, "--in-place", help="overwrite the input model with the fixed one"),
 ) -> None:
     console = Console(stderr=False)
-    if output_format not in ("text", "json"):
-        raise QfixError("QF914", f"--format must be text or json, not {output_format!r}")
+    if output_format not in ("text", "json", "concise"):
+        raise QfixError("QF914", f"--format must be text, json or concise, not {output_format!r}")
     if mode not in ("ptq", "qat"):
         raise QfixError("QF914", f"--mode must be ptq or qat, not {mode!r}")
     models = [p for p in paths if p.suffix in (".keras", ".h5", ".hdf5") or (p.is_dir() and (p / "saved_model.pb").exists())]
@@ -60,6 +60,9 @@ def main_command(
             raise QfixError("QF914", "give one model file at a time")
         from .pipeline import Options
         from .model_cli import run_model
+
+        if output_format == "concise":
+            output_format = "text"
 
         opts = Options(target=target, calibration=calibration, custom_objects=custom_objects,
                        trust_lambdas=trust_lambdas, mode=mode, select=_csv(select), ignore=_csv(ignore),

@@ -20,6 +20,9 @@ CODES = {
     "QF912": "bad-target-profile",
     "QF913": "output-write-failed",
     "QF914": "bad-usage",
+    # reported as findings by source runs, which go on with the next file
+    "QF915": "source-parse-error",
+    "QF916": "fix-failed",
 }
 
 
