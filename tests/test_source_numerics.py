@@ -77,3 +77,80 @@ def test_mixed_dtype_cast_keeps_outputs():
     out_b = np.asarray(ns_b["model"]([xa, xb]))
     assert out_b.dtype == np.float32
     assert np.max(np.abs(out_a.astype("float32") - out_b)) <= 1e-5
+
+
+def test_converter_recipe_fixes_give_a_full_integer_model(tmp_path):
+    """QF402 + QF403 fixes on a typical Coral export script: the result converts, with int8
+    ops only and uint8 I/O."""
+    pytest.importorskip("tensorflow")
+    tf_keras = pytest.importorskip("tf_keras")
+    import numpy as np
+
+    src = textwrap.dedent(
+        """\
+        import numpy as np
+        import tensorflow as tf
+
+        def representative_data_gen():
+            for x in images[:8]:
+                yield [np.expand_dims(x, 0).astype(np.float32)]
+
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_data_gen
+        tflite_model = converter.convert()
+        """
+    )
+    fixed = fix_source(src, target="edgetpu", unsafe_fixes=True).code
+    assert "TFLITE_BUILTINS_INT8" in fixed and "inference_input_type = tf.uint8" in fixed
+    inputs = tf_keras.Input((8, 8, 3))
+    x = tf_keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(x))
+    ns = {"model": model, "images": np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 3)).astype("float32")}
+    exec(fixed, ns)  # noqa: S102
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    interp = Interpreter(model_content=ns["tflite_model"])
+    assert interp.get_input_details()[0]["dtype"] == np.uint8
+    assert interp.get_output_details()[0]["dtype"] == np.uint8
+
+
+def test_qat_trap_fix_makes_conversion_work():
+    """QF404: the original QAT export raises ValueError on TF 2.x; the fixed one converts."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow_model_optimization")
+    pytest.importorskip("tf_keras")
+    import subprocess
+    import sys
+
+    src = textwrap.dedent(
+        """\
+        import os
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        import tensorflow as tf
+        import tensorflow_model_optimization as tfmot
+        import tf_keras as keras
+
+        i = keras.Input((8, 8, 3))
+        o = keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(i)))
+        q = tfmot.quantization.keras.quantize_model(keras.Model(i, o))
+        converter = tf.lite.TFLiteConverter.from_keras_model(q)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        tflite_model = converter.convert()
+        print("CONVERTED", len(tflite_model))
+        """
+    )
+    from qfix.source.engine import select_rules
+
+    fixed = fix_source(src, rules=select_rules(select=["QF404"])).code
+    assert "supported_ops" not in fixed
+    before = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=600)
+    after = subprocess.run([sys.executable, "-c", fixed], capture_output=True, text=True, timeout=600)
+    assert "CONVERTED" not in before.stdout and "representative_dataset" in before.stderr
+    assert "CONVERTED" in after.stdout, after.stderr[-2000:]
