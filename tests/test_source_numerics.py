@@ -154,3 +154,29 @@ def test_qat_trap_fix_makes_conversion_work():
     after = subprocess.run([sys.executable, "-c", fixed], capture_output=True, text=True, timeout=600)
     assert "CONVERTED" not in before.stdout and "representative_dataset" in before.stderr
     assert "CONVERTED" in after.stdout, after.stderr[-2000:]
+
+
+def test_keras3_with_tfmot_fix_makes_quantize_model_work():
+    """QF501: `import keras` (Keras 3) + tfmot fails; the fixed script quantizes."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow_model_optimization")
+    pytest.importorskip("tf_keras")
+    import subprocess
+    import sys
+
+    src = textwrap.dedent(
+        """\
+        import keras
+        import tensorflow_model_optimization as tfmot
+
+        m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2)])
+        q = tfmot.quantization.keras.quantize_model(m)
+        print("QUANTIZED", len(q.layers))
+        """
+    )
+    fixed = fix_source(src, unsafe_fixes=True).code
+    assert "import tf_keras as keras" in fixed
+    before = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=600)
+    after = subprocess.run([sys.executable, "-c", fixed], capture_output=True, text=True, timeout=600)
+    assert "QUANTIZED" not in before.stdout
+    assert "QUANTIZED" in after.stdout, after.stderr[-2000:]
