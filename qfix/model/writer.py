@@ -7,13 +7,14 @@ model is never overwritten unless the caller says `in_place=True`.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_bytes
 from ..errors import error
 
 
@@ -40,28 +41,15 @@ def write_archive(
     target = Path(path)
     if source is not None and not in_place and _same_file(target, Path(source)):
         raise error("QF913", f"{target}: refusing to overwrite the input model (use --in-place)")
-    folder = target.parent if str(target.parent) else Path(".")
-    tmp_name = None
+    buf = io.BytesIO()
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for name, data in archive_bytes(config, metadata, weights_bytes).items():
-                    zf.writestr(name, data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a model file is ordinary data
-        os.replace(tmp_name, target)
-        tmp_name = None
+        # Stored, as Keras writes it: the reader then checks weights in place, without a copy.
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+            for name, data in archive_bytes(config, metadata, weights_bytes).items():
+                zf.writestr(name, data)
     except OSError as exc:
         raise error("QF913", f"{target}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass
-    return target
+    return write_bytes(target, buf.getvalue())
 
 
 def _same_file(a: Path, b: Path) -> bool:

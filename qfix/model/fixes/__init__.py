@@ -19,7 +19,7 @@ from typing import Any
 
 from ...types import Applicability, QfixError, Violation
 from ..archive import detect_dialect
-from ..edit import EditError, scope_of
+from ..edit import EditError, ModelEdit, make_layer, policy_name, scope_of
 from ..weights import layer_name
 
 FixResult = tuple[dict[str, Any], bytes, str]
@@ -40,6 +40,52 @@ def guarded(apply: Callable[..., FixResult]) -> Callable[..., FixResult]:
                             f"({type(exc).__name__}: {exc})") from exc
 
     return run
+
+
+def activation_name(raw: dict[str, Any]) -> str | None:
+    """The `activation` a layer entry applies (a name, or a serialized function's name)."""
+    act = (raw.get("config") or {}).get("activation")
+    if isinstance(act, dict):
+        act = act.get("config") if isinstance(act.get("config"), str) else act.get("class_name")
+    return act if isinstance(act, str) else None
+
+
+class Detached:
+    """A layer whose activation is being replaced by built-in layers computed from `x`.
+
+    A standalone Activation layer is dropped and its input is x; any other layer keeps its
+    weights, loses the activation, and its output is x. `finish(out)` makes the new layer the
+    activation's output (keeping the layer name, or the model output name, readers use)."""
+
+    def __init__(self, config: dict[str, Any], target: Any, dialect: str | None, names: set[str]):
+        self.dialect = resolve_dialect(config, dialect)
+        self.scope, self.name = locate(config, target)
+        self.edit = ModelEdit(config, self.dialect)
+        raw = self.edit.layer(self.name, self.scope)
+        if activation_name(raw) not in names:
+            raise EditError(f"{self.name!r} does not apply {'/'.join(sorted(names))}")
+        if len(raw.get("inbound_nodes") or []) != 1:
+            raise EditError(f"{self.name!r} is not called exactly once in a functional model")
+        self.dtype = policy_name(raw["config"].get("dtype")) or "float32"
+        self.standalone = raw.get("class_name") == "Activation"
+        if self.standalone:
+            self.x = self.edit.inputs_of(self.name, self.scope)[0]
+        else:
+            raw["config"]["activation"] = "linear"
+            self.x = (self.name, 0, 0)
+
+    def add(self, cls: str, cfg: dict[str, Any], suffix: str, inputs: list) -> tuple[str, int, int]:
+        layer = make_layer(cls, cfg, self.dialect, f"{self.name}_{suffix}", dtype=self.dtype)
+        return (self.edit.add(layer, inputs, self.scope), 0, 0)
+
+    def finish(self, out: tuple[str, int, int]) -> str:
+        edit, name, scope = self.edit, self.name, self.scope
+        edit.rewire((name, 0, 0), out, scope)
+        if self.standalone:  # nobody reads the Activation now; its name goes to the result
+            edit.remove(name, scope)
+            edit.rename(out[0], name, scope)
+            return name
+        return edit.take_output_name(out[0], name, scope)
 
 
 def resolve_dialect(config: dict[str, Any], dialect: str | None) -> str:

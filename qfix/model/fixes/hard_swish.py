@@ -18,57 +18,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..edit import EditError, ModelEdit, make_layer, policy_name
-from . import FixResult, guarded, locate, resolve_dialect
+from . import Detached, FixResult, activation_name, guarded
 
 HARD_SWISH = {"hard_swish", "hard_silu"}
 CODE = "QF302"
 
 
 def accepts(raw: dict[str, Any]) -> bool:
-    return activation_of(raw) in HARD_SWISH
-
-
-def activation_of(raw: dict[str, Any]) -> str | None:
-    act = (raw.get("config") or {}).get("activation")
-    if isinstance(act, dict):  # a serialized function
-        act = act.get("config") if isinstance(act.get("config"), str) else act.get("class_name")
-    return act if isinstance(act, str) else None
+    return activation_name(raw) in HARD_SWISH
 
 
 @guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
-    dialect = resolve_dialect(config, dialect)
-    scope, name = locate(config, target)
-    edit = ModelEdit(config, dialect)
-    raw = edit.layer(name, scope)
-    if activation_of(raw) not in HARD_SWISH:
-        raise EditError(f"{name!r} does not apply hard_swish")
-    if len(raw.get("inbound_nodes") or []) != 1:
-        raise EditError(f"{name!r} is not called exactly once in a functional model")
-    dtype = policy_name(raw["config"].get("dtype")) or "float32"
-    standalone = raw.get("class_name") == "Activation"
-    if standalone:  # the activation's input is x
-        x = edit.inputs_of(name, scope)[0]
-    else:  # the layer computes x; it keeps its weights and loses the activation
-        raw["config"]["activation"] = "linear"
-        x = (name, 0, 0)
-
-    def layer(cls: str, cfg: dict[str, Any], suffix: str) -> dict[str, Any]:
-        return make_layer(cls, cfg, dialect, f"{name}_{suffix}", dtype=dtype)
-
-    shifted = edit.add(layer("Rescaling", {"scale": 1.0, "offset": 3.0}, "plus3"), [x], scope)
-    gate = edit.add(layer("ReLU", {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}, "relu6"),
-                    [(shifted, 0, 0)], scope)
-    scaled = edit.add(layer("Rescaling", {"scale": 1.0 / 6.0, "offset": 0.0}, "div6"), [x], scope)
-    out = edit.add(layer("Multiply", {}, "hswish"), [(scaled, 0, 0), (gate, 0, 0)], scope)
-    edit.rewire((name, 0, 0), (out, 0, 0), scope)
-    if standalone:  # nobody reads the Activation now; its name goes to the product
-        edit.remove(name, scope)
-        edit.rename(out, name, scope)
-        out = name
-    else:
-        out = edit.take_output_name(out, name, scope)
-    note = f"hard_swish of {name!r} → (x/6)·relu6(x+3) ({out!r}), which the converter does not fuse"
-    return edit.config, edit.weights(weights_bytes), note
+    d = Detached(config, target, dialect, HARD_SWISH)
+    shifted = d.add("Rescaling", {"scale": 1.0, "offset": 3.0}, "plus3", [d.x])
+    gate = d.add("ReLU", {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}, "relu6", [shifted])
+    scaled = d.add("Rescaling", {"scale": 1.0 / 6.0, "offset": 0.0}, "div6", [d.x])
+    out = d.finish(d.add("Multiply", {}, "hswish", [scaled, gate]))
+    note = f"hard_swish of {d.name!r} → (x/6)·relu6(x+3) ({out!r}), which the converter does not fuse"
+    return d.edit.config, d.edit.weights(weights_bytes), note
 
