@@ -32,7 +32,8 @@ def _csv(values: Optional[List[str]]) -> Optional[List[str]]:
 @app.command()
 def main_command(
     paths: List[Path] = typer.Argument(..., help="a .keras model, or .py files / folders"),
-    target: str = typer.Option("edgetpu", "--target", "-t", help="edgetpu, int8, or a profile .toml"),
+    target: Optional[str] = typer.Option(None, "--target", "-t",
+                                         help="edgetpu (default for models), int8, or a profile .toml"),
     check: bool = typer.Option(False, "--check", help="report only: write nothing"),
     calibration: Optional[str] = typer.Option(None, "--calibration", help=".npz keyed by input name, .npy, or an image folder"),
     output_format: str = typer.Option("text", "--format", help="text, json, or concise (source files)"),
@@ -64,7 +65,7 @@ def main_command(
         if output_format == "concise":
             output_format = "text"
 
-        opts = Options(target=target, calibration=calibration, custom_objects=custom_objects,
+        opts = Options(target=target or "edgetpu", calibration=calibration, custom_objects=custom_objects,
                        trust_lambdas=trust_lambdas, mode=mode, select=_csv(select), ignore=_csv(ignore),
                        samples=samples, static_only=static)
         code = run_model(paths[0], opts, console, output_format=output_format, check=check, diff=diff,

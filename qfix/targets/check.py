@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from ..tflite_model import FLOAT_DTYPES, Op, Tensor, TfliteModel, op_layer
-from . import OpSpec, Profile, Rule
+from . import Profile, Rule
 
 # ---- predicates: (model, op, **args) -> None when the constraint holds, else what breaks it.
 

@@ -50,6 +50,18 @@ def activation_name(raw: dict[str, Any]) -> str | None:
     return act if isinstance(act, str) else None
 
 
+def open_edit(config: dict[str, Any], target: Any, dialect: str | None):
+    """The edit, the finding's scope and layer name, and the graph of that scope: what a fix
+    that reasons about the graph around its layer starts from."""
+    from ..graph import build_graph
+
+    dialect = resolve_dialect(config, dialect)
+    scope, name = locate(config, target)
+    edit = ModelEdit(config, dialect)
+    graph = build_graph(edit.model(scope) if scope else edit.config, dialect)
+    return edit, scope, name, graph
+
+
 class Detached:
     """A layer whose activation is being replaced by built-in layers computed from `x`.
 

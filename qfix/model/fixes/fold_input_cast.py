@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..edit import EditError, ModelEdit
-from ..graph import build_graph
-from . import FixResult, guarded, locate, resolve_dialect
+from ..edit import EditError
+from . import FixResult, guarded, open_edit
 
 # Integers every value of which float32 holds exactly (|x| < 2**24).
 EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "bool"}
@@ -33,10 +32,8 @@ def accepts(raw: dict[str, Any]) -> bool:
 @guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     """`target` is the cast (or the implicitly casting layer) the finding names, or the input."""
-    dialect = resolve_dialect(config, dialect)
-    scope, name = locate(config, target)
-    edit = ModelEdit(config, dialect)
-    graph = build_graph(edit.model(scope) if scope else edit.config, dialect)
+    edit, scope, name, graph = open_edit(config, target, dialect)
+    dialect = edit.dialect
     layer = graph.layers.get(name)
     if layer is None:
         raise EditError(f"no layer named {name!r}")

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..edit import EditError, ModelEdit
-from ..graph import build_graph
-from . import FixResult, guarded, locate, resolve_dialect
+from ..edit import EditError
+from . import FixResult, guarded, open_edit
 
 CODE = "QF302"
 
@@ -76,10 +75,8 @@ def find(graph: Any) -> list[tuple[str, str]]:
 @guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
     """Rewire the spelled-out hard_swish whose Multiply is `target` (see `find`)."""
-    dialect = resolve_dialect(config, dialect)
-    scope, name = locate(config, target)
-    edit = ModelEdit(config, dialect)
-    graph = build_graph(edit.model(scope) if scope else edit.config, dialect)
+    edit, scope, name, graph = open_edit(config, target, dialect)
+    dialect = edit.dialect
     match = dict(find(graph)).get(name)
     if match is None:
         raise EditError(f"{name!r} is not the product of a spelled-out hard_swish")

@@ -15,7 +15,7 @@ from typing import Any
 from ...types import QfixError
 from ..edit import EditError, ModelEdit
 from ..graph import build_graph, is_float, is_integer, tensor_dtype
-from . import FixResult, fold_input_cast, guarded, locate, resolve_dialect
+from . import FixResult, fold_input_cast, guarded, open_edit
 
 CODE = "QF101"
 MERGES = {"Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot"}
@@ -43,10 +43,8 @@ def defers(model: dict[str, Any], name: str, dialect: str) -> bool:
 
 @guarded
 def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
-    dialect = resolve_dialect(config, dialect)
-    scope, name = locate(config, target)
-    edit = ModelEdit(config, dialect)
-    graph = build_graph(edit.model(scope) if scope else edit.config, dialect)
+    edit, scope, name, graph = open_edit(config, target, dialect)
+    dialect = edit.dialect
     merge = graph.layers.get(name)
     if merge is None or merge.class_name not in MERGES:
         raise EditError(f"{name!r} is not a merge layer")
