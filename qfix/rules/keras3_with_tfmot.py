@@ -1,4 +1,4 @@
-"""QF501 keras3-with-tfmot (source side; a model side may be appended by the lead)."""
+"""QF501 keras3-with-tfmot: the model side (a `.keras` config) and the source side (the code that builds it)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from ..source.names import dotted
 from ..source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
 from ..source.util import iter_nodes, string_value
 from ..types import Applicability
+from ..model.build import functional_config
+from .base import ModelCase, ModelRule
 
 ENV_LINES = 'import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\n'
 _KERAS3_ONLY = ("keras.ops", "keras.src", "keras.random", "keras.tree", "keras.quantizers", "keras.export", "keras.distribution", "keras.config")
@@ -171,3 +173,52 @@ class Keras3WithTfmot(SourceRule):
             if isinstance(n, cst.SimpleString) and string_value(n) == "TF_USE_LEGACY_KERAS":
                 return True
         return False
+
+
+# --- model side ----------------------------------------------------------------------------
+
+
+class Keras3WithTfmotModel(ModelRule):
+    """
+    What it does: with `--mode qat`, reports a model saved by Keras 3.
+
+    Why is this bad? tensorflow-model-optimization works only with Keras 2 (tf_keras); a Keras 3
+    model fails with "'to_quantize' can only either be a keras Sequential or Functional model".
+
+    Example: a `.keras` file whose metadata says keras_version 3.x, passed to quantize_model.
+
+    Use instead: rebuild and train the model with tf_keras (`import tf_keras as keras`,
+    `TF_USE_LEGACY_KERAS=1`), or use post-training quantization (qfix's default).
+
+    Fix safety: display-only (reported only for now).
+
+    Targets: all, in --mode qat.
+    """
+
+    code = "QF501"
+    name = "keras3-with-tfmot"
+    fix_applicability = Applicability.DISPLAY_ONLY
+
+    def check(self, graph, ctx):
+        if ctx.mode == "qat" and graph.dialect == "keras3":
+            yield self.violation(
+                f"model {graph.name!r} was saved by Keras 3, but tfmot quantization-aware training needs "
+                "a tf_keras (Keras 2) model",
+                None,
+                fix="rebuild with tf_keras and TF_USE_LEGACY_KERAS=1, or use post-training quantization",
+            )
+
+    CASES = [
+        ModelCase(
+            "keras3-qat",
+            functional_config([("x", (1, 4), "float32")], [("d", "Dense", {"units": 2}, ["x"])], ["d"]),
+            fires=True,
+            mode="qat",
+            count=1,
+        ),
+        ModelCase(
+            "keras3-ptq",
+            functional_config([("x", (1, 4), "float32")], [("d", "Dense", {"units": 2}, ["x"])], ["d"]),
+            fires=False,
+        ),
+    ]

@@ -1,4 +1,4 @@
-"""QF202 lambda-layer (source side; the model side is appended by the lead)."""
+"""QF202 lambda-layer: the model side (a `.keras` config) and the source side (the code that builds it)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from ..source.names import last_name
 from ..source.rule import AddImport, Invalid, RemoveUnusedImport, Replace, SourceRule, Valid
 from ..source.util import arg, expr, is_const, number, string_value, uses_name
 from ..types import Applicability
+from ..model.build import functional_config
+from .base import ModelCase, ModelRule
 
 _RELU6 = {"tensorflow.nn.relu6", "keras.activations.relu6", "keras.ops.relu6", "keras.ops.nn.relu6", "keras.backend.relu6"}
 _RELU = {"tensorflow.nn.relu", "keras.activations.relu", "keras.ops.relu", "keras.ops.nn.relu", "keras.backend.relu"}
@@ -270,3 +272,63 @@ class LambdaLayer(SourceRule):
             h, w = (self.code_for(e.value).strip() for e in size.value.elements)
             return "Resizing", [h, w, f"interpolation={method!r}"]
         return None
+
+
+# --- model side ----------------------------------------------------------------------------
+
+
+class LambdaLayerModel(ModelRule):
+    """
+    What it does: finds Lambda layers in a model file.
+
+    Why is this bad? A Lambda stores Python bytecode. Loading it means running code from the
+    file (Keras refuses in safe mode), its bytecode only loads on the Python version that wrote
+    it, and tfmot cannot quantize it. qfix never runs it.
+
+    Example: `Lambda(lambda t: t * 2.0)`
+
+    Use instead: a built-in layer (Rescaling, ReLU(max_value=6), Resizing…) or a registered
+    custom layer. `qfix train.py` rewrites simple Lambda bodies in the source.
+
+    Fix safety: display-only on the model (the body is never decompiled); pass
+    `--trust-lambdas` to convert a model you trust as it is.
+
+    Targets: all.
+    """
+
+    code = "QF202"
+    name = "lambda-layer"
+    fix_applicability = Applicability.DISPLAY_ONLY
+
+    def check(self, graph, ctx):
+        trusted = ctx.options.get("trust_lambdas", False)
+        for _, layer in graph.walk():
+            if layer.class_name == "Lambda":
+                fn = layer.config.get("function")
+                kind = "Python bytecode" if isinstance(fn, (list, dict)) else "a function reference"
+                tail = "loaded because --trust-lambdas was given" if trusted else \
+                    "qfix never runs it; the model cannot be converted without --trust-lambdas"
+                yield self.violation(
+                    f"Lambda {layer.name!r} holds {kind}; {tail}",
+                    layer.name,
+                    fix="replace the Lambda with a built-in layer in the code that builds the model",
+                    pointer=layer.pointer,
+                )
+
+    CASES = [
+        ModelCase(
+            "lambda",
+            functional_config(
+                [("x", (None, 4), "float32")],
+                [("lam", "Lambda", {"function": {"class_name": "__lambda__", "config": {"code": "4wEA"}}}, ["x"])],
+                ["lam"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "builtin",
+            functional_config([("x", (None, 4), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
+            fires=False,
+        ),
+    ]
