@@ -28,8 +28,10 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) bench/bench_check.py
 	$(PY) bench/bench_static.py
+	$(PY) bench/bench_check.py
+	$(PY) bench/bench_convert.py
+	$(PY) bench/bench_codemod.py
 
 fixtures: $(STAMP)
 	$(PY) fixtures/build.py
