@@ -188,7 +188,8 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
             run.before = verify_model(original, graph, profile, calib, progress, " the original")
         fixed = candidate(config, weights, "fixed") if run.active else original
         fixed_graph = build_graph(config, archive.dialect)
-        after = verify_model(fixed, fixed_graph, profile, for_inputs(calib, fixed_graph), progress,
+        fixed_calib = for_inputs(calib, fixed_graph)
+        after = verify_model(fixed, fixed_graph, profile, fixed_calib, progress,
                              " the fixed model" if run.active else "")
         # Roll back, rule by rule (last applied first), whatever made the target check worse.
         while run.before is not None and (why := worse(run.before, after)) and run.active:
@@ -203,14 +204,16 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
                 skip_codes={f.code for f in run.fixes} - kept)
             fixed = candidate(config, weights, f"fixed-{len(run.fixes)}") if run.active else original
             fixed_graph = build_graph(config, archive.dialect)
-            after = verify_model(fixed, fixed_graph, profile, for_inputs(calib, fixed_graph), progress,
-                                 " the fixed model")
+            fixed_calib = for_inputs(calib, fixed_graph)
+            after = verify_model(fixed, fixed_graph, profile, fixed_calib, progress, " the fixed model")
         run.config = config
         if run.before is None:
             run.before = after if run.active else None
         if run.active:
             progress("comparing the fixed float model with the original")
-            run.float_equivalence = float_equivalence(original, fixed, calib)
+            # Same samples as the fixed model saw (each model casts them to its own input dtype),
+            # so the fixed model's float outputs are reused from its fidelity check.
+            run.float_equivalence = float_equivalence(original, fixed, fixed_calib)
 
     result.verification = after
     result.graph = build_graph(config, archive.dialect)
