@@ -5,7 +5,6 @@ every case fails before conversion or uses --static)."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import subprocess
 import sys
@@ -159,12 +158,9 @@ def test_bad_target_profile(tmp_path):
     expect_error(TINY, "QF912", "--target", str(prof))
 
 
-def test_lambda_bytecode_is_never_run(tmp_path):
-    """A Lambda whose body would write a file: qfix reports it and does not load the model."""
-    marker = tmp_path / "ran.txt"
-    src = FIXTURES / "lambda_cnn_k3.keras"
+def test_lambda_fixture_is_reported_not_loaded(tmp_path):
     p = tmp_path / "lambda.keras"
-    p.write_bytes(src.read_bytes())
+    p.write_bytes((FIXTURES / "lambda_cnn_k3.keras").read_bytes())
     before = digest(p)
     proc = qfix(str(p), "--check", "--format", "json", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
@@ -172,7 +168,30 @@ def test_lambda_bytecode_is_never_run(tmp_path):
     assert any(f["code"] == "QF202" for f in report["findings"])
     assert report["verification"]["converted"] is False
     assert "--trust-lambdas" in report["verification"]["reason"]
-    assert not marker.exists() and digest(p) == before
+    assert digest(p) == before
+
+
+@pytest.mark.tf
+def test_lambda_bytecode_is_never_run(tmp_path):
+    """A Lambda whose body writes a file when it runs: neither the check nor the main job
+    runs it (the file, removed after saving, never comes back)."""
+    import keras
+
+    marker = tmp_path / "ran.txt"
+    code = f"lambda t: (open({str(marker)!r}, 'w').close(), t)[1]"
+    inp = keras.Input((4,))
+    out = keras.layers.Lambda(eval(code))(keras.layers.Dense(2)(inp))
+    model_path = tmp_path / "evil.keras"
+    keras.Model(inp, out).save(model_path)
+    marker.unlink()  # building the model ran the body once, here, in the test
+    before = digest(model_path)
+    for args in (["--check"], [], ["--diff"]):
+        proc = qfix(str(model_path), *args, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr
+    assert not marker.exists()
+    assert digest(model_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.keras"]
 
 
 def test_unknown_layer_class_is_a_finding(tmp_path):
