@@ -188,3 +188,16 @@ def test_transformer_block_gets_as_far_as_it_can(tmp_path):
     assert not any(f.rolled_back for f in run.fixes)
     assert run.result.verification.placement.ops_on_target >= run.before.placement.ops_on_target
     assert run.result.exit_code() == 1
+
+
+@pytest.mark.tf
+def test_in_place_overwrites_only_when_asked(tmp_path):
+    src = tmp_path / "m.keras"
+    src.write_bytes((FIXTURES / "leaky_relu_cnn_k3.keras").read_bytes())
+    before = digest(src)
+    run = run_fix(src, Options(samples=SAMPLES), in_place=True)
+    assert run.outputs["model"] == str(src) and digest(src) != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras", "m.qfix.edgetpu.tflite"]
+    # the rewritten file is a valid model with nothing left to fix
+    again = run_fix(src, Options(samples=SAMPLES), out_dir=tmp_path)
+    assert not again.active and again.result.verification.placement.fully_on_target
