@@ -199,7 +199,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
                 if f.code == code:
                     f.rolled_back, f.reason = True, why
             kept = {f.code for f in run.active}
-            config, weights, reapplied, _ = apply_fixes(
+            config, weights, _, _ = apply_fixes(
                 copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe,
                 skip_codes={f.code for f in run.fixes} - kept)
             fixed = candidate(config, weights, f"fixed-{len(run.fixes)}") if run.active else original
