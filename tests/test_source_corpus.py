@@ -7,10 +7,8 @@ marked `slow`. `QFIX_CORPUS_LIMIT=N` samples N files evenly for a quicker run.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import libcst as cst
 import pytest
@@ -18,18 +16,11 @@ import pytest
 from qfix.source.engine import fix_source
 from qfix.source.runner import Job, collect_files, process_file
 
+from bench.bench_codemod import corpus_roots  # the same corpus the benchmark reads
+
 pytestmark = pytest.mark.slow
 
 TARGETS = (None, "edgetpu")
-
-
-def _roots() -> list[Path]:
-    roots = []
-    for name in ("tensorflow_model_optimization", "tf_keras", "keras"):
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations:
-            roots.append(Path(list(spec.submodule_search_locations)[0]))
-    return roots
 
 
 def _check(args: tuple[str, str | None]) -> dict:
@@ -56,7 +47,7 @@ def _check(args: tuple[str, str | None]) -> dict:
 
 @pytest.fixture(scope="module")
 def corpus() -> list[str]:
-    roots = _roots()
+    roots = corpus_roots()
     if not roots:
         pytest.skip("corpus packages not installed")
     files = [str(f) for f in collect_files(roots)]
