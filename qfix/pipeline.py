@@ -100,13 +100,16 @@ class Result:
         return 1 if self.blockers or self.not_converted else 0
 
 
+def context(profile: Profile, opts: Options) -> Context:
+    return Context(profile, opts.mode, {"trust_lambdas": opts.trust_lambdas, "custom_objects": opts.custom_objects})
+
+
 def load(path: str | Path, opts: Options) -> tuple[KerasArchive, Graph, Profile, list[Violation]]:
     """The static half: no TensorFlow."""
     profile = load_profile(opts.target)
     archive = read_archive(path)
     graph = build_graph(archive.config, archive.dialect)
-    ctx = Context(profile, opts.mode, {"trust_lambdas": opts.trust_lambdas, "custom_objects": opts.custom_objects})
-    return archive, graph, profile, lint(graph, ctx, opts.select, opts.ignore)
+    return archive, graph, profile, lint(graph, context(profile, opts), opts.select, opts.ignore)
 
 
 def why_not_loadable(findings: list[Violation], opts: Options) -> str | None:

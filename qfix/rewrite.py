@@ -25,7 +25,8 @@ from .model.lint import lint
 from .model.specs import input_specs
 from .atomic import write_bytes
 from .model.writer import write_archive
-from .pipeline import Options, Progress, Result, Verification, load, verification_findings, verify_model, why_not_loadable
+from .pipeline import (Options, Progress, Result, Verification, context, load, verification_findings, verify_model,
+                       why_not_loadable)
 from .rules.base import Context
 from .types import Applicability, Violation
 
@@ -155,7 +156,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     archive, graph, profile, findings = load(path, opts)
     result = Result(path, archive, graph, profile, findings)
     run = FixRun(result, mode=opts.mode)
-    ctx = Context(profile, opts.mode, {"trust_lambdas": opts.trust_lambdas, "custom_objects": opts.custom_objects})
+    ctx = context(profile, opts)
 
     original_weights = archive.weights_bytes
     config, weights, applied, run.skipped = apply_fixes(
@@ -163,7 +164,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     run.fixes, run.config = applied, config
     if diff_only:
         run.diff = config_diff(archive.config, config, path.name)
-        _mark_applied(result, run)
+        _mark_applied(result, run, build_graph(config, archive.dialect))
         return run
     result.not_converted = why_not_loadable(findings, opts)
     if result.not_converted:
@@ -216,9 +217,9 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
             run.float_equivalence = float_equivalence(original, fixed, fixed_calib)
 
     result.verification = after
-    result.graph = build_graph(config, archive.dialect)
+    result.graph = fixed_graph  # built from the final config above
     result.findings = findings + verification_findings(after, profile)
-    _mark_applied(result, run)
+    _mark_applied(result, run, fixed_graph)
     model_out, tflite_out = output_paths(path, profile.id, out_dir, in_place)
     write_archive(model_out, config, archive.metadata, weights, source=path, in_place=in_place)
     write_bytes(tflite_out, after.tflite)
@@ -227,13 +228,12 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     return run
 
 
-def _mark_applied(result: Result, run: FixRun) -> None:
+def _mark_applied(result: Result, run: FixRun, fixed_graph) -> None:
     """An original finding is resolved when the fixed model no longer has it: by its own fix,
     or by another one (folding an input cast also removes the uint8 ⊕ float merge)."""
-    if run.config is None or not run.active:
+    if not run.active:
         return
-    remaining = {(v.code, v.location.layer) for v in lint(
-        build_graph(run.config, result.archive.dialect), Context(result.profile, run.mode), None, None)}
+    remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, Context(result.profile, run.mode), None, None)}
     for v in result.findings:
         if v.fix is not None and (v.code, v.location.layer) not in remaining:
             v.applied = True

@@ -65,6 +65,11 @@ class Layer:
         }
 
     @property
+    def is_cast(self) -> bool:
+        """`keras.ops.cast` (Keras 3 op node `Cast`) or `tf.cast` (tf_keras TFOpLambda)."""
+        return self.op_function in ("cast", "Cast")
+
+    @property
     def is_model(self) -> bool:
         return self.subgraph is not None
 
@@ -277,8 +282,7 @@ def _infer(graph: Graph) -> None:
         if layer.out_dtype is not None:
             continue
         in_dtypes = [graph.layers[r.layer].out_dtype for r in layer.inputs if r.layer in graph.layers]
-        fn = layer.op_function
-        if fn in ("cast", "Cast"):
+        if layer.is_cast:
             kw = layer.call_kwargs[0] if layer.call_kwargs else {}
             layer.out_dtype = kw.get("dtype") or layer.config.get("dtype")
         elif layer.class_name in PASSTHROUGH and in_dtypes:

@@ -37,9 +37,8 @@ class IntegerInputCast(ModelRule):
             if not is_integer(inp.out_dtype) or inp.out_dtype in ("int32", "int64"):
                 continue  # token ids feed Embedding lookups, not casts
             for user in graph.consumers(inp.name):
-                fn = user.op_function
-                if fn in ("cast", "Cast") or (user.class_name == "Rescaling" and is_float(user.dtype_policy)):
-                    how = "casts it to float" if fn else "casts it implicitly"
+                if user.is_cast or (user.class_name == "Rescaling" and is_float(user.dtype_policy)):
+                    how = "casts it to float" if user.is_cast else "casts it implicitly"
                     yield self.violation(
                         f"input {inp.name!r} is {inp.out_dtype} and {user.class_name} {user.name!r} {how} "
                         "inside the graph: a CAST op on device",

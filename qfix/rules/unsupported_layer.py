@@ -38,7 +38,7 @@ class UnsupportedLayer(ModelRule):
             key = layer_key(layer)
             if key in _ACTIVATION_LAYERS or key not in LAYER_OPS:
                 continue
-            if layer.op_function in ("cast", "Cast") and _reads_input(graph, layer):
+            if layer.is_cast and _reads_input(graph, layer):
                 continue  # an input cast is QF102's finding, with its fix
             missing = [op for op in LAYER_OPS[key] if not ctx.target.supports(op)]
             if not missing:

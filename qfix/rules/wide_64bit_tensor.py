@@ -37,7 +37,7 @@ class Wide64BitTensor(ModelRule):
             kind = None
             if layer.is_input and layer.out_dtype in WIDE:
                 kind = f"input {layer.name!r} is {layer.out_dtype}"
-            elif layer.op_function in ("cast", "Cast") and layer.out_dtype in WIDE:
+            elif layer.is_cast and layer.out_dtype in WIDE:
                 kind = f"{layer.class_name} {layer.name!r} casts to {layer.out_dtype}"
             elif not layer.is_input and layer.dtype_policy in WIDE:
                 kind = f"{layer.class_name} {layer.name!r} computes in {layer.dtype_policy}"

@@ -48,7 +48,7 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
     for user in graph.consumers(inp.name):
         if user.class_name in INTEGER_CONSUMERS:
             raise EditError(f"{user.class_name} {user.name!r} needs the integer input {inp.name!r}")
-        if user.op_function in ("cast", "Cast"):
+        if user.is_cast:
             if user.out_dtype != "float32" or len(user.inputs) != 1:
                 raise EditError(f"cast {user.name!r} is not a plain cast to float32")
             casts.append(user.name)

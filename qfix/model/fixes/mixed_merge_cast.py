@@ -36,7 +36,7 @@ def defers(model: dict[str, Any], name: str, dialect: str) -> bool:
     for ref in merge.inputs if merge is not None else []:
         source = graph.layers.get(ref.layer)
         if source is not None and source.is_input and is_integer(source.out_dtype) and any(
-                user.op_function in ("cast", "Cast") for user in graph.consumers(source.name)):
+                user.is_cast for user in graph.consumers(source.name)):
             return True
     return False
 
