@@ -16,8 +16,8 @@ from _common import built_application, timed
 REPEAT = 2
 BARE = """
 import sys
-from qfix.calibration import InputSpec, synthetic_calibration
-from qfix.convert import bare_convert, recipe_for
+from qfix.convert.calibration import InputSpec, synthetic_calibration
+from qfix.convert.converter import bare_convert, recipe_for
 size, samples = int(sys.argv[2]), int(sys.argv[3])
 spec = InputSpec("{name}", (None, size, size, 3), "float32", None)
 calib = synthetic_calibration([spec], n=samples)

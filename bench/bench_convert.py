@@ -40,10 +40,10 @@ def _one(args) -> dict:
     import tensorflow  # noqa: F401  (import cost kept out of the timings)
 
     from fixtures.applications import SELF_PREPROCESSING, build_application
-    from qfix.calibration import load_calibration
-    from qfix.convert import bare_convert, convert, recipe_for
-    from qfix.keras_load import input_specs, load_model
-    from qfix.verify import fidelity
+    from qfix.convert.calibration import load_calibration
+    from qfix.convert.converter import bare_convert, convert, recipe_for
+    from qfix.convert.keras import input_specs, load_model
+    from qfix.convert.fidelity import fidelity
 
     path = build_application(args.model, args.dialect, args.work_dir, args.size)
     dialect = "keras3" if args.dialect == "k3" else "tf_keras"

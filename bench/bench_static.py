@@ -12,7 +12,7 @@ from _common import built_application
 
 def main() -> None:
     path = built_application("NASNetMobile", "k3", 224)  # NASNetMobile needs 224x224 input
-    from qfix.pipeline import Options, load
+    from qfix.jobs.check import Options, load
 
     times = []
     for _ in range(7):

@@ -1,3 +1,3 @@
-from .cli import main
+from qfix.cli import main
 
 main()

@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import error
+from qfix.errors import error
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

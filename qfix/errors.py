@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .types import QfixError
+from qfix.types import QfixError
 
 # code -> short name; documented in README.md ("Errors").
 CODES = {

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from ..errors import error
+from qfix.errors import error
 
 # Caps: generous for real models (ResNet152 weights are ~240 MB), small enough that a
 # crafted archive cannot exhaust memory or disk.

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .graph import MODEL_CLASSES
-from .weights import LayerPath, layer_name, layer_paths, migrate
+from qfix.model.graph import MODEL_CLASSES
+from qfix.model.weights import LayerPath, layer_name, layer_paths, migrate
 
 Tensor = tuple[str, int, int]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..errors import error
+from qfix.errors import error
 
 MODEL_CLASSES = {"Functional", "Sequential", "Model"}
 # Layers whose output dtype is their input's: Keras only autocasts floating inputs.

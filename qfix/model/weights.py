@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .graph import MODEL_CLASSES
+from qfix.model.graph import MODEL_CLASSES
 
 LayerPath = tuple[str, ...]  # names of the enclosing models, then the layer's own name
 

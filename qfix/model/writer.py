@@ -14,8 +14,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_bytes
-from ..errors import error
+from qfix.atomic import write_bytes
+from qfix.errors import error
 
 
 def archive_bytes(config: dict[str, Any], metadata: dict[str, Any], weights_bytes: bytes) -> dict[str, bytes]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .. import __version__
+from qfix import __version__
 
 SCHEMA = 1
 

@@ -6,7 +6,7 @@ import importlib
 import pkgutil
 from functools import lru_cache
 
-_SKIP = {"base", "verify_base"}
+_SKIP = {"base", "lint"}
 
 
 @lru_cache(maxsize=1)

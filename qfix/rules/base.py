@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
-from ..types import Applicability, Fix, Location, Severity, Violation
+from qfix.types import Applicability, Fix, Location, Severity, Violation
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model.graph import Graph
-    from ..targets import Profile
+    from qfix.model.graph import Graph
+    from qfix.targets import Profile
 
 
 @dataclass
 class ModelCase:
-    """An embedded case: `layers` builds a config with qfix.model.build.functional_config."""
+    """An embedded case: `layers` builds a config with qfix.model.cases.functional_config."""
 
     name: str
     config: dict[str, Any]
@@ -68,3 +68,17 @@ class ModelRule:
             severity=severity or self.severity,
             fix=Fix(app, fix) if (fix and app) else None,
         )
+
+
+class VerifyRule:
+    """A rule over the converted model's op-by-op placement (what static rules cannot predict)."""
+
+    SIDE: ClassVar[str] = "verify"
+    code: ClassVar[str]
+    name: ClassVar[str]
+
+    def check(self, placement: Any, profile: Any) -> Iterable[Violation]:  # pragma: no cover
+        raise NotImplementedError
+
+    def violation(self, message: str, layer: str | None, severity: Severity = Severity.BLOCKER) -> Violation:
+        return Violation(self.code, self.name, message, Location(layer=layer), severity)

@@ -6,10 +6,10 @@ from typing import Any
 
 import libcst as cst
 
-from ..source.names import last_name
-from ..source.rule import Invalid, Replace, SourceRule, Valid
-from ..source.util import arg, iter_nodes, string_value
-from ..types import Applicability
+from qfix.source.names import last_name
+from qfix.source.rule import Invalid, Replace, SourceRule, Valid
+from qfix.source.util import arg, iter_nodes, string_value
+from qfix.types import Applicability
 
 CASTS = {"tensorflow.cast", "keras.ops.cast", "keras.backend.cast", "tensorflow.saturate_cast"}
 Q_DTYPES = {"int8", "uint8"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..source.converter import ConverterAnalysis
-from ..source.rule import InsertStatements, Invalid, SourceRule, Valid, statements
-from ..types import Applicability
+from qfix.source.converter import ConverterAnalysis
+from qfix.source.rule import InsertStatements, Invalid, SourceRule, Valid, statements
+from qfix.types import Applicability
 
 _TEMPLATE = (
     "def representative_dataset():\n"

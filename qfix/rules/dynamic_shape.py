@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..source.names import last_name
-from ..source.rule import Invalid, Replace, SourceRule, Valid
-from ..source.util import arg
-from ..model.build import functional_config
-from ..types import Applicability, Severity
-from .base import ModelCase, ModelRule
+from qfix.source.names import last_name
+from qfix.source.rule import Invalid, Replace, SourceRule, Valid
+from qfix.source.util import arg
+from qfix.model.cases import functional_config
+from qfix.types import Applicability, Severity
+from qfix.rules.base import ModelCase, ModelRule
 
 INPUTS = {"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"}
 

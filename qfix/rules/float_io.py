@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..source.converter import ConverterAnalysis
-from ..source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
-from ..source.util import expr
-from ..types import Applicability
+from qfix.source.converter import ConverterAnalysis
+from qfix.source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
+from qfix.source.util import expr
+from qfix.types import Applicability
 
 
 class FloatIo(ConverterAnalysis, SourceRule):

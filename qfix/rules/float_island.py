@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .verify_base import VerifyRule
+from qfix.rules.base import VerifyRule
 
 
 class FloatIsland(VerifyRule):

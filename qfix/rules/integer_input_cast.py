@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..model.build import functional_config
-from ..model.graph import is_float, is_integer
-from ..types import Applicability
-from .base import ModelCase, ModelRule
+from qfix.model.cases import functional_config
+from qfix.model.graph import is_float, is_integer
+from qfix.types import Applicability
+from qfix.rules.base import ModelCase, ModelRule
 
 
 class IntegerInputCast(ModelRule):

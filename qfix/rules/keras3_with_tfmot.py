@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..source.names import dotted
-from ..source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
-from ..source.util import iter_nodes, string_value
-from ..types import Applicability
-from ..model.build import functional_config
-from .base import ModelCase, ModelRule
+from qfix.source.names import dotted
+from qfix.source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
+from qfix.source.util import iter_nodes, string_value
+from qfix.types import Applicability
+from qfix.model.cases import functional_config
+from qfix.rules.base import ModelCase, ModelRule
 
 ENV_LINES = 'import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\n'
 _KERAS3_ONLY = ("keras.ops", "keras.src", "keras.random", "keras.tree", "keras.quantizers", "keras.export", "keras.distribution", "keras.config")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..source.names import last_name
-from ..source.rule import AddImport, Invalid, RemoveUnusedImport, Replace, SourceRule, Valid
-from ..source.util import arg, expr, is_const, number, string_value, uses_name
-from ..types import Applicability
-from ..model.build import functional_config
-from .base import ModelCase, ModelRule
+from qfix.source.names import last_name
+from qfix.source.rule import AddImport, Invalid, RemoveUnusedImport, Replace, SourceRule, Valid
+from qfix.source.util import arg, expr, is_const, number, string_value, uses_name
+from qfix.types import Applicability
+from qfix.model.cases import functional_config
+from qfix.rules.base import ModelCase, ModelRule
 
 _RELU6 = {"tensorflow.nn.relu6", "keras.activations.relu6", "keras.ops.relu6", "keras.ops.nn.relu6", "keras.backend.relu6"}
 _RELU = {"tensorflow.nn.relu", "keras.activations.relu", "keras.ops.relu", "keras.ops.nn.relu", "keras.backend.relu"}

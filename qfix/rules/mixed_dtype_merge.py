@@ -6,13 +6,13 @@ from typing import Any
 
 import libcst as cst
 
-from ..source.names import keras_flavor, last_name
-from ..source.rule import Invalid, Replace, SourceRule, Valid
-from ..source.util import arg, expr, string_value
-from ..types import Applicability
-from ..model.build import functional_config
-from ..model.graph import is_float, is_integer, tensor_dtype
-from .base import ModelCase, ModelRule
+from qfix.source.names import keras_flavor, last_name
+from qfix.source.rule import Invalid, Replace, SourceRule, Valid
+from qfix.source.util import arg, expr, string_value
+from qfix.types import Applicability
+from qfix.model.cases import functional_config
+from qfix.model.graph import is_float, is_integer, tensor_dtype
+from qfix.rules.base import ModelCase, ModelRule
 
 INT_DTYPES = {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64"}
 INPUTS = {"keras.Input", "keras.layers.Input"}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..model.build import functional_config
-from ..types import Applicability, Severity
-from .base import ModelCase, ModelRule
+from qfix.model.cases import functional_config
+from qfix.types import Applicability, Severity
+from qfix.rules.base import ModelCase, ModelRule
 
 _INNER = functional_config(
     [("bin", (None, 4), "float32")], [("d", "Dense", {"units": 2}, ["bin"], "float32", (None, 2))], ["d"], "backbone"

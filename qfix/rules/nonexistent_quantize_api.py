@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..source.names import canonical, dotted
-from ..source.rule import AddImport, Invalid, Replace, SourceRule, Valid
-from ..source.util import expr
-from ..types import Applicability
+from qfix.source.names import canonical, dotted
+from qfix.source.rule import AddImport, Invalid, Replace, SourceRule, Valid
+from qfix.source.util import expr
+from qfix.types import Applicability
 
 _ADVICE = (
     "Keras has no quantize layer: quantize the whole model with "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..source.converter import INT8_OPS, ConverterAnalysis
-from ..source.rule import Invalid, RemoveStatement, SourceRule, Valid
-from ..types import Applicability
+from qfix.source.converter import INT8_OPS, ConverterAnalysis
+from qfix.source.rule import Invalid, RemoveStatement, SourceRule, Valid
+from qfix.types import Applicability
 
 
 class QatInt8OnlyTrap(ConverterAnalysis, SourceRule):

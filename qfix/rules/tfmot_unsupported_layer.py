@@ -6,10 +6,10 @@ from typing import Any
 
 import libcst as cst
 
-from ..source.names import last_name
-from ..source.rule import InsertStatements, Invalid, SourceRule, Valid, statements
-from ..source.util import arg
-from ..types import Applicability
+from qfix.source.names import last_name
+from qfix.source.rule import InsertStatements, Invalid, SourceRule, Valid, statements
+from qfix.source.util import arg
+from qfix.types import Applicability
 
 QUANTIZERS = {"tfmot.quantization.keras.quantize_model", "tfmot.quantization.keras.quantize_annotate_model"}
 MODEL_MAKERS = ("keras.Sequential", "keras.models.Sequential", "keras.Model", "keras.models.Model", "keras.models.load_model", "keras.saving.load_model")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import libcst as cst
 
-from ..source.names import last_name
-from ..source.rule import Invalid, SourceRule, Valid
-from ..source.util import arg, string_value
-from ..types import Applicability
-from ..model.build import functional_config
-from ..model.opmap import ACTIVATION_OPS, LAYER_OPS, activations_of
-from .base import ModelCase, ModelRule
+from qfix.source.names import last_name
+from qfix.source.rule import Invalid, SourceRule, Valid
+from qfix.source.util import arg, string_value
+from qfix.types import Applicability
+from qfix.model.cases import functional_config
+from qfix.model.opmap import ACTIVATION_OPS, LAYER_OPS, activations_of
+from qfix.rules.base import ModelCase, ModelRule
 
 ALIASES = {"hard_silu": "hard_swish", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu"}
 FUNCS = {
@@ -200,7 +200,7 @@ class UnsupportedActivationModel(ModelRule):
     def _spelled_hard_swish(self, graph, ctx):
         """`Multiply([x, relu6(x + 3) / 6])` (tf_keras MobileNetV3, hand-written code): no
         activation says hard_swish, but the converter fuses the pattern into HARD_SWISH."""
-        from ..model.fixes.hard_swish_spelled import find
+        from qfix.model.fixes.hard_swish_spelled import find
 
         if ctx.target.supports("HARD_SWISH"):
             return

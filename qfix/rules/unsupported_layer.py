@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..model.build import functional_config
-from ..model.opmap import LAYER_OPS, layer_key
-from ..types import Applicability
-from .base import ModelCase, ModelRule
+from qfix.model.cases import functional_config
+from qfix.model.opmap import LAYER_OPS, layer_key
+from qfix.types import Applicability
+from qfix.rules.base import ModelCase, ModelRule
 
 _ACTIVATION_LAYERS = {"LeakyReLU", "ELU"}  # reported by QF302
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..model.build import functional_config
-from ..types import Applicability
-from .base import ModelCase, ModelRule
+from qfix.model.cases import functional_config
+from qfix.types import Applicability
+from qfix.rules.base import ModelCase, ModelRule
 
 WIDE = {"int64", "uint64", "float64"}
 

@@ -12,7 +12,7 @@ import argparse
 import libcst as cst
 from libcst.codemod import CodemodContext, SkipFile, VisitorBasedCodemodCommand
 
-from .engine import fix_source
+from qfix.source.engine import fix_source
 
 
 class ApplyQfixFixes(VisitorBasedCodemodCommand):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..types import QfixError
+from qfix.types import QfixError
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import Any
 
 import libcst as cst
 
-from .names import dotted
-from .util import arg
+from qfix.source.names import dotted
+from qfix.source.util import arg
 
 CREATORS = {
     "tensorflow.lite.TFLiteConverter.from_keras_model",

@@ -21,9 +21,9 @@ from typing import Any, Callable, Iterable, Sequence
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from ..types import Applicability, Fix, Location, Severity, Violation
-from .names import Names
-from .rule import (
+from qfix.types import Applicability, Fix, Location, Severity, Violation
+from qfix.source.names import Names
+from qfix.source.rule import (
     AddImport,
     InsertStatements,
     RemoveStatement,
@@ -53,7 +53,7 @@ _SELECTED: dict[tuple, list[type[SourceRule]]] = {}
 def all_source_rules() -> list[type[SourceRule]]:
     global _ALL
     if _ALL is None:
-        from ..rules import source_rules
+        from qfix.rules import source_rules
 
         _ALL = source_rules()
     return list(_ALL)

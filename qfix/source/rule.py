@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import libcst as cst
 
-from ..types import Applicability, Fix, Location, Severity, Violation
+from qfix.types import Applicability, Fix, Location, Severity, Violation
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .engine import FileContext
+    from qfix.source.engine import FileContext
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..types import Location, Severity, Violation
-from .engine import fix_source, lint_source, select_rules
+from qfix.types import Location, Severity, Violation
+from qfix.source.engine import fix_source, lint_source, select_rules
 
 SKIP_DIRS = frozenset(
     {

@@ -102,7 +102,7 @@ def assign_target_names(node: cst.Assign | cst.AnnAssign) -> list[str]:
 
 def iter_nodes(node: cst.CSTNode):
     """Every meaningful node under `node` (pre-order), using the engine's fast field walk."""
-    from .engine import _fields
+    from qfix.source.engine import _fields
 
     stack: list[Any] = [node]
     CN = cst.CSTNode

@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..types import QfixError
+from qfix.types import QfixError
 
 PLACEMENTS = ("prefix", "islands", "all_or_nothing")
 CONFIDENCES = ("V", "M", "R")
@@ -109,7 +109,7 @@ def _bad(where: str, msg: str) -> QfixError:
 
 
 def _parse(text: str, where: str) -> Profile:
-    from .check import PREDICATES  # the names a rule may use
+    from qfix.targets.check import PREDICATES  # the names a rule may use
 
     try:
         doc = tomllib.loads(text)

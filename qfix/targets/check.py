@@ -13,8 +13,8 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..tflite_model import FLOAT_DTYPES, Op, Tensor, TfliteModel, op_layer
-from . import Profile, Rule
+from qfix.targets.tflite import FLOAT_DTYPES, Op, Tensor, TfliteModel, op_layer
+from qfix.targets import Profile, Rule
 
 # ---- predicates: (model, op, **args) -> None when the constraint holds, else what breaks it.
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from ...types import Applicability, QfixError, Violation
-from ..archive import detect_dialect
-from ..edit import EditError, ModelEdit, make_layer, policy_name, scope_of
-from ..weights import layer_name
+from qfix.types import Applicability, QfixError, Violation
+from qfix.model.archive import detect_dialect
+from qfix.model.edit import EditError, ModelEdit, make_layer, policy_name, scope_of
+from qfix.model.weights import layer_name
 
 FixResult = tuple[dict[str, Any], bytes, str]
 
@@ -53,7 +53,7 @@ def activation_name(raw: dict[str, Any]) -> str | None:
 def open_edit(config: dict[str, Any], target: Any, dialect: str | None):
     """The edit, the finding's scope and layer name, and the graph of that scope: what a fix
     that reasons about the graph around its layer starts from."""
-    from ..graph import build_graph
+    from qfix.model.graph import build_graph
 
     dialect = resolve_dialect(config, dialect)
     scope, name = locate(config, target)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..edit import ModelEdit
-from . import FixResult, guarded, locate, resolve_dialect
+from qfix.model.edit import ModelEdit
+from qfix.model.fixes import FixResult, guarded, locate, resolve_dialect
 
 CODE = "QF201"
 

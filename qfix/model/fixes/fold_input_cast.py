@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..edit import EditError
-from . import FixResult, guarded, open_edit
+from qfix.model.edit import EditError
+from qfix.model.fixes import FixResult, guarded, open_edit
 
 # Integers every value of which float32 holds exactly (|x| < 2**24).
 EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "bool"}

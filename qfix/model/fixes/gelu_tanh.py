@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import Detached, FixResult, activation_name, guarded
+from qfix.model.fixes import Detached, FixResult, activation_name, guarded
 
 CODE = "QF302"
 GELU = {"gelu"}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import Detached, FixResult, activation_name, guarded
+from qfix.model.fixes import Detached, FixResult, activation_name, guarded
 
 HARD_SWISH = {"hard_swish", "hard_silu"}
 CODE = "QF302"

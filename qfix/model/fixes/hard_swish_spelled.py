@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..edit import EditError
-from . import FixResult, guarded, open_edit
+from qfix.model.edit import EditError
+from qfix.model.fixes import FixResult, guarded, open_edit
 
 CODE = "QF302"
 

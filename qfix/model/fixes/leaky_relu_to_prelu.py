@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..edit import EditError, ModelEdit, initializer, make_layer, policy_name
-from . import FixResult, guarded, locate, resolve_dialect
+from qfix.model.edit import EditError, ModelEdit, initializer, make_layer, policy_name
+from qfix.model.fixes import FixResult, guarded, locate, resolve_dialect
 
 DEFAULT_SLOPE = 0.2  # keras.activations.leaky_relu and tf.nn.leaky_relu
 CODE = "QF302"

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...types import QfixError
-from ..edit import EditError, ModelEdit
-from ..graph import build_graph, is_float, is_integer, tensor_dtype
-from . import FixResult, fold_input_cast, guarded, open_edit
+from qfix.types import QfixError
+from qfix.model.edit import EditError, ModelEdit
+from qfix.model.graph import build_graph, is_float, is_integer, tensor_dtype
+from qfix.model.fixes import FixResult, fold_input_cast, guarded, open_edit
 
 CODE = "QF101"
 MERGES = {"Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot"}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..edit import ModelEdit
-from . import FixResult, guarded, locate, resolve_dialect
+from qfix.model.edit import ModelEdit
+from qfix.model.fixes import FixResult, guarded, locate, resolve_dialect
 
 NARROW = {"int64": "int32", "uint64": "int32", "float64": "float32"}
 CODE = "QF103"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..edit import ModelEdit
-from . import FixResult, guarded, resolve_dialect
+from qfix.model.edit import ModelEdit
+from qfix.model.fixes import FixResult, guarded, resolve_dialect
 
 CODE = "QF301"
 

@@ -1,0 +1,274 @@
+"""Target recipes and the Keras -> TFLite conversion (TensorFlow is imported only inside
+functions, here and in verify.py / keras_load.py).
+
+Conversion path, the same for both dialects on TF 2.21: a SavedModel whose one signature,
+`serving_default`, is a `tf.function` calling the model (training=False) on batch-1
+`tf.TensorSpec`s named after the InputLayers and returning a dict keyed by output name, then
+`TFLiteConverter.from_saved_model(dir, signature_keys=["serving_default"])`. That keeps the
+input names in the .tflite signature, lets the representative dataset yield dicts keyed by
+those names (TFLite orders inputs by name, not in Keras order: errors.md C3) and keeps integer
+inputs (uint8 frames, int64 ids) integer.
+
+Not `from_concrete_functions`: a frozen function has no SignatureDef, so calibration cannot be
+fed by name; with a trackable object it loses Keras 3 variables (READ_VARIABLE fails in
+calibration). Not `from_keras_model`: it keeps the dynamic batch, names Keras 3 inputs after
+their tensors ("keras_tensor_3"), and swallows export errors.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qfix.convert.calibration import Calibration
+from qfix.errors import error
+from qfix.convert.keras import (
+    Dialect,
+    call_model,
+    captured_output,
+    import_tf,
+    input_names,
+    output_names,
+    sniff_dialect,
+)
+
+SIGNATURE = "serving_default"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One target's converter settings (names follow the profile TOMLs: io_dtype, batch)."""
+
+    target: str
+    full_integer: bool  # full-integer post-training quantization with calibration data
+    io_dtype: str  # inference_input_type / inference_output_type for float model I/O
+    batch: int | None  # fixed batch size of the signature (None keeps the model's)
+    supported_ops: tuple[str, ...]  # tf.lite.OpsSet members
+    description: str
+
+
+RECIPES = {
+    "edgetpu": Recipe(
+        "edgetpu", True, "uint8", 1, ("TFLITE_BUILTINS_INT8",),
+        "full-integer PTQ, TFLITE_BUILTINS_INT8, uint8 I/O, batch 1 (Coral Edge TPU)",
+    ),
+    "int8": Recipe(
+        "int8", True, "int8", 1, ("TFLITE_BUILTINS_INT8",),
+        "full-integer PTQ, TFLITE_BUILTINS_INT8, int8 I/O, batch 1 (XNNPACK int8 CPU)",
+    ),
+    "float32": Recipe(
+        "float32", False, "float32", 1, ("TFLITE_BUILTINS",), "no quantization (float baseline)"
+    ),
+}
+
+
+def recipe_for(target_id: str) -> Recipe:
+    try:
+        return RECIPES[target_id]
+    except KeyError:
+        raise error(
+            "QF910", f"no conversion recipe for target {target_id!r} (known: {', '.join(RECIPES)})"
+        ) from None
+
+
+@dataclass
+class ConvertResult:
+    tflite: bytes
+    seconds: float
+    input_names: list[str]  # signature input names of the .tflite (sorted by TFLite)
+    log: str  # converter stderr/warnings, for --verbose and bug reports
+
+
+def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> ConvertResult:
+    """Convert an already loaded Keras model (either dialect) with the target's recipe."""
+    names = input_names(model)
+    if recipe.full_integer:
+        _check_calibration(calibration, names)
+    tf = import_tf()
+
+    def make_converter(tmp: str):
+        export = _export_saved_model(model, names, recipe.batch, tmp)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
+        _apply_recipe(converter, recipe, calibration)
+        return converter, f"qfix: serving signature exported via {export}\n"
+
+    return _run(make_converter, recipe)
+
+
+def bare_convert(
+    path: str | Path, recipe: Recipe, calibration: Calibration | None, dialect: Dialect | None = None
+) -> ConvertResult:
+    """The benchmark baseline: what a user writes by hand with the same recipe and samples.
+
+    load_model + `TFLiteConverter.from_keras_model` + the recipe, nothing else (no batch fix, no
+    name-keyed export). Single-input models get the usual positional `[x]` samples; multi-input
+    ones the name-keyed dict, the only form that converts. Its time includes the model load.
+    """
+    if recipe.full_integer and (calibration is None or not calibration.samples):
+        raise error("QF908", "full-integer quantization needs calibration samples; got none")
+    dialect = dialect or sniff_dialect(path)
+    tf = import_tf()
+
+    def make_converter(_tmp: str):
+        if dialect == "keras3":
+            import keras
+
+            model = keras.saving.load_model(path)
+        else:
+            import tf_keras
+
+            model = tf_keras.models.load_model(path)
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        _apply_recipe(converter, recipe, calibration, positional=len(model.inputs) == 1)
+        return converter, "bare: TFLiteConverter.from_keras_model\n"
+
+    return _run(make_converter, recipe)
+
+
+def _run(make_converter, recipe: Recipe) -> ConvertResult:
+    """Build (`make_converter(tmp_dir) -> (converter, note)`) and run a converter with its
+    output captured; a failure becomes one QF909 line (the full converter log rides along as
+    `QfixError.log` for --verbose)."""
+    failure: Exception | None = None
+    note = ""
+    start = time.perf_counter()
+    with captured_output() as log, tempfile.TemporaryDirectory(prefix="qfix-sm-") as tmp:
+        try:
+            converter, note = make_converter(tmp)
+            tflite = converter.convert()
+            seconds = time.perf_counter() - start
+            signature_inputs = _signature_inputs(tflite)
+        except Exception as e:  # export or converter failure, never a traceback
+            failure = e
+    if failure is not None:
+        err = error("QF909", f"{recipe.target} conversion failed: {_meaningful_line(failure)}")
+        err.log = note + log.text + str(failure)
+        raise err from None
+    return ConvertResult(tflite, seconds, signature_inputs, note + log.text)
+
+
+# --- steps ---------------------------------------------------------------------------------
+
+
+def dialect_of(model: Any) -> Dialect:
+    modules = (c.__module__ for c in type(model).__mro__)
+    return "tf_keras" if any(m.split(".")[0] == "tf_keras" for m in modules) else "keras3"
+
+
+def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir: str) -> str:
+    """Write the serving signature as a SavedModel; returns which export was used."""
+    tf = import_tf()
+    specs = [
+        tf.TensorSpec((batch, *tuple(t.shape)[1:]), tf.as_dtype(t.dtype), name=name)
+        for name, t in zip(names, model.inputs)
+    ]
+    outs = output_names(model)
+
+    def serve(inputs):
+        flat = inputs if len(specs) > 1 else [inputs]
+        return dict(zip(outs, call_model(model, dict(zip(names, flat)))))
+
+    signature = [specs if len(specs) > 1 else specs[0]]
+    fn = tf.function(serve, input_signature=signature)
+    try:
+        # Fast path: a bare tf.Module holding only the tf.Variables and the one function.
+        # Saving the model object itself re-traces every layer for Keras metadata (tf_keras)
+        # or tracks every resource (Keras 3 ExportArchive): 2-4x slower on MobileNetV2. Keras 3
+        # variables wrap a tf.Variable (`.value`), which is what the traced function captures.
+        holder = tf.Module()
+        holder.model_variables = [_tf_variable(v) for v in model.variables]
+        holder.serve = fn
+        tf.saved_model.save(holder, out_dir, signatures={SIGNATURE: fn.get_concrete_function()})
+        return "tf.Module"
+    except Exception:  # e.g. an untracked lookup-table resource: use the full exports
+        for child in Path(out_dir).iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if dialect_of(model) == "keras3":
+        import keras
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(SIGNATURE, serve, signature)
+        archive.write_out(out_dir, verbose=False)
+        return "keras.export.ExportArchive"
+    tf.saved_model.save(model, out_dir, signatures={SIGNATURE: fn.get_concrete_function()})
+    return "tf.saved_model.save(model)"
+
+
+def _tf_variable(v: Any) -> Any:
+    """The tf.Variable behind a Keras variable (Keras 3 wraps it in `.value`; tf_keras
+    variables are tf.Variables already, whose `.value` is a method)."""
+    tf = import_tf()
+    return v if isinstance(v, tf.Variable) else v.value
+
+
+def _apply_recipe(
+    converter: Any, recipe: Recipe, calibration: Calibration | None, positional: bool = False
+) -> None:
+    if not recipe.full_integer:
+        return
+    tf = import_tf()
+    samples = list(calibration.samples)
+
+    def representative_dataset():
+        for s in samples:
+            yield list(s.values()) if positional else dict(s)
+
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in recipe.supported_ops]
+    # Applies to float model inputs/outputs only; integer inputs (uint8 frames, int64 ids)
+    # keep their own dtype in the signature.
+    converter.inference_input_type = tf.as_dtype(recipe.io_dtype)
+    converter.inference_output_type = tf.as_dtype(recipe.io_dtype)
+
+
+def _check_calibration(calibration: Calibration | None, names: list[str]) -> None:
+    if calibration is None or not calibration.samples:
+        raise error("QF908", "full-integer quantization needs calibration samples; got none")
+    have = calibration.input_names
+    if sorted(have) != sorted(names):
+        raise error(
+            "QF908",
+            f"calibration inputs ({', '.join(have)}) are not the model inputs ({', '.join(names)})",
+        )
+
+
+def _signature_inputs(tflite: bytes) -> list[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner_sigs = Interpreter(model_content=tflite).get_signature_list()
+    sig = runner_sigs.get(SIGNATURE) or next(iter(runner_sigs.values()), {"inputs": []})
+    return list(sig["inputs"])
+
+
+# --- errors ----------------------------------------------------------------------
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_RAISED = re.compile(r"\b(\w+(?:Error|Exception)): (.+)")
+_NOISE = ("Traceback", "File ", "<unknown>", "Exception encountered", "in user code:")
+
+
+def _meaningful_line(e: BaseException) -> str:
+    """The line of a converter/Keras error that says something: an MLIR `error:` line, else a
+    `SomeError: message` line (tf.function wraps the real one in `in user code:` frames), else
+    the first line that is not a traceback frame."""
+    lines = [_ANSI.sub("", ln).strip() for ln in str(e).splitlines()]
+    lines = [ln for ln in lines if ln]
+    for ln in lines:
+        if "error:" in ln:
+            return ln[ln.index("error:") :][:300]
+    for ln in lines:
+        m = _RAISED.search(ln)
+        if m:
+            return f"{m.group(1)}: {m.group(2)}"[:300]
+    for ln in lines:
+        if not ln.startswith(_NOISE):
+            return ln[:300]
+    return type(e).__name__

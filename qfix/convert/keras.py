@@ -1,0 +1,202 @@
+"""Load a `.keras` file with the dialect that wrote it, running no code from the file.
+
+`safe_mode=True` makes both Keras 3 and tf_keras refuse to deserialise Lambda bytecode; only
+`trust_lambdas=True` (the CLI's --trust-lambdas) lifts it. Custom classes load only when the
+user names the module that registers them (--custom-objects MODULE), which is imported here
+and nowhere else. TensorFlow/Keras are imported inside the functions, never at module load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from qfix.convert.calibration import InputSpec
+from qfix.errors import error
+
+Dialect = Literal["keras3", "tf_keras"]
+
+
+def load_model(
+    path: str | Path,
+    dialect: Dialect,
+    custom_objects_module: str | None = None,
+    trust_lambdas: bool = False,
+) -> Any:
+    """Return the loaded (uncompiled) model; bad input raises QfixError, never a traceback."""
+    p = Path(path)
+    if not p.is_file():
+        raise error("QF907", f"model not found: {p}")
+    if dialect not in ("keras3", "tf_keras"):
+        raise error("QF914", f"unknown Keras dialect {dialect!r} (keras3 or tf_keras)")
+    if custom_objects_module:
+        import_custom_objects(custom_objects_module)
+    import_tf()
+    if dialect == "keras3":
+        import keras
+
+        loader = keras.saving.load_model
+    else:
+        import tf_keras
+
+        loader = tf_keras.models.load_model
+    try:
+        return loader(str(p), compile=False, safe_mode=not trust_lambdas)
+    except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
+        raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_load_failure(e)}")
+
+
+def _load_failure(e: BaseException) -> str:
+    """Keras' load errors are paragraphs, and the useful one is often a chained cause: name
+    the cause and the qfix option that addresses it."""
+    chain, cur = [], e
+    while cur is not None and len(chain) < 8:
+        chain.append(str(cur))
+        cur = cur.__cause__ or cur.__context__
+    text = "\n".join(chain)
+    if "safe_mode" in text and "ambda" in text:
+        return "a Lambda layer holds Python bytecode, which qfix does not run (--trust-lambdas)"
+    missing = re.findall(r"Could not (?:locate|deserialize) class '(\w+)'", text)
+    if missing and missing[0] in ("Functional", "Sequential", "Model"):
+        return f"class '{missing[0]}' not found: the file was written by the other Keras dialect"
+    if missing:
+        return f"unknown class '{missing[-1]}' (pass --custom-objects MODULE that registers it)"
+    return _first_line(e)
+
+
+def import_custom_objects(module: str) -> None:
+    """Import the user's module so its `register_keras_serializable` classes are registered."""
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # any failure inside the user's module, not only ImportError
+        raise error(
+            "QF911", f"--custom-objects {module}: import failed: {type(e).__name__}: {_first_line(e)}"
+        )
+
+
+def input_names(model: Any) -> list[str]:
+    """Model input names as the config spells them: the InputLayer names.
+
+    Keras 3 names an unnamed `Input`'s tensor "keras_tensor_N" but its InputLayer
+    "input_layer_N"; the config (and so the user's .npz keys) knows only the latter.
+    """
+    names = []
+    for t in model.inputs:
+        hist = getattr(t, "_keras_history", None)
+        owner = getattr(hist, "operation", None) or getattr(hist, "layer", None)
+        names.append(owner.name if owner is not None else t.name.split(":")[0])
+    return names
+
+
+def input_specs(model: Any) -> list[InputSpec]:
+    """InputSpecs read off a loaded model (the model side builds them from the graph instead;
+    this is for callers that hold only a live model: tests, benches)."""
+    specs = []
+    for name, t in zip(input_names(model), model.inputs):
+        dtype = t.dtype if isinstance(t.dtype, str) else t.dtype.name
+        specs.append(InputSpec(name, tuple(t.shape), dtype))
+    return specs
+
+
+def output_names(model: Any) -> list[str]:
+    """Output names, in the order `call_model` returns outputs. A tf_keras Sequential has no
+    `output_names`: its outputs are named after the layers that produce them."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    return [t.name.split("/")[0].split(":")[0] for t in getattr(model, "outputs", None) or []] or ["output_0"]
+
+
+def call_model(model: Any, by_name: dict[str, Any]) -> list[Any]:
+    """Call `model` (training=False) on inputs keyed by InputLayer name, passed in the model's
+    own input structure (single tensor, list, or dict for `Model({"a": ...})`), and return the
+    outputs as a flat list in `output_names` order (nest flattening sorts dict outputs by key,
+    as Keras does when it lists `model.outputs`)."""
+    import tensorflow as tf
+
+    names = input_names(model)
+    by_id = {id(t): by_name[n] for n, t in zip(names, model.inputs)}
+    struct = getattr(model, "_inputs_struct", None)  # Keras 3
+    if struct is None:
+        struct = getattr(model, "_nested_inputs", None)  # tf_keras
+    try:
+        args = tf.nest.map_structure(lambda t: by_id[id(t)], struct)
+    except (KeyError, TypeError, ValueError):  # unknown structure: Keras' positional order
+        flat = [by_name[n] for n in names]
+        args = flat if len(flat) > 1 else flat[0]
+    return tf.nest.flatten(model(args, training=False))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def sniff_dialect(path: str | Path) -> Dialect:
+    """Which Keras wrote a `.keras` archive, from its metadata.json (no TF import)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("metadata.json")
+            if info.file_size > 1 << 20:
+                raise ValueError("metadata.json is implausibly large")
+            version = str(json.loads(z.read(info)).get("keras_version", ""))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise error("QF901", f"{Path(path).name}: not a readable .keras archive ({_first_line(e)})")
+    return "keras3" if version.startswith("3.") else "tf_keras"
+
+
+# --- TensorFlow import and its noise ---------------------------------------------------------
+
+
+def import_tf():
+    """Import TensorFlow once, quietly (the one place qfix triggers the import)."""
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # only read at the first import
+        with captured_output():  # absl/CUDA-probe chatter that the env var does not silence
+            import tensorflow  # noqa: F401
+    import tensorflow as tf
+
+    return tf
+
+
+class _Log:
+    text = ""
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[_Log]:
+    """Send fd 1/2 (TF's and the converter's C++ logging) and Python warnings to a buffer."""
+    log = _Log()
+    with tempfile.TemporaryFile(mode="w+b") as buf, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for stream in (sys.stdout, sys.stderr):  # keep earlier buffered text out of the log
+            with contextlib.suppress(Exception):
+                stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(buf.fileno(), 1)
+            os.dup2(buf.fileno(), 2)
+            yield log
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            buf.seek(0)
+            text = buf.read().decode("utf-8", "replace")
+            text += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
+            log.text = text

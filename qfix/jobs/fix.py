@@ -1,0 +1,239 @@
+"""The main job: rewrite the model until it fits the target, and prove every rewrite.
+
+    lint → apply fixes (one at a time; re-lint, since edits move layers) → write a candidate →
+    convert + check op by op + compare numbers → roll back what made things worse → outputs.
+
+Fixes edit the config dict and re-key model.weights.h5 (qfix.model.fixes); TensorFlow is only
+used, through qfix.jobs.check.verify_model and qfix.convert.fidelity, to convert and compare.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qfix.errors import error
+from qfix.model.edit import EditError
+from qfix.model.fixes import find_fix
+from qfix.model.graph import build_graph
+from qfix.rules.lint import lint
+from qfix.model.inputs import input_specs
+from qfix.atomic import write_bytes
+from qfix.model.writer import write_archive
+from qfix.jobs.check import (Options, Progress, Result, Verification, context, load, verification_findings, verify_model,
+                       why_not_loadable)
+from qfix.rules.base import Context
+from qfix.types import Applicability, Violation
+
+MAX_EDITS = 500  # every edit removes a finding; this only bounds a fix that keeps re-firing
+SQNR_TOLERANCE_DB = 3.0  # int8 noise between two exact rewrites of the same model
+# Fixes whose converted model is identical under qfix's recipe (it already converts with
+# batch 1): no "before" conversion is needed to prove them.
+RECIPE_NEUTRAL = {"QF301"}
+
+
+@dataclass
+class AppliedFix:
+    code: str
+    name: str
+    layer: str | None
+    applicability: str
+    note: str
+    rolled_back: bool = False
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FixRun:
+    result: Result  # the original model's findings (applied flags set) + the final verification
+    fixes: list[AppliedFix] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    before: Verification | None = None
+    float_equivalence: float | None = None
+    outputs: dict[str, str | None] = field(default_factory=lambda: {"model": None, "tflite": None})
+    config: dict[str, Any] | None = None
+    diff: str | None = None
+    mode: str = "ptq"
+
+    @property
+    def active(self) -> list[AppliedFix]:
+        return [f for f in self.fixes if not f.rolled_back]
+
+
+def _fixable(v: Violation, unsafe: bool) -> bool:
+    if v.fix is None:
+        return False
+    return v.fix.applicability is Applicability.SAFE or (unsafe and v.fix.applicability is Applicability.UNSAFE)
+
+
+def apply_fixes(config: dict[str, Any], weights: bytes, dialect: str, ctx: Context, opts: Options,
+                unsafe: bool, skip_codes: set[str] = frozenset()) -> tuple[dict, bytes, list[AppliedFix], list[str]]:
+    """Apply every fixable finding, one edit at a time, re-linting after each (pointers move)."""
+    applied: list[AppliedFix] = []
+    skipped: list[str] = []
+    failed: set[tuple[str, str | None]] = set()
+    for _ in range(MAX_EDITS):
+        graph = build_graph(config, dialect)
+        todo = [v for v in lint(graph, ctx, opts.select, opts.ignore)
+                if _fixable(v, unsafe) and v.code not in skip_codes and (v.code, v.location.layer) not in failed]
+        picked = None
+        for v in todo:
+            module = find_fix(config, v)
+            if module is not None:
+                picked = (v, module)
+                break
+            failed.add((v.code, v.location.layer))
+        if picked is None:
+            break
+        v, module = picked
+        try:
+            config, weights, note = module.apply(config, weights, v, dialect)
+        except EditError as exc:
+            failed.add((v.code, v.location.layer))
+            skipped.append(f"{v.code} {v.location.layer}: {exc}")
+            continue
+        applied.append(AppliedFix(v.code, v.name, v.location.layer, v.fix.applicability.value, note))
+    return config, weights, applied, skipped
+
+
+def normalized(config: dict[str, Any]) -> str:
+    return json.dumps(config, indent=1, sort_keys=True)
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], name: str) -> str:
+    import difflib
+
+    return "".join(difflib.unified_diff(normalized(old).splitlines(True), normalized(new).splitlines(True),
+                                        f"a/{name}/config.json", f"b/{name}/config.json"))
+
+
+def for_inputs(calib, graph):
+    """The same samples, cast to the fixed model's input dtypes (folding an input cast turns a
+    uint8 input into a float32 one with the same values)."""
+    from qfix.convert.calibration import Calibration
+
+    dtypes = {spec.name: spec.dtype for spec in input_specs(graph)}
+    samples = [{k: v.astype(dtypes.get(k, v.dtype)) for k, v in s.items()} for s in calib.samples]
+    return Calibration(samples, calib.synthetic, calib.source)
+
+
+def worse(before: Verification, after: Verification) -> str | None:
+    """Why `after` is worse than `before` on the target or in fidelity, or None."""
+    b, a = before.placement, after.placement
+    if b.fully_on_target and not a.fully_on_target:
+        return "the model no longer runs fully on the target"
+    # Absolute count: a rewrite behind the cut adds CPU ops without moving the cut (the gelu
+    # after an attention block), which is not worse; a cut that moves earlier loses ops.
+    if a.ops_on_target < b.ops_on_target:
+        return f"fewer ops on target ({a.ops_on_target}/{a.ops_total} vs {b.ops_on_target}/{b.ops_total})"
+    if len(a.float_tensors) > len(b.float_tensors):
+        return f"more float tensors ({len(a.float_tensors)} vs {len(b.float_tensors)})"
+    bs, as_ = before.fidelity.sqnr_db, after.fidelity.sqnr_db
+    if as_ < bs - SQNR_TOLERANCE_DB:
+        return f"int8 fidelity dropped (SQNR {as_:.1f} dB vs {bs:.1f} dB)"
+    return None
+
+
+def output_paths(path: Path, target: str, out_dir: Path | None, in_place: bool) -> tuple[Path, Path]:
+    folder = out_dir or path.parent
+    stem = path.name[:-len(".keras")] if path.name.endswith(".keras") else path.stem
+    model = path if in_place else folder / f"{stem}.qfix.keras"
+    return model, folder / f"{stem}.qfix.{target}.tflite"
+
+
+def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: Path | None = None,
+            in_place: bool = False, diff_only: bool = False, progress: Progress = lambda s: None) -> FixRun:
+    path = Path(path)
+    t0 = time.perf_counter()
+    archive, graph, profile, findings = load(path, opts)
+    result = Result(path, archive, graph, profile, findings)
+    run = FixRun(result, mode=opts.mode)
+    ctx = context(profile, opts)
+
+    original_weights = archive.weights_bytes
+    config, weights, applied, run.skipped = apply_fixes(
+        copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe)
+    run.fixes, run.config = applied, config
+    if diff_only:
+        run.diff = config_diff(archive.config, config, path.name)
+        _mark_applied(result, run, build_graph(config, archive.dialect))
+        return run
+    result.not_converted = why_not_loadable(findings, opts)
+    if result.not_converted:
+        run.fixes = []  # nothing is written for a model qfix may not load
+        return run
+    if out_dir is not None and not out_dir.is_dir():
+        raise error("QF913", f"--out-dir {out_dir}: no such folder")
+
+    from qfix.convert.calibration import load_calibration
+    from qfix.convert.keras import load_model
+    from qfix.convert.fidelity import float_equivalence
+
+    progress("loading the model")
+    original = load_model(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+    calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
+    with tempfile.TemporaryDirectory(prefix="qfix-") as tmp:
+        def candidate(cfg: dict[str, Any], w: bytes, tag: str):
+            p = write_archive(Path(tmp) / f"{tag}.keras", cfg, archive.metadata, w)
+            return load_model(p, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+
+        if run.active and not all(f.code in RECIPE_NEUTRAL for f in run.active):
+            run.before = verify_model(original, graph, profile, calib, progress, " the original")
+        fixed = candidate(config, weights, "fixed") if run.active else original
+        fixed_graph = build_graph(config, archive.dialect)
+        fixed_calib = for_inputs(calib, fixed_graph)
+        after = verify_model(fixed, fixed_graph, profile, fixed_calib, progress,
+                             " the fixed model" if run.active else "")
+        # Roll back, rule by rule (last applied first), whatever made the target check worse.
+        while run.before is not None and (why := worse(run.before, after)) and run.active:
+            code = run.active[-1].code
+            progress(f"rolling back {code}: {why}")
+            for f in run.active:
+                if f.code == code:
+                    f.rolled_back, f.reason = True, why
+            kept = {f.code for f in run.active}
+            config, weights, _, _ = apply_fixes(
+                copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe,
+                skip_codes={f.code for f in run.fixes} - kept)
+            fixed = candidate(config, weights, f"fixed-{len(run.fixes)}") if run.active else original
+            fixed_graph = build_graph(config, archive.dialect)
+            fixed_calib = for_inputs(calib, fixed_graph)
+            after = verify_model(fixed, fixed_graph, profile, fixed_calib, progress, " the fixed model")
+        run.config = config
+        if run.before is None:
+            run.before = after if run.active else None
+        if run.active:
+            progress("comparing the fixed float model with the original")
+            # Same samples as the fixed model saw (each model casts them to its own input dtype),
+            # so the fixed model's float outputs are reused from its fidelity check.
+            run.float_equivalence = float_equivalence(original, fixed, fixed_calib)
+
+    result.verification = after
+    result.graph = fixed_graph  # built from the final config above
+    result.findings = findings + verification_findings(after, profile)
+    _mark_applied(result, run, fixed_graph)
+    model_out, tflite_out = output_paths(path, profile.id, out_dir, in_place)
+    write_archive(model_out, config, archive.metadata, weights, source=path, in_place=in_place)
+    write_bytes(tflite_out, after.tflite)
+    run.outputs = {"model": str(model_out), "tflite": str(tflite_out)}
+    result.timings["total"] = time.perf_counter() - t0
+    return run
+
+
+def _mark_applied(result: Result, run: FixRun, fixed_graph) -> None:
+    """An original finding is resolved when the fixed model no longer has it: by its own fix,
+    or by another one (folding an input cast also removes the uint8 ⊕ float merge)."""
+    if not run.active:
+        return
+    remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, Context(result.profile, run.mode), None, None)}
+    for v in result.findings:
+        if v.fix is not None and (v.code, v.location.layer) not in remaining:
+            v.applied = True

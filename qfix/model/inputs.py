@@ -1,0 +1,54 @@
+"""Model inputs as calibration specs: name, shape, dtype and the value range they imply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qfix.model.graph import Graph, is_integer
+
+
+@dataclass
+class InputSpec:
+    """One model input as the graph declares it (built by the model side, consumed here)."""
+
+    name: str
+    shape: tuple[int | None, ...]  # batch included
+    dtype: str  # numpy dtype name: "uint8", "float32", "int64", ...
+    value_range: tuple[float, float] | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 4 and self.shape[-1] in (1, 3, 4)
+
+
+def _implied_range(graph: Graph, input_name: str, dtype: str) -> tuple[float, float] | None:
+    """[0, 255] for integer inputs and for float inputs rescaled by ~1/255 or 1/127.5 inside
+    the graph (EfficientNet, MobileNetV3, fixtures); otherwise None (calibration's default)."""
+    if is_integer(dtype):
+        # Token ids index an Embedding: stay inside its vocabulary.
+        dims = [u.config.get("input_dim") for u in graph.consumers(input_name) if u.class_name == "Embedding"]
+        if dims and all(isinstance(d, int) and d > 0 for d in dims):
+            return (0.0, float(min(dims) - 1))
+        return (0.0, 255.0) if dtype in ("uint8", "int8", "int16", "uint16", "int32") else None
+    frontier, seen = [input_name], set()
+    for _ in range(3):  # look a few layers ahead: Cast → Rescaling → Normalization
+        nxt = []
+        for name in frontier:
+            for user in graph.consumers(name):
+                if user.name in seen:
+                    continue
+                seen.add(user.name)
+                scale = user.config.get("scale") if user.class_name == "Rescaling" else None
+                if isinstance(scale, (int, float)) and 0 < scale <= 1 / 100:
+                    return (0.0, 255.0)
+                nxt.append(user.name)
+        frontier = nxt
+    return None
+
+
+def input_specs(graph: Graph) -> list[InputSpec]:
+    specs = []
+    for layer in graph.input_layers():
+        dtype = layer.out_dtype or "float32"
+        specs.append(InputSpec(layer.name, tuple(layer.out_shape or ()), dtype, _implied_range(graph, layer.name, dtype)))
+    return specs

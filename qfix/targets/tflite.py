@@ -1,0 +1,286 @@
+"""Read a `.tflite` flatbuffer without TensorFlow.
+
+Uses the schema bindings that ship with ai-edge-litert (`schema_py_generated` imports only
+`flatbuffers`), so the target checks run on machines without TF. Only the main subgraph is
+decoded into ops; other subgraphs are counted (the Edge TPU maps at most one).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from qfix.types import QfixError
+
+# schema TensorType value -> lowercase numpy-ish name (TensorType has no name lookup).
+_DTYPES = {
+    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string", 6: "bool",
+    7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128", 12: "uint64",
+    13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4", 18: "bfloat16",
+    19: "int2", 20: "uint4", 21: "float8_e4m3fn",
+}
+_NUMPY = {
+    "float32": np.float32, "float16": np.float16, "float64": np.float64, "int8": np.int8,
+    "uint8": np.uint8, "int16": np.int16, "uint16": np.uint16, "int32": np.int32,
+    "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64, "bool": np.bool_,
+}
+FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16", "float8_e4m3fn"})
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+_PADDING = {0: "SAME", 1: "VALID"}
+
+
+@dataclass
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]  # -1 marks a dynamic dimension
+    dtype: str
+    scale: list[float] = field(default_factory=list)
+    zero_point: list[int] = field(default_factory=list)
+    is_variable: bool = False
+    _data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def quantized(self) -> bool:
+        return bool(self.scale)
+
+    @property
+    def is_const(self) -> bool:
+        return self._data is not None and len(self._data) > 0
+
+    @property
+    def is_dynamic(self) -> bool:
+        return any(d < 0 for d in self.shape_signature)
+
+    def const_value(self) -> np.ndarray | None:
+        """The buffer as a numpy array of `shape`, or None for activations/unknown dtypes."""
+        if not self.is_const or self.dtype not in _NUMPY:
+            return None
+        arr = np.frombuffer(self._data, dtype=_NUMPY[self.dtype])
+        try:
+            return arr.reshape(self.shape)
+        except ValueError:  # packed/sparse buffers: give the flat data rather than fail
+            return arr
+
+
+@dataclass
+class Op:
+    index: int
+    name: str  # BuiltinOperator enum name, "CUSTOM" for custom ops
+    version: int
+    inputs: list[int]  # -1 = optional input left out
+    outputs: list[int]
+    options: dict[str, Any] = field(default_factory=dict)
+    custom_code: str | None = None
+
+
+@dataclass
+class TfliteModel:
+    ops: list[Op]
+    tensors: list[Tensor]
+    inputs: list[int]
+    outputs: list[int]
+    min_runtime_version: str | None
+    subgraph_count: int
+    metadata: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _dialect: dict[frozenset[str], bool] = field(default_factory=dict, repr=False, compare=False)
+
+    def keras3_scopes(self, layer_names: frozenset[str]) -> bool:
+        """True when tensor names carry Keras 3 scopes (`conv_1` for layer `conv`)."""
+        if layer_names not in self._dialect:
+            self._dialect[layer_names] = keras3_scopes((t.name for t in self.tensors), layer_names)
+        return self._dialect[layer_names]
+
+    def producer(self, tensor_index: int) -> Op | None:
+        for op in self.ops:
+            if tensor_index in op.outputs:
+                return op
+        return None
+
+    def consumers(self, tensor_index: int) -> list[Op]:
+        return [op for op in self.ops if tensor_index in op.inputs]
+
+    def input_tensors(self, op: Op) -> list[Tensor | None]:
+        return [self.tensors[i] if i >= 0 else None for i in op.inputs]
+
+    def output_tensors(self, op: Op) -> list[Tensor]:
+        return [self.tensors[i] for i in op.outputs]
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _options(obj: Any) -> dict[str, Any]:
+    """Flatten a generated *OptionsT object into {snake_case: value}, enums as names."""
+    if obj is None:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in vars(obj).items():
+        key = _snake(key)
+        if key == "fused_activation_function":
+            value = _ACTIVATIONS.get(value, str(value))
+        elif key == "padding" and isinstance(value, int):
+            value = _PADDING.get(value, str(value))
+        elif isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif hasattr(value, "__dict__"):  # nested table (rare): keep it readable
+            value = _options(value)
+        out[key] = value
+    return out
+
+
+def _buffer_bytes(buffer: Any, raw: bytes) -> bytes | None:
+    # Models over 2 GB keep data outside the flatbuffer: offset/size into the file.
+    if getattr(buffer, "offset", 0) > 1 and getattr(buffer, "size", 0) > 0:
+        return raw[buffer.offset : buffer.offset + buffer.size]
+    data = buffer.data
+    if data is None or len(data) == 0:
+        return None
+    return np.asarray(data, dtype=np.uint8).tobytes()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def read_tflite(data: bytes) -> TfliteModel:
+    """Decode a `.tflite` flatbuffer. Raises QfixError QF909 on anything unreadable."""
+    from ai_edge_litert import schema_py_generated as schema  # flatbuffers only, no TF
+
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise QfixError("QF909", "not a TFLite flatbuffer (missing 'TFL3' identifier)")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(data, 0)
+        return _convert(model, data, schema)
+    except QfixError:
+        raise
+    except Exception as exc:  # corrupt offsets surface as struct/index errors
+        raise QfixError("QF909", f"corrupt TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+
+
+def _convert(model: Any, raw: bytes, schema: Any) -> TfliteModel:
+    if not model.subgraphs:
+        raise QfixError("QF909", "TFLite model has no subgraph")
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    buffers = model.buffers or []
+    graph = model.subgraphs[0]
+
+    tensors = []
+    for i, t in enumerate(graph.tensors or []):
+        q = t.quantization
+        scale = [float(s) for s in (q.scale if q is not None and q.scale is not None else [])]
+        zp = [int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else [])]
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+        sig = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else shape
+        data = _buffer_bytes(buffers[t.buffer], raw) if 0 < t.buffer < len(buffers) else None
+        tensors.append(
+            Tensor(i, _text(t.name), shape, sig, _DTYPES.get(t.type, f"type{t.type}"),
+                   scale, zp, bool(t.isVariable), data)
+        )
+
+    codes = model.operatorCodes or []
+    ops = []
+    for i, o in enumerate(graph.operators or []):
+        oc = codes[o.opcodeIndex]
+        # deprecated_builtin_code is an int8 and saturates at 127 for newer ops.
+        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
+        name = op_names.get(code, f"BUILTIN_{code}")
+        options = _options(o.builtinOptions)
+        options.update(_options(getattr(o, "builtinOptions2", None)))
+        ops.append(
+            Op(i, name, int(oc.version or 1),
+               [int(x) for x in (o.inputs if o.inputs is not None else [])],
+               [int(x) for x in (o.outputs if o.outputs is not None else [])],
+               options, _text(oc.customCode) if name == "CUSTOM" else None)
+        )
+
+    metadata = {}
+    for md in model.metadata or []:
+        if 0 <= md.buffer < len(buffers):
+            metadata[_text(md.name)] = _buffer_bytes(buffers[md.buffer], raw) or b""
+    mrv = metadata.get("min_runtime_version")
+    return TfliteModel(
+        ops=ops,
+        tensors=tensors,
+        inputs=[int(x) for x in (graph.inputs if graph.inputs is not None else [])],
+        outputs=[int(x) for x in (graph.outputs if graph.outputs is not None else [])],
+        min_runtime_version=mrv.rstrip(b"\x00").decode("ascii", "replace") if mrv else None,
+        subgraph_count=len(model.subgraphs),
+        metadata=metadata,
+    )
+
+
+# --- mapping TFLite tensor names back to Keras layers -------------------------------------
+#
+# Keras 3 appends `_N` to every name scope (`functional_1/conv2d_3_1/Relu` is layer
+# `conv2d_3`); tf_keras uses the layer names as they are (`model/conv2d_3/Conv2D`). A single
+# component cannot tell the two apart (`conv2d_1` is layer `conv2d` in Keras 3, layer
+# `conv2d_1` in tf_keras), so the dialect is decided once per model: tf_keras when the model
+# scope (`model`, `sequential`) or a component that is exactly a layer name (the first
+# `conv2d`, a user-named `head`) has no `_N` suffix, which never happens in Keras 3. With all-suffixed names either
+# reading falls back to the other, so only `conv` + `conv_1` in one such model stays ambiguous.
+
+_SCOPE_SUFFIX = re.compile(r"_\d+$")
+
+
+def _scopes(tensor_name: str) -> list[list[str]]:
+    """Scope components of each `;`-joined path, without the trailing TF op name."""
+    return [path.split("/")[:-1] for path in tensor_name.split(";") if "/" in path]
+
+
+def keras3_scopes(tensor_names: Iterable[str], layer_names: Iterable[str]) -> bool:
+    names = set(layer_names)
+    return not any(
+        (i == 0 or c in names) and not _SCOPE_SUFFIX.search(c)
+        for name in tensor_names for path in _scopes(name) for i, c in enumerate(path)
+    )
+
+
+def _match(component: str, names: set[str], keras3: bool) -> str | None:
+    stripped = _SCOPE_SUFFIX.sub("", component)
+    order = (stripped, component) if keras3 else (component, stripped)
+    return next((n for n in order if n in names), None)
+
+
+def layer_of(tensor_name: str, layer_names: Iterable[str], keras3: bool | None = None) -> str | None:
+    """The Keras layer a TFLite tensor name comes from, or None.
+
+    Names look like `functional_1/conv_1/Relu;functional_1/conv_1/convolution` (Keras 3) or
+    `model/conv/Conv2D` (tf_keras). Fused ops join several paths with `;`: the first path that
+    names a layer wins. Within a path the innermost matching scope wins, so a layer inside a
+    nested model maps to itself rather than to the nested model. `keras3=None` guesses the
+    dialect from this name alone; `op_layer` decides it once per model.
+    """
+    names = set(layer_names)
+    if not names or not tensor_name:
+        return None
+    if keras3 is None:
+        keras3 = keras3_scopes([tensor_name], names)
+    for path in _scopes(tensor_name):
+        hits = [m for c in path if (m := _match(c, names, keras3)) is not None]
+        if hits:
+            return hits[-1]
+    return None
+
+
+def op_layer(model: TfliteModel, op: Op, layer_names: Iterable[str]) -> str | None:
+    """An op's layer: that of its first output tensor, else of its inputs in order.
+
+    A converter-inserted DEQUANTIZE (output `tfl.dequantize`) exists for the float op that
+    reads it, so it takes that op's layer before falling back to its input's.
+    """
+    names = frozenset(layer_names)
+    keras3 = model.keras3_scopes(names)
+    candidates = op.outputs[:1]
+    if op.name == "DEQUANTIZE":
+        candidates += [c.outputs[0] for o in op.outputs for c in model.consumers(o) if c.outputs]
+    for idx in candidates + [i for i in op.inputs if i >= 0]:
+        layer = layer_of(model.tensors[idx].name, names, keras3)
+        if layer is not None:
+            return layer
+    return None

@@ -1,0 +1,516 @@
+"""Each safe fix on real fixtures of both dialects: the finding disappears (no TensorFlow), and
+the written file loads with the real Keras and computes what the original did (`tf`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qfix.model.archive import read_archive
+from qfix.model.edit import EditError
+from qfix.model.fixes import (
+    find_fix,
+    flatten_nested,
+    fold_input_cast,
+    hard_swish,
+    hard_swish_spelled,
+    leaky_relu_to_prelu,
+    mixed_merge_cast,
+    narrow_64bit,
+    static_batch,
+)
+from qfix.model.graph import build_graph
+from qfix.rules.lint import lint
+from qfix.model.writer import write_archive
+from qfix.rules.base import Context
+from qfix.targets import load_profile
+from qfix.types import Applicability
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+BOTH = ["k3", "tfk"]
+
+# (fixture, fix module, rule code) — the fix is applied to every finding of that code, in
+# every dialect the fixture is saved in.
+FIXES = [
+    ("nested", flatten_nested, "QF201"),
+    ("leaky_relu_cnn", leaky_relu_to_prelu, "QF302"),
+    ("int64_ids", narrow_64bit, "QF103"),
+    ("tiny_cnn", static_batch, "QF301"),
+    ("hard_swish_cnn", hard_swish, "QF302"),
+    ("two_input", fold_input_cast, "QF102"),
+]
+CASES = [(n, m, c, d) for n, m, c in FIXES for d in BOTH if (FIXTURES / f"{n}_{d}.keras").exists()]
+IDS = [f"{c}-{n}-{d}" for n, _, c, d in CASES]
+
+
+def findings(config, dialect, code, mode="qat"):
+    ctx = Context(load_profile("edgetpu"), mode=mode)
+    return [v for v in lint(build_graph(config, dialect), ctx) if v.code == code]
+
+
+def fix_all(archive, module, code):
+    """Apply the fix to each finding, re-linting in between (an edit moves pointers)."""
+    config, weights, notes = archive.config, archive.weights_bytes, []
+    for _ in range(10):
+        found = findings(config, archive.dialect, code)
+        if not found:
+            return config, weights, notes
+        config, weights, note = module.apply(config, weights, found[0], archive.dialect)
+        notes.append(note)
+    raise AssertionError(f"{code} still fires after 10 fixes: {notes}")
+
+
+@pytest.mark.parametrize("name,module,code,dialect", CASES, ids=IDS)
+def test_finding_disappears(name, module, code, dialect):
+    a = read_archive(FIXTURES / f"{name}_{dialect}.keras")
+    assert findings(a.config, a.dialect, code), "the fixture must exhibit the finding"
+    config, _, notes = fix_all(a, module, code)
+    assert notes and all(notes)
+    assert not findings(config, a.dialect, code)
+
+
+def test_prelu_alpha_is_shared_over_space():
+    a = read_archive(FIXTURES / "leaky_relu_cnn_k3.keras")
+    config, weights, note = leaky_relu_to_prelu.apply(a.config, a.weights_bytes, "leaky_re_lu")
+    layer = build_graph(config, "keras3").layers["leaky_re_lu"]
+    assert layer.class_name == "PReLU" and layer.config["shared_axes"] == [1, 2]
+    assert layer.config["alpha_initializer"]["config"]["value"] == pytest.approx(0.1)
+    assert "PReLU" in note
+
+
+def test_prelu_fix_refuses_other_layers():
+    a = read_archive(FIXTURES / "leaky_relu_cnn_k3.keras")
+    with pytest.raises(EditError):
+        leaky_relu_to_prelu.apply(a.config, a.weights_bytes, "conv2d")
+
+
+def test_fixes_leave_their_input_alone():
+    a = read_archive(FIXTURES / "nested_k3.keras")
+    before = repr(a.config)
+    flatten_nested.apply(a.config, a.weights_bytes, "backbone")
+    assert repr(a.config) == before
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("name,module,code,dialect", CASES, ids=IDS)
+def test_fixed_model_loads_and_matches(name, module, code, dialect, tmp_path):
+    from qfix.convert.calibration import Calibration, synthetic_calibration
+    from qfix.convert.keras import load_model
+    from qfix.model.inputs import input_specs
+    from qfix.convert.fidelity import float_equivalence
+
+    a = read_archive(FIXTURES / f"{name}_{dialect}.keras")
+    config, weights, _ = fix_all(a, module, code)
+    out = write_archive(tmp_path / f"{name}.qfix.keras", config, a.metadata, weights, source=a.path)
+    original = load_model(a.path, a.dialect)
+    fixed = load_model(out, a.dialect)
+    if module is static_batch:
+        assert all(t.shape[0] == 1 for t in fixed.inputs)
+    calibration = synthetic_calibration(input_specs(build_graph(a.config, a.dialect)), 4)
+    # One sample per call: a batch-1 model takes batch 1.
+    worst = max(float_equivalence(original, fixed, Calibration([s], True, "synthetic"))
+                for s in calibration.samples)
+    assert worst <= 1e-5
+
+
+def test_hard_swish_activation_layer_keeps_its_name():
+    from qfix.model.cases import functional_config
+
+    cfg = functional_config(
+        [("x", (1, 8, 8, 3), "float32")],
+        [("c", "Conv2D", {"filters": 4, "kernel_size": 1}, ["x"], "float32", (1, 8, 8, 4)),
+         ("act", "Activation", {"activation": "hard_swish"}, ["c"], "float32", (1, 8, 8, 4))],
+        ["act"],
+    )
+    assert findings(cfg, "keras3", "QF302")
+    new, _, _ = hard_swish.apply(cfg, _empty_weights(cfg), "act", "keras3")
+    graph = build_graph(new, "keras3")
+    assert [t.layer for t in graph.outputs] == ["act"] and graph.layers["act"].class_name == "Multiply"
+    assert not findings(new, "keras3", "QF302")
+
+
+def _empty_weights(cfg) -> bytes:
+    """A weights file with an empty group per layer, as Keras writes for weightless layers."""
+    import io
+
+    import h5py
+
+    from qfix.model.weights import group_keys
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("vars")
+        for group in group_keys(cfg, "keras3").values():
+            f.create_group(group + "/vars")
+    return buf.getvalue()
+
+
+@pytest.mark.tf
+def test_hard_swish_fix_leaves_no_hard_swish_op_after_conversion(tmp_path):
+    from qfix.convert.calibration import synthetic_calibration
+    from qfix.convert.converter import convert, recipe_for
+    from qfix.convert.keras import load_model
+    from qfix.model.inputs import input_specs
+    from qfix.targets.tflite import read_tflite
+
+    a = read_archive(FIXTURES / "hard_swish_cnn_k3.keras")
+    config, weights, _ = fix_all(a, hard_swish, "QF302")
+    specs = input_specs(build_graph(a.config, a.dialect))
+    calibration = synthetic_calibration(specs, 4)
+
+    def ops(path):
+        return {op.name for op in read_tflite(convert(load_model(path, a.dialect), recipe_for("edgetpu"),
+                                                        calibration).tflite).ops}
+
+    assert "HARD_SWISH" in ops(a.path)
+    after = ops(write_archive(tmp_path / "hs.qfix.keras", config, a.metadata, weights))
+    assert "HARD_SWISH" not in after
+    assert after <= {"QUANTIZE", "CONV_2D", "ADD", "MUL", "MEAN", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE"}, after
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_folded_input_cast_leaves_no_cast_op_and_a_raw_uint8_input(dialect, tmp_path):
+    from qfix.convert.calibration import synthetic_calibration
+    from qfix.convert.converter import convert, recipe_for
+    from qfix.convert.keras import load_model
+    from qfix.model.inputs import input_specs
+    from qfix.targets.tflite import read_tflite
+
+    a = read_archive(FIXTURES / f"two_input_{dialect}.keras")
+    config, weights, _ = fix_all(a, fold_input_cast, "QF102")
+
+    def converted(path, config):
+        calibration = synthetic_calibration(input_specs(build_graph(config, a.dialect)), 8)
+        return read_tflite(convert(load_model(path, a.dialect), recipe_for("edgetpu"), calibration).tflite)
+
+    before = converted(a.path, a.config)
+    after = converted(write_archive(tmp_path / "two.qfix.keras", config, a.metadata, weights), config)
+    assert "CAST" in {op.name for op in before.ops}
+    assert "CAST" not in {op.name for op in after.ops}
+    frame = next(after.tensors[i] for i in after.inputs if "frame" in after.tensors[i].name)
+    assert frame.dtype == "uint8"  # the device still takes the raw frame…
+    assert frame.scale == pytest.approx([1.0], rel=0.02) and frame.zero_point == [0]  # …unscaled
+
+
+def _save_tiny(dialect, build, path):
+    """Build a tiny model with the dialect's Keras (seeded) and save it."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if dialect == "k3":
+        import keras as K
+    else:
+        import tf_keras as K
+    K.backend.clear_session()
+    K.utils.set_random_seed(0)
+    build(K).save(path)
+    return read_archive(path)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_every_leaky_relu_spelling_becomes_prelu(dialect, tmp_path):
+    def build(K):
+        L = K.layers
+        x = K.Input((8, 8, 3), name="x")
+        y = L.Conv2D(4, 3, padding="same", activation="leaky_relu", name="conv")(x)
+        y = L.ReLU(negative_slope=0.05, name="relu_slope")(y)
+        y = L.GlobalAveragePooling2D()(y)
+        y = L.Dense(5, name="fc")(y)
+        y = L.LeakyReLU(0.3, name="leaky_fc")(y)  # rank 2: nothing to share
+        return K.Model(x, L.Dense(2, name="out")(y))
+
+    a = _save_tiny(dialect, build, tmp_path / "leaky.keras")
+    config, weights, notes = fix_all(a, leaky_relu_to_prelu, "QF302")
+    assert len(notes) == 3
+    graph = build_graph(config, a.dialect)
+    assert graph.layers["conv"].config["activation"] == "linear"
+    assert graph.layers["conv_prelu"].class_name == "PReLU"
+    assert graph.layers["leaky_fc"].config["shared_axes"] is None
+    from test_edit import _load_and_compare  # same helper: write, load both, compare
+
+    edited, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5
+    alphas = {l.name: l.get_weights()[0] for l in edited.layers if type(l).__name__ == "PReLU"}
+    assert alphas["conv_prelu"].shape == (1, 1, 4) and np.allclose(alphas["conv_prelu"], 0.2)
+    assert np.allclose(alphas["relu_slope"], 0.05) and alphas["leaky_fc"].shape == (5,)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_flatten_nested_twice(dialect, tmp_path):
+    """A model nested in a nested model: each QF201 finding flattens one level."""
+    def build(K):
+        L = K.layers
+        i = K.Input((6,))
+        core = K.Model(i, L.Dense(4, name="dense")(i), name="core")
+        j = K.Input((6,))
+        block = K.Model(j, L.Dense(3, name="dense")(core(j)), name="block")
+        x = K.Input((6,), name="x")
+        return K.Model(x, L.Dense(2, name="dense")(block(x)), name="outer")
+
+    a = _save_tiny(dialect, build, tmp_path / "twice.keras")
+    config, weights, notes = fix_all(a, flatten_nested, "QF201")
+    assert len(notes) == 2
+    graph = build_graph(config, a.dialect)
+    assert not any(l.is_model for l in graph)
+    assert list(graph.layers) == ["x", "core_dense", "block_dense", "dense"]  # clashes prefixed
+    from test_edit import _load_and_compare
+
+    _, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5
+
+
+def test_find_fix_picks_the_module_for_each_finding():
+    def picked(fixture, code):
+        a = read_archive(FIXTURES / fixture)
+        return {find_fix(a.config, v) for v in findings(a.config, a.dialect, code, mode="ptq")}
+
+    assert picked("nested_tfk.keras", "QF201") == {flatten_nested}
+    assert picked("leaky_relu_cnn_k3.keras", "QF302") == {leaky_relu_to_prelu}
+    assert picked("hard_swish_cnn_k3.keras", "QF302") == {hard_swish}
+    assert picked("int64_ids_tfk.keras", "QF103") == {narrow_64bit}
+    assert picked("two_input_tfk.keras", "QF102") == {fold_input_cast}
+    assert picked("two_input_k3.keras", "QF101") == {None}  # QF102's fold of the same input fixes it
+    assert picked("tiny_cnn_k3.keras", "QF301") == {static_batch}
+    assert picked("dynamic_shape_cnn_k3.keras", "QF301") == {None}  # spatial: display-only
+    ours = {flatten_nested, static_batch, leaky_relu_to_prelu, hard_swish, hard_swish_spelled, narrow_64bit,
+            fold_input_cast, mixed_merge_cast}
+    assert not picked("gelu_mlp_k3.keras", "QF302") & ours  # gelu is not a safe fix's business
+
+
+def fix_everything(config, weights, dialect):
+    """Apply the safe fix of every finding until none is left (what the CLI loop does without
+    --unsafe-fixes)."""
+    notes = []
+    for _ in range(30):
+        vs = lint(build_graph(config, dialect), Context(load_profile("edgetpu")))
+        safe = [v for v in vs if v.fix is not None and v.fix.applicability is Applicability.SAFE]
+        todo = [(v, m) for v in safe if (m := find_fix(config, v)) is not None]
+        if not todo:
+            return config, weights, notes
+        v, module = todo[0]
+        config, weights, note = module.apply(config, weights, v, dialect)
+        notes.append(f"{v.code}: {note}")
+    raise AssertionError(notes)
+
+
+LOADABLE = [p.name for p in sorted(FIXTURES.glob("*.keras")) if not p.name.startswith(("lambda", "custom"))]
+
+
+@pytest.mark.parametrize("fixture", LOADABLE)
+def test_fix_everything_converges(fixture):
+    a = read_archive(FIXTURES / fixture)
+    config, _, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    left = {v.code for v in lint(build_graph(config, a.dialect), Context(load_profile("edgetpu")))}
+    assert not left & {"QF102", "QF103", "QF201"}
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("fixture", LOADABLE)
+def test_fix_everything_keeps_the_numbers(fixture, tmp_path):
+    from qfix.convert.calibration import Calibration, synthetic_calibration
+    from qfix.convert.keras import load_model
+    from qfix.model.inputs import input_specs
+    from qfix.convert.fidelity import float_equivalence
+
+    a = read_archive(FIXTURES / fixture)
+    config, weights, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    out = write_archive(tmp_path / "fixed.keras", config, a.metadata, weights)
+    original, fixed = load_model(a.path, a.dialect), load_model(out, a.dialect)
+    calibration = synthetic_calibration(input_specs(build_graph(a.config, a.dialect)), 2)
+    worst = max(float_equivalence(original, fixed, Calibration([s], True, "synthetic"))
+                for s in calibration.samples)
+    assert worst <= 1e-5, notes
+
+
+def _spelled_config():
+    """Keras 3 config of conv → x · (relu6(x + 3) / 6), written with layers."""
+    from qfix.model.cases import functional_config
+
+    x4 = (1, 8, 8, 4)
+    return functional_config(
+        [("x", (1, 8, 8, 3), "float32")],
+        [("c", "Conv2D", {"filters": 4, "kernel_size": 1}, ["x"], "float32", x4),
+         ("plus3", "Rescaling", {"scale": 1.0, "offset": 3.0}, ["c"], "float32", x4),
+         ("relu6", "ReLU", {"max_value": 6.0}, ["plus3"], "float32", x4),
+         ("div6", "Rescaling", {"scale": 1 / 6, "offset": 0.0}, ["relu6"], "float32", x4),
+         ("hs", "Multiply", {}, ["c", "div6"], "float32", x4)],
+        ["hs"],
+    )
+
+
+def test_spelled_out_hard_swish_is_rewired_not_rebuilt():
+    cfg = _spelled_config()
+    assert hard_swish_spelled.find(build_graph(cfg, "keras3")) == [("hs", "div6")]
+    new, weights, note = hard_swish_spelled.apply(cfg, b"unchanged", "hs", "keras3")
+    graph = build_graph(new, "keras3")
+    assert [t.layer for t in graph.layers["hs"].inputs] == ["relu6", "div6"]
+    assert [t.layer for t in graph.layers["div6"].inputs] == ["c"]
+    assert weights == b"unchanged"  # same layers, same classes: nothing to re-key
+    assert hard_swish_spelled.find(graph) == []
+    with pytest.raises(EditError):
+        hard_swish_spelled.apply(new, weights, "hs", "keras3")
+
+
+@pytest.mark.tf
+def test_spelled_out_hard_swish_of_tf_keras_mobilenet_v3_converts_without_hard_swish(tmp_path):
+    """tf_keras's MobileNetV3 writes Multiply([x, ReLU(6)(x + 3.) * (1/6)]): no activation to
+    lint, yet the converter emits HARD_SWISH. After the rewiring it does not."""
+    from qfix.convert.calibration import synthetic_calibration
+    from qfix.convert.converter import convert, recipe_for
+    from qfix.convert.keras import load_model
+    from qfix.model.inputs import input_specs
+    from qfix.targets.tflite import read_tflite
+
+    def build(K):
+        L = K.layers
+        x = K.Input((16, 16, 3), name="x")
+        y = L.Conv2D(8, 3, padding="same")(x)
+        y = L.Multiply()([y, L.ReLU(6.0)(y + 3.0) * (1.0 / 6.0)])
+        return K.Model(x, L.Conv2D(4, 1)(y))
+
+    a = _save_tiny("tfk", build, tmp_path / "spelled.keras")
+    (mul, _), = hard_swish_spelled.find(build_graph(a.config, a.dialect))
+    config, weights, _ = hard_swish_spelled.apply(a.config, a.weights_bytes, mul, a.dialect)
+    from test_edit import _load_and_compare
+
+    edited, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5
+    calibration = synthetic_calibration(input_specs(build_graph(a.config, a.dialect)), 4)
+
+    def ops(model):
+        return {op.name for op in read_tflite(convert(model, recipe_for("edgetpu"), calibration).tflite).ops}
+
+    assert "HARD_SWISH" in ops(load_model(a.path, a.dialect))
+    assert "HARD_SWISH" not in ops(edited)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_fixes_in_a_sequential_model(dialect, tmp_path):
+    def build(K):
+        L = K.layers
+        return K.Sequential([K.Input((8, 8, 3)), L.Conv2D(4, 3, name="conv"), L.LeakyReLU(0.1, name="leaky"),
+                             L.Flatten(), L.Dense(3, name="fc")], name="seq")
+
+    a = _save_tiny(dialect, build, tmp_path / "seq.keras")
+    config, weights, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    assert any(n.startswith("QF302") for n in notes) and any(n.startswith("QF301") for n in notes)
+    from qfix.convert.keras import load_model
+
+    # Compared by hand: verify.float_equivalence needs `output_names`, which a tf_keras
+    # Sequential lacks.
+    out = write_archive(tmp_path / "seq.qfix.keras", config, a.metadata, weights)
+    original, edited = load_model(a.path, a.dialect), load_model(out, a.dialect)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 8, 8, 3)).astype("float32")
+    assert np.max(np.abs(np.asarray(original(x)) - np.asarray(edited(x)))) <= 1e-5
+    assert type(edited.get_layer("leaky")).__name__ == "PReLU"
+    assert tuple(edited.inputs[0].shape) == (1, 8, 8, 3)
+
+
+def test_hard_swish_on_a_model_output_keeps_the_output_name():
+    from qfix.model.cases import functional_config
+
+    cfg = functional_config(
+        [("x", (1, 8, 8, 3), "float32")],
+        [("c", "Conv2D", {"filters": 4, "kernel_size": 1, "activation": "hard_swish"}, ["x"])],
+        ["c"],
+    )
+    new, _, _ = hard_swish.apply(cfg, _empty_weights(cfg), "c", "keras3")
+    graph = build_graph(new, "keras3")
+    assert [t.layer for t in graph.outputs] == ["c"] and graph.layers["c"].class_name == "Multiply"
+    assert graph.layers["c_pre"].class_name == "Conv2D"
+    assert graph.layers["c_pre"].config["activation"] == "linear"
+
+
+def test_mixed_merge_moves_the_cast_to_the_input_when_it_can():
+    a = read_archive(FIXTURES / "two_input_k3.keras")
+    (v,) = findings(a.config, a.dialect, "QF101")
+    config, _, note = mixed_merge_cast.apply(a.config, a.weights_bytes, v, a.dialect)
+    graph = build_graph(config, a.dialect)
+    assert graph.layers["frame"].out_dtype == "float32" and "cast" not in graph.layers
+    assert not findings(config, a.dialect, "QF101") and not findings(config, a.dialect, "QF102")
+
+
+def _ids_and_features(K):
+    """int32 ids feed an Embedding and, raw, a Concatenate with float features (promoted)."""
+    L = K.layers
+    ids = K.Input((4,), dtype="int32", name="ids")
+    feats = K.Input((4,), name="feats")
+    emb = L.Flatten()(L.Embedding(256, 3)(ids))  # synthetic int32 samples span 0..255
+    cat = L.Concatenate(name="cat")([ids, feats])
+    return K.Model([ids, feats], L.Dense(2)(L.Concatenate()([emb, cat])))
+
+
+@pytest.mark.tf
+def test_mixed_merge_gets_an_explicit_cast_when_the_input_must_stay_integer(tmp_path):
+    a = _save_tiny("k3", _ids_and_features, tmp_path / "ids.keras")
+    (v,) = findings(a.config, a.dialect, "QF101")
+    assert find_fix(a.config, v) is mixed_merge_cast
+    config, weights, note = mixed_merge_cast.apply(a.config, a.weights_bytes, v, a.dialect)
+    graph = build_graph(config, a.dialect)
+    cast = graph.layers["ids_to_float32"]
+    assert cast.op_function == "Cast" and [t.layer for t in graph.layers["cat"].inputs] == ["ids_to_float32", "feats"]
+    assert graph.layers["ids"].out_dtype == "int32"  # the Embedding still gets integers
+    assert not findings(config, a.dialect, "QF101")
+    from test_edit import _load_and_compare
+
+    _, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5
+
+
+def test_unexpected_structure_is_an_edit_error_not_a_traceback():
+    import copy
+    import io
+
+    import h5py
+
+    a = read_archive(FIXTURES / "nested_k3.keras")
+    buf = io.BytesIO(a.weights_bytes)
+    with h5py.File(buf, "a") as f:
+        del f["layers/functional/layers/conv2d"]  # weights that do not match the config
+    with pytest.raises(EditError, match="re-key"):
+        flatten_nested.apply(a.config, buf.getvalue(), "backbone", a.dialect)
+
+    b = read_archive(FIXTURES / "leaky_relu_cnn_tfk.keras")
+    broken = copy.deepcopy(b.config)
+    broken["config"]["layers"][2]["inbound_nodes"] = [[["conv2d", "zero", 0, {}]]]
+    broken["config"]["layers"][2].pop("build_config")
+    with pytest.raises(EditError):
+        leaky_relu_to_prelu.apply(broken, b.weights_bytes, "leaky_re_lu", b.dialect)
+
+
+def test_a_qf302_finding_on_a_spelled_out_hard_swish_gets_the_rewiring():
+    """Wiring for the rule: once QF302 reports the Multiply, find_fix picks the rewiring."""
+    from qfix.types import Fix, Location, Violation
+
+    v = Violation("QF302", "unsupported-activation", "m", Location(layer="hs"), fix=Fix(Applicability.SAFE, "x"))
+    assert find_fix(_spelled_config(), v) is hard_swish_spelled
+    # qfix's own formulation is not mistaken for the fused pattern
+    a = read_archive(FIXTURES / "hard_swish_cnn_k3.keras")
+    config, _, _ = fix_all(a, hard_swish, "QF302")
+    assert hard_swish_spelled.find(build_graph(config, a.dialect)) == []
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("dialect", BOTH)
+def test_casts_to_64_bits_become_32_bit_casts(dialect, tmp_path):
+    def build(K):
+        import tensorflow as tf
+
+        cast = K.ops.cast if dialect == "k3" else tf.cast  # a Cast node / a tf.cast TFOpLambda
+        ids = K.Input((4,), dtype="int32", name="ids")
+        wide = cast(ids, "int64")
+        return K.Model(ids, K.layers.Dense(2)(K.layers.Flatten()(K.layers.Embedding(256, 3)(wide))))
+
+    a = _save_tiny(dialect, build, tmp_path / "wide.keras")
+    config, weights, notes = fix_all(a, narrow_64bit, "QF103")
+    assert notes and all("int32 instead of int64" in n for n in notes)
+    from test_edit import _load_and_compare
+
+    _, diff = _load_and_compare(a, config, weights, tmp_path)
+    assert diff <= 1e-5

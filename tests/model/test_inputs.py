@@ -1,0 +1,31 @@
+"""Input specs from the graph: the value range each input implies for synthetic calibration."""
+
+from qfix.model.cases import functional_config
+from qfix.model.graph import build_graph
+from qfix.model.inputs import input_specs
+
+
+def spec(inputs, layers, outputs):
+    return {s.name: s for s in input_specs(build_graph(functional_config(inputs, layers, outputs), "keras3"))}
+
+
+def test_uint8_frame_is_0_255():
+    s = spec([("frame", (None, 8, 8, 3), "uint8")], [("c", "Cast", {"dtype": "float32"}, ["frame"])], ["c"])
+    assert s["frame"].value_range == (0.0, 255.0) and s["frame"].dtype == "uint8"
+
+
+def test_float_rescaled_inside_is_0_255():
+    s = spec([("x", (None, 8, 8, 3), "float32")],
+             [("r", "Rescaling", {"scale": 1 / 127.5, "offset": -1.0}, ["x"])], ["r"])
+    assert s["x"].value_range == (0.0, 255.0)
+
+
+def test_plain_float_has_no_implied_range():
+    s = spec([("x", (None, 4), "float32")], [("d", "Dense", {"units": 2}, ["x"])], ["d"])
+    assert s["x"].value_range is None
+
+
+def test_token_ids_stay_inside_the_vocabulary():
+    s = spec([("ids", (None, 8), "int32")],
+             [("emb", "Embedding", {"input_dim": 50, "output_dim": 4}, ["ids"], "float32", (None, 8, 4))], ["emb"])
+    assert s["ids"].value_range == (0.0, 49.0)

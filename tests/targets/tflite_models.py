@@ -1,0 +1,252 @@
+"""Tiny real Keras models converted to full-int8 TFLite for the target-check tests.
+
+Helpers for tests/targets (the `tflite_models` fixture in conftest.py builds on them; nothing
+here converts unless a `tf`-marked test asks for it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+SHAPE = (8, 8, 3)
+
+
+def _keras3_models() -> dict[str, Callable]:
+    import keras
+    from keras import layers as L
+
+    def inp(batch=1, shape=SHAPE):
+        return keras.Input(shape, batch_size=batch, name="image")
+
+    def friendly(batch=1):
+        x = inp(batch)
+        y = L.Conv2D(8, 3, padding="same", activation="relu", name="stem_conv")(x)
+        y = L.DepthwiseConv2D(3, padding="same", name="dw")(y)
+        y = L.ReLU(6.0, name="relu6")(y)
+        y = L.GlobalAveragePooling2D(name="gap")(y)
+        y = L.Dense(4, name="head")(y)
+        y = L.Softmax(name="probs")(y)
+        return keras.Model(x, y)
+
+    def head(x):
+        y = L.GlobalAveragePooling2D(name="gap")(x)
+        return L.Dense(4, name="head")(y)
+
+    def hard_swish():
+        x = inp()
+        y = L.Conv2D(8, 3, padding="same", name="stem_conv")(x)
+        y = L.Activation("hard_swish", name="hswish")(y)
+        return keras.Model(x, head(y))
+
+    def leaky_relu():
+        x = inp()
+        y = L.Conv2D(8, 3, padding="same", name="stem_conv")(x)
+        y = L.LeakyReLU(0.1, name="leaky")(y)
+        return keras.Model(x, head(y))
+
+    def cumsum():
+        x = inp()
+        y = L.Conv2D(8, 3, padding="same", activation="relu", name="stem_conv")(x)
+        y = L.Lambda(lambda t: keras.ops.cumsum(t, axis=1), name="running_sum")(y)
+        return keras.Model(x, head(y))
+
+    def five_d():
+        x = inp()
+        y = L.Conv2D(8, 3, padding="same", activation="relu", name="stem_conv")(x)
+        y = L.Reshape((2, 4, 8, 8), name="to_5d")(y)  # two dims > 1 outside the 3 innermost
+        y = L.Lambda(lambda t: keras.ops.max(t, axis=1), name="pool_5d")(y)
+        return keras.Model(x, head(y))
+
+    def strided_slice():
+        x = inp()
+        y = L.Conv2D(8, 3, padding="same", activation="relu", name="stem_conv")(x)
+        y = L.Lambda(lambda t: t[:, ::2, ::2, :], name="subsample")(y)
+        return keras.Model(x, head(y))
+
+    return {
+        "friendly": friendly,
+        "dynamic_batch": lambda: friendly(batch=None),
+        "hard_swish": hard_swish,
+        "leaky_relu": leaky_relu,
+        "cumsum": cumsum,
+        "five_d": five_d,
+        "strided_slice": strided_slice,
+    }
+
+
+def _tf_keras_friendly():
+    import tf_keras
+    from tf_keras import layers as L
+
+    x = tf_keras.Input(SHAPE, batch_size=1, name="image")
+    y = L.Conv2D(8, 3, padding="same", activation="relu", name="stem_conv")(x)
+    y = L.DepthwiseConv2D(3, padding="same", name="dw")(y)
+    y = L.ReLU(6.0, name="relu6")(y)
+    y = L.GlobalAveragePooling2D(name="gap")(y)
+    y = L.Dense(4, name="head")(y)
+    y = L.Softmax(name="probs")(y)
+    return tf_keras.Model(x, y)
+
+
+def convert_int8(model, io_dtype: str | None = "uint8") -> bytes:
+    """Full-int8 post-training quantization, 8 random calibration samples."""
+    import tensorflow as tf
+
+    shape = tuple(d or 1 for d in model.inputs[0].shape)
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(8):
+            yield [rng.random(shape, dtype=np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if io_dtype is not None:
+        conv.inference_input_type = getattr(tf, io_dtype)
+        conv.inference_output_type = getattr(tf, io_dtype)
+    return conv.convert()
+
+
+# name -> (builder, io dtype)
+def _builders() -> dict[str, tuple[Callable, str | None]]:
+    k3 = _keras3_models()
+    out = {name: (build, "uint8") for name, build in k3.items()}
+    out["friendly_float_io"] = (k3["friendly"], None)
+    out["friendly_int8_io"] = (k3["friendly"], "int8")
+    out["friendly_tf_keras"] = (_tf_keras_friendly, "uint8")
+    return out
+
+
+# ---- hand-built flatbuffers (no TensorFlow) for the fast tests -----------------------------
+
+
+def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], outputs: list[int],
+                 subgraphs: int = 1, min_runtime: str | None = "1.14.0") -> bytes:
+    """A minimal .tflite written with the schema's object API.
+
+    tensors: {"name", "shape", "dtype" ("int8"/"uint8"/"float32"/"int32"), optional "data"
+    (numpy array for constants), "signature", "quant" (default True for 8-bit)}.
+    ops: {"op": builtin name, "in": [...], "out": [...], "version", "options": (class name,
+    {attr: value}) using the generated *OptionsT attribute names}.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    codes = {"float32": 0, "int32": 2, "uint8": 3, "int64": 4, "int8": 9, "int16": 7}
+    model = s.ModelT()
+    model.version = 3
+    model.buffers = [s.BufferT()]
+    graph = s.SubGraphT()
+    graph.tensors = []
+    for spec in tensors:
+        t = s.TensorT()
+        t.name = spec["name"].encode()
+        t.shape = list(spec["shape"])
+        t.shapeSignature = list(spec.get("signature", spec["shape"]))
+        t.type = codes[spec["dtype"]]
+        t.buffer = 0
+        if spec.get("data") is not None:
+            buf = s.BufferT()
+            buf.data = list(np.asarray(spec["data"]).tobytes())
+            model.buffers.append(buf)
+            t.buffer = len(model.buffers) - 1
+        if spec.get("quant", spec["dtype"] in ("int8", "uint8")):
+            q = s.QuantizationParametersT()
+            q.scale, q.zeroPoint = [0.05], [0 if spec["dtype"] == "int8" else 128]
+            t.quantization = q
+        graph.tensors.append(t)
+    model.operatorCodes, graph.operators = [], []
+    for spec in ops:
+        code = getattr(s.BuiltinOperator, spec["op"])
+        oc = s.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
+        oc.version = spec.get("version", 1)
+        model.operatorCodes.append(oc)
+        o = s.OperatorT()
+        o.opcodeIndex = len(model.operatorCodes) - 1
+        o.inputs, o.outputs = list(spec["in"]), list(spec["out"])
+        if "options" in spec:
+            cls_name, attrs = spec["options"]
+            opt = getattr(s, cls_name + "T")()
+            for k, v in attrs.items():
+                setattr(opt, k, v)
+            o.builtinOptionsType = getattr(s.BuiltinOptions, cls_name)
+            o.builtinOptions = opt
+        graph.operators.append(o)
+    graph.inputs, graph.outputs = list(inputs), list(outputs)
+    model.subgraphs = [graph] + [s.SubGraphT() for _ in range(subgraphs - 1)]
+    if min_runtime is not None:
+        buf = s.BufferT()
+        buf.data = list(min_runtime.encode().ljust(16, b"\0"))
+        model.buffers.append(buf)
+        md = s.MetadataT()
+        md.name, md.buffer = b"min_runtime_version", len(model.buffers) - 1
+        model.metadata = [md]
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def conv_chain(act_op: str | None = None, *, conv_version: int = 3, dilation=(1, 1),
+               batch: int = 1, signature_batch: int | None = None, act_dtype: str = "int8") -> bytes:
+    """uint8 in -> QUANTIZE -> CONV_2D -> [act_op] -> QUANTIZE -> uint8 out (tf_keras-style names)."""
+    sb = batch if signature_batch is None else signature_batch
+    shp = lambda c: (batch, 4, 4, c)  # noqa: E731
+    sig = lambda c: (sb, 4, 4, c)  # noqa: E731
+    tensors = [
+        {"name": "serving_default_input_1:0", "shape": shp(3), "signature": sig(3), "dtype": "uint8"},
+        {"name": "tfl.quantize", "shape": shp(3), "signature": sig(3), "dtype": "int8"},
+        {"name": "model/conv/Conv2D", "shape": (4, 3, 3, 3), "dtype": "int8", "data": np.ones((4, 3, 3, 3), np.int8)},
+        {"name": "model/conv/BiasAdd/ReadVariableOp", "shape": (4,), "dtype": "int32", "data": np.zeros(4, np.int32), "quant": False},
+        {"name": "model/conv/Relu;model/conv/Conv2D", "shape": shp(4), "signature": sig(4), "dtype": "int8"},
+    ]
+    conv_opts = ("Conv2DOptions", {"strideH": 1, "strideW": 1, "dilationHFactor": dilation[0],
+                                   "dilationWFactor": dilation[1], "fusedActivationFunction": 1})
+    ops = [
+        {"op": "QUANTIZE", "in": [0], "out": [1]},
+        {"op": "CONV_2D", "in": [1, 2, 3], "out": [4], "version": conv_version, "options": conv_opts},
+    ]
+    last = 4
+    if act_op is not None:
+        tensors.append({"name": f"model/act/{act_op.title()}", "shape": shp(4), "signature": sig(4), "dtype": act_dtype})
+        ops.append({"op": act_op, "in": [last], "out": [len(tensors) - 1]})
+        last = len(tensors) - 1
+    tensors.append({"name": "StatefulPartitionedCall:0", "shape": shp(4), "signature": sig(4), "dtype": "uint8"})
+    ops.append({"op": "QUANTIZE", "in": [last], "out": [len(tensors) - 1]})
+    return build_tflite(tensors, ops, [0], [len(tensors) - 1])
+
+
+def xnnpack_delegated(data: bytes) -> set[int]:
+    """Indices of the ops the real LiteRT interpreter hands to XNNPACK.
+
+    After allocate_tensors(), `_get_ops_details()` lists the original nodes plus one DELEGATE
+    node per partition; an original node is delegated when it lies on a path from a DELEGATE
+    node's inputs to its outputs (shared/research/targets.md section 5).
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    details = interp._get_ops_details()
+    nodes = [d for d in details if d["op_name"] != "DELEGATE"]
+    delegated: set[int] = set()
+    for part in (d for d in details if d["op_name"] == "DELEGATE"):
+        reached, inside = set(part["inputs"]), []
+        for n in nodes:
+            if any(i in reached for i in n["inputs"]):
+                inside.append(n)
+                reached |= set(n["outputs"])
+        needed = set(part["outputs"])
+        for n in reversed(inside):
+            if set(n["outputs"]) & needed:
+                delegated.add(n["index"])
+                needed |= set(n["inputs"])
+    return delegated
