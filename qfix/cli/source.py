@@ -14,7 +14,7 @@ from typing import Any
 
 from qfix.types import Applicability, QfixError, Violation
 from qfix.source.config import load_config
-from qfix.source.engine import select_rules
+from qfix.rules import select as select_rules, source_rules
 from qfix.source.rule import TARGETS, get_target
 from qfix.source.runner import FileResult, Job, collect_files, run_files, write_atomic
 
@@ -96,7 +96,7 @@ def run(
     select = select if select else cfg.select
     ignore = list(cfg.ignore) + list(ignore or [])
     unsafe_fixes = unsafe_fixes or cfg.unsafe_fixes
-    rules = select_rules(select=select, ignore=ignore)
+    rules = select_rules(source_rules(), select, ignore)
     if select and not rules:
         _print(console, f"QF914 --select {','.join(select)} matches no source rule")
         return 2
@@ -104,7 +104,7 @@ def run(
     files = collect_files(paths, cfg.exclude, cfg.root)
     explicit = {p for p in paths if p.is_file()}
     job = Job(
-        select=select, ignore=ignore, target=target, unsafe_fixes=unsafe_fixes,
+        rules=rules, target=target, unsafe_fixes=unsafe_fixes,
         fix=True, options=cfg.rule_options(),
     )
     results = run_files(files, job, jobs=jobs, explicit=explicit)

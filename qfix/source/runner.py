@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from qfix.types import Location, Severity, Violation
-from qfix.source.engine import fix_source, lint_source, select_rules
+from qfix.source.engine import fix_source, lint_source
+from qfix.source.rule import SourceRule
 
 SKIP_DIRS = frozenset(
     {
@@ -102,8 +103,10 @@ class FileResult:
 
 @dataclass
 class Job:
-    select: list[str] | None = None
-    ignore: list[str] | None = None
+    """What every file of a run is checked with. Rule classes cross to the workers by
+    reference (pickled as module + name), so the selection happens once, in the caller."""
+
+    rules: Sequence[type[SourceRule]]
     target: str | None = None
     unsafe_fixes: bool = False
     fix: bool = False  # compute the fixed text (for --write or --diff)
@@ -134,13 +137,12 @@ def process_file(path: str, job: Job, explicit: bool = False) -> FileResult:
     if not explicit and not job.include_generated and is_generated(text):
         res.skipped = "generated"
         return res
-    rules = select_rules(select=job.select, ignore=job.ignore)
     try:
-        lint = lint_source(text, path=path, rules=rules, target=job.target, options=job.options)
+        lint = lint_source(text, path=path, rules=job.rules, target=job.target, options=job.options)
         res.violations = list(lint.violations)
         if job.fix and lint.module is not None and any(v.fix and v.fix.edits for v in lint.violations):
             fr = fix_source(
-                text, path=path, rules=rules, target=job.target, options=job.options,
+                text, path=path, rules=job.rules, target=job.target, options=job.options,
                 unsafe_fixes=job.unsafe_fixes, first=lint,
             )
             res.fixed = len(fr.fixed)
@@ -174,7 +176,6 @@ def _warm() -> None:
     import libcst
 
     libcst.parse_module("x = 1\n")
-    select_rules()
 
 
 def run_files(files: Sequence[Path], job: Job, *, jobs: int | None = None, explicit: set[Path] | None = None) -> list[FileResult]:
@@ -183,7 +184,7 @@ def run_files(files: Sequence[Path], job: Job, *, jobs: int | None = None, expli
     n = jobs if jobs is not None else min(os.cpu_count() or 1, 2 if len(files) > 1 else 1)
     if n <= 1 or len(files) <= 1:
         return [process_file(*a) for a in args]
-    _warm()  # import the rules before forking
+    _warm()  # load libcst's parser before forking
     chunk = max(1, min(32, len(args) // (n * 4) or 1))
     try:
         with ProcessPoolExecutor(max_workers=n) as pool:
