@@ -93,12 +93,41 @@ class FileResult:
     path: str
     violations: list[Violation] = field(default_factory=list)  # as reported (original text)
     remaining: list[Violation] = field(default_factory=list)  # after fixing (if fixes ran)
-    fixed: int = 0
+    fixed: list[Violation] = field(default_factory=list)  # fixes applied (to the new text)
     new_code: str | None = None  # the fixed text when it differs
     old_code: str | None = None
     skipped: str | None = None  # reason (generated, unreadable)
     encoding: str = "utf-8"  # as detected (PEP 263 cookie, BOM -> "utf-8-sig")
     error: str | None = None
+
+
+@dataclass
+class SourceRun:
+    """One run over the paths given: what each file gave and what was written. Renderers
+    (`qfix.report.source`, `qfix.report.json_report`) read this and nothing else."""
+
+    paths: list[str]  # as given on the command line
+    target: str | None
+    files: list[FileResult]
+    write: bool = False  # fixes were written: `remaining` is what the files now hold
+    diff: bool = False  # --diff: the text report shows only the diffs
+    written: int = 0  # files rewritten
+    exit_code: int = 0
+
+    @property
+    def checked(self) -> int:
+        """Files read and linted (generated files skipped unless named are not counted)."""
+        return sum(1 for r in self.files if r.skipped is None)
+
+    @property
+    def fixed(self) -> list[Violation]:
+        """Findings whose fix was written (each located in the text its fix was applied to)."""
+        return [v for r in self.files for v in r.fixed] if self.write else []
+
+    @property
+    def shown(self) -> list[Violation]:
+        """The findings the files hold now: after --write, what is left; else all of them."""
+        return [v for r in self.files for v in (r.remaining if self.write else r.violations)]
 
 
 @dataclass
@@ -145,7 +174,7 @@ def process_file(path: str, job: Job, explicit: bool = False) -> FileResult:
                 text, path=path, rules=job.rules, target=job.target, options=job.options,
                 unsafe_fixes=job.unsafe_fixes, first=lint,
             )
-            res.fixed = len(fr.fixed)
+            res.fixed = list(fr.fixed)
             res.remaining = list(fr.remaining) + fr.errors
             if fr.code != text:
                 res.new_code = fr.code
@@ -165,6 +194,7 @@ def process_file(path: str, job: Job, explicit: bool = False) -> FileResult:
         res.remaining = list(res.violations)
     _strip(res.violations)
     _strip(res.remaining)
+    _strip(res.fixed)
     return res
 
 
