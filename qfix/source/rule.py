@@ -1,8 +1,9 @@
 """The shape of a source rule, its embedded cases and the libcst edits its fixes carry.
 
-A source rule is a class with `SIDE = "source"`, `code`, `name`, a docstring with the
-sections What it does / Why is this bad? / Example / Use instead / Fix safety / Targets, and
-embedded `VALID` / `INVALID` cases (Fixit style) that the test suite runs automatically.
+A source rule is a class with `SIDE = "source"`, `code`, `name` and embedded `VALID` /
+`INVALID` cases (Fixit style) that the test suite runs automatically. It lives in its code's
+module under `qfix/rules/`, whose docstring documents the code (both sides; see
+`qfix.rules.docs`).
 
 Rules implement `visit_<Node>(node)` / `leave_<Node>(node)` hooks (read-only; the engine calls
 every rule's hooks in one batched walk of the tree) and an optional `finish()` called after
