@@ -13,7 +13,7 @@ from typing import Any
 from qfix.types import QfixError
 from qfix.report.json_report import dumps, source_json
 from qfix.report.source import FORMATS as OUTPUT_FORMATS, render_concise, render_text
-from qfix.rules import select as select_rules, source_rules
+from qfix.rules import select as select_rules, source_rules, unknown_selectors
 from qfix.source.config import load_config
 from qfix.source.rule import TARGETS, get_target
 from qfix.source.runner import Job, SourceRun, collect_files, run_files, write_atomic
@@ -63,6 +63,11 @@ def run(
     select = select if select else cfg.select
     ignore = list(cfg.ignore) + list(ignore or [])
     unsafe_fixes = unsafe_fixes or cfg.unsafe_fixes
+    unknown = unknown_selectors([*(select or []), *ignore])
+    if unknown:
+        _print(console, f"QF914 unknown rule selector {', '.join(unknown)} in --select/--ignore or [tool.qfix] "
+                        "(see `qfix rules`)")
+        return 2
     rules = select_rules(source_rules(), select, ignore)
     if select and not rules:
         _print(console, f"QF914 --select {','.join(select)} matches no source rule")

@@ -153,6 +153,9 @@ def test_bad_usage_exit_2(tree: Path):
     assert call([tree], target="no-such-target")[0] == 2
     assert call([tree], output_format="xml")[0] == 2
     assert call([tree], select=["QF999"])[0] == 2
+    code, out = call([tree], select=["QF2"], ignore=["QF399", "lambda-layer"])
+    assert code == 2 and out.startswith("QF914 unknown rule selector QF399 ")
+    assert call([tree], select=["QF102"])[0] == 2  # a model-only code selects no source rule
 
 
 def test_pyproject_config(tmp_path: Path, monkeypatch):
@@ -179,6 +182,9 @@ def test_bad_pyproject_is_exit_2(tmp_path: Path):
     (tmp_path / "a.py").write_text("x = 1\n")
     code, out = call([tmp_path / "a.py"])
     assert code == 2 and "QF914" in out
+    (tmp_path / "pyproject.toml").write_text('[tool.qfix]\nselect = ["QF4", "QF4O1"]\n')
+    code, out = call([tmp_path / "a.py"])
+    assert code == 2 and out.startswith("QF914 unknown rule selector QF4O1 ")
 
 
 def test_unsafe_fixes_flag(tmp_path: Path, monkeypatch):
