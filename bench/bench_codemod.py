@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import libcst  # noqa: E402
 
 from qfix.source.runner import Job, collect_files, process_file  # noqa: E402
+from qfix.rules import source_rules  # noqa: E402
 
 
 def corpus_roots() -> list[Path]:
@@ -50,7 +51,7 @@ _JOB: Job | None = None
 
 
 def codemod_one(path: str) -> int:
-    res = process_file(path, _JOB or Job(), explicit=True)
+    res = process_file(path, _JOB or Job(source_rules()), explicit=True)
     return len(res.violations)
 
 
@@ -58,9 +59,6 @@ def _init(job: Job) -> None:
     global _JOB
     _JOB = job
     libcst.parse_module("x = 1\n")
-    from qfix.source.engine import select_rules
-
-    select_rules()
 
 
 def _run_chunk(fn, files: list[str], pool: ProcessPoolExecutor | None) -> float:
@@ -109,7 +107,7 @@ def main() -> None:
         step = len(files) / args.limit
         files = [files[int(i * step)] for i in range(args.limit)]
     size = sum(os.path.getsize(f) for f in files)
-    job = Job(target=args.target, fix=True, unsafe_fixes=True, include_generated=True)
+    job = Job(source_rules(), target=args.target, fix=True, unsafe_fixes=True, include_generated=True)
     print(f"corpus: {len(files)} files, {size / 1e6:.1f} MB, target={args.target}, cores={os.cpu_count()}")
     for jobs in (1, args.jobs):
         base, mod = timed_pair(files, jobs, job)

@@ -1,4 +1,8 @@
-"""qfix's own error codes (QF9xx): bad input or usage. Each is one line and exit status 2."""
+"""qfix's own error codes (QF9xx): bad input or usage. Each is one line and exit status 2.
+
+`DOCS` holds one short Markdown text per code (what causes it, what to do); `qfix rule QF9xx`
+prints it through `qfix.rules.docs.doc_for`.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,154 @@ CODES = {
     # reported as findings by source runs, which go on with the next file
     "QF915": "source-parse-error",
     "QF916": "fix-failed",
+}
+
+_EXIT = "qfix prints one line `QF9xx message` on stderr and exits with status 2; nothing is written."
+
+DOCS = {
+    "QF901": f"""
+## What causes it
+The model file is not a Keras 3 `.keras` archive: not a zip file, or a zip without
+`config.json` / `metadata.json`. {_EXIT}
+
+## What to do
+Save the model with `model.save("model.keras")` (Keras 3 or tf_keras 2.13+) and pass that file.
+""",
+    "QF902": f"""
+## What causes it
+A member of the `.keras` zip has an absolute path, a `..` component or is a symlink. qfix
+never extracts such an archive: it could write outside its folder. {_EXIT}
+
+## What to do
+Re-save the model from Keras. If the file came from someone else, do not load it with Keras
+either.
+""",
+    "QF903": f"""
+## What causes it
+The archive, one of its members or its compression ratio is over qfix's caps (a zip-bomb
+guard), checked before anything is read. {_EXIT}
+
+## What to do
+Check that the file is the model you meant. A genuine model this large is not a target for
+an 8-bit accelerator; save a smaller one.
+""",
+    "QF904": f"""
+## What causes it
+`config.json` or `metadata.json` in the archive is not valid JSON, or lacks the keys of a
+Keras functional or Sequential model config (`class_name`, `config`, layers and their
+inbound nodes). {_EXIT}
+
+## What to do
+Re-save the model with Keras. A hand-edited config must keep the format Keras writes.
+""",
+    "QF905": f"""
+## What causes it
+`model.weights.h5` is missing from the archive, is not an HDF5 file, or cannot be read
+(truncated or corrupt). {_EXIT}
+
+## What to do
+Re-save the model after it is built (`model.save` after the first call or `build`), and
+check the copy is complete.
+""",
+    "QF906": f"""
+## What causes it
+The input is a model qfix cannot read or load: a folder (SavedModel) instead of a `.keras`
+file, or a model the Keras that saved it cannot load again (a legacy `.h5` file, a subclassed
+model; the message carries Keras's reason). {_EXIT}
+
+## What to do
+Load it in Keras and save it as `.keras`; for a subclassed model, rebuild it as a functional
+model.
+""",
+    "QF907": f"""
+## What causes it
+A path on the command line does not exist. {_EXIT}
+
+## What to do
+Check the path (relative paths are taken from the current folder).
+""",
+    "QF908": f"""
+## What causes it
+The `--calibration` data cannot be used: the file or folder does not exist, is not `.npz`,
+`.npy` or a folder of images, an image does not decode (named in the message), the arrays
+do not match the model's inputs (names, shapes, dtype), hold NaN/inf, or hold no samples.
+Checked before TensorFlow is loaded. {_EXIT}
+
+## What to do
+Pass float samples shaped like the model's inputs: an `.npz` keyed by input name (several
+inputs), an `.npy` of shape `(N, *input_shape)` (one input), or a folder of jpg/png images for
+an image input. Without `--calibration` qfix uses synthetic data and says so.
+""",
+    "QF909": f"""
+## What causes it
+The TFLite converter failed on the model with the target's recipe; the message carries the
+converter's own first line. {_EXIT}
+
+## What to do
+Run `qfix MODEL.keras --static` for the findings that explain most failures (unsupported
+layers, dynamic shapes, Lambda layers), fix them, and try again.
+""",
+    "QF910": f"""
+## What causes it
+`--target` (or `target` in `[tool.qfix]`) names no built-in profile and no readable profile
+`.toml` file. {_EXIT}
+
+## What to do
+`qfix targets` lists the built-in profiles; or pass the path of a profile `.toml`.
+""",
+    "QF911": f"""
+## What causes it
+`--custom-objects MODULE` could not be imported (the message carries the exception). {_EXIT}
+
+## What to do
+Pass an importable module name (on `PYTHONPATH`, or the current folder) whose import
+registers the custom layer classes the model uses.
+""",
+    "QF912": f"""
+## What causes it
+A target profile `.toml` is not valid TOML or breaks the profile schema (unknown keys, wrong
+types, an op entry without its fields); the message names the place. {_EXIT}
+
+## What to do
+Start from a built-in profile in `qfix/targets/` and change only what differs.
+""",
+    "QF913": f"""
+## What causes it
+An output could not be written: the `--out-dir` folder does not exist or is not writable,
+the disk is full, a source file could not be replaced, or the output would overwrite the
+input model without `--in-place`. Outputs are written atomically, so no half-written file is
+left. {_EXIT}
+
+## What to do
+Check the permissions and free space of the folder in the message, or choose another with
+`--out-dir`.
+""",
+    "QF914": f"""
+## What causes it
+The command line or `[tool.qfix]` configuration is wrong: an unknown option or value, an
+unknown `--select` / `--ignore` code, options that do not combine, or a configuration key of
+the wrong type. {_EXIT}
+
+## What to do
+Read the message and `qfix --help`; `qfix rules` lists the rule codes.
+""",
+    "QF915": """
+## What causes it
+A Python source file does not parse (a syntax error, an unreadable encoding, or nesting too
+deep to analyse). Reported as a finding: the run goes on with the next file and exits 1.
+
+## What to do
+Fix the syntax error at the position given; qfix checks the file again on the next run.
+""",
+    "QF916": """
+## What causes it
+A source fix would have produced a file that does not parse, the fixes did not settle after
+ten rounds, or a rule failed on the file. The file keeps its last good text. Reported as a
+finding: the run goes on and exits 1.
+
+## What to do
+Apply the remaining fixes by hand, and report the file to qfix's issue tracker: it is a bug.
+""",
 }
 
 

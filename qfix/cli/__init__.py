@@ -100,17 +100,13 @@ def rules_command() -> None:
 
 @sub.command("rule")
 def rule_command(code: str) -> None:
-    """Show the documentation of one rule."""
-    from qfix.rules import model_rules, source_rules, verify_rules
+    """Show the documentation of one rule or error code (both sides of a rule)."""
+    from qfix.rules.docs import doc_for
 
-    code = code.upper()
-    docs = [c for c in (*model_rules(), *source_rules(), *verify_rules()) if c.code == code]
-    if not docs:
-        raise QfixError("QF914", f"no rule {code} (see `qfix rules`)")
-    import inspect
-
-    print(f"{code} {docs[0].name}\n")
-    print(inspect.cleandoc(docs[0].__doc__ or ""))
+    doc = doc_for(code)
+    if doc is None:
+        raise QfixError("QF914", f"no rule or error code {code.upper()} (see `qfix rules`)")
+    print(doc)
 
 
 @sub.command("targets")

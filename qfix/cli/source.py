@@ -1,4 +1,5 @@
-"""CLI-facing entry of the source front end: `qfix PATH.py|DIR ...`.
+"""CLI-facing entry of the source front end: `qfix PATH.py|DIR ...`: configuration, rule
+selection, the run over files, writing, and the exit code. Rendering is in `qfix.report`.
 
 `run(...)` returns the exit code: 0 when no findings are left, 1 when findings remain (or,
 without --write, when there is anything to report), 2 on bad usage or configuration.
@@ -6,19 +7,16 @@ without --write, when there is anything to report), 2 on bad usage or configurat
 
 from __future__ import annotations
 
-import difflib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-from qfix.types import Applicability, QfixError, Violation
+from qfix.types import QfixError
+from qfix.report.json_report import dumps, source_json
+from qfix.report.source import FORMATS as OUTPUT_FORMATS, render_concise, render_text
+from qfix.rules import select as select_rules, source_rules, unknown_selectors
 from qfix.source.config import load_config
-from qfix.source.engine import select_rules
 from qfix.source.rule import TARGETS, get_target
-from qfix.source.runner import FileResult, Job, collect_files, run_files, write_atomic
-
-OUTPUT_FORMATS = ("text", "concise", "json")
+from qfix.source.runner import Job, SourceRun, collect_files, run_files, write_atomic
 
 
 def _print(console: Any, text: str = "") -> None:
@@ -29,37 +27,6 @@ def _print(console: Any, text: str = "") -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
     except TypeError:  # a plain file-like console
         console.print(text)
-
-
-def _rel(path: str) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
-
-
-def format_violation(v: Violation, *, after_write: bool = False) -> str:
-    loc = v.location
-    fixable = v.fix is not None and v.fix.applicability is Applicability.SAFE
-    mark = " [*]" if fixable and not (after_write and v.applied) else ""
-    return f"{_rel(loc.path or '-')}:{loc.line or 1}:{loc.col or 1}: {v.code}{mark} {v.message}"
-
-
-def unified_diff(path: str, old: str, new: str) -> str:
-    rel = _rel(path)
-    return "".join(
-        difflib.unified_diff(
-            old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=f"a/{rel.lstrip('/')}", tofile=f"b/{rel.lstrip('/')}"
-        )
-    )
-
-
-def _json_item(v: Violation) -> dict[str, Any]:
-    d = v.to_json()
-    d["kind"] = "source"
-    d["filename"] = v.location.path
-    return d
 
 
 def run(
@@ -96,7 +63,12 @@ def run(
     select = select if select else cfg.select
     ignore = list(cfg.ignore) + list(ignore or [])
     unsafe_fixes = unsafe_fixes or cfg.unsafe_fixes
-    rules = select_rules(select=select, ignore=ignore)
+    unknown = unknown_selectors([*(select or []), *ignore])
+    if unknown:
+        _print(console, f"QF914 unknown rule selector {', '.join(unknown)} in --select/--ignore or [tool.qfix] "
+                        "(see `qfix rules`)")
+        return 2
+    rules = select_rules(source_rules(), select, ignore)
     if select and not rules:
         _print(console, f"QF914 --select {','.join(select)} matches no source rule")
         return 2
@@ -104,7 +76,7 @@ def run(
     files = collect_files(paths, cfg.exclude, cfg.root)
     explicit = {p for p in paths if p.is_file()}
     job = Job(
-        select=select, ignore=ignore, target=target, unsafe_fixes=unsafe_fixes,
+        rules=rules, target=target, unsafe_fixes=unsafe_fixes,
         fix=True, options=cfg.rule_options(),
     )
     results = run_files(files, job, jobs=jobs, explicit=explicit)
@@ -124,50 +96,21 @@ def run(
         for r in results:
             for v in r.violations:
                 v.applied = False
-    shown = [v for r in results for v in (r.remaining if write else r.violations)]
-    fixed_total = sum(r.fixed for r in results)
-    remaining_total = sum(len(r.remaining) for r in results)
+    source_run = SourceRun([str(p) for p in paths], target, results, write=write, diff=diff, written=written)
+    source_run.exit_code = _exit_code(source_run)
     if output_format == "json":
-        payload = [_json_item(v) for v in shown]
-        if write:
-            payload = [_json_item(v) for r in results for v in r.remaining]
-        _print(console, json.dumps(payload, indent=2))
+        _print(console, dumps(source_json(source_run)))
     else:
-        if not (diff and not write):  # --diff alone prints only the diffs (Ruff)
-            for v in shown:
-                _print(console, format_violation(v, after_write=write))
-        if not write:
-            for r in results:
-                if r.new_code is not None and r.old_code is not None:
-                    _print(console, unified_diff(r.path, r.old_code, r.new_code).rstrip("\n"))
-        if not (diff and not write):
-            _print(console, _summary(results, write=write, unsafe_fixes=unsafe_fixes, fixed=fixed_total, written=written))
-
-    if write:
-        return 1 if remaining_total else 0
-    if diff:
-        return 1 if any(r.new_code is not None for r in results) else 0
-    return 1 if shown else 0
+        for line in (render_concise if output_format == "concise" else render_text)(source_run):
+            _print(console, line)
+    return source_run.exit_code
 
 
-def _summary(results: list[FileResult], *, write: bool, unsafe_fixes: bool, fixed: int, written: int) -> str:
-    files = len([r for r in results if r.skipped is None])
-    if write:
-        remaining = sum(len(r.remaining) for r in results)
-        if not fixed and not remaining:
-            return f"All checks passed ({files} file{'s' * (files != 1)})."
-        return f"Found {fixed + remaining} issue{'s' * (fixed + remaining != 1)} ({fixed} fixed in {written} file{'s' * (written != 1)}, {remaining} remaining)."
-    vs = [v for r in results for v in r.violations]
-    if not vs:
-        return f"All checks passed ({files} file{'s' * (files != 1)})."
-    safe = sum(1 for v in vs if v.fix is not None and v.fix.applicability is Applicability.SAFE)
-    unsafe = sum(1 for v in vs if v.fix is not None and v.fix.applicability is Applicability.UNSAFE)
-    manual = len(vs) - safe - unsafe
-    parts = [f"Found {len(vs)} issue{'s' * (len(vs) != 1)} in {files} file{'s' * (files != 1)}."]
-    if safe:
-        parts.append(f"[*] {safe} fixable with --write.")
-    if unsafe:
-        parts.append(f"{unsafe} more fix{'es' * (unsafe != 1)} available with --write --unsafe-fixes.")
-    if manual:
-        parts.append(f"{manual} need{'s' * (manual == 1)} manual attention.")
-    return " ".join(parts)
+def _exit_code(run: SourceRun) -> int:
+    """1 while findings remain (after --write: in the written files; with --diff alone: while
+    there is a diff to show); else 0."""
+    if run.write:
+        return 1 if any(r.remaining for r in run.files) else 0
+    if run.diff:
+        return 1 if any(r.new_code is not None for r in run.files) else 0
+    return 1 if run.shown else 0

@@ -10,7 +10,6 @@ used, through qfix.jobs.check.verify_model and qfix.convert.fidelity, to convert
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from qfix.rules.lint import lint
 from qfix.model.inputs import input_specs
 from qfix.atomic import write_bytes
 from qfix.model.writer import write_archive
+from qfix.report.diff import config_diff
 from qfix.jobs.check import (Options, Progress, Result, Verification, context, load, verification_findings, verify_model,
                        why_not_loadable)
 from qfix.rules.base import Context
@@ -102,17 +102,6 @@ def apply_fixes(config: dict[str, Any], weights: bytes, dialect: str, ctx: Conte
             continue
         applied.append(AppliedFix(v.code, v.name, v.location.layer, v.fix.applicability.value, note))
     return config, weights, applied, skipped
-
-
-def normalized(config: dict[str, Any]) -> str:
-    return json.dumps(config, indent=1, sort_keys=True)
-
-
-def config_diff(old: dict[str, Any], new: dict[str, Any], name: str) -> str:
-    import difflib
-
-    return "".join(difflib.unified_diff(normalized(old).splitlines(True), normalized(new).splitlines(True),
-                                        f"a/{name}/config.json", f"b/{name}/config.json"))
 
 
 def for_inputs(calib, graph):

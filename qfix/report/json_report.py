@@ -1,13 +1,32 @@
-"""The JSON report: one object, stable keys (README.md, "JSON report")."""
+"""The JSON report: one object per run, model or source, with stable keys (README.md, "JSON
+report"). Both shapes share `schema`, `qfix_version`, `input`, `target`, `findings` (the same
+finding objects, `Violation.to_json`) and `exit_code`."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qfix import __version__
 
+if TYPE_CHECKING:  # the model front end must not load libcst
+    from qfix.source.runner import SourceRun
+
 SCHEMA = 1
+
+
+def source_json(run: SourceRun) -> dict[str, Any]:
+    """A source run: `findings` are what the files hold now, plus, after --write, the findings
+    whose fix was written (`applied: true`)."""
+    return {
+        "schema": SCHEMA,
+        "qfix_version": __version__,
+        "input": list(run.paths),
+        "target": run.target,
+        "findings": [v.to_json() for v in (*run.fixed, *run.shown)],
+        "files": {"checked": run.checked, "written": run.written},
+        "exit_code": run.exit_code,
+    }
 
 
 def check_json(result, outputs: dict[str, Any] | None = None, float_equivalence: Any = None,

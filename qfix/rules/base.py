@@ -1,8 +1,9 @@
 """The shape of a model rule. Source rules live beside them (see qfix/source/rule.py).
 
-A rule module holds one code. Its class docstring has the sections What it does / Why is
-this bad? / Example / Use instead / Fix safety / Targets, and `CASES` lists embedded model
-cases the test suite runs: each a tiny functional config plus whether the rule must fire.
+A rule module holds one code, and its module docstring is that code's one document (both
+sides; sections What it does / Why is this bad? / Example / Use instead / Fix safety /
+Targets, see `qfix.rules.docs`). A model rule's `CASES` lists embedded model cases the test
+suite runs: each a tiny functional config plus whether the rule must fire.
 """
 
 from __future__ import annotations

@@ -1,4 +1,40 @@
-"""QF104 cast-as-quantization (source side)."""
+"""QF104 cast-as-quantization: a plain cast used as "quantization" (source).
+
+## What it does
+Flags "quantization" done with a plain cast - `tf.cast(x, tf.uint8)`, `keras.ops.cast(x,
+"int8")`, `x.astype(np.int8)` - where `x` is float data: on a model's output (the converter
+should own the I/O type), inside the representative-dataset generator (calibration data
+must be float), on data fed to an integer interpreter with `set_tensor`, or on a value
+that was just divided (`x / 255.0` cast to uint8 is all zeros).
+
+## Why is this bad?
+A cast truncates towards zero and forgets the scale: 0.73 becomes 0, 200.0 as int8
+overflows. A quantized tensor means `real = scale * (q - zero_point)`; only the converter
+(for the model) or the input tensor's `quantization` parameters (for data) know scale and
+zero point. The model runs and answers garbage.
+
+## Example
+```python
+outputs = tf.cast(tf.keras.layers.Dense(10)(x), tf.uint8)
+model = tf.keras.Model(inputs, outputs)
+```
+
+## Use instead
+```python
+outputs = tf.keras.layers.Dense(10)(x)
+model = tf.keras.Model(inputs, outputs)
+converter.inference_output_type = tf.uint8  # the converter quantizes with the right scale
+```
+
+## Fix safety
+Unsafe where the cast is removed (model output, representative dataset): it changes the
+model's interface or the calibration data. Display-only for data fed to an interpreter:
+the fix is `round(x / scale + zero_point)` with the input tensor's parameters.
+
+## Targets
+Every target: the rule reads no property of the target's profile (a cast is never a
+quantization, whatever the model runs on).
+"""
 
 from __future__ import annotations
 
@@ -22,41 +58,8 @@ SCALE_TEMPLATE = (
 
 
 class CastAsQuantization(SourceRule):
-    """
-    ## What it does
-    Flags "quantization" done with a plain cast - `tf.cast(x, tf.uint8)`, `keras.ops.cast(x,
-    "int8")`, `x.astype(np.int8)` - where `x` is float data: on a model's output (the converter
-    should own the I/O type), inside the representative-dataset generator (calibration data
-    must be float), on data fed to an integer interpreter with `set_tensor`, or on a value
-    that was just divided (`x / 255.0` cast to uint8 is all zeros).
-
-    ## Why is this bad?
-    A cast truncates towards zero and forgets the scale: 0.73 becomes 0, 200.0 as int8
-    overflows. A quantized tensor means `real = scale * (q - zero_point)`; only the converter
-    (for the model) or the input tensor's `quantization` parameters (for data) know scale and
-    zero point. The model runs and answers garbage.
-
-    ## Example
-    ```python
-    outputs = tf.cast(tf.keras.layers.Dense(10)(x), tf.uint8)
-    model = tf.keras.Model(inputs, outputs)
-    ```
-
-    ## Use instead
-    ```python
-    outputs = tf.keras.layers.Dense(10)(x)
-    model = tf.keras.Model(inputs, outputs)
-    converter.inference_output_type = tf.uint8  # the converter quantizes with the right scale
-    ```
-
-    ## Fix safety
-    Unsafe where the cast is removed (model output, representative dataset): it changes the
-    model's interface or the calibration data. Display-only for data fed to an interpreter:
-    the fix is `round(x / scale + zero_point)` with the input tensor's parameters.
-
-    ## Targets
-    All integer targets.
-    """
+    """Source side of QF104 cast-as-quantization; documented once, in the module docstring
+    (`qfix rule QF104`)."""
 
     code = "QF104"
     name = "cast-as-quantization"

@@ -1,4 +1,45 @@
-"""QF401 dynamic-range-recipe (source side)."""
+"""QF401 dynamic-range-recipe: full-integer conversion without a representative dataset (source).
+
+## What it does
+Flags a TFLite converter set up with `optimizations = [tf.lite.Optimize.DEFAULT]` but no
+`representative_dataset` when the model must be fully integer: a `--target` that
+needs a fully integer model, or a converter that itself asks for integer ops or types
+(`TFLITE_BUILTINS_INT8`, `inference_input_type = tf.uint8`, `supported_types = [tf.int8]`).
+With an integer target it also flags a converter with no optimizations at all.
+Converters of quantization-aware-trained models (tfmot) are left to QF404.
+
+## Why is this bad?
+Without calibration data the converter can only do dynamic-range quantization: weights
+become int8 but activations stay float, so the Edge TPU compiler rejects the model ("Model
+not quantized") and microcontroller targets cannot run it. When integer ops or types are
+requested the conversion fails outright: `ValueError: For full integer quantization, a
+representative_dataset must be specified.`
+
+## Example
+```python
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+tflite = converter.convert()
+```
+
+## Use instead
+```python
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset  # yields [float32 batch of 1]
+tflite = converter.convert()
+```
+
+## Fix safety
+Display-only by default: qfix cannot know which data is representative. When
+`[tool.qfix] representative-dataset = "<expression>"` names the calibration generator, the
+fix inserts `converter.representative_dataset = <expression>`; it is unsafe because it
+changes the produced model from dynamic-range to full-integer (different numbers).
+
+## Targets
+A target that needs a fully integer model (its profile allows only integer activation
+dtypes); without a target, any converter that itself requests integer ops or I/O types.
+"""
 
 from __future__ import annotations
 
@@ -17,46 +58,8 @@ _TEMPLATE = (
 
 
 class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
-    """
-    ## What it does
-    Flags a TFLite converter set up with `optimizations = [tf.lite.Optimize.DEFAULT]` but no
-    `representative_dataset` when the model must be fully integer: an integer `--target`
-    (edgetpu, int8, tflm, ethos-u), or a converter that itself asks for integer ops or types
-    (`TFLITE_BUILTINS_INT8`, `inference_input_type = tf.uint8`, `supported_types = [tf.int8]`).
-    With an integer target it also flags a converter with no optimizations at all.
-    Converters of quantization-aware-trained models (tfmot) are left to QF404.
-
-    ## Why is this bad?
-    Without calibration data the converter can only do dynamic-range quantization: weights
-    become int8 but activations stay float, so the Edge TPU compiler rejects the model ("Model
-    not quantized") and microcontroller targets cannot run it. When integer ops or types are
-    requested the conversion fails outright: `ValueError: For full integer quantization, a
-    representative_dataset must be specified.`
-
-    ## Example
-    ```python
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    tflite = converter.convert()
-    ```
-
-    ## Use instead
-    ```python
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset  # yields [float32 batch of 1]
-    tflite = converter.convert()
-    ```
-
-    ## Fix safety
-    Display-only by default: qfix cannot know which data is representative. When
-    `[tool.qfix] representative-dataset = "<expression>"` names the calibration generator, the
-    fix inserts `converter.representative_dataset = <expression>`; it is unsafe because it
-    changes the produced model from dynamic-range to full-integer (different numbers).
-
-    ## Targets
-    edgetpu, int8, tflm, ethos-u (and any converter that requests integer ops or I/O types).
-    """
+    """Source side of QF401 dynamic-range-recipe; documented once, in the module docstring
+    (`qfix rule QF401`)."""
 
     code = "QF401"
     name = "dynamic-range-recipe"

@@ -1,4 +1,43 @@
-"""QF301 dynamic-shape: the model side (a `.keras` config) and the source side (the code that builds it)."""
+"""QF301 dynamic-shape: unknown batch or spatial dimensions for a static-shape target (model and source).
+
+## What it does
+Model side: finds model inputs with unknown (`None`) dimensions in a `.keras` config.
+
+Source side: flags `keras.Input(...)` / `keras.layers.InputLayer(...)` without a fixed batch
+size, and input shapes with `None` dimensions (`Input((None, None, 3))`).
+
+## Why is this bad?
+`keras.Input(shape)` leaves the batch dimension `None`, so the converted model has
+`shape_signature [-1, ...]`, and shape-dependent layers (Reshape, LayerNormalization,
+EfficientNet's squeeze-excite, ...) add SHAPE / STRIDED_SLICE / PACK / FILL chains. A
+static-shape target refuses dynamic tensors outright (the Edge TPU: "Attempting to use a
+delegate that only supports static-sized tensors with a graph that has dynamic-sized
+tensors"); microcontroller and NPU compilers need static shapes too.
+
+## Example
+```python
+inputs = keras.Input((224, 224, 3))
+```
+In a saved model: `Input((None, None, 3))`.
+
+## Use instead
+```python
+inputs = keras.Input((224, 224, 3), batch_size=1)
+```
+
+## Fix safety
+Model: safe for the batch dimension (qfix's recipe converts with the profile's batch, 1);
+display-only for a spatial size, which only you can choose.
+
+Source: unsafe for the batch size. Batch 1 computes the same outputs per sample and changes
+no weight, but source that builds the model usually trains it too, and a model whose input
+batch is fixed to 1 no longer accepts larger batches. `None` height/width/length need values
+only the user knows: display-only.
+
+## Targets
+A target whose profile sets `static_shapes = true` (the batch it runs is the profile's
+`batch`). Targets with dynamic shapes (the int8 CPU) never get it.
+"""
 
 from __future__ import annotations
 
@@ -15,39 +54,8 @@ INPUTS = {"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"}
 
 
 class DynamicShape(SourceRule):
-    """
-    ## What it does
-    For targets that need static tensor shapes, flags `keras.Input(...)` /
-    `keras.layers.InputLayer(...)` without a fixed batch size, and input shapes with `None`
-    dimensions (`Input((None, None, 3))`).
-
-    ## Why is this bad?
-    `keras.Input(shape)` leaves the batch dimension `None`, so the converted model has
-    `shape_signature [-1, ...]`, and shape-dependent layers (Reshape, LayerNormalization, ...)
-    add SHAPE / STRIDED_SLICE / PACK / FILL ops. The Edge TPU compiler rejects dynamic tensors
-    ("Attempting to use a delegate that only supports static-sized tensors with a graph that has
-    dynamic-sized tensors"), and TFLite Micro and Vela need static shapes too.
-
-    ## Example
-    ```python
-    inputs = keras.Input((224, 224, 3))
-    ```
-
-    ## Use instead
-    ```python
-    inputs = keras.Input((224, 224, 3), batch_size=1)
-    ```
-
-    ## Fix safety
-    Unsafe for the batch size: batch 1 computes the same outputs per sample and changes no
-    weight, but source that builds the model usually trains it too, and a model whose input
-    batch is fixed to 1 no longer accepts larger batches (in a saved `.keras` file headed for
-    the target the same change is safe, see the model side). `None` height/width/length need
-    values only the user knows: display-only.
-
-    ## Targets
-    edgetpu, tflm, ethos-u.
-    """
+    """Source side of QF301 dynamic-shape; documented once, in the module docstring
+    (`qfix rule QF301`)."""
 
     code = "QF301"
     name = "dynamic-shape"
@@ -125,23 +133,8 @@ class DynamicShape(SourceRule):
 
 
 class DynamicShapeModel(ModelRule):
-    """
-    What it does: finds model inputs with unknown (None) dimensions, for targets that need
-    static shapes (Edge TPU, TFLite Micro, Ethos-U).
-
-    Why is this bad? Dynamic tensors are refused outright ("Attempting to use a delegate that
-    only supports static-sized tensors"); a dynamic batch also leaves SHAPE → STRIDED_SLICE →
-    PACK chains (EfficientNet's squeeze-excite, MobileNetV3) that the Edge TPU cannot map.
-
-    Example: `Input((None, None, 3))`
-
-    Use instead: `Input((224, 224, 3), batch_size=1)`.
-
-    Fix safety: safe for the batch dimension (qfix's recipe converts with batch 1); a spatial
-    size must be chosen by you, so it is display-only.
-
-    Targets: edgetpu, tflm, ethos-u (static shapes); int8 CPU accepts dynamic shapes.
-    """
+    """Model side of QF301 dynamic-shape; documented once, in the module docstring
+    (`qfix rule QF301`)."""
 
     code = "QF301"
     name = "dynamic-shape"

@@ -1,4 +1,37 @@
-"""QF403 float-io (source side)."""
+"""QF403 float-io: float model I/O for a target that wants integer I/O (source).
+
+## What it does
+Flags a full-integer conversion (representative dataset, or a QAT model, with
+`Optimize.DEFAULT`) that leaves `inference_input_type` / `inference_output_type` unset (or
+float32) when the target wants integer I/O (uint8 on the Edge TPU).
+
+## Why is this bad?
+Both default to `tf.float32` even with `TFLITE_BUILTINS_INT8`, so the model starts with a
+QUANTIZE and ends with a DEQUANTIZE op that work on float: the Edge TPU compiler leaves them
+on the CPU ("Operation is working on an unsupported data type") and the application keeps
+feeding float data it could have fed as raw bytes.
+
+## Example
+```python
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset
+```
+
+## Use instead
+```python
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset
+converter.inference_input_type = tf.uint8
+converter.inference_output_type = tf.uint8
+```
+
+## Fix safety
+Unsafe: it changes the model's interface. Callers must then quantize inputs with the input
+tensor's scale and zero point and dequantize outputs (`get_input_details()[0]["quantization"]`).
+
+## Targets
+A target whose profile sets an integer I/O type (`io_dtype`); the fix writes that type.
+"""
 
 from __future__ import annotations
 
@@ -9,40 +42,8 @@ from qfix.types import Applicability
 
 
 class FloatIo(ConverterAnalysis, SourceRule):
-    """
-    ## What it does
-    Flags a full-integer conversion (representative dataset, or a QAT model, with
-    `Optimize.DEFAULT`) that leaves `inference_input_type` / `inference_output_type` unset (or
-    float32) when the target wants integer I/O: uint8 for the Edge TPU, int8 for TFLite Micro
-    and Ethos-U.
-
-    ## Why is this bad?
-    Both default to `tf.float32` even with `TFLITE_BUILTINS_INT8`, so the model starts with a
-    QUANTIZE and ends with a DEQUANTIZE op that work on float: the Edge TPU compiler leaves them
-    on the CPU ("Operation is working on an unsupported data type") and the application keeps
-    feeding float data it could have fed as raw bytes.
-
-    ## Example
-    ```python
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    ```
-
-    ## Use instead
-    ```python
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    ```
-
-    ## Fix safety
-    Unsafe: it changes the model's interface. Callers must then quantize inputs with the input
-    tensor's scale and zero point and dequantize outputs (`get_input_details()[0]["quantization"]`).
-
-    ## Targets
-    edgetpu (uint8), tflm and ethos-u (int8).
-    """
+    """Source side of QF403 float-io; documented once, in the module docstring
+    (`qfix rule QF403`)."""
 
     code = "QF403"
     name = "float-io"

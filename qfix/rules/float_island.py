@@ -1,4 +1,27 @@
-"""QF405 float-island (from the converted model)."""
+"""QF405 float-island: float tensors left inside an integer model (verify).
+
+## What it does
+Scans every tensor of the converted model and reports float activations left inside an
+integer model (DEQUANTIZE -> float op -> QUANTIZE), with the layer that made them.
+
+## Why is this bad?
+`TFLITE_BUILTINS_INT8` does not guarantee an all-int8 model: ops without an int8 kernel stay
+float. Integer accelerators cannot run them and each island costs a round trip through the
+CPU.
+
+## Example
+`keras.ops.cumsum` in an int8 model becomes DEQUANTIZE -> CUMSUM (float32) -> QUANTIZE.
+
+## Use instead
+An op with an int8 kernel, or place the op after the accelerated part.
+
+## Fix safety
+Display-only.
+
+## Targets
+A target whose profile allows only integer activation dtypes (`activation_dtypes`): a float
+tensor there is an island.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +29,8 @@ from qfix.rules.base import VerifyRule
 
 
 class FloatIsland(VerifyRule):
-    """
-    What it does: scans every tensor of the converted model and reports float activations left
-    inside an integer model (DEQUANTIZE → float op → QUANTIZE), with the layer that made them.
-
-    Why is this bad? `TFLITE_BUILTINS_INT8` does not guarantee an all-int8 model: ops without an
-    int8 kernel stay float. Integer accelerators cannot run them and each island costs a round
-    trip through the CPU.
-
-    Example: `keras.ops.cumsum` in an int8 model becomes DEQUANTIZE → CUMSUM(float32) → QUANTIZE.
-
-    Use instead: an op with an int8 kernel, or place the op after the accelerated part.
-
-    Fix safety: display-only.
-
-    Targets: all integer targets.
-    """
+    """Converted-model side of QF405 float-island; documented once, in the module docstring
+    (`qfix rule QF405`)."""
 
     code = "QF405"
     name = "float-island"

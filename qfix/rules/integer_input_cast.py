@@ -1,4 +1,34 @@
-"""QF102 integer-input-cast."""
+"""QF102 integer-input-cast: an integer model input cast to float inside the graph (model).
+
+## What it does
+Finds an integer model input (a uint8 camera frame) that is cast to float inside the graph
+(`keras.ops.cast`, `tf.cast`, or implicitly by a float Rescaling).
+
+## Why is this bad?
+After conversion that cast is a CAST op on device: the Edge TPU cannot run it, so the whole
+model falls back to the CPU from the first op. The converter's own input quantization already
+turns the raw uint8 frame into the model's first tensor.
+
+## Example
+```python
+x = keras.Input((224, 224, 3), dtype="uint8")
+y = keras.layers.Rescaling(1 / 255)(keras.ops.cast(x, "float32"))
+```
+
+## Use instead
+```python
+x = keras.Input((224, 224, 3))  # float input
+y = keras.layers.Rescaling(1 / 255)(x)
+# and converter.inference_input_type = tf.uint8: the TFLite input stays the raw uint8 frame
+```
+
+## Fix safety
+Safe: the cast (and an exact Rescaling) fold into the input quantization; the on-device
+input is still the raw uint8 frame.
+
+## Targets
+Every target: the rule reads no property of the target's profile.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +39,8 @@ from qfix.rules.base import ModelCase, ModelRule
 
 
 class IntegerInputCast(ModelRule):
-    """
-    What it does: finds an integer model input (a uint8 camera frame) that is cast to float
-    inside the graph (`keras.ops.cast`, `tf.cast`, or implicitly by Rescaling).
-
-    Why is this bad? After conversion that cast is a CAST op on device: the Edge TPU cannot
-    run it, so the whole model falls back to the CPU from the first op. The converter's own
-    input quantization already turns the raw uint8 frame into the model's first tensor.
-
-    Example: `x = Input((224,224,3), dtype="uint8"); x = ops.cast(x, "float32"); x = Rescaling(1/255)(x)`
-
-    Use instead: a float input and `inference_input_type=tf.uint8` in the converter: the TFLite
-    input stays the raw uint8 frame and the scale lives in the input quantization.
-
-    Fix safety: safe — the cast (and an exact Rescaling) fold into the input quantization; the
-    on-device input is still the raw uint8 frame.
-
-    Targets: edgetpu, int8, tflm, ethos-u.
-    """
+    """Model side of QF102 integer-input-cast; documented once, in the module docstring
+    (`qfix rule QF102`)."""
 
     code = "QF102"
     name = "integer-input-cast"

@@ -1,4 +1,49 @@
-"""QF501 keras3-with-tfmot: the model side (a `.keras` config) and the source side (the code that builds it)."""
+"""QF501 keras3-with-tfmot: tfmot used with Keras 3 objects (model and source).
+
+## What it does
+Model side: with `--mode qat`, reports a model saved by Keras 3 (its metadata says
+keras_version 3.x).
+
+Source side: in files that use tensorflow-model-optimization (tfmot), flags Keras 3 objects:
+imports of the Keras 3 package (`import keras`, `from keras import layers`), and `from
+tensorflow import keras` / `from tensorflow.keras import ...` / module-level `tf.keras` use
+that come before tfmot is imported, when `TF_USE_LEGACY_KERAS=1` is not set before
+TensorFlow is imported.
+
+## Why is this bad?
+tfmot only works on tf_keras (Keras 2) objects. On TF >= 2.16 `tf.keras` is Keras 3 unless
+`TF_USE_LEGACY_KERAS=1` is set before TensorFlow is imported (tfmot sets it, but too late if
+`tf.keras` was already touched), and `import keras` is always Keras 3. The result is
+``ValueError: `to_quantize` can only either be a keras Sequential or Functional model.``
+
+## Example
+```python
+import keras
+import tensorflow_model_optimization as tfmot
+q = tfmot.quantization.keras.quantize_model(keras.Sequential([...]))
+```
+
+## Use instead
+```python
+import os
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import tf_keras as keras
+import tensorflow_model_optimization as tfmot
+```
+For a saved Keras 3 model: rebuild and train it with tf_keras, or use post-training
+quantization (qfix's default, `--mode ptq`).
+
+## Fix safety
+Source: unsafe, the model is then built by tf_keras instead of Keras 3 (needs `pip install
+tf_keras` matching the TF minor version; Keras-3-only APIs differ). No fix is offered when
+the file uses Keras-3-only APIs (`keras.ops`, ...).
+
+Model: display-only (reported only).
+
+## Targets
+Every target: the rule reads no property of the target's profile. The model side runs only
+with `--mode qat`.
+"""
 
 from __future__ import annotations
 
@@ -33,43 +78,8 @@ def _top_level(module: cst.Module) -> list[cst.CSTNode]:
 
 
 class Keras3WithTfmot(SourceRule):
-    """
-    ## What it does
-    In files that use tensorflow-model-optimization (tfmot), flags Keras 3 objects: imports
-    of the Keras 3 package (`import keras`, `from keras import layers`), and `from tensorflow
-    import keras` / `from tensorflow.keras import ...` / module-level `tf.keras` use that come
-    before tfmot is imported, when `TF_USE_LEGACY_KERAS=1` is not set before TensorFlow is
-    imported.
-
-    ## Why is this bad?
-    tfmot only works on tf_keras (Keras 2) objects. On TF >= 2.16 `tf.keras` is Keras 3 unless
-    `TF_USE_LEGACY_KERAS=1` is set before TensorFlow is imported (tfmot sets it, but too late if
-    `tf.keras` was already touched), and `import keras` is always Keras 3. The result is
-    ``ValueError: `to_quantize` can only either be a keras Sequential or Functional model.``
-
-    ## Example
-    ```python
-    import keras
-    import tensorflow_model_optimization as tfmot
-    q = tfmot.quantization.keras.quantize_model(keras.Sequential([...]))
-    ```
-
-    ## Use instead
-    ```python
-    import os
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    import tf_keras as keras
-    import tensorflow_model_optimization as tfmot
-    ```
-
-    ## Fix safety
-    Unsafe: the model is then built by tf_keras instead of Keras 3 (needs `pip install
-    tf_keras` matching the TF minor version; Keras-3-only APIs differ). No fix is offered when
-    the file uses Keras-3-only APIs (`keras.ops`, ...).
-
-    ## Targets
-    All (quantization-aware training with tfmot).
-    """
+    """Source side of QF501 keras3-with-tfmot; documented once, in the module docstring
+    (`qfix rule QF501`)."""
 
     code = "QF501"
     name = "keras3-with-tfmot"
@@ -179,21 +189,8 @@ class Keras3WithTfmot(SourceRule):
 
 
 class Keras3WithTfmotModel(ModelRule):
-    """
-    What it does: with `--mode qat`, reports a model saved by Keras 3.
-
-    Why is this bad? tensorflow-model-optimization works only with Keras 2 (tf_keras); a Keras 3
-    model fails with "'to_quantize' can only either be a keras Sequential or Functional model".
-
-    Example: a `.keras` file whose metadata says keras_version 3.x, passed to quantize_model.
-
-    Use instead: rebuild and train the model with tf_keras (`import tf_keras as keras`,
-    `TF_USE_LEGACY_KERAS=1`), or use post-training quantization (qfix's default).
-
-    Fix safety: display-only (reported only for now).
-
-    Targets: all, in --mode qat.
-    """
+    """Model side of QF501 keras3-with-tfmot; documented once, in the module docstring
+    (`qfix rule QF501`)."""
 
     code = "QF501"
     name = "keras3-with-tfmot"

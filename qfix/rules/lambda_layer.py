@@ -1,4 +1,46 @@
-"""QF202 lambda-layer: the model side (a `.keras` config) and the source side (the code that builds it)."""
+"""QF202 lambda-layer: Lambda layers (model and source).
+
+## What it does
+Model side: finds Lambda layers in a `.keras` config. qfix never runs or decompiles them.
+
+Source side: flags `keras.layers.Lambda` layers. When the body is a simple expression of
+its one input - a scale and/or offset (`x / 127.5 - 1`), `relu6`, `relu`, a clip from 0, or
+`tf.image.resize` - it rewrites the Lambda into the built-in layer that computes the same
+thing (`Rescaling`, `ReLU`, `Resizing`). Other Lambdas are reported (with display-only
+guidance) in files that quantize (tfmot or the TFLite converter).
+
+## Why is this bad?
+A Lambda stores Python bytecode: loading it means running code from the file (Keras refuses
+in safe mode), and the bytecode only loads on the Python version that wrote it. tfmot skips
+Lambda layers with a warning and then fails to re-serialize the model (`Requested the
+deserialization of a Lambda layer with a Python lambda inside it`); a Lambda cannot be
+annotated with a QuantizeConfig; and after conversion its ops often stay float (CAST /
+DEQUANTIZE islands integer accelerators cannot run).
+
+## Example
+```python
+x = keras.layers.Lambda(lambda t: t / 127.5 - 1.0)(inputs)
+x = keras.layers.Lambda(lambda t: tf.nn.relu6(t))(x)
+```
+
+## Use instead
+```python
+x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+x = keras.layers.ReLU(max_value=6.0)(x)
+```
+Or a registered custom layer (with a QuantizeConfig for tfmot).
+
+## Fix safety
+Source: safe, the built-in layer computes the same values (`x / c` becomes `x * (1 / c)`,
+which differs by at most one float32 ulp) and neither layer has weights, so no weight is
+re-keyed. Lambdas with other bodies get display-only guidance.
+
+Model: display-only, the body is never decompiled; fix the source that builds the model
+(`qfix train.py`), or pass `--trust-lambdas` to convert a model you trust as it is.
+
+## Targets
+Every target: the rule reads no property of the target's profile.
+"""
 
 from __future__ import annotations
 
@@ -34,42 +76,8 @@ def _neg(code: str, node: cst.BaseExpression) -> str:
 
 
 class LambdaLayer(SourceRule):
-    """
-    ## What it does
-    Flags `keras.layers.Lambda` layers. When the body is a simple expression of its one
-    input - a scale and/or offset (`x / 127.5 - 1`), `relu6`, `relu`, a clip from 0, or
-    `tf.image.resize` - it rewrites the Lambda into the built-in layer that computes the same
-    thing (`Rescaling`, `ReLU`, `Resizing`). Other Lambdas are reported (with display-only
-    guidance) in files that quantize (tfmot or the TFLite converter).
-
-    ## Why is this bad?
-    tfmot skips Lambda layers with a warning and then fails to re-serialize the model
-    (`Requested the deserialization of a Lambda layer with a Python lambda inside it`); a
-    Lambda cannot be annotated with a QuantizeConfig; its body is saved as bytecode, so a
-    `.keras` file holding one needs `safe_mode=False` to load; and after conversion its ops often
-    stay float (CAST / DEQUANTIZE islands the Edge TPU cannot run).
-
-    ## Example
-    ```python
-    x = keras.layers.Lambda(lambda t: t / 127.5 - 1.0)(inputs)
-    x = keras.layers.Lambda(lambda t: tf.nn.relu6(t))(x)
-    ```
-
-    ## Use instead
-    ```python
-    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
-    x = keras.layers.ReLU(max_value=6.0)(x)
-    ```
-
-    ## Fix safety
-    Safe: the built-in layer computes the same values (`x / c` becomes `x * (1 / c)`, which
-    differs by at most one float32 ulp) and neither layer has weights, so no weight is re-keyed.
-    Lambdas with other bodies get display-only guidance: a registered custom layer with a
-    QuantizeConfig, or `qfix model.keras` on the saved model.
-
-    ## Targets
-    All (tfmot quantization-aware training and every integer TFLite target).
-    """
+    """Source side of QF202 lambda-layer; documented once, in the module docstring
+    (`qfix rule QF202`)."""
 
     code = "QF202"
     name = "lambda-layer"
@@ -278,23 +286,8 @@ class LambdaLayer(SourceRule):
 
 
 class LambdaLayerModel(ModelRule):
-    """
-    What it does: finds Lambda layers in a model file.
-
-    Why is this bad? A Lambda stores Python bytecode. Loading it means running code from the
-    file (Keras refuses in safe mode), its bytecode only loads on the Python version that wrote
-    it, and tfmot cannot quantize it. qfix never runs it.
-
-    Example: `Lambda(lambda t: t * 2.0)`
-
-    Use instead: a built-in layer (Rescaling, ReLU(max_value=6), Resizing…) or a registered
-    custom layer. `qfix train.py` rewrites simple Lambda bodies in the source.
-
-    Fix safety: display-only on the model (the body is never decompiled); pass
-    `--trust-lambdas` to convert a model you trust as it is.
-
-    Targets: all.
-    """
+    """Model side of QF202 lambda-layer; documented once, in the module docstring
+    (`qfix rule QF202`)."""
 
     code = "QF202"
     name = "lambda-layer"

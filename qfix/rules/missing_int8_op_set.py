@@ -1,4 +1,40 @@
-"""QF402 missing-int8-op-set (source side)."""
+"""QF402 missing-int8-op-set: a full-integer conversion without the INT8-only op set (source).
+
+## What it does
+Flags a full-integer post-training conversion (optimizations + representative dataset)
+that does not restrict `target_spec.supported_ops` to `TFLITE_BUILTINS_INT8`, when the
+target cannot run float ops.
+
+## Why is this bad?
+Without the INT8-only op set the converter silently keeps any op it cannot quantize in
+float, wrapped in QUANTIZE/DEQUANTIZE. The file converts, and the failure shows up later:
+the Edge TPU compiler cuts the graph at the first float op (everything after runs on the
+CPU), a microcontroller build lacks the float kernel. With the op set, conversion fails at
+once and names the op.
+
+## Example
+```python
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset
+```
+
+## Use instead
+```python
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+```
+
+## Fix safety
+Safe: the float model is untouched and a model that was already fully integer converts
+to the same file; a model that was not now fails to convert with the op named instead of
+producing a file the target cannot run. Only offered when a representative dataset is set
+(otherwise the op set alone makes conversion fail, see QF401) and not for QAT models (QF404).
+
+## Targets
+A target that cannot run float ops at all, so that a float fallback op is a failure and
+`TFLITE_BUILTINS_INT8` is wanted (the int8 CPU runs float fallbacks and never gets it).
+"""
 
 from __future__ import annotations
 
@@ -10,41 +46,8 @@ from qfix.types import Applicability
 
 
 class MissingInt8OpSet(ConverterAnalysis, SourceRule):
-    """
-    ## What it does
-    Flags a full-integer post-training conversion (optimizations + representative dataset)
-    that does not restrict `target_spec.supported_ops` to `TFLITE_BUILTINS_INT8`, when the
-    target cannot run float ops (edgetpu, tflm, ethos-u).
-
-    ## Why is this bad?
-    Without the INT8-only op set the converter silently keeps any op it cannot quantize in
-    float, wrapped in QUANTIZE/DEQUANTIZE. The file converts, and the failure shows up later:
-    the Edge TPU compiler cuts the graph at the first float op (everything after runs on the
-    CPU), a microcontroller build lacks the float kernel. With the op set, conversion fails at
-    once and names the op.
-
-    ## Example
-    ```python
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    ```
-
-    ## Use instead
-    ```python
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    ```
-
-    ## Fix safety
-    Safe: the float model is untouched and a model that was already fully integer converts
-    to the same file; a model that was not now fails to convert with the op named instead of
-    producing a file the target cannot run. Only offered when a representative dataset is set
-    (otherwise the op set alone makes conversion fail, see QF401) and not for QAT models (QF404).
-
-    ## Targets
-    edgetpu, tflm, ethos-u.
-    """
+    """Source side of QF402 missing-int8-op-set; documented once, in the module docstring
+    (`qfix rule QF402`)."""
 
     code = "QF402"
     name = "missing-int8-op-set"

@@ -1,4 +1,45 @@
-"""QF101 mixed-dtype-merge: the model side (a `.keras` config) and the source side (the code that builds it)."""
+"""QF101 mixed-dtype-merge: a merge of an integer tensor with a float one (model and source).
+
+## What it does
+Model side: finds merge layers (Concatenate, Add, Multiply, ...) and keras.ops merges in a
+`.keras` config whose inputs mix an integer tensor (a uint8 image, int32 ids) with a float one.
+
+Source side: in model-building code, flags a merge (`Concatenate`, `Add`, `Multiply`, ...,
+`layers.concatenate`, `tf.concat`, `keras.ops.concatenate`) of an integer tensor - a
+`keras.Input(..., dtype="uint8")` or another integer dtype, possibly reshaped - with a float
+one, and casts the integer operand explicitly.
+
+## Why is this bad?
+tf_keras (the Keras that tfmot needs) raises `TypeError: Tensors in list passed to 'values'
+of 'ConcatV2' Op have types [uint8, float32] that don't all match.` Keras 3 promotes
+silently, so the model trains, then fails when moved to tf_keras. After TFLite conversion the
+hidden promotion is a CAST op with float DEQUANTIZE/QUANTIZE around it, which integer
+accelerators cannot run (the Edge TPU cuts the graph there), and the integer values reach the
+merge unscaled.
+
+## Example
+```python
+image = keras.Input((32, 32, 3), dtype="uint8")
+meta = keras.Input((4,))
+x = keras.layers.Concatenate()([keras.layers.Flatten()(image), meta])
+```
+In a saved model: `Concatenate()([frame_uint8_flat, features_f32])`.
+
+## Use instead
+```python
+x = keras.layers.Concatenate()([keras.ops.cast(keras.layers.Flatten()(image), "float32"), meta])
+```
+Better still: make the input float32, scale in the data pipeline (or `Rescaling(1/255)` at
+the model boundary), and let the converter give the model uint8 I/O
+(`converter.inference_input_type = tf.uint8`).
+
+## Fix safety
+Safe on both sides: the explicit cast is the one Keras 3 already did implicitly (same
+float32 values), it has no weights, and in tf_keras the model did not build before.
+
+## Targets
+Every target: the rule reads no property of the target's profile.
+"""
 
 from __future__ import annotations
 
@@ -25,40 +66,8 @@ SHAPE_ONLY = {f"keras.layers.{n}" for n in ("Reshape", "Flatten", "Permute", "Re
 
 
 class MixedDtypeMerge(SourceRule):
-    """
-    ## What it does
-    In model-building code, flags a merge (`Concatenate`, `Add`, `Multiply`, ...,
-    `layers.concatenate`, `tf.concat`, `keras.ops.concatenate`) of an integer tensor - a
-    `keras.Input(..., dtype="uint8")` or another integer dtype, possibly reshaped - with a float
-    one, and casts the integer operand explicitly.
-
-    ## Why is this bad?
-    tf_keras (the Keras that tfmot needs) raises `TypeError: Tensors in list passed to 'values'
-    of 'ConcatV2' Op have types [uint8, float32] that don't all match.` Keras 3 silently casts,
-    so the model trains, then fails when moved to tf_keras; after TFLite conversion the hidden
-    cast becomes a CAST op with float DEQUANTIZE/QUANTIZE around it, which the Edge TPU cannot run.
-
-    ## Example
-    ```python
-    image = keras.Input((32, 32, 3), dtype="uint8")
-    meta = keras.Input((4,))
-    x = keras.layers.Concatenate()([keras.layers.Flatten()(image), meta])
-    ```
-
-    ## Use instead
-    ```python
-    x = keras.layers.Concatenate()([keras.ops.cast(keras.layers.Flatten()(image), "float32"), meta])
-    ```
-    Better still: make the input float32, scale in the data pipeline, and let the converter give
-    the model uint8 I/O (`converter.inference_input_type = tf.uint8`).
-
-    ## Fix safety
-    Safe: the cast is the one Keras 3 already did implicitly (same float32 values), it has no
-    weights, and in tf_keras the model did not build before.
-
-    ## Targets
-    All.
-    """
+    """Source side of QF101 mixed-dtype-merge; documented once, in the module docstring
+    (`qfix rule QF101`)."""
 
     code = "QF101"
     name = "mixed-dtype-merge"
@@ -187,23 +196,8 @@ MERGES = {"Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "M
 
 
 class MixedDtypeMergeModel(ModelRule):
-    """
-    What it does: finds merge layers (Concatenate, Add, Multiply, …) and keras.ops merges whose
-    inputs mix an integer tensor (uint8 image, int32 ids) with a float one.
-
-    Why is this bad? Keras 3 promotes silently; tf_keras fails at build time. The converter
-    then inserts a CAST op, which int8 targets cannot run (Edge TPU cuts the graph there), and
-    the integer values reach the merge unscaled.
-
-    Example: `Concatenate()([frame_uint8_flat, features_f32])`
-
-    Use instead: cast and rescale the integer tensor at the model boundary, or cast explicitly:
-    `Concatenate()([Rescaling(1/255)(frame), features])`.
-
-    Fix safety: safe — an explicit cast where the promotion happens today computes the same.
-
-    Targets: all integer targets (edgetpu, int8, tflm, ethos-u).
-    """
+    """Model side of QF101 mixed-dtype-merge; documented once, in the module docstring
+    (`qfix rule QF101`)."""
 
     code = "QF101"
     name = "mixed-dtype-merge"

@@ -1,4 +1,33 @@
-"""QF201 nested-model."""
+"""QF201 nested-model: a Model used as a layer inside another model (model).
+
+## What it does
+Finds a Model used as a layer inside another model in a `.keras` config (the
+transfer-learning pattern: a backbone called inside a functional head).
+
+## Why is this bad?
+tfmot's quantize_model refuses it ("Quantizing a tf.keras Model inside another tf.keras
+Model is not supported"), and the converted op names no longer map one to one to the layers
+you see, which hides where a target cuts the graph.
+
+## Example
+```python
+backbone = keras.applications.MobileNetV2(include_top=False)
+outputs = keras.layers.Dense(10)(backbone(inputs))
+```
+
+## Use instead
+```python
+backbone = keras.applications.MobileNetV2(include_top=False, input_tensor=inputs)
+outputs = keras.layers.Dense(10)(backbone.output)  # one flat functional model
+```
+
+## Fix safety
+Safe: flattening keeps every layer and weight; outputs are identical.
+
+## Targets
+Every target: the rule reads no property of the target's profile. A blocker with
+`--mode qat`, a warning for post-training quantization.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +41,8 @@ _INNER = functional_config(
 
 
 class NestedModel(ModelRule):
-    """
-    What it does: finds a Model used as a layer inside another model (the transfer-learning
-    pattern: a backbone called inside a functional head).
-
-    Why is this bad? tfmot's quantize_model refuses it ("Quantizing a tf.keras Model inside
-    another tf.keras Model is not supported"), and the converted op names no longer map one to
-    one to the layers you see, which hides where a target cuts the graph.
-
-    Example: `x = backbone(inputs); outputs = Dense(10)(x)` with `backbone = keras.Model(...)`
-
-    Use instead: build the head on `backbone.output` so there is one flat functional model.
-
-    Fix safety: safe — flattening keeps every layer and weight; outputs are identical.
-
-    Targets: all (a blocker for --mode qat, a warning for post-training quantization).
-    """
+    """Model side of QF201 nested-model; documented once, in the module docstring
+    (`qfix rule QF201`)."""
 
     code = "QF201"
     name = "nested-model"

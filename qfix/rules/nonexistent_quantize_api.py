@@ -1,4 +1,40 @@
-"""QF204 nonexistent-quantize-api (source side)."""
+"""QF204 nonexistent-quantize-api: quantization APIs that do not exist (source).
+
+## What it does
+Flags quantization APIs that do not exist but are common in advice found online and in
+generated code: `tf.keras.layers.Quantize` / `Dequantize` (and `from tensorflow.keras.layers
+import Quantize`), `keras.quantization.quantize_model`, `tfmot.quantization.quantize_model`
+(missing `.keras`), `tf.lite.constants.INT8` (TF1 only), `OpsSet.TFLITE_BUILTINS_UINT8`,
+`TFLiteConverter.from_keras_model_file` (TF1 only).
+
+## Why is this bad?
+The script dies with `AttributeError` / `ImportError` before anything is quantized, and
+the usual reaction (guessing other names) leads nowhere: quantization in Keras is done to
+the whole model by tfmot (QAT) or by the TFLite converter (post-training).
+
+## Example
+```python
+import tensorflow_model_optimization as tfmot
+q = tfmot.quantization.quantize_model(model)
+converter.inference_input_type = tf.lite.constants.INT8
+```
+
+## Use instead
+```python
+q = tfmot.quantization.keras.quantize_model(model)
+converter.inference_input_type = tf.int8
+```
+
+## Fix safety
+Safe where the real API is the same function under its right name (the `.keras` path in
+tfmot, `tf.lite.constants.X` -> `tf.x`, `TFLITE_BUILTINS_UINT8` -> `TFLITE_BUILTINS_INT8`).
+Unsafe where the replacement adds a dependency (`keras.quantization.quantize_model` ->
+`tfmot.quantization.keras.quantize_model`: tfmot only accepts tf_keras models, see QF501).
+Display-only for `layers.Quantize` and friends: there is no layer to swap in.
+
+## Targets
+Every target: the rule reads no property of the target's profile.
+"""
 
 from __future__ import annotations
 
@@ -60,42 +96,8 @@ _MODULE_SPELLING = {
 
 
 class NonexistentQuantizeApi(SourceRule):
-    """
-    ## What it does
-    Flags quantization APIs that do not exist but are common in advice found online and in
-    generated code: `tf.keras.layers.Quantize` / `Dequantize` (and `from tensorflow.keras.layers
-    import Quantize`), `keras.quantization.quantize_model`, `tfmot.quantization.quantize_model`
-    (missing `.keras`), `tf.lite.constants.INT8` (TF1 only), `OpsSet.TFLITE_BUILTINS_UINT8`,
-    `TFLiteConverter.from_keras_model_file` (TF1 only).
-
-    ## Why is this bad?
-    The script dies with `AttributeError` / `ImportError` before anything is quantized, and
-    the usual reaction (guessing other names) leads nowhere: quantization in Keras is done to
-    the whole model by tfmot (QAT) or by the TFLite converter (post-training).
-
-    ## Example
-    ```python
-    import tensorflow_model_optimization as tfmot
-    q = tfmot.quantization.quantize_model(model)
-    converter.inference_input_type = tf.lite.constants.INT8
-    ```
-
-    ## Use instead
-    ```python
-    q = tfmot.quantization.keras.quantize_model(model)
-    converter.inference_input_type = tf.int8
-    ```
-
-    ## Fix safety
-    Safe where the real API is the same function under its right name (the `.keras` path in
-    tfmot, `tf.lite.constants.X` -> `tf.x`, `TFLITE_BUILTINS_UINT8` -> `TFLITE_BUILTINS_INT8`).
-    Unsafe where the replacement adds a dependency (`keras.quantization.quantize_model` ->
-    `tfmot.quantization.keras.quantize_model`: tfmot only accepts tf_keras models, see QF501).
-    Display-only for `layers.Quantize` and friends: there is no layer to swap in.
-
-    ## Targets
-    All.
-    """
+    """Source side of QF204 nonexistent-quantize-api; documented once, in the module docstring
+    (`qfix rule QF204`)."""
 
     code = "QF204"
     name = "nonexistent-quantize-api"

@@ -1,4 +1,39 @@
-"""QF404 qat-int8-only-trap (source side)."""
+"""QF404 qat-int8-only-trap: the INT8-only op set on a QAT model (source).
+
+## What it does
+Flags the conversion of a quantization-aware-trained model (the result of tfmot
+`quantize_model` / `quantize_apply`, or a model loaded inside `quantize_scope()`) with
+`target_spec.supported_ops = [TFLITE_BUILTINS_INT8]` and no representative dataset.
+
+## Why is this bad?
+A QAT model carries its own quantization ranges, so it needs no calibration data, but on
+TF 2.x (verified on 2.21) `from_keras_model` + INT8-only op set still demands one:
+`ValueError: For full integer quantization, a representative_dataset must be specified.`
+(tensorflow/tensorflow#38285).
+
+## Example
+```python
+q = tfmot.quantization.keras.quantize_model(model)
+converter = tf.lite.TFLiteConverter.from_keras_model(q)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+```
+
+## Use instead
+```python
+q = tfmot.quantization.keras.quantize_model(model)
+converter = tf.lite.TFLiteConverter.from_keras_model(q)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+```
+
+## Fix safety
+Safe: removing the op-set line is what makes the conversion work; on TF 2.21 the QAT model
+then converts to the same fully integer ops (QUANTIZE, CONV_2D, FULLY_CONNECTED, ...). The
+alternative, passing a representative dataset anyway, is left to the user.
+
+## Targets
+Every target: the rule reads no property of the target's profile.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +43,8 @@ from qfix.types import Applicability
 
 
 class QatInt8OnlyTrap(ConverterAnalysis, SourceRule):
-    """
-    ## What it does
-    Flags the conversion of a quantization-aware-trained model (the result of tfmot
-    `quantize_model` / `quantize_apply`, or a model loaded inside `quantize_scope()`) with
-    `target_spec.supported_ops = [TFLITE_BUILTINS_INT8]` and no representative dataset.
-
-    ## Why is this bad?
-    A QAT model carries its own quantization ranges, so it needs no calibration data, but on
-    TF 2.x (verified on 2.21) `from_keras_model` + INT8-only op set still demands one:
-    `ValueError: For full integer quantization, a representative_dataset must be specified.`
-    (tensorflow/tensorflow#38285).
-
-    ## Example
-    ```python
-    q = tfmot.quantization.keras.quantize_model(model)
-    converter = tf.lite.TFLiteConverter.from_keras_model(q)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    ```
-
-    ## Use instead
-    ```python
-    q = tfmot.quantization.keras.quantize_model(model)
-    converter = tf.lite.TFLiteConverter.from_keras_model(q)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    ```
-
-    ## Fix safety
-    Safe: removing the op-set line is what makes the conversion work; on TF 2.21 the QAT model
-    then converts to the same fully integer ops (QUANTIZE, CONV_2D, FULLY_CONNECTED, ...). The
-    alternative, passing a representative dataset anyway, is left to the user.
-
-    ## Targets
-    All.
-    """
+    """Source side of QF404 qat-int8-only-trap; documented once, in the module docstring
+    (`qfix rule QF404`)."""
 
     code = "QF404"
     name = "qat-int8-only-trap"

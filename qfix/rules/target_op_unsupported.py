@@ -1,4 +1,29 @@
-"""QF304 target-op-unsupported (from the converted model)."""
+"""QF304 target-op-unsupported: the TFLite ops of the converted model the target does not run (verify).
+
+## What it does
+After conversion, names the TFLite ops the target does not run, with the Keras layer each
+came from and the target's reason. For a single-cut target it reports the cut: the first
+unsupported op, and how many ops run on the CPU from there.
+
+## Why is this bad?
+Those ops run on the CPU; on a single-cut target everything after the first one does too,
+so one late hard_swish can leave most of the model on the CPU.
+
+## Example
+MobileNetV3's HARD_SWISH in the stem, converted for the Edge TPU: the graph is cut at op 2.
+
+## Use instead
+The fix of the static rule that predicted it (QF302, QF303, QF301, ...), or move the layer
+to the end of the model.
+
+## Fix safety
+Display-only: fixes belong to the rules that find the cause.
+
+## Targets
+Every target, judged by the profile's op table and constraints. A profile with
+`placement = "prefix"` (one cut: the Edge TPU) gets one finding at the cut; others get one per
+op and layer.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +31,8 @@ from qfix.rules.base import VerifyRule
 
 
 class TargetOpUnsupported(VerifyRule):
-    """
-    What it does: after conversion, names the TFLite ops the target does not run, with the
-    Keras layer each came from and the target's reason. For a single-cut target (Edge TPU) it
-    reports the cut: the first unsupported op, and how many ops run on the CPU from there.
-
-    Why is this bad? Those ops run on the CPU; on the Edge TPU everything after the first one
-    does too, so one late hard_swish can leave most of the model on the CPU.
-
-    Example: MobileNetV3's HARD_SWISH in the stem on the Edge TPU.
-
-    Use instead: the fix of the static rule that predicted it (QF302, QF303, QF301…), or
-    move the layer to the end of the model.
-
-    Fix safety: display-only (fixes belong to the rules that find the cause).
-
-    Targets: all.
-    """
+    """Converted-model side of QF304 target-op-unsupported; documented once, in the module docstring
+    (`qfix rule QF304`)."""
 
     code = "QF304"
     name = "target-op-unsupported"

@@ -1,4 +1,46 @@
-"""QF205 tfmot-unsupported-layer (source side)."""
+"""QF205 tfmot-unsupported-layer: quantize_model on a model tfmot cannot quantize (source).
+
+## What it does
+Flags `tfmot.quantization.keras.quantize_model(model)` (and `quantize_annotate_model`)
+when the model, as built in the same file, contains a `hub.KerasLayer`, a nested model
+(a `keras.applications` / `Sequential` / `Model` object called as a layer or listed in a
+Sequential), or a `Lambda` layer. The model is followed through local variables and
+through calls of functions defined in the file.
+
+## Why is this bad?
+`quantize_model` refuses them: "Quantizing a keras Model inside another keras Model is not
+supported.", "Layer KerasLayer ... is not supported", and for Lambda a warning followed by
+"Requested the deserialization of a Lambda layer with a Python `lambda` inside it".
+
+## Example
+```python
+base = tf.keras.applications.MobileNetV2(include_top=False)
+inputs = tf.keras.Input((224, 224, 3))
+model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(base(inputs)))
+q = tfmot.quantization.keras.quantize_model(model)
+```
+
+## Use instead
+```python
+inputs = tf.keras.Input((224, 224, 3))
+base = tf.keras.applications.MobileNetV2(include_top=False, input_tensor=inputs)
+model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(base.output))
+q = tfmot.quantization.keras.quantize_model(model)
+```
+
+## Fix safety
+For a model whose only problem is Lambda layers, an unsafe fix inserts
+`serialization_lib.enable_unsafe_deserialization()` before the call (the documented
+unblock, verified on tf_keras 2.21): quantization then proceeds with the Lambdas left in
+float. Unsafe because it lets tf_keras rebuild Python lambdas (trusted code only) and the
+Lambda ops stay float. Otherwise display-only: the change is to the model's structure
+(which layers exist and how they are wired), which qfix does not rewrite in source; the
+message names the model-level fix.
+
+## Targets
+Every target: the rule reads no property of the target's profile (it concerns
+quantization-aware training with tfmot).
+"""
 
 from __future__ import annotations
 
@@ -38,47 +80,8 @@ _LABEL = {"hub": "a hub.KerasLayer", "nested": "a nested model", "lambda": "a La
 
 
 class TfmotUnsupportedLayer(SourceRule):
-    """
-    ## What it does
-    Flags `tfmot.quantization.keras.quantize_model(model)` (and `quantize_annotate_model`)
-    when the model, as built in the same file, contains a `hub.KerasLayer`, a nested model
-    (a `keras.applications` / `Sequential` / `Model` object called as a layer or listed in a
-    Sequential), or a `Lambda` layer. The model is followed through local variables and
-    through calls of functions defined in the file.
-
-    ## Why is this bad?
-    `quantize_model` refuses them: "Quantizing a keras Model inside another keras Model is not
-    supported.", "Layer KerasLayer ... is not supported", and for Lambda a warning followed by
-    "Requested the deserialization of a Lambda layer with a Python `lambda` inside it".
-
-    ## Example
-    ```python
-    base = tf.keras.applications.MobileNetV2(include_top=False)
-    inputs = tf.keras.Input((224, 224, 3))
-    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(base(inputs)))
-    q = tfmot.quantization.keras.quantize_model(model)
-    ```
-
-    ## Use instead
-    ```python
-    inputs = tf.keras.Input((224, 224, 3))
-    base = tf.keras.applications.MobileNetV2(include_top=False, input_tensor=inputs)
-    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(base.output))
-    q = tfmot.quantization.keras.quantize_model(model)
-    ```
-
-    ## Fix safety
-    For a model whose only problem is Lambda layers, an unsafe fix inserts
-    `serialization_lib.enable_unsafe_deserialization()` before the call (the documented
-    unblock, verified on tf_keras 2.21): quantization then proceeds with the Lambdas left in
-    float. Unsafe because it lets tf_keras rebuild Python lambdas (trusted code only) and the
-    Lambda ops stay float. Otherwise display-only: the change is to the model's structure
-    (which layers exist and how they are wired), which qfix does not rewrite in source; the
-    message names the model-level fix.
-
-    ## Targets
-    All (quantization-aware training with tfmot).
-    """
+    """Source side of QF205 tfmot-unsupported-layer; documented once, in the module docstring
+    (`qfix rule QF205`)."""
 
     code = "QF205"
     name = "tfmot-unsupported-layer"

@@ -1,4 +1,30 @@
-"""QF203 unknown-layer-class."""
+"""QF203 unknown-layer-class: layers whose class is not part of Keras (model).
+
+## What it does
+Finds layers in a `.keras` config whose class is not part of Keras: custom layers
+(`register_keras_serializable`), `hub.KerasLayer`, classes from other packages.
+
+## Why is this bad?
+Loading the model means importing and running that class's code. qfix never imports it
+unless you pass `--custom-objects MODULE`; tfmot needs a QuantizeConfig for each custom
+layer; hub.KerasLayer does not work with Keras 3 at all.
+
+## Example
+```json
+{"class_name": "MyBlock", "registered_name": "my_pkg>MyBlock"}
+```
+
+## Use instead
+Pass `--custom-objects my_pkg.layers` to let qfix load it, or rebuild the block from
+built-in layers. For hub.KerasLayer, load the backbone as a Keras model (keras.applications
+or the model's own Keras export).
+
+## Fix safety
+Display-only.
+
+## Targets
+Every target: the rule reads no property of the target's profile.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +35,8 @@ from qfix.rules.base import ModelCase, ModelRule
 
 
 class UnknownLayerClass(ModelRule):
-    """
-    What it does: finds layers whose class is not part of Keras: custom layers
-    (`register_keras_serializable`), `hub.KerasLayer`, classes from other packages.
-
-    Why is this bad? Loading the model means importing and running that class's code. qfix
-    never imports it unless you pass `--custom-objects MODULE`; tfmot needs a QuantizeConfig
-    for each custom layer; hub.KerasLayer does not work with Keras 3 at all.
-
-    Example: `{"class_name": "MyBlock", "registered_name": "my_pkg>MyBlock"}`
-
-    Use instead: pass `--custom-objects my_pkg.layers` to let qfix load it, or rebuild the
-    block from built-in layers. For hub.KerasLayer, load the SavedModel backbone as a Keras
-    model (keras.applications or the model's own Keras export).
-
-    Fix safety: display-only.
-
-    Targets: all.
-    """
+    """Model side of QF203 unknown-layer-class; documented once, in the module docstring
+    (`qfix rule QF203`)."""
 
     code = "QF203"
     name = "unknown-layer-class"

@@ -1,4 +1,51 @@
-"""QF302 unsupported-activation: the model side (a `.keras` config) and the source side (the code that builds it)."""
+"""QF302 unsupported-activation: an activation the target has no kernel for (model and source).
+
+## What it does
+Model side: finds activations in a `.keras` config whose TFLite op the target does not run -
+hard_swish (HARD_SWISH, also when spelled out as `x * relu6(x + 3) / 6` ops), gelu (GELU),
+LeakyReLU (LEAKY_RELU), elu, ... - as an `activation=` argument, an Activation layer or a
+layer of its own.
+
+Source side: flags the same activations as written in model-building code:
+`activation="hard_swish"` / `"gelu"` / `"leaky_relu"` on any layer, `Activation("gelu")`,
+`layers.LeakyReLU(...)`, and calls such as `tf.nn.gelu(x)`.
+
+## Why is this bad?
+The op is not in the target's op set. A single-cut compiler (the Edge TPU's) stops mapping at
+the first such op ("Operation not supported"): everything after a hard_swish in
+MobileNetV3's stem runs on the CPU. Other targets fail to compile or fall back to slow
+reference kernels.
+
+## Example
+```python
+x = keras.layers.Dense(64, activation="gelu")(x)
+x = keras.layers.LeakyReLU(0.1)(x)
+x = keras.layers.Conv2D(16, 3, activation="hard_swish")(x)
+```
+
+## Use instead
+```python
+x = keras.layers.Dense(64, activation="relu")(x)  # or swish; retrain
+x = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.1), shared_axes=[1, 2])(x)
+x = keras.layers.Conv2D(16, 3)(x)
+x = (x / 6.0) * keras.layers.ReLU(max_value=6.0)(x + 3.0)  # hard_swish the converter keeps unfused
+```
+
+## Fix safety
+Model: safe for hard_swish (x * relu6(x + 3) / 6, written so the converter keeps it
+unfused; a spelled-out hard_swish gets its 1/6 moved onto x for the same reason) and
+LeakyReLU (PReLU with a constant alpha, shared over H and W), which compute the same values,
+with the weights migrated; unsafe for gelu (the tanh approximation: close, not exact; the
+report states the float delta); no fix for the others (elu, selu, ...: retrain).
+
+Source: display-only. Swapping an activation changes the numbers (gelu, elu) or adds
+trainable weights and depends on the input rank (LeakyReLU -> PReLU); the exact rewrites are
+done on saved models by `qfix model.keras`, where the weights are migrated.
+
+## Targets
+A target whose profile's op table does not run the activation's TFLite op (the source side
+reads the same fact as the target's missing activations). Targets with the op never get it.
+"""
 
 from __future__ import annotations
 
@@ -39,39 +86,8 @@ def _norm(name: str) -> str:
 
 
 class UnsupportedActivation(SourceRule):
-    """
-    ## What it does
-    Flags activations the target has no kernel for, as written in model-building code:
-    `activation="hard_swish"` / `"gelu"` / `"leaky_relu"` on any layer, `Activation("gelu")`,
-    `layers.LeakyReLU(...)`, and calls such as `tf.nn.gelu(x)`. For the Edge TPU: HARD_SWISH,
-    GELU, LEAKY_RELU, ELU (and selu, mish).
-
-    ## Why is this bad?
-    The op is not in the target's op set, so the Edge TPU compiler stops mapping at the first
-    such op ("Operation not supported") and runs the rest of the model on the CPU; other targets
-    fail to compile or fall back to slow reference kernels.
-
-    ## Example
-    ```python
-    x = keras.layers.Dense(64, activation="gelu")(x)
-    x = keras.layers.LeakyReLU(0.1)(x)
-    ```
-
-    ## Use instead
-    ```python
-    x = keras.layers.Dense(64, activation="relu")(x)
-    x = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.1), shared_axes=[1, 2])(x)
-    ```
-
-    ## Fix safety
-    Display-only in source: swapping an activation changes the numbers (gelu, elu) or adds
-    trainable weights and depends on the input rank (LeakyReLU -> PReLU); the exact rewrites
-    (hard_swish -> x*relu6(x+3)/6, LeakyReLU -> PReLU with constant alpha) are done on saved
-    models by `qfix model.keras`, where the weights are migrated.
-
-    ## Targets
-    edgetpu (hard_swish, gelu, leaky_relu, elu, selu, mish); tflm (gelu, mish); ethos-u (mish).
-    """
+    """Source side of QF302 unsupported-activation; documented once, in the module docstring
+    (`qfix rule QF302`)."""
 
     code = "QF302"
     name = "unsupported-activation"
@@ -152,23 +168,8 @@ REPLACEMENT = {
 
 
 class UnsupportedActivationModel(ModelRule):
-    """
-    What it does: finds activations the target cannot run: hard_swish (HARD_SWISH), gelu
-    (GELU), LeakyReLU (LEAKY_RELU), elu, exponential… on the Edge TPU.
-
-    Why is this bad? The Edge TPU compiler stops at the first op it cannot map: everything after
-    a hard_swish in MobileNetV3's stem runs on the CPU.
-
-    Example: `Conv2D(16, 3, activation="hard_swish")`, `LeakyReLU(0.1)`
-
-    Use instead: hard_swish → x·relu6(x+3)/6, LeakyReLU → PReLU with constant alpha (exact);
-    gelu → tanh approximation (close, not exact).
-
-    Fix safety: safe for hard_swish and LeakyReLU; unsafe for gelu (the report states the float
-    delta).
-
-    Targets: edgetpu (and any profile that lacks the op).
-    """
+    """Model side of QF302 unsupported-activation; documented once, in the module docstring
+    (`qfix rule QF302`)."""
 
     code = "QF302"
     name = "unsupported-activation"

@@ -1,4 +1,30 @@
-"""QF303 unsupported-layer."""
+"""QF303 unsupported-layer: layers that lower to TFLite ops the target lacks (model).
+
+## What it does
+Finds layers and keras.ops nodes in a `.keras` config that lower to TFLite ops the target
+does not have: MultiHeadAttention and Dot (BATCH_MATMUL), LSTM/GRU, Conv3D, Embedding
+(GATHER), keras.ops divide/exp/argmax/cumsum, casts, ...
+
+## Why is this bad?
+On a single-cut target (the Edge TPU) the first such op and everything after it run on the
+CPU; elsewhere each one is a CPU island with a round trip.
+
+## Example
+```python
+x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(x, x)
+```
+
+## Use instead
+Move the layer to the end of the model (it then runs on the CPU after the accelerated part),
+or choose a target that runs it.
+
+## Fix safety
+Display-only: qfix cannot replace these layers without changing the model.
+
+## Targets
+A target whose profile's op table does not run (or does not list, with
+`unlisted_ops = "unsupported"`) an op the layer lowers to.
+"""
 
 from __future__ import annotations
 
@@ -11,23 +37,8 @@ _ACTIVATION_LAYERS = {"LeakyReLU", "ELU"}  # reported by QF302
 
 
 class UnsupportedLayer(ModelRule):
-    """
-    What it does: finds layers and keras.ops nodes that lower to TFLite ops the target does not
-    have: MultiHeadAttention and Dot (BATCH_MATMUL), LSTM/GRU, Conv3D, Embedding (GATHER),
-    keras.ops divide/exp/argmax/cumsum, casts…
-
-    Why is this bad? On a single-cut target (Edge TPU) the first such op and everything after
-    it run on the CPU; elsewhere each one is a CPU island with a round trip.
-
-    Example: `MultiHeadAttention(num_heads=2, key_dim=8)(x, x)` for the Edge TPU.
-
-    Use instead: move the layer to the end of the model (it then runs on the CPU after the
-    accelerated part), or choose a target that runs it.
-
-    Fix safety: display-only (qfix cannot replace these layers without changing the model).
-
-    Targets: edgetpu, and any profile lacking the op.
-    """
+    """Model side of QF303 unsupported-layer; documented once, in the module docstring
+    (`qfix rule QF303`)."""
 
     code = "QF303"
     name = "unsupported-layer"

@@ -1,4 +1,31 @@
-"""QF103 wide-64bit-tensor."""
+"""QF103 wide-64bit-tensor: int64 / float64 inputs, casts and layers (model).
+
+## What it does
+Finds 64-bit tensors in a `.keras` config: int64/float64 model inputs, layers computing in
+float64 (their dtype policy), and casts to a 64-bit type.
+
+## Why is this bad?
+No integer accelerator runs 64-bit tensors (Vela: "64-bit feature-maps are not supported";
+TFLM's ARG_MAX needs int32 output; the Edge TPU takes 8-bit only). They stay on the CPU, or
+make the converter fail on ops without 64-bit kernels.
+
+## Example
+```python
+ids = keras.Input((16,), dtype="int64")
+```
+
+## Use instead
+```python
+ids = keras.Input((16,), dtype="int32")  # token ids fit in int32; compute in float32
+```
+
+## Fix safety
+Safe when the values fit in 32 bits (ids, counts); the report says when a float64 layer
+changes numbers.
+
+## Targets
+Every target: the rule reads no property of the target's profile.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +37,8 @@ WIDE = {"int64", "uint64", "float64"}
 
 
 class Wide64BitTensor(ModelRule):
-    """
-    What it does: finds 64-bit tensors: int64/float64 model inputs, layers computing in
-    float64, and casts to a 64-bit type.
-
-    Why is this bad? No integer accelerator runs 64-bit tensors (Vela: "64-bit feature-maps are
-    not supported"; TFLM's ARG_MAX needs int32 output; the Edge TPU takes 8-bit only). They stay
-    on the CPU, or make the converter fail on ops without 64-bit kernels.
-
-    Example: `ids = Input((16,), dtype="int64")`
-
-    Use instead: int32 ids and float32 compute; token ids fit in int32.
-
-    Fix safety: safe when the values fit in 32 bits (ids, counts); the report says when a
-    float64 layer changes numbers.
-
-    Targets: all.
-    """
+    """Model side of QF103 wide-64bit-tensor; documented once, in the module docstring
+    (`qfix rule QF103`)."""
 
     code = "QF103"
     name = "wide-64bit-tensor"

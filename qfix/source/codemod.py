@@ -29,8 +29,12 @@ class ApplyQfixFixes(VisitorBasedCodemodCommand):
         self.unsafe_fixes = unsafe_fixes
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
+        # This class is a front end (libcst's codemod tool loads it by path), so it picks the rules.
+        from qfix.rules import source_rules
+
         code = tree.code
-        result = fix_source(code, path=self.context.filename, target=self.target, unsafe_fixes=self.unsafe_fixes)
+        result = fix_source(code, rules=source_rules(), path=self.context.filename, target=self.target,
+                            unsafe_fixes=self.unsafe_fixes)
         for v in result.remaining:
             self.warn(f"{v.location.line}:{v.location.col}: {v.code} {v.message}")
         if result.code == code:

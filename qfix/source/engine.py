@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
@@ -25,6 +25,7 @@ from qfix.types import Applicability, Fix, Location, Severity, Violation
 from qfix.source.names import Names
 from qfix.source.rule import (
     AddImport,
+    FileContext,
     InsertStatements,
     RemoveStatement,
     RemoveUnusedImport,
@@ -41,52 +42,6 @@ MAX_ITERATIONS = 10
 
 _SUPPRESS = re.compile(r"#\s*qfix\s*:\s*ignore(?:\[([A-Za-z0-9_,\s-]*)\])?", re.I)
 _SUPPRESS_FILE = re.compile(r"#\s*qfix\s*:\s*ignore-file(?:\[([A-Za-z0-9_,\s-]*)\])?", re.I)
-
-
-# --------------------------------------------------------------------------------------------
-# Rule selection
-# --------------------------------------------------------------------------------------------
-_ALL: list[type[SourceRule]] | None = None
-_SELECTED: dict[tuple, list[type[SourceRule]]] = {}
-
-
-def all_source_rules() -> list[type[SourceRule]]:
-    global _ALL
-    if _ALL is None:
-        from qfix.rules import source_rules
-
-        _ALL = source_rules()
-    return list(_ALL)
-
-
-def _matches(code: str, name: str, patterns: Iterable[str]) -> bool:
-    for p in patterns:
-        p = p.strip()
-        if not p:
-            continue
-        if p.upper() == "ALL" or code.startswith(p.upper()) or p.lower() == name:
-            return True
-    return False
-
-
-def select_rules(
-    rules: Sequence[type[SourceRule]] | None = None,
-    *,
-    select: Sequence[str] | None = None,
-    ignore: Sequence[str] | None = None,
-) -> list[type[SourceRule]]:
-    if rules is None:
-        key = (tuple(select or ()), tuple(ignore or ()))
-        hit = _SELECTED.get(key)
-        if hit is None:
-            hit = _SELECTED[key] = select_rules(all_source_rules(), select=select, ignore=ignore)
-        return list(hit)
-    rules = list(rules)
-    if select:
-        rules = [r for r in rules if _matches(r.code, r.name, select)]
-    if ignore:
-        rules = [r for r in rules if not _matches(r.code, r.name, ignore)]
-    return rules
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,21 +127,6 @@ def walk(
 # Lint
 # --------------------------------------------------------------------------------------------
 @dataclass
-class FileContext:
-    path: str | None
-    code: str
-    module: cst.Module
-    names: Names
-    target: SourceTarget | None
-    options: dict[str, Any] = field(default_factory=dict)
-    function_stack: list[cst.FunctionDef] = field(default_factory=list)
-
-    @property
-    def scope(self) -> cst.FunctionDef | None:
-        return self.function_stack[-1] if self.function_stack else None
-
-
-@dataclass
 class LintResult:
     violations: list[Violation]
     module: cst.Module | None
@@ -244,15 +184,15 @@ def _suppressed(v: Violation, lines: dict[int, set[str] | None], file_level: Any
 def lint_source(
     code: str,
     *,
+    rules: Sequence[type[SourceRule]],
     path: str | None = None,
-    rules: Sequence[type[SourceRule]] | None = None,
     target: str | SourceTarget | None = None,
     options: dict[str, Any] | None = None,
     module: cst.Module | None = None,
 ) -> LintResult:
-    """Findings of the given source rules on `code` (all source rules by default)."""
+    """Findings of the given source rules on `code` (the caller selects them:
+    `qfix.rules.select(qfix.rules.source_rules(), ...)`)."""
     tgt = get_target(target) if isinstance(target, str) else target
-    rules = list(all_source_rules() if rules is None else rules)
     active = [
         r for r in rules if r.applies_to(tgt) and (not r.TRIGGERS or any(t in code for t in r.TRIGGERS))
     ]
@@ -471,14 +411,13 @@ class FixResult:
 def fix_source(
     code: str,
     *,
+    rules: Sequence[type[SourceRule]],
     path: str | None = None,
-    rules: Sequence[type[SourceRule]] | None = None,
     target: str | SourceTarget | None = None,
     options: dict[str, Any] | None = None,
     unsafe_fixes: bool = False,
     first: LintResult | None = None,
 ) -> FixResult:
-    rules = list(all_source_rules() if rules is None else rules)
     result = first or lint_source(code, path=path, rules=rules, target=target, options=options)
     fixed: list[Violation] = []
     errors: list[Violation] = []

@@ -1,8 +1,9 @@
 """The shape of a source rule, its embedded cases and the libcst edits its fixes carry.
 
-A source rule is a class with `SIDE = "source"`, `code`, `name`, a docstring with the
-sections What it does / Why is this bad? / Example / Use instead / Fix safety / Targets, and
-embedded `VALID` / `INVALID` cases (Fixit style) that the test suite runs automatically.
+A source rule is a class with `SIDE = "source"`, `code`, `name` and embedded `VALID` /
+`INVALID` cases (Fixit style) that the test suite runs automatically. It lives in its code's
+module under `qfix/rules/`, whose docstring documents the code (both sides; see
+`qfix.rules.docs`).
 
 Rules implement `visit_<Node>(node)` / `leave_<Node>(node)` hooks (read-only; the engine calls
 every rule's hooks in one batched walk of the tree) and an optional `finish()` called after
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import libcst as cst
 
+from qfix.source.names import Names
 from qfix.types import Applicability, Fix, Location, Severity, Violation
-
-if TYPE_CHECKING:  # pragma: no cover
-    from qfix.source.engine import FileContext
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,6 +168,23 @@ class Invalid:
 # The rule base class
 # --------------------------------------------------------------------------------------------
 @dataclass
+class FileContext:
+    """What a rule sees of the file being linted (built once per file by the engine)."""
+
+    path: str | None
+    code: str
+    module: cst.Module
+    names: Names
+    target: SourceTarget | None
+    options: dict[str, Any] = field(default_factory=dict)
+    function_stack: list[cst.FunctionDef] = field(default_factory=list)
+
+    @property
+    def scope(self) -> cst.FunctionDef | None:
+        return self.function_stack[-1] if self.function_stack else None
+
+
+@dataclass
 class Report:
     """A finding before positions are known (the engine adds them)."""
 
@@ -191,7 +207,7 @@ class SourceRule:
     VALID: ClassVar[Sequence[Valid]] = ()
     INVALID: ClassVar[Sequence[Invalid]] = ()
 
-    def __init__(self, ctx: "FileContext") -> None:
+    def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
         self.names = ctx.names
         self.reports: list[Report] = []

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from qfix.types import Location, Severity, Violation
-from qfix.source.engine import fix_source, lint_source, select_rules
+from qfix.source.engine import fix_source, lint_source
+from qfix.source.rule import SourceRule
 
 SKIP_DIRS = frozenset(
     {
@@ -92,7 +93,7 @@ class FileResult:
     path: str
     violations: list[Violation] = field(default_factory=list)  # as reported (original text)
     remaining: list[Violation] = field(default_factory=list)  # after fixing (if fixes ran)
-    fixed: int = 0
+    fixed: list[Violation] = field(default_factory=list)  # fixes applied (to the new text)
     new_code: str | None = None  # the fixed text when it differs
     old_code: str | None = None
     skipped: str | None = None  # reason (generated, unreadable)
@@ -101,9 +102,40 @@ class FileResult:
 
 
 @dataclass
+class SourceRun:
+    """One run over the paths given: what each file gave and what was written. Renderers
+    (`qfix.report.source`, `qfix.report.json_report`) read this and nothing else."""
+
+    paths: list[str]  # as given on the command line
+    target: str | None
+    files: list[FileResult]
+    write: bool = False  # fixes were written: `remaining` is what the files now hold
+    diff: bool = False  # --diff: the text report shows only the diffs
+    written: int = 0  # files rewritten
+    exit_code: int = 0
+
+    @property
+    def checked(self) -> int:
+        """Files read and linted (generated files skipped unless named are not counted)."""
+        return sum(1 for r in self.files if r.skipped is None)
+
+    @property
+    def fixed(self) -> list[Violation]:
+        """Findings whose fix was written (each located in the text its fix was applied to)."""
+        return [v for r in self.files for v in r.fixed] if self.write else []
+
+    @property
+    def shown(self) -> list[Violation]:
+        """The findings the files hold now: after --write, what is left; else all of them."""
+        return [v for r in self.files for v in (r.remaining if self.write else r.violations)]
+
+
+@dataclass
 class Job:
-    select: list[str] | None = None
-    ignore: list[str] | None = None
+    """What every file of a run is checked with. Rule classes cross to the workers by
+    reference (pickled as module + name), so the selection happens once, in the caller."""
+
+    rules: Sequence[type[SourceRule]]
     target: str | None = None
     unsafe_fixes: bool = False
     fix: bool = False  # compute the fixed text (for --write or --diff)
@@ -134,16 +166,15 @@ def process_file(path: str, job: Job, explicit: bool = False) -> FileResult:
     if not explicit and not job.include_generated and is_generated(text):
         res.skipped = "generated"
         return res
-    rules = select_rules(select=job.select, ignore=job.ignore)
     try:
-        lint = lint_source(text, path=path, rules=rules, target=job.target, options=job.options)
+        lint = lint_source(text, path=path, rules=job.rules, target=job.target, options=job.options)
         res.violations = list(lint.violations)
         if job.fix and lint.module is not None and any(v.fix and v.fix.edits for v in lint.violations):
             fr = fix_source(
-                text, path=path, rules=rules, target=job.target, options=job.options,
+                text, path=path, rules=job.rules, target=job.target, options=job.options,
                 unsafe_fixes=job.unsafe_fixes, first=lint,
             )
-            res.fixed = len(fr.fixed)
+            res.fixed = list(fr.fixed)
             res.remaining = list(fr.remaining) + fr.errors
             if fr.code != text:
                 res.new_code = fr.code
@@ -163,6 +194,7 @@ def process_file(path: str, job: Job, explicit: bool = False) -> FileResult:
         res.remaining = list(res.violations)
     _strip(res.violations)
     _strip(res.remaining)
+    _strip(res.fixed)
     return res
 
 
@@ -174,7 +206,6 @@ def _warm() -> None:
     import libcst
 
     libcst.parse_module("x = 1\n")
-    select_rules()
 
 
 def run_files(files: Sequence[Path], job: Job, *, jobs: int | None = None, explicit: set[Path] | None = None) -> list[FileResult]:
@@ -183,7 +214,7 @@ def run_files(files: Sequence[Path], job: Job, *, jobs: int | None = None, expli
     n = jobs if jobs is not None else min(os.cpu_count() or 1, 2 if len(files) > 1 else 1)
     if n <= 1 or len(files) <= 1:
         return [process_file(*a) for a in args]
-    _warm()  # import the rules before forking
+    _warm()  # load libcst's parser before forking
     chunk = max(1, min(32, len(args) // (n * 4) or 1))
     try:
         with ProcessPoolExecutor(max_workers=n) as pool:

@@ -83,15 +83,69 @@ def test_write_applies_safe_fixes_atomically(tree: Path, monkeypatch):
     assert "All checks passed" in out
 
 
+FINDING_KEYS = {"code", "name", "severity", "layer", "location", "message", "fix", "applied"}
+SOURCE_KEYS = {"schema", "qfix_version", "input", "target", "findings", "files", "exit_code"}
+
+
 def test_select_ignore_and_json(tree: Path, monkeypatch):
     monkeypatch.chdir(tree)
     code, out = call([tree / "pkg" / "train.py"], select=["QF204"], output_format="json")
     data = json.loads(out)
-    assert {d["code"] for d in data} == {"QF204"}
-    assert data[0]["fix"]["applicability"] == "safe"
-    assert data[0]["location"]["line"] == 4 and data[0]["kind"] == "source"
+    assert set(data) == SOURCE_KEYS and data["schema"] == 1 and data["exit_code"] == code == 1
+    assert data["input"] == [str(tree / "pkg" / "train.py")] and data["target"] is None
+    assert data["files"] == {"checked": 1, "written": 0}
+    found = data["findings"]
+    assert {d["code"] for d in found} == {"QF204"}
+    assert set(found[0]) == FINDING_KEYS and found[0]["layer"] is None and found[0]["applied"] is False
+    assert found[0]["fix"] == {"applicability": "safe", "description": found[0]["fix"]["description"]}
+    assert set(found[0]["location"]) == {"path", "line", "col", "end_line", "end_col"}
+    assert found[0]["location"]["line"] == 4
     code, out = call([tree / "pkg" / "train.py"], ignore=["QF204", "QF202"])
     assert code == 0, out
+
+
+def test_json_after_write_lists_applied_and_remaining(tree: Path, monkeypatch):
+    monkeypatch.chdir(tree)
+    code, out = call([tree / "pkg"], write=True, output_format="json")
+    data = json.loads(out)
+    assert data["files"] == {"checked": 3, "written": 1} and data["exit_code"] == code == 1
+    applied = sorted(d["code"] for d in data["findings"] if d["applied"])
+    assert applied == ["QF202", "QF204"]
+    assert [d["code"] for d in data["findings"] if not d["applied"]] == ["QF915"]  # broken.py stays
+
+
+GELU = "import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n"
+
+
+def test_text_shows_display_only_suggestions(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.py").write_text(GELU + "y = keras.layers.Lambda(lambda t: t * 2.0)(x)\n")
+    code, out = call([tmp_path / "m.py"], target="edgetpu")
+    lines = out.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("m.py:2:") and " QF302 " in line)
+    assert "[*]" not in lines[i]  # display-only: nothing to apply
+    assert lines[i + 1] == "  help: use relu or swish (retrain), or keep gelu on the CPU"
+    j = next(i for i, line in enumerate(lines) if " QF202 [*] " in line)
+    assert lines[j + 1].startswith("  help: ")
+    assert lines[-1].startswith("Found 2 issues in 1 file.") and "1 needs manual attention." in lines[-1]
+    assert code == 1
+
+
+def test_concise_is_one_line_per_finding_and_a_summary(tree: Path, monkeypatch):
+    import re
+
+    monkeypatch.chdir(tree)
+    code, out = call([tree / "pkg"], output_format="concise")
+    lines = out.splitlines()
+    _, js = call([tree / "pkg"], output_format="json")
+    findings = json.loads(js)["findings"]
+    assert len(lines) == len(findings) + 1, out
+    for line, f in zip(lines, findings):
+        m = re.fullmatch(r"(\S+):(\d+):(\d+): (QF\d{3})( \[\*\])? (.+)", line)
+        assert m, line
+        assert (m.group(4), int(m.group(2)), m.group(6)) == (f["code"], f["location"]["line"], f["message"])
+    assert lines[-1].startswith("Found 3 issues in 3 files.")
+    assert code == 1
 
 
 def test_bad_usage_exit_2(tree: Path):
@@ -99,6 +153,9 @@ def test_bad_usage_exit_2(tree: Path):
     assert call([tree], target="no-such-target")[0] == 2
     assert call([tree], output_format="xml")[0] == 2
     assert call([tree], select=["QF999"])[0] == 2
+    code, out = call([tree], select=["QF2"], ignore=["QF399", "lambda-layer"])
+    assert code == 2 and out.startswith("QF914 unknown rule selector QF399 ")
+    assert call([tree], select=["QF102"])[0] == 2  # a model-only code selects no source rule
 
 
 def test_pyproject_config(tmp_path: Path, monkeypatch):
@@ -125,6 +182,9 @@ def test_bad_pyproject_is_exit_2(tmp_path: Path):
     (tmp_path / "a.py").write_text("x = 1\n")
     code, out = call([tmp_path / "a.py"])
     assert code == 2 and "QF914" in out
+    (tmp_path / "pyproject.toml").write_text('[tool.qfix]\nselect = ["QF4", "QF4O1"]\n')
+    code, out = call([tmp_path / "a.py"])
+    assert code == 2 and out.startswith("QF914 unknown rule selector QF4O1 ")
 
 
 def test_unsafe_fixes_flag(tmp_path: Path, monkeypatch):
@@ -191,3 +251,45 @@ def test_target_from_profile_toml(tmp_path: Path):
     t = get_target(str(tmp_path / "npu.toml"))
     assert t.id == "my-npu" and t.integer and t.static_shapes
     assert get_target(str(tmp_path / "missing.toml")) is None
+
+
+def qfix(*args: str, cwd: Path) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    p = subprocess.run([sys.executable, "-m", "qfix", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                       timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_one_json_shape_for_model_and_source_runs(tmp_path: Path):
+    """Through `python -m qfix`: the source object and the model object share the envelope keys
+    and the finding objects."""
+    (tmp_path / "m.py").write_text(GELU)
+    rc, out, err = qfix("m.py", "--target", "edgetpu", "--format", "json", cwd=tmp_path)
+    source = json.loads(out)
+    assert rc == source["exit_code"] == 1 and err == ""
+    assert set(source) == SOURCE_KEYS and source["input"] == ["m.py"] and source["target"] == "edgetpu"
+    assert [f["code"] for f in source["findings"]] == ["QF302"]
+    assert source["findings"][0]["fix"]["applicability"] == "display-only"
+
+    model_file = Path(__file__).resolve().parents[2] / "fixtures" / "gelu_mlp_k3.keras"
+    rc, out, err = qfix(str(model_file), "--static", "--check", "--format", "json", cwd=tmp_path)
+    model = json.loads(out)
+    shared = {"schema", "qfix_version", "input", "target", "findings", "exit_code"}
+    assert shared <= set(model) and shared <= set(source)
+    assert model["schema"] == source["schema"] and model["target"] == source["target"] == "edgetpu"
+    assert model["findings"] and all(set(f) == FINDING_KEYS for f in model["findings"] + source["findings"])
+    assert {f["code"] for f in model["findings"]} >= {"QF302"}
+
+
+def test_concise_and_text_through_python_m_qfix(tmp_path: Path):
+    (tmp_path / "m.py").write_text(GELU)
+    rc, out, _ = qfix("m.py", "--target", "edgetpu", "--format", "concise", cwd=tmp_path)
+    assert rc == 1 and out.splitlines() == [
+        "m.py:2:27: QF302 Activation `gelu` has no kernel on target edgetpu: the op falls back to the CPU",
+        "Found 1 issue in 1 file. 1 needs manual attention.",
+    ]
+    rc, out, _ = qfix("m.py", "--target", "edgetpu", cwd=tmp_path)
+    assert rc == 1 and "  help: use relu or swish (retrain), or keep gelu on the CPU" in out.splitlines()

@@ -14,7 +14,6 @@ from qfix.source.engine import fix_source, lint_source
 from qfix.types import Applicability
 
 RULES = source_rules()
-SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "Fix safety", "Targets")
 
 
 def _cases(kind: str):
@@ -30,13 +29,10 @@ def test_rules_registered():
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.code)
-def test_rule_metadata(rule):
+def test_rule_metadata(rule):  # the rule's document: tests/rules/test_docs.py
     assert re.fullmatch(r"QF\d{3}", rule.code)
     assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", rule.name)
     assert rule.__module__.rsplit(".", 1)[-1] == rule.name.replace("-", "_")
-    doc = rule.__doc__ or ""
-    for section in SECTIONS:
-        assert f"## {section}" in doc, (rule.code, section)
     assert rule.VALID and rule.INVALID, rule.code
 
 

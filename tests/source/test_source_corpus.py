@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 import libcst as cst
 import pytest
 
+from qfix.rules import source_rules
 from qfix.source.engine import fix_source
 from qfix.source.runner import Job, collect_files, process_file
 
@@ -25,7 +26,7 @@ TARGETS = (None, "edgetpu")
 
 def _check(args: tuple[str, str | None]) -> dict:
     path, target = args
-    job = Job(target=target, fix=True, unsafe_fixes=True, include_generated=True)
+    job = Job(source_rules(), target=target, fix=True, unsafe_fixes=True, include_generated=True)
     res = process_file(path, job, explicit=True)
     out = {
         "path": path,
@@ -40,7 +41,7 @@ def _check(args: tuple[str, str | None]) -> dict:
             cst.parse_module(res.new_code)
         except Exception as exc:  # noqa: BLE001
             out["reparse"] = str(exc)
-        again = fix_source(res.new_code, path=path, target=target, unsafe_fixes=True)
+        again = fix_source(res.new_code, rules=source_rules(), path=path, target=target, unsafe_fixes=True)
         out["idempotent"] = again.code == res.new_code
     return out
 

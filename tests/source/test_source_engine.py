@@ -7,7 +7,8 @@ import textwrap
 import libcst as cst
 import pytest
 
-from qfix.source.engine import fix_source, lint_source, select_rules, walk
+from qfix.rules import source_rules
+from qfix.source.engine import fix_source, lint_source, walk
 from qfix.source.names import Names, canonical
 from qfix.source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
 from qfix.types import Applicability
@@ -185,21 +186,13 @@ def test_non_convergence_is_reported():
     cst.parse_module(fr.code)
 
 
-def test_select_ignore():
-    all_codes = {r.code for r in select_rules()}
-    assert {"QF202", "QF401"} <= all_codes
-    assert {r.code for r in select_rules(select=["QF4"])} == {c for c in all_codes if c.startswith("QF4")}
-    assert "QF202" not in {r.code for r in select_rules(ignore=["QF202"])}
-    assert {r.code for r in select_rules(select=["lambda-layer"])} == {"QF202"}
-
-
 def test_engine_never_imports_tensorflow():
     import subprocess
     import sys
 
     code = (
-        "import sys\nfrom qfix.source.engine import fix_source\n"
-        "fix_source('import tensorflow as tf\\nx = tf.keras.layers.Lambda(lambda t: t * 2)(y)\\n', target='edgetpu')\n"
+        "import sys\nfrom qfix.rules import source_rules\nfrom qfix.source.engine import fix_source\n"
+        "fix_source('import tensorflow as tf\\nx = tf.keras.layers.Lambda(lambda t: t * 2)(y)\\n', rules=source_rules(), target='edgetpu')\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', 'tensorflow_model_optimization')]\n"
         "assert not bad, bad\n"
     )
@@ -229,12 +222,12 @@ def test_all_rules_together_converge_on_a_realistic_script():
         open("m.tflite", "wb").write(converter.convert())
         '''
     )
-    first = lint_source(code, target="edgetpu")
+    first = lint_source(code, rules=source_rules(), target="edgetpu")
     codes = {v.code for v in first.violations}
     assert {"QF202", "QF204", "QF301", "QF302", "QF402", "QF403", "QF501"} <= codes, codes
-    fr = fix_source(code, target="edgetpu", unsafe_fixes=True)
+    fr = fix_source(code, rules=source_rules(), target="edgetpu", unsafe_fixes=True)
     cst.parse_module(fr.code)
-    assert fix_source(fr.code, target="edgetpu", unsafe_fixes=True).code == fr.code
+    assert fix_source(fr.code, rules=source_rules(), target="edgetpu", unsafe_fixes=True).code == fr.code
     assert "Rescaling(1.0 / 127.5, offset=-1.0)" in fr.code
     assert "tfmot.quantization.keras.quantize_model" in fr.code
     assert "TFLITE_BUILTINS_INT8" in fr.code and "inference_input_type = tf.uint8" in fr.code

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from qfix.rules import select, source_rules
 from qfix.source.engine import fix_source
 
 pytestmark = pytest.mark.tf
@@ -42,7 +43,7 @@ def test_lambda_rewrites_keep_outputs(name, flavor):
     import numpy as np
 
     src = flavor + "\nimport tensorflow as tf\ninputs = keras.Input((8, 8, 3))\n" + CASES[name] + "\nmodel = keras.Model(inputs, x)\n"
-    fixed = fix_source(src).code
+    fixed = fix_source(src, rules=source_rules()).code
     assert "Lambda" not in fixed, fixed
     ns_a, x = _build(src)
     ns_b, _ = _build(fixed)
@@ -66,7 +67,7 @@ def test_mixed_dtype_cast_keeps_outputs():
         model = keras.Model([a, b], x)
         """
     )
-    fixed = fix_source(src).code
+    fixed = fix_source(src, rules=source_rules()).code
     assert 'keras.ops.cast(a, "float32")' in fixed
     ns_a, ns_b = {}, {}
     exec(src, ns_a)  # noqa: S102
@@ -101,7 +102,7 @@ def test_converter_recipe_fixes_give_a_full_integer_model(tmp_path):
         tflite_model = converter.convert()
         """
     )
-    fixed = fix_source(src, target="edgetpu", unsafe_fixes=True).code
+    fixed = fix_source(src, rules=source_rules(), target="edgetpu", unsafe_fixes=True).code
     assert "TFLITE_BUILTINS_INT8" in fixed and "inference_input_type = tf.uint8" in fixed
     inputs = tf_keras.Input((8, 8, 3))
     x = tf_keras.layers.Conv2D(4, 3, activation="relu")(inputs)
@@ -146,9 +147,7 @@ def test_qat_trap_fix_makes_conversion_work():
         print("CONVERTED", len(tflite_model))
         """
     )
-    from qfix.source.engine import select_rules
-
-    fixed = fix_source(src, rules=select_rules(select=["QF404"])).code
+    fixed = fix_source(src, rules=select(source_rules(), ["QF404"])).code
     assert "supported_ops" not in fixed
     before = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=600)
     after = subprocess.run([sys.executable, "-c", fixed], capture_output=True, text=True, timeout=600)
@@ -174,7 +173,7 @@ def test_keras3_with_tfmot_fix_makes_quantize_model_work():
         print("QUANTIZED", len(q.layers))
         """
     )
-    fixed = fix_source(src, unsafe_fixes=True).code
+    fixed = fix_source(src, rules=source_rules(), unsafe_fixes=True).code
     assert "import tf_keras as keras" in fixed
     before = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=600)
     after = subprocess.run([sys.executable, "-c", fixed], capture_output=True, text=True, timeout=600)
