@@ -24,6 +24,7 @@ CODES = {
     "QF912": "bad-target-profile",
     "QF913": "output-write-failed",
     "QF914": "bad-usage",
+    "QF917": "untrusted-reference",
     # reported as findings by source runs, which go on with the next file
     "QF915": "source-parse-error",
     "QF916": "fix-failed",

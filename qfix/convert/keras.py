@@ -3,7 +3,12 @@
 `safe_mode=True` makes both Keras 3 and tf_keras refuse to deserialise Lambda bytecode; only
 `trust_lambdas=True` (the CLI's --trust-lambdas) lifts it. Custom classes load only when the
 user names the module that registers them (--custom-objects MODULE), which is imported here
-and nowhere else. TensorFlow/Keras are imported inside the functions, never at module load.
+and nowhere else. Before Keras sees the file, `vet_before_load` re-reads and vets it whatever
+the caller decided from its (possibly `--select`-filtered) findings: every module the config
+names must be Keras' own or resolve to a class the user's module registered, and the weights
+must reference nothing outside the archive. TensorFlow/Keras are imported inside the
+functions, never at module load, with KERAS_HOME pointed at a private folder so that loading
+never writes `~/.keras/keras.json`.
 """
 
 from __future__ import annotations
@@ -43,15 +48,39 @@ def load_model(
     if dialect == "keras3":
         import keras
 
-        loader = keras.saving.load_model
+        loader, registered = keras.saving.load_model, keras.saving.get_registered_object
     else:
         import tf_keras
 
-        loader = tf_keras.models.load_model
+        loader, registered = tf_keras.models.load_model, tf_keras.saving.get_registered_object
+    vet_before_load(p, trust_lambdas, registered)
     try:
         return loader(str(p), compile=False, safe_mode=not trust_lambdas)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
         raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_load_failure(e)}")
+
+
+def vet_before_load(path: Path, trust_lambdas: bool, registered: Any) -> None:
+    """Refuse a file whose config names a module outside Keras that Keras would import (a class
+    not registered by the user's --custom-objects module; a Lambda function without
+    --trust-lambdas), or whose weights reach outside the archive. Raises QF917 / QF90x."""
+    from qfix.model.archive import read_archive
+    from qfix.model.vet import foreign_references
+
+    archive = read_archive(path)
+    for ref in foreign_references(archive.config):
+        if ref.is_function:
+            if trust_lambdas:
+                continue
+            raise error("QF917", f"{path.name}: a Lambda function from {ref.describe()} would run code "
+                                 "from the file (--trust-lambdas)")
+        name = ref.registered_name or ref.class_name
+        if name and registered(name) is not None:
+            continue  # Keras takes a registered class from the registry, without importing `module`
+        raise error("QF917", f"{path.name}: config.json names {ref.describe()}, which is not Keras; qfix "
+                             "never imports a module named by a model file (pass --custom-objects MODULE "
+                             "that registers the class)")
+    archive.weights_bytes  # noqa: B018  CRC-checked and vetted before Keras opens the file
 
 
 def _load_failure(e: BaseException) -> str:
@@ -163,11 +192,25 @@ def import_tf():
     """Import TensorFlow once, quietly (the one place qfix triggers the import)."""
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # only read at the first import
+        _private_keras_home()
         with captured_output():  # absl/CUDA-probe chatter that the env var does not silence
             import tensorflow  # noqa: F401
     import tensorflow as tf
 
     return tf
+
+
+def _private_keras_home() -> None:
+    """Keras 3 and tf_keras write `$KERAS_HOME/keras.json` (default `~/.keras`) on first import;
+    a run of qfix writes nothing but its outputs, so point them at a folder removed at exit."""
+    if "KERAS_HOME" in os.environ:
+        return
+    import atexit
+    import shutil
+
+    home = tempfile.mkdtemp(prefix="qfix-keras-home-")
+    os.environ["KERAS_HOME"] = home
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
 
 
 class _Log:

@@ -1,9 +1,15 @@
 """Read a `.keras` archive safely: nothing in it is executed, every member is validated.
 
 A `.keras` file is a zip with `metadata.json`, `config.json` and `model.weights.h5` (plus an
-optional `assets/` folder). We check member names (no traversal), sizes (against zip bombs)
-and the expected members before parsing anything, and read the weights with h5py only to
-index them.
+optional `assets/` folder). We refuse anything that is not a regular file (a FIFO would block,
+`/dev/zero` never ends), check member names (no traversal), flags (no encryption), sizes
+(against zip bombs), JSON nesting depth and the expected members before parsing anything, and
+read the weights with h5py only to index them and to vet what they reference
+(`qfix.model.vet.check_hdf5`: no external files, links or filter plugins).
+
+Weights are never inflated just to be checked: a stored member (how Keras writes it) is vetted
+in place; a deflated one gets its magic checked from the first bytes and is vetted in full when
+`KerasArchive.weights_bytes` reads it, inside the same error mapping (CRC included).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_WEIGHTS_BYTES = 4 * 1024 * 1024 * 1024
 MAX_TOTAL_BYTES = 6 * 1024 * 1024 * 1024
 MAX_RATIO = 200  # deflate tops out near 1000:1 only on degenerate data; real members stay far below
+# JSON nesting: a Keras 3 layer sits ~6 levels below its model, so this allows ~20 nested models
+# while keeping every later walk (and copy.deepcopy) far from Python's recursion limit.
+MAX_JSON_DEPTH = 128
 
 REQUIRED = ("config.json", "metadata.json", "model.weights.h5")
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -58,10 +67,20 @@ class KerasArchive:
 
     @property
     def weights_bytes(self) -> bytes:
-        """The raw model.weights.h5, read on first use (validated already by read_archive)."""
+        """The raw model.weights.h5, read on first use: CRC-checked and vetted (QF901/QF902/
+        QF905 on a damaged, changed or out-reaching file, never a zipfile exception)."""
         if self._weights_bytes is None:
-            with zipfile.ZipFile(self.path) as zf:
-                self._weights_bytes = _read_capped(zf, zf.getinfo("model.weights.h5"), MAX_WEIGHTS_BYTES)
+            try:
+                _check_regular(self.path)
+                with zipfile.ZipFile(self.path) as zf:
+                    data = _read_capped(zf, zf.getinfo("model.weights.h5"), MAX_WEIGHTS_BYTES)
+            except (zipfile.BadZipFile, KeyError, EOFError, NotImplementedError) as exc:
+                raise error("QF901", f"{self.path.name}: model.weights.h5 cannot be read from the archive: "
+                                     f"{_first_line(exc)}") from None
+            except OSError as exc:
+                raise error("QF907", f"{self.path.name}: cannot read ({exc.strerror or exc})") from None
+            check_weights(data)
+            self._weights_bytes = data
         return self._weights_bytes
 
     @property
@@ -140,6 +159,8 @@ def _check_sizes(infos: list[zipfile.ZipInfo]) -> None:
         raise error("QF903", f"archive has {len(infos)} members (limit {MAX_MEMBERS})")
     total = 0
     for info in infos:
+        if info.flag_bits & 0x1:
+            raise error("QF901", f"archive member {info.filename!r} is encrypted (Keras never encrypts)")
         total += info.file_size
         if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1 << 20:
             raise error(
@@ -155,19 +176,47 @@ def _check_sizes(infos: list[zipfile.ZipInfo]) -> None:
 
 def _parse_json(raw: bytes, member: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise error("QF904", f"{member} is not valid JSON: {detail}") from None
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
+        raise error("QF904", f"{member} is not valid JSON: {_first_line(exc)}") from None
     if not isinstance(value, dict):
         raise error("QF904", f"{member} must hold a JSON object, found {type(value).__name__}")
+    depth = json_depth(value)
+    if depth > MAX_JSON_DEPTH:
+        raise error("QF904", f"{member} nests {depth} levels deep (limit {MAX_JSON_DEPTH})")
     return value
 
 
+def _refuse_constant(name: str) -> Any:
+    """NaN/Infinity are not JSON; Keras never writes them into a config."""
+    raise ValueError(f"non-standard constant {name}")
+
+
+def json_depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:  # no need to measure further
+            return depth
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
 def check_weights(raw: bytes | IO[bytes]) -> None:
-    """Cheap validation: an HDF5 file whose superblock h5py accepts (a truncated file fails
-    here: its end-of-file address lies past the data). Takes bytes or a seekable member."""
+    """An HDF5 file whose superblock h5py accepts (a truncated file fails here: its end-of-file
+    address lies past the data) and that references nothing outside itself (`vet.check_hdf5`).
+    Reads metadata only. Takes bytes or a seekable member. Raises QF905 or QF902."""
     import h5py  # h5py only reads the file; it cannot execute anything in it
+
+    from qfix.model.vet import check_hdf5
 
     fh = io.BytesIO(raw) if isinstance(raw, bytes) else raw
     if fh.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
@@ -175,10 +224,9 @@ def check_weights(raw: bytes | IO[bytes]) -> None:
     fh.seek(0)
     try:
         with h5py.File(fh, "r") as f:
-            list(f.keys())
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {first}") from None
+            check_hdf5(f)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {_first_line(exc)}") from None
 
 
 def index_weights(raw: bytes) -> WeightsIndex:
@@ -196,9 +244,8 @@ def index_weights(raw: bytes) -> WeightsIndex:
                     idx.groups.add(name)
 
             f.visititems(visit)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {first}") from None
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {_first_line(exc)}") from None
     return idx
 
 
@@ -231,12 +278,28 @@ def _not_a_zip(path: Path) -> None:
     raise error("QF901", f"{path} is not a .keras archive (not a zip file)")
 
 
+def _check_regular(path: Path) -> None:
+    """Only a regular file (a symlink to one is fine) of bounded size is opened: a FIFO blocks
+    the reader forever, a device such as /dev/zero never ends."""
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        _not_a_zip(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise error("QF901", f"{path} is not a regular file (a pipe, socket or device)")
+    if st.st_size > MAX_TOTAL_BYTES:
+        raise error("QF903", f"{path} is {st.st_size} bytes (limit {MAX_TOTAL_BYTES})")
+
+
 def read_archive(path: str | os.PathLike[str]) -> KerasArchive:
     """Open and validate a `.keras` file. Raises QfixError (QF90x) on anything unsafe or broken."""
     path = Path(path)
-    if not path.exists():
-        raise error("QF907", f"{path}: no such file")
-    if path.is_dir() or not zipfile.is_zipfile(path):
+    try:
+        _check_regular(path)
+    except FileNotFoundError:
+        raise error("QF907", f"{path}: no such file") from None
+    except OSError as exc:
+        raise error("QF907", f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not zipfile.is_zipfile(path):
         _not_a_zip(path)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -258,8 +321,10 @@ def read_archive(path: str | os.PathLike[str]) -> KerasArchive:
             if winfo.compress_type == zipfile.ZIP_STORED:  # how Keras writes it: no copy needed
                 with open(path, "rb") as raw:
                     check_weights(_StoredMember(raw, winfo))
-            else:
-                check_weights(_read_capped(zf, winfo, MAX_WEIGHTS_BYTES))
+            else:  # the magic only: inflating to check a header costs the whole member
+                with zf.open(winfo) as fh:
+                    if fh.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
+                        raise error("QF905", "model.weights.h5 is not an HDF5 file (truncated or corrupt weights)")
     except zipfile.BadZipFile as exc:
         raise error("QF901", f"{path} is a damaged zip archive: {exc}") from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:

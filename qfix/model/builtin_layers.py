@@ -4,6 +4,8 @@ Generated once from `dir(keras.layers)`, `dir(tf_keras.layers)` and keras.src.op
 
 from __future__ import annotations
 
+from qfix.model.vet import is_builtin_module
+
 BUILTIN_LAYERS = frozenset({
     'AbstractRNNCell',
     'Activation',
@@ -523,13 +525,10 @@ OP_NODES = frozenset({
 })
 
 
-_BUILTIN_MODULES = ("keras.", "keras", "tf_keras.", "tf_keras")
-
-
 def is_builtin(layer) -> bool:
     """A layer Keras itself defines: builtin module and a known class (or a keras.ops node)."""
     module = layer.module or ""
-    if not module.startswith(_BUILTIN_MODULES):
+    if not is_builtin_module(module):
         return False
     if module.startswith("keras.src.ops"):
         return layer.class_name in OP_NODES

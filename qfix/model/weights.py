@@ -136,10 +136,12 @@ def migrate(
         for old in moves.keys() | kept:
             if old not in f:
                 raise KeyError(f"weights group {old} is not in the file")
-        # Deepest first: a group is parked or deleted before the group that contains it.
+        # Deepest first: a group is parked or deleted before the group that contains it. Ties
+        # in name order: the HDF5 layout follows the order of edits, and outputs must not
+        # depend on set order (hash seed) to be byte-identical between runs.
         f.create_group(PARKING)
         parked: dict[str, str] = {}
-        for old in sorted(set(old_keys.values()) - kept, key=_depth, reverse=True):
+        for old in sorted(set(old_keys.values()) - kept, key=lambda g: (-_depth(g), g)):
             if old not in f:
                 continue
             if old in moves:
@@ -148,7 +150,7 @@ def migrate(
             else:
                 del f[old]  # a layer the new config no longer has
         # Shallowest first: a nested model's group exists before its layers move in.
-        for old, new in sorted(moves.items(), key=lambda m: _depth(m[1])):
+        for old, new in sorted(moves.items(), key=lambda m: (_depth(m[1]), m[1])):
             f.require_group(new.rpartition("/")[0])
             f.move(parked[old], new)
         del f[PARKING]

@@ -18,6 +18,10 @@ from qfix.atomic import write_bytes
 from qfix.errors import error
 
 
+# A fixed member timestamp (zip's own epoch): two runs on the same input write the same bytes.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
 def archive_bytes(config: dict[str, Any], metadata: dict[str, Any], weights_bytes: bytes) -> dict[str, bytes]:
     """The members of a `.keras` zip, in the order Keras writes them."""
     return {
@@ -46,7 +50,7 @@ def write_archive(
         # Stored, as Keras writes it: the reader then checks weights in place, without a copy.
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
             for name, data in archive_bytes(config, metadata, weights_bytes).items():
-                zf.writestr(name, data)
+                zf.writestr(zipfile.ZipInfo(name, date_time=ZIP_EPOCH), data)
     except OSError as exc:
         raise error("QF913", f"{target}: cannot write ({exc.strerror or exc})") from None
     return write_bytes(target, buf.getvalue())

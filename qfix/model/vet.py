@@ -1,0 +1,126 @@
+"""Vet every reference a `.keras` archive holds before anything loads it.
+
+A `.keras` file can point outside itself in two places, and both are checked here, with no
+TensorFlow and independent of `--select/--ignore` (a filtered finding must never open a door):
+
+* **config.json** — every serialized object carries `module` (and `class_name`,
+  `registered_name`). Keras resolves a class it does not have registered by importing `module`,
+  which runs that module's top-level code: tf_keras imports the top-level `"module"` of the
+  model itself. Only Keras' own packages are allowed (`keras`, `keras.*`, `tf_keras`,
+  `tf_keras.*`: a prefix test on the dotted name, so `kerasevil.layers` is foreign).
+  Anything else is foreign: `foreign_references` lists it; the loader refuses it unless the
+  user opted in (`--custom-objects` registering that class, `--trust-lambdas` for functions).
+* **model.weights.h5** — HDF5 can store a dataset's bytes in another file (external storage),
+  assemble it from other files (virtual datasets), link to objects in other files (external
+  links), and run filter plugins found on the machine. `check_hdf5` walks the file's links and
+  dataset creation properties (metadata only: no dataset is read) and refuses all of these.
+  Keras writes plain contiguous or compact datasets, so nothing legitimate is refused.
+  Sources: HDF5 User Guide, "Datasets" (external storage, H5Pset_external) and "Virtual
+  Dataset" chapters; h5py docs, "Groups: Soft links / External links".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from qfix.errors import error
+
+BUILTIN_PACKAGES = ("keras", "tf_keras")
+# HDF5 filters Keras or h5py may use that are built into libhdf5 (no plugin is loaded for
+# them): deflate (1), shuffle (2), fletcher32 (3), szip (4), nbit (5), scaleoffset (6).
+BUILTIN_FILTERS = frozenset({1, 2, 3, 4, 5, 6})
+MAX_HDF5_OBJECTS = 1_000_000  # links walked before giving up (a real model has < 10^5)
+
+
+def is_builtin_module(module: str) -> bool:
+    """Whether `module` is one of Keras' own packages (`keras.layers`, `tf_keras.src...`)."""
+    return any(module == p or module.startswith(p + ".") for p in BUILTIN_PACKAGES)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A serialized object that names a Python module. `pointer` is its JSON pointer."""
+
+    pointer: str
+    module: str
+    class_name: str | None
+    registered_name: str | None
+    is_function: bool  # a Lambda's function (bytecode or a named function), not a class
+
+    def describe(self) -> str:
+        what = self.registered_name or ".".join(x for x in (self.module, self.class_name) if x)
+        return f"{what!r} (module {self.module!r}) at {self.pointer}"
+
+
+def references(config: Any) -> Iterator[Reference]:
+    """Every object in the config that names a module, depth-first, iteratively (a crafted
+    config may nest deeper than Python's recursion limit)."""
+    stack: list[tuple[str, Any]] = [("", config)]
+    while stack:
+        pointer, node = stack.pop()
+        if isinstance(node, dict):
+            module = node.get("module")
+            if isinstance(module, str):
+                cls = node.get("class_name")
+                reg = node.get("registered_name")
+                yield Reference(
+                    pointer or "/",
+                    module,
+                    cls if isinstance(cls, str) else None,
+                    reg if isinstance(reg, str) else None,
+                    "function_type" in node or cls == "function",
+                )
+            items = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)
+        else:
+            continue
+        for key, value in items:
+            if isinstance(value, (dict, list)):
+                stack.append((f"{pointer}/{_escape(str(key))}", value))
+
+
+def foreign_references(config: Any) -> list[Reference]:
+    """References to modules outside Keras, in document order."""
+    found = [r for r in references(config) if not is_builtin_module(r.module)]
+    return sorted(found, key=lambda r: r.pointer)
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def check_hdf5(h5file: Any) -> None:
+    """Refuse an open h5py File that reaches outside itself (external links, external storage,
+    virtual datasets) or needs a filter plugin. Reads metadata only. Raises QF902."""
+    import h5py
+
+    names: list[bytes] = []
+
+    def collect(name: bytes) -> None:
+        names.append(name)
+        if len(names) > MAX_HDF5_OBJECTS:
+            raise error("QF903", f"model.weights.h5 has more than {MAX_HDF5_OBJECTS} objects")
+
+    h5file.id.links.visit(collect)  # every link of every group, without following soft/external ones
+    for raw in names:
+        name = raw.decode("utf-8", "replace")
+        link = h5file.get(raw, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise error("QF902", f"model.weights.h5: {name!r} is an external link to {link.filename!r}")
+        if isinstance(link, h5py.SoftLink):
+            raise error("QF902", f"model.weights.h5: {name!r} is a soft link (Keras writes none)")
+        obj = h5file.get(raw)
+        if not isinstance(obj, h5py.Dataset):
+            continue
+        dcpl = obj.id.get_create_plist()
+        if dcpl.get_layout() == h5py.h5d.VIRTUAL:
+            raise error("QF902", f"model.weights.h5: dataset {name!r} is virtual (assembled from other files)")
+        if dcpl.get_external_count() > 0:
+            target = dcpl.get_external(0)[0].decode("utf-8", "replace")
+            raise error("QF902", f"model.weights.h5: dataset {name!r} stores its data in an external file {target!r}")
+        for i in range(dcpl.get_nfilters()):
+            code = dcpl.get_filter(i)[0]
+            if code not in BUILTIN_FILTERS:
+                raise error("QF902", f"model.weights.h5: dataset {name!r} needs HDF5 filter plugin {code}")
