@@ -24,7 +24,7 @@ CODES = {
     "QF912": "bad-target-profile",
     "QF913": "output-write-failed",
     "QF914": "bad-usage",
-    "QF917": "untrusted-reference",
+    "QF917": "untrusted-reference",  # numbered after QF915/QF916, which source runs report
     # reported as findings by source runs, which go on with the next file
     "QF915": "source-parse-error",
     "QF916": "fix-failed",
@@ -175,6 +175,20 @@ finding: the run goes on and exits 1.
 
 ## What to do
 Apply the remaining fixes by hand, and report the file to qfix's issue tracker: it is a bug.
+""",
+    "QF917": f"""
+## What causes it
+Before Keras loads a model, qfix vets every module its config.json names. Keras resolves a
+class it does not know by importing the `module` the file gives, which runs that module's code;
+tf_keras does so even for the model's own top-level `module`. A module outside Keras' own
+packages (`keras.*`, `tf_keras.*`; a look-alike such as `kerasevil` is outside) is refused
+unless the class is registered by your `--custom-objects` module, and a Lambda function needs
+`--trust-lambdas`. The check does not depend on `--select` / `--ignore`. {_EXIT}
+
+## What to do
+If you trust the code, pass `--custom-objects MODULE` (the module that registers the class with
+`register_keras_serializable`) or `--trust-lambdas`. Otherwise do not load the file: it asks
+to import code that is not part of Keras.
 """,
 }
 
