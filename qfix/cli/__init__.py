@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from qfix import __version__
+from qfix.report.sanitize import printable
 from qfix.types import QfixError
 
 SUBCOMMANDS = {"rules", "rule", "targets"}
@@ -128,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         rc = target_app(args=argv, prog_name="qfix", standalone_mode=False)
     except QfixError as exc:
-        print(f"{exc.code} {exc.message}", file=sys.stderr)
+        print(printable(f"{exc.code} {exc.message}"), file=sys.stderr)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -10,6 +10,7 @@ applies), then an indented `help: ...` line for a finding that carries a fix des
 from __future__ import annotations
 
 from qfix.report.diff import rel, unified_diff
+from qfix.report.sanitize import printable
 from qfix.source.runner import SourceRun
 from qfix.types import Applicability, Violation
 
@@ -25,7 +26,7 @@ def format_violation(v: Violation, *, after_write: bool = False) -> str:
     loc = v.location
     safe = v.fix is not None and v.fix.applicability is Applicability.SAFE
     mark = " [*]" if safe and not (after_write and v.applied) else ""
-    return f"{rel(loc.path or '-')}:{loc.line or 1}:{loc.col or 1}: {v.code}{mark} {v.message}"
+    return printable(f"{rel(loc.path or '-')}:{loc.line or 1}:{loc.col or 1}: {v.code}{mark} {v.message}")
 
 
 def help_line(v: Violation) -> str | None:
@@ -33,7 +34,8 @@ def help_line(v: Violation) -> str | None:
     if v.fix is None or not v.fix.description:
         return None
     note = " (unsafe fix: --write --unsafe-fixes)" if v.fix.applicability is Applicability.UNSAFE else ""
-    return f"  help: {v.fix.description}{note}"
+    # A suggestion may span lines (a code snippet): keep them, aligned under the first.
+    return printable(f"  help: {v.fix.description}{note}", keep="\n").replace("\n", "\n        ")
 
 
 def summary(run: SourceRun) -> str:
@@ -72,7 +74,7 @@ def render_text(run: SourceRun) -> list[str]:
     if not run.write:
         for r in run.files:
             if r.new_code is not None and r.old_code is not None:
-                lines.append(unified_diff(r.path, r.old_code, r.new_code).rstrip("\n"))
+                lines.append(printable(unified_diff(r.path, r.old_code, r.new_code).rstrip("\n"), keep="\n\t"))
     if not diff_only:
         lines.append(summary(run))
     return lines

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as _markup_escape
 from rich.table import Table
+
+from qfix.report.sanitize import printable
+
+
+def escape(text: object) -> str:
+    """Text from a file, ready for a rich markup string: control characters escaped (no
+    terminal sequence gets through) and markup brackets neutralised."""
+    return _markup_escape(printable(text))
 
 _SEV_STYLE = {"blocker": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -35,7 +43,7 @@ def render_check(result, console: Console) -> None:
     ver = result.verification
     if ver is None:
         if result.not_converted:
-            console.print(f"[yellow]{result.not_converted}[/]")
+            console.print(f"[yellow]{escape(result.not_converted)}[/]")
         return
     render_verification(ver, console)
     render_verdict(result.exit_code(), p, console)
@@ -58,16 +66,16 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
     if pl.first_unsupported:
         f = pl.first_unsupported
         console.print(
-            f"  first unsupported: [bold]{f['op']}[/] (op {f['index']}) from layer [bold]{f['layer']}[/] — "
-            f"{f.get('status') or ''}: {f['reason']}"
+            f"  first unsupported: [bold]{escape(f['op'])}[/] (op {f['index']}) from layer [bold]{escape(f['layer'])}[/] — "
+            f"{escape(f.get('status') or '')}: {escape(f['reason'])}"
         )
     for w in pl.warnings:
-        console.print(f"  [yellow]warning:[/] {w}")
+        console.print(f"  [yellow]warning:[/] {escape(w)}")
     if ver.compiler and ver.compiler.get("used") == "edgetpu_compiler":
         dis = ver.compiler.get("disagreements") or []
         console.print(f"  edgetpu_compiler ran: {len(dis)} disagreement(s) with the profile")
         for d in dis:
-            console.print(f"    {d}")
+            console.print(f"    {escape(d)}")
     fid = ver.fidelity
     if fid is not None:
         top1 = "n/a" if fid.top1_agreement is None else f"{fid.top1_agreement * 100:.1f}%"
@@ -133,7 +141,7 @@ def render_before_after(run, console: Console) -> None:
 
     def cut(v):
         f = v.placement.first_unsupported
-        return "-" if not f else f"{f['op']} ({f['layer']})"
+        return "-" if not f else f"{f['op']} ({printable(f['layer'])})"
 
     rows = [
         ("ops on target", f"{b.placement.ops_on_target}/{b.placement.ops_total}", f"{a.placement.ops_on_target}/{a.placement.ops_total}"),

@@ -25,7 +25,7 @@ CASES = corpus.build(Path(os.environ.get("QFIX_CORPUS_DIR", "/tmp")) / f"qfix-ho
 def run(case: corpus.Case, out_dir: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), case.env.get("QFIX_TEST_EXTRA_PATH")])))
     args = [QFIX, str(case.path), *case.args]
-    if "--static" not in case.args and "--check" not in case.args and "--diff" not in case.args:
+    if case.path.suffix == ".keras" and not {"--static", "--check", "--diff"} & set(case.args):
         args += ["--out-dir", str(out_dir)]
     return subprocess.run(args, capture_output=True, env=env, cwd=out_dir, timeout=300)
 

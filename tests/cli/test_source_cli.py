@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from qfix.types import QfixError
+
 from qfix.cli.source import run
 from qfix.source.config import load_config
 from qfix.source.runner import collect_files, is_generated, write_atomic
@@ -33,7 +35,11 @@ def call(paths, **kw):
     console = Console(file=buf, width=400, color_system=None)
     args = dict(write=False, unsafe_fixes=False, diff=False, select=None, ignore=None, target=None, output_format="text", console=console, jobs=1)
     args.update(kw)
-    code = run([Path(p) for p in paths], **args)
+    try:
+        code = run([Path(p) for p in paths], **args)
+    except QfixError as exc:  # the CLI prints it on stderr, exit 2
+        assert buf.getvalue() == ""  # nothing on stdout before the error
+        return 2, f"{exc.code} {exc.message}"
     return code, buf.getvalue()
 
 

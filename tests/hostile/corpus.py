@@ -221,7 +221,37 @@ def depth(folder: Path) -> list[Case]:
     return out
 
 
-BUILDERS = (external_storage, foreign_modules, zip_faults, special_files, deflated_weights, depth)
+# -- kind 9: output that is not sanitized --------------------------------------------------------
+
+ESCAPE = "x\x1b]0;pwned\x07\x1b[2Jy\u202e"
+
+
+def terminal_escapes(folder: Path) -> list[Case]:
+    """A layer name and a file name that carry terminal control sequences and a bidi override;
+    the test asserts no ESC reaches stdout or stderr and every error stays one line."""
+    def rename(cfg: dict) -> bytes:
+        """The first LeakyReLU gets the name (QF302 reports it, the main job rewrites it and
+        names it in its notes and op table): every reference to it is renamed."""
+        return json.dumps(cfg).replace('"leaky_re_lu"', json.dumps(ESCAPE)).encode()
+
+    out = []
+    for dialect in ("k3", "tfk"):
+        src = FIXTURES / f"leaky_relu_cnn_{dialect}.keras"
+        p = write_keras(folder / f"9-escape-layer-{dialect}.keras", edit_config(src, rename))
+        out.append(Case("9 output not sanitized", f"escape-layer-{dialect}", p, ("--static",), ("QF302",), (1,)))
+        # TF refuses such a name as a scope name: the conversion error must quote it escaped
+        out.append(Case("9 output not sanitized", f"escape-layer-{dialect}-main-job", p, (), ("QF909", "QF906"), (2,),
+                        needs_tf=True))
+    bad = folder / "9-new\nline\x1b[2J.keras"
+    bad.write_bytes(b"not a zip")
+    out.append(Case("9 output not sanitized", "newline-file-name", bad, ("--static",), ("QF901",)))
+    src = folder / "9-new\nline\x1b[31m.py"
+    src.write_text("import tensorflow as tf\nx = tf.cast(tf.random.normal((1, 3)) / 2.0, tf.uint8)\n")
+    out.append(Case("9 output not sanitized", "newline-source-name", src, (), ("",), (0, 1)))
+    return out
+
+
+BUILDERS = (external_storage, foreign_modules, zip_faults, special_files, deflated_weights, depth, terminal_escapes)
 
 
 def build(folder: Path) -> list[Case]:
