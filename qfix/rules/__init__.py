@@ -44,3 +44,21 @@ def source_rules() -> list[type]:
 def verify_rules() -> list[type]:
     """Rules over the converted model's placement (what the static rules could not predict)."""
     return _classes("verify")
+
+
+def unknown_selectors(selectors: list[str] | tuple[str, ...] | None) -> list[str]:
+    """The `--select`/`--ignore` entries that name nothing, in the order given. A selector is
+    known if it is `ALL`, a rule name (`float-io`), or a prefix of at least one rule code or
+    QF9xx error code (`QF3`, `QF302`, `QF9`); case does not matter."""
+    from qfix.errors import CODES
+
+    classes = (*model_rules(), *source_rules(), *verify_rules())
+    codes = {c.code for c in classes} | set(CODES)
+    names = {c.name.lower() for c in classes}
+    unknown = []
+    for sel in selectors or ():
+        s = sel.strip()
+        if s.upper() == "ALL" or s.lower() in names or any(code.startswith(s.upper()) for code in codes):
+            continue
+        unknown.append(sel)
+    return unknown
