@@ -1,7 +1,8 @@
 """CLI-facing entry of the source front end: `qfix PATH.py|DIR ...`.
 
 `run(...)` returns the exit code: 0 when no findings are left, 1 when findings remain (or,
-without --write, when there is anything to report), 2 on bad usage or configuration.
+without --write, when there is anything to report); bad usage or configuration raises
+QfixError (the CLI prints it on stderr and exits 2).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from qfix.types import Applicability, QfixError, Violation
+from qfix.errors import error
+from qfix.types import Applicability, Violation
 from qfix.source.config import load_config
 from qfix.source.engine import select_rules
 from qfix.source.rule import TARGETS, get_target
@@ -77,29 +79,21 @@ def run(
 ) -> int:
     """Check (and with `write`, fix) Python sources. Returns the exit code (0/1/2)."""
     if output_format not in OUTPUT_FORMATS:
-        _print(console, f"QF914 unknown output format {output_format!r} (use one of: {', '.join(OUTPUT_FORMATS)})")
-        return 2
+        raise error("QF914", f"unknown output format {output_format!r} (use one of: {', '.join(OUTPUT_FORMATS)})")
     paths = [Path(p) for p in paths] or [Path(".")]
     missing = [p for p in paths if not p.exists()]
     if missing:
-        _print(console, f"QF907 no such file or folder: {missing[0]}")
-        return 2
-    try:
-        cfg = load_config(paths)
-    except QfixError as exc:
-        _print(console, f"{exc.code} {exc.message}")
-        return 2
+        raise error("QF907", f"no such file or folder: {missing[0]}")
+    cfg = load_config(paths)
     target = target or cfg.target
     if target is not None and get_target(target) is None:
-        _print(console, f"QF910 unknown target {target!r} for source rules (known: {', '.join(sorted(TARGETS))})")
-        return 2
+        raise error("QF910", f"unknown target {target!r} for source rules (known: {', '.join(sorted(TARGETS))})")
     select = select if select else cfg.select
     ignore = list(cfg.ignore) + list(ignore or [])
     unsafe_fixes = unsafe_fixes or cfg.unsafe_fixes
     rules = select_rules(select=select, ignore=ignore)
     if select and not rules:
-        _print(console, f"QF914 --select {','.join(select)} matches no source rule")
-        return 2
+        raise error("QF914", f"--select {','.join(select)} matches no source rule")
 
     files = collect_files(paths, cfg.exclude, cfg.root)
     explicit = {p for p in paths if p.is_file()}
@@ -117,8 +111,7 @@ def run(
                     write_atomic(Path(r.path), r.new_code, r.encoding)
                     written += 1
                 except OSError as exc:
-                    _print(console, f"QF913 cannot write {r.path}: {exc}")
-                    return 2
+                    raise error("QF913", f"cannot write {r.path}: {exc}") from None
 
     if not write:  # nothing was applied to the files: findings refer to the text on disk
         for r in results:

@@ -11,6 +11,7 @@ import pytest
 from rich.console import Console
 
 from qfix.cli.source import run
+from qfix.types import QfixError
 from qfix.source.config import load_config
 from qfix.source.runner import collect_files, is_generated, write_atomic
 
@@ -94,11 +95,17 @@ def test_select_ignore_and_json(tree: Path, monkeypatch):
     assert code == 0, out
 
 
-def test_bad_usage_exit_2(tree: Path):
-    assert call([tree / "nope.py"])[0] == 2
-    assert call([tree], target="no-such-target")[0] == 2
-    assert call([tree], output_format="xml")[0] == 2
-    assert call([tree], select=["QF999"])[0] == 2
+@pytest.mark.parametrize("path, kw, code", [
+    ("nope.py", {}, "QF907"),
+    (".", {"target": "no-such-target"}, "QF910"),
+    (".", {"output_format": "xml"}, "QF914"),
+    (".", {"select": ["QF999"]}, "QF914"),
+])
+def test_bad_usage_raises_for_exit_2(tree: Path, path, kw, code):
+    """Raised, not printed: the CLI prints QfixError on stderr and exits 2."""
+    with pytest.raises(QfixError) as e:
+        call([tree / path], **kw)
+    assert e.value.code == code
 
 
 def test_pyproject_config(tmp_path: Path, monkeypatch):
@@ -123,8 +130,9 @@ def test_pyproject_config(tmp_path: Path, monkeypatch):
 def test_bad_pyproject_is_exit_2(tmp_path: Path):
     (tmp_path / "pyproject.toml").write_text("[tool.qfix]\nignore = 3\n")
     (tmp_path / "a.py").write_text("x = 1\n")
-    code, out = call([tmp_path / "a.py"])
-    assert code == 2 and "QF914" in out
+    with pytest.raises(QfixError) as e:
+        call([tmp_path / "a.py"])
+    assert e.value.code == "QF914"
 
 
 def test_unsafe_fixes_flag(tmp_path: Path, monkeypatch):
