@@ -248,3 +248,42 @@ def test_results_go_to_stdout(src):
     assert proc.returncode == 1 and proc.stderr == "" and "QF204" in proc.stdout
     proc = qfix_run(TINY, "--check", "--static")
     assert proc.returncode == 0 and proc.stderr == "" and "QF301" in proc.stdout
+
+
+# --- calibration: rejected before TensorFlow loads -------------------------------------------
+
+
+def bad_calibrations(tmp_path: Path) -> dict[str, Path | str]:
+    """Calibration inputs for TINY (one float32 input 'input_layer' (None, 32, 32, 3)) that are
+    all QF908, each checked without TensorFlow."""
+    import numpy as np
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "pages" / "cat.jpg").write_text("<html>not a jpeg</html>")
+    np.savez(tmp_path / "keys.npz", image=np.zeros((2, 32, 32, 3), np.float32))
+    np.save(tmp_path / "shape.npy", np.zeros((2, 16, 16, 3), np.float32))
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "data.csv").write_text("1,2,3\n")
+    return {"missing path": tmp_path / "nope.npz", "not npz/npy/folder": tmp_path / "data.csv",
+            "wrong keys": tmp_path / "keys.npz", "wrong shapes": tmp_path / "shape.npy",
+            "corrupt npz": tmp_path / "corrupt.npz", "empty folder": tmp_path / "empty",
+            "not an image": tmp_path / "pages", "module:function": "qfix_no_such_module:data"}
+
+
+@pytest.mark.parametrize("mode", [("--check",), ()], ids=["check", "fix"])
+def test_bad_calibration_is_qf908_before_tensorflow_loads(tmp_path, mode):
+    cases = bad_calibrations(tmp_path)
+    # In-process in a fresh interpreter, to see sys.modules when the QF908 is printed.
+    code = (
+        "import sys\nfrom qfix.cli import main\n"
+        f"try:\n    main([{str(TINY)!r}, {', '.join(map(repr, mode))}{', ' if mode else ''}'--calibration', sys.argv[1]])\n"
+        "except SystemExit as e:\n    print(e.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    for name, cal in cases.items():
+        proc = subprocess.run([sys.executable, "-c", code, str(cal)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+        assert proc.stdout.splitlines()[-1] == "2 False False", (name, proc.stdout, proc.stderr)
+        assert proc.stderr.startswith("QF908 ") and len(proc.stderr.splitlines()) == 1, (name, proc.stderr)
+    line = one_error(qfix_run(TINY, *mode, "--calibration", cases["not an image"]), "QF908")
+    assert "cat.jpg" in line
