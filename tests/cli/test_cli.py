@@ -271,19 +271,26 @@ def bad_calibrations(tmp_path: Path) -> dict[str, Path | str]:
             "not an image": tmp_path / "pages", "module:function": "qfix_no_such_module:data"}
 
 
-@pytest.mark.parametrize("mode", [("--check",), ()], ids=["check", "fix"])
+@pytest.mark.parametrize("mode", [["--check"], []], ids=["check", "fix"])
 def test_bad_calibration_is_qf908_before_tensorflow_loads(tmp_path, mode):
     cases = bad_calibrations(tmp_path)
-    # In-process in a fresh interpreter, to see sys.modules when the QF908 is printed.
+    # Every case in one fresh interpreter, to see sys.modules when each QF908 is printed.
     code = (
-        "import sys\nfrom qfix.cli import main\n"
-        f"try:\n    main([{str(TINY)!r}, {', '.join(map(repr, mode))}{', ' if mode else ''}'--calibration', sys.argv[1]])\n"
-        "except SystemExit as e:\n    print(e.code, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+        "import contextlib, io, json, sys\nfrom qfix.cli import main\nout = []\n"
+        "for cal in sys.argv[2:]:\n"
+        "    err = io.StringIO()\n"
+        "    with contextlib.redirect_stderr(err):\n"
+        "        try:\n"
+        f"            main([sys.argv[1], *{mode!r}, '--calibration', cal])\n"
+        "        except SystemExit as e:\n"
+        "            out.append([e.code, err.getvalue(), 'tensorflow' in sys.modules or 'keras' in sys.modules])\n"
+        "print(json.dumps(out))\n"
     )
-    for name, cal in cases.items():
-        proc = subprocess.run([sys.executable, "-c", code, str(cal)], capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
-        assert proc.stdout.splitlines()[-1] == "2 False False", (name, proc.stdout, proc.stderr)
-        assert proc.stderr.startswith("QF908 ") and len(proc.stderr.splitlines()) == 1, (name, proc.stderr)
+    proc = subprocess.run([sys.executable, "-c", code, str(TINY), *map(str, cases.values())], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    results = json.loads(proc.stdout.splitlines()[-1])
+    for name, (status, err, tf_loaded) in zip(cases, results, strict=True):
+        assert status == 2 and err.startswith("QF908 ") and len(err.splitlines()) == 1, (name, err)
+        assert not tf_loaded, name
     line = one_error(qfix_run(TINY, *mode, "--calibration", cases["not an image"]), "QF908")
     assert "cat.jpg" in line
