@@ -44,6 +44,7 @@ def classify(paths: list[Path]) -> Inputs:
             found.sources.append(p)
         else:
             _not_readable(p)
+    found.models = list(dict.fromkeys(found.models))  # a model named twice runs once
     if found.models and found.sources:
         raise error("QF914", f"{found.models[0]} is a model and {found.sources[0]} is Python source: "
                              "check models and sources in separate runs")

@@ -98,6 +98,12 @@ def test_version_names_every_library():
     assert qfix_run("-V").stdout == proc.stdout
 
 
+def test_python_dash_m_qfix_is_the_same_cli():
+    proc = subprocess.run([sys.executable, "-m", "qfix", "--version"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == qfix_run("--version").stdout
+
+
 def test_version_imports_none_of_the_libraries():
     code = ("import sys\nfrom qfix.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
             "print([m for m in ('tensorflow', 'keras', 'tf_keras', 'tensorflow_model_optimization', "
@@ -146,7 +152,7 @@ def test_folder_of_models_runs_each_model(tmp_path):
     shutil.copyfile(LAMBDA, tmp_path / "sub" / "b.keras")
     shutil.copyfile(TINY, tmp_path / "a.qfix.keras")  # qfix's own output: not checked again
     (tmp_path / "notes.txt").write_text("not a model")
-    proc = qfix_run(tmp_path, "--check", "--static")
+    proc = qfix_run(tmp_path, "--check", "--static", tmp_path / "a.keras")  # named twice: runs once
     headers = [line for line in proc.stdout.splitlines() if line.startswith("== ")]
     assert headers == [f"== {tmp_path / 'a.keras'} ==", f"== {tmp_path / 'sub' / 'b.keras'} =="]
     assert proc.returncode == 1 and proc.stderr == ""  # the worst: b has a Lambda blocker
