@@ -64,7 +64,6 @@ VERSIONED = (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("tf_keras", "tf-
              ("libcst", "libcst"), ("numpy", "numpy"), ("typer", "typer"))
 
 
-
 class PlainHelp(TyperCommand):
     """Help in plain words: `PATH...` where typer writes `{PATH}...` and `PATH <list[Path]>`."""
 
