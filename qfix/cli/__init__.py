@@ -161,7 +161,11 @@ def main_command(
         ("--static", static), ("--write", write), ("--unsafe-fixes", unsafe_fixes), ("--diff", diff),
         ("--out-dir", out_dir), ("--in-place", in_place)) if value}
     inputs = classify(list(paths))
-    check_usage(given, models=bool(inputs.models), select=_csv(select), ignore=_csv(ignore))
+    try:
+        check_usage(given, models=bool(inputs.models), select=_csv(select), ignore=_csv(ignore))
+    except QfixError as exc:
+        note = inputs.unchecked_note()  # a model option on a Python folder: say where the models are
+        raise QfixError(exc.code, f"{exc.message}; {note}" if note else exc.message) from None
     select, ignore = _upper(_csv(select)), _upper(_csv(ignore))  # codes are matched upper-case
     console = Console(stderr=False)
     if inputs.models:
@@ -173,6 +177,9 @@ def main_command(
         raise typer.Exit(_run_models(inputs.models, opts, console, output_format=output_format, check=check,
                                      diff=diff, unsafe_fixes=unsafe_fixes, out_dir=out_dir, in_place=in_place))
     from qfix.cli.source import run as run_source
+
+    if note := inputs.unchecked_note():
+        print(f"note: {note}", file=sys.stderr)
 
     code = run_source(inputs.sources, write=write, unsafe_fixes=unsafe_fixes, diff=diff, select=select,
                       ignore=ignore, target=target, output_format=output_format, console=console)

@@ -2,9 +2,11 @@
 
 * a file whose suffix is `.keras` in any case (`model.KERAS` too) is a model;
 * a `.py`/`.pyi` file is source;
-* a folder holding Python files is source (the source run walks it); a folder holding no Python
-  but `.keras` files is that many models (found recursively, sorted; qfix's own outputs
-  `*.qfix.keras` are left out so that a second run does not fix the fixed models);
+* a folder holding Python files is source (the source run walks it; `.keras` models in it are
+  not checked, and the CLI says so on stderr: `qfix .` in a project that saves its model beside
+  the training script stays a source run); a folder holding no Python but `.keras` files is that
+  many models (found recursively like the sources, sorted; qfix's own outputs `*.qfix.keras` are
+  left out so that a second run does not fix the fixed models);
 * the formats qfix does not read (legacy `.h5`, SavedModel, `.tflite`) get QF906 with the way
   out; a missing path gets QF907; anything else (a `.txt`, an empty folder) gets QF914.
 
@@ -28,6 +30,15 @@ QFIX_OUTPUT = ".qfix.keras"
 class Inputs:
     models: list[Path] = field(default_factory=list)
     sources: list[Path] = field(default_factory=list)
+    unchecked: list[Path] = field(default_factory=list)  # models inside source folders
+
+    def unchecked_note(self) -> str | None:
+        """Why the models inside source folders are not checked, and how to check them."""
+        if not self.unchecked:
+            return None
+        n = len(self.unchecked)
+        return (f"{n} .keras model{'s' * (n != 1)} in the Python folders {'are' if n != 1 else 'is'} not "
+                f"checked in a source run; name {'them' if n != 1 else 'it'} to check, e.g. qfix {self.unchecked[0]}")
 
 
 def classify(paths: list[Path]) -> Inputs:
@@ -68,18 +79,23 @@ def _folder(p: Path, found: Inputs) -> None:
                              "(load it in Keras and save it with model.save('model.keras'))")
     from qfix.source.runner import collect_files  # imports libcst: only when a folder is given
 
+    models = sorted(f for f in _walk(p) if _is_model(f) and not f.name.lower().endswith(QFIX_OUTPUT))
     if collect_files([p]):
         found.sources.append(p)
+        found.unchecked.extend(models)
         return
-    models = sorted(f for f in _walk(p) if _is_model(f) and not f.name.lower().endswith(QFIX_OUTPUT))
     if not models:
         raise error("QF914", f"{p}: no .keras models and no Python files in this folder")
     found.models.extend(models)
 
 
 def _walk(root: Path):
+    """Files under `root`, skipping the folders the source run skips (VCS, venvs, caches, builds)."""
+    from qfix.source.runner import SKIP_DIRS
+
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS
+                         and not d.endswith(".egg-info") and not (Path(folder) / d / "pyvenv.cfg").exists())
         for name in files:
             yield Path(folder) / name
 

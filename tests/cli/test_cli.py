@@ -179,10 +179,16 @@ def test_models_and_sources_do_not_mix(src):
     assert "separate runs" in one_error(qfix_run(TINY, src))
 
 
-def test_a_folder_with_python_is_a_source_folder(src):
-    shutil.copyfile(TINY, src.parent / "m.keras")
+def test_a_folder_with_python_is_a_source_folder_and_says_which_models_it_skips(src):
+    (src.parent / "models").mkdir()
+    shutil.copyfile(TINY, src.parent / "models" / "m.keras")
     proc = qfix_run(src.parent)
     assert proc.returncode == 1 and "QF204" in proc.stdout, proc.stdout + proc.stderr
+    note = f"1 .keras model in the Python folders is not checked in a source run; name it to check, e.g. " \
+           f"qfix {src.parent / 'models' / 'm.keras'}"
+    assert proc.stderr.splitlines() == [f"note: {note}"]
+    assert one_error(qfix_run(src.parent, "--static")).endswith(note)  # a model option: where the models are
+    assert qfix_run(src.parent / "models", "--static").returncode == 0  # named: checked as a model
 
 
 # --- rule selection --------------------------------------------------------------------------
