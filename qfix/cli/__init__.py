@@ -1,92 +1,219 @@
-"""qfix's command line. `qfix PATH` dispatches on what PATH is: a `.keras` file (model check
-and fix), a `.py` file or a folder (source codemods). Subcommands: rules, rule CODE, targets.
-
-Bad input or usage prints one line `QF9xx message` and exits 2; never a traceback.
+"""qfix's command line: `qfix PATH...` runs the model job on `.keras` models or the source job on
+Python files/folders (qfix.cli.paths decides which); `qfix rules | rule CODE | targets` is the
+catalogue. Results go to stdout; bad input or usage prints one line `QF9xx message` on stderr
+and exits 2, never a traceback (typer raises its own usage errors: it vendors click).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from qfix import __version__
 from qfix.report.sanitize import printable
+from qfix.cli.paths import COMMANDS, classify
+from qfix.cli.usage import check_usage
 from qfix.types import QfixError
 
-SUBCOMMANDS = {"rules", "rule", "targets"}
+HELP = """qfix finds what stops a Keras model from quantizing for the hardware it must run on
+(Coral Edge TPU, int8 CPU, your own target profile), fixes what it can, and proves the result:
+it converts the model to TFLite with the target's recipe and checks it op by op against the
+target and number by number against the float model. It reads .keras files safely: no code
+from a model file runs, and the input is never modified.
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, rich_markup_mode=None)
-sub = typer.Typer(add_completion=False, no_args_is_help=True, help="qfix catalogue commands")
+\b
+Three ways to call it:
+  qfix MODEL.keras [OPTIONS]    check, fix and verify a model; a folder of
+                                .keras models: each model in turn
+  qfix PY_FILE|FOLDER...        the same mistakes in the Python that builds
+                                and converts models (--write fixes them)
+  qfix rules|rule CODE|targets  the catalogue: the rules, one rule's (or a
+                                QF9xx error's) documentation, the targets
+"""
+
+EPILOG = """\b
+Examples:
+  qfix model.keras              fix for the Edge TPU: writes model.qfix.keras
+                                and model.qfix.edgetpu.tflite beside it
+  qfix model.keras --check --format json
+                                report only, as one JSON document
+  qfix model.keras --static     static findings only (no TensorFlow)
+  qfix models/ --check -t int8  every .keras model in models/
+  qfix train.py src/ --write    apply the safe fixes to Python sources
+  qfix rule QF302               what a finding means
+
+\b
+Exit status:
+  0  nothing left: the model runs fully on the target / no findings
+  1  findings or blockers remain
+  2  bad input or usage: one line "QF9xx message" on stderr
+"""
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+# The libraries behind a conversion result: what a bug report needs (read from the installed
+# package metadata, never imported: importing TensorFlow takes seconds).
+VERSIONED = (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("tf_keras", "tf-keras"),
+             ("tfmot", "tensorflow-model-optimization"), ("ai-edge-litert", "ai-edge-litert"),
+             ("libcst", "libcst"), ("numpy", "numpy"), ("typer", "typer"))
+
+
+class PlainHelp(TyperCommand):
+    """Help in plain words: `PATH...` where typer writes `{PATH}...` and `PATH <list[Path]>`."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return ["[OPTIONS]", *(_name(p) for p in self.get_params(ctx) if p.param_type_name == "argument")]
+
+    def format_options(self, ctx, formatter) -> None:
+        params = self.get_params(ctx)
+        args = [(_name(p), p.help or "") for p in params if p.param_type_name == "argument"]
+        opts = [r for p in params if p.param_type_name == "option" and (r := p.get_help_record(ctx))]
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _name(arg) -> str:
+    return (arg.metavar or arg.name.upper()) + ("..." if arg.nargs != 1 else "")
+
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings=CONTEXT)
+catalogue = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings=CONTEXT,
+                        help="qfix catalogue commands")
+
+
+def versions() -> str:
+    """qfix's version, then Python's and the libraries' (`not installed` when absent)."""
+    lines = [f"qfix {__version__}",
+             f"Python {platform.python_version()} ({platform.python_implementation()}, {platform.system()} {platform.machine()})"]
+    for label, dist in VERSIONED:
+        try:
+            lines.append(f"{label} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{label} not installed")
+    return "\n".join(lines)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(versions())
+        raise typer.Exit(0)
 
 
 def _csv(values: Optional[List[str]]) -> Optional[List[str]]:
+    """`--select A,B --select C` -> [A, B, C] as typed (None when not given)."""
     if not values:
         return None
-    return [v.strip().upper() for item in values for v in item.split(",") if v.strip()]
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
-@app.command()
+def _upper(selectors: Optional[List[str]]) -> Optional[List[str]]:
+    return [s.upper() for s in selectors] if selectors else None
+
+
+@app.command(cls=PlainHelp, help=HELP, epilog=EPILOG)
 def main_command(
-    paths: List[Path] = typer.Argument(..., help="a .keras model, or .py files / folders"),
-    target: Optional[str] = typer.Option(None, "--target", "-t",
-                                         help="edgetpu (default for models), int8, or a profile .toml"),
+    paths: List[Path] = typer.Argument(..., metavar="PATH", show_default=False,
+                                       help="a .keras model or a folder of them, or .py files / folders"),
+    target: Optional[str] = typer.Option(None, "--target", "-t", metavar="T",
+                                         help="edgetpu (default), int8, or a profile .toml"),
     check: bool = typer.Option(False, "--check", help="report only: write nothing"),
-    calibration: Optional[str] = typer.Option(None, "--calibration", help=".npz keyed by input name, .npy, or an image folder"),
-    output_format: str = typer.Option("text", "--format", help="text, json, or concise (source files)"),
-    custom_objects: Optional[str] = typer.Option(None, "--custom-objects", help="module that registers custom layer classes"),
+    calibration: Optional[str] = typer.Option(
+        None, "--calibration", metavar="P",
+        help=".npz keyed by input name, .npy, a folder of images, or module:function"),
+    output_format: str = typer.Option("text", "--format", metavar="text|json|concise",
+                                      help="report format  [default: text]", show_default=False),
+    custom_objects: Optional[str] = typer.Option(None, "--custom-objects", metavar="MODULE",
+                                                 help="module that registers your custom layer classes"),
     trust_lambdas: bool = typer.Option(False, "--trust-lambdas", help="allow loading Lambda bytecode from the file"),
-    mode: str = typer.Option("ptq", "--mode", help="ptq (post-training) or qat (quantization-aware training)"),
-    select: Optional[List[str]] = typer.Option(None, "--select", help="rule codes or prefixes to run"),
-    ignore: Optional[List[str]] = typer.Option(None, "--ignore", help="rule codes or prefixes to skip"),
-    samples: int = typer.Option(32, "--samples", min=1, max=10000, help="calibration / comparison samples"),
-    static: bool = typer.Option(False, "--static", help="static findings only: no conversion, no TensorFlow"),
-    write: bool = typer.Option(False, "--write", help="source files: apply safe fixes in place"),
-    unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="also apply unsafe fixes"),
-    diff: bool = typer.Option(False, "--diff", help="show the diff of fixes without writing"),
-    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="where to write fixed outputs"),
-    in_place: bool = typer.Option(False, "--in-place", help="overwrite the input model with the fixed one"),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="ptq|qat",
+                                       help="post-training (default) or quantization-aware training"),
+    select: Optional[List[str]] = typer.Option(None, "--select", metavar="CODES",
+                                               help="rule codes, prefixes or names to run (comma-separated)"),
+    ignore: Optional[List[str]] = typer.Option(None, "--ignore", metavar="CODES",
+                                               help="rule codes, prefixes or names to skip"),
+    samples: Optional[int] = typer.Option(None, "--samples", min=1, max=10000, metavar="N",
+                                          help="calibration / comparison samples (default 32)"),
+    static: bool = typer.Option(False, "--static", help="models: static findings only, no TensorFlow"),
+    write: bool = typer.Option(False, "--write", help="Python sources: apply the safe fixes in place"),
+    unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="also apply fixes that change the numbers"),
+    diff: bool = typer.Option(False, "--diff", help="show the diff of the fixes, write nothing"),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", metavar="DIR",
+                                           help="models: write the outputs there (created if needed)"),
+    in_place: bool = typer.Option(False, "--in-place", help="models: overwrite the input with the fixed model"),
+    version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_version,
+                                 help="print the versions of qfix, Python and its libraries"),
 ) -> None:
-    console = Console(stderr=False)
     if output_format not in ("text", "json", "concise"):
         raise QfixError("QF914", f"--format must be text, json or concise, not {output_format!r}")
-    if mode not in ("ptq", "qat"):
+    if mode not in (None, "ptq", "qat"):
         raise QfixError("QF914", f"--mode must be ptq or qat, not {mode!r}")
-    models = [p for p in paths if p.suffix in (".keras", ".h5", ".hdf5") or (p.is_dir() and (p / "saved_model.pb").exists())]
-    if models:
-        if len(paths) != 1:
-            raise QfixError("QF914", "give one model file at a time")
+    given = {flag for flag, value in (
+        ("--check", check), ("--calibration", calibration is not None), ("--custom-objects", custom_objects),
+        ("--trust-lambdas", trust_lambdas), ("--mode", mode), ("--samples", samples is not None),
+        ("--static", static), ("--write", write), ("--unsafe-fixes", unsafe_fixes), ("--diff", diff),
+        ("--out-dir", out_dir), ("--in-place", in_place)) if value}
+    inputs = classify(list(paths))
+    try:
+        check_usage(given, models=bool(inputs.models), select=_csv(select), ignore=_csv(ignore))
+    except QfixError as exc:
+        note = inputs.unchecked_note()  # a model option on a Python folder: say where the models are
+        raise QfixError(exc.code, f"{exc.message}; {note}" if note else exc.message) from None
+    select, ignore = _upper(_csv(select)), _upper(_csv(ignore))  # codes are matched upper-case
+    console = Console(stderr=False)
+    if inputs.models:
         from qfix.jobs.check import Options
-        from qfix.cli.model import run_model
-
-        if output_format == "concise":
-            output_format = "text"
 
         opts = Options(target=target or "edgetpu", calibration=calibration, custom_objects=custom_objects,
-                       trust_lambdas=trust_lambdas, mode=mode, select=_csv(select), ignore=_csv(ignore),
-                       samples=samples, static_only=static)
-        code = run_model(paths[0], opts, console, output_format=output_format, check=check, diff=diff,
-                         unsafe_fixes=unsafe_fixes, out_dir=out_dir, in_place=in_place)
-        raise typer.Exit(code)
-    for p in paths:
-        if not p.exists():
-            raise QfixError("QF907", f"{p}: no such file or folder")
-    try:
-        from qfix.cli.source import run as run_source
-    except ImportError:
-        raise QfixError("QF914", "source files are not supported by this build") from None
-    code = run_source(list(paths), write=write, unsafe_fixes=unsafe_fixes, diff=diff, select=_csv(select),
-                      ignore=_csv(ignore), target=target, output_format=output_format, console=console)
+                       trust_lambdas=trust_lambdas, mode=mode or "ptq", select=select, ignore=ignore,
+                       samples=samples or 32, static_only=static)
+        raise typer.Exit(_run_models(inputs.models, opts, console, output_format=output_format, check=check,
+                                     diff=diff, unsafe_fixes=unsafe_fixes, out_dir=out_dir, in_place=in_place))
+    from qfix.cli.source import run as run_source
+
+    if note := inputs.unchecked_note():
+        print(f"note: {note}", file=sys.stderr)
+
+    code = run_source(inputs.sources, write=write, unsafe_fixes=unsafe_fixes, diff=diff, select=select,
+                      ignore=ignore, target=target, output_format=output_format, console=console)
     raise typer.Exit(code)
 
 
-@sub.command("rules")
+def _run_models(models: List[Path], opts, console: Console, *, output_format: str, **kw) -> int:
+    """One model: its report. Several (a folder): each in turn under a `== path ==` header; an
+    error (QF9xx) in one is printed and the next runs; the exit status is the worst."""
+    from qfix.cli.model import run_model
+
+    if output_format == "concise":
+        output_format = "text"
+    if len(models) == 1:
+        return run_model(models[0], opts, console, output_format=output_format, **kw)
+    if output_format == "json":
+        raise QfixError("QF914", f"--format json reports one model and {len(models)} were given "
+                                 f"({models[0]}, ...): run qfix once per model")
+    worst = 0
+    for i, path in enumerate(models):
+        print(f"{'' if i == 0 else chr(10)}== {path} ==", flush=True)
+        try:
+            code = run_model(path, opts, console, output_format=output_format, **kw)
+        except QfixError as exc:
+            print(f"{exc.code} {exc.message}", file=sys.stderr, flush=True)
+            code = 2
+        worst = max(worst, code)
+    return worst
+
+
+@catalogue.command("rules", cls=PlainHelp)
 def rules_command() -> None:
-    """List every rule: code, name, sides, fix safety."""
+    """List every rule: code, name, sides."""
     from qfix.rules import model_rules, source_rules, verify_rules
 
     sides: dict[str, dict] = {}
@@ -99,9 +226,9 @@ def rules_command() -> None:
         console.print(f"{code}  {sides[code]['name']:<28} {', '.join(sides[code]['sides'])}")
 
 
-@sub.command("rule")
-def rule_command(code: str) -> None:
-    """Show the documentation of one rule or error code (both sides of a rule)."""
+@catalogue.command("rule", cls=PlainHelp)
+def rule_command(code: str = typer.Argument(..., metavar="CODE", help="a rule code such as QF302, or an error code such as QF908")) -> None:
+    """Show the documentation of one rule (both sides) or error code."""
     from qfix.rules.docs import doc_for
 
     doc = doc_for(code)
@@ -110,7 +237,7 @@ def rule_command(code: str) -> None:
     print(doc)
 
 
-@sub.command("targets")
+@catalogue.command("targets", cls=PlainHelp)
 def targets_command() -> None:
     """List the built-in target profiles."""
     from qfix.targets import available_targets, load_profile
@@ -120,12 +247,20 @@ def targets_command() -> None:
         print(f"{t:<10} {p.name} (placement: {p.placement}, I/O {p.io_dtype})")
 
 
+def _usage_line(exc: Exception) -> str:
+    text = exc.format_message().strip()  # type: ignore[attr-defined]
+    first = text.splitlines()[0] if text else "bad usage"
+    ctx = getattr(exc, "ctx", None)
+    return f"QF914 {first} (see {ctx.command_path if ctx else 'qfix'} --help)"
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("--version", "-V"):
-        print(f"qfix {__version__}")
-        sys.exit(0)
-    target_app = sub if argv and argv[0] in SUBCOMMANDS else app
+    if not argv:
+        print("QF914 nothing to check: give a .keras model, Python files or folders, or a command "
+              "(rules, rule CODE, targets); see qfix --help", file=sys.stderr)
+        sys.exit(2)
+    target_app = catalogue if argv[0] in COMMANDS else app
     try:
         rc = target_app(args=argv, prog_name="qfix", standalone_mode=False)
     except QfixError as exc:
@@ -133,21 +268,21 @@ def main(argv: Optional[List[str]] = None) -> None:
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except SystemExit:
-        raise
+    except typer.TyperException as exc:  # usage errors (typer's vendored click): one line
+        print(_usage_line(exc), file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:  # click's answer to Ctrl-C / EOF inside its own parsing
+        print("qfix: interrupted", file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
         print("qfix: interrupted", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors and anything unforeseen: one line, exit 2
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            print(f"QF914 {exc.format_message()}", file=sys.stderr)
-            sys.exit(2)
+    except Exception as exc:  # anything unforeseen: one line, exit 2
         if os.environ.get("QFIX_DEBUG"):
             raise
-        print(f"QF999 internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-              "(set QFIX_DEBUG=1 for the traceback)", file=sys.stderr)
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"QF999 internal error: {type(exc).__name__}: {first} (set QFIX_DEBUG=1 for the traceback)",
+              file=sys.stderr)
         sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -9,7 +9,9 @@ Sources, in what ``load_calibration`` accepts:
 * ``.npz``  keyed by input name; each array is ``(N, *dims)`` or one sample ``dims``.
 * ``.npy``  for a single-input model, same layout.
 * a folder of images (jpg/png/bmp/gif, searched recursively) for a single image input
-  ``(batch, H, W, C)``: decoded and resized to H, W with TensorFlow (imported only there).
+  ``(batch, H, W, C)``: decoded and resized to H, W with TensorFlow (imported only there,
+  after every picked file's first bytes were checked: a file that is not an image is named
+  before TensorFlow loads; one TensorFlow cannot decode is named too).
   Pixels 0..255 are mapped linearly onto the input's ``value_range`` when it has one, else kept
   as 0..255.
 * ``"module:function"`` (when no such file exists): the user's function, imported and called
@@ -19,7 +21,9 @@ Sources, in what ``load_calibration`` accepts:
   ``[-1, 1]`` for float inputs. Every dynamic (None) dim other than batch becomes 224.
   Results are marked ``synthetic=True``: numbers verified on them say little about accuracy.
 
-Arrays are always read with ``allow_pickle=False``: a calibration file never runs code.
+Arrays are always read with ``allow_pickle=False``: a calibration file never runs code. Every
+problem is a QF908; everything but the image decoding is checked without TensorFlow, so the
+jobs load the calibration before the model (a bad file fails in a second, not after TF loads).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from qfix.model.inputs import InputSpec
 # A dynamic spatial / sequence dim gets this size in synthetic data (the common ImageNet size).
 SYNTHETIC_DYNAMIC_DIM = 224
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+# The first bytes of each format TensorFlow's decode_image reads: a file that is not an image is
+# named before TensorFlow loads.
+IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 
 
 @dataclass
@@ -88,7 +95,7 @@ def load_calibration(
                 f"{len(specs)} inputs ({names}): use an .npz keyed by input name",
             )
         return calibration_from_arrays({specs[0].name: _read_npy(p)}, specs, n, source=str(p))
-    raise error("QF908", f"{p.name}: calibration data must be .npz, .npy or a folder of images")
+    raise error("QF908", f"{p.name}: calibration data must be .npz, .npy, a folder of images or module:function")
 
 
 def calibration_from_arrays(
@@ -234,6 +241,8 @@ def _from_image_folder(folder: Path, specs: list[InputSpec], n: int, seed: int) 
         pick = np.random.default_rng(seed).choice(len(files), n, replace=False)
         files = [files[i] for i in sorted(pick)]
     h, w, c = (SYNTHETIC_DYNAMIC_DIM if d is None else d for d in spec.shape[1:])
+    for f in files:
+        _check_image(f)
     import tensorflow as tf  # only this loader needs TF (image codecs + resize)
 
     pixels = []
@@ -241,7 +250,7 @@ def _from_image_folder(folder: Path, specs: list[InputSpec], n: int, seed: int) 
         try:
             img = tf.io.decode_image(f.read_bytes(), channels=c, expand_animations=False)
         except Exception as e:  # tf.errors.InvalidArgumentError and friends
-            raise error("QF908", f"{f.name}: cannot decode image ({_first_line(e)})")
+            raise error("QF908", f"{f}: cannot decode image, truncated or corrupt ({_tf_reason(e)})")
         img = tf.image.resize(img, (h, w))  # float32, still 0..255
         pixels.append(np.clip(img.numpy(), 0.0, 255.0))
     data = np.stack(pixels)
@@ -253,6 +262,23 @@ def _from_image_folder(folder: Path, specs: list[InputSpec], n: int, seed: int) 
     return calibration_from_arrays(
         {spec.name: data.astype(spec.dtype)}, specs, n, source=f"{folder} ({len(files)} images)"
     )
+
+
+def _check_image(f: Path) -> None:
+    """QF908 naming `f` unless it can be read and its first bytes are a JPEG, PNG, GIF or BMP's."""
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+    except OSError as e:
+        raise error("QF908", f"{f}: cannot read image ({e.strerror or e})") from None
+    if not head.startswith(IMAGE_MAGIC):
+        raise error("QF908", f"{f}: not a JPEG, PNG, GIF or BMP image")
+
+
+def _tf_reason(e: BaseException) -> str:
+    """TensorFlow's error text without its `{{function_node ...}}` prefix and `[Op:...]` suffix."""
+    text = re.sub(r"\{\{.*?\}\}\s*", "", _first_line(e))
+    return re.sub(r"\s*\[Op:.*$", "", text).strip() or type(e).__name__
 
 
 # --- checks ------------------------------------------------------------------------------

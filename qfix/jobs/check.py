@@ -142,9 +142,10 @@ def convert_and_verify(path: Path, archive: KerasArchive, graph: Graph, profile:
     from qfix.convert.calibration import load_calibration
     from qfix.convert.keras import load_model
 
+    # Bad calibration data is a QF908 before TensorFlow loads (arrays are read without it).
+    calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
     progress("loading the model")
     model = load_model(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
-    calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
     return verify_model(model, graph, profile, calib, progress)
 
 

@@ -159,16 +159,19 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     if result.not_converted:
         run.fixes = []  # nothing is written for a model qfix may not load
         return run
-    if out_dir is not None and not out_dir.is_dir():
-        raise error("QF913", f"--out-dir {out_dir}: no such folder")
-
     from qfix.convert.calibration import load_calibration
     from qfix.convert.keras import load_model
     from qfix.convert.fidelity import float_equivalence
 
+    # Bad calibration data is a QF908 before TensorFlow loads (arrays are read without it).
+    calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
+    if out_dir is not None:  # the run is going to write: make the folder
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise error("QF913", f"--out-dir {out_dir}: cannot create the folder ({exc.strerror or exc})") from None
     progress("loading the model")
     original = load_model(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
-    calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
     with tempfile.TemporaryDirectory(prefix="qfix-") as tmp:
         def candidate(cfg: dict[str, Any], w: bytes, tag: str):
             p = write_archive(Path(tmp) / f"{tag}.keras", cfg, archive.metadata, w)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,8 +19,15 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TINY = FIXTURES / "tiny_cnn_k3.keras"
 
 
+ROOT = Path(__file__).resolve().parents[2]
+QFIX = shutil.which("qfix", path=str(Path(sys.executable).parent))
+
+
 def qfix(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "qfix", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    """The installed console script, running this checkout's code."""
+    assert QFIX, f"no qfix console script next to {sys.executable}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([QFIX, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
 def digest(p: Path) -> str:

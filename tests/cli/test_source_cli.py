@@ -13,6 +13,7 @@ from rich.console import Console
 from qfix.types import QfixError
 
 from qfix.cli.source import run
+from qfix.types import QfixError
 from qfix.source.config import load_config
 from qfix.source.runner import collect_files, is_generated, write_atomic
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,6 +202,46 @@ def test_image_folder_is_decoded_resized_and_cast(tmp_path):
     ranged = InputSpec("frame", (1, 8, 8, 3), "float32", value_range=(-1.0, 1.0))
     f = np.concatenate([s["frame"] for s in load_calibration(tmp_path, [ranged])])
     assert f.dtype == np.float32 and f.min() == pytest.approx(-1) and f.max() == pytest.approx(1)
+
+
+def test_empty_image_folder_is_qf908(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(QfixError) as e:
+        load_calibration(tmp_path, [IMG])
+    assert _code(e) == "QF908" and "no jpg/png/bmp/gif images" in e.value.message
+
+
+def test_a_file_that_is_not_an_image_is_named_before_tensorflow_loads(tmp_path):
+    """In a fresh interpreter: the QF908 names the file and TensorFlow was never imported."""
+    _png(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "b.jpg").write_text("<html>a saved web page, not a jpeg</html>")
+    code = (
+        "import sys\n"
+        "from qfix.convert.calibration import InputSpec, load_calibration\n"
+        "from qfix.types import QfixError\n"
+        "try:\n"
+        f"    load_calibration({str(tmp_path)!r}, [InputSpec('frame', (None, 8, 8, 3), 'uint8')])\n"
+        "except QfixError as e:\n"
+        "    print(e.code, e.message)\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stdout.splitlines() == [f"QF908 {tmp_path / 'b.jpg'}: not a JPEG, PNG, GIF or BMP image", "False"], \
+        proc.stdout + proc.stderr
+
+
+@pytest.mark.tf
+def test_a_truncated_image_is_named(tmp_path):
+    _png(tmp_path / "a.png", np.zeros((12, 10, 3), np.uint8))
+    _png(tmp_path / "b.png", np.full((12, 10, 3), 9, np.uint8))
+    (tmp_path / "b.png").write_bytes((tmp_path / "b.png").read_bytes()[:40])
+    with pytest.raises(QfixError) as e:
+        load_calibration(tmp_path, [IMG])
+    assert _code(e) == "QF908"
+    assert e.value.message.startswith(f"{tmp_path / 'b.png'}: cannot decode image, truncated or corrupt (")
+    assert "{{" not in e.value.message and "[Op:" not in e.value.message
 
 
 def test_image_folder_needs_single_image_input(tmp_path):
