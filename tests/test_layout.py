@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,6 +86,7 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
+@cache  # parsed once for the whole file
 def _modules() -> dict[str, set[str]]:
     return {_module_name(p): _imports(p) for p in sorted(QFIX.rglob("*.py"))}
 
