@@ -4,7 +4,8 @@
 # Setup installs the tested set: constraints.txt pins every package the suite passed with.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip --quiet --disable-pip-version-check
+# pip prints errors only (-qq): a failed install still says why, the demo's output stays on screen.
+PIP := $(PY) -m pip -qq --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-fast bench fixtures
