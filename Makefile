@@ -1,4 +1,4 @@
-# Two entry points that work on a fresh machine (Python 3.10-3.12 with venv):
+# Two entry points that work on a fresh machine (Python 3.11-3.12 with venv):
 #   make demo   set up, then run the main job on a bundled example model
 #   make test   set up, then run every test (fast, TensorFlow and corpus tests)
 # Setup installs the tested set: constraints.txt pins every package the suite passed with.
