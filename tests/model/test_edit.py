@@ -17,7 +17,7 @@ from qfix.model.archive import read_archive
 from qfix.model.edit import EditError, ModelEdit, keras_order, make_layer, scope_of
 from qfix.model.graph import build_graph
 from qfix.rules.lint import lint
-from qfix.model.weights import layer_name
+from qfix.model.config import layer_name
 from qfix.rules.base import Context
 from qfix.targets import load_profile
 
