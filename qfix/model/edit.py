@@ -23,7 +23,7 @@ import numpy as np
 
 from qfix.model.config import (Tensor, input_shape, is_cast, is_model, io_refs, layer_name, model_refs, node_refs,
                                policy_name, tfk_entries)
-from qfix.model.weights import LayerPath, layer_paths, migrate
+from qfix.model.weights import LayerPath, group_keys, layer_paths, migrate
 
 
 # Layers whose output has their input's shape (to record shapes on new Keras 3 references).
@@ -155,11 +155,21 @@ class ModelEdit:
     # -- weights --
 
     def weights(self, weights_bytes: bytes) -> bytes:
-        """`model.weights.h5` re-keyed for the edited config."""
+        """`model.weights.h5` re-keyed for the edited config; the same bytes when every layer
+        is still where it was (a rewiring, a new input dtype or batch size)."""
+        if self.keeps_weights:
+            return weights_bytes
         try:
             return migrate(weights_bytes, self.original, self.config, self.dialect, self.origin, self.new_vars)
         except (KeyError, ValueError, OSError) as exc:  # a weights file that does not match its config
             raise EditError(f"cannot re-key model.weights.h5: {exc}") from None
+
+    @property
+    def keeps_weights(self) -> bool:
+        """No layer was added, removed, renamed or moved to another weights group."""
+        return (not self.new_vars and all(src == path for path, src in self.origin.items())
+                and set(self.origin) == set(layer_paths(self.original))
+                and group_keys(self.original, self.dialect) == group_keys(self.config, self.dialect))
 
     # -- lookups --
 
@@ -628,17 +638,3 @@ class ModelEdit:
                 s.meta["dtype"] = new
         return changed
 
-
-def scope_of(config: dict[str, Any], pointer: str) -> tuple[tuple[str, ...], str]:
-    """(scope, layer name) of the layer at a JSON pointer like `/config/layers/1/config/layers/2`."""
-    parts = [p for p in pointer.split("/") if p]
-    node: Any = config
-    names: list[str] = []
-    for i in range(0, len(parts), 3):
-        if parts[i : i + 2] != ["config", "layers"] or i + 2 >= len(parts):
-            raise EditError(f"{pointer!r} does not point at a layer")
-        node = node["config"]["layers"][int(parts[i + 2])]
-        names.append(layer_name(node))
-    if not names:
-        raise EditError(f"{pointer!r} does not point at a layer")
-    return tuple(names[:-1]), names[-1]

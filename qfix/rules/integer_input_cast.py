@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from qfix.model import rewrites
 from qfix.model.cases import functional_config
+from qfix.model.rewrites import Rewrite
 from qfix.model.graph import is_float, is_integer
 from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule
@@ -45,6 +47,7 @@ class IntegerInputCast(ModelRule):
                         user.name,
                         fix="fold the cast (and exact rescaling) into the input quantization",
                         pointer=user.pointer,
+                        rewrite=Rewrite(rewrites.fold_input_cast, (), user.name),
                     )
 
     CASES = [
@@ -58,6 +61,7 @@ class IntegerInputCast(ModelRule):
             ),
             fires=True,
             count=1,
+            expected=[("frame", "InputLayer"), ("rescaling", "Rescaling")],
         ),
         ModelCase(
             "float-input",
