@@ -15,7 +15,7 @@ from qfix.jobs.fix import apply_fixes, apply_rewrites
 from qfix.model import rewrites
 from qfix.model.archive import read_archive
 from qfix.model.cases import empty_weights, functional_config
-from qfix.model.edit import EditError
+from qfix.model.edit import EditError, ModelEdit
 from qfix.model.graph import build_graph
 from qfix.model.patterns import spelled_hard_swish
 from qfix.model.rewrites import Rewrite
@@ -79,10 +79,13 @@ def test_prelu_fix_refuses_other_layers():
         rewrite(a, rewrites.leaky_relu_to_prelu, "conv2d")
 
 
-def test_fixes_leave_their_input_alone():
+def test_a_rewrite_is_called_without_a_finding_and_leaves_its_input_alone():
     a = read_archive(FIXTURES / "nested_k3.keras")
     before = repr(a.config)
-    rewrite(a, rewrites.flatten_nested, "backbone")
+    edit = ModelEdit(a.config, a.dialect)
+    note = rewrites.flatten_nested(edit, (), "backbone")
+    assert "flattened nested model 'backbone'" in note
+    assert not any(l.is_model for l in build_graph(edit.config, a.dialect))
     assert repr(a.config) == before
 
 

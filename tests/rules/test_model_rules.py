@@ -39,6 +39,26 @@ def test_every_fixable_rule_states_a_fix_result():
         assert all(c.fires for c in rule.CASES if c.expected is not None), rule.code
 
 
+def test_rules_that_block_loading_name_their_opt_in():
+    blocking = {r.code for r in model_rules() if r.blocks_loading}
+    assert blocking == {"QF202", "QF203"}
+    for rule in model_rules():
+        if rule.blocks_loading:
+            assert rule.opt_in in Context.__dataclass_fields__ and rule.refusal, rule.code
+
+
+def test_why_not_loadable_asks_the_rules():
+    from qfix.jobs.check import why_not_loadable
+    from qfix.types import Location, Violation
+
+    lam = Violation("QF202", "lambda-layer", "m", Location(layer="lam"))
+    custom = Violation("QF203", "unknown-layer-class", "m", Location(layer="blk"))
+    assert "Lambda 'lam'" in why_not_loadable([lam], Options())
+    assert why_not_loadable([lam], Options(trust_lambdas=True)) is None
+    assert "--custom-objects" in why_not_loadable([lam, custom], Options(trust_lambdas=True))
+    assert why_not_loadable([custom], Options(custom_objects="my_pkg.layers")) is None
+
+
 def test_rule_docstrings_have_sections():
     for rule in model_rules():
         doc = rule.__doc__ or ""
