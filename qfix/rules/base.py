@@ -87,9 +87,10 @@ class ModelRule:
             fix=Fix(app, fix, edits) if (fix and app) else None,
         )
 
-    def refuses_loading(self, v: Violation, ctx: "Context") -> str | None:
-        """Why qfix will not load the model for this finding, or None."""
-        if not self.blocks_loading or (self.opt_in and getattr(ctx, self.opt_in)):
+    def refuses_loading(self, v: Violation, opts: Any) -> str | None:
+        """Why qfix will not load the model for this finding, or None. `opts` has the opt-in
+        as an attribute of the same name (a Context, or the jobs' Options)."""
+        if not self.blocks_loading or (self.opt_in and getattr(opts, self.opt_in)):
             return None
         return "not converted: " + self.refusal.format(layer=v.location.layer)
 
