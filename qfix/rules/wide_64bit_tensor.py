@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from qfix.model import rewrites
-from qfix.model.cases import functional_config
+from qfix.model.cases import functional_config, sequential_config
 from qfix.model.config import cast_dtypes
 from qfix.model.rewrites import Rewrite
 from qfix.types import Applicability
@@ -67,6 +67,13 @@ class Wide64BitTensor(ModelRule):
             fires=True,
             count=1,
             expected={"class_name": "InputLayer", "name": "ids", "config": {"dtype": "int32"}},
+        ),
+        ModelCase(
+            "sequential-int64-ids",
+            sequential_config(("ids", (1, 8), "int64"), [("emb", "Embedding", {"input_dim": 10, "output_dim": 4}, (1, 8))]),
+            fires=True,
+            count=1,
+            expected={"class_name": "InputLayer", "config": {"name": "ids", "dtype": "int32"}},
         ),
         ModelCase(
             "int32-ids",
