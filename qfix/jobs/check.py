@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from qfix.model.archive import KerasArchive, read_archive
 from qfix.model.graph import Graph, build_graph
+from qfix.rules import model_rules
 from qfix.rules.lint import lint
 from qfix.model.inputs import input_specs
 from qfix.rules.base import Context
@@ -101,7 +102,7 @@ class Result:
 
 
 def context(profile: Profile, opts: Options) -> Context:
-    return Context(profile, opts.mode, {"trust_lambdas": opts.trust_lambdas, "custom_objects": opts.custom_objects})
+    return Context(profile, opts.mode, trust_lambdas=opts.trust_lambdas, custom_objects=opts.custom_objects)
 
 
 def load(path: str | Path, opts: Options) -> tuple[KerasArchive, Graph, Profile, list[Violation]]:
@@ -113,12 +114,13 @@ def load(path: str | Path, opts: Options) -> tuple[KerasArchive, Graph, Profile,
 
 
 def why_not_loadable(findings: list[Violation], opts: Options) -> str | None:
-    """Loading runs code for Lambda and custom classes: refuse unless the user opted in."""
+    """Loading runs code for Lambda and custom classes: refuse unless the user opted in (the
+    rules that say so: `ModelRule.blocks_loading`)."""
+    blocking = {r.code: r() for r in model_rules() if r.blocks_loading}
     for v in findings:
-        if v.code == "QF202" and not opts.trust_lambdas:
-            return f"not converted: Lambda {v.location.layer!r} would run bytecode from the file (--trust-lambdas)"
-        if v.code == "QF203" and not opts.custom_objects:
-            return f"not converted: layer {v.location.layer!r} needs its class (--custom-objects MODULE)"
+        why = blocking[v.code].refuses_loading(v, opts) if v.code in blocking else None
+        if why:
+            return why
     return None
 
 

@@ -3,7 +3,8 @@
     lint → apply fixes (one at a time; re-lint, since edits move layers) → write a candidate →
     convert + check op by op + compare numbers → roll back what made things worse → outputs.
 
-Fixes edit the config dict and re-key model.weights.h5 (qfix.model.fixes); TensorFlow is only
+A fixable model finding carries its rewrite (`Fix.edits`, qfix.model.rewrites): it edits the
+config dict, then model.weights.h5 is re-keyed once for it. TensorFlow is only
 used, through qfix.jobs.check.verify_model and qfix.convert.fidelity, to convert and compare.
 """
 
@@ -17,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qfix.errors import error
-from qfix.model.edit import EditError
-from qfix.model.fixes import find_fix
+from qfix.model.edit import EditError, ModelEdit
 from qfix.model.graph import build_graph
 from qfix.rules.lint import lint
 from qfix.model.inputs import input_specs
@@ -28,13 +28,11 @@ from qfix.report.diff import config_diff
 from qfix.jobs.check import (Options, Progress, Result, Verification, context, load, verification_findings, verify_model,
                        why_not_loadable)
 from qfix.rules.base import Context
+from qfix.model.rewrites import Rewrite
 from qfix.types import Applicability, Violation
 
 MAX_EDITS = 500  # every edit removes a finding; this only bounds a fix that keeps re-firing
 SQNR_TOLERANCE_DB = 3.0  # int8 noise between two exact rewrites of the same model
-# Fixes whose converted model is identical under qfix's recipe (it already converts with
-# batch 1): no "before" conversion is needed to prove them.
-RECIPE_NEUTRAL = {"QF301"}
 
 
 @dataclass
@@ -46,9 +44,12 @@ class AppliedFix:
     note: str
     rolled_back: bool = False
     reason: str | None = None
+    # The converted model is the same under qfix's recipe (`Rewrite.recipe_neutral`): no
+    # "before" conversion is needed to prove it. Not part of the JSON report.
+    recipe_neutral: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "recipe_neutral"}
 
 
 @dataclass
@@ -74,9 +75,21 @@ def _fixable(v: Violation, unsafe: bool) -> bool:
     return v.fix.applicability is Applicability.SAFE or (unsafe and v.fix.applicability is Applicability.UNSAFE)
 
 
+def apply_rewrites(config: dict[str, Any], weights: bytes, dialect: str,
+                   rewrites: list[Rewrite]) -> tuple[dict[str, Any], bytes, str]:
+    """The config and `model.weights.h5` after `rewrites` (what one finding carries), and their
+    notes. The weights are re-keyed once, after the last rewrite. Raises EditError when a
+    rewrite does not apply; the inputs are never modified."""
+    edit = ModelEdit(config, dialect)
+    notes = [r.apply(edit) for r in rewrites]
+    return edit.config, edit.weights(weights), "; ".join(notes)
+
+
 def apply_fixes(config: dict[str, Any], weights: bytes, dialect: str, ctx: Context, opts: Options,
                 unsafe: bool, skip_codes: set[str] = frozenset()) -> tuple[dict, bytes, list[AppliedFix], list[str]]:
-    """Apply every fixable finding, one edit at a time, re-linting after each (pointers move)."""
+    """Apply the rewrites of every fixable finding, one finding at a time, re-linting after each
+    (an edit moves layers). A finding that carries no rewrite (display-only, or covered by
+    another finding's rewrite) is left as it is."""
     applied: list[AppliedFix] = []
     skipped: list[str] = []
     failed: set[tuple[str, str | None]] = set()
@@ -84,23 +97,17 @@ def apply_fixes(config: dict[str, Any], weights: bytes, dialect: str, ctx: Conte
         graph = build_graph(config, dialect)
         todo = [v for v in lint(graph, ctx, opts.select, opts.ignore)
                 if _fixable(v, unsafe) and v.code not in skip_codes and (v.code, v.location.layer) not in failed]
-        picked = None
-        for v in todo:
-            module = find_fix(config, v)
-            if module is not None:
-                picked = (v, module)
-                break
-            failed.add((v.code, v.location.layer))
-        if picked is None:
+        v = next((v for v in todo if v.fix.edits), None)
+        if v is None:
             break
-        v, module = picked
         try:
-            config, weights, note = module.apply(config, weights, v, dialect)
+            config, weights, note = apply_rewrites(config, weights, dialect, v.fix.edits)
         except EditError as exc:
             failed.add((v.code, v.location.layer))
             skipped.append(f"{v.code} {v.location.layer}: {exc}")
             continue
-        applied.append(AppliedFix(v.code, v.name, v.location.layer, v.fix.applicability.value, note))
+        applied.append(AppliedFix(v.code, v.name, v.location.layer, v.fix.applicability.value, note,
+                                  recipe_neutral=all(r.recipe_neutral for r in v.fix.edits)))
     return config, weights, applied, skipped
 
 
@@ -153,7 +160,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     run.fixes, run.config = applied, config
     if diff_only:
         run.diff = config_diff(archive.config, config, path.name)
-        _mark_applied(result, run, build_graph(config, archive.dialect))
+        _mark_applied(result, run, build_graph(config, archive.dialect), opts)
         return run
     result.not_converted = why_not_loadable(findings, opts)
     if result.not_converted:
@@ -177,7 +184,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
             p = write_archive(Path(tmp) / f"{tag}.keras", cfg, archive.metadata, w)
             return load_model(p, archive.dialect, opts.custom_objects, opts.trust_lambdas)
 
-        if run.active and not all(f.code in RECIPE_NEUTRAL for f in run.active):
+        if run.active and not all(f.recipe_neutral for f in run.active):
             run.before = verify_model(original, graph, profile, calib, progress, " the original")
         fixed = candidate(config, weights, "fixed") if run.active else original
         fixed_graph = build_graph(config, archive.dialect)
@@ -211,7 +218,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     result.verification = after
     result.graph = fixed_graph  # built from the final config above
     result.findings = findings + verification_findings(after, profile)
-    _mark_applied(result, run, fixed_graph)
+    _mark_applied(result, run, fixed_graph, opts)
     model_out, tflite_out = output_paths(path, profile.id, out_dir, in_place)
     write_archive(model_out, config, archive.metadata, weights, source=path, in_place=in_place)
     write_bytes(tflite_out, after.tflite)
@@ -220,12 +227,12 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     return run
 
 
-def _mark_applied(result: Result, run: FixRun, fixed_graph) -> None:
+def _mark_applied(result: Result, run: FixRun, fixed_graph, opts: Options) -> None:
     """An original finding is resolved when the fixed model no longer has it: by its own fix,
     or by another one (folding an input cast also removes the uint8 ⊕ float merge)."""
     if not run.active:
         return
-    remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, Context(result.profile, run.mode), None, None)}
+    remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, context(result.profile, opts), None, None)}
     for v in result.findings:
         if v.fix is not None and (v.code, v.location.layer) not in remaining:
             v.applied = True

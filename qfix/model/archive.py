@@ -47,13 +47,6 @@ class WeightsIndex:
     variables: dict[str, tuple[int, ...]] = field(default_factory=dict)
     groups: set[str] = field(default_factory=set)
 
-    def vars_of(self, group: str) -> list[str]:
-        prefix = group.rstrip("/") + "/vars/"
-        return sorted(
-            (k for k in self.variables if k.startswith(prefix) and "/" not in k[len(prefix):]),
-            key=lambda k: int(k.rsplit("/", 1)[1]) if k.rsplit("/", 1)[1].isdigit() else 0,
-        )
-
 
 @dataclass
 class KerasArchive:

@@ -1,4 +1,4 @@
-"""Write small Keras 3-style functional configs from a compact spec (for embedded rule cases).
+"""Write small Keras 3-style configs from a compact spec (for embedded rule cases).
 
     functional_config(
         inputs=[("x", (None, 8, 8, 3), "uint8")],
@@ -8,10 +8,13 @@
 
 A layer spec is (name, class_name, config, input names[, output dtype[, output shape]]).
 Class names of keras.ops (Cast, Add, …) become op nodes of module keras.src.ops.
+`sequential_config` writes a Sequential; `empty_weights` the weights file of a config whose
+layers have no variables yet, so a case's rewrites can be applied as the fix job applies them.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any, Sequence
 
 OPS = {"Cast", "Add", "Multiply", "Subtract", "Concatenate", "Matmul", "Einsum", "Erf", "Exp",
@@ -71,3 +74,38 @@ def functional_config(
             "output_layers": [[o, 0, 0] for o in outputs],
         },
     }
+
+
+def sequential_config(
+    input: tuple[str, Sequence[int | None], str], layers: Sequence[tuple], name: str = "sequential"
+) -> dict[str, Any]:
+    """A Keras 3 Sequential: an InputLayer, then each layer spec (name, class_name, config[,
+    build input shape]) in order, as Keras 3 saves them (no inbound nodes)."""
+    iname, shape, dtype = input
+    entries: list[dict[str, Any]] = [{
+        "module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+        "config": {"batch_shape": list(shape), "dtype": dtype, "name": iname},
+    }]
+    for spec in layers:
+        lname, cls, cfg = spec[:3]
+        entry: dict[str, Any] = {"module": "keras.layers", "class_name": cls, "registered_name": None,
+                                 "config": {"name": lname, "dtype": "float32", **cfg}}
+        if len(spec) > 3:
+            entry["build_config"] = {"input_shape": list(spec[3])}
+        entries.append(entry)
+    return {"module": "keras", "class_name": "Sequential", "registered_name": None,
+            "config": {"name": name, "layers": entries, "build_input_shape": list(shape)}}
+
+
+def empty_weights(config: dict[str, Any], dialect: str = "keras3") -> bytes:
+    """A `model.weights.h5` with an empty group per layer, as Keras writes for weightless layers."""
+    import h5py
+
+    from qfix.model.weights import group_keys
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("vars")
+        for group in group_keys(config, dialect).values():
+            f.create_group(group + "/vars")
+    return buf.getvalue()

@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from qfix.model.graph import MODEL_CLASSES
-from qfix.model.weights import LayerPath, layer_name, layer_paths, migrate
-
-Tensor = tuple[str, int, int]
+from qfix.model.config import (Tensor, input_shape, is_cast, is_model, io_refs, layer_name, model_refs, node_refs,
+                               policy_name, tfk_entries)
+from qfix.model.weights import LayerPath, group_keys, layer_paths, migrate
 
 
 # Layers whose output has their input's shape (to record shapes on new Keras 3 references).
@@ -40,26 +37,6 @@ GLOBAL_POOLS = {"GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPo
 
 class EditError(ValueError):
     """The edit does not apply to this config (wrong layer kind, shared layer, …)."""
-
-
-@dataclass
-class _Slot:
-    """One tensor reference inside a config, mutable in place."""
-
-    ref: list[Any]  # starts with [layer, node, index]
-    meta: dict[str, Any] | None  # Keras 3 tensor config (shape, dtype), else None
-
-    @property
-    def tensor(self) -> Tensor:
-        return (str(self.ref[0]), int(self.ref[1]), int(self.ref[2]))
-
-    def point_to(self, t: Tensor, shape: Any = None, dtype: str | None = None) -> None:
-        self.ref[0:3] = list(t)
-        if self.meta is not None:
-            if shape is not None:
-                self.meta["shape"] = list(shape)
-            if dtype is not None:
-                self.meta["dtype"] = dtype
 
 
 # --- building layer dicts -----------------------------------------------------------------
@@ -89,20 +66,10 @@ def make_layer(
     return raw
 
 
-def policy_name(policy: Any) -> str | None:
-    if isinstance(policy, dict):  # Keras 3 DTypePolicy
-        policy = (policy.get("config") or {}).get("name")
-    return policy if isinstance(policy, str) else None
-
-
-def _model_raw(raw: dict[str, Any]) -> bool:
-    return raw.get("class_name") in MODEL_CLASSES and isinstance((raw.get("config") or {}).get("layers"), list)
-
-
 def _first_node(raw: dict[str, Any], dialect: str) -> int:
     """tf_keras does not save a nested model's own first node (its construction), so the
     references to its first call use node 1 (`_should_skip_first_node`)."""
-    if dialect == "tf_keras" and _model_raw(raw):
+    if dialect == "tf_keras" and is_model(raw):
         inner = raw["config"]["layers"]
         return 1 if inner and inner[0].get("class_name") == "InputLayer" else 0
     return 0
@@ -114,73 +81,6 @@ def _keras_tensor(t: Tensor, shape: Any, dtype: str | None) -> dict[str, Any]:
     return {"class_name": "__keras_tensor__",
             "config": {"shape": list(shape) if shape is not None else [None], "dtype": dtype or "float32",
                        "keras_history": list(t)}}
-
-
-# --- reading a model's references ---------------------------------------------------------
-
-
-def _node_slots(node: Any) -> Iterator[_Slot]:
-    """Tensor references of one inbound node, in Keras's flattening order."""
-    if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-        yield from _k3_slots(node.get("args", []))
-        kwargs = node.get("kwargs") or {}
-        for key in sorted(kwargs):  # tree.flatten sorts dict keys
-            yield from _k3_slots(kwargs[key])
-    elif isinstance(node, list):  # tf_keras: an entry or a list of entries
-        entries = [node] if node and isinstance(node[0], str) else node
-        for e in entries:
-            if isinstance(e, list) and len(e) >= 3 and isinstance(e[0], str):
-                yield _Slot(e, None)
-                if len(e) > 3 and isinstance(e[3], dict):  # tensors passed as other call args
-                    for key in sorted(e[3]):
-                        yield from _tfk_kwarg_slots(e[3][key])
-
-
-def _tfk_kwarg_slots(value: Any) -> Iterator[_Slot]:
-    """tf_keras writes a tensor passed as a non-first call argument (MultiHeadAttention's
-    `value`, `tf.add`'s `y`) as a bare `[layer, node, index]` inside the entry's kwargs."""
-    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) \
-            and isinstance(value[1], int) and isinstance(value[2], int):
-        yield _Slot(value, None)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _tfk_kwarg_slots(v)
-    elif isinstance(value, dict):
-        for key in sorted(value):
-            yield from _tfk_kwarg_slots(value[key])
-
-
-def _k3_slots(value: Any) -> Iterator[_Slot]:
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            cfg = value["config"]
-            yield _Slot(cfg["keras_history"], cfg)
-        else:
-            for key in sorted(value):
-                yield from _k3_slots(value[key])
-    elif isinstance(value, list):
-        for v in value:
-            yield from _k3_slots(v)
-
-
-def _io_slots(value: Any) -> Iterator[_Slot]:
-    """`input_layers` / `output_layers`: a `[name, node, index]` triple or nested lists of them."""
-    if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
-        yield _Slot(value, None)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _io_slots(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _io_slots(v)
-
-
-def _slots(model: dict[str, Any]) -> Iterator[_Slot]:
-    """Every reference a layer of this model makes to a tensor, then the model outputs."""
-    for raw in model["config"]["layers"]:
-        for node in raw.get("inbound_nodes") or []:
-            yield from _node_slots(node)
-    yield from _io_slots(model["config"].get("output_layers"))
 
 
 # --- Keras's own layer order --------------------------------------------------------------
@@ -201,7 +101,7 @@ def keras_order(model: dict[str, Any], dialect: str) -> list[str]:
             return []
         nodes = raw.get("inbound_nodes") or []
         i = node[1] - _first_node(raw, dialect)
-        return [(s.tensor[0], s.tensor[1]) for s in _node_slots(nodes[i])] if 0 <= i < len(nodes) else []
+        return [(s.tensor[0], s.tensor[1]) for s in node_refs(nodes[i])] if 0 <= i < len(nodes) else []
 
     finished: set[tuple[str, int]] = set()
     in_progress: set[tuple[str, int]] = set()
@@ -221,7 +121,7 @@ def keras_order(model: dict[str, Any], dialect: str) -> list[str]:
         finished.add(node)
         ordered.append(node)
 
-    for s in _io_slots(cfg.get("output_layers")):
+    for s in io_refs(cfg.get("output_layers")):
         visit((s.tensor[0], s.tensor[1]))
     node_depth: dict[tuple[str, int], int] = {}
     layer_depth: dict[str, int] = {}
@@ -230,7 +130,7 @@ def keras_order(model: dict[str, Any], dialect: str) -> list[str]:
         layer_depth[node[0]] = node_depth[node] = depth
         for p in parents(node):
             node_depth[p] = max(depth + 1, node_depth.get(p, 0))
-    for s in _io_slots(cfg.get("input_layers")):  # unused inputs still belong to the model
+    for s in io_refs(cfg.get("input_layers")):  # unused inputs still belong to the model
         if s.tensor[0] not in layer_depth:
             layer_depth[s.tensor[0]] = 0
             first_seen[s.tensor[0]] = -1
@@ -255,11 +155,21 @@ class ModelEdit:
     # -- weights --
 
     def weights(self, weights_bytes: bytes) -> bytes:
-        """`model.weights.h5` re-keyed for the edited config."""
+        """`model.weights.h5` re-keyed for the edited config; the same bytes when every layer
+        is still where it was (a rewiring, a new input dtype or batch size)."""
+        if self.keeps_weights:
+            return weights_bytes
         try:
             return migrate(weights_bytes, self.original, self.config, self.dialect, self.origin, self.new_vars)
         except (KeyError, ValueError, OSError) as exc:  # a weights file that does not match its config
             raise EditError(f"cannot re-key model.weights.h5: {exc}") from None
+
+    @property
+    def keeps_weights(self) -> bool:
+        """No layer was added, removed, renamed or moved to another weights group."""
+        return (not self.new_vars and all(src == path for path, src in self.origin.items())
+                and set(self.origin) == set(layer_paths(self.original))
+                and group_keys(self.original, self.dialect) == group_keys(self.config, self.dialect))
 
     # -- lookups --
 
@@ -267,7 +177,7 @@ class ModelEdit:
         model = self.config
         for name in scope:
             model = self._raw(model, name)
-            if not _model_raw(model):
+            if not is_model(model):
                 raise EditError(f"{name!r} is not a nested model")
         return model
 
@@ -284,13 +194,14 @@ class ModelEdit:
     def tensor_meta(self, t: Tensor, scope: tuple[str, ...] = ()) -> tuple[list | None, str | None]:
         """Shape and dtype of a tensor as the config records them (Keras 3 refs, input layers)."""
         model = self.model(scope)
-        for s in _slots(model):
+        for s in model_refs(model):
             if s.tensor == t and s.meta is not None:
                 return s.meta.get("shape"), s.meta.get("dtype")
         raw = self._raw(model, t[0])
         cfg = raw.get("config") or {}
         if raw.get("class_name") == "InputLayer":
-            return cfg.get("batch_shape") or cfg.get("batch_input_shape"), cfg.get("dtype")
+            shape = input_shape(cfg)
+            return list(shape) if shape is not None else None, cfg.get("dtype")
         dtype = policy_name(cfg.get("dtype"))
         shape = self._shape_from_readers(model, t)
         if shape is not None:
@@ -318,7 +229,7 @@ class ModelEdit:
             readers = layers[names.index(t[0]) + 1:][:1] if t[0] in names else []
         else:
             readers = [r for r in layers if len(r.get("inbound_nodes") or []) == 1
-                       and [s.tensor for s in _node_slots(r["inbound_nodes"][0])] == [t]]
+                       and [s.tensor for s in node_refs(r["inbound_nodes"][0])] == [t]]
         for raw in readers:
             shape = (raw.get("build_config") or {}).get("input_shape")
             if isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape):
@@ -333,7 +244,7 @@ class ModelEdit:
             i = names.index(name) if name in names else -1
             return [(names[i - 1], 0, 0)] if i > 0 else []
         nodes = self._raw(model, name).get("inbound_nodes") or []
-        return [s.tensor for s in _node_slots(nodes[0])] if nodes else []
+        return [s.tensor for s in node_refs(nodes[0])] if nodes else []
 
     def unique_name(self, base: str, scope: tuple[str, ...] = ()) -> str:
         taken = {layer_name(r) for r in self.model(scope)["config"]["layers"]}
@@ -359,11 +270,11 @@ class ModelEdit:
         n = 0
         for raw in model["config"]["layers"]:
             for node in raw.get("inbound_nodes") or []:
-                for s in _node_slots(node):
+                for s in node_refs(node):
                     if s.tensor == old:
                         s.point_to(new, shape, dtype)
                         n += 1
-        for s in _io_slots(model["config"].get("output_layers")):
+        for s in io_refs(model["config"].get("output_layers")):
             if s.tensor == old:
                 s.point_to(new)
                 n += 1
@@ -425,7 +336,7 @@ class ModelEdit:
         layers = model["config"]["layers"]
         layers[layers.index(old)] = raw
         if out_dtype is not None:
-            for s in _slots(model):
+            for s in model_refs(model):
                 if s.tensor[0] == name and s.meta is not None:
                     s.meta["dtype"] = out_dtype
         if not keep_weights:
@@ -463,11 +374,11 @@ class ModelEdit:
             if layer_name(raw) in upstream:
                 continue
             for node in raw.get("inbound_nodes") or []:
-                for s in _node_slots(node):
+                for s in node_refs(node):
                     if s.tensor == old:
                         s.point_to(new, shape, dtype)
                         moved += 1
-        for s in _io_slots(model["config"].get("output_layers")):
+        for s in io_refs(model["config"].get("output_layers")):
             if s.tensor == old:
                 s.point_to(new)
                 moved += 1
@@ -480,7 +391,7 @@ class ModelEdit:
         shape, dtype = self.tensor_meta(new, scope)
         moved = 0
         for node in self._raw(model, name).get("inbound_nodes") or []:
-            for s in _node_slots(node):
+            for s in node_refs(node):
                 if s.tensor == old:
                     s.point_to(new, shape, dtype)
                     moved += 1
@@ -498,7 +409,7 @@ class ModelEdit:
         raw["config"]["name"] = new
         if "name" in raw:
             raw["name"] = new
-        for s in [*_slots(model), *_io_slots(model["config"].get("input_layers"))]:
+        for s in [*model_refs(model), *io_refs(model["config"].get("input_layers"))]:
             if s.ref[0] == old:
                 s.ref[0] = new
         for path in [p for p in self.origin if p[: len(scope) + 1] == (*scope, old)]:
@@ -507,7 +418,7 @@ class ModelEdit:
             self.new_vars[(*scope, new)] = self.new_vars.pop((*scope, old))
 
     def is_output(self, name: str, scope: tuple[str, ...] = ()) -> bool:
-        return any(s.tensor[0] == name for s in _io_slots(self.model(scope)["config"].get("output_layers")))
+        return any(s.tensor[0] == name for s in io_refs(self.model(scope)["config"].get("output_layers")))
 
     def take_output_name(self, new: str, old: str, scope: tuple[str, ...] = ()) -> str:
         """When an edit appended layer `new` after a model output `old`, `new` is the output
@@ -528,7 +439,7 @@ class ModelEdit:
                 continue
             seen.add(n)
             for node in by_name[n].get("inbound_nodes") or []:
-                todo.extend(s.tensor[0] for s in _node_slots(node))
+                todo.extend(s.tensor[0] for s in node_refs(node))
         return seen
 
     def _reorder_connected(self, scope: tuple[str, ...]) -> None:
@@ -543,15 +454,15 @@ class ModelEdit:
         readers then read its input."""
         model = self.model(scope)
         raw = self._raw(model, name)
-        if raw.get("class_name") == "InputLayer" or _model_raw(raw):
+        if raw.get("class_name") == "InputLayer" or is_model(raw):
             raise EditError(f"{name!r} is not a pass-through layer")
         layers = model["config"]["layers"]
-        read = any(s.tensor[0] == name for s in _slots(model))
+        read = any(s.tensor[0] == name for s in model_refs(model))
         if model.get("class_name") != "Sequential" and read:
             nodes = raw.get("inbound_nodes") or []
             if len(nodes) != 1:
                 raise EditError(f"layer {name!r} is called {len(nodes)} times; only a single call can be removed")
-            inputs = list(_node_slots(nodes[0]))
+            inputs = list(node_refs(nodes[0]))
             if len(inputs) != 1:
                 raise EditError(f"layer {name!r} reads {len(inputs)} tensors; only one can pass through")
             src = inputs[0].tensor
@@ -577,13 +488,13 @@ class ModelEdit:
             cfg[key] = list(shape)
         if dtype is not None:
             cfg["dtype"] = dtype
-        for s in _slots(model):
+        for s in model_refs(model):
             if s.tensor == (name, 0, 0) and s.meta is not None:
                 s.point_to(s.tensor, shape, dtype)
         if shape is not None:  # the layers reading the input were built for its old shape
             for other in model["config"]["layers"]:
                 bc = other.get("build_config") or {}
-                reads = any(s.tensor[0] == name for n in other.get("inbound_nodes") or [] for s in _node_slots(n))
+                reads = any(s.tensor[0] == name for n in other.get("inbound_nodes") or [] for s in node_refs(n))
                 if reads and isinstance(bc.get("input_shape"), list) and len(bc["input_shape"]) == len(shape):
                     bc["input_shape"] = list(shape)
 
@@ -601,7 +512,7 @@ class ModelEdit:
             shape = bc.get("input_shape")
             if isinstance(shape, list) and shape and (shape[0] is None or isinstance(shape[0], int)):
                 shape[0] = batch
-        for s in _slots(model):
+        for s in model_refs(model):
             if s.meta is not None and isinstance(s.meta.get("shape"), list) and s.meta["shape"]:
                 s.meta["shape"][0] = batch
 
@@ -614,19 +525,19 @@ class ModelEdit:
         if outer.get("class_name") == "Sequential":
             raise EditError("splicing into a Sequential parent is not supported; convert it to Functional first")
         raw = self._raw(outer, name)
-        if not _model_raw(raw):
+        if not is_model(raw):
             raise EditError(f"{name!r} is not a nested model")
         nodes = raw.get("inbound_nodes") or []
         if len(nodes) != 1:
             raise EditError(f"nested model {name!r} is called {len(nodes)} times; only a single call can be flattened")
-        outer_args = [s.tensor for s in _node_slots(nodes[0])]
+        outer_args = [s.tensor for s in node_refs(nodes[0])]
         inner_cfg = raw["config"]
         inner_layers = [copy.deepcopy(r) for r in inner_cfg["layers"]]
         if raw.get("class_name") == "Sequential":
             inputs, outputs = self._chain(raw, inner_layers, outer_args[0], scope)
         else:
-            inputs = [s.tensor for s in _io_slots(inner_cfg.get("input_layers"))]
-            outputs = [s.tensor for s in _io_slots(inner_cfg.get("output_layers"))]
+            inputs = [s.tensor for s in io_refs(inner_cfg.get("input_layers"))]
+            outputs = [s.tensor for s in io_refs(inner_cfg.get("output_layers"))]
         if len(inputs) != len(outer_args):
             raise EditError(f"nested model {name!r} has {len(inputs)} inputs but is called on {len(outer_args)}")
         feeds = dict(zip(inputs, outer_args))
@@ -634,7 +545,7 @@ class ModelEdit:
 
         # New names: keep where free; the single output may take the model's own name.
         taken = {layer_name(r) for r in outer["config"]["layers"] if r is not raw}
-        is_output = any(s.tensor[0] == name for s in _io_slots(outer["config"].get("output_layers")))
+        is_output = any(s.tensor[0] == name for s in io_refs(outer["config"].get("output_layers")))
         renames: dict[str, str] = {}
         if is_output and len(outputs) == 1 and outputs[0] not in feeds:
             renames[outputs[0][0]] = name
@@ -651,14 +562,14 @@ class ModelEdit:
         for r in inner_layers:
             r["name"] = r["config"]["name"] = renames[layer_name(r)]
             for node in r.get("inbound_nodes") or []:
-                for s in _node_slots(node):
+                for s in node_refs(node):
                     if s.tensor in feeds:
                         s.point_to(feeds[s.tensor])
                     else:
                         s.ref[0] = renames[s.tensor[0]]
         # Consumers of the nested model read the inner outputs (tf_keras counts its node from 1).
         first = _first_node(raw, self.dialect)
-        for s in _slots(outer):
+        for s in model_refs(outer):
             if s.tensor[0] == name and s.tensor[1] == first:
                 t = outputs[s.tensor[2]]
                 s.point_to(feeds.get(t, (renames.get(t[0], t[0]), t[1], t[2])))
@@ -708,34 +619,22 @@ class ModelEdit:
         model = self.model(scope)
         changed = []
         for raw in model["config"]["layers"]:
+            if not is_cast(raw):
+                continue
             cast = False
-            if raw.get("class_name") == "Cast" and (raw.get("config") or {}).get("dtype") == old:
+            if raw.get("class_name") == "TFOpLambda":  # tf.cast takes its dtype as a call argument
+                for node in raw.get("inbound_nodes") or []:
+                    for e in tfk_entries(node):
+                        if len(e) > 3 and isinstance(e[3], dict) and e[3].get("dtype") == old:
+                            e[3]["dtype"] = new
+                            cast = True
+            elif raw["config"].get("dtype") == old:
                 raw["config"]["dtype"] = new
                 cast = True
-            if raw.get("class_name") == "TFOpLambda" and str(raw["config"].get("function")) == "cast":
-                for node in raw.get("inbound_nodes") or []:
-                    for s in _node_slots(node):
-                        if len(s.ref) > 3 and isinstance(s.ref[3], dict) and s.ref[3].get("dtype") == old:
-                            s.ref[3]["dtype"] = new
-                            cast = True
             if cast:
                 changed.append(layer_name(raw))
-        for s in _slots(model):
+        for s in model_refs(model):
             if s.tensor[0] in changed and s.meta is not None and s.meta.get("dtype") == old:
                 s.meta["dtype"] = new
         return changed
 
-
-def scope_of(config: dict[str, Any], pointer: str) -> tuple[tuple[str, ...], str]:
-    """(scope, layer name) of the layer at a JSON pointer like `/config/layers/1/config/layers/2`."""
-    parts = [p for p in pointer.split("/") if p]
-    node: Any = config
-    names: list[str] = []
-    for i in range(0, len(parts), 3):
-        if parts[i : i + 2] != ["config", "layers"] or i + 2 >= len(parts):
-            raise EditError(f"{pointer!r} does not point at a layer")
-        node = node["config"]["layers"][int(parts[i + 2])]
-        names.append(layer_name(node))
-    if not names:
-        raise EditError(f"{pointer!r} does not point at a layer")
-    return tuple(names[:-1]), names[-1]

@@ -1,10 +1,7 @@
 """The functional graph of a `.keras` config, for both dialects. Pure Python, no TensorFlow.
 
-Keras 3 writes each inbound tensor as `{"class_name": "__keras_tensor__", "config": {shape,
-dtype, keras_history: [layer, node, index]}}`, so shapes and dtypes are in the file. tf_keras
-writes `[layer, node, index, kwargs]` lists and no dtypes; we infer those by propagation.
-Keras 3 stores `keras.ops` calls (Cast, Add, …) as nodes of module `keras.src.ops.*`; tf_keras
-stores `tf.*` calls as `TFOpLambda` layers.
+Built on the format readers of qfix.model.config. Keras 3 records the shape and dtype of every
+tensor reference; tf_keras records none, so we infer those by propagation.
 """
 
 from __future__ import annotations
@@ -13,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from qfix.errors import error
+from qfix.model.config import (MODEL_CLASSES, MalformedConfig, activation_name, input_shape, io_refs, is_model,
+                               node_kwargs, node_refs, op_function, policy_name)
+from qfix.model.config import shape as config_shape
 
-MODEL_CLASSES = {"Functional", "Sequential", "Model"}
 # Layers whose output dtype is their input's: Keras only autocasts floating inputs.
 PASSTHROUGH = {
     "Reshape", "Flatten", "Permute", "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D",
@@ -76,25 +75,16 @@ class Layer:
     @property
     def op_function(self) -> str | None:
         """`cast` for a tf_keras TFOpLambda of tf.cast, `Cast` for a Keras 3 op node."""
-        if self.class_name == "TFOpLambda":
-            return str(self.config.get("function", "")).rsplit(".", 1)[-1]
-        if self.module.startswith("keras.src.ops"):
-            return self.class_name
-        return None
+        return op_function({"class_name": self.class_name, "module": self.module, "config": self.config})
 
     @property
     def dtype_policy(self) -> str | None:
-        d = self.config.get("dtype")
-        if isinstance(d, dict):  # Keras 3 DTypePolicy
-            d = (d.get("config") or {}).get("name")
-        return d if isinstance(d, str) else None
+        return policy_name(self.config.get("dtype"))
 
     def activations(self) -> list[str]:
         """Activation names this layer applies (config `activation` or an Activation layer)."""
-        act = self.config.get("activation")
-        if isinstance(act, dict):  # serialized function or object
-            act = act.get("config") if isinstance(act.get("config"), str) else act.get("class_name")
-        return [act] if isinstance(act, str) and act not in ("linear", None) else []
+        act = activation_name({"config": self.config})
+        return [act] if act not in ("linear", None) else []
 
 
 @dataclass
@@ -126,69 +116,24 @@ class Graph:
         return [self.layers[t.layer] for t in self.inputs if t.layer in self.layers]
 
 
-def _shape(v: Any) -> tuple[int | None, ...] | None:
-    if isinstance(v, list) and all(d is None or isinstance(d, int) for d in v):
-        return tuple(v)
-    return None
-
-
-def _tensor_refs(value: Any, out: list[TensorRef]) -> None:
-    """Collect Keras 3 `__keras_tensor__` references from nested args, in order."""
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            cfg = value.get("config") or {}
-            hist = cfg.get("keras_history")
-            if not (isinstance(hist, list) and len(hist) == 3 and isinstance(hist[0], str)):
-                raise error("QF904", "config.json: a tensor reference has no valid keras_history")
-            out.append(TensorRef(hist[0], int(hist[1]), int(hist[2]), _shape(cfg.get("shape")), cfg.get("dtype")))
-        else:
-            for v in value.values():
-                _tensor_refs(v, out)
-    elif isinstance(value, list):
-        for v in value:
-            _tensor_refs(v, out)
-
-
-def _parse_calls(raw: dict[str, Any], dialect: str) -> tuple[list[list[TensorRef]], list[dict[str, Any]]]:
+def _parse_calls(raw: dict[str, Any]) -> tuple[list[list[TensorRef]], list[dict[str, Any]]]:
     nodes = raw.get("inbound_nodes") or []
     if not isinstance(nodes, list):
         raise error("QF904", f"config.json: layer {raw.get('name')!r} has malformed inbound_nodes")
     calls, kwargs = [], []
     for node in nodes:
-        refs: list[TensorRef] = []
-        kw: dict[str, Any] = {}
-        if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
-            _tensor_refs(node.get("args", []), refs)
-            kw = node.get("kwargs") or {}
-            _tensor_refs(kw, refs)
-        elif isinstance(node, list):  # tf_keras: [[name, node, index, kwargs], ...]
-            entries = [node] if node and isinstance(node[0], str) else node
-            for e in entries:
-                if not (isinstance(e, list) and len(e) >= 3 and isinstance(e[0], str)):
-                    raise error("QF904", f"config.json: layer {raw.get('name')!r} has a malformed inbound node")
-                refs.append(TensorRef(e[0], int(e[1]), int(e[2])))
-                if len(e) > 3 and isinstance(e[3], dict):
-                    kw.update(e[3])
-        else:
-            raise error("QF904", f"config.json: layer {raw.get('name')!r} has a malformed inbound node")
+        try:
+            refs = [TensorRef(*r.tensor, r.shape, r.dtype) for r in node_refs(node, keras_order=False)]
+        except MalformedConfig as exc:
+            raise error("QF904", f"config.json: layer {raw.get('name')!r} has {exc}") from None
         calls.append(refs)
-        kwargs.append(kw)
+        kwargs.append(node_kwargs(node))
     return calls, kwargs
 
 
 def _history(v: Any) -> list[TensorRef]:
-    """`input_layers`/`output_layers`: [name, node, index] or a list of them."""
-    if isinstance(v, list) and len(v) == 3 and isinstance(v[0], str):
-        return [TensorRef(v[0], int(v[1]), int(v[2]))]
-    if isinstance(v, list):
-        return [r for item in v for r in _history(item)]
-    if isinstance(v, dict):  # Keras 3 may nest outputs in dicts
-        return [r for item in v.values() for r in _history(item)]
-    return []
-
-
-def _input_shape(cfg: dict[str, Any]) -> tuple[int | None, ...] | None:
-    return _shape(cfg.get("batch_shape")) or _shape(cfg.get("batch_input_shape"))
+    """`input_layers`/`output_layers` as tensor references."""
+    return [TensorRef(*r.tensor) for r in io_refs(v)]
 
 
 def _make_layer(raw: Any, pointer: str, dialect: str) -> Layer:
@@ -198,7 +143,7 @@ def _make_layer(raw: Any, pointer: str, dialect: str) -> Layer:
     name = raw.get("name") or cfg.get("name")
     if not isinstance(name, str):
         raise error("QF904", f"config.json: layer at {pointer} has no name")
-    calls, kwargs = _parse_calls(raw, dialect)
+    calls, kwargs = _parse_calls(raw)
     layer = Layer(
         name=name,
         class_name=raw["class_name"],
@@ -210,10 +155,10 @@ def _make_layer(raw: Any, pointer: str, dialect: str) -> Layer:
         call_kwargs=kwargs,
         raw=raw,
     )
-    if layer.class_name in MODEL_CLASSES and isinstance(cfg.get("layers"), list):
+    if is_model(raw):
         layer.subgraph = _build(raw, dialect, pointer)
     if layer.is_input:
-        layer.out_shape = _input_shape(cfg)
+        layer.out_shape = input_shape(cfg)
         layer.out_dtype = cfg.get("dtype") if isinstance(cfg.get("dtype"), str) else "float32"
     return layer
 
@@ -249,11 +194,11 @@ def _chain_sequential(layers: dict[str, Layer], cfg: dict[str, Any]) -> tuple[li
     """A Sequential is a chain; give each layer its predecessor as input."""
     order = list(layers.values())
     if order and not order[0].is_input:
-        shape = _shape(cfg.get("build_input_shape"))
+        shape = config_shape(cfg.get("build_input_shape"))
         first = order[0]
         dtype = first.dtype_policy or "float32"
         if shape is None:
-            shape = _input_shape(first.config)
+            shape = input_shape(first.config)
         inp = Layer(f"{cfg.get('name', 'sequential')}_input", "InputLayer", "keras.layers", None,
                     {"batch_shape": list(shape) if shape else None, "dtype": dtype}, "", out_shape=shape,
                     out_dtype=dtype)

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from qfix.model.graph import MODEL_CLASSES
+from qfix.model.config import is_model, layer_name
 
 LayerPath = tuple[str, ...]  # names of the enclosing models, then the layer's own name
 
@@ -38,11 +38,6 @@ def snake_case(class_name: str, dialect: str) -> str:
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
     name = re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
     return name if not name.startswith("_") else "private" + name
-
-
-def layer_name(raw: dict[str, Any]) -> str:
-    cfg = raw.get("config") if isinstance(raw.get("config"), dict) else {}
-    return str(raw.get("name") or cfg.get("name"))
 
 
 def has_group(raw: dict[str, Any], container_class: str) -> bool:
@@ -75,7 +70,7 @@ def _collect(model: dict[str, Any], dialect: str, path: LayerPath, prefix: str, 
         group = f"{prefix}layers/{key}"
         name = layer_name(raw)
         keys[(*path, name)] = group
-        if raw.get("class_name") in MODEL_CLASSES and isinstance((raw.get("config") or {}).get("layers"), list):
+        if is_model(raw):
             _collect(raw, dialect, (*path, name), group + "/", keys)
 
 
@@ -87,7 +82,7 @@ def layer_paths(config: dict[str, Any]) -> list[LayerPath]:
         for raw in (model.get("config") or {}).get("layers") or []:
             name = layer_name(raw)
             out.append((*path, name))
-            if raw.get("class_name") in MODEL_CLASSES and isinstance((raw.get("config") or {}).get("layers"), list):
+            if is_model(raw):
                 walk(raw, (*path, name))
 
     walk(config, ())

@@ -3,24 +3,31 @@
 A rule module holds one code, and its module docstring is that code's one document (both
 sides; sections What it does / Why is this bad? / Example / Use instead / Fix safety /
 Targets, see `qfix.rules.docs`). A model rule's `CASES` lists embedded model cases the test
-suite runs: each a tiny functional config plus whether the rule must fire.
+suite runs: each a tiny config, whether the rule must fire, and what the rewrites its findings
+carry make of it. A fixable finding carries its rewrite in `Fix.edits`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
 from qfix.types import Applicability, Fix, Location, Severity, Violation
 
 if TYPE_CHECKING:  # pragma: no cover
     from qfix.model.graph import Graph
+    from qfix.model.rewrites import Rewrite
     from qfix.targets import Profile
 
 
 @dataclass
 class ModelCase:
-    """An embedded case: `layers` builds a config with qfix.model.cases.functional_config."""
+    """An embedded case: `config` is built with qfix.model.cases.functional_config (or
+    sequential_config).
+
+    `expected` states the fix's result when the case fires: the layers (name, class), in
+    order, after the rewrites its findings carry are applied; or a config fragment (a dict)
+    that must be present in the rewritten config."""
 
     name: str
     config: dict[str, Any]
@@ -28,6 +35,7 @@ class ModelCase:
     targets: tuple[str, ...] = ("edgetpu",)
     mode: str = "ptq"
     count: int | None = None  # exact number of findings expected when fires
+    expected: list[tuple[str, str]] | dict[str, Any] | None = None
 
 
 @dataclass
@@ -36,7 +44,8 @@ class Context:
 
     target: "Profile"
     mode: str = "ptq"  # "ptq" or "qat"
-    options: dict[str, Any] = field(default_factory=dict)
+    trust_lambdas: bool = False  # --trust-lambdas: Lambda bytecode may run when loading
+    custom_objects: str | None = None  # --custom-objects MODULE: custom classes may be imported
 
 
 class ModelRule:
@@ -46,6 +55,11 @@ class ModelRule:
     severity: ClassVar[Severity] = Severity.BLOCKER
     fix_applicability: ClassVar[Applicability | None] = None
     CASES: ClassVar[list[ModelCase]] = []
+    # A finding of a rule that blocks loading stops qfix from loading the model (that would run
+    # code from the file) unless the Context field named by `opt_in` is set; `refusal` says why.
+    blocks_loading: ClassVar[bool] = False
+    opt_in: ClassVar[str | None] = None
+    refusal: ClassVar[str] = ""
 
     def check(self, graph: "Graph", ctx: Context) -> Iterable[Violation]:  # pragma: no cover
         raise NotImplementedError
@@ -59,16 +73,27 @@ class ModelRule:
         applicability: Applicability | None = None,
         severity: Severity | None = None,
         pointer: str | None = None,
+        rewrite: "Rewrite | None" = None,
     ) -> Violation:
+        """A finding; `rewrite` is the model rewrite that fixes it, bound to its layer (none for
+        a display-only fix, or where another finding's rewrite covers this one)."""
         app = applicability or self.fix_applicability
+        edits = [rewrite] if rewrite is not None and app is not Applicability.DISPLAY_ONLY else []
         return Violation(
             code=self.code,
             name=self.name,
             message=message,
             location=Location(layer=layer, pointer=pointer),
             severity=severity or self.severity,
-            fix=Fix(app, fix) if (fix and app) else None,
+            fix=Fix(app, fix, edits) if (fix and app) else None,
         )
+
+    def refuses_loading(self, v: Violation, opts: Any) -> str | None:
+        """Why qfix will not load the model for this finding, or None. `opts` has the opt-in
+        as an attribute of the same name (a Context, or the jobs' Options)."""
+        if not self.blocks_loading or (self.opt_in and getattr(opts, self.opt_in)):
+            return None
+        return "not converted: " + self.refusal.format(layer=v.location.layer)
 
 
 class VerifyRule:

@@ -46,7 +46,9 @@ import libcst as cst
 from qfix.source.names import last_name
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
 from qfix.source.util import arg
-from qfix.model.cases import functional_config
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.rewrites import Rewrite
 from qfix.types import Applicability, Severity
 from qfix.rules.base import ModelCase, ModelRule
 
@@ -165,6 +167,8 @@ class DynamicShapeModel(ModelRule):
                     fix=f"fix the batch dimension to {ctx.target.batch}",
                     severity=Severity.WARNING,
                     pointer=inp.pointer,
+                    # A Sequential without an InputLayer entry has no input to give a batch.
+                    rewrite=Rewrite(rewrites.static_batch, (), inp.name) if inp.pointer else None,
                 )
 
     CASES = [
@@ -173,6 +177,20 @@ class DynamicShapeModel(ModelRule):
             functional_config([("x", (None, None, None, 3), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
             fires=True,
             count=1,
+        ),
+        ModelCase(
+            "dynamic-batch",
+            functional_config([("x", (None, 8, 8, 3), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
+            fires=True,
+            count=1,
+            expected={"class_name": "InputLayer", "config": {"batch_shape": [1, 8, 8, 3]}},
+        ),
+        ModelCase(
+            "sequential-dynamic-batch",
+            sequential_config(("x", (None, 8), "float32"), [("d", "Dense", {"units": 2}, (None, 8))]),
+            fires=True,
+            count=1,
+            expected={"class_name": "InputLayer", "config": {"batch_shape": [1, 8]}},
         ),
         ModelCase(
             "static",

@@ -32,7 +32,9 @@ Every target: the rule reads no property of the target's profile.
 
 from __future__ import annotations
 
-from qfix.model.cases import functional_config
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.rewrites import Rewrite
 from qfix.model.graph import is_float, is_integer
 from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule
@@ -59,6 +61,7 @@ class IntegerInputCast(ModelRule):
                         user.name,
                         fix="fold the cast (and exact rescaling) into the input quantization",
                         pointer=user.pointer,
+                        rewrite=Rewrite(rewrites.fold_input_cast, (), user.name),
                     )
 
     CASES = [
@@ -72,6 +75,14 @@ class IntegerInputCast(ModelRule):
             ),
             fires=True,
             count=1,
+            expected=[("frame", "InputLayer"), ("rescaling", "Rescaling")],
+        ),
+        ModelCase(
+            "sequential-uint8-rescale",
+            sequential_config(("frame", (1, 8, 8, 3), "uint8"), [("rescaling", "Rescaling", {"scale": 1 / 255, "offset": 0.0})]),
+            fires=True,
+            count=1,
+            expected={"class_name": "InputLayer", "config": {"name": "frame", "dtype": "float32"}},
         ),
         ModelCase(
             "float-input",

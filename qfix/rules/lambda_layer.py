@@ -292,9 +292,12 @@ class LambdaLayerModel(ModelRule):
     code = "QF202"
     name = "lambda-layer"
     fix_applicability = Applicability.DISPLAY_ONLY
+    blocks_loading = True
+    opt_in = "trust_lambdas"
+    refusal = "Lambda {layer!r} would run bytecode from the file (--trust-lambdas)"
 
     def check(self, graph, ctx):
-        trusted = ctx.options.get("trust_lambdas", False)
+        trusted = ctx.trust_lambdas
         for _, layer in graph.walk():
             if layer.class_name == "Lambda":
                 fn = layer.config.get("function")

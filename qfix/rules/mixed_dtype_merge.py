@@ -51,7 +51,10 @@ from qfix.source.names import keras_flavor, last_name
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
 from qfix.source.util import arg, expr, string_value
 from qfix.types import Applicability
+from qfix.model import rewrites
 from qfix.model.cases import functional_config
+from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.mixed_merge_cast import MERGES
 from qfix.model.graph import is_float, is_integer, tensor_dtype
 from qfix.rules.base import ModelCase, ModelRule
 
@@ -192,8 +195,6 @@ class MixedDtypeMerge(SourceRule):
 # --- model side ----------------------------------------------------------------------------
 
 
-MERGES = {"Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot"}
-
 
 class MixedDtypeMergeModel(ModelRule):
     """Model side of QF101 mixed-dtype-merge; documented once, in the module docstring
@@ -221,6 +222,8 @@ class MixedDtypeMergeModel(ModelRule):
                     layer.name,
                     fix="insert an explicit cast of the integer input before the merge",
                     pointer=layer.pointer,
+                    rewrite=None if _cast_input_merged(inner, layer)
+                    else Rewrite(rewrites.mixed_merge_cast, path, layer.name),
                 )
 
     CASES = [
@@ -230,6 +233,33 @@ class MixedDtypeMergeModel(ModelRule):
                 [("frame", (None, 4), "uint8"), ("feat", (None, 4), "float32")],
                 [("cat", "Concatenate", {"axis": -1}, ["frame", "feat"], "float32", (None, 8))],
                 ["cat"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},  # folded into the input
+        ),
+        ModelCase(
+            "int32-ids-also-embedded",
+            functional_config(
+                [("ids", (None, 4), "int32"), ("feat", (None, 4), "float32")],
+                [("emb", "Embedding", {"input_dim": 10, "output_dim": 4}, ["ids"], "float32", (None, 4, 4)),
+                 ("cat", "Concatenate", {"axis": -1}, ["ids", "feat"], "float32", (None, 8))],
+                ["emb", "cat"],
+            ),
+            fires=True,
+            count=1,
+            # The Embedding needs the integers: an explicit cast for the merge alone.
+            expected=[("ids", "InputLayer"), ("ids_to_float32", "Cast"), ("feat", "InputLayer"),
+                      ("emb", "Embedding"), ("cat", "Concatenate")],  # in Keras's own layer order
+        ),
+        ModelCase(
+            "uint8-cast-elsewhere",  # QF102's fold of the input covers this finding: no rewrite of its own
+            functional_config(
+                [("frame", (None, 4), "uint8"), ("feat", (None, 4), "float32")],
+                [("c", "Cast", {"dtype": "float32"}, ["frame"]),
+                 ("cat", "Concatenate", {"axis": -1}, ["frame", "feat"], "float32", (None, 8)),
+                 ("add", "Add", {}, ["c", "feat"])],
+                ["cat", "add"],
             ),
             fires=True,
             count=1,
@@ -254,3 +284,14 @@ class MixedDtypeMergeModel(ModelRule):
             fires=False,
         ),
     ]
+
+
+def _cast_input_merged(graph, merge) -> bool:
+    """An integer model input that a cast also reads is merged: QF102 fires for that cast, and
+    its rewrite (fold the cast into the input) removes this finding too."""
+    for ref in merge.inputs:
+        source = graph.layers.get(ref.layer)
+        if source is not None and source.is_input and is_integer(source.out_dtype) and any(
+                user.is_cast for user in graph.consumers(source.name)):
+            return True
+    return False

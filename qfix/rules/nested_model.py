@@ -31,7 +31,9 @@ Every target: the rule reads no property of the target's profile. A blocker with
 
 from __future__ import annotations
 
-from qfix.model.cases import functional_config
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.rewrites import Rewrite
 from qfix.types import Applicability, Severity
 from qfix.rules.base import ModelCase, ModelRule
 
@@ -60,6 +62,7 @@ class NestedModel(ModelRule):
                     fix="flatten the nested model into its parent, weights preserved",
                     severity=Severity.BLOCKER if ctx.mode == "qat" else Severity.WARNING,
                     pointer=layer.pointer,
+                    rewrite=Rewrite(rewrites.flatten_nested, path, layer.name),
                 )
 
     CASES = [
@@ -72,6 +75,22 @@ class NestedModel(ModelRule):
             ),
             fires=True,
             count=1,
+            expected=[("x", "InputLayer"), ("backbone", "Dense")],  # the output keeps the name readers use
+        ),
+        ModelCase(
+            "sequential-in-head",
+            functional_config(
+                [("x", (None, 4), "float32")],
+                [("seq", "Sequential", {"__sub": sequential_config(
+                    ("sin", (None, 4), "float32"), [("d1", "Dense", {"units": 3}, (None, 4)),
+                                                   ("d2", "Dense", {"units": 2}, (None, 3))], "seq")},
+                  ["x"], "float32", (None, 2)),
+                 ("head", "Dense", {"units": 1}, ["seq"], "float32", (None, 1))],
+                ["head"],
+            ),
+            fires=True,
+            count=1,
+            expected=[("x", "InputLayer"), ("d1", "Dense"), ("d2", "Dense"), ("head", "Dense")],
         ),
         ModelCase(
             "flat",

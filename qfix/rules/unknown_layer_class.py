@@ -41,9 +41,12 @@ class UnknownLayerClass(ModelRule):
     code = "QF203"
     name = "unknown-layer-class"
     fix_applicability = Applicability.DISPLAY_ONLY
+    blocks_loading = True
+    opt_in = "custom_objects"
+    refusal = "layer {layer!r} needs its class (--custom-objects MODULE)"
 
     def check(self, graph, ctx):
-        allowed = ctx.options.get("custom_objects")
+        allowed = ctx.custom_objects
         for _, layer in graph.walk():
             if is_builtin(layer):
                 continue

@@ -55,8 +55,11 @@ from qfix.source.names import last_name
 from qfix.source.rule import Invalid, SourceRule, Valid
 from qfix.source.util import arg, string_value
 from qfix.types import Applicability
-from qfix.model.cases import functional_config
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
 from qfix.model.opmap import ACTIVATION_OPS, LAYER_OPS, activations_of
+from qfix.model.patterns import leaky_relu_slope, spelled_hard_swish
+from qfix.model.rewrites import Rewrite
 from qfix.rules.base import ModelCase, ModelRule
 
 ALIASES = {"hard_silu": "hard_swish", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu"}
@@ -167,6 +170,17 @@ REPLACEMENT = {
 }
 
 
+def _rewrite(act: str, layer, scope: tuple[str, ...]) -> Rewrite | None:
+    """The rewrite that replaces `act` at `layer` (see REPLACEMENT), if it handles this spelling."""
+    if act in ("hard_swish", "hard_silu"):
+        return Rewrite(rewrites.hard_swish, scope, layer.name)
+    if act == "gelu":
+        return Rewrite(rewrites.gelu_tanh, scope, layer.name)
+    if act in ("leaky_relu", "LeakyReLU") and leaky_relu_slope(layer.raw) is not None:
+        return Rewrite(rewrites.leaky_relu_to_prelu, scope, layer.name)
+    return None
+
+
 class UnsupportedActivationModel(ModelRule):
     """Model side of QF302 unsupported-activation; documented once, in the module docstring
     (`qfix rule QF302`)."""
@@ -177,7 +191,7 @@ class UnsupportedActivationModel(ModelRule):
 
     def check(self, graph, ctx):
         yield from self._spelled_hard_swish(graph, ctx)
-        for _, layer in graph.walk():
+        for path, layer in graph.walk():
             found: list[tuple[str, tuple[str, ...]]] = []
             for act in activations_of(layer):
                 if act in ACTIVATION_OPS:
@@ -196,18 +210,18 @@ class UnsupportedActivationModel(ModelRule):
                     fix=f"replace {act} by {how}" if how else None,
                     applicability=app,
                     pointer=layer.pointer,
+                    rewrite=_rewrite(act, layer, path),
                 )
 
     def _spelled_hard_swish(self, graph, ctx):
         """`Multiply([x, relu6(x + 3) / 6])` (tf_keras MobileNetV3, hand-written code): no
         activation says hard_swish, but the converter fuses the pattern into HARD_SWISH."""
-        from qfix.model.fixes.hard_swish_spelled import find
-
         if ctx.target.supports("HARD_SWISH"):
             return
-        graphs = [graph] + [layer.subgraph for _, layer in graph.walk() if layer.subgraph is not None]
-        for g in graphs:
-            for multiply, _ in find(g):
+        graphs = [((), graph)] + [((*path, layer.name), layer.subgraph) for path, layer in graph.walk()
+                                  if layer.subgraph is not None]
+        for scope, g in graphs:
+            for multiply, _ in spelled_hard_swish(g):
                 layer = g.layers[multiply]
                 yield self.violation(
                     f"Multiply {multiply!r} spells out hard_swish, x·relu6(x+3)/6: the converter fuses it into "
@@ -215,6 +229,7 @@ class UnsupportedActivationModel(ModelRule):
                     multiply,
                     fix="move the 1/6 onto x, relu6(x+3)·(x/6), which the converter keeps unfused",
                     pointer=layer.pointer,
+                    rewrite=Rewrite(rewrites.hard_swish_spelled, scope, multiply),
                 )
 
     CASES = [
@@ -230,6 +245,8 @@ class UnsupportedActivationModel(ModelRule):
             ),
             fires=True,
             count=1,
+            # Rewired, not rebuilt: the 1/6 scales x and the product reads relu6(x + 3).
+            expected={"name": "div6", "inbound_nodes": [{"args": [{"config": {"keras_history": ["x", 0, 0]}}]}]},
         ),
         ModelCase(
             "conv-hard-swish",
@@ -239,18 +256,47 @@ class UnsupportedActivationModel(ModelRule):
             ),
             fires=True,
             count=1,
+            # The model output keeps its name: the Conv2D becomes c_pre.
+            expected=[("x", "InputLayer"), ("c_pre", "Conv2D"), ("c_plus3", "Rescaling"), ("c_div6", "Rescaling"),
+                      ("c_relu6", "ReLU"), ("c", "Multiply")],
+        ),
+        ModelCase(
+            "hard-swish-activation-layer",
+            functional_config(
+                [("x", (1, 8, 8, 3), "float32")],
+                [("c", "Conv2D", {"filters": 4, "kernel_size": 1}, ["x"], "float32", (1, 8, 8, 4)),
+                 ("act", "Activation", {"activation": "hard_swish"}, ["c"], "float32", (1, 8, 8, 4))],
+                ["act"],
+            ),
+            fires=True,
+            count=1,
+            # The Activation goes; its name goes to the product readers use.
+            expected=[("x", "InputLayer"), ("c", "Conv2D"), ("act_plus3", "Rescaling"), ("act_div6", "Rescaling"),
+                      ("act_relu6", "ReLU"), ("act", "Multiply")],
         ),
         ModelCase(
             "leaky-relu-layer",
             functional_config([("x", (1, 8), "float32")], [("l", "LeakyReLU", {"negative_slope": 0.1}, ["x"])], ["l"]),
             fires=True,
             count=1,
+            expected=[("x", "InputLayer"), ("l", "PReLU")],
+        ),
+        ModelCase(
+            "sequential-leaky-relu",
+            sequential_config(("x", (1, 4, 4, 3), "float32"), [("l", "LeakyReLU", {"negative_slope": 0.1})]),
+            fires=True,
+            count=1,
+            expected={"class_name": "PReLU", "config": {"name": "l", "shared_axes": [1, 2],
+                                                        "alpha_initializer": {"config": {"value": 0.1}}}},
         ),
         ModelCase(
             "gelu-dense",
             functional_config([("x", (1, 8), "float32")], [("d", "Dense", {"units": 4, "activation": "gelu"}, ["x"])], ["d"]),
             fires=True,
             count=1,
+            expected=[("x", "InputLayer"), ("d_pre", "Dense"), ("d_cube", "Multiply"), ("d_cubic", "Rescaling"),
+                      ("d_inner", "Add"), ("d_scaled", "Rescaling"), ("d_tanh", "Activation"), ("d_gate", "Rescaling"),
+                      ("d", "Multiply")],
         ),
         ModelCase(
             "relu6",

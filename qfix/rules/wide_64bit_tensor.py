@@ -29,7 +29,10 @@ Every target: the rule reads no property of the target's profile.
 
 from __future__ import annotations
 
-from qfix.model.cases import functional_config
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.config import cast_dtypes
+from qfix.model.rewrites import Rewrite
 from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule
 
@@ -45,13 +48,16 @@ class Wide64BitTensor(ModelRule):
     fix_applicability = Applicability.SAFE
 
     def check(self, graph, ctx):
-        for _, layer in graph.walk():
-            kind = None
+        for path, layer in graph.walk():
+            kind, narrow = None, False
             if layer.is_input and layer.out_dtype in WIDE:
                 kind = f"input {layer.name!r} is {layer.out_dtype}"
+                narrow = layer.config.get("dtype") in WIDE
             elif layer.is_cast and layer.out_dtype in WIDE:
                 kind = f"{layer.class_name} {layer.name!r} casts to {layer.out_dtype}"
+                narrow = any(d in WIDE for d in cast_dtypes(layer.raw))
             elif not layer.is_input and layer.dtype_policy in WIDE:
+                # Computing in float64 is left alone: a narrower policy changes the numbers.
                 kind = f"{layer.class_name} {layer.name!r} computes in {layer.dtype_policy}"
             if kind:
                 yield self.violation(
@@ -59,6 +65,7 @@ class Wide64BitTensor(ModelRule):
                     layer.name,
                     fix="use the 32-bit type (int32 / float32)",
                     pointer=layer.pointer,
+                    rewrite=Rewrite(rewrites.narrow_64bit, path, layer.name) if narrow else None,
                 )
 
     CASES = [
@@ -71,6 +78,14 @@ class Wide64BitTensor(ModelRule):
             ),
             fires=True,
             count=1,
+            expected={"class_name": "InputLayer", "name": "ids", "config": {"dtype": "int32"}},
+        ),
+        ModelCase(
+            "sequential-int64-ids",
+            sequential_config(("ids", (1, 8), "int64"), [("emb", "Embedding", {"input_dim": 10, "output_dim": 4}, (1, 8))]),
+            fires=True,
+            count=1,
+            expected={"class_name": "InputLayer", "config": {"name": "ids", "dtype": "int32"}},
         ),
         ModelCase(
             "int32-ids",

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from qfix.model.archive import read_archive
-from qfix.model.edit import EditError, ModelEdit, keras_order, make_layer, scope_of
+from qfix.model.edit import EditError, ModelEdit, keras_order, make_layer
 from qfix.model.graph import build_graph
 from qfix.rules.lint import lint
-from qfix.model.weights import layer_name
+from qfix.model.config import layer_name
 from qfix.rules.base import Context
 from qfix.targets import load_profile
 
@@ -159,16 +159,6 @@ def test_set_batch_makes_every_recorded_shape_static(dialect):
         for ref in layer.inputs:
             assert ref.shape is None or ref.shape[0] == 1
     assert "QF301" not in codes(edit.config, a.dialect)
-
-
-def test_scope_of_pointer():
-    a = fixture("nested", "k3")
-    graph = build_graph(a.config, a.dialect)
-    inner = graph.layers["backbone"].subgraph.layers["conv2d_1"]
-    assert scope_of(a.config, inner.pointer) == (("backbone",), "conv2d_1")
-    assert scope_of(a.config, graph.layers["head"].pointer) == ((), "head")
-    with pytest.raises(EditError):
-        scope_of(a.config, "/config/name")
 
 
 def test_edits_inside_a_nested_model():

@@ -1,4 +1,4 @@
-"""QF302 unsupported-activation, hard_swish → (x/6)·relu6(x+3), which the converter keeps.
+"""Rewrite hard_swish as (x/6)·relu6(x+3), which the converter keeps unfused (QF302).
 
 hard_swish(x) = x·relu6(x+3)/6. Written that way (x·relu6(x+3)/6 or x·(relu6(x+3)/6)), the
 TFLite converter pattern-matches it back into one HARD_SWISH op, which the Edge TPU lacks.
@@ -16,25 +16,17 @@ float outputs differ from hard_swish by float rounding only (~1e-7).
 
 from __future__ import annotations
 
-from typing import Any
-
-from qfix.model.fixes import Detached, FixResult, activation_name, guarded
+from qfix.model.edit import ModelEdit
+from qfix.model.rewrites._shared import Detached
 
 HARD_SWISH = {"hard_swish", "hard_silu"}
-CODE = "QF302"
 
 
-def accepts(raw: dict[str, Any]) -> bool:
-    return activation_name(raw) in HARD_SWISH
-
-
-@guarded
-def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
-    d = Detached(config, target, dialect, HARD_SWISH)
+def hard_swish(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` applies hard_swish (an `activation` or an Activation layer)."""
+    d = Detached(edit, scope, name, HARD_SWISH)
     shifted = d.add("Rescaling", {"scale": 1.0, "offset": 3.0}, "plus3", [d.x])
     gate = d.add("ReLU", {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0}, "relu6", [shifted])
     scaled = d.add("Rescaling", {"scale": 1.0 / 6.0, "offset": 0.0}, "div6", [d.x])
     out = d.finish(d.add("Multiply", {}, "hswish", [scaled, gate]))
-    note = f"hard_swish of {d.name!r} → (x/6)·relu6(x+3) ({out!r}), which the converter does not fuse"
-    return d.edit.config, d.edit.weights(weights_bytes), note
-
+    return f"hard_swish of {d.name!r} → (x/6)·relu6(x+3) ({out!r}), which the converter does not fuse"

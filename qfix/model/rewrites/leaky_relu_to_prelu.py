@@ -1,4 +1,4 @@
-"""QF302 unsupported-activation, leaky ReLU → PReLU with a constant alpha (exact).
+"""Replace a leaky ReLU by a PReLU with a constant alpha (QF302 unsupported-activation, exact).
 
 PReLU(x) = max(0, x) + alpha·min(0, x) is a leaky ReLU when every alpha equals the slope. Its
 alpha is shared over every axis but the channels (`shared_axes` = the spatial dims), so the
@@ -14,44 +14,26 @@ from typing import Any
 
 import numpy as np
 
-from qfix.model.edit import EditError, ModelEdit, initializer, make_layer, policy_name
-from qfix.model.fixes import FixResult, guarded, locate, resolve_dialect
-
-DEFAULT_SLOPE = 0.2  # keras.activations.leaky_relu and tf.nn.leaky_relu
-CODE = "QF302"
+from qfix.model.config import policy_name
+from qfix.model.edit import EditError, ModelEdit, initializer, make_layer
+from qfix.model.patterns import leaky_relu_slope
 
 
-def accepts(raw: dict[str, Any]) -> bool:
-    cfg = raw.get("config") or {}
-    cls = raw.get("class_name")
-    return (
-        cls == "LeakyReLU"
-        or (cls == "ReLU" and bool(cfg.get("negative_slope")) and cfg.get("max_value") is None and not cfg.get("threshold"))
-        or cfg.get("activation") == "leaky_relu"
-    )
-
-
-@guarded
-def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
-    dialect = resolve_dialect(config, dialect)
-    scope, name = locate(config, target)
-    edit = ModelEdit(config, dialect)
+def leaky_relu_to_prelu(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` computes a plain leaky ReLU (`qfix.model.patterns.leaky_relu_slope`)."""
+    dialect = edit.dialect
     raw = edit.layer(name, scope)
     cfg = raw.get("config") or {}
     cls = raw.get("class_name")
     dtype = policy_name(cfg.get("dtype")) or "float32"
-    if cls == "LeakyReLU":
-        alpha = float(cfg.get("negative_slope", cfg.get("alpha", 0.3)))  # Keras 3 / tf_keras spelling
-        replace, shape = True, _input_shape(edit, raw, name, scope)
-    elif cls == "ReLU" and cfg.get("negative_slope") and cfg.get("max_value") is None and not cfg.get("threshold"):
-        alpha = float(cfg["negative_slope"])
-        replace, shape = True, _input_shape(edit, raw, name, scope)
-    elif cfg.get("activation") == "leaky_relu":
-        alpha = DEFAULT_SLOPE
-        replace = cls == "Activation"
-        shape = _input_shape(edit, raw, name, scope) if replace else edit.tensor_meta((name, 0, 0), scope)[0]
-    else:
+    alpha = leaky_relu_slope(raw)
+    if alpha is None:
         raise EditError(f"{name!r} ({cls}) applies no plain leaky ReLU")
+    replace = cls in ("LeakyReLU", "ReLU", "Activation")  # else: clear the activation, a PReLU follows
+    if replace:
+        shape = _input_shape(edit, raw, name, scope)
+    else:
+        shape = edit.tensor_meta((name, 0, 0), scope)[0]
     if shape is None or any(d is None for d in shape[1:]):
         raise EditError(f"the shape at {name!r} is not recorded; cannot size the PReLU alpha")
 
@@ -71,7 +53,7 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
         new = edit.insert_after((name, 0, 0), prelu, scope, weights=[alpha_value])
         new = edit.take_output_name(new, name, scope)
         note = f"leaky_relu activation of {name!r} → PReLU {new!r} (alpha={alpha:g}, shared_axes={shared})"
-    return edit.config, edit.weights(weights_bytes), note
+    return note
 
 
 def _input_shape(edit: ModelEdit, raw: dict[str, Any], name: str, scope: tuple[str, ...]) -> list | None:

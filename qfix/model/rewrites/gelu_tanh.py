@@ -1,4 +1,4 @@
-"""QF302 unsupported-activation, gelu → its tanh approximation from built-in layers (unsafe).
+"""Replace gelu by its tanh approximation from built-in layers (QF302 unsupported-activation, unsafe).
 
     gelu(x) ≈ x · (0.5 + 0.5·tanh(√(2/π)·(x + 0.044715·x³)))
 
@@ -12,21 +12,16 @@ TPU maps, instead of GELU, which it lacks.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from qfix.model.fixes import Detached, FixResult, activation_name, guarded
+from qfix.model.edit import ModelEdit
+from qfix.model.rewrites._shared import Detached
 
-CODE = "QF302"
 GELU = {"gelu"}
 
 
-def accepts(raw: dict[str, Any]) -> bool:
-    return activation_name(raw) in GELU
-
-
-@guarded
-def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
-    d = Detached(config, target, dialect, GELU)
+def gelu_tanh(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` applies gelu (an `activation` or an Activation layer)."""
+    d = Detached(edit, scope, name, GELU)
     x = d.x
     cube = d.add("Multiply", {}, "cube", [x, x, x])
     cubic = d.add("Rescaling", {"scale": 0.044715, "offset": 0.0}, "cubic", [cube])
@@ -35,5 +30,4 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
     tanh = d.add("Activation", {"activation": "tanh"}, "tanh", [scaled])
     gate = d.add("Rescaling", {"scale": 0.5, "offset": 0.5}, "gate", [tanh])
     out = d.finish(d.add("Multiply", {}, "gelu", [x, gate]))
-    note = f"gelu of {d.name!r} → tanh approximation ({out!r}) from MUL/ADD/TANH (changes numbers)"
-    return d.edit.config, d.edit.weights(weights_bytes), note
+    return f"gelu of {d.name!r} → tanh approximation ({out!r}) from MUL/ADD/TANH (changes numbers)"

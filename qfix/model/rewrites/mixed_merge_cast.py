@@ -1,5 +1,5 @@
-"""QF101 mixed-dtype-merge: make the integer → float conversion explicit, at the model boundary
-when possible.
+"""Make the integer → float conversion of a mixed merge explicit, at the model boundary when
+possible (QF101 mixed-dtype-merge).
 
 When the integer operand of the merge is a model input that float32 holds exactly and that
 nothing needs as an integer, the conversion moves into the input (`fold_input_cast`): no CAST
@@ -12,39 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from qfix.types import QfixError
 from qfix.model.edit import EditError, ModelEdit
-from qfix.model.graph import build_graph, is_float, is_integer, tensor_dtype
-from qfix.model.fixes import FixResult, fold_input_cast, guarded, open_edit
+from qfix.model.graph import is_float, is_integer, tensor_dtype
+from qfix.model.rewrites._shared import graph_of
+from qfix.model.rewrites.fold_input_cast import fold_input_cast
 
-CODE = "QF101"
 MERGES = {"Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Dot"}
 
 
-def accepts(raw: dict[str, Any]) -> bool:
-    return raw.get("class_name") in MERGES
-
-
-def defers(model: dict[str, Any], name: str, dialect: str) -> bool:
-    """True when the integer operand is a model input that a cast also reads: QF102 fires for
-    that cast, and its fix (fold the cast into the input) removes this finding too."""
-    try:
-        graph = build_graph(model, dialect)
-    except QfixError:
-        return False
-    merge = graph.layers.get(name)
-    for ref in merge.inputs if merge is not None else []:
-        source = graph.layers.get(ref.layer)
-        if source is not None and source.is_input and is_integer(source.out_dtype) and any(
-                user.is_cast for user in graph.consumers(source.name)):
-            return True
-    return False
-
-
-@guarded
-def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
-    edit, scope, name, graph = open_edit(config, target, dialect)
+def mixed_merge_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` is a merge layer whose inputs mix integer and float tensors."""
     dialect = edit.dialect
+    graph = graph_of(edit, scope)
     merge = graph.layers.get(name)
     if merge is None or merge.class_name not in MERGES:
         raise EditError(f"{name!r} is not a merge layer")
@@ -55,7 +34,7 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
     for ref in ints:
         if graph.layers[ref.layer].is_input:
             try:
-                return fold_input_cast.apply(config, weights_bytes, (scope, ref.layer), dialect)
+                return fold_input_cast(edit, scope, ref.layer)
             except EditError:
                 pass  # the input is needed as an integer elsewhere: cast here instead
     dtype = floats[0]
@@ -68,7 +47,7 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
         edit.retarget(name, t, (cast, 0, 0), scope)
         casts.append(cast)
     note = f"explicit cast(s) {', '.join(map(repr, casts))} to {dtype} before {name!r}"
-    return edit.config, edit.weights(weights_bytes), note
+    return note
 
 
 def _cast_layer(edit: ModelEdit, dialect: str, base: str, dtype: str, scope: tuple[str, ...]) -> dict[str, Any]:

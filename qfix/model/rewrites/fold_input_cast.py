@@ -1,4 +1,4 @@
-"""QF102 integer-input-cast: fold the cast of an integer input into the input itself.
+"""Fold the cast of an integer input into the input itself (QF102 integer-input-cast).
 
 `Input(dtype="uint8") → cast to float32 → Rescaling(1/255)` becomes `Input(dtype="float32") →
 Rescaling(1/255)`: the input carries the same values (0..255, exact in float32), the casts
@@ -10,30 +10,18 @@ quantization. The Rescaling stays; folding it too would change the float model's
 
 from __future__ import annotations
 
-from typing import Any
-
-from qfix.model.edit import EditError
-from qfix.model.fixes import FixResult, guarded, open_edit
+from qfix.model.edit import EditError, ModelEdit
+from qfix.model.rewrites._shared import graph_of
 
 # Integers every value of which float32 holds exactly (|x| < 2**24).
 EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "bool"}
 # Layers that need integer inputs: a float input would break them.
 INTEGER_CONSUMERS = {"Embedding", "CategoryEncoding", "Hashing", "IntegerLookup", "StringLookup"}
-CODE = "QF102"
 
 
-def accepts(raw: dict[str, Any]) -> bool:
-    """The cast or implicitly casting layer QF102 names, or the integer input itself."""
-    cfg = raw.get("config") or {}
-    return (raw.get("class_name") in ("Cast", "Rescaling", "InputLayer")
-            or (raw.get("class_name") == "TFOpLambda" and cfg.get("function") == "cast"))
-
-
-@guarded
-def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: str | None = None) -> FixResult:
-    """`target` is the cast (or the implicitly casting layer) the finding names, or the input."""
-    edit, scope, name, graph = open_edit(config, target, dialect)
-    dialect = edit.dialect
+def fold_input_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` is the cast (or the implicitly casting layer) that reads the input, or the input."""
+    graph = graph_of(edit, scope)
     layer = graph.layers.get(name)
     if layer is None:
         raise EditError(f"no layer named {name!r}")
@@ -58,4 +46,4 @@ def apply(config: dict[str, Any], weights_bytes: bytes, target: Any, dialect: st
     removed = f"; removed cast(s) {', '.join(map(repr, casts))}" if casts else ""
     note = (f"input {inp.name!r} {inp.out_dtype} → float32 (same values){removed}; the converted model "
             f"keeps a {inp.out_dtype} input through the recipe's input quantization")
-    return edit.config, edit.weights(weights_bytes), note
+    return note

@@ -1,5 +1,7 @@
-"""Each safe fix on real fixtures of both dialects: the finding disappears (no TensorFlow), and
-the written file loads with the real Keras and computes what the original did (`tf`)."""
+"""The model rewrites on real fixtures of both dialects: each finding carries the right rewrite,
+the fix loop converges (no TensorFlow), and the written file loads with the real Keras and
+computes what the original did (`tf`). What each rewrite makes of a config is stated by the
+rules' embedded cases (tests/rules/test_model_rules.py)."""
 
 from __future__ import annotations
 
@@ -8,41 +10,34 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qfix.jobs.check import Options, context
+from qfix.jobs.fix import apply_fixes, apply_rewrites
+from qfix.model import rewrites
 from qfix.model.archive import read_archive
-from qfix.model.edit import EditError
-from qfix.model.fixes import (
-    find_fix,
-    flatten_nested,
-    fold_input_cast,
-    hard_swish,
-    hard_swish_spelled,
-    leaky_relu_to_prelu,
-    mixed_merge_cast,
-    narrow_64bit,
-    static_batch,
-)
+from qfix.model.cases import empty_weights, functional_config
+from qfix.model.edit import EditError, ModelEdit
 from qfix.model.graph import build_graph
-from qfix.rules.lint import lint
+from qfix.model.patterns import spelled_hard_swish
+from qfix.model.rewrites import Rewrite
 from qfix.model.writer import write_archive
 from qfix.rules.base import Context
+from qfix.rules.lint import lint
 from qfix.targets import load_profile
-from qfix.types import Applicability
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 BOTH = ["k3", "tfk"]
 
-# (fixture, fix module, rule code) — the fix is applied to every finding of that code, in
-# every dialect the fixture is saved in.
+# (fixture, rule code): the rewrites of that code's findings, in every dialect the fixture is saved in.
 FIXES = [
-    ("nested", flatten_nested, "QF201"),
-    ("leaky_relu_cnn", leaky_relu_to_prelu, "QF302"),
-    ("int64_ids", narrow_64bit, "QF103"),
-    ("tiny_cnn", static_batch, "QF301"),
-    ("hard_swish_cnn", hard_swish, "QF302"),
-    ("two_input", fold_input_cast, "QF102"),
+    ("nested", "QF201"),
+    ("leaky_relu_cnn", "QF302"),
+    ("int64_ids", "QF103"),
+    ("tiny_cnn", "QF301"),
+    ("hard_swish_cnn", "QF302"),
+    ("two_input", "QF102"),
 ]
-CASES = [(n, m, c, d) for n, m, c in FIXES for d in BOTH if (FIXTURES / f"{n}_{d}.keras").exists()]
-IDS = [f"{c}-{n}-{d}" for n, _, c, d in CASES]
+CASES = [(n, c, d) for n, c in FIXES for d in BOTH if (FIXTURES / f"{n}_{d}.keras").exists()]
+IDS = [f"{c}-{n}-{d}" for n, c, d in CASES]
 
 
 def findings(config, dialect, code, mode="qat"):
@@ -50,30 +45,28 @@ def findings(config, dialect, code, mode="qat"):
     return [v for v in lint(build_graph(config, dialect), ctx) if v.code == code]
 
 
-def fix_all(archive, module, code):
-    """Apply the fix to each finding, re-linting in between (an edit moves pointers)."""
-    config, weights, notes = archive.config, archive.weights_bytes, []
-    for _ in range(10):
-        found = findings(config, archive.dialect, code)
-        if not found:
-            return config, weights, notes
-        config, weights, note = module.apply(config, weights, found[0], archive.dialect)
-        notes.append(note)
-    raise AssertionError(f"{code} still fires after 10 fixes: {notes}")
+def fix(config, weights, dialect, select=None):
+    """The fix job's loop (safe fixes) over the findings of `select` (default: all) on edgetpu."""
+    opts = Options(select=select)
+    config, weights, applied, skipped = apply_fixes(config, weights, dialect, context(load_profile("edgetpu"), opts),
+                                                    opts, unsafe=False)
+    assert not skipped, skipped
+    return config, weights, [f"{f.code}: {f.note}" for f in applied]
 
 
-@pytest.mark.parametrize("name,module,code,dialect", CASES, ids=IDS)
-def test_finding_disappears(name, module, code, dialect):
-    a = read_archive(FIXTURES / f"{name}_{dialect}.keras")
-    assert findings(a.config, a.dialect, code), "the fixture must exhibit the finding"
-    config, _, notes = fix_all(a, module, code)
-    assert notes and all(notes)
-    assert not findings(config, a.dialect, code)
+def rewrite(archive_or_config, run, name, dialect="keras3", weights=None, scope=()):
+    """Apply one rewrite directly, as a pass that holds no finding would."""
+    if isinstance(archive_or_config, dict):
+        config = archive_or_config
+        weights = weights if weights is not None else empty_weights(config)
+    else:
+        config, weights, dialect = archive_or_config.config, archive_or_config.weights_bytes, archive_or_config.dialect
+    return apply_rewrites(config, weights, dialect, [Rewrite(run, scope, name)])
 
 
 def test_prelu_alpha_is_shared_over_space():
     a = read_archive(FIXTURES / "leaky_relu_cnn_k3.keras")
-    config, weights, note = leaky_relu_to_prelu.apply(a.config, a.weights_bytes, "leaky_re_lu")
+    config, weights, note = rewrite(a, rewrites.leaky_relu_to_prelu, "leaky_re_lu")
     layer = build_graph(config, "keras3").layers["leaky_re_lu"]
     assert layer.class_name == "PReLU" and layer.config["shared_axes"] == [1, 2]
     assert layer.config["alpha_initializer"]["config"]["value"] == pytest.approx(0.1)
@@ -83,68 +76,48 @@ def test_prelu_alpha_is_shared_over_space():
 def test_prelu_fix_refuses_other_layers():
     a = read_archive(FIXTURES / "leaky_relu_cnn_k3.keras")
     with pytest.raises(EditError):
-        leaky_relu_to_prelu.apply(a.config, a.weights_bytes, "conv2d")
+        rewrite(a, rewrites.leaky_relu_to_prelu, "conv2d")
 
 
-def test_fixes_leave_their_input_alone():
+def test_a_rewrite_is_called_without_a_finding_and_leaves_its_input_alone():
     a = read_archive(FIXTURES / "nested_k3.keras")
     before = repr(a.config)
-    flatten_nested.apply(a.config, a.weights_bytes, "backbone")
+    edit = ModelEdit(a.config, a.dialect)
+    note = rewrites.flatten_nested(edit, (), "backbone")
+    assert "flattened nested model 'backbone'" in note
+    assert not any(l.is_model for l in build_graph(edit.config, a.dialect))
     assert repr(a.config) == before
 
 
+@pytest.mark.parametrize("name,code,dialect", CASES, ids=IDS)
+def test_finding_disappears(name, code, dialect):
+    a = read_archive(FIXTURES / f"{name}_{dialect}.keras")
+    assert findings(a.config, a.dialect, code), "the fixture must exhibit the finding"
+    config, _, notes = fix(a.config, a.weights_bytes, a.dialect, [code])
+    assert notes and all(notes)
+    assert not findings(config, a.dialect, code)
+
+
 @pytest.mark.tf
-@pytest.mark.parametrize("name,module,code,dialect", CASES, ids=IDS)
-def test_fixed_model_loads_and_matches(name, module, code, dialect, tmp_path):
+@pytest.mark.parametrize("name,code,dialect", CASES, ids=IDS)
+def test_fixed_model_loads_and_matches(name, code, dialect, tmp_path):
     from qfix.convert.calibration import Calibration, synthetic_calibration
     from qfix.convert.keras import load_model
     from qfix.model.inputs import input_specs
     from qfix.convert.fidelity import float_equivalence
 
     a = read_archive(FIXTURES / f"{name}_{dialect}.keras")
-    config, weights, _ = fix_all(a, module, code)
+    config, weights, _ = fix(a.config, a.weights_bytes, a.dialect, [code])
     out = write_archive(tmp_path / f"{name}.qfix.keras", config, a.metadata, weights, source=a.path)
     original = load_model(a.path, a.dialect)
     fixed = load_model(out, a.dialect)
-    if module is static_batch:
+    if code == "QF301":
         assert all(t.shape[0] == 1 for t in fixed.inputs)
     calibration = synthetic_calibration(input_specs(build_graph(a.config, a.dialect)), 4)
     # One sample per call: a batch-1 model takes batch 1.
     worst = max(float_equivalence(original, fixed, Calibration([s], True, "synthetic"))
                 for s in calibration.samples)
     assert worst <= 1e-5
-
-
-def test_hard_swish_activation_layer_keeps_its_name():
-    from qfix.model.cases import functional_config
-
-    cfg = functional_config(
-        [("x", (1, 8, 8, 3), "float32")],
-        [("c", "Conv2D", {"filters": 4, "kernel_size": 1}, ["x"], "float32", (1, 8, 8, 4)),
-         ("act", "Activation", {"activation": "hard_swish"}, ["c"], "float32", (1, 8, 8, 4))],
-        ["act"],
-    )
-    assert findings(cfg, "keras3", "QF302")
-    new, _, _ = hard_swish.apply(cfg, _empty_weights(cfg), "act", "keras3")
-    graph = build_graph(new, "keras3")
-    assert [t.layer for t in graph.outputs] == ["act"] and graph.layers["act"].class_name == "Multiply"
-    assert not findings(new, "keras3", "QF302")
-
-
-def _empty_weights(cfg) -> bytes:
-    """A weights file with an empty group per layer, as Keras writes for weightless layers."""
-    import io
-
-    import h5py
-
-    from qfix.model.weights import group_keys
-
-    buf = io.BytesIO()
-    with h5py.File(buf, "w") as f:
-        f.create_group("vars")
-        for group in group_keys(cfg, "keras3").values():
-            f.create_group(group + "/vars")
-    return buf.getvalue()
 
 
 @pytest.mark.tf
@@ -156,7 +129,7 @@ def test_hard_swish_fix_leaves_no_hard_swish_op_after_conversion(tmp_path):
     from qfix.targets.tflite import read_tflite
 
     a = read_archive(FIXTURES / "hard_swish_cnn_k3.keras")
-    config, weights, _ = fix_all(a, hard_swish, "QF302")
+    config, weights, _ = fix(a.config, a.weights_bytes, a.dialect, ["QF302"])
     specs = input_specs(build_graph(a.config, a.dialect))
     calibration = synthetic_calibration(specs, 4)
 
@@ -180,7 +153,7 @@ def test_folded_input_cast_leaves_no_cast_op_and_a_raw_uint8_input(dialect, tmp_
     from qfix.targets.tflite import read_tflite
 
     a = read_archive(FIXTURES / f"two_input_{dialect}.keras")
-    config, weights, _ = fix_all(a, fold_input_cast, "QF102")
+    config, weights, _ = fix(a.config, a.weights_bytes, a.dialect, ["QF102"])
 
     def converted(path, config):
         calibration = synthetic_calibration(input_specs(build_graph(config, a.dialect)), 8)
@@ -224,7 +197,7 @@ def test_every_leaky_relu_spelling_becomes_prelu(dialect, tmp_path):
         return K.Model(x, L.Dense(2, name="out")(y))
 
     a = _save_tiny(dialect, build, tmp_path / "leaky.keras")
-    config, weights, notes = fix_all(a, leaky_relu_to_prelu, "QF302")
+    config, weights, notes = fix(a.config, a.weights_bytes, a.dialect, ["QF302"])
     assert len(notes) == 3
     graph = build_graph(config, a.dialect)
     assert graph.layers["conv"].config["activation"] == "linear"
@@ -253,7 +226,7 @@ def test_flatten_nested_twice(dialect, tmp_path):
         return K.Model(x, L.Dense(2, name="dense")(block(x)), name="outer")
 
     a = _save_tiny(dialect, build, tmp_path / "twice.keras")
-    config, weights, notes = fix_all(a, flatten_nested, "QF201")
+    config, weights, notes = fix(a.config, a.weights_bytes, a.dialect, ["QF201"])
     assert len(notes) == 2
     graph = build_graph(config, a.dialect)
     assert not any(l.is_model for l in graph)
@@ -264,38 +237,25 @@ def test_flatten_nested_twice(dialect, tmp_path):
     assert diff <= 1e-5
 
 
-def test_find_fix_picks_the_module_for_each_finding():
-    def picked(fixture, code):
+def test_each_finding_carries_its_rewrite():
+    def carried(fixture, code):
         a = read_archive(FIXTURES / fixture)
-        return {find_fix(a.config, v) for v in findings(a.config, a.dialect, code, mode="ptq")}
+        return {tuple(r.run for r in v.fix.edits) if v.fix else None
+                for v in findings(a.config, a.dialect, code, mode="ptq")}
 
-    assert picked("nested_tfk.keras", "QF201") == {flatten_nested}
-    assert picked("leaky_relu_cnn_k3.keras", "QF302") == {leaky_relu_to_prelu}
-    assert picked("hard_swish_cnn_k3.keras", "QF302") == {hard_swish}
-    assert picked("int64_ids_tfk.keras", "QF103") == {narrow_64bit}
-    assert picked("two_input_tfk.keras", "QF102") == {fold_input_cast}
-    assert picked("two_input_k3.keras", "QF101") == {None}  # QF102's fold of the same input fixes it
-    assert picked("tiny_cnn_k3.keras", "QF301") == {static_batch}
-    assert picked("dynamic_shape_cnn_k3.keras", "QF301") == {None}  # spatial: display-only
-    ours = {flatten_nested, static_batch, leaky_relu_to_prelu, hard_swish, hard_swish_spelled, narrow_64bit,
-            fold_input_cast, mixed_merge_cast}
-    assert not picked("gelu_mlp_k3.keras", "QF302") & ours  # gelu is not a safe fix's business
-
-
-def fix_everything(config, weights, dialect):
-    """Apply the safe fix of every finding until none is left (what the CLI loop does without
-    --unsafe-fixes)."""
-    notes = []
-    for _ in range(30):
-        vs = lint(build_graph(config, dialect), Context(load_profile("edgetpu")))
-        safe = [v for v in vs if v.fix is not None and v.fix.applicability is Applicability.SAFE]
-        todo = [(v, m) for v in safe if (m := find_fix(config, v)) is not None]
-        if not todo:
-            return config, weights, notes
-        v, module = todo[0]
-        config, weights, note = module.apply(config, weights, v, dialect)
-        notes.append(f"{v.code}: {note}")
-    raise AssertionError(notes)
+    assert carried("nested_tfk.keras", "QF201") == {(rewrites.flatten_nested,)}
+    assert carried("leaky_relu_cnn_k3.keras", "QF302") == {(rewrites.leaky_relu_to_prelu,)}
+    assert carried("hard_swish_cnn_k3.keras", "QF302") == {(rewrites.hard_swish,)}
+    assert carried("int64_ids_tfk.keras", "QF103") == {(rewrites.narrow_64bit,)}
+    assert carried("two_input_tfk.keras", "QF102") == {(rewrites.fold_input_cast,)}
+    assert carried("two_input_k3.keras", "QF101") == {()}  # QF102's fold of the same input fixes it
+    assert carried("tiny_cnn_k3.keras", "QF301") == {(rewrites.static_batch,)}
+    assert carried("dynamic_shape_cnn_k3.keras", "QF301") == {()}  # spatial: display-only
+    assert carried("gelu_mlp_k3.keras", "QF302") == {(rewrites.gelu_tanh,)}  # unsafe: applied on request
+    (v,) = findings(read_archive(FIXTURES / "tiny_cnn_k3.keras").config, "keras3", "QF301")
+    assert v.fix.edits[0].recipe_neutral  # the recipe converts with batch 1 already
+    (v,) = findings(read_archive(FIXTURES / "nested_k3.keras").config, "keras3", "QF201")
+    assert not v.fix.edits[0].recipe_neutral
 
 
 LOADABLE = [p.name for p in sorted(FIXTURES.glob("*.keras")) if not p.name.startswith(("lambda", "custom"))]
@@ -304,7 +264,7 @@ LOADABLE = [p.name for p in sorted(FIXTURES.glob("*.keras")) if not p.name.start
 @pytest.mark.parametrize("fixture", LOADABLE)
 def test_fix_everything_converges(fixture):
     a = read_archive(FIXTURES / fixture)
-    config, _, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    config, _, notes = fix(a.config, a.weights_bytes, a.dialect)
     left = {v.code for v in lint(build_graph(config, a.dialect), Context(load_profile("edgetpu")))}
     assert not left & {"QF102", "QF103", "QF201"}
 
@@ -318,7 +278,7 @@ def test_fix_everything_keeps_the_numbers(fixture, tmp_path):
     from qfix.convert.fidelity import float_equivalence
 
     a = read_archive(FIXTURES / fixture)
-    config, weights, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    config, weights, notes = fix(a.config, a.weights_bytes, a.dialect)
     out = write_archive(tmp_path / "fixed.keras", config, a.metadata, weights)
     original, fixed = load_model(a.path, a.dialect), load_model(out, a.dialect)
     calibration = synthetic_calibration(input_specs(build_graph(a.config, a.dialect)), 2)
@@ -329,8 +289,6 @@ def test_fix_everything_keeps_the_numbers(fixture, tmp_path):
 
 def _spelled_config():
     """Keras 3 config of conv → x · (relu6(x + 3) / 6), written with layers."""
-    from qfix.model.cases import functional_config
-
     x4 = (1, 8, 8, 4)
     return functional_config(
         [("x", (1, 8, 8, 3), "float32")],
@@ -345,15 +303,15 @@ def _spelled_config():
 
 def test_spelled_out_hard_swish_is_rewired_not_rebuilt():
     cfg = _spelled_config()
-    assert hard_swish_spelled.find(build_graph(cfg, "keras3")) == [("hs", "div6")]
-    new, weights, note = hard_swish_spelled.apply(cfg, b"unchanged", "hs", "keras3")
+    assert spelled_hard_swish(build_graph(cfg, "keras3")) == [("hs", "div6")]
+    new, weights, note = rewrite(cfg, rewrites.hard_swish_spelled, "hs", weights=b"unchanged")
     graph = build_graph(new, "keras3")
     assert [t.layer for t in graph.layers["hs"].inputs] == ["relu6", "div6"]
     assert [t.layer for t in graph.layers["div6"].inputs] == ["c"]
     assert weights == b"unchanged"  # same layers, same classes: nothing to re-key
-    assert hard_swish_spelled.find(graph) == []
+    assert spelled_hard_swish(graph) == []
     with pytest.raises(EditError):
-        hard_swish_spelled.apply(new, weights, "hs", "keras3")
+        rewrite(new, rewrites.hard_swish_spelled, "hs", weights=weights)
 
 
 @pytest.mark.tf
@@ -374,8 +332,8 @@ def test_spelled_out_hard_swish_of_tf_keras_mobilenet_v3_converts_without_hard_s
         return K.Model(x, L.Conv2D(4, 1)(y))
 
     a = _save_tiny("tfk", build, tmp_path / "spelled.keras")
-    (mul, _), = hard_swish_spelled.find(build_graph(a.config, a.dialect))
-    config, weights, _ = hard_swish_spelled.apply(a.config, a.weights_bytes, mul, a.dialect)
+    (mul, _), = spelled_hard_swish(build_graph(a.config, a.dialect))
+    config, weights, _ = rewrite(a, rewrites.hard_swish_spelled, mul)
     from test_edit import _load_and_compare
 
     edited, diff = _load_and_compare(a, config, weights, tmp_path)
@@ -398,7 +356,7 @@ def test_fixes_in_a_sequential_model(dialect, tmp_path):
                              L.Flatten(), L.Dense(3, name="fc")], name="seq")
 
     a = _save_tiny(dialect, build, tmp_path / "seq.keras")
-    config, weights, notes = fix_everything(a.config, a.weights_bytes, a.dialect)
+    config, weights, notes = fix(a.config, a.weights_bytes, a.dialect)
     assert any(n.startswith("QF302") for n in notes) and any(n.startswith("QF301") for n in notes)
     from qfix.convert.keras import load_model
 
@@ -412,25 +370,11 @@ def test_fixes_in_a_sequential_model(dialect, tmp_path):
     assert tuple(edited.inputs[0].shape) == (1, 8, 8, 3)
 
 
-def test_hard_swish_on_a_model_output_keeps_the_output_name():
-    from qfix.model.cases import functional_config
-
-    cfg = functional_config(
-        [("x", (1, 8, 8, 3), "float32")],
-        [("c", "Conv2D", {"filters": 4, "kernel_size": 1, "activation": "hard_swish"}, ["x"])],
-        ["c"],
-    )
-    new, _, _ = hard_swish.apply(cfg, _empty_weights(cfg), "c", "keras3")
-    graph = build_graph(new, "keras3")
-    assert [t.layer for t in graph.outputs] == ["c"] and graph.layers["c"].class_name == "Multiply"
-    assert graph.layers["c_pre"].class_name == "Conv2D"
-    assert graph.layers["c_pre"].config["activation"] == "linear"
-
-
 def test_mixed_merge_moves_the_cast_to_the_input_when_it_can():
     a = read_archive(FIXTURES / "two_input_k3.keras")
     (v,) = findings(a.config, a.dialect, "QF101")
-    config, _, note = mixed_merge_cast.apply(a.config, a.weights_bytes, v, a.dialect)
+    assert not v.fix.edits  # QF102's rewrite covers it; called directly, the rewrite folds the input too
+    config, _, note = rewrite(a, rewrites.mixed_merge_cast, v.location.layer)
     graph = build_graph(config, a.dialect)
     assert graph.layers["frame"].out_dtype == "float32" and "cast" not in graph.layers
     assert not findings(config, a.dialect, "QF101") and not findings(config, a.dialect, "QF102")
@@ -450,8 +394,8 @@ def _ids_and_features(K):
 def test_mixed_merge_gets_an_explicit_cast_when_the_input_must_stay_integer(tmp_path):
     a = _save_tiny("k3", _ids_and_features, tmp_path / "ids.keras")
     (v,) = findings(a.config, a.dialect, "QF101")
-    assert find_fix(a.config, v) is mixed_merge_cast
-    config, weights, note = mixed_merge_cast.apply(a.config, a.weights_bytes, v, a.dialect)
+    assert [r.run for r in v.fix.edits] == [rewrites.mixed_merge_cast]
+    config, weights, note = apply_rewrites(a.config, a.weights_bytes, a.dialect, v.fix.edits)
     graph = build_graph(config, a.dialect)
     cast = graph.layers["ids_to_float32"]
     assert cast.op_function == "Cast" and [t.layer for t in graph.layers["cat"].inputs] == ["ids_to_float32", "feats"]
@@ -474,26 +418,20 @@ def test_unexpected_structure_is_an_edit_error_not_a_traceback():
     with h5py.File(buf, "a") as f:
         del f["layers/functional/layers/conv2d"]  # weights that do not match the config
     with pytest.raises(EditError, match="re-key"):
-        flatten_nested.apply(a.config, buf.getvalue(), "backbone", a.dialect)
+        rewrite(a.config, rewrites.flatten_nested, "backbone", a.dialect, buf.getvalue())
 
     b = read_archive(FIXTURES / "leaky_relu_cnn_tfk.keras")
     broken = copy.deepcopy(b.config)
     broken["config"]["layers"][2]["inbound_nodes"] = [[["conv2d", "zero", 0, {}]]]
     broken["config"]["layers"][2].pop("build_config")
     with pytest.raises(EditError):
-        leaky_relu_to_prelu.apply(broken, b.weights_bytes, "leaky_re_lu", b.dialect)
+        rewrite(broken, rewrites.leaky_relu_to_prelu, "leaky_re_lu", b.dialect, b.weights_bytes)
 
 
-def test_a_qf302_finding_on_a_spelled_out_hard_swish_gets_the_rewiring():
-    """Wiring for the rule: once QF302 reports the Multiply, find_fix picks the rewiring."""
-    from qfix.types import Fix, Location, Violation
-
-    v = Violation("QF302", "unsupported-activation", "m", Location(layer="hs"), fix=Fix(Applicability.SAFE, "x"))
-    assert find_fix(_spelled_config(), v) is hard_swish_spelled
-    # qfix's own formulation is not mistaken for the fused pattern
+def test_qfix_own_hard_swish_is_not_mistaken_for_the_fused_pattern():
     a = read_archive(FIXTURES / "hard_swish_cnn_k3.keras")
-    config, _, _ = fix_all(a, hard_swish, "QF302")
-    assert hard_swish_spelled.find(build_graph(config, a.dialect)) == []
+    config, _, _ = fix(a.config, a.weights_bytes, a.dialect, ["QF302"])
+    assert spelled_hard_swish(build_graph(config, a.dialect)) == []
 
 
 @pytest.mark.tf
@@ -508,7 +446,7 @@ def test_casts_to_64_bits_become_32_bit_casts(dialect, tmp_path):
         return K.Model(ids, K.layers.Dense(2)(K.layers.Flatten()(K.layers.Embedding(256, 3)(wide))))
 
     a = _save_tiny(dialect, build, tmp_path / "wide.keras")
-    config, weights, notes = fix_all(a, narrow_64bit, "QF103")
+    config, weights, notes = fix(a.config, a.weights_bytes, a.dialect, ["QF103"])
     assert notes and all("int32 instead of int64" in n for n in notes)
     from test_edit import _load_and_compare
 

@@ -1,0 +1,65 @@
+"""Exact graph rewrites of a `.keras` config, one module per rewrite, named for what it does.
+
+A rewrite is a function `(edit: ModelEdit, scope, name) -> note`: it edits the layer `name` of
+the model at `scope` (the names of the nested models above it, `()` for the top level) in
+`edit`, and returns one line saying what changed. It raises EditError when it does not apply
+(the finding stays, reported as not fixed). It never re-keys the weights: whoever applies it
+calls `edit.weights(...)` once afterwards.
+
+A model rule binds a rewrite to the layer of its finding (`Rewrite`, carried in `Fix.edits`);
+any other pass (a QAT mode) can call the functions directly, e.g.
+`rewrites.flatten_nested(edit, (), "backbone")`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from qfix.types import QfixError
+from qfix.model.edit import EditError, ModelEdit
+
+Scope = tuple[str, ...]
+RewriteFn = Callable[[ModelEdit, Scope, str], str]
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A rewrite bound to one layer: what a model finding's `Fix.edits` holds."""
+
+    run: RewriteFn
+    scope: Scope
+    layer: str
+
+    @property
+    def recipe_neutral(self) -> bool:
+        """True when qfix's conversion recipe already does what the rewrite does, so the
+        converted model is the same and no "before" conversion is needed to prove it."""
+        return getattr(self.run, "recipe_neutral", False)
+
+    def apply(self, edit: ModelEdit) -> str:
+        """Run the rewrite on `edit`. A rewrite meets configs no fixture has: an unexpected
+        structure is an EditError, never a traceback."""
+        try:
+            return self.run(edit, self.scope, self.layer)
+        except EditError:
+            raise
+        except (KeyError, IndexError, TypeError, AttributeError, StopIteration, ValueError, QfixError) as exc:
+            raise EditError(f"{self.run.__name__}: unexpected config structure "
+                            f"({type(exc).__name__}: {exc})") from exc
+
+
+# The rewrites, each importable as `rewrites.<name>`.
+from qfix.model.rewrites.flatten_nested import flatten_nested  # noqa: E402
+from qfix.model.rewrites.fold_input_cast import fold_input_cast  # noqa: E402
+from qfix.model.rewrites.gelu_tanh import gelu_tanh  # noqa: E402
+from qfix.model.rewrites.hard_swish import hard_swish  # noqa: E402
+from qfix.model.rewrites.hard_swish_spelled import hard_swish_spelled  # noqa: E402
+from qfix.model.rewrites.leaky_relu_to_prelu import leaky_relu_to_prelu  # noqa: E402
+from qfix.model.rewrites.mixed_merge_cast import mixed_merge_cast  # noqa: E402
+from qfix.model.rewrites.narrow_64bit import narrow_64bit  # noqa: E402
+from qfix.model.rewrites.static_batch import static_batch  # noqa: E402
+
+__all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "flatten_nested", "fold_input_cast", "gelu_tanh",
+           "hard_swish", "hard_swish_spelled", "leaky_relu_to_prelu", "mixed_merge_cast", "narrow_64bit",
+           "static_batch"]
