@@ -240,7 +240,7 @@ def test_all_rules_together_converge_on_a_realistic_script():
 def test_libcst_codemod_wrapper():
     from libcst.codemod import CodemodContext, TransformSkip, TransformSuccess, transform_module
 
-    from qfix.source.codemod import ApplyQfixFixes
+    from qfix.cli.codemod import ApplyQfixFixes
 
     src = "import tensorflow as tf\nx = tf.keras.layers.Lambda(lambda t: t * 2.0)(i)\n"
     res = transform_module(ApplyQfixFixes(CodemodContext()), src)

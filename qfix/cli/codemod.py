@@ -1,6 +1,6 @@
 """qfix's source fixes as a libcst codemod command, for teams that run libcst's tool:
 
-    python -m libcst.tool codemod -x qfix.source.codemod.ApplyQfixFixes PATHS [--target edgetpu] [--unsafe-fixes]
+    python -m libcst.tool codemod -x qfix.cli.codemod.ApplyQfixFixes PATHS [--target edgetpu] [--unsafe-fixes]
 
 It applies the same fixes as `qfix PATH --write` (same engine, same fix-until-stable loop).
 """
@@ -12,6 +12,7 @@ import argparse
 import libcst as cst
 from libcst.codemod import CodemodContext, SkipFile, VisitorBasedCodemodCommand
 
+from qfix.rules import source_rules
 from qfix.source.engine import fix_source
 
 
@@ -29,9 +30,6 @@ class ApplyQfixFixes(VisitorBasedCodemodCommand):
         self.unsafe_fixes = unsafe_fixes
 
     def transform_module_impl(self, tree: cst.Module) -> cst.Module:
-        # This class is a front end (libcst's codemod tool loads it by path), so it picks the rules.
-        from qfix.rules import source_rules
-
         code = tree.code
         result = fix_source(code, rules=source_rules(), path=self.context.filename, target=self.target,
                             unsafe_fixes=self.unsafe_fixes)
