@@ -14,8 +14,7 @@ from typing import Any
 
 from qfix.types import Applicability, QfixError, Violation
 from qfix.source.config import load_config
-from qfix.source.engine import select_rules
-from qfix.source.rule import TARGETS, get_target
+from qfix.source.engine import select_rules, target_profile
 from qfix.source.runner import FileResult, Job, collect_files, run_files, write_atomic
 
 OUTPUT_FORMATS = ("text", "concise", "json")
@@ -90,9 +89,12 @@ def run(
         _print(console, f"{exc.code} {exc.message}")
         return 2
     target = target or cfg.target
-    if target is not None and get_target(target) is None:
-        _print(console, f"QF910 unknown target {target!r} for source rules (known: {', '.join(sorted(TARGETS))})")
-        return 2
+    if target is not None:
+        try:
+            target_profile(target)  # the same QF910 / QF912 as for models
+        except QfixError as exc:
+            _print(console, f"{exc.code} {exc.message}")
+            return 2
     select = select if select else cfg.select
     ignore = list(cfg.ignore) + list(ignore or [])
     unsafe_fixes = unsafe_fixes or cfg.unsafe_fixes

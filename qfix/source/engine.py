@@ -31,9 +31,8 @@ from qfix.source.rule import (
     Replace,
     Report,
     SourceRule,
-    SourceTarget,
-    get_target,
 )
+from qfix.targets import Profile, load_profile
 
 PARSE_ERROR = ("QF915", "source-parse-error")
 FIX_ERROR = ("QF916", "fix-failed")
@@ -171,13 +170,24 @@ def walk(
 # --------------------------------------------------------------------------------------------
 # Lint
 # --------------------------------------------------------------------------------------------
+_PROFILES: dict[str, Profile] = {}
+
+
+def target_profile(name: str) -> Profile:
+    """The profile for a `--target` value, loaded once per process (worker processes get
+    the name in their Job and load it on first use)."""
+    if name not in _PROFILES:
+        _PROFILES[name] = load_profile(name)
+    return _PROFILES[name]
+
+
 @dataclass
 class FileContext:
     path: str | None
     code: str
     module: cst.Module
     names: Names
-    target: SourceTarget | None
+    target: Profile | None
     options: dict[str, Any] = field(default_factory=dict)
     function_stack: list[cst.FunctionDef] = field(default_factory=list)
 
@@ -246,12 +256,14 @@ def lint_source(
     *,
     path: str | None = None,
     rules: Sequence[type[SourceRule]] | None = None,
-    target: str | SourceTarget | None = None,
+    target: str | Profile | None = None,
     options: dict[str, Any] | None = None,
     module: cst.Module | None = None,
 ) -> LintResult:
-    """Findings of the given source rules on `code` (all source rules by default)."""
-    tgt = get_target(target) if isinstance(target, str) else target
+    """Findings of the given source rules on `code` (all source rules by default). `target`:
+    a Profile, or a target name / profile path (resolved once per process; QfixError QF910 /
+    QF912 when unknown or invalid)."""
+    tgt = target_profile(target) if isinstance(target, str) else target
     rules = list(all_source_rules() if rules is None else rules)
     active = [
         r for r in rules if r.applies_to(tgt) and (not r.TRIGGERS or any(t in code for t in r.TRIGGERS))
@@ -473,7 +485,7 @@ def fix_source(
     *,
     path: str | None = None,
     rules: Sequence[type[SourceRule]] | None = None,
-    target: str | SourceTarget | None = None,
+    target: str | Profile | None = None,
     options: dict[str, Any] | None = None,
     unsafe_fixes: bool = False,
     first: LintResult | None = None,

@@ -45,7 +45,8 @@ def test_builtin_profiles():
     assert tpu.op("TRANSPOSE_CONV").max_version == 3
 
     cpu = load_profile("int8")
-    assert (cpu.placement, cpu.io_dtype, cpu.static_shapes) == ("islands", "int8", False)
+    assert (cpu.placement, cpu.recipe.io_dtype, cpu.static_shapes) == ("islands", "int8", False)
+    assert cpu.io_dtype is None  # float model I/O is fine on the CPU: no integer I/O demanded
     assert cpu.supports("CUMSUM") and cpu.op("CUMSUM") is None  # unlisted: reference kernel
     assert cpu.op("SOFTMAX").kernel == "reference"
 
