@@ -115,12 +115,15 @@ def rule_command(code: str) -> None:
 
 @sub.command("targets")
 def targets_command() -> None:
-    """List the built-in target profiles."""
+    """List the built-in targets: recipe, and how `--check` obtains the verdict."""
     from qfix.targets import available_targets, load_profile
+    from qfix.targets.compilers import verdict_source
 
     for t in available_targets():
         p = load_profile(t)
-        print(f"{t:<10} {p.name} (placement: {p.placement}, I/O {p.io_dtype})")
+        aka = f" (also: {', '.join(p.aliases)})" if p.aliases else ""
+        print(f"{t:<10} {p.name}{aka}\n{'':<10} recipe: {p.recipe.description}\n"
+              f"{'':<10} verdict: {verdict_source(p)}")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
