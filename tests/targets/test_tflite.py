@@ -50,15 +50,7 @@ def test_builtin_code_above_127_uses_builtin_code():
 
 
 def test_custom_op_code():
-    from ai_edge_litert import schema_py_generated as s
-    import flatbuffers
-
-    m = s.ModelT.InitFromPackedBuf(conv_chain(), 0)
-    m.operatorCodes[1].builtinCode = m.operatorCodes[1].deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
-    m.operatorCodes[1].customCode = b"edgetpu-custom-op"
-    b = flatbuffers.Builder(1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    op = read_tflite(bytes(b.Output())).ops[1]
+    op = read_tflite(conv_chain(custom_codes={1: "edgetpu-custom-op"})).ops[1]
     assert op.name == "CUSTOM" and op.custom_code == "edgetpu-custom-op"
 
 
@@ -69,13 +61,13 @@ def test_corrupt_buffer_is_qf909(data):
     assert err.value.code == "QF909" and "\n" not in str(err.value)
 
 
-def test_reader_does_not_import_tensorflow():
+def test_reader_does_not_import_tensorflow_or_litert():
     code = (
         "import sys; from qfix.targets.tflite import read_tflite; import qfix.targets.check, qfix.targets.compilers.edgetpu;"
         "sys.path.insert(0, 'tests/targets'); from tflite_models import conv_chain;"
         "from qfix.targets import load_profile; from qfix.targets.check import check;"
         "check(read_tflite(conv_chain('LEAKY_RELU')), load_profile('edgetpu'), ['conv']);"
-        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'ai_edge_litert')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
