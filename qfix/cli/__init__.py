@@ -33,7 +33,7 @@ def _csv(values: Optional[List[str]]) -> Optional[List[str]]:
 def main_command(
     paths: List[Path] = typer.Argument(..., help="a .keras model, or .py files / folders"),
     target: Optional[str] = typer.Option(None, "--target", "-t",
-                                         help="edgetpu (default for models), int8, or a profile .toml"),
+                                         help="edgetpu (default for models), int8, tflm, ethos-u (see `qfix targets`), or a profile .toml"),
     check: bool = typer.Option(False, "--check", help="report only: write nothing"),
     calibration: Optional[str] = typer.Option(None, "--calibration", help=".npz keyed by input name, .npy, or an image folder"),
     output_format: str = typer.Option("text", "--format", help="text, json, or concise (source files)"),
