@@ -25,6 +25,14 @@ from qfix.types import QfixError
 PLACEMENTS = ("prefix", "islands", "all_or_nothing")
 CONFIDENCES = ("V", "M", "R")
 SEVERITIES = ("blocker", "warn", "reference")
+# The predicates of qfix.targets.check a rule may name (kept here so loading a profile, as
+# every source run with --target does, does not import check.py and numpy; a test keeps the
+# two in step).
+PREDICATE_NAMES = frozenset({
+    "attr_eq", "attr_in", "attr_not_in", "fused_activation_in", "effective_rank_le", "num_elements_le",
+    "size_warn", "axes_exclude", "dim_multiple_of_if_reduced", "const_input_all_eq",
+    "const_inputs_zero_pad", "pad_excludes_dims", "const_innermost_only", "dtype_in",
+})
 QUANTIZATIONS = ("full_integer", "float16", "none")
 IO_DTYPES = ("int8", "uint8", "int16", "float32")
 # tf.lite.OpsSet members a recipe may name.
@@ -193,21 +201,19 @@ def _bad(where: str, msg: str) -> QfixError:
 
 
 def _parse(text: str, where: str) -> Profile:
-    from qfix.targets.check import PREDICATES  # the names a rule may use
-
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _bad(where, f"invalid TOML ({exc})") from None
     try:
-        return _build(doc, where, PREDICATES)
+        return _build(doc, where, PREDICATE_NAMES)
     except QfixError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad(where, f"{type(exc).__name__}: {exc}") from None
 
 
-def _build(doc: dict[str, Any], where: str, predicates: dict[str, Any]) -> Profile:
+def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profile:
     if doc.get("schema") != 1:
         raise _bad(where, "expected `schema = 1`")
     target = doc.get("target")

@@ -120,6 +120,19 @@ def test_bad_recipe_is_qf912_naming_the_key(tmp_path, recipe, needle):
     assert err.value.code == "QF912" and needle in err.value.message and "\n" not in str(err.value)
 
 
+def test_profile_loader_knows_exactly_the_check_predicates():
+    from qfix.targets import PREDICATE_NAMES
+    from qfix.targets.check import PREDICATES
+
+    assert set(PREDICATES) == PREDICATE_NAMES
+
+
+def test_loading_a_profile_imports_no_numpy():
+    code = ("import sys; from qfix.targets import load_profile; load_profile('edgetpu').missing_activations;"
+            "assert 'numpy' not in sys.modules and 'qfix.targets.check' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
 def test_profile_without_recipe_gets_the_int8_default(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('schema = 1\n[target]\nid = "mine"\nplacement = "islands"\n')
