@@ -124,7 +124,7 @@ def main_command(
     paths: List[Path] = typer.Argument(..., metavar="PATH", show_default=False,
                                        help="a .keras model or a folder of them, or .py files / folders"),
     target: Optional[str] = typer.Option(None, "--target", "-t", metavar="T",
-                                         help="edgetpu (default), int8, or a profile .toml"),
+                                         help="edgetpu (default), int8, tflm, ethos-u (see `qfix targets`), or a profile .toml"),
     check: bool = typer.Option(False, "--check", help="report only: write nothing"),
     calibration: Optional[str] = typer.Option(
         None, "--calibration", metavar="P",
@@ -239,12 +239,15 @@ def rule_command(code: str = typer.Argument(..., metavar="CODE", help="a rule co
 
 @catalogue.command("targets", cls=PlainHelp)
 def targets_command() -> None:
-    """List the built-in target profiles."""
+    """List the built-in targets: recipe, and how `--check` obtains the verdict."""
     from qfix.targets import available_targets, load_profile
+    from qfix.targets.compilers import verdict_source
 
     for t in available_targets():
         p = load_profile(t)
-        print(f"{t:<10} {p.name} (placement: {p.placement}, I/O {p.io_dtype})")
+        aka = f" (also: {', '.join(p.aliases)})" if p.aliases else ""
+        print(f"{t:<10} {p.name}{aka}\n{'':<10} recipe: {p.recipe.description}\n"
+              f"{'':<10} verdict: {verdict_source(p)}")
 
 
 def _usage_line(exc: Exception) -> str:

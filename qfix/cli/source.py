@@ -16,7 +16,7 @@ from qfix.report.json_report import dumps, source_json
 from qfix.report.source import FORMATS as OUTPUT_FORMATS, render_concise, render_text
 from qfix.rules import select as select_rules, source_rules, unknown_selectors
 from qfix.source.config import load_config
-from qfix.source.rule import TARGETS, get_target
+from qfix.source.engine import target_profile
 from qfix.source.runner import Job, SourceRun, collect_files, run_files, write_atomic
 
 
@@ -52,8 +52,8 @@ def run(
         raise QfixError("QF907", f"no such file or folder: {missing[0]}")
     cfg = load_config(paths)
     target = target or cfg.target
-    if target is not None and get_target(target) is None:
-        raise QfixError("QF910", f"unknown target {target!r} for source rules (known: {', '.join(sorted(TARGETS))})")
+    if target is not None:
+        target_profile(target)  # the same QF910 / QF912 as for models
     select = select if select else cfg.select
     ignore = list(cfg.ignore) + list(ignore or [])
     unsafe_fixes = unsafe_fixes or cfg.unsafe_fixes

@@ -1,4 +1,5 @@
-"""Target recipes and the Keras -> TFLite conversion (TensorFlow is imported only inside
+"""The Keras -> TFLite conversion with a target's recipe (the profile's `[recipe]`, see
+qfix.targets.Recipe) (TensorFlow is imported only inside
 functions, here and in verify.py / keras_load.py).
 
 Conversion path, the same for both dialects on TF 2.21: a SavedModel whose one signature,
@@ -27,6 +28,7 @@ from typing import Any
 
 from qfix.convert.calibration import Calibration
 from qfix.errors import error
+from qfix.targets import Recipe, load_profile
 from qfix.convert.keras import (
     Dialect,
     call_model,
@@ -40,40 +42,10 @@ from qfix.convert.keras import (
 SIGNATURE = "serving_default"
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """One target's converter settings (names follow the profile TOMLs: io_dtype, batch)."""
-
-    target: str
-    full_integer: bool  # full-integer post-training quantization with calibration data
-    io_dtype: str  # inference_input_type / inference_output_type for float model I/O
-    batch: int | None  # fixed batch size of the signature (None keeps the model's)
-    supported_ops: tuple[str, ...]  # tf.lite.OpsSet members
-    description: str
-
-
-RECIPES = {
-    "edgetpu": Recipe(
-        "edgetpu", True, "uint8", 1, ("TFLITE_BUILTINS_INT8",),
-        "full-integer PTQ, TFLITE_BUILTINS_INT8, uint8 I/O, batch 1 (Coral Edge TPU)",
-    ),
-    "int8": Recipe(
-        "int8", True, "int8", 1, ("TFLITE_BUILTINS_INT8",),
-        "full-integer PTQ, TFLITE_BUILTINS_INT8, int8 I/O, batch 1 (XNNPACK int8 CPU)",
-    ),
-    "float32": Recipe(
-        "float32", False, "float32", 1, ("TFLITE_BUILTINS",), "no quantization (float baseline)"
-    ),
-}
-
-
-def recipe_for(target_id: str) -> Recipe:
-    try:
-        return RECIPES[target_id]
-    except KeyError:
-        raise error(
-            "QF910", f"no conversion recipe for target {target_id!r} (known: {', '.join(RECIPES)})"
-        ) from None
+def recipe_for(target: str) -> Recipe:
+    """The conversion recipe of a target (id, alias or profile path): its profile's `[recipe]`.
+    Raises QF910 / QF912 like `load_profile`."""
+    return load_profile(target).recipe
 
 
 @dataclass
@@ -210,9 +182,14 @@ def _tf_variable(v: Any) -> Any:
 def _apply_recipe(
     converter: Any, recipe: Recipe, calibration: Calibration | None, positional: bool = False
 ) -> None:
-    if not recipe.full_integer:
+    if recipe.quantization == "none":
         return
     tf = import_tf()
+    converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in recipe.supported_ops]
+    if recipe.quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        return
     samples = list(calibration.samples)
 
     def representative_dataset():
@@ -221,7 +198,6 @@ def _apply_recipe(
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in recipe.supported_ops]
     # Applies to float model inputs/outputs only; integer inputs (uint8 frames, int64 ids)
     # keep their own dtype in the signature.
     converter.inference_input_type = tf.as_dtype(recipe.io_dtype)

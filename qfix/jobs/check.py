@@ -154,14 +154,14 @@ def convert_and_verify(path: Path, archive: KerasArchive, graph: Graph, profile:
 def verify_model(model: Any, graph: Graph, profile: Profile, calib: Any, progress: Progress,
                  label: str = "") -> Verification:
     """Convert a loaded model with the target's recipe, check it op by op, compare numbers."""
-    from qfix.convert.converter import convert, recipe_for
+    from qfix.convert.converter import convert
     from qfix.targets.check import check
-    from qfix.targets.compilers.edgetpu import compare, run as run_compiler
+    from qfix.targets.compilers import find as find_compiler
     from qfix.targets.tflite import read_tflite
     from qfix.convert.fidelity import fidelity
 
     progress(f"converting{label} for {profile.id} ({len(calib)} calibration samples)")
-    recipe = recipe_for(profile.id)
+    recipe = profile.recipe
     converted = convert(model, recipe, calib)
     progress(f"checking{label} op by op")
     tfl = read_tflite(converted.tflite)
@@ -169,11 +169,12 @@ def verify_model(model: Any, graph: Graph, profile: Profile, calib: Any, progres
     placement = check(tfl, profile, names)
     _attribute_op_nodes(placement, tfl, graph)
     compiler = None
-    if profile.id == "edgetpu":
-        compiled = run_compiler(converted.tflite)
+    real = find_compiler(profile)
+    if real is not None:
+        compiled = real.run(converted.tflite)
         if compiled is not None:
-            compiler = {"used": "edgetpu_compiler", "result": compiled.to_json(),
-                        "disagreements": compare(placement, compiled)}
+            compiler = {"used": real.NAME, "result": compiled.to_json(),
+                        "disagreements": real.compare(placement, compiled)}
     progress(f"comparing{label} numbers with the float model")
     fid = fidelity(model, converted.tflite, calib)
     return Verification(placement, fid, compiler, converted.seconds, converted.tflite, calib.source,

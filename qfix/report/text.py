@@ -71,9 +71,9 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         )
     for w in pl.warnings:
         console.print(f"  [yellow]warning:[/] {escape(w)}")
-    if ver.compiler and ver.compiler.get("used") == "edgetpu_compiler":
+    if ver.compiler and ver.compiler.get("used", "profile") != "profile":  # a real compiler ran
         dis = ver.compiler.get("disagreements") or []
-        console.print(f"  edgetpu_compiler ran: {len(dis)} disagreement(s) with the profile")
+        console.print(f"  {ver.compiler['used']} ran: {len(dis)} disagreement(s) with the profile")
         for d in dis:
             console.print(f"    {escape(d)}")
     fid = ver.fidelity

@@ -101,6 +101,7 @@ class UnsupportedActivation(SourceRule):
         Valid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n"),
         Valid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="int8"),
         Valid("import keras\nx = keras.layers.LeakyReLU()(x)\n", target="tflm"),
+        Valid("import keras\nx = keras.layers.Dense(8, activation='mish')(x)\n", target="ethos-u"),  # EXP, LOG, TANH... all on the NPU
         Valid("import tensorflow as tf\ndef gelu(x):\n    return tf.nn.gelu(x)\n", target="edgetpu"),
     ]
     INVALID = [
@@ -108,7 +109,8 @@ class UnsupportedActivation(SourceRule):
         Invalid("import tensorflow as tf\nx = tf.keras.layers.Activation('hard_swish')(x)\n", target="edgetpu"),
         Invalid("import tensorflow as tf\nx = tf.keras.layers.LeakyReLU(alpha=0.1)(x)\n", target="edgetpu", message="leaky_relu"),
         Invalid("import tensorflow as tf\nx = tf.keras.layers.Conv2D(8, 3, activation=tf.nn.gelu)(x)\ny = tf.nn.gelu(x)\n", target="edgetpu", count=2),
-        Invalid("import keras\nx = keras.layers.Dense(8, activation='mish')(x)\n", target="ethos-u"),
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='log_softmax')(x)\n", target="ethos-u"),
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="tflm", message="gelu"),
     ]
 
     def _activation_name(self, node: cst.BaseExpression) -> str | None:

@@ -32,9 +32,8 @@ from qfix.source.rule import (
     Replace,
     Report,
     SourceRule,
-    SourceTarget,
-    get_target,
 )
+from qfix.targets import Profile, load_profile
 
 PARSE_ERROR = ("QF915", "source-parse-error")
 FIX_ERROR = ("QF916", "fix-failed")
@@ -126,6 +125,17 @@ def walk(
 # --------------------------------------------------------------------------------------------
 # Lint
 # --------------------------------------------------------------------------------------------
+_PROFILES: dict[str, Profile] = {}
+
+
+def target_profile(name: str) -> Profile:
+    """The profile for a `--target` value, loaded once per process (worker processes get
+    the name in their Job and load it on first use)."""
+    if name not in _PROFILES:
+        _PROFILES[name] = load_profile(name)
+    return _PROFILES[name]
+
+
 @dataclass
 class LintResult:
     violations: list[Violation]
@@ -186,13 +196,14 @@ def lint_source(
     *,
     rules: Sequence[type[SourceRule]],
     path: str | None = None,
-    target: str | SourceTarget | None = None,
+    target: str | Profile | None = None,
     options: dict[str, Any] | None = None,
     module: cst.Module | None = None,
 ) -> LintResult:
     """Findings of the given source rules on `code` (the caller selects them:
-    `qfix.rules.select(qfix.rules.source_rules(), ...)`)."""
-    tgt = get_target(target) if isinstance(target, str) else target
+    `qfix.rules.select(qfix.rules.source_rules(), ...)`). `target`: a Profile, or a target name /
+    profile path (resolved once per process; QfixError QF910 / QF912 when unknown or invalid)."""
+    tgt = target_profile(target) if isinstance(target, str) else target
     active = [
         r for r in rules if r.applies_to(tgt) and (not r.TRIGGERS or any(t in code for t in r.TRIGGERS))
     ]
@@ -413,7 +424,7 @@ def fix_source(
     *,
     rules: Sequence[type[SourceRule]],
     path: str | None = None,
-    target: str | SourceTarget | None = None,
+    target: str | Profile | None = None,
     options: dict[str, Any] | None = None,
     unsafe_fixes: bool = False,
     first: LintResult | None = None,

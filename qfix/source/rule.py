@@ -15,70 +15,15 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import libcst as cst
 
 from qfix.source.names import Names
 from qfix.types import Applicability, Fix, Location, Severity, Violation
 
-
-# --------------------------------------------------------------------------------------------
-# Targets, as far as the source rules need to know them (no TensorFlow, no profile files).
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SourceTarget:
-    id: str
-    integer: bool  # the target needs a fully integer model
-    static_shapes: bool  # the target rejects dynamic tensor shapes
-    io_dtype: str | None  # integer I/O type the target expects ("uint8"/"int8"), None = any
-    int8_ops_only: bool  # float fallback ops are a failure, so TFLITE_BUILTINS_INT8 is wanted
-    missing_activations: frozenset[str] = frozenset()
-
-
-TARGETS: dict[str, SourceTarget] = {
-    t.id: t
-    for t in (
-        SourceTarget(
-            "edgetpu", True, True, "uint8", True,
-            frozenset({"hard_swish", "hard_silu", "gelu", "leaky_relu", "elu", "selu", "mish"}),
-        ),
-        SourceTarget("int8", True, False, None, False),
-        SourceTarget("tflm", True, True, "int8", True, frozenset({"gelu", "mish"})),
-        SourceTarget("ethos-u", True, True, "int8", True, frozenset({"mish"})),
-    )
-}
-TARGET_ALIASES = {"ethos-u55": "ethos-u", "ethos-u65": "ethos-u", "ethos-u85": "ethos-u", "coral": "edgetpu"}
-
-
-def get_target(name: str | None) -> SourceTarget | None:
-    """A target by id, or from a user profile `.toml` (its `[target] id`, else its
-    `static_shapes` / `activation_dtypes` facts). None when unknown."""
-    if name is None:
-        return None
-    if name.endswith(".toml"):
-        return _target_from_profile(name)
-    key = TARGET_ALIASES.get(name.lower(), name.lower())
-    return TARGETS.get(key)
-
-
-def _target_from_profile(path: str) -> SourceTarget | None:
-    import tomllib
-    from pathlib import Path
-
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    tgt = data.get("target", {}) if isinstance(data.get("target"), dict) else {}
-    ident = str(tgt.get("id", Path(path).stem))
-    known = get_target(ident)
-    if known is not None:
-        return known
-    facts = tgt.get("model_rules", {}) if isinstance(tgt.get("model_rules"), dict) else {}
-    dtypes = [str(d) for d in facts.get("activation_dtypes", []) or []]
-    integer = bool(dtypes) and not any("float" in d for d in dtypes)
-    return SourceTarget(ident, integer, bool(facts.get("static_shapes", False)), None, integer)
+if TYPE_CHECKING:  # pragma: no cover
+    from qfix.targets import Profile
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,7 +120,7 @@ class FileContext:
     code: str
     module: cst.Module
     names: Names
-    target: SourceTarget | None
+    target: "Profile | None"
     options: dict[str, Any] = field(default_factory=dict)
     function_stack: list[cst.FunctionDef] = field(default_factory=list)
 
@@ -197,10 +142,8 @@ class SourceRule:
     code: ClassVar[str]
     name: ClassVar[str]
     severity: ClassVar[Severity] = Severity.BLOCKER
-    # None: runs whatever the target; else the rule only runs for these target ids.
-    TARGETS: ClassVar[frozenset[str] | None] = None
-    # A SourceTarget attribute that must be truthy for the rule to run (e.g. "static_shapes"),
-    # so user profiles with the same property get the rule too.
+    # A Profile property that must be truthy for the rule to run (e.g. "static_shapes"), so
+    # any profile with that fact gets the rule; None: runs whatever the target.
     TARGET_NEEDS: ClassVar[str | None] = None
     # The rule only runs on files whose text contains one of these strings (cheap pre-filter).
     TRIGGERS: ClassVar[tuple[str, ...]] = ()
@@ -213,12 +156,10 @@ class SourceRule:
         self.reports: list[Report] = []
 
     @classmethod
-    def applies_to(cls, target: SourceTarget | None) -> bool:
-        if cls.TARGET_NEEDS is not None:
-            return target is not None and bool(getattr(target, cls.TARGET_NEEDS, None))
-        if cls.TARGETS is None:
+    def applies_to(cls, target: "Profile | None") -> bool:
+        if cls.TARGET_NEEDS is None:
             return True
-        return target is not None and target.id in cls.TARGETS
+        return target is not None and bool(getattr(target, cls.TARGET_NEEDS))
 
     def report(
         self,

@@ -1,5 +1,10 @@
-"""Target profiles: one data-only TOML file per target (ops, per-op rules, dtype/shape/rank
-rules, how a failure spreads, and the source and confidence of each fact).
+"""Target profiles: one data-only TOML file per target, the only target registry.
+
+A profile holds the op table, per-op rules, dtype/shape/rank rules, how a failure spreads,
+the conversion recipe (`[recipe]`), the toolchain that judges it for real, and the source and
+confidence of each fact. Everything else is derived from it: the converter's `Recipe`, the
+facts the source rules need (`Profile.integer`, `missing_activations`, ...), the compiler
+wrapper (`qfix.targets.compilers.find`). Adding a target is adding one TOML file.
 
 Rules name predicates implemented in `qfix.targets.check`; nothing in a profile is evaluated.
 Users can pass their own profile file with the same schema.
@@ -9,15 +14,56 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from qfix.model.opmap import ACTIVATION_OPS
 from qfix.types import QfixError
 
 PLACEMENTS = ("prefix", "islands", "all_or_nothing")
 CONFIDENCES = ("V", "M", "R")
 SEVERITIES = ("blocker", "warn", "reference")
+# The predicates of qfix.targets.check a rule may name (kept here so loading a profile, as
+# every source run with --target does, does not import check.py and numpy; a test keeps the
+# two in step).
+PREDICATE_NAMES = frozenset({
+    "attr_eq", "attr_in", "attr_not_in", "fused_activation_in", "effective_rank_le", "num_elements_le",
+    "size_warn", "axes_exclude", "dim_multiple_of_if_reduced", "const_input_all_eq",
+    "const_inputs_zero_pad", "pad_excludes_dims", "const_innermost_only", "dtype_in",
+})
+QUANTIZATIONS = ("full_integer", "float16", "none")
+IO_DTYPES = ("int8", "uint8", "int16", "float32")
+# tf.lite.OpsSet members a recipe may name.
+OPS_SETS = ("TFLITE_BUILTINS", "TFLITE_BUILTINS_INT8", "SELECT_TF_OPS",
+            "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How qfix converts a Keras model for a target (the profile's `[recipe]` table).
+
+    quantization: "full_integer" (post-training, with calibration data), "float16" (weights
+    stored as float16) or "none". io_dtype: inference_input/output_type for float model I/O
+    (full_integer only). batch: the fixed batch of the exported signature (None keeps the
+    model's). supported_ops: tf.lite.OpsSet member names.
+    """
+
+    target: str
+    quantization: str = "full_integer"
+    io_dtype: str = "int8"
+    batch: int | None = 1
+    supported_ops: tuple[str, ...] = ("TFLITE_BUILTINS_INT8",)
+    description: str = ""
+
+    @property
+    def full_integer(self) -> bool:
+        return self.quantization == "full_integer"
+
+
+# The float baseline the benchmarks and fidelity tests compare against: no target behind it.
+FLOAT32_BASELINE = Recipe("float32", "none", "float32", 1, ("TFLITE_BUILTINS",), "no quantization (float baseline)")
 
 
 @dataclass(frozen=True)
@@ -61,8 +107,6 @@ class Profile:
     static_shapes: bool
     max_innermost_dims: int | None
     max_subgraphs: int | None
-    batch: int | None
-    io_dtype: str
     unlisted_ops: str  # "unsupported" or "reference"
     statuses: dict[str, str]
     ops: dict[str, OpSpec]
@@ -70,6 +114,9 @@ class Profile:
     toolchain: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, dict[str, str]] = field(default_factory=dict)  # model rule -> source/confidence
     path: str = ""
+    recipe: Recipe = field(default_factory=lambda: Recipe("?"))
+    aliases: tuple[str, ...] = ()
+    integer_io: bool = False  # float model I/O is off target (the boundary op runs in float)
 
     def op(self, name: str) -> OpSpec | None:
         return self.ops.get(name)
@@ -83,13 +130,57 @@ class Profile:
     def status(self, key: str) -> str:
         return self.statuses.get(key, key)
 
+    # ---- the source rules' view, derived from the facts above -------------------------------
+    @property
+    def batch(self) -> int | None:
+        return self.recipe.batch
+
+    @property
+    def integer(self) -> bool:
+        """The target needs a fully integer model."""
+        return self.recipe.full_integer
+
+    @property
+    def io_dtype(self) -> str | None:
+        """The integer I/O type the target expects (the recipe's), None when float I/O is fine."""
+        return self.recipe.io_dtype if self.integer_io and self.integer else None
+
+    @property
+    def int8_ops_only(self) -> bool:
+        """A float fallback op is off target (no kernel for unlisted ops), so the converter
+        should be held to TFLITE_BUILTINS_INT8."""
+        return self.integer and self.unlisted_ops == "unsupported"
+
+    @cached_property
+    def missing_activations(self) -> frozenset[str]:
+        """Keras activation names whose TFLite ops (`opmap.ACTIVATION_OPS`) the op table
+        does not run: the same question the model side of QF302 asks op by op."""
+        return frozenset(a for a, ops in ACTIVATION_OPS.items() if not all(self.supports(o) for o in ops))
+
 
 def available_targets() -> list[str]:
+    """Built-in target ids: the TOML files shipped in this package (file stem = `[target] id`)."""
     return sorted(p.name[:-5] for p in resources.files(__package__).iterdir() if p.name.endswith(".toml"))
 
 
+@cache
+def _builtin(target_id: str) -> Profile:
+    text = resources.files(__package__).joinpath(f"{target_id}.toml").read_text(encoding="utf-8")
+    return _parse(text, target_id)
+
+
+@cache
+def _aliases() -> dict[str, str]:
+    """alias (lower case) -> built-in id, from each profile's `aliases = [...]`."""
+    return {a.lower(): t for t in available_targets() for a in _builtin(t).aliases}
+
+
 def load_profile(name_or_path: str) -> Profile:
-    """A built-in target by name (`edgetpu`, `int8`) or a user profile by path."""
+    """A built-in target by id or alias, any case (`edgetpu`, `Coral`, `ethos-u55`), or a user
+    profile by path (`*.toml`). Built-ins are parsed once per process.
+
+    Raises QfixError QF910 (unknown name, listing the known ones) or QF912 (unreadable or
+    invalid profile, naming the key)."""
     path = Path(name_or_path)
     if name_or_path.endswith(".toml") or path.is_file():
         try:
@@ -97,11 +188,12 @@ def load_profile(name_or_path: str) -> Profile:
         except OSError as exc:
             raise QfixError("QF912", f"cannot read target profile {name_or_path}: {exc.strerror}") from None
         return _parse(text, str(path))
-    if name_or_path not in available_targets():
+    key = name_or_path.lower()
+    key = _aliases().get(key, key)
+    if key not in available_targets():
         known = ", ".join(available_targets())
         raise QfixError("QF910", f"unknown target '{name_or_path}' (known: {known}; or pass a .toml profile)")
-    text = resources.files(__package__).joinpath(f"{name_or_path}.toml").read_text(encoding="utf-8")
-    return _parse(text, name_or_path)
+    return _builtin(key)
 
 
 def _bad(where: str, msg: str) -> QfixError:
@@ -109,21 +201,19 @@ def _bad(where: str, msg: str) -> QfixError:
 
 
 def _parse(text: str, where: str) -> Profile:
-    from qfix.targets.check import PREDICATES  # the names a rule may use
-
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _bad(where, f"invalid TOML ({exc})") from None
     try:
-        return _build(doc, where, PREDICATES)
+        return _build(doc, where, PREDICATE_NAMES)
     except QfixError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad(where, f"{type(exc).__name__}: {exc}") from None
 
 
-def _build(doc: dict[str, Any], where: str, predicates: dict[str, Any]) -> Profile:
+def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profile:
     if doc.get("schema") != 1:
         raise _bad(where, "expected `schema = 1`")
     target = doc.get("target")
@@ -177,6 +267,9 @@ def _build(doc: dict[str, Any], where: str, predicates: dict[str, Any]) -> Profi
     }
     facts["placement"] = {"source": str(target.get("placement_source", "")),
                           "confidence": str(target.get("placement_confidence", "R"))}
+    aliases = target.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise _bad(where, "target.aliases must be a list of strings")
     return Profile(
         id=str(target["id"]),
         name=str(target.get("name", target["id"])),
@@ -186,8 +279,6 @@ def _build(doc: dict[str, Any], where: str, predicates: dict[str, Any]) -> Profi
         static_shapes=bool(rules.get("static_shapes", False)),
         max_innermost_dims=rules.get("max_innermost_dims"),
         max_subgraphs=rules.get("max_subgraphs"),
-        batch=target.get("batch"),
-        io_dtype=str(target.get("io_dtype", "int8")),
         unlisted_ops=str(target.get("unlisted_ops", "unsupported")),
         statuses=statuses,
         ops=ops,
@@ -195,4 +286,34 @@ def _build(doc: dict[str, Any], where: str, predicates: dict[str, Any]) -> Profi
         toolchain=dict(target.get("toolchain", {})),
         facts=facts,
         path=where,
+        recipe=_recipe(doc.get("recipe", {}), str(target["id"]), where),
+        aliases=tuple(aliases),
+        integer_io=bool(rules.get("integer_io", False)),
     )
+
+
+def _recipe(raw: Any, target_id: str, where: str) -> Recipe:
+    """The `[recipe]` table; a missing table or key takes the Recipe default (full-integer
+    PTQ, int8 I/O, batch 1, TFLITE_BUILTINS_INT8)."""
+    if not isinstance(raw, dict):
+        raise _bad(where, "recipe must be a table")
+    unknown = sorted(set(raw) - {"quantization", "io_dtype", "batch", "supported_ops", "description"})
+    if unknown:
+        raise _bad(where, f"recipe.{unknown[0]}: unknown key")
+    base = Recipe(target_id)
+    quantization = raw.get("quantization", base.quantization)
+    if quantization not in QUANTIZATIONS:
+        raise _bad(where, f"recipe.quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
+    io_dtype = raw.get("io_dtype", base.io_dtype if quantization == "full_integer" else "float32")
+    if io_dtype not in IO_DTYPES:
+        raise _bad(where, f"recipe.io_dtype must be one of {', '.join(IO_DTYPES)}, got {io_dtype!r}")
+    batch = raw.get("batch", base.batch)
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        raise _bad(where, f"recipe.batch must be a positive integer, got {batch!r}")
+    ops = raw.get("supported_ops", list(base.supported_ops))
+    if not isinstance(ops, list) or not ops or any(o not in OPS_SETS for o in ops):
+        raise _bad(where, f"recipe.supported_ops must be a non-empty list of {', '.join(OPS_SETS)}, got {ops!r}")
+    description = raw.get("description", f"{quantization} quantization, {io_dtype} I/O, batch {batch}")
+    if not isinstance(description, str):
+        raise _bad(where, "recipe.description must be a string")
+    return Recipe(target_id, quantization, io_dtype, batch, tuple(ops), description)

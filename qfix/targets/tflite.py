@@ -1,14 +1,17 @@
-"""Read a `.tflite` flatbuffer without TensorFlow.
+"""Read a `.tflite` flatbuffer without TensorFlow or LiteRT.
 
-Uses the schema bindings that ship with ai-edge-litert (`schema_py_generated` imports only
-`flatbuffers`), so the target checks run on machines without TF. Only the main subgraph is
-decoded into ops; other subgraphs are counted (the Edge TPU maps at most one).
+Uses the pure-Python schema bindings of the `tflite` package (PyPI `tflite`, generated from
+TFLite's schema.fbs; needs only `flatbuffers` and numpy), so the target checks run on a
+core-only install. Only the main subgraph is decoded into ops; other subgraphs are counted
+(the Edge TPU maps at most one).
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Iterable
 
 import numpy as np
@@ -30,6 +33,9 @@ _NUMPY = {
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16", "float8_e4m3fn"})
 _ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
 _PADDING = {0: "SAME", 1: "VALID"}
+# Builtin op codes newer than the `tflite` package's enum (2.18): TF 2.21's schema.fbs
+# (tensorflow/compiler/mlir/lite/schema/schema.fbs, BuiltinOperator). Others: "BUILTIN_<n>".
+_NEWER_OPS = {209: "STABLEHLO_CASE"}
 
 
 @dataclass
@@ -115,104 +121,151 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _options(obj: Any) -> dict[str, Any]:
-    """Flatten a generated *OptionsT object into {snake_case: value}, enums as names."""
-    if obj is None:
-        return {}
+@cache
+def _enum(module: str) -> dict[int, str]:
+    """value -> name of a `tflite` schema enum (BuiltinOperator, BuiltinOptions, ...)."""
+    cls = getattr(importlib.import_module(f"tflite.{module}"), module)
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_")}
+
+
+@cache
+def _fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """(accessor, kind) of a generated table class: "scalar", "vector" (has XAsNumpy),
+    "tables" (a vector of tables: XLength without XAsNumpy)."""
+    names = {n for n in dir(cls) if n[:1].isupper() and not n.startswith(("GetRootAs", "Init"))
+             and "BufferHasIdentifier" not in n}
+    out = []
+    for n in sorted(names):
+        if n.endswith(("AsNumpy", "Length", "IsNone")):
+            continue
+        if f"{n}AsNumpy" in names:
+            out.append((n, "vector"))
+        elif f"{n}Length" in names:
+            out.append((n, "tables"))
+        else:
+            out.append((n, "scalar"))
+    return tuple(out)
+
+
+def _table(obj: Any) -> dict[str, Any]:
+    """Flatten a generated options table into {snake_case: value}, enums as names."""
     out: dict[str, Any] = {}
-    for key, value in vars(obj).items():
-        key = _snake(key)
+    for name, kind in _fields(type(obj)):
+        key = _snake(name)
+        if kind == "vector":
+            value = None if getattr(obj, f"{name}IsNone")() else getattr(obj, f"{name}AsNumpy")().tolist()
+        elif kind == "tables":
+            value = [_table(getattr(obj, name)(j)) for j in range(getattr(obj, f"{name}Length")())]
+        else:
+            value = getattr(obj, name)()
+            if hasattr(value, "Init"):  # nested table (rare): keep it readable
+                value = _table(value)
         if key == "fused_activation_function":
             value = _ACTIVATIONS.get(value, str(value))
         elif key == "padding" and isinstance(value, int):
             value = _PADDING.get(value, str(value))
-        elif isinstance(value, np.ndarray):
-            value = value.tolist()
-        elif hasattr(value, "__dict__"):  # nested table (rare): keep it readable
-            value = _options(value)
         out[key] = value
     return out
 
 
+def _options(op: Any, kind: str) -> dict[str, Any]:
+    """The op's BuiltinOptions (kind "") or BuiltinOptions2 (kind "2") as a dict."""
+    name = _enum(f"BuiltinOptions{kind}").get(getattr(op, f"BuiltinOptions{kind}Type")())
+    table = getattr(op, f"BuiltinOptions{kind}")()
+    if not name or name == "NONE" or table is None:
+        return {}
+    cls = getattr(importlib.import_module(f"tflite.{name}"), name)
+    obj = cls()
+    obj.Init(table.Bytes, table.Pos)
+    return _table(obj)
+
+
 def _buffer_bytes(buffer: Any, raw: bytes) -> bytes | None:
     # Models over 2 GB keep data outside the flatbuffer: offset/size into the file.
-    if getattr(buffer, "offset", 0) > 1 and getattr(buffer, "size", 0) > 0:
-        return raw[buffer.offset : buffer.offset + buffer.size]
-    data = buffer.data
-    if data is None or len(data) == 0:
+    if buffer.Offset() > 1 and buffer.Size() > 0:
+        return raw[buffer.Offset() : buffer.Offset() + buffer.Size()]
+    if buffer.DataIsNone() or buffer.DataLength() == 0:
         return None
-    return np.asarray(data, dtype=np.uint8).tobytes()
+    return buffer.DataAsNumpy().tobytes()
 
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
 
 
+def _ints(obj: Any, field: str) -> list[int]:
+    return [] if getattr(obj, f"{field}IsNone")() else [int(x) for x in getattr(obj, f"{field}AsNumpy")()]
+
+
 def read_tflite(data: bytes) -> TfliteModel:
     """Decode a `.tflite` flatbuffer. Raises QfixError QF909 on anything unreadable."""
-    from ai_edge_litert import schema_py_generated as schema  # flatbuffers only, no TF
+    from tflite.Model import Model  # flatbuffers + numpy only
 
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise QfixError("QF909", "not a TFLite flatbuffer (missing 'TFL3' identifier)")
     try:
-        model = schema.ModelT.InitFromPackedBuf(data, 0)
-        return _convert(model, data, schema)
+        return _convert(Model.GetRootAs(data, 0), data)
     except QfixError:
         raise
     except Exception as exc:  # corrupt offsets surface as struct/index errors
         raise QfixError("QF909", f"corrupt TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
 
 
-def _convert(model: Any, raw: bytes, schema: Any) -> TfliteModel:
-    if not model.subgraphs:
+def _convert(model: Any, raw: bytes) -> TfliteModel:
+    if model.SubgraphsLength() == 0:
         raise QfixError("QF909", "TFLite model has no subgraph")
-    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    buffers = model.buffers or []
-    graph = model.subgraphs[0]
+    op_names = _enum("BuiltinOperator")
+    buffers = [model.Buffers(i) for i in range(model.BuffersLength())]
+    graph = model.Subgraphs(0)
 
     tensors = []
-    for i, t in enumerate(graph.tensors or []):
-        q = t.quantization
-        scale = [float(s) for s in (q.scale if q is not None and q.scale is not None else [])]
-        zp = [int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else [])]
-        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-        sig = tuple(int(d) for d in t.shapeSignature) if t.shapeSignature is not None else shape
-        data = _buffer_bytes(buffers[t.buffer], raw) if 0 < t.buffer < len(buffers) else None
+    for i in range(graph.TensorsLength()):
+        t = graph.Tensors(i)
+        q = t.Quantization()
+        scale = [] if q is None else [float(x) for x in _ints_or_floats(q, "Scale")]
+        zp = [] if q is None else _ints(q, "ZeroPoint")
+        shape = tuple(_ints(t, "Shape"))
+        sig = tuple(_ints(t, "ShapeSignature")) if not t.ShapeSignatureIsNone() else shape
+        data = _buffer_bytes(buffers[t.Buffer()], raw) if 0 < t.Buffer() < len(buffers) else None
         tensors.append(
-            Tensor(i, _text(t.name), shape, sig, _DTYPES.get(t.type, f"type{t.type}"),
-                   scale, zp, bool(t.isVariable), data)
+            Tensor(i, _text(t.Name()), shape, sig, _DTYPES.get(t.Type(), f"type{t.Type()}"),
+                   scale, zp, bool(t.IsVariable()), data)
         )
 
-    codes = model.operatorCodes or []
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
     ops = []
-    for i, o in enumerate(graph.operators or []):
-        oc = codes[o.opcodeIndex]
+    for i in range(graph.OperatorsLength()):
+        o = graph.Operators(i)
+        oc = codes[o.OpcodeIndex()]
         # deprecated_builtin_code is an int8 and saturates at 127 for newer ops.
-        code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
-        name = op_names.get(code, f"BUILTIN_{code}")
-        options = _options(o.builtinOptions)
-        options.update(_options(getattr(o, "builtinOptions2", None)))
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        name = op_names.get(code) or _NEWER_OPS.get(code, f"BUILTIN_{code}")
+        options = _options(o, "")
+        options.update(_options(o, "2"))
         ops.append(
-            Op(i, name, int(oc.version or 1),
-               [int(x) for x in (o.inputs if o.inputs is not None else [])],
-               [int(x) for x in (o.outputs if o.outputs is not None else [])],
-               options, _text(oc.customCode) if name == "CUSTOM" else None)
+            Op(i, name, int(oc.Version() or 1), _ints(o, "Inputs"), _ints(o, "Outputs"),
+               options, _text(oc.CustomCode()) if name == "CUSTOM" else None)
         )
 
     metadata = {}
-    for md in model.metadata or []:
-        if 0 <= md.buffer < len(buffers):
-            metadata[_text(md.name)] = _buffer_bytes(buffers[md.buffer], raw) or b""
+    for i in range(model.MetadataLength()):
+        md = model.Metadata(i)
+        if 0 <= md.Buffer() < len(buffers):
+            metadata[_text(md.Name())] = _buffer_bytes(buffers[md.Buffer()], raw) or b""
     mrv = metadata.get("min_runtime_version")
     return TfliteModel(
         ops=ops,
         tensors=tensors,
-        inputs=[int(x) for x in (graph.inputs if graph.inputs is not None else [])],
-        outputs=[int(x) for x in (graph.outputs if graph.outputs is not None else [])],
+        inputs=_ints(graph, "Inputs"),
+        outputs=_ints(graph, "Outputs"),
         min_runtime_version=mrv.rstrip(b"\x00").decode("ascii", "replace") if mrv else None,
-        subgraph_count=len(model.subgraphs),
+        subgraph_count=model.SubgraphsLength(),
         metadata=metadata,
     )
+
+
+def _ints_or_floats(obj: Any, field: str) -> list[Any]:
+    return [] if getattr(obj, f"{field}IsNone")() else list(getattr(obj, f"{field}AsNumpy")())
 
 
 # --- mapping TFLite tensor names back to Keras layers -------------------------------------

@@ -249,17 +249,6 @@ def test_encodings_preserved(tmp_path: Path, monkeypatch):
     assert (tmp_path / "latin.py").read_bytes() == ("# -*- coding: latin-1 -*-\n" + body.replace("Lambda(lambda t: t * 2.0)", "Rescaling(2.0)")).encode("latin-1")
 
 
-def test_target_from_profile_toml(tmp_path: Path):
-    from qfix.source.rule import get_target
-
-    (tmp_path / "edge.toml").write_text('schema = 1\n[target]\nid = "edgetpu"\n')
-    assert get_target(str(tmp_path / "edge.toml")).id == "edgetpu"
-    (tmp_path / "npu.toml").write_text('[target]\nid = "my-npu"\n[target.model_rules]\nactivation_dtypes = ["int8"]\nstatic_shapes = true\n')
-    t = get_target(str(tmp_path / "npu.toml"))
-    assert t.id == "my-npu" and t.integer and t.static_shapes
-    assert get_target(str(tmp_path / "missing.toml")) is None
-
-
 def qfix(*args: str, cwd: Path) -> tuple[int, str, str]:
     import subprocess
     import sys

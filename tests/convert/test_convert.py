@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from qfix.convert.calibration import Calibration, load_calibration
-from qfix.convert.converter import RECIPES, recipe_for
+from qfix.convert.converter import recipe_for
 from qfix.convert.keras import import_custom_objects, sniff_dialect
+from qfix.targets import FLOAT32_BASELINE
 from qfix.types import QfixError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +35,9 @@ def test_importing_conversion_modules_does_not_import_tensorflow():
 def test_recipes():
     assert recipe_for("edgetpu").io_dtype == "uint8" and recipe_for("edgetpu").batch == 1
     assert recipe_for("int8").io_dtype == "int8" and recipe_for("int8").full_integer
-    assert not RECIPES["float32"].full_integer
+    assert recipe_for("coral") == recipe_for("edgetpu")  # aliases resolve to the same profile
+    assert recipe_for("edgetpu").supported_ops == ("TFLITE_BUILTINS_INT8",)
+    assert not FLOAT32_BASELINE.full_integer and FLOAT32_BASELINE.quantization == "none"
     with pytest.raises(QfixError) as e:
         recipe_for("tpu9000")
     assert e.value.code == "QF910"

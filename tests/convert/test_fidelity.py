@@ -46,11 +46,12 @@ def test_tiny_cnn_fidelity(tiny_k3):
 
 @pytest.mark.tf
 def test_float32_recipe_matches_keras(tiny_k3):
-    from qfix.convert.converter import convert, recipe_for
+    from qfix.convert.converter import convert
     from qfix.convert.fidelity import fidelity
+    from qfix.targets import FLOAT32_BASELINE
 
     m, cal, _ = tiny_k3
-    f = fidelity(m, convert(m, recipe_for("float32"), cal).tflite, cal)
+    f = fidelity(m, convert(m, FLOAT32_BASELINE, cal).tflite, cal)
     assert f.max_abs_error < 1e-5 and f.sqnr_db > 80
 
 

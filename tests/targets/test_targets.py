@@ -45,24 +45,26 @@ def test_builtin_profiles():
     assert tpu.op("TRANSPOSE_CONV").max_version == 3
 
     cpu = load_profile("int8")
-    assert (cpu.placement, cpu.io_dtype, cpu.static_shapes) == ("islands", "int8", False)
+    assert (cpu.placement, cpu.recipe.io_dtype, cpu.static_shapes) == ("islands", "int8", False)
+    assert cpu.io_dtype is None  # float model I/O is fine on the CPU: no integer I/O demanded
     assert cpu.supports("CUMSUM") and cpu.op("CUMSUM") is None  # unlisted: reference kernel
     assert cpu.op("SOFTMAX").kernel == "reference"
 
 
-@pytest.mark.parametrize("target", ["edgetpu", "int8"])
+@pytest.mark.parametrize("target", available_targets())
 def test_profile_facts_have_codes_sources_and_confidence(target):
-    from ai_edge_litert import schema_py_generated as schema
+    from tflite.BuiltinOperator import BuiltinOperator
 
     doc = tomllib.loads(resources.files("qfix.targets").joinpath(f"{target}.toml").read_text())
+    assert doc["target"]["id"] == target  # the file name is the id
     for name, spec in doc["op"].items():
-        assert getattr(schema.BuiltinOperator, name) == spec["code"], name
+        assert getattr(BuiltinOperator, name) == spec["code"], name
         assert spec["source"] and spec["confidence"] in ("V", "M", "R"), name
         for rule in spec.get("rule", []):
             assert rule["predicate"] in PREDICATES
             assert rule["source"] and rule["confidence"] in ("V", "M", "R"), name
     rules = doc["target"]["model_rules"]
-    for key in ("activation_dtypes", "static_shapes"):
+    for key in ("activation_dtypes", "static_shapes", "integer_io"):
         assert rules[f"{key}_source"] and rules[f"{key}_confidence"] in ("V", "M", "R")
 
 

@@ -50,15 +50,7 @@ def test_builtin_code_above_127_uses_builtin_code():
 
 
 def test_custom_op_code():
-    from ai_edge_litert import schema_py_generated as s
-    import flatbuffers
-
-    m = s.ModelT.InitFromPackedBuf(conv_chain(), 0)
-    m.operatorCodes[1].builtinCode = m.operatorCodes[1].deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
-    m.operatorCodes[1].customCode = b"edgetpu-custom-op"
-    b = flatbuffers.Builder(1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    op = read_tflite(bytes(b.Output())).ops[1]
+    op = read_tflite(conv_chain(custom_codes={1: "edgetpu-custom-op"})).ops[1]
     assert op.name == "CUSTOM" and op.custom_code == "edgetpu-custom-op"
 
 
@@ -69,13 +61,13 @@ def test_corrupt_buffer_is_qf909(data):
     assert err.value.code == "QF909" and "\n" not in str(err.value)
 
 
-def test_reader_does_not_import_tensorflow():
+def test_reader_does_not_import_tensorflow_or_litert():
     code = (
         "import sys; from qfix.targets.tflite import read_tflite; import qfix.targets.check, qfix.targets.compilers.edgetpu;"
         "sys.path.insert(0, 'tests/targets'); from tflite_models import conv_chain;"
         "from qfix.targets import load_profile; from qfix.targets.check import check;"
         "check(read_tflite(conv_chain('LEAKY_RELU')), load_profile('edgetpu'), ['conv']);"
-        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'ai_edge_litert')]"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
@@ -202,3 +194,66 @@ def test_float_island_dtypes(tflite_models):
     dtypes = {op.name: m.tensors[op.outputs[0]].dtype for op in m.ops}
     assert dtypes["DEQUANTIZE"] == "float32" and dtypes["CUMSUM"] == "float32"
     assert m.min_runtime_version == "2.4.0"
+
+
+def _litert_view(data: bytes) -> dict:
+    """What the LiteRT schema bindings (the reader's former backend) decode from `data`."""
+    import re
+
+    from ai_edge_litert import schema_py_generated as s
+
+    def flat(obj):
+        if obj is None:
+            return {}
+        out = {}
+        for key, value in vars(obj).items():
+            key = re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+            if isinstance(value, np.ndarray):
+                value = value.tolist()
+            elif hasattr(value, "__dict__"):
+                value = flat(value)
+            out[key] = value
+        return out
+
+    m = s.ModelT.InitFromPackedBuf(data, 0)
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    g = m.subgraphs[0]
+    ops = []
+    for o in g.operators:
+        oc = m.operatorCodes[o.opcodeIndex]
+        opts = flat(o.builtinOptions)
+        opts.update(flat(o.builtinOptions2))
+        ops.append((names[max(oc.builtinCode, oc.deprecatedBuiltinCode)], oc.version, list(o.inputs),
+                    list(o.outputs), opts))
+    tensors = [(t.name.decode(), t.type, tuple(t.shape), tuple(t.shapeSignature) if t.shapeSignature is not None
+                else tuple(t.shape), [float(x) for x in (t.quantization.scale if t.quantization and t.quantization.scale is not None else [])],
+                [int(x) for x in (t.quantization.zeroPoint if t.quantization and t.quantization.zeroPoint is not None else [])])
+               for t in g.tensors]
+    return {"ops": ops, "tensors": tensors, "inputs": list(g.inputs), "outputs": list(g.outputs),
+            "subgraphs": len(m.subgraphs)}
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("key", ["friendly", "friendly_tf_keras", "friendly_float_io", "cumsum", "strided_slice",
+                                 "five_d", "dynamic_batch"])
+def test_reader_agrees_with_litert_schema(tflite_models, key):
+    """The pure-Python `tflite` bindings give the same ops (names, versions, tensors,
+    options), tensors (names, dtypes, shapes, quantization) and I/O as LiteRT's schema."""
+    from qfix.targets.tflite import _ACTIVATIONS, _DTYPES, _PADDING
+
+    data, _ = tflite_models[key]
+    ours, theirs = read_tflite(data), _litert_view(data)
+    fused = {"fused_activation_function", "padding"}  # ours spell these enums by name
+    assert [(op.name, op.version, op.inputs, op.outputs) for op in ours.ops] == [t[:4] for t in theirs["ops"]]
+    for op, (_, _, _, _, opts) in zip(ours.ops, theirs["ops"]):
+        assert set(op.options) <= set(opts), op.name
+        assert {k: v for k, v in op.options.items() if k not in fused} == {
+            k: v for k, v in opts.items() if k in op.options and k not in fused}, op.name
+        for key, names in (("fused_activation_function", _ACTIVATIONS), ("padding", _PADDING)):
+            if key in opts:
+                assert op.options[key] == names[opts[key]], op.name
+        # fields newer than the tflite 2.18 schema (FullyConnectedOptions.quant_spec) are unset
+        assert all(opts[k] in (None, [], 0, False) for k in set(opts) - set(op.options)), op.name
+    assert [(t.name, t.dtype, t.shape, t.shape_signature, t.scale, t.zero_point) for t in ours.tensors] == [
+        (n, _DTYPES[ty], sh, sig, sc, zp) for n, ty, sh, sig, sc, zp in theirs["tensors"]]
+    assert (ours.inputs, ours.outputs, ours.subgraph_count) == (theirs["inputs"], theirs["outputs"], theirs["subgraphs"])

@@ -129,74 +129,104 @@ def _builders() -> dict[str, tuple[Callable, str | None]]:
 
 
 def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], outputs: list[int],
-                 subgraphs: int = 1, min_runtime: str | None = "1.14.0") -> bytes:
-    """A minimal .tflite written with the schema's object API.
+                 subgraphs: int = 1, min_runtime: str | None = "1.14.0",
+                 custom_codes: dict[int, str] | None = None) -> bytes:
+    """A minimal .tflite written with the `tflite` package's flatbuffer builders (no LiteRT).
 
     tensors: {"name", "shape", "dtype" ("int8"/"uint8"/"float32"/"int32"), optional "data"
     (numpy array for constants), "signature", "quant" (default True for 8-bit)}.
     ops: {"op": builtin name, "in": [...], "out": [...], "version", "options": (class name,
-    {attr: value}) using the generated *OptionsT attribute names}.
+    {field: value}) with schema field names in camelCase (strideH, fusedActivationFunction)}.
+    custom_codes: op index -> custom code; that op becomes CUSTOM.
     """
+    import importlib
+
     import flatbuffers
-    from ai_edge_litert import schema_py_generated as s
+    import tflite
+    from tflite.BuiltinOperator import BuiltinOperator
+    from tflite.BuiltinOptions import BuiltinOptions
 
     codes = {"float32": 0, "int32": 2, "uint8": 3, "int64": 4, "int8": 9, "int16": 7}
-    model = s.ModelT()
-    model.version = 3
-    model.buffers = [s.BufferT()]
-    graph = s.SubGraphT()
-    graph.tensors = []
+    b = flatbuffers.Builder(1024)
+
+    def vector(start, values, kind="Int32"):
+        start(b, len(values))
+        for v in reversed(values):
+            getattr(b, f"Prepend{kind}")(v)
+        return b.EndVector()
+
+    def table(name, fields):  # tflite.<name>: <name>Start, <name>Add<Field>, <name>End
+        mod = importlib.import_module(f"tflite.{name}")
+        getattr(mod, f"{name}Start")(b)
+        for key, value in fields.items():
+            getattr(mod, f"{name}Add{key[0].upper()}{key[1:]}")(b, value)
+        return getattr(mod, f"{name}End")(b)
+
+    def buffer(data: bytes | None):
+        if data is None:
+            return table("Buffer", {})
+        return table("Buffer", {"data": vector(tflite.BufferStartDataVector, list(data), "Uint8")})
+
+    buffers = [buffer(None)]
+    tensor_offsets = []
     for spec in tensors:
-        t = s.TensorT()
-        t.name = spec["name"].encode()
-        t.shape = list(spec["shape"])
-        t.shapeSignature = list(spec.get("signature", spec["shape"]))
-        t.type = codes[spec["dtype"]]
-        t.buffer = 0
+        fields = {"name": b.CreateString(spec["name"]),
+                  "shape": vector(tflite.TensorStartShapeVector, list(spec["shape"])),
+                  "shapeSignature": vector(tflite.TensorStartShapeSignatureVector,
+                                           list(spec.get("signature", spec["shape"]))),
+                  "type": codes[spec["dtype"]], "buffer": 0}
         if spec.get("data") is not None:
-            buf = s.BufferT()
-            buf.data = list(np.asarray(spec["data"]).tobytes())
-            model.buffers.append(buf)
-            t.buffer = len(model.buffers) - 1
+            buffers.append(buffer(np.asarray(spec["data"]).tobytes()))
+            fields["buffer"] = len(buffers) - 1
         if spec.get("quant", spec["dtype"] in ("int8", "uint8")):
-            q = s.QuantizationParametersT()
-            q.scale, q.zeroPoint = [0.05], [0 if spec["dtype"] == "int8" else 128]
-            t.quantization = q
-        graph.tensors.append(t)
-    model.operatorCodes, graph.operators = [], []
-    for spec in ops:
-        code = getattr(s.BuiltinOperator, spec["op"])
-        oc = s.OperatorCodeT()
-        oc.builtinCode, oc.deprecatedBuiltinCode = code, min(code, 127)
-        oc.version = spec.get("version", 1)
-        model.operatorCodes.append(oc)
-        o = s.OperatorT()
-        o.opcodeIndex = len(model.operatorCodes) - 1
-        o.inputs, o.outputs = list(spec["in"]), list(spec["out"])
+            scale = vector(tflite.QuantizationParametersStartScaleVector, [0.05], "Float32")
+            zp = vector(tflite.QuantizationParametersStartZeroPointVector, [0 if spec["dtype"] == "int8" else 128], "Int64")
+            fields["quantization"] = table("QuantizationParameters", {"scale": scale, "zeroPoint": zp})
+        tensor_offsets.append(table("Tensor", fields))
+    op_codes, op_offsets = [], []
+    for i, spec in enumerate(ops):
+        code = getattr(BuiltinOperator, spec["op"])
+        oc = {"builtinCode": code, "deprecatedBuiltinCode": min(code, 127), "version": spec.get("version", 1)}
+        if custom_codes and i in custom_codes:
+            oc.update(builtinCode=BuiltinOperator.CUSTOM, deprecatedBuiltinCode=BuiltinOperator.CUSTOM,
+                      customCode=b.CreateString(custom_codes[i]))
+        op_codes.append(table("OperatorCode", oc))
+        fields = {"opcodeIndex": i, "inputs": vector(tflite.OperatorStartInputsVector, list(spec["in"])),
+                  "outputs": vector(tflite.OperatorStartOutputsVector, list(spec["out"]))}
         if "options" in spec:
             cls_name, attrs = spec["options"]
-            opt = getattr(s, cls_name + "T")()
-            for k, v in attrs.items():
-                setattr(opt, k, v)
-            o.builtinOptionsType = getattr(s.BuiltinOptions, cls_name)
-            o.builtinOptions = opt
-        graph.operators.append(o)
-    graph.inputs, graph.outputs = list(inputs), list(outputs)
-    model.subgraphs = [graph] + [s.SubGraphT() for _ in range(subgraphs - 1)]
+            fields["builtinOptions"] = table(cls_name, attrs)
+            fields["builtinOptionsType"] = getattr(BuiltinOptions, cls_name)
+        op_offsets.append(fields)
+    op_offsets = [table("Operator", f) for f in op_offsets]
+
+    def offsets(start, items):
+        start(b, len(items))
+        for item in reversed(items):
+            b.PrependUOffsetTRelative(item)
+        return b.EndVector()
+
+    graphs = [table("SubGraph", {
+        "tensors": offsets(tflite.SubGraphStartTensorsVector, tensor_offsets),
+        "inputs": vector(tflite.SubGraphStartInputsVector, list(inputs)),
+        "outputs": vector(tflite.SubGraphStartOutputsVector, list(outputs)),
+        "operators": offsets(tflite.SubGraphStartOperatorsVector, op_offsets)})]
+    graphs += [table("SubGraph", {}) for _ in range(subgraphs - 1)]
+    model = {"version": 3}
     if min_runtime is not None:
-        buf = s.BufferT()
-        buf.data = list(min_runtime.encode().ljust(16, b"\0"))
-        model.buffers.append(buf)
-        md = s.MetadataT()
-        md.name, md.buffer = b"min_runtime_version", len(model.buffers) - 1
-        model.metadata = [md]
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+        buffers.append(buffer(min_runtime.encode().ljust(16, b"\0")))
+        md = table("Metadata", {"name": b.CreateString("min_runtime_version"), "buffer": len(buffers) - 1})
+        model["metadata"] = offsets(tflite.ModelStartMetadataVector, [md])
+    model["operatorCodes"] = offsets(tflite.ModelStartOperatorCodesVector, op_codes)
+    model["subgraphs"] = offsets(tflite.ModelStartSubgraphsVector, graphs)
+    model["buffers"] = offsets(tflite.ModelStartBuffersVector, buffers)
+    b.Finish(table("Model", model), file_identifier=b"TFL3")
     return bytes(b.Output())
 
 
 def conv_chain(act_op: str | None = None, *, conv_version: int = 3, dilation=(1, 1),
-               batch: int = 1, signature_batch: int | None = None, act_dtype: str = "int8") -> bytes:
+               batch: int = 1, signature_batch: int | None = None, act_dtype: str = "int8",
+               custom_codes: dict[int, str] | None = None) -> bytes:
     """uint8 in -> QUANTIZE -> CONV_2D -> [act_op] -> QUANTIZE -> uint8 out (tf_keras-style names)."""
     sb = batch if signature_batch is None else signature_batch
     shp = lambda c: (batch, 4, 4, c)  # noqa: E731
@@ -221,7 +251,7 @@ def conv_chain(act_op: str | None = None, *, conv_version: int = 3, dilation=(1,
         last = len(tensors) - 1
     tensors.append({"name": "StatefulPartitionedCall:0", "shape": shp(4), "signature": sig(4), "dtype": "uint8"})
     ops.append({"op": "QUANTIZE", "in": [last], "out": [len(tensors) - 1]})
-    return build_tflite(tensors, ops, [0], [len(tensors) - 1])
+    return build_tflite(tensors, ops, [0], [len(tensors) - 1], custom_codes=custom_codes)
 
 
 def xnnpack_delegated(data: bytes) -> set[int]:

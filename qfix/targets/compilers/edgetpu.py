@@ -18,7 +18,7 @@ from typing import Any
 
 from qfix.targets.check import Placement
 
-BINARY = "edgetpu_compiler"
+NAME = BINARY = "edgetpu_compiler"  # the toolchain name in edgetpu.toml
 # `OPNAME   <count>   <status>` rows under the `Operator  Count  Status` header.
 _ROW = re.compile(r"^([A-Z][A-Z0-9_]*)\s+(\d+)\s+(\S.*?)\s*$")
 _COUNT = {

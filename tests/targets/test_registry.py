@@ -1,0 +1,250 @@
+"""One target registry: the profile TOML is the only source of a target.
+
+Adding a target is one TOML file: a copy of int8.toml under another id, in a temp folder,
+works for source files and models exactly like the built-in it was copied from. Built-in ids
+and aliases mean the same on both front ends; a broken profile is one QF912 line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from qfix.model.opmap import ACTIVATION_OPS
+from qfix.targets import FLOAT32_BASELINE, available_targets, load_profile
+from qfix.targets.compilers import find, verdict_source
+from qfix.types import QfixError
+
+REPO = Path(__file__).resolve().parents[2]
+FIX = REPO / "fixtures"
+
+CONVERTER_SCRIPT = """\
+import tensorflow as tf
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+tflite_model = converter.convert()
+"""
+
+
+def qfix(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "qfix", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=900)
+
+
+@pytest.fixture
+def my_npu(tmp_path: Path) -> Path:
+    """int8.toml copied to a temp folder as another target, `my_npu`."""
+    text = resources.files("qfix.targets").joinpath("int8.toml").read_text(encoding="utf-8")
+    assert 'id = "int8"' in text
+    path = tmp_path / "my_npu.toml"
+    path.write_text(text.replace('id = "int8"', 'id = "my_npu"', 1), encoding="utf-8")
+    return path
+
+
+# ---- the profile carries the recipe and the source rules' view ------------------------------
+
+
+def test_recipes_come_from_the_profiles():
+    tpu, cpu = load_profile("edgetpu").recipe, load_profile("int8").recipe
+    assert (tpu.quantization, tpu.io_dtype, tpu.batch, tpu.supported_ops) == (
+        "full_integer", "uint8", 1, ("TFLITE_BUILTINS_INT8",))
+    assert (cpu.quantization, cpu.io_dtype, cpu.batch) == ("full_integer", "int8", 1)
+    for t in ("tflm", "ethos-u"):
+        r = load_profile(t).recipe
+        assert (r.target, r.full_integer, r.io_dtype, r.batch) == (t, True, "int8", 1)
+    assert FLOAT32_BASELINE.quantization == "none" and not FLOAT32_BASELINE.full_integer
+
+
+@pytest.mark.parametrize("target,integer,static,io,int8_only", [
+    ("edgetpu", True, True, "uint8", True),
+    ("int8", True, False, None, False),
+    ("tflm", True, True, "int8", True),
+    ("ethos-u", True, True, "int8", True),
+])
+def test_source_view(target, integer, static, io, int8_only):
+    p = load_profile(target)
+    assert (p.integer, p.static_shapes, p.io_dtype, p.int8_ops_only) == (integer, static, io, int8_only)
+
+
+@pytest.mark.parametrize("target", ["edgetpu", "int8", "tflm", "ethos-u"])
+def test_missing_activations_are_derived_from_the_op_table(target):
+    p = load_profile(target)
+    assert p.missing_activations == {a for a, ops in ACTIVATION_OPS.items() if not all(p.supports(o) for o in ops)}
+
+
+def test_missing_activations_per_target():
+    assert {"hard_swish", "gelu", "leaky_relu", "elu", "selu", "mish"} <= load_profile("edgetpu").missing_activations
+    assert load_profile("int8").missing_activations == frozenset()  # unlisted ops: reference kernels
+    assert load_profile("tflm").missing_activations == {"gelu"}  # GELU is not registered in TFLM
+    # U55/U65 run EXP, LOG, TANH (so mish) but leave LOG_SOFTMAX and DIV to the CPU
+    assert load_profile("ethos-u").missing_activations == {"log_softmax", "softsign"}
+
+
+@pytest.mark.parametrize("name,target", [
+    ("coral", "edgetpu"), ("EdgeTPU", "edgetpu"), ("ethos-u55", "ethos-u"), ("Ethos-U65", "ethos-u"),
+    ("ethos-u85", "ethos-u"), ("TFLM", "tflm"), ("INT8", "int8"),
+])
+def test_aliases_and_case(name, target):
+    assert load_profile(name).id == target
+
+
+def test_placements_of_the_new_targets():
+    assert load_profile("tflm").placement == "all_or_nothing"
+    assert load_profile("ethos-u").placement == "islands"
+    assert not load_profile("tflm").supports("TOPK_V2") and load_profile("tflm").supports("LOG_SOFTMAX")
+    assert load_profile("ethos-u").supports("GELU") and not load_profile("ethos-u").supports("CUMSUM")
+
+
+# ---- recipe validation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe,needle", [
+    ('quantisation = "full_integer"', "recipe.quantisation"),
+    ('quantization = "int4"', "recipe.quantization"),
+    ('io_dtype = "uint7"', "recipe.io_dtype"),
+    ("batch = 0", "recipe.batch"),
+    ('supported_ops = ["TFLITE_BUILTINS_INT4"]', "recipe.supported_ops"),
+    ("description = 3", "recipe.description"),
+])
+def test_bad_recipe_is_qf912_naming_the_key(tmp_path, recipe, needle):
+    path = tmp_path / "bad.toml"
+    path.write_text(f'schema = 1\n[target]\nid = "x"\nplacement = "islands"\n[recipe]\n{recipe}\n')
+    with pytest.raises(QfixError) as err:
+        load_profile(str(path))
+    assert err.value.code == "QF912" and needle in err.value.message and "\n" not in str(err.value)
+
+
+def test_profile_loader_knows_exactly_the_check_predicates():
+    from qfix.targets import PREDICATE_NAMES
+    from qfix.targets.check import PREDICATES
+
+    assert set(PREDICATES) == PREDICATE_NAMES
+
+
+def test_loading_a_profile_imports_no_numpy():
+    code = ("import sys; from qfix.targets import load_profile; load_profile('edgetpu').missing_activations;"
+            "assert 'numpy' not in sys.modules and 'qfix.targets.check' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_profile_without_recipe_gets_the_int8_default(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('schema = 1\n[target]\nid = "mine"\nplacement = "islands"\n')
+    r = load_profile(str(path)).recipe
+    assert (r.target, r.quantization, r.io_dtype, r.batch, r.supported_ops) == (
+        "mine", "full_integer", "int8", 1, ("TFLITE_BUILTINS_INT8",))
+
+
+# ---- compilers by toolchain name -----------------------------------------------------------
+
+
+def test_compiler_found_by_toolchain_name(my_npu):
+    from qfix.targets.compilers import edgetpu
+
+    assert find(load_profile("edgetpu")) is edgetpu
+    assert all(find(load_profile(t)) is None for t in ("int8", "tflm", "ethos-u"))
+    assert load_profile("tflm").toolchain["name"] == "tflite-micro"
+    assert load_profile("ethos-u").toolchain["name"] == "vela"
+    # a user profile naming edgetpu_compiler as its toolchain gets the real compiler too
+    text = my_npu.read_text().replace('name = "ai-edge-litert"', 'name = "edgetpu_compiler"')
+    my_npu.write_text(text)
+    assert find(load_profile(str(my_npu))) is edgetpu
+
+
+def test_no_target_id_literals_outside_the_edgetpu_module():
+    for path in (REPO / "qfix").rglob("*.py"):
+        if path.name == "edgetpu.py" and path.parent.name == "compilers":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "profile.id ==" not in text and '"edgetpu_compiler"' not in text, path
+
+
+# ---- both front ends, through the CLI --------------------------------------------------------
+
+
+def test_targets_command_lists_every_target_with_its_verdict_source():
+    r = qfix("targets")
+    assert r.returncode == 0, r.stderr
+    for t in available_targets():
+        p = load_profile(t)
+        assert f"{t} " in r.stdout and p.recipe.description in r.stdout
+        assert verdict_source(p) in r.stdout
+    assert "real compiler (edgetpu_compiler) when on PATH, else profile" in r.stdout
+    assert r.stdout.count("profile only") == 3
+
+
+def test_added_target_runs_source_rules_like_its_original(tmp_path, my_npu):
+    script = tmp_path / "convert.py"
+    script.write_text(CONVERTER_SCRIPT)
+    mine = qfix(str(script), "--target", str(my_npu), "--format", "json")
+    base = qfix(str(script), "--target", "int8", "--format", "json")
+    assert mine.returncode == base.returncode == 1, mine.stdout + mine.stderr
+    codes = lambda r: sorted(f["code"] for f in json.loads(r.stdout)["findings"])  # noqa: E731
+    assert codes(mine) == codes(base) == ["QF401"]
+    assert "target my_npu needs full integer" in mine.stdout
+
+
+@pytest.mark.parametrize("target", ["tflm", "ethos-u", "ethos-u85", "coral"])
+def test_new_targets_accepted_by_both_front_ends(tmp_path, target):
+    script = tmp_path / "convert.py"
+    script.write_text(CONVERTER_SCRIPT)
+    src = qfix(str(script), "--target", target, "--format", "concise")
+    assert src.returncode == 1 and "QF401" in src.stdout, src.stdout + src.stderr
+    model = qfix(str(FIX / "tiny_cnn_k3.keras"), "--target", target, "--check", "--static", "--format", "json")
+    assert model.returncode == 0, model.stdout + model.stderr
+    assert json.loads(model.stdout)["target"] == load_profile(target).id
+
+
+def test_tflm_model_side_flags_gelu():
+    r = qfix(str(FIX / "gelu_mlp_k3.keras"), "--target", "tflm", "--check", "--static", "--format", "json")
+    assert "QF302" in {f["code"] for f in json.loads(r.stdout)["findings"]}, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("path", ["convert.py", str(FIX / "tiny_cnn_k3.keras")])
+def test_unknown_target_is_the_same_qf910_on_both_sides(tmp_path, path):
+    script = tmp_path / "convert.py"
+    script.write_text(CONVERTER_SCRIPT)
+    r = qfix(path, "--target", "gpu9000", "--check", cwd=tmp_path)
+    assert r.returncode == 2
+    line = (r.stdout + r.stderr).strip()
+    assert line == "QF910 unknown target 'gpu9000' (known: edgetpu, ethos-u, int8, tflm; or pass a .toml profile)"
+
+
+@pytest.mark.parametrize("path", ["convert.py", str(FIX / "tiny_cnn_k3.keras")])
+def test_broken_profile_is_one_qf912_line(tmp_path, my_npu, path):
+    my_npu.write_text(my_npu.read_text().replace('io_dtype = "int8"', 'io_dtype = "int8"\nbatch_size = 1', 1))
+    script = tmp_path / "convert.py"
+    script.write_text(CONVERTER_SCRIPT)
+    r = qfix(path, "--target", str(my_npu), "--check", cwd=tmp_path)
+    assert r.returncode == 2
+    out = (r.stdout + r.stderr).strip()
+    assert out.startswith("QF912 ") and "recipe.batch_size" in out and "\n" not in out, out
+
+
+@pytest.mark.tf
+def test_added_target_converts_and_checks_a_model(my_npu):
+    r = qfix(str(FIX / "tiny_cnn_k3.keras"), "--target", str(my_npu), "--check", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    ver = report["verification"]
+    assert report["target"] == "my_npu" and ver["converted"] and ver["fully_on_target"]
+    assert ver["recipe"] == load_profile("int8").recipe.description
+    assert ver["ops_total"] == ver["ops_on_target"] > 0
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("target", ["tflm", "ethos-u"])
+def test_new_targets_convert_and_check_a_model(target):
+    r = qfix(str(FIX / "tiny_cnn_k3.keras"), "--target", target, "--check", "--format", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ver = json.loads(r.stdout)["verification"]
+    assert ver["converted"] and ver["fully_on_target"] and ver["compiler"]["used"] == "profile"
+    assert ver["recipe"] == load_profile(target).recipe.description
+    assert all(op["status"] in (load_profile(target).status("mapped"), load_profile(target).status("boundary_cpu"))
+               for op in ver["ops"])
