@@ -43,6 +43,14 @@ def check_outputs(outputs: Outputs) -> None:
     folder, a folder or special file sits where the output goes, the output is the input
     (without `--in-place`), or its filesystem has less free space than the input's size (a
     fixed model is about as large as the input; the int8 `.tflite` is smaller)."""
+    try:
+        _check(outputs)
+    except OSError as exc:  # a link loop, a folder that vanished meanwhile
+        raise error("QF913", f"{exc.filename or outputs.model}: cannot check the output path "
+                             f"({exc.strerror or exc})") from None
+
+
+def _check(outputs: Outputs) -> None:
     need = os.stat(outputs.source).st_size
     free_checked: set[int] = set()
     for path in outputs.paths:

@@ -102,6 +102,13 @@ def test_output_linked_to_the_input_is_refused(model, tmp_path):
     assert listing(model.parent) == ["m.keras", "m.qfix.keras"]
 
 
+def test_output_path_in_a_link_loop(model, tmp_path):
+    (model.parent / "m.qfix.keras").symlink_to("m.qfix.keras")
+    proc = qfix(model, tmp_path=tmp_path, poison=True, timeout=120)
+    assert "symbolic links" in one_error_line(proc, "QF913")
+    assert listing(model.parent) == ["m.keras", "m.qfix.keras"]
+
+
 def test_read_only_output_folder(model, tmp_path, mounts):
     out = mounts(tmp_path / "ro", "ro,size=1m")
     proc = qfix(model, "--out-dir", out, tmp_path=tmp_path, poison=True, timeout=120)
