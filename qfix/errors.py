@@ -141,10 +141,11 @@ Start from a built-in profile in `qfix/targets/` and change only what differs.
 """,
     "QF913": f"""
 ## What causes it
-An output could not be written: the `--out-dir` folder does not exist or is not writable,
-the disk is full, a source file could not be replaced, or the output would overwrite the
-input model without `--in-place`. Outputs are written atomically, so no half-written file is
-left. {_EXIT}
+An output could not be written: its folder (or the `--out-dir` to be made) is not writable,
+a folder or special file sits where an output goes, the disk is full (or has less free space
+than the input's size, checked before the conversion), a source file could not be replaced,
+or the output would overwrite the input model without `--in-place`. A run's outputs are
+written all or none, so no output and no temp file is left, and the input is unchanged. {_EXIT}
 
 ## What to do
 Check the permissions and free space of the folder in the message, or choose another with

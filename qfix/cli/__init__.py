@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -257,37 +258,82 @@ def _usage_line(exc: Exception) -> str:
     return f"QF914 {first} (see {ctx.command_path if ctx else 'qfix'} --help)"
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised where the main thread is so that every `finally` runs: staged
+    outputs and temp folders are removed (qfix.atomic, the converter's TemporaryDirectory)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_received: list[int] = []
+
+
+def _on_signal(signum: int, frame) -> None:
+    _received.append(signum)
+    for s in _SIGNALS:  # a second Ctrl-C must not cut short the cleanup the first one started
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+def _catch_signals() -> dict[int, object]:
+    """Install `_on_signal`; return the handlers it replaces."""
+    _received.clear()
+    previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    for s, handler in previous.items():
+        if handler is not signal.SIG_IGN:  # `cmd &` in a script ignores SIGINT: keep that
+            signal.signal(s, _on_signal)
+    return previous
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print("QF914 nothing to check: give a .keras model, Python files or folders, or a command "
               "(rules, rule CODE, targets); see qfix --help", file=sys.stderr)
         sys.exit(2)
+    previous = _catch_signals()
+    try:
+        code = _dispatch(argv)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if _received:  # typer turns KeyboardInterrupt into exit 130; say which signal it was
+        print("qfix: interrupted", file=sys.stderr)
+        code = 128 + _received[0]
+    sys.exit(code)
+
+
+def _dispatch(argv: List[str]) -> int:
+    """Run the command; return its exit status, having printed any error as one line."""
     target_app = catalogue if argv[0] in COMMANDS else app
     try:
         rc = target_app(args=argv, prog_name="qfix", standalone_mode=False)
     except QfixError as exc:
         print(printable(f"{exc.code} {exc.message}"), file=sys.stderr)
-        sys.exit(2)
+        return 2
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.TyperException as exc:  # usage errors (typer's vendored click): one line
         print(_usage_line(exc), file=sys.stderr)
-        sys.exit(2)
-    except typer.Abort:  # click's answer to Ctrl-C / EOF inside its own parsing
+        return 2
+    except typer.Abort:  # click's answer to EOF inside its own parsing
         print("qfix: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except KeyboardInterrupt:
-        print("qfix: interrupted", file=sys.stderr)
-        sys.exit(130)
+        if not _received:
+            print("qfix: interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:  # anything unforeseen: one line, exit 2
         if os.environ.get("QFIX_DEBUG"):
             raise
         first = str(exc).splitlines()[0] if str(exc) else ""
         print(f"QF999 internal error: {type(exc).__name__}: {first} (set QFIX_DEBUG=1 for the traceback)",
               file=sys.stderr)
-        sys.exit(2)
-    sys.exit(rc if isinstance(rc, int) else 0)
+        return 2
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,7 @@ from qfix.report.source import FORMATS as OUTPUT_FORMATS, render_concise, render
 from qfix.rules import select as select_rules, source_rules, unknown_selectors
 from qfix.source.config import load_config
 from qfix.source.engine import target_profile
-from qfix.source.runner import Job, SourceRun, collect_files, run_files, write_atomic
+from qfix.source.runner import Job, SourceRun, collect_files, run_files, write_all
 
 
 def _print(console: Any, text: str = "") -> None:
@@ -74,14 +74,8 @@ def run(
     results = run_files(files, job, jobs=jobs, explicit=explicit)
 
     written = 0
-    if write:
-        for r in results:
-            if r.new_code is not None:
-                try:
-                    write_atomic(Path(r.path), r.new_code, r.encoding)
-                    written += 1
-                except OSError as exc:
-                    raise QfixError("QF913", f"cannot write {r.path}: {exc}") from None
+    if write:  # all fixed files or none: a failure leaves every file as it was
+        written = write_all([(Path(r.path), r.new_code, r.encoding) for r in results if r.new_code is not None])
 
     if not write:  # nothing was applied to the files: findings refer to the text on disk
         for r in results:

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qfix.errors import error
 from qfix.model.edit import EditError, ModelEdit
 from qfix.model.graph import build_graph
 from qfix.rules.lint import lint
 from qfix.model.inputs import input_specs
-from qfix.atomic import write_bytes
-from qfix.model.writer import write_archive
+from qfix.jobs.outputs import check_outputs, output_paths, write_outputs
+from qfix.model.writer import archive_zip, write_archive
 from qfix.report.diff import config_diff
 from qfix.jobs.check import (Options, Progress, Result, Verification, context, load, verification_findings, verify_model,
                        why_not_loadable)
@@ -138,13 +137,6 @@ def worse(before: Verification, after: Verification) -> str | None:
     return None
 
 
-def output_paths(path: Path, target: str, out_dir: Path | None, in_place: bool) -> tuple[Path, Path]:
-    folder = out_dir or path.parent
-    stem = path.name[:-len(".keras")] if path.name.endswith(".keras") else path.stem
-    model = path if in_place else folder / f"{stem}.qfix.keras"
-    return model, folder / f"{stem}.qfix.{target}.tflite"
-
-
 def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: Path | None = None,
             in_place: bool = False, diff_only: bool = False, progress: Progress = lambda s: None) -> FixRun:
     path = Path(path)
@@ -172,11 +164,8 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
 
     # Bad calibration data is a QF908 before TensorFlow loads (arrays are read without it).
     calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
-    if out_dir is not None:  # the run is going to write: make the folder
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise error("QF913", f"--out-dir {out_dir}: cannot create the folder ({exc.strerror or exc})") from None
+    outputs = output_paths(path, profile.id, out_dir, in_place)
+    check_outputs(outputs)  # before the conversion: a blocked output fails in a second, not minutes
     progress("loading the model")
     original = load_model(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
     with tempfile.TemporaryDirectory(prefix="qfix-") as tmp:
@@ -219,10 +208,8 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     result.graph = fixed_graph  # built from the final config above
     result.findings = findings + verification_findings(after, profile)
     _mark_applied(result, run, fixed_graph, opts)
-    model_out, tflite_out = output_paths(path, profile.id, out_dir, in_place)
-    write_archive(model_out, config, archive.metadata, weights, source=path, in_place=in_place)
-    write_bytes(tflite_out, after.tflite)
-    run.outputs = {"model": str(model_out), "tflite": str(tflite_out)}
+    write_outputs(outputs, archive_zip(config, archive.metadata, weights), after.tflite)
+    run.outputs = {"model": str(outputs.model), "tflite": str(outputs.tflite)}
     result.timings["total"] = time.perf_counter() - t0
     return run
 

@@ -1,8 +1,7 @@
-"""Write a `.keras` archive atomically: a temp file in the target folder, renamed into place.
-
-The rename is atomic only within one filesystem, hence the temp file beside the target. On any
-failure the temp file is removed and the target (if it existed) is left as it was. The input
-model is never overwritten unless the caller says `in_place=True`.
+"""Build a `.keras` archive (`archive_zip`) and write one all-or-nothing (`write_archive`,
+through qfix.atomic: a temp file beside the target, renamed into place). On any failure the
+target (if it existed) is left as it was. The input model is never overwritten unless the
+caller says `in_place=True`.
 """
 
 from __future__ import annotations
@@ -43,20 +42,27 @@ def write_archive(
     """Write `path` atomically and return it. `source` is the model it was derived from: writing
     over it (same file, also through a link) needs `in_place=True`. Raises QF913 on failure."""
     target = Path(path)
-    if source is not None and not in_place and _same_file(target, Path(source)):
+    if source is not None and not in_place and same_file(target, Path(source)):
         raise error("QF913", f"{target}: refusing to overwrite the input model (use --in-place)")
-    buf = io.BytesIO()
     try:
-        # Stored, as Keras writes it: the reader then checks weights in place, without a copy.
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-            for name, data in archive_bytes(config, metadata, weights_bytes).items():
-                zf.writestr(zipfile.ZipInfo(name, date_time=ZIP_EPOCH), data)
+        data = archive_zip(config, metadata, weights_bytes)
     except OSError as exc:
         raise error("QF913", f"{target}: cannot write ({exc.strerror or exc})") from None
-    return write_bytes(target, buf.getvalue())
+    return write_bytes(target, data)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def archive_zip(config: dict[str, Any], metadata: dict[str, Any], weights_bytes: bytes) -> bytes:
+    """The bytes of a `.keras` zip, members stored (as Keras writes them: the reader then checks
+    the weights in place, without a copy) with a fixed timestamp."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in archive_bytes(config, metadata, weights_bytes).items():
+            zf.writestr(zipfile.ZipInfo(name, date_time=ZIP_EPOCH), data)
+    return buf.getvalue()
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """`a` and `b` are the same file (also through links); by resolved path when either is missing."""
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
     except OSError:

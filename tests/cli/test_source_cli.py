@@ -15,7 +15,7 @@ from qfix.types import QfixError
 from qfix.cli.source import run
 from qfix.types import QfixError
 from qfix.source.config import load_config
-from qfix.source.runner import collect_files, is_generated, write_atomic
+from qfix.source.runner import collect_files, is_generated, write_all
 
 SCRIPT = (
     "import tensorflow as tf\n"
@@ -214,11 +214,11 @@ def test_parallel_equals_serial(tree: Path, monkeypatch):
     assert a == b
 
 
-def test_write_atomic_keeps_mode(tmp_path: Path):
+def test_write_all_keeps_mode(tmp_path: Path):
     p = tmp_path / "a.py"
     p.write_text("old\n")
     os.chmod(p, 0o640)
-    write_atomic(p, "new\n")
+    assert write_all([(p, "new\n", "utf-8")]) == 1
     assert p.read_text() == "new\n"
     assert (os.stat(p).st_mode & 0o777) == 0o640
     assert [x.name for x in tmp_path.iterdir()] == ["a.py"]
