@@ -264,7 +264,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         rc = target_app(args=argv, prog_name="qfix", standalone_mode=False)
     except QfixError as exc:
-        print(printable(f"{exc.code} {exc.message}"), file=sys.stderr)
+        print(printable(f"{exc.code} {exc.message}", limit=2000), file=sys.stderr)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
