@@ -312,7 +312,7 @@ def _dispatch(argv: List[str]) -> int:
     try:
         rc = target_app(args=argv, prog_name="qfix", standalone_mode=False)
     except QfixError as exc:
-        print(printable(f"{exc.code} {exc.message}"), file=sys.stderr)
+        print(printable(f"{exc.code} {exc.message}", limit=2000), file=sys.stderr)
         return 2
     except typer.Exit as exc:
         return exc.exit_code

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from qfix.errors import error
+from qfix.model.schema import validate as validate_config
 
 # Caps: generous for real models (ResNet152 weights are ~240 MB), small enough that a
 # crafted archive cannot exhaust memory or disk.
@@ -169,7 +170,7 @@ def _check_sizes(infos: list[zipfile.ZipInfo]) -> None:
 
 def _parse_json(raw: bytes, member: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
         raise error("QF904", f"{member} is not valid JSON: {_first_line(exc)}") from None
     if not isinstance(value, dict):
@@ -183,6 +184,14 @@ def _parse_json(raw: bytes, member: str) -> dict[str, Any]:
 def _refuse_constant(name: str) -> Any:
     """NaN/Infinity are not JSON; Keras never writes them into a config."""
     raise ValueError(f"non-standard constant {name}")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number too large for a double (1e400) would become inf: refuse it."""
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def json_depth(value: Any) -> int:
@@ -307,6 +316,7 @@ def read_archive(path: str | os.PathLike[str]) -> KerasArchive:
             if "model.weights.h5" in missing:
                 raise error("QF905", f"{path} has no model.weights.h5 (weights missing)")
             config = _parse_json(_read_capped(zf, names["config.json"], MAX_JSON_BYTES), "config.json")
+            validate_config(config)
             metadata = _parse_json(_read_capped(zf, names["metadata.json"], MAX_JSON_BYTES), "metadata.json")
             winfo = names["model.weights.h5"]
             if winfo.file_size > MAX_WEIGHTS_BYTES:

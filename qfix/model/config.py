@@ -70,6 +70,16 @@ def is_model(raw: dict[str, Any]) -> bool:
     return raw.get("class_name") in MODEL_CLASSES and isinstance(cfg, dict) and isinstance(cfg.get("layers"), list)
 
 
+def first_node(raw: dict[str, Any], dialect: str) -> int:
+    """The node index of a layer's first saved call. tf_keras does not save a nested model's
+    own first node (its construction), so references to its first call use node 1
+    (`_should_skip_first_node`); everything else starts at 0."""
+    if dialect == "tf_keras" and is_model(raw):
+        inner = raw["config"]["layers"]
+        return 1 if inner and inner[0].get("class_name") == "InputLayer" else 0
+    return 0
+
+
 def shape(value: Any) -> tuple[int | None, ...] | None:
     """A shape list (`None` for unknown dimensions) as a tuple; None when it is not one."""
     if isinstance(value, list) and all(d is None or isinstance(d, int) for d in value):

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
-from qfix.model.config import (Tensor, input_shape, is_cast, is_model, io_refs, layer_name, model_refs, node_refs,
+from qfix.model.config import (Tensor, first_node, input_shape, is_cast, is_model, io_refs, layer_name, model_refs, node_refs,
                                policy_name, tfk_entries)
 from qfix.model.weights import LayerPath, group_keys, layer_paths, migrate
 
@@ -66,15 +66,6 @@ def make_layer(
     return raw
 
 
-def _first_node(raw: dict[str, Any], dialect: str) -> int:
-    """tf_keras does not save a nested model's own first node (its construction), so the
-    references to its first call use node 1 (`_should_skip_first_node`)."""
-    if dialect == "tf_keras" and is_model(raw):
-        inner = raw["config"]["layers"]
-        return 1 if inner and inner[0].get("class_name") == "InputLayer" else 0
-    return 0
-
-
 def _keras_tensor(t: Tensor, shape: Any, dtype: str | None) -> dict[str, Any]:
     """A Keras 3 tensor reference. On load Keras swaps it for the real tensor of `t`, so an
     unknown shape may be a placeholder; it must only be a valid shape."""
@@ -100,7 +91,7 @@ def keras_order(model: dict[str, Any], dialect: str) -> list[str]:
         if raw.get("class_name") == "InputLayer":
             return []
         nodes = raw.get("inbound_nodes") or []
-        i = node[1] - _first_node(raw, dialect)
+        i = node[1] - first_node(raw, dialect)
         return [(s.tensor[0], s.tensor[1]) for s in node_refs(nodes[i])] if 0 <= i < len(nodes) else []
 
     finished: set[tuple[str, int]] = set()
@@ -108,18 +99,31 @@ def keras_order(model: dict[str, Any], dialect: str) -> list[str]:
     ordered: list[tuple[str, int]] = []
     first_seen: dict[str, int] = {}
 
-    def visit(node: tuple[str, int]) -> None:
-        if node in finished:
+    def visit(root: tuple[str, int]) -> None:
+        """Post-order DFS from `root`, iterative (a chain of 20,000 layers is deeper than
+        Python's recursion limit): parents in order, a node after all of its parents."""
+        if root in finished:
             return
-        if node in in_progress:
-            raise EditError(f"layer {node[0]!r} is part of a cycle")
-        first_seen.setdefault(node[0], len(first_seen))
-        in_progress.add(node)
-        for p in parents(node):
-            visit(p)
-        in_progress.discard(node)
-        finished.add(node)
-        ordered.append(node)
+        stack: list[tuple[tuple[str, int], Iterator[tuple[str, int]]]] = []
+
+        def enter(node: tuple[str, int]) -> None:
+            if node in in_progress:
+                raise EditError(f"layer {node[0]!r} is part of a cycle")
+            first_seen.setdefault(node[0], len(first_seen))
+            in_progress.add(node)
+            stack.append((node, iter(parents(node))))
+
+        enter(root)
+        while stack:
+            node, todo = stack[-1]
+            nxt = next((p for p in todo if p not in finished), None)
+            if nxt is not None:
+                enter(nxt)
+                continue
+            stack.pop()
+            in_progress.discard(node)
+            finished.add(node)
+            ordered.append(node)
 
     for s in io_refs(cfg.get("output_layers")):
         visit((s.tensor[0], s.tensor[1]))
@@ -568,7 +572,7 @@ class ModelEdit:
                     else:
                         s.ref[0] = renames[s.tensor[0]]
         # Consumers of the nested model read the inner outputs (tf_keras counts its node from 1).
-        first = _first_node(raw, self.dialect)
+        first = first_node(raw, self.dialect)
         for s in model_refs(outer):
             if s.tensor[0] == name and s.tensor[1] == first:
                 t = outputs[s.tensor[2]]
@@ -608,7 +612,7 @@ class ModelEdit:
                 r["inbound_nodes"] = [{"args": [_keras_tensor(prev, shape, dtype)], "kwargs": {}}]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             shape = ((nxt or {}).get("build_config") or {}).get("input_shape") if nxt else None
-            prev = (layer_name(r), _first_node(r, self.dialect), 0)
+            prev = (layer_name(r), first_node(r, self.dialect), 0)
         if prev == inputs[0]:
             raise EditError(f"nested Sequential {layer_name(seq)!r} has no layers")
         return inputs, [prev]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from qfix.errors import error
-from qfix.model.config import (MODEL_CLASSES, MalformedConfig, activation_name, input_shape, io_refs, is_model,
+from qfix.model.config import (MODEL_CLASSES, MalformedConfig, activation_name, first_node, input_shape, io_refs, is_model,
                                node_kwargs, node_refs, op_function, policy_name)
 from qfix.model.config import shape as config_shape
 
@@ -181,13 +181,43 @@ def _build(obj: dict[str, Any], dialect: str, pointer: str) -> Graph:
         for ref in inputs + outputs:
             if ref.layer not in layers:
                 raise error("QF904", f"config.json: model input/output {ref.layer!r} is not a layer")
-        for layer in layers.values():
-            for ref in layer.inputs:
-                if ref.layer not in layers:
-                    raise error("QF904", f"config.json: layer {layer.name!r} reads unknown layer {ref.layer!r}")
+        _check_references(layers, dialect)
     graph = Graph(str(cfg.get("name", "model")), class_name, dialect, layers, inputs, outputs, pointer, cfg)
     _infer(graph)
     return graph
+
+
+def _check_references(layers: dict[str, Layer], dialect: str) -> None:
+    """Every call reads an existing layer's existing call, and the calls form no cycle: Keras
+    rebuilds a functional model by looping until every node can be created, so a dangling node
+    index or a cycle makes it fail late or loop forever (tf_keras). Iterative (Kahn's algorithm):
+    a 20,000-layer chain is fine."""
+    for layer in layers.values():
+        for call in layer.calls:
+            for ref in call:
+                src = layers.get(ref.layer)
+                if src is None:
+                    raise error("QF904", f"config.json: layer {layer.name!r} reads unknown layer {ref.layer!r}")
+                if not src.is_input and ref.node - first_node(src.raw, dialect) >= max(1, len(src.calls)):
+                    raise error("QF904", f"config.json: layer {layer.name!r} reads call {ref.node} of "
+                                         f"{ref.layer!r}, which is called {len(src.calls)} time(s)")
+    readers: dict[str, list[str]] = {name: [] for name in layers}
+    pending = {name: 0 for name in layers}
+    for layer in layers.values():
+        for src in {ref.layer for call in layer.calls for ref in call}:
+            readers[src].append(layer.name)
+            pending[layer.name] += 1
+    ready = [name for name, n in pending.items() if n == 0]
+    done = 0
+    while ready:
+        done += 1
+        for reader in readers[ready.pop()]:
+            pending[reader] -= 1
+            if pending[reader] == 0:
+                ready.append(reader)
+    if done < len(layers):
+        stuck = sorted(name for name, n in pending.items() if n > 0)
+        raise error("QF904", f"config.json: layers {', '.join(map(repr, stuck[:5]))} read each other in a cycle")
 
 
 def _chain_sequential(layers: dict[str, Layer], cfg: dict[str, Any]) -> tuple[list[TensorRef], list[TensorRef]]:
@@ -242,7 +272,7 @@ def _infer(graph: Graph) -> None:
 def build_graph(config: dict[str, Any], dialect: str) -> Graph:
     """Graph of a `.keras` config.json (Functional or Sequential at the top)."""
     cls = config.get("class_name")
-    if cls not in MODEL_CLASSES:
+    if not isinstance(cls, str) or cls not in MODEL_CLASSES:
         if isinstance(cls, str):
             raise error(
                 "QF906",

@@ -62,6 +62,14 @@ def _is_relu6(layer: Layer) -> bool:
 DEFAULT_LEAKY_SLOPE = 0.2  # keras.activations.leaky_relu and tf.nn.leaky_relu
 
 
+def _number(value: Any) -> float | None:
+    """A finite real number from the config, or None (a crafted config may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if abs(value) != float("inf") else None
+
+
 def leaky_relu_slope(raw: dict[str, Any]) -> float | None:
     """The slope of a layer entry that computes a plain leaky ReLU, in any of its three
     spellings: a `LeakyReLU` layer, `ReLU(negative_slope=a)` without a cap or threshold, and
@@ -69,9 +77,9 @@ def leaky_relu_slope(raw: dict[str, Any]) -> float | None:
     cfg = raw.get("config") or {}
     cls = raw.get("class_name")
     if cls == "LeakyReLU":
-        return float(cfg.get("negative_slope", cfg.get("alpha", 0.3)))  # Keras 3 / tf_keras spelling
+        return _number(cfg.get("negative_slope", cfg.get("alpha", 0.3)))  # Keras 3 / tf_keras spelling
     if cls == "ReLU" and cfg.get("negative_slope") and cfg.get("max_value") is None and not cfg.get("threshold"):
-        return float(cfg["negative_slope"])
+        return _number(cfg["negative_slope"])
     if cfg.get("activation") == "leaky_relu":
         return DEFAULT_LEAKY_SLOPE
     return None

@@ -22,10 +22,14 @@ def _escape(match: re.Match[str]) -> str:
     return repr(ch)[1:-1] if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
 
 
-def printable(text: object, keep: str = "") -> str:
+def printable(text: object, keep: str = "", limit: int | None = None) -> str:
     """`text` (str() of it) with control and bidi characters escaped (`\\x1b`, `\\n`, `\\u202e`).
-    Characters in `keep` (e.g. "\\n\\t" for a diff's own line structure) stay as they are."""
+    Characters in `keep` (e.g. "\\n\\t" for a diff's own line structure) stay as they are.
+    With `limit`, text longer than that many characters is cut, saying how much was left out
+    (a file controls how long a layer name, and so a message quoting it, is)."""
     s = str(text)
+    if limit is not None and len(s) > limit:
+        s = f"{s[:limit]}… ({len(s) - limit} more characters)"
     if keep:
         return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _escape(m), s)
     return _UNSAFE.sub(_escape, s)

@@ -26,7 +26,7 @@ def format_violation(v: Violation, *, after_write: bool = False) -> str:
     loc = v.location
     safe = v.fix is not None and v.fix.applicability is Applicability.SAFE
     mark = " [*]" if safe and not (after_write and v.applied) else ""
-    return printable(f"{rel(loc.path or '-')}:{loc.line or 1}:{loc.col or 1}: {v.code}{mark} {v.message}")
+    return printable(f"{rel(loc.path or '-')}:{loc.line or 1}:{loc.col or 1}: {v.code}{mark} {v.message}", limit=2000)
 
 
 def help_line(v: Violation) -> str | None:

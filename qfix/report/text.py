@@ -9,10 +9,13 @@ from rich.table import Table
 from qfix.report.sanitize import printable
 
 
+MAX_FIELD = 2000  # characters of one value from a file (a layer name, a message quoting it)
+
+
 def escape(text: object) -> str:
     """Text from a file, ready for a rich markup string: control characters escaped (no
     terminal sequence gets through) and markup brackets neutralised."""
-    return _markup_escape(printable(text))
+    return _markup_escape(printable(text, limit=MAX_FIELD))
 
 _SEV_STYLE = {"blocker": "bold red", "warning": "yellow", "info": "cyan"}
 

@@ -183,7 +183,9 @@ def test_lambda_refused_unless_trusted(d):
     path = FIX / f"lambda_cnn_{d}.keras"
     with pytest.raises(QfixError) as e:
         load_model(path, DIALECT[d])
-    assert e.value.code == "QF906" and "--trust-lambdas" in e.value.message
+    # tf_keras names the lambda's module (__main__): qfix's vetting refuses it first (QF917);
+    # Keras 3 keeps the bytecode in a Keras object and its safe_mode refuses it (QF906)
+    assert e.value.code in ("QF906", "QF917") and "--trust-lambdas" in e.value.message
     assert load_model(path, DIALECT[d], trust_lambdas=True) is not None
 
 
@@ -204,7 +206,8 @@ def test_custom_layer_needs_its_module(monkeypatch):
     if "fixtures.custom_layers" not in sys.modules:  # registration is process-wide
         with pytest.raises(QfixError) as e:
             load_model(path, "keras3")
-        assert e.value.code == "QF906" and "'ScaledTanh'" in e.value.message
+        # vetted before Keras sees the file: the class's module is not Keras and not registered
+        assert e.value.code == "QF917" and "ScaledTanh" in e.value.message and "--custom-objects" in e.value.message
     monkeypatch.syspath_prepend(str(REPO))
     m = load_model(path, "keras3", custom_objects_module="fixtures.custom_layers")
     assert any(type(layer).__name__ == "ScaledTanh" for layer in m.layers)

@@ -221,6 +221,94 @@ def depth(folder: Path) -> list[Case]:
     return out
 
 
+# -- kind 2: untrusted types -------------------------------------------------------------------
+
+def wrong_types(folder: Path) -> list[Case]:
+    """Values of the wrong type where qfix reads the config (each was a traceback once)."""
+    def huge_index(cfg: dict) -> bytes:  # a node index of 1e400: JSON gives inf
+        return json.dumps(cfg).replace('"keras_history": ["conv2d", 0, 0]', '"keras_history": ["conv2d", 1e400, 0]', 1).encode()
+
+    def policy_string(cfg: dict) -> None:
+        cfg["config"]["layers"][1]["config"]["dtype"] = {"class_name": "DTypePolicy", "config": "x"}
+
+    def class_name_list(cfg: dict) -> None:
+        cfg["class_name"] = []
+
+    def shape_bool(cfg: dict) -> None:
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, True, 32, 3]
+
+    def shape_huge(cfg: dict) -> None:
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None] + [2] * 10**6
+
+    def dim_huge(cfg: dict) -> None:
+        cfg["config"]["layers"][0]["config"]["batch_shape"] = [None, 10**6, 10**6, 3]
+
+    def name_number(cfg: dict) -> None:
+        cfg["config"]["layers"][2]["name"] = 7
+
+    def nodes_string(cfg: dict) -> None:
+        cfg["config"]["layers"][2]["inbound_nodes"] = "conv2d"
+
+    out = []
+    for name, change in (("huge-index", huge_index), ("policy-string", policy_string),
+                         ("class-name-list", class_name_list), ("shape-bool", shape_bool),
+                         ("shape-million-dims", shape_huge), ("dim-million", dim_huge),
+                         ("name-number", name_number), ("nodes-string", nodes_string)):
+        p = write_keras(folder / f"2-{name}.keras", edit_config(K3, change))
+        for args in (("--static",), ("--diff",)):
+            out.append(Case("2 untrusted types", f"{name}{''.join(args)}", p, args, ("QF904",)))
+    return out
+
+
+# -- kind 6: graphs that are not graphs ----------------------------------------------------------
+
+def not_graphs(folder: Path) -> list[Case]:
+    def cycle_tfk(cfg: dict) -> None:  # conv2d reads the last layer, which reads conv2d...
+        layers = cfg["config"]["layers"]
+        layers[1]["inbound_nodes"] = [[[layers[-1]["config"]["name"], 0, 0, {}]]]
+
+    def cycle_k3(cfg: dict) -> bytes:
+        return json.dumps(cfg).replace('"keras_history": ["input_layer", 0, 0]', '"keras_history": ["dense", 0, 0]').encode()
+
+    def dangling(cfg: dict) -> bytes:
+        return json.dumps(cfg).replace('"keras_history": ["conv2d", 0, 0]', '"keras_history": ["conv2d", 3, 0]', 1).encode()
+
+    def duplicate(cfg: dict) -> None:
+        layers = cfg["config"]["layers"]
+        layers.append(json.loads(json.dumps(layers[-1])))
+
+    def unknown_layer(cfg: dict) -> bytes:
+        return json.dumps(cfg).replace('"keras_history": ["conv2d", 0, 0]', '"keras_history": ["ghost", 0, 0]', 1).encode()
+
+    out = []
+    for name, src, change in (("cycle-tfk", TFK, cycle_tfk), ("cycle-k3", K3, cycle_k3),
+                              ("dangling-node-k3", K3, dangling), ("duplicate-name-tfk", TFK, duplicate),
+                              ("unknown-layer-k3", K3, unknown_layer)):
+        p = write_keras(folder / f"6-{name}.keras", edit_config(src, change))
+        for args in (("--static",), ("--check",), ()):
+            out.append(Case("6 graphs that are not graphs", f"{name}{''.join(args) or '-main-job'}", p, args,
+                            ("QF904",)))
+    return out
+
+
+def long_chain(folder: Path, n: int = 1000) -> list[Case]:
+    """A chain of `n` ReLU layers with one fixable LeakyReLU at the end (kind 5: every walk
+    over the layers must be iterative)."""
+    from qfix.model.cases import empty_weights, functional_config
+
+    layers, prev = [], "x"
+    for i in range(n):
+        layers.append((f"r{i}", "ReLU", {}, [prev]))
+        prev = f"r{i}"
+    layers.append(("leaky", "LeakyReLU", {"negative_slope": 0.1}, [prev]))
+    cfg = functional_config([("x", (1, 8), "float32")], layers, ["leaky"])
+    meta = json.dumps({"keras_version": "3.15.1", "date_saved": "2026-11-30@00:00:00"}).encode()
+    p = write_keras(folder / f"5-chain-{n}.keras", {"metadata.json": meta, "config.json": json.dumps(cfg).encode(),
+                                                    "model.weights.h5": empty_weights(cfg)})
+    return [Case("5 depth", f"chain-{n}-static", p, ("--static",), ("QF302",), (1,)),
+            Case("5 depth", f"chain-{n}-diff", p, ("--diff",), ("PReLU",), (1,))]
+
+
 # -- kind 9: output that is not sanitized --------------------------------------------------------
 
 ESCAPE = "x\x1b]0;pwned\x07\x1b[2Jy\u202e"
@@ -251,7 +339,8 @@ def terminal_escapes(folder: Path) -> list[Case]:
     return out
 
 
-BUILDERS = (external_storage, foreign_modules, zip_faults, special_files, deflated_weights, depth, terminal_escapes)
+BUILDERS = (external_storage, foreign_modules, wrong_types, zip_faults, special_files, deflated_weights, depth,
+            long_chain, not_graphs, terminal_escapes)
 
 
 def build(folder: Path) -> list[Case]:

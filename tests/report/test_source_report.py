@@ -60,6 +60,20 @@ def test_diffs():
     assert d.startswith("--- a/m.keras/config.json\n+++ b/m.keras/config.json\n")
     assert "\n-  2\n+  3\n" in d and d.count("\n-") == 1  # keys sorted: only the changed value differs
     assert config_diff({"a": 1}, {"a": 1}, "m.keras") == ""
+    layered = {"class_name": "Functional", "config": {"name": "m", "layers": [
+        {"class_name": "InputLayer", "name": "x", "config": {"name": "x"}},
+        {"class_name": "LeakyReLU", "name": "act", "config": {"name": "act"}},
+        {"class_name": "Dense", "name": "gone", "config": {"name": "gone"}}]}}
+    fixed = {"class_name": "Functional", "config": {"name": "m", "layers": [
+        {"class_name": "InputLayer", "name": "x", "config": {"name": "x"}},
+        {"class_name": "PReLU", "name": "act", "config": {"name": "act"}},
+        {"class_name": "Add", "name": "new", "config": {"name": "new"}}]}}
+    d = config_diff(layered, fixed, "m.keras")
+    labels = [l[4:] for l in d.splitlines() if l.startswith("--- ")]
+    # the model with its layer names, then each changed, added and removed layer on its own
+    assert labels == ["a/m.keras/config.json", "a/m.keras/config.json#/config/layers/1",
+                      "a/m.keras/config.json#/config/layers/2", "a/m.keras/config.json#/config/layers/2"]
+    assert '-   "gone"\n+   "new"' in d and '- "class_name": "LeakyReLU",\n+ "class_name": "PReLU",' in d
     u = unified_diff("/nowhere/a.py", "x = 1\ny = 2\n", "x = 1\ny = 3\n")
     assert u.splitlines()[:2] == ["--- a/nowhere/a.py", "+++ b/nowhere/a.py"]
     assert u.endswith("-y = 2\n+y = 3\n")

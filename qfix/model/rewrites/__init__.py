@@ -44,7 +44,8 @@ class Rewrite:
             return self.run(edit, self.scope, self.layer)
         except EditError:
             raise
-        except (KeyError, IndexError, TypeError, AttributeError, StopIteration, ValueError, QfixError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, StopIteration, ValueError, OverflowError,
+                QfixError) as exc:
             raise EditError(f"{self.run.__name__}: unexpected config structure "
                             f"({type(exc).__name__}: {exc})") from exc
 
