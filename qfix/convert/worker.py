@@ -39,10 +39,10 @@ from qfix.types import QfixError
 DEFAULT_TIMEOUT_S = 1800.0
 MIN_DEFAULT_MEMORY = 4 << 30
 _POLL_S = 0.2
-_STAGE_BYTES = 160
-# What a C++ allocation failure or the loader prints before the child dies of it.
+# What a C++ allocation failure, the loader or a thread start (its stack counts in RLIMIT_DATA)
+# prints before the child dies of it.
 _OOM_TEXT = ("std::bad_alloc", "Cannot allocate memory", "MemoryError", "out of memory",
-             "failed to map segment")
+             "failed to map segment", "pthread_create() failed")
 
 
 class WorkerFailure(QfixError):
@@ -107,8 +107,9 @@ def _fmt_bytes(n: int) -> str:
 def session() -> Iterator["Worker"]:
     """A worker for one run and its run folder; both are gone when the block ends, however it
     ends (an error, a time-out, SIGINT/SIGTERM turned into an exception)."""
+    timeout, limit = stage_timeout(), memory_limit()  # bad values are a QF914 before the folder
     run_dir = Path(tempfile.mkdtemp(prefix="qfix-run-"))
-    worker = Worker(run_dir)
+    worker = Worker(run_dir, timeout, limit)
     try:
         yield worker
     finally:
@@ -121,15 +122,15 @@ class Worker:
     user ("converting for edgetpu"). Every failure raises QfixError (WorkerFailure for a crash
     or a limit), after which the child is gone."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, timeout: float, limit: int | None):
         self.run_dir = run_dir
         self._proc: Any = None
         self._conn: Any = None
-        self._stage: Any = None
+        self._stage = ""  # the child's last `mark`
         self._sent: dict[int, Calibration] = {}  # calibrations the child holds, by id here
         self._peak_data = 0
-        self._timeout = stage_timeout()
-        self._limit = memory_limit()
+        self._timeout = timeout
+        self._limit = limit
 
     # stages
 
@@ -154,11 +155,11 @@ class Worker:
 
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self._stage = ctx.Array("c", _STAGE_BYTES, lock=False)
+        self._stage = "starting"
         parent_conn, child_conn = ctx.Pipe()
         env = {"TMPDIR": str(self.run_dir), "KERAS_HOME": str(self.run_dir / "keras-home")}
         log = None if os.environ.get("QFIX_DEBUG") else str(self.run_dir / "worker.log")
-        self._proc = ctx.Process(target=_serve, args=(child_conn, self._stage, env, self._limit, log),
+        self._proc = ctx.Process(target=_serve, args=(child_conn, env, self._limit, log),
                                  name="qfix-worker", daemon=True)
         self._proc.start()
         child_conn.close()
@@ -193,6 +194,9 @@ class Worker:
                 msg = self._conn.recv() if ready else None
             except (EOFError, OSError):
                 ready, msg = True, None
+            if msg is not None and msg[0] == "stage":
+                self._stage = msg[1]
+                continue
             if msg is not None:
                 return self._answer(msg, doing)
             if ready or not self._proc.is_alive():  # EOF: the child died
@@ -200,7 +204,7 @@ class Worker:
                 raise self._death(doing)
             self._watch_memory()
             if time.monotonic() >= deadline:
-                stage = self._stage_text()
+                stage = self._stage
                 self._kill()
                 raise WorkerFailure(f"{doing} exceeded the time limit ({self._timeout:g} s){_while(stage, doing)} "
                                     "(raise it with QFIX_STAGE_TIMEOUT)", "timeout", stage)
@@ -222,7 +226,7 @@ class Worker:
         raise err
 
     def _death(self, doing: str) -> QfixError:
-        stage = self._stage_text()
+        stage = self._stage
         code = self._proc.exitcode
         self._kill()
         if self._looks_out_of_memory(code):
@@ -265,10 +269,6 @@ class Worker:
                         self._peak_data = max(self._peak_data, int(line.split()[1]) * 1024)
                         return
 
-    def _stage_text(self) -> str:
-        text = bytes(self._stage.raw).split(b"\0", 1)[0].decode("utf-8", "replace") if self._stage else ""
-        return text or "starting"
-
     def _kill(self) -> None:
         if self._proc is None:
             return
@@ -301,19 +301,22 @@ class _Shared:
 
 # --- child side ----------------------------------------------------------------------------
 
-_STAGE: Any = None  # the shared stage buffer, in the child only
+_CONN: Any = None  # the child's end of the pipe, in the child only
+_NOW = ""
 
 
 def mark(stage: str) -> None:
-    """Record what the child is doing, for the parent's message if it dies (no-op elsewhere)."""
-    if _STAGE is not None:
-        data = stage.encode("utf-8")[: _STAGE_BYTES - 1]
-        _STAGE.raw = data + b"\0" * (_STAGE_BYTES - len(data))
+    """Tell the parent what the child is doing, for its message if the child dies there
+    (a no-op outside the worker)."""
+    global _NOW
+    if _CONN is not None and stage != _NOW:
+        _NOW = stage
+        _CONN.send(("stage", stage))
 
 
-def _serve(conn: Any, stage: Any, env: dict[str, str], limit: int | None, log: str | None) -> None:
-    global _STAGE
-    _STAGE = stage
+def _serve(conn: Any, env: dict[str, str], limit: int | None, log: str | None) -> None:
+    global _CONN
+    _CONN = conn
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.update(env)
@@ -360,16 +363,11 @@ def _serve(conn: Any, stage: Any, env: dict[str, str], limit: int | None, log: s
         except QfixError as e:
             conn.send(("error", e.code, e.message, getattr(e, "log", "")))
         except MemoryError:
-            conn.send(("memory", _stage_now()))
+            conn.send(("memory", _NOW))
         except Exception as e:  # noqa: BLE001  a qfix bug or an unexpected TF error: one line
             first = (str(e).strip().splitlines() or [""])[0][:300]
-            conn.send(("error", None, f"{type(e).__name__}: {first} (while {_stage_now()})",
+            conn.send(("error", None, f"{type(e).__name__}: {first} (while {_NOW})",
                        traceback.format_exc()))
-        mark("idle")
-
-
-def _stage_now() -> str:
-    return bytes(_STAGE.raw).split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
 def _resolve(arg: Any, calibrations: dict[int, Calibration]) -> Any:
