@@ -140,6 +140,10 @@ class Worker:
         self._call("load", (key, dialect, custom_objects, trust_lambdas), "loading the model")
         return key
 
+    def drop(self, model: str) -> None:
+        """Forget a loaded model (a candidate the main job replaced): the child holds it otherwise."""
+        self._call("drop", (model,), "releasing a model")
+
     def convert(self, model: str, target: str, calib: Calibration, doing: str) -> Any:
         """qfix.convert.converter.ConvertResult of `convert(model, recipe_for(target), calib)`."""
         return self._call("convert", (model, target, calib), doing)
@@ -156,6 +160,7 @@ class Worker:
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._stage = "starting"
+        self._sent = {}  # a fresh child holds no calibration
         parent_conn, child_conn = ctx.Pipe()
         env = {"TMPDIR": str(self.run_dir), "KERAS_HOME": str(self.run_dir / "keras-home")}
         log = None if os.environ.get("QFIX_DEBUG") else str(self.run_dir / "worker.log")
@@ -353,9 +358,9 @@ def _serve(conn: Any, env: dict[str, str], limit: int | None, log: str | None) -
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            return
-        if msg is None:
-            return
+            msg = None
+        if msg is None:  # nothing to flush: skip TensorFlow's slow interpreter teardown
+            os._exit(0)
         op, wire = msg
         args = [_resolve(a, calibrations) for a in wire]
         try:
@@ -396,6 +401,10 @@ def _op_load(models: dict[str, Any], path: str, dialect: str, custom_objects: st
     models[path] = load_model(path, dialect, custom_objects, trust_lambdas)
 
 
+def _op_drop(models: dict[str, Any], path: str) -> None:
+    models.pop(path, None)
+
+
 def _op_convert(models: dict[str, Any], path: str, target: str, calib: Calibration) -> Any:
     from qfix.convert.converter import convert, recipe_for
 
@@ -414,5 +423,5 @@ def _op_float_equivalence(models: dict[str, Any], a: str, b: str, calib: Calibra
     return float_equivalence(models[a], models[b], calib)
 
 
-_OPS = {"load": _op_load, "convert": _op_convert, "fidelity": _op_fidelity,
+_OPS = {"load": _op_load, "drop": _op_drop, "convert": _op_convert, "fidelity": _op_fidelity,
         "float_equivalence": _op_float_equivalence}

@@ -202,6 +202,8 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
             config, weights, _, _ = apply_fixes(
                 copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe,
                 skip_codes={f.code for f in run.fixes} - kept)
+            if fixed != original:
+                worker.drop(fixed)
             fixed = candidate(config, weights, f"fixed-{len(run.fixes)}") if run.active else original
             fixed_graph = build_graph(config, archive.dialect)
             fixed_calib = for_inputs(calib, fixed_graph)

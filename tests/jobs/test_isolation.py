@@ -202,3 +202,27 @@ def test_the_worker_dies_with_the_parent(tmp_path, sig):
     assert [p for p in left if p.startswith("pid")] == []
     if sig == signal.SIGINT:
         assert left == []
+
+
+@pytest.mark.tf
+def test_worker_stages_round_trip_and_clean_up():
+    """The parent's API on a real child: a model loads once and serves every stage; a dropped
+    model is gone from the child; the run folder goes with the session."""
+    from qfix.convert.calibration import load_calibration
+    from qfix.model.inputs import input_specs
+    from qfix.convert.worker import session
+
+    graph, _ = _graph("tiny_cnn_k3.keras")
+    calib = load_calibration(None, input_specs(graph), n=3)
+    with session() as worker:
+        model = worker.load(FIXTURES / "tiny_cnn_k3.keras", "keras3", None, False)
+        converted = worker.convert(model, "edgetpu", calib, "converting")
+        assert converted.tflite[4:8] == b"TFL3"
+        fid = worker.fidelity(model, converted.tflite, calib, "comparing")
+        assert fid.samples == 3 and fid.sqnr_db > 20
+        assert worker.float_equivalence(model, model, calib, "comparing") == 0.0
+        worker.drop(model)
+        with pytest.raises(QfixError, match="QF909 converting failed: KeyError"):
+            worker.convert(model, "edgetpu", calib, "converting")
+        run_dir = worker.run_dir
+    assert not run_dir.exists()
