@@ -11,7 +11,8 @@ Loaded models stay in the child, named by their path.
 Limits (environment):
   QFIX_STAGE_TIMEOUT  seconds one call may take; the TF import counts as one (default 1800).
   QFIX_MEMORY_LIMIT   the child's RLIMIT_DATA: "4G", "512M", "0" for none (default: the
-                      machine's RAM, at least 4 GiB; MobileNetV2 96x96 peaks at 1.7 GiB).
+                      machine's RAM, at least 4 GiB; the check of MobileNetV2 96x96 peaks at
+                      1.6 GiB, TF import alone needs more than 300 MiB).
 
 The child's temporary files (SavedModels, KERAS_HOME) live in the run folder, its TMPDIR, which
 `session()` removes in `finally`; the child dies with the parent (PR_SET_PDEATHSIG) and ignores
