@@ -109,11 +109,16 @@ an image input. Without `--calibration` qfix uses synthetic data and says so.
     "QF909": f"""
 ## What causes it
 The TFLite converter failed on the model with the target's recipe; the message carries the
-converter's own first line. {_EXIT}
+converter's own first line. Or the worker process that loads, converts and interprets the
+model crashed (a native crash of TensorFlow: the signal, the stage and a layer known to cause
+it are named), exceeded the time limit of a stage (`QFIX_STAGE_TIMEOUT`, seconds, default 1800)
+or ran out of memory (`QFIX_MEMORY_LIMIT`, default the machine's RAM). {_EXIT}
 
 ## What to do
 Run `qfix MODEL.keras --static` for the findings that explain most failures (unsupported
 layers, dynamic shapes, Lambda layers), fix them, and try again.
+For a crash, change or replace the layer the message names; for a limit, raise it if the
+model is genuinely that large or slow.
 """,
     "QF910": f"""
 ## What causes it

@@ -17,7 +17,8 @@ from qfix.report.text import render_check, render_fix
 
 @contextlib.contextmanager
 def quiet_native_stderr() -> Iterator[TextIO]:
-    """TensorFlow's C++ logging writes to fd 2 before any Python setting can stop it. Point fd 2
+    """Native code writes to fd 2 before any Python setting can stop it (the worker sends
+    TensorFlow's to its log once started; not what it or a library prints before). Point fd 2
     at /dev/null for the run and hand back a stream on the real stderr for our progress."""
     if os.environ.get("QFIX_DEBUG"):
         yield sys.stderr

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from qfix.convert.calibration import Calibration
+from qfix.convert.worker import mark
 from qfix.errors import error
 from qfix.targets import Recipe, load_profile
 from qfix.convert.keras import (
@@ -111,7 +112,9 @@ def _run(make_converter, recipe: Recipe) -> ConvertResult:
     start = time.perf_counter()
     with captured_output() as log, tempfile.TemporaryDirectory(prefix="qfix-sm-") as tmp:
         try:
+            mark("exporting the serving signature")
             converter, note = make_converter(tmp)
+            mark("converting in the TFLite converter")
             tflite = converter.convert()
             seconds = time.perf_counter() - start
             signature_inputs = _signature_inputs(tflite)
@@ -193,8 +196,11 @@ def _apply_recipe(
     samples = list(calibration.samples)
 
     def representative_dataset():
+        # The converter calls this to calibrate, then quantizes: the stage a crash is blamed on.
+        mark("calibrating in the TFLite converter")
         for s in samples:
             yield list(s.values()) if positional else dict(s)
+        mark("quantizing in the TFLite converter")
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from qfix.convert.calibration import Calibration
+from qfix.convert.worker import mark
 from qfix.errors import error
 from qfix.convert.keras import call_model, captured_output, import_tf, input_names, output_names
 
@@ -54,6 +55,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
 
     if not calibration.samples:
         raise error("QF908", "no samples to compare the float and quantized models on")
+    mark("interpreting the converted model")
     with captured_output():  # LiteRT announces its XNNPACK delegate on stderr
         interpreter = Interpreter(model_content=tflite)
         sigs = interpreter.get_signature_list()
@@ -68,6 +70,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
     int_inputs = {n for n, t in zip(k_in, model.inputs) if _is_integer(t.dtype)}
 
     ref = _keras_outputs(model, calibration)  # name -> (N, ...) float64
+    mark("interpreting the converted model")
     got: dict[str, list[np.ndarray]] = {n: [] for n in k_out}
     for sample in calibration.samples:
         feed = {
@@ -111,6 +114,7 @@ def float_equivalence(model_a: Any, model_b: Any, calibration: Calibration) -> f
     outputs do not even line up). Used to prove a rewrite computes what the original did."""
     a = _keras_outputs(model_a, calibration)
     b = _keras_outputs(model_b, calibration)
+    mark("comparing float outputs")
     if len(a) != len(b):
         return math.inf
     worst = 0.0
@@ -142,6 +146,7 @@ def _compute_keras_outputs(model: Any, calibration: Calibration) -> dict[str, np
     fixed batch size (a model fixed to batch 1 for the Edge TPU takes one sample per call,
     through one traced graph: eager calls cost ~10x more); a short last batch is padded."""
     tf = import_tf()
+    mark("running the float model")
 
     names = input_names(model)
     n = len(calibration.samples)

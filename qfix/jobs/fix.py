@@ -4,14 +4,14 @@
     convert + check op by op + compare numbers → roll back what made things worse → outputs.
 
 A fixable model finding carries its rewrite (`Fix.edits`, qfix.model.rewrites): it edits the
-config dict, then model.weights.h5 is re-keyed once for it. TensorFlow is only
-used, through qfix.jobs.check.verify_model and qfix.convert.fidelity, to convert and compare.
+config dict, then model.weights.h5 is re-keyed once for it. Loading, converting and comparing
+run in the worker child (qfix.convert.worker, through qfix.jobs.prove): this process never
+imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import copy
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +24,9 @@ from qfix.model.inputs import input_specs
 from qfix.jobs.outputs import check_outputs, output_paths, write_outputs
 from qfix.model.writer import archive_zip, write_archive
 from qfix.report.diff import config_diff
-from qfix.jobs.check import (Options, Progress, Result, Verification, context, load, verification_findings, verify_model,
-                       why_not_loadable)
+from qfix.convert.worker import session
+from qfix.jobs.check import Options, Result, context, load, why_not_loadable
+from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.rules.base import Context
 from qfix.model.rewrites import Rewrite
 from qfix.types import Applicability, Violation
@@ -159,27 +160,26 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         run.fixes = []  # nothing is written for a model qfix may not load
         return run
     from qfix.convert.calibration import load_calibration
-    from qfix.convert.keras import load_model
-    from qfix.convert.fidelity import float_equivalence
 
     # Bad calibration data is a QF908 before TensorFlow loads (arrays are read without it).
     calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
     outputs = output_paths(path, profile.id, out_dir, in_place)
     check_outputs(outputs)  # before the conversion: a blocked output fails in a second, not minutes
-    progress("loading the model")
-    original = load_model(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
-    with tempfile.TemporaryDirectory(prefix="qfix-") as tmp:
-        def candidate(cfg: dict[str, Any], w: bytes, tag: str):
-            p = write_archive(Path(tmp) / f"{tag}.keras", cfg, archive.metadata, w)
-            return load_model(p, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+    with session() as worker:
+        progress("loading the model")
+        original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+
+        def candidate(cfg: dict[str, Any], w: bytes, tag: str) -> str:
+            p = write_archive(worker.run_dir / f"{tag}.keras", cfg, archive.metadata, w)
+            return worker.load(p, archive.dialect, opts.custom_objects, opts.trust_lambdas)
 
         if run.active and not all(f.recipe_neutral for f in run.active):
-            run.before = verify_model(original, graph, profile, calib, progress, " the original")
+            run.before = prove(worker, original, graph, profile, calib, progress, " the original")
         fixed = candidate(config, weights, "fixed") if run.active else original
         fixed_graph = build_graph(config, archive.dialect)
         fixed_calib = for_inputs(calib, fixed_graph)
-        after = verify_model(fixed, fixed_graph, profile, fixed_calib, progress,
-                             " the fixed model" if run.active else "")
+        after = prove(worker, fixed, fixed_graph, profile, fixed_calib, progress,
+                      " the fixed model" if run.active else "")
         # Roll back, rule by rule (last applied first), whatever made the target check worse.
         while run.before is not None and (why := worse(run.before, after)) and run.active:
             code = run.active[-1].code
@@ -191,18 +191,21 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
             config, weights, _, _ = apply_fixes(
                 copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe,
                 skip_codes={f.code for f in run.fixes} - kept)
+            if fixed != original:
+                worker.drop(fixed)
             fixed = candidate(config, weights, f"fixed-{len(run.fixes)}") if run.active else original
             fixed_graph = build_graph(config, archive.dialect)
             fixed_calib = for_inputs(calib, fixed_graph)
-            after = verify_model(fixed, fixed_graph, profile, fixed_calib, progress, " the fixed model")
+            after = prove(worker, fixed, fixed_graph, profile, fixed_calib, progress, " the fixed model")
         run.config = config
         if run.before is None:
             run.before = after if run.active else None
         if run.active:
-            progress("comparing the fixed float model with the original")
+            doing = "comparing the fixed float model with the original"
+            progress(doing)
             # Same samples as the fixed model saw (each model casts them to its own input dtype),
             # so the fixed model's float outputs are reused from its fidelity check.
-            run.float_equivalence = float_equivalence(original, fixed, fixed_calib)
+            run.float_equivalence = worker.float_equivalence(original, fixed, fixed_calib, doing)
 
     result.verification = after
     result.graph = fixed_graph  # built from the final config above
