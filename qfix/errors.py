@@ -25,6 +25,7 @@ CODES = {
     "QF913": "output-write-failed",
     "QF914": "bad-usage",
     "QF917": "untrusted-reference",  # numbered after QF915/QF916, which source runs report
+    "QF999": "internal-error",
     # reported as findings by source runs, which go on with the next file
     "QF915": "source-parse-error",
     "QF916": "fix-failed",
@@ -181,6 +182,15 @@ finding: the run goes on and exits 1.
 
 ## What to do
 Apply the remaining fixes by hand, and report the file to qfix's issue tracker: it is a bug.
+""",
+    "QF999": """
+## What causes it
+A bug in qfix: an exception no error mapping foresaw. The line names the exception; nothing is
+written (outputs are one transaction), and the input is never modified.
+
+## What to do
+Run again with `QFIX_DEBUG=1` to see the traceback, and report it with the file (or a
+smaller file that shows the same) and `qfix --version`.
 """,
     "QF917": f"""
 ## What causes it

@@ -125,7 +125,7 @@ def main_command(
     paths: List[Path] = typer.Argument(..., metavar="PATH", show_default=False,
                                        help="a .keras model or a folder of them, or .py files / folders"),
     target: Optional[str] = typer.Option(None, "--target", "-t", metavar="T",
-                                         help="edgetpu (default), int8, tflm, ethos-u (see `qfix targets`), or a profile .toml"),
+                                         help="edgetpu (models' default), int8, tflm, ethos-u (see `qfix targets`), or a profile .toml; Python sources: [tool.qfix] target, else none"),
     check: bool = typer.Option(False, "--check", help="report only: write nothing"),
     calibration: Optional[str] = typer.Option(
         None, "--calibration", metavar="P",
@@ -155,6 +155,7 @@ def main_command(
 ) -> None:
     if output_format not in ("text", "json", "concise"):
         raise QfixError("QF914", f"--format must be text, json or concise, not {output_format!r}")
+    mode = mode.lower() if mode else mode
     if mode not in (None, "ptq", "qat"):
         raise QfixError("QF914", f"--mode must be ptq or qat, not {mode!r}")
     given = {flag for flag, value in (

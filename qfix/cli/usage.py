@@ -4,7 +4,7 @@ instead of silently ignoring one of them. README ("Options that do not combine")
 from __future__ import annotations
 
 from qfix.errors import error
-from qfix.rules import unknown_selectors
+from qfix.rules import model_rules, select as select_rules, unknown_selectors, verify_rules
 
 # (option, option, why they contradict), checked in this order on models and sources alike
 CONFLICTS = (
@@ -43,6 +43,11 @@ def check_usage(given: set[str], *, models: bool, select: list[str] | None, igno
                                      "(without --check) into <stem>.qfix.keras")
             raise error("QF914", f"{opt} applies to .keras models, not to Python sources")
     for flag, selectors in (("--select", select), ("--ignore", ignore)):
+        if selectors is not None and not selectors:
+            raise error("QF914", f"{flag} needs at least one rule code, prefix or name (see qfix rules)")
         unknown = unknown_selectors(selectors)
         if unknown:
             raise error("QF914", f"{flag} {', '.join(unknown)}: no such rule code, prefix or name (see qfix rules)")
+    # As on Python sources: a selection that keeps no rule for a model checks nothing.
+    if models and select and not select_rules([*model_rules(), *verify_rules()], select, ignore):
+        raise error("QF914", f"--select {','.join(select)} matches no model rule (source-only codes: see qfix rules)")

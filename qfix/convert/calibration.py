@@ -28,7 +28,6 @@ jobs load the calibration before the model (a bad file fails in a second, not af
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import re
 import zipfile
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qfix.convert.user_code import import_user_module
 from qfix.errors import error
 from qfix.model.inputs import InputSpec
 
@@ -173,7 +173,7 @@ def _from_function(ref: str, specs: list[InputSpec], n: int) -> Calibration:
     samples of an iterable are drawn."""
     module, func = ref.split(":")
     try:
-        result = getattr(importlib.import_module(module), func)()
+        result = getattr(import_user_module(module), func)()
     except Exception as e:  # anything the user's code raises
         raise error("QF908", f"calibration function {ref} failed: {type(e).__name__}: {_first_line(e)}")
     if isinstance(result, dict):

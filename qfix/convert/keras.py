@@ -14,7 +14,6 @@ never writes `~/.keras/keras.json`.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import re
 import sys
@@ -103,8 +102,10 @@ def _load_failure(e: BaseException) -> str:
 
 def import_custom_objects(module: str) -> None:
     """Import the user's module so its `register_keras_serializable` classes are registered."""
+    from qfix.convert.user_code import import_user_module
+
     try:
-        importlib.import_module(module)
+        import_user_module(module)
     except Exception as e:  # any failure inside the user's module, not only ImportError
         raise error(
             "QF911", f"--custom-objects {module}: import failed: {type(e).__name__}: {_first_line(e)}"

@@ -137,7 +137,15 @@ class Worker:
     # stages
 
     def load(self, path: Path, dialect: str, custom_objects: str | None, trust_lambdas: bool) -> str:
-        """Load a model in the child; returns its handle for the other calls."""
+        """Load a model in the child; returns its handle for the other calls. Keras loads only
+        files named `*.keras`: a `model.KERAS` is loaded through a link named as Keras wants."""
+        path = Path(path)
+        if path.suffix != ".keras":  # messages keep the file's stem
+            folder = self.run_dir / f"input-{len(list(self.run_dir.glob('input-*')))}"
+            folder.mkdir()
+            link = folder / f"{path.stem}.keras"
+            link.symlink_to(path.resolve())
+            path = link
         key = str(path)
         self._call("load", (key, dialect, custom_objects, trust_lambdas), "loading the model")
         return key

@@ -217,7 +217,8 @@ def _check_references(layers: dict[str, Layer], dialect: str) -> None:
                 ready.append(reader)
     if done < len(layers):
         stuck = sorted(name for name, n in pending.items() if n > 0)
-        raise error("QF904", f"config.json: layers {', '.join(map(repr, stuck[:5]))} read each other in a cycle")
+        raise error("QF904", f"config.json: the layers form a cycle (layers in or after it: "
+                             f"{', '.join(map(repr, stuck[:5]))}{', ...' if len(stuck) > 5 else ''})")
 
 
 def _chain_sequential(layers: dict[str, Layer], cfg: dict[str, Any]) -> tuple[list[TensorRef], list[TensorRef]]:

@@ -91,9 +91,9 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
 
 def render_verdict(code: int, profile, console: Console) -> None:
     if code == 0:
-        console.print(f"[bold green]runs fully on {profile.name}[/]")
+        console.print(f"[bold green]runs fully on {escape(profile.name)}[/]")
     else:
-        console.print(f"[bold red]blockers remain for {profile.name}[/]")
+        console.print(f"[bold red]blockers remain for {escape(profile.name)}[/]")
 
 
 def render_fix(run, console: Console) -> None:
@@ -130,7 +130,7 @@ def render_header(result, console: Console) -> None:
     a, p = result.archive, result.profile
     console.print(
         f"[bold]qfix[/] {escape(str(result.path))} · {a.dialect} (keras {a.keras_version}) · "
-        f"target [bold]{p.id}[/] ({p.name}) · {len(list(result.graph.walk()))} layers"
+        f"target [bold]{escape(p.id)}[/] ({escape(p.name)}) · {len(list(result.graph.walk()))} layers"
     )
 
 

@@ -12,6 +12,7 @@ Users can pass their own profile file with the same schema.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -25,6 +26,10 @@ from qfix.types import QfixError
 PLACEMENTS = ("prefix", "islands", "all_or_nothing")
 CONFIDENCES = ("V", "M", "R")
 SEVERITIES = ("blocker", "warn", "reference")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# The keys an [op.NAME] table may have (a misspelt key would otherwise be ignored silently).
+OP_KEYS = frozenset({"code", "supported", "rule", "source", "confidence", "fix_hint", "min_runtime", "max_version",
+                     "version_source", "version_confidence", "kernel"})
 # The predicates of qfix.targets.check a rule may name (kept here so loading a profile, as
 # every source run with --target does, does not import check.py and numpy; a test keeps the
 # two in step).
@@ -187,6 +192,8 @@ def load_profile(name_or_path: str) -> Profile:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise QfixError("QF912", f"cannot read target profile {name_or_path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise QfixError("QF912", f"target profile {name_or_path} is not UTF-8 text (TOML is)") from None
         return _parse(text, str(path))
     key = name_or_path.lower()
     key = _aliases().get(key, key)
@@ -219,6 +226,10 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
     target = doc.get("target")
     if not isinstance(target, dict) or "id" not in target:
         raise _bad(where, "missing [target] table with an `id`")
+    # The id names output files (`<stem>.qfix.<id>.tflite`) and is printed: a plain word only.
+    if not isinstance(target["id"], str) or not _ID.fullmatch(target["id"]):
+        raise _bad(where, f"target.id must be letters, digits, '.', '_' or '-' (it names output files), "
+                          f"got {target['id']!r:.60}")
     placement = target.get("placement")
     if placement not in PLACEMENTS:
         raise _bad(where, f"target.placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
@@ -229,6 +240,14 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
     for op_name, spec in doc.get("op", {}).items():
         if not isinstance(spec, dict):
             raise _bad(where, f"op.{op_name} must be a table")
+        unknown = sorted(set(spec) - OP_KEYS)
+        if unknown:
+            raise _bad(where, f"op.{op_name}: unknown key {unknown[0]!r} (known: {', '.join(sorted(OP_KEYS))})")
+        for key in ("code", "min_runtime", "max_version"):
+            if spec.get(key) is not None and (isinstance(spec[key], bool) or not isinstance(spec[key], int)):
+                raise _bad(where, f"op.{op_name}.{key} must be an integer, got {spec[key]!r:.40}")
+        if not isinstance(spec.get("rule", []), list):
+            raise _bad(where, f"op.{op_name}.rule must be an array of tables ([[op.{op_name}.rule]])")
         constraints = []
         for raw in spec.get("rule", []):
             pred = raw.get("predicate")

@@ -306,3 +306,19 @@ def test_bad_calibration_is_qf908_before_tensorflow_loads(tmp_path, mode):
         assert not tf_loaded, name
     line = one_error(qfix_run(TINY, *mode, "--calibration", cases["not an image"]), "QF908")
     assert "cat.jpg" in line
+
+
+# --- found by a new user's review ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ((TINY, "--static", "--select", "QF104"), "matches no model rule"),  # a source-only code
+    ((TINY, "--static", "--select", ""), "needs at least one"),
+])
+def test_selection_that_keeps_no_model_rule_is_an_error(args, fragment):
+    assert fragment in one_error(qfix_run(*args))
+
+
+def test_mode_is_case_insensitive():
+    proc = qfix_run(TINY, "--static", "--mode", "PTQ")
+    assert proc.returncode == 0, proc.stderr

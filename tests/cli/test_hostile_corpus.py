@@ -5,11 +5,13 @@ input is unchanged; no terminal escape code is printed. Cases that reach convers
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,10 @@ import corpus  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 QFIX = shutil.which("qfix", path=str(Path(sys.executable).parent)) or "qfix"
-CASES = corpus.build(Path(os.environ.get("QFIX_CORPUS_DIR", "/tmp")) / f"qfix-hostile-{os.getpid()}")
+# Built at collection (parametrize needs the cases), in a folder removed when the process ends.
+_FOLDER = Path(tempfile.mkdtemp(prefix="qfix-hostile-"))
+atexit.register(shutil.rmtree, _FOLDER, ignore_errors=True)
+CASES = corpus.build(_FOLDER)
 
 
 def run(case: corpus.Case, out_dir: Path) -> subprocess.CompletedProcess:

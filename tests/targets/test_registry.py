@@ -120,6 +120,29 @@ def test_bad_recipe_is_qf912_naming_the_key(tmp_path, recipe, needle):
     assert err.value.code == "QF912" and needle in err.value.message and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("change,needle", [
+    (('id = "my_npu"', 'id = "../../etc/x"'), "target.id"),  # the id names output files
+    (('id = "my_npu"', 'id = "red\\u001b[31m"'), "target.id"),
+    (("[op.ADD]", "[op.ADD]\nrules = []"), "unknown key 'rules'"),  # [[op.ADD.rule]] misspelt
+    (("[op.ADD]\ncode = 0", '[op.ADD]\ncode = "zero"'), "op.ADD.code"),
+])
+def test_profile_keys_are_checked(my_npu, change, needle):
+    text = my_npu.read_text(encoding="utf-8")
+    assert change[0] in text
+    my_npu.write_text(text.replace(change[0], change[1], 1), encoding="utf-8")
+    with pytest.raises(QfixError) as err:
+        load_profile(str(my_npu))
+    assert err.value.code == "QF912" and needle in err.value.message, err.value.message
+
+
+def test_a_profile_that_is_not_text_is_qf912(tmp_path):
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00schema = 1")
+    with pytest.raises(QfixError) as err:
+        load_profile(str(path))
+    assert err.value.code == "QF912" and "UTF-8" in err.value.message
+
+
 def test_profile_loader_knows_exactly_the_check_predicates():
     from qfix.targets import PREDICATE_NAMES
     from qfix.targets.check import PREDICATES
