@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_check.py
 	$(PY) bench/bench_convert.py
 	$(PY) bench/bench_codemod.py
+	$(PY) bench/bench_hostile.py
 
 fixtures: $(STAMP)
 	$(PY) fixtures/build.py
