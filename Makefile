@@ -33,7 +33,7 @@ test: $(STAMP)
 	QFIX_CORPUS_LIMIT=$(CORPUS) $(PY) -m pytest -m "" -n 2 -q -p no:cacheprovider --durations=25
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(PY) bench/bench_static.py
