@@ -44,6 +44,7 @@ class Result:
     verification: Verification | None = None
     not_converted: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    input_layers: int | None = None  # layers of the input model when `graph` is the fixed one
 
     @property
     def blockers(self) -> list[Violation]:

@@ -208,6 +208,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
             run.float_equivalence = worker.float_equivalence(original, fixed, fixed_calib, doing)
 
     result.verification = after
+    result.input_layers = len(list(result.graph.walk()))
     result.graph = fixed_graph  # built from the final config above
     result.findings = findings + verification_findings(after, profile)
     _mark_applied(result, run, fixed_graph, opts)

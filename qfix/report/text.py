@@ -128,9 +128,11 @@ def render_fix(run, console: Console) -> None:
 
 def render_header(result, console: Console) -> None:
     a, p = result.archive, result.profile
+    now = len(list(result.graph.walk()))
+    layers = f"{now} layers" if result.input_layers in (None, now) else f"{result.input_layers} layers ({now} after the fixes)"
     console.print(
         f"[bold]qfix[/] {escape(str(result.path))} · {a.dialect} (keras {a.keras_version}) · "
-        f"target [bold]{escape(p.id)}[/] ({escape(p.name)}) · {len(list(result.graph.walk()))} layers"
+        f"target [bold]{escape(p.id)}[/] ({escape(p.name)}) · {layers}"
     )
 
 

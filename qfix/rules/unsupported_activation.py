@@ -73,6 +73,12 @@ FUNCS = {
 }
 LAYERS = {"keras.layers.LeakyReLU": "leaky_relu", "keras.layers.ELU": "elu"}
 _LAST = {k.rsplit(".", 1)[-1] for k in (*FUNCS, *LAYERS)} | {"Activation"}
+# What a missing op does to the model, by the profile's placement model (qfix.targets.PLACEMENTS).
+CONSEQUENCE = {
+    "prefix": "the graph is cut there, and it and every op after it run on the CPU",
+    "islands": "the op falls back to the CPU",
+    "all_or_nothing": "the model will not run on the target at all",
+}
 ADVICE = {
     "hard_swish": "use `x * ReLU(6)(x + 3) / 6` as separate layers (`qfix model.keras` rewrites saved models exactly)",
     "gelu": "use relu or swish (retrain), or keep gelu on the CPU",
@@ -109,8 +115,10 @@ class UnsupportedActivation(SourceRule):
         Invalid("import tensorflow as tf\nx = tf.keras.layers.Activation('hard_swish')(x)\n", target="edgetpu"),
         Invalid("import tensorflow as tf\nx = tf.keras.layers.LeakyReLU(alpha=0.1)(x)\n", target="edgetpu", message="leaky_relu"),
         Invalid("import tensorflow as tf\nx = tf.keras.layers.Conv2D(8, 3, activation=tf.nn.gelu)(x)\ny = tf.nn.gelu(x)\n", target="edgetpu", count=2),
-        Invalid("import keras\nx = keras.layers.Dense(8, activation='log_softmax')(x)\n", target="ethos-u"),
-        Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="tflm", message="gelu"),
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='log_softmax')(x)\n", target="ethos-u",
+                message="falls back to the CPU"),
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="tflm",
+                message="will not run on the target at all"),
     ]
 
     def _activation_name(self, node: cst.BaseExpression) -> str | None:
@@ -125,8 +133,9 @@ class UnsupportedActivation(SourceRule):
         if act not in missing:
             return
         tgt = self.ctx.target.id  # type: ignore[union-attr]
+        consequence = CONSEQUENCE.get(self.ctx.target.placement, CONSEQUENCE["islands"])  # type: ignore[union-attr]
         self.report(
-            node, f"{how} `{act}` has no kernel on target {tgt}: the op falls back to the CPU",
+            node, f"{how} `{act}` has no kernel on target {tgt}: {consequence}",
             fix=ADVICE.get(act, "use an activation the target supports"), applicability=Applicability.DISPLAY_ONLY,
         )
 

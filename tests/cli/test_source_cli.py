@@ -284,7 +284,8 @@ def test_concise_and_text_through_python_m_qfix(tmp_path: Path):
     (tmp_path / "m.py").write_text(GELU)
     rc, out, _ = qfix("m.py", "--target", "edgetpu", "--format", "concise", cwd=tmp_path)
     assert rc == 1 and out.splitlines() == [
-        "m.py:2:27: QF302 Activation `gelu` has no kernel on target edgetpu: the op falls back to the CPU",
+        "m.py:2:27: QF302 Activation `gelu` has no kernel on target edgetpu: the graph is cut there, and it and "
+        "every op after it run on the CPU",
         "Found 1 issue in 1 file. 1 needs manual attention.",
     ]
     rc, out, _ = qfix("m.py", "--target", "edgetpu", cwd=tmp_path)

@@ -50,3 +50,18 @@ def test_a_module_that_is_nowhere_says_where_it_was_looked_for(tmp_path):
     shutil.copy(FIXTURES / "tiny_cnn_k3.keras", model)
     proc = qfix("m.keras", "--check", "--calibration", "nowhere_qfix:samples", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("QF908") and "current folder" in proc.stderr, proc.stderr
+
+
+@pytest.mark.tf
+def test_main_job_header_counts_the_input_layers(tmp_path):
+    """The header names the input model's size, and the fixed model's when the fixes changed it."""
+    import re
+
+    model = tmp_path / "m.keras"
+    shutil.copy(FIXTURES / "hard_swish_cnn_k3.keras", model)
+    static = qfix("m.keras", "--static", cwd=tmp_path)
+    before = int(re.search(r"· (\d+) layers$", static.stdout.splitlines()[0]).group(1))
+    fixed = qfix("m.keras", "--samples", "4", "--out-dir", "out", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    m = re.search(r"· (\d+) layers \((\d+) after the fixes\)$", fixed.stdout.splitlines()[0])
+    assert m and int(m.group(1)) == before and int(m.group(2)) > before, fixed.stdout.splitlines()[0]
