@@ -7,6 +7,7 @@ QFIX_FUZZ_SECONDS (default 20 s per test) and QFIX_FUZZ_SEED (default 0).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -38,6 +39,12 @@ def paths(node: Any) -> list[tuple]:
     return out
 
 
+def odd(rng: random.Random) -> Any:
+    """A fresh copy of an odd value: a shared list or dict, mutated later in the same mutant,
+    could end up inside itself."""
+    return copy.deepcopy(rng.choice(ODD_VALUES))
+
+
 def mutate(config: dict, rng: random.Random) -> dict:
     cfg = json.loads(json.dumps(config))
     for _ in range(rng.randint(1, 3)):
@@ -49,7 +56,7 @@ def mutate(config: dict, rng: random.Random) -> dict:
         key = path[-1]
         op = rng.randrange(5)
         if op == 0:
-            parent[key] = rng.choice(ODD_VALUES)
+            parent[key] = odd(rng)
         elif op == 1:
             del parent[key]
         elif op == 2 and isinstance(parent, list):
@@ -60,7 +67,7 @@ def mutate(config: dict, rng: random.Random) -> dict:
         elif op == 4 and isinstance(parent[key], int) and not isinstance(parent[key], bool):
             parent[key] = rng.choice([-1, 1, 2, 99, 2**31, 2**63])
         else:
-            parent[key] = rng.choice(ODD_VALUES)
+            parent[key] = odd(rng)
     return cfg
 
 
