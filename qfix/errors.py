@@ -212,3 +212,11 @@ to import code that is not part of Keras.
 def error(code: str, message: str) -> QfixError:
     assert code in CODES, code
     return QfixError(code, message)
+
+
+def first_line(exc: BaseException, limit: int | None = 300) -> str:
+    """The first line of an exception's message (its class name when it has none), cut at
+    `limit` characters: what a one-line QF9xx error quotes of a library's paragraph."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if limit is None else line[:limit]

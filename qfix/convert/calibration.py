@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from qfix.convert.user_code import import_user_module
-from qfix.errors import error
+from qfix.errors import error, first_line
 from qfix.model.inputs import InputSpec
 
 # A dynamic spatial / sequence dim gets this size in synthetic data (the common ImageNet size).
@@ -175,7 +175,7 @@ def _from_function(ref: str, specs: list[InputSpec], n: int) -> Calibration:
     try:
         result = getattr(import_user_module(module), func)()
     except Exception as e:  # anything the user's code raises
-        raise error("QF908", f"calibration function {ref} failed: {type(e).__name__}: {_first_line(e)}")
+        raise error("QF908", f"calibration function {ref} failed: {type(e).__name__}: {first_line(e, limit=None)}")
     if isinstance(result, dict):
         return calibration_from_arrays(result, specs, n, source=ref)
     if isinstance(result, np.ndarray):
@@ -183,7 +183,7 @@ def _from_function(ref: str, specs: list[InputSpec], n: int) -> Calibration:
     try:
         drawn = list(itertools.islice(iter(result), n))
     except Exception as e:
-        raise error("QF908", f"calibration function {ref} did not give arrays or samples: {_first_line(e)}")
+        raise error("QF908", f"calibration function {ref} did not give arrays or samples: {first_line(e, limit=None)}")
     per_name: dict[str, list[np.ndarray]] = {}
     for sample in drawn:
         sample = sample if isinstance(sample, dict) else _single(sample, specs, ref)
@@ -194,7 +194,7 @@ def _from_function(ref: str, specs: list[InputSpec], n: int) -> Calibration:
     try:
         arrays = {k: np.concatenate(v) for k, v in per_name.items()}
     except ValueError as e:
-        raise error("QF908", f"{ref}: samples have inconsistent shapes ({_first_line(e)})")
+        raise error("QF908", f"{ref}: samples have inconsistent shapes ({first_line(e, limit=None)})")
     return calibration_from_arrays(arrays, specs, n, source=ref)
 
 
@@ -206,20 +206,19 @@ def _single(x, specs: list[InputSpec], ref: str) -> dict[str, np.ndarray]:
     return {specs[0].name: np.asarray(x)}
 
 
-
 def _read_npz(p: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise error("QF908", f"{p.name}: not a readable .npz of plain arrays ({_first_line(e)})")
+        raise error("QF908", f"{p.name}: not a readable .npz of plain arrays ({first_line(e, limit=None)})")
 
 
 def _read_npy(p: Path) -> np.ndarray:
     try:
         return np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise error("QF908", f"{p.name}: not a readable .npy of plain numbers ({_first_line(e)})")
+        raise error("QF908", f"{p.name}: not a readable .npy of plain numbers ({first_line(e, limit=None)})")
 
 
 def _from_image_folder(folder: Path, specs: list[InputSpec], n: int, seed: int) -> Calibration:
@@ -277,7 +276,7 @@ def _check_image(f: Path) -> None:
 
 def _tf_reason(e: BaseException) -> str:
     """TensorFlow's error text without its `{{function_node ...}}` prefix and `[Op:...]` suffix."""
-    text = re.sub(r"\{\{.*?\}\}\s*", "", _first_line(e))
+    text = re.sub(r"\{\{.*?\}\}\s*", "", first_line(e, limit=None))
     return re.sub(r"\s*\[Op:.*$", "", text).strip() or type(e).__name__
 
 
@@ -339,6 +338,3 @@ def _fmt(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

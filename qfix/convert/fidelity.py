@@ -18,7 +18,7 @@ import numpy as np
 
 from qfix.convert.calibration import Calibration
 from qfix.convert.worker import mark
-from qfix.errors import error
+from qfix.errors import error, first_line
 from qfix.convert.keras import call_model, captured_output, import_tf, input_names, output_names
 
 SIGNATURE = "serving_default"
@@ -80,7 +80,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
             with captured_output():  # the delegate is created (and announced) on first invoke
                 result = runner(**feed)
         except Exception as e:  # ValueError / RuntimeError from the interpreter
-            raise error("QF909", f"the converted model does not run: {_first_line(e)}") from None
+            raise error("QF909", f"the converted model does not run: {first_line(e)}") from None
         for k_name, tfl_name in zip(k_out, tfl_out):
             got[k_name].append(_from_tflite(result[tfl_name], out_details[tfl_name]))
 
@@ -249,11 +249,6 @@ def _np_dtype(dtype: Any) -> np.dtype:
 
 def _is_integer(dtype: Any) -> bool:
     return _np_dtype(dtype).kind in "iub"
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _json_floats(d: dict[str, Any]) -> dict[str, Any]:

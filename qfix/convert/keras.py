@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from qfix.convert.calibration import InputSpec
-from qfix.errors import error
+from qfix.errors import error, first_line
 
 Dialect = Literal["keras3", "tf_keras"]
 
@@ -97,7 +97,7 @@ def _load_failure(e: BaseException) -> str:
         return f"class '{missing[0]}' not found: the file was written by the other Keras dialect"
     if missing:
         return f"unknown class '{missing[-1]}' (pass --custom-objects MODULE that registers it)"
-    return _first_line(e)
+    return first_line(e)
 
 
 def import_custom_objects(module: str) -> None:
@@ -108,7 +108,7 @@ def import_custom_objects(module: str) -> None:
         import_user_module(module)
     except Exception as e:  # any failure inside the user's module, not only ImportError
         raise error(
-            "QF911", f"--custom-objects {module}: import failed: {type(e).__name__}: {_first_line(e)}"
+            "QF911", f"--custom-objects {module}: import failed: {type(e).__name__}: {first_line(e)}"
         )
 
 
@@ -165,11 +165,6 @@ def call_model(model: Any, by_name: dict[str, Any]) -> list[Any]:
     return tf.nest.flatten(model(args, training=False))
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
-
-
 def sniff_dialect(path: str | Path) -> Dialect:
     """Which Keras wrote a `.keras` archive, from its metadata.json (no TF import)."""
     import json
@@ -182,7 +177,7 @@ def sniff_dialect(path: str | Path) -> Dialect:
                 raise ValueError("metadata.json is implausibly large")
             version = str(json.loads(z.read(info)).get("keras_version", ""))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise error("QF901", f"{Path(path).name}: not a readable .keras archive ({_first_line(e)})")
+        raise error("QF901", f"{Path(path).name}: not a readable .keras archive ({first_line(e)})")
     return "keras3" if version.startswith("3.") else "tf_keras"
 
 

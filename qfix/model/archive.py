@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from qfix.errors import error
+from qfix.errors import error, first_line
 from qfix.model.schema import validate as validate_config
 
 # Caps: generous for real models (ResNet152 weights are ~240 MB), small enough that a
@@ -70,7 +70,7 @@ class KerasArchive:
                     data = _read_capped(zf, zf.getinfo("model.weights.h5"), MAX_WEIGHTS_BYTES)
             except (zipfile.BadZipFile, KeyError, EOFError, NotImplementedError) as exc:
                 raise error("QF901", f"{self.path.name}: model.weights.h5 cannot be read from the archive: "
-                                     f"{_first_line(exc)}") from None
+                                     f"{first_line(exc, limit=200)}") from None
             except OSError as exc:
                 raise error("QF907", f"{self.path.name}: cannot read ({exc.strerror or exc})") from None
             check_weights(data)
@@ -172,7 +172,7 @@ def _parse_json(raw: bytes, member: str) -> dict[str, Any]:
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as exc:
-        raise error("QF904", f"{member} is not valid JSON: {_first_line(exc)}") from None
+        raise error("QF904", f"{member} is not valid JSON: {first_line(exc, limit=200)}") from None
     if not isinstance(value, dict):
         raise error("QF904", f"{member} must hold a JSON object, found {type(value).__name__}")
     depth = json_depth(value)
@@ -207,11 +207,6 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def check_weights(raw: bytes | IO[bytes]) -> None:
     """An HDF5 file whose superblock h5py accepts (a truncated file fails here: its end-of-file
     address lies past the data) and that references nothing outside itself (`vet.check_hdf5`).
@@ -228,7 +223,7 @@ def check_weights(raw: bytes | IO[bytes]) -> None:
         with h5py.File(fh, "r") as f:
             check_hdf5(f)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {_first_line(exc)}") from None
+        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {first_line(exc, limit=200)}") from None
 
 
 def index_weights(raw: bytes) -> WeightsIndex:
@@ -247,7 +242,7 @@ def index_weights(raw: bytes) -> WeightsIndex:
 
             f.visititems(visit)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {_first_line(exc)}") from None
+        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {first_line(exc, limit=200)}") from None
     return idx
 
 

@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from qfix.model.config import layer_name
+
 
 def rel(path: str) -> str:
     """`path` relative to the working folder when it lies below it (shorter report lines)."""
@@ -45,13 +47,6 @@ def _layers(model: Any) -> list[Any] | None:
     return layers if isinstance(layers, list) else None
 
 
-def _name(raw: Any) -> str:
-    if not isinstance(raw, dict):
-        return ""
-    cfg = raw.get("config") if isinstance(raw.get("config"), dict) else {}
-    return str(raw.get("name") or cfg.get("name") or "")
-
-
 def _changed_parts(old: Any, new: Any) -> Iterator[tuple[str, str, str]]:
     """(pointer, old text, new text) of every changed part: a model's own keys and layer names,
     then its layers in their new order, then removed layers; nested models after their parent
@@ -67,14 +62,14 @@ def _changed_parts(old: Any, new: Any) -> Iterator[tuple[str, str, str]]:
         shell_a, shell_b = _shell(a, la), _shell(b, lb)
         if shell_a != shell_b:
             yield pointer, _text(shell_a), _text(shell_b)
-        olds = {_name(r): (i, r) for i, r in enumerate(la)}
-        news = {_name(r) for r in lb}
+        olds = {layer_name(r): (i, r) for i, r in enumerate(la)}
+        news = {layer_name(r) for r in lb}
         for j, rb in enumerate(lb):
             here = f"{pointer}/config/layers/{j}"
-            if _name(rb) not in olds:
+            if layer_name(rb) not in olds:
                 yield here, "", _text(rb)
-            elif olds[_name(rb)][1] != rb:
-                ra = olds[_name(rb)][1]
+            elif olds[layer_name(rb)][1] != rb:
+                ra = olds[layer_name(rb)][1]
                 if _layers(ra) is not None and _layers(rb) is not None:
                     todo.append((here, ra, rb))  # a nested model: its own layers, after these
                 else:
@@ -91,7 +86,7 @@ def _text(value: Any) -> str:
 
 def _shell(model: dict[str, Any], layers: list[Any]) -> dict[str, Any]:
     """The model without its layers' contents: the layer list becomes the names, in order."""
-    return {**model, "config": {**model["config"], "layers": [_name(r) for r in layers]}}
+    return {**model, "config": {**model["config"], "layers": [layer_name(r) for r in layers]}}
 
 
 def unified_diff(path: str, old: str, new: str) -> str:
