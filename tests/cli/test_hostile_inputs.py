@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hostile"))
+from corpus import members, write_keras  # noqa: E402  (the hostile corpus' archive helpers)
+
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 TINY = FIXTURES / "tiny_cnn_k3.keras"
 
@@ -34,16 +37,9 @@ def digest(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
-def members(src: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(src) as z:
-        return {n: z.read(n) for n in z.namelist()}
-
-
-def write_zip(path: Path, files: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> Path:
-    with zipfile.ZipFile(path, "w", compression) as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-    return path
+def write_zip(path: Path, files: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """The hostile corpus' archive writer, deflating by default (these cases size zip bombs)."""
+    return write_keras(path, files, compression)
 
 
 def expect_error(path: Path, code: str, *extra: str) -> str:
