@@ -173,8 +173,8 @@ class UnsupportedActivation(SourceRule):
 
 # How qfix replaces each activation, and how safe that is.
 REPLACEMENT = {
-    "hard_swish": ("x·relu6(x+3)/6 written so the converter keeps it unfused", Applicability.SAFE),
-    "hard_silu": ("x·relu6(x+3)/6 written so the converter keeps it unfused", Applicability.SAFE),
+    "hard_swish": ("x·clip(x/6+1/2, 0, 1), which the converter keeps unfused", Applicability.SAFE),
+    "hard_silu": ("x·clip(x/6+1/2, 0, 1), which the converter keeps unfused", Applicability.SAFE),
     "leaky_relu": ("PReLU with constant alpha, shared over H and W", Applicability.SAFE),
     "LeakyReLU": ("PReLU with constant alpha, shared over H and W", Applicability.SAFE),
     "gelu": ("the tanh approximation built from TANH and MUL (changes numbers)", Applicability.UNSAFE),
@@ -268,8 +268,8 @@ class UnsupportedActivationModel(ModelRule):
             fires=True,
             count=1,
             # The model output keeps its name: the Conv2D becomes c_pre.
-            expected=[("x", "InputLayer"), ("c_pre", "Conv2D"), ("c_plus3", "Rescaling"), ("c_div6", "Rescaling"),
-                      ("c_relu6", "ReLU"), ("c", "Multiply")],
+            expected=[("x", "InputLayer"), ("c_pre", "Conv2D"), ("c_div6_plus_half", "Rescaling"),
+                      ("c_clip01", "ReLU"), ("c", "Multiply")],
         ),
         ModelCase(
             "hard-swish-activation-layer",
@@ -282,8 +282,8 @@ class UnsupportedActivationModel(ModelRule):
             fires=True,
             count=1,
             # The Activation goes; its name goes to the product readers use.
-            expected=[("x", "InputLayer"), ("c", "Conv2D"), ("act_plus3", "Rescaling"), ("act_div6", "Rescaling"),
-                      ("act_relu6", "ReLU"), ("act", "Multiply")],
+            expected=[("x", "InputLayer"), ("c", "Conv2D"), ("act_div6_plus_half", "Rescaling"),
+                      ("act_clip01", "ReLU"), ("act", "Multiply")],
         ),
         ModelCase(
             "leaky-relu-layer",
