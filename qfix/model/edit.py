@@ -358,7 +358,7 @@ class ModelEdit:
                 dtype = dtypes.get(prev[0]) or "float32"
                 ref = _keras_tensor(prev, shapes.get(prev[0]), dtype.removeprefix("mixed_"))
                 raw["inbound_nodes"] = [{"args": [ref], "kwargs": {}}]
-            prev = (layer_name(raw), 0, 0)
+            prev = (layer_name(raw), first_node(raw, self.dialect), 0)
         single = (lambda t: list(t)) if self.dialect == "keras3" else (lambda t: [list(t)])
         cfg["input_layers"] = single((layer_name(inp), 0, 0))
         cfg["output_layers"] = single(prev)
