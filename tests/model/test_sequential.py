@@ -154,7 +154,6 @@ MEMBERS = [
            lambda d, k: nested(d, k, lambda: spelled_hard_swish_block(d, "block"), (8, 8, 3), HEAD)),
     Member("mixed_merge_cast", "QF101", ("k3",), ("functional",), lambda d, k: mixed_merge(d)),
 ]
-# tf_keras keeps a uint8 frame an integer through Flatten and Concatenate promotes nothing: no QF101 there.
 CASES = [(m, k, d) for m in MEMBERS for k in m.kinds for d in m.dialects]
 IDS = [f"{m.name}-{k}-{d}" for m, k, d in CASES]
 
@@ -206,3 +205,33 @@ def test_rewrite_on_every_spelling(member, kind, dialect, saved, tmp_path):
     assert worst <= (GELU_DELTA if member.unsafe else 1e-5)
     if member.unsafe:
         assert worst > 0  # the tanh approximation does change the numbers
+
+
+# The smallest inputs (Keras 3 Sequential CNNs), and the tf_keras spelling with `input_shape=`.
+SMALLEST = {
+    "seq_hs_k3": ("k3", "sequential", [(CONV[0], {"filters": 8, "kernel_size": 3, "activation": "hard_swish"}), *HEAD]),
+    "seq_lr_k3": ("k3", "sequential", [(CONV[0], {"filters": 8, "kernel_size": 3}), ("LeakyReLU", {}), *HEAD]),
+    "seq_lr_tfk": ("tfk", "input_shape", [(CONV[0], {"filters": 8, "kernel_size": 3}), ("LeakyReLU", {}), *HEAD]),
+}
+
+
+@pytest.mark.parametrize("name", list(SMALLEST))
+def test_console_script_fixes_a_sequential_cnn_for_edgetpu(name, tmp_path):
+    import json
+
+    dialect, kind, layers = SMALLEST[name]
+    path = tmp_path / f"{name}.keras"
+    chain(dialect, kind, (32, 32, 3), layers).save(path)
+    before_bytes = path.read_bytes()
+    qfix = Path(sys.executable).with_name("qfix")
+    proc = subprocess.run([str(qfix), str(path), "--target", "edgetpu", "--format", "json"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["exit_code"] == 0, proc.stderr
+    assert report["not_applied"] == []
+    assert {f["code"] for f in report["fixes"] if not f["rolled_back"]} >= {"QF302"}
+    assert report["verification"]["ops_on_target"] > report["before"]["ops_on_target"]
+    assert report["verification"]["fully_on_target"] and not report["before"]["fully_on_target"]
+    assert report["float_equivalence"]["max_abs_diff"] <= 1e-5
+    assert Path(report["outputs"]["model"]).exists() and path.read_bytes() == before_bytes
