@@ -14,6 +14,7 @@ the pattern inside a functional model nested in a Sequential (`hard_swish_spelle
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -235,3 +236,44 @@ def test_console_script_fixes_a_sequential_cnn_for_edgetpu(name, tmp_path):
     assert report["verification"]["fully_on_target"] and not report["before"]["fully_on_target"]
     assert report["float_equivalence"]["max_abs_diff"] <= 1e-5
     assert Path(report["outputs"]["model"]).exists() and path.read_bytes() == before_bytes
+
+
+@pytest.mark.parametrize("dialect", ["k3", "tfk"])
+def test_functional_form_keys_weights_as_keras_does(dialect, tmp_path):
+    """`ModelEdit.functional` re-keys `model.weights.h5` as Keras itself keys the Functional
+    it stands for (h5 groups read off real files of both classes), the nested model included."""
+    import h5py
+
+    from qfix.model.edit import ModelEdit
+    from qfix.model.weights import group_keys
+
+    def groups(data: bytes) -> set[str]:
+        found: set[str] = set()
+        with h5py.File(io.BytesIO(data), "r") as f:
+            f.visit(lambda k: found.add(k[: -len("/vars")]) if k.endswith("/vars") and k != "vars" else None)
+        return found
+
+    seq_path, fun_path = tmp_path / "seq.keras", tmp_path / "fun.keras"
+    nested(dialect, "sequential", inner_sequential(dialect), (8, 8, 3), HEAD).save(seq_path)
+    nested(dialect, "functional", inner_sequential(dialect), (8, 8, 3), HEAD).save(fun_path)
+    seq, fun = read_archive(seq_path), read_archive(fun_path)
+    assert groups(seq.weights_bytes) == set(group_keys(seq.config, seq.dialect).values())
+    assert groups(fun.weights_bytes) == set(group_keys(fun.config, fun.dialect).values())
+
+    edit = ModelEdit(seq.config, seq.dialect)
+    edit.functional()
+    assert edit.config["class_name"] == "Functional" and not edit.keeps_weights
+    assert groups(edit.weights(seq.weights_bytes)) == groups(fun.weights_bytes)
+    edit.functional(("inner",))  # the nested Sequential too: its group follows its class
+    rekeyed = edit.weights(seq.weights_bytes)
+    assert "layers/functional/layers/input_layer" in groups(rekeyed)
+    assert groups(rekeyed) == set(group_keys(edit.config, seq.dialect).values())
+    out = write_archive(tmp_path / "seq_as_functional.keras", edit.config, seq.metadata, rekeyed, source=seq.path)
+
+    from qfix.convert.calibration import synthetic_calibration
+    from qfix.convert.fidelity import float_equivalence
+    from qfix.convert.keras import load_model
+    from qfix.model.inputs import input_specs
+
+    calibration = synthetic_calibration(input_specs(build_graph(seq.config, seq.dialect)), 2)
+    assert float_equivalence(load_model(seq.path, seq.dialect), load_model(out, seq.dialect), calibration) <= 1e-6
