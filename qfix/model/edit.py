@@ -8,6 +8,9 @@ order Keras itself derives from the graph (`keras_order`). That last step matter
 rebuilds `model.layers` from the graph on load and keys the weights file by that order, so
 a config in any other order would load the wrong weights into same-class layers.
 
+A Sequential has no call nodes to rewire: the edits that need them turn it into the Functional
+it stands for first (`ModelEdit.functional`), so every rewrite works on both kinds of model.
+
 `ModelEdit` records, for every layer of the edited config, which layer of the original its
 weights come from (`origin`), and the variables of new layers (`new_vars`); `weights()` then
 re-keys `model.weights.h5` with `qfix.model.weights.migrate`.

@@ -104,6 +104,12 @@ def inner_sequential(dialect: str, activation: str | None = None):
                                 name="inner")
 
 
+def inner_sequential_without_input(dialect: str):
+    """A nested Sequential with no Input: Keras builds it on its first call."""
+    K, L = api(dialect)
+    return lambda: K.Sequential([L.Conv2D(4, 1), L.ReLU()], name="inner")
+
+
 def mixed_merge(dialect: str):
     K, L = api(dialect)
     frame = K.Input((4, 4, 3), dtype="uint8")
@@ -151,6 +157,8 @@ MEMBERS = [
            lambda d, k: chain(d, k, (8, 8, 3), [("Rescaling", {"scale": 1 / 255}), CONV, *HEAD], "uint8")),
     Member("flatten_nested_sequential", "QF201", ("k3", "tfk"), ("functional", "sequential"),
            lambda d, k: nested(d, k, inner_sequential(d), (8, 8, 3), HEAD)),
+    Member("flatten_nested_sequential_without_input", "QF201", ("k3", "tfk"), ("functional", "sequential"),
+           lambda d, k: nested(d, k, inner_sequential_without_input(d), (8, 8, 3), HEAD)),
     Member("flatten_nested_functional", "QF201", ("k3", "tfk"), ("functional", "sequential"),
            lambda d, k: nested(d, k, lambda: spelled_hard_swish_block(d, "block"), (8, 8, 3), HEAD)),
     Member("mixed_merge_cast", "QF101", ("k3",), ("functional",), lambda d, k: mixed_merge(d)),
