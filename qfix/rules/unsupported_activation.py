@@ -303,7 +303,8 @@ class UnsupportedActivationModel(ModelRule):
         ModelCase(
             "sequential-conv-hard-swish",
             sequential_config(("x", (1, 8, 8, 3), "float32"),
-                              [("c", "Conv2D", {"filters": 4, "kernel_size": 3, "activation": "hard_silu"}, (1, 8, 8, 3)),
+                              [("c", "Conv2D", {"filters": 4, "kernel_size": 3, "activation": "hard_silu"},
+                                (1, 8, 8, 3)),
                                ("f", "Flatten", {})]),
             fires=True,
             count=1,

@@ -15,6 +15,7 @@ the pattern inside a functional model nested in a Sequential (`hard_swish_spelle
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -226,8 +227,6 @@ SMALLEST = {
 
 @pytest.mark.parametrize("name", list(SMALLEST))
 def test_console_script_fixes_a_sequential_cnn_for_edgetpu(name, tmp_path):
-    import json
-
     dialect, kind, layers = SMALLEST[name]
     path = tmp_path / f"{name}.keras"
     chain(dialect, kind, (32, 32, 3), layers).save(path)
@@ -285,3 +284,39 @@ def test_functional_form_keys_weights_as_keras_does(dialect, tmp_path):
 
     calibration = synthetic_calibration(input_specs(build_graph(seq.config, seq.dialect)), 2)
     assert float_equivalence(load_model(seq.path, seq.dialect), load_model(out, seq.dialect), calibration) <= 1e-6
+
+
+SHAPE_LAYERS = [
+    ("Conv2D", {"filters": 5, "kernel_size": 3}, (9, 9, 3)),
+    ("Conv2D", {"filters": 5, "kernel_size": (3, 1), "strides": 2, "padding": "same"}, (9, 8, 3)),
+    ("Conv2D", {"filters": 5, "kernel_size": 3, "dilation_rate": (2, 1)}, (9, 9, 3)),
+    ("Conv1D", {"filters": 4, "kernel_size": 3, "padding": "causal"}, (7, 2)),
+    ("DepthwiseConv2D", {"kernel_size": 3, "strides": 2, "depth_multiplier": 2}, (9, 9, 3)),
+    ("SeparableConv2D", {"filters": 6, "kernel_size": 3, "padding": "same"}, (9, 9, 3)),
+    ("MaxPooling2D", {"pool_size": 3, "strides": 2}, (9, 9, 3)),
+    ("AveragePooling2D", {"pool_size": 2, "padding": "same"}, (9, 9, 3)),
+    ("GlobalAveragePooling2D", {"keepdims": True}, (9, 9, 3)),
+    ("GlobalMaxPooling1D", {}, (7, 2)),
+    ("Flatten", {}, (4, 5, 3)),
+    ("Reshape", {"target_shape": (-1, 6)}, (4, 5, 3)),
+    ("ZeroPadding2D", {"padding": ((1, 2), (3, 4))}, (4, 5, 3)),
+    ("Cropping2D", {"cropping": 1}, (4, 5, 3)),
+    ("UpSampling2D", {"size": (2, 3)}, (4, 5, 3)),
+    ("Dense", {"units": 7}, (4, 5)),
+    ("Permute", {"dims": (2, 1)}, (4, 5)),
+    ("RepeatVector", {"n": 3}, (5,)),
+    ("LeakyReLU", {}, (4, 5, 3)),
+]
+
+
+@pytest.mark.parametrize("dialect", ["k3", "tfk"])
+def test_derived_shapes_are_the_ones_keras_computes(dialect):
+    """`qfix.model.shapes.output_shape` (no Keras) agrees with the layer's own `compute_output_shape`."""
+    from qfix.model.shapes import output_shape
+
+    K, L = api(dialect)
+    for cls, kw, shape in SHAPE_LAYERS:
+        layer = getattr(L, cls)(**kw)
+        raw = json.loads(json.dumps(K.layers.serialize(layer), default=list))
+        expected = [None if d is None else int(d) for d in layer.compute_output_shape((None, *shape))]
+        assert output_shape(raw, [None, *shape]) == expected, (cls, kw)
