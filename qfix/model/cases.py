@@ -80,7 +80,8 @@ def sequential_config(
     input: tuple[str, Sequence[int | None], str], layers: Sequence[tuple], name: str = "sequential"
 ) -> dict[str, Any]:
     """A Keras 3 Sequential: an InputLayer, then each layer spec (name, class_name, config[,
-    build input shape]) in order, as Keras 3 saves them (no inbound nodes)."""
+    build input shape]) in order, as Keras 3 saves them (no inbound nodes). A nested model's
+    spec gives its model config as `{"__sub": config}`, as in `functional_config`."""
     iname, shape, dtype = input
     entries: list[dict[str, Any]] = [{
         "module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
@@ -90,6 +91,8 @@ def sequential_config(
         lname, cls, cfg = spec[:3]
         entry: dict[str, Any] = {"module": "keras.layers", "class_name": cls, "registered_name": None,
                                  "config": {"name": lname, "dtype": "float32", **cfg}}
+        if "__sub" in cfg:
+            entry["config"] = {**cfg["__sub"]["config"], "name": lname}
         if len(spec) > 3:
             entry["build_config"] = {"input_shape": list(spec[3])}
         entries.append(entry)

@@ -92,6 +92,16 @@ def input_shape(cfg: dict[str, Any]) -> tuple[int | None, ...] | None:
     return shape(cfg.get("batch_shape")) or shape(cfg.get("batch_input_shape"))
 
 
+def sequential_input(cfg: dict[str, Any]) -> tuple[str, tuple[int | None, ...] | None, str]:
+    """The input of a Sequential config that has no InputLayer entry (never built, or an old
+    file): the name qfix gives it, its shape (the Sequential's `build_input_shape`, else the
+    first layer's `batch_input_shape` / `batch_shape`) and dtype (the first layer's policy)."""
+    layers = cfg.get("layers") or [{}]
+    first = layers[0].get("config") if isinstance(layers[0].get("config"), dict) else {}
+    found = shape(cfg.get("build_input_shape")) or input_shape(first)
+    return f"{cfg.get('name', 'sequential')}_input", found, policy_name(first.get("dtype")) or "float32"
+
+
 def cast_dtypes(raw: dict[str, Any]) -> list[str]:
     """The target dtype(s) of a cast entry: a Keras 3 `Cast` node's config, a tf.cast's call kwargs."""
     if raw.get("class_name") == "TFOpLambda":

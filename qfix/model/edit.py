@@ -8,6 +8,9 @@ order Keras itself derives from the graph (`keras_order`). That last step matter
 rebuilds `model.layers` from the graph on load and keys the weights file by that order, so
 a config in any other order would load the wrong weights into same-class layers.
 
+A Sequential has no call nodes to rewire: the edits that need them turn it into the Functional
+it stands for first (`ModelEdit.functional`), so every rewrite works on both kinds of model.
+
 `ModelEdit` records, for every layer of the edited config, which layer of the original its
 weights come from (`origin`), and the variables of new layers (`new_vars`); `weights()` then
 re-keys `model.weights.h5` with `qfix.model.weights.migrate`.
@@ -22,17 +25,17 @@ from typing import Any, Iterator
 import numpy as np
 
 from qfix.model.config import (Tensor, first_node, input_shape, is_cast, is_model, io_refs, layer_name, model_refs, node_refs,
-                               policy_name, tfk_entries)
+                               policy_name, sequential_input, tfk_entries)
+from qfix.model.graph import build_graph
+from qfix.model.shapes import output_shape
 from qfix.model.weights import LayerPath, group_keys, layer_paths, migrate
 
-
-# Layers whose output has their input's shape (to record shapes on new Keras 3 references).
-SHAPE_PRESERVING = {
-    "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "BatchNormalization", "Dropout",
-    "Rescaling", "Normalization", "Identity", "LayerNormalization", "GaussianNoise", "Cast",
-    "SpatialDropout2D", "TFOpLambda",
+# How each dialect spells a functional model's class (what `ModelEdit.functional` writes).
+FUNCTIONAL = {
+    "keras3": {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional"},
+    "tf_keras": {"module": "tf_keras.src.engine.functional", "class_name": "Functional",
+                 "registered_name": "Functional"},
 }
-GLOBAL_POOLS = {"GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D"}
 
 
 class EditError(ValueError):
@@ -210,18 +213,34 @@ class ModelEdit:
         shape = self._shape_from_readers(model, t)
         if shape is not None:
             return shape, dtype
-        # A model output: no reader recorded it. Derive it where that is easy.
+        if model.get("class_name") == "Sequential":  # no references at all: walk the chain
+            return self._sequential_shapes(model).get(t[0]), dtype
+        # A model output: no reader recorded it. Derive it from the layer's input.
         ins = self.inputs_of(t[0], scope)
         in_shape, in_dtype = self.tensor_meta(ins[0], scope) if len(ins) == 1 else (None, None)
-        dtype = dtype or in_dtype
-        cls = raw.get("class_name")
-        if in_shape is not None and cls in SHAPE_PRESERVING:
-            return in_shape, dtype
-        if in_shape is not None and cls == "Dense":
-            return [*in_shape[:-1], cfg.get("units")], dtype
-        if in_shape is not None and cls in GLOBAL_POOLS and not cfg.get("keepdims"):
-            return [in_shape[0], in_shape[-1]], dtype
-        return None, dtype
+        return output_shape(raw, in_shape), dtype or in_dtype
+
+    @staticmethod
+    def _sequential_shapes(model: dict[str, Any]) -> dict[str, list | None]:
+        """Every layer's output shape in a Sequential, in one pass down the chain: a layer's
+        `build_config.input_shape` where Keras recorded it (tf_keras: every layer; Keras 3: only
+        layers with weights), else derived from the previous layer's (`qfix.model.shapes`)."""
+        layers = model["config"]["layers"]
+        shapes: dict[str, list | None] = {}
+        prev: list | None = None
+        if layers and layers[0].get("class_name") != "InputLayer":
+            found = sequential_input(model["config"])[1]
+            prev = list(found) if found is not None else None
+        for raw in layers:
+            if raw.get("class_name") == "InputLayer":
+                found = input_shape(raw.get("config") or {})
+                shapes[layer_name(raw)] = prev = list(found) if found is not None else None
+                continue
+            recorded = (raw.get("build_config") or {}).get("input_shape")
+            if isinstance(recorded, list) and all(d is None or isinstance(d, int) for d in recorded):
+                prev = recorded
+            shapes[layer_name(raw)] = prev = output_shape(raw, prev)
+        return shapes
 
     @staticmethod
     def _shape_from_readers(model: dict[str, Any], t: Tensor) -> list | None:
@@ -295,6 +314,69 @@ class ModelEdit:
 
     # -- edits --
 
+    def functional(self, scope: tuple[str, ...] = ()) -> None:
+        """Turn the Sequential at `scope` into the Functional model it stands for (nothing to do
+        for a functional model). Edits that need call nodes (`add`, `rewire`, `retarget`, splicing
+        into it) call this first, so every rewrite works on Sequential models too.
+
+        The Functional has the Sequential's InputLayer (or one made from its recorded input
+        shape, named as `qfix.model.graph` names it), each layer called once on the previous one,
+        and the last layer as its output. Layer names and weights stay: only the InputLayer gets
+        a group in `model.weights.h5` (a Sequential's has none), and a nested model's own group
+        follows its class (`layers/sequential` → `layers/functional`); `weights()` re-keys both.
+        Keras 3 references carry each tensor's shape (`_sequential_shapes`) and dtype.
+        Raises EditError for a Sequential that records no input shape (never built)."""
+        model = self.model(scope)
+        if model.get("class_name") != "Sequential":
+            return
+        cfg = model["config"]
+        layers = cfg["layers"]
+        if not layers or all(r.get("class_name") == "InputLayer" for r in layers):
+            raise EditError(f"Sequential {cfg.get('name')!r} has no layers")
+        shapes = self._sequential_shapes(model)
+        dtypes = {l.name: l.out_dtype for l in build_graph(model, self.dialect)}
+        if layers[0].get("class_name") == "InputLayer":
+            inp = layers[0]
+            inp.setdefault("name", layer_name(inp))
+            inp["inbound_nodes"] = []
+        else:
+            name, shape, dtype = sequential_input(cfg)
+            if shape is None:
+                raise EditError(f"Sequential {cfg.get('name')!r} records no input shape (it was never built)")
+            key = "batch_shape" if self.dialect == "keras3" else "batch_input_shape"
+            inp = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None, "name": name,
+                   "config": {key: list(shape), "dtype": dtype, "sparse": False, "ragged": False, "name": name},
+                   "inbound_nodes": []}
+            layers.insert(0, inp)
+            shapes[name] = list(shape)
+            self.origin[(*scope, name)] = None
+            if scope and self.dialect == "tf_keras":
+                self._shift_calls(scope)
+        prev = (layer_name(inp), 0, 0)
+        for raw in layers[1:]:
+            raw.setdefault("name", layer_name(raw))
+            if self.dialect == "tf_keras":
+                raw["inbound_nodes"] = [[[*prev, {}]]]
+            else:
+                dtype = dtypes.get(prev[0]) or "float32"
+                ref = _keras_tensor(prev, shapes.get(prev[0]), dtype.removeprefix("mixed_"))
+                raw["inbound_nodes"] = [{"args": [ref], "kwargs": {}}]
+            prev = (layer_name(raw), first_node(raw, self.dialect), 0)
+        single = (lambda t: list(t)) if self.dialect == "keras3" else (lambda t: [list(t)])
+        cfg["input_layers"] = single((layer_name(inp), 0, 0))
+        cfg["output_layers"] = single(prev)
+        for key in ("build_input_shape", "dtype"):  # Sequential-only keys
+            cfg.pop(key, None)
+        model.update(FUNCTIONAL[self.dialect])
+
+    def _shift_calls(self, scope: tuple[str, ...]) -> None:
+        """References in the parent model to the calls of the nested model at `scope` move one
+        node on: tf_keras numbers them from 1 once the model starts with an InputLayer
+        (`first_node`)."""
+        for s in model_refs(self.model(scope[:-1])):
+            if s.tensor[0] == scope[-1]:
+                s.ref[1] = s.tensor[1] + 1
+
     def insert_after(
         self, tensor: Tensor, layer: dict[str, Any], scope: tuple[str, ...] = (), *,
         out_shape: Any = None, out_dtype: str | None = None, weights: list[np.ndarray] | None = None,
@@ -352,10 +434,10 @@ class ModelEdit:
         weights: list[np.ndarray] | None = None,
     ) -> str:
         """Add `layer` reading `inputs` (several: one list argument, as merge layers take them).
-        Nothing reads it yet: connect it with `rewire`, which also restores Keras's order."""
+        Nothing reads it yet: connect it with `rewire`, which also restores Keras's order. A
+        Sequential at `scope` becomes a Functional first (`functional`)."""
+        self.functional(scope)
         model = self.model(scope)
-        if model.get("class_name") == "Sequential":
-            raise EditError("add() needs a functional model; use insert_after in a Sequential")
         for t in inputs:
             self._raw(model, t[0])
         name = self.unique_name(layer_name(layer), scope)
@@ -370,6 +452,7 @@ class ModelEdit:
     def rewire(self, old: Tensor, new: Tensor, scope: tuple[str, ...] = ()) -> int:
         """Every reader of tensor `old` (layers and model outputs) reads `new` instead, except
         the layers `new` itself is computed from. Returns how many references moved."""
+        self.functional(scope)
         model = self.model(scope)
         upstream = self._ancestors(model, new[0])
         moved = 0
@@ -391,6 +474,7 @@ class ModelEdit:
 
     def retarget(self, name: str, old: Tensor, new: Tensor, scope: tuple[str, ...] = ()) -> int:
         """Layer `name` reads `new` wherever it read `old` (other readers of `old` unchanged)."""
+        self.functional(scope)
         model = self.model(scope)
         shape, dtype = self.tensor_meta(new, scope)
         moved = 0
@@ -504,44 +588,45 @@ class ModelEdit:
 
     def set_batch(self, batch: int | None, scope: tuple[str, ...] = ()) -> None:
         """Fix the batch dimension of every input, and of every shape the config records
-        downstream (Keras 3 refs, build configs), so the config reads as one static graph."""
+        downstream (Keras 3 refs, build configs, a Sequential's `build_input_shape`, the
+        `batch_input_shape` tf_keras keeps on a Sequential's first layer), so the config reads
+        as one static graph."""
         model = self.model(scope)
-        for raw in model["config"]["layers"]:
-            if raw.get("class_name") == "InputLayer":
-                cfg = raw["config"]
-                for key in ("batch_shape", "batch_input_shape"):
-                    if isinstance(cfg.get(key), list) and cfg[key]:
-                        cfg[key][0] = batch
-            bc = raw.get("build_config") or {}
-            shape = bc.get("input_shape")
+
+        def fix(shape: Any) -> None:
             if isinstance(shape, list) and shape and (shape[0] is None or isinstance(shape[0], int)):
                 shape[0] = batch
+
+        fix(model["config"].get("build_input_shape"))
+        fix((model.get("build_config") or {}).get("input_shape"))
+        for raw in model["config"]["layers"]:
+            cfg = raw.get("config") or {}
+            for key in ("batch_shape", "batch_input_shape"):
+                fix(cfg.get(key))
+            fix((raw.get("build_config") or {}).get("input_shape"))
         for s in model_refs(model):
-            if s.meta is not None and isinstance(s.meta.get("shape"), list) and s.meta["shape"]:
-                s.meta["shape"][0] = batch
+            if s.meta is not None:
+                fix(s.meta.get("shape"))
 
     def splice(self, name: str, scope: tuple[str, ...] = ()) -> dict[str, str]:
         """Flatten the nested model `name` into its parent. Inner layers whose names clash get
         `<model>_<name>`; when the nested model is a model output, its output layer takes the
         nested model's name, so the outer output names do not change. Returns old → new names
         of the inner layers."""
+        self.functional(scope)
         outer = self.model(scope)
-        if outer.get("class_name") == "Sequential":
-            raise EditError("splicing into a Sequential parent is not supported; convert it to Functional first")
         raw = self._raw(outer, name)
         if not is_model(raw):
             raise EditError(f"{name!r} is not a nested model")
+        self.functional((*scope, name))  # a nested Sequential: its chain as call nodes
         nodes = raw.get("inbound_nodes") or []
         if len(nodes) != 1:
             raise EditError(f"nested model {name!r} is called {len(nodes)} times; only a single call can be flattened")
         outer_args = [s.tensor for s in node_refs(nodes[0])]
         inner_cfg = raw["config"]
         inner_layers = [copy.deepcopy(r) for r in inner_cfg["layers"]]
-        if raw.get("class_name") == "Sequential":
-            inputs, outputs = self._chain(raw, inner_layers, outer_args[0], scope)
-        else:
-            inputs = [s.tensor for s in io_refs(inner_cfg.get("input_layers"))]
-            outputs = [s.tensor for s in io_refs(inner_cfg.get("output_layers"))]
+        inputs = [s.tensor for s in io_refs(inner_cfg.get("input_layers"))]
+        outputs = [s.tensor for s in io_refs(inner_cfg.get("output_layers"))]
         if len(inputs) != len(outer_args):
             raise EditError(f"nested model {name!r} has {len(inputs)} inputs but is called on {len(outer_args)}")
         feeds = dict(zip(inputs, outer_args))
@@ -589,33 +674,6 @@ class ModelEdit:
             if rest and rest[0] in renames:  # not the model itself, nor its dropped inputs
                 self.origin[(*scope, renames[rest[0]], *rest[1:])] = source
         return renames
-
-    def _chain(
-        self, seq: dict[str, Any], layers: list[dict[str, Any]], feed: Tensor, scope: tuple[str, ...]
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """Give the layers of a nested Sequential functional inbound nodes (a chain)."""
-        shape, dtype = self.tensor_meta(feed, scope)
-        if layers and layers[0].get("class_name") == "InputLayer":
-            layers[0].setdefault("name", layers[0]["config"]["name"])
-            layers[0]["inbound_nodes"] = []
-            prev = (layer_name(layers[0]), 0, 0)
-        else:  # built without an Input: a placeholder the caller maps to the outer tensor
-            prev = ("__seq_input__", 0, 0)
-        inputs = [prev]
-        for i, r in enumerate(layers):
-            if r.get("class_name") == "InputLayer":
-                continue
-            r.setdefault("name", r["config"]["name"])
-            if self.dialect == "tf_keras":
-                r["inbound_nodes"] = [[[prev[0], prev[1], prev[2], {}]]]
-            else:
-                r["inbound_nodes"] = [{"args": [_keras_tensor(prev, shape, dtype)], "kwargs": {}}]
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            shape = ((nxt or {}).get("build_config") or {}).get("input_shape") if nxt else None
-            prev = (layer_name(r), first_node(r, self.dialect), 0)
-        if prev == inputs[0]:
-            raise EditError(f"nested Sequential {layer_name(seq)!r} has no layers")
-        return inputs, [prev]
 
     def retype_casts(self, old: str, new: str, scope: tuple[str, ...] = ()) -> list[str]:
         """Cast ops and layers whose target dtype is `old` get `new` (Keras 3 `Cast` nodes,

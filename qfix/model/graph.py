@@ -11,8 +11,7 @@ from typing import Any, Iterator
 
 from qfix.errors import error
 from qfix.model.config import (MODEL_CLASSES, MalformedConfig, activation_name, first_node, input_shape, io_refs, is_model,
-                               node_kwargs, node_refs, op_function, policy_name)
-from qfix.model.config import shape as config_shape
+                               node_kwargs, node_refs, op_function, policy_name, sequential_input)
 
 # Layers whose output dtype is their input's: Keras only autocasts floating inputs.
 PASSTHROUGH = {
@@ -225,12 +224,8 @@ def _chain_sequential(layers: dict[str, Layer], cfg: dict[str, Any]) -> tuple[li
     """A Sequential is a chain; give each layer its predecessor as input."""
     order = list(layers.values())
     if order and not order[0].is_input:
-        shape = config_shape(cfg.get("build_input_shape"))
-        first = order[0]
-        dtype = first.dtype_policy or "float32"
-        if shape is None:
-            shape = input_shape(first.config)
-        inp = Layer(f"{cfg.get('name', 'sequential')}_input", "InputLayer", "keras.layers", None,
+        name, shape, dtype = sequential_input(cfg)
+        inp = Layer(name, "InputLayer", "keras.layers", None,
                     {"batch_shape": list(shape) if shape else None, "dtype": dtype}, "", out_shape=shape,
                     out_dtype=dtype)
         layers_new = {inp.name: inp, **layers}

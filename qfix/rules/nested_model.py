@@ -93,6 +93,15 @@ class NestedModel(ModelRule):
             expected=[("x", "InputLayer"), ("d1", "Dense"), ("d2", "Dense"), ("head", "Dense")],
         ),
         ModelCase(
+            "backbone-in-sequential",
+            sequential_config(("x", (None, 4), "float32"), [("backbone", "Functional", {"__sub": _INNER}),
+                                                            ("head", "Dense", {"units": 1}, (None, 2))]),
+            fires=True,
+            count=1,
+            # Splicing into a Sequential makes it the Functional it stands for first.
+            expected=[("x", "InputLayer"), ("d", "Dense"), ("head", "Dense")],
+        ),
+        ModelCase(
             "flat",
             functional_config([("x", (None, 4), "float32")], [("d", "Dense", {"units": 2}, ["x"])], ["d"]),
             fires=False,

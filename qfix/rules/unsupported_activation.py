@@ -28,12 +28,12 @@ x = keras.layers.Conv2D(16, 3, activation="hard_swish")(x)
 x = keras.layers.Dense(64, activation="relu")(x)  # or swish; retrain
 x = keras.layers.PReLU(alpha_initializer=keras.initializers.Constant(0.1), shared_axes=[1, 2])(x)
 x = keras.layers.Conv2D(16, 3)(x)
-x = (x / 6.0) * keras.layers.ReLU(max_value=6.0)(x + 3.0)  # hard_swish the converter keeps unfused
+x = x * keras.layers.ReLU(max_value=1.0)(x / 6.0 + 0.5)  # hard_swish the converter keeps unfused
 ```
 
 ## Fix safety
-Model: safe for hard_swish (x * relu6(x + 3) / 6, written so the converter keeps it
-unfused; a spelled-out hard_swish gets its 1/6 moved onto x for the same reason) and
+Model: safe for hard_swish (x * clip(x / 6 + 1/2, 0, 1), written so the converter keeps it
+unfused and int8 keeps its precision; a spelled-out hard_swish gets its 1/6 moved onto x for the same reason) and
 LeakyReLU (PReLU with a constant alpha, shared over H and W), which compute the same values,
 with the weights migrated; unsafe for gelu (the tanh approximation: close, not exact; the
 report states the float delta); no fix for the others (elu, selu, ...: retrain).
@@ -173,8 +173,8 @@ class UnsupportedActivation(SourceRule):
 
 # How qfix replaces each activation, and how safe that is.
 REPLACEMENT = {
-    "hard_swish": ("x·relu6(x+3)/6 written so the converter keeps it unfused", Applicability.SAFE),
-    "hard_silu": ("x·relu6(x+3)/6 written so the converter keeps it unfused", Applicability.SAFE),
+    "hard_swish": ("x·clip(x/6+1/2, 0, 1), which the converter keeps unfused", Applicability.SAFE),
+    "hard_silu": ("x·clip(x/6+1/2, 0, 1), which the converter keeps unfused", Applicability.SAFE),
     "leaky_relu": ("PReLU with constant alpha, shared over H and W", Applicability.SAFE),
     "LeakyReLU": ("PReLU with constant alpha, shared over H and W", Applicability.SAFE),
     "gelu": ("the tanh approximation built from TANH and MUL (changes numbers)", Applicability.UNSAFE),
@@ -268,8 +268,8 @@ class UnsupportedActivationModel(ModelRule):
             fires=True,
             count=1,
             # The model output keeps its name: the Conv2D becomes c_pre.
-            expected=[("x", "InputLayer"), ("c_pre", "Conv2D"), ("c_plus3", "Rescaling"), ("c_div6", "Rescaling"),
-                      ("c_relu6", "ReLU"), ("c", "Multiply")],
+            expected=[("x", "InputLayer"), ("c_pre", "Conv2D"), ("c_div6_plus_half", "Rescaling"),
+                      ("c_clip01", "ReLU"), ("c", "Multiply")],
         ),
         ModelCase(
             "hard-swish-activation-layer",
@@ -282,8 +282,8 @@ class UnsupportedActivationModel(ModelRule):
             fires=True,
             count=1,
             # The Activation goes; its name goes to the product readers use.
-            expected=[("x", "InputLayer"), ("c", "Conv2D"), ("act_plus3", "Rescaling"), ("act_div6", "Rescaling"),
-                      ("act_relu6", "ReLU"), ("act", "Multiply")],
+            expected=[("x", "InputLayer"), ("c", "Conv2D"), ("act_div6_plus_half", "Rescaling"),
+                      ("act_clip01", "ReLU"), ("act", "Multiply")],
         ),
         ModelCase(
             "leaky-relu-layer",
@@ -299,6 +299,39 @@ class UnsupportedActivationModel(ModelRule):
             count=1,
             expected={"class_name": "PReLU", "config": {"name": "l", "shared_axes": [1, 2],
                                                         "alpha_initializer": {"config": {"value": 0.1}}}},
+        ),
+        ModelCase(
+            "sequential-conv-hard-swish",
+            sequential_config(("x", (1, 8, 8, 3), "float32"),
+                              [("c", "Conv2D", {"filters": 4, "kernel_size": 3, "activation": "hard_silu"},
+                                (1, 8, 8, 3)),
+                               ("f", "Flatten", {})]),
+            fires=True,
+            count=1,
+            # The Sequential becomes the Functional it stands for: the new layers read x and each other.
+            expected=[("x", "InputLayer"), ("c", "Conv2D"), ("c_div6_plus_half", "Rescaling"), ("c_clip01", "ReLU"),
+                      ("c_hswish", "Multiply"), ("f", "Flatten")],
+        ),
+        ModelCase(
+            "sequential-leaky-relu-activation-output",
+            sequential_config(("x", (1, 8, 8, 3), "float32"),
+                              [("c", "Conv2D", {"filters": 4, "kernel_size": 3, "padding": "valid",
+                                                "activation": "leaky_relu"}, (1, 8, 8, 3))]),
+            fires=True,
+            count=1,
+            # No layer reads the output: its shape (the alpha's) is derived from the Conv2D's config.
+            expected={"class_name": "PReLU", "build_config": {"input_shape": [1, 6, 6, 4]},
+                      "config": {"name": "c_prelu", "shared_axes": [1, 2]}},
+        ),
+        ModelCase(
+            "sequential-gelu-activation-output",
+            sequential_config(("x", (1, 8), "float32"), [("d", "Dense", {"units": 4}, (1, 8)),
+                                                         ("act", "Activation", {"activation": "gelu"})]),
+            fires=True,
+            count=1,
+            expected=[("x", "InputLayer"), ("d", "Dense"), ("act_cube", "Multiply"), ("act_cubic", "Rescaling"),
+                      ("act_inner", "Add"), ("act_scaled", "Rescaling"), ("act_tanh", "Activation"),
+                      ("act_gate", "Rescaling"), ("act", "Multiply")],
         ),
         ModelCase(
             "gelu-dense",

@@ -18,11 +18,13 @@ class Detached:
 
     def __init__(self, edit: ModelEdit, scope: tuple[str, ...], name: str, names: set[str]):
         self.edit, self.scope, self.name, self.dialect = edit, scope, name, edit.dialect
+        edit.functional(scope)  # the new layers read x and each other: call nodes, not a chain
         raw = edit.layer(name, scope)
         if activation_name(raw) not in names:
             raise EditError(f"{name!r} does not apply {'/'.join(sorted(names))}")
         if len(raw.get("inbound_nodes") or []) != 1:
-            raise EditError(f"{name!r} is not called exactly once in a functional model")
+            raise EditError(f"{name!r} is called {len(raw.get('inbound_nodes') or [])} times; only a single call "
+                            "can be rewritten")
         self.dtype = policy_name(raw["config"].get("dtype")) or "float32"
         self.standalone = raw.get("class_name") == "Activation"
         if self.standalone:
