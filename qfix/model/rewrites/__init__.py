@@ -60,7 +60,8 @@ from qfix.model.rewrites.leaky_relu_to_prelu import leaky_relu_to_prelu  # noqa:
 from qfix.model.rewrites.mixed_merge_cast import mixed_merge_cast  # noqa: E402
 from qfix.model.rewrites.narrow_64bit import narrow_64bit  # noqa: E402
 from qfix.model.rewrites.static_batch import static_batch  # noqa: E402
+from qfix.model.rewrites.unroll_rnn import unroll_rnn  # noqa: E402
 
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "flatten_nested", "fold_input_cast", "gelu_tanh",
            "hard_swish", "hard_swish_spelled", "leaky_relu_to_prelu", "mixed_merge_cast", "narrow_64bit",
-           "static_batch"]
+           "static_batch", "unroll_rnn"]
