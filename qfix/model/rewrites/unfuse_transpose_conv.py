@@ -53,7 +53,7 @@ def unfuse_transpose_conv(edit: ModelEdit, scope: tuple[str, ...], name: str) ->
     new = edit.insert_after((name, 0, 0), identity, scope, weights=[np.ones((1, 1, filters, 1), np.float32)])
     if act in FUSED:
         new = edit.take_output_name(new, name, scope)
-        return (f"{act} of Conv2DTranspose {name!r} moved to an identity DepthwiseConv2D {new!r} "
-                "(1x1, ones), which keeps it out of the TRANSPOSE_CONV")
+        return (f"{act} of Conv2DTranspose {name!r} moved to an identity DepthwiseConv2D (1x1, ones) after it, "
+                f"which keeps it out of the TRANSPOSE_CONV; the output keeps the name {new!r}")
     return (f"identity DepthwiseConv2D {new!r} (1x1, ones) after Conv2DTranspose {name!r}: "
             "the ReLU after it fuses there, not into the TRANSPOSE_CONV")
