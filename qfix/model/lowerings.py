@@ -1,7 +1,7 @@
-"""Keras 3 lowerings that hurt targets: what a layer becomes in TFLite that its user never wrote.
+"""Keras lowerings that hurt targets: what a layer becomes in TFLite that its user never wrote.
 
-Data, one entry per lowering, read by QF308 keras3-lowering and printed by its document. Every
-entry was observed by converting a one-layer Keras 3.15 model with TF 2.21 and the edgetpu recipe
+Data, one entry per lowering, read by QF308 keras3-lowering. Every entry was observed by
+converting a one-layer Keras 3.15 (and tf_keras 2.21) model with TF 2.21 and the edgetpu recipe
 (full-integer PTQ, TFLITE_BUILTINS_INT8) and reading the op list with qfix.targets.tflite (the
 shapes in `emits` are those of the observed input shape). Whether an entry hurts a target is
 decided from the target's profile (`hurts`): an emitted op the target does not run, or a tensor
@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-KERAS3 = "Keras 3 (observed on 3.15 with TF 2.21)"
+KERAS3 = "Keras 3 (observed on 3.15 with TF 2.21); tf_keras 2.21 builds it on tf.image.resize or split/concat instead"
+BOTH = "Keras 3 (3.15) and tf_keras (2.21), with TF 2.21"
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class Lowering:
     layer: str  # Keras class name
     applies: Callable[[dict[str, Any]], bool]  # on the layer's config
     when: str  # the same condition, in words
-    keras: str  # the Keras versions it applies to
+    keras: str  # the Keras versions it applies to, in words
+    dialects: tuple[str, ...]  # the same, as qfix.model.graph dialects
     emits: tuple[str, ...]  # TFLite ops, in order, as observed
     explain: str  # why Keras emits it, in Keras terms
     dims_over_one: int  # the most dimensions > 1 of any tensor it makes (the observed shapes)
@@ -54,7 +56,7 @@ def _nearest(cfg: dict[str, Any]) -> bool:
 
 LOWERINGS: tuple[Lowering, ...] = (
     Lowering(
-        "UpSampling2D", _nearest, 'interpolation="nearest" (the default)', KERAS3,
+        "UpSampling2D", _nearest, 'interpolation="nearest" (the default)', KERAS3, ("keras3",),
         ("RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE"),
         "Keras 3 repeats rows and columns with ops.repeat, which becomes a 5-D reshape, a TILE and a "
         "reshape back for each spatial axis ([1, H, 1, W, C] → [1, H, 2, W, C] → ...)",
@@ -63,7 +65,7 @@ LOWERINGS: tuple[Lowering, ...] = (
         "upsampling_to_resizing",
     ),
     Lowering(
-        "UpSampling1D", lambda cfg: True, "always", KERAS3,
+        "UpSampling1D", lambda cfg: True, "always", KERAS3, ("keras3",),
         ("RESHAPE", "TILE", "RESHAPE"),
         "Keras 3 repeats each step with ops.repeat: a reshape to [1, T, 1, C], a TILE and a reshape back",
         3,
@@ -71,7 +73,7 @@ LOWERINGS: tuple[Lowering, ...] = (
         "the same values, one RESIZE_NEAREST_NEIGHBOR between two reshapes",
     ),
     Lowering(
-        "UpSampling3D", lambda cfg: True, "always", KERAS3,
+        "UpSampling3D", lambda cfg: True, "always", KERAS3, ("keras3",),
         ("RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE"),
         "Keras 3 repeats along each of the three spatial axes with ops.repeat: 6-D reshapes and a TILE per axis",
         5,
@@ -79,9 +81,10 @@ LOWERINGS: tuple[Lowering, ...] = (
         "Resizing per slice",
     ),
     Lowering(
-        "RepeatVector", lambda cfg: True, "always", KERAS3,
+        "RepeatVector", lambda cfg: True, "always", BOTH, ("keras3", "tf_keras"),
         ("RESHAPE", "TILE", "RESHAPE"),
-        "Keras 3 repeats the vector n times with a reshape to [1, 1, 1, C], a TILE and a reshape back",
+        "the vector is repeated n times with a reshape to [1, 1, C] (Keras 3: [1, 1, 1, C]), a TILE and "
+        "(Keras 3) a reshape back",
         2,
         "none exact without TILE: keep the repeat on the CPU (at the end of the model), or restructure so the "
         "vector is not repeated",
@@ -89,9 +92,9 @@ LOWERINGS: tuple[Lowering, ...] = (
 )
 
 
-def lowering_of(class_name: str, config: dict[str, Any]) -> Lowering | None:
-    """The table entry for a Keras 3 layer of this class and config, None when it has none."""
+def lowering_of(class_name: str, config: dict[str, Any], dialect: str) -> Lowering | None:
+    """The table entry for a layer of this class and config in `dialect`, None when it has none."""
     for entry in LOWERINGS:
-        if entry.layer == class_name and entry.applies(config):
+        if entry.layer == class_name and dialect in entry.dialects and entry.applies(config):
             return entry
     return None

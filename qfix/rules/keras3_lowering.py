@@ -3,15 +3,17 @@
 ## What it does
 Finds Keras 3 layers whose TFLite lowering (the table in qfix.model.lowerings, one entry per
 lowering, each observed on Keras 3.15 / TF 2.21) hurts the target: `UpSampling2D` (nearest),
-`UpSampling1D`, `UpSampling3D` and `RepeatVector` all become reshapes and TILE. The finding
+`UpSampling1D`, `UpSampling3D` and `RepeatVector` (also in tf_keras) all become reshapes and
+TILE. The finding
 explains the lowering in Keras terms, names the ops, and gives the rewrite.
 
 ## Why is this bad?
 Keras 3 implements these layers with `ops.repeat`, which the converter lowers to a reshape to
 one more dimension, a TILE and a reshape back. The Edge TPU has no TILE, and the 5-D reshapes
 of UpSampling2D have four dimensions larger than 1 where it allows three: the model is cut at
-an unexplained "5-D RESHAPE" though the user wrote a plain 2x upsampling. tf_keras builds the same
-layers on `tf.image.resize` and is not affected.
+an unexplained "5-D RESHAPE" though the user wrote a plain 2x upsampling. tf_keras builds the
+UpSampling layers on `tf.image.resize` (2-D) or SPLIT/CONCATENATION (1-D, 3-D) and is not
+affected; its RepeatVector uses TILE too.
 
 ## Example
 ```python
@@ -56,12 +58,10 @@ class Keras3Lowering(ModelRule):
     fix_applicability = Applicability.SAFE
 
     def check(self, graph, ctx):
-        if graph.dialect != "keras3":
-            return
         graphs = [((), graph)] + [((*p, l.name), l.subgraph) for p, l in graph.walk() if l.subgraph is not None]
         for scope, g in graphs:
             for layer in g:
-                entry = lowering_of(layer.class_name, layer.config)
+                entry = lowering_of(layer.class_name, layer.config, graph.dialect)
                 why = entry.hurts(ctx.target) if entry is not None else []
                 if not why:
                     continue
