@@ -71,6 +71,7 @@ LOWERINGS: tuple[Lowering, ...] = (
         3,
         "Reshape((T, 1, C)) → Resizing(size·T, 1, interpolation=\"nearest\") → Reshape((size·T, C)): "
         "the same values, one RESIZE_NEAREST_NEIGHBOR between two reshapes",
+        "upsampling1d_to_resizing",
     ),
     Lowering(
         "UpSampling3D", lambda cfg: True, "always", KERAS3, ("keras3",),

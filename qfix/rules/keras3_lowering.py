@@ -30,8 +30,10 @@ y = keras.layers.Resizing(128, 128, interpolation="nearest")(x)  # one RESIZE_NE
 ## Fix safety
 Safe for nearest UpSampling2D with a static input size: `Resizing(k·H, k·W, "nearest")` (no crop,
 no pad, the same data_format) gives identical outputs (TF's half-pixel nearest resize reads row
-floor((o + 0.5)/k) = floor(o/k), the repeated row) and has no weights. No fix for the other
-entries: each finding says what to write instead (display-only).
+floor((o + 0.5)/k) = floor(o/k), the repeated row) and has no weights. Safe for UpSampling1D
+with a static input: `Reshape((T, 1, C))`, `Resizing(k·T, 1, "nearest")`, `Reshape((k·T, C))`,
+the same argument on an image of width 1. No fix for the other entries (UpSampling3D,
+RepeatVector): each finding says what to write instead (display-only).
 
 ## Targets
 Targets whose op table lacks an op of the lowering, or that limit how many dimensions may be
@@ -48,6 +50,13 @@ from qfix.model.rewrites.upsampling_to_resizing import resized_size
 from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
+
+
+def _static(rewrite, shape, cfg) -> bool:
+    """Whether the input size the rewrite needs is in the config."""
+    if rewrite is rewrites.upsampling_to_resizing:
+        return resized_size(shape, cfg) is not None
+    return shape is not None and all(isinstance(d, int) for d in shape[1:])
 
 
 class Keras3Lowering(ModelRule):
@@ -68,8 +77,8 @@ class Keras3Lowering(ModelRule):
                 msg = (f"{layer.class_name} {layer.name!r}: {entry.explain} ({', '.join(entry.emits)}); "
                        f"{'; '.join(why)}")
                 rewrite = getattr(rewrites, entry.rewrite_fn) if entry.rewrite_fn else None
-                if rewrite is rewrites.upsampling_to_resizing and resized_size(input_shape_of(g, layer), layer.config) is None:
-                    rewrite = None  # Resizing needs the static input size
+                if rewrite is not None and not _static(rewrite, input_shape_of(g, layer), layer.config):
+                    rewrite = None  # Resizing and Reshape need the static input size
                 yield self.violation(
                     msg, layer.name, pointer=layer.pointer, fix=f"use {entry.rewrite}",
                     applicability=None if rewrite else Applicability.DISPLAY_ONLY,
@@ -95,9 +104,23 @@ class Keras3Lowering(ModelRule):
             expected={"class_name": "Resizing", "config": {"name": "up", "height": 32, "width": 48}},
         ),
         ModelCase(
-            "upsampling1d-explained",
+            "upsampling1d",
             functional_config([("x", (None, 16, 8), "float32")],
                               [("up", "UpSampling1D", {"size": 2}, ["x"], "float32", (None, 32, 8))], ["up"]),
+            fires=True, count=1,
+            # The model output keeps its name: the first reshape becomes up_pre.
+            expected=[("x", "InputLayer"), ("up_pre", "Reshape"), ("up_resize", "Resizing"), ("up", "Reshape")],
+        ),
+        ModelCase(
+            "sequential-upsampling1d",
+            sequential_config(("x", (None, 16, 8), "float32"), [("up", "UpSampling1D", {"size": 3})]),
+            fires=True, count=1,
+            expected={"class_name": "Resizing", "config": {"name": "up_resize", "height": 48, "width": 1}},
+        ),
+        ModelCase(
+            "upsampling3d-explained",
+            functional_config([("x", (None, 4, 4, 4, 8), "float32")],
+                              [("up", "UpSampling3D", {"size": [2, 2, 2]}, ["x"], "float32", (None, 8, 8, 8, 8))], ["up"]),
             fires=True, count=1,
         ),
         ModelCase(

@@ -68,6 +68,12 @@ def _k3_seq_decoder(K):  # another member: a Sequential decoder, a (2, 3) factor
                          L.UpSampling2D((2, 3), name="up"), L.Conv2D(4, 3, padding="same")])
 
 
+def _k3_seq_up1d(K):  # another member of the kind: UpSampling1D lowers to RESHAPE, TILE, RESHAPE
+    L = K.layers
+    return K.Sequential([K.Input((16, 4)), L.Conv1D(8, 3, padding="same", activation="relu"),
+                         L.UpSampling1D(3, name="up"), L.Conv1D(2, 3, padding="same")])
+
+
 def _k3_gru(K):  # fault 1, smallest
     L = K.layers
     x = K.Input((5, 16))
@@ -89,7 +95,7 @@ def _tfk_simple_rnn(K):  # another member, tf_keras: its rolled SimpleRNN crashe
 MODELS = {
     "gconv": ("k3", _k3_gconv), "gconv1d": ("k3", _k3_gconv1d),
     "tconv": ("k3", _k3_tconv), "tconv_relu_layer_tfk": ("tfk", _tfk_tconv_relu_layer), "seq_tconv": ("k3", _k3_seq_tconv),
-    "upnear": ("k3", _k3_upnear), "seq_decoder": ("k3", _k3_seq_decoder),
+    "upnear": ("k3", _k3_upnear), "seq_decoder": ("k3", _k3_seq_decoder), "seq_up1d": ("k3", _k3_seq_up1d),
     "gru": ("k3", _k3_gru), "bilstm": ("k3", _k3_bilstm), "simple_rnn_tfk": ("tfk", _tfk_simple_rnn),
 }
 
@@ -131,6 +137,7 @@ THROUGH_THE_JOB = [
     ("seq_tconv", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
     ("upnear", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
     ("seq_decoder", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
+    ("seq_up1d", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
 ]
 
 
