@@ -80,7 +80,8 @@ class Keras3Lowering(ModelRule):
                 if rewrite is not None and not _static(rewrite, input_shape_of(g, layer), layer.config):
                     rewrite = None  # Resizing and Reshape need the static input size
                 yield self.violation(
-                    msg, layer.name, pointer=layer.pointer, fix=f"use {entry.rewrite}",
+                    msg, layer.name, pointer=layer.pointer,
+                    fix=f"use {entry.rewrite}" if entry.rewrite_fn else entry.rewrite,
                     applicability=None if rewrite else Applicability.DISPLAY_ONLY,
                     rewrite=Rewrite(rewrite, scope, layer.name) if rewrite else None,
                 )
