@@ -24,9 +24,11 @@ Progress = Callable[[str], None]
 # Source: issue 8 — Keras 3 `Input((5, 16)) → GRU(8) → Dense(2)` (also LSTM, SimpleRNN): a rolled
 # RNN becomes a WHILE loop and int8 calibration segfaults (TF 2.21, Keras 3.15).
 KNOWN_CRASHES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
-    ("keras3", cls): (("TFLite converter",), "a Keras 3 rolled RNN (unroll=False) becomes a WHILE loop whose "
-                      "int8 calibration crashes TF's converter; try unroll=True on a fixed-length input")
-    for cls in ("GRU", "LSTM", "SimpleRNN", "RNN")
+    (dialect, cls): (("TFLite converter",), "a rolled RNN (unroll=False) becomes a WHILE loop whose "
+                     "int8 calibration crashes TF's converter; try unroll=True on a fixed-length input (QF305)")
+    for dialect, classes in (("keras3", ("GRU", "LSTM", "SimpleRNN", "RNN")),
+                             ("tf_keras", ("GRU", "SimpleRNN")))  # tf_keras's LSTM converts to a fused op
+    for cls in classes
 }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -106,7 +106,7 @@ def migrate(
     new_config: dict[str, Any],
     dialect: str,
     origin: Mapping[LayerPath, LayerPath | None],
-    new_vars: Mapping[LayerPath, Iterable[np.ndarray]] | None = None,
+    new_vars: Mapping[LayerPath, Iterable[np.ndarray] | Callable[..., Iterable[np.ndarray]]] | None = None,
 ) -> bytes:
     """Re-key `model.weights.h5` for `new_config`, in memory; returns the new file.
 
@@ -116,12 +116,17 @@ def migrate(
     never copied, so the cost does not grow with the size of the weights. Everything at the
     top level except `layers` and the model's own `vars` (e.g. optimizer state, whose slots
     follow the old variable order) is dropped: it would not match the new model.
+
+    A `new_vars` entry may also be a function of `read`, where `read(path)` gives the variables
+    of the old config's layer at `path`: a new layer whose weights derive from an old one's (a
+    slice of its kernel).
     """
     import h5py
 
     old_keys = group_keys(old_config, dialect)
     new_keys = group_keys(new_config, dialect)
-    new_vars = new_vars or {}
+    new_vars = {path: value(lambda src: read_vars(weights_bytes, old_keys[src])) if callable(value) else value
+                for path, value in (new_vars or {}).items()}
     source = {group: old_keys.get(origin.get(path)) if origin.get(path) is not None else None
               for path, group in new_keys.items()}  # new group -> old group (None: create)
     moves = {old: new for new, old in source.items() if old is not None and old != new}

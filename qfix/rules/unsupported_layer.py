@@ -51,6 +51,8 @@ class UnsupportedLayer(ModelRule):
                 continue
             if layer.is_cast and _reads_input(graph, layer):
                 continue  # an input cast is QF102's finding, with its fix
+            if _unrolled(layer):
+                continue  # one cell per time step: plain ops, no WHILE or fused sequence op (QF305)
             missing = [op for op in LAYER_OPS[key] if not ctx.target.supports(op)]
             if not missing:
                 continue
@@ -65,6 +67,11 @@ class UnsupportedLayer(ModelRule):
             )
 
     CASES = [
+        ModelCase(
+            "unrolled-gru-is-plain-ops",
+            functional_config([("x", (1, 5, 4), "float32")], [("g", "GRU", {"units": 4, "unroll": True}, ["x"])], ["g"]),
+            fires=False,
+        ),
         ModelCase(
             "cast-after-input-is-qf102",
             functional_config([("x", (1, 4), "uint8")], [("c", "Cast", {"dtype": "float32"}, ["x"])], ["c"]),
@@ -90,3 +97,9 @@ class UnsupportedLayer(ModelRule):
 
 def _reads_input(graph, layer) -> bool:
     return any(graph.layers.get(r.layer) is not None and graph.layers[r.layer].is_input for r in layer.inputs)
+
+
+def _unrolled(layer) -> bool:
+    """An RNN layer (or the one a Bidirectional wraps) with unroll=True."""
+    raw = layer.config.get("layer") if layer.class_name == "Bidirectional" else layer.raw
+    return isinstance(raw, dict) and bool((raw.get("config") or {}).get("unroll"))

@@ -455,3 +455,69 @@ def test_casts_to_64_bits_become_32_bit_casts(dialect, tmp_path):
 
     _, diff = _load_and_compare(a, config, weights, tmp_path)
     assert diff <= 1e-5
+
+
+def _with_vars(config, values: dict[str, list[np.ndarray]]) -> bytes:
+    """A weights file for `config` with the given variables for the named layers (others empty)."""
+    import io
+
+    import h5py
+
+    from qfix.model.weights import group_keys
+
+    buf = io.BytesIO(empty_weights(config))
+    with h5py.File(buf, "r+") as f:
+        for path, group in group_keys(config, "keras3").items():
+            for i, v in enumerate(values.get(path[-1], [])):
+                f[f"{group}/vars"].create_dataset(str(i), data=v)
+    return buf.getvalue()
+
+
+def test_grouped_conv_split_gives_each_group_its_kernel_and_bias_slice():
+    from qfix.model.weights import group_keys, read_vars
+
+    config = functional_config(
+        [("x", (None, 8, 8, 6), "float32")],
+        [("g", "Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 2, "activation": "relu"}, ["x"],
+          "float32", (None, 6, 6, 4))], ["g"])
+    kernel = np.arange(3 * 3 * 3 * 4, dtype=np.float32).reshape(3, 3, 3, 4)
+    bias = np.array([1, 2, 3, 4], np.float32)
+    new, weights, note = rewrite(config, rewrites.split_grouped_conv, "g", weights=_with_vars(config, {"g": [kernel, bias]}))
+    keys = group_keys(new, "keras3")
+    for i in range(2):
+        k, b = read_vars(weights, keys[(f"g_g{i}",)])
+        assert np.array_equal(k, kernel[..., 2 * i:2 * i + 2]) and np.array_equal(b, bias[2 * i:2 * i + 2])
+    layers = build_graph(new, "keras3").layers
+    assert layers["g"].class_name == "Concatenate" and layers["g_g1"].config["activation"] == "relu"
+    assert layers["g_split"].config["indices_or_sections"] == 2 and "groups=2" in note
+
+
+def test_transposed_conv_keeps_its_weights_and_gets_an_identity_after_it():
+    from qfix.model.weights import group_keys, read_vars
+
+    config = functional_config(
+        [("x", (None, 4, 4, 3), "float32")],
+        [("t", "Conv2DTranspose", {"filters": 5, "kernel_size": [2, 2], "strides": [2, 2], "activation": "relu"},
+          ["x"], "float32", (None, 8, 8, 5)),
+         ("head", "Conv2D", {"filters": 2, "kernel_size": [1, 1]}, ["t"], "float32", (None, 8, 8, 2))], ["head"])
+    kernel, bias = np.ones((2, 2, 5, 3), np.float32) * 0.5, np.arange(5, dtype=np.float32)
+    new, weights, _ = rewrite(config, rewrites.unfuse_transpose_conv, "t", weights=_with_vars(config, {"t": [kernel, bias]}))
+    keys = group_keys(new, "keras3")
+    k, b = read_vars(weights, keys[("t",)])
+    assert np.array_equal(k, kernel) and np.array_equal(b, bias)
+    (ones,) = read_vars(weights, keys[("t_act",)])
+    assert ones.shape == (1, 1, 5, 1) and np.all(ones == 1)
+    layers = build_graph(new, "keras3").layers
+    assert layers["t"].config["activation"] == "linear" and layers["t_act"].config["activation"] == "relu"
+    assert [r.layer for r in layers["head"].inputs] == ["t_act"]
+
+
+def test_new_rewrites_refuse_what_they_do_not_handle():
+    config = functional_config(
+        [("x", (None, 8, 8, 4), "float32")],
+        [("c", "Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 1}, ["x"]),
+         ("up", "UpSampling2D", {"size": [2, 2], "interpolation": "bilinear"}, ["c"])], ["up"])
+    for run, layer in [(rewrites.split_grouped_conv, "c"), (rewrites.unfuse_transpose_conv, "c"),
+                       (rewrites.upsampling_to_resizing, "up"), (rewrites.unroll_rnn, "c")]:
+        with pytest.raises(EditError):
+            rewrite(config, run, layer)

@@ -59,8 +59,14 @@ from qfix.model.rewrites.hard_swish_spelled import hard_swish_spelled  # noqa: E
 from qfix.model.rewrites.leaky_relu_to_prelu import leaky_relu_to_prelu  # noqa: E402
 from qfix.model.rewrites.mixed_merge_cast import mixed_merge_cast  # noqa: E402
 from qfix.model.rewrites.narrow_64bit import narrow_64bit  # noqa: E402
+from qfix.model.rewrites.split_grouped_conv import split_grouped_conv  # noqa: E402
 from qfix.model.rewrites.static_batch import static_batch  # noqa: E402
+from qfix.model.rewrites.unfuse_transpose_conv import unfuse_transpose_conv  # noqa: E402
+from qfix.model.rewrites.unroll_rnn import unroll_rnn  # noqa: E402
+from qfix.model.rewrites.upsampling1d_to_resizing import upsampling1d_to_resizing  # noqa: E402
+from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  # noqa: E402
 
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "flatten_nested", "fold_input_cast", "gelu_tanh",
            "hard_swish", "hard_swish_spelled", "leaky_relu_to_prelu", "mixed_merge_cast", "narrow_64bit",
-           "static_batch"]
+           "split_grouped_conv", "static_batch", "unfuse_transpose_conv", "unroll_rnn",
+           "upsampling1d_to_resizing", "upsampling_to_resizing"]

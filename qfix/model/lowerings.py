@@ -1,0 +1,101 @@
+"""Keras lowerings that hurt targets: what a layer becomes in TFLite that its user never wrote.
+
+Data, one entry per lowering, read by QF308 keras3-lowering. Every entry was observed by
+converting a one-layer Keras 3.15 (and tf_keras 2.21) model with TF 2.21 and the edgetpu recipe
+(full-integer PTQ, TFLITE_BUILTINS_INT8) and reading the op list with qfix.targets.tflite (the
+shapes in `emits` are those of the observed input shape). Whether an entry hurts a target is
+decided from the target's profile (`hurts`): an emitted op the target does not run, or a tensor
+with more dimensions larger than 1 than the target allows.
+
+Observed, not listed (they convert to ops every target profile runs, or another rule reports them
+already): Resizing (one RESIZE_*; with crop_to_aspect_ratio a STRIDED_SLICE first), bilinear
+UpSampling2D (RESIZE_BILINEAR), Conv1D / DepthwiseConv1D / SeparableConv1D / pooling 1-D
+(RESHAPE to 4-D around the 2-D op), Dense on a 3-D or 4-D input (FULLY_CONNECTED v5,
+keep_num_dims), GlobalAveragePooling (MEAN, with or without keepdims), Flatten / Reshape
+(RESHAPE), Permute (TRANSPOSE), ZeroPadding (PAD), Cropping (STRIDED_SLICE); LayerNormalization,
+GroupNormalization, UnitNormalization, Embedding, Attention, Dot, Conv3D (reported by QF303
+unsupported-layer through qfix.model.opmap.LAYER_OPS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+KERAS3 = "Keras 3 (observed on 3.15 with TF 2.21); tf_keras 2.21 builds it on tf.image.resize or split/concat instead"
+BOTH = "Keras 3 (3.15) and tf_keras (2.21), with TF 2.21"
+
+
+@dataclass(frozen=True)
+class Lowering:
+    layer: str  # Keras class name
+    applies: Callable[[dict[str, Any]], bool]  # on the layer's config
+    when: str  # the same condition, in words
+    keras: str  # the Keras versions it applies to, in words
+    dialects: tuple[str, ...]  # the same, as qfix.model.graph dialects
+    emits: tuple[str, ...]  # TFLite ops, in order, as observed
+    explain: str  # why Keras emits it, in Keras terms
+    dims_over_one: int  # the most dimensions > 1 of any tensor it makes (the observed shapes)
+    rewrite: str  # the rewrite in Keras terms ("" when there is none)
+    rewrite_fn: str | None = None  # the name of the exact rewrite in qfix.model.rewrites
+
+    def hurts(self, profile: Any) -> list[str]:
+        """Why this lowering hurts the target of `profile`, one reason per fact ([] when it does not)."""
+        why = [f"{op} is not in {profile.name}'s op table"
+               for op in dict.fromkeys(self.emits) if not profile.supports(op)]
+        limit = profile.max_innermost_dims
+        if limit is not None and self.dims_over_one > limit:
+            why.append(f"its {self.dims_over_one + 1}-D reshapes have {self.dims_over_one} dimensions larger than 1 "
+                       f"({profile.name} allows {limit})")
+        return why
+
+
+def _nearest(cfg: dict[str, Any]) -> bool:
+    return cfg.get("interpolation", "nearest") == "nearest"
+
+
+LOWERINGS: tuple[Lowering, ...] = (
+    Lowering(
+        "UpSampling2D", _nearest, 'interpolation="nearest" (the default)', KERAS3, ("keras3",),
+        ("RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE"),
+        "Keras 3 repeats rows and columns with ops.repeat, which becomes a 5-D reshape, a TILE and a "
+        "reshape back for each spatial axis ([1, H, 1, W, C] → [1, H, 2, W, C] → ...)",
+        4,
+        "Resizing(size_h·H, size_w·W, interpolation=\"nearest\"): identical outputs, one RESIZE_NEAREST_NEIGHBOR",
+        "upsampling_to_resizing",
+    ),
+    Lowering(
+        "UpSampling1D", lambda cfg: True, "always", KERAS3, ("keras3",),
+        ("RESHAPE", "TILE", "RESHAPE"),
+        "Keras 3 repeats each step with ops.repeat: a reshape to [1, T, 1, C], a TILE and a reshape back",
+        3,
+        "Reshape((T, 1, C)) → Resizing(size·T, 1, interpolation=\"nearest\") → Reshape((size·T, C)): "
+        "the same values, one RESIZE_NEAREST_NEIGHBOR between two reshapes",
+        "upsampling1d_to_resizing",
+    ),
+    Lowering(
+        "UpSampling3D", lambda cfg: True, "always", KERAS3, ("keras3",),
+        ("RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE", "TILE", "RESHAPE"),
+        "Keras 3 repeats along each of the three spatial axes with ops.repeat: 6-D reshapes and a TILE per axis",
+        5,
+        "none exact: TFLite has no 3-D resize; fold the depth axis into the batch or the channels and use "
+        "Resizing per slice",
+    ),
+    Lowering(
+        "RepeatVector", lambda cfg: True, "always", BOTH, ("keras3", "tf_keras"),
+        ("RESHAPE", "TILE", "RESHAPE"),
+        "the vector is repeated n times with a reshape to [1, 1, C] (Keras 3: [1, 1, 1, C]), a TILE and "
+        "(Keras 3) a reshape back",
+        2,
+        "none exact without TILE: keep the repeat on the CPU (at the end of the model), or restructure so the "
+        "vector is not repeated",
+    ),
+)
+
+
+def lowering_of(class_name: str, config: dict[str, Any], dialect: str) -> Lowering | None:
+    """The table entry for a layer of this class and config in `dialect`, None when it has none."""
+    for entry in LOWERINGS:
+        if entry.layer == class_name and dialect in entry.dialects and entry.applies(config):
+            return entry
+    return None

@@ -1,0 +1,122 @@
+"""QF306 grouped-conv: a grouped convolution makes every CONV_2D of the model a version the target cannot parse.
+
+## What it does
+Finds Conv1D and Conv2D layers with `groups` > 1 when the target's compiler knows CONV_2D only
+up to a version below 6.
+
+## Why is this bad?
+A grouped convolution converts to CONV_2D version 6 (tensorflow/lite/tools/versioning/
+op_version.cc: `is_grouped_convolution` → 6), and a `.tflite` records one version per op type, so
+every CONV_2D of the model becomes version 6 - the plain stem conv too (TF 2.21, reproduced).
+edgetpu_compiler 16 stops at "Didn't find op for builtin opcode 'CONV_2D' version '6'" and
+rejects the whole file (google-coral/edgetpu #631, #845): nothing maps, although only one layer
+is grouped. The `experimental_new_converter=False` workaround seen in old threads raises
+TypeError on TF 2.21.
+
+## Example
+```python
+y = keras.layers.Conv2D(32, 3, groups=4)(x)
+```
+
+## Use instead
+```python
+parts = keras.ops.split(x, 4, axis=-1)          # SPLIT
+ys = [keras.layers.Conv2D(8, 3)(p) for p in parts]  # one CONV_2D v3 per group
+y = keras.layers.Concatenate()(ys)
+```
+
+## Fix safety
+Safe in functional Keras 3 models: each group's convolution gets its slice of the kernel
+(`kernel[..., :, i·F/g:(i+1)·F/g]`) and bias, and the activation stays on each (it is
+elementwise), so the float outputs are identical; after conversion SPLIT v2, CONV_2D v3 per
+group, CONCATENATION v2. Display-only in a Sequential model (a split is not a chain) and in
+tf_keras (written for Keras 3 configs).
+
+## Targets
+Targets whose op table caps CONV_2D below version 6 (the profile's `max_version`).
+"""
+
+from __future__ import annotations
+
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.split_grouped_conv import CONVS
+from qfix.rules.base import ModelCase, ModelRule
+from qfix.types import Applicability
+
+GROUPED_VERSION = 6  # op_version.cc, BuiltinOperator_CONV_2D
+
+
+class GroupedConv(ModelRule):
+    """QF306 grouped-conv; documented in the module docstring (`qfix rule QF306`)."""
+
+    code = "QF306"
+    name = "grouped-conv"
+    fix_applicability = Applicability.SAFE
+
+    def check(self, graph, ctx):
+        spec = ctx.target.op("CONV_2D")
+        if spec is None or not spec.supported or spec.max_version is None or spec.max_version >= GROUPED_VERSION:
+            return
+        graphs = [((), graph)] + [((*p, l.name), l.subgraph) for p, l in graph.walk() if l.subgraph is not None]
+        for scope, g in graphs:
+            for layer in g:
+                groups = layer.config.get("groups")
+                if layer.class_name not in CONVS or not isinstance(groups, int) or groups < 2:
+                    continue
+                exact = graph.dialect == "keras3" and g.class_name != "Sequential"
+                fix = f"split it: one {layer.class_name} per group on its slice of the channels, then Concatenate"
+                yield self.violation(
+                    f"{layer.class_name} {layer.name!r} has groups={groups}: a grouped convolution is CONV_2D version "
+                    f"{GROUPED_VERSION}, which makes every CONV_2D of the model version {GROUPED_VERSION}; "
+                    f"{ctx.target.name}'s compiler knows CONV_2D up to version {spec.max_version} and rejects "
+                    "the whole model",
+                    layer.name, pointer=layer.pointer,
+                    fix=fix if exact else fix + (" (write it as a functional model)" if g.class_name == "Sequential"
+                                                  else " (qfix writes this split for Keras 3 models)"),
+                    applicability=None if exact else Applicability.DISPLAY_ONLY,
+                    rewrite=Rewrite(rewrites.split_grouped_conv, scope, layer.name) if exact else None,
+                )
+
+    CASES = [
+        ModelCase(
+            "grouped-conv2d",
+            functional_config(
+                [("x", (None, 16, 16, 8), "float32")],
+                [("stem", "Conv2D", {"filters": 16, "kernel_size": [3, 3]}, ["x"], "float32", (None, 14, 14, 16)),
+                 ("g", "Conv2D", {"filters": 32, "kernel_size": [3, 3], "groups": 4, "activation": "relu"}, ["stem"],
+                  "float32", (None, 12, 12, 32))],
+                ["g"]),
+            fires=True, count=1,
+            expected=[("x", "InputLayer"), ("stem", "Conv2D"), ("g_split", "Split"), ("g_g0", "Conv2D"),
+                      ("g_g1", "Conv2D"), ("g_g2", "Conv2D"), ("g_g3", "Conv2D"), ("g", "Concatenate")],
+        ),
+        ModelCase(
+            "grouped-conv1d",
+            functional_config(
+                [("x", (None, 16, 8), "float32")],
+                [("g", "Conv1D", {"filters": 4, "kernel_size": [3], "groups": 2}, ["x"], "float32", (None, 14, 4))],
+                ["g"]),
+            fires=True, count=1,
+            expected={"class_name": "Conv1D", "config": {"name": "g_g1", "filters": 2, "groups": 1}},
+        ),
+        ModelCase(
+            "sequential-explains",
+            sequential_config(("x", (None, 16, 16, 8), "float32"),
+                              [("g", "Conv2D", {"filters": 8, "kernel_size": [3, 3], "groups": 2})]),
+            fires=True, count=1,
+        ),
+        ModelCase(
+            "plain-conv",
+            functional_config([("x", (None, 16, 16, 8), "float32")],
+                              [("c", "Conv2D", {"filters": 8, "kernel_size": [3, 3], "groups": 1}, ["x"])], ["c"]),
+            fires=False,
+        ),
+        ModelCase(
+            "int8-cpu-runs-v6",
+            functional_config([("x", (None, 16, 16, 8), "float32")],
+                              [("g", "Conv2D", {"filters": 8, "kernel_size": [3, 3], "groups": 2}, ["x"])], ["g"]),
+            fires=False, targets=("int8",),
+        ),
+    ]

@@ -1,0 +1,145 @@
+"""QF308 keras3-lowering: a Keras 3 layer that converts to ops its user never wrote, which the target lacks.
+
+## What it does
+Finds Keras 3 layers whose TFLite lowering (the table in qfix.model.lowerings, one entry per
+lowering, each observed on Keras 3.15 / TF 2.21) hurts the target: `UpSampling2D` (nearest),
+`UpSampling1D`, `UpSampling3D` and `RepeatVector` (also in tf_keras) all become reshapes and
+TILE. The finding
+explains the lowering in Keras terms, names the ops, and gives the rewrite.
+
+## Why is this bad?
+Keras 3 implements these layers with `ops.repeat`, which the converter lowers to a reshape to
+one more dimension, a TILE and a reshape back. The Edge TPU has no TILE, and the 5-D reshapes
+of UpSampling2D have four dimensions larger than 1 where it allows three: the model is cut at
+an unexplained "5-D RESHAPE" though the user wrote a plain 2x upsampling. tf_keras builds the
+UpSampling layers on `tf.image.resize` (2-D) or SPLIT/CONCATENATION (1-D, 3-D) and is not
+affected; its RepeatVector uses TILE too.
+
+## Example
+```python
+x = keras.Input((64, 64, 3))
+y = keras.layers.UpSampling2D(2)(x)
+```
+
+## Use instead
+```python
+x = keras.Input((64, 64, 3))
+y = keras.layers.Resizing(128, 128, interpolation="nearest")(x)  # one RESIZE_NEAREST_NEIGHBOR
+```
+
+## Fix safety
+Safe for nearest UpSampling2D with a static input size: `Resizing(k·H, k·W, "nearest")` (no crop,
+no pad, the same data_format) gives identical outputs (TF's half-pixel nearest resize reads row
+floor((o + 0.5)/k) = floor(o/k), the repeated row) and has no weights. Safe for UpSampling1D
+with a static input: `Reshape((T, 1, C))`, `Resizing(k·T, 1, "nearest")`, `Reshape((k·T, C))`,
+the same argument on an image of width 1. No fix for the other entries (UpSampling3D,
+RepeatVector): each finding says what to write instead (display-only).
+
+## Targets
+Targets whose op table lacks an op of the lowering, or that limit how many dimensions may be
+larger than 1 (`max_innermost_dims`). Targets with TILE and no such limit never get it.
+"""
+
+from __future__ import annotations
+
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.lowerings import lowering_of
+from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.upsampling_to_resizing import resized_size
+from qfix.model.layer_shape import input_shape_of
+from qfix.rules.base import ModelCase, ModelRule
+from qfix.types import Applicability
+
+
+def _static(rewrite, shape, cfg) -> bool:
+    """Whether the input size the rewrite needs is in the config."""
+    if rewrite is rewrites.upsampling_to_resizing:
+        return resized_size(shape, cfg) is not None
+    return shape is not None and all(isinstance(d, int) for d in shape[1:])
+
+
+class Keras3Lowering(ModelRule):
+    """QF308 keras3-lowering; documented in the module docstring (`qfix rule QF308`)."""
+
+    code = "QF308"
+    name = "keras3-lowering"
+    fix_applicability = Applicability.SAFE
+
+    def check(self, graph, ctx):
+        graphs = [((), graph)] + [((*p, l.name), l.subgraph) for p, l in graph.walk() if l.subgraph is not None]
+        for scope, g in graphs:
+            for layer in g:
+                entry = lowering_of(layer.class_name, layer.config, graph.dialect)
+                why = entry.hurts(ctx.target) if entry is not None else []
+                if not why:
+                    continue
+                msg = (f"{layer.class_name} {layer.name!r}: {entry.explain} ({', '.join(entry.emits)}); "
+                       f"{'; '.join(why)}")
+                rewrite = getattr(rewrites, entry.rewrite_fn) if entry.rewrite_fn else None
+                if rewrite is not None and not _static(rewrite, input_shape_of(g, layer), layer.config):
+                    rewrite = None  # Resizing and Reshape need the static input size
+                yield self.violation(
+                    msg, layer.name, pointer=layer.pointer,
+                    fix=f"use {entry.rewrite}" if entry.rewrite_fn else entry.rewrite,
+                    applicability=None if rewrite else Applicability.DISPLAY_ONLY,
+                    rewrite=Rewrite(rewrite, scope, layer.name) if rewrite else None,
+                )
+
+    CASES = [
+        ModelCase(
+            "upsampling2d-nearest",
+            functional_config([("x", (None, 64, 64, 3), "float32")],
+                              [("up", "UpSampling2D", {"size": [2, 2], "data_format": "channels_last",
+                                                       "interpolation": "nearest"}, ["x"], "float32", (None, 128, 128, 3))],
+                              ["up"]),
+            fires=True, count=1,
+            expected={"class_name": "Resizing", "config": {"name": "up", "height": 128, "width": 128,
+                                                            "interpolation": "nearest", "crop_to_aspect_ratio": False}},
+        ),
+        ModelCase(
+            "sequential-upsampling2d-2x3",
+            sequential_config(("x", (None, 16, 16, 8), "float32"),
+                              [("up", "UpSampling2D", {"size": [2, 3], "interpolation": "nearest"})]),
+            fires=True, count=1,
+            expected={"class_name": "Resizing", "config": {"name": "up", "height": 32, "width": 48}},
+        ),
+        ModelCase(
+            "upsampling1d",
+            functional_config([("x", (None, 16, 8), "float32")],
+                              [("up", "UpSampling1D", {"size": 2}, ["x"], "float32", (None, 32, 8))], ["up"]),
+            fires=True, count=1,
+            # The model output keeps its name: the first reshape becomes up_pre.
+            expected=[("x", "InputLayer"), ("up_pre", "Reshape"), ("up_resize", "Resizing"), ("up", "Reshape")],
+        ),
+        ModelCase(
+            "sequential-upsampling1d",
+            sequential_config(("x", (None, 16, 8), "float32"), [("up", "UpSampling1D", {"size": 3})]),
+            fires=True, count=1,
+            expected={"class_name": "Resizing", "config": {"name": "up_resize", "height": 48, "width": 1}},
+        ),
+        ModelCase(
+            "upsampling3d-explained",
+            functional_config([("x", (None, 4, 4, 4, 8), "float32")],
+                              [("up", "UpSampling3D", {"size": [2, 2, 2]}, ["x"], "float32", (None, 8, 8, 8, 8))], ["up"]),
+            fires=True, count=1,
+        ),
+        ModelCase(
+            "dynamic-size-explained",
+            functional_config([("x", (None, None, None, 3), "float32")],
+                              [("up", "UpSampling2D", {"size": [2, 2]}, ["x"], "float32", (None, None, None, 3))], ["up"]),
+            fires=True, count=1,
+        ),
+        ModelCase(
+            "bilinear-is-one-resize",
+            functional_config([("x", (None, 16, 16, 8), "float32")],
+                              [("up", "UpSampling2D", {"size": [2, 2], "interpolation": "bilinear"}, ["x"])], ["up"]),
+            fires=False,
+        ),
+        ModelCase(
+            "int8-cpu-runs-tile",
+            functional_config([("x", (None, 16, 16, 8), "float32")],
+                              [("up", "UpSampling2D", {"size": [2, 2]}, ["x"])], ["up"]),
+            fires=False, targets=("int8",),
+        ),
+    ]

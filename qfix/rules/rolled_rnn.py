@@ -1,0 +1,145 @@
+"""QF305 rolled-rnn: a rolled recurrent layer (unroll=False) that the int8 converter crashes on.
+
+## What it does
+Finds GRU, LSTM and SimpleRNN layers (also inside Bidirectional) with `unroll=False`, the
+default, when the target needs a full-integer model.
+
+## Why is this bad?
+A rolled RNN converts to a WHILE loop over the time steps. With full-integer quantization, the
+calibration of that loop crashes TensorFlow's converter natively (TF 2.21: segmentation fault,
+exit 139, nothing printed; reproduced for Keras 3 GRU/LSTM/SimpleRNN and tf_keras GRU/SimpleRNN).
+qfix survives the crash (the conversion runs in a child process) but no model comes out, and
+even where a WHILE converts, single-cut accelerators do not run control flow.
+
+## Example
+```python
+x = keras.Input((5, 16))
+y = keras.layers.GRU(8)(x)
+```
+
+## Use instead
+```python
+x = keras.Input((5, 16))            # a fixed sequence length
+y = keras.layers.GRU(8, unroll=True)(x)
+```
+
+## Fix safety
+Safe when the sequence length is static: `unroll=True` builds one copy of the cell per time
+step with the same weights and the same arithmetic, so the float outputs are identical
+(checked to 1e-5), and the model converts to plain int8 ops (FULLY_CONNECTED, LOGISTIC, TANH,
+MUL, ADD, SPLIT, STRIDED_SLICE). TF 2.21 sometimes leaves the first time step's SPLIT in float
+(not every conversion of the same model): a single-cut target then cuts there, and QF304/QF405
+report it. The graph grows with the sequence length. When the length is
+dynamic (`Input((None, F))`) there is no fix: fix the length first, then unroll.
+
+## Targets
+Targets whose recipe quantizes to full integer. Float and dynamic-range recipes keep the WHILE
+loop and are not affected. Sources: TF 2.21 reproduction (`/tmp/i9/gru.keras`, issue 9 fault 1);
+keras.layers.GRU `unroll` documentation ("Unrolling can speed-up an RNN, although it tends to be
+more memory-intensive. Unrolling is only suitable for short sequences").
+"""
+
+from __future__ import annotations
+
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.unroll_rnn import RNN_CLASSES
+from qfix.model.layer_shape import input_shape_of
+from qfix.rules.base import ModelCase, ModelRule
+from qfix.types import Applicability
+
+# Dialects whose rolled RNN crashes the int8 converter, by class (TF 2.21, reproduced). The
+# tf_keras LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM and is not one of them.
+CRASHES = {
+    "keras3": frozenset(RNN_CLASSES),
+    "tf_keras": frozenset({"GRU", "SimpleRNN"}),
+}
+
+
+def _rolled(layer) -> str | None:
+    """The RNN class of a rolled recurrent layer (or of the one a Bidirectional wraps)."""
+    raw = layer.config.get("layer") if layer.class_name == "Bidirectional" else layer.raw
+    if not isinstance(raw, dict) or raw.get("class_name") not in RNN_CLASSES:
+        return None
+    return None if (raw.get("config") or {}).get("unroll") else raw["class_name"]
+
+
+class RolledRnn(ModelRule):
+    """QF305 rolled-rnn; documented in the module docstring (`qfix rule QF305`)."""
+
+    code = "QF305"
+    name = "rolled-rnn"
+    fix_applicability = Applicability.SAFE
+
+    def check(self, graph, ctx):
+        if not ctx.target.integer:
+            return
+        for path, layer in graph.walk():
+            cls = _rolled(layer)
+            if cls is None or cls not in CRASHES.get(graph.dialect, ()):
+                continue
+            g = graph if not path else _scope_graph(graph, path)
+            shape = input_shape_of(g, layer)
+            steps = shape[1] if shape is not None and len(shape) == 3 else None
+            what = f"{layer.class_name} {layer.name!r}" + (f" ({cls})" if cls != layer.class_name else "")
+            msg = (f"{what} is rolled (unroll=False): it converts to a WHILE loop whose int8 calibration "
+                   "crashes TF's converter, so no model comes out")
+            if isinstance(steps, int):
+                yield self.violation(
+                    msg, layer.name, pointer=layer.pointer,
+                    fix=f"set unroll=True (the sequence length, {steps}, is static): identical outputs, no WHILE loop",
+                    rewrite=Rewrite(rewrites.unroll_rnn, path, layer.name),
+                )
+            else:
+                yield self.violation(
+                    msg + "; the sequence length is not static, so it cannot be unrolled", layer.name,
+                    pointer=layer.pointer, applicability=Applicability.DISPLAY_ONLY,
+                    fix="fix the sequence length (Input((T, features))), then set unroll=True",
+                )
+
+    CASES = [
+        ModelCase(
+            "gru",
+            functional_config([("x", (None, 5, 16), "float32")],
+                              [("gru", "GRU", {"units": 8, "unroll": False}, ["x"], "float32", (None, 8))], ["gru"]),
+            fires=True, count=1, targets=("edgetpu", "int8"),
+            expected={"name": "gru", "config": {"unroll": True}},
+        ),
+        ModelCase(
+            "sequential-lstm",
+            sequential_config(("x", (None, 5, 16), "float32"), [("lstm", "LSTM", {"units": 8, "unroll": False})]),
+            fires=True, count=1,
+            expected={"class_name": "LSTM", "config": {"name": "lstm", "unroll": True}},
+        ),
+        ModelCase(
+            "bidirectional-simple-rnn",
+            functional_config(
+                [("x", (None, 5, 16), "float32")],
+                [("bi", "Bidirectional", {"layer": {"module": "keras.layers", "class_name": "SimpleRNN",
+                                                    "config": {"name": "rnn", "units": 4, "unroll": False}}},
+                  ["x"], "float32", (None, 8))],
+                ["bi"]),
+            fires=True, count=1,
+            expected={"class_name": "SimpleRNN", "config": {"unroll": True}},
+        ),
+        ModelCase(
+            "dynamic-length-no-fix",
+            functional_config([("x", (None, None, 16), "float32")],
+                              [("gru", "GRU", {"units": 8}, ["x"], "float32", (None, 8))], ["gru"]),
+            fires=True, count=1,
+        ),
+        ModelCase(
+            "unrolled",
+            functional_config([("x", (None, 5, 16), "float32")],
+                              [("gru", "GRU", {"units": 8, "unroll": True}, ["x"], "float32", (None, 8))], ["gru"]),
+            fires=False,
+        ),
+    ]
+
+
+def _scope_graph(graph, path):
+    g = graph
+    for name in path:
+        g = g.layers[name].subgraph
+    return g
