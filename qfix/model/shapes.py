@@ -11,7 +11,10 @@ dimensions; channels_last only (channels_first configs give None: unknown, never
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from qfix.model.graph import Graph, Layer
 
 Shape = list  # [batch, ..., channels], None for unknown dims
 
@@ -147,3 +150,17 @@ def output_shape(raw: dict[str, Any], shape: Shape | None) -> Shape | None:
     if out is None or not all(d is None or isinstance(d, int) for d in out):
         return None
     return out
+
+
+def input_shape_of(graph: "Graph", layer: "Layer") -> tuple[int | None, ...] | None:
+    """The (batch-first) shape of the first tensor `layer` reads, as the config records it:
+    Keras 3 functional configs on every tensor reference, tf_keras and Sequential configs only on
+    the layer's `build_config` or on the layer before it. None when nothing records it."""
+    refs = layer.inputs
+    if refs and refs[0].shape is not None:
+        return tuple(refs[0].shape)
+    built = (layer.raw.get("build_config") or {}).get("input_shape")
+    if isinstance(built, list) and built and all(d is None or isinstance(d, int) for d in built):
+        return tuple(built)
+    producer = graph.layers.get(refs[0].layer) if refs else None
+    return tuple(producer.out_shape) if producer is not None and producer.out_shape is not None else None

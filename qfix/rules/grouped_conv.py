@@ -26,11 +26,11 @@ y = keras.layers.Concatenate()(ys)
 ```
 
 ## Fix safety
-Safe in functional Keras 3 models: each group's convolution gets its slice of the kernel
+Safe in Keras 3 models: each group's convolution gets its slice of the kernel
 (`kernel[..., :, i·F/g:(i+1)·F/g]`) and bias, and the activation stays on each (it is
 elementwise), so the float outputs are identical; after conversion SPLIT v2, CONV_2D v3 per
-group, CONCATENATION v2. Display-only in a Sequential model (a split is not a chain) and in
-tf_keras (written for Keras 3 configs).
+group, CONCATENATION v2. A Sequential model is written as the Functional model it stands for
+(a split is not a chain). Display-only in tf_keras (the split is written for Keras 3 configs).
 
 ## Targets
 Targets whose op table caps CONV_2D below version 6 (the profile's `max_version`).
@@ -65,7 +65,7 @@ class GroupedConv(ModelRule):
                 groups = layer.config.get("groups")
                 if layer.class_name not in CONVS or not isinstance(groups, int) or groups < 2:
                     continue
-                exact = graph.dialect == "keras3" and g.class_name != "Sequential"
+                exact = graph.dialect == "keras3"
                 fix = f"split it: one {layer.class_name} per group on its slice of the channels, then Concatenate"
                 yield self.violation(
                     f"{layer.class_name} {layer.name!r} has groups={groups}: a grouped convolution is CONV_2D version "
@@ -73,8 +73,7 @@ class GroupedConv(ModelRule):
                     f"{ctx.target.name}'s compiler knows CONV_2D up to version {spec.max_version} and rejects "
                     "the whole model",
                     layer.name, pointer=layer.pointer,
-                    fix=fix if exact else fix + (" (write it as a functional model)" if g.class_name == "Sequential"
-                                                  else " (qfix writes this split for Keras 3 models)"),
+                    fix=fix if exact else fix + " (qfix writes this split for Keras 3 models)",
                     applicability=None if exact else Applicability.DISPLAY_ONLY,
                     rewrite=Rewrite(rewrites.split_grouped_conv, scope, layer.name) if exact else None,
                 )
@@ -102,10 +101,12 @@ class GroupedConv(ModelRule):
             expected={"class_name": "Conv1D", "config": {"name": "g_g1", "filters": 2, "groups": 1}},
         ),
         ModelCase(
-            "sequential-explains",
+            "sequential",
             sequential_config(("x", (None, 16, 16, 8), "float32"),
                               [("g", "Conv2D", {"filters": 8, "kernel_size": [3, 3], "groups": 2})]),
             fires=True, count=1,
+            expected=[("x", "InputLayer"), ("g_split", "Split"), ("g_g0", "Conv2D"), ("g_g1", "Conv2D"),
+                      ("g", "Concatenate")],
         ),
         ModelCase(
             "plain-conv",

@@ -47,7 +47,7 @@ from qfix.model.cases import functional_config, sequential_config
 from qfix.model.lowerings import lowering_of
 from qfix.model.rewrites import Rewrite
 from qfix.model.rewrites.upsampling_to_resizing import resized_size
-from qfix.model.layer_shape import input_shape_of
+from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 

@@ -45,7 +45,7 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
 from qfix.model.rewrites.unroll_rnn import RNN_CLASSES
-from qfix.model.layer_shape import input_shape_of
+from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 

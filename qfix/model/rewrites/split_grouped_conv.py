@@ -25,11 +25,11 @@ NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 
 def split_grouped_conv(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
-    """`name` is a Conv1D/Conv2D with groups > 1 in a functional Keras 3 model."""
+    """`name` is a Conv1D/Conv2D with groups > 1 in a Keras 3 model (a Sequential becomes the
+    Functional it stands for: a split is not a chain)."""
     if edit.dialect != "keras3":
         raise EditError("splitting a grouped convolution is written for Keras 3 configs only")
-    if edit.model(scope).get("class_name") == "Sequential":
-        raise EditError(f"{name!r} is in a Sequential model; the split needs a functional model")
+    edit.functional(scope)  # a split is not a chain
     raw = edit.layer(name, scope)
     cfg = raw.get("config") or {}
     groups, filters = cfg.get("groups"), cfg.get("filters")
