@@ -275,3 +275,20 @@ def resources_text(name: str) -> str:
     from importlib import resources
 
     return resources.files("qfix.targets").joinpath(name).read_text(encoding="utf-8")
+
+
+def test_outputs_are_put_in_model_order_through_the_signature():
+    """converter.outputs_in_model_order permutes the subgraph's outputs to the model's order
+    (the signature names each output's tensor); the interpreter then lists them that way."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from qfix.convert.converter import outputs_in_model_order
+
+    data = heads_model()  # outputs [head_a, head_b]
+    fixed = outputs_in_model_order(data, ["head_b", "head_a"])
+    m = read_tflite(fixed)
+    assert m.outputs == [10, 9] and m.signature_outputs == {"head_a": 9, "head_b": 10}
+    assert len(fixed) == len(data) and read_tflite(data).outputs == [9, 10]
+    assert [d["index"] for d in Interpreter(model_content=fixed).get_output_details()] == [10, 9]
+    assert outputs_in_model_order(data, ["head_a", "head_b"]) is data  # already in order
+    assert outputs_in_model_order(data, ["head_b", "other"]) is data  # not every output named
