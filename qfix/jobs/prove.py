@@ -45,8 +45,9 @@ class Verification:
     @property
     def outputs_in_model_order(self) -> bool:
         """The .tflite lists its outputs in the Keras model's order (index-based runtimes read
-        output i as the model's output i)."""
-        return all(o["position"] == i for i, o in enumerate(self.outputs))
+        output i as the model's output i). Outputs the signature does not tie to a model output
+        (position None) cannot show a mix-up."""
+        return all(o["position"] in (None, i) for i, o in enumerate(self.outputs))
 
     def to_json(self) -> dict[str, Any]:
         p = self.placement
@@ -130,6 +131,7 @@ def output_order(tfl: Any, graph: Graph) -> list[dict[str, Any]]:
     `output_0`, `output_1`, ... (a bare from_keras_model export) is positional.
     """
     model_outputs = [t.layer for t in graph.outputs]
+    names = {layer.name for _, layer in graph.walk()}
     by_tensor = {idx: name for name, idx in tfl.signature_outputs.items()}
     out = []
     for i, t in enumerate(tfl.outputs):
@@ -137,7 +139,8 @@ def output_order(tfl: Any, graph: Graph) -> list[dict[str, Any]]:
         pos = model_outputs.index(name) if name in model_outputs else None
         if pos is None and name and re.fullmatch(r"output_\d+", name):
             pos = int(name.split("_")[1])
-        layer = model_outputs[pos] if pos is not None and pos < len(model_outputs) else None
+        layer = model_outputs[pos] if pos is not None and pos < len(model_outputs) else (
+            name if name in names else None)  # e.g. a layer inside a nested output model
         out.append({"index": i, "name": name, "layer": layer, "position": pos, "tensor": t})
     return out
 
