@@ -38,6 +38,7 @@ class _Sig:
     options: dict
     in_shapes: list[tuple[int, ...]]
     out_scale: list[float]
+    mul_rescale: float = 0.0  # input1 scale * input2 scale / output scale (MUL), 0 when unknown
 
 
 # (version, holds(sig), why (text or sig -> text), fix hint)
@@ -60,6 +61,11 @@ def _grouped(sig: _Sig) -> bool:
 def _group_words(sig: _Sig) -> str:
     c_in, k = sig.in_shapes[0][-1], sig.in_shapes[1][3]
     return f"grouped convolution: the input has {c_in} channels, each filter reads {k} (groups={c_in // max(k, 1)})"
+
+
+def _broadcast_over_4d(sig: _Sig) -> bool:
+    shapes = [sh for sh in sig.in_shapes[:2]]
+    return len(shapes) == 2 and shapes[0] != shapes[1] and max(len(sh) for sh in shapes) > 4
 
 
 def _act(sig: _Sig) -> bool:
@@ -115,6 +121,41 @@ _RULES: dict[str, list[_Row]] = {
         (2, lambda s: s.out == "int16", "int16 output", None),
     ],
 }
+_RULES.update({
+    "ADD": [
+        (4, lambda s: s.ins[:1] == ["int64"], "int64 inputs", None),
+        (2, lambda s: s.ins[:1] == ["int8"], "int8 inputs", None),
+    ],
+    "SUB": [
+        (4, lambda s: s.ins[:1] == ["int64"], "int64 inputs", None),
+        (3, lambda s: _broadcast_over_4d(s), "a broadcast over more than 4 dimensions", None),
+        (2, lambda s: s.ins[:1] == ["int8"], "int8 inputs", None),
+    ],
+    "MUL": [
+        (5, lambda s: s.ins[:1] == ["int64"], "int64 inputs", None),
+        (4, lambda s: s.ins[:1] == ["int16"], "int16 inputs", None),
+        (3, lambda s: s.mul_rescale >= 1.0, "an output scale at most the product of the input scales", None),
+        (2, lambda s: s.ins[:1] == ["int8"], "int8 inputs", None),
+    ],
+    "STRIDED_SLICE": [
+        (8, lambda s: bool(s.options.get("offset")), "offset=True", None),
+        (6, lambda s: bool(s.options.get("ellipsis_mask") or s.options.get("new_axis_mask")),
+         "an ellipsis or new-axis mask", None),
+        (4, lambda s: len(s.in_shapes[0]) > 4, "an input of rank > 4", None),
+        (2, lambda s: s.ins[:1] == ["int8"], "int8 input", None),
+    ],
+    "TRANSPOSE": [
+        (6, lambda s: len(s.in_shapes[0]) > 5, "an input of rank > 5", None),
+        (5, lambda s: s.ins[:1] == ["int16"], "int16 input", None),
+        (4, lambda s: len(s.in_shapes[0]) > 4, "an input of rank 5", None),
+        (2, lambda s: s.ins[:1] == ["int8"], "int8 input", None),
+    ],
+    "SLICE": [
+        (5, lambda s: len(s.in_shapes[0]) > 4, "an input of rank > 4", None),
+        (4, lambda s: s.ins[:1] == ["int16"], "int16 input", None),
+        (2, lambda s: s.ins[:1] == ["int8"], "int8 input", None),
+    ],
+})
 for _op in ("SOFTMAX", "MEAN", "REDUCE_MAX", "REDUCE_MIN", "RELU6", "CONCATENATION", "PAD", "PADV2"):
     _RULES[_op] = [(3, lambda s: s.ins[:1] == ["int16"], "int16 activations", None),
                    (2, lambda s: s.ins[:1] == ["int8"], "int8 activations", None)]
@@ -130,8 +171,11 @@ def own_version(model: TfliteModel, op: Op) -> Need | None:
         return None
     ins = [model.tensors[i] if i >= 0 else None for i in op.inputs]
     out = model.tensors[op.outputs[0]] if op.outputs and op.outputs[0] >= 0 else None
+    scales = [t.scale[0] if t is not None and len(t.scale) == 1 else 0.0 for t in ins[:2]]
+    out_scale = out.scale[0] if out is not None and len(out.scale) == 1 else 0.0
+    rescale = scales[0] * scales[1] / out_scale if len(scales) == 2 and all(scales) and out_scale else 0.0
     sig = _Sig([t.dtype if t else None for t in ins], out.dtype if out else None, op.options,
-               [t.shape if t else () for t in ins], out.scale if out else [])
+               [t.shape if t else () for t in ins], out.scale if out else [], rescale)
     for version, holds, why, hint in rows:
         if holds(sig):
             return Need(version, why(sig) if callable(why) else why, hint)

@@ -292,3 +292,15 @@ def test_outputs_are_put_in_model_order_through_the_signature():
     assert [d["index"] for d in Interpreter(model_content=fixed).get_output_details()] == [10, 9]
     assert outputs_in_model_order(data, ["head_a", "head_b"]) is data  # already in order
     assert outputs_in_model_order(data, ["head_b", "other"]) is data  # not every output named
+
+
+def test_own_version_of_shape_ops():
+    """STRIDED_SLICE with a new-axis mask needs v6, a rank-5 TRANSPOSE v4 (op_version.cc)."""
+    tensors = [_act("x", (1, 2, 3, 4, 5)), _const("perm", np.array([0, 2, 1, 3, 4]), "int32"),
+               _act("y", (1, 3, 2, 4, 5)), _const("b", np.zeros(2), "int32"), _act("z", (1, 1, 2, 3, 4, 5))]
+    ops = [{"op": "TRANSPOSE", "in": [0, 1], "out": [2], "version": 4},
+           {"op": "STRIDED_SLICE", "in": [2, 3, 3, 3], "out": [4], "version": 6,
+            "options": ("StridedSliceOptions", {"newAxisMask": 1})}]
+    m = read_tflite(build_tflite(tensors, ops, [0], [4]))
+    assert own_version(m, m.ops[0]).version == 4 and "rank 5" in own_version(m, m.ops[0]).why
+    assert own_version(m, m.ops[1]).version == 6
