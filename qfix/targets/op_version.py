@@ -64,7 +64,7 @@ def _group_words(sig: _Sig) -> str:
 
 
 def _broadcast_over_4d(sig: _Sig) -> bool:
-    shapes = [sh for sh in sig.in_shapes[:2]]
+    shapes = sig.in_shapes[:2]
     return len(shapes) == 2 and shapes[0] != shapes[1] and max(len(sh) for sh in shapes) > 4
 
 
