@@ -70,7 +70,9 @@ def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> Conv
         _apply_recipe(converter, recipe, calibration)
         return converter, f"qfix: serving signature exported via {export}\n"
 
-    return _run(make_converter, recipe)
+    result = _run(make_converter, recipe)
+    result.tflite = outputs_in_model_order(result.tflite, output_names(model))
+    return result
 
 
 def bare_convert(
@@ -227,6 +229,38 @@ def _signature_inputs(tflite: bytes) -> list[str]:
     runner_sigs = Interpreter(model_content=tflite).get_signature_list()
     sig = runner_sigs.get(SIGNATURE) or next(iter(runner_sigs.values()), {"inputs": []})
     return list(sig["inputs"])
+
+
+def outputs_in_model_order(tflite: bytes, names: list[str]) -> bytes:
+    """The .tflite with its main subgraph's outputs listed in the Keras model's order.
+
+    The converter orders a multi-output graph's outputs by its own graph walk, not by the
+    signature (tf_keras heads came out as [head_c, head_dil, head_gap]), and index-based
+    runtimes (get_output_details()[i], the Edge TPU's pycoral) then read the wrong head. The
+    signature maps each output name to its tensor, so the outputs vector is permuted in place:
+    same tensors, same length, nothing else moves. Unchanged when the signature does not name
+    every output or the order already matches. Pure Python (the `tflite` schema bindings).
+    """
+    import struct
+
+    from tflite.Model import Model
+
+    root = Model.GetRootAs(tflite, 0)
+    sig = next((root.SignatureDefs(i) for i in range(root.SignatureDefsLength())
+                if root.SignatureDefs(i).SubgraphIndex() == 0), None)
+    if sig is None or root.SubgraphsLength() == 0:
+        return tflite
+    by_name = {sig.Outputs(j).Name().decode(): sig.Outputs(j).TensorIndex() for j in range(sig.OutputsLength())}
+    graph = root.Subgraphs(0)
+    current = [graph.Outputs(j) for j in range(graph.OutputsLength())]
+    wanted = [by_name[n] for n in names if n in by_name]
+    if wanted == current or sorted(wanted) != sorted(current):
+        return tflite
+    start = graph._tab.Vector(graph._tab.Offset(8))  # SubGraph.outputs: an int32 vector
+    buf = bytearray(tflite)
+    for j, tensor in enumerate(wanted):
+        struct.pack_into("<i", buf, start + 4 * j, tensor)
+    return bytes(buf)
 
 
 # --- errors ----------------------------------------------------------------------

@@ -117,8 +117,11 @@ def float_equivalence(model_a: Any, model_b: Any, calibration: Calibration) -> f
     mark("comparing float outputs")
     if len(a) != len(b):
         return math.inf
+    # Pair outputs by name when both models name them alike (a rewrite can reorder a model's
+    # outputs), else in each model's own order (a rewrite renamed them).
+    pairs = [(a[n], b[n]) for n in a] if set(a) == set(b) else list(zip(a.values(), b.values()))
     worst = 0.0
-    for ra, rb in zip(a.values(), b.values()):  # outputs in each model's own order
+    for ra, rb in pairs:
         if ra.shape != rb.shape:
             return math.inf
         worst = max(worst, float(np.max(np.abs(ra - rb))) if ra.size else 0.0)

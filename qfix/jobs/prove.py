@@ -10,7 +10,7 @@ pure Python (the compiler is its own subprocess), so nothing in them can crash t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from qfix.convert.worker import Worker, WorkerFailure
@@ -41,6 +41,15 @@ class Verification:
     tflite: bytes = b""
     calibration_source: str = ""
     recipe: str = ""
+    # .tflite output index -> {"index", "name" (signature key), "layer" (Keras output layer)}.
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def outputs_in_model_order(self) -> bool:
+        """The .tflite lists its outputs in the Keras model's order (index-based runtimes read
+        output i as the model's output i). Outputs the signature does not tie to a model output
+        (position None) cannot show a mix-up."""
+        return all(o["position"] in (None, i) for i, o in enumerate(self.outputs))
 
     def to_json(self) -> dict[str, Any]:
         p = self.placement
@@ -51,6 +60,7 @@ class Verification:
             "ops_on_target": p.ops_on_target,
             "fully_on_target": p.fully_on_target,
             "first_unsupported": p.first_unsupported,
+            "model_failure": p.model_failure,
             "float_tensors": p.float_tensors,
             "dynamic_tensors": p.dynamic_tensors,
             "warnings": p.warnings,
@@ -70,6 +80,8 @@ class Verification:
             "compiler": self.compiler or {"used": "profile", "name": None},
             "convert_seconds": round(self.convert_seconds, 3),
             "recipe": self.recipe,
+            "outputs": self.outputs,
+            "outputs_in_model_order": self.outputs_in_model_order,
         }
 
 
@@ -95,8 +107,10 @@ def prove(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any
     progress(f"checking{label} op by op")
     tfl = read_tflite(converted.tflite)
     names = [layer.name for _, layer in graph.walk()]
-    placement = check(tfl, profile, names)
+    outputs = output_order(tfl, graph)
+    placement = check(tfl, profile, names, {o["tensor"]: o["layer"] for o in outputs if o["layer"]})
     _attribute_op_nodes(placement, tfl, graph)
+    _attribute_by_class(placement, tfl, graph)
     compiler = None
     real = find_compiler(profile)  # the profile's toolchain, when its compiler is installed
     if real is not None:
@@ -107,7 +121,30 @@ def prove(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any
     progress(f"comparing{label} numbers with the float model")
     fid = worker.fidelity(model, converted.tflite, calib, f"comparing{label} numbers with the float model")
     return Verification(placement, fid, compiler, converted.seconds, converted.tflite, calib.source,
-                        recipe.description)
+                        recipe.description, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs])
+
+
+def output_order(tfl: Any, graph: Graph) -> list[dict[str, Any]]:
+    """The .tflite's outputs in its own order, each with its signature name, the Keras output
+    layer it holds and that output's position in the Keras model (None when unknown).
+
+    qfix's export keys the signature by the model's output names (converter.py), so the
+    signature maps each output tensor back to its Keras layer; a signature keyed
+    `output_0`, `output_1`, ... (a bare from_keras_model export) is positional.
+    """
+    model_outputs = [t.layer for t in graph.outputs]
+    names = {layer.name for _, layer in graph.walk()}
+    by_tensor = {idx: name for name, idx in tfl.signature_outputs.items()}
+    out = []
+    for i, t in enumerate(tfl.outputs):
+        name = by_tensor.get(t)
+        pos = model_outputs.index(name) if name in model_outputs else None
+        if pos is None and name and re.fullmatch(r"output_\d+", name):
+            pos = int(name.split("_")[1])
+        layer = model_outputs[pos] if pos is not None and pos < len(model_outputs) else (
+            name if name in names else None)  # e.g. a layer inside a nested output model
+        out.append({"index": i, "name": name, "layer": layer, "position": pos, "tensor": t})
+    return out
 
 
 def crash_hint(graph: Graph, failure: WorkerFailure) -> str | None:
@@ -146,6 +183,35 @@ def _attribute_op_nodes(placement: Any, tfl: Any, graph: Graph) -> None:
     first = placement.first_unsupported
     if first is not None and first.get("layer") is None:
         first["layer"] = placement.ops[first["index"]].layer
+
+
+def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
+    """Fused kernels whose tensors carry no layer scope (an integer LSTM's tensors are
+    `arith.constant*`, its output `tfl.unidirectional_sequence_lstm`) are matched to the
+    layers of the class that makes that op (opmap.LAYER_OPS), in graph order, when the counts
+    agree; ops the converter adds after them (the last-step STRIDED_SLICE of
+    return_sequences=False) take the layer of the op feeding them."""
+    from qfix.model.opmap import LAYER_OPS
+
+    taken = {p.layer for p in placement.ops if p.layer is not None}
+    for op_type in sorted({p.op for p in placement.ops if p.layer is None}):
+        classes = {cls for cls, ops in LAYER_OPS.items() if op_type in ops}
+        ops = [p for p in placement.ops if p.op == op_type and p.layer is None]
+        layers = [l.name for _, l in graph.walk() if l.class_name in classes and l.name not in taken]
+        if classes and len(ops) == len(layers):
+            for p, name in zip(ops, layers):
+                p.layer = name
+    producers = {o: op.index for op in tfl.ops for o in op.outputs}
+    for p in placement.ops:
+        acts = [i for i in tfl.ops[p.index].inputs if i >= 0 and not tfl.tensors[i].is_const]
+        if p.layer is None and not p.boundary and len(acts) == 1 and acts[0] in producers:
+            p.layer = placement.ops[producers[acts[0]]].layer
+    first = placement.first_unsupported
+    if first is not None and first.get("layer") is None:
+        first["layer"] = placement.ops[first["index"]].layer
+    for island in placement.float_islands:
+        if island.get("layer") is None and island.get("producer_index") is not None:
+            island["layer"] = placement.ops[island["producer_index"]].layer
 
 
 def verification_findings(ver: Verification, profile: Profile) -> list[Violation]:

@@ -74,6 +74,9 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         )
     for w in pl.warnings:
         console.print(f"  [yellow]warning:[/] {escape(w)}")
+    if ver.outputs and not ver.outputs_in_model_order:  # index-based runtimes read the wrong head
+        order = ", ".join(f"{o['index']}={o['layer'] or o['name']}" for o in ver.outputs)
+        console.print(f"  [yellow]warning:[/] the .tflite's outputs are not in the model's order: {escape(order)}")
     if ver.compiler and ver.compiler.get("used", "profile") != "profile":  # a real compiler ran
         dis = ver.compiler.get("disagreements") or []
         console.print(f"  {ver.compiler['used']} ran: {len(dis)} disagreement(s) with the profile")

@@ -22,7 +22,11 @@ Display-only: fixes belong to the rules that find the cause.
 ## Targets
 Every target, judged by the profile's op table and constraints. A profile with
 `placement = "prefix"` (one cut: the Edge TPU) gets one finding at the cut; others get one per
-op and layer.
+op and layer. A profile with `version_failure = "model"` (the Edge TPU compiler) gets one
+finding when an op version is too new for its toolchain: the file is rejected whole ("Model
+could not be parsed"), nothing maps, and the finding names the layer whose own settings need
+that version (a grouped Conv2D: CONV_2D v6; a Conv2DTranspose with a fused activation:
+TRANSPOSE_CONV v4), with the layer change that avoids it (QF306, QF307).
 """
 
 from __future__ import annotations
@@ -41,12 +45,20 @@ class TargetOpUnsupported(VerifyRule):
         off = [o for o in placement.ops if not o.on_target and not o.boundary]
         if not off:
             return
+        first = placement.first_unsupported or {}
+        hint = f" — fix: {first['fix_hint']}" if first.get("fix_hint") else ""
+        if placement.model_failure:
+            yield self.violation(
+                f"{first.get('op')} (op {first.get('index')}) from layer {first.get('layer')!r}: "
+                f"{first.get('reason')} — {placement.model_failure}{hint}",
+                first.get("layer"),
+            )
+            return
         if profile.placement == "prefix":
-            first = placement.first_unsupported or {}
             after = sum(1 for o in off) - 1
             yield self.violation(
                 f"{first.get('op')} (op {first.get('index')}) from layer {first.get('layer')!r}: "
-                f"{first.get('reason')} — the graph is cut here and {after} later op(s) run on the CPU",
+                f"{first.get('reason')} — the graph is cut here and {after} later op(s) run on the CPU{hint}",
                 first.get("layer"),
             )
             return
@@ -55,4 +67,5 @@ class TargetOpUnsupported(VerifyRule):
             if (o.op, o.layer) in seen:
                 continue
             seen.add((o.op, o.layer))
-            yield self.violation(f"{o.op} (op {o.index}) from layer {o.layer!r}: {o.reason}", o.layer)
+            fix = f" — fix: {o.fix_hint}" if o.fix_hint else ""
+            yield self.violation(f"{o.op} (op {o.index}) from layer {o.layer!r}: {o.reason}{fix}", o.layer)

@@ -24,6 +24,9 @@ from qfix.model.opmap import ACTIVATION_OPS
 from qfix.types import QfixError
 
 PLACEMENTS = ("prefix", "islands", "all_or_nothing")
+# What an op version newer than the toolchain knows does: "op" = that op is off target (the
+# op's own status); "model" = the toolchain cannot parse the file, so nothing maps.
+VERSION_FAILURES = ("op", "model")
 CONFIDENCES = ("V", "M", "R")
 SEVERITIES = ("blocker", "warn", "reference")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -35,7 +38,7 @@ OP_KEYS = frozenset({"code", "supported", "rule", "source", "confidence", "fix_h
 # two in step).
 PREDICATE_NAMES = frozenset({
     "attr_eq", "attr_in", "attr_not_in", "fused_activation_in", "effective_rank_le", "num_elements_le",
-    "size_warn", "axes_exclude", "dim_multiple_of_if_reduced", "const_input_all_eq",
+    "size_warn", "spatial_size_le", "axes_exclude", "dim_multiple_of_if_reduced", "const_input_all_eq",
     "const_inputs_zero_pad", "pad_excludes_dims", "const_innermost_only", "dtype_in",
 })
 QUANTIZATIONS = ("full_integer", "float16", "none")
@@ -122,6 +125,8 @@ class Profile:
     recipe: Recipe = field(default_factory=lambda: Recipe("?"))
     aliases: tuple[str, ...] = ()
     integer_io: bool = False  # float model I/O is off target (the boundary op runs in float)
+    version_failure: str = "op"  # VERSION_FAILURES
+    state_dtypes: tuple[str, ...] = ()  # integer dtypes allowed for variable (state) tensors
 
     def op(self, name: str) -> OpSpec | None:
         return self.ops.get(name)
@@ -286,6 +291,10 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
     }
     facts["placement"] = {"source": str(target.get("placement_source", "")),
                           "confidence": str(target.get("placement_confidence", "R"))}
+    version_failure = rules.get("version_failure", "op")
+    if version_failure not in VERSION_FAILURES:
+        raise _bad(where, f"target.model_rules.version_failure must be one of {', '.join(VERSION_FAILURES)}, "
+                          f"got {version_failure!r:.40}")
     aliases = target.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise _bad(where, "target.aliases must be a list of strings")
@@ -308,6 +317,8 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
         recipe=_recipe(doc.get("recipe", {}), str(target["id"]), where),
         aliases=tuple(aliases),
         integer_io=bool(rules.get("integer_io", False)),
+        version_failure=version_failure,
+        state_dtypes=tuple(rules.get("state_dtypes", ())),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from qfix.targets.op_version import own_version
 from qfix.targets.tflite import FLOAT_DTYPES, Op, Tensor, TfliteModel, op_layer
 from qfix.targets import Profile, Rule
 
@@ -79,6 +80,15 @@ def num_elements_le(model: TfliteModel, op: Op, tensor: str, n: int) -> str | No
 
 def size_warn(model: TfliteModel, op: Op, tensor: str, elements: int) -> str | None:
     return num_elements_le(model, op, tensor, elements)
+
+
+def spatial_size_le(model: TfliteModel, op: Op, tensor: str, pixels: int) -> str | None:
+    """H x W of an NHWC tensor (rank 4) at most `pixels`; other ranks pass."""
+    t = _tensor(model, op, tensor)
+    if t is None or len(t.shape) != 4:
+        return None
+    h, w = t.shape[1], t.shape[2]
+    return None if h * w <= pixels else f"{tensor} is {h}x{w} ({h * w} pixels, limit {pixels})"
 
 
 def _axes(model: TfliteModel, op: Op, axes_input: int, data_input: int) -> tuple[list[int], int] | None:
@@ -154,7 +164,7 @@ def const_innermost_only(model: TfliteModel, op: Op, input: int) -> str | None:
 PREDICATES: dict[str, Predicate] = {
     f.__name__: f
     for f in (attr_eq, attr_in, attr_not_in, fused_activation_in, effective_rank_le, num_elements_le,
-              size_warn, axes_exclude, dim_multiple_of_if_reduced, const_input_all_eq,
+              size_warn, spatial_size_le, axes_exclude, dim_multiple_of_if_reduced, const_input_all_eq,
               const_inputs_zero_pad, pad_excludes_dims, const_innermost_only, dtype_in)
 }
 
@@ -189,6 +199,8 @@ class Placement:
     ops: list[OpPlacement]
     dynamic_tensors: list[str]
     warnings: list[str] = field(default_factory=list)
+    # Set when the toolchain rejects the whole file (an op version it cannot parse): why.
+    model_failure: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,14 +219,21 @@ class _Verdict:
 # ---- the check ------------------------------------------------------------------------------
 
 
-def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = ()) -> Placement:
+def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
+          output_layers: dict[int, str] | None = None) -> Placement:
+    """Judge every op of `model` against `profile` and spread failures by its placement.
+
+    output_layers: graph output tensor index -> the Keras layer that computes it (from the
+    signature's output names), for ops whose own tensor names are generic.
+    """
     names = set(layer_names)
     boundary = {op.index for op in model.ops if _is_boundary(model, op)}
     warnings: list[str] = []
+    layers = _op_layers(model, names, output_layers or {})
 
-    verdicts = [_judge(model, op, profile, warnings, names) for op in model.ops]
+    verdicts = [_judge(model, op, profile, warnings, layers[op.index]) for op in model.ops]
     placements = [
-        OpPlacement(op.index, op.name, op.version, op_layer(model, op, names), v.ok,
+        OpPlacement(op.index, op.name, op.version, layers[op.index], v.ok,
                     profile.status(v.status), v.reason, op.index in boundary, v.fix_hint,
                     v.source, v.confidence)
         for op, v in zip(model.ops, verdicts)
@@ -222,9 +241,21 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = ())
     for p in placements:
         if p.boundary:
             _boundary_status(model, model.ops[p.index], p, profile)
+    culprit = _blame_versions(model, profile, placements)
 
     first = next((p for p in placements if not p.on_target and not p.boundary), None)
-    if first is not None and profile.placement == "prefix":
+    failure = None
+    if culprit is not None and profile.version_failure == "model":
+        first = culprit
+        tool = profile.toolchain.get("name", profile.id)
+        failure = (f"{tool} cannot parse the model: {culprit.op} v{culprit.version} (op {culprit.index}, layer "
+                   f"{culprit.layer!r}) is newer than it knows, so no op runs on {profile.name}")
+        for p in placements:
+            p.on_target = False
+            p.status = profile.status("unparsable")
+            if p.op != culprit.op:  # ops of the rejected type already say why
+                p.reason = f"the model is not parsed: {culprit.op} v{culprit.version} from layer {culprit.layer!r}"
+    elif first is not None and profile.placement == "prefix":
         # Single cut: every later op that would map runs on the CPU instead.
         for p in placements[first.index + 1:]:
             if p.on_target and not p.boundary:
@@ -237,7 +268,7 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = ())
                 p.on_target = False
                 p.reason = f"the model fails on op {first.index} ({first.op}), so nothing runs"
 
-    floats, islands = _float_tensors(model, boundary, names)
+    floats, islands = _float_tensors(model, boundary, layers)
     if any(p.boundary and _touches_float(model, model.ops[p.index]) for p in placements):
         warnings.append("float model input/output: the boundary QUANTIZE/DEQUANTIZE runs on the CPU in float")
     dynamic = [t.name for t in _activations(model) if t.is_dynamic]
@@ -259,7 +290,89 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = ())
         ops=placements,
         dynamic_tensors=dynamic,
         warnings=warnings,
+        model_failure=failure,
     )
+
+
+_CONVERTER_NAMES = ("tfl.", "arith.", "StatefulPartitionedCall", "serving_default", "PartitionedCall")
+
+
+def _lost_scope(model: TfliteModel, op: Op) -> bool:
+    name = model.tensors[op.outputs[0]].name if op.outputs and op.outputs[0] >= 0 else ""
+    return bool(name) and "/" not in name and not name.startswith(_CONVERTER_NAMES)
+
+
+def _blame_versions(model: TfliteModel, profile: Profile, placements: list[OpPlacement]) -> OpPlacement | None:
+    """For each op type stored at a version newer than the profile knows, find the op whose own
+    settings need it (a .tflite stores one version per op type, so every op of the type shows
+    it) and say so on every op of the type. Returns the culprit of the first such type in
+    graph order, or None."""
+    first_culprit = None
+    bad_types = []
+    for p in placements:
+        spec = profile.op(p.op)
+        if spec is not None and spec.max_version is not None and p.version > spec.max_version and p.op not in bad_types:
+            bad_types.append(p.op)
+    for op_type in bad_types:
+        spec = profile.op(op_type)
+        group = [p for p in placements if p.op == op_type]
+        needs = {p.index: own_version(model, model.ops[p.index]) for p in group}
+        culprit = next((p for p in group if (n := needs[p.index]) is not None and n.version > spec.max_version),
+                       group[0])
+        need = needs[culprit.index]
+        tool = profile.toolchain.get("name", profile.id)
+        stored = (f"{op_type} v{culprit.version} is newer than v{spec.max_version}, the newest {tool} knows; "
+                  f"a .tflite stores one version per op type")
+        if need is not None and need.version > spec.max_version:
+            culprit.reason = f"{stored}, and this op needs v{need.version} ({need.why})"
+            culprit.fix_hint = need.fix_hint or culprit.fix_hint
+        else:
+            culprit.reason = f"{stored} (which op of the type needs it is not known to qfix)"
+            culprit.fix_hint = (f"change the layer setting that raises {op_type} to v{culprit.version} "
+                                "(tensorflow/lite/tools/versioning/op_version.cc lists them per op)")
+        for p in group:
+            p.on_target = False
+            p.status = profile.status("bad_version")
+            p.source, p.confidence = spec.version_source or spec.source, spec.version_confidence or "R"
+            if p is not culprit:
+                p.reason = (f"{stored}: op {culprit.index} (layer {culprit.layer!r}) raises every {op_type} "
+                            f"to v{culprit.version}; this op alone would need v{needs[p.index].version}"
+                            if needs[p.index] is not None else stored)
+                p.fix_hint = culprit.fix_hint
+        first_culprit = first_culprit or culprit
+    return first_culprit
+
+
+def _op_layers(model: TfliteModel, names: set[str], output_layers: dict[int, str]) -> list[str | None]:
+    """Each op's Keras layer. Ops that write a graph output (or feed the boundary op that does)
+    take the layer the signature names for that output: their own tensors are named
+    `StatefulPartitionedCall:N` and name matching would charge them to the layer feeding them."""
+    by_tensor = dict(output_layers)
+    for op in model.ops:  # the boundary QUANTIZE's input is that output's value too
+        if _is_boundary(model, op):
+            for o in op.outputs:
+                if o in by_tensor:
+                    for i in op.inputs:
+                        if i >= 0:
+                            by_tensor.setdefault(i, by_tensor[o])
+    own: list[str | None] = []
+    for op in model.ops:
+        named = next((by_tensor[o] for o in op.outputs if o in by_tensor), None)
+        own.append(named if named is not None and not _is_boundary(model, op) else op_layer(model, op, names, True))
+    # An op whose output is a TF op name that lost its layer scope (Keras 3's grouped conv
+    # writes `convolution1`) belongs to the layer its readers agree on (reverse order: chains
+    # resolve back to front). Converter-made names (`tfl.strided_slice` after an LSTM) and
+    # everything else take the layer of their inputs, as before.
+    for op in reversed(model.ops):
+        if own[op.index] is not None:
+            continue
+        if _is_boundary(model, op) or not _lost_scope(model, op):
+            own[op.index] = op_layer(model, op, names)
+            continue
+        readers = {own[c.index] for o in op.outputs for c in model.consumers(o) if not _is_boundary(model, c)}
+        own[op.index] = (readers.pop() if len(readers) == 1 and None not in readers
+                         else op_layer(model, op, names))
+    return own
 
 
 def _op_tensors(model: TfliteModel, op: Op) -> list[Tensor]:
@@ -298,20 +411,28 @@ def _boundary_status(model: TfliteModel, op: Op, p: OpPlacement, profile: Profil
         p.reason = "output type conversion at the model boundary; left on the CPU, does not cut"
 
 
-def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], names: set[str]) -> _Verdict:
+def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], layer: str | None) -> _Verdict:
     spec = profile.op(op.name)
     where = f"op {op.index} {op.name}"
 
     allowed = set(profile.activation_dtypes) | set(profile.aux_dtypes)
     for t in _op_activations(model, op):
-        if t.dtype not in allowed:
-            reason = f"{t.dtype} tensor '{t.name}' (target computes in {'/'.join(profile.activation_dtypes)})"
-            if op.name == "DEQUANTIZE":
-                users = sorted({c.name for o in op.outputs for c in model.consumers(o)})
-                reason = (f"float island starts here: dequantizes to {t.dtype} for {', '.join(users) or 'nothing'}, "
-                          "which has no int8 kernel in this conversion")
-            return _Verdict(False, "bad_dtype", reason, *_facts(profile, "activation_dtypes"),
-                            fix_hint=spec.fix_hint if spec else None)
+        if t.dtype in allowed or t.is_variable and t.dtype in profile.state_dtypes:
+            continue
+        computes = '/'.join(profile.activation_dtypes)
+        if t.dtype not in FLOAT_DTYPES:
+            # An integer tensor of another width (int16 state, 16x8 activations): never "float".
+            key = "bad_int_dtype" if "bad_int_dtype" in profile.statuses else "bad_dtype"
+            what = "state" if t.is_variable else "tensor"
+            return _Verdict(False, key, f"{t.dtype} {what} '{t.name}' (integer, but the target computes in {computes})",
+                            *_facts(profile, "activation_dtypes"), fix_hint=spec.fix_hint if spec else None)
+        reason = f"{t.dtype} tensor '{t.name}' (target computes in {computes})"
+        if op.name == "DEQUANTIZE":
+            users = sorted({c.name for o in op.outputs for c in model.consumers(o)})
+            reason = (f"float island starts here: dequantizes to {t.dtype} for {', '.join(users) or 'nothing'}, "
+                      "which has no int8 kernel in this conversion")
+        return _Verdict(False, "bad_dtype", reason, *_facts(profile, "activation_dtypes"),
+                        fix_hint=spec.fix_hint if spec else None)
 
     if not profile.supports(op.name):
         what = f"custom op '{op.custom_code}'" if op.name == "CUSTOM" else op.name
@@ -322,8 +443,7 @@ def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], na
     if spec is not None and spec.max_version is not None and op.version > spec.max_version:
         return _Verdict(False, "bad_version", f"{op.name} v{op.version} is newer than v{spec.max_version}, "
                         f"the newest {profile.toolchain.get('name', profile.id)} knows",
-                        spec.version_source or spec.source, spec.version_confidence or "R",
-                        "convert with an older op set (e.g. experimental_new_converter=False) or change the layer")
+                        spec.version_source or spec.source, spec.version_confidence or "R")
 
     if profile.static_shapes:
         dyn = [t for t in _op_activations(model, op) if t.is_dynamic]
@@ -356,7 +476,6 @@ def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], na
                             rule.fix_hint or spec.fix_hint)
 
     if slow is not None or spec is None and profile.unlisted_ops == "reference" or spec and spec.kernel == "reference":
-        layer = op_layer(model, op, names)
         warnings.append(f"{where}{f' (layer {layer})' if layer else ''}: {profile.status('reference')}")
         if slow is not None:
             return _Verdict(True, "reference", slow.text, slow.source, slow.confidence, slow.fix_hint)
@@ -371,7 +490,7 @@ def _facts(profile: Profile, key: str) -> tuple[str | None, str | None]:
     return fact.get("source"), fact.get("confidence")
 
 
-def _float_tensors(model: TfliteModel, boundary: set[int], names: set[str]) -> tuple[list[str], list[dict[str, Any]]]:
+def _float_tensors(model: TfliteModel, boundary: set[int], layers: list[str | None]) -> tuple[list[str], list[dict[str, Any]]]:
     producers = {o: op for op in model.ops for o in op.outputs}
     consumers: dict[int, list[Op]] = {}
     for op in model.ops:
@@ -393,7 +512,7 @@ def _float_tensors(model: TfliteModel, boundary: set[int], names: set[str]) -> t
             "tensor": t.name, "dtype": t.dtype,
             "producer": prod.name if prod else None,
             "producer_index": prod.index if prod else None,
-            "layer": op_layer(model, prod, names) if prod else None,
+            "layer": layers[prod.index] if prod else None,
         })
     return floats, islands
 

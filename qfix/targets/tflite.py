@@ -93,6 +93,9 @@ class TfliteModel:
     min_runtime_version: str | None
     subgraph_count: int
     metadata: dict[str, bytes] = field(default_factory=dict, repr=False)
+    # The main subgraph's first SignatureDef: signature name -> tensor index.
+    signature_inputs: dict[str, int] = field(default_factory=dict)
+    signature_outputs: dict[str, int] = field(default_factory=dict)
     _dialect: dict[frozenset[str], bool] = field(default_factory=dict, repr=False, compare=False)
 
     def keras3_scopes(self, layer_names: frozenset[str]) -> bool:
@@ -253,6 +256,7 @@ def _convert(model: Any, raw: bytes) -> TfliteModel:
         if 0 <= md.Buffer() < len(buffers):
             metadata[_text(md.Name())] = _buffer_bytes(buffers[md.Buffer()], raw) or b""
     mrv = metadata.get("min_runtime_version")
+    sig_in, sig_out = _signature(model)
     return TfliteModel(
         ops=ops,
         tensors=tensors,
@@ -261,7 +265,19 @@ def _convert(model: Any, raw: bytes) -> TfliteModel:
         min_runtime_version=mrv.rstrip(b"\x00").decode("ascii", "replace") if mrv else None,
         subgraph_count=model.SubgraphsLength(),
         metadata=metadata,
+        signature_inputs=sig_in,
+        signature_outputs=sig_out,
     )
+
+
+def _signature(model: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Name -> tensor index of the first SignatureDef over subgraph 0 (empty without one)."""
+    for i in range(model.SignatureDefsLength()):
+        sig = model.SignatureDefs(i)
+        if sig.SubgraphIndex() == 0:
+            return ({_text(sig.Inputs(j).Name()): int(sig.Inputs(j).TensorIndex()) for j in range(sig.InputsLength())},
+                    {_text(sig.Outputs(j).Name()): int(sig.Outputs(j).TensorIndex()) for j in range(sig.OutputsLength())})
+    return {}, {}
 
 
 def _ints_or_floats(obj: Any, field: str) -> list[Any]:
@@ -321,18 +337,24 @@ def layer_of(tensor_name: str, layer_names: Iterable[str], keras3: bool | None =
     return None
 
 
-def op_layer(model: TfliteModel, op: Op, layer_names: Iterable[str]) -> str | None:
-    """An op's layer: that of its first output tensor, else of its inputs in order.
+def op_layer(model: TfliteModel, op: Op, layer_names: Iterable[str], own_only: bool = False) -> str | None:
+    """An op's layer: that of its first output tensor, else of its constant inputs (weights are
+    named after the layer that owns them), else of its other inputs in order.
 
     A converter-inserted DEQUANTIZE (output `tfl.dequantize`) exists for the float op that
-    reads it, so it takes that op's layer before falling back to its input's.
+    reads it, so it takes that op's layer before falling back to its input's. Weights come
+    before activation inputs because an activation input is named after the layer that made
+    it: a head conv writing `StatefulPartitionedCall:1` reads the trunk's output.
+    `own_only` stops before the activation inputs (None when the op's own names say nothing).
     """
     names = frozenset(layer_names)
     keras3 = model.keras3_scopes(names)
     candidates = op.outputs[:1]
     if op.name == "DEQUANTIZE":
         candidates += [c.outputs[0] for o in op.outputs for c in model.consumers(o) if c.outputs]
-    for idx in candidates + [i for i in op.inputs if i >= 0]:
+    ins = [i for i in op.inputs if i >= 0]
+    consts = [i for i in ins if model.tensors[i].is_const]
+    for idx in candidates + consts + ([] if own_only else [i for i in ins if i not in consts]):
         layer = layer_of(model.tensors[idx].name, names, keras3)
         if layer is not None:
             return layer

@@ -140,3 +140,26 @@ def test_float_equivalence_on_a_tf_keras_sequential(tmp_path):
     assert output_names(model) == ["head"]
     calib = synthetic_calibration([InputSpec(model.layers[0].input.name.split(":")[0], (None, 4), "float32")], n=2)
     assert float_equivalence(model, model, calib) == 0.0
+
+
+@pytest.mark.tf
+def test_outputs_are_paired_by_name_not_position():
+    """Issue 9, fault 4: a model whose outputs come in another order is compared head by head
+    (by name), both float-to-float and float-to-.tflite."""
+    import keras
+
+    from qfix.convert.converter import convert, recipe_for
+    from qfix.convert.fidelity import fidelity, float_equivalence
+    from qfix.convert.keras import input_specs
+
+    i = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="trunk")(i)
+    a = keras.layers.Conv2D(2, 1, name="z_map")(x)
+    b = keras.layers.GlobalAveragePooling2D(name="a_vec")(x)
+    m = keras.Model(i, [a, b])
+    swapped = keras.Model(i, [m.get_layer("a_vec").output, m.get_layer("z_map").output])
+    cal = load_calibration(None, input_specs(m), n=4)
+    assert float_equivalence(m, swapped, cal) == 0.0
+    f = fidelity(m, convert(m, recipe_for("int8"), cal).tflite, cal)
+    assert [o.name for o in f.per_output] == ["z_map", "a_vec"]
+    assert all(o.sqnr_db > 15 for o in f.per_output)

@@ -130,14 +130,17 @@ def _builders() -> dict[str, tuple[Callable, str | None]]:
 
 def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], outputs: list[int],
                  subgraphs: int = 1, min_runtime: str | None = "1.14.0",
-                 custom_codes: dict[int, str] | None = None) -> bytes:
+                 custom_codes: dict[int, str] | None = None,
+                 signature_outputs: dict[str, int] | None = None) -> bytes:
     """A minimal .tflite written with the `tflite` package's flatbuffer builders (no LiteRT).
 
-    tensors: {"name", "shape", "dtype" ("int8"/"uint8"/"float32"/"int32"), optional "data"
-    (numpy array for constants), "signature", "quant" (default True for 8-bit)}.
+    tensors: {"name", "shape", "dtype" ("int8"/"uint8"/"int16"/"float32"/"int32"), optional
+    "data" (numpy array for constants), "signature", "quant" (default True for 8/16-bit
+    integers), "variable" (a state tensor)}.
     ops: {"op": builtin name, "in": [...], "out": [...], "version", "options": (class name,
     {field: value}) with schema field names in camelCase (strideH, fusedActivationFunction)}.
     custom_codes: op index -> custom code; that op becomes CUSTOM.
+    signature_outputs: output name -> tensor index of a `serving_default` SignatureDef.
     """
     import importlib
 
@@ -178,9 +181,11 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
         if spec.get("data") is not None:
             buffers.append(buffer(np.asarray(spec["data"]).tobytes()))
             fields["buffer"] = len(buffers) - 1
-        if spec.get("quant", spec["dtype"] in ("int8", "uint8")):
+        if spec.get("variable"):
+            fields["isVariable"] = True
+        if spec.get("quant", spec["dtype"] in ("int8", "uint8", "int16")):
             scale = vector(tflite.QuantizationParametersStartScaleVector, [0.05], "Float32")
-            zp = vector(tflite.QuantizationParametersStartZeroPointVector, [0 if spec["dtype"] == "int8" else 128], "Int64")
+            zp = vector(tflite.QuantizationParametersStartZeroPointVector, [128 if spec["dtype"] == "uint8" else 0], "Int64")
             fields["quantization"] = table("QuantizationParameters", {"scale": scale, "zeroPoint": zp})
         tensor_offsets.append(table("Tensor", fields))
     op_codes, op_offsets = [], []
@@ -217,6 +222,11 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
         buffers.append(buffer(min_runtime.encode().ljust(16, b"\0")))
         md = table("Metadata", {"name": b.CreateString("min_runtime_version"), "buffer": len(buffers) - 1})
         model["metadata"] = offsets(tflite.ModelStartMetadataVector, [md])
+    if signature_outputs is not None:
+        maps = [table("TensorMap", {"name": b.CreateString(k), "tensorIndex": v}) for k, v in signature_outputs.items()]
+        sig = table("SignatureDef", {"outputs": offsets(tflite.SignatureDefStartOutputsVector, maps),
+                                     "signatureKey": b.CreateString("serving_default"), "subgraphIndex": 0})
+        model["signatureDefs"] = offsets(tflite.ModelStartSignatureDefsVector, [sig])
     model["operatorCodes"] = offsets(tflite.ModelStartOperatorCodesVector, op_codes)
     model["subgraphs"] = offsets(tflite.ModelStartSubgraphsVector, graphs)
     model["buffers"] = offsets(tflite.ModelStartBuffersVector, buffers)
