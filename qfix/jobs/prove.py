@@ -111,6 +111,7 @@ def prove(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any
     placement = check(tfl, profile, names, {o["tensor"]: o["layer"] for o in outputs if o["layer"]})
     _attribute_op_nodes(placement, tfl, graph)
     _attribute_by_class(placement, tfl, graph)
+    _attribute_weighted_ops(placement, graph)
     compiler = None
     real = find_compiler(profile)  # the profile's toolchain, when its compiler is installed
     if real is not None:
@@ -141,6 +142,8 @@ def output_order(tfl: Any, graph: Graph) -> list[dict[str, Any]]:
         pos = model_outputs.index(name) if name in model_outputs else None
         if pos is None and name and re.fullmatch(r"output_\d+", name):
             pos = int(name.split("_")[1])
+        if pos is None and len(model_outputs) == len(tfl.outputs) == 1:  # a Keras 3 Sequential's
+            pos = 0  # output is named after its tensor ('keras_tensor_17'), not a layer
         layer = model_outputs[pos] if pos is not None and pos < len(model_outputs) else (
             name if name in names else None)  # e.g. a layer inside a nested output model
         out.append({"index": i, "name": name, "layer": layer, "position": pos, "tensor": t})
@@ -212,6 +215,45 @@ def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
     for island in placement.float_islands:
         if island.get("layer") is None and island.get("producer_index") is not None:
             island["layer"] = placement.ops[island["producer_index"]].layer
+
+
+# Ops with weights -> the layer classes that own such weights. A fused activation writes the op's
+# output, so an op that writes a model output takes the activation layer's name (a Conv2D
+# followed by ReLU as the last layer): the owner is the nearest layer above it of these classes.
+WEIGHTED_OPS: dict[str, frozenset[str]] = {
+    "CONV_2D": frozenset({"Conv1D", "Conv2D", "SeparableConv1D", "SeparableConv2D"}),
+    "DEPTHWISE_CONV_2D": frozenset({"DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"}),
+    "TRANSPOSE_CONV": frozenset({"Conv1DTranspose", "Conv2DTranspose"}),
+    "FULLY_CONNECTED": frozenset({"Dense", "EinsumDense"}),
+}
+FUSIBLE_STEPS = 3  # activation layers between a weighted layer and the output (BN, ReLU, Activation)
+
+
+def _attribute_weighted_ops(placement: Any, graph: Graph) -> None:
+    """Charge each weighted op (WEIGHTED_OPS) to the layer that owns its weights: an op named
+    after an activation layer walks up to the weighted layer that activation follows; an op
+    with no name takes the one weighted layer of its class left unclaimed."""
+    layers = {l.name: l for _, l in graph.walk()}
+    for p in placement.ops:
+        classes = WEIGHTED_OPS.get(p.op)
+        if classes is None or p.layer is None or p.layer not in layers:
+            continue
+        layer = layers[p.layer]
+        for _ in range(FUSIBLE_STEPS):
+            if layer.class_name in classes or len(layer.inputs) != 1 or layer.inputs[0].layer not in layers:
+                break
+            layer = layers[layer.inputs[0].layer]
+        if layer.class_name in classes:
+            p.layer = layer.name
+    for op_type, classes in WEIGHTED_OPS.items():
+        unnamed = [p for p in placement.ops if p.op == op_type and p.layer is None]
+        claimed = {p.layer for p in placement.ops if p.op == op_type}
+        free = [l.name for l in layers.values() if l.class_name in classes and l.name not in claimed]
+        if len(unnamed) == 1 and len(free) == 1:
+            unnamed[0].layer = free[0]
+    first = placement.first_unsupported
+    if first is not None:
+        first["layer"] = placement.ops[first["index"]].layer
 
 
 def verification_findings(ver: Verification, profile: Profile) -> list[Violation]:

@@ -248,13 +248,14 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
     if culprit is not None and profile.version_failure == "model":
         first = culprit
         tool = profile.toolchain.get("name", profile.id)
-        failure = (f"{tool} cannot parse the model: {culprit.op} v{culprit.version} (op {culprit.index}, layer "
-                   f"{culprit.layer!r}) is newer than it knows, so no op runs on {profile.name}")
+        # No layer named here: attribution by class (qfix.jobs.prove) may still name it.
+        failure = (f"{tool} rejects the whole file ('{profile.status('unparsable')}'), "
+                   f"so no op runs on {profile.name}")
         for p in placements:
             p.on_target = False
             p.status = profile.status("unparsable")
             if p.op != culprit.op:  # ops of the rejected type already say why
-                p.reason = f"the model is not parsed: {culprit.op} v{culprit.version} from layer {culprit.layer!r}"
+                p.reason = f"the model is not parsed: {culprit.op} v{culprit.version} (op {culprit.index})"
     elif first is not None and profile.placement == "prefix":
         # Single cut: every later op that would map runs on the CPU instead.
         for p in placements[first.index + 1:]:
