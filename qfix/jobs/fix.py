@@ -184,6 +184,9 @@ def improved(before: Verification, after: Verification, profile) -> str | None:
     nb, na = (len(_verified_blockers(v, profile)) for v in (before, after))
     if na < nb:
         return f"fewer blockers found by the verification ({na} vs {nb})"
+    wb, wa = (_wide_tensors(v) for v in (before, after))
+    if wa < wb:
+        return f"fewer 64-bit tensors ({wa} vs {wb}), which no integer accelerator runs"
     if after.fidelity.sqnr_db > before.fidelity.sqnr_db + SQNR_TOLERANCE_DB:
         return f"int8 fidelity up (SQNR {after.fidelity.sqnr_db:.1f} dB vs {before.fidelity.sqnr_db:.1f} dB)"
     return None
@@ -193,6 +196,12 @@ def no_change(before: Verification, after: Verification) -> str:
     b, a = before.placement, after.placement
     return (f"{a.ops_on_target}/{a.ops_total} ops on target, {len(a.float_tensors)} float tensor(s), "
             f"fully on target {a.fully_on_target}, as before")
+
+
+def _wide_tensors(ver: Verification) -> int:
+    from qfix.targets.tflite import read_tflite
+
+    return sum(t.dtype.upper() in ("INT64", "UINT64", "FLOAT64") for t in read_tflite(ver.tflite).tensors)
 
 
 def _verified_blockers(ver: Verification, profile) -> list[Violation]:
@@ -267,9 +276,11 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         while run.before is not None and (why := worse(run.before, after)) and run.active:
             rebuild(why, {run.active[-1].code})
         # What is left must earn its place: rewrites the check cannot see (recipe-neutral) stay;
-        # the others are kept only when, together, they improve the verified check.
+        # the others are kept only when, together, they improve the verified check. Not with
+        # --mode qat: what tfmot needs (a flat model) is invisible to a PTQ conversion.
         proved = [f for f in run.active if not f.recipe_neutral]
-        if run.before is not None and proved and not improved(run.before, after, profile):
+        if (opts.mode != "qat" and run.before is not None and proved
+                and not improved(run.before, after, profile)):
             rebuild(NO_EFFECT + no_change(run.before, after), {f.code for f in proved})
         if run.before is None:
             run.before = after if run.active else None

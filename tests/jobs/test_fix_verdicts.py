@@ -124,6 +124,19 @@ def test_rewrite_without_gain_is_rolled_back_and_not_written(name, state, models
     assert run.float_equivalence is None
 
 
+@pytest.mark.parametrize("dialect", ["k3", "tfk"])
+def test_flattening_a_nested_model_has_no_effect_under_ptq(dialect, tmp_path):
+    """Another member: the converter inlines a nested model, so flattening it converts to the
+    same .tflite: "no effect" under PTQ, kept with --mode qat (tfmot needs a flat model)."""
+    src = FIXTURES / f"nested_{dialect}.keras"
+    run = run_fix(src, Options(samples=SAMPLES), out_dir=tmp_path / "ptq")
+    (flat,) = [f for f in run.fixes if f.code == "QF201"]
+    assert flat.no_effect
+    assert run.result.verification.tflite == run.before.tflite
+    qat = run_fix(src, Options(samples=SAMPLES, mode="qat"), out_dir=tmp_path / "qat")
+    assert "QF201" in {f.code for f in qat.active}
+
+
 def test_no_effect_rewrite_beside_a_kept_batch_fix_edgetpu(models, tmp_path):
     """On the Edge TPU the batch rewrite (which the recipe's conversion cannot see) stays, so
     the model file is written, without the cast that changed nothing."""
@@ -200,16 +213,38 @@ def test_disproved_blocker_in_the_text_report(tmp_path):
     assert out.stdout.rstrip().splitlines()[-1].startswith("runs fully on Coral Edge TPU")
 
 
-@pytest.mark.parametrize("name,dialect", [("constant_softmax", "k3"), ("constant_softmax", "tfk"),
-                                          ("constant_relu", "k3")])
-def test_outputs_without_signal_are_not_a_success(name, dialect, models):
-    res = run_check(models(name, dialect), Options(target="int8", samples=SAMPLES))
+@pytest.mark.parametrize("dialect", ["k3", "tfk"])
+def test_outputs_without_signal_are_not_a_success(dialect, models):
+    res = run_check(models("constant_softmax", dialect), Options(target="int8", samples=SAMPLES))
     assert res.verification.placement.fully_on_target
+    assert res.verification.fidelity.sqnr_db < MIN_SQNR_DB  # 0.001 quantizes to 0: all zeros
     (v,) = [f for f in res.findings if f.code == "QF408"]
     assert v.severity.value == "blocker" and "same output for every sample" in v.message
     assert res.exit_code() == 1
-    if name == "constant_softmax":  # 0.001 quantizes to 0: the int8 outputs are all zeros
-        assert res.verification.fidelity.sqnr_db < MIN_SQNR_DB
+
+
+def test_mobilenet_v3_small_untrained_is_not_a_success(tmp_path):
+    """The issue's input: keras.applications.MobileNetV3Small, weights=None, 32x32, 1000
+    classes. Its float output is 0.001 for every input (untrained), the int8 one 0: SQNR 0 dB."""
+    import keras
+
+    path = tmp_path / "mnv3s.keras"
+    keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None).save(path)
+    res = run_check(path, Options(target="int8", samples=4))
+    assert res.verification.placement.fully_on_target
+    assert res.verification.fidelity.sqnr_db < MIN_SQNR_DB
+    (v,) = [f for f in res.findings if f.code == "QF408"]
+    assert v.severity.value == "blocker" and "untrained weights" in v.message
+    assert res.exit_code() == 1
+
+
+def test_constant_output_with_exact_numbers_is_a_warning(models):
+    """A ReLU that never opens: every output 0, reproduced exactly by int8 (SQNR inf). The run
+    stands (exit 0) but QF408 says the numbers prove nothing."""
+    res = run_check(models("constant_relu"), Options(target="int8", samples=SAMPLES))
+    (v,) = [f for f in res.findings if f.code == "QF408"]
+    assert v.severity.value == "warning" and "same output for every sample" in v.message
+    assert res.exit_code() == 0
 
 
 def test_zero_signal_final_line(models):
