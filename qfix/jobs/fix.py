@@ -308,8 +308,8 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     result.input_layers = len(list(result.graph.walk()))
     result.graph = fixed_graph  # built from the final config above
     result.findings = list(findings)
+    _mark_applied(result, run, fixed_graph, opts)  # before judging: applied findings stay as they are
     judge(result, after, stats, fixed_calib)
-    _mark_applied(result, run, fixed_graph, opts)
     # No rewrite kept: the model is the input's, so only the verified conversion is written.
     model_zip = archive_zip(config, archive.metadata, weights) if run.active else None
     write_outputs(outputs, model_zip, after.tflite)
