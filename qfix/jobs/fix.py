@@ -301,6 +301,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
                         f.applicability, f.reason = Applicability.UNSAFE.value, why
                 else:
                     rebuild(why, {f.code for f in changing})
+                    stats = worker.output_stats(fixed, fixed_calib, "reading the float outputs")
                     run.float_equivalence = (equivalence(worker, original, fixed, fixed_calib, progress)
                                              if run.active else None)
         run.config = config

@@ -117,8 +117,8 @@ def render_verdict(result, console: Console) -> None:
 
 def render_unsafe_hint(codes: list[str], console: Console) -> None:
     if codes:
-        console.print(f"[cyan]hint:[/] only unsafe fixes are left for {', '.join(codes)} (they change numbers "
-                      "or the interface): rerun with --unsafe-fixes to apply them")
+        console.print(f"[cyan]hint:[/] {', '.join(codes)} can be fixed only with --unsafe-fixes (the fix "
+                      "changes numbers or the interface; the report gives the float delta)")
 
 
 def render_inputs(result, console: Console) -> None:
