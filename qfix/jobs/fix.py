@@ -78,6 +78,7 @@ class FixRun:
     unsafe: bool = False  # --unsafe-fixes was given
     tolerance: float = SAFE_TOLERANCE  # the safe float delta for this model (safe_tolerance)
     not_written: str | None = None  # the `.qfix.keras` a run that kept no rewrite did not write
+    stale_model: bool = False  # ... and one from an earlier run is there (it does not match the .tflite)
     batch_note: str | None = None  # the batch is fixed only in the .tflite, not in the model
 
     @property
@@ -312,10 +313,12 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     _mark_applied(result, run, fixed_graph, opts)  # before judging: applied findings stay as they are
     judge(result, after, stats, fixed_calib)
     # No rewrite kept: the model is the input's, so only the verified conversion is written.
+    stale = not run.active and not in_place and outputs.model.exists()
     model_zip = archive_zip(config, archive.metadata, weights) if run.active else None
     write_outputs(outputs, model_zip, after.tflite)
     run.outputs = {"model": str(outputs.model) if run.active else None, "tflite": str(outputs.tflite)}
     run.not_written = None if run.active else str(outputs.model)
+    run.stale_model = stale
     run.batch_note = batch_note(profile, fixed_graph, run)
     result.timings["total"] = time.perf_counter() - t0
     return run

@@ -175,7 +175,8 @@ def render_fix(run, console: Console) -> None:
     if run.outputs.get("model"):
         console.print(f"wrote {escape(run.outputs['model'])}")
     elif run.outputs.get("tflite"):
-        console.print(f"no rewrite kept: {escape(run.not_written)} not written")
+        earlier = " (the file there is from an earlier run, not this .tflite's model)" if run.stale_model else ""
+        console.print(f"no rewrite kept: {escape(run.not_written)} not written{earlier}")
     if run.outputs.get("tflite"):
         console.print(f"wrote {escape(run.outputs['tflite'])}")
     render_verdict(result, console)
