@@ -12,6 +12,7 @@ imports TensorFlow.
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from qfix.types import Applicability, Severity, Violation
 MAX_EDITS = 500  # every edit removes a finding; this only bounds a fix that keeps re-firing
 SQNR_TOLERANCE_DB = 3.0  # int8 noise between two exact rewrites of the same model
 NO_EFFECT = "no effect on the verified check: "
+MAX_ATTRIBUTED = 4  # rules whose rewrites are each proved to add something (one conversion each)
 # A safe rewrite's float outputs match the original's within SAFE_TOLERANCE times the outputs'
 # peak magnitude (at least 1): float32 keeps 24 bits (eps 1.2e-7), and an exact rewrite that
 # re-associates a few hundred products (a split conv, a moved activation) stays two decades
@@ -240,31 +242,39 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         progress("loading the model")
         original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
 
+        tags = itertools.count(1)
+
         def candidate(cfg: dict[str, Any], w: bytes, tag: str) -> str:
             p = write_archive(worker.run_dir / f"{tag}.keras", cfg, archive.metadata, w)
             return worker.load(p, archive.dialect, opts.custom_objects, opts.trust_lambdas)
 
+        def build(keep: set[str]) -> tuple:
+            """The original config with only the fixes of `keep` re-applied, loaded and proved:
+            (config, weights, model, graph, calibration, verification)."""
+            cfg, w, _, _ = apply_fixes(
+                copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe,
+                skip_codes={f.code for f in run.fixes} - keep)
+            model = candidate(cfg, w, f"fixed-{next(tags)}") if keep else original
+            g = build_graph(cfg, archive.dialect)
+            c = for_inputs(calib, g)
+            neutral = all(f.recipe_neutral for f in run.fixes if f.code in keep)
+            ver = run.before if neutral else prove(worker, model, g, profile, c, progress, " the fixed model")
+            return cfg, w, model, g, c, ver
+
+        def adopt(built: tuple) -> None:
+            nonlocal config, weights, fixed, fixed_graph, fixed_calib, after
+            if fixed != original and fixed != built[2]:
+                worker.drop(fixed)
+            config, weights, fixed, fixed_graph, fixed_calib, after = built
+
         def rebuild(why: str, codes: set[str]) -> None:
             """Roll back the fixes of `codes` (reason `why`), re-apply the others to the original
             config and prove the result (the surviving fixes, converted)."""
-            nonlocal config, weights, fixed, fixed_graph, fixed_calib, after
             progress(f"rolling back {', '.join(sorted(codes))}: {why}")
             for f in run.active:
                 if f.code in codes:
                     f.rolled_back, f.reason = True, why
-            kept = {f.code for f in run.active}
-            config, weights, _, _ = apply_fixes(
-                copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe,
-                skip_codes={f.code for f in run.fixes} - kept)
-            if fixed != original:
-                worker.drop(fixed)
-            fixed = candidate(config, weights, f"fixed-{len(run.fixes)}") if run.active else original
-            fixed_graph = build_graph(config, archive.dialect)
-            fixed_calib = for_inputs(calib, fixed_graph)
-            if all(f.recipe_neutral for f in run.active):  # converts as the original did
-                after = run.before
-            else:
-                after = prove(worker, fixed, fixed_graph, profile, fixed_calib, progress, " the fixed model")
+            adopt(build({f.code for f in run.active}))
 
         if run.active and not all(f.recipe_neutral for f in run.active):
             run.before = prove(worker, original, graph, profile, calib, progress, " the original")
@@ -283,6 +293,22 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         if (opts.mode != "qat" and run.before is not None and proved
                 and not improved(run.before, after, profile)):
             rebuild(NO_EFFECT + no_change(run.before, after), {f.code for f in proved})
+        # Several rules' rewrites that help together: each must add something. Without it
+        # (last applied first), the check must be worse; one conversion per rule, so only for
+        # a few rules (the usual model has one or two).
+        codes = list(dict.fromkeys(f.code for f in run.active if not f.recipe_neutral))
+        if opts.mode != "qat" and run.before is not None and 1 < len(codes) <= MAX_ATTRIBUTED:
+            for code in reversed(codes):
+                progress(f"checking what {code} adds")
+                trial = build({f.code for f in run.active} - {code})
+                if improved(trial[5], after, profile):
+                    if trial[2] != original:
+                        worker.drop(trial[2])
+                    continue
+                for f in run.active:
+                    if f.code == code:
+                        f.rolled_back, f.reason = True, NO_EFFECT + "the other rewrites do as well without it"
+                adopt(trial)
         if run.before is None:
             run.before = after if run.active else None
         stats = worker.output_stats(fixed, fixed_calib, "reading the float outputs")

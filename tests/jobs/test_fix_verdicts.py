@@ -67,7 +67,18 @@ def _constant_relu(a):
     return a.K.Model(x, L.Dense(3, name="out")(h))
 
 
-BUILDERS = {"mixed_concat": _mixed_concat, "mixed_add": _mixed_add,
+def _nested_activation(a):
+    """Two rules' rewrites in one model: an activation the Edge TPU lacks (kept: it moves the
+    model onto the target) inside a nested backbone (flattening adds nothing to that)."""
+    L = a.L
+    b_in = a.K.Input((16, 16, 3))
+    y = L.LeakyReLU(0.1)(L.Conv2D(8, 3)(b_in))
+    backbone = a.K.Model(b_in, y, name="backbone")
+    inp = a.K.Input((16, 16, 3), name="image")
+    return a.K.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(backbone(inp))))
+
+
+BUILDERS = {"nested_activation": _nested_activation, "mixed_concat": _mixed_concat, "mixed_add": _mixed_add,
             "constant_softmax": _constant_softmax, "constant_relu": _constant_relu}
 
 
@@ -135,6 +146,21 @@ def test_flattening_a_nested_model_has_no_effect_under_ptq(dialect, tmp_path):
     assert run.result.verification.tflite == run.before.tflite
     qat = run_fix(src, Options(samples=SAMPLES, mode="qat"), out_dir=tmp_path / "qat")
     assert "QF201" in {f.code for f in qat.active}
+
+
+@pytest.mark.parametrize("dialect", ["k3", "tfk"])
+def test_each_rule_must_add_something(dialect, models, tmp_path):
+    """Together the rewrites move the model onto the target; without the flattening they do as
+    well, so it alone is rolled back as no effect and the written model keeps its nesting."""
+    run = run_fix(models("nested_activation", dialect), Options(samples=SAMPLES), out_dir=tmp_path)
+    states = {f.code: f.to_json()["state"] for f in run.fixes}
+    assert states == {"QF201": "no effect", "QF301": "kept", "QF302": "kept"}, run.fixes
+    assert run.result.verification.placement.fully_on_target
+    assert not run.before.placement.fully_on_target
+    assert run.result.exit_code() == 0
+    assert run.float_equivalence <= run.tolerance
+    config = json.loads(_member(Path(run.outputs["model"]), "config.json"))
+    assert "backbone" in {l["name"] for l in config["config"]["layers"]}
 
 
 def test_no_effect_rewrite_beside_a_kept_batch_fix_edgetpu(models, tmp_path):
