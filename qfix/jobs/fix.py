@@ -195,8 +195,8 @@ def improved(before: Verification, after: Verification, profile) -> str | None:
     return None
 
 
-def no_change(before: Verification, after: Verification) -> str:
-    b, a = before.placement, after.placement
+def no_change(after: Verification) -> str:
+    a = after.placement
     return (f"{a.ops_on_target}/{a.ops_total} ops on target, {len(a.float_tensors)} float tensor(s), "
             f"fully on target {a.fully_on_target}, as before")
 
@@ -292,7 +292,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         proved = [f for f in run.active if not f.recipe_neutral]
         if (opts.mode != "qat" and run.before is not None and proved
                 and not improved(run.before, after, profile)):
-            rebuild(NO_EFFECT + no_change(run.before, after), {f.code for f in proved})
+            rebuild(NO_EFFECT + no_change(after), {f.code for f in proved})
         # Several rules' rewrites that help together: each must add something. Without it
         # (last applied first), the check must be worse; one conversion per rule, so only for
         # a few rules (the usual model has one or two).
