@@ -166,6 +166,10 @@ class Worker:
     def float_equivalence(self, a: str, b: str, calib: Calibration, doing: str) -> float:
         return self._call("float_equivalence", (a, b, calib), doing)
 
+    def output_stats(self, model: str, calib: Calibration, doing: str) -> list[dict[str, Any]]:
+        """qfix.convert.output_stats.output_stats of the loaded model on `calib`."""
+        return self._call("output_stats", (model, calib), doing)
+
     # plumbing
 
     def _start(self) -> None:
@@ -434,5 +438,11 @@ def _op_float_equivalence(models: dict[str, Any], a: str, b: str, calib: Calibra
     return float_equivalence(models[a], models[b], calib)
 
 
+def _op_output_stats(models: dict[str, Any], path: str, calib: Calibration) -> list[dict[str, Any]]:
+    from qfix.convert.output_stats import output_stats
+
+    return output_stats(models[path], calib)
+
+
 _OPS = {"load": _op_load, "drop": _op_drop, "convert": _op_convert, "fidelity": _op_fidelity,
-        "float_equivalence": _op_float_equivalence}
+        "float_equivalence": _op_float_equivalence, "output_stats": _op_output_stats}

@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qfix.convert.worker import session
+from qfix.jobs.numbers import input_quantization, numbers_findings
 from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.model.archive import KerasArchive, read_archive
 from qfix.model.graph import Graph, build_graph
@@ -45,6 +47,8 @@ class Result:
     not_converted: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     input_layers: int | None = None  # layers of the input model when `graph` is the fixed one
+    # Each input's quantization in the .tflite (qfix.jobs.numbers.input_quantization).
+    input_quantization: list[dict] | None = None
 
     @property
     def blockers(self) -> list[Violation]:
@@ -79,6 +83,23 @@ def why_not_loadable(findings: list[Violation], opts: Options) -> str | None:
     return None
 
 
+DISPROVED = "the verification disproves this: the converted model runs fully on the target"
+
+
+def reconcile(findings: list[Violation], ver: Verification) -> None:
+    """The verification is the proof: a static blocker (a Lambda or custom class qfix cannot
+    read, a predicted cut) on a model whose converted form runs fully on the target is a
+    prediction the proof contradicts. It becomes a warning saying so, so that the table, the
+    verdict and the exit status agree. Findings of the verification itself are left alone."""
+    if not ver.placement.fully_on_target:
+        return
+    static = {r.code for r in model_rules()}
+    for v in findings:
+        if v.code in static and v.severity == Severity.BLOCKER and not v.applied:
+            v.severity = Severity.WARNING
+            v.message = f"{v.message} ({DISPROVED})"
+
+
 def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: None) -> Result:
     t0 = time.perf_counter()
     archive, graph, profile, findings = load(path, opts)
@@ -88,14 +109,27 @@ def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: No
         return result
     result.not_converted = why_not_loadable(findings, opts)
     if result.not_converted is None:
-        result.verification = convert_and_verify(Path(path), archive, graph, profile, opts, progress)
-        result.findings.extend(verification_findings(result.verification, profile))
+        ver, stats, calib = convert_and_verify(Path(path), archive, graph, profile, opts, progress)
+        judge(result, ver, stats, calib)
     result.timings["total"] = time.perf_counter() - t0
     return result
 
 
+def judge(result: Result, ver: Verification, stats: list[dict], calib) -> None:
+    """Attach the verification `ver` of `result.graph`'s model to `result`: the findings of the
+    placement and of the numbers (QF408, QF409, from the float outputs' `stats` and the
+    calibration `calib`), then the static findings the proof contradicts downgraded."""
+    result.verification = ver
+    result.input_quantization = input_quantization(ver.tflite, calib, result.graph)
+    result.findings.extend(verification_findings(ver, result.profile))
+    result.findings.extend(numbers_findings(ver, stats, result.input_quantization, result.graph))
+    reconcile(result.findings, ver)
+
+
 def convert_and_verify(path: Path, archive: KerasArchive, graph: Graph, profile: Profile, opts: Options,
-                       progress: Progress) -> Verification:
+                       progress: Progress) -> tuple[Verification, list[dict], Any]:
+    """The verification, the float outputs' stats (qfix.convert.output_stats) and the
+    calibration it used."""
     from qfix.convert.calibration import load_calibration
 
     # Bad calibration data is a QF908 before TensorFlow loads (arrays are read without it).
@@ -103,4 +137,6 @@ def convert_and_verify(path: Path, archive: KerasArchive, graph: Graph, profile:
     with session() as worker:
         progress("loading the model")
         model = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
-        return prove(worker, model, graph, profile, calib, progress)
+        ver = prove(worker, model, graph, profile, calib, progress)
+        stats = worker.output_stats(model, calib, "reading the float outputs")
+        return ver, stats, calib

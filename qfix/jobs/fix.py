@@ -12,6 +12,7 @@ imports TensorFlow.
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,14 +26,21 @@ from qfix.jobs.outputs import check_outputs, output_paths, write_outputs
 from qfix.model.writer import archive_zip, write_archive
 from qfix.report.diff import config_diff
 from qfix.convert.worker import session
-from qfix.jobs.check import Options, Result, context, load, why_not_loadable
+from qfix.jobs.check import Options, Result, context, judge, load, why_not_loadable
 from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.rules.base import Context
 from qfix.model.rewrites import Rewrite
-from qfix.types import Applicability, Violation
+from qfix.types import Applicability, Severity, Violation
 
 MAX_EDITS = 500  # every edit removes a finding; this only bounds a fix that keeps re-firing
 SQNR_TOLERANCE_DB = 3.0  # int8 noise between two exact rewrites of the same model
+NO_EFFECT = "no effect on the verified check: "
+MAX_ATTRIBUTED = 4  # rules whose rewrites are each proved to add something (one conversion each)
+# A safe rewrite's float outputs match the original's within SAFE_TOLERANCE times the outputs'
+# peak magnitude (at least 1): float32 keeps 24 bits (eps 1.2e-7), and an exact rewrite that
+# re-associates a few hundred products (a split conv, a moved activation) stays two decades
+# under it; a real change of the computation does not.
+SAFE_TOLERANCE = 1e-5
 
 
 @dataclass
@@ -48,8 +56,14 @@ class AppliedFix:
     # "before" conversion is needed to prove it. Not part of the JSON report.
     recipe_neutral: bool = False
 
+    @property
+    def no_effect(self) -> bool:
+        return self.rolled_back and (self.reason or "").startswith(NO_EFFECT)
+
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "recipe_neutral"}
+        out = {k: v for k, v in self.__dict__.items() if k != "recipe_neutral"}
+        out["state"] = "kept" if not self.rolled_back else "no effect" if self.no_effect else "rolled back"
+        return out
 
 
 @dataclass
@@ -63,6 +77,11 @@ class FixRun:
     config: dict[str, Any] | None = None
     diff: str | None = None
     mode: str = "ptq"
+    unsafe: bool = False  # --unsafe-fixes was given
+    tolerance: float = SAFE_TOLERANCE  # the safe float delta for this model (safe_tolerance)
+    not_written: str | None = None  # the `.qfix.keras` a run that kept no rewrite did not write
+    stale_model: bool = False  # ... and one from an earlier run is there (it does not match the .tflite)
+    batch_note: str | None = None  # the batch is fixed only in the .tflite, not in the model
 
     @property
     def active(self) -> list[AppliedFix]:
@@ -138,13 +157,67 @@ def worse(before: Verification, after: Verification) -> str | None:
     return None
 
 
+
+
+def safe_tolerance(stats: list[dict[str, Any]]) -> float:
+    """The float delta a safe rewrite may show: SAFE_TOLERANCE × max(1, peak |output|)."""
+    return SAFE_TOLERANCE * max([1.0, *(s["peak"] for s in stats)])
+
+
+def equivalence(worker, original: str, fixed: str, calib, progress: Progress) -> float:
+    doing = "comparing the fixed float model with the original"
+    progress(doing)
+    # Same samples as the fixed model saw (each model casts them to its own input dtype), so
+    # the fixed model's float outputs are reused from its fidelity check.
+    return worker.float_equivalence(original, fixed, calib, doing)
+
+
+def improved(before: Verification, after: Verification, profile) -> str | None:
+    """What `after` does better than `before` on the target, or None. Better is one of: runs
+    fully on the target (and before did not), more ops on target, fewer float tensors, fewer
+    blocker findings of the verification (a cut or island gone), or int8 SQNR up by more than
+    SQNR_TOLERANCE_DB."""
+    b, a = before.placement, after.placement
+    if a.fully_on_target and not b.fully_on_target:
+        return "the model now runs fully on the target"
+    if a.ops_on_target > b.ops_on_target:
+        return f"more ops on target ({a.ops_on_target}/{a.ops_total} vs {b.ops_on_target}/{b.ops_total})"
+    if len(a.float_tensors) < len(b.float_tensors):
+        return f"fewer float tensors ({len(a.float_tensors)} vs {len(b.float_tensors)})"
+    nb, na = (len(_verified_blockers(v, profile)) for v in (before, after))
+    if na < nb:
+        return f"fewer blockers found by the verification ({na} vs {nb})"
+    wb, wa = (_wide_tensors(v) for v in (before, after))
+    if wa < wb:
+        return f"fewer 64-bit tensors ({wa} vs {wb}), which no integer accelerator runs"
+    if after.fidelity.sqnr_db > before.fidelity.sqnr_db + SQNR_TOLERANCE_DB:
+        return f"int8 fidelity up (SQNR {after.fidelity.sqnr_db:.1f} dB vs {before.fidelity.sqnr_db:.1f} dB)"
+    return None
+
+
+def no_change(after: Verification) -> str:
+    a = after.placement
+    return (f"{a.ops_on_target}/{a.ops_total} ops on target, {len(a.float_tensors)} float tensor(s), "
+            f"fully on target {a.fully_on_target}, as before")
+
+
+def _wide_tensors(ver: Verification) -> int:
+    from qfix.targets.tflite import read_tflite
+
+    return sum(t.dtype.upper() in ("INT64", "UINT64", "FLOAT64") for t in read_tflite(ver.tflite).tensors)
+
+
+def _verified_blockers(ver: Verification, profile) -> list[Violation]:
+    return [v for v in verification_findings(ver, profile) if v.severity == Severity.BLOCKER]
+
+
 def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: Path | None = None,
             in_place: bool = False, diff_only: bool = False, progress: Progress = lambda s: None) -> FixRun:
     path = Path(path)
     t0 = time.perf_counter()
     archive, graph, profile, findings = load(path, opts)
     result = Result(path, archive, graph, profile, findings)
-    run = FixRun(result, mode=opts.mode)
+    run = FixRun(result, mode=opts.mode, unsafe=unsafe)
     ctx = context(profile, opts)
 
     original_weights = archive.weights_bytes
@@ -169,9 +242,39 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         progress("loading the model")
         original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
 
+        tags = itertools.count(1)
+
         def candidate(cfg: dict[str, Any], w: bytes, tag: str) -> str:
             p = write_archive(worker.run_dir / f"{tag}.keras", cfg, archive.metadata, w)
             return worker.load(p, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+
+        def build(keep: set[str]) -> tuple:
+            """The original config with only the fixes of `keep` re-applied, loaded and proved:
+            (config, weights, model, graph, calibration, verification)."""
+            cfg, w, _, _ = apply_fixes(
+                copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe,
+                skip_codes={f.code for f in run.fixes} - keep)
+            model = candidate(cfg, w, f"fixed-{next(tags)}") if keep else original
+            g = build_graph(cfg, archive.dialect)
+            c = for_inputs(calib, g)
+            neutral = all(f.recipe_neutral for f in run.fixes if f.code in keep)
+            ver = run.before if neutral else prove(worker, model, g, profile, c, progress, " the fixed model")
+            return cfg, w, model, g, c, ver
+
+        def adopt(built: tuple) -> None:
+            nonlocal config, weights, fixed, fixed_graph, fixed_calib, after
+            if fixed != original and fixed != built[2]:
+                worker.drop(fixed)
+            config, weights, fixed, fixed_graph, fixed_calib, after = built
+
+        def rebuild(why: str, codes: set[str]) -> None:
+            """Roll back the fixes of `codes` (reason `why`), re-apply the others to the original
+            config and prove the result (the surviving fixes, converted)."""
+            progress(f"rolling back {', '.join(sorted(codes))}: {why}")
+            for f in run.active:
+                if f.code in codes:
+                    f.rolled_back, f.reason = True, why
+            adopt(build({f.code for f in run.active}))
 
         if run.active and not all(f.recipe_neutral for f in run.active):
             run.before = prove(worker, original, graph, profile, calib, progress, " the original")
@@ -182,40 +285,82 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
                       " the fixed model" if run.active else "")
         # Roll back, rule by rule (last applied first), whatever made the target check worse.
         while run.before is not None and (why := worse(run.before, after)) and run.active:
-            code = run.active[-1].code
-            progress(f"rolling back {code}: {why}")
-            for f in run.active:
-                if f.code == code:
-                    f.rolled_back, f.reason = True, why
-            kept = {f.code for f in run.active}
-            config, weights, _, _ = apply_fixes(
-                copy.deepcopy(archive.config), original_weights, archive.dialect, ctx, opts, unsafe,
-                skip_codes={f.code for f in run.fixes} - kept)
-            if fixed != original:
-                worker.drop(fixed)
-            fixed = candidate(config, weights, f"fixed-{len(run.fixes)}") if run.active else original
-            fixed_graph = build_graph(config, archive.dialect)
-            fixed_calib = for_inputs(calib, fixed_graph)
-            after = prove(worker, fixed, fixed_graph, profile, fixed_calib, progress, " the fixed model")
-        run.config = config
+            rebuild(why, {run.active[-1].code})
+        # What is left must earn its place: rewrites the check cannot see (recipe-neutral) stay;
+        # the others are kept only when, together, they improve the verified check. Not with
+        # --mode qat: what tfmot needs (a flat model) is invisible to a PTQ conversion.
+        proved = [f for f in run.active if not f.recipe_neutral]
+        if (opts.mode != "qat" and run.before is not None and proved
+                and not improved(run.before, after, profile)):
+            rebuild(NO_EFFECT + no_change(after), {f.code for f in proved})
+        # Several rules' rewrites that help together: each must add something. Without it
+        # (last applied first), the check must be worse; one conversion per rule, so only for
+        # a few rules (the usual model has one or two).
+        codes = list(dict.fromkeys(f.code for f in run.active if not f.recipe_neutral))
+        if opts.mode != "qat" and run.before is not None and 1 < len(codes) <= MAX_ATTRIBUTED:
+            for code in reversed(codes):
+                progress(f"checking what {code} adds")
+                trial = build({f.code for f in run.active} - {code})
+                if improved(trial[5], after, profile):
+                    if trial[2] != original:
+                        worker.drop(trial[2])
+                    continue
+                for f in run.active:
+                    if f.code == code:
+                        f.rolled_back, f.reason = True, NO_EFFECT + "the other rewrites do as well without it"
+                adopt(trial)
         if run.before is None:
             run.before = after if run.active else None
+        stats = worker.output_stats(fixed, fixed_calib, "reading the float outputs")
+        run.tolerance = safe_tolerance(stats)
         if run.active:
-            doing = "comparing the fixed float model with the original"
-            progress(doing)
-            # Same samples as the fixed model saw (each model casts them to its own input dtype),
-            # so the fixed model's float outputs are reused from its fidelity check.
-            run.float_equivalence = worker.float_equivalence(original, fixed, fixed_calib, doing)
+            run.float_equivalence = equivalence(worker, original, fixed, fixed_calib, progress)
+            # A "safe" rewrite promises the same outputs: beyond the tolerance it is not safe.
+            # Only judged when every rewrite that changes the model is a safe one (the delta of
+            # several cannot be split between them).
+            changing = [f for f in run.active if not f.recipe_neutral]
+            if (run.float_equivalence > run.tolerance and changing
+                    and all(f.applicability == Applicability.SAFE.value for f in changing)):
+                why = (f"float delta {run.float_equivalence:.3g} exceeds the safe tolerance "
+                       f"{run.tolerance:.3g}")
+                if unsafe:  # the user accepts changed numbers: keep them, not called safe
+                    for f in changing:
+                        f.applicability, f.reason = Applicability.UNSAFE.value, why
+                else:
+                    rebuild(why, {f.code for f in changing})
+                    stats = worker.output_stats(fixed, fixed_calib, "reading the float outputs")
+                    run.float_equivalence = (equivalence(worker, original, fixed, fixed_calib, progress)
+                                             if run.active else None)
+        run.config = config
 
-    result.verification = after
     result.input_layers = len(list(result.graph.walk()))
     result.graph = fixed_graph  # built from the final config above
-    result.findings = findings + verification_findings(after, profile)
-    _mark_applied(result, run, fixed_graph, opts)
-    write_outputs(outputs, archive_zip(config, archive.metadata, weights), after.tflite)
-    run.outputs = {"model": str(outputs.model), "tflite": str(outputs.tflite)}
+    result.findings = list(findings)
+    _mark_applied(result, run, fixed_graph, opts)  # before judging: applied findings stay as they are
+    judge(result, after, stats, fixed_calib)
+    # No rewrite kept: the model is the input's, so only the verified conversion is written.
+    stale = not run.active and not in_place and outputs.model.exists()
+    model_zip = archive_zip(config, archive.metadata, weights) if run.active else None
+    write_outputs(outputs, model_zip, after.tflite)
+    run.outputs = {"model": str(outputs.model) if run.active else None, "tflite": str(outputs.tflite)}
+    run.not_written = None if run.active else str(outputs.model)
+    run.stale_model = stale
+    run.batch_note = batch_note(profile, fixed_graph, run)
     result.timings["total"] = time.perf_counter() - t0
     return run
+
+
+def batch_note(profile, graph, run: FixRun) -> str | None:
+    """The recipe converts at the profile's batch; say so when the model file keeps a dynamic
+    one (targets without static shapes, e.g. int8, have no batch rewrite), so that neither the
+    recipe line nor the rewrites claim the `.qfix.keras` has it."""
+    batch = profile.recipe.batch
+    dynamic = [l.name for l in graph.input_layers() if l.out_shape and l.out_shape[0] is None]
+    if not batch or not dynamic:
+        return None
+    model = run.outputs.get("model") or "the input model"
+    return (f"the .tflite runs batch {batch} (fixed at conversion only); {model} keeps a dynamic batch "
+            f"on {', '.join(dynamic)}")
 
 
 def _mark_applied(result: Result, run: FixRun, fixed_graph, opts: Options) -> None:

@@ -73,14 +73,16 @@ def _check(outputs: Outputs) -> None:
                                      f"{_kb(need)} (the input's size)")
 
 
-def write_outputs(outputs: Outputs, model_zip: bytes, tflite: bytes) -> None:
-    """Write both outputs or neither (QF913 otherwise). The folder is made here, and removed
-    again when the write fails; with `in_place` the input is replaced only at the commit and
-    restored if the commit fails."""
+def write_outputs(outputs: Outputs, model_zip: bytes | None, tflite: bytes) -> None:
+    """Write both outputs or neither (QF913 otherwise); `model_zip` None (no rewrite kept)
+    writes the `.tflite` alone. The folder is made here, and removed again when the write
+    fails; with `in_place` the input is replaced only at the commit and restored if the
+    commit fails."""
     made = _make_folder(outputs.model.parent) + _make_folder(outputs.tflite.parent)
     try:
         with Transaction() as tx:
-            tx.stage(outputs.model, model_zip)
+            if model_zip is not None:
+                tx.stage(outputs.model, model_zip)
             tx.stage(outputs.tflite, tflite)
             tx.commit()
     except BaseException:

@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from qfix import __version__
+from qfix.report.text import unsafe_fixes_left
 
 if TYPE_CHECKING:  # the model front end must not load libcst
     from qfix.source.runner import SourceRun
@@ -43,6 +44,8 @@ def check_json(result, outputs: dict[str, Any] | None = None, float_equivalence:
         "outputs": outputs or {"model": None, "tflite": None},
         "verification": ver.to_json() if ver else {"converted": False, "reason": result.not_converted},
         "float_equivalence": float_equivalence,
+        "input_quantization": result.input_quantization,
+        "unsafe_fixes_available": unsafe_fixes_left(result.findings),
         "exit_code": result.exit_code(),
         **(extra or {}),
     }
@@ -59,8 +62,13 @@ def fix_json(run) -> dict[str, Any]:
                      float_equivalence=None if fe is None else {
                          "max_abs_diff": fe,
                          "samples": run.result.verification.fidelity.samples if run.result.verification else 0,
-                         "unsafe": any(f.applicability == "unsafe" for f in run.active)})
+                         "unsafe": any(f.applicability == "unsafe" for f in run.active),
+                         "tolerance": run.tolerance})
+    if run.unsafe:
+        out["unsafe_fixes_available"] = []
     out["fixes"] = [f.to_json() for f in run.fixes]
     out["not_applied"] = run.skipped
     out["before"] = run.before.to_json() if run.before is not None else None
+    out["model_not_written"] = run.not_written
+    out["batch_note"] = run.batch_note
     return out

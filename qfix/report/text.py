@@ -7,6 +7,15 @@ from rich.markup import escape as _markup_escape
 from rich.table import Table
 
 from qfix.report.sanitize import printable
+from qfix.types import Applicability
+
+ZERO_SIGNAL = "QF408"
+
+
+def unsafe_fixes_left(findings) -> list[str]:
+    """Codes of findings still open whose fix qfix could apply with --unsafe-fixes."""
+    return sorted({v.code for v in findings if not v.applied and v.fix is not None and v.fix.edits
+                   and v.fix.applicability is Applicability.UNSAFE})
 
 
 MAX_FIELD = 2000  # characters of one value from a file (a layer name, a message quoting it)
@@ -49,7 +58,9 @@ def render_check(result, console: Console) -> None:
             console.print(f"[yellow]{escape(result.not_converted)}[/]")
         return
     render_verification(ver, console)
-    render_verdict(result.exit_code(), p, console)
+    render_inputs(result, console)
+    render_verdict(result, console)
+    render_unsafe_hint(unsafe_fixes_left(result.findings), console)
 
 
 def render_recipe(ver, console: Console) -> None:
@@ -92,11 +103,42 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         )
 
 
-def render_verdict(code: int, profile, console: Console) -> None:
-    if code == 0:
-        console.print(f"[bold green]runs fully on {escape(profile.name)}[/]")
+def render_verdict(result, console: Console) -> None:
+    """The last line: it follows the proof (exit status 0 or 1) and says why not a success."""
+    name = escape(result.profile.name)
+    if result.exit_code() == 0:
+        console.print(f"[bold green]runs fully on {name}[/]")
+        return
+    ver = result.verification
+    silent = [v for v in result.blockers if v.code == ZERO_SIGNAL]
+    if ver is not None and ver.placement.fully_on_target and silent:
+        console.print(f"[bold red]runs op by op on {name}, but its int8 outputs carry no signal "
+                      f"(SQNR {ver.fidelity.sqnr_db:.1f} dB, {ZERO_SIGNAL}): not a success[/]")
     else:
-        console.print(f"[bold red]blockers remain for {escape(profile.name)}[/]")
+        console.print(f"[bold red]blockers remain for {name}[/]")
+
+
+def render_unsafe_hint(codes: list[str], console: Console) -> None:
+    if codes:
+        console.print(f"[cyan]hint:[/] {', '.join(codes)} can be fixed only with --unsafe-fixes (the fix "
+                      "changes numbers or the interface; the report gives the float delta)")
+
+
+def render_inputs(result, console: Console) -> None:
+    """Each input's quantization in the .tflite, shown when the inputs differ in kind
+    (integer beside float): that is where one input's precision can be lost (QF409)."""
+    rows = result.input_quantization or []
+    if len({r["kind"] for r in rows}) < 2:
+        return
+    console.print("[bold]inputs[/] (quantization in the .tflite):")
+    for r in rows:
+        if r["scale"]:
+            q = f"scale {r['scale']:.4g}, zero point {r['zero_point']}"
+            lv = "" if r["levels"] is None else f", {r['levels']:.0f} levels over it"
+        else:
+            q, lv = "fed raw (not quantized)", ""
+        console.print(f"  {escape(r['name'])}: {r['dtype']} → {r['tflite_dtype']}, {q}; calibration range "
+                      f"{r['range'][0]:.4g}..{r['range'][1]:.4g}{lv}")
 
 
 def render_fix(run, console: Console) -> None:
@@ -108,7 +150,12 @@ def render_fix(run, console: Console) -> None:
     if run.fixes:
         console.print("[bold]rewrites:[/]")
         for f in run.fixes:
-            state = f"[red]rolled back[/] ({escape(f.reason or '')})" if f.rolled_back else "[green]kept[/]"
+            if not f.rolled_back:
+                state = "[green]kept[/]"
+            elif f.no_effect:
+                state = f"[yellow]no effect[/], rolled back ({escape(f.reason or '')})"
+            else:
+                state = f"[red]rolled back[/] ({escape(f.reason or '')})"
             console.print(f"  {f.code} {escape(f.layer or '-')}: {escape(f.note)} \\[{f.applicability}] — {state}")
     for s in run.skipped:
         console.print(f"  [yellow]not applied:[/] {escape(s)}")
@@ -123,10 +170,20 @@ def render_fix(run, console: Console) -> None:
     if run.float_equivalence is not None:
         unsafe = any(f.applicability == "unsafe" for f in run.active)
         label = "float delta of the unsafe fixes" if unsafe else "float equivalence (fixed vs original)"
-        console.print(f"[bold]{label}:[/] max abs diff {run.float_equivalence:.3g} on {result.verification.fidelity.samples} samples")
+        console.print(f"[bold]{label}:[/] max abs diff {run.float_equivalence:.3g} on "
+                      f"{result.verification.fidelity.samples} samples (safe tolerance {run.tolerance:.3g})")
+    render_inputs(result, console)
+    if run.batch_note:
+        console.print(f"[bold]batch:[/] {escape(run.batch_note)}")
     if run.outputs.get("model"):
-        console.print(f"wrote {escape(run.outputs['model'])}\nwrote {escape(run.outputs['tflite'])}")
-    render_verdict(result.exit_code(), result.profile, console)
+        console.print(f"wrote {escape(run.outputs['model'])}")
+    elif run.outputs.get("tflite"):
+        earlier = " (the file there is from an earlier run, not this .tflite's model)" if run.stale_model else ""
+        console.print(f"no rewrite kept: {escape(run.not_written)} not written{earlier}")
+    if run.outputs.get("tflite"):
+        console.print(f"wrote {escape(run.outputs['tflite'])}")
+    render_verdict(result, console)
+    render_unsafe_hint([] if run.unsafe else unsafe_fixes_left(result.findings), console)
 
 
 def render_header(result, console: Console) -> None:

@@ -1,0 +1,96 @@
+"""QF408 zero-signal: the int8 model's outputs carry no signal (verify).
+
+## What it does
+Compares the quantized model's outputs with the float model's on the calibration samples
+(the fidelity check) and fires when the int8 outputs carry less than 2 effective bits:
+SQNR below 13.8 dB. The threshold is the effective-number-of-bits relation of IEEE Std
+1241 (ADC testing), ENOB = (SQNR − 1.76 dB) / 6.02 dB: 2 bits ↔ 13.8 dB. At 0 dB the
+output's own energy equals the error's, as if the model answered zeros. That is a blocker:
+the run is not a success, whatever the placement.
+
+It also fires, as a warning, when every float output is the same for every sample (its
+spread across samples below 1e-4 of its size, far under the 1/256 steps of an 8-bit output):
+the model does not depend on its input, so a good SQNR proves nothing about the quantization.
+The message names the likely cause.
+
+## Why is this bad?
+"Runs fully on the target" is not a success when the numbers that come out are noise: an
+untrained model (`weights=None`) whose softmax is a constant 1/1000 quantizes to an all-zero
+int8 output (step 1/256), SQNR 0 dB. A saturated activation, a calibration that misses the
+real input range, or an activation with a wide range (hard_swish in MobileNetV3) can do the
+same with trained weights.
+
+## Example
+`keras.applications.MobileNetV3Small(input_shape=(32, 32, 3), weights=None)`: every output
+is 0.001 for every input, and the int8 model outputs 0.
+
+## Use instead
+Verify trained weights with real calibration data (`--calibration`); for a model that must
+stay untrained (a benchmark), read the SQNR as "no signal", not as a quantization error.
+
+## Fix safety
+Display-only.
+
+## Targets
+Every target that quantizes (the fidelity check runs).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from qfix.rules.base import VerifyRule
+from qfix.types import Severity, Violation
+
+MIN_SQNR_DB = 1.76 + 6.02 * 2  # 2 effective bits (IEEE Std 1241 ENOB)
+CONSTANT = 1e-4  # an output whose spread across samples is below 1e-4 of its peak is constant
+
+
+class ZeroSignal(VerifyRule):
+    """Converted-model side of QF408 zero-signal; documented once, in the module docstring
+    (`qfix rule QF408`). Judged on the numbers (qfix.jobs.numbers), not on the placement."""
+
+    code = "QF408"
+    name = "zero-signal"
+
+    def check(self, placement, profile) -> Iterable[Violation]:
+        return ()  # needs the numbers: see judge()
+
+    def judge(self, fidelity: Any, stats: list[dict[str, Any]], synthetic: bool,
+              activations: list[str]) -> Iterable[Violation]:
+        """`fidelity`: qfix.convert.fidelity.Fidelity; `stats`: output_stats of the float model
+        on the same samples; `activations`: the model's activation names (for the cause)."""
+        if fidelity is None:
+            return
+        flat = [s for s in stats if s["samples"] > 1 and s["spread"] <= CONSTANT * max(s["peak"], 1e-30)]
+        constant = bool(stats) and len(flat) == len(stats)
+        low = fidelity.sqnr_db < MIN_SQNR_DB
+        if not low and not constant:
+            return
+        if constant:
+            cause = (f"the float model gives the same output for every sample ({_outputs(flat)}): it does "
+                     "not depend on its input — untrained weights (weights=None) or saturated activations")
+        elif synthetic:
+            cause = ("synthetic calibration data may miss the real input range, or the weights are "
+                     "untrained: verify with --calibration on real inputs")
+        else:
+            cause = "an activation range the int8 grid cannot cover (saturated or very wide activations)"
+        if not constant and ("hard_swish" in activations or "hard_silu" in activations):
+            cause += "; hard_swish's wide ranges are a known source of int8 error"
+        worst = min(fidelity.per_output, key=lambda o: o.sqnr_db, default=None)
+        where = f" (worst output {worst.name!r}: {worst.sqnr_db:.1f} dB)" if worst and len(fidelity.per_output) > 1 else ""
+        if low:
+            yield self.violation(
+                f"int8 outputs carry no usable signal: SQNR {fidelity.sqnr_db:.1f} dB{where}, below "
+                f"{MIN_SQNR_DB:.1f} dB (2 effective bits); likely cause: {cause}",
+                None,
+            )
+        else:
+            yield self.violation(
+                f"the int8 numbers prove little: SQNR {fidelity.sqnr_db:.1f} dB, but {cause}",
+                None, Severity.WARNING,
+            )
+
+
+def _outputs(flat: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{s['name']!r} = {s['peak']:.3g}" for s in flat[:3])
