@@ -141,7 +141,7 @@ def test_lambda_model_is_not_rewritten(tmp_path):
 
 def test_rollback_decision():
     """`worse` is what decides a rollback: fewer ops on target, more float tensors, or an
-    int8 SQNR drop beyond the tolerance."""
+    int8 SQNR drop beyond the tolerance (with more ops on target: only a drop to no signal)."""
     from types import SimpleNamespace as NS
 
     from qfix.jobs.fix import worse
@@ -156,6 +156,11 @@ def test_rollback_decision():
     assert worse(ver(5, 10, sqnr=40), ver(5, 10, sqnr=30)) is not None
     assert worse(ver(5, 10), ver(9, 12, sqnr=38.5)) is None
     assert worse(ver(1, 50), ver(1, 58)) is None  # a rewrite behind the cut does not move it
+    # Onto the target at the cost of a few dB (a split grouped conv requantizes at its concat):
+    # kept; a drop to no signal (below QF408's floor) is not.
+    assert worse(ver(0, 3, sqnr=43.7), ver(6, 7, sqnr=39.3, fully=True)) is None
+    assert worse(ver(2, 9, sqnr=36.3), ver(8, 9, sqnr=20.0)) is None
+    assert worse(ver(2, 9, sqnr=36.3), ver(8, 9, sqnr=10.0, fully=True)) is not None
 
 
 @pytest.mark.tf
