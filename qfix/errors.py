@@ -114,6 +114,8 @@ converter's own first line. Or the worker process that loads, converts and inter
 model crashed (a native crash of TensorFlow: the signal, the stage and a layer known to cause
 it are named), exceeded the time limit of a stage (`QFIX_STAGE_TIMEOUT`, seconds, default 1800)
 or ran out of memory (`QFIX_MEMORY_LIMIT`, default the machine's RAM). {_EXIT}
+A crash whose cause qfix knows (a rolled Keras 3 RNN, QF305) is not this error: it is reported
+in the model's report, beside the finding that explains it.
 
 ## What to do
 Run `qfix MODEL.keras --static` for the findings that explain most failures (unsupported

@@ -52,12 +52,13 @@ class WorkerFailure(QfixError):
     "timeout" or "memory"; `stage` is what the child was doing (e.g. "calibrating in the TFLite
     converter")."""
 
-    def __init__(self, message: str, kind: str, stage: str):
+    def __init__(self, message: str, kind: str, stage: str, explained: bool = False):
         super().__init__("QF909", message)
         self.kind, self.stage = kind, stage
+        self.explained = explained  # a hint names the layer that causes it (with_hint)
 
     def with_hint(self, hint: str | None) -> QfixError:
-        return self if not hint else WorkerFailure(f"{self.message}; {hint}", self.kind, self.stage)
+        return self if not hint else WorkerFailure(f"{self.message}; {hint}", self.kind, self.stage, True)
 
 
 # --- limits --------------------------------------------------------------------------------

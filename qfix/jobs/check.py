@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qfix.convert.worker import session
+from qfix.convert.worker import WorkerFailure, session
 from qfix.jobs.numbers import input_quantization, numbers_findings
 from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.model.archive import KerasArchive, read_archive
@@ -109,8 +109,17 @@ def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: No
         return result
     result.not_converted = why_not_loadable(findings, opts)
     if result.not_converted is None:
-        ver, stats, calib = convert_and_verify(Path(path), archive, graph, profile, opts, progress)
-        judge(result, ver, stats, calib)
+        try:
+            ver, stats, calib = convert_and_verify(Path(path), archive, graph, profile, opts, progress)
+        except WorkerFailure as exc:
+            # A native crash whose cause qfix knows (a layer named by crash_hint, e.g. a rolled
+            # Keras 3 RNN, QF305) is this model's verdict, reported beside the findings; an
+            # unexplained crash or a limit stays a QF909 error.
+            if exc.kind != "crash" or not exc.explained:
+                raise
+            result.not_converted = f"not converted: {exc.message}"
+        else:
+            judge(result, ver, stats, calib)
     result.timings["total"] = time.perf_counter() - t0
     return result
 

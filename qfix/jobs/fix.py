@@ -25,7 +25,7 @@ from qfix.model.inputs import input_specs
 from qfix.jobs.outputs import check_outputs, output_paths, write_outputs
 from qfix.model.writer import archive_zip, write_archive
 from qfix.report.diff import config_diff
-from qfix.convert.worker import session
+from qfix.convert.worker import WorkerFailure, session
 from qfix.jobs.check import Options, Result, context, judge, load, why_not_loadable
 from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.rules.base import Context
@@ -83,6 +83,9 @@ class FixRun:
     not_written: str | None = None  # the `.qfix.keras` a run that kept no rewrite did not write
     stale_model: bool = False  # ... and one from an earlier run is there (it does not match the .tflite)
     batch_note: str | None = None  # the batch is fixed only in the .tflite, not in the model
+    # The original's conversion crashed natively (QF909's line): the rewrites are what let the
+    # model convert at all (a rolled Keras 3 RNN), so `before` stays None and they are kept.
+    before_failure: str | None = None
 
     @property
     def active(self) -> list[AppliedFix]:
@@ -283,7 +286,13 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
             adopt(build({f.code for f in run.active}))
 
         if run.active and not all(f.recipe_neutral for f in run.active):
-            run.before = prove(worker, original, graph, profile, calib, progress, " the original")
+            try:
+                run.before = prove(worker, original, graph, profile, calib, progress, " the original")
+            except WorkerFailure as exc:  # the child is gone with the models it held
+                if exc.kind != "crash" or not exc.explained:
+                    raise
+                run.before_failure = exc.message
+                original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
         fixed = candidate(config, weights, "fixed") if run.active else original
         fixed_graph = build_graph(config, archive.dialect)
         fixed_calib = for_inputs(calib, fixed_graph)
@@ -315,7 +324,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
                     if f.code == code:
                         f.rolled_back, f.reason = True, NO_EFFECT + "the other rewrites do as well without it"
                 adopt(trial)
-        if run.before is None:
+        if run.before is None and run.before_failure is None:
             run.before = after if run.active else None
         stats = worker.output_stats(fixed, fixed_calib, "reading the float outputs")
         run.tolerance = safe_tolerance(stats)

@@ -165,6 +165,10 @@ def render_fix(run, console: Console) -> None:
         return
     if run.before is not None and run.active:
         render_before_after(run, console)
+    elif run.before_failure and run.active:
+        console.print(f"[bold]before:[/] the original model does not convert: {escape(run.before_failure)}")
+        console.print("[bold]after:[/]")
+        render_verification(result.verification, console)
     else:
         render_verification(result.verification, console)
     if run.float_equivalence is not None:

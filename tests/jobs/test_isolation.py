@@ -1,7 +1,8 @@
 """Isolation and limits (issue 8, kind 7): whatever loads, converts or interprets a model runs
 in the worker child. A native crash, the stage time limit or the memory limit ends the run with
 one QF909 line naming the stage, exit 2, no process and no run folder left behind — through the
-installed console script, on real models."""
+installed console script, on real models. A crash whose cause qfix knows (issue 9, fault 1: a
+rolled Keras 3 RNN) is the model's verdict instead, and the main job fixes it."""
 
 from __future__ import annotations
 
@@ -63,23 +64,55 @@ def one_qf909_line(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.mark.tf
-def test_converter_crash_is_one_line_naming_stage_and_layer(tmp_path):
-    line = one_qf909_line(qfix(str(FIXTURES / "gru_k3.keras"), "--check", "--samples", "4", tmp=tmp_path))
-    assert "converting for edgetpu crashed (SIG" in line and CALIBRATING in line, line
-    assert "likely layer 'gru' (GRU)" in line, line
+def test_explained_converter_crash_is_the_check_runs_verdict(tmp_path):
+    """A crash whose cause qfix knows (crash_hint names the layer) is reported with the static
+    finding that explains it (QF305, with its fix): one 'not converted' line naming the stage
+    and the layer, exit 1, nothing left behind."""
+    proc = qfix(str(FIXTURES / "gru_k3.keras"), "--check", "--samples", "4", "--format", "json", tmp=tmp_path)
+    assert proc.returncode == 1 and proc.stderr == "", proc.stderr
+    report = json.loads(proc.stdout)
+    reason = report["verification"]["reason"]
+    assert report["verification"]["converted"] is False
+    assert "converting for edgetpu crashed (SIG" in reason and CALIBRATING in reason, reason
+    assert "likely layer 'gru' (GRU)" in reason, reason
+    assert [(f["code"], f["layer"]) for f in report["findings"] if f["code"] == "QF305"] == [("QF305", "gru")]
     assert leftovers(tmp_path) == []
 
 
 @pytest.mark.tf
 def test_converter_crash_in_the_main_job_writes_nothing(tmp_path):
+    """Without the fix that avoids it (--ignore QF305), the fixed model's conversion crashes:
+    one QF909 line, exit 2, the input untouched, nothing written."""
     out = tmp_path / "out"
     model = tmp_path / "gru_k3.keras"
     shutil.copy(FIXTURES / "gru_k3.keras", model)
     before = model.read_bytes()
-    line = one_qf909_line(qfix(str(model), "--out-dir", str(out), "--samples", "4", tmp=tmp_path))
+    line = one_qf909_line(qfix(str(model), "--out-dir", str(out), "--samples", "4", "--ignore", "QF305",
+                               tmp=tmp_path))
     assert "crashed (SIG" in line and CALIBRATING in line and "'gru'" in line, line
     assert model.read_bytes() == before
     assert not out.exists() or list(out.iterdir()) == []
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.tf
+def test_main_job_fixes_the_model_whose_original_conversion_crashes(tmp_path):
+    """Issue 9 fault 1: the original crashes the converter; the main job says so ("before"),
+    applies QF305's unroll=True and proves the fixed model: converted, fully int8 for the int8
+    CPU, same float outputs, exit 0."""
+    out = tmp_path / "out"
+    proc = qfix(str(FIXTURES / "gru_k3.keras"), "--target", "int8", "--out-dir", str(out), "--samples", "4",
+                "--format", "json", tmp=tmp_path)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr)
+    report = json.loads(proc.stdout)
+    assert "crashed (SIG" in report["before_failure"] and "'gru'" in report["before_failure"]
+    assert report["before"] is None
+    assert [(f["code"], f["state"]) for f in report["fixes"] if f["code"] == "QF305"] == [("QF305", "kept")]
+    ver = report["verification"]
+    assert ver["converted"] and ver["fully_on_target"] and ver["float_tensors"] == []
+    assert "WHILE" not in {o["op"] for o in ver["ops"]}
+    assert report["float_equivalence"]["max_abs_diff"] <= 1e-5
+    assert sorted(p.name for p in out.iterdir()) == ["gru_k3.qfix.int8.tflite", "gru_k3.qfix.keras"]
     assert leftovers(tmp_path) == []
 
 
