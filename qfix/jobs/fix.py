@@ -296,8 +296,19 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         fixed = candidate(config, weights, "fixed") if run.active else original
         fixed_graph = build_graph(config, archive.dialect)
         fixed_calib = for_inputs(calib, fixed_graph)
-        after = prove(worker, fixed, fixed_graph, profile, fixed_calib, progress,
-                      " the fixed model" if run.active else "")
+        try:
+            after = prove(worker, fixed, fixed_graph, profile, fixed_calib, progress,
+                          " the fixed model" if run.active else "")
+        except WorkerFailure as exc:
+            if exc.kind != "crash" or not exc.explained:
+                raise
+            # As in the check run: a crash qfix can explain (no fix avoids it here, e.g. a rolled
+            # RNN on a dynamic length) is the verdict, beside its finding. Nothing is written.
+            result.not_converted = f"not converted: {exc.message}"
+            for f in run.active:
+                f.rolled_back, f.reason = True, "not proven: the model does not convert"
+            run.config = None
+            return run
         # Roll back, rule by rule (last applied first), whatever made the target check worse.
         while run.before is not None and (why := worse(run.before, after)) and run.active:
             rebuild(why, {run.active[-1].code})

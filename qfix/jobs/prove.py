@@ -194,13 +194,13 @@ def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
     layers of the class that makes that op (opmap.LAYER_OPS), in graph order, when the counts
     agree; ops the converter adds after them (the last-step STRIDED_SLICE of
     return_sequences=False) take the layer of the op feeding them."""
-    from qfix.model.opmap import LAYER_OPS
+    from qfix.model.opmap import LAYER_OPS, layer_key
 
     taken = {p.layer for p in placement.ops if p.layer is not None}
     for op_type in sorted({p.op for p in placement.ops if p.layer is None}):
         classes = {cls for cls, ops in LAYER_OPS.items() if op_type in ops}
         ops = [p for p in placement.ops if p.op == op_type and p.layer is None]
-        layers = [l.name for _, l in graph.walk() if l.class_name in classes and l.name not in taken]
+        layers = [l.name for _, l in graph.walk() if layer_key(l) in classes and l.name not in taken]
         if classes and len(ops) == len(layers):
             for p, name in zip(ops, layers):
                 p.layer = name

@@ -45,7 +45,11 @@ LAYER_OPS: dict[str, tuple[str, ...]] = {
     "LSTM": ("UNIDIRECTIONAL_SEQUENCE_LSTM",),
     "GRU": ("WHILE",),
     "SimpleRNN": ("WHILE",),
-    "Bidirectional": ("BIDIRECTIONAL_SEQUENCE_LSTM",),
+    # A Bidirectional is keyed by the layer it wraps (layer_key): two passes and a REVERSE_V2
+    # (the converter emits no BIDIRECTIONAL_SEQUENCE_LSTM for Keras models; TF 2.21).
+    "Bidirectional(LSTM)": ("UNIDIRECTIONAL_SEQUENCE_LSTM", "REVERSE_V2"),
+    "Bidirectional(GRU)": ("WHILE", "REVERSE_V2"),
+    "Bidirectional(SimpleRNN)": ("WHILE", "REVERSE_V2"),
     "Conv3D": ("CONV_3D",),
     "Conv1DTranspose": ("TRANSPOSE_CONV",),
     "Conv2DTranspose": ("TRANSPOSE_CONV",),
@@ -79,6 +83,9 @@ def layer_key(layer) -> str:
     """Key into LAYER_OPS: the class name, or the tf.* function of a TFOpLambda."""
     if layer.class_name == "TFOpLambda":
         return str(layer.config.get("function", ""))
+    if layer.class_name == "Bidirectional":
+        inner = layer.config.get("layer")
+        return f"Bidirectional({inner.get('class_name') if isinstance(inner, dict) else None})"
     return layer.class_name
 
 

@@ -38,8 +38,11 @@ def findings_table(findings) -> Table:
     for v in findings:
         text = f"{escape(v.message)} [dim]({v.name})[/]"
         if v.fix is not None:
-            done = "applied " if v.applied else ""
-            text += f"\n[cyan]→ {done}fix \\[{v.fix.applicability.value}]:[/] {escape(v.fix.description)}"
+            if v.applied and not v.fix.edits:  # gone from the fixed model through another finding's fix
+                text += f"\n[cyan]→ resolved by another fix; its own advice was:[/] {escape(v.fix.description)}"
+            else:
+                done = "applied " if v.applied else ""
+                text += f"\n[cyan]→ {done}fix \\[{v.fix.applicability.value}]:[/] {escape(v.fix.description)}"
         sev = v.severity.value
         table.add_row(v.code, f"[{_SEV_STYLE[sev]}]{sev}[/]", escape(v.location.layer or "-"), text)
     return table

@@ -87,6 +87,16 @@ class UnsupportedLayer(ModelRule):
             fires=True,
             count=1,
         ),
+        ModelCase(  # keyed by the wrapped layer: WHILE and REVERSE_V2, not a BIDIRECTIONAL_SEQUENCE_LSTM
+            "bidirectional-gru",
+            functional_config(
+                [("x", (1, 5, 4), "float32")],
+                [("bi", "Bidirectional", {"layer": {"module": "keras.layers", "class_name": "GRU",
+                                                    "config": {"name": "gru", "units": 4}}}, ["x"], "float32", (1, 8))],
+                ["bi"]),
+            fires=True,
+            count=1,
+        ),
         ModelCase(
             "conv",
             functional_config([("x", (1, 8, 8, 3), "float32")], [("c", "Conv2D", {"filters": 2, "kernel_size": 3}, ["x"])], ["c"]),

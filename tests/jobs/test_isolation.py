@@ -261,3 +261,23 @@ def test_worker_stages_round_trip_and_clean_up():
             worker.convert(model, load_profile("edgetpu").recipe, calib, "converting")
         run_dir = worker.run_dir
     assert not run_dir.exists()
+
+
+@pytest.mark.tf
+def test_main_job_reports_an_explained_crash_no_fix_avoids(tmp_path):
+    """A rolled RNN on a dynamic length cannot be unrolled (QF305 display-only): the main job
+    gives the check run's verdict — the finding, 'not converted', exit 1 — and writes nothing."""
+    import keras
+
+    path = tmp_path / "dyn_rnn.keras"
+    i = keras.Input((None, 8))
+    keras.Model(i, keras.layers.Dense(3)(keras.layers.SimpleRNN(4, name="rnn")(i))).save(path)
+    out = tmp_path / "out"
+    proc = qfix(str(path), "--target", "int8", "--out-dir", str(out), "--samples", "4", "--format", "json",
+                tmp=tmp_path)
+    assert proc.returncode == 1 and proc.stderr == "", proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verification"]["converted"] is False and "likely layer 'rnn'" in report["verification"]["reason"]
+    assert [f["layer"] for f in report["findings"] if f["code"] == "QF305"] == ["rnn"]
+    assert report["outputs"] == {"model": None, "tflite": None} and not out.exists()
+    assert leftovers(tmp_path) == []
