@@ -166,7 +166,8 @@ def _verification(ver: dict | None) -> dict:
     fid = ver.get("fidelity") or {}
     return {"converted": True, "ops_total": ver["ops_total"], "ops_on_target": ver["ops_on_target"],
             "fully_on_target": ver["fully_on_target"], "first_unsupported": ver["first_unsupported"],
-            "float_tensors": len(ver["float_tensors"]), "sqnr_db": fid.get("sqnr_db")}
+            "float_tensors": len(ver["float_tensors"]), "sqnr_db": fid.get("sqnr_db"),
+            "warnings": ver.get("warnings", [])}
 
 
 def summarize_plain(res: dict) -> dict:
@@ -181,12 +182,14 @@ def summarize_qfix(res: dict) -> dict:
     if not rep:
         return row
     row["after"] = _verification(rep.get("verification"))
-    if "before" in rep:
-        row["before"] = _verification(rep.get("before"))
+    if rep.get("before"):  # the main job reports `before` only when it rewrote the model
+        row["before"] = _verification(rep["before"])
     row["blockers"] = [f"{f['code']} {f['layer']}" for f in rep["findings"]
                        if f["severity"] == "blocker" and not f.get("applied")]
     row["fixes"] = [f"{f['code']} {f['layer']}" + (" (rolled back)" if f.get("rolled_back") else "")
                     for f in rep.get("fixes", [])]
+    row["not_applied"] = [f"{f.get('code')} {f.get('layer')}: {str(f.get('reason'))[:120]}"
+                          for f in rep.get("not_applied", [])]
     row["float_equivalence"] = (rep.get("float_equivalence") or {}).get("max_abs_diff")
     return row
 
@@ -255,6 +258,13 @@ def _ops(ver: dict | None) -> str:
     return f"{ver['ops_on_target']}/{ver['ops_total']}"
 
 
+def _before_after(main: dict) -> str:
+    """'4/111→148/149', or '= 109/109' when the main job changed nothing."""
+    if "before" not in main and main.get("after"):
+        return f"= {_ops(main['after'])}"
+    return f"{_ops(main.get('before'))}→{_ops(main.get('after'))}"
+
+
 def _blocker(row: dict) -> str:
     main = row["main"]
     if _crash(main):
@@ -281,7 +291,7 @@ def table(rows: list[dict]) -> str:
         base = p["seconds"] if p.get("ops_total") else None
         lines.append((
             r["arch"], r["dialect"], r["target"], str(r["size"]), _ops(p) if p.get("ops_total") else "x",
-            f"{_ops(m.get('before'))}→{_ops(m.get('after'))}", str((m.get("after") or {}).get("fully_on_target", "-")),
+            _before_after(m), str((m.get("after") or {}).get("fully_on_target", "-")),
             _blocker(r), _fmt(m.get("float_equivalence"), ".1e"), _fmt((m.get("after") or {}).get("sqnr_db"), ".1f"),
             _fmt(c["seconds"] / base if base else None, ".2f"), _fmt(m["seconds"] / base if base else None, ".2f"),
             f"{c['exit']}/{m['exit']}"))
@@ -331,7 +341,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=CACHE / "fleet")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the rest")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
+    ap.add_argument("--report", action="store_true", help="only print the table of the rows in --out")
     args = ap.parse_args(argv)
+    if args.report:
+        return report(json.loads(args.out.read_text()))
 
     dialects = ["keras3", "tf_keras"] if args.dialect == "both" else [args.dialect]
     only = [n for n in args.only.split(",") if n]
@@ -357,9 +370,14 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             _save(rows, args.out)
             print(f"[{time.perf_counter() - start:6.0f}s] {m['arch']} {m['dialect']} {target}: "
-                  f"{_ops(row['main'].get('before'))}→{_ops(row['main'].get('after'))} "
+                  f"{_before_after(row['main'])} "
                   f"{'; '.join(row['faults']) or 'ok'}", file=sys.stderr, flush=True)
-    for r in rows:  # rows resumed from an older run are judged by today's rules
+    report(rows)
+
+
+def report(rows: list[dict]) -> None:
+    """The table and the summary (rows of an older run are judged by today's rules)."""
+    for r in rows:
         r["faults"] = faults(r)
     print(table(rows))
     print()
