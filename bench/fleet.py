@@ -300,21 +300,52 @@ def table(rows: list[dict]) -> str:
     return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*ln) for ln in lines)])
 
 
+def _median(xs: list[float]) -> float | None:
+    xs = sorted(xs)
+    return (xs[(len(xs) - 1) // 2] + xs[len(xs) // 2]) / 2 if xs else None
+
+
+def groups(rows: list[dict]) -> list[dict]:
+    """One summary per (dialect, target): counts of the table's verdicts and faults, times."""
+    out = []
+    for dialect, target in sorted({(r["dialect"], r["target"]) for r in rows}):
+        mine = [r for r in rows if (r["dialect"], r["target"]) == (dialect, target)]
+        timed = [r for r in mine if r["plain"].get("ops_total")]
+        out.append({
+            "dialect": dialect, "target": target, "archs": len(mine),
+            "plain": sum(bool(r["plain"].get("fully_on_target")) for r in mine),
+            "before": sum(bool((r["check"].get("after") or {}).get("fully_on_target")) for r in mine),
+            "after": sum(bool((r["main"].get("after") or {}).get("fully_on_target")) for r in mine),
+            "crashes": sum(any(" crash: " in f for f in r["faults"]) for r in mine),
+            "worse": sum(any(f.startswith("qfix worse") for f in r["faults"]) for r in mine),
+            "faulty": sum(bool(r["faults"]) for r in mine),
+            "check_x": _median([r["check"]["seconds"] / r["plain"]["seconds"] for r in timed]),
+            "main_x": _median([r["main"]["seconds"] / r["plain"]["seconds"] for r in timed]),
+            "minutes": sum(r["plain"]["seconds"] + r["check"]["seconds"] + r["main"]["seconds"] for r in mine) / 60,
+        })
+    return out
+
+
 def summary(rows: list[dict]) -> str:
-    archs = {(r["arch"], r["dialect"]) for r in rows}
-    parts = [f"{len(archs)} architecture builds, {len(rows)} rows"]
-    for target in sorted({r["target"] for r in rows}):
-        mine = [r for r in rows if r["target"] == target]
-        fully = sum(bool((r["main"].get("after") or {}).get("fully_on_target")) for r in mine)
-        plain_fully = sum(bool(r["plain"].get("fully_on_target")) for r in mine)
-        crashes = sum(any(" crash: " in f for f in r["faults"]) for r in mine)
-        worse = sum(any(f.startswith("qfix worse") for f in r["faults"]) for r in mine)
-        seconds = sum(r["plain"]["seconds"] + r["check"]["seconds"] + r["main"]["seconds"] for r in mine)
-        parts.append(f"{target}: {fully}/{len(mine)} fully on target after qfix (plain converter {plain_fully}), "
-                     f"{crashes} with a crash, {worse} where qfix is worse than plain, "
-                     f"{seconds / 60:.0f} min in all")
-    faulty = sum(bool(r["faults"]) for r in rows)
-    return "; ".join(parts) + f"; {faulty} rows break an expectation."
+    """One paragraph: per dialect and target, how many archs end fully on target, crash, or do worse."""
+    parts = [f"{g['dialect']}/{g['target']}: {g['after']}/{g['archs']} fully on target after qfix "
+             f"(before {g['before']}, plain converter {g['plain']}), {g['crashes']} crashed, qfix worse than "
+             f"plain on {g['worse']}, {g['faulty']} rows break an expectation; median time {_fmt(g['check_x'], '.2f')}× "
+             f"(check) and {_fmt(g['main_x'], '.2f')}× (main job) the plain converter's; {g['minutes']:.0f} min"
+             for g in groups(rows)]
+    return f"{len({(r['arch'], r['dialect']) for r in rows})} models, {len(rows)} rows. " + "; ".join(parts) + "."
+
+
+def markdown(rows: list[dict]) -> str:
+    """The summary as the README's Markdown table."""
+    lines = ["| dialect | target | archs | fully on target: plain / qfix before / after | crashes | "
+             "qfix worse than plain | rows with a fault | time × plain (check / main) | minutes |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for g in groups(rows):
+        lines.append(f"| {g['dialect']} | {g['target']} | {g['archs']} | {g['plain']} / {g['before']} / {g['after']} | "
+                     f"{g['crashes']} | {g['worse']} | {g['faulty']} | {_fmt(g['check_x'], '.2f')} / "
+                     f"{_fmt(g['main_x'], '.2f')} | {g['minutes']:.0f} |")
+    return "\n".join(lines)
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -342,9 +373,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the rest")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
     ap.add_argument("--report", action="store_true", help="only print the table of the rows in --out")
+    ap.add_argument("--markdown", action="store_true", help="with --report: the summary as a Markdown table")
     args = ap.parse_args(argv)
     if args.report:
-        return report(json.loads(args.out.read_text()))
+        return report(json.loads(args.out.read_text()), args.markdown)
 
     dialects = ["keras3", "tf_keras"] if args.dialect == "both" else [args.dialect]
     only = [n for n in args.only.split(",") if n]
@@ -375,10 +407,12 @@ def main(argv: list[str] | None = None) -> None:
     report(rows)
 
 
-def report(rows: list[dict]) -> None:
+def report(rows: list[dict], as_markdown: bool = False) -> None:
     """The table and the summary (rows of an older run are judged by today's rules)."""
     for r in rows:
         r["faults"] = faults(r)
+    if as_markdown:
+        return print(markdown(rows))
     print(table(rows))
     print()
     print(summary(rows))
