@@ -124,12 +124,14 @@ def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: No
     return result
 
 
-def judge(result: Result, ver: Verification, stats: list[dict], calib) -> None:
+def judge(result: Result, ver: Verification, stats: list[dict], calib,
+          declared: dict[str, str] | None = None) -> None:
     """Attach the verification `ver` of `result.graph`'s model to `result`: the findings of the
     placement and of the numbers (QF408, QF409, from the float outputs' `stats` and the
-    calibration `calib`), then the static findings the proof contradicts downgraded."""
+    calibration `calib`), then the static findings the proof contradicts downgraded.
+    `declared`: the input dtypes of the user's model, when rewrites changed them."""
     result.verification = ver
-    result.input_quantization = input_quantization(ver.tflite, calib, result.graph)
+    result.input_quantization = input_quantization(ver.tflite, calib, result.graph, declared)
     result.findings.extend(verification_findings(ver, result.profile))
     result.findings.extend(numbers_findings(ver, stats, result.input_quantization, result.graph))
     reconcile(result.findings, ver)

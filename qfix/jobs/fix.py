@@ -363,7 +363,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     result.graph = fixed_graph  # built from the final config above
     result.findings = list(findings)
     _mark_applied(result, run, fixed_graph, opts)  # before judging: applied findings stay as they are
-    judge(result, after, stats, fixed_calib)
+    judge(result, after, stats, fixed_calib, {l.name: l.out_dtype for l in graph.input_layers()})
     # No rewrite kept: the model is the input's, so only the verified conversion is written.
     stale = not run.active and not in_place and outputs.model.exists()
     model_zip = archive_zip(config, archive.metadata, weights) if run.active else None

@@ -18,18 +18,22 @@ from qfix.rules.zero_signal import ZeroSignal
 from qfix.types import Violation
 
 
-def input_quantization(tflite: bytes, calib: Any, graph: Graph) -> list[dict[str, Any]]:
+def input_quantization(tflite: bytes, calib: Any, graph: Graph,
+                       declared: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per model input: `name`, `dtype` (the Keras input's), `kind` ("integer" or
     "float"), `tflite_dtype`, `scale` and `zero_point` of the `.tflite` input (0.0 / 0 when it
     is fed raw), `range` (min, max of the calibration samples, the input's units) and `levels`
-    (int8 steps over that range, range / scale; None when fed raw or the range is a point)."""
+    (int8 steps over that range, range / scale; None when fed raw or the range is a point).
+    `declared`: input name -> the dtype the user's model declares, when a rewrite changed it
+    (a folded uint8 input is float32 in the fixed model, yet the user still feeds bytes)."""
     from qfix.targets.tflite import read_tflite
 
     tfl = read_tflite(tflite)
     tensors = [tfl.tensors[i] for i in tfl.inputs]
     rows = []
     for layer in graph.input_layers():
-        name, dtype = layer.name, layer.out_dtype or "float32"
+        name = layer.name
+        dtype = (declared or {}).get(name) or layer.out_dtype or "float32"
         t = _tensor_for(name, tensors)
         values = [s[name] for s in calib.samples if name in s]
         lo = float(min(np.min(v) for v in values)) if values else 0.0

@@ -137,6 +137,8 @@ def render_inputs(result, console: Console) -> None:
     for r in rows:
         if r["scale"]:
             q = f"scale {r['scale']:.4g}, zero point {r['zero_point']}"
+            if r["kind"] == "integer" and (r["scale"], r["zero_point"]) != (1.0, 0):
+                q += " (not raw values: feed round(x / scale) + zero point)"
             lv = "" if r["levels"] is None else f", {r['levels']:.0f} levels over it"
         else:
             q, lv = "fed raw (not quantized)", ""

@@ -113,11 +113,10 @@ def qfix(*args: str) -> subprocess.CompletedProcess:
 # --- fault 8: a fix that changes nothing -----------------------------------------------------
 
 
-@pytest.mark.parametrize("name,state", [("mixed_concat", "no effect"), ("mixed_add", "rolled back")])
+@pytest.mark.parametrize("name,state", [("mixed_concat", "no effect")])
 def test_rewrite_without_gain_is_rolled_back_and_not_written(name, state, models, tmp_path):
     """The cast before the concatenation changes nothing the check sees (same CAST, same
-    island): no effect. Before the Add it folds into the input and costs 4 dB of SQNR: worse.
-    Either way it is not kept, and a run that keeps nothing writes no model."""
+    island): no effect. It is not kept, and a run that keeps nothing writes no model."""
     src = models(name)
     before = src.read_bytes()
     run = run_fix(src, Options(target="int8", samples=SAMPLES), out_dir=tmp_path)
@@ -133,6 +132,20 @@ def test_rewrite_without_gain_is_rolled_back_and_not_written(name, state, models
     assert src.read_bytes() == before
     # the float outputs are the input model's: no equivalence to claim
     assert run.float_equivalence is None
+
+
+def test_rewrite_that_moves_the_model_onto_the_target_is_kept_despite_a_few_db(models, tmp_path):
+    """Before the Add the cast folds into the input: the CAST float island goes, the model runs
+    fully on the int8 CPU, for a few dB of int8 noise (the uint8 input now shares the grid):
+    kept, with both SQNRs reported; the float model is the same."""
+    run = run_fix(models("mixed_add"), Options(target="int8", samples=SAMPLES), out_dir=tmp_path)
+    assert [(f.code, f.rolled_back) for f in run.fixes] == [("QF101", False)]
+    b, a = run.before, run.result.verification
+    assert not b.placement.fully_on_target and b.placement.float_tensors
+    assert a.placement.fully_on_target and not a.placement.float_tensors
+    assert a.fidelity.sqnr_db > 30
+    assert run.float_equivalence is not None and run.float_equivalence <= run.tolerance
+    assert run.outputs["model"] is not None
 
 
 @pytest.mark.parametrize("dialect", ["k3", "tfk"])
