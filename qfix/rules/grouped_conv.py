@@ -40,12 +40,20 @@ from __future__ import annotations
 
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
+from qfix.model.config import activation_name
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.split_grouped_conv import CONVS
+from qfix.model.rewrites.split_grouped_conv import CONVS, NOT_ELEMENTWISE
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 
 GROUPED_VERSION = 6  # op_version.cc, BuiltinOperator_CONV_2D
+
+
+def _splittable(layer) -> bool:
+    """What `split_grouped_conv` handles: one call, an elementwise activation, whole groups."""
+    cfg = layer.config
+    return (len(layer.calls) == 1 and activation_name(layer.raw) not in NOT_ELEMENTWISE
+            and isinstance(cfg.get("filters"), int) and cfg["filters"] % cfg["groups"] == 0)
 
 
 class GroupedConv(ModelRule):
@@ -65,17 +73,20 @@ class GroupedConv(ModelRule):
                 groups = layer.config.get("groups")
                 if layer.class_name not in CONVS or not isinstance(groups, int) or groups < 2:
                     continue
-                exact = graph.dialect == "keras3"
-                fix = f"split it: one {layer.class_name} per group on its slice of the channels, then Concatenate"
+                split = graph.dialect == "keras3" and _splittable(layer)
+                if split:
+                    fix = f"split it: one {layer.class_name} per group on its slice of the channels, then Concatenate"
+                else:
+                    fix = (f"make it groups=1 with a block-diagonal kernel (zeros outside each group's block): the same "
+                           f"function at {groups}× the layer's multiply-adds")
                 yield self.violation(
                     f"{layer.class_name} {layer.name!r} has groups={groups}: a grouped convolution is CONV_2D version "
                     f"{GROUPED_VERSION}, which makes every CONV_2D of the model version {GROUPED_VERSION}; "
                     f"{ctx.target.name}'s compiler knows CONV_2D up to version {spec.max_version} and rejects "
                     "the whole model",
-                    layer.name, pointer=layer.pointer,
-                    fix=fix if exact else fix + " (qfix writes this split for Keras 3 models)",
-                    applicability=None if exact else Applicability.DISPLAY_ONLY,
-                    rewrite=Rewrite(rewrites.split_grouped_conv, scope, layer.name) if exact else None,
+                    layer.name, pointer=layer.pointer, fix=fix,
+                    rewrite=Rewrite(rewrites.split_grouped_conv if split else rewrites.densify_grouped_conv,
+                                    scope, layer.name),
                 )
 
     CASES = [
