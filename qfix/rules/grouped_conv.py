@@ -26,11 +26,15 @@ y = keras.layers.Concatenate()(ys)
 ```
 
 ## Fix safety
-Safe in Keras 3 models: each group's convolution gets its slice of the kernel
-(`kernel[..., :, i·F/g:(i+1)·F/g]`) and bias, and the activation stays on each (it is
-elementwise), so the float outputs are identical; after conversion SPLIT v2, CONV_2D v3 per
-group, CONCATENATION v2. A Sequential model is written as the Functional model it stands for
-(a split is not a chain). Display-only in tf_keras (the split is written for Keras 3 configs).
+Safe, in both dialects. In Keras 3 models the layer is split: each group's convolution gets its
+slice of the kernel (`kernel[..., :, i·F/g:(i+1)·F/g]`) and bias, and the activation stays on each
+(it is elementwise), so the float outputs are identical; after conversion SPLIT v2, CONV_2D v3 per
+group, CONCATENATION v2. A Sequential model is written as the Functional model it stands for (a
+split is not a chain). Where the split does not apply (tf_keras models, a layer called more than
+once, a softmax activation) the layer becomes `groups=1` with the block-diagonal kernel
+(k…, C, F): group i's slice in its block, zeros elsewhere. The zeros add nothing, so it is the same
+function (float outputs differ by ~1e-7, summation order) and one CONV_2D v3, at g× the layer's
+multiply-adds.
 
 ## Targets
 Targets whose op table caps CONV_2D below version 6 (the profile's `max_version`).
@@ -118,6 +122,14 @@ class GroupedConv(ModelRule):
             fires=True, count=1,
             expected=[("x", "InputLayer"), ("g_split", "Split"), ("g_g0", "Conv2D"), ("g_g1", "Conv2D"),
                       ("g", "Concatenate")],
+        ),
+        ModelCase(
+            "softmax-gets-the-dense-kernel",
+            functional_config([("x", (None, 8, 8, 4), "float32")],
+                              [("g", "Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 2,
+                                                "activation": "softmax"}, ["x"], "float32", (None, 6, 6, 4))], ["g"]),
+            fires=True, count=1,
+            expected={"class_name": "Conv2D", "config": {"name": "g", "filters": 4, "groups": 1}},
         ),
         ModelCase(
             "plain-conv",
