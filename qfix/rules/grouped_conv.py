@@ -26,11 +26,15 @@ y = keras.layers.Concatenate()(ys)
 ```
 
 ## Fix safety
-Safe in Keras 3 models: each group's convolution gets its slice of the kernel
-(`kernel[..., :, i·F/g:(i+1)·F/g]`) and bias, and the activation stays on each (it is
-elementwise), so the float outputs are identical; after conversion SPLIT v2, CONV_2D v3 per
-group, CONCATENATION v2. A Sequential model is written as the Functional model it stands for
-(a split is not a chain). Display-only in tf_keras (the split is written for Keras 3 configs).
+Safe, in both dialects. In Keras 3 models the layer is split: each group's convolution gets its
+slice of the kernel (`kernel[..., :, i·F/g:(i+1)·F/g]`) and bias, and the activation stays on each
+(it is elementwise), so the float outputs are identical; after conversion SPLIT v2, CONV_2D v3 per
+group, CONCATENATION v2. A Sequential model is written as the Functional model it stands for (a
+split is not a chain). Where the split does not apply (tf_keras models, a layer called more than
+once, a softmax activation) the layer becomes `groups=1` with the block-diagonal kernel
+(k…, C, F): group i's slice in its block, zeros elsewhere. The zeros add nothing, so it is the same
+function (float outputs differ by ~1e-7, summation order) and one CONV_2D v3, at g× the layer's
+multiply-adds.
 
 ## Targets
 Targets whose op table caps CONV_2D below version 6 (the profile's `max_version`).
@@ -40,12 +44,20 @@ from __future__ import annotations
 
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
+from qfix.model.config import activation_name
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.split_grouped_conv import CONVS
+from qfix.model.rewrites.split_grouped_conv import CONVS, NOT_ELEMENTWISE
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 
 GROUPED_VERSION = 6  # op_version.cc, BuiltinOperator_CONV_2D
+
+
+def _splittable(layer) -> bool:
+    """What `split_grouped_conv` handles: one call, an elementwise activation, whole groups."""
+    cfg = layer.config
+    return (len(layer.calls) == 1 and activation_name(layer.raw) not in NOT_ELEMENTWISE
+            and isinstance(cfg.get("filters"), int) and cfg["filters"] % cfg["groups"] == 0)
 
 
 class GroupedConv(ModelRule):
@@ -65,17 +77,20 @@ class GroupedConv(ModelRule):
                 groups = layer.config.get("groups")
                 if layer.class_name not in CONVS or not isinstance(groups, int) or groups < 2:
                     continue
-                exact = graph.dialect == "keras3"
-                fix = f"split it: one {layer.class_name} per group on its slice of the channels, then Concatenate"
+                split = graph.dialect == "keras3" and _splittable(layer)
+                if split:
+                    fix = f"split it: one {layer.class_name} per group on its slice of the channels, then Concatenate"
+                else:
+                    fix = (f"make it groups=1 with a block-diagonal kernel (zeros outside each group's block): the same "
+                           f"function at {groups}× the layer's multiply-adds")
                 yield self.violation(
                     f"{layer.class_name} {layer.name!r} has groups={groups}: a grouped convolution is CONV_2D version "
                     f"{GROUPED_VERSION}, which makes every CONV_2D of the model version {GROUPED_VERSION}; "
                     f"{ctx.target.name}'s compiler knows CONV_2D up to version {spec.max_version} and rejects "
                     "the whole model",
-                    layer.name, pointer=layer.pointer,
-                    fix=fix if exact else fix + " (qfix writes this split for Keras 3 models)",
-                    applicability=None if exact else Applicability.DISPLAY_ONLY,
-                    rewrite=Rewrite(rewrites.split_grouped_conv, scope, layer.name) if exact else None,
+                    layer.name, pointer=layer.pointer, fix=fix,
+                    rewrite=Rewrite(rewrites.split_grouped_conv if split else rewrites.densify_grouped_conv,
+                                    scope, layer.name),
                 )
 
     CASES = [
@@ -107,6 +122,14 @@ class GroupedConv(ModelRule):
             fires=True, count=1,
             expected=[("x", "InputLayer"), ("g_split", "Split"), ("g_g0", "Conv2D"), ("g_g1", "Conv2D"),
                       ("g", "Concatenate")],
+        ),
+        ModelCase(
+            "softmax-gets-the-dense-kernel",
+            functional_config([("x", (None, 8, 8, 4), "float32")],
+                              [("g", "Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 2,
+                                                "activation": "softmax"}, ["x"], "float32", (None, 6, 6, 4))], ["g"]),
+            fires=True, count=1,
+            expected={"class_name": "Conv2D", "config": {"name": "g", "filters": 4, "groups": 1}},
         ),
         ModelCase(
             "plain-conv",

@@ -1,9 +1,10 @@
 """QF307 transpose-conv-activation: a ReLU the converter fuses into a biased transposed conv.
 
 ## What it does
-Finds Conv2DTranspose layers with a bias whose ReLU/ReLU6 the TFLite converter fuses into the
-TRANSPOSE_CONV op: `activation="relu"`/`"relu6"` on the layer, or a ReLU / Activation("relu")
-layer that is the only reader of its output. Fires when the target's compiler knows
+Finds Conv2DTranspose and Conv1DTranspose layers with a bias whose ReLU/ReLU6 the TFLite
+converter fuses into the TRANSPOSE_CONV op (a Conv1DTranspose is a TRANSPOSE_CONV between
+RESHAPEs): `activation="relu"`/`"relu6"` on the layer, or a ReLU / Activation("relu") layer
+that is the only reader of its output. Fires when the target's compiler knows
 TRANSPOSE_CONV only up to a version below 4.
 
 ## Why is this bad?
@@ -25,11 +26,13 @@ y = keras.layers.Conv2DTranspose(8, 2, strides=2)(x)
 # an identity 1x1 depthwise conv (kernel of ones, no bias) takes the fused ReLU instead
 y = keras.layers.DepthwiseConv2D(1, use_bias=False, depthwise_initializer="ones", activation="relu")(y)
 ```
+(DepthwiseConv1D of size 1 after a Conv1DTranspose.)
 
 ## Fix safety
 Safe: the transposed conv keeps its kernel and bias, and the new DepthwiseConv2D multiplies by
 exactly 1, so the float outputs are identical. After conversion: TRANSPOSE_CONV v3 and
-DEPTHWISE_CONV_2D v3 with the fused ReLU, both in the Edge TPU's op table; one more op to run.
+DEPTHWISE_CONV_2D v3 with the fused ReLU, both in the Edge TPU's op table; one more op to run
+(the same for Conv1DTranspose with a DepthwiseConv1D, TF 2.21, both dialects).
 
 ## Targets
 Targets whose op table caps TRANSPOSE_CONV at a version below 4 (the profile's `max_version`).
@@ -42,7 +45,7 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.config import activation_name
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.unfuse_transpose_conv import FUSED
+from qfix.model.rewrites.unfuse_transpose_conv import FUSED, IDENTITY
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 
@@ -75,7 +78,7 @@ class TransposeConvActivation(ModelRule):
         graphs = [((), graph)] + [((*p, l.name), l.subgraph) for p, l in graph.walk() if l.subgraph is not None]
         for scope, g in graphs:
             for layer in g:
-                if layer.class_name != "Conv2DTranspose" or layer.config.get("use_bias") is False:
+                if layer.class_name not in IDENTITY or layer.config.get("use_bias") is False:
                     continue
                 act, where = activation_name(layer.raw), "its activation"
                 if act not in FUSED:
@@ -85,12 +88,13 @@ class TransposeConvActivation(ModelRule):
                     where = f"the {readers[0].class_name} {readers[0].name!r} after it" if act else where
                 if act not in FUSED:
                     continue
+                depthwise, rank = IDENTITY[layer.class_name]
                 yield self.violation(
-                    f"Conv2DTranspose {layer.name!r}: the converter fuses {act} ({where}) into TRANSPOSE_CONV, "
+                    f"{layer.class_name} {layer.name!r}: the converter fuses {act} ({where}) into TRANSPOSE_CONV, "
                     f"making it version {VERSION_WITH_ACTIVATION}; {ctx.target.name}'s compiler knows TRANSPOSE_CONV "
                     f"up to version {spec.max_version} and rejects the whole model",
                     layer.name, pointer=layer.pointer,
-                    fix=f"put an identity DepthwiseConv2D (1x1, ones, no bias) between them to take the {act}",
+                    fix=f"put an identity {depthwise} (size 1, ones, no bias) between them to take the {act}",
                     rewrite=Rewrite(rewrites.unfuse_transpose_conv, scope, layer.name),
                 )
 
@@ -122,6 +126,15 @@ class TransposeConvActivation(ModelRule):
                                                           "activation": "relu6", "use_bias": True})]),
             fires=True, count=1,
             expected={"class_name": "DepthwiseConv2D", "config": {"activation": "relu6", "use_bias": False}},
+        ),
+        ModelCase(
+            "tconv1d-relu",
+            sequential_config(("x", (None, 16, 4), "float32"),
+                              [("up", "Conv1DTranspose", {"filters": 4, "kernel_size": [3], "strides": [2],
+                                                          "activation": "relu", "use_bias": True})]),
+            fires=True, count=1,
+            expected={"class_name": "DepthwiseConv1D", "config": {"activation": "relu", "kernel_size": [1],
+                                                                  "use_bias": False}},
         ),
         ModelCase(
             "no-bias",

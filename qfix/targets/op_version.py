@@ -16,10 +16,11 @@ from typing import Callable
 from qfix.targets.tflite import Op, TfliteModel
 
 # Hints that name the qfix rewrite doing the layer change (owned by the rewrites: QF306, QF307).
-GROUPED_CONV_HINT = ("split the grouped convolution into one convolution per group and concatenate the results "
-                     "(qfix rewrite QF306, same float outputs); or use groups=1")
-TCONV_ACTIVATION_HINT = ("move the activation out of the Conv2DTranspose into its own layer "
-                         "(qfix rewrite QF307, same float outputs)")
+GROUPED_CONV_HINT = ("split the grouped convolution into one convolution per group and concatenate the results, "
+                     "or make it groups=1 with a block-diagonal kernel (zeros outside each group's block, g× the "
+                     "multiply-adds) (qfix rewrite QF306, same float outputs)")
+TCONV_ACTIVATION_HINT = ("move the activation out of the transposed convolution into an identity depthwise conv "
+                         "after it (qfix rewrite QF307, same float outputs)")
 
 
 @dataclass(frozen=True)

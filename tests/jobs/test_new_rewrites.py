@@ -42,6 +42,18 @@ def _k3_seq_gconv(K):  # another member, Keras 3 Sequential: the split makes it 
     return K.Sequential([K.Input((8, 8, 4)), L.Conv2D(8, 3, groups=2, name="grouped"), L.ReLU()])
 
 
+def _tfk_seq_gconv(K):  # tf_keras, smallest (new-user review): no split there; the dense kernel instead
+    L = K.layers
+    return K.Sequential([L.Conv2D(8, 3, groups=2, input_shape=(16, 16, 4), name="grouped"), L.Flatten(), L.Dense(3)])
+
+
+def _tfk_gconv1d(K):  # another tf_keras member: functional Conv1D, groups=2, a fused activation
+    L = K.layers
+    x = K.Input((16, 4))
+    y = L.Conv1D(4, 3, groups=2, activation="relu", bias_initializer="ones", name="grouped1d")(x)
+    return K.Model(x, L.Dense(2)(L.Flatten()(y)))
+
+
 def _k3_tconv(K):  # fault 2, smallest: relu fused into a biased transposed conv → TRANSPOSE_CONV v4
     L = K.layers
     x = K.Input((8, 8, 16))
@@ -59,6 +71,19 @@ def _k3_seq_tconv(K):  # another member, Keras 3 Sequential
     L = K.layers
     return K.Sequential([K.Input((8, 8, 16)), L.Conv2D(16, 3, padding="same"),
                          L.Conv2DTranspose(8, 2, strides=2, activation="relu6", bias_initializer="ones", name="up")])
+
+
+def _k3_seq_tconv1d(K):  # new-user review, smallest: Conv1DTranspose fuses its ReLU the same way
+    L = K.layers
+    return K.Sequential([K.Input((16, 4)), L.Conv1DTranspose(4, 3, strides=2, activation="relu",
+                                                             bias_initializer="ones", name="up")])
+
+
+def _tfk_tconv1d(K):  # another member, tf_keras functional, a head after it
+    L = K.layers
+    x = K.Input((16, 4))
+    y = L.Conv1DTranspose(4, 3, strides=2, padding="same", activation="relu6", bias_initializer="ones", name="up")(x)
+    return K.Model(x, L.Conv1D(2, 1, name="head")(y))
 
 
 def _k3_upnear(K):  # fault 6, smallest
@@ -99,7 +124,9 @@ def _tfk_simple_rnn(K):  # another member, tf_keras: its rolled SimpleRNN crashe
 
 MODELS = {
     "gconv": ("k3", _k3_gconv), "gconv1d": ("k3", _k3_gconv1d), "seq_gconv": ("k3", _k3_seq_gconv),
+    "seq_gconv_tfk": ("tfk", _tfk_seq_gconv), "gconv1d_tfk": ("tfk", _tfk_gconv1d),
     "tconv": ("k3", _k3_tconv), "tconv_relu_layer_tfk": ("tfk", _tfk_tconv_relu_layer), "seq_tconv": ("k3", _k3_seq_tconv),
+    "seq_tconv1d": ("k3", _k3_seq_tconv1d), "tconv1d_tfk": ("tfk", _tfk_tconv1d),
     "upnear": ("k3", _k3_upnear), "seq_decoder": ("k3", _k3_seq_decoder), "seq_up1d": ("k3", _k3_seq_up1d),
     "gru": ("k3", _k3_gru), "bilstm": ("k3", _k3_bilstm), "simple_rnn_tfk": ("tfk", _tfk_simple_rnn),
 }
@@ -138,9 +165,13 @@ THROUGH_THE_JOB = [
     ("gconv", "QF306", "grouped", {"SPLIT", "CONCATENATION"}),
     ("gconv1d", "QF306", "grouped1d", {"SPLIT", "CONCATENATION"}),
     ("seq_gconv", "QF306", "grouped", {"SPLIT", "CONCATENATION"}),
+    ("seq_gconv_tfk", "QF306", "grouped", {"CONV_2D"}),  # the dense kernel: one CONV_2D, no SPLIT
+    ("gconv1d_tfk", "QF306", "grouped1d", {"CONV_2D"}),
     ("tconv", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
     ("tconv_relu_layer_tfk", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
     ("seq_tconv", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
+    ("seq_tconv1d", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
+    ("tconv1d_tfk", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
     ("upnear", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
     ("seq_decoder", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
     ("seq_up1d", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
@@ -172,18 +203,15 @@ def test_fix_makes_the_model_run_fully_on_the_edge_tpu(models, name, code, layer
         assert spec is None or spec.max_version is None or op.version <= spec.max_version, (op.name, op.version)
 
 
-def test_grouped_conv_in_tf_keras_is_explained_not_promised(tmp_path):
-    """tf_keras gets the finding, display-only (the split is written for Keras 3 configs): no
-    fix that would then be reported as not applied."""
-    import tf_keras as K
-
-    x = K.Input((16, 4))
-    model = K.Model(x, K.layers.Conv1D(4, 3, groups=2, name="grouped")(x))
-    path = tmp_path / "gconv.keras"
-    model.save(path)
-    (v,) = findings(path, "QF306")
-    assert v.location.layer == "grouped" and v.fix.applicability is Applicability.DISPLAY_ONLY and not v.fix.edits
-    assert "Keras 3" in v.fix.description
+def test_grouped_conv_in_tf_keras_gets_the_dense_kernel_and_its_cost(models):
+    """tf_keras has no split (no keras.ops node): the finding carries the block-diagonal kernel
+    rewrite, and its fix text says what it costs."""
+    (v,) = findings(models["seq_gconv_tfk"], "QF306")
+    assert v.fix.applicability is Applicability.SAFE
+    assert [e.run.__name__ for e in v.fix.edits] == ["densify_grouped_conv"]
+    assert "block-diagonal" in v.fix.description and "2× the layer's multiply-adds" in v.fix.description
+    (k3,) = findings(models["gconv"], "QF306")  # Keras 3 keeps the cheaper split
+    assert [e.run.__name__ for e in k3.fix.edits] == ["split_grouped_conv"]
 
 
 RNNS = [("gru", "rnn"), ("bilstm", "rnn"), ("simple_rnn_tfk", "rnn")]

@@ -521,3 +521,46 @@ def test_new_rewrites_refuse_what_they_do_not_handle():
                        (rewrites.upsampling_to_resizing, "up"), (rewrites.unroll_rnn, "c")]:
         with pytest.raises(EditError):
             rewrite(config, run, layer)
+
+
+def test_grouped_conv_densified_keeps_each_group_in_its_block_and_zeros_elsewhere():
+    from qfix.model.weights import group_keys, read_vars
+
+    config = functional_config(
+        [("x", (None, 8, 8, 6), "float32")],
+        [("g", "Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 2, "activation": "softmax"}, ["x"],
+          "float32", (None, 6, 6, 4))], ["g"])
+    kernel = np.arange(1, 3 * 3 * 3 * 4 + 1, dtype=np.float32).reshape(3, 3, 3, 4)  # (k, k, C/g, F)
+    bias = np.array([1, 2, 3, 4], np.float32)
+    new, weights, note = rewrite(config, rewrites.densify_grouped_conv, "g",
+                                 weights=_with_vars(config, {"g": [kernel, bias]}))
+    k, b = read_vars(weights, group_keys(new, "keras3")[("g",)])
+    assert k.shape == (3, 3, 6, 4) and np.array_equal(b, bias)
+    assert np.array_equal(k[..., 0:3, 0:2], kernel[..., 0:2]) and np.array_equal(k[..., 3:6, 2:4], kernel[..., 2:4])
+    assert not k[..., 0:3, 2:4].any() and not k[..., 3:6, 0:2].any()
+    layer = build_graph(new, "keras3").layers["g"]
+    assert layer.config["groups"] == 1 and layer.config["activation"] == "softmax"
+    assert "2× the layer's multiply-adds" in note
+
+
+def test_conv1d_transpose_gets_a_1d_identity():
+    from qfix.model.weights import group_keys, read_vars
+
+    config = functional_config(
+        [("x", (None, 8, 3), "float32")],
+        [("t", "Conv1DTranspose", {"filters": 5, "kernel_size": [3], "strides": [2], "activation": "relu"},
+          ["x"], "float32", (None, 17, 5))], ["t"])
+    kernel, bias = np.ones((3, 5, 3), np.float32) * 0.5, np.arange(5, dtype=np.float32)
+    new, weights, _ = rewrite(config, rewrites.unfuse_transpose_conv, "t", weights=_with_vars(config, {"t": [kernel, bias]}))
+    layers = build_graph(new, "keras3").layers
+    (ident,) = [l for l in layers.values() if l.class_name == "DepthwiseConv1D"]
+    assert ident.config["kernel_size"] == [1] and ident.config["activation"] == "relu"
+    (ones,) = read_vars(weights, group_keys(new, "keras3")[(ident.name,)])
+    assert ones.shape == (1, 5, 1) and np.all(ones == 1)
+
+
+def test_densify_refuses_a_plain_conv():
+    config = functional_config([("x", (None, 8, 8, 4), "float32")],
+                               [("c", "Conv2D", {"filters": 4, "kernel_size": [3, 3], "groups": 1}, ["x"])], ["c"])
+    with pytest.raises(EditError):
+        rewrite(config, rewrites.densify_grouped_conv, "c")

@@ -51,6 +51,7 @@ class Rewrite:
 
 
 # The rewrites, each importable as `rewrites.<name>`.
+from qfix.model.rewrites.densify_grouped_conv import densify_grouped_conv  # noqa: E402
 from qfix.model.rewrites.flatten_nested import flatten_nested  # noqa: E402
 from qfix.model.rewrites.fold_input_cast import fold_input_cast  # noqa: E402
 from qfix.model.rewrites.gelu_tanh import gelu_tanh  # noqa: E402
@@ -66,7 +67,7 @@ from qfix.model.rewrites.unroll_rnn import unroll_rnn  # noqa: E402
 from qfix.model.rewrites.upsampling1d_to_resizing import upsampling1d_to_resizing  # noqa: E402
 from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  # noqa: E402
 
-__all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "flatten_nested", "fold_input_cast", "gelu_tanh",
-           "hard_swish", "hard_swish_spelled", "leaky_relu_to_prelu", "mixed_merge_cast", "narrow_64bit",
+__all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "densify_grouped_conv", "flatten_nested", "fold_input_cast",
+           "gelu_tanh", "hard_swish", "hard_swish_spelled", "leaky_relu_to_prelu", "mixed_merge_cast", "narrow_64bit",
            "split_grouped_conv", "static_batch", "unfuse_transpose_conv", "unroll_rnn",
            "upsampling1d_to_resizing", "upsampling_to_resizing"]
