@@ -238,6 +238,8 @@ def faults(row: dict) -> list[str]:
         if after["fully_on_target"] and isinstance(sqnr, (int, float)) and sqnr < LOW_SQNR_DB:
             found.append(f"{job}: fully on target with int8 SQNR {sqnr:.1f} dB (< {LOW_SQNR_DB:g})")
     plain, after = row["plain"], (row["main"].get("after") or {})
+    if plain.get("ops_total") and "converted" in after and not after["converted"]:
+        found.append(f"qfix worse than plain: the plain converter converts it, qfix does not ({after['reason']})")
     if plain.get("ops_total") and after.get("converted"):
         if plain["fully_on_target"] and not after["fully_on_target"]:
             found.append("qfix worse than plain: plain is fully on target, qfix's output is not")
@@ -275,7 +277,9 @@ def _blocker(row: dict) -> str:
     first = after.get("first_unsupported")
     if first:
         return f"{first['op']} @{first['layer']}: {first['reason']}"[:60]
-    return f"{after.get('float_tensors', 0)} float tensors" if after.get("converted") else "not converted"
+    if after.get("converted"):
+        return f"{after.get('float_tensors', 0)} float tensors"
+    return str(after.get("reason") or "not converted")[:60]
 
 
 def _fmt(x: float | None, spec: str) -> str:
