@@ -525,11 +525,23 @@ OP_NODES = frozenset({
 })
 
 
+# Layers Keras defines inside its own keras.applications modules (not in keras.layers): the
+# files of ConvNeXt and InceptionResNetV2 name them by module (Keras 3.15, tf_keras 2.21 sources).
+APPLICATION_LAYERS: dict[str, frozenset[str]] = {
+    "keras.src.applications.convnext": frozenset({"LayerScale", "StochasticDepth"}),
+    "keras.src.applications.inception_resnet_v2": frozenset({"CustomScaleLayer"}),
+    "tf_keras.src.applications.convnext": frozenset({"LayerScale", "StochasticDepth"}),
+}
+
+
 def is_builtin(layer) -> bool:
-    """A layer Keras itself defines: builtin module and a known class (or a keras.ops node)."""
+    """A layer Keras itself defines: builtin module and a known class (or a keras.ops node, or
+    a layer of Keras's own applications: APPLICATION_LAYERS)."""
     module = layer.module or ""
     if not is_builtin_module(module):
         return False
+    if layer.class_name in APPLICATION_LAYERS.get(module, ()):
+        return True
     if module.startswith("keras.src.ops"):
         return layer.class_name in OP_NODES
     return layer.class_name in BUILTIN_LAYERS
