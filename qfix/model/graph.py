@@ -100,6 +100,14 @@ class Graph:
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers.values())
 
+    def models(self) -> Iterator[tuple[tuple[str, ...], "Graph"]]:
+        """This model and every nested one, each with its scope (the model names above and
+        including it; () for this one): what ModelEdit takes as `scope`."""
+        yield (), self
+        for path, layer in self.walk():
+            if layer.subgraph is not None:
+                yield (*path, layer.name), layer.subgraph
+
     def walk(self) -> Iterator[tuple[tuple[str, ...], Layer]]:
         """Every layer, nested models included, with the path of model names above it."""
         for layer in self:

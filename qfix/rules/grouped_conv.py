@@ -71,8 +71,7 @@ class GroupedConv(ModelRule):
         spec = ctx.target.op("CONV_2D")
         if spec is None or not spec.supported or spec.max_version is None or spec.max_version >= GROUPED_VERSION:
             return
-        graphs = [((), graph)] + [((*p, l.name), l.subgraph) for p, l in graph.walk() if l.subgraph is not None]
-        for scope, g in graphs:
+        for scope, g in graph.models():
             for layer in g:
                 groups = layer.config.get("groups")
                 if layer.class_name not in CONVS or not isinstance(groups, int) or groups < 2:

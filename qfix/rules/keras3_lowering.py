@@ -67,8 +67,7 @@ class Keras3Lowering(ModelRule):
     fix_applicability = Applicability.SAFE
 
     def check(self, graph, ctx):
-        graphs = [((), graph)] + [((*p, l.name), l.subgraph) for p, l in graph.walk() if l.subgraph is not None]
-        for scope, g in graphs:
+        for scope, g in graph.models():
             for layer in g:
                 entry = lowering_of(layer.class_name, layer.config, graph.dialect)
                 why = entry.hurts(ctx.target) if entry is not None else []

@@ -75,8 +75,7 @@ class TransposeConvActivation(ModelRule):
         spec = ctx.target.op("TRANSPOSE_CONV")
         if spec is None or not spec.supported or spec.max_version is None or spec.max_version >= VERSION_WITH_ACTIVATION:
             return
-        graphs = [((), graph)] + [((*p, l.name), l.subgraph) for p, l in graph.walk() if l.subgraph is not None]
-        for scope, g in graphs:
+        for scope, g in graph.models():
             for layer in g:
                 if layer.class_name not in IDENTITY or layer.config.get("use_bias") is False:
                     continue

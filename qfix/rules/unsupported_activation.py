@@ -229,9 +229,7 @@ class UnsupportedActivationModel(ModelRule):
         activation says hard_swish, but the converter fuses the pattern into HARD_SWISH."""
         if ctx.target.supports("HARD_SWISH"):
             return
-        graphs = [((), graph)] + [((*path, layer.name), layer.subgraph) for path, layer in graph.walk()
-                                  if layer.subgraph is not None]
-        for scope, g in graphs:
+        for scope, g in graph.models():
             for multiply, _ in spelled_hard_swish(g):
                 layer = g.layers[multiply]
                 yield self.violation(

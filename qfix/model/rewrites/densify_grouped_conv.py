@@ -19,19 +19,13 @@ from __future__ import annotations
 import numpy as np
 
 from qfix.model.edit import EditError, ModelEdit
-from qfix.model.rewrites.split_grouped_conv import CONVS
+from qfix.model.rewrites.split_grouped_conv import grouped_conv
 
 
 def densify_grouped_conv(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
     """`name` is a Conv1D/Conv2D with groups > 1 (either dialect); its kernel becomes the
     block-diagonal (k…, C, F) float kernel of a `groups=1` convolution."""
-    raw = edit.layer(name, scope)
-    cfg = raw.get("config") or {}
-    groups, filters = cfg.get("groups"), cfg.get("filters")
-    if raw.get("class_name") not in CONVS or not isinstance(groups, int) or groups < 2:
-        raise EditError(f"{name!r} is not a grouped Conv1D/Conv2D")
-    if not isinstance(filters, int) or filters % groups:
-        raise EditError(f"{name!r}: filters={filters} is not a multiple of groups={groups}")
+    raw, cfg, groups, filters = grouped_conv(edit, scope, name)
     path = (*scope, name)
     source = edit.origin.get(path)
     if source is None:

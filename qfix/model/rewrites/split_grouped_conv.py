@@ -24,12 +24,9 @@ CONVS = ("Conv1D", "Conv2D")
 NOT_ELEMENTWISE = ("softmax", "log_softmax")
 
 
-def split_grouped_conv(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
-    """`name` is a Conv1D/Conv2D with groups > 1 in a Keras 3 model (a Sequential becomes the
-    Functional it stands for: a split is not a chain)."""
-    if edit.dialect != "keras3":
-        raise EditError("splitting a grouped convolution is written for Keras 3 configs only")
-    edit.functional(scope)  # a split is not a chain
+def grouped_conv(edit: ModelEdit, scope: tuple[str, ...], name: str) -> tuple[dict, dict, int, int]:
+    """The layer entry, its config, groups and filters of the grouped Conv1D/Conv2D `name`.
+    Raises EditError for any other layer, or filters not a multiple of groups."""
     raw = edit.layer(name, scope)
     cfg = raw.get("config") or {}
     groups, filters = cfg.get("groups"), cfg.get("filters")
@@ -37,6 +34,16 @@ def split_grouped_conv(edit: ModelEdit, scope: tuple[str, ...], name: str) -> st
         raise EditError(f"{name!r} is not a grouped Conv1D/Conv2D")
     if not isinstance(filters, int) or filters % groups:
         raise EditError(f"{name!r}: filters={filters} is not a multiple of groups={groups}")
+    return raw, cfg, groups, filters
+
+
+def split_grouped_conv(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` is a Conv1D/Conv2D with groups > 1 in a Keras 3 model (a Sequential becomes the
+    Functional it stands for: a split is not a chain)."""
+    if edit.dialect != "keras3":
+        raise EditError("splitting a grouped convolution is written for Keras 3 configs only")
+    edit.functional(scope)  # a split is not a chain
+    raw, cfg, groups, filters = grouped_conv(edit, scope, name)
     if activation_name(raw) in NOT_ELEMENTWISE:
         raise EditError(f"{name!r} applies {activation_name(raw)}, which is not elementwise; split it off first")
     if len(raw.get("inbound_nodes") or []) != 1:
