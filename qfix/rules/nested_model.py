@@ -57,7 +57,7 @@ class NestedModel(ModelRule):
                 where = " inside " + "/".join(path) if path else ""
                 yield self.violation(
                     f"{layer.class_name} model {layer.name!r} is nested as a layer{where} "
-                    f"({len(layer.subgraph.layers)} layers)",
+                    f"({sum(not l.is_input for l in layer.subgraph)} layers besides its input)",
                     layer.name,
                     fix="flatten the nested model into its parent, weights preserved",
                     severity=Severity.BLOCKER if ctx.mode == "qat" else Severity.WARNING,
