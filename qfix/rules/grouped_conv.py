@@ -69,7 +69,7 @@ class GroupedConv(ModelRule):
 
     def check(self, graph, ctx):
         spec = ctx.target.op("CONV_2D")
-        if spec is None or not spec.supported or spec.max_version is None or spec.max_version >= GROUPED_VERSION:
+        if spec is None or not spec.supported or not spec.too_new(GROUPED_VERSION):
             return
         for scope, g in graph.models():
             for layer in g:

@@ -73,7 +73,7 @@ class TransposeConvActivation(ModelRule):
 
     def check(self, graph, ctx):
         spec = ctx.target.op("TRANSPOSE_CONV")
-        if spec is None or not spec.supported or spec.max_version is None or spec.max_version >= VERSION_WITH_ACTIVATION:
+        if spec is None or not spec.supported or not spec.too_new(VERSION_WITH_ACTIVATION):
             return
         for scope, g in graph.models():
             for layer in g:

@@ -104,6 +104,10 @@ class OpSpec:
     version_confidence: str | None = None
     kernel: str = "native"  # "reference": supported, but on a slow fallback kernel
 
+    def too_new(self, version: int) -> bool:
+        """Whether op `version` is newer than the target's toolchain knows (`max_version`)."""
+        return self.max_version is not None and version > self.max_version
+
 
 @dataclass(frozen=True)
 class Profile:

@@ -312,7 +312,7 @@ def _blame_versions(model: TfliteModel, profile: Profile, placements: list[OpPla
     bad_types = []
     for p in placements:
         spec = profile.op(p.op)
-        if spec is not None and spec.max_version is not None and p.version > spec.max_version and p.op not in bad_types:
+        if spec is not None and spec.too_new(p.version) and p.op not in bad_types:
             bad_types.append(p.op)
     for op_type in bad_types:
         spec = profile.op(op_type)
@@ -441,7 +441,7 @@ def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], la
                         spec.source if spec else None, spec.confidence if spec else None,
                         spec.fix_hint if spec else None)
 
-    if spec is not None and spec.max_version is not None and op.version > spec.max_version:
+    if spec is not None and spec.too_new(op.version):
         return _Verdict(False, "bad_version", f"{op.name} v{op.version} is newer than v{spec.max_version}, "
                         f"the newest {profile.toolchain.get('name', profile.id)} knows",
                         spec.version_source or spec.source, spec.version_confidence or "R")
