@@ -243,10 +243,17 @@ def backbone_layers(config: dict[str, Any]) -> list[dict[str, Any]]:
     return layers if isinstance(layers, list) else []
 
 
-def refusal(backbone: Backbone, trust_lambdas: bool) -> str | None:
-    """Why the backbone's layers cannot be inlined, or None. Every layer must be a built-in
-    Keras layer (a custom class would need its code); a Lambda holds bytecode, allowed only with
-    --trust-lambdas; a model nested in the backbone is not inlined (flatten it first)."""
+def refusal(backbone: Backbone, trust_lambdas: bool, layer_config: dict[str, Any] | None = None) -> str | None:
+    """Why the backbone's layers cannot be inlined in the place of the hub layer whose config is
+    `layer_config`, or None. The hub layer must call the SavedModel plainly (no `arguments`, no
+    signature); every backbone layer must be a built-in Keras layer (a custom class would need
+    its code); a Lambda holds bytecode, allowed only with --trust-lambdas; a model nested in the
+    backbone is not inlined."""
+    layer_config = layer_config or {}
+    if layer_config.get("arguments"):
+        return f"the hub layer passes `arguments` {sorted(layer_config['arguments'])} to the SavedModel"
+    if layer_config.get("signature") or layer_config.get("output_key"):
+        return "the hub layer calls a SavedModel signature, not its Keras model"
     if backbone.config is None:
         return "its SavedModel was not saved from Keras (no keras_metadata.pb)"
     if backbone.config.get("class_name") not in ("Functional", "Sequential", "Model"):

@@ -30,15 +30,11 @@ def inline_hub(edit: ModelEdit, scope: tuple[str, ...], name: str, *, model_dir:
     if not is_hub_layer(raw):
         raise EditError(f"{name!r} is not a hub.KerasLayer")
     cfg = raw.get("config") or {}
-    if cfg.get("arguments"):
-        raise EditError(f"{name!r} passes `arguments` {sorted(cfg['arguments'])} to the SavedModel's call")
-    if cfg.get("signature") or cfg.get("output_key"):
-        raise EditError(f"{name!r} calls a SavedModel signature, not the Keras model")
     try:
         backbone = read_backbone(resolve_handle(cfg.get("handle"), model_dir))
     except HubError as exc:
         raise EditError(str(exc)) from None
-    why = refusal(backbone, trust_lambdas)
+    why = refusal(backbone, trust_lambdas, cfg)
     if why:
         raise EditError(f"{name!r} cannot be inlined: {why}")
     nested = nested_model(backbone, name, bool(cfg.get("trainable", True)))
