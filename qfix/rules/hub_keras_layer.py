@@ -13,11 +13,11 @@ each one wraps (never downloading it, never running anything in it):
 
 ## Why is this bad?
 `tfmot.quantization.keras.quantize_model` sees a hub layer as one opaque layer with no
-QuantizeConfig and refuses the whole model: `RuntimeError: Layer keras_layer:<class
-'tensorflow_hub.keras_layer.KerasLayer'> is not supported. You can quantize this layer by
-passing a `tfmot.quantization.keras.QuantizeConfig` instance to the `quantize_annotate_layer`
-API.` (reproduced on TF 2.21 / tfmot 0.8; tfmot#786). Even annotated with a no-op config, the backbone, which holds nearly all of
-the model's compute, trains and converts in float.
+QuantizeConfig and refuses the whole model (reproduced on TF 2.21 / tfmot 0.8; tfmot#786):
+``RuntimeError: Layer keras_layer:<class 'tensorflow_hub.keras_layer.KerasLayer'> is not
+supported. You can quantize this layer by passing a `tfmot.quantization.keras.QuantizeConfig`
+instance to the `quantize_annotate_layer` API.`` Even annotated with a no-op config, the
+backbone, which holds nearly all of the model's compute, trains and converts in float.
 
 ## Example
 ```python
