@@ -94,6 +94,8 @@ class HubKerasLayer(ModelRule):
                     pointer=layer.pointer)
                 continue
             why = refusal(backbone, ctx.trust_lambdas, layer.config)
+            if graph.dialect != "tf_keras":  # a crafted file: Keras 3 cannot hold a hub layer
+                why = "hub.KerasLayer is a tf_keras layer and this is not a tf_keras model"
             if why is None:
                 yield self.violation(
                     f"hub.KerasLayer {layer.name!r} hides {_count(backbone)} Keras layers of "

@@ -97,6 +97,14 @@ m = k.Model(inp, hub.KerasLayer("seq_sm", trainable=False, name="features")(inp)
 m.save("seqbb.keras")
 os.chdir(root)
 
+# A keras.applications backbone (MobileNetV2, 154 layers: ZeroPadding2D, DepthwiseConv2D, ReLU(6)).
+in_dir("mobilenet")
+save_backbone(k.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None,
+                                         pooling="avg"), "mnv2_sm")
+m = k.Sequential([k.Input((32, 32, 3)), hub.KerasLayer("mnv2_sm", trainable=False), L.Dense(3)])
+m.save("mobilenet.keras")
+os.chdir(root)
+
 # A plain TF SavedModel (no Keras metadata).
 in_dir("plain")
 
@@ -253,6 +261,15 @@ def test_sequential_backbone_as_the_model_output(built, tmp_path):
     assert "Layer features:" in probe["original_error"]
     assert [c for _, c, _ in probe["layers"]] == ["InputLayer", "DepthwiseConv2D", "BatchNormalization", "ReLU",
                                                    "Flatten", "Dense"]
+
+
+def test_keras_applications_backbone(built, tmp_path):
+    src = built / "mobilenet" / "mobilenet.keras"
+    names = inline(src, tmp_path / "mobilenet.qat.keras")
+    assert len(names) == 1 + 154 + 1 and "block_16_project_BN" in names
+    probe = prove(built, src, tmp_path / "mobilenet.qat.keras")
+    assert "is not supported" in probe["original_error"]
+    assert {"block_16_depthwise_relu", "out_relu", names[-1]} <= set(probe["wrapped"])  # names[-1]: the head
 
 
 def test_plain_tf_savedmodel_stays_float_and_says_so(built):

@@ -12,9 +12,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from qfix.model.config import layer_name, model_refs
+from qfix.model.config import first_node, layer_name, model_refs
 from qfix.model.edit import FUNCTIONAL, EditError, ModelEdit
 from qfix.model.hub import Backbone, HubError, backbone_layers, is_hub_layer, read_backbone, refusal, resolve_handle
+
+# How tf_keras spells a Sequential model's class in a `.keras` config.
+SEQUENTIAL = {"module": "keras", "class_name": "Sequential", "registered_name": None}
 
 
 def inline_hub(edit: ModelEdit, scope: tuple[str, ...], name: str, *, model_dir: str | None = None,
@@ -42,10 +45,12 @@ def inline_hub(edit: ModelEdit, scope: tuple[str, ...], name: str, *, model_dir:
 
     nested["inbound_nodes"] = raw.get("inbound_nodes") or []
     edit.replace(name, nested, scope)
-    # tf_keras numbers a nested Functional's first call 1 (`first_node`); the hub layer's was 0.
+    # tf_keras numbers a nested model's first call 1 when it starts with an InputLayer
+    # (`first_node`); the hub layer's was 0.
+    shift = first_node(nested, "tf_keras")
     for s in model_refs(edit.model(scope)):
         if s.tensor[0] == name:
-            s.ref[1] = s.tensor[1] + 1
+            s.ref[1] = s.tensor[1] + shift
     hub_path = (*scope, name)
     for inner, indices in picks.items():
         edit.origin[(*hub_path, inner)] = None
@@ -80,9 +85,8 @@ def nested_model(backbone: Backbone, name: str, trainable: bool) -> dict[str, An
         for layer in cfg["layers"]:
             layer.pop("inbound_nodes", None)
     cfg["name"] = name
-    return {**FUNCTIONAL["tf_keras"], "class_name": backbone.config.get("class_name"), "name": name,
-            "config": cfg, "module": "keras" if backbone.config.get("class_name") == "Sequential"
-            else FUNCTIONAL["tf_keras"]["module"]}
+    kind = SEQUENTIAL if backbone.config.get("class_name") == "Sequential" else FUNCTIONAL["tf_keras"]
+    return {**kind, "name": name, "config": cfg}
 
 
 def _lists(value: Any) -> Any:
