@@ -394,7 +394,8 @@ def _mark_applied(result: Result, run: FixRun, fixed_graph, opts: Options) -> No
     or by another one (folding an input cast also removes the uint8 ⊕ float merge)."""
     if not run.active:
         return
-    remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, context(result.profile, opts, result.path), None, None)}
+    ctx = context(result.profile, opts, result.path)
+    remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, ctx, None, None)}
     for v in result.findings:
         if v.fix is not None and (v.code, v.location.layer) not in remaining:
             v.applied = True

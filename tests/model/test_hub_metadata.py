@@ -243,7 +243,8 @@ def test_inline_hub_splices_the_backbone_with_the_hub_layers_variables(tmp_path)
     assert layers[2]["config"]["axis"] == [1] and layers[1]["build_config"] == {"input_shape": [None, 4]}
     assert layers[3]["inbound_nodes"] == [[["bn", 0, 0, {}]]]
     keys = group_keys(edit.config, "tf_keras")
-    got = {name: [v.tolist() for v in read_vars(new_weights, keys[(name,)])] for name in ("keras_layer_dense", "bn", "dense")}
+    got = {name: [v.tolist() for v in read_vars(new_weights, keys[(name,)])]
+           for name in ("keras_layer_dense", "bn", "dense")}
     hv = {k: v.tolist() for k, v in HUB_VALUES.items()}
     assert got["keras_layer_dense"] == [hv["kernel"], hv["bias"]]
     assert got["bn"] == [hv["gamma"], hv["beta"], hv["moving_mean"], hv["moving_variance"]]
