@@ -291,3 +291,29 @@ def test_weights_that_do_not_match_the_savedmodel_are_an_edit_error(tmp_path):
     inline_hub(edit, (), "keras_layer", model_dir=str(tmp_path))
     with pytest.raises(EditError, match="5 variables"):
         edit.weights(buf.getvalue())
+
+
+# --- the committed fixture (a real SavedModel written by tf_keras) ------------------------
+
+
+def test_fixture_backbone_inlines_from_the_real_files(monkeypatch, tmp_path):
+    from qfix.model.archive import read_archive
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    monkeypatch.chdir(tmp_path)  # the handle resolves against the model's folder, not the cwd
+    archive = read_archive(fixtures / "hub_seed_tfk.keras")
+    b = read_backbone(resolve_handle("hub_seed_backbone", fixtures))
+    assert [l["class_name"] for l in b.config["config"]["layers"]] == [
+        "InputLayer", "Conv2D", "BatchNormalization", "ReLU", "GlobalAveragePooling2D"]
+    assert len(b.hub_vars) == 5 and refusal(b, False) is None
+    edit = ModelEdit(archive.config, archive.dialect)
+    inline_hub(edit, (), "keras_layer", model_dir=str(fixtures))
+    weights = edit.weights(archive.weights_bytes)
+    keys = group_keys(edit.config, "tf_keras")
+    hub = read_vars(archive.weights_bytes, "layers/keras_layer")
+    # hub's order: the trainable kernel, gamma, beta, then the moving statistics.
+    assert [v.shape for v in hub] == [(3, 3, 3, 8), (8,), (8,), (8,), (8,)]
+    got = {name: read_vars(weights, keys[(name,)]) for name in ("conv2d", "batch_normalization", "head")}
+    assert np.array_equal(got["conv2d"][0], hub[0])
+    assert all(np.array_equal(a, b) for a, b in zip(got["batch_normalization"], hub[1:], strict=True))
+    assert len(got["head"]) == 2
