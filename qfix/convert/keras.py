@@ -44,6 +44,7 @@ def load_model(
     if custom_objects_module:
         import_custom_objects(custom_objects_module)
     import_tf()
+    objects: dict[str, Any] = {}  # classes qfix supplies itself (hub.KerasLayer, tf_keras only)
     if dialect == "keras3":
         import keras
 
@@ -51,10 +52,15 @@ def load_model(
     else:
         import tf_keras
 
-        loader, registered = tf_keras.models.load_model, tf_keras.saving.get_registered_object
+        from qfix.convert.hub import hub_objects
+        from qfix.model.archive import read_archive
+
+        objects = hub_objects(read_archive(p).config, p)
+        loader, known = tf_keras.models.load_model, tf_keras.saving.get_registered_object
+        registered = lambda name: objects.get(name) or known(name)  # noqa: E731
     vet_before_load(p, trust_lambdas, registered)
     try:
-        return loader(str(p), compile=False, safe_mode=not trust_lambdas)
+        return loader(str(p), compile=False, safe_mode=not trust_lambdas, custom_objects=objects or None)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
         raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_load_failure(e)}")
 

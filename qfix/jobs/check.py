@@ -60,8 +60,10 @@ class Result:
         return 1 if self.blockers or self.not_converted else 0
 
 
-def context(profile: Profile, opts: Options) -> Context:
-    return Context(profile, opts.mode, trust_lambdas=opts.trust_lambdas, custom_objects=opts.custom_objects)
+def context(profile: Profile, opts: Options, model: str | Path | None = None) -> Context:
+    """The rules' context; `model` is the model file (hub handles are relative to its folder)."""
+    return Context(profile, opts.mode, trust_lambdas=opts.trust_lambdas, custom_objects=opts.custom_objects,
+                   model_dir=str(Path(model).resolve().parent) if model is not None else None)
 
 
 def load(path: str | Path, opts: Options) -> tuple[KerasArchive, Graph, Profile, list[Violation]]:
@@ -69,7 +71,7 @@ def load(path: str | Path, opts: Options) -> tuple[KerasArchive, Graph, Profile,
     profile = load_profile(opts.target)
     archive = read_archive(path)
     graph = build_graph(archive.config, archive.dialect)
-    return archive, graph, profile, lint(graph, context(profile, opts), opts.select, opts.ignore)
+    return archive, graph, profile, lint(graph, context(profile, opts, path), opts.select, opts.ignore)
 
 
 def why_not_loadable(findings: list[Violation], opts: Options) -> str | None:

@@ -227,7 +227,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     archive, graph, profile, findings = load(path, opts)
     result = Result(path, archive, graph, profile, findings)
     run = FixRun(result, mode=opts.mode, unsafe=unsafe)
-    ctx = context(profile, opts)
+    ctx = context(profile, opts, path)
 
     original_weights = archive.weights_bytes
     config, weights, applied, run.skipped = apply_fixes(
@@ -394,7 +394,8 @@ def _mark_applied(result: Result, run: FixRun, fixed_graph, opts: Options) -> No
     or by another one (folding an input cast also removes the uint8 ⊕ float merge)."""
     if not run.active:
         return
-    remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, context(result.profile, opts), None, None)}
+    ctx = context(result.profile, opts, result.path)
+    remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, ctx, None, None)}
     for v in result.findings:
         if v.fix is not None and (v.code, v.location.layer) not in remaining:
             v.applied = True

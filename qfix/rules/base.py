@@ -46,6 +46,7 @@ class Context:
     mode: str = "ptq"  # "ptq" or "qat"
     trust_lambdas: bool = False  # --trust-lambdas: Lambda bytecode may run when loading
     custom_objects: str | None = None  # --custom-objects MODULE: custom classes may be imported
+    model_dir: str | None = None  # the model file's folder: relative paths in the model (hub handles) start there
 
 
 class ModelRule:

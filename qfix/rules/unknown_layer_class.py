@@ -7,7 +7,10 @@ Finds layers in a `.keras` config whose class is not part of Keras: custom layer
 ## Why is this bad?
 Loading the model means importing and running that class's code. qfix never imports it
 unless you pass `--custom-objects MODULE`; tfmot needs a QuantizeConfig for each custom
-layer; hub.KerasLayer does not work with Keras 3 at all.
+layer. A `hub.KerasLayer` is the exception: qfix loads it itself (tensorflow_hub is a known
+package) when the model is a tf_keras model and its handle is a local SavedModel folder
+(relative to the model file's folder, then the current directory); a remote handle is never
+downloaded, and hub.KerasLayer does not work with Keras 3 at all.
 
 ## Example
 ```json
@@ -16,8 +19,8 @@ layer; hub.KerasLayer does not work with Keras 3 at all.
 
 ## Use instead
 Pass `--custom-objects my_pkg.layers` to let qfix load it, or rebuild the block from
-built-in layers. For hub.KerasLayer, load the backbone as a Keras model (keras.applications
-or the model's own Keras export).
+built-in layers. For hub.KerasLayer, download the SavedModel and point the handle at its
+folder; with `--mode qat`, QF507 inlines a Keras-saved backbone.
 
 ## Fix safety
 Display-only.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 from qfix.model.cases import functional_config
 from qfix.model.builtin_layers import is_builtin
+from qfix.model.hub import HubError, is_hub_layer, resolve_handle
 from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule
 
@@ -51,10 +55,16 @@ class UnknownLayerClass(ModelRule):
             if is_builtin(layer):
                 continue
             ident = layer.registered_name or f"{layer.module}.{layer.class_name}"
-            if layer.class_name == "KerasLayer" or "tensorflow_hub" in layer.module:
-                msg = (f"{layer.name!r} is a hub.KerasLayer ({ident}): it loads a SavedModel at run "
-                       "time, does not work with Keras 3, and tfmot cannot quantize it")
-                fix = "replace the hub layer by the backbone as a Keras model"
+            if is_hub_layer(layer):
+                try:  # a local SavedModel: qfix loads it (tf_keras), QF507 handles it in --mode qat
+                    resolve_handle(layer.config.get("handle"), ctx.model_dir)
+                    if graph.dialect == "tf_keras":
+                        continue
+                    why = "hub.KerasLayer is a tf_keras layer and does not work with Keras 3"
+                except HubError as exc:
+                    why = str(exc)
+                msg = f"{layer.name!r} is a hub.KerasLayer ({ident}) that qfix cannot load: {why}"
+                fix = "point the handle at a local SavedModel folder, in a tf_keras model"
             elif allowed:
                 msg = f"{layer.name!r} is a custom class {ident!r}, loaded from --custom-objects {allowed}"
                 fix = "give the layer a tfmot QuantizeConfig if you use --mode qat"
