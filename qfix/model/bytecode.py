@@ -23,9 +23,9 @@ import json
 import math
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 MAX_BYTES = 64 * 1024  # a lambda's code object is a few hundred bytes
 MAX_INSTRUCTIONS = 400
@@ -164,6 +164,18 @@ class Seq(Expr):
 
 
 NONE = Const(None)
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """`e` and every expression inside it."""
+    yield e
+    for f in fields(e):
+        v = getattr(e, f.name)
+        for item in v if isinstance(v, tuple) else (v,):
+            if isinstance(item, tuple) and len(item) == 2:  # a (keyword, value) pair
+                item = item[1]
+            if isinstance(item, Expr):
+                yield from walk(item)
 
 
 # --- reading -------------------------------------------------------------------------------
