@@ -43,7 +43,10 @@ import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
 resource.setrlimit(resource.RLIMIT_CPU, (5, 5))
 import dis, json, marshal, math, types
+budget = [2000]  # constant nodes: marshal refs can make a small blob a huge tree
 def lit(v):
+    budget[0] -= 1
+    if budget[0] < 0: raise ValueError("constants larger than a lambda's")
     if v is None or isinstance(v, bool): return v
     if isinstance(v, int): return v if abs(v) < 10 ** 18 else {"big": len(str(v)) if v.bit_length() < 100000 else -1}
     if isinstance(v, float): return v if math.isfinite(v) else {"float": repr(v)}
@@ -204,8 +207,14 @@ def decode(code_b64: Any) -> bytes | Unreadable:
 
 @lru_cache(maxsize=256)
 def _disassemble(raw: bytes) -> Disassembly | Unreadable:
+    return run_reader(raw, _CHILD)
+
+
+def run_reader(raw: bytes, script: str) -> Disassembly | Unreadable:
+    """Run the reader `script` on `raw` in a plain-Python child (isolated: no site, no
+    PYTHONPATH, no current directory on the path); its crash or timeout is an Unreadable."""
     try:
-        proc = subprocess.run([sys.executable, "-I", "-S", "-c", _CHILD], input=raw, capture_output=True,
+        proc = subprocess.run([sys.executable, "-I", "-S", "-c", script], input=raw, capture_output=True,
                               timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         return Unreadable(f"the body could not be read: the reader timed out after {TIMEOUT_S:.0f} s")
@@ -222,8 +231,11 @@ def _disassemble(raw: bytes) -> Disassembly | Unreadable:
         return Unreadable("the body could not be read: the reader printed no result")
     if "error" in data:
         return Unreadable(f"the body could not be read: {data['error']}")
-    return Disassembly(tuple(data["params"]), data["kwonly"], data["flags"], tuple(data["freevars"]),
-                       tuple(data["instructions"]))
+    try:
+        return Disassembly(tuple(data["params"]), int(data["kwonly"]), int(data["flags"]),
+                           tuple(data["freevars"]), tuple(i for i in data["instructions"] if isinstance(i, dict)))
+    except (KeyError, TypeError, ValueError):
+        return Unreadable("the body could not be read: the reader printed an incomplete result")
 
 
 def disassemble(code_b64: Any) -> Disassembly | Unreadable:

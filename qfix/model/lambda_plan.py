@@ -93,7 +93,7 @@ def op_expr(raw: dict[str, Any]) -> Expr | Unreadable:
     if len(tensors) != 1:
         return Unreadable("the op reads more than one tensor")
     kwargs = node_kwargs(nodes[0])
-    func = Name("tensorflow." + fn)
+    func = Name("tf." + fn)
     if raw.get("class_name") == "SlicingOpLambda" or canonical(func.dotted) in T.GETITEM:
         index = _slice_spec(kwargs.get("slice_spec"))
         if index is None or set(kwargs) - {"slice_spec"}:
