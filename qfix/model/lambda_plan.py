@@ -45,6 +45,15 @@ def canonical(dotted: str) -> str:
     return dotted
 
 
+def recorded_input_shape(layer: Any) -> list | None:
+    """The input shape recorded for a `qfix.model.graph.Layer` (its build_config, else the
+    tensor reference it reads), batch axis included; None when neither is known."""
+    shape = (layer.raw.get("build_config") or {}).get("input_shape")
+    if isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape):
+        return shape
+    return list(layer.inputs[0].shape) if len(layer.inputs) == 1 and layer.inputs[0].shape is not None else None
+
+
 # --- the tf_keras op layers as expressions -------------------------------------------------
 
 

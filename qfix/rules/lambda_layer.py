@@ -69,10 +69,9 @@ from qfix.types import Applicability
 from qfix.model import rewrites
 from qfix.model.bytecode import Expr, Input, Unreadable, read_lambda, render, walk
 from qfix.model.cases import functional_config, sequential_config
-from qfix.model.lambda_plan import Plan, plan
+from qfix.model.lambda_plan import Plan, plan, recorded_input_shape
 from qfix.model.rewrites import Rewrite
 from qfix.rules.base import ModelCase, ModelRule
-from qfix.rules.tf_op_layer import layer_input_shape
 
 _RELU6 = {"tensorflow.nn.relu6", "keras.activations.relu6", "keras.ops.relu6", "keras.ops.nn.relu6", "keras.backend.relu6"}
 _RELU = {"tensorflow.nn.relu", "keras.activations.relu", "keras.ops.relu", "keras.ops.nn.relu", "keras.backend.relu"}
@@ -344,7 +343,7 @@ class LambdaLayerModel(ModelRule):
                 )
                 continue
             shown = render(body)
-            p = plan(body, layer_input_shape(layer), graph.dialect)
+            p = plan(body, recorded_input_shape(layer), graph.dialect)
             if isinstance(p, Plan):
                 yield self.violation(
                     f"Lambda {layer.name!r} computes `{shown}` (read from its bytecode, not run), which the "

@@ -51,25 +51,15 @@ quantization-aware training with tfmot).
 
 from __future__ import annotations
 
-from typing import Any
-
 from qfix.model import rewrites
 from qfix.model.bytecode import Unreadable, render
 from qfix.model.cases import functional_config
-from qfix.model.lambda_plan import Plan, op_expr
+from qfix.model.lambda_plan import Plan, op_expr, recorded_input_shape
 from qfix.model.rewrites import Rewrite
 from qfix.model.rewrites.lambda_to_builtin import read_plan
 from qfix.model.rewrites.tf_op_to_builtin import OP_CLASSES
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
-
-
-def layer_input_shape(layer) -> Any:
-    """The input shape recorded for a graph layer (its build_config, else the tensor it reads)."""
-    shape = (layer.raw.get("build_config") or {}).get("input_shape")
-    if isinstance(shape, list) and all(d is None or isinstance(d, int) for d in shape):
-        return shape
-    return list(layer.inputs[0].shape) if len(layer.inputs) == 1 and layer.inputs[0].shape is not None else None
 
 
 def _op_case(name: str, function: str, kwargs: dict, shape=(None, 8, 8, 4)) -> dict:
@@ -101,7 +91,7 @@ class TfOpLayer(ModelRule):
             if layer.class_name not in OP_CLASSES:
                 continue
             call = op_expr(layer.raw)
-            p = read_plan(call, layer_input_shape(layer), graph.dialect)
+            p = read_plan(call, recorded_input_shape(layer), graph.dialect)
             shown = render(call) if not isinstance(call, Unreadable) else layer.config.get("function")
             what = f"{layer.class_name} {layer.name!r} computes `{shown}`"
             if isinstance(p, Plan):

@@ -70,6 +70,6 @@ from qfix.model.rewrites.upsampling1d_to_resizing import upsampling1d_to_resizin
 from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  # noqa: E402
 
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "densify_grouped_conv", "flatten_nested", "fold_input_cast",
-           "gelu_tanh", "hard_swish", "hard_swish_spelled", "lambda_to_builtin", "leaky_relu_to_prelu", "mixed_merge_cast", "narrow_64bit",
-           "split_grouped_conv", "static_batch", "tf_op_to_builtin", "unfuse_transpose_conv", "unroll_rnn",
-           "upsampling1d_to_resizing", "upsampling_to_resizing"]
+           "gelu_tanh", "hard_swish", "hard_swish_spelled", "lambda_to_builtin", "leaky_relu_to_prelu",
+           "mixed_merge_cast", "narrow_64bit", "split_grouped_conv", "static_batch", "tf_op_to_builtin",
+           "unfuse_transpose_conv", "unroll_rnn", "upsampling1d_to_resizing", "upsampling_to_resizing"]
