@@ -58,7 +58,9 @@ def lit(v):
 try:
     code = marshal.loads(sys.stdin.buffer.read())
 except Exception as exc:
-    print(json.dumps({"error": "not marshal data of this Python (%s)" % type(exc).__name__})); sys.exit(0)
+    print(json.dumps({"error": "not marshal data of this Python (%d.%d, %s): another Python version wrote it, "
+                               "or it is not a function's code" % (sys.version_info[0], sys.version_info[1],
+                                                                    type(exc).__name__)})); sys.exit(0)
 if not isinstance(code, types.CodeType):
     print(json.dumps({"error": "a marshalled %s, not a code object" % type(code).__name__})); sys.exit(0)
 try:
