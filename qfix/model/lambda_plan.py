@@ -23,10 +23,19 @@ class Step:
     class_name: str
     config: dict[str, Any]
     weights: tuple[np.ndarray, ...] = field(default=(), compare=False)
+    note: str = ""  # what the config does not say (a selection kernel's channels)
 
     def spelled(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items() if k != "trainable")
-        return f"{self.class_name}({args})"
+        """`ReLU(max_value=6.0)`: the config without its defaults."""
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items()
+                         if k not in _QUIET and not (k in _QUIET_IF and v == _QUIET_IF[k])
+                         and not (k == "activation" and v == "linear" and self.class_name != "Activation"))
+        return f"{self.class_name}({args}){self.note}"
+
+
+_QUIET = {"trainable", "strides", "padding", "data_format", "dilation_rate", "groups", "crop_to_aspect_ratio",
+          "pad_to_aspect_ratio", "fill_mode", "fill_value", "antialias"}
+_QUIET_IF = {"negative_slope": 0.0, "threshold": 0.0, "offset": 0.0}
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,8 @@ def op_expr(raw: dict[str, Any]) -> Expr | Unreadable:
         return Subscript(Input("x"), index)
     kws = []
     for k, v in kwargs.items():
+        if k == "name" and v is None:  # tf_keras records the op's default name argument
+            continue
         e = _literal(v)
         if e is None:
             return Unreadable(f"the op's argument {k!r} is another tensor (a two-input op)")
@@ -393,7 +404,9 @@ def _slice(index: Expr, in_shape: Any) -> Plan | str:
             kernel = kernel.reshape(1, 1, *kernel.shape)
         else:
             cfg = {"units": len(sel), "activation": "linear", "use_bias": False, "trainable": False}
-        steps.append(Step(cls, cfg, (kernel,)))
+        chosen = list(sel)
+        shown = f"{chosen[:8]}"[:-1] + (", …]" if len(chosen) > 8 else "]")
+        steps.append(Step(cls, cfg, (kernel,), f" with a fixed 0/1 kernel selecting channels {shown}"))
     if not steps:
         return Plan((Step("Activation", {"activation": "linear"}),))  # x[:, :] is x
     return Plan(tuple(steps))
