@@ -283,7 +283,8 @@ class _Stop(Exception):
 
 def evaluate(dis_: Disassembly, bindings: dict[str, Any] | None = None) -> Expr | Unreadable:
     """The expression the lambda returns, over `Input(<its first parameter>)`. `bindings` give
-    constant values to further parameters (the Lambda's `arguments`)."""
+    constant values to further parameters (the Lambda's `arguments`, the function's defaults)
+    and to the variables it reads from its enclosing function (the stored closure)."""
     bindings = bindings or {}
     if not dis_.params or dis_.flags & (_CO_VARARGS | _CO_VARKEYWORDS) or dis_.kwonly:
         return Unreadable("the lambda does not take exactly one tensor (it has *args, **kwargs or keyword-only "
@@ -291,9 +292,10 @@ def evaluate(dis_: Disassembly, bindings: dict[str, Any] | None = None) -> Expr 
     extra = [p for p in dis_.params[1:] if p not in bindings]
     if extra:
         return Unreadable(f"the lambda takes parameters qfix has no value for ({', '.join(extra)})")
-    if dis_.freevars:
-        return Unreadable(f"the lambda reads variables of its enclosing function ({', '.join(dis_.freevars)}), "
-                          "whose values the file does not hold")
+    unbound = [v for v in dis_.freevars if v not in bindings]
+    if unbound:
+        return Unreadable(f"the lambda reads variables of its enclosing function ({', '.join(unbound)}), "
+                          "whose values the file does not hold as constants")
     try:
         return _run(dis_, bindings)
     except _Stop as exc:
@@ -396,6 +398,8 @@ def _run(dis_: Disassembly, bindings: dict[str, Any]) -> Expr:
             return result
         elif op == "RETURN_CONST":
             return Const(_const(val))
+        elif op == "LOAD_DEREF" and val in dis_.freevars and val in bindings:
+            stack.append(Const(bindings[val]))
         elif op in ("LOAD_DEREF", "LOAD_CLOSURE", "LOAD_CLASSDEREF"):
             raise _Stop(f"the lambda reads a closure variable {val!r}")
         elif op.startswith("IMPORT"):
@@ -422,11 +426,18 @@ def read_lambda(config: dict) -> Expr | Unreadable:
     dis_ = disassemble(code)
     if isinstance(dis_, Unreadable):
         return dis_
+    fn = config.get("function")
+    stored = (fn.get("config") or {}) if isinstance(fn, dict) else dict(zip(("code", "defaults", "closure"), fn))
+    defaults, closure = stored.get("defaults") or [], stored.get("closure") or []
     arguments = config.get("arguments") or {}
-    if not isinstance(arguments, dict) or not all(
-            isinstance(v, (int, float, bool, str)) or v is None for v in arguments.values()):
-        return Unreadable("the Lambda's `arguments` are not plain constants")
-    return evaluate(dis_, dict(arguments))
+    if not (isinstance(arguments, dict) and isinstance(defaults, list) and isinstance(closure, list)):
+        return Unreadable("the Lambda's `arguments`, defaults or closure are not plain constants")
+    bindings: dict[str, Any] = dict(zip(dis_.params[len(dis_.params) - len(defaults):], defaults))
+    bindings.update(zip(dis_.freevars, closure))
+    bindings.update(arguments)
+    if not all(isinstance(v, (int, float, bool, str)) or v is None for v in bindings.values()):
+        return Unreadable("the Lambda's `arguments`, defaults or closure are not plain constants")
+    return evaluate(dis_, bindings)
 
 
 # --- rendering ----------------------------------------------------------------------------

@@ -63,6 +63,21 @@ def test_lambda_arguments_are_bound_as_constants():
     assert isinstance(body, bc.Unreadable) and "scale" in body.reason
 
 
+def test_stored_defaults_and_closure_are_bound_as_constants():
+    """What `func_dump` stores beside the code (Keras 3 `defaults`/`closure`, tf_keras
+    `function[1:]`): the values a lambda reads from its defaults and enclosing function."""
+    fn = _def_closure()
+    code = b64(fn.__code__)
+    keras3 = {"function": {"class_name": "__lambda__", "config": {"code": code, "defaults": None, "closure": [2.0]}}}
+    tf_keras = {"function": [code, None, [2.0]], "function_type": "lambda"}
+    for cfg in (keras3, tf_keras):
+        assert bc.render(bc.read_lambda(cfg)) == "x * 2.0"
+    dflt = b64((lambda x, s=0.5: x * s).__code__)
+    assert bc.render(bc.read_lambda({"function": [dflt, [0.5], None], "function_type": "lambda"})) == "x * 0.5"
+    opaque = {"function": [code, None, [{"class_name": "Tensor"}]], "function_type": "lambda"}
+    assert "not plain constants" in bc.read_lambda(opaque).reason
+
+
 def test_tf_keras_and_keras3_configs_really_saved():
     """`lambda t: t / 127.5 - 1.0` as tf_keras 2.21 and Keras 3.15 saved it (Python 3.11)."""
     code = ("4wEAAAAAAAAAAAAAAAIAAAADAAAA8xIAAACXAHwAZAF6CwAAZAJ6CgAAUwCpA07nAAAAAADgX0Dn\n"
@@ -306,3 +321,66 @@ def test_an_op_of_two_tensors_is_not_rewritten():
            "inbound_nodes": [["dense", 0, 0, {"y": ["dense_1", 0, 0], "name": None}]]}
     got = op_expr(raw)
     assert isinstance(got, bc.Unreadable) and "two-input" in got.reason
+
+
+# --- the rewrites on configs (no TensorFlow; float equivalence: tests/jobs/test_lambda_rewrites.py)
+
+
+def _lambda_cfg(fn) -> dict:
+    return {"function": {"class_name": "__lambda__", "config": {"code": b64(fn.__code__)}}, "arguments": {}}
+
+
+def _fix(config, code="QF202", mode="ptq"):
+    from qfix.jobs.check import Options, context
+    from qfix.jobs.fix import apply_fixes
+    from qfix.model.cases import empty_weights
+    from qfix.targets import load_profile
+
+    opts = Options(target="edgetpu", select=[code], mode=mode)
+    return apply_fixes(config, empty_weights(config), "keras3", context(load_profile("edgetpu"), opts), opts,
+                       unsafe=False)
+
+
+def test_a_lambda_inside_a_nested_model_is_rewritten_in_its_scope():
+    from qfix.model.cases import functional_config
+    from qfix.model.graph import build_graph
+
+    inner = functional_config([("a", (None, 8, 8, 4), "float32")], [("lam", "Lambda", _lambda_cfg(lambda t: t * 0.5),
+                                                                     ["a"])], ["lam"], name="inner")
+    outer = functional_config([("x", (None, 8, 8, 4), "float32")],
+                              [("inner", "Functional", {"__sub": inner}, ["x"])], ["inner"])
+    config, _, applied, skipped = _fix(outer)
+    assert [f.layer for f in applied] == ["lam"] and not skipped
+    (path, layer), = [(p, l) for p, l in build_graph(config, "keras3").walk() if l.name == "lam"]
+    assert path == ("inner",) and layer.class_name == "Rescaling" and layer.config["scale"] == 0.5
+
+
+def test_the_selection_kernel_is_written_into_the_weights():
+    from qfix.model.cases import functional_config
+    from qfix.model.weights import group_keys, read_vars
+
+    config = functional_config([("x", (None, 8, 8, 5), "float32")],
+                               [("lam", "Lambda", _lambda_cfg(lambda t: t[..., 1:4]), ["x"])], ["lam"])
+    config["config"]["layers"][1]["build_config"] = {"input_shape": [None, 8, 8, 5]}
+    fixed, weights, applied, skipped = _fix(config)
+    assert len(applied) == 1 and not skipped
+    (kernel,) = read_vars(weights, group_keys(fixed, "keras3")[("lam",)])
+    expected = np.zeros((1, 1, 5, 3), np.float32)
+    expected[0, 0, [1, 2, 3], [0, 1, 2]] = 1.0
+    np.testing.assert_array_equal(kernel, expected)
+
+
+def test_an_unreadable_lambda_is_reported_with_what_it_computes():
+    from qfix.jobs.check import Options, context
+    from qfix.model.cases import functional_config
+    from qfix.model.graph import build_graph
+    from qfix.rules.lint import lint
+    from qfix.targets import load_profile
+    from qfix.types import Applicability
+
+    config = functional_config([("x", (None, 4), "float32")],
+                               [("lam", "Lambda", _lambda_cfg(lambda t: t * t + 1.0), ["x"])], ["lam"])
+    (v,) = [f for f in lint(build_graph(config, "keras3"), context(load_profile("edgetpu"), Options()))
+            if f.code == "QF202"]
+    assert "`t * t + 1.0`" in v.message and v.fix.applicability is Applicability.DISPLAY_ONLY
+    assert "def call(self, t): return t * t + 1.0" in v.fix.description
