@@ -64,7 +64,8 @@ except Exception as exc:
 if not isinstance(code, types.CodeType):
     print(json.dumps({"error": "a marshalled %s, not a code object" % type(code).__name__})); sys.exit(0)
 try:
-    if any(isinstance(c, types.CodeType) for c in code.co_consts): raise ValueError("a nested function or comprehension")
+    if any(isinstance(c, types.CodeType) for c in code.co_consts):
+        raise ValueError("a nested function or comprehension")
     out = []
     for i in dis.get_instructions(code):
         if i.opname in ("LOAD_CONST", "RETURN_CONST", "KW_NAMES"):  # dis leaves KW_NAMES' argval unknown
