@@ -1,7 +1,15 @@
 """QF202 lambda-layer: Lambda layers (model and source).
 
 ## What it does
-Model side: finds Lambda layers in a `.keras` config. qfix never runs or decompiles them.
+Model side: finds Lambda layers in a `.keras` config and reads what each one computes from
+its stored bytecode, without running it: the bytes are unmarshalled and disassembled in a
+short-lived plain-Python child process and evaluated symbolically (`qfix.model.bytecode`).
+When the body is in qfix's table (`qfix.model.lambda_table`: scale and offset, relu/relu6/clip
+from 0, sigmoid/tanh/softmax/swish, resize, spatial and channel slices, spatial mean, reshape
+keeping the batch), the Lambda is replaced by the built-in layer computing the same thing, in
+every mode. Otherwise the finding shows the decompiled expression and how to write it as a
+layer; a body that cannot be read (another Python version, not code, a closure, control flow)
+says why.
 
 Source side: flags `keras.layers.Lambda` layers. When the body is a simple expression of
 its one input - a scale and/or offset (`x / 127.5 - 1`), `relu6`, `relu`, a clip from 0, or
@@ -35,8 +43,13 @@ Source: safe, the built-in layer computes the same values (`x / c` becomes `x * 
 which differs by at most one float32 ulp) and neither layer has weights, so no weight is
 re-keyed. Lambdas with other bodies get display-only guidance.
 
-Model: display-only, the body is never decompiled; fix the source that builds the model
-(`qfix train.py`), or pass `--trust-lambdas` to convert a model you trust as it is.
+Model: safe for a body in the table: the rewrite reads the bytecode and never runs it, and
+each row is the same float function (a channel slice becomes a non-trainable 1×1 Conv2D or
+Dense with a 0/1 selection kernel and no bias, written into model.weights.h5: exact). The
+written model has no Lambda, so it loads without `--trust-lambdas`; proving the rewrite still
+loads the original, which needs `--trust-lambdas` (`--diff` shows the rewrite without loading).
+Other bodies: display-only; fix the source that builds the model (`qfix train.py`), or pass
+`--trust-lambdas` to convert a model you trust as it is.
 
 ## Targets
 Every target: the rule reads no property of the target's profile.
@@ -44,13 +57,20 @@ Every target: the rule reads no property of the target's profile.
 
 from __future__ import annotations
 
+import base64
+import marshal
+
 import libcst as cst
 
 from qfix.source.names import last_name
 from qfix.source.rule import AddImport, Invalid, RemoveUnusedImport, Replace, SourceRule, Valid
 from qfix.source.util import arg, expr, is_const, number, string_value, uses_name
 from qfix.types import Applicability
-from qfix.model.cases import functional_config
+from qfix.model import rewrites
+from qfix.model.bytecode import Expr, Input, Unreadable, read_lambda, render, walk
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.lambda_plan import Plan, plan, recorded_input_shape
+from qfix.model.rewrites import Rewrite
 from qfix.rules.base import ModelCase, ModelRule
 
 _RELU6 = {"tensorflow.nn.relu6", "keras.activations.relu6", "keras.ops.relu6", "keras.ops.nn.relu6", "keras.backend.relu6"}
@@ -285,35 +305,65 @@ class LambdaLayer(SourceRule):
 # --- model side ----------------------------------------------------------------------------
 
 
+def _lambda_case(body, *, sequential: bool = False, shape=(None, 8, 8, 4)) -> dict:
+    """An embedded case: one Lambda on input `x` holding the marshalled code of `body` (a
+    lambda compiled here, by this interpreter, as Keras would store it)."""
+    code = base64.b64encode(marshal.dumps(body.__code__)).decode("ascii")
+    cfg = {"function": {"class_name": "__lambda__", "config": {"code": code, "defaults": None, "closure": None}},
+           "arguments": {}}
+    if sequential:
+        return sequential_config(("x", shape, "float32"), [("lam", "Lambda", cfg, shape)])
+    return functional_config([("x", shape, "float32")], [("lam", "Lambda", cfg, ["x"])], ["lam"])
+
+
 class LambdaLayerModel(ModelRule):
     """Model side of QF202 lambda-layer; documented once, in the module docstring
     (`qfix rule QF202`)."""
 
     code = "QF202"
     name = "lambda-layer"
-    fix_applicability = Applicability.DISPLAY_ONLY
+    fix_applicability = Applicability.SAFE
     blocks_loading = True
     opt_in = "trust_lambdas"
     refusal = "Lambda {layer!r} would run bytecode from the file (--trust-lambdas)"
 
     def check(self, graph, ctx):
         trusted = ctx.trust_lambdas
-        for _, layer in graph.walk():
-            if layer.class_name == "Lambda":
-                fn = layer.config.get("function")
-                kind = "Python bytecode" if isinstance(fn, (list, dict)) else "a function reference"
-                tail = "loaded because --trust-lambdas was given" if trusted else \
-                    "qfix never runs it; the model cannot be converted without --trust-lambdas"
+        for path, layer in graph.walk():
+            if layer.class_name != "Lambda":
+                continue
+            tail = "loaded because --trust-lambdas was given" if trusted else \
+                "qfix never runs it; the model cannot be loaded without --trust-lambdas"
+            body = read_lambda(layer.config)
+            if isinstance(body, Unreadable):
                 yield self.violation(
-                    f"Lambda {layer.name!r} holds {kind}; {tail}",
-                    layer.name,
+                    f"Lambda {layer.name!r}: {body.reason}; {tail}", layer.name, pointer=layer.pointer,
+                    applicability=Applicability.DISPLAY_ONLY,
                     fix="replace the Lambda with a built-in layer in the code that builds the model",
-                    pointer=layer.pointer,
+                )
+                continue
+            shown = render(body)
+            p = plan(body, recorded_input_shape(layer), graph.dialect)
+            if isinstance(p, Plan):
+                yield self.violation(
+                    f"Lambda {layer.name!r} computes `{shown}` (read from its bytecode, not run), which the "
+                    f"built-in {p.spelled()} computes exactly; {tail}", layer.name, pointer=layer.pointer,
+                    fix=f"replace the Lambda with {p.spelled()}",
+                    rewrite=Rewrite(rewrites.lambda_to_builtin, path, layer.name),
+                )
+            else:
+                yield self.violation(
+                    f"Lambda {layer.name!r} computes `{shown}` (read from its bytecode, not run); qfix has no "
+                    f"built-in layer for it ({p}); {tail}", layer.name, pointer=layer.pointer,
+                    applicability=Applicability.DISPLAY_ONLY,
+                    fix=("write it as a layer in the code that builds the model: `class Op(keras.layers.Layer): "
+                         f"def call(self, {_param(body)}): return {shown}` registered with "
+                         "@keras.saving.register_keras_serializable() (and a QuantizeConfig for tfmot)"),
                 )
 
     CASES = [
         ModelCase(
-            "lambda",
+            "garbage-code",
             functional_config(
                 [("x", (None, 4), "float32")],
                 [("lam", "Lambda", {"function": {"class_name": "__lambda__", "config": {"code": "4wEA"}}}, ["x"])],
@@ -322,9 +372,22 @@ class LambdaLayerModel(ModelRule):
             fires=True,
             count=1,
         ),
+        ModelCase("scale-offset", _lambda_case(lambda x: x / 127.5 - 1.0), fires=True, count=1,
+                  expected={"class_name": "Rescaling", "config": {"name": "lam", "scale": 1 / 127.5, "offset": -1.0}}),
+        ModelCase("sequential-relu6", _lambda_case(lambda t: tf.nn.relu6(t), sequential=True),  # noqa: F821
+                  fires=True, count=1,
+                  expected={"class_name": "ReLU", "config": {"name": "lam", "max_value": 6.0}}),
+        ModelCase("spatial-slice", _lambda_case(lambda x: x[:, 1:7, 2:6, :]), fires=True, count=1, mode="qat",
+                  expected={"class_name": "Cropping2D", "config": {"cropping": [[1, 1], [2, 2]]}}),
+        ModelCase("not-in-table", _lambda_case(lambda x: x * x), fires=True, count=1),
         ModelCase(
             "builtin",
             functional_config([("x", (None, 4), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
             fires=False,
         ),
     ]
+
+
+def _param(body: Expr) -> str:
+    """The name the lambda gave its input."""
+    return next((e.name for e in walk(body) if isinstance(e, Input)), "x")

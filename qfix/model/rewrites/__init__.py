@@ -58,17 +58,19 @@ from qfix.model.rewrites.gelu_tanh import gelu_tanh  # noqa: E402
 from qfix.model.rewrites.hard_swish import hard_swish  # noqa: E402
 from qfix.model.rewrites.hard_swish_spelled import hard_swish_spelled  # noqa: E402
 from qfix.model.rewrites.inline_hub import inline_hub  # noqa: E402
+from qfix.model.rewrites.lambda_to_builtin import lambda_to_builtin  # noqa: E402
 from qfix.model.rewrites.leaky_relu_to_prelu import leaky_relu_to_prelu  # noqa: E402
 from qfix.model.rewrites.mixed_merge_cast import mixed_merge_cast  # noqa: E402
 from qfix.model.rewrites.narrow_64bit import narrow_64bit  # noqa: E402
 from qfix.model.rewrites.split_grouped_conv import split_grouped_conv  # noqa: E402
 from qfix.model.rewrites.static_batch import static_batch  # noqa: E402
+from qfix.model.rewrites.tf_op_to_builtin import tf_op_to_builtin  # noqa: E402
 from qfix.model.rewrites.unfuse_transpose_conv import unfuse_transpose_conv  # noqa: E402
 from qfix.model.rewrites.unroll_rnn import unroll_rnn  # noqa: E402
 from qfix.model.rewrites.upsampling1d_to_resizing import upsampling1d_to_resizing  # noqa: E402
 from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  # noqa: E402
 
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "densify_grouped_conv", "flatten_nested", "fold_input_cast",
-           "gelu_tanh", "hard_swish", "hard_swish_spelled", "inline_hub", "leaky_relu_to_prelu", "mixed_merge_cast",
-           "narrow_64bit", "split_grouped_conv", "static_batch", "unfuse_transpose_conv", "unroll_rnn",
-           "upsampling1d_to_resizing", "upsampling_to_resizing"]
+           "gelu_tanh", "hard_swish", "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "leaky_relu_to_prelu",
+           "mixed_merge_cast", "narrow_64bit", "split_grouped_conv", "static_batch", "tf_op_to_builtin",
+           "unfuse_transpose_conv", "unroll_rnn", "upsampling1d_to_resizing", "upsampling_to_resizing"]
