@@ -243,7 +243,9 @@ def _chain_sequential(layers: dict[str, Layer], cfg: dict[str, Any]) -> tuple[li
     for prev, cur in zip(order, order[1:]):
         cur.calls = [[TensorRef(prev.name, 0, 0)]]
         cur.call_kwargs = [{}]
-    return [TensorRef(order[0].name, 0, 0)], [TensorRef(order[-1].name, 0, 0)] if order else []
+    if not order:  # a Sequential without layers: no inputs, no outputs
+        return [], []
+    return [TensorRef(order[0].name, 0, 0)], [TensorRef(order[-1].name, 0, 0)]
 
 
 def _infer(graph: Graph) -> None:
