@@ -253,3 +253,11 @@ def test_transformer_block_edit_loads_in_keras(dialect, tmp_path):
     edit.insert_after(("tokens", 0, 0), make_layer("Activation", {"activation": "linear"}, a.dialect, "pre"))
     _, diff = _load_and_compare(a, edit.config, edit.weights(a.weights_bytes), tmp_path)
     assert diff <= 1e-5
+
+
+@pytest.mark.parametrize("dialect", ["keras3", "tf_keras"])
+def test_sequential_without_layers_has_no_inputs_or_outputs(dialect):
+    """A config whose Sequential lost its layers (a fuzzed hub_seed mutant did) is an empty
+    graph, not an IndexError."""
+    graph = build_graph({"class_name": "Sequential", "config": {"name": "s", "layers": []}}, dialect)
+    assert (graph.inputs, graph.outputs, list(graph.walk())) == ([], [], [])
