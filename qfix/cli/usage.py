@@ -43,7 +43,7 @@ def check_usage(given: set[str], *, models: bool, select: list[str] | None, igno
     for a, b, why in CONFLICTS + (MODEL_CONFLICTS if models else ()):
         if a in given and b in given:
             raise error("QF914", f"{a} and {b} do not combine: {why}")
-    for opt, why in QAT_CONFLICTS if qat else ():
+    for opt, why in QAT_CONFLICTS if qat and models else ():
         if opt in given:
             raise error("QF914", f"--mode qat and {opt} do not combine: {why}")
     wrong = SOURCE_ONLY if models else MODEL_ONLY

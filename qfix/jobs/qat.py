@@ -55,7 +55,7 @@ class QatRun:
     translated: bool = False  # the input was Keras 3, translated to tf_keras
     outputs: dict[str, str | None] = field(default_factory=lambda: {"model": None})
     not_written: str | None = None  # why no `.qfix.qat.keras` was written
-    output_name: str = ""  # the `.qfix.qat.keras` name the snippet loads
+    output_path: str = ""  # where the `.qfix.qat.keras` goes (the snippet loads it)
     custom_objects: str | None = None
 
     @property
@@ -114,7 +114,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     result = Result(path, archive, graph, profile, findings)
     run = QatRun(result, check, custom_objects=opts.custom_objects)
     outputs = qat_output_paths(path, out_dir)
-    run.output_name = outputs.model.name
+    run.output_path = str(outputs.model)
     result.timings["static"] = time.perf_counter() - t0
 
     tfk = tf_keras_input(archive)

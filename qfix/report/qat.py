@@ -4,6 +4,7 @@ snippet (`training_snippet`, executed by tests/jobs/test_qat_job.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,8 +22,9 @@ def training_snippet(run) -> str:
     Optimize.DEFAULT and the target's integer I/O at a fixed batch, without the INT8-only op
     set (on TF 2.21 it makes the converter demand a representative dataset, errors.md C1)."""
     recipe = run.result.profile.recipe
-    model = run.outputs.get("model") or (run.output_name if run.fixes or run.translated else str(run.result.path))
-    stem = run.output_name.removesuffix(".qfix.qat.keras") or "model"
+    rewritten = bool(run.fixes) or run.translated  # else the input is what tfmot accepts, as it is
+    model = run.output_path if rewritten else str(run.result.path)
+    stem = Path(run.output_path).name.removesuffix(".qfix.qat.keras") or "model"
     custom = f"import {run.custom_objects}  # registers your custom layers\n" if run.custom_objects else ""
     io = (f"converter.inference_input_type = tf.{recipe.io_dtype}\n"
           f"converter.inference_output_type = tf.{recipe.io_dtype}\n") if recipe.full_integer else ""
