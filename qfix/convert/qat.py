@@ -42,6 +42,7 @@ _LAYER_NAMED = (
     re.compile(r'calling layer "(?P<layer>[^"]+)"'),  # B6: 'Exception encountered when calling layer "tf.math.add"'
     re.compile(r"Cannot deserialize object of type `(?P<cls>\w+)`"),  # B4: an unregistered custom class
 )
+_RAISED = re.compile(r"\b\w+(?:Error|Exception): .+")
 
 
 @dataclass
@@ -172,11 +173,17 @@ def trial(model: Any, recipe: Recipe, calib: Calibration, custom_objects_module:
 
 
 def tfmot_message(e: BaseException) -> str:
-    """`ExceptionClass: first meaningful line` of tfmot's error (Keras wraps some in
-    `Exception encountered when calling layer ...` paragraphs)."""
+    """`ExceptionClass: first meaningful line` of tfmot's error. Keras wraps an error raised
+    inside a layer in `Exception encountered when calling layer "x" ...` paragraphs: the
+    innermost `SomeError: ...` line, which says what went wrong, is appended."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     first = next((ln for ln in lines if not ln.startswith(("Traceback", "File ", "Call arguments"))), "")
-    return f"{type(e).__name__}: {first}"[:500]
+    text = f"{type(e).__name__}: {first}"
+    if first.startswith("Exception encountered when calling layer"):
+        inner = [m.group(0) for ln in lines if (m := _RAISED.search(ln))]
+        if inner:
+            text = f"{text} {inner[-1]}"
+    return text[:500]
 
 
 def named_layer(message: str) -> tuple[str | None, str | None]:

@@ -37,6 +37,7 @@ from qfix.rules.tfmot_refused import TfmotRefused
 KERAS3_NOT_TRAINED = ("not trained: a Keras 3 model (tfmot trains tf_keras models only; qfix's "
                       "Keras 3 → tf_keras translation is not available yet, QF501)")
 REFUSED = "not trained: tfmot's quantize_model refused the model (QF505)"
+MAX_ROLLBACKS = 2  # tfmot runs after rolling back rewrites it refuses (one trial each)
 
 
 @dataclass
@@ -122,27 +123,44 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         run.not_trained = result.not_converted = KERAS3_NOT_TRAINED
         return run
     run.translated = archive.dialect != "tf_keras"
-    config, weights, metadata = tfk
+    tfk_config, tfk_weights, metadata = tfk
+    ctx = context(profile, opts)
     config, weights, run.fixes, run.skipped = apply_fixes(
-        copy.deepcopy(config), weights, "tf_keras", context(profile, opts), opts, unsafe)
+        copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe)
     result.not_converted = why_not_loadable(findings, opts)
     if result.not_converted:
         run.not_trained = result.not_converted = result.not_converted.replace("not converted", "not trained", 1)
         run.fixes = []
         return run
-    fixed_graph = build_graph(config, "tf_keras")
     from qfix.convert.calibration import load_calibration
 
     # Bad calibration data is a QF908 before TensorFlow loads (arrays are read without it).
-    calib = for_inputs(load_calibration(opts.calibration, input_specs(graph), n=opts.samples), fixed_graph)
-    changed = bool(run.fixes) or run.translated
-    if not check and changed:
+    user_calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
+    if not check and (run.fixes or run.translated):
         check_outputs(outputs)  # before tfmot: a blocked output fails in a second, not minutes
+    rolled: list[AppliedFix] = []
     with session(legacy_keras=True) as worker:
-        candidate = write_archive(worker.run_dir / "qat-candidate.keras", config, metadata, weights)
-        progress("quantizing with tfmot, training one step, converting")
-        trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
-                                 "quantizing the model with tfmot")
+        for attempt in range(MAX_ROLLBACKS + 1):
+            fixed_graph = build_graph(config, "tf_keras")
+            calib = for_inputs(user_calib, fixed_graph)
+            candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras", config, metadata, weights)
+            progress("quantizing with tfmot, training one step, converting")
+            trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
+                                     "quantizing the model with tfmot")
+            culprits = _rewrites_refused(trial, fixed_graph, run.fixes) if attempt < MAX_ROLLBACKS else set()
+            if not culprits:
+                break
+            # A rewrite for the target (LeakyReLU → PReLU) can make a layer tfmot's registry
+            # lacks: undo it, as the PTQ job undoes a rewrite that makes the check worse.
+            progress(f"rolling back {', '.join(sorted(culprits))}: tfmot refuses the rewritten layer")
+            for f in run.fixes:
+                if f.code in culprits:
+                    f.rolled_back, f.reason = True, f"tfmot's quantize_model refuses the rewritten layer: {trial.refused}"
+            rolled = [f for f in run.fixes if f.rolled_back]
+            skip = {f.code for f in rolled}
+            config, weights, kept, run.skipped = apply_fixes(
+                copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip)
+            run.fixes = rolled + kept
         run.trial = trial
         model = str(candidate)
         if trial.refused:
@@ -155,7 +173,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                          trial.seconds.get("convert", 0.0), progress, " the QAT model", qat_recipe(profile.recipe))
             stats = worker.output_stats(model, calib, "reading the float outputs")
             run.tolerance = safe_tolerance(stats)
-            if run.fixes or run.translated:
+            if run.active or run.translated:
                 progress("comparing the rewritten float model with the original")
                 original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
                 run.float_equivalence = worker.float_equivalence(
@@ -170,7 +188,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     if check:
         result.timings["total"] = time.perf_counter() - t0
         return run
-    if not changed:
+    if not (run.active or run.translated):
         run.not_written = f"{outputs.model}: the input is already what quantize_model accepts (nothing rewritten)"
     elif run.not_trained or not run.exact:
         run.not_written = f"{outputs.model}: not written ({'; '.join(run.problems())})"
@@ -179,6 +197,13 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         run.outputs = {"model": str(outputs.model)}
     result.timings["total"] = time.perf_counter() - t0
     return run
+
+
+def _rewrites_refused(trial, graph, fixes: list[AppliedFix]) -> set[str]:
+    """The codes of the kept rewrites that made the layer tfmot refuses (none when tfmot
+    accepted the model or refuses a layer no rewrite touched)."""
+    layer = trial.refused_layer if trial.refused else None  # the layer tfmot names itself
+    return {f.code for f in fixes if not f.rolled_back and layer is not None and f.layer == layer}
 
 
 def qat_recipe(recipe) -> str:

@@ -22,7 +22,7 @@ def training_snippet(run) -> str:
     Optimize.DEFAULT and the target's integer I/O at a fixed batch, without the INT8-only op
     set (on TF 2.21 it makes the converter demand a representative dataset, errors.md C1)."""
     recipe = run.result.profile.recipe
-    rewritten = bool(run.fixes) or run.translated  # else the input is what tfmot accepts, as it is
+    rewritten = bool(run.active) or run.translated  # else the input is what tfmot accepts, as it is
     model = run.output_path if rewritten else str(run.result.path)
     stem = Path(run.output_path).name.removesuffix(".qfix.qat.keras") or "model"
     custom = f"import {run.custom_objects}  # registers your custom layers\n" if run.custom_objects else ""
@@ -67,7 +67,8 @@ def render_qat(run, console: Console) -> None:
     else:
         console.print("[green]no findings[/]")
     for f in run.fixes:
-        console.print(f"  rewrite {f.code} {escape(f.layer or '-')}: {escape(f.note)} \\[{f.applicability}]")
+        state = f"[red]rolled back[/] ({escape(f.reason or '')})" if f.rolled_back else "[green]kept[/]"
+        console.print(f"  rewrite {f.code} {escape(f.layer or '-')}: {escape(f.note)} \\[{f.applicability}] — {state}")
     for s in run.skipped:
         console.print(f"  [yellow]not applied:[/] {escape(s)}")
     trial = run.trial  # a refusal is its QF505 finding, in the table above

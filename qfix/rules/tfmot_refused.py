@@ -62,15 +62,23 @@ class TfmotRefused(VerifyRule):
             return []
         layer = blamed_layer(graph, trial.refused_layer, trial.refused_class)
         message = f"tfmot's quantize_model raised {trial.refused}"
-        if layer is not None and layer != trial.refused_layer:
-            message += f" (the layer it names reads the output of {layer!r}, whose arguments tfmot's clone loses)"
+        if layer is not None and trial.refused_layer and layer != trial.refused_layer:
+            if trial.refused_layer.startswith("quantize_layer"):
+                message += f" (tfmot's QuantizeLayer fake-quantizes the integer input {layer!r})"
+            else:
+                message += f" (the layer it names reads the output of {layer!r}, whose arguments tfmot's clone loses)"
         return [self.violation(message, layer)]
 
 
 def blamed_layer(graph: Any, named: str | None, class_name: str | None) -> str | None:
     """The graph layer behind tfmot's message: the layer it names, or the slice / tf.* op that
-    feeds it (B7); for a class name only (B4), the first layer of that class."""
+    feeds it (B7); for tfmot's QuantizeLayer, the one integer input it was put after; for a
+    class name only (B4), the first layer of that class."""
     layers = {l.name: l for _, l in graph.walk()}
+    if named and named not in layers and named.startswith("quantize_layer"):
+        # tfmot's own QuantizeLayer after an input: it fake-quantizes float tensors only
+        ints = [l.name for l in graph.input_layers() if (l.out_dtype or "float32").startswith(("int", "uint"))]
+        return ints[0] if len(ints) == 1 else None
     if named in layers:
         feeding = [layers[t.layer] for t in layers[named].inputs if t.layer in layers]
         lost = [l.name for l in feeding if l.class_name in _LOST_ARGUMENTS]

@@ -274,6 +274,30 @@ def test_the_check_run_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nested.keras"]
 
 
+@pytest.mark.tf
+def test_a_rewrite_tfmot_refuses_is_rolled_back_and_the_model_trains(tmp_path):
+    """QF302 replaces LeakyReLU by PReLU for the Edge TPU; tfmot's registry has LeakyReLU but not
+    PReLU, so with --mode qat the rewrite is rolled back, naming tfmot's error, and the model
+    trains. On the int8 CPU (LEAKY_RELU has an int8 kernel) the QAT model then runs fully."""
+    code, report = qat_json(FIXTURES / "leaky_relu_cnn_tfk.keras", "-t", "int8", "--out-dir", tmp_path)
+    assert code == 0, (report["findings"], report["qat"]["problems"])
+    assert {(f["code"], f["state"]) for f in report["fixes"]} == {("QF302", "rolled back")}
+    assert all("PReLU" in f["reason"] and "is not supported" in f["reason"] for f in report["fixes"])
+    assert report["qat"]["trained"] and report["verification"]["fully_on_target"]
+    assert {lq["class_name"] for lq in report["qat"]["layers"] if lq["name"].startswith("leaky")} == {"LeakyReLU"}
+    assert list(tmp_path.iterdir()) == []  # nothing kept: the input is what tfmot accepts
+
+
+@pytest.mark.tf
+def test_an_integer_input_refused_by_tfmot_is_blamed_on_the_input(tmp_path):
+    code, report = qat_json(FIXTURES / "int64_ids_tfk.keras", "--check")
+    assert code == 1
+    (refused,) = [f for f in report["findings"] if f["code"] == "QF505"]
+    assert refused["layer"] == "token_ids"
+    assert "FakeQuantWithMinMaxVars' Op has type int32" in refused["message"]  # the inner error, after QF103
+    assert [f["state"] for f in report["fixes"]] == ["kept"]  # tfmot refuses the input, not the rewrite
+
+
 # --- without TensorFlow ---------------------------------------------------------------------
 
 
@@ -311,6 +335,20 @@ def test_tfmots_messages_name_their_layer():
     assert named_layer("Cannot assign value to variable ' conv2d_3/kernel:0': Shape mismatch.") == ("conv2d_3", None)
     assert named_layer("Unable to clone model. [Cannot deserialize object of type `MyLayer`. If") == (None, "MyLayer")
     assert named_layer("Only some Keras activations under `keras.activations` are supported.") == (None, None)
+
+
+def test_a_keras_wrapped_error_keeps_its_inner_cause():
+    from qfix.convert.qat import tfmot_message
+
+    inner = ("Exception encountered when calling layer \"quantize_layer\" (type QuantizeLayer).\n\nin user code:\n\n"
+             "    File \"quant_ops.py\", line 341, in _FakeQuantWithMinMaxVars  *\n\n"
+             "    TypeError: Input 'inputs' of 'FakeQuantWithMinMaxVars' Op has type int64 that does not match\n\n"
+             "Call arguments received by layer \"quantize_layer\" (type QuantizeLayer):\n  • training=None")
+    assert tfmot_message(TypeError(inner)) == (
+        'TypeError: Exception encountered when calling layer "quantize_layer" (type QuantizeLayer). '
+        "TypeError: Input 'inputs' of 'FakeQuantWithMinMaxVars' Op has type int64 that does not match")
+    assert tfmot_message(ValueError("`to_quantize` can only either be a keras Sequential or Functional model.")) == (
+        "ValueError: `to_quantize` can only either be a keras Sequential or Functional model.")
 
 
 def test_a_shape_mismatch_is_blamed_on_the_slice_that_feeds_the_named_layer():
