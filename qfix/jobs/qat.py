@@ -16,7 +16,6 @@ imports TensorFlow.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,7 +137,6 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     user_calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
     if not check and (run.fixes or run.translated):
         check_outputs(outputs)  # before tfmot: a blocked output fails in a second, not minutes
-    rolled: list[AppliedFix] = []
     with session(legacy_keras=True) as worker:
         for attempt in range(MAX_ROLLBACKS + 1):
             fixed_graph = build_graph(config, "tf_keras")
@@ -147,7 +145,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             progress("quantizing with tfmot, training one step, converting")
             trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
                                      "quantizing the model with tfmot")
-            culprits = _rewrites_refused(trial, fixed_graph, run.fixes) if attempt < MAX_ROLLBACKS else set()
+            culprits = _rewrites_refused(trial, run.fixes) if attempt < MAX_ROLLBACKS else set()
             if not culprits:
                 break
             # A rewrite for the target (LeakyReLU → PReLU) can make a layer tfmot's registry
@@ -156,6 +154,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             for f in run.fixes:
                 if f.code in culprits:
                     f.rolled_back, f.reason = True, f"tfmot's quantize_model refuses the rewritten layer: {trial.refused}"
+            worker.drop(str(candidate))  # refused: the child holds no QAT model for it
             rolled = [f for f in run.fixes if f.rolled_back]
             skip = {f.code for f in rolled}
             config, weights, kept, run.skipped = apply_fixes(
@@ -199,7 +198,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     return run
 
 
-def _rewrites_refused(trial, graph, fixes: list[AppliedFix]) -> set[str]:
+def _rewrites_refused(trial, fixes: list[AppliedFix]) -> set[str]:
     """The codes of the kept rewrites that made the layer tfmot refuses (none when tfmot
     accepted the model or refuses a layer no rewrite touched)."""
     layer = trial.refused_layer if trial.refused else None  # the layer tfmot names itself
@@ -212,18 +211,3 @@ def qat_recipe(recipe) -> str:
     batch = f"batch {recipe.batch} at conversion, " if recipe.batch else ""
     return (f"QAT conversion: Optimize.DEFAULT, {io}{batch}the model's own quantization ranges "
             "(no representative dataset, no INT8-only op set)")
-
-
-def step_summary(run: QatRun) -> str | None:
-    """`loss 0.0123 → 0.0101 (one Adam step on 16 synthetic samples, weights changed)`."""
-    step = run.trial.step if run.trial is not None else None
-    if step is None:
-        return None
-    data = "synthetic" if step.synthetic else "calibration"
-
-    def f(x: float) -> str:
-        return f"{x:.4g}" if math.isfinite(x) else str(x)
-    moved = "weights changed" if step.weights_changed else "weights UNCHANGED"
-    return (f"MSE to the float model {f(step.loss_before)} → {f(step.loss_after)} (one Adam step on "
-            f"{step.samples} {data} samples, {moved}, {step.seconds:.1f}s)")
-

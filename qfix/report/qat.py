@@ -4,6 +4,7 @@ snippet (`training_snippet`, executed by tests/jobs/test_qat_job.py)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,6 @@ def render_qat(run, console: Console) -> None:
         for lq in trial.layers:
             style = _STATE_STYLE[lq.state]
             console.print(f"  [{style}]{lq.state:<12}[/] {escape(lq.name)} ({escape(lq.class_name)}): {escape(lq.detail)}")
-    from qfix.jobs.qat import step_summary
-
     if (step := step_summary(run)) is not None:
         console.print(f"[bold]training step:[/] {escape(step)}")
     if result.verification is not None:
@@ -118,8 +117,11 @@ def render_qat_verdict(run, console: Console) -> None:
 def qat_json(run) -> dict[str, Any]:
     """The check keys (for the rewritten model's QAT conversion) plus a `qat` object."""
     fe = run.float_equivalence
+    ver = run.result.verification
     out = check_json(run.result, outputs=run.outputs, float_equivalence=None if fe is None else {
-        "max_abs_diff": fe, "tolerance": run.tolerance})
+        "max_abs_diff": fe, "samples": ver.fidelity.samples if ver else 0,
+        "unsafe": any(f.applicability == "unsafe" for f in run.active),
+        "tolerance": run.tolerance})
     trial = run.trial
     out["mode"] = "qat"
     out["fixes"] = [f.to_json() for f in run.fixes]
@@ -138,3 +140,20 @@ def qat_json(run) -> dict[str, Any]:
     out["model_not_written"] = run.not_written
     out["exit_code"] = run.exit_code()
     return out
+
+
+def step_summary(run) -> str | None:
+    """The training step of a qfix.jobs.qat.QatRun in words: `MSE to the float model 0.0123 →
+    0.0101 (one Adam step on 16 synthetic samples, weights changed, 1.7s)`, or None."""
+    step = run.trial.step if run.trial is not None else None
+    if step is None:
+        return None
+    data = "synthetic" if step.synthetic else "calibration"
+
+    def f(x: float) -> str:
+        return f"{x:.4g}" if math.isfinite(x) else str(x)
+
+    moved = "weights changed" if step.weights_changed else "weights UNCHANGED"
+    return (f"MSE to the float model {f(step.loss_before)} → {f(step.loss_after)} (one Adam step on "
+            f"{step.samples} {data} samples, {moved}, {step.seconds:.1f}s)")
+

@@ -278,14 +278,17 @@ def test_the_check_run_writes_nothing(tmp_path):
 def test_a_rewrite_tfmot_refuses_is_rolled_back_and_the_model_trains(tmp_path):
     """QF302 replaces LeakyReLU by PReLU for the Edge TPU; tfmot's registry has LeakyReLU but not
     PReLU, so with --mode qat the rewrite is rolled back, naming tfmot's error, and the model
-    trains. On the int8 CPU (LEAKY_RELU has an int8 kernel) the QAT model then runs fully."""
-    code, report = qat_json(FIXTURES / "leaky_relu_cnn_tfk.keras", "-t", "int8", "--out-dir", tmp_path)
-    assert code == 0, (report["findings"], report["qat"]["problems"])
+    trains. The verdict is the QAT model's check: LEAKY_RELU stays off the Edge TPU, exit 1."""
+    code, report = qat_json(FIXTURES / "leaky_relu_cnn_tfk.keras", "--out-dir", tmp_path)
     assert {(f["code"], f["state"]) for f in report["fixes"]} == {("QF302", "rolled back")}
     assert all("PReLU" in f["reason"] and "is not supported" in f["reason"] for f in report["fixes"])
-    assert report["qat"]["trained"] and report["verification"]["fully_on_target"]
+    assert report["qat"]["trained"] and report["qat"]["problems"] == []
     assert {lq["class_name"] for lq in report["qat"]["layers"] if lq["name"].startswith("leaky")} == {"LeakyReLU"}
-    assert list(tmp_path.iterdir()) == []  # nothing kept: the input is what tfmot accepts
+    ver = report["verification"]
+    assert ver["converted"] and not ver["fully_on_target"]
+    assert (ver["first_unsupported"]["op"], ver["first_unsupported"]["layer"]) == ("LEAKY_RELU", "leaky_re_lu")
+    assert code == 1 and not [f for f in report["findings"] if f["code"] == "QF505"]
+    assert list(tmp_path.iterdir()) == []  # no rewrite kept: nothing written
 
 
 @pytest.mark.tf
