@@ -45,7 +45,6 @@ class QatRun:
     verification) and, when the QAT model converted, its Verification."""
 
     result: Result
-    check: bool
     fixes: list[AppliedFix] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     trial: Any = None  # qfix.convert.qat.QatTrial, None when tfmot never ran
@@ -64,7 +63,10 @@ class QatRun:
 
     @property
     def exact(self) -> bool:
-        """The rewrites keep the float outputs (within the safe tolerance), or there are none."""
+        """The rewrites keep the float outputs (within the safe tolerance), or there are none.
+        Unsafe rewrites (--unsafe-fixes) promise no such thing: the report states their delta."""
+        if any(f.applicability == "unsafe" for f in self.active):
+            return True
         return self.float_equivalence is None or self.float_equivalence <= self.tolerance
 
     @property
@@ -112,7 +114,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     t0 = time.perf_counter()
     archive, graph, profile, findings = load(path, opts)
     result = Result(path, archive, graph, profile, findings)
-    run = QatRun(result, check, custom_objects=opts.custom_objects)
+    run = QatRun(result, custom_objects=opts.custom_objects)
     outputs = qat_output_paths(path, out_dir)
     run.output_path = str(outputs.model)
     result.timings["static"] = time.perf_counter() - t0
