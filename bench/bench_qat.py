@@ -11,10 +11,14 @@ time always includes it: its worker imports TF). qfix does more on top: the stat
 rewrites, a float model run for the training targets, the op-by-op check of the QAT `.tflite`
 against the target and its fidelity against the QAT model.
 
-Measured 2026-11-30 (TF 2.21, 2 shared cores, load 6.8; tiny_cnn_tfk, edgetpu, 16 samples):
+Measured 2026-11-30 (TF 2.21, 2 shared cores, load 7, edgetpu):
 
-    qfix --mode qat --check   49.7 s   (exit 0, trained)
-    by hand                   43.8 s   (22.8 s without TensorFlow's import)
+    model                         samples  qfix --mode qat --check   by hand (without TF import)
+    tiny_cnn_tfk                  16        49.7 s (exit 0, trained)   43.8 s (22.8 s)
+    MobileNetV2 96x96 (tf_keras)   8       168.0 s (exit 0, trained)  310.5 s (277.3 s)
+
+(by hand converts through `from_concrete_functions` at batch 1; qfix exports a SavedModel
+signature, which is faster on MobileNetV2, as bench_convert.py measured for PTQ.)
 """
 
 from __future__ import annotations
