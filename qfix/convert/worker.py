@@ -5,7 +5,7 @@ one QF909 line instead of exit 139, a hung terminal or a swapping machine.
 The child is started with multiprocessing "spawn" (never fork: the parent imports no TensorFlow,
 and a fork after TF is unsafe), lazily on the first call, and kept for the whole run so TF is
 imported once. Each call is one stage with picklable arguments (model file paths, the target's recipe,
-calibration arrays, flatbuffer bytes) and picklable results (ConvertResult, Fidelity, a float).
+calibration arrays, flatbuffer bytes) and picklable results (ConvertResult, Fidelity, QatTrial, a float).
 Loaded models stay in the child, named by their path.
 
 Limits (environment):

@@ -362,3 +362,18 @@ def test_a_shape_mismatch_is_blamed_on_the_slice_that_feeds_the_named_layer():
     assert blamed_layer(graph, "dense", None) == "dense"  # no slice before it: the layer itself
     assert blamed_layer(graph, None, "DepthwiseConv2D") == "depthwise_conv2d"
     assert blamed_layer(graph, "nowhere", None) == "nowhere"
+
+
+def test_only_layers_tfmot_left_float_become_qf506_warnings():
+    from qfix.convert.qat import LayerQuant, QatTrial
+    from qfix.rules.qat_float_layer import QatFloatLayer
+
+    trial = QatTrial(layers=[
+        LayerQuant("conv", "Conv2D", "quantized", "weights, activation"),
+        LayerQuant("flat", "Flatten", "pass-through", "no arithmetic: carries the int8 tensor it receives"),
+        LayerQuant("gate", "Multiply", "float", "its QuantizeConfig (NoOpQuantizeConfig) quantizes nothing"),
+        LayerQuant("fold", "BatchNormalization", "transformed", "tfmot's graph transforms replaced it"),
+    ])
+    (v,) = QatFloatLayer().from_trial(trial)
+    assert (v.code, v.severity.value, v.location.layer) == ("QF506", "warning", "gate")
+    assert "NoOpQuantizeConfig" in v.message
