@@ -165,7 +165,8 @@ def main_command(
         ("--out-dir", out_dir), ("--in-place", in_place)) if value}
     inputs = classify(list(paths))
     try:
-        check_usage(given, models=bool(inputs.models), select=_csv(select), ignore=_csv(ignore))
+        check_usage(given, models=bool(inputs.models), select=_csv(select), ignore=_csv(ignore),
+                    qat=mode == "qat")
     except QfixError as exc:
         note = inputs.unchecked_note()  # a model option on a Python folder: say where the models are
         raise QfixError(exc.code, f"{exc.message}; {note}" if note else exc.message) from None

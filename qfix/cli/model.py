@@ -41,7 +41,8 @@ def quiet_native_stderr() -> Iterator[TextIO]:
 def run_model(path: Path, opts: Options, console: Console, *, output_format: str, check: bool,
               diff: bool, unsafe_fixes: bool, out_dir: Path | None, in_place: bool) -> int:
     """`--check` reports; `--diff` prints the config diff of the fixes; otherwise rewrite,
-    convert, verify and write the outputs."""
+    convert, verify and write the outputs. `--mode qat`: the QAT job (qfix.jobs.qat), with or
+    without `--check`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if not console.is_terminal:  # CI logs and pipes: wide enough that findings stay on one line
         console.width = max(console.width, 140)
@@ -50,13 +51,25 @@ def run_model(path: Path, opts: Options, console: Console, *, output_format: str
         err = Console(file=err_stream)
         with err.status("reading the model") as status:
             progress = (lambda msg: None) if output_format == "json" else (lambda msg: status.update(msg))
-            if rewrite:
+            if opts.mode == "qat":
+                from qfix.jobs.qat import run_qat
+
+                run = run_qat(path, opts, check=check, unsafe=unsafe_fixes, out_dir=out_dir, progress=progress)
+            elif rewrite:
                 from qfix.jobs.fix import run_fix
 
                 run = run_fix(path, opts, unsafe=unsafe_fixes, out_dir=out_dir, in_place=in_place,
                               diff_only=diff, progress=progress)
             else:
                 result = run_check(path, opts, progress=progress)
+    if opts.mode == "qat":
+        from qfix.report.qat import qat_json, render_qat
+
+        if output_format == "json":
+            print(dumps(qat_json(run)))
+        else:
+            render_qat(run, console)
+        return run.exit_code()
     if rewrite and diff:
         print(run.diff or "", end="")
         return 1 if run.diff else 0

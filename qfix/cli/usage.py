@@ -24,17 +24,28 @@ CONFLICTS = (
 )
 # a model's check does not apply fixes, so it cannot choose which
 MODEL_CONFLICTS = (("--check", "--unsafe-fixes", "--check applies no fix (--diff --unsafe-fixes shows them)"),)
+# --mode qat trains with tfmot: no static-only run, no diff of PTQ fixes, never over the input
+QAT_CONFLICTS = (
+    ("--static", "--static reports the static findings only; --mode qat's verdict comes from tfmot's run"),
+    ("--diff", "--mode qat writes <stem>.qfix.qat.keras (or, with --check, nothing); it shows no diff"),
+    ("--in-place", "--mode qat writes a tf_keras model for training, <stem>.qfix.qat.keras, never over the input"),
+)
 MODEL_ONLY = ("--in-place", "--out-dir", "--calibration", "--samples", "--trust-lambdas",
               "--custom-objects", "--static", "--mode")
 SOURCE_ONLY = ("--write",)
 
 
-def check_usage(given: set[str], *, models: bool, select: list[str] | None, ignore: list[str] | None) -> None:
+def check_usage(given: set[str], *, models: bool, select: list[str] | None, ignore: list[str] | None,
+                qat: bool = False) -> None:
     """Raise QF914 for the first contradiction among the options in `given` (long names of the
-    options the user set) for a run over models (`models=True`) or Python sources."""
+    options the user set) for a run over models (`models=True`) or Python sources; `qat`:
+    `--mode qat` was given."""
     for a, b, why in CONFLICTS + (MODEL_CONFLICTS if models else ()):
         if a in given and b in given:
             raise error("QF914", f"{a} and {b} do not combine: {why}")
+    for opt, why in QAT_CONFLICTS if qat and models else ():
+        if opt in given:
+            raise error("QF914", f"--mode qat and {opt} do not combine: {why}")
     wrong = SOURCE_ONLY if models else MODEL_ONLY
     for opt in wrong:
         if opt in given:

@@ -137,14 +137,16 @@ def dialect_of(model: Any) -> Dialect:
     return "tf_keras" if any(m.split(".")[0] == "tf_keras" for m in modules) else "keras3"
 
 
-def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir: str) -> str:
-    """Write the serving signature as a SavedModel; returns which export was used."""
+def _export_saved_model(model: Any, names: list[str], batch: int | None, out_dir: str,
+                        outputs: list[str] | None = None) -> str:
+    """Write the serving signature as a SavedModel; returns which export was used. `outputs`
+    keys the signature's outputs (default: the model's output names)."""
     tf = import_tf()
     specs = [
         tf.TensorSpec((batch, *tuple(t.shape)[1:]), tf.as_dtype(t.dtype), name=name)
         for name, t in zip(names, model.inputs)
     ]
-    outs = output_names(model)
+    outs = outputs or output_names(model)
 
     def serve(inputs):
         flat = inputs if len(specs) > 1 else [inputs]

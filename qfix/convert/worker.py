@@ -5,7 +5,7 @@ one QF909 line instead of exit 139, a hung terminal or a swapping machine.
 The child is started with multiprocessing "spawn" (never fork: the parent imports no TensorFlow,
 and a fork after TF is unsafe), lazily on the first call, and kept for the whole run so TF is
 imported once. Each call is one stage with picklable arguments (model file paths, the target's recipe,
-calibration arrays, flatbuffer bytes) and picklable results (ConvertResult, Fidelity, a float).
+calibration arrays, flatbuffer bytes) and picklable results (ConvertResult, Fidelity, QatTrial, a float).
 Loaded models stay in the child, named by their path.
 
 Limits (environment):
@@ -107,12 +107,13 @@ def _fmt_bytes(n: int) -> str:
 
 
 @contextlib.contextmanager
-def session() -> Iterator["Worker"]:
+def session(legacy_keras: bool = False) -> Iterator["Worker"]:
     """A worker for one run and its run folder; both are gone when the block ends, however it
-    ends (an error, a time-out, SIGINT/SIGTERM turned into an exception)."""
+    ends (an error, a time-out, SIGINT/SIGTERM turned into an exception). `legacy_keras`: the
+    child imports TensorFlow with TF_USE_LEGACY_KERAS=1 (tfmot, `--mode qat`)."""
     timeout, limit = stage_timeout(), memory_limit()  # bad values are a QF914 before the folder
     run_dir = Path(tempfile.mkdtemp(prefix="qfix-run-"))
-    worker = Worker(run_dir, timeout, limit)
+    worker = Worker(run_dir, timeout, limit, legacy_keras)
     try:
         yield worker
     finally:
@@ -125,8 +126,9 @@ class Worker:
     user ("converting for edgetpu"). Every failure raises QfixError (WorkerFailure for a crash
     or a limit), after which the child is gone."""
 
-    def __init__(self, run_dir: Path, timeout: float, limit: int | None):
+    def __init__(self, run_dir: Path, timeout: float, limit: int | None, legacy_keras: bool = False):
         self.run_dir = run_dir
+        self._legacy_keras = legacy_keras
         self._proc: Any = None
         self._conn: Any = None
         self._stage = ""  # the child's last `mark`
@@ -171,6 +173,14 @@ class Worker:
         """qfix.convert.output_stats.output_stats of the loaded model on `calib`."""
         return self._call("output_stats", (model, calib), doing)
 
+    def qat_trial(self, path: Path, recipe: Recipe, calib: Calibration, custom_objects: str | None,
+                  trust_lambdas: bool, doing: str) -> Any:
+        """qfix.convert.qat.QatTrial of the tf_keras model file `path` (named `*.keras`), loaded
+        inside the quantize scope: quantize_model, one training step, the QAT conversion with
+        `recipe`. Afterwards the float model is loaded under `str(path)` and the QAT model
+        under the trial's `qat_model` handle."""
+        return self._call("qat_trial", (str(path), recipe, calib, custom_objects, trust_lambdas), doing)
+
     # plumbing
 
     def _start(self) -> None:
@@ -179,6 +189,8 @@ class Worker:
         self._sent = {}  # a fresh child holds no calibration
         parent_conn, child_conn = ctx.Pipe()
         env = {"TMPDIR": str(self.run_dir), "KERAS_HOME": str(self.run_dir / "keras-home")}
+        if self._legacy_keras:  # read once, when TensorFlow is imported
+            env["TF_USE_LEGACY_KERAS"] = "1"
         log = None if os.environ.get("QFIX_DEBUG") else str(self.run_dir / "worker.log")
         self._proc = ctx.Process(target=_serve, args=(child_conn, env, self._limit, log),
                                  name="qfix-worker", daemon=True)
@@ -445,5 +457,18 @@ def _op_output_stats(models: dict[str, Any], path: str, calib: Calibration) -> l
     return output_stats(models[path], calib)
 
 
-_OPS = {"load": _op_load, "drop": _op_drop, "convert": _op_convert, "fidelity": _op_fidelity,
+def _op_qat_trial(models: dict[str, Any], path: str, recipe: Recipe, calib: Calibration,
+                  custom_objects: str | None, trust_lambdas: bool) -> Any:
+    from qfix.convert.qat import fidelity_view, load_in_scope, output_names_of, trial
+
+    mark("loading the model in the quantize scope")
+    models[path] = load_in_scope(path, custom_objects, trust_lambdas)
+    result, qat = trial(models[path], recipe, calib, custom_objects)
+    if qat is not None:
+        result.qat_model = f"{path}#qat"
+        models[result.qat_model] = fidelity_view(qat, output_names_of(models[path]))
+    return result
+
+
+_OPS = {"load": _op_load, "qat_trial": _op_qat_trial, "drop": _op_drop, "convert": _op_convert, "fidelity": _op_fidelity,
         "float_equivalence": _op_float_equivalence, "output_stats": _op_output_stats}

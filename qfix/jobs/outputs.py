@@ -1,4 +1,5 @@
-"""The files a fix run writes (`model.qfix.keras`, `model.qfix.<target>.tflite`): where they go,
+"""The files a fix run writes (`model.qfix.keras`, `model.qfix.<target>.tflite`; with `--mode qat`
+only `model.qfix.qat.keras`): where they go,
 a check of those paths before the expensive conversion, and writing them as one transaction
 (qfix.atomic): all of them or none, `--out-dir` made only when something is written.
 """
@@ -20,21 +21,31 @@ from qfix.model.writer import same_file
 class Outputs:
     source: Path  # the input model
     model: Path
-    tflite: Path
+    tflite: Path | None  # None: a QAT run writes no .tflite
     in_place: bool  # `model` is `source`, replaced at commit
 
     @property
-    def paths(self) -> tuple[Path, Path]:
-        return self.model, self.tflite
+    def paths(self) -> tuple[Path, ...]:
+        return (self.model,) if self.tflite is None else (self.model, self.tflite)
 
 
 def output_paths(path: Path, target: str, out_dir: Path | None, in_place: bool) -> Outputs:
     """`m.keras` -> `m.qfix.keras` (or `m.keras` itself with `in_place`) and
     `m.qfix.<target>.tflite`, beside the input or in `out_dir`."""
     folder = out_dir or path.parent
-    stem = path.name[:-len(".keras")] if path.name.endswith(".keras") else path.stem
+    stem = _stem(path)
     model = path if in_place else folder / f"{stem}.qfix.keras"
     return Outputs(path, model, folder / f"{stem}.qfix.{target}.tflite", in_place)
+
+
+def qat_output_paths(path: Path, out_dir: Path | None) -> Outputs:
+    """`--mode qat`: `m.keras` -> `m.qfix.qat.keras` (the tf_keras float model tfmot accepts),
+    beside the input or in `out_dir`; no `.tflite` (a model trained one step is no deliverable)."""
+    return Outputs(path, (out_dir or path.parent) / f"{_stem(path)}.qfix.qat.keras", None, False)
+
+
+def _stem(path: Path) -> str:
+    return path.name[:-len(".keras")] if path.name.endswith(".keras") else path.stem
 
 
 def check_outputs(outputs: Outputs) -> None:
@@ -73,17 +84,20 @@ def _check(outputs: Outputs) -> None:
                                      f"{_kb(need)} (the input's size)")
 
 
-def write_outputs(outputs: Outputs, model_zip: bytes | None, tflite: bytes) -> None:
+def write_outputs(outputs: Outputs, model_zip: bytes | None, tflite: bytes | None) -> None:
     """Write both outputs or neither (QF913 otherwise); `model_zip` None (no rewrite kept)
-    writes the `.tflite` alone. The folder is made here, and removed again when the write
+    writes the `.tflite` alone, `tflite` None (a QAT run) the model alone. The folder is made here, and removed again when the write
     fails; with `in_place` the input is replaced only at the commit and restored if the
     commit fails."""
-    made = _make_folder(outputs.model.parent) + _make_folder(outputs.tflite.parent)
+    made = _make_folder(outputs.model.parent)
+    if outputs.tflite is not None:
+        made += _make_folder(outputs.tflite.parent)
     try:
         with Transaction() as tx:
             if model_zip is not None:
                 tx.stage(outputs.model, model_zip)
-            tx.stage(outputs.tflite, tflite)
+            if tflite is not None and outputs.tflite is not None:
+                tx.stage(outputs.tflite, tflite)
             tx.commit()
     except BaseException:
         for folder in reversed(made):

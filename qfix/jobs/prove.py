@@ -93,10 +93,6 @@ def prove(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any
           label: str = "") -> Verification:
     """Convert the model the worker loaded as `model` with the target's recipe, check it op by
     op, compare numbers. Raises QfixError (QF909 for a converter error, a crash or a limit)."""
-    from qfix.targets.check import check
-    from qfix.targets.compilers import find as find_compiler
-    from qfix.targets.tflite import read_tflite
-
     doing = f"converting{label} for {profile.id}"
     progress(f"{doing} ({len(calib)} calibration samples)")
     recipe = profile.recipe
@@ -104,8 +100,21 @@ def prove(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any
         converted = worker.convert(model, recipe, calib, doing)
     except WorkerFailure as e:
         raise e.with_hint(crash_hint(graph, e)) from None
+    return verify(worker, model, graph, profile, calib, converted.tflite, converted.seconds, progress, label,
+                  recipe.description)
+
+
+def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any, tflite: bytes,
+           seconds: float, progress: Progress, label: str = "", recipe: str = "") -> Verification:
+    """Check a converted `tflite` op by op against the target, ask the target's compiler, and
+    compare its numbers with the Keras model the worker holds as `model` (`graph` is that
+    model's graph). `seconds`: the conversion's time; `recipe`: how it was converted."""
+    from qfix.targets.check import check
+    from qfix.targets.compilers import find as find_compiler
+    from qfix.targets.tflite import read_tflite
+
     progress(f"checking{label} op by op")
-    tfl = read_tflite(converted.tflite)
+    tfl = read_tflite(tflite)
     names = [layer.name for _, layer in graph.walk()]
     outputs = output_order(tfl, graph)
     placement = check(tfl, profile, names, {o["tensor"]: o["layer"] for o in outputs if o["layer"]})
@@ -115,14 +124,14 @@ def prove(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any
     compiler = None
     real = find_compiler(profile)  # the profile's toolchain, when its compiler is installed
     if real is not None:
-        compiled = real.run(converted.tflite)
+        compiled = real.run(tflite)
         if compiled is not None:
             compiler = {"used": real.NAME, "result": compiled.to_json(),
                         "disagreements": real.compare(placement, compiled)}
     progress(f"comparing{label} numbers with the float model")
-    fid = worker.fidelity(model, converted.tflite, calib, f"comparing{label} numbers with the float model")
-    return Verification(placement, fid, compiler, converted.seconds, converted.tflite, calib.source,
-                        recipe.description, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs])
+    fid = worker.fidelity(model, tflite, calib, f"comparing{label} numbers with the float model")
+    return Verification(placement, fid, compiler, seconds, tflite, calib.source,
+                        recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs])
 
 
 def output_order(tfl: Any, graph: Graph) -> list[dict[str, Any]]:

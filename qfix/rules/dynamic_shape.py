@@ -36,7 +36,8 @@ only the user knows: display-only.
 
 ## Targets
 A target whose profile sets `static_shapes = true` (the batch it runs is the profile's
-`batch`). Targets with dynamic shapes (the int8 CPU) never get it.
+`batch`). Targets with dynamic shapes (the int8 CPU) never get it. With `--mode qat` a dynamic
+batch is not reported: a model meant for training keeps it (the batch is fixed at conversion).
 """
 
 from __future__ import annotations
@@ -159,7 +160,9 @@ class DynamicShapeModel(ModelRule):
                     applicability=Applicability.DISPLAY_ONLY,
                     pointer=inp.pointer,
                 )
-            elif shape and shape[0] is None and ctx.target.batch:
+            elif shape and shape[0] is None and ctx.target.batch and ctx.mode != "qat":
+                # --mode qat: a model meant for training keeps its dynamic batch (the batch is
+                # fixed when the QAT model is converted)
                 yield self.violation(
                     f"input {inp.name!r} has a dynamic batch {_fmt(shape)}; {ctx.target.name} runs batch "
                     f"{ctx.target.batch} (qfix's recipe fixes it at conversion)",
@@ -196,6 +199,18 @@ class DynamicShapeModel(ModelRule):
             "static",
             functional_config([("x", (1, 8, 8, 3), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
             fires=False,
+        ),
+        ModelCase(  # a model meant for training keeps its dynamic batch
+            "dynamic-batch-qat",
+            functional_config([("x", (None, 8, 8, 3), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
+            fires=False,
+            mode="qat",
+        ),
+        ModelCase(
+            "sequential-dynamic-batch-qat",
+            sequential_config(("x", (None, 8), "float32"), [("d", "Dense", {"units": 2}, (None, 8))]),
+            fires=False,
+            mode="qat",
         ),
         ModelCase(
             "dynamic-ok-on-int8-cpu",

@@ -1,0 +1,215 @@
+"""The `--mode qat` job: make a functional model trainable with tfmot quantization-aware
+training, and prove it by training it.
+
+    static findings → Keras 3 → tf_keras (one call, see `tf_keras_input`) → the qat-mode
+    rewrites (qfix.jobs.fix.apply_fixes) → candidate `.keras` in the run folder →
+    tfmot `quantize_model` + one training step + QAT conversion (worker `qat_trial`) →
+    the QAT `.tflite` checked op by op against the target → float equivalence of the
+    rewrites → verdict → `<stem>.qfix.qat.keras` (not with --check).
+
+The verdict comes from tfmot's run, never from the static rules alone: a model on which
+`quantize_model` raises gets QF505 (tfmot's message, the layer it names) and exit 1. Loading,
+tfmot and converting run in the worker child (TF_USE_LEGACY_KERAS=1); this process never
+imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qfix.convert.worker import session
+from qfix.jobs.check import Options, Result, judge, load, why_not_loadable, context
+from qfix.jobs.fix import AppliedFix, SAFE_TOLERANCE, _mark_applied, apply_fixes, for_inputs, safe_tolerance
+from qfix.jobs.outputs import check_outputs, qat_output_paths, write_outputs
+from qfix.jobs.prove import Progress, verify
+from qfix.model.archive import KerasArchive
+from qfix.model.graph import build_graph
+from qfix.model.inputs import input_specs
+from qfix.model.writer import archive_zip, write_archive
+from qfix.rules.qat_float_layer import QatFloatLayer
+from qfix.rules.tfmot_refused import TfmotRefused
+
+KERAS3_NOT_TRAINED = ("not trained: a Keras 3 model (tfmot trains tf_keras models only; qfix's "
+                      "Keras 3 → tf_keras translation is not available yet, QF501)")
+REFUSED = "not trained: tfmot's quantize_model refused the model (QF505)"
+MAX_ROLLBACKS = 2  # tfmot runs after rolling back rewrites it refuses (one trial each)
+
+
+@dataclass
+class QatRun:
+    """A `--mode qat` run. `result` holds the findings (static, QF505/QF506, the QAT model's
+    verification) and, when the QAT model converted, its Verification."""
+
+    result: Result
+    fixes: list[AppliedFix] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    trial: Any = None  # qfix.convert.qat.QatTrial, None when tfmot never ran
+    not_trained: str | None = None  # why tfmot did not run, or refused the model
+    float_equivalence: float | None = None  # rewritten float model vs the input (max abs diff)
+    tolerance: float = SAFE_TOLERANCE
+    translated: bool = False  # the input was Keras 3, translated to tf_keras
+    outputs: dict[str, str | None] = field(default_factory=lambda: {"model": None})
+    not_written: str | None = None  # why no `.qfix.qat.keras` was written
+    output_path: str = ""  # where the `.qfix.qat.keras` goes (the snippet loads it)
+    custom_objects: str | None = None
+
+    @property
+    def active(self) -> list[AppliedFix]:
+        return [f for f in self.fixes if not f.rolled_back]
+
+    @property
+    def exact(self) -> bool:
+        """The rewrites keep the float outputs (within the safe tolerance), or there are none.
+        Unsafe rewrites (--unsafe-fixes) promise no such thing: the report states their delta."""
+        if any(f.applicability == "unsafe" for f in self.active):
+            return True
+        return self.float_equivalence is None or self.float_equivalence <= self.tolerance
+
+    @property
+    def trained(self) -> bool:
+        """One training step ran, its losses are finite and it moved the weights."""
+        step = self.trial.step if self.trial is not None else None
+        return step is not None and step.finite and step.weights_changed
+
+    def problems(self) -> list[str]:
+        """Why the run is not a success besides the findings' blockers (the verdict's words)."""
+        out = []
+        if self.not_trained:
+            out.append(self.not_trained)
+        elif self.trial is not None and not self.trained:
+            out.append("the training step did not train (non-finite loss or weights unchanged)")
+        if self.trial is not None and self.trial.conversion_error:
+            out.append(f"the QAT model does not convert: {self.trial.conversion_error}")
+        if not self.exact:
+            out.append(f"the rewrites change the float outputs (max abs diff {self.float_equivalence:.3g} "
+                       f"> tolerance {self.tolerance:.3g})")
+        return out
+
+    def exit_code(self) -> int:
+        if self.problems() or self.result.verification is None:
+            return 1
+        return self.result.exit_code()
+
+
+def tf_keras_input(archive: KerasArchive) -> tuple[dict[str, Any], bytes, dict[str, Any]] | None:
+    """The input as tf_keras (config, weights, metadata), or None when it cannot be had.
+
+    === THE KERAS 3 → TF_KERAS TRANSLATION: one call, here, wired at the merge of
+    qfix.model.to_tf_keras (`translate(config, weights) -> Translation(config, weights,
+    metadata, notes)`, raising `Untranslatable(layer, reason)`). Until then a Keras 3 model
+    is not trained (QF501 stays its blocker). ===
+    """
+    if archive.dialect == "tf_keras":
+        return archive.config, archive.weights_bytes, archive.metadata
+    return None
+
+
+def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: bool = False,
+            out_dir: Path | None = None, progress: Progress = lambda s: None) -> QatRun:
+    path = Path(path)
+    t0 = time.perf_counter()
+    archive, graph, profile, findings = load(path, opts)
+    result = Result(path, archive, graph, profile, findings)
+    run = QatRun(result, custom_objects=opts.custom_objects)
+    outputs = qat_output_paths(path, out_dir)
+    run.output_path = str(outputs.model)
+    result.timings["static"] = time.perf_counter() - t0
+
+    tfk = tf_keras_input(archive)
+    if tfk is None:
+        run.not_trained = result.not_converted = KERAS3_NOT_TRAINED
+        return run
+    run.translated = archive.dialect != "tf_keras"
+    tfk_config, tfk_weights, metadata = tfk
+    ctx = context(profile, opts)
+    config, weights, run.fixes, run.skipped = apply_fixes(
+        copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe)
+    result.not_converted = why_not_loadable(findings, opts)
+    if result.not_converted:
+        run.not_trained = result.not_converted = result.not_converted.replace("not converted", "not trained", 1)
+        run.fixes = []
+        return run
+    from qfix.convert.calibration import load_calibration
+
+    # Bad calibration data is a QF908 before TensorFlow loads (arrays are read without it).
+    user_calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
+    if not check and (run.fixes or run.translated):
+        check_outputs(outputs)  # before tfmot: a blocked output fails in a second, not minutes
+    with session(legacy_keras=True) as worker:
+        for attempt in range(MAX_ROLLBACKS + 1):
+            fixed_graph = build_graph(config, "tf_keras")
+            calib = for_inputs(user_calib, fixed_graph)
+            candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras", config, metadata, weights)
+            progress("quantizing with tfmot, training one step, converting")
+            trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
+                                     "quantizing the model with tfmot")
+            culprits = _rewrites_refused(trial, run.fixes) if attempt < MAX_ROLLBACKS else set()
+            if not culprits:
+                break
+            # A rewrite for the target (LeakyReLU → PReLU) can make a layer tfmot's registry
+            # lacks: undo it, as the PTQ job undoes a rewrite that makes the check worse.
+            progress(f"rolling back {', '.join(sorted(culprits))}: tfmot refuses the rewritten layer")
+            for f in run.fixes:
+                if f.code in culprits:
+                    f.rolled_back, f.reason = True, f"tfmot's quantize_model refuses the rewritten layer: {trial.refused}"
+            worker.drop(str(candidate))  # refused: the child holds no QAT model for it
+            rolled = [f for f in run.fixes if f.rolled_back]
+            skip = {f.code for f in rolled}
+            config, weights, kept, run.skipped = apply_fixes(
+                copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip)
+            run.fixes = rolled + kept
+        run.trial = trial
+        model = str(candidate)
+        if trial.refused:
+            run.not_trained = REFUSED
+            result.findings.extend(TfmotRefused().from_trial(trial, fixed_graph))
+        else:
+            result.findings.extend(QatFloatLayer().from_trial(trial))
+        if trial.tflite is not None:
+            ver = verify(worker, trial.qat_model, fixed_graph, profile, calib, trial.tflite,
+                         trial.seconds.get("convert", 0.0), progress, " the QAT model", qat_recipe(profile.recipe))
+            stats = worker.output_stats(model, calib, "reading the float outputs")
+            run.tolerance = safe_tolerance(stats)
+            if run.active or run.translated:
+                progress("comparing the rewritten float model with the original")
+                original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+                run.float_equivalence = worker.float_equivalence(
+                    original, model, calib, "comparing the rewritten float model with the original")
+            result.input_layers = len(list(graph.walk()))
+            result.graph = fixed_graph
+            _mark_applied(result, run, fixed_graph, opts)
+            judge(result, ver, stats, calib, {l.name: l.out_dtype for l in graph.input_layers()})
+        else:
+            _mark_applied(result, run, fixed_graph, opts)
+    result.not_converted = result.not_converted or run.not_trained
+    if check:
+        result.timings["total"] = time.perf_counter() - t0
+        return run
+    if not (run.active or run.translated):
+        run.not_written = f"{outputs.model}: the input is already what quantize_model accepts (nothing rewritten)"
+    elif run.not_trained or not run.exact:
+        run.not_written = f"{outputs.model}: not written ({'; '.join(run.problems())})"
+    else:
+        write_outputs(outputs, archive_zip(config, metadata, weights), None)
+        run.outputs = {"model": str(outputs.model)}
+    result.timings["total"] = time.perf_counter() - t0
+    return run
+
+
+def _rewrites_refused(trial, fixes: list[AppliedFix]) -> set[str]:
+    """The codes of the kept rewrites that made the layer tfmot refuses (none when tfmot
+    accepted the model or refuses a layer no rewrite touched)."""
+    layer = trial.refused_layer if trial.refused else None  # the layer tfmot names itself
+    return {f.code for f in fixes if not f.rolled_back and layer is not None and f.layer == layer}
+
+
+def qat_recipe(recipe) -> str:
+    """How qfix converts the QAT model for the target (the `recipe` adapted, see qfix.convert.qat)."""
+    io = f"{recipe.io_dtype} I/O, " if recipe.full_integer else ""
+    batch = f"batch {recipe.batch} at conversion, " if recipe.batch else ""
+    return (f"QAT conversion: Optimize.DEFAULT, {io}{batch}the model's own quantization ranges "
+            "(no representative dataset, no INT8-only op set)")
