@@ -157,6 +157,8 @@ def _functional(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
                 entry = translate_entry(l, keep_activation=True) if name in alias else _plain_entry(l, notes)
             nodes = [_layer_node(cls, name, args, _drop_call_kwargs(kwargs, name, notes), ref, refs)
                      for args, kwargs in calls]
+            if cls == "MultiHeadAttention" and calls:
+                entry["config"].update(_attention_shapes(*calls[0]))
             out.append({**entry, "name": name, "inbound_nodes": nodes})
             if name in alias:
                 kind = entry["config"]["activation"]
@@ -174,6 +176,15 @@ def _functional(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
                    "input_layers": inputs, "output_layers": outputs},
         "registered_name": "Functional",
     }
+
+
+def _attention_shapes(args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """tf_keras's MultiHeadAttention.from_config requires the shapes it was built with."""
+    named = {**dict(zip(["query", "value", "key"], args)), **kwargs}
+    shape = lambda t: (t.get("config") or {}).get("shape") if is_tensor(t) else None  # noqa: E731
+    value_shape = shape(named.get("value"))
+    return {"query_shape": shape(named.get("query")), "value_shape": value_shape,
+            "key_shape": shape(named.get("key")) or value_shape}
 
 
 def _is_op(l: dict[str, Any]) -> bool:
