@@ -112,9 +112,6 @@ def test_keras3_only_keys_at_default_are_dropped_and_renamed():
     assert ln["config"] == {"name": "ln", "axis": [-1]}
     assert translate_entry({"module": "keras.layers", "class_name": "Activation",
                             "config": {"name": "a", "activation": "silu"}})["config"]["activation"] == "swish"
-    scale = translate_entry({"module": "keras.src.applications.convnext", "class_name": "LayerScale",
-                             "config": {"name": "s", "init_values": 1e-6, "projection_dim": 4}})
-    assert scale["module"] == "tf_keras.src.applications.convnext"
 
 
 @pytest.mark.parametrize("cls, config, what", [
@@ -128,6 +125,19 @@ def test_no_tf_keras_equivalent_is_untranslatable(cls, config, what):
     with pytest.raises(Untranslatable) as e:
         translate_entry({"module": "keras.layers", "class_name": cls, "config": {"name": "odd", **config}})
     assert e.value.layer == "odd" and what in e.value.reason
+
+
+def test_lambda_bytecode_is_carried_in_tf_keras_form_and_stays_flagged():
+    from qfix.model.vet import foreign_references
+
+    z = zipfile.ZipFile(FIXTURES / "lambda_cnn_k3.keras")
+    t = translate(json.loads(z.read("config.json")), z.read("model.weights.h5"))
+    lam = _layers(t.config)["scale_shift"]["config"]
+    tfk = json.loads(zipfile.ZipFile(FIXTURES / "lambda_cnn_tfk.keras").read("config.json"))
+    want = next(l for l in tfk["config"]["layers"] if l["class_name"] == "Lambda")["config"]
+    assert lam["function"] == want["function"] and lam["function_type"] == "lambda"  # same bytecode as tf_keras saved
+    assert [r.is_function for r in foreign_references(t.config)] == [True]  # still needs --trust-lambdas
+    assert any("scale_shift" in n for n in t.notes)
 
 
 # --- the graph -------------------------------------------------------------------------------
@@ -300,6 +310,27 @@ def test_layer_order_is_tf_keras_order():
     assert [l["name"] for l in t.config["config"]["layers"]] == ["x", "b", "a", "b2", "add"]
     data = _datasets(t.weights)  # keyed by that order: dense = b, dense_1 = a, dense_2 = b2
     assert [float(data[f"layers/{k}/vars/0"][0, 0]) for k in ("dense", "dense_1", "dense_2")] == [2.0, 1.0, 3.0]
+
+
+def test_convnext_layers_become_built_in_layers():
+    """tf_keras cannot load its own LayerScale; gamma (C,) becomes a 1x1 depthwise kernel."""
+    cfg = functional_config(
+        inputs=[("x", (None, 4, 4, 3), "float32")],
+        layers=[("ls", "LayerScale", {"init_values": 1e-6, "projection_dim": 3, "__module": "keras.src.applications.convnext",
+                                      "__registered_name": "LayerScale"}, ["x"]),
+                ("sd", "StochasticDepth", {"drop_path_rate": 0.25, "__module": "keras.src.applications.convnext"}, ["ls"])],
+        outputs=["sd"])
+    for l in cfg["config"]["layers"][1:]:
+        l["build_config"] = {"input_shape": [None, 4, 4, 3]}
+    t = translate(cfg, _weights(cfg, {("ls",): [np.array([1.0, 2.0, 3.0], "float32")]}))
+    layers = _layers(t.config)
+    assert (layers["ls"]["class_name"], layers["ls"]["config"]["kernel_size"], layers["ls"]["config"]["use_bias"]) == \
+        ("DepthwiseConv2D", [1, 1], False)
+    assert (layers["sd"]["class_name"], layers["sd"]["config"]["rate"], layers["sd"]["config"]["noise_shape"]) == \
+        ("Dropout", 0.25, [None, 1, 1, 1])
+    data = _datasets(t.weights)
+    assert data["layers/depthwise_conv2d/vars/0"].tolist() == [[[[1.0], [2.0], [3.0]]]]
+    assert not any("layer_scale" in k for k in data)
 
 
 def test_multi_head_attention_sublayers_are_private_in_tf_keras():

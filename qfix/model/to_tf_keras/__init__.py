@@ -13,7 +13,7 @@ ops.py, weights.py for the details):
   (quantization_config, lora_*, rms_scaling, use_cudnn, zero_output_for_mask, seed of RNNs and
   MultiHeadAttention, Resizing's pad_to_aspect_ratio/fill_*/antialias, data_format of image
   preprocessing layers, ...); `LeakyReLU.negative_slope` → `alpha`; activation `silu` →
-  `swish`; `keras.src.applications.convnext` layers → tf_keras's own classes.
+  `swish`.
 * the graph: Keras 3 `{"args", "kwargs"}` nodes → tf_keras node lists; references to nested
   models one node up; `input_layers`/`output_layers` as lists of references; layers in tf_keras's
   own order; Sequential and nested models (Functional, Sequential) recursively; shared layers.
@@ -22,8 +22,10 @@ ops.py, weights.py for the details):
   Relu, Relu6, Sigmoid, Silu, Tanh, Sqrt, Rsqrt, Square, Exp, Log, Negative, Abs(olute),
   Reciprocal, Erf, Floor, Ceil, Mean, Sum, Max, Min, Concatenate, Stack, Clip, GetItem
   (slices, integer indices, None, Ellipsis spelled out).
-* expanded into built-in layers: hard_sigmoid, hard_silu/hard_swish (activation or op) and
-  InceptionResNetV2's CustomScaleLayer, which tf_keras lacks or computes differently.
+* expanded into built-in layers: hard_sigmoid, hard_silu/hard_swish (activation or op),
+  InceptionResNetV2's CustomScaleLayer, ConvNeXt's LayerScale (a 1x1 DepthwiseConv2D) and
+  StochasticDepth (Dropout per sample): tf_keras lacks them, computes them differently, or
+  cannot load its own copy.
 * weights: groups re-keyed for tf_keras's layer list; MultiHeadAttention's sublayer groups renamed.
 * metadata.json: `keras_version` 2.21.0, so both tf_keras and `sniff_dialect` take it as tf_keras.
 

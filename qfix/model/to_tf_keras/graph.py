@@ -59,6 +59,7 @@ def _sequential(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     names = {layer_name(l) for l in cfg.get("layers") or []}
     for l in cfg.get("layers") or []:
         name = layer_name(l)
+        l = _replace_application_layer(l, notes)
         if is_model(l):
             out.append(translate_model(l, notes))
             continue
@@ -89,6 +90,8 @@ def _plain_entry(l: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     if not (module == "keras.layers" or module.startswith("keras.src.")):
         notes.append(f"{layer_name(l)}: custom layer {l.get('registered_name') or l.get('class_name')} kept as is; "
                      "tf_keras loads it only from a tf_keras class registered under that name")
+    if l.get("class_name") == "Lambda":
+        notes.append(f"{layer_name(l)}: Lambda bytecode carried as is (tf_keras runs it only with --trust-lambdas)")
     return translate_entry(l)
 
 
@@ -127,6 +130,7 @@ def _functional(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     for l in layers:
         name = layer_name(l)
+        l = _replace_application_layer(l, notes)
         calls = [_call(n, name) for n in l.get("inbound_nodes") or []]
         cls = str(l.get("class_name"))
         if cls == "InputLayer":
@@ -185,6 +189,33 @@ def _attention_shapes(args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]
     value_shape = shape(named.get("value"))
     return {"query_shape": shape(named.get("query")), "value_shape": value_shape,
             "key_shape": shape(named.get("key")) or value_shape}
+
+
+def _replace_application_layer(l: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """ConvNeXt's LayerScale and StochasticDepth as built-in layers: tf_keras's own copies of
+    those classes do not load (tf_keras 2.21 cannot even reload its own ConvNeXt), and tfmot
+    knows neither. LayerScale (x * gamma, per channel) is a 1x1 DepthwiseConv2D without bias
+    (weights.py reshapes gamma into its kernel); StochasticDepth (drop the whole residual per
+    sample, scale by 1/keep) is Dropout with noise_shape (batch, 1, ..., 1)."""
+    if l.get("module") != "keras.src.applications.convnext":
+        return l
+    name, cfg = layer_name(l), dict(l.get("config") or {})
+    rank = len(((l.get("build_config") or {}).get("input_shape")) or [])
+    base = {"name": name, "trainable": cfg.get("trainable", True), "dtype": cfg.get("dtype", "float32")}
+    if l.get("class_name") == "LayerScale":
+        if rank != 4:
+            raise Untranslatable(name, f"LayerScale on a rank-{rank} input (only rank 4 maps to DepthwiseConv2D)")
+        new = {**base, "kernel_size": [1, 1], "strides": [1, 1], "padding": "valid", "depth_multiplier": 1,
+               "data_format": "channels_last", "dilation_rate": [1, 1], "activation": "linear", "use_bias": False}
+        notes.append(f"{name}: LayerScale as a 1x1 DepthwiseConv2D without bias (same per-channel product)")
+        return {**l, "module": "keras.layers", "class_name": "DepthwiseConv2D", "registered_name": None, "config": new}
+    if l.get("class_name") == "StochasticDepth":
+        if rank < 2:
+            raise Untranslatable(name, "StochasticDepth without a known input rank")
+        new = {**base, "rate": cfg.get("drop_path_rate", 0.0), "noise_shape": [None] + [1] * (rank - 1), "seed": None}
+        notes.append(f"{name}: StochasticDepth as Dropout with one draw per sample (the same training noise)")
+        return {**l, "module": "keras.layers", "class_name": "Dropout", "registered_name": None, "config": new}
+    raise Untranslatable(name, f"ConvNeXt's {l.get('class_name')} has no tf_keras equivalent")
 
 
 def _is_op(l: dict[str, Any]) -> bool:

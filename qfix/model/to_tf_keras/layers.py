@@ -46,8 +46,8 @@ ACTIVATIONS = {"elu", "exponential", "gelu", "leaky_relu", "linear", "log_softma
 ACTIVATION_ALIASES = {"silu": "swish"}
 HARD = {"hard_sigmoid", "hard_silu", "hard_swish"}
 
-# keras.applications layers tf_keras defines too (same constructor arguments).
-APPLICATION_MODULES = {"keras.src.applications.convnext": "tf_keras.src.applications.convnext"}
+# keras.applications layers: graph.py replaces them with built-in layers.
+APPLICATION_MODULES: dict[str, str] = {}
 
 
 def translate_entry(raw: dict[str, Any], *, keep_activation: bool = False) -> dict[str, Any]:
@@ -69,6 +69,8 @@ def translate_entry(raw: dict[str, Any], *, keep_activation: bool = False) -> di
 
 
 def translate_config(cls: str, layer: str, config: dict[str, Any], keep_activation: bool = False) -> dict[str, Any]:
+    if cls == "Lambda":
+        return _lambda_config(layer, config)
     dropped = {**_EVERY_LAYER, **DROPPED.get(cls, {})}
     renamed = RENAMED.get(cls, {})
     out: dict[str, Any] = {}
@@ -82,6 +84,28 @@ def translate_config(cls: str, layer: str, config: dict[str, Any], keep_activati
             out[key] = v if keep_activation and v in HARD else activation(v, layer)
             continue
         out[renamed.get(key, key)] = value(v, layer)
+    return out
+
+
+def _lambda_config(layer: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Keras 3 and tf_keras marshal a lambda's bytecode alike (base64 of marshal.dumps); only
+    the wrapping differs. The bytecode is carried, never run here; tf_keras runs it only when
+    the caller lifts safe_mode (--trust-lambdas), under tf_keras's globals (a body that names
+    Keras 3's `ops` then fails there). `module` "builtins" keeps the vet flagging it as code."""
+    fn = config.get("function")
+    out = {k: value(v, layer) for k, v in config.items() if k not in ("function", "output_shape")}
+    if isinstance(fn, dict) and fn.get("class_name") == "__lambda__":
+        c = fn.get("config") or {}
+        out.update(function=[c.get("code"), c.get("defaults"), c.get("closure")], function_type="lambda",
+                   module="builtins")
+    elif isinstance(fn, dict) and fn.get("class_name") == "function":
+        out.update(function=fn.get("config"), function_type="function", module=fn.get("module"))
+    else:
+        raise Untranslatable(layer, "a Lambda whose function is neither bytecode nor a named function")
+    shape = config.get("output_shape")
+    if isinstance(shape, dict):
+        raise Untranslatable(layer, "a Lambda whose output_shape is a function")
+    out.update(output_shape=shape, output_shape_type="raw", output_shape_module=None)
     return out
 
 
