@@ -63,9 +63,13 @@ def _tiny_models(K):
     shared = L.Dense(12, name="shared")
     g = shared(L.Dropout(0.3, name="drop")(g))
     g = shared(L.Activation("silu", name="silu")(g))
+    # Same-class layers whose weights-file order differs between the versions: branch_b's
+    # hard_silu becomes four layers, so tf_keras lists it before branch_a; c and d tie in depth.
+    branches = [L.Dense(6, name="branch_a")(g), L.Dense(6, activation="hard_silu", name="branch_b")(g),
+                L.Dense(6, name="branch_d")(g), L.Dense(6, name="branch_c")(g)]
     inner_in = K.Input((12,), name="inner_in")
     inner = K.Model(inner_in, L.Dense(6, activation="gelu", name="inner_dense")(inner_in), name="inner")
-    out = L.Dense(3, name="head")(L.Concatenate(name="join")([inner(g), ops.sigmoid(r)]))
+    out = L.Dense(3, name="head")(L.Concatenate(name="join")([inner(g), ops.sigmoid(r), *branches]))
     functional = K.Model(x, [out, ops.reshape(s, (-1, 256))], name="tiny_functional")
 
     sequential = K.Sequential([
