@@ -2,7 +2,8 @@
 outputs: built here in Keras 3 (tiny models of every construct the translation handles, and
 keras.applications models with weights=None, logits out, batch-norm statistics randomised so
 a variable landing in the wrong layer shows), translated, written with qfix's archive writer,
-then loaded with Keras 3 and with tf_keras in the worker's child process and compared there.
+then loaded with Keras 3 and with tf_keras in the worker's child process and compared there;
+also the repo's Keras 3 fixtures of kinds the applications lack.
 tfmot's quantize_model accepts the translated MobileNetV2 (a child with TF_USE_LEGACY_KERAS=1).
 """
 
@@ -28,6 +29,12 @@ pytestmark = pytest.mark.tf
 
 SAMPLES = 4
 APPLICATIONS = ("MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "DenseNet121", "ResNet50")
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+# Committed Keras 3 fixtures: a uint8 frame cast and concatenated with float features, int64
+# token ids into an Embedding, a GRU, an attention block, hard_swish convolutions, a nested
+# model, a dynamic spatial shape.
+FIXTURE_MODELS = ("two_input", "int64_ids", "gru", "transformer_block", "hard_swish_cnn", "nested",
+                  "dynamic_shape_cnn")
 
 
 def _randomise_batch_norms(model, rng) -> None:
@@ -97,10 +104,25 @@ def built(tmp_path_factory):
 
     def get(name: str) -> tuple:
         if name not in cache:
-            cache[name] = _build(name, folder)
+            cache[name] = _from_fixture(name, folder) if name in FIXTURE_MODELS else _build(name, folder)
         return cache[name]
 
     return get
+
+
+def _from_fixture(name: str, folder: Path) -> tuple:
+    """A committed Keras 3 fixture, translated; input specs as the check job derives them."""
+    from qfix.model.archive import read_archive
+    from qfix.model.graph import build_graph
+    from qfix.model.inputs import input_specs
+
+    k3 = FIXTURES / f"{name}_k3.keras"
+    archive = read_archive(k3)
+    start = time.perf_counter()
+    t = translate(archive.config, archive.weights_bytes)
+    seconds = time.perf_counter() - start
+    tfk = write_archive(folder / f"{name}.qfix.tfk.keras", t.config, t.metadata, t.weights, source=k3)
+    return k3, tfk, input_specs(build_graph(archive.config, archive.dialect)), seconds
 
 
 def _build(name: str, folder: Path) -> tuple:
@@ -134,7 +156,7 @@ def worker():
         yield w
 
 
-@pytest.mark.parametrize("name", ["tiny_functional", "tiny_sequential", *APPLICATIONS])
+@pytest.mark.parametrize("name", ["tiny_functional", "tiny_sequential", *FIXTURE_MODELS, *APPLICATIONS])
 def test_translation_computes_the_same_float_outputs(name, built, worker):
     k3, tfk, specs, _ = built(name)
     calib = synthetic_calibration(specs, SAMPLES, seed=1)

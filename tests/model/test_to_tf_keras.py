@@ -209,6 +209,20 @@ def test_training_and_mask_call_arguments_are_dropped():
     assert any("training=True" in n for n in t.notes)
 
 
+def test_integer_input_into_a_float_layer_is_cast_first():
+    """Keras 3 promotes a uint8 tensor concatenated with float32 ones; tf_keras refuses the mix."""
+    cfg = functional_config(
+        inputs=[("frame", (None, 4, 4, 3), "uint8"), ("f", (None, 4, 4, 2), "float32")],
+        layers=[("cat", "Concatenate", {"axis": -1, "__module": "keras.layers"}, ["frame", "f"], "float32", [None, 4, 4, 5]),
+                ("flat", "Flatten", {}, ["frame"], "uint8", [None, 48])],
+        outputs=["cat", "flat"])
+    layers = _layers(translate(cfg, _weights(cfg, {})).config)
+    cast = layers["cat_cast_input_0_0"]
+    assert (cast["config"]["function"], cast["inbound_nodes"]) == ("cast", [["frame", 0, 0, {"dtype": "float32"}]])
+    assert layers["cat"]["inbound_nodes"] == [[["cat_cast_input_0_0", 0, 0, {}], ["f", 0, 0, {}]]]
+    assert layers["flat"]["inbound_nodes"] == [[["frame", 0, 0, {}]]]  # reshaping keeps the integers
+
+
 def _nested() -> tuple[dict, dict]:
     inner = functional_config(inputs=[("inner_in", (None, 4), "float32")],
                               layers=[("inner_dense", "Dense", {"units": 3}, ["inner_in"], "float32", [None, 3])],

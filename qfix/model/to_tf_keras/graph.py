@@ -10,6 +10,8 @@ op nodes, and the few layers tf_keras has no class for, expanded into built-in l
   reference to a nested Functional (or a Sequential with an InputLayer) moves up one node.
 * `input_layers`/`output_layers`: tf_keras nests a single reference in a list.
 * Op nodes become TFOpLambda layers (ops.py); TFOpLambda nodes are one bare entry.
+* An integer tensor into a float layer (Concatenate of a uint8 frame and float features) gets
+  an explicit cast: Keras 3 promotes it, tf_keras refuses the mix (KEEPS_INTEGERS excepted).
 * Expanded, exactly (same float arithmetic up to rounding): `hard_sigmoid` (Keras 3's
   relu6(x + 3) / 6, not tf_keras's 0.2x + 0.5) as Rescaling(1, 3) → ReLU(6) → Rescaling(1/6),
   `hard_silu`/`hard_swish` as that times x (Multiply), whether an Activation layer, a layer's
@@ -26,7 +28,7 @@ from typing import Any, Callable, Iterator
 from qfix.model.config import is_model, layer_name
 from qfix.model.to_tf_keras.errors import Untranslatable
 from qfix.model.to_tf_keras.layers import HARD, translate_config, translate_entry, value
-from qfix.model.to_tf_keras.ops import is_tensor, translate_op
+from qfix.model.to_tf_keras.ops import TF_OP_MODULE, is_tensor, translate_op
 
 FUNCTIONAL_MODULE = "tf_keras.src.engine.functional"
 # Keras 3 call signatures: positional arguments after the first, as tf_keras keywords.
@@ -36,6 +38,12 @@ CALL_ARGS: dict[str, list[str]] = {
     "SimpleRNN": ["initial_state", "mask"], "RNN": ["initial_state", "mask"],
     "Bidirectional": ["initial_state", "mask"],
 }
+# Layers that take integer tensors as such (Keras 3 and tf_keras alike); every other built-in
+# layer computes in its float dtype, which Keras 3 reaches by promoting an integer input and
+# tf_keras does not (Concatenate of uint8 and float32 fails there): graph.py casts first.
+KEEPS_INTEGERS = {"Embedding", "CategoryEncoding", "IntegerLookup", "StringLookup", "Hashing", "HashedCrossing",
+                  "TextVectorization", "Reshape", "Flatten", "Permute", "RepeatVector", "Identity",
+                  "Cropping1D", "Cropping2D", "Cropping3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"}
 CUSTOM_SCALE = ("keras.src.applications.inception_resnet_v2", "CustomScaleLayer")
 
 Ref = list  # [layer, node, tensor]
@@ -156,6 +164,8 @@ def _functional(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
             out += _expand(_custom_scale_steps(scale), name, ins, names, final=name)
             notes.append(f"{name}: CustomScaleLayer expanded into Rescaling({scale:g}) and Add")
         else:
+            if str(l.get("module")) == "keras.layers" and cls not in KEEPS_INTEGERS:
+                calls = [(_cast_integer_inputs(name, k, args, out, ref), kwargs) for k, (args, kwargs) in enumerate(calls)]
             entry = translate_model(l, notes) if is_model(l) else None
             if entry is None:
                 entry = translate_entry(l, keep_activation=True) if name in alias else _plain_entry(l, notes)
@@ -228,6 +238,29 @@ def _skips_first_node(l: dict[str, Any]) -> bool:
         return True
     first = ((l.get("config") or {}).get("layers") or [{}])[0]
     return l.get("class_name") == "Sequential" and first.get("class_name") == "InputLayer"
+
+
+def _cast_integer_inputs(name: str, k: int, args: list[Any], out: list[dict[str, Any]],
+                         ref: Callable[[dict[str, Any]], Ref]) -> list[Any]:
+    """`args` with each integer tensor of the first argument replaced by its cast to float32
+    (a TFOpLambda appended to `out`), as Keras 3's promotion computes it."""
+    if not args:
+        return args
+    first = args[0]
+    tensors = first if isinstance(first, list) else [first]
+    new = []
+    for i, t in enumerate(tensors):
+        dtype = str((t.get("config") or {}).get("dtype") or "") if is_tensor(t) else ""
+        if not dtype.startswith(("int", "uint", "bool")):
+            new.append(t)
+            continue
+        cast = f"{name}_cast_input_{k}_{i}"
+        out.append({"module": TF_OP_MODULE, "class_name": "TFOpLambda", "registered_name": "TFOpLambda",
+                    "config": {"name": cast, "trainable": True, "dtype": dtype, "function": "cast"},
+                    "name": cast, "inbound_nodes": [[*ref(t), {"dtype": "float32"}]]})
+        new.append({"class_name": "__keras_tensor__",
+                    "config": {**t["config"], "dtype": "float32", "keras_history": [cast, 0, 0]}})
+    return [new if isinstance(first, list) else new[0], *args[1:]]
 
 
 def _call(node: Any, name: str) -> tuple[list[Any], dict[str, Any]]:
