@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,29 @@ def _tiny_models(K):
         L.Conv1D(3, 2, name="s_conv1d"),
         L.GlobalAveragePooling1D(name="s_gap"),
     ], name="tiny_sequential")
-    return {"tiny_functional": functional, "tiny_sequential": sequential}
+    # Layers with several variables, or sublayers, whose order or place in model.weights.h5
+    # could differ between the versions.
+    seq_in = K.Input((8, 3), name="seq_in")
+    norm = L.Normalization(name="norm")
+    norm.adapt(np.random.default_rng(2).normal(1.0, 2.0, (16, 8, 3)).astype("float32"))
+    h = L.LSTM(4, return_sequences=True, name="lstm")(norm(seq_in))
+    h = L.Bidirectional(L.GRU(3, return_sequences=True), name="bigru")(h)
+    h = L.TimeDistributed(L.Dense(2), name="td")(h)
+    h = L.SeparableConv1D(4, 3, name="sep1d")(L.Conv1D(4, 2, name="conv1d")(h))
+    h = L.GlobalAveragePooling1D(name="gap1d")(L.SimpleRNN(4, return_sequences=True, name="rnn")(h))
+    img = K.Input((8, 8, 3), name="img2")
+    i = L.SeparableConv2D(4, 3, padding="same", name="sep2d")(img)
+    i = L.PReLU(name="prelu")(L.Conv2DTranspose(4, 3, strides=2, name="deconv")(i))
+    i = L.GroupNormalization(2, name="gn")(i)
+    i = L.GlobalMaxPooling2D(name="gmp")(L.MaxPooling2D(name="mp")(L.UpSampling2D(name="up")(i)))
+    ids = K.Input((5,), dtype="int32", name="ids")
+    e = L.GlobalAveragePooling1D(name="gap_ids")(L.Embedding(10, 4, name="emb")(ids))
+    layers_model = K.Model([seq_in, img, ids], L.Concatenate(name="all")([h, i, e]), name="tiny_layers")
+    for layer in layers_model.layers:  # give every variable a distinct value (PReLU starts at 0)
+        for v in layer.weights:
+            if layer.name not in ("norm",) and "bn" not in v.path:
+                v.assign(np.random.default_rng(zlib.crc32(v.path.encode())).normal(0, 0.5, v.shape).astype("float32"))
+    return {"tiny_functional": functional, "tiny_sequential": sequential, "tiny_layers": layers_model}
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +179,8 @@ def worker():
         yield w
 
 
-@pytest.mark.parametrize("name", ["tiny_functional", "tiny_sequential", *FIXTURE_MODELS, *APPLICATIONS])
+@pytest.mark.parametrize("name", ["tiny_functional", "tiny_sequential", "tiny_layers", *FIXTURE_MODELS,
+                                  *APPLICATIONS])
 def test_translation_computes_the_same_float_outputs(name, built, worker):
     k3, tfk, specs, _ = built(name)
     calib = synthetic_calibration(specs, SAMPLES, seed=1)
