@@ -142,13 +142,13 @@ def translate_op(raw: dict[str, Any], name: str, args: list[Any], kwargs: dict[s
     entry = {
         "module": TF_OP_MODULE,
         "class_name": layer_cls,
-        "config": {"name": name, "trainable": True, "dtype": _dtype(cfg, first), "function": fn},
+        "config": {"name": name, "trainable": True, "dtype": _dtype(first), "function": fn},
         "registered_name": layer_cls,
     }
     return entry, first, kw
 
 
-def _dtype(cfg: dict[str, Any], first: Any) -> str:
+def _dtype(first: Any) -> str:
     """A TFOpLambda's dtype is its first input's (autocast off): what tf_keras records."""
     t = first[0] if isinstance(first, list) and first else first
     return str((t.get("config") or {}).get("dtype") or "float32") if isinstance(t, dict) else "float32"
