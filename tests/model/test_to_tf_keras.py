@@ -392,10 +392,16 @@ def test_written_archive_is_tf_keras_and_input_untouched(tmp_path):
     assert set(zipfile.ZipFile(path).namelist()) == {"metadata.json", "config.json", "model.weights.h5"}
 
 
-def test_not_a_keras3_config_is_refused():
-    tfk = {"module": "tf_keras.src.engine.functional", "class_name": "Functional", "config": {"name": "m", "layers": []}}
-    with pytest.raises(Untranslatable):
-        translate(tfk, b"")
+@pytest.mark.parametrize("fixture", ["tiny_cnn_tfk.keras", "nested_tfk.keras"])
+def test_a_tf_keras_config_is_refused(fixture):
+    z = zipfile.ZipFile(FIXTURES / fixture)
+    with pytest.raises(Untranslatable) as e:
+        translate(json.loads(z.read("config.json")), z.read("model.weights.h5"))
+    assert "not a Keras 3 model" in e.value.reason
+    seq = sequential_config(("x", (None, 4), "float32"), [("d", "Dense", {"units": 2})])
+    seq["config"]["layers"][0]["config"]["batch_input_shape"] = seq["config"]["layers"][0]["config"].pop("batch_shape")
+    with pytest.raises(Untranslatable):  # a tf_keras Sequential: same module and class as Keras 3's
+        translate(seq, _weights(seq, {}))
 
 
 # --- every Keras 3 model in the fleet and the fixtures ----------------------------------------------

@@ -67,5 +67,9 @@ def translate(config: dict[str, Any], weights: bytes) -> Translation:
 
 
 def _is_keras3(config: dict[str, Any]) -> bool:
-    return str(config.get("module") or "") in ("keras.src.models.functional", "keras", "keras.src.models.sequential") \
-        or config.get("class_name") in ("Functional", "Sequential")
+    """A Keras 3 Functional or Sequential: tf_keras writes its own module for Functional, and
+    `batch_input_shape` (not `batch_shape`) in its InputLayers."""
+    if config.get("class_name") not in ("Functional", "Sequential"):
+        return False
+    layers = (config.get("config") or {}).get("layers") or []
+    return not any("batch_input_shape" in (l.get("config") or {}) for l in layers if l.get("class_name") == "InputLayer")
