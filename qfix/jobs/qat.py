@@ -29,12 +29,12 @@ from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
 from qfix.model.graph import build_graph
 from qfix.model.inputs import input_specs
+from qfix.model.to_tf_keras import Untranslatable, translate
 from qfix.model.writer import archive_zip, write_archive
 from qfix.rules.qat_float_layer import QatFloatLayer
 from qfix.rules.tfmot_refused import TfmotRefused
 
-KERAS3_NOT_TRAINED = ("not trained: a Keras 3 model (tfmot trains tf_keras models only; qfix's "
-                      "Keras 3 → tf_keras translation is not available yet, QF501)")
+KERAS3_NOT_TRAINED = "not trained: the Keras 3 model has no tf_keras equivalent (QF501): {}"
 REFUSED = "not trained: tfmot's quantize_model refused the model (QF505)"
 MAX_ROLLBACKS = 2  # tfmot runs after rolling back rewrites it refuses (one trial each)
 
@@ -52,6 +52,7 @@ class QatRun:
     float_equivalence: float | None = None  # rewritten float model vs the input (max abs diff)
     tolerance: float = SAFE_TOLERANCE
     translated: bool = False  # the input was Keras 3, translated to tf_keras
+    translation_notes: list[str] = field(default_factory=list)  # what the translation changed
     outputs: dict[str, str | None] = field(default_factory=lambda: {"model": None})
     not_written: str | None = None  # why no `.qfix.qat.keras` was written
     output_path: str = ""  # where the `.qfix.qat.keras` goes (the snippet loads it)
@@ -95,17 +96,14 @@ class QatRun:
         return self.result.exit_code()
 
 
-def tf_keras_input(archive: KerasArchive) -> tuple[dict[str, Any], bytes, dict[str, Any]] | None:
-    """The input as tf_keras (config, weights, metadata), or None when it cannot be had.
-
-    === THE KERAS 3 → TF_KERAS TRANSLATION: one call, here, wired at the merge of
-    qfix.model.to_tf_keras (`translate(config, weights) -> Translation(config, weights,
-    metadata, notes)`, raising `Untranslatable(layer, reason)`). Until then a Keras 3 model
-    is not trained (QF501 stays its blocker). ===
-    """
+def tf_keras_input(archive: KerasArchive) -> tuple[dict[str, Any], bytes, dict[str, Any], list[str]]:
+    """The input as tf_keras: (config, weights, metadata, notes). A Keras 3 model is translated
+    (qfix.model.to_tf_keras; its float outputs are compared with the original's after the run);
+    `notes` say what the translation changed beyond spelling. Raises Untranslatable."""
     if archive.dialect == "tf_keras":
-        return archive.config, archive.weights_bytes, archive.metadata
-    return None
+        return archive.config, archive.weights_bytes, archive.metadata, []
+    t = translate(archive.config, archive.weights_bytes)
+    return t.config, t.weights, t.metadata, t.notes
 
 
 def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: bool = False,
@@ -119,12 +117,21 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     run.output_path = str(outputs.model)
     result.timings["static"] = time.perf_counter() - t0
 
-    tfk = tf_keras_input(archive)
-    if tfk is None:
-        run.not_trained = result.not_converted = KERAS3_NOT_TRAINED
+    try:
+        tfk_config, tfk_weights, metadata, run.translation_notes = tf_keras_input(archive)
+    except Untranslatable as exc:
+        why = f"layer {exc.layer!r}: {exc.reason}"
+        run.not_trained = result.not_converted = KERAS3_NOT_TRAINED.format(why)
+        for v in findings:
+            if v.code == "QF501":
+                v.message = f"{v.message}; qfix cannot translate it: {why}"
         return run
     run.translated = archive.dialect != "tf_keras"
-    tfk_config, tfk_weights, metadata = tfk
+    if run.translated:
+        for v in findings:
+            if v.code == "QF501":  # resolved by the translation; its float outputs are compared below
+                v.applied = True
+                v.message = f"{v.message} (translated to tf_keras)"
     ctx = context(profile, opts)
     config, weights, run.fixes, run.skipped = apply_fixes(
         copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe)

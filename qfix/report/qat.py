@@ -72,6 +72,11 @@ def render_qat(run, console: Console) -> None:
         console.print(f"  rewrite {f.code} {escape(f.layer or '-')}: {escape(f.note)} \\[{f.applicability}] — {state}")
     for s in run.skipped:
         console.print(f"  [yellow]not applied:[/] {escape(s)}")
+    if run.translated:
+        console.print("[bold]translated from Keras 3 to tf_keras[/]"
+                      + (":" if run.translation_notes else " (spelling only)"))
+        for note in run.translation_notes:
+            console.print(f"  {escape(note)}")
     trial = run.trial  # a refusal is its QF505 finding, in the table above
     if trial is not None and trial.layers:
         counts = {s: sum(lq.state == s for lq in trial.layers) for s in _STATE_STYLE}
@@ -134,6 +139,7 @@ def qat_json(run) -> dict[str, Any]:
         "training_step": trial.step.to_json() if trial is not None and trial.step is not None else None,
         "conversion_error": trial.conversion_error if trial is not None else None,
         "translated_from_keras3": run.translated,
+        "translation_notes": run.translation_notes,
         "problems": run.problems(),
         "snippet": training_snippet(run) if run.exit_code() == 0 else None,
     }

@@ -30,15 +30,18 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 import tf_keras as keras
 import tensorflow_model_optimization as tfmot
 ```
-For a saved Keras 3 model: rebuild and train it with tf_keras, or use post-training
-quantization (qfix's default, `--mode ptq`).
+For a saved Keras 3 model: `qfix model.keras --mode qat` writes the tf_keras translation
+(`model.qfix.qat.keras`), or use post-training quantization (qfix's default, `--mode ptq`).
 
 ## Fix safety
 Source: unsafe, the model is then built by tf_keras instead of Keras 3 (needs `pip install
 tf_keras` matching the TF minor version; Keras-3-only APIs differ). No fix is offered when
 the file uses Keras-3-only APIs (`keras.ops`, ...).
 
-Model: display-only (reported only).
+Model: the `--mode qat` job translates the model to tf_keras (`qfix.model.to_tf_keras`: the
+config, the op nodes, the layer order weights are keyed by, the weights) and compares the
+float outputs of the translation with the Keras 3 original's; the finding is then marked
+applied. A construct with no tf_keras equivalent stays a blocker, with the reason.
 
 ## Targets
 Every target: the rule reads no property of the target's profile. The model side runs only
@@ -202,7 +205,7 @@ class Keras3WithTfmotModel(ModelRule):
                 f"model {graph.name!r} was saved by Keras 3, but tfmot quantization-aware training needs "
                 "a tf_keras (Keras 2) model",
                 None,
-                fix="rebuild with tf_keras and TF_USE_LEGACY_KERAS=1, or use post-training quantization",
+                fix="`qfix MODEL --mode qat` translates it to tf_keras (config, weights; float outputs compared)",
             )
 
     CASES = [

@@ -7,6 +7,7 @@ snippet runs. Real tfmot, real conversions, no mocks."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -14,10 +15,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import h5py
 import pytest
 
 from qfix.convert.qat import named_layer
 from qfix.model.graph import build_graph
+from qfix.model.writer import write_archive
 from qfix.rules.tfmot_refused import blamed_layer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,15 +304,60 @@ def test_an_integer_input_refused_by_tfmot_is_blamed_on_the_input(tmp_path):
     assert [f["state"] for f in report["fixes"]] == ["kept"]  # tfmot refuses the input, not the rewrite
 
 
+@pytest.mark.tf
+def test_a_keras3_model_is_translated_trained_and_written_as_tf_keras(tmp_path):
+    """QF501's fix: the Keras 3 CNN is translated to tf_keras, with the same float outputs,
+    and trains; the written file is tf_keras with its dynamic batch."""
+    src = FIXTURES / "tiny_cnn_k3.keras"
+    before = digest(src)
+    code, report = qat_json(src, "--out-dir", tmp_path)
+    assert code == 0, (report["findings"], report["qat"]["problems"])
+    (qf501,) = [f for f in report["findings"] if f["code"] == "QF501"]
+    assert qf501["applied"] and "(translated to tf_keras)" in qf501["message"]
+    assert report["qat"]["translated_from_keras3"] and report["qat"]["trained"]
+    assert report["float_equivalence"]["max_abs_diff"] <= report["float_equivalence"]["tolerance"]
+    assert report["verification"]["fully_on_target"]
+    written = tmp_path / "tiny_cnn_k3.qfix.qat.keras"
+    assert report["outputs"] == {"model": str(written)}
+    with zipfile.ZipFile(written) as z:
+        config = json.loads(z.read("config.json"))
+        assert json.loads(z.read("metadata.json"))["keras_version"].startswith("2.")
+    assert all(l.out_shape[0] is None for l in build_graph(config, "tf_keras").input_layers())
+    assert digest(src) == before
+
+
 # --- without TensorFlow ---------------------------------------------------------------------
 
 
-def test_a_keras3_model_is_not_trained_until_it_is_translated(tmp_path):
-    code, report = qat_json(FIXTURES / "tiny_cnn_k3.keras", "--out-dir", tmp_path)
+def _hard_silu_sequential_k3(path: Path) -> Path:
+    """A Keras 3 Sequential whose Activation("hard_silu") has no tf_keras form there (tf_keras
+    has no hard_silu, and spelling it out needs a two-input Multiply a Sequential cannot hold)."""
+    layer = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
+             "config": {"batch_shape": [None, 4], "dtype": "float32", "sparse": False, "name": "x"}}
+    act = {"module": "keras.layers", "class_name": "Activation", "registered_name": None,
+           "config": {"name": "act", "trainable": True, "dtype": "float32", "activation": "hard_silu"}}
+    config = {"class_name": "Sequential", "module": "keras", "registered_name": None,
+              "config": {"name": "s", "trainable": True, "dtype": "float32", "layers": [layer, act]},
+              "build_config": {"input_shape": [None, 4]}}
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("layers/activation/vars")
+        f.create_group("vars")
+    metadata = {"keras_version": "3.15.1", "date_saved": "2026-11-30@00:00:00"}
+    return write_archive(path, config, metadata, buf.getvalue())
+
+
+def test_a_keras3_model_without_a_tf_keras_form_is_not_trained_and_says_which_layer(tmp_path):
+    src = _hard_silu_sequential_k3(tmp_path / "hs.keras")
+    out = tmp_path / "out"
+    code, report = qat_json(src, "--out-dir", out)
     assert code == 1
-    assert [f["severity"] for f in report["findings"] if f["code"] == "QF501"] == ["blocker"]
-    assert report["qat"]["not_trained"].startswith("not trained: a Keras 3 model")
-    assert report["qat"]["trained"] is False and list(tmp_path.iterdir()) == []
+    (qf501,) = [f for f in report["findings"] if f["code"] == "QF501"]
+    assert qf501["severity"] == "blocker" and not qf501["applied"]
+    assert qf501["message"].endswith("qfix cannot translate it: layer 'act': hard_silu in a Sequential "
+                                     "(its tf_keras form needs a two-input Multiply)")
+    assert report["qat"]["not_trained"].startswith("not trained: the Keras 3 model has no tf_keras equivalent")
+    assert report["qat"]["trained"] is False and not out.exists()
 
 
 @pytest.mark.parametrize("flags", [("--static",), ("--diff",), ("--in-place",), ("--write",)])
