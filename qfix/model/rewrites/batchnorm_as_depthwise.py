@@ -75,12 +75,14 @@ def batchnorm_as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: str) -
     if rank == 4:
         dw["build_config"] = {"input_shape": shape}
         edit.replace(name, dw, scope)
+        _drop_mask(edit.layer(name, scope))
         edit.new_vars[(*scope, name)] = fold
         return (f"BatchNormalization {name!r} → DepthwiseConv2D 1×1 (kernel γ/√(σ²+ε), bias β−μ·γ/√(σ²+ε)): "
                 "the same affine map, a layer tfmot quantizes")
     flat = [shape[0], 1, -1 if rank == 3 else 1, channels]
     edit.replace(name, make_layer("Reshape", {"target_shape": flat[1:]}, edit.dialect, name, dtype=dtype,
                                   input_shape=shape), scope, keep_weights=True)
+    _drop_mask(edit.layer(name, scope))
     edit.origin[(*scope, name)] = None  # the Reshape has no variables; the BN's go to the depthwise conv
     wide = [shape[0], 1, shape[1] if rank == 3 else 1, channels]
     dw["build_config"] = {"input_shape": wide}
@@ -92,3 +94,11 @@ def batchnorm_as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: str) -
     out = edit.take_output_name(out, name, scope)
     return (f"BatchNormalization {name!r} → Reshape, DepthwiseConv2D 1×1 {conv!r} (the folded statistics), "
             f"Reshape {out!r}: the same affine map, a layer tfmot quantizes")
+
+
+def _drop_mask(raw: dict) -> None:
+    """Keras 3 records BatchNormalization's call as `{"args": [x], "kwargs": {"mask": null}}`; the
+    layer in its place takes no mask."""
+    for node in raw.get("inbound_nodes") or []:
+        if isinstance(node, dict) and isinstance(node.get("kwargs"), dict):
+            node["kwargs"].pop("mask", None)
