@@ -109,7 +109,10 @@ class TfmotRejectedLayer(ModelRule):
             msg = (f"{what} does not follow a linear Conv2D/DepthwiseConv2D/Dense, the only place tfmot folds a "
                    "BatchNormalization: quantize_model rejects it")
         else:
-            msg = f"tfmot's 8-bit registry rejects {what}: quantize_model raises \"{entry.error}\""
+            said = entry.error.split(". ")[0]
+            if said.startswith("is not supported"):
+                said = f"Layer {layer.name}:<class '…{layer.class_name}'> {said}"
+            msg = f"tfmot's 8-bit registry rejects {what}: quantize_model raises \"{said}\""
         if entry.remedy == reg.REWRITE:
             return self.violation(msg, layer.name, pointer=layer.pointer, fix=entry.advice,
                                   rewrite=Rewrite(getattr(rewrites, entry.rewrite), path, layer.name))

@@ -357,3 +357,30 @@ def test_keras3_multiply_annotation_waits_for_translation():
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     child(sys.argv[1])
+
+
+@pytest.mark.tf
+def test_qfix_checks_its_own_annotated_model(tmp_path):
+    """A model qfix annotated is one qfix loads again: the vet trusts tfmot's QuantizeAnnotate
+    (and nothing else of tfmot), the loader opens it in the quantize scope of qfix's configs, and
+    the annotated LayerNormalizations are no longer findings."""
+    from qfix.jobs.check import Options, context
+    from qfix.jobs.fix import apply_fixes
+    from qfix.model.archive import read_archive
+    from qfix.model.writer import write_archive
+    from qfix.targets import load_profile
+
+    a = read_archive(FIXTURES / "transformer_block_tfk.keras")
+    opts = Options(target="edgetpu", mode="qat", select=["QF502"])
+    config, weights, applied, _ = apply_fixes(a.config, a.weights_bytes, "tf_keras",
+                                              context(load_profile("edgetpu"), opts), opts, unsafe=False)
+    assert len(applied) == 2
+    path = write_archive(tmp_path / "annotated.keras", config, a.metadata, weights)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "qfix", str(path), "--mode", "qat", "--check", "--format", "json",
+                           "--samples", "4"], capture_output=True, text=True, env=env, timeout=900)
+    assert "QF9" not in proc.stderr, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    qf502 = [f["layer"] for f in report["findings"] if f["code"] == "QF502"]
+    assert qf502 == ["multi_head_attention"], report["findings"]
+    assert report["verification"]["converted"] and report["verification"]["ops_total"] > 0, report["verification"]
