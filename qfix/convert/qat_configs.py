@@ -9,8 +9,9 @@ come out integer.
 - `OutputQuantizeConfig`: no weight or activation quantizers, one 8-bit moving-average quantizer
   on the output (asymmetric, per tensor: what tfmot puts on Add/Concatenate). For layers whose
   math the converter quantizes from the ranges around them (Rescaling, Multiply, LayerNorm, ...).
-- `NoOpQuantizeConfig`: no quantizer at all. The layer stays float on purpose (the converter
-  puts QUANTIZE/DEQUANTIZE around it); `quantize_model` then accepts the rest of the model.
+- `NoOpQuantizeConfig`: no quantizer at all, to keep a layer float on purpose; `quantize_model`
+  then accepts the rest of the model. Checked: the layer reading it converts to float as well
+  (no range on its input), so qfix's table never picks it; it is for users' own annotations.
 
 Imported only in the worker's child process and by the user's training script (the report's
 snippet), never by the static side: it imports tf_keras and tfmot.

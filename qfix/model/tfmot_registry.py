@@ -44,8 +44,9 @@ NOT_SUPPORTED = ("is not supported. You can quantize this layer by passing a "
 # to deserialize in safe mode.
 LAMBDA_REFUSED = "Requested the deserialization of a Lambda layer with a Python `lambda` inside it."
 
-OUTPUT_CONFIG = "OutputQuantizeConfig"  # qfix.convert.qat_configs
-NOOP_CONFIG = "NoOpQuantizeConfig"
+# qfix.convert.qat_configs. Even a layer left float is annotated output-only, not NoOp: checked,
+# a NoOp layer leaves its reader without an input range, so the reader converts to float too.
+OUTPUT_CONFIG = "OutputQuantizeConfig"
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,10 @@ LAYERS: dict[str, Entry] = {
                                       "Conv1D as that CONV_2D anyway)"),
     "DepthwiseConv1D": _rw("conv1d_as_conv2d", "Reshape → DepthwiseConv2D(1×k) → Reshape, the kernel reshaped"),
     "MaxPooling1D": _rw("pool1d_as_pool2d", "Reshape → MaxPooling2D(1×p) → Reshape"),
+    # Annotated output-only its SUB + MUL stay float (no range for the constants), at the input of
+    # the model at that: folded instead.
+    "Normalization": _rw("normalization_as_depthwise", "a 1×1 DepthwiseConv2D with kernel 1/√σ², bias −μ/√σ² "
+                                                       "(the same affine map)"),
     # Rejected; annotated output-only, the op converts to its integer kernel (checked).
     "Rescaling": _ann("MUL"),
     "Multiply": _ann("MUL"),
@@ -162,7 +167,6 @@ LAYERS: dict[str, Entry] = {
     "GaussianNoise": _ann("nothing (an identity at inference)"),
     "GaussianDropout": _ann("nothing (an identity at inference)"),
     # Rejected; annotated output-only, the op stays float between integer neighbours (checked).
-    "Normalization": _float("SUB + MUL"),
     "LayerNormalization": _float("MEAN/RSQRT/MUL/ADD"),
     "ELU": _float("ELU"),
     "Average": _float("ADD + MUL"),

@@ -34,11 +34,11 @@ y = quantize_annotate_layer(tf_keras.layers.Multiply(), OutputQuantizeConfig())(
 ## Fix safety
 Safe, from the table's remedy for the class: an exact rewrite (Conv1D/DepthwiseConv1D →
 Reshape, Conv2D/DepthwiseConv2D 1×k, Reshape with the kernel reshaped; MaxPooling1D →
-MaxPooling2D 1×p; a BatchNormalization → a 1×1 DepthwiseConv2D holding its folded statistics,
-equal in inference) keeps the float outputs (checked to 1e-5); an annotation with qfix's
-OutputQuantizeConfig changes nothing in the float model, only what tfmot quantizes. Where the
-table says the annotated op still converts to float (LayerNormalization, Normalization, ELU,
-Average) the finding says so. Annotations are written into tf_keras configs (the QAT model);
+MaxPooling2D 1×p; a BatchNormalization or a Normalization → a 1×1 DepthwiseConv2D holding its
+folded statistics, equal in inference) keeps the float outputs (checked to 1e-5); an
+annotation with qfix's OutputQuantizeConfig changes nothing in the float model, only what tfmot
+quantizes. Where the table says the annotated op still converts to float (LayerNormalization,
+ELU, Average) the finding says so. Annotations are written into tf_keras configs (the QAT model);
 in a Keras 3 config the fix is display-only until the model is translated. A class with no
 remedy (recurrent layers, MultiHeadAttention, ...) gets a display-only finding: use int8
 post-training quantization for that model.
@@ -78,6 +78,17 @@ def activated_producer(graph, layer):
     return None if reg.folds_batchnorm(prev.class_name, activation_name({"config": prev.config})) else prev
 
 
+def folded(graph, bn) -> bool:
+    """Whether tfmot's transforms fold the BatchNormalization `bn`: its input is a linear
+    Conv2D/DepthwiseConv2D/Dense called once whose output nothing else reads (model_transformer
+    matches an inner layer only when it has a single consumer and is not a model output)."""
+    prev = producer(graph, bn)
+    if prev is None or not reg.folds_batchnorm(prev.class_name, activation_name({"config": prev.config})):
+        return False
+    outputs = {t.layer for t in graph.outputs}
+    return len(prev.calls) == 1 and len(graph.consumers(prev.name)) == 1 and prev.name not in outputs
+
+
 class TfmotRejectedLayer(ModelRule):
     """QF502 tfmot-rejected-layer; documented in the module docstring (`qfix rule QF502`)."""
 
@@ -95,9 +106,7 @@ class TfmotRejectedLayer(ModelRule):
                 continue
             entry = reg.entry(layer.class_name)
             if layer.class_name == "BatchNormalization":
-                prev = producer(g, layer)
-                folds = prev is not None and reg.folds_batchnorm(prev.class_name, activation_name({"config": prev.config}))
-                if folds or activated_producer(g, layer) is not None:
+                if folded(g, layer) or activated_producer(g, layer) is not None:
                     continue  # tfmot folds it, or QF503 reports it
             elif not entry.rejected:
                 continue
@@ -106,8 +115,8 @@ class TfmotRejectedLayer(ModelRule):
     def _finding(self, layer, path, entry, dialect):
         what = f"{layer.class_name} {layer.name!r}"
         if layer.class_name == "BatchNormalization":
-            msg = (f"{what} does not follow a linear Conv2D/DepthwiseConv2D/Dense, the only place tfmot folds a "
-                   "BatchNormalization: quantize_model rejects it")
+            msg = (f"tfmot does not fold {what} (it folds a BN only right after a linear Conv2D/DepthwiseConv2D/"
+                   "Dense that nothing else reads): quantize_model rejects it")
         else:
             said = entry.error.split(". ")[0]
             if said.startswith("is not supported"):
@@ -163,6 +172,15 @@ class TfmotRejectedLayer(ModelRule):
             functional_config([("x", (None, 8), "float32")],
                               [("d", "Dense", {"units": 8}, ["x"]), ("m", "Multiply", {"__module": "keras.layers"}, ["x", "d"])], ["m"]),
             fires=False,
+        ),
+        ModelCase(  # the conv's output is read twice: tfmot's pattern does not match, the BN is rejected
+            "batchnorm-after-shared-linear-conv",
+            functional_config([("x", (None, 8, 8, 3), "float32")],
+                              [("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["x"], "float32", (None, 8, 8, 4)),
+                               ("bn", "BatchNormalization", {}, ["conv"], "float32", (None, 8, 8, 4)),
+                               ("add", "Add", {}, ["bn", "conv"], "float32", (None, 8, 8, 4))], ["add"]),
+            fires=True, count=1, mode="qat",
+            expected={"name": "bn", "class_name": "DepthwiseConv2D"},
         ),
         ModelCase(
             "batchnorm-after-linear-conv",

@@ -119,6 +119,22 @@ def _standalone_bn(K):  # fault: a standalone BN (after an Add, as in DenseNet's
     return _bn_stats(K, K.Model(i, L.Dense(2)(L.GlobalAveragePooling2D()(L.ReLU()(x)))))
 
 
+def _normalization(K):  # the input Normalization of EfficientNet, statistics given in the config
+    L = K.layers
+    i = K.Input((8, 8, 3))
+    x = L.Normalization(mean=[0.2, 0.5, -0.1], variance=[0.3, 2.0, 0.7])(i)
+    return K.Model(i, L.Dense(2)(L.Flatten()(L.Conv2D(4, 3)(x))))
+
+
+def _normalization_adapted_seq(K):  # another member: adapted statistics (weights), rank 3, Sequential
+    import numpy as np
+
+    L = K.layers
+    norm = L.Normalization()
+    norm.adapt(np.random.default_rng(2).normal(0.5, 2.0, (16, 5, 4)).astype("float32"))
+    return K.Sequential([K.Input((5, 4)), norm, L.Flatten(), L.Dense(2)])
+
+
 def _bn_first_seq(K):  # another member: a BN on the input of a Sequential
     L = K.layers
     return _bn_stats(K, K.Sequential([K.Input((8, 8, 3)), L.BatchNormalization(), L.Conv2D(4, 3), L.Flatten(),
@@ -140,6 +156,10 @@ MODELS = {
     "prelu": ("tf_keras", ["QF502"], _prelu, "PReLU'> is not supported"),
     "standalone_bn": ("tf_keras", ["QF502"], _standalone_bn, "BatchNormalization'> is not supported"),
     "bn_first_seq": ("tf_keras", ["QF502"], _bn_first_seq, "BatchNormalization'> is not supported"),
+    "normalization": ("tf_keras", ["QF502"], _normalization, "Normalization'> is not supported"),
+    "normalization_adapted_seq": ("tf_keras", ["QF502"], _normalization_adapted_seq, "Normalization'> is not supported"),
+    "k3_normalization": ("keras3", ["QF502"], _normalization, None),
+    "k3_normalization_adapted_seq": ("keras3", ["QF502"], _normalization_adapted_seq, None),
     # Keras 3: the exact rewrites, float outputs only.
     "k3_conv_relu_bn": ("keras3", ["QF503"], _conv_relu_bn, None),
     "k3_dense_relu_bn_seq": ("keras3", ["QF503"], _dense_relu_bn_seq, None),
@@ -154,7 +174,8 @@ FIXED_HAS = {
     "rescaling_seq": "QuantizeAnnotate", "subtract": "QuantizeAnnotate", "multiply": "QuantizeAnnotate",
     "layernorm": "QuantizeAnnotate", "prelu": "QuantizeAnnotate", "elu_seq": "QuantizeAnnotate",
     "conv_relu_bn": "DepthwiseConv2D", "dense_relu6_bn": "DepthwiseConv2D", "dense_relu_bn_seq": "DepthwiseConv2D", "standalone_bn": "DepthwiseConv2D",
-    "bn_first_seq": "DepthwiseConv2D", "relu6": "ReLU", "conv1d": "MaxPooling2D", "conv1d_seq": "DepthwiseConv2D",
+    "bn_first_seq": "DepthwiseConv2D", "normalization": "DepthwiseConv2D", "normalization_adapted_seq": "DepthwiseConv2D",
+    "relu6": "ReLU", "conv1d": "MaxPooling2D", "conv1d_seq": "DepthwiseConv2D",
 }
 
 

@@ -148,6 +148,12 @@ def child_table(out: str) -> None:
             x = x([i, i]) if prev == "Add" else x(i)
             return K.Model(i, L.BatchNormalization()(x))
         res["bn_after"][f"{prev}:{act}"] = _quantize(K, tfmot, bn)
+
+    def shared():  # a linear conv read by the BN and by an Add: tfmot's fold pattern does not match
+        i = K.Input((8, 8, 3))
+        c = L.Conv2D(3, 1)(i)
+        return K.Model(i, L.Add()([L.BatchNormalization()(c), c]))
+    res["bn_shared_conv"] = _quantize(K, tfmot, shared)
     for act in ACTIVATIONS:
         res["dense_act"][act] = _quantize(K, tfmot, lambda act=act: K.Sequential([K.Input((8,)), L.Dense(4, activation=act)]))
         res["activation_layer"][act] = _quantize(K, tfmot, lambda act=act: K.Sequential([K.Input((8,)), L.Activation(act)]))
@@ -249,6 +255,21 @@ def test_batchnorm_is_accepted_only_after_a_linear_conv_or_dense(table):
         assert got["ok"] == reg.folds_batchnorm(prev, None if act == "None" else act), (key, got)
         if not got["ok"]:
             assert reg.NOT_SUPPORTED in got["error"]
+
+
+@pytest.mark.tf
+def test_batchnorm_after_a_linear_conv_read_twice_is_rejected_and_qf502_says_so(table):
+    from qfix.model.cases import functional_config
+    from qfix.rules.base import Context
+    from qfix.rules.tfmot_rejected_layer import TfmotRejectedLayer
+    from qfix.targets import load_profile
+
+    assert not table["bn_shared_conv"]["ok"] and reg.NOT_SUPPORTED in table["bn_shared_conv"]["error"]
+    cfg = functional_config([("x", (None, 8, 8, 3), "float32")],
+                            [("c", "Conv2D", {"filters": 3, "kernel_size": 1}, ["x"]), ("bn", "BatchNormalization", {}, ["c"]),
+                             ("a", "Add", {"__module": "keras.layers"}, ["bn", "c"])], ["a"])
+    found = list(TfmotRejectedLayer().check(build_graph(cfg, "keras3"), Context(load_profile("edgetpu"), mode="qat")))
+    assert [v.location.layer for v in found] == ["bn"]
 
 
 @pytest.mark.tf

@@ -63,6 +63,7 @@ from qfix.model.rewrites.hard_swish_spelled import hard_swish_spelled  # noqa: E
 from qfix.model.rewrites.leaky_relu_to_prelu import leaky_relu_to_prelu  # noqa: E402
 from qfix.model.rewrites.mixed_merge_cast import mixed_merge_cast  # noqa: E402
 from qfix.model.rewrites.narrow_64bit import narrow_64bit  # noqa: E402
+from qfix.model.rewrites.normalization_as_depthwise import normalization_as_depthwise  # noqa: E402
 from qfix.model.rewrites.pool1d_as_pool2d import pool1d_as_pool2d  # noqa: E402
 from qfix.model.rewrites.split_activation import split_activation  # noqa: E402
 from qfix.model.rewrites.split_grouped_conv import split_grouped_conv  # noqa: E402
@@ -75,5 +76,5 @@ from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  #
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "annotate_quantize", "batchnorm_as_depthwise",
            "conv1d_as_conv2d", "densify_grouped_conv", "flatten_nested", "fold_input_cast",
            "gelu_tanh", "hard_swish", "hard_swish_spelled", "leaky_relu_to_prelu", "mixed_merge_cast", "narrow_64bit",
-           "pool1d_as_pool2d", "split_activation", "split_grouped_conv", "static_batch", "unfuse_transpose_conv", "unroll_rnn",
+           "normalization_as_depthwise", "pool1d_as_pool2d", "split_activation", "split_grouped_conv", "static_batch", "unfuse_transpose_conv", "unroll_rnn",
            "upsampling1d_to_resizing", "upsampling_to_resizing"]

@@ -34,12 +34,13 @@ def depthwise_1x1(name: str, dialect: str, dtype: str, use_bias: bool = True) ->
         dialect, name, dtype=dtype)
 
 
-def batchnorm_as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
-    """`name` is a BatchNormalization over the last axis of a rank 2-4 tensor, called once."""
+def affine_input(edit: ModelEdit, scope: tuple[str, ...], name: str, cls: str) -> tuple[dict, list, object]:
+    """The config, input shape (rank 2-4, static channels) and weights source of the per-channel
+    affine layer `name` of class `cls` over the last axis, called once. Raises EditError."""
     raw = edit.layer(name, scope)
     cfg = raw.get("config") or {}
-    if raw.get("class_name") != "BatchNormalization":
-        raise EditError(f"{name!r} is not a BatchNormalization")
+    if raw.get("class_name") != cls:
+        raise EditError(f"{name!r} is not a {cls}")
     if "inbound_nodes" in raw and len(raw["inbound_nodes"]) != 1:
         raise EditError(f"{name!r} is called {len(raw['inbound_nodes'])} times; only a single call can be folded")
     shape = (raw.get("build_config") or {}).get("input_shape")
@@ -48,17 +49,52 @@ def batchnorm_as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: str) -
         shape = edit.tensor_meta(ins[0], scope)[0] if ins else None
     if not isinstance(shape, list) or len(shape) not in (2, 3, 4) or not isinstance(shape[-1], int):
         raise EditError(f"the input of {name!r} has no static channel count (rank 2-4 needed)")
-    rank, channels = len(shape), shape[-1]
     axis = cfg.get("axis", -1)
-    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-    if axis not in (-1, rank - 1):
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if axis not in (-1, len(shape) - 1):
         raise EditError(f"{name!r} normalizes axis {axis}, not the channels (last axis)")
     source = edit.origin.get((*scope, name))
     if source is None:
         raise EditError(f"{name!r} was added by this edit; its statistics are not in the file yet")
+    return cfg, shape, source
+
+
+def as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: str, shape: list, fold) -> str:
+    """Put a 1×1 DepthwiseConv2D whose [kernel (1, 1, C, 1), bias (C,)] are `fold(read)` in the
+    place of layer `name` (rank 4: in place, same name; rank 2/3: between two reshapes, the
+    first keeping the name). Returns the depthwise layer's name."""
+    cfg = edit.layer(name, scope).get("config") or {}
+    dtype = policy_name(cfg.get("dtype")) or "float32"
+    rank, channels = len(shape), shape[-1]
+    dw = depthwise_1x1(name if rank == 4 else f"{name}_dw", edit.dialect, dtype)
+    if rank == 4:
+        dw["build_config"] = {"input_shape": shape}
+        edit.replace(name, dw, scope)
+        _drop_mask(edit.layer(name, scope))
+        edit.new_vars[(*scope, name)] = fold
+        return name
+    flat = [shape[0], 1, -1 if rank == 3 else 1, channels]
+    edit.replace(name, make_layer("Reshape", {"target_shape": flat[1:]}, edit.dialect, name, dtype=dtype,
+                                  input_shape=shape), scope, keep_weights=True)
+    _drop_mask(edit.layer(name, scope))
+    edit.origin[(*scope, name)] = None  # the Reshape has no variables; the statistics go to the depthwise conv
+    wide = [shape[0], 1, shape[1] if rank == 3 else 1, channels]
+    dw["build_config"] = {"input_shape": wide}
+    conv = edit.insert_after((name, 0, 0), dw, scope, out_shape=wide)
+    edit.new_vars[(*scope, conv)] = fold
+    back = make_layer("Reshape", {"target_shape": [-1 if d is None else d for d in shape[1:]]}, edit.dialect,
+                      f"{name}_back", dtype=dtype, input_shape=wide)
+    out = edit.insert_after((conv, 0, 0), back, scope, out_shape=shape)
+    edit.take_output_name(out, name, scope)
+    return conv
+
+
+def batchnorm_as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` is a BatchNormalization over the last axis of a rank 2-4 tensor, called once."""
+    cfg, shape, source = affine_input(edit, scope, name, "BatchNormalization")
+    channels = shape[-1]
     eps = float(cfg.get("epsilon", 1e-3))
     scale, center = cfg.get("scale", True), cfg.get("center", True)
-    dtype = policy_name(cfg.get("dtype")) or "float32"
 
     def fold(read):
         found = read(source)
@@ -71,29 +107,9 @@ def batchnorm_as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: str) -
         a = (gamma / np.sqrt(var.astype(np.float64) + eps)).astype(np.float32)
         return [a.reshape(1, 1, channels, 1), (beta - mean * a).astype(np.float32)]
 
-    dw = depthwise_1x1(name if rank == 4 else f"{name}_dw", edit.dialect, dtype)
-    if rank == 4:
-        dw["build_config"] = {"input_shape": shape}
-        edit.replace(name, dw, scope)
-        _drop_mask(edit.layer(name, scope))
-        edit.new_vars[(*scope, name)] = fold
-        return (f"BatchNormalization {name!r} → DepthwiseConv2D 1×1 (kernel γ/√(σ²+ε), bias β−μ·γ/√(σ²+ε)): "
-                "the same affine map, a layer tfmot quantizes")
-    flat = [shape[0], 1, -1 if rank == 3 else 1, channels]
-    edit.replace(name, make_layer("Reshape", {"target_shape": flat[1:]}, edit.dialect, name, dtype=dtype,
-                                  input_shape=shape), scope, keep_weights=True)
-    _drop_mask(edit.layer(name, scope))
-    edit.origin[(*scope, name)] = None  # the Reshape has no variables; the BN's go to the depthwise conv
-    wide = [shape[0], 1, shape[1] if rank == 3 else 1, channels]
-    dw["build_config"] = {"input_shape": wide}
-    conv = edit.insert_after((name, 0, 0), dw, scope, out_shape=wide)
-    edit.new_vars[(*scope, conv)] = fold
-    back = make_layer("Reshape", {"target_shape": [-1 if d is None else d for d in shape[1:]]}, edit.dialect, f"{name}_back", dtype=dtype,
-                      input_shape=wide)
-    out = edit.insert_after((conv, 0, 0), back, scope, out_shape=shape)
-    out = edit.take_output_name(out, name, scope)
-    return (f"BatchNormalization {name!r} → Reshape, DepthwiseConv2D 1×1 {conv!r} (the folded statistics), "
-            f"Reshape {out!r}: the same affine map, a layer tfmot quantizes")
+    conv = as_depthwise(edit, scope, name, shape, fold)
+    return (f"BatchNormalization {name!r} → DepthwiseConv2D 1×1 {conv!r} (kernel γ/√(σ²+ε), bias β−μ·γ/√(σ²+ε)): "
+            "the same affine map, a layer tfmot quantizes")
 
 
 def _drop_mask(raw: dict) -> None:
