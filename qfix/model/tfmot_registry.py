@@ -212,6 +212,11 @@ ACTIVATION_LAYER_ERROR = "Activation <function {name} at 0x...> not supported by
 # quantizes and the converter fuses; any other becomes an Activation layer of the same name,
 # annotated output-only when tfmot refuses it there too.
 SPLIT_AS = {"relu6": ("ReLU", {"max_value": 6.0, "negative_slope": 0.0, "threshold": 0.0})}
+# Accepted on a layer, but the converter then leaves the layer's op and the activation float
+# (checked: Conv2D(activation="swish") → float CONV_2D, LOGISTIC, MUL: swish is quantized only
+# after it, the conv's own output gets no range). As an `Activation` after a linear layer the
+# same graph converts to integer CONV_2D, LOGISTIC, MUL: QF504 splits it off (a warning).
+FLOAT_WHEN_FUSED = frozenset({"swish", "silu"})
 # Layers whose `activation` tfmot wraps (the others are rejected or have none).
 ACTIVATED = frozenset({"Dense", "Conv2D", "DepthwiseConv2D", "Conv2DTranspose"})
 

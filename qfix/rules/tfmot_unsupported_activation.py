@@ -6,12 +6,19 @@ whose `activation` is not one tfmot wraps (it knows linear, relu, swish, gelu, s
 tanh: relu6, elu, selu, hard_sigmoid, leaky_relu, softplus, ... are refused), and an
 `Activation` layer tfmot refuses (the same list plus relu6, which it accepts there).
 
+It also flags `activation="swish"` (or "silu") on those layers, as a warning: tfmot accepts
+it, but the converted layer and its activation stay float.
+
 ## Why is this bad?
 `quantize_model` raises "Only some Keras activations under `keras.activations` are supported.
 For other activations, use `Quantizer` directly, and update layer config using
 `QuantizeConfig`." for an `activation=` argument, and "Activation <function elu at 0x...> not
 supported by Default8BitActivationQuantizeConfig." for an Activation layer (errors.md B9;
 `quantize_aware_activation.py`; checked against the installed tfmot by a test).
+
+A fused swish converts to float CONV_2D, LOGISTIC and MUL (tfmot quantizes only after the
+activation, so the conv's own output has no range); split off as `Activation("swish")` after a
+linear conv, the same graph converts to integer ops (checked).
 
 ## Example
 ```python
@@ -46,7 +53,7 @@ from qfix.model.config import activation_name
 from qfix.model.rewrites import Rewrite
 from qfix.model.rewrites.split_activation import SPLITTABLE
 from qfix.rules.base import ModelCase, ModelRule
-from qfix.types import Applicability
+from qfix.types import Applicability, Severity
 
 
 class TfmotUnsupportedActivation(ModelRule):
@@ -63,7 +70,16 @@ class TfmotUnsupportedActivation(ModelRule):
             if layer.quantize_config:
                 continue
             act = activation_name({"config": layer.config})
-            if layer.class_name in SPLITTABLE and not reg.layer_activation_ok(act):
+            if layer.class_name in SPLITTABLE and act in reg.FLOAT_WHEN_FUSED:
+                yield self.violation(
+                    f"{layer.class_name} {layer.name!r} has activation={act!r}: tfmot accepts it, but quantizes only "
+                    "after it, so the converted layer and its activation stay float",
+                    layer.name, pointer=layer.pointer, severity=Severity.WARNING,
+                    fix=f"make {layer.name!r} linear and apply Activation({act!r}) after it (the same function; "
+                        "it converts to integer)",
+                    rewrite=Rewrite(rewrites.split_activation, path, layer.name),
+                )
+            elif layer.class_name in SPLITTABLE and not reg.layer_activation_ok(act):
                 then = "ReLU(6.0)" if act in reg.SPLIT_AS else f"Activation({act!r})"
                 yield self.violation(
                     f"{layer.class_name} {layer.name!r} has activation={act!r}, which tfmot does not wrap: "
@@ -108,11 +124,19 @@ class TfmotUnsupportedActivation(ModelRule):
             fires=True, count=1, mode="qat",
         ),
         ModelCase(
+            "fused-swish-warning",
+            functional_config([("x", (None, 8, 8, 3), "float32")],
+                              [("conv", "Conv2D", {"filters": 4, "kernel_size": 3, "activation": "swish"}, ["x"],
+                                "float32", (None, 6, 6, 4))], ["conv"]),
+            fires=True, count=1, mode="qat",
+            expected=[("x", "InputLayer"), ("conv_pre", "Conv2D"), ("conv", "Activation")],
+        ),
+        ModelCase(
             "supported",
             functional_config([("x", (None, 8), "float32")],
                               [("d", "Dense", {"units": 4, "activation": "relu"}, ["x"]),
                                ("a", "Activation", {"activation": "relu6"}, ["d"]),
-                               ("s", "Dense", {"units": 2, "activation": "swish"}, ["a"])], ["s"]),
+                               ("s", "Dense", {"units": 2, "activation": "sigmoid"}, ["a"])], ["s"]),
             fires=False, mode="qat",
         ),
         ModelCase(

@@ -73,6 +73,11 @@ def _relu6(K):  # fault: activation="relu6" (smallest)
     return K.Model(i, L.Dense(2)(L.GlobalAveragePooling2D()(L.Conv2D(4, 3, activation="relu6")(i))))
 
 
+def _swish_seq(K):  # accepted by tfmot but converted to float: split off as an Activation (a warning)
+    L = K.layers
+    return K.Sequential([K.Input((8, 8, 3)), L.Conv2D(4, 3, activation="swish"), L.GlobalAveragePooling2D(), L.Dense(2)])
+
+
 def _elu_seq(K):  # another member: an activation tfmot refuses in an Activation layer too (split + annotation)
     L = K.layers
     return K.Sequential([K.Input((8,)), L.Dense(8, activation="elu"), L.Dense(2)])
@@ -149,6 +154,7 @@ MODELS = {
     "dense_relu6_bn": ("tf_keras", ["QF503", "QF504"], _dense_relu6_bn, "BatchNormalization'> is not supported"),
     "relu6": ("tf_keras", ["QF504"], _relu6, "Only some Keras activations"),
     "elu_seq": ("tf_keras", ["QF504"], _elu_seq, "Only some Keras activations"),
+    "swish_seq": ("tf_keras", ["QF504"], _swish_seq, "accepted"),
     "conv1d": ("tf_keras", ["QF502"], _conv1d, "Conv1D'> is not supported"),
     "conv1d_seq": ("tf_keras", ["QF502"], _conv1d_seq, "Conv1D'> is not supported"),
     "multiply": ("tf_keras", ["QF502"], _multiply, "Multiply'> is not supported"),
@@ -175,7 +181,7 @@ FIXED_HAS = {
     "layernorm": "QuantizeAnnotate", "prelu": "QuantizeAnnotate", "elu_seq": "QuantizeAnnotate",
     "conv_relu_bn": "DepthwiseConv2D", "dense_relu6_bn": "DepthwiseConv2D", "dense_relu_bn_seq": "DepthwiseConv2D", "standalone_bn": "DepthwiseConv2D",
     "bn_first_seq": "DepthwiseConv2D", "normalization": "DepthwiseConv2D", "normalization_adapted_seq": "DepthwiseConv2D",
-    "relu6": "ReLU", "conv1d": "MaxPooling2D", "conv1d_seq": "DepthwiseConv2D",
+    "relu6": "ReLU", "swish_seq": "Activation", "conv1d": "MaxPooling2D", "conv1d_seq": "DepthwiseConv2D",
 }
 
 

@@ -186,11 +186,18 @@ def child_configs(out: str) -> None:
     d = Path(out).parent
     cases = [(c, "OutputQuantizeConfig") for c, e in reg.LAYERS.items() if e.remedy in (reg.ANNOTATE, reg.FLOAT)]
     cases += [("Activation", "OutputQuantizeConfig"), ("Multiply", "NoOpQuantizeConfig")]
+    cases += [("swish", "fused"), ("swish", "split")]
     for cls, cname in cases:
         key = f"{cls}:{cname}"
         K.backend.clear_session()
         try:
-            model = _annotated(K, tfmot, cls, getattr(qat_configs, cname)())
+            if cls == "swish":  # tfmot accepts both; which converts to integer ops
+                i = K.Input((8, 8, 3))
+                x = K.layers.Conv2D(4, 3, activation="swish" if cname == "fused" else "linear")(i)
+                x = x if cname == "fused" else K.layers.Activation("swish")(x)
+                model = K.Model(i, K.layers.Dense(4, name="reader")(K.layers.Flatten()(x)))
+            else:
+                model = _annotated(K, tfmot, cls, getattr(qat_configs, cname)())
             with Q.quantize_scope(qat_configs.custom_objects()):
                 q = Q.quantize_model(model)
             x = np.random.default_rng(0).uniform(0, 1, (2, *q.inputs[0].shape[1:])).astype("float32")
@@ -305,6 +312,14 @@ def test_leaky_relu_activation_annotated_converts_to_integer(converted):
     got = converted["Activation:OutputQuantizeConfig"]
     assert "LEAKY_RELU" in got["ops"] and got["float"] == [], got
     assert "leaky_relu" in reg.INTEGER_WHEN_ANNOTATED
+
+
+@pytest.mark.tf
+def test_a_fused_swish_converts_to_float_and_split_off_to_integer(converted):
+    fused, split = converted["swish:fused"], converted["swish:split"]
+    assert "swish" in reg.FLOAT_WHEN_FUSED and reg.layer_activation_ok("swish")
+    assert {"CONV_2D", "LOGISTIC", "MUL"} <= set(fused["float"]), fused
+    assert {"CONV_2D", "LOGISTIC", "MUL"} <= set(split["ops"]) and split["float"] == [], split
 
 
 @pytest.mark.tf

@@ -6,7 +6,8 @@ anything else (relu6, elu, hard_sigmoid, leaky_relu, ...) makes `quantize_model`
 some Keras activations under `keras.activations` are supported" (errors.md B9). The layer
 becomes linear and the activation follows as its own layer: `ReLU(max_value=6.0)` for relu6
 (quantized by tfmot; the converter fuses it back into the conv), `Activation(name)` otherwise.
-An `Activation` tfmot refuses too is annotated with qfix's OutputQuantizeConfig
+swish/silu, which tfmot accepts on the layer but which then converts to float, are split the
+same way (an `Activation("swish")` converts to integer). An `Activation` tfmot refuses too is annotated with qfix's OutputQuantizeConfig
 (`annotate_quantize`; tf_keras configs only: in a Keras 3 config it is annotated once the model
 is translated). f(act(z)) computed as act(f(z)) by two layers: the float outputs are identical.
 """
@@ -29,7 +30,7 @@ def split_activation(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
     act = activation_name(raw)
     if cls not in SPLITTABLE:
         raise EditError(f"{name!r} ({cls}) is not a layer whose activation tfmot wraps")
-    if reg.layer_activation_ok(act):
+    if reg.layer_activation_ok(act) and act not in reg.FLOAT_WHEN_FUSED:
         raise EditError(f"tfmot accepts {act!r} on {name!r}")
     cfg = raw["config"]
     dtype = policy_name(cfg.get("dtype")) or "float32"
