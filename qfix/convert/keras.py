@@ -60,7 +60,8 @@ def load_model(
         registered = lambda name: objects.get(name) or known(name)  # noqa: E731
     vet_before_load(p, trust_lambdas, registered)
     try:
-        return loader(str(p), compile=False, safe_mode=not trust_lambdas, custom_objects=objects or None)
+        with _quantize_scope(p, dialect):
+            return loader(str(p), compile=False, safe_mode=not trust_lambdas, custom_objects=objects or None)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
         raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_load_failure(e)}")
 
@@ -86,6 +87,23 @@ def vet_before_load(path: Path, trust_lambdas: bool, registered: Any) -> None:
                              "never imports a module named by a model file (pass --custom-objects MODULE "
                              "that registers the class)")
     archive.weights_bytes  # noqa: B018  CRC-checked and vetted before Keras opens the file
+
+
+def _quantize_scope(path: Path, dialect: str) -> Any:
+    """tfmot's quantize scope with qfix's QuantizeConfigs when a tf_keras model holds tfmot
+    annotations (what `--mode qat` writes), else nothing: tf_keras needs the scope to rebuild
+    `QuantizeAnnotate` and the configs it names."""
+    import json
+
+    from qfix.model.archive import read_archive
+
+    if dialect != "tf_keras" or '"QuantizeAnnotate"' not in json.dumps(read_archive(path).config):
+        return contextlib.nullcontext()
+    import tensorflow_model_optimization as tfmot
+
+    from qfix.convert.qat_configs import custom_objects
+
+    return tfmot.quantization.keras.quantize_scope(custom_objects())
 
 
 def _load_failure(e: BaseException) -> str:

@@ -46,6 +46,7 @@ class Layer:
     raw: dict[str, Any] = field(default_factory=dict)
     out_dtype: str | None = None
     out_shape: tuple[int | None, ...] | None = None
+    quantize_config: str | None = None  # the QuantizeConfig of a tfmot QuantizeAnnotate wrapping it
 
     @property
     def inputs(self) -> list[TensorRef]:
@@ -151,16 +152,18 @@ def _make_layer(raw: Any, pointer: str, dialect: str) -> Layer:
     if not isinstance(name, str):
         raise error("QF904", f"config.json: layer at {pointer} has no name")
     calls, kwargs = _parse_calls(raw)
+    inner, qconfig = _unwrap_annotation(raw, cfg)
     layer = Layer(
         name=name,
-        class_name=raw["class_name"],
-        module=str(raw.get("module") or ""),
-        registered_name=raw.get("registered_name"),
-        config=cfg,
+        class_name=inner["class_name"],
+        module=str(inner.get("module") or ""),
+        registered_name=inner.get("registered_name"),
+        config=inner["config"],
         pointer=pointer,
         calls=calls,
         call_kwargs=kwargs,
         raw=raw,
+        quantize_config=qconfig,
     )
     if is_model(raw):
         layer.subgraph = _build(raw, dialect, pointer)
@@ -168,6 +171,21 @@ def _make_layer(raw: Any, pointer: str, dialect: str) -> Layer:
         layer.out_shape = input_shape(cfg)
         layer.out_dtype = cfg.get("dtype") if isinstance(cfg.get("dtype"), str) else "float32"
     return layer
+
+
+def _unwrap_annotation(raw: dict[str, Any], cfg: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A layer wrapped in tfmot's `QuantizeAnnotate` is, for the graph, the layer it wraps
+    (class, module, config; the wrapper's name and calls), annotated with the class name of its
+    QuantizeConfig (`qfix>OutputQuantizeConfig` → `OutputQuantizeConfig`)."""
+    inner = cfg.get("layer")
+    if raw["class_name"] != "QuantizeAnnotate" or not isinstance(inner, dict) or \
+            not isinstance(inner.get("class_name"), str):
+        return {**raw, "config": cfg}, None
+    qc = cfg.get("quantize_config")
+    qname = qc.get("class_name") if isinstance(qc, dict) else None
+    qname = str(qname).rpartition(">")[2] if qname else "QuantizeConfig"
+    inner_cfg = inner.get("config") if isinstance(inner.get("config"), dict) else {}
+    return {**inner, "config": {**inner_cfg, "name": cfg.get("name", inner_cfg.get("name"))}}, qname
 
 
 def _build(obj: dict[str, Any], dialect: str, pointer: str) -> Graph:

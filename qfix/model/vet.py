@@ -81,9 +81,17 @@ def references(config: Any) -> Iterator[Reference]:
                 stack.append((f"{pointer}/{_escape(str(key))}", value))
 
 
+# Classes outside Keras that qfix itself writes into a model: the annotation wrapper of tfmot
+# (`--mode qat` annotates the layers tfmot rejects; qfix.model.rewrites.annotate_quantize). An
+# exact (module, class) pair of an installed package, never code from the model file.
+TRUSTED = frozenset({("tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate",
+                      "QuantizeAnnotate")})
+
+
 def foreign_references(config: Any) -> list[Reference]:
-    """References to modules outside Keras, in document order."""
-    found = [r for r in references(config) if not is_builtin_module(r.module)]
+    """References to modules outside Keras (and TRUSTED), in document order."""
+    found = [r for r in references(config)
+             if not is_builtin_module(r.module) and (r.module, r.class_name) not in TRUSTED]
     return sorted(found, key=lambda r: r.pointer)
 
 

@@ -4,7 +4,8 @@ Keras (3 and tf_keras alike) does not key weights by layer name. It walks `model
 order (the config's layer order) and names each layer's group after its class, snake_cased,
 with a per-class counter: `layers/conv2d`, `layers/conv2d_1`, … A nested model gets
 `layers/functional` (or `layers/sequential`) with its own `layers/…` container inside. Every
-layer gets a group, weightless ones too (`<group>/vars` is then empty). Exceptions:
+layer gets a group, weightless ones too (`<group>/vars` is then empty). A layer wrapped in
+tfmot's `QuantizeAnnotate` keeps its variables in `layers/quantize_annotate/layer/vars`. Exceptions:
 
 * Keras 3 `keras.ops` calls (module `keras.src.ops.*`) are operations, not layers: no group,
   and they do not advance any counter.
@@ -68,6 +69,8 @@ def _collect(model: dict[str, Any], dialect: str, path: LayerPath, prefix: str, 
             used[base] = 0
             key = base
         group = f"{prefix}layers/{key}"
+        if raw.get("class_name") == "QuantizeAnnotate":  # tfmot's wrapper keeps the layer's variables in `layer`
+            group += "/layer"
         name = layer_name(raw)
         keys[(*path, name)] = group
         if is_model(raw):

@@ -9,6 +9,7 @@ import pytest
 
 from fixtures.applications import build_application
 from qfix.jobs.check import Options, run_check
+from qfix.jobs.qat import run_qat
 
 pytestmark = pytest.mark.tf
 
@@ -107,3 +108,21 @@ def test_application_main_job_ends_fully_on_edgetpu(arch, dialect, app_dir, tmp_
         assert sum(f.code == "QF302" for f in run.active) >= 10
     assert Path(run.outputs["model"]).exists() and Path(run.outputs["tflite"]).exists()
     assert path.read_bytes() == before_bytes
+
+
+# Issue 10: the Keras 3 applications go through --mode qat: translated to tf_keras (same float
+# outputs), made acceptable to tfmot, quantized, trained one step, converted and checked.
+QAT_ARCHS = ("MobileNetV2", "MobileNetV3Small", "EfficientNetB0", "DenseNet121", "ResNet50")
+
+
+@pytest.mark.parametrize("arch", QAT_ARCHS)
+def test_application_trains_with_qat(arch, app_dir):
+    path = build_application(arch, "k3", app_dir, size=SIZE)
+    run = run_qat(path, Options(target="edgetpu", samples=2, mode="qat"), check=True)
+    assert not [v.message for v in run.result.findings if v.code == "QF505"]
+    assert run.translated and run.trained and not run.problems(), run.problems()
+    assert run.float_equivalence is not None and run.float_equivalence <= run.tolerance
+    ver = run.result.verification
+    assert ver.converted and not ver.placement.float_tensors
+    assert ver.placement.fully_on_target, ver.placement.first_unsupported
+    assert run.exit_code() == 0

@@ -51,6 +51,9 @@ class Rewrite:
 
 
 # The rewrites, each importable as `rewrites.<name>`.
+from qfix.model.rewrites.annotate_quantize import annotate_quantize  # noqa: E402
+from qfix.model.rewrites.batchnorm_as_depthwise import batchnorm_as_depthwise  # noqa: E402
+from qfix.model.rewrites.conv1d_as_conv2d import conv1d_as_conv2d  # noqa: E402
 from qfix.model.rewrites.densify_grouped_conv import densify_grouped_conv  # noqa: E402
 from qfix.model.rewrites.flatten_nested import flatten_nested  # noqa: E402
 from qfix.model.rewrites.fold_input_cast import fold_input_cast  # noqa: E402
@@ -62,6 +65,9 @@ from qfix.model.rewrites.lambda_to_builtin import lambda_to_builtin  # noqa: E40
 from qfix.model.rewrites.leaky_relu_to_prelu import leaky_relu_to_prelu  # noqa: E402
 from qfix.model.rewrites.mixed_merge_cast import mixed_merge_cast  # noqa: E402
 from qfix.model.rewrites.narrow_64bit import narrow_64bit  # noqa: E402
+from qfix.model.rewrites.normalization_as_depthwise import normalization_as_depthwise  # noqa: E402
+from qfix.model.rewrites.pool1d_as_pool2d import pool1d_as_pool2d  # noqa: E402
+from qfix.model.rewrites.split_activation import split_activation  # noqa: E402
 from qfix.model.rewrites.split_grouped_conv import split_grouped_conv  # noqa: E402
 from qfix.model.rewrites.static_batch import static_batch  # noqa: E402
 from qfix.model.rewrites.tf_op_to_builtin import tf_op_to_builtin  # noqa: E402
@@ -70,7 +76,9 @@ from qfix.model.rewrites.unroll_rnn import unroll_rnn  # noqa: E402
 from qfix.model.rewrites.upsampling1d_to_resizing import upsampling1d_to_resizing  # noqa: E402
 from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  # noqa: E402
 
-__all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "densify_grouped_conv", "flatten_nested", "fold_input_cast",
-           "gelu_tanh", "hard_swish", "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "leaky_relu_to_prelu",
-           "mixed_merge_cast", "narrow_64bit", "split_grouped_conv", "static_batch", "tf_op_to_builtin",
-           "unfuse_transpose_conv", "unroll_rnn", "upsampling1d_to_resizing", "upsampling_to_resizing"]
+__all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "annotate_quantize", "batchnorm_as_depthwise",
+           "conv1d_as_conv2d", "densify_grouped_conv", "flatten_nested", "fold_input_cast", "gelu_tanh", "hard_swish",
+           "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "leaky_relu_to_prelu", "mixed_merge_cast",
+           "narrow_64bit", "normalization_as_depthwise", "pool1d_as_pool2d", "split_activation", "split_grouped_conv",
+           "static_batch", "tf_op_to_builtin", "unfuse_transpose_conv", "unroll_rnn", "upsampling1d_to_resizing",
+           "upsampling_to_resizing"]
