@@ -273,6 +273,25 @@ _RAISED = re.compile(r"\b(\w+(?:Error|Exception)): (.+)")
 _NOISE = ("Traceback", "File ", "<unknown>", "Exception encountered", "in user code:")
 
 
+def _without_location(text: str) -> str:
+    """An MLIR diagnostic's text with its leading `loc(...)` (often 200+ characters of
+    `callsite(fused[...])`) moved to the end as the first op path it names: "error: 'tfl.x' op
+    …reason… (at model/quant_layer/Op)"."""
+    if not text.startswith("loc("):
+        return f"error: {text}"
+    depth, quoted = 0, False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "()":
+            depth += 1 if ch == "(" else -1
+            if depth == 0:
+                where = next((q for q in re.findall(r'"([^"]*)"', text[:i]) if "/" in q), None)
+                rest = text[i + 1:].lstrip(": ").strip()
+                return f"error: {rest}" + (f" (at {where})" if where else "")
+    return f"error: {text}"
+
+
 def _meaningful_line(e: BaseException) -> str:
     """The line of a converter/Keras error that says something: an MLIR `error:` line, else a
     `SomeError: message` line (tf.function wraps the real one in `in user code:` frames), else
@@ -281,7 +300,7 @@ def _meaningful_line(e: BaseException) -> str:
     lines = [ln for ln in lines if ln]
     for ln in lines:
         if "error:" in ln:
-            return ln[ln.index("error:") :][:300]
+            return _without_location(ln[ln.index("error:") + len("error:"):].strip())[:300]
     for ln in lines:
         m = _RAISED.search(ln)
         if m:

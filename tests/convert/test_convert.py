@@ -233,3 +233,19 @@ def test_application_with_builtin_preprocessing_converts(tmp_path, monkeypatch):
     ins, _ = _io(result.tflite)
     assert next(iter(ins.values()))["dtype"] == np.uint8
     assert fidelity(m, result.tflite, cal).sqnr_db > 15
+
+
+def test_an_mlir_error_line_puts_its_reason_first_and_its_op_path_last():
+    """The converter's diagnostics start with a `loc(callsite(fused[...]))` of 200+ characters;
+    cut at 300, the reason was lost (DenseNet121's QAT conversion showed "'tfl.average_pool_2")."""
+    from qfix.convert.converter import _meaningful_line
+
+    loc = ('loc(callsite(fused["AvgPool:", "densenet121/quant_pool2_pool/AvgPool@__inference_wrapper_1"] '
+           'at fused["StatefulPartitionedCall:", "StatefulPartitionedCall"]))')
+    e = RuntimeError(f"Traceback\nerror: {loc}: 'tfl.average_pool_2d' op quantization parameters violate "
+                     "the same scale constraint: !quant.uniform<i8:f32, 0.1> vs. !quant.uniform<i8:f32, 0.2>")
+    assert _meaningful_line(e) == (
+        "error: 'tfl.average_pool_2d' op quantization parameters violate the same scale constraint: "
+        "!quant.uniform<i8:f32, 0.1> vs. !quant.uniform<i8:f32, 0.2> "
+        "(at densenet121/quant_pool2_pool/AvgPool@__inference_wrapper_1)")
+    assert _meaningful_line(RuntimeError("x\nerror: plain")) == "error: plain"

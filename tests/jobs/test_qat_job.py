@@ -28,6 +28,7 @@ FIXTURES = ROOT / "fixtures"
 QFIX = Path(sys.executable).parent / "qfix"
 SAMPLES = "4"
 CUSTOM = "fixtures.custom_layers_tfk"
+QAT_REWRITES = "QF502,QF503,QF504,QF508"  # the rules whose rewrites make a model acceptable to tfmot
 
 
 def qfix_run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -163,8 +164,9 @@ def test_a_model_tfmot_refuses_gets_tfmots_error_as_qf505(name, refused_models, 
     original = tfmot_errors[name]
     assert original is not None and says in original  # tfmot really raises on this model
 
+    # With qfix's QAT rewrites switched off, the verdict is tfmot's own refusal.
     extra = ("--custom-objects", CUSTOM) if name.startswith("custom") else ()
-    code, report = qat_json(path, "--out-dir", tmp_path, *extra)
+    code, report = qat_json(path, "--out-dir", tmp_path, "--ignore", QAT_REWRITES, *extra)
 
     assert code == 1 and report["exit_code"] == 1
     refused = [f for f in report["findings"] if f["code"] == "QF505"]
@@ -180,9 +182,33 @@ def test_a_model_tfmot_refuses_gets_tfmots_error_as_qf505(name, refused_models, 
     assert list(tmp_path.iterdir()) == [] and digest(path) == before  # nothing written, input untouched
 
 
+# The rule whose rewrite makes each model acceptable to tfmot (the custom layers have none yet).
+FIXED_BY = {"rescaling_seq": "QF502", "rescaling_fn": "QF502", "conv_relu_bn": "QF503",
+            "conv_relu6_bn_seq": "QF503", "slice_channels": "QF508", "slice_features": "QF508"}
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("name", list(FIXED_BY))
+def test_qfix_rewrites_the_refused_layer_and_the_model_trains(name, refused_models, tfmot_errors, tmp_path):
+    """The same models with the rewrites on: tfmot's error (reproduced above, without qfix) is
+    gone, the float outputs are unchanged, the model trains and its QAT model converts."""
+    path = refused_models[name]
+    assert tfmot_errors[name] is not None
+    code, report = qat_json(path, "--out-dir", tmp_path)
+    assert not [f for f in report["findings"] if f["code"] == "QF505"], report["qat"]["tfmot_error"]
+    assert report["qat"]["tfmot_error"] is None and report["qat"]["trained"], report["qat"]["problems"]
+    assert FIXED_BY[name] in {f["code"] for f in report["fixes"] if f["state"] == "kept"}, report["fixes"]
+    fe = report["float_equivalence"]
+    assert fe["max_abs_diff"] <= fe["tolerance"]
+    assert report["verification"]["converted"] and report["qat"]["conversion_error"] is None
+    assert report["verification"]["float_tensors"] == []  # all integer (a Rescaling's offset too)
+    assert (tmp_path / f"{name}.qfix.qat.keras").is_file()
+
+
 @pytest.mark.tf
 def test_the_text_verdict_of_a_refused_model_is_not_runs_fully(refused_models):
-    proc = qfix_run(refused_models["rescaling_seq"], "--mode", "qat", "--check", "--samples", SAMPLES)
+    proc = qfix_run(refused_models["rescaling_seq"], "--mode", "qat", "--check", "--samples", SAMPLES,
+                    "--ignore", QAT_REWRITES)
     assert proc.returncode == 1, proc.stderr
     assert "runs fully" not in proc.stdout
     assert "QF505" in proc.stdout and "rescaling" in proc.stdout
@@ -280,9 +306,10 @@ def test_the_check_run_writes_nothing(tmp_path):
 @pytest.mark.tf
 def test_a_rewrite_tfmot_refuses_is_rolled_back_and_the_model_trains(tmp_path):
     """QF302 replaces LeakyReLU by PReLU for the Edge TPU; tfmot's registry has LeakyReLU but not
-    PReLU, so with --mode qat the rewrite is rolled back, naming tfmot's error, and the model
-    trains. The verdict is the QAT model's check: LEAKY_RELU stays off the Edge TPU, exit 1."""
-    code, report = qat_json(FIXTURES / "leaky_relu_cnn_tfk.keras", "--out-dir", tmp_path)
+    PReLU. Without QF502's annotation of the PReLU (ignored here) the rewrite is rolled back,
+    naming tfmot's error, and the model trains; the verdict is the QAT model's check: LEAKY_RELU
+    stays off the Edge TPU, exit 1."""
+    code, report = qat_json(FIXTURES / "leaky_relu_cnn_tfk.keras", "--out-dir", tmp_path, "--ignore", "QF502")
     assert {(f["code"], f["state"]) for f in report["fixes"]} == {("QF302", "rolled back")}
     assert all("PReLU" in f["reason"] and "is not supported" in f["reason"] for f in report["fixes"])
     assert report["qat"]["trained"] and report["qat"]["problems"] == []
@@ -292,6 +319,14 @@ def test_a_rewrite_tfmot_refuses_is_rolled_back_and_the_model_trains(tmp_path):
     assert (ver["first_unsupported"]["op"], ver["first_unsupported"]["layer"]) == ("LEAKY_RELU", "leaky_re_lu")
     assert code == 1 and not [f for f in report["findings"] if f["code"] == "QF505"]
     assert list(tmp_path.iterdir()) == []  # no rewrite kept: nothing written
+
+
+@pytest.mark.tf
+def test_the_prelu_of_qf302_annotated_by_qf502_runs_fully_on_the_edge_tpu(tmp_path):
+    code, report = qat_json(FIXTURES / "leaky_relu_cnn_tfk.keras", "--check")
+    assert {(f["code"], f["state"]) for f in report["fixes"]} == {("QF302", "kept"), ("QF502", "kept")}
+    assert report["qat"]["trained"] and report["verification"]["fully_on_target"]
+    assert code == 0
 
 
 @pytest.mark.tf

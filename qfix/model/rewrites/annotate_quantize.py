@@ -16,8 +16,8 @@ work with Keras 3 models (translate first).
 
 from __future__ import annotations
 
-from qfix.model.config import activation_name
-from qfix.model.edit import EditError, ModelEdit
+from qfix.model.config import activation_name, policy_name
+from qfix.model.edit import EditError, ModelEdit, make_layer
 from qfix.model import tfmot_registry as reg
 
 MODULE = "tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate"
@@ -69,5 +69,28 @@ def annotate_quantize(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str
     """`name` is a layer tfmot rejects and qfix's table gives a QuantizeConfig."""
     raw = edit.layer(name, scope)
     qconfig = qconfig_for(raw)
+    split = _split_rescaling(edit, scope, name, raw)
     wrap(edit, scope, name, qconfig)
-    return f"{raw.get('class_name')} {name!r} annotated with qfix's {qconfig} (float outputs unchanged)"
+    note = f"{raw.get('class_name')} {name!r} annotated with qfix's {qconfig} (float outputs unchanged)"
+    if split:
+        wrap(edit, scope, split, qconfig)
+        note += f"; its offset split off as Rescaling {split!r}, annotated alike"
+    return note
+
+
+def _split_rescaling(edit: ModelEdit, scope: tuple[str, ...], name: str, raw: dict) -> str | None:
+    """A Rescaling with a scale and an offset computes x·scale + offset as MUL then ADD; with
+    one output quantizer after both, the converter leaves both float (MobileNetV3's input
+    Rescaling: DEQUANTIZE first, the Edge TPU gets 1 op of 158). As Rescaling(scale) then
+    Rescaling(1, offset), each quantized, both convert to integer, and the float values are
+    the same operations in the same order. Returns the new layer's name, or None."""
+    cfg = raw.get("config") or {}
+    if raw.get("class_name") != "Rescaling" or not cfg.get("offset") or cfg.get("scale", 1.0) == 1.0:
+        return None
+    shape = edit.tensor_meta((name, 0, 0), scope)[0]
+    layer = make_layer("Rescaling", {"scale": 1.0, "offset": cfg["offset"]}, edit.dialect, f"{name}_offset",
+                       dtype=policy_name(cfg.get("dtype")) or "float32",
+                       input_shape=shape if isinstance(shape, list) else None)
+    cfg["offset"] = 0.0
+    new = edit.insert_after((name, 0, 0), layer, scope)
+    return edit.take_output_name(new, name, scope)
