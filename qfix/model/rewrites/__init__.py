@@ -51,7 +51,7 @@ class Rewrite:
 
 
 # The rewrites, each importable as `rewrites.<name>`.
-from qfix.model.rewrites.annotate_quantize import annotate_quantize  # noqa: E402
+from qfix.model.rewrites.annotate_quantize import annotate_pass_through, annotate_quantize  # noqa: E402
 from qfix.model.rewrites.batchnorm_as_depthwise import batchnorm_as_depthwise  # noqa: E402
 from qfix.model.rewrites.conv1d_as_conv2d import conv1d_as_conv2d  # noqa: E402
 from qfix.model.rewrites.densify_grouped_conv import densify_grouped_conv  # noqa: E402
@@ -76,7 +76,7 @@ from qfix.model.rewrites.unroll_rnn import unroll_rnn  # noqa: E402
 from qfix.model.rewrites.upsampling1d_to_resizing import upsampling1d_to_resizing  # noqa: E402
 from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  # noqa: E402
 
-__all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "annotate_quantize", "batchnorm_as_depthwise",
+__all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "annotate_pass_through", "annotate_quantize", "batchnorm_as_depthwise",
            "conv1d_as_conv2d", "densify_grouped_conv", "flatten_nested", "fold_input_cast", "gelu_tanh", "hard_swish",
            "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "leaky_relu_to_prelu", "mixed_merge_cast",
            "narrow_64bit", "normalization_as_depthwise", "pool1d_as_pool2d", "split_activation", "split_grouped_conv",

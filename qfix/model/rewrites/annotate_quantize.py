@@ -94,3 +94,12 @@ def _split_rescaling(edit: ModelEdit, scope: tuple[str, ...], name: str, raw: di
     cfg["offset"] = 0.0
     new = edit.insert_after((name, 0, 0), layer, scope)
     return edit.take_output_name(new, name, scope)
+
+
+def annotate_pass_through(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` is a layer whose output tfmot quantizes on its own although TFLite needs its input's
+    scale there (AveragePooling2D, QF509): annotated with qfix's NoOpQuantizeConfig, the converter
+    carries the input's scale through, as for MaxPooling2D."""
+    raw = edit.layer(name, scope)
+    wrap(edit, scope, name, "NoOpQuantizeConfig")
+    return f"{raw.get('class_name')} {name!r} annotated with qfix's NoOpQuantizeConfig (it keeps its input's scale)"
