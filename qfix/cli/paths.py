@@ -5,8 +5,8 @@
 * a folder holding Python files is source (the source run walks it; `.keras` models in it are
   not checked, and the CLI says so on stderr: `qfix .` in a project that saves its model beside
   the training script stays a source run); a folder holding no Python but `.keras` files is that
-  many models (found recursively like the sources, sorted; qfix's own outputs `*.qfix.keras` are
-  left out so that a second run does not fix the fixed models);
+  many models (found recursively like the sources, sorted; qfix's own outputs `*.qfix.keras` and
+  `*.qfix.qat.keras` are left out so that a second run does not fix the fixed models);
 * the formats qfix does not read (legacy `.h5`, SavedModel, `.tflite`) get QF906 with the way
   out; a missing path gets QF907; anything else (a `.txt`, an empty folder) gets QF914.
 
@@ -23,7 +23,7 @@ from qfix.errors import error
 
 COMMANDS = ("rules", "rule", "targets")
 SOURCE_SUFFIXES = (".py", ".pyi")
-QFIX_OUTPUT = ".qfix.keras"
+QFIX_OUTPUTS = (".qfix.keras", ".qfix.qat.keras")  # what the main job and --mode qat write
 
 
 @dataclass
@@ -79,7 +79,7 @@ def _folder(p: Path, found: Inputs) -> None:
                              "(load it in Keras and save it with model.save('model.keras'))")
     from qfix.source.runner import collect_files  # imports libcst: only when a folder is given
 
-    models = sorted(f for f in _walk(p) if _is_model(f) and not f.name.lower().endswith(QFIX_OUTPUT))
+    models = sorted(f for f in _walk(p) if _is_model(f) and not f.name.lower().endswith(QFIX_OUTPUTS))
     if collect_files([p]):
         found.sources.append(p)
         found.unchecked.extend(models)

@@ -150,7 +150,8 @@ def test_folder_of_models_runs_each_model(tmp_path):
     (tmp_path / "sub").mkdir()
     shutil.copyfile(TINY, tmp_path / "a.keras")
     shutil.copyfile(LAMBDA, tmp_path / "sub" / "b.keras")
-    shutil.copyfile(TINY, tmp_path / "a.qfix.keras")  # qfix's own output: not checked again
+    shutil.copyfile(TINY, tmp_path / "a.qfix.keras")  # qfix's own outputs: not checked again
+    shutil.copyfile(TINY, tmp_path / "a.qfix.qat.keras")
     (tmp_path / "notes.txt").write_text("not a model")
     proc = qfix_run(tmp_path, "--check", "--static", tmp_path / "a.keras")  # named twice: runs once
     headers = [line for line in proc.stdout.splitlines() if line.startswith("== ")]
