@@ -460,3 +460,16 @@ def test_only_layers_tfmot_left_float_become_qf506_warnings():
     (v,) = QatFloatLayer().from_trial(trial)
     assert (v.code, v.severity.value, v.location.layer) == ("QF506", "warning", "gate")
     assert "NoOpQuantizeConfig" in v.message
+
+
+def test_zero_signal_on_a_qat_model_trained_one_step_is_a_warning():
+    """New-user review: a QAT model trained one step keeps tfmot's ±6 output ranges; one
+    rounding flip between the .tflite and the QAT model (12/255) read as 13 dB, a QF408 blocker."""
+    from qfix.jobs.qat import one_step_ranges
+    from qfix.rules.zero_signal import ZeroSignal
+    from qfix.types import Severity
+
+    v = ZeroSignal().violation("int8 outputs carry no usable signal: SQNR 13.0 dB", None)
+    assert v.severity == Severity.BLOCKER
+    one_step_ranges([v])
+    assert v.severity == Severity.WARNING and "trained one step" in v.message
