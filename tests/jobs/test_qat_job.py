@@ -473,3 +473,25 @@ def test_zero_signal_on_a_qat_model_trained_one_step_is_a_warning():
     assert v.severity == Severity.BLOCKER
     one_step_ranges([v])
     assert v.severity == Severity.WARNING and "trained one step" in v.message
+
+
+K3_SLICE = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+i = keras.Input((8, 8, 4))
+keras.Model(i, keras.layers.Conv2D(3, 1)(i[:, :, :, 0:2])).save(sys.argv[1])
+"""
+
+
+@pytest.mark.tf
+def test_a_keras3_slice_is_translated_with_its_input_shape_and_rewritten(tmp_path):
+    """New-user review: the Keras 3 form of `x[:, :, :, 0:2]` stayed a SlicingOpLambda (its
+    translation recorded no input shape, which QF508's selection conv needs) and tfmot refused."""
+    src = tmp_path / "k3_slice.keras"
+    subprocess.run([sys.executable, "-c", K3_SLICE, str(src)], check=True, timeout=300)
+    code, report = qat_json(src, "--check")
+    assert [(f["code"], f["state"]) for f in report["fixes"]] == [("QF508", "kept")]
+    assert report["qat"]["trained"] and report["verification"]["fully_on_target"]
+    assert report["float_equivalence"]["max_abs_diff"] <= report["float_equivalence"]["tolerance"]
+    assert code == 0

@@ -145,6 +145,9 @@ def translate_op(raw: dict[str, Any], name: str, args: list[Any], kwargs: dict[s
         "config": {"name": name, "trainable": True, "dtype": _dtype(first), "function": fn},
         "registered_name": layer_cls,
     }
+    shape = (first.get("config") or {}).get("shape") if isinstance(first, dict) else None
+    if isinstance(shape, list):  # as tf_keras records it; QF508's plans read the input shape there
+        entry["build_config"] = {"input_shape": shape}
     return entry, first, kw
 
 
