@@ -16,6 +16,7 @@ imports TensorFlow.
 from __future__ import annotations
 
 import copy
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from qfix.model.to_tf_keras import Untranslatable, translate
 from qfix.model.writer import archive_zip, write_archive
 from qfix.rules.qat_float_layer import QatFloatLayer
 from qfix.rules.tfmot_refused import TfmotRefused
-from qfix.types import Severity
+from qfix.types import QfixError, Severity
 
 KERAS3_NOT_TRAINED = "not trained: the Keras 3 model has no tf_keras equivalent (QF501): {}"
 REFUSED = "not trained: tfmot's quantize_model refused the model (QF505)"
@@ -153,8 +154,20 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             calib = for_inputs(user_calib, fixed_graph)
             candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras", config, metadata, weights)
             progress("quantizing with tfmot, training one step, converting")
-            trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
-                                     "quantizing the model with tfmot")
+            try:
+                trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
+                                         "quantizing the model with tfmot")
+            except QfixError as exc:
+                if exc.code != "QF917" or not run.translated:
+                    raise
+                # The Keras 3 model's own classes are registered with Keras 3 only (the
+                # input loaded); tf_keras needs its own twin of each.
+                named = re.search(r"names ('[^']+')", exc.message)
+                run.not_trained = result.not_converted = KERAS3_NOT_TRAINED.format(
+                    f"the custom class {named.group(1) if named else ''} is registered with Keras 3 only; "
+                    "tfmot needs a tf_keras class of the same registered name (tf_keras.saving."
+                    "register_keras_serializable) in the --custom-objects module")
+                return run
             culprits = _rewrites_refused(trial, run.fixes) if attempt < MAX_ROLLBACKS else set()
             if not culprits:
                 break

@@ -495,3 +495,15 @@ def test_a_keras3_slice_is_translated_with_its_input_shape_and_rewritten(tmp_pat
     assert report["qat"]["trained"] and report["verification"]["fully_on_target"]
     assert report["float_equivalence"]["max_abs_diff"] <= report["float_equivalence"]["tolerance"]
     assert code == 0
+
+
+@pytest.mark.tf
+def test_a_keras3_custom_class_without_a_tf_keras_twin_is_not_trained_and_says_so(tmp_path):
+    """New-user review: a Keras 3 custom layer loaded with --custom-objects ended in QF917 on a
+    temporary file, asking for the flag that was given."""
+    code, report = qat_json(FIXTURES / "custom_layer_k3.keras", "--custom-objects", "fixtures.custom_layers",
+                            "--out-dir", tmp_path)
+    assert code == 1
+    why = report["qat"]["not_trained"]
+    assert "'qfix_fixtures>ScaledTanh' is registered with Keras 3 only" in why and "candidate" not in why
+    assert list(tmp_path.iterdir()) == []
