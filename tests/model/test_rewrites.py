@@ -5,6 +5,8 @@ rules' embedded cases (tests/rules/test_model_rules.py)."""
 
 from __future__ import annotations
 
+import shutil
+
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +286,8 @@ def test_fix_everything_keeps_the_numbers(fixture, tmp_path):
 
     a = read_archive(FIXTURES / fixture)
     config, weights, notes = fix(a.config, a.weights_bytes, a.dialect)
+    for side in FIXTURES.glob(f"{fixture.split('_tfk')[0].split('_k3')[0]}_*/"):  # hub_seed's SavedModel
+        shutil.copytree(side, tmp_path / side.name)
     out = write_archive(tmp_path / "fixed.keras", config, a.metadata, weights)
     original, fixed = load_model(a.path, a.dialect), load_model(out, a.dialect)
     calibration = synthetic_calibration(input_specs(build_graph(a.config, a.dialect)), 2)
