@@ -44,6 +44,9 @@ def load_model(
     if custom_objects_module:
         import_custom_objects(custom_objects_module)
     import_tf()
+    from qfix.model.archive import read_archive
+
+    archive = read_archive(p)  # read once: the hub handles, the vet and the quantize scope use it
     objects: dict[str, Any] = {}  # classes qfix supplies itself (hub.KerasLayer, tf_keras only)
     if dialect == "keras3":
         import keras
@@ -53,27 +56,26 @@ def load_model(
         import tf_keras
 
         from qfix.convert.hub import hub_objects
-        from qfix.model.archive import read_archive
 
-        objects = hub_objects(read_archive(p).config, p)
+        objects = hub_objects(archive.config, p)
         loader, known = tf_keras.models.load_model, tf_keras.saving.get_registered_object
         registered = lambda name: objects.get(name) or known(name)  # noqa: E731
-    vet_before_load(p, trust_lambdas, registered)
+    vet_before_load(archive, trust_lambdas, registered)
     try:
-        with _quantize_scope(p, dialect):
+        with _quantize_scope(archive.config, dialect):
             return loader(str(p), compile=False, safe_mode=not trust_lambdas, custom_objects=objects or None)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
         raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_load_failure(e)}")
 
 
-def vet_before_load(path: Path, trust_lambdas: bool, registered: Any) -> None:
+def vet_before_load(archive: Any, trust_lambdas: bool, registered: Any) -> None:
     """Refuse a file whose config names a module outside Keras that Keras would import (a class
     not registered by the user's --custom-objects module; a Lambda function without
-    --trust-lambdas), or whose weights reach outside the archive. Raises QF917 / QF90x."""
-    from qfix.model.archive import read_archive
+    --trust-lambdas), or whose weights reach outside the archive. `archive`: the
+    qfix.model.archive.KerasArchive of the file Keras will open. Raises QF917 / QF90x."""
     from qfix.model.vet import foreign_references
 
-    archive = read_archive(path)
+    path = archive.path
     for ref in foreign_references(archive.config):
         if ref.is_function:
             if trust_lambdas:
@@ -89,15 +91,13 @@ def vet_before_load(path: Path, trust_lambdas: bool, registered: Any) -> None:
     archive.weights_bytes  # noqa: B018  CRC-checked and vetted before Keras opens the file
 
 
-def _quantize_scope(path: Path, dialect: str) -> Any:
+def _quantize_scope(config: dict[str, Any], dialect: str) -> Any:
     """tfmot's quantize scope with qfix's QuantizeConfigs when a tf_keras model holds tfmot
     annotations (what `--mode qat` writes), else nothing: tf_keras needs the scope to rebuild
     `QuantizeAnnotate` and the configs it names."""
     import json
 
-    from qfix.model.archive import read_archive
-
-    if dialect != "tf_keras" or '"QuantizeAnnotate"' not in json.dumps(read_archive(path).config):
+    if dialect != "tf_keras" or '"QuantizeAnnotate"' not in json.dumps(config):
         return contextlib.nullcontext()
     import tensorflow_model_optimization as tfmot
 
