@@ -26,7 +26,10 @@ y = keras.layers.Concatenate()(ys)
 ```
 
 ## Fix safety
-Safe, in both dialects. In Keras 3 models the layer is split: each group's convolution gets its
+Safe, in both dialects. A Conv2D whose groups equal its input channels (ConvNeXt's 7×7 blocks) is
+a depthwise convolution and becomes a DepthwiseConv2D (`depth_multiplier = filters / groups`,
+the kernel (kh, kw, 1, F) reshaped to (kh, kw, C, F/C), output order unchanged): the same
+function and the same work. Otherwise, in Keras 3 models the layer is split: each group's convolution gets its
 slice of the kernel (`kernel[..., :, i·F/g:(i+1)·F/g]`) and bias, and the activation stays on each
 (it is elementwise), so the float outputs are identical; after conversion SPLIT v2, CONV_2D v3 per
 group, CONCATENATION v2. A Sequential model is written as the Functional model it stands for (a
@@ -60,6 +63,19 @@ def _splittable(layer) -> bool:
             and isinstance(cfg.get("filters"), int) and cfg["filters"] % cfg["groups"] == 0)
 
 
+def _depthwise(layer) -> bool:
+    """A Conv2D whose groups equal its (static) input channels: a depthwise convolution."""
+    cfg = layer.config
+    shape = (layer.raw.get("build_config") or {}).get("input_shape")
+    if not isinstance(shape, list) and len(layer.inputs) == 1 and layer.inputs[0].shape is not None:
+        shape = list(layer.inputs[0].shape)
+    if layer.class_name != "Conv2D" or not isinstance(shape, list) or len(shape) != 4:
+        return False
+    channels = shape[1] if cfg.get("data_format") == "channels_first" else shape[-1]
+    return (channels == cfg["groups"] and isinstance(cfg.get("filters"), int) and cfg["filters"] % cfg["groups"] == 0
+            and len(layer.calls) == 1)
+
+
 class GroupedConv(ModelRule):
     """QF306 grouped-conv; documented in the module docstring (`qfix rule QF306`)."""
 
@@ -77,9 +93,15 @@ class GroupedConv(ModelRule):
                 if layer.class_name not in CONVS or not isinstance(groups, int) or groups < 2:
                     continue
                 split = graph.dialect == "keras3" and _splittable(layer)
-                if split:
+                if _depthwise(layer):
+                    rewrite = rewrites.depthwise_grouped_conv
+                    fix = (f"write it as the DepthwiseConv2D it is (groups={groups} equals its input channels): "
+                           f"depth_multiplier={layer.config.get('filters', 0) // groups}, the kernel reshaped")
+                elif split:
+                    rewrite = rewrites.split_grouped_conv
                     fix = f"split it: one {layer.class_name} per group on its slice of the channels, then Concatenate"
                 else:
+                    rewrite = rewrites.densify_grouped_conv
                     fix = (f"make it groups=1 with a block-diagonal kernel (zeros outside each group's block): the same "
                            f"function at {groups}× the layer's multiply-adds")
                 yield self.violation(
@@ -88,8 +110,7 @@ class GroupedConv(ModelRule):
                     f"{ctx.target.name}'s compiler knows CONV_2D up to version {spec.max_version} and rejects "
                     "the whole model",
                     layer.name, pointer=layer.pointer, fix=fix,
-                    rewrite=Rewrite(rewrites.split_grouped_conv if split else rewrites.densify_grouped_conv,
-                                    scope, layer.name),
+                    rewrite=Rewrite(rewrite, scope, layer.name),
                 )
 
     CASES = [
@@ -129,6 +150,14 @@ class GroupedConv(ModelRule):
                                                 "activation": "softmax"}, ["x"], "float32", (None, 6, 6, 4))], ["g"]),
             fires=True, count=1,
             expected={"class_name": "Conv2D", "config": {"name": "g", "filters": 4, "groups": 1}},
+        ),
+        ModelCase(
+            "groups-equal-channels-is-depthwise",  # ConvNeXt's 7×7 convolutions (keras.applications)
+            functional_config([("x", (None, 8, 8, 6), "float32")],
+                              [("dw", "Conv2D", {"filters": 12, "kernel_size": [7, 7], "groups": 6,
+                                                 "padding": "same"}, ["x"], "float32", (None, 8, 8, 12))], ["dw"]),
+            fires=True, count=1,
+            expected={"class_name": "DepthwiseConv2D", "config": {"name": "dw", "depth_multiplier": 2}},
         ),
         ModelCase(
             "plain-conv",

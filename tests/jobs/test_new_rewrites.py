@@ -54,6 +54,19 @@ def _tfk_gconv1d(K):  # another tf_keras member: functional Conv1D, groups=2, a 
     return K.Model(x, L.Dense(2)(L.Flatten()(y)))
 
 
+def _k3_dw_gconv(K):  # another member (the fleet's ConvNeXt): groups == input channels, depth multiplier 2
+    L = K.layers
+    x = K.Input((8, 8, 6))
+    y = L.Conv2D(12, 7, padding="same", groups=6, bias_initializer="ones", name="grouped")(x)
+    return K.Model(x, L.Dense(3, name="fc")(L.GlobalAveragePooling2D()(y)))
+
+
+def _tfk_dw_gconv(K):  # another member, tf_keras: the same, with a fused relu
+    L = K.layers
+    x = K.Input((8, 8, 4))
+    return K.Model(x, L.Conv2D(4, 3, groups=4, activation="relu", bias_initializer="ones", name="grouped")(x))
+
+
 def _k3_tconv(K):  # fault 2, smallest: relu fused into a biased transposed conv → TRANSPOSE_CONV v4
     L = K.layers
     x = K.Input((8, 8, 16))
@@ -125,6 +138,7 @@ def _tfk_simple_rnn(K):  # another member, tf_keras: its rolled SimpleRNN crashe
 MODELS = {
     "gconv": ("k3", _k3_gconv), "gconv1d": ("k3", _k3_gconv1d), "seq_gconv": ("k3", _k3_seq_gconv),
     "seq_gconv_tfk": ("tfk", _tfk_seq_gconv), "gconv1d_tfk": ("tfk", _tfk_gconv1d),
+    "dw_gconv": ("k3", _k3_dw_gconv), "dw_gconv_tfk": ("tfk", _tfk_dw_gconv),
     "tconv": ("k3", _k3_tconv), "tconv_relu_layer_tfk": ("tfk", _tfk_tconv_relu_layer), "seq_tconv": ("k3", _k3_seq_tconv),
     "seq_tconv1d": ("k3", _k3_seq_tconv1d), "tconv1d_tfk": ("tfk", _tfk_tconv1d),
     "upnear": ("k3", _k3_upnear), "seq_decoder": ("k3", _k3_seq_decoder), "seq_up1d": ("k3", _k3_seq_up1d),
@@ -167,6 +181,8 @@ THROUGH_THE_JOB = [
     ("seq_gconv", "QF306", "grouped", {"SPLIT", "CONCATENATION"}),
     ("seq_gconv_tfk", "QF306", "grouped", {"CONV_2D"}),  # the dense kernel: one CONV_2D, no SPLIT
     ("gconv1d_tfk", "QF306", "grouped1d", {"CONV_2D"}),
+    ("dw_gconv", "QF306", "grouped", {"DEPTHWISE_CONV_2D"}),  # no SPLIT of 6, no 6× dense kernel
+    ("dw_gconv_tfk", "QF306", "grouped", {"DEPTHWISE_CONV_2D"}),
     ("tconv", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
     ("tconv_relu_layer_tfk", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
     ("seq_tconv", "QF307", "up", {"TRANSPOSE_CONV", "DEPTHWISE_CONV_2D"}),
@@ -212,6 +228,9 @@ def test_grouped_conv_in_tf_keras_gets_the_dense_kernel_and_its_cost(models):
     assert "block-diagonal" in v.fix.description and "2× the layer's multiply-adds" in v.fix.description
     (k3,) = findings(models["gconv"], "QF306")  # Keras 3 keeps the cheaper split
     assert [e.run.__name__ for e in k3.fix.edits] == ["split_grouped_conv"]
+    for name in ("dw_gconv", "dw_gconv_tfk"):  # groups == input channels: the depthwise conv it is, both dialects
+        (dw,) = findings(models[name], "QF306")
+        assert [e.run.__name__ for e in dw.fix.edits] == ["depthwise_grouped_conv"]
 
 
 RNNS = [("gru", "rnn"), ("bilstm", "rnn"), ("simple_rnn_tfk", "rnn")]
