@@ -94,7 +94,8 @@ class QatTrial:
     """The result of `trial` (picklable). `refused`: tfmot's error (class and first meaningful
     line) when `quantize_model` raised, `refused_layer` the layer (or class) it names. On
     success: `layers`, `step`, and either `tflite` (the converted QAT model, bytes) or
-    `conversion_error`. `qat_model` is the child's handle of the QAT model (for the fidelity
+    `conversion_error`. `custom_weights`: the weights of the user's own layers, by the names the
+loaded layers hold them under (for QF510's template). `qat_model` is the child's handle of the QAT model (for the fidelity
     check against its own `.tflite`)."""
 
     refused: str | None = None
@@ -106,6 +107,7 @@ class QatTrial:
     conversion_error: str | None = None
     qat_model: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    custom_weights: dict[str, list] = field(default_factory=dict)  # qat_configs.custom_layer_weights
 
 
 def quantize_scope_objects(custom_objects_module: str | None) -> dict[str, Any]:
@@ -113,16 +115,7 @@ def quantize_scope_objects(custom_objects_module: str | None) -> dict[str, Any]:
     Keras layer classes of the user's --custom-objects module, by class name."""
     from qfix.convert.qat_configs import custom_objects
 
-    objects = dict(custom_objects())
-    if custom_objects_module:
-        import importlib
-
-        import tf_keras
-
-        module = importlib.import_module(custom_objects_module)  # imported already by the loader
-        objects.update({name: obj for name, obj in vars(module).items()
-                        if isinstance(obj, type) and issubclass(obj, tf_keras.layers.Layer)})
-    return objects
+    return custom_objects(custom_objects_module)  # the module is imported already by the loader
 
 
 def load_in_scope(path: str, custom_objects_module: str | None, trust_lambdas: bool) -> Any:
@@ -145,7 +138,9 @@ def trial(model: Any, recipe: Recipe, calib: Calibration, custom_objects_module:
 
     from qfix.convert.keras import captured_output
 
-    out = QatTrial()
+    from qfix.convert.qat_configs import custom_layer_weights
+
+    out = QatTrial(custom_weights=custom_layer_weights(model))
     mark("quantizing the model with tfmot (quantize_model)")
     t0 = time.perf_counter()
     try:
@@ -207,6 +202,8 @@ def layer_report(model: Any, qat: Any) -> list[LayerQuant]:
             plain.add(layer.name)
     out = []
     for layer in model.layers:
+        if type(layer).__name__ == "QuantizeAnnotate":  # an annotated layer: report its own class
+            layer = layer.layer
         cls = type(layer).__name__
         if cls == "InputLayer":
             continue
@@ -219,7 +216,11 @@ def layer_report(model: Any, qat: Any) -> list[LayerQuant]:
             continue
         parts = _quantizers(w)
         if parts:
-            out.append(LayerQuant(layer.name, cls, "quantized", ", ".join(parts)))
+            detail = ", ".join(parts)
+            if "weights" not in parts and layer.trainable_weights:  # e.g. QF510's output-only annotation
+                names = ", ".join(v.name.split(":")[0].rpartition("/")[2] for v in layer.trainable_weights)
+                detail += f"; its weights ({names}) stay float in training (the converter quantizes them after it)"
+            out.append(LayerQuant(layer.name, cls, "quantized", detail))
         elif cls in PASS_THROUGH:
             out.append(LayerQuant(layer.name, cls, "pass-through", "no arithmetic: carries the int8 tensor it receives"))
         elif (into := _fused_into(w)) is not None:

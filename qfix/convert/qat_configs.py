@@ -81,12 +81,40 @@ class NoOpQuantizeConfig(_NoWeights):
 CONFIGS = (OutputQuantizeConfig, NoOpQuantizeConfig)
 
 
-def custom_objects() -> dict[str, Any]:
-    """The names `tfmot.quantization.keras.quantize_scope` needs for qfix's QuantizeConfigs,
-    keyed as they appear in a saved config (`qfix>OutputQuantizeConfig`) and by class name
-    (what `quantize_annotate_layer` users write)."""
+def custom_objects(module: str | None = None) -> dict[str, Any]:
+    """The names `tfmot.quantization.keras.quantize_scope` needs: qfix's QuantizeConfigs, keyed
+    as they appear in a saved config (`qfix>OutputQuantizeConfig`) and by class name (what
+    `quantize_annotate_layer` users write), and, with `module` (the --custom-objects module,
+    imported here), its tf_keras layer classes by class name: a QuantizeAnnotate wrapping a
+    custom layer deserializes it inside the scope."""
     out: dict[str, Any] = {}
     for cls in CONFIGS:
         out[f"{PACKAGE}>{cls.__name__}"] = cls
         out[cls.__name__] = cls
+    if module:
+        import importlib
+
+        out.update({name: obj for name, obj in vars(importlib.import_module(module)).items()
+                    if isinstance(obj, type) and issubclass(obj, tf_keras.layers.Layer)})
+    return out
+
+
+# Modules whose layer classes tfmot, Keras or TF-Hub define: any other class is the user's.
+_LIBRARY_MODULES = ("tf_keras.", "keras.", "tensorflow.", "tensorflow_model_optimization.", "tensorflow_hub.")
+
+
+def custom_layer_weights(model: Any) -> dict[str, list[tuple[str | None, str, list[int]]]]:
+    """Each layer of `model` (tf_keras, loaded) whose class is the user's, by layer name → its
+    trainable variables as (attribute of the layer holding it or None, variable name without
+    the layer's scope, shape): `{"scaled_tanh": [("alpha", "alpha", [4])]}`. A layer inside a
+    QuantizeAnnotate is read through it. The names exist only on the loaded layer: the weights
+    file keys variables by index (`layers/scaled_tanh/vars/0`)."""
+    out = {}
+    for wrapper in model.layers:
+        layer = getattr(wrapper, "layer", wrapper) if type(wrapper).__name__ == "QuantizeAnnotate" else wrapper
+        if type(layer).__module__.startswith(_LIBRARY_MODULES):
+            continue
+        held = {id(v): attr for attr, v in vars(layer).items() if any(v is w for w in layer.trainable_weights)}
+        out[wrapper.name] = [(held.get(id(w)), w.name.split(":")[0].rpartition("/")[2], list(w.shape))
+                             for w in layer.trainable_weights]
     return out

@@ -32,6 +32,7 @@ from qfix.model.graph import build_graph
 from qfix.model.inputs import input_specs
 from qfix.model.to_tf_keras import Untranslatable, translate
 from qfix.model.writer import archive_zip, write_archive
+from qfix.rules.custom_layer_quantize_config import attach_templates
 from qfix.rules.qat_float_layer import QatFloatLayer
 from qfix.rules.tfmot_refused import TfmotRefused
 from qfix.types import QfixError, Severity
@@ -59,6 +60,7 @@ class QatRun:
     not_written: str | None = None  # why no `.qfix.qat.keras` was written
     output_path: str = ""  # where the `.qfix.qat.keras` goes (the snippet loads it)
     custom_objects: str | None = None
+    templates: dict[str, str] = field(default_factory=dict)  # QF510's QuantizeConfig template by layer
 
     @property
     def active(self) -> list[AppliedFix]:
@@ -184,6 +186,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                 copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip)
             run.fixes = rolled + kept
         run.trial = trial
+        run.templates = attach_templates(result.findings, trial.custom_weights, fixed_graph)
         model = str(candidate)
         if trial.refused:
             run.not_trained = REFUSED

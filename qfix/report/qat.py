@@ -26,7 +26,8 @@ def training_snippet(run) -> str:
     rewritten = bool(run.active) or run.translated  # else the input is what tfmot accepts, as it is
     model = run.output_path if rewritten else str(run.result.path)
     stem = Path(run.output_path).name.removesuffix(".qfix.qat.keras") or "model"
-    custom = f"import {run.custom_objects}  # registers your custom layers\n" if run.custom_objects else ""
+    # Your layer classes in the scope too: an annotated custom layer deserializes inside it.
+    scope = f"custom_objects({run.custom_objects!r})" if run.custom_objects else "custom_objects()"
     io = (f"converter.inference_input_type = tf.{recipe.io_dtype}\n"
           f"converter.inference_output_type = tf.{recipe.io_dtype}\n") if recipe.full_integer else ""
     if recipe.batch:
@@ -43,9 +44,9 @@ def training_snippet(run) -> str:
         "import tensorflow as tf\n"
         "import tf_keras\n"
         "import tensorflow_model_optimization as tfmot\n"
-        "from qfix.convert.qat_configs import custom_objects  # qfix's QuantizeConfigs\n"
-        f"{custom}\n"
-        "with tfmot.quantization.keras.quantize_scope(custom_objects()):\n"
+        "from qfix.convert.qat_configs import custom_objects  # qfix's QuantizeConfigs (and your layers)\n"
+        "\n"
+        f"with tfmot.quantization.keras.quantize_scope({scope}):\n"
         f"    model = tf_keras.models.load_model({str(model)!r}, compile=False)\n"
         "    qat = tfmot.quantization.keras.quantize_model(model)\n"
         'qat.compile(optimizer="adam", loss="mse")  # your loss and metrics\n'
@@ -77,6 +78,10 @@ def render_qat(run, console: Console) -> None:
                       + (":" if run.translation_notes else " (spelling only)"))
         for note in run.translation_notes:
             console.print(f"  {escape(note)}")
+    for name, template in run.templates.items():  # QF510's, display-only
+        console.print(f"[bold]QuantizeConfig template for {escape(name)!r}[/] (QF510, display-only):")
+        for line in template.splitlines():
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     trial = run.trial  # a refusal is its QF505 finding, in the table above
     if trial is not None and trial.layers:
         counts = {s: sum(lq.state == s for lq in trial.layers) for s in _STATE_STYLE}
@@ -142,6 +147,7 @@ def qat_json(run) -> dict[str, Any]:
         "translation_notes": run.translation_notes,
         "problems": run.problems(),
         "snippet": training_snippet(run) if run.exit_code() == 0 else None,
+        "quantize_config_templates": run.templates,
     }
     out["model_not_written"] = run.not_written
     out["exit_code"] = run.exit_code()

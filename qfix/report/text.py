@@ -38,11 +38,13 @@ def findings_table(findings) -> Table:
     for v in findings:
         text = f"{escape(v.message)} [dim]({v.name})[/]"
         if v.fix is not None:
+            # Its first line: a code template after it (QF510) is printed below the table.
+            advice = escape(v.fix.description.split("\n", 1)[0])
             if v.applied and not v.fix.edits:  # gone from the fixed model through another finding's fix
-                text += f"\n[cyan]→ resolved by another fix; its own advice was:[/] {escape(v.fix.description)}"
+                text += f"\n[cyan]→ resolved by another fix; its own advice was:[/] {advice}"
             else:
                 done = "applied " if v.applied else ""
-                text += f"\n[cyan]→ {done}fix \\[{v.fix.applicability.value}]:[/] {escape(v.fix.description)}"
+                text += f"\n[cyan]→ {done}fix \\[{v.fix.applicability.value}]:[/] {advice}"
         sev = v.severity.value
         table.add_row(v.code, f"[{_SEV_STYLE[sev]}]{sev}[/]", escape(v.location.layer or "-"), text)
     return table
