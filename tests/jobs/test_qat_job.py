@@ -28,7 +28,7 @@ FIXTURES = ROOT / "fixtures"
 QFIX = Path(sys.executable).parent / "qfix"
 SAMPLES = "4"
 CUSTOM = "fixtures.custom_layers_tfk"
-QAT_REWRITES = "QF502,QF503,QF504,QF508"  # the rules whose rewrites make a model acceptable to tfmot
+QAT_REWRITES = "QF502,QF503,QF504,QF508,QF510"  # the rules whose rewrites make a model acceptable to tfmot
 
 
 def qfix_run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -101,6 +101,13 @@ def _custom_seq(K, L):  # another member: Sequential, the custom layer between t
     return K.Sequential([K.Input((8,)), L.Dense(8), ScaledTanh(0.5, name="act"), L.Dense(2)])
 
 
+def _custom_dense(K, L):  # another custom class of the kind: a hand-written dense, with a kernel
+    from fixtures.custom_layers_tfk import SimpleDense
+
+    i = K.Input((8,))
+    return K.Model(i, L.Dense(2)(SimpleDense(6, name="my_dense")(L.Dense(8)(i))))
+
+
 REFUSED = {
     "rescaling_seq": (_rescaling_seq, "rescaling", "Layer rescaling:<class"),
     "rescaling_fn": (_rescaling_fn, "prep", "Layer prep:<class"),
@@ -110,6 +117,7 @@ REFUSED = {
     "slice_features": (_slice_features, "tf.__operators__.getitem", "Shape mismatch"),
     "custom_fn": (_custom_fn, "scaled_tanh", "Layer scaled_tanh:<class"),
     "custom_seq": (_custom_seq, "act", "Layer act:<class"),
+    "custom_dense": (_custom_dense, "my_dense", "Layer my_dense:<class"),
 }
 
 # tfmot's own error on each saved model, in a fresh process (tfmot switches the process to
@@ -130,29 +138,38 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def refused_models(tmp_path_factory):
+def save_models(names, folder: Path) -> dict[str, Path]:
+    """The REFUSED models `names`, built with tf_keras and saved in `folder`, by name."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tf_keras as K
 
-    folder = tmp_path_factory.mktemp("qat_refused")
     paths = {}
-    for name, (build, _, _) in REFUSED.items():
+    for name in names:
         K.backend.clear_session()  # layer names restart (the slice is 'tf.__operators__.getitem')
         K.utils.set_random_seed(0)
         paths[name] = folder / f"{name}.keras"
-        build(K, K.layers).save(paths[name])
+        REFUSED[name][0](K, K.layers).save(paths[name])
     return paths
+
+
+def reproduce(paths: dict[str, Path]) -> dict[str, str | None]:
+    """tfmot's own error on each saved model (REPRODUCE, no qfix), by name; None: accepted."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", REPRODUCE, *map(str, paths.values())],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    by_path = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {name: by_path[str(p)] for name, p in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def refused_models(tmp_path_factory):
+    return save_models(REFUSED, tmp_path_factory.mktemp("qat_refused"))
 
 
 @pytest.fixture(scope="module")
 def tfmot_errors(refused_models):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, "-c", REPRODUCE, *map(str, refused_models.values())],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    by_path = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {name: by_path[str(p)] for name, p in refused_models.items()}
+    return reproduce(refused_models)
 
 
 @pytest.mark.tf
@@ -182,9 +199,10 @@ def test_a_model_tfmot_refuses_gets_tfmots_error_as_qf505(name, refused_models, 
     assert list(tmp_path.iterdir()) == [] and digest(path) == before  # nothing written, input untouched
 
 
-# The rule whose rewrite makes each model acceptable to tfmot (the custom layers have none yet).
+# The rule whose rewrite makes each model acceptable to tfmot.
 FIXED_BY = {"rescaling_seq": "QF502", "rescaling_fn": "QF502", "conv_relu_bn": "QF503",
-            "conv_relu6_bn_seq": "QF503", "slice_channels": "QF508", "slice_features": "QF508"}
+            "conv_relu6_bn_seq": "QF503", "slice_channels": "QF508", "slice_features": "QF508",
+            "custom_fn": "QF510", "custom_seq": "QF510", "custom_dense": "QF510"}
 
 
 @pytest.mark.tf
@@ -194,7 +212,8 @@ def test_qfix_rewrites_the_refused_layer_and_the_model_trains(name, refused_mode
     gone, the float outputs are unchanged, the model trains and its QAT model converts."""
     path = refused_models[name]
     assert tfmot_errors[name] is not None
-    code, report = qat_json(path, "--out-dir", tmp_path)
+    extra = ("--custom-objects", CUSTOM) if name.startswith("custom") else ()
+    code, report = qat_json(path, "--out-dir", tmp_path, *extra)
     assert not [f for f in report["findings"] if f["code"] == "QF505"], report["qat"]["tfmot_error"]
     assert report["qat"]["tfmot_error"] is None and report["qat"]["trained"], report["qat"]["problems"]
     assert FIXED_BY[name] in {f["code"] for f in report["fixes"] if f["state"] == "kept"}, report["fixes"]
@@ -506,4 +525,6 @@ def test_a_keras3_custom_class_without_a_tf_keras_twin_is_not_trained_and_says_s
     assert code == 1
     why = report["qat"]["not_trained"]
     assert "'qfix_fixtures>ScaledTanh' is registered with Keras 3 only" in why and "candidate" not in why
+    (qf510,) = [f for f in report["findings"] if f["code"] == "QF510"]  # its annotation waits for the translation
+    assert qf510["fix"]["applicability"] == "display-only" and "once the model is translated" in qf510["fix"]["description"]
     assert list(tmp_path.iterdir()) == []
