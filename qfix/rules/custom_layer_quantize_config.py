@@ -34,8 +34,8 @@ which changes no float value. qfix cannot read what a custom layer computes, so 
 only what it can always quantize: the layer's output (8 bits, per tensor, moving-average
 range). Checked with the real tfmot and converter on a per-channel `alpha * tanh(x)` and a
 hand-written dense layer: the QAT model trains and converts to all-integer ops (TANH, MUL,
-FULLY_CONNECTED int8); with qfix's NoOpQuantizeConfig instead, the layer and the layers after
-it convert to float. What stays float: the layer's weights during training (no fake-quant: the
+FULLY_CONNECTED int8); with qfix's NoOpQuantizeConfig instead, the layer's last op (its MUL,
+its FULLY_CONNECTED) and the layers after it convert to float (DEQUANTIZE before them). What stays float: the layer's weights during training (no fake-quant: the
 converter quantizes them after training, from their values). The template (display-only)
 adds that weight quantizer. The annotation is written into tf_keras configs (a Keras 3 model
 is annotated once `--mode qat` has translated it).
@@ -49,7 +49,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from qfix.model import rewrites
 from qfix.model import tfmot_registry as reg
 from qfix.model.builtin_layers import is_builtin
 from qfix.model.cases import functional_config
