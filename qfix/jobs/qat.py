@@ -203,7 +203,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                          trial.seconds.get("convert", 0.0), progress, " the QAT model", qat_recipe(profile.recipe))
             stats = worker.output_stats(model, calib, "reading the float outputs")
             run.tolerance = safe_tolerance(stats)
-            if run.active or run.translated:
+            if run.active or run.translated or run.annotated:
                 progress("comparing the rewritten float model with the original")
                 original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
                 run.float_equivalence = worker.float_equivalence(

@@ -140,6 +140,7 @@ def qat_json(run) -> dict[str, Any]:
         "trained": run.trained,
         "not_trained": run.not_trained,
         "tfmot_error": trial.refused if trial is not None else None,
+        "quantize_call": trial.method if trial is not None else None,  # quantize_apply: float part annotated
         "layers": [lq.to_json() for lq in trial.layers] if trial is not None else [],
         "training_step": trial.step.to_json() if trial is not None and trial.step is not None else None,
         "conversion_error": trial.conversion_error if trial is not None else None,
