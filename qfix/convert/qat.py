@@ -51,8 +51,10 @@ class LayerQuant:
 
     state: "quantized" (its QuantizeConfig quantizes weights and/or activations/outputs),
     "pass-through" (wrapped without quantizers: a layer with no arithmetic that carries the
-    int8 tensor it receives), "float" (not annotated, or a config that quantizes nothing), or
-    "transformed" (tfmot's graph transforms replaced it; its successors are listed instead).
+    int8 tensor it receives), "float" (not annotated, or a config that quantizes nothing; a
+    layer reading integer indices such as an Embedding), "integer" (its output is an integer
+    tensor: not quantized), or "transformed" (tfmot's graph transforms replaced it; its
+    successors are listed instead).
     """
 
     name: str
@@ -108,6 +110,12 @@ loaded layers hold them under (for QF510's template). `qat_model` is the child's
     qat_model: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     custom_weights: dict[str, list] = field(default_factory=dict)  # qat_configs.custom_layer_weights
+    method: str = "quantize_model"  # or "quantize_apply": a model with integer inputs, its float part annotated
+
+
+def integer_inputs(model: Any) -> list[str]:
+    """The names of `model`'s integer inputs (token ids, category indices)."""
+    return [t.name for t in model.inputs if t.dtype.is_integer or t.dtype.is_bool]
 
 
 def quantize_scope_objects(custom_objects_module: str | None) -> dict[str, Any]:
@@ -132,20 +140,24 @@ def load_in_scope(path: str, custom_objects_module: str | None, trust_lambdas: b
 
 
 def trial(model: Any, recipe: Recipe, calib: Calibration, custom_objects_module: str | None) -> tuple[QatTrial, Any]:
-    """quantize_model → per-layer report → one training step → QAT conversion. Returns the
-    trial and the QAT model (None when tfmot refused the model)."""
+    """quantize_model (quantize_apply for a model with integer inputs, whose float part qfix
+    annotated) → per-layer report → one training step → QAT conversion. Returns the trial and
+    the QAT model (None when tfmot refused the model)."""
     import tensorflow_model_optimization as tfmot
 
     from qfix.convert.keras import captured_output
 
     from qfix.convert.qat_configs import custom_layer_weights
 
-    out = QatTrial(custom_weights=custom_layer_weights(model))
-    mark("quantizing the model with tfmot (quantize_model)")
+    out = QatTrial(custom_weights=custom_layer_weights(model),
+                   method="quantize_apply" if integer_inputs(model) else "quantize_model")
+    mark(f"quantizing the model with tfmot ({out.method})")
     t0 = time.perf_counter()
     try:
         with captured_output(), tfmot.quantization.keras.quantize_scope(quantize_scope_objects(custom_objects_module)):
-            qat = tfmot.quantization.keras.quantize_model(model)
+            # A model with integer inputs carries qfix's plan (annotate_float_part): its float
+            # part is annotated, and quantize_model would fake-quantize the integer inputs.
+            qat = getattr(tfmot.quantization.keras, out.method)(model)
     except Exception as e:  # tfmot's refusal is the finding, not a failure of qfix
         out.refused = tfmot_message(e)
         out.refused_layer, out.refused_class = named_layer(str(e))
@@ -208,6 +220,9 @@ def layer_report(model: Any, qat: Any) -> list[LayerQuant]:
         if cls == "InputLayer":
             continue
         w = wrappers.get(layer.name)
+        if w is None and (integer := _integer_part(layer)) is not None:
+            out.append(LayerQuant(layer.name, cls, *integer))
+            continue
         if w is None:
             if layer.name in plain:
                 out.append(LayerQuant(layer.name, cls, "float", "tfmot did not annotate it: it runs in float"))
@@ -232,6 +247,31 @@ def layer_report(model: Any, qat: Any) -> list[LayerQuant]:
             out.append(LayerQuant(layer.name, cls, "float",
                                   f"its QuantizeConfig ({type(w.quantize_config).__name__}) quantizes nothing"))
     return out
+
+
+def _integer_part(layer: Any) -> tuple[str, str] | None:
+    """(state, detail) of a layer that reads or makes integer tensors (annotate_float_part's
+    integer part: fake quantization is for float tensors), or None. State "integer" when its
+    output is integer, else "float" (an Embedding's vectors)."""
+    import tensorflow as tf
+
+    from qfix.model.rewrites.annotate_float_part import INTEGER_IN, INTEGER_OUT
+
+    try:
+        ins, outs = tf.nest.flatten(layer.input), tf.nest.flatten(layer.output)
+    except (AttributeError, RuntimeError, ValueError):  # a shared layer has no single input
+        return None
+
+    def integer(ts: list) -> bool:
+        return any(t.dtype.is_integer or t.dtype.is_bool for t in ts)
+
+    reads, makes = integer(ins), bool(outs) and all(t.dtype.is_integer or t.dtype.is_bool for t in outs)
+    if not (reads or makes):
+        return None
+    detail = INTEGER_IN if reads else INTEGER_OUT
+    if not makes:
+        detail += " (tfmot fake-quantizes float tensors only)"
+    return ("integer" if makes else "float"), detail
 
 
 def _quantizers(wrapper: Any) -> list[str]:

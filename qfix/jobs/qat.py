@@ -30,6 +30,7 @@ from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
 from qfix.model.graph import build_graph
 from qfix.model.inputs import input_specs
+from qfix.model.rewrites.annotate_float_part import FloatPartPlan, annotate_float_part
 from qfix.model.to_tf_keras import Untranslatable, translate
 from qfix.model.writer import archive_zip, write_archive
 from qfix.rules.custom_layer_quantize_config import attach_templates
@@ -61,6 +62,12 @@ class QatRun:
     output_path: str = ""  # where the `.qfix.qat.keras` goes (the snippet loads it)
     custom_objects: str | None = None
     templates: dict[str, str] = field(default_factory=dict)  # QF510's QuantizeConfig template by layer
+    float_part: FloatPartPlan | None = None  # integer inputs: only the float part is annotated
+
+    @property
+    def annotated(self) -> bool:
+        """The written model carries the float part's annotations: train it with quantize_apply."""
+        return self.float_part is not None and bool(self.float_part.annotate)
 
     @property
     def active(self) -> list[AppliedFix]:
@@ -152,6 +159,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         check_outputs(outputs)  # before tfmot: a blocked output fails in a second, not minutes
     with session(legacy_keras=True) as worker:
         for attempt in range(MAX_ROLLBACKS + 1):
+            config, weights, run.float_part = annotate_float_part(config, weights)
             fixed_graph = build_graph(config, "tf_keras")
             calib = for_inputs(user_calib, fixed_graph)
             candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras", config, metadata, weights)
@@ -198,7 +206,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                          trial.seconds.get("convert", 0.0), progress, " the QAT model", qat_recipe(profile.recipe))
             stats = worker.output_stats(model, calib, "reading the float outputs")
             run.tolerance = safe_tolerance(stats)
-            if run.active or run.translated:
+            if run.active or run.translated or run.annotated:
                 progress("comparing the rewritten float model with the original")
                 original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
                 run.float_equivalence = worker.float_equivalence(
@@ -216,7 +224,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         return run
     if run.not_trained or not run.exact:
         run.not_written = f"{outputs.model}: not written ({'; '.join(run.problems())})"
-    elif not (run.active or run.translated):
+    elif not (run.active or run.translated or run.annotated):
         run.not_written = f"{outputs.model}: the input is already what quantize_model accepts (nothing rewritten)"
     else:
         write_outputs(outputs, archive_zip(config, metadata, weights), None)

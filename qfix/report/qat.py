@@ -13,23 +13,28 @@ from rich.console import Console
 from qfix.report.json_report import check_json
 from qfix.report.text import escape, findings_table, render_header, render_inputs, render_verification
 
-_STATE_STYLE = {"quantized": "green", "pass-through": "cyan", "float": "yellow", "transformed": "dim"}
+_STATE_STYLE = {"quantized": "green", "pass-through": "cyan", "float": "yellow", "integer": "cyan",
+                "transformed": "dim"}
 
 
 def training_snippet(run) -> str:
     """A short script that trains and converts the model qfix wrote (or the input, when no
     rewrite was needed): load inside the quantize scope (qfix's QuantizeConfigs, the user's
-    layers), quantize_model, compile/fit on `x_train, y_train` (the user's data), convert with
+    layers), quantize_model (quantize_apply when qfix annotated the float part of a model with
+    integer inputs), compile/fit on `x_train, y_train` (the user's data), convert with
     Optimize.DEFAULT and the target's integer I/O at a fixed batch, without the INT8-only op
     set (on TF 2.21 it makes the converter demand a representative dataset, errors.md C1)."""
     recipe = run.result.profile.recipe
-    rewritten = bool(run.active) or run.translated  # else the input is what tfmot accepts, as it is
+    rewritten = bool(run.active) or run.translated or run.annotated  # else the input is what tfmot accepts
     model = run.output_path if rewritten else str(run.result.path)
     stem = Path(run.output_path).name.removesuffix(".qfix.qat.keras") or "model"
     # Your layer classes in the scope too: an annotated custom layer deserializes inside it.
     scope = f"custom_objects({run.custom_objects!r})" if run.custom_objects else "custom_objects()"
     io = (f"converter.inference_input_type = tf.{recipe.io_dtype}\n"
           f"converter.inference_output_type = tf.{recipe.io_dtype}\n") if recipe.full_integer else ""
+    # Integer inputs: qfix annotated the float part, quantize_model would fake-quantize the ids.
+    quantize = ("    qat = tfmot.quantization.keras.quantize_apply(model)  # the float part is annotated\n"
+                if run.annotated else "    qat = tfmot.quantization.keras.quantize_model(model)\n")
     if recipe.batch:
         convert = (
             f"# batch {recipe.batch} for {run.result.profile.id}, fixed here only: the model keeps its dynamic batch\n"
@@ -48,7 +53,7 @@ def training_snippet(run) -> str:
         "\n"
         f"with tfmot.quantization.keras.quantize_scope({scope}):\n"
         f"    model = tf_keras.models.load_model({str(model)!r}, compile=False)\n"
-        "    qat = tfmot.quantization.keras.quantize_model(model)\n"
+        f"{quantize}"
         'qat.compile(optimizer="adam", loss="mse")  # your loss and metrics\n'
         "qat.fit(x_train, y_train, epochs=1)  # your data; fine-tune a trained model a few epochs\n\n"
         f"{convert}"
@@ -86,7 +91,7 @@ def render_qat(run, console: Console) -> None:
     if trial is not None and trial.layers:
         counts = {s: sum(lq.state == s for lq in trial.layers) for s in _STATE_STYLE}
         summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        console.print(f"[bold]tfmot quantize_model:[/] {summary}")
+        console.print(f"[bold]tfmot {trial.method}:[/] {summary}")
         for lq in trial.layers:
             style = _STATE_STYLE[lq.state]
             console.print(f"  [{style}]{lq.state:<12}[/] {escape(lq.name)} ({escape(lq.class_name)}): {escape(lq.detail)}")
@@ -140,6 +145,7 @@ def qat_json(run) -> dict[str, Any]:
         "trained": run.trained,
         "not_trained": run.not_trained,
         "tfmot_error": trial.refused if trial is not None else None,
+        "quantize_call": trial.method if trial is not None else None,  # quantize_apply: float part annotated
         "layers": [lq.to_json() for lq in trial.layers] if trial is not None else [],
         "training_step": trial.step.to_json() if trial is not None and trial.step is not None else None,
         "conversion_error": trial.conversion_error if trial is not None else None,

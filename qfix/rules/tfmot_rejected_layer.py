@@ -6,7 +6,9 @@ accept (`qfix.model.tfmot_registry`): Conv1D, MaxPooling1D, Rescaling, Normaliza
 Multiply, Subtract, LayerNormalization, PReLU, a BatchNormalization tfmot cannot fold (after
 an Add, a Concatenate, the input, or anything but a linear Conv2D/DepthwiseConv2D/Dense), the
 recurrent layers, MultiHeadAttention, and more. A layer already annotated with a
-QuantizeConfig is accepted and not reported.
+QuantizeConfig is accepted and not reported, and so is a layer that reads integer tensors
+(an Embedding of token ids): qfix annotates only the float part of such a model
+(`qfix.model.rewrites.annotate_float_part`) and tfmot never sees it.
 
 ## Why is this bad?
 `tfmot.quantization.keras.quantize_model` raises before training starts: "Layer multiply:<class
@@ -56,6 +58,7 @@ from qfix.model.builtin_layers import is_builtin
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.config import activation_name
 from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.annotate_float_part import plan as float_part_plan
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability, Severity
 
@@ -99,10 +102,11 @@ class TfmotRejectedLayer(ModelRule):
     def check(self, graph, ctx):
         if ctx.mode != "qat":
             return
+        integer_part = float_part_plan(graph).integer  # never annotated: quantize_apply skips them
         for path, layer in graph.walk():
             g = _scope_graph(graph, path)
             if (layer.is_model or layer.is_op or layer.class_name in OWNED_ELSEWHERE or layer.quantize_config
-                    or not is_builtin(layer)):
+                    or not is_builtin(layer) or (not path and layer.name in integer_part)):
                 continue
             entry = reg.entry(layer.class_name)
             if layer.class_name == "BatchNormalization":
@@ -166,6 +170,13 @@ class TfmotRejectedLayer(ModelRule):
             functional_config([("x", (None, 8), "float32")],
                               [("d", "Dense", {"units": 8}, ["x"]), ("m", "Multiply", {"__module": "keras.layers"}, ["x", "d"])], ["m"]),
             fires=True, count=1, mode="qat",
+        ),
+        ModelCase(  # integer ids in: the Embedding stays out of the annotated float part
+            "embedding-of-integer-ids",
+            functional_config([("ids", (None, 16), "int32")],
+                              [("emb", "Embedding", {"input_dim": 50, "output_dim": 8}, ["ids"], "float32", (None, 16, 8)),
+                               ("d", "Dense", {"units": 2}, ["emb"], "float32", (None, 16, 2))], ["d"]),
+            fires=False, mode="qat",
         ),
         ModelCase(
             "multiply-ptq",

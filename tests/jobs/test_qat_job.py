@@ -349,13 +349,16 @@ def test_the_prelu_of_qf302_annotated_by_qf502_runs_fully_on_the_edge_tpu(tmp_pa
 
 
 @pytest.mark.tf
-def test_an_integer_input_refused_by_tfmot_is_blamed_on_the_input(tmp_path):
+def test_an_integer_input_is_left_out_of_what_tfmot_quantizes(tmp_path):
+    """tfmot's quantize_model fake-quantized the int ids (FakeQuantWithMinMaxVars on int32, QF505
+    at 'token_ids'); qfix annotates the float part and tfmot's quantize_apply trains it
+    (tests/jobs/test_qat_integer_inputs.py has the kind)."""
     code, report = qat_json(FIXTURES / "int64_ids_tfk.keras", "--check")
-    assert code == 1
-    (refused,) = [f for f in report["findings"] if f["code"] == "QF505"]
-    assert refused["layer"] == "token_ids"
-    assert "FakeQuantWithMinMaxVars' Op has type int32" in refused["message"]  # the inner error, after QF103
-    assert [f["state"] for f in report["fixes"]] == ["kept"]  # tfmot refuses the input, not the rewrite
+    assert not [f for f in report["findings"] if f["code"] == "QF505"], report["qat"]["tfmot_error"]
+    assert report["qat"]["quantize_call"] == "quantize_apply" and report["qat"]["trained"]
+    assert [(f["code"], f["state"]) for f in report["fixes"]] == [("QF103", "kept")]
+    assert report["verification"]["converted"] and report["qat"]["problems"] == []
+    assert code == 1 and report["verification"]["first_unsupported"]["op"] == "GATHER"  # the Edge TPU's op table
 
 
 @pytest.mark.tf
