@@ -24,7 +24,7 @@ from typing import Any
 
 from qfix.convert.worker import session
 from qfix.jobs.check import Options, Result, judge, load, why_not_loadable, context
-from qfix.jobs.fix import AppliedFix, SAFE_TOLERANCE, _mark_applied, apply_fixes, for_inputs, safe_tolerance
+from qfix.jobs.fix import AppliedFix, SAFE_TOLERANCE, mark_applied, apply_fixes, for_inputs, safe_tolerance
 from qfix.jobs.outputs import check_outputs, qat_output_paths, write_outputs
 from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
@@ -202,11 +202,11 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                     original, model, calib, "comparing the rewritten float model with the original")
             result.input_layers = len(list(graph.walk()))
             result.graph = fixed_graph
-            _mark_applied(result, run, fixed_graph, opts)
+            mark_applied(result, run, fixed_graph, opts)
             judge(result, ver, stats, calib, {l.name: l.out_dtype for l in graph.input_layers()})
             one_step_ranges(result.findings)
         else:
-            _mark_applied(result, run, fixed_graph, opts)
+            mark_applied(result, run, fixed_graph, opts)
     result.not_converted = result.not_converted or run.not_trained
     if check:
         result.timings["total"] = time.perf_counter() - t0
