@@ -30,7 +30,7 @@ from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
 from qfix.model.graph import build_graph
 from qfix.model.inputs import input_specs
-from qfix.model.to_tf_keras import Untranslatable, translate
+from qfix.model.to_tf_keras import Untranslatable, translate, written_notes
 from qfix.model.writer import archive_zip, write_archive
 from qfix.rules.qat_float_layer import QatFloatLayer
 from qfix.rules.tfmot_refused import TfmotRefused
@@ -184,6 +184,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                 copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip)
             run.fixes = rolled + kept
         run.trial = trial
+        run.translation_notes = written_notes(run.translation_notes, config)
         model = str(candidate)
         if trial.refused:
             run.not_trained = REFUSED

@@ -40,11 +40,12 @@ from typing import Any
 
 from qfix.model.to_tf_keras.errors import Untranslatable
 from qfix.model.to_tf_keras.graph import translate_model
+from qfix.model.to_tf_keras.notes import written_notes
 from qfix.model.to_tf_keras.weights import translate_weights
 
 TF_KERAS_VERSION = "2.21.0"
 
-__all__ = ["Translation", "Untranslatable", "translate"]
+__all__ = ["Translation", "Untranslatable", "translate", "written_notes"]
 
 
 @dataclass

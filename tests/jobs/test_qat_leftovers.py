@@ -1,0 +1,71 @@
+"""Loose ends of `--mode qat` (issue 10 review): the translation notes describe the model
+written, and the PTQ job refuses the QAT mode it no longer runs. Pure Python (no TensorFlow):
+the Keras 3 fixtures are translated and rewritten as run_qat does."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from qfix.jobs.check import Options, context, load
+from qfix.jobs.fix import apply_fixes, run_fix
+from qfix.model.cases import empty_weights, sequential_config
+from qfix.model.to_tf_keras import translate, written_notes
+from qfix.model.to_tf_keras.notes import LAMBDA_CARRIED, LAMBDA_REPLACED
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+QAT = Options(mode="qat")
+
+
+def _qat_rewritten(config: dict, weights: bytes, profile, skip: set[str] = frozenset()):
+    """The translated model's notes and its config after the qat-mode rewrites (as run_qat)."""
+    t = translate(config, weights)
+    fixed, _, fixes, _ = apply_fixes(copy.deepcopy(t.config), t.weights, "tf_keras", context(profile, QAT), QAT,
+                                     False, skip_codes=set(skip))
+    return t.notes, fixed, fixes
+
+
+def _fixture():
+    archive, _, profile, _ = load(FIXTURES / "lambda_cnn_k3.keras", QAT)
+    return archive, profile
+
+
+def test_a_lambda_replaced_by_qf202_is_not_noted_as_carried():
+    """lambda_cnn_k3's `t * 0.5 + 0.25` becomes Rescaling (QF202): the note says so."""
+    archive, profile = _fixture()
+    notes, fixed, fixes = _qat_rewritten(archive.config, archive.weights_bytes, profile)
+    assert ("QF202", "scale_shift") in {(f.code, f.layer) for f in fixes}
+    assert notes == [f"scale_shift: {LAMBDA_CARRIED}"]  # what the translation alone wrote
+    assert written_notes(notes, fixed) == [f"scale_shift: {LAMBDA_REPLACED}"]
+
+
+def test_a_lambda_in_a_sequential_replaced_by_qf202_is_not_noted_as_carried():
+    """Another member: the same Lambda in a Keras 3 Sequential."""
+    archive, profile = _fixture()
+    lam = next(l for l in archive.config["config"]["layers"] if l["class_name"] == "Lambda")
+    conv = next(l for l in archive.config["config"]["layers"] if l["class_name"] == "Conv2D")
+    shape = conv["build_config"]["input_shape"]
+    seq = sequential_config(("x", shape, "float32"), [
+        ("conv", "Conv2D", {k: v for k, v in conv["config"].items() if k not in ("name", "dtype")}, shape),
+        ("scale_shift", "Lambda", {k: v for k, v in lam["config"].items() if k not in ("name", "dtype")},
+         lam["build_config"]["input_shape"]),
+    ])
+    notes, fixed, fixes = _qat_rewritten(seq, empty_weights(seq), profile)
+    assert ("QF202", "scale_shift") in {(f.code, f.layer) for f in fixes}
+    assert written_notes(notes, fixed) == [f"scale_shift: {LAMBDA_REPLACED}"]
+
+
+def test_a_lambda_left_in_place_is_still_noted_as_carried():
+    """Without QF202 the Lambda is written with its bytecode, and the note keeps saying so."""
+    archive, profile = _fixture()
+    notes, fixed, fixes = _qat_rewritten(archive.config, archive.weights_bytes, profile, skip={"QF202"})
+    assert "QF202" not in {f.code for f in fixes}
+    assert written_notes(notes, fixed) == [f"scale_shift: {LAMBDA_CARRIED}"]
+
+
+def test_run_fix_refuses_the_qat_mode():
+    """--mode qat is run_qat; run_fix would judge QAT rewrites by a PTQ conversion."""
+    with pytest.raises(ValueError, match="run_qat"):
+        run_fix(FIXTURES / "tiny_cnn_tfk.keras", QAT)
