@@ -69,3 +69,64 @@ def test_run_fix_refuses_the_qat_mode():
     """--mode qat is run_qat; run_fix would judge QAT rewrites by a PTQ conversion."""
     with pytest.raises(ValueError, match="run_qat"):
         run_fix(FIXTURES / "tiny_cnn_tfk.keras", QAT)
+
+
+# --- tf_keras's hard_sigmoid through --mode qat (TF) ------------------------------------------
+
+HARD_SIGMOID_MODELS = '''
+import sys
+import tf_keras as K
+L = K.layers
+K.utils.set_random_seed(0)
+out = sys.argv[1]
+# The smallest: an Activation("hard_sigmoid") in a Sequential (it must become a Functional).
+K.Sequential([K.Input((8, 8, 3)), L.Conv2D(4, 3), L.Activation("hard_sigmoid"), L.Flatten(), L.Dense(2)]
+             ).save(f"{out}/hsig_activation_seq.keras")
+# Another member: activation="hard_sigmoid" on a Conv2D, functional.
+i = K.Input((8, 8, 3))
+x = L.Conv2D(4, 3, activation="hard_sigmoid")(i)
+K.Model(i, L.Dense(2)(L.GlobalAveragePooling2D()(x))).save(f"{out}/hsig_conv.keras")
+'''
+
+
+@pytest.fixture(scope="module")
+def hard_sigmoid_models(tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    d = tmp_path_factory.mktemp("hsig")
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", HARD_SIGMOID_MODELS, str(d)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return d
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("name", ["hsig_activation_seq", "hsig_conv"])
+def test_tf_keras_hard_sigmoid_converts_fully_integer_after_qat(hard_sigmoid_models, name):
+    """tf_keras's hard_sigmoid (clip(0.2x + 0.5, 0, 1)) was annotated output-only and stayed a
+    float island; rebuilt as Rescaling → ReLU(6.0) → Rescaling the QAT model trains and converts with no float
+    tensor, fully on the Edge TPU, and the rewritten float model computes the same outputs."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = FIXTURES.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "qfix", str(hard_sigmoid_models / f"{name}.keras"), "--mode", "qat",
+                           "--check", "--format", "json", "--samples", "4"], capture_output=True, text=True,
+                          env=env, cwd=root, timeout=900)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    out = json.loads(proc.stdout)
+    notes = [f["note"] for f in out["fixes"] if f["code"] == "QF504" and f["state"] == "kept"]
+    assert len(notes) == 1 and "ReLU(6.0)" in notes[0], out["fixes"]
+    assert out["qat"]["trained"], out["qat"]
+    ver = out["verification"]
+    assert ver["float_tensors"] == [] and ver["fully_on_target"], ver
+    fe = out["float_equivalence"]
+    assert fe is not None and fe["max_abs_diff"] <= 1e-6 and fe["max_abs_diff"] <= fe["tolerance"], fe
+    assert proc.returncode == 0, out["findings"]
+
