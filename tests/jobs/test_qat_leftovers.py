@@ -130,3 +130,40 @@ def test_tf_keras_hard_sigmoid_converts_fully_integer_after_qat(hard_sigmoid_mod
     assert fe is not None and fe["max_abs_diff"] <= 1e-6 and fe["max_abs_diff"] <= fe["tolerance"], fe
     assert proc.returncode == 0, out["findings"]
 
+
+# --- a QAT model's ops are charged to their layers ------------------------------------------
+
+
+@pytest.mark.parametrize("tensor,layer", [
+    ("gelu_mlp/quant_dense/Gelu;gelu_mlp/quant_dense/MatMul", "dense"),  # a wrapped Dense, its fused GELU
+    ("model/quant_conv2d_1/Conv2D;model/quant_conv2d_1/BiasAdd", "conv2d_1"),  # another: a conv, suffixed
+])
+def test_a_tfmot_wrapper_scope_names_the_layer_it_wraps(tensor, layer):
+    from qfix.targets.tflite import layer_of
+
+    assert layer_of(tensor, ["input_1", "conv2d", "conv2d_1", "dense", "dense_1"], keras3=False) == layer
+
+
+def test_a_layer_named_like_a_wrapper_is_still_itself():
+    from qfix.targets.tflite import layer_of
+
+    assert layer_of("model/quant_conv/Conv2D", ["quant_conv", "conv"], keras3=False) == "quant_conv"
+
+
+def test_an_op_without_a_layer_says_why():
+    from qfix.targets.check import from_layer
+
+    assert from_layer("dense") == "from layer 'dense'"
+    assert "None" not in from_layer(None) and "no Keras layer" in from_layer(None)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("fixture,layer", [("gelu_mlp_tfk", "dense"), ("dynamic_shape_cnn_tfk", "conv2d")])
+def test_qf304_on_a_qat_model_names_its_layer(fixture, layer):
+    """QF304 said "from layer None" on every QAT run: the QAT model's tensors are scoped by
+    tfmot's `quant_<layer>` wrappers. The first op off the Edge TPU names its layer."""
+    from qfix.jobs.qat import run_qat
+
+    run = run_qat(FIXTURES / f"{fixture}.keras", Options(mode="qat", samples=4), check=True)
+    (v,) = [v for v in run.result.findings if v.code == "QF304"]
+    assert v.location.layer == layer and f"from layer {layer!r}" in v.message, v.message
