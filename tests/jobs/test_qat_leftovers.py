@@ -167,3 +167,70 @@ def test_qf304_on_a_qat_model_names_its_layer(fixture, layer):
     run = run_qat(FIXTURES / f"{fixture}.keras", Options(mode="qat", samples=4), check=True)
     (v,) = [v for v in run.result.findings if v.code == "QF304"]
     assert v.location.layer == layer and f"from layer {layer!r}" in v.message, v.message
+
+
+# --- hard_silu in a Keras 3 Sequential ------------------------------------------------------
+
+
+def _k3_weights(config: dict, variables: dict) -> bytes:
+    """A Keras 3 model.weights.h5 with `variables` for the given layer paths."""
+    import io
+
+    import h5py
+
+    from qfix.model.weights import group_keys
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        f.create_group("vars")
+        for path, group in group_keys(config, "keras3").items():
+            g = f.create_group(group + "/vars")
+            for i, v in enumerate(variables.get(path, [])):
+                g.create_dataset(str(i), data=v)
+    return buf.getvalue()
+
+
+def _tf_keras_vars(weights: bytes, config: dict, path: tuple) -> list:
+    import io
+
+    import h5py
+
+    from qfix.model.weights import group_keys
+
+    with h5py.File(io.BytesIO(weights), "r") as f:
+        g = f[group_keys(config, "tf_keras")[path] + "/vars"]
+        return [g[k][()] for k in sorted(g, key=int)]
+
+
+@pytest.mark.parametrize("act", ["hard_silu", "hard_swish"])
+def test_hard_silu_in_a_sequential_is_translated_as_the_functional_it_stands_for(act):
+    """Was Untranslatable ("needs a two-input Multiply"): the Sequential becomes a Functional
+    whose Multiply reads the layer's output and its gate, the kernel carried over."""
+    import numpy as np
+
+    seq = sequential_config(("x", (None, 8), "float32"), [("d", "Dense", {"units": 4, "activation": act}, (None, 8)),
+                                                         ("o", "Dense", {"units": 2}, (None, 4))])
+    kernel = np.arange(32, dtype="float32").reshape(8, 4)
+    t = translate(seq, _k3_weights(seq, {("d",): [kernel, np.ones(4, "float32")]}))
+    layers = {l["config"]["name"]: l for l in t.config["config"]["layers"]}
+    assert t.config["class_name"] == "Functional"
+    mul = layers[f"d_{act}"]
+    assert mul["class_name"] == "Multiply"
+    assert {ref[0] for ref in mul["inbound_nodes"][0]} == {"d", "d_hard_div6"}  # x and its gate
+    assert layers["o"]["inbound_nodes"][0][0][0] == f"d_{act}"
+    np.testing.assert_array_equal(_tf_keras_vars(t.weights, t.config, ("d",))[0], kernel)
+    assert any("Sequential written as the Functional" in n for n in t.notes)
+
+
+def test_hard_silu_in_a_nested_sequential_is_translated():
+    """Another member: the Sequential is nested in a Functional (an Activation layer this time)."""
+    from qfix.model.cases import functional_config
+
+    inner = sequential_config(("i", (None, 8), "float32"), [("a", "Activation", {"activation": "hard_silu"})],
+                              name="inner")
+    outer = functional_config([("x", (None, 8), "float32")],
+                              [("inner", "Sequential", {"__sub": inner, "__module": "keras"}, ["x"])], ["inner"])
+    t = translate(outer, empty_weights(outer))
+    (nested,) = [l for l in t.config["config"]["layers"] if l["config"]["name"] == "inner"]
+    assert nested["class_name"] == "Functional"
+    assert "Multiply" in {l["class_name"] for l in nested["config"]["layers"]}

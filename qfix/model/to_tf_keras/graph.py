@@ -76,7 +76,7 @@ def _sequential(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
             out.append(_plain_entry(l, notes))
             continue
         if act != "hard_sigmoid":
-            raise Untranslatable(name, f"{act} in a Sequential (its tf_keras form needs a two-input Multiply)")
+            raise Untranslatable(name, f"{act} in a Sequential (its tf_keras form needs a two-input Multiply)")  # translate() makes it Functional first (sequential.py)
         steps = hard_steps(act)
         if l.get("class_name") != "Activation":
             entry = translate_entry(l, keep_activation=True)
