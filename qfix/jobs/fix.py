@@ -222,6 +222,10 @@ def _verified_blockers(ver: Verification, profile) -> list[Violation]:
 
 def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: Path | None = None,
             in_place: bool = False, diff_only: bool = False, progress: Progress = lambda s: None) -> FixRun:
+    """The PTQ fix job. `--mode qat` is qfix.jobs.qat.run_qat (tfmot decides what is kept there,
+    not the PTQ check this job rolls back by): ValueError for it here."""
+    if opts.mode == "qat":
+        raise ValueError("run_fix is the PTQ job; --mode qat runs qfix.jobs.qat.run_qat")
     path = Path(path)
     t0 = time.perf_counter()
     archive, graph, profile, findings = load(path, opts)
@@ -235,7 +239,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     run.fixes, run.config = applied, config
     if diff_only:
         run.diff = config_diff(archive.config, config, path.name)
-        _mark_applied(result, run, build_graph(config, archive.dialect), opts)
+        mark_applied(result, run, build_graph(config, archive.dialect), opts)
         return run
     result.not_converted = why_not_loadable(findings, opts)
     if result.not_converted:
@@ -313,17 +317,15 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         while run.before is not None and (why := worse(run.before, after)) and run.active:
             rebuild(why, {run.active[-1].code})
         # What is left must earn its place: rewrites the check cannot see (recipe-neutral) stay;
-        # the others are kept only when, together, they improve the verified check. Not with
-        # --mode qat: what tfmot needs (a flat model) is invisible to a PTQ conversion.
+        # the others are kept only when, together, they improve the verified check.
         proved = [f for f in run.active if not f.recipe_neutral]
-        if (opts.mode != "qat" and run.before is not None and proved
-                and not improved(run.before, after, profile)):
+        if run.before is not None and proved and not improved(run.before, after, profile):
             rebuild(NO_EFFECT + no_change(after), {f.code for f in proved})
         # Several rules' rewrites that help together: each must add something. Without it
         # (last applied first), the check must be worse; one conversion per rule, so only for
         # a few rules (the usual model has one or two).
         codes = list(dict.fromkeys(f.code for f in run.active if not f.recipe_neutral))
-        if opts.mode != "qat" and run.before is not None and 1 < len(codes) <= MAX_ATTRIBUTED:
+        if run.before is not None and 1 < len(codes) <= MAX_ATTRIBUTED:
             for code in reversed(codes):
                 progress(f"checking what {code} adds")
                 trial = build({f.code for f in run.active} - {code})
@@ -362,7 +364,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     result.input_layers = len(list(result.graph.walk()))
     result.graph = fixed_graph  # built from the final config above
     result.findings = list(findings)
-    _mark_applied(result, run, fixed_graph, opts)  # before judging: applied findings stay as they are
+    mark_applied(result, run, fixed_graph, opts)  # before judging: applied findings stay as they are
     judge(result, after, stats, fixed_calib, {l.name: l.out_dtype for l in graph.input_layers()})
     # No rewrite kept: the model is the input's, so only the verified conversion is written.
     stale = not run.active and not in_place and outputs.model.exists()
@@ -389,9 +391,10 @@ def batch_note(profile, graph, run: FixRun) -> str | None:
             f"on {', '.join(dynamic)}")
 
 
-def _mark_applied(result: Result, run: FixRun, fixed_graph, opts: Options) -> None:
+def mark_applied(result: Result, run, fixed_graph, opts: Options) -> None:
     """An original finding is resolved when the fixed model no longer has it: by its own fix,
-    or by another one (folding an input cast also removes the uint8 ⊕ float merge)."""
+    or by another one (folding an input cast also removes the uint8 ⊕ float merge). `run` is
+    a FixRun or a qfix.jobs.qat.QatRun (anything with `active` fixes)."""
     if not run.active:
         return
     ctx = context(result.profile, opts, result.path)

@@ -24,14 +24,14 @@ from typing import Any
 
 from qfix.convert.worker import session
 from qfix.jobs.check import Options, Result, judge, load, why_not_loadable, context
-from qfix.jobs.fix import AppliedFix, SAFE_TOLERANCE, _mark_applied, apply_fixes, for_inputs, safe_tolerance
+from qfix.jobs.fix import AppliedFix, SAFE_TOLERANCE, mark_applied, apply_fixes, for_inputs, safe_tolerance
 from qfix.jobs.outputs import check_outputs, qat_output_paths, write_outputs
 from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
 from qfix.model.graph import build_graph
 from qfix.model.inputs import input_specs
 from qfix.model.rewrites.annotate_float_part import FloatPartPlan, annotate_float_part
-from qfix.model.to_tf_keras import Untranslatable, translate
+from qfix.model.to_tf_keras import Untranslatable, translate, written_notes
 from qfix.model.writer import archive_zip, write_archive
 from qfix.rules.custom_layer_quantize_config import attach_templates
 from qfix.rules.qat_float_layer import QatFloatLayer
@@ -195,6 +195,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             run.fixes = rolled + kept
         run.trial = trial
         run.templates = attach_templates(result.findings, trial.custom_weights, fixed_graph)
+        run.translation_notes = written_notes(run.translation_notes, config)
         model = str(candidate)
         if trial.refused:
             run.not_trained = REFUSED
@@ -213,11 +214,11 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                     original, model, calib, "comparing the rewritten float model with the original")
             result.input_layers = len(list(graph.walk()))
             result.graph = fixed_graph
-            _mark_applied(result, run, fixed_graph, opts)
+            mark_applied(result, run, fixed_graph, opts)
             judge(result, ver, stats, calib, {l.name: l.out_dtype for l in graph.input_layers()})
             one_step_ranges(result.findings)
         else:
-            _mark_applied(result, run, fixed_graph, opts)
+            mark_applied(result, run, fixed_graph, opts)
     result.not_converted = result.not_converted or run.not_trained
     if check:
         result.timings["total"] = time.perf_counter() - t0

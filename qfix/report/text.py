@@ -7,6 +7,7 @@ from rich.markup import escape as _markup_escape
 from rich.table import Table
 
 from qfix.report.sanitize import printable
+from qfix.targets.check import from_layer
 from qfix.types import Applicability
 
 ZERO_SIGNAL = "QF408"
@@ -85,7 +86,7 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
     if pl.first_unsupported:
         f = pl.first_unsupported
         console.print(
-            f"  first unsupported: [bold]{escape(f['op'])}[/] (op {f['index']}) from layer [bold]{escape(f['layer'])}[/] — "
+            f"  first unsupported: [bold]{escape(f['op'])}[/] (op {f['index']}) {escape(from_layer(f['layer']))} — "
             f"{escape(f.get('status') or '')}: {escape(f['reason'])}"
         )
     for w in pl.warnings:

@@ -32,6 +32,7 @@ TRANSPOSE_CONV v4), with the layer change that avoids it (QF306, QF307).
 from __future__ import annotations
 
 from qfix.rules.base import VerifyRule
+from qfix.targets.check import from_layer
 
 
 class TargetOpUnsupported(VerifyRule):
@@ -49,7 +50,7 @@ class TargetOpUnsupported(VerifyRule):
         hint = f" — fix: {first['fix_hint']}" if first.get("fix_hint") else ""
         if placement.model_failure:
             yield self.violation(
-                f"{first.get('op')} (op {first.get('index')}) from layer {first.get('layer')!r}: "
+                f"{first.get('op')} (op {first.get('index')}) {from_layer(first.get('layer'))}: "
                 f"{first.get('reason')} — {placement.model_failure}{hint}",
                 first.get("layer"),
             )
@@ -57,7 +58,7 @@ class TargetOpUnsupported(VerifyRule):
         if profile.placement == "prefix":
             after = sum(1 for o in off) - 1
             yield self.violation(
-                f"{first.get('op')} (op {first.get('index')}) from layer {first.get('layer')!r}: "
+                f"{first.get('op')} (op {first.get('index')}) {from_layer(first.get('layer'))}: "
                 f"{first.get('reason')} — the graph is cut here and {after} later op(s) run on the CPU{hint}",
                 first.get("layer"),
             )
@@ -68,4 +69,4 @@ class TargetOpUnsupported(VerifyRule):
                 continue
             seen.add((o.op, o.layer))
             fix = f" — fix: {o.fix_hint}" if o.fix_hint else ""
-            yield self.violation(f"{o.op} (op {o.index}) from layer {o.layer!r}: {o.reason}{fix}", o.layer)
+            yield self.violation(f"{o.op} (op {o.index}) {from_layer(o.layer)}: {o.reason}{fix}", o.layer)

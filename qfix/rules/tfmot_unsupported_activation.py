@@ -35,8 +35,10 @@ x = tf_keras.layers.ReLU(6.0)(x)   # quantized by tfmot; the converter fuses it 
 Safe: the layer becomes linear and the activation follows as its own layer, the same function
 (float outputs identical): `ReLU(6.0)` for relu6, `Activation(name)` for the others. An
 Activation tfmot refuses is annotated with qfix's OutputQuantizeConfig (no float change): its
-op converts to integer for leaky_relu and stays float for the others (elu, hard_sigmoid,
-softplus, ...), with integer layers around it. Annotations are written into tf_keras configs;
+op converts to integer for leaky_relu and stays float for the others (elu, softplus, ...),
+with integer layers around it. tf_keras's hard_sigmoid, clip(0.2x + 0.5, 0, 1), on a layer or
+in an Activation layer, is rebuilt as Rescaling(1.2, offset=3) → ReLU(6.0) → Rescaling(1/6) instead
+(`hard_sigmoid_tf_keras`), which converts fully integer (a Sequential becomes a Functional). Annotations are written into tf_keras configs;
 in a Keras 3 config an Activation layer's finding is display-only until translation.
 
 ## Targets
@@ -78,6 +80,19 @@ class TfmotUnsupportedActivation(ModelRule):
                     fix=f"make {layer.name!r} linear and apply Activation({act!r}) after it (the same function; "
                         "it converts to integer)",
                     rewrite=Rewrite(rewrites.split_activation, path, layer.name),
+                )
+            elif act == "hard_sigmoid" and graph.dialect == "tf_keras" and (
+                    layer.class_name in SPLITTABLE or layer.class_name == "Activation"):
+                refused = (reg.ACTIVATION_LAYER_ERROR.format(name=act) if layer.class_name == "Activation"
+                           else reg.LAYER_ACTIVATION_ERROR)
+                yield self.violation(
+                    f"{layer.class_name} {layer.name!r} applies tf_keras's hard_sigmoid, which tfmot does not wrap: "
+                    f"quantize_model raises \"{refused}\"",
+                    layer.name, pointer=layer.pointer,
+                    fix="rebuild it as Rescaling(1.2, offset=3) → ReLU(6.0) → Rescaling(1/6): tf_keras's "
+                        "clip(0.2x + 0.5, 0, 1) (the same function), in layers tfmot quantizes (annotated, it would "
+                        "stay float)",
+                    rewrite=Rewrite(rewrites.hard_sigmoid_tf_keras, path, layer.name),
                 )
             elif layer.class_name in SPLITTABLE and not reg.layer_activation_ok(act):
                 then = "ReLU(6.0)" if act in reg.SPLIT_AS else f"Activation({act!r})"

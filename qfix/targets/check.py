@@ -20,6 +20,12 @@ from qfix.targets import Profile, Rule
 # ---- predicates: (model, op, **args) -> None when the constraint holds, else what breaks it.
 
 Predicate = Callable[..., "str | None"]
+NO_LAYER = "from no Keras layer (its tensors carry no layer's name: an op the converter added)"
+
+
+def from_layer(layer: str | None) -> str:
+    """Where an op comes from, in a finding or a report line: its layer, or why none is named."""
+    return f"from layer {layer!r}" if layer is not None else NO_LAYER
 
 
 def _tensor(model: TfliteModel, op: Op, ref: str) -> Tensor | None:

@@ -310,10 +310,18 @@ def keras3_scopes(tensor_names: Iterable[str], layer_names: Iterable[str]) -> bo
     )
 
 
+# tfmot's quantize_model wraps each layer in a QuantizeWrapperV2 named `quant_<layer>` (its
+# default quantized_layer_name_prefix): a QAT model's tensors carry that scope, not the layer's.
+QAT_WRAPPER_PREFIX = "quant_"
+
+
 def _match(component: str, names: set[str], keras3: bool) -> str | None:
     stripped = _SCOPE_SUFFIX.sub("", component)
     order = (stripped, component) if keras3 else (component, stripped)
-    return next((n for n in order if n in names), None)
+    found = next((n for n in order if n in names), None)
+    if found is None and component.startswith(QAT_WRAPPER_PREFIX):
+        return _match(component[len(QAT_WRAPPER_PREFIX):], names, keras3)
+    return found
 
 
 def layer_of(tensor_name: str, layer_names: Iterable[str], keras3: bool | None = None) -> str | None:

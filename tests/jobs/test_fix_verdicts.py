@@ -23,6 +23,7 @@ import pytest
 
 from qfix.jobs.check import Options, run_check
 from qfix.jobs.fix import NO_EFFECT, run_fix, safe_tolerance
+from qfix.jobs.qat import run_qat
 from qfix.rules.zero_signal import MIN_SQNR_DB
 
 pytestmark = pytest.mark.tf
@@ -157,7 +158,7 @@ def test_flattening_a_nested_model_has_no_effect_under_ptq(dialect, tmp_path):
     (flat,) = [f for f in run.fixes if f.code == "QF201"]
     assert flat.no_effect
     assert run.result.verification.tflite == run.before.tflite
-    qat = run_fix(src, Options(samples=SAMPLES, mode="qat"), out_dir=tmp_path / "qat")
+    qat = run_qat(src, Options(samples=SAMPLES, mode="qat"), check=True)
     assert "QF201" in {f.code for f in qat.active}
 
 

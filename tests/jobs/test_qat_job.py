@@ -386,13 +386,13 @@ def test_a_keras3_model_is_translated_trained_and_written_as_tf_keras(tmp_path):
 # --- without TensorFlow ---------------------------------------------------------------------
 
 
-def _hard_silu_sequential_k3(path: Path) -> Path:
-    """A Keras 3 Sequential whose Activation("hard_silu") has no tf_keras form there (tf_keras
-    has no hard_silu, and spelling it out needs a two-input Multiply a Sequential cannot hold)."""
+def _celu_sequential_k3(path: Path) -> Path:
+    """A Keras 3 Sequential whose Activation("celu") has no tf_keras form (tf_keras has no celu;
+    hard_silu, the case here before, is now translated as a Functional)."""
     layer = {"module": "keras.layers", "class_name": "InputLayer", "registered_name": None,
              "config": {"batch_shape": [None, 4], "dtype": "float32", "sparse": False, "name": "x"}}
     act = {"module": "keras.layers", "class_name": "Activation", "registered_name": None,
-           "config": {"name": "act", "trainable": True, "dtype": "float32", "activation": "hard_silu"}}
+           "config": {"name": "act", "trainable": True, "dtype": "float32", "activation": "celu"}}
     config = {"class_name": "Sequential", "module": "keras", "registered_name": None,
               "config": {"name": "s", "trainable": True, "dtype": "float32", "layers": [layer, act]},
               "build_config": {"input_shape": [None, 4]}}
@@ -405,14 +405,14 @@ def _hard_silu_sequential_k3(path: Path) -> Path:
 
 
 def test_a_keras3_model_without_a_tf_keras_form_is_not_trained_and_says_which_layer(tmp_path):
-    src = _hard_silu_sequential_k3(tmp_path / "hs.keras")
+    src = _celu_sequential_k3(tmp_path / "celu.keras")
     out = tmp_path / "out"
     code, report = qat_json(src, "--out-dir", out)
     assert code == 1
     (qf501,) = [f for f in report["findings"] if f["code"] == "QF501"]
     assert qf501["severity"] == "blocker" and not qf501["applied"]
-    assert qf501["message"].endswith("qfix cannot translate it: layer 'act': hard_silu in a Sequential "
-                                     "(its tf_keras form needs a two-input Multiply)")
+    assert qf501["message"].endswith("qfix cannot translate it: layer 'act': activation 'celu' has no tf_keras "
+                                     "equivalent")
     assert report["qat"]["not_trained"].startswith("not trained: the Keras 3 model has no tf_keras equivalent")
     assert report["qat"]["trained"] is False and not out.exists()
 

@@ -115,7 +115,16 @@ def _tiny_models(K):
         for v in layer.weights:
             if layer.name not in ("norm",) and "bn" not in v.path:
                 v.assign(np.random.default_rng(zlib.crc32(v.path.encode())).normal(0, 0.5, v.shape).astype("float32"))
-    return {"tiny_functional": functional, "tiny_sequential": sequential, "tiny_layers": layers_model}
+    # hard_silu/hard_swish in a Sequential: tf_keras's form branches (x · gate(x)), so the
+    # Sequential is translated as the Functional it stands for; top level and nested.
+    hard_seq = K.Sequential([K.Input((6, 6, 2)), L.Conv2D(4, 3, activation="hard_silu", name="h_conv"),
+                             L.Activation("hard_swish", name="h_act"), L.Flatten(name="h_flat"),
+                             L.Dense(3, name="h_dense")], name="tiny_sequential_hard_silu")
+    inner_seq = K.Sequential([K.Input((5,)), L.Dense(4, activation="hard_swish", name="n_dense")], name="inner_seq")
+    n_in = K.Input((5,), name="n_in")
+    nested_hard = K.Model(n_in, L.Dense(2, name="n_head")(inner_seq(n_in)), name="tiny_nested_hard_silu")
+    return {"tiny_functional": functional, "tiny_sequential": sequential, "tiny_layers": layers_model,
+            "tiny_sequential_hard_silu": hard_seq, "tiny_nested_hard_silu": nested_hard}
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +188,8 @@ def worker():
         yield w
 
 
-@pytest.mark.parametrize("name", ["tiny_functional", "tiny_sequential", "tiny_layers", *FIXTURE_MODELS,
+@pytest.mark.parametrize("name", ["tiny_functional", "tiny_sequential", "tiny_layers", "tiny_sequential_hard_silu",
+                                  "tiny_nested_hard_silu", *FIXTURE_MODELS,
                                   *APPLICATIONS])
 def test_translation_computes_the_same_float_outputs(name, built, worker):
     k3, tfk, specs, _ = built(name)

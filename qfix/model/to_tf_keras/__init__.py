@@ -14,6 +14,8 @@ ops.py, weights.py for the details):
   MultiHeadAttention, Resizing's pad_to_aspect_ratio/fill_*/antialias, data_format of image
   preprocessing layers, ...); `LeakyReLU.negative_slope` → `alpha`; activation `silu` →
   `swish`.
+* a Sequential with hard_silu/hard_swish (whose tf_keras form, x · hard_sigmoid(x), branches)
+  becomes the Functional it stands for first (sequential.py).
 * the graph: Keras 3 `{"args", "kwargs"}` nodes → tf_keras node lists; references to nested
   models one node up; `input_layers`/`output_layers` as lists of references; layers in tf_keras's
   own order; Sequential and nested models (Functional, Sequential) recursively; shared layers.
@@ -40,11 +42,13 @@ from typing import Any
 
 from qfix.model.to_tf_keras.errors import Untranslatable
 from qfix.model.to_tf_keras.graph import translate_model
+from qfix.model.to_tf_keras.sequential import branch_free
+from qfix.model.to_tf_keras.notes import written_notes
 from qfix.model.to_tf_keras.weights import translate_weights
 
 TF_KERAS_VERSION = "2.21.0"
 
-__all__ = ["Translation", "Untranslatable", "translate"]
+__all__ = ["Translation", "Untranslatable", "translate", "written_notes"]
 
 
 @dataclass
@@ -61,6 +65,7 @@ def translate(config: dict[str, Any], weights: bytes) -> Translation:
     notes: list[str] = []
     if str(config.get("module") or "").startswith("tf_keras") or not _is_keras3(config):
         raise Untranslatable(str((config.get("config") or {}).get("name")), "not a Keras 3 model config")
+    config, weights = branch_free(config, weights, notes)
     new_config = translate_model(copy.deepcopy(config), notes)
     new_weights = translate_weights(weights, config, new_config)
     return Translation(new_config, new_weights, {"keras_version": TF_KERAS_VERSION}, notes)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from qfix.model.config import is_model, layer_name
 from qfix.model.to_tf_keras.errors import Untranslatable
 from qfix.model.to_tf_keras.expand import custom_scale_steps, expand, hard_steps, replace_application_layer, unique
+from qfix.model.to_tf_keras.notes import lambda_carried
 from qfix.model.to_tf_keras.layers import HARD, translate_entry, value
 from qfix.model.to_tf_keras.ops import TF_OP_MODULE, is_tensor, translate_op
 from qfix.model.to_tf_keras.order import is_ref, skips_first_node, tf_keras_order
@@ -75,7 +76,7 @@ def _sequential(raw: dict[str, Any], notes: list[str]) -> dict[str, Any]:
             out.append(_plain_entry(l, notes))
             continue
         if act != "hard_sigmoid":
-            raise Untranslatable(name, f"{act} in a Sequential (its tf_keras form needs a two-input Multiply)")
+            raise Untranslatable(name, f"{act} in a Sequential (its tf_keras form needs a two-input Multiply)")  # translate() makes it Functional first (sequential.py)
         steps = hard_steps(act)
         if l.get("class_name") != "Activation":
             entry = translate_entry(l, keep_activation=True)
@@ -96,7 +97,7 @@ def _plain_entry(l: dict[str, Any], notes: list[str]) -> dict[str, Any]:
         notes.append(f"{layer_name(l)}: custom layer {l.get('registered_name') or l.get('class_name')} kept as is; "
                      "tf_keras loads it only from a tf_keras class registered under that name")
     if l.get("class_name") == "Lambda":
-        notes.append(f"{layer_name(l)}: Lambda bytecode carried as is (tf_keras runs it only with --trust-lambdas)")
+        notes.append(lambda_carried(layer_name(l)))
     return translate_entry(l)
 
 
