@@ -220,7 +220,7 @@ def layer_report(model: Any, qat: Any) -> list[LayerQuant]:
         if cls == "InputLayer":
             continue
         w = wrappers.get(layer.name)
-        if w is None and (integer := _integer_part(layer)) is not None:
+        if w is None and (integer := _integer_part(layer, wrappers)) is not None:
             out.append(LayerQuant(layer.name, cls, *integer))
             continue
         if w is None:
@@ -249,13 +249,14 @@ def layer_report(model: Any, qat: Any) -> list[LayerQuant]:
     return out
 
 
-def _integer_part(layer: Any) -> tuple[str, str] | None:
+def _integer_part(layer: Any, wrappers: dict[str, Any]) -> tuple[str, str] | None:
     """(state, detail) of a layer that reads or makes integer tensors (annotate_float_part's
     integer part: fake quantization is for float tensors), or None. State "integer" when its
-    output is integer, else "float" (an Embedding's vectors)."""
+    output is integer, "quantized" when qfix's boundary layer quantizes its float output, else
+    "float" (an Embedding's vectors)."""
     import tensorflow as tf
 
-    from qfix.model.rewrites.annotate_float_part import INTEGER_IN, INTEGER_OUT
+    from qfix.model.rewrites.annotate_float_part import BOUNDARY, INTEGER_IN, INTEGER_OUT
 
     try:
         ins, outs = tf.nest.flatten(layer.input), tf.nest.flatten(layer.output)
@@ -269,6 +270,9 @@ def _integer_part(layer: Any) -> tuple[str, str] | None:
     if not (reads or makes):
         return None
     detail = INTEGER_IN if reads else INTEGER_OUT
+    if reads and not makes and f"{layer.name}{BOUNDARY}" in wrappers:
+        return "quantized", (f"integer indices in; its float output is quantized by qfix's boundary layer "
+                             f"'{layer.name}{BOUNDARY}' (int8 after conversion)")
     if not makes:
         detail += " (tfmot fake-quantizes float tensors only)"
     return ("integer" if makes else "float"), detail

@@ -47,6 +47,7 @@ def test_the_plan_of_the_smallest_model_leaves_the_embedding_out():
     assert p.applies and p.integer_inputs == ["token_ids"]
     assert p.integer == {"embedding": INTEGER_IN}
     assert p.annotate == ["global_average_pooling1d", "dense"] and p.annotated == []
+    assert p.boundaries == ["embedding"]  # its float vectors get qfix's quantizing identity after it
 
 
 def test_a_float_model_gets_no_plan():
@@ -73,6 +74,7 @@ def test_the_plan_of_a_two_input_model_annotates_the_float_branch_and_the_merge(
     assert p.integer_inputs == ["ids"]
     assert set(p.integer) == {"emb", "count"} and set(p.integer.values()) == {INTEGER_IN}
     assert p.annotate == ["pool", "hidden", "cat", "out"]
+    assert p.boundaries == ["emb", "count"]
 
 
 def test_a_layer_making_an_integer_tensor_stays_out():
@@ -81,7 +83,7 @@ def test_a_layer_making_an_integer_tensor_stays_out():
         [("d", "Dense", {"units": 4}, ["x"]), ("to_int", "Cast", {"dtype": "int32"}, ["d"], "int32")],
         ["to_int", "ids"])
     p = plan(build_graph(config, "keras3"))
-    assert p.integer == {"to_int": INTEGER_OUT} and p.annotate == ["d"]
+    assert p.integer == {"to_int": INTEGER_OUT} and p.annotate == ["d"] and p.boundaries == []
 
 
 def test_the_annotations_are_tfmots_own_and_the_weights_follow():
@@ -93,8 +95,14 @@ def test_the_annotations_are_tfmots_own_and_the_weights_follow():
         assert layers[name]["config"]["quantize_config"] is None  # the default registry's config
     assert layers["embedding"]["class_name"] == "Embedding"
     assert a.config["config"]["layers"][2]["class_name"] != "QuantizeAnnotate"  # input not modified
+    boundary = layers["embedding_quantize"]  # an identity qfix's OutputQuantizeConfig quantizes
+    assert boundary["config"]["layer"]["class_name"] == "Activation"
+    assert boundary["config"]["layer"]["config"]["activation"] == "linear"
+    assert boundary["config"]["quantize_config"]["class_name"] == "qfix>OutputQuantizeConfig"
+    assert boundary["inbound_nodes"][0][0][0] == "embedding"  # tf_keras: [[[layer, node, index, kwargs]]]
     again = plan(build_graph(config, "tf_keras"))  # idempotent: annotated layers stay as they are
-    assert again.annotate == [] and again.annotated == p.annotate
+    assert again.annotate == [] and again.boundaries == []
+    assert set(again.annotated) == set(p.annotate) | {"embedding_quantize"}
     with h5py.File(io.BytesIO(weights), "r") as f:
         keys = []
         f.visit(keys.append)
@@ -231,10 +239,11 @@ def test_an_integer_input_model_tfmot_refuses_trains_and_converts_with_qfix(name
     fe = report["float_equivalence"]
     assert fe is not None and fe["max_abs_diff"] <= fe["tolerance"]  # float outputs unchanged
     states = {lq["name"]: (lq["state"], lq["detail"]) for lq in qat["layers"]}
-    assert states["embedding"][0] == "float" and states["embedding"][1].startswith(INTEGER_IN)
-    assert {n for n, (s, _) in states.items() if s == "quantized"} == QUANTIZED[name]
+    # The Embedding's float vectors are quantized by qfix's boundary identity: GATHER is int8.
+    assert states["embedding"][0] == "quantized" and "boundary layer 'embedding_quantize'" in states["embedding"][1]
+    assert {n for n, (s, _) in states.items() if s == "quantized"} >= QUANTIZED[name] | {"embedding", "embedding_quantize"}
     qf506 = {f["layer"]: f["message"] for f in report["findings"] if f["code"] == "QF506"}
-    assert "integer indices in: not quantized" in qf506["embedding"]
+    assert "embedding" not in qf506
 
     ver = report["verification"]
     assert ver["converted"] and qat["conversion_error"] is None
@@ -251,7 +260,20 @@ def test_an_integer_input_model_tfmot_refuses_trains_and_converts_with_qfix(name
     with zipfile.ZipFile(written) as z:
         config = json.loads(z.read("config.json"))
     wrapped = {l["config"]["name"] for l in config["config"]["layers"] if l["class_name"] == "QuantizeAnnotate"}
-    assert wrapped == FLOAT_LAYERS[name]  # the plan is in the file: the user's code needs quantize_apply only
+    # The plan is in the file (the user's code needs quantize_apply only): the float part, and a
+    # boundary identity after each integer-in layer with a float output.
+    assert "embedding_quantize" in wrapped and FLOAT_LAYERS[name] <= wrapped
+    assert all(n.endswith("_quantize") for n in wrapped - FLOAT_LAYERS[name])
+
+
+@pytest.mark.tf
+def test_the_smallest_integer_input_model_runs_fully_integer_on_the_int8_cpu(tmp_path):
+    """Without the boundary identity, GATHER and the MEAN after it converted to float (tfmot
+    gives the Embedding no quantizer); with it, every op of the QAT model is int8."""
+    code, report = qat_json(FIXTURES / "int64_ids_tfk.keras", "--target", "int8", "--check")
+    ver = report["verification"]
+    assert code == 0 and ver["fully_on_target"] and ver["float_tensors"] == [], ver
+    assert not [f for f in report["findings"] if f["code"] in ("QF506", "QF405")]
 
 
 @pytest.mark.tf

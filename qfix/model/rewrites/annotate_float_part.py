@@ -17,6 +17,14 @@ already annotated with one of qfix's QuantizeConfigs (QF502/QF504) keeps its ann
 adds no QuantizeLayer on an input none of whose readers is annotated, so the integer inputs
 stay integer; the converter then keeps them int32 under `inference_input_type=uint8` (checked:
 only float inputs and outputs take the integer I/O type).
+
+A layer that reads integers and makes floats (an Embedding's vectors, a Cast of the ids) gets no
+quantizer from tfmot: its registry does not support Embedding, and annotating it would put a
+QuantizeLayer on the integer input. Left so, its GATHER and every op up to the next quantizer
+convert to float (checked, TF 2.21). qfix puts a boundary after it: an identity
+`Activation("linear")` named `<layer>_quantize`, annotated with qfix's OutputQuantizeConfig, whose
+fake-quant gives that float tensor its range; the converter then makes GATHER, MEAN... int8.
+The identity changes no float value.
 """
 
 from __future__ import annotations
@@ -24,14 +32,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from qfix.model.edit import ModelEdit
-from qfix.model.graph import Graph, Layer, build_graph, is_integer, tensor_dtype
-from qfix.model.rewrites.annotate_quantize import annotation
+from qfix.model.edit import ModelEdit, make_layer
+from qfix.model.graph import Graph, Layer, build_graph, is_float, is_integer, tensor_dtype
+from qfix.model.rewrites.annotate_quantize import annotation, wrap
+from qfix.model.tfmot_registry import OUTPUT_CONFIG
 
 # tfmot's quantize_model leaves a Lambda unannotated (quantize.py `_add_quant_wrapper`).
 NOT_ANNOTATED = frozenset({"Lambda"})
 INTEGER_IN = "integer indices in: not quantized"
 INTEGER_OUT = "integer tensor out: not quantized"
+BOUNDARY = "_quantize"  # suffix of the identity layer that quantizes an integer-in layer's float output
 
 
 @dataclass
@@ -44,6 +54,7 @@ class FloatPartPlan:
     integer: dict[str, str] = field(default_factory=dict)
     annotate: list[str] = field(default_factory=list)
     annotated: list[str] = field(default_factory=list)
+    boundaries: list[str] = field(default_factory=list)  # integer-in layers with a float output
 
     @property
     def applies(self) -> bool:
@@ -63,6 +74,9 @@ def plan(graph: Graph) -> FloatPartPlan:
         why = _integer_part(graph, layer)
         if why:
             out.integer[layer.name] = why
+            bounded = any(c.name == f"{layer.name}{BOUNDARY}" for c in graph.consumers(layer.name))
+            if why == INTEGER_IN and is_float(layer.out_dtype) and not bounded:
+                out.boundaries.append(layer.name)
         elif layer.quantize_config is not None:
             out.annotated.append(layer.name)
         elif layer.class_name not in NOT_ANNOTATED and layer.subgraph is None:
@@ -83,7 +97,7 @@ def annotate_float_part(config: dict[str, Any], weights: bytes) -> tuple[dict[st
     are not modified), and the plan. Unchanged when the plan does not apply. Raises EditError
     when the weights do not match the config."""
     p = plan(build_graph(config, "tf_keras"))
-    if not p.annotate:
+    if not p.annotate and not p.boundaries:
         return config, weights, p
     edit = ModelEdit(config, "tf_keras")
     layers = edit.model(())["config"]["layers"]
@@ -92,4 +106,9 @@ def annotate_float_part(config: dict[str, Any], weights: bytes) -> tuple[dict[st
         wrapper = annotation(raw, "")
         wrapper["config"]["quantize_config"] = None  # tfmot's default: the registry's config
         layers[layers.index(raw)] = wrapper
+    for name in p.boundaries:
+        identity = make_layer("Activation", {"activation": "linear"}, "tf_keras", f"{name}{BOUNDARY}")
+        new = edit.take_output_name(edit.insert_after((name, 0, 0), identity), name)
+        wrap(edit, (), new, OUTPUT_CONFIG)
+        p.annotated.append(new)
     return edit.config, edit.weights(weights), p
