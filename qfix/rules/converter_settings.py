@@ -6,7 +6,9 @@ Reads a `TFLiteConverter`'s settings as a whole — `optimizations`, `representa
 `inference_output_type` — and checks the combination against a table of what the installed
 converter (TF 2.21) does with it. It flags every combination the converter rejects, with the
 error it raises, and the one it accepts without doing what it asks: the INT8 op set and a
-dataset without `optimizations` give a float model.
+dataset without `optimizations` give a float model. With a target that needs a fully
+integer model it also flags the float16 recipe (`supported_types = [tf.float16]`), which the
+converter accepts but which keeps activations float.
 
 | settings | TF 2.21 |
 |---|---|
@@ -48,11 +50,14 @@ converter.inference_output_type = tf.int8
 Where `optimizations = [tf.lite.Optimize.DEFAULT]` is what makes the combination valid, the
 fix inserts it: safe when the converter raised (nothing was produced before), unsafe when it
 silently made a float model (the model becomes integer: different numbers). The other rows
-need a choice between two recipes and are display-only. A missing representative dataset
+need a choice between two recipes and are display-only, except the float16 recipe for an
+integer target, where removing `supported_types` is the fix (unsafe: the model becomes
+integer). A missing representative dataset
 with `optimizations` set is QF401's (QF404's for QAT models), not reported twice.
 
 ## Targets
 Every target, and none: the converter rejects these settings whatever the model runs on.
+The float16 recipe is flagged for targets that need a fully integer model.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from qfix.source.converter import ConverterAnalysis, ConverterBlock, ConverterSettings, table_verdict
-from qfix.source.rule import InsertStatements, Invalid, SourceRule, Valid, statements
+from qfix.source.rule import InsertStatements, Invalid, RemoveStatement, SourceRule, Valid, statements
 from qfix.types import Applicability
 
 # where a row is reported: the setting that names the rejected choice
@@ -102,6 +107,11 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             "q = tfmot.quantization.keras.quantize_model(model)\n"
             "converter = tf.lite.TFLiteConverter.from_keras_model(q)\n" + _OPT
             + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\n" + _END
+        ),
+        Valid(  # QAT with the INT8 op set and no dataset: QF404's finding
+            "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
+            "q = tfmot.quantization.keras.quantize_model(model)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(q)\n" + _OPT + _INT8 + _IO8 + _END
         ),
         Valid(_HEAD + _DS + _INT8 + "converter.inference_input_type = io_type\n" + _END),  # not a literal
         Valid(
@@ -157,6 +167,13 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             applicability=Applicability.DISPLAY_ONLY,
             message="supported_types",
         ),
+        Invalid(  # accepted, but the float16 recipe for an integer target
+            _HEAD + _OPT + _DS + "converter.target_spec.supported_types = [tf.float16]\n" + _END,
+            expected=_HEAD + _OPT + _DS + _END,
+            target="edgetpu",
+            applicability=Applicability.UNSAFE,
+            message="float16 recipe",
+        ),
         Invalid(  # int16 I/O with the 8-bit op set
             _HEAD + _OPT + _DS + _INT8 + "converter.inference_input_type = tf.int16\n" + _END,
             message="tf.int16",
@@ -168,13 +185,33 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             s = self.settings_of(b)
             if s is None:
                 continue
-            if s.optimized and not s.dataset and not s.integer_model:
-                # a missing dataset is QF401's finding; judge the rest as if it were there
+            if s.optimized and not s.dataset and (not s.integer_model or s.ops == {"TFLITE_BUILTINS_INT8"}):
+                # a missing dataset is QF401's finding (QF404's for a QAT model with the INT8
+                # op set); judge the rest as if it were there
                 s = replace(s, dataset=True)
             row = table_verdict(s)
-            if row is None:
-                continue
-            self._report(b, s, row)
+            if row is not None:
+                self._report(b, s, row)
+            elif self._float16_for_integer_target(s):
+                self._report_float16(b)
+
+    def _float16_for_integer_target(self, s: ConverterSettings) -> bool:
+        tgt = self.ctx.target
+        return tgt is not None and tgt.integer and s.optimized and "float16" in (s.types or ()) and not s.int16x8
+
+    def _report_float16(self, b: ConverterBlock) -> None:
+        types = b.settings["target_spec.supported_types"]
+        msg = (
+            f"Converter `{b.var}`: `supported_types = [tf.float16]` is the float16 recipe (float16 weights, float "
+            f"activations); target {self.ctx.target.id} needs a fully integer model"  # type: ignore[union-attr]
+        )
+        if len(types.stmt.body) == 1:
+            self.report(
+                types.node, msg, fix="Remove the `supported_types` line (full integer quantization with the dataset)",
+                applicability=Applicability.UNSAFE, edits=[RemoveStatement(types.stmt)],
+            )
+        else:
+            self.report(types.node, msg, fix="Remove `supported_types = [tf.float16]`", applicability=Applicability.DISPLAY_ONLY)
 
     def _report(self, b: ConverterBlock, s: ConverterSettings, row) -> None:
         setting = b.settings.get(_WHERE.get(row.key, "")) or b.settings.get("inference_output_type")

@@ -178,6 +178,22 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             + "def representative_dataset():\n    yield [tf.random.normal((1, 4, 4, 3)), tf.random.normal((1, 2))]\n" + _CONV,
             applicability=Applicability.DISPLAY_ONLY,
         ),
+        Invalid(  # two inputs of one shape: the list converts, calibrated on swapped inputs
+            "import tensorflow as tf\nfrom tf_keras import Input, Model, layers\n"
+            "zeta = Input((4,), name=\"zeta\")\nalpha = Input((4,), name=\"alpha\")\n"
+            "model = Model(inputs=[zeta, alpha], outputs=layers.Dense(2)(layers.Concatenate()([zeta, alpha])))\n"
+            "def representative_dataset():\n    for z, a in pairs:\n        yield [z, a]\n" + _CONV,
+            expected="import tensorflow as tf\nfrom tf_keras import Input, Model, layers\n"
+            "zeta = Input((4,), name=\"zeta\")\nalpha = Input((4,), name=\"alpha\")\n"
+            "model = Model(inputs=[zeta, alpha], outputs=layers.Dense(2)(layers.Concatenate()([zeta, alpha])))\n"
+            "def representative_dataset():\n    for z, a in pairs:\n        yield {\"zeta\": z, \"alpha\": a}\n" + _CONV,
+            message="orders its inputs by name",
+        ),
+        Invalid(  # a dict keyed by something else than the input names
+            _TWO + "def representative_dataset():\n    yield {\"image\": tf.random.normal((1, 4, 4, 3)), \"features\": tf.random.normal((1, 2))}\n" + _CONV,
+            applicability=Applicability.DISPLAY_ONLY,
+            message="not the model's input names",
+        ),
         Invalid(  # float64 through tf.data, tf.lite.RepresentativeDataset, tf_keras
             "import numpy as np\nimport tensorflow as tf\nimport tf_keras as keras\ninp = keras.Input((4,))\nmodel = keras.Model(inp, inp)\n"
             "def gen():\n    for x in tf.data.Dataset.from_tensor_slices(np.random.rand(8, 1, 4)).take(8):\n        yield [x]\n"
