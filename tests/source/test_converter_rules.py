@@ -84,6 +84,20 @@ SCRIPTS = {
         .replace("converter.inference_input_type = tf.float32\nconverter.inference_output_type = tf.float32\n", ""),
         ["--unsafe-fixes"], "float model", "float32",
     ),
+    # QF407: the float16 recipe for an integer target (unsafe: supported_types removed)
+    "qf407_float16_recipe": (
+        ONE + _gen("for _ in range(4):\n    yield [tf.random.normal((1, 4, 4, 3))]")
+        + CONVERT.format(data="representative_dataset", io="float32")
+        .replace("converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n", "converter.target_spec.supported_types = [tf.float16]\n")
+        .replace("converter.inference_input_type = tf.float32\nconverter.inference_output_type = tf.float32\n", ""),
+        ["--target", "int8", "--unsafe-fixes"], "float model", "float32",
+    ),
+    # QF406: a generator expression where the converter wants a function
+    "qf406_generator_expression": (
+        ONE + "data = np.random.rand(4, 1, 4, 4, 3).astype(np.float32)\n"
+        + CONVERT.format(data="([x] for x in data)", io="int8"),
+        [], "not callable", "int8",
+    ),
     # QF406: float64, no batch axis, through a name
     "qf406_no_batch_float64": (
         ONE + _gen("for _ in range(4):\n    x = np.random.random_sample((4, 4, 3)) * 2.0 - 1.0\n    yield [x]")
