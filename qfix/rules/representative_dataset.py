@@ -62,7 +62,7 @@ from typing import Any
 
 import libcst as cst
 
-from qfix.source.arrays import Binding, Evaluator, Scope, Val, _dims, dtype_name, names_bound_anywhere, scope_bindings
+from qfix.source.arrays import Binding, Evaluator, Scope, Val, literal_shape, dtype_name, names_bound_anywhere, scope_bindings
 from qfix.source.converter import ConverterAnalysis, ConverterBlock
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
 from qfix.source.util import arg, string_value
@@ -188,6 +188,11 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             "model = Model(inputs=[zeta, alpha], outputs=layers.Dense(2)(layers.Concatenate()([zeta, alpha])))\n"
             "def representative_dataset():\n    for z, a in pairs:\n        yield {\"zeta\": z, \"alpha\": a}\n" + _CONV,
             message="orders its inputs by name",
+        ),
+        Invalid(  # one array for a model with two inputs
+            _TWO + "def representative_dataset():\n    yield [tf.random.normal((1, 4, 4, 3))]\n" + _CONV,
+            applicability=Applicability.DISPLAY_ONLY,
+            message="1 array(s) for a model with 2 input(s)",
         ),
         Invalid(  # a dict keyed by something else than the input names
             _TWO + "def representative_dataset():\n    yield {\"image\": tf.random.normal((1, 4, 4, 3)), \"features\": tf.random.normal((1, 2))}\n" + _CONV,
@@ -345,7 +350,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             spec = self._input(first, scope) if first is not None else None
             if spec is None and isinstance(first, cst.Call):
                 shape = arg(first, None, "input_shape")
-                spec = InputSpec(None, _dims(shape.value) if shape else None, None, "float32")
+                spec = InputSpec(None, literal_shape(shape.value) if shape else None, None, "float32")
             return [spec] if spec is not None else None
         return None
 
@@ -357,11 +362,11 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             return None
         shape, batch = arg(node, 0, "shape"), arg(node, None, "batch_size")
         full = arg(node, None, "batch_shape") or arg(node, None, "batch_input_shape")
-        dims = _dims(shape.value) if shape is not None else None
+        dims = literal_shape(shape.value) if shape is not None else None
         fixed = None
         if batch is not None:
-            fixed = (_dims(batch.value) or (None,))[0]
-        if full is not None and (fd := _dims(full.value)):
+            fixed = (literal_shape(batch.value) or (None,))[0]
+        if full is not None and (fd := literal_shape(full.value)):
             dims, fixed = fd[1:], fd[0]
         name = arg(node, None, "name")
         dt = arg(node, None, "dtype")
@@ -414,6 +419,9 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
                     problems.append(f"dict keys {sorted(keys)} that are not the model's input names")  # type: ignore[type-var]
             elif len(inputs) == len(items):
                 specs = list(inputs)
+            elif all(i.kind != "unknown" for i in items):
+                problems.append(f"{len(items)} array(s) for a model with {len(inputs)} input(s)")
+                hints.append("Yield one array per model input")
         new_nodes = []
         for item, n, spec in zip(items, nodes, specs):
             code = self.code_for(n)
@@ -455,7 +463,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
                     hints.append("Name each `Input(..., name=...)` and yield a dict keyed by those names")
         if not problems:
             return
-        msg = f"{where} " + "; ".join(problems)
+        msg = f"{where} " + "; ".join(dict.fromkeys(problems))
         if hints:
             self.report(at, msg, fix="; ".join(dict.fromkeys(hints)), applicability=Applicability.DISPLAY_ONLY)
             return
@@ -465,7 +473,12 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             new = "{" + ", ".join(f"{self.code_for(e.key)}: {c}" for e, c in zip(node.elements, new_nodes)) + "}"  # type: ignore[union-attr]
         else:
             new = "[" + ", ".join(new_nodes) + "]"
-        self.report(at, msg, fix=f"Yield `{new}`", applicability=Applicability.SAFE, edits=[Replace(node, cst.parse_expression(new)), *self._imports])
+        try:
+            edits = [Replace(node, cst.parse_expression(new)), *self._imports]
+        except cst.ParserSyntaxError:  # an element qfix cannot re-print on its own: say it instead
+            self.report(at, msg, fix=f"Yield `{new}`", applicability=Applicability.DISPLAY_ONLY)
+            return
+        self.report(at, msg, fix=f"Yield `{new}`", applicability=Applicability.SAFE, edits=edits)
 
     def _bad_name(self, at: cst.CSTNode, node: cst.BaseExpression, where: str, kind: str) -> None:
         name = self.code_for(node)

@@ -12,6 +12,7 @@ targets and parameters, read once per file; a name bound more than once is UNKNO
 from __future__ import annotations
 
 import builtins
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -84,7 +85,12 @@ def dtype_name(node: cst.BaseExpression | None, names: Names) -> str | None:
     return s if s in _DTYPES else None
 
 
-def _dims(node: cst.BaseExpression | None) -> tuple[int | None, ...] | None:
+def _int(v: float | None) -> int | None:
+    """A dimension from a constant: whole, finite and not absurd (hostile input stays None)."""
+    return int(v) if v is not None and math.isfinite(v) and v == int(v) and abs(v) < 2**31 else None
+
+
+def literal_shape(node: cst.BaseExpression | None) -> tuple[int | None, ...] | None:
     """A literal shape: `(1, 4, 4, 3)`, `[1, 4]`, `4` -> (4,); None when not literal."""
     if node is None:
         return None
@@ -93,11 +99,10 @@ def _dims(node: cst.BaseExpression | None) -> tuple[int | None, ...] | None:
         for e in node.elements:
             if isinstance(e, cst.StarredElement):
                 return None
-            v = number(e.value)
-            out.append(int(v) if v is not None and v == int(v) else None)
+            out.append(_int(number(e.value)))
         return tuple(out)
-    v = number(node)
-    return (int(v),) if v is not None and v == int(v) else None
+    v = _int(number(node))
+    return (v,) if v is not None else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +326,7 @@ class Evaluator:
                 if m == "numpy":
                     return replace(recv, lib="numpy")
                 if m == "reshape":
-                    shape = _dims(node.args[0].value) if len(node.args) == 1 else _dims(cst.Tuple([cst.Element(a.value) for a in node.args]))
+                    shape = literal_shape(node.args[0].value) if len(node.args) == 1 else literal_shape(cst.Tuple([cst.Element(a.value) for a in node.args]))
                     return replace(recv, shape=shape, batch=None)
                 if m == "copy":
                     return recv
@@ -332,16 +337,16 @@ class Evaluator:
         if c in _NP_RAND_DIMS:
             if any(a.keyword is not None or a.star for a in node.args):
                 return Val("array", "numpy", "float64")
-            return Val("array", "numpy", "float64", _dims(cst.Tuple([cst.Element(a.value) for a in node.args])) if node.args else ())
+            return Val("array", "numpy", "float64", literal_shape(cst.Tuple([cst.Element(a.value) for a in node.args])) if node.args else ())
         if c in _NP_RAND_SIZE:
             s = arg(node, _NP_RAND_SIZE[c], "size")
-            return Val("array", "numpy", "float64", _dims(s.value) if s else ())
+            return Val("array", "numpy", "float64", literal_shape(s.value) if s else ())
         if c in _NP_FILLED:
             s, dt = arg(node, 0, "shape"), arg(node, 1, "dtype")
-            return Val("array", "numpy", dtype_name(dt.value, self.names) if dt else "float64", _dims(s.value) if s else None)
+            return Val("array", "numpy", dtype_name(dt.value, self.names) if dt else "float64", literal_shape(s.value) if s else None)
         if c in _TF_RANDOM:
             s = arg(node, 0, "shape")
-            return Val("array", "tensorflow", dtype_name(kw_dtype.value, self.names) if kw_dtype else "float32", _dims(s.value) if s else None)
+            return Val("array", "tensorflow", dtype_name(kw_dtype.value, self.names) if kw_dtype else "float32", literal_shape(s.value) if s else None)
         if c in ("numpy.array", "numpy.asarray", "tensorflow.constant", "tensorflow.convert_to_tensor"):
             x = arg(node, 0, None)
             inner = self.value(x.value, scope, d) if x else UNKNOWN
@@ -381,8 +386,7 @@ class Evaluator:
             return recv
         if m == "batch":
             n = arg(node, 0, "batch_size")
-            v = number(n.value) if n else None
-            size = int(v) if v is not None and v == int(v) else None
+            size = _int(number(n.value)) if n else None
 
             def batched(e: Val) -> Val:
                 if e.kind == "array":
@@ -423,11 +427,11 @@ class Evaluator:
             return None
         lo, up = s.lower, s.upper
         if isinstance(up, cst.BinaryOperation) and isinstance(up.operator, cst.Add) and lo is not None:
-            if lo.deep_equals(up.left) and number(up.right) is not None:
-                return int(number(up.right))  # type: ignore[arg-type]
+            if lo.deep_equals(up.left):
+                return _int(number(up.right))
         a, b = (number(lo) if lo is not None else None), number(up)
-        if a is not None and b is not None and lo is not None:
-            return int(b - a)
+        if a is not None and b is not None:
+            return _int(b - a)
         return None
 
     def _binary(self, node: cst.BinaryOperation, scope: Scope, d: int) -> Val:
