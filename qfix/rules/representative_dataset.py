@@ -70,7 +70,7 @@ from qfix.types import Applicability
 
 MODELS = {"keras.Model", "keras.models.Model"}
 SEQUENTIAL = {"keras.Sequential", "keras.models.Sequential"}
-INPUTS = {"keras.Input", "keras.layers.Input"}
+INPUTS = {"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"}
 INT_CASTS = {"int8", "uint8"}  # a cast to these is QF104's finding
 
 
@@ -188,6 +188,13 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             "model = Model(inputs=[zeta, alpha], outputs=layers.Dense(2)(layers.Concatenate()([zeta, alpha])))\n"
             "def representative_dataset():\n    for z, a in pairs:\n        yield {\"zeta\": z, \"alpha\": a}\n" + _CONV,
             message="orders its inputs by name",
+        ),
+        Invalid(  # a list built beforehand, a Sequential model whose InputLayer fixes the batch
+            "import numpy as np\nimport tensorflow as tf\nfrom keras import Sequential, layers\n"
+            "model = Sequential([layers.InputLayer(shape=(4,), batch_size=1), layers.Dense(2)])\n"
+            "def representative_dataset():\n    for _ in range(8):\n        sample = [np.zeros((4,))]\n        yield sample\n" + _CONV,
+            applicability=Applicability.DISPLAY_ONLY,
+            message="without the batch axis; float64",
         ),
         Invalid(  # one array for a model with two inputs
             _TWO + "def representative_dataset():\n    yield [tf.random.normal((1, 4, 4, 3))]\n" + _CONV,
@@ -360,7 +367,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             node = bnd.node if isinstance(bnd, Binding) and bnd.how == "expr" else None  # type: ignore[assignment]
         if not isinstance(node, cst.Call) or self.names.canon(node.func) not in INPUTS:
             return None
-        shape, batch = arg(node, 0, "shape"), arg(node, None, "batch_size")
+        shape, batch = arg(node, 0, "shape") or arg(node, None, "input_shape"), arg(node, None, "batch_size")
         full = arg(node, None, "batch_shape") or arg(node, None, "batch_input_shape")
         dims = literal_shape(shape.value) if shape is not None else None
         fixed = None
@@ -390,14 +397,17 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             return  # (signature key, {name: array})
         problems: list[str] = []
         hints: list[str] = []
+        rewritable = True
         if v.kind == "array":
             items, nodes, keys = [v], [node], None
             problems.append("a bare array (the converter wants a list, or a dict keyed by input name)")
         elif v.kind in ("list", "tuple"):
-            seq = node.elements if isinstance(node, (cst.List, cst.Tuple)) else None
-            if seq is None:
-                return  # a name bound to a list: fine for checking, not for rewriting
-            items, nodes, keys = list(v.items), [e.value for e in seq], None
+            items, keys = list(v.items), None
+            if isinstance(node, (cst.List, cst.Tuple)):
+                nodes = [e.value for e in node.elements]
+            else:  # a name bound to a list: checked, but the fix is said, not made
+                nodes = [node] * len(items)
+                rewritable = False
             if v.kind == "tuple":
                 problems.append("a tuple (the converter reads a tuple as (signature key, inputs dict))")
         elif v.kind == "dict" and isinstance(node, cst.Dict):
@@ -464,8 +474,9 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
         if not problems:
             return
         msg = f"{where} " + "; ".join(dict.fromkeys(problems))
-        if hints:
-            self.report(at, msg, fix="; ".join(dict.fromkeys(hints)), applicability=Applicability.DISPLAY_ONLY)
+        if hints or not rewritable:
+            hint = "; ".join(dict.fromkeys(hints)) or "Yield a list (a dict keyed by input name for several inputs) of float32 arrays with a batch of 1"
+            self.report(at, msg, fix=hint, applicability=Applicability.DISPLAY_ONLY)
             return
         if positional:
             new = "{" + ", ".join(f'"{s.name}": {c}' for s, c in zip(inputs, new_nodes)) + "}"  # type: ignore[union-attr, arg-type]
