@@ -85,9 +85,8 @@ class InputSpec:
     dtype: str
 
 
-def _tail(v: Val) -> str:
-    parts = [v.dtype or "", "x".join("?" if d is None else str(d) for d in v.shape) if v.shape is not None else ""]
-    return " ".join(p for p in parts if p)
+def _shape(dims: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 class RepresentativeDataset(ConverterAnalysis, SourceRule):
@@ -194,7 +193,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             "model = Sequential([layers.InputLayer(shape=(4,), batch_size=1), layers.Dense(2)])\n"
             "def representative_dataset():\n    for _ in range(8):\n        sample = [np.zeros((4,))]\n        yield sample\n" + _CONV,
             applicability=Applicability.DISPLAY_ONLY,
-            message="without the batch axis; float64",
+            message="where the input is (1, 4)); float64",
         ),
         Invalid(  # one array for a model with two inputs
             _TWO + "def representative_dataset():\n    yield [tf.random.normal((1, 4, 4, 3))]\n" + _CONV,
@@ -442,7 +441,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
                 new_nodes.append(code)
                 continue
             if spec is not None and spec.shape is not None and item.shape is not None and len(item.shape) == len(spec.shape):
-                problems.append("a sample without the batch axis")
+                problems.append(f"a sample without the batch axis ({_shape(item.shape)} where the input is {_shape((spec.batch, *spec.shape))})")
                 code = f"{self._paren(code, n)}[None]"
                 item = Val("array", item.lib, item.dtype, (1, *item.shape))
                 n = cst.parse_expression(code)
