@@ -5,8 +5,8 @@ Reads a `TFLiteConverter`'s settings as a whole — `optimizations`, `representa
 `target_spec.supported_ops`, `target_spec.supported_types`, `inference_input_type`,
 `inference_output_type` — and checks the combination against a table of what the installed
 converter (TF 2.21) does with it. It flags every combination the converter rejects, with the
-error it raises, and the one it accepts without doing what it asks: the INT8 op set and a
-dataset without `optimizations` give a float model. With a target that needs a fully
+error it raises, and the one it accepts without doing what it asks: a representative dataset
+(with or without the INT8 op set) but no `optimizations` gives a float model. With a target that needs a fully
 integer model it also flags the float16 recipe (`supported_types = [tf.float16]`), which the
 converter accepts but which keeps activations float.
 
@@ -17,7 +17,7 @@ converter accepts but which keeps activations float.
 | integer I/O types without full integer quantization (no `optimizations`, no dataset, or `supported_types=[tf.float16]`) | `ValueError: The inference_input_type and inference_output_type must be tf.float32.` |
 | the 16x8 op set with int8/uint8 I/O | `ValueError: ... must be in ['tf.float32', 'tf.int16'].` |
 | int16 I/O without the 16x8 op set | `ValueError: Unsupported inference_input_type value ...` |
-| INT8 op set + dataset, no optimizations | no error: a float model |
+| a dataset (and the INT8 op set), no optimizations | no error: a float model (the dataset is ignored) |
 
 The table lives in `qfix.source.converter.CONVERTER_TABLE`; a TensorFlow test runs the real
 converter on every row.
@@ -74,7 +74,7 @@ _WHERE = {
     "integer-io-without-integer-quantization": "inference_input_type",
     "16x8-with-8-bit-io": "inference_input_type",
     "int16-io-without-16x8": "inference_input_type",
-    "int8-ops-without-optimizations": "target_spec.supported_ops",
+    "dataset-without-optimizations": "representative_dataset",
 }
 _HINT = {
     "int8-ops-with-other-types": "Remove `supported_types` (the INT8 op set quantizes to int8), or drop the INT8 op set for the float16 recipe",
@@ -144,6 +144,13 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             expected=_HEAD + _OPT + _DS + _INT8 + _END,
             applicability=Applicability.UNSAFE,
             message="float model",
+        ),
+        Invalid(  # a dataset alone, for the Edge TPU: a float model
+            _HEAD + _DS + _END,
+            expected=_HEAD + _OPT + _DS + _END,
+            target="edgetpu",
+            applicability=Applicability.UNSAFE,
+            message="ignores the dataset",
         ),
         Invalid(  # uint8 I/O without a dataset and without optimizations
             _HEAD + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\n" + _END,

@@ -120,10 +120,10 @@ CONVERTER_TABLE: tuple[TableRow, ...] = (
         "ValueError: Unsupported `inference_input_type` value. Expected to be in ('tf.uint8', 'tf.int8'), instead got tf.int16.",
     ),
     TableRow(
-        "int8-ops-without-optimizations",
-        lambda s: s.int8_required and s.dataset and not s.optimized and not s.io,
+        "dataset-without-optimizations",
+        lambda s: s.dataset and not s.optimized and not s.io and not s.integer_model,
         None,
-        "a float model: without `optimizations` the converter ignores the INT8 op set and the dataset",
+        "a float model: without `optimizations` the converter ignores the dataset (and an INT8 op set)",
     ),
 )
 

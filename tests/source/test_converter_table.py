@@ -33,7 +33,7 @@ COMBOS = [
     S(opt=True, ds=True, ops=I16, io="int8"), S(opt=True, ds=True, ops=I16, io="int16"),
     S(opt=True, ds=True, ops=I16, types=T8, io="int8"), S(opt=True, ds=True, ops=I16, types=F16, io="int16"),
     S(opt=True, ds=True, ops=INT8, io="int16"), S(opt=True, ds=True, io="int16"),
-    S(ds=True, ops=INT8), S(ds=True, types=T8), S(ds=True, ops=INT8, types=T8),
+    S(ds=True, ops=INT8), S(ds=True, types=T8), S(ds=True, ops=INT8, types=T8), S(ds=True), S(ds=True, types=F16),
 ]
 
 
