@@ -71,7 +71,8 @@ from qfix.types import Applicability
 MODELS = {"keras.Model", "keras.models.Model"}
 SEQUENTIAL = {"keras.Sequential", "keras.models.Sequential"}
 INPUTS = {"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"}
-INT_CASTS = {"int8", "uint8"}  # a cast to these is QF104's finding
+INT_CASTS = {"int8", "uint8"}
+WRAPPERS = {"tensorflow.lite.RepresentativeDataset", "functools.partial"}  # the generator is their first argument  # a cast to these is QF104's finding
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,13 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             _ONE + "data = np.zeros((8, 1, 4, 4, 3), dtype=np.float32)\n" + _CONV.replace("= representative_dataset", "= lambda: ((x,) for x in data)"),
             expected=_ONE + "data = np.zeros((8, 1, 4, 4, 3), dtype=np.float32)\n" + _CONV.replace("= representative_dataset", "= lambda: ([x] for x in data)"),
             message="tuple",
+        ),
+        Invalid(  # through functools.partial and a name
+            _ONE + "import functools\ndef gen(n):\n    for _ in range(n):\n        yield [np.zeros((1, 4, 4, 3))]\n"
+            "rep = functools.partial(gen, 8)\n" + _CONV.replace("= representative_dataset", "= rep"),
+            expected=_ONE + "import functools\ndef gen(n):\n    for _ in range(n):\n        yield [np.zeros((1, 4, 4, 3)).astype(np.float32)]\n"
+            "rep = functools.partial(gen, 8)\n" + _CONV.replace("= representative_dataset", "= rep"),
+            message="float64",
         ),
         Invalid(  # a generator object, not a function
             _ONE + "def gen():\n    for _ in range(8):\n        yield [tf.random.normal((1, 4, 4, 3))]\n" + _CONV.replace("= representative_dataset", "= gen()"),
@@ -265,14 +273,21 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
         scope = self._block_scope(b)
         inputs = self._model_inputs(b, scope)
         value = b.settings["representative_dataset"].value
-        if isinstance(value, cst.Call) and self.names.canon(value.func) == "tensorflow.lite.RepresentativeDataset" and value.args:
-            value = value.args[0].value
+        for _ in range(4):  # through wrappers and names bound to them
+            if isinstance(value, cst.Call) and self.names.canon(value.func) in WRAPPERS and value.args:
+                value = value.args[0].value
+                continue
+            bnd = scope.lookup(value.value) if isinstance(value, cst.Name) else None
+            if isinstance(bnd, Binding) and bnd.how == "expr" and (
+                isinstance(bnd.node, cst.Lambda) or (isinstance(bnd.node, cst.Call) and self.names.canon(bnd.node.func) in WRAPPERS)
+            ):
+                value = bnd.node
+                continue
+            break
         if isinstance(value, cst.Name):
             bnd = scope.lookup(value.value)
             if isinstance(bnd, Binding) and bnd.how == "def":
                 self._check_def(bnd.node, inputs)
-            elif isinstance(bnd, Binding) and bnd.how == "expr" and isinstance(bnd.node, cst.Lambda):
-                self._check_lambda(bnd.node, scope, inputs)
         elif isinstance(value, cst.Lambda):
             self._check_lambda(value, scope, inputs)
         elif isinstance(value, cst.GeneratorExp):
