@@ -64,9 +64,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from qfix.source.converter import ConverterAnalysis, ConverterBlock, ConverterSettings, table_verdict
+from qfix.source.converter import TABLE_VERSION, ConverterAnalysis, ConverterBlock, ConverterSettings, table_verdict
 from qfix.source.rule import InsertStatements, Invalid, RemoveStatement, SourceRule, Valid, statements
 from qfix.types import Applicability
+
+TF = "TF " + TABLE_VERSION.split()[-1]  # the converter the table holds for, as messages name it
 
 # where a row is reported: the setting that names the rejected choice
 _WHERE = {
@@ -224,9 +226,9 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
         setting = b.settings.get(_WHERE.get(row.key, "")) or b.settings.get("inference_output_type")
         node = setting.node if setting is not None else b.create_call
         if row.error is None:
-            msg = f"Converter `{b.var}`: TF 2.21 accepts these settings but makes {row.result}"
+            msg = f"Converter `{b.var}`: {TF} accepts these settings but makes {row.result}"
         else:
-            msg = f"Converter `{b.var}`: these settings make TF 2.21 raise `{row.error}`"
+            msg = f"Converter `{b.var}`: these settings make {TF} raise `{row.error}`"
         if not s.optimized and table_verdict(replace(s, optimized=True)) is None:
             tf, imports = self.spelling("tensorflow", "tf")
             line = f"{b.var}.optimizations = [{tf}.lite.Optimize.DEFAULT]"
