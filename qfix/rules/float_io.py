@@ -25,6 +25,8 @@ converter.inference_input_type = tf.uint8
 converter.inference_output_type = tf.uint8
 ```
 
+Not with `supported_types = [tf.float16]`: that recipe rejects integer I/O (QF407).
+
 ## Fix safety
 Unsafe: it changes the model's interface. Callers must then quantize inputs with the input
 tensor's scale and zero point and dequantize outputs (`get_input_details()[0]["quantization"]`).
@@ -60,6 +62,7 @@ class FloatIo(ConverterAnalysis, SourceRule):
         Valid(_BASE + "m = converter.convert()\n", target="int8"),
         Valid(_BASE + "m = converter.convert()\n"),
         Valid("import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\nm = converter.convert()\n", target="edgetpu"),
+        Valid(_BASE + "converter.target_spec.supported_types = [tf.float16]\nm = converter.convert()\n", target="edgetpu"),  # uint8 I/O would raise
     ]
     INVALID = [
         Invalid(
@@ -87,6 +90,8 @@ class FloatIo(ConverterAnalysis, SourceRule):
         for b in self.converter_blocks():
             if not self.optimized(b) or not (b.qat or "representative_dataset" in b.settings):
                 continue
+            if self.float16_recipe(b):
+                continue  # integer I/O would make the float16 recipe raise (QF407)
             tf, imports = self.spelling("tensorflow", "tf")
             want = f"{tf}.{tgt.io_dtype}"
             missing, edits, where = [], [], None

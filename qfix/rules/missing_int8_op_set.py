@@ -28,7 +28,8 @@ converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
 ## Fix safety
 Safe: the float model is untouched and a model that was already fully integer converts
 to the same file; a model that was not now fails to convert with the op named instead of
-producing a file the target cannot run. Only offered when a representative dataset is set
+producing a file the target cannot run. Not with `supported_types = [tf.float16]`, where
+the op set makes the converter raise (QF407). Only offered when a representative dataset is set
 (otherwise the op set alone makes conversion fail, see QF401) and not for QAT models (QF404).
 
 ## Targets
@@ -64,6 +65,7 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
         Valid(_BASE + "m = converter.convert()\n", target="int8"),
         Valid(_BASE + "m = converter.convert()\n"),
         Valid(_BASE + "converter.target_spec.supported_ops = OPS\nm = converter.convert()\n", target="edgetpu"),
+        Valid(_BASE + "converter.target_spec.supported_types = [tf.float16]\nm = converter.convert()\n", target="edgetpu"),  # the op set would raise
     ]
     INVALID = [
         Invalid(
@@ -88,6 +90,8 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
         for b in self.converter_blocks():
             if self.maybe_qat(b) or "representative_dataset" not in b.settings or not self.optimized(b):
                 continue
+            if self.float16_recipe(b):
+                continue  # the INT8 op set would make the float16 recipe raise (QF407)
             ops = b.settings.get("target_spec.supported_ops")
             tf, imports = self.spelling("tensorflow", "tf")
             want = f"[{tf}.lite.OpsSet.TFLITE_BUILTINS_INT8]"

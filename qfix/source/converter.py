@@ -1,8 +1,13 @@
 """What a file does with `tf.lite.TFLiteConverter`: one `ConverterBlock` per converter
 variable per scope, with the settings assigned to it and whether it converts a QAT model.
 
-Shared by the converter-recipe rules (QF401-QF404). Mixed into a SourceRule: the hooks below
-collect during the batched walk, `converter_blocks()` is valid in `finish()`.
+Shared by the converter-recipe rules (QF401-QF404, QF406, QF407). Mixed into a SourceRule: the
+hooks below collect during the batched walk, `converter_blocks()` is valid in `finish()`.
+
+`CONVERTER_TABLE` holds what the installed converter does with a combination of settings
+(`ConverterSettings`): the rows it rejects, each with the error it raises, in the order
+TF's `lite.py` checks them. `tests/source/test_converter_table.py` (`-m tf`) runs the real
+converter on every row and on the combinations it accepts, so the table cannot drift.
 """
 
 from __future__ import annotations
@@ -30,6 +35,106 @@ SETTINGS = (
     "optimizations", "representative_dataset", "target_spec.supported_ops", "target_spec.supported_types",
     "inference_input_type", "inference_output_type", "inference_type",
 )
+
+
+# --------------------------------------------------------------------------------------------
+# What the converter accepts
+# --------------------------------------------------------------------------------------------
+TABLE_VERSION = "tensorflow 2.21"  # the converter the rows below were established with
+
+
+@dataclass(frozen=True)
+class ConverterSettings:
+    """The converter state the table reads. `ops` are OpsSet member names (`TFLITE_BUILTINS_INT8`),
+    `types` dtype names (`float16`), the I/O types dtype names; `None` is "not set" (TF's defaults:
+    builtin ops, no type restriction, float32 I/O). `integer_model` is a QAT model (it brings
+    its own ranges, as a representative dataset does)."""
+
+    optimized: bool = False
+    dataset: bool = False
+    ops: frozenset[str] | None = None
+    types: frozenset[str] | None = None
+    input_type: str | None = None
+    output_type: str | None = None
+    integer_model: bool = False
+
+    @property
+    def io(self) -> set[str]:
+        return {t for t in (self.input_type, self.output_type) if t not in (None, "float32")}
+
+    @property
+    def int8_required(self) -> bool:
+        return "TFLITE_BUILTINS_INT8" in (self.ops or ()) or "int8" in (self.types or ())
+
+    @property
+    def int16x8(self) -> bool:
+        return ACT16_OPS in (self.ops or ()) and "int8" not in (self.types or ())
+
+    @property
+    def integer_mode(self) -> bool:
+        """The converter quantizes activations (post-training with a dataset, or a QAT model);
+        a float16 type restriction turns that into float16 quantization, except with 16x8."""
+        calibrated = self.dataset or self.integer_model
+        return self.optimized and calibrated and ("float16" not in (self.types or ()) or self.int16x8)
+
+
+ACT16_OPS = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One combination the converter rejects (`error`: the start of its message), or accepts
+    without doing what the settings ask (`error` None, `result` says what it makes instead)."""
+
+    key: str
+    applies: Any  # ConverterSettings -> bool
+    error: str | None
+    result: str = ""
+
+
+CONVERTER_TABLE: tuple[TableRow, ...] = (
+    TableRow(
+        "int8-ops-with-other-types",
+        lambda s: "TFLITE_BUILTINS_INT8" in (s.ops or ()) and s.types is not None and not s.types <= {"int8"},
+        "ValueError: As full integer quantization has been enabled by setting `target_spec.supported_ops`"
+        "={tf.lite.OpsSet.TFLITE_BUILTINS_INT8}, thus `target_spec.supported_types` should be left uninitizalized or set to {tf.int8}.",
+    ),
+    TableRow(
+        "int8-without-dataset",
+        lambda s: s.int8_required and not s.dataset,
+        "ValueError: For full integer quantization, a `representative_dataset` must be specified.",
+    ),
+    TableRow(
+        "integer-io-without-integer-quantization",
+        lambda s: bool(s.io) and not s.integer_mode,
+        "ValueError: The inference_input_type and inference_output_type must be tf.float32.",
+    ),
+    TableRow(
+        "16x8-with-8-bit-io",
+        lambda s: s.int16x8 and bool(s.io - {"int16"}),
+        "ValueError: The inference_input_type and inference_output_type must be in ['tf.float32', 'tf.int16'].",
+    ),
+    TableRow(
+        "int16-io-without-16x8",
+        lambda s: "int16" in s.io and not s.int16x8,
+        "ValueError: Unsupported `inference_input_type` value. Expected to be in ('tf.uint8', 'tf.int8'), instead got tf.int16.",
+    ),
+    TableRow(
+        "dataset-without-optimizations",
+        lambda s: s.dataset and not s.optimized and not s.io and not s.integer_model,
+        None,
+        "a float model: without `optimizations` the converter ignores the dataset (and an INT8 op set)",
+    ),
+)
+
+
+def table_verdict(s: ConverterSettings) -> TableRow | None:
+    """The first row of CONVERTER_TABLE that applies (the error the converter raises first),
+    None when the installed converter accepts `s` and does what it asks."""
+    for row in CONVERTER_TABLE:
+        if row.applies(s):
+            return row
+    return None
 
 
 @dataclass
@@ -200,3 +305,45 @@ class ConverterAnalysis:
 
     def full_int_requested(self, b: ConverterBlock) -> bool:
         return bool(self.int8_ops(b)) or self.int_types(b)
+
+    def settings_of(self, b: ConverterBlock) -> ConverterSettings | None:
+        """The block's settings as the table reads them; None when one of them is not a
+        literal qfix can read (a variable, a call), or the block's model may be QAT without
+        qfix knowing (then the dataset rows cannot be judged)."""
+        def members(key: str, prefix: str) -> frozenset[str] | None | bool:
+            s = b.settings.get(key)
+            if s is None:
+                return None
+            els = self.elements(s.value)
+            if els is None or not all(e.startswith(prefix) for e in els):
+                return False
+            return frozenset(e[len(prefix):] for e in els)
+
+        def dtype(key: str) -> str | None | bool:
+            s = b.settings.get(key)
+            if s is None:
+                return None
+            c = self.names.canon(s.value) or ""  # type: ignore[attr-defined]
+            return c[len("tensorflow."):] if c.startswith("tensorflow.") and c.count(".") == 1 else False
+
+        ops = members("target_spec.supported_ops", "tensorflow.lite.OpsSet.")
+        types = members("target_spec.supported_types", "tensorflow.")
+        i, o = dtype("inference_input_type"), dtype("inference_output_type")
+        if False in (ops, types, i, o) or "inference_type" in b.settings:
+            return None
+        opt = b.settings.get("optimizations")
+        if opt is not None and self.elements(opt.value) is None:
+            return None
+        qat = self.maybe_qat(b)
+        if qat and not b.qat:
+            return None
+        return ConverterSettings(
+            optimized=self.optimized(b), dataset="representative_dataset" in b.settings,
+            ops=ops, types=types, input_type=i, output_type=o, integer_model=b.qat,  # type: ignore[arg-type]
+        )
+
+    def float16_recipe(self, b: ConverterBlock) -> bool:
+        """`supported_types = [tf.float16]`: the float16 recipe, where integer I/O or the INT8
+        op set make the converter raise (CONVERTER_TABLE)."""
+        s = b.settings.get("target_spec.supported_types")
+        return s is not None and "tensorflow.float16" in (self.elements(s.value) or ())

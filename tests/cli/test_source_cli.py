@@ -22,12 +22,16 @@ SCRIPT = (
     "x = tf.keras.layers.Lambda(lambda t: t * 2.0)(inputs)  # keep\n"
     "c = tf.lite.TFLiteConverter.from_keras_model(m)\n"
     "c.inference_input_type = tf.lite.constants.INT8\n"
+    "c.optimizations = [tf.lite.Optimize.DEFAULT]\n"  # integer I/O without these: QF407
+    "c.representative_dataset = rep\n"
 )
 FIXED = (
     "import tensorflow as tf\n"
     "x = tf.keras.layers.Rescaling(2.0)(inputs)  # keep\n"
     "c = tf.lite.TFLiteConverter.from_keras_model(m)\n"
     "c.inference_input_type = tf.int8\n"
+    "c.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+    "c.representative_dataset = rep\n"
 )
 
 
