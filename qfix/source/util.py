@@ -118,3 +118,41 @@ def iter_nodes(node: cst.CSTNode):
                 kids.extend(c for c in v if isinstance(c, CN))
         kids.reverse()
         stack.extend(kids)
+
+
+def append_arg(call: cst.Call, new: cst.Arg) -> cst.Call:
+    """`call` with `new` appended as its last argument, laid out as the call already is.
+
+    A call whose closing parenthesis sits on its own line gets the argument on a new line,
+    indented like the argument before it; a trailing comma, comments after the last argument
+    and comment lines before `)` stay where they were. A call on one line gets `, new`.
+    The whitespace a comma carries is moved, never duplicated: no line ends in a space.
+    """
+    args = list(call.args)
+    new = new.with_changes(comma=cst.MaybeSentinel.DEFAULT, whitespace_after_arg=cst.SimpleWhitespace(""))
+    if not args:
+        return call.with_changes(args=[new])
+    last = args[-1]
+    trailing_comma = isinstance(last.comma, cst.Comma)
+    # the whitespace between the last argument and `)` (after its comma when there is one)
+    closing = last.comma.whitespace_after if trailing_comma else last.whitespace_after_arg  # type: ignore[union-attr]
+    before_last = args[-2].comma.whitespace_after if len(args) > 1 and isinstance(args[-2].comma, cst.Comma) else call.whitespace_before_args
+    if isinstance(closing, cst.ParenthesizedWhitespace):
+        if isinstance(before_last, cst.ParenthesizedWhitespace):
+            indent, last_line = before_last.indent, before_last.last_line
+        else:  # `f(a  # note\n)`: one level deeper than the closing parenthesis
+            indent, last_line = closing.indent, cst.SimpleWhitespace(closing.last_line.value + "    ")
+        between = closing.with_changes(indent=indent, last_line=last_line)
+        end = cst.ParenthesizedWhitespace(indent=closing.indent, last_line=closing.last_line)
+    else:
+        between, end = cst.SimpleWhitespace(" "), closing
+    old_comma = last.comma if trailing_comma else cst.Comma()
+    args[-1] = last.with_changes(
+        comma=old_comma.with_changes(whitespace_after=between),  # type: ignore[union-attr]
+        whitespace_after_arg=cst.SimpleWhitespace("") if not trailing_comma else last.whitespace_after_arg,
+    )
+    if trailing_comma:  # keep the style: the new last argument has the trailing comma
+        new = new.with_changes(comma=cst.Comma(whitespace_after=end))
+    else:
+        new = new.with_changes(whitespace_after_arg=end)
+    return call.with_changes(args=[*args, new])
