@@ -156,3 +156,28 @@ def append_arg(call: cst.Call, new: cst.Arg) -> cst.Call:
     else:
         new = new.with_changes(whitespace_after_arg=end)
     return call.with_changes(args=[*args, new])
+
+
+_DTYPE_WORDS = {"float": "float64", "int": "int64", "bool": "bool", "complex": "complex128"}
+DTYPES = frozenset(
+    {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+     "float16", "bfloat16", "float32", "float64", "half", "float", "double", "bool"}
+)
+
+
+def dtype_name(node: cst.BaseExpression | None, names: Any) -> str | None:
+    """The dtype a `dtype=` argument names: `tf.uint8`, `np.uint8`, `tf.dtypes.uint8`,
+    `"uint8"`, `np.float32`, the builtins `float` / `int` (NumPy's float64 / int64). None when
+    it is not a literal dtype (a variable, `x.dtype`)."""
+    if node is None:
+        return None
+    s = string_value(node)
+    if s is not None:
+        return s if s in DTYPES else None
+    if isinstance(node, cst.Name) and node.value in _DTYPE_WORDS and node.value not in names.aliases:
+        return _DTYPE_WORDS[node.value]
+    c = names.canon(node) or ""
+    if c.startswith(("tensorflow.", "numpy.")):
+        last = c.rsplit(".", 1)[-1]
+        return {"half": "float16", "double": "float64", "single": "float32"}.get(last, last) if last in DTYPES | {"single"} else None
+    return None
