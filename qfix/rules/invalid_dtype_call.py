@@ -69,6 +69,7 @@ class Accepts:
     needs_maxval: frozenset[str] = frozenset()
     maxval_error: str = ""
     instead: str = "draw floats (leave `dtype` out) or integers with an integer draw"
+    unjudged: frozenset[str] = frozenset()  # accepted under conditions the rule does not read
 
 
 # TensorFlow 2.21, Keras 3.15 (TensorFlow backend), NumPy 2.4: each entry is run with every
@@ -91,11 +92,13 @@ TABLE: dict[str, Accepts] = {
         instead="draw int32 and cast: `tf.cast(tf.random.uniform(shape, maxval=256, dtype=tf.int32), tf.uint8)`",
     ),
     "tensorflow.random.stateless_uniform": Accepts(
-        FLOATS | _TF_INTS | {"uint32", "uint64"},
+        FLOATS | _TF_INTS,
         "ValueError: Argument `dtype` got invalid value <dtype: '{dtype}'>. Accepted dtypes are (tf.float16, tf.bfloat16, tf.float32, tf.float64, tf.int32, tf.int64, tf.uint32, tf.uint64).",
-        needs_maxval=_TF_INTS | {"uint32", "uint64"},
+        needs_maxval=_TF_INTS,
         maxval_error="ValueError: For integer `dtype` argument <dtype: '{dtype}'>, argument `minval` and `maxval` must be both None or not None.",
         instead="draw int32 with `maxval` and cast",
+        # full-range draws only: minval=None and maxval=None
+        unjudged=frozenset({"uint32", "uint64"}),
     ),
     "keras.random.uniform": Accepts(
         FLOATS, "ValueError: `keras.random.uniform` requires a floating point `dtype`. Received: dtype={dtype}",
@@ -190,6 +193,8 @@ class InvalidDtypeCall(FloatValues, SourceRule):
         if dtype is None:
             return
         rule = TABLE[which]
+        if dtype in rule.unjudged:
+            return
         if dtype not in rule.dtypes:
             error = rule.error
         elif dtype in rule.needs_maxval and arg(node, maxval_pos, "maxval") is None:
