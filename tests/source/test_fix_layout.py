@@ -114,16 +114,17 @@ def test_qf301_multiline_input_in_a_nested_block():
     code = textwrap.dedent(
         """\
         import keras
+        import tensorflow as tf
 
-
-        def build():
-            if True:
-                inputs = keras.Input(
-                    shape=(8, 8, 3),
-                    name="img",  # the camera frame
-                )
-            return inputs
+        if True:
+            inputs = keras.Input(
+                shape=(8, 8, 3),
+                name="img",  # the camera frame
+            )
+        model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+        tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
         """
     )
     fr = fix_source(code, rules=RULES, target="edgetpu", unsafe_fixes=True)
-    assert fr.code == code.replace('# the camera frame\n', '# the camera frame\n            batch_size=1,\n')
+    assert 'name="img",  # the camera frame\n        batch_size=1,\n    )\n' in fr.code, fr.code
+    assert trailing_whitespace_lines(fr.code) == []

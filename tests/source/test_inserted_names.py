@@ -109,3 +109,20 @@ def test_cli_write_with_pyproject(tmp_path: Path):
     text = script.read_text()
     assert text.startswith("import tensorflow as tf\nimport calib\n")
     assert "\nconverter.representative_dataset = calib.representative_dataset\n" in text
+
+
+def test_a_taken_alias_is_not_rebound():
+    """`import tensorflow.compat.v1 as tf`: the fixes that need `tensorflow` import it under its
+    own name; a second `import tensorflow as tf` would change what every `tf.` in the file is."""
+    code = (
+        "import tensorflow.compat.v1 as tf\n"
+        "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+        "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+        "converter.representative_dataset = rep\n"
+        "m = converter.convert()\n"
+    )
+    fixed = fix_source(code, rules=source_rules(), target="edgetpu", unsafe_fixes=True).code
+    assert "import tensorflow as tf" not in fixed
+    assert fixed.startswith("import tensorflow.compat.v1 as tf\nimport tensorflow\n")
+    assert "converter.inference_input_type = tensorflow.uint8\n" in fixed
+    assert "converter.target_spec.supported_ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8]\n" in fixed
