@@ -49,7 +49,7 @@ from typing import Any
 
 import libcst as cst
 
-from qfix.source.float_values import FloatValues
+from qfix.source.float_values import GENERATORS
 from qfix.source.names import last_name
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
 from qfix.source.util import arg, dtype_name
@@ -115,6 +115,7 @@ TABLE: dict[str, Accepts] = {
     ),
 }
 _LAST = {k.rsplit(".", 1)[-1] for k in TABLE}
+_GENERATOR_LAST = {g.rsplit(".", 1)[-1] for g in GENERATORS}
 # (position of `dtype`, of `maxval`) when they are given without their keyword
 POSITIONS = {
     "tensorflow.random.uniform": (3, 2), "tensorflow.random.normal": (3, None), "tensorflow.random.truncated_normal": (3, None),
@@ -122,7 +123,7 @@ POSITIONS = {
 }
 
 
-class InvalidDtypeCall(FloatValues, SourceRule):
+class InvalidDtypeCall(SourceRule):
     """Source side of QF105 invalid-dtype-call; documented once, in the module docstring
     (`qfix rule QF105`)."""
 
@@ -171,6 +172,15 @@ class InvalidDtypeCall(FloatValues, SourceRule):
         super().__init__(ctx)
         self.bad: list[tuple[str | None, cst.Call, cst.Arg, str, str]] = []  # (function, call, dtype arg, error, instead)
         self.rep_functions: set[str] = set()
+        self.generators: set[tuple[Any, str]] = set()  # (scope, name) bound to np.random.default_rng(...)
+
+    def _scope(self) -> Any:
+        return id(self.ctx.scope) if self.ctx.scope is not None else None
+
+    def is_generator(self, node: cst.BaseExpression) -> bool:
+        if isinstance(node, cst.Name):
+            return (self._scope(), node.value) in self.generators or (None, node.value) in self.generators
+        return isinstance(node, cst.Call) and self.names.canon(node.func) in GENERATORS
 
     def _which(self, node: cst.Call) -> str | None:
         c = self.names.canon(node.func)
@@ -205,8 +215,11 @@ class InvalidDtypeCall(FloatValues, SourceRule):
         self.bad.append((fn, node, d, error.format(dtype=dtype), rule.instead))  # type: ignore[arg-type]
 
     def visit_Assign(self, node: cst.Assign) -> None:
+        rng = isinstance(node.value, cst.Call) and last_name(node.value.func) in _GENERATOR_LAST and self.is_generator(node.value)
         for t in node.targets:
-            if isinstance(t.target, cst.Attribute) and t.target.attr.value == "representative_dataset" and isinstance(node.value, cst.Name):
+            if isinstance(t.target, cst.Name):
+                (self.generators.add if rng else self.generators.discard)((self._scope(), t.target.value))
+            elif isinstance(t.target, cst.Attribute) and t.target.attr.value == "representative_dataset" and isinstance(node.value, cst.Name):
                 self.rep_functions.add(node.value.value)
 
     def finish(self) -> None:

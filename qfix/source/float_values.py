@@ -21,7 +21,7 @@ from typing import Any
 
 import libcst as cst
 
-from qfix.source.names import last_name
+from qfix.source.names import dotted, last_name
 from qfix.source.util import arg, dtype_name, number
 
 FLOAT_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "half", "float", "double"})
@@ -125,10 +125,9 @@ class FloatValues:
             self._fv_bind(node.target, self._fv_binding(node.value))
 
     def leave_AugAssign(self, node: cst.AugAssign) -> None:
-        if isinstance(node.target, cst.Name):
-            old = self._fv_lookup(node.target.value)
-            new = self.float_value(cst.BinaryOperation(node.target, _BINARY.get(type(node.operator), cst.Add)(), node.value))
-            self._fv_here()[node.target.value] = new if new is not None else (_UNKNOWN if old is not None else None)
+        if isinstance(node.target, cst.Name):  # `x *= 255.0` is `x = x * 255.0`
+            op = _BINARY.get(type(node.operator), cst.BitOr)()
+            self._fv_bind(node.target, self.float_value(cst.BinaryOperation(node.target, op, node.value)))
 
     def visit_For(self, node: cst.For) -> None:
         self._fv_bind(node.target, _UNKNOWN)
@@ -141,7 +140,7 @@ class FloatValues:
                 self._fv_bind(e.value, _UNKNOWN)
 
     def _fv_binding(self, value: cst.BaseExpression) -> Any:
-        if isinstance(value, cst.Call):
+        if isinstance(value, cst.Call) and (last_name(value.func) in _MAKER_NAMES or "applications" in (dotted(value.func) or "")):
             c = self.names.canon(value.func)  # type: ignore[attr-defined]
             if c in MODEL_MAKERS or (c or "").startswith("keras.applications."):
                 return _MODEL
@@ -206,24 +205,25 @@ class FloatValues:
     def _call(self, node: cst.Call) -> FloatValue | None:
         func = node.func
         name = last_name(func)
+        if name not in _CALL_NAMES and not isinstance(func, (cst.Name, cst.Call)):
+            return None  # cheap exit for the many calls that cannot give float data
         c = self.names.canon(func)  # type: ignore[attr-defined]
-        described = f"`{self.code_for(func)}(...)`"  # type: ignore[attr-defined]
         d = arg(node, None, "dtype")
         dtype = dtype_name(d.value, self.names) if d is not None else None  # type: ignore[attr-defined]
         if d is not None and dtype not in FLOAT_DTYPES:
             return None  # an integer dtype, or one we cannot read
         if c in RANDOM_FLOATS:
-            return FloatValue(described, *self._draw_range(node, c, RANDOM_FLOATS[c]))
+            return FloatValue(self._described(func), *self._draw_range(node, c, RANDOM_FLOATS[c]))
         if isinstance(func, cst.Attribute) and name in GENERATOR_FLOATS:
             if self.is_generator(func.value):
-                return FloatValue(described, *self._draw_range(node, "numpy.random." + name, GENERATOR_FLOATS[name]))
+                return FloatValue(self._described(func), *self._draw_range(node, "numpy.random." + name, GENERATOR_FLOATS[name]))
         if c in FILLED:
-            return FloatValue(described, FILLED[c], FILLED[c])
+            return FloatValue(self._described(func), FILLED[c], FILLED[c])
         if c in ("numpy.full", "tensorflow.fill"):
             fill = arg(node, 1, "fill_value" if c == "numpy.full" else "value")
             v = number(fill.value) if fill is not None else None
             if fill is not None and (dtype is not None or isinstance(fill.value, cst.Float)):
-                return FloatValue(described, v, v)
+                return FloatValue(self._described(func), v, v)
             return None
         if c in CASTS or name == "astype":
             target = arg(node, 1, "dtype") if c in CASTS else arg(node, 0, "dtype")
@@ -233,7 +233,7 @@ class FloatValues:
                 return inner or FloatValue(f"a cast to {dtype_name(target.value, self.names)}")  # type: ignore[attr-defined]
             return None
         if c is not None and c.startswith("numpy.float") and node.args:
-            return self.float_value(node.args[0].value) or FloatValue(described)
+            return self.float_value(node.args[0].value) or FloatValue(self._described(func))
         # a model's or a layer's output
         if isinstance(func, cst.Name) and self._fv_lookup(func.value) is _MODEL:
             return FloatValue(f"the output of `{func.value}`")
@@ -262,6 +262,9 @@ class FloatValues:
             return data if name in _SAME_RANGE else data.span(None, None)
         return None
 
+    def _described(self, func: cst.BaseExpression) -> str:
+        return f"`{dotted(func) or self.code_for(func)}(...)`"  # type: ignore[attr-defined]
+
     def _draw_range(self, node: cst.Call, canon: str, default: tuple[float | None, float | None]) -> tuple[float | None, float | None]:
         """The range of a random draw: its default, or the literal bounds it is given."""
         if default == (None, None):
@@ -280,6 +283,12 @@ class FloatValues:
         return lo, hi
 
 
+_MAKER_NAMES = {m.rsplit(".", 1)[-1] for m in MODEL_MAKERS | GENERATORS}
+_CALL_NAMES = (
+    {k.rsplit(".", 1)[-1] for k in (*RANDOM_FLOATS, *FILLED, *CASTS)}
+    | set(GENERATOR_FLOATS) | _SAME_RANGE | _SAME_DTYPE | _CLIPS
+    | {"full", "fill", "astype", "predict", "float16", "float32", "float64"}
+)
 _BINARY = {
     cst.AddAssign: cst.Add, cst.SubtractAssign: cst.Subtract, cst.MultiplyAssign: cst.Multiply,
     cst.DivideAssign: cst.Divide, cst.FloorDivideAssign: cst.FloorDivide, cst.PowerAssign: cst.Power,
