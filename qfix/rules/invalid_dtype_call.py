@@ -5,8 +5,9 @@ Flags calls that raise before they return, because of their `dtype`: a normal dr
 integers (`tf.random.normal(shape, dtype=tf.uint8)`, `keras.random.normal`,
 `truncated_normal`, the stateless forms), a uniform draw of int8/uint8
 (`tf.random.uniform(shape, maxval=255, dtype=tf.uint8)`) or of int32/int64 without `maxval`,
-`keras.random.uniform` of any integer type, and a NumPy Generator's `random` /
-`standard_normal` of anything but float32/float64. What each call accepts is a table in this
+`keras.random.uniform` of any integer type, a NumPy Generator's `random` /
+`standard_normal` of anything but float32/float64, and NumPy's legacy draws
+(`np.random.rand`, `randn`, `normal`, `uniform`, ...), which take no `dtype` at all. What each call accepts is a table in this
 module, checked against the installed TensorFlow, Keras and NumPy by a test.
 
 ## Why is this bad?
@@ -34,8 +35,10 @@ For integer data: `tf.cast(tf.random.uniform(shape, maxval=256, dtype=tf.int32),
 
 ## Fix safety
 Unsafe in a representative-dataset generator: the `dtype` argument is removed, so the
-generator yields float32 as calibration needs (the data changes from a crash to floats).
-Display-only elsewhere: whether floats or integers were meant is the author's choice.
+generator yields float32 as calibration needs (a NumPy legacy draw gets `.astype(np.float32)`:
+it returns float64). Unsafe for a NumPy legacy draw of a float dtype: the dtype moves into
+`.astype(...)`, as meant. Display-only elsewhere: whether floats or integers were meant is the
+author's choice.
 
 ## Targets
 Every target: the rule reads no property of the target's profile (the call fails whatever
@@ -70,6 +73,7 @@ class Accepts:
     maxval_error: str = ""
     instead: str = "draw floats (leave `dtype` out) or integers with an integer draw"
     unjudged: frozenset[str] = frozenset()  # accepted under conditions the rule does not read
+    takes_dtype: bool = True  # False: NumPy's legacy draws have no `dtype` (the cast goes in `.astype`)
 
 
 # TensorFlow 2.21, Keras 3.15 (TensorFlow backend), NumPy 2.4: each entry is run with every
@@ -104,6 +108,14 @@ TABLE: dict[str, Accepts] = {
         FLOATS, "ValueError: `keras.random.uniform` requires a floating point `dtype`. Received: dtype={dtype}",
         instead="use `keras.random.randint(shape, minval, maxval, dtype=...)` for integers",
     ),
+    # NumPy's legacy draws take no dtype at all (they return float64)
+    **{
+        f"numpy.random.{fn}": Accepts(
+            frozenset(), f"TypeError: {fn}() got an unexpected keyword argument 'dtype'", takes_dtype=False,
+            instead="cast the draw: `.astype(...)` (integers: `np.random.randint(low, high, size, dtype=...)`)",
+        )
+        for fn in ("rand", "randn", "random", "random_sample", "normal", "uniform", "standard_normal")
+    },
     # numpy.random.Generator methods (rng = np.random.default_rng())
     "numpy.random.Generator.random": Accepts(
         frozenset({"float32", "float64"}), "TypeError: Unsupported dtype dtype('{dtype}') for random",
@@ -160,6 +172,16 @@ class InvalidDtypeCall(SourceRule):
             "        yield [tf.random.normal((1, 4, 4, 1))]\n",
             applicability=Applicability.UNSAFE,
         ),
+        Invalid(  # NumPy's legacy draws take no dtype: it goes into a cast
+            "import numpy as np\nx = np.random.rand(1, 8, dtype=np.float32)\n",
+            expected="import numpy as np\nx = np.random.rand(1, 8).astype(np.float32)\n",
+            message="unexpected keyword argument 'dtype'", applicability=Applicability.UNSAFE,
+        ),
+        Invalid(
+            "import numpy as np\ndef representative_dataset():\n    yield [np.random.normal(size=(1, 8), dtype='uint8')]\n",
+            expected="import numpy as np\ndef representative_dataset():\n    yield [np.random.normal(size=(1, 8)).astype(np.float32)]\n",
+        ),
+        Invalid("import numpy as np\nx = np.random.randn(1, 8, dtype=np.int8)\n", applicability=Applicability.DISPLAY_ONLY),
         Invalid(  # a generator assigned to the converter, however it is named
             "import tensorflow as tf\ndef gen():\n    yield [tf.random.truncated_normal(shape=(1, 8), stddev=0.5, dtype=tf.int8)]\n"
             "converter.representative_dataset = gen\n",
@@ -225,7 +247,22 @@ class InvalidDtypeCall(SourceRule):
     def finish(self) -> None:
         for fn, call, d, error, instead in self.bad:
             msg = f"`{self.code_for(call.func)}(..., dtype={self.code_for(d.value)})` raises {error}"
-            if fn is not None and (fn in self.rep_functions or "representative" in fn.lower()) and d.keyword is not None:
+            calibration = fn is not None and (fn in self.rep_functions or "representative" in fn.lower())
+            which = self._which(call)
+            float_dtype = dtype_name(d.value, self.names) in FLOATS
+            if which is not None and not TABLE[which].takes_dtype and d.keyword is not None and (calibration or float_dtype):
+                # the dtype moves into a cast of the draw (calibration data: float32)
+                if calibration and dtype_name(d.value, self.names) != "float32":
+                    np_, imports = self.spelling("numpy", "np")
+                    dtype, note = cst.parse_expression(f"{np_}.float32"), "float32: calibration data is float32"
+                else:
+                    dtype, imports, note = d.value, [], "the draw is float64"
+                new = cst.Call(func=cst.Attribute(value=_without(call, d), attr=cst.Name("astype")), args=[cst.Arg(dtype)])
+                self.report(
+                    call, msg, fix=f"Cast the draw: `.astype({self.code_for(dtype)})` ({note})",
+                    applicability=Applicability.UNSAFE, edits=[Replace(call, new), *imports],
+                )
+            elif calibration and d.keyword is not None:
                 self.report(
                     call, msg, fix="Remove `dtype`: calibration data is float32 (the converter quantizes it)",
                     applicability=Applicability.UNSAFE, edits=[Replace(call, _without(call, d))],

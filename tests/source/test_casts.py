@@ -38,6 +38,8 @@ def _draw(canon: str, dtype: str, maxval: bool):
         if dtype == "bfloat16":
             return None  # NumPy has no bfloat16
         return getattr(np.random.default_rng(0), canon.rsplit(".", 1)[-1])((1, 4), dtype=np.dtype(dtype))
+    if canon.startswith("numpy.random."):  # the legacy draws: no dtype argument at all
+        return getattr(np.random, canon.rsplit(".", 1)[-1])(2, dtype=np.dtype(dtype))
     if canon.startswith("keras."):
         return getattr(keras.random, canon.rsplit(".", 1)[-1])((1, 4), dtype=dtype, **kw)
     fn = getattr(tf.random, canon.rsplit(".", 1)[-1])
@@ -130,18 +132,28 @@ def _assert_fails_then_fixed(script: Path, error: str, *qfix_args: str, io: str 
     return script.read_text()
 
 
-def test_qf105_integer_normal_draw_in_the_generator(tmp_path):
-    """`tf.random.normal(..., dtype=tf.uint8)` in the representative dataset: TypeError;
-    fixed by drawing float32."""
-    script = _script(tmp_path, MODEL + """\
+QF105_DRAWS = {  # the draw in the generator, what it raises, what the fix makes of it
+    "tf-normal-uint8": ("tf.random.normal((1, 4, 4, 1), dtype=tf.uint8)", "Cannot convert 0.0 to EagerTensor of dtype uint8",
+                        "tf.random.normal((1, 4, 4, 1))"),
+    "np-rand-float32": ("np.random.rand(1, 4, 4, 1, dtype=np.float32)", "rand() got an unexpected keyword argument 'dtype'",
+                        "np.random.rand(1, 4, 4, 1).astype(np.float32)"),
+}
+
+
+@pytest.mark.parametrize("name", list(QF105_DRAWS))
+def test_qf105_draw_in_the_generator(tmp_path, name):
+    """A draw asked for a dtype it cannot produce, in the representative dataset: the script
+    raises; fixed, the generator yields float32 and the conversion succeeds."""
+    draw, error, fixed = QF105_DRAWS[name]
+    script = _script(tmp_path, "import numpy as np\n" + MODEL + f"""\
 
 def representative_dataset():
     for _ in range(4):
-        yield [tf.random.normal((1, 4, 4, 1), dtype=tf.uint8)]
+        yield [{draw}]
 
 """ + CONVERT)
-    text = _assert_fails_then_fixed(script, "Cannot convert 0.0 to EagerTensor of dtype uint8", "--select", "QF105")
-    assert "yield [tf.random.normal((1, 4, 4, 1))]" in text
+    text = _assert_fails_then_fixed(script, error, "--select", "QF105")
+    assert f"yield [{fixed}]" in text
 
 
 def test_qf104_cast_in_the_generator(tmp_path):
