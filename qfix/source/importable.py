@@ -7,15 +7,16 @@ defines) into the code to write, the `import` to add, or the reason it cannot be
 
 Nothing is imported to find out: a module is looked for as a file beside the script
 (`python script.py` puts the script's folder first on `sys.path`) and among the installed
-top-level packages (`importlib.util.find_spec` of a top-level name reads no code), and the
+top-level packages (`PathFinder.find_spec` of a top-level name reads no code), and the
 object as a definition in the module's text.
 """
 
 from __future__ import annotations
 
 import builtins
-import importlib.util
+import importlib.machinery
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +77,13 @@ def _module_file(mod: str, folder: Path) -> Path | None:
     found = _under(folder, parts)
     if found is not None:
         return found
+    # installed: sys.path without qfix's own working folder (`python -m qfix` puts it there;
+    # the script will not have it), searched by file: nothing is imported
+    cwd = Path.cwd().resolve()
+    search = [p for p in sys.path if p and Path(p).resolve() != cwd]
     try:
-        spec = importlib.util.find_spec(parts[0])  # a top-level name: finds, runs nothing
-    except (ImportError, ValueError):
+        spec = importlib.machinery.PathFinder.find_spec(parts[0], search)
+    except (ImportError, ValueError, OSError):
         return None
     if spec is None:
         return None
