@@ -2,21 +2,32 @@
 
 ## What it does
 Flags "quantization" done with a plain cast - `tf.cast(x, tf.uint8)`, `keras.ops.cast(x,
-"int8")`, `x.astype(np.int8)` - where `x` is float data: on a model's output (the converter
-should own the I/O type), inside the representative-dataset generator (calibration data
-must be float), on data fed to an integer interpreter with `set_tensor`, or on a value
-that was just divided (`x / 255.0` cast to uint8 is all zeros).
+"int8")`, `x.astype(np.int8)`, `np.uint8(x)`, `np.array(x, dtype=np.uint8)` - of float data:
+on a model's output (the converter should own the I/O type), inside the
+representative-dataset generator (calibration data must be float), on data fed to an integer
+interpreter with `set_tensor` (directly or through a name), and wherever the operand is
+known to hold float data. Float-ness is followed through the names a function (or the
+module) binds: random draws (`tf.random.normal`, `np.random.rand`, `rng.standard_normal`,
+...), float literals, `np.zeros` / `np.ones` with a float or default dtype, casts to float, a
+model's output (`model(x)`, `model.predict(x)`, a layer call), any true division, and the
+arithmetic, subscripts and elementwise functions applied to them. A cast of values known to
+lie across the integer range already (`(np.random.rand(8) * 255).astype(np.uint8)`: random
+pixels) or of a value that applies a scale (`x / scale + zero_point`) is not flagged.
 
 ## Why is this bad?
-A cast truncates towards zero and forgets the scale: 0.73 becomes 0, 200.0 as int8
-overflows. A quantized tensor means `real = scale * (q - zero_point)`; only the converter
-(for the model) or the input tensor's `quantization` parameters (for data) know scale and
-zero point. The model runs and answers garbage.
+A cast truncates towards zero and forgets the scale: 0.73 becomes 0, a value in [0, 1)
+becomes 0, -3.2 as uint8 wraps to 253, 200.0 as int8 overflows. A quantized tensor means
+`real = scale * (q - zero_point)`; only the converter (for the model) or the input tensor's
+`quantization` parameters (for data) know scale and zero point. The model runs and answers
+garbage.
 
 ## Example
 ```python
 outputs = tf.cast(tf.keras.layers.Dense(10)(x), tf.uint8)
 model = tf.keras.Model(inputs, outputs)
+
+x = tf.random.normal((1, 10))
+q = tf.cast(x * 255.0, tf.uint8)  # negative values wrap, the rest loses its scale
 ```
 
 ## Use instead
@@ -24,12 +35,16 @@ model = tf.keras.Model(inputs, outputs)
 outputs = tf.keras.layers.Dense(10)(x)
 model = tf.keras.Model(inputs, outputs)
 converter.inference_output_type = tf.uint8  # the converter quantizes with the right scale
+
+scale, zero_point = input_details[0]["quantization"]
+q = np.clip(np.round(x / scale + zero_point), 0, 255).astype(np.uint8)
 ```
 
 ## Fix safety
 Unsafe where the cast is removed (model output, representative dataset): it changes the
-model's interface or the calibration data. Display-only for data fed to an interpreter:
-the fix is `round(x / scale + zero_point)` with the input tensor's parameters.
+model's interface or the calibration data. Display-only elsewhere: the fix is
+`round(x / scale + zero_point)` with the input tensor's parameters, which only the converted
+model knows.
 
 ## Targets
 Every target: the rule reads no property of the target's profile (a cast is never a
@@ -42,34 +57,43 @@ from typing import Any
 
 import libcst as cst
 
+from qfix.source.float_values import CASTS, DIVISION, FloatValue, FloatValues
 from qfix.source.names import last_name
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
-from qfix.source.util import arg, iter_nodes, string_value
+from qfix.source.util import arg, dtype_name, iter_nodes
 from qfix.types import Applicability
 
-CASTS = {"tensorflow.cast", "keras.ops.cast", "keras.backend.cast", "tensorflow.saturate_cast"}
-Q_DTYPES = {"int8", "uint8"}
+Q_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
 MODELS = {"keras.Model", "keras.models.Model"}
-_INTERESTING = {"cast", "saturate_cast", "astype", "set_tensor", "Model", "RepresentativeDataset"}
+ARRAYS = {"numpy.array", "numpy.asarray"}
+_INTERESTING = {"cast", "saturate_cast", "astype", "set_tensor", "Model", "RepresentativeDataset", "int8", "uint8", "array", "asarray"}
 SCALE_TEMPLATE = (
     'scale, zero_point = input_details[0]["quantization"]\n'
     "x_q = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)  # 0..255 for uint8"
 )
+_NO_SCALE = "a cast keeps no scale or zero point (real = scale * (q - zero_point)), so the integers are not quantized data"
 
 
-class CastAsQuantization(SourceRule):
+class CastAsQuantization(FloatValues, SourceRule):
     """Source side of QF104 cast-as-quantization; documented once, in the module docstring
     (`qfix rule QF104`)."""
 
     code = "QF104"
     name = "cast-as-quantization"
-    TRIGGERS = ("cast", "astype")
+    TRIGGERS = ("cast", "astype", "int8")
 
     VALID = [
         Valid("import tensorflow as tf\nimg = tf.cast(img * 255.0, tf.uint8)\n"),
         Valid("import tensorflow as tf\nx = tf.cast(x, tf.float32) / 255.0\n"),
         Valid("import numpy as np\nlabels = labels.astype(np.int64)\n"),
         Valid("import tensorflow as tf\ndef representative_dataset():\n    for x in data:\n        yield [tf.cast(x, tf.float32)]\n"),
+        Valid("import numpy as np\nx = np.random.rand(1, 8, 8, 3) * 255\nimg = x.astype(np.uint8)\n"),  # random pixels
+        Valid(  # the parameter hides the module's float `x`
+            "import tensorflow as tf\nx = tf.random.normal((4,))\ndef to_bytes(x):\n    return tf.cast(x, tf.uint8)\n"
+        ),
+        Valid("import tensorflow as tf\nx = tf.random.normal((4,))\nx = tf.cast(x, tf.int32)\ny = tf.cast(x, tf.uint8)\n"),
+        Valid("import numpy as np\nx = np.random.randn(4)\nq = np.round(x / scale + zero_point).astype(np.int8)\n"),
+        Valid("import numpy as np\nz = np.zeros((1, 4)).astype(np.uint8)\n"),
     ]
     INVALID = [
         Invalid(
@@ -88,53 +112,89 @@ class CastAsQuantization(SourceRule):
             message="scale",
         ),
         Invalid("import tensorflow as tf\nq = tf.cast(x / 255.0, 'uint8')\n", applicability=Applicability.DISPLAY_ONLY),
+        # issue 11 kind 4: the float comes from a name bound to a float-producing call
+        Invalid(
+            "import tensorflow as tf\nx = tf.random.normal((1, 10))\nq = tf.cast(x, tf.uint8)\n",
+            applicability=Applicability.DISPLAY_ONLY, message="scale or zero point", count=1,
+        ),
+        Invalid("import tensorflow as tf\nx = tf.random.normal((1, 10))\nq = tf.cast(x * 255.0, tf.uint8)\n", message="wrap"),
+        Invalid("import numpy as np\nx = np.random.rand(1, 8, 8, 3)\nq = x.astype(np.uint8)\n", message="truncate to 0 or 1"),
+        Invalid("import numpy as np\nrng = np.random.default_rng(0)\nq = np.int8(rng.standard_normal((1, 4)))\n"),
+        Invalid("import numpy as np\nx = 0.75\nq = np.array(x, dtype=np.uint8)\n", message="a float literal"),
+        Invalid(
+            "import keras\nmodel = keras.models.load_model(path)\ny = model.predict(x)\nlabels = keras.ops.cast(y, 'uint8')\n",
+            message="model.predict",
+        ),
+        Invalid(
+            "import keras\nimport tensorflow as tf\ndef sample():\n    x = keras.random.normal((4,))\n    x *= 0.5\n    return tf.saturate_cast(x, tf.int8)\n",
+        ),
+        Invalid(  # through a name, in the generator
+            "import tensorflow as tf\ndef representative_dataset():\n    x = tf.random.normal((1, 4))\n    q = tf.cast(x, tf.uint8)\n    yield [q]\n",
+            expected="import tensorflow as tf\ndef representative_dataset():\n    x = tf.random.normal((1, 4))\n    q = x\n    yield [q]\n",
+            applicability=Applicability.UNSAFE,
+        ),
+        Invalid(  # through a name, to the interpreter
+            "import numpy as np\nq = frame.astype(np.int8)\ninterpreter.set_tensor(i, q)\n",
+            applicability=Applicability.DISPLAY_ONLY, message="integer interpreter",
+        ),
     ]
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
-        self.casts: list[tuple[Any, cst.Call, cst.BaseExpression]] = []  # (function, call, operand)
-        self.cast_names: dict[str, tuple[cst.Call, cst.BaseExpression]] = {}
+        # (function name, cast call, operand, dtype, what the operand is known to hold)
+        self.casts: list[tuple[str | None, cst.Call, cst.BaseExpression, str, FloatValue | None]] = []
+        self.cast_names: dict[tuple[Any, str], tuple[cst.Call, cst.BaseExpression]] = {}
         self.rep_functions: set[str] = set()
-        self.model_outputs: list[cst.BaseExpression] = []
-        self.set_tensor_args: set[int] = set()
+        self.model_outputs: list[tuple[Any, cst.BaseExpression]] = []
+        self.set_tensor_casts: set[int] = set()
         self.done: set[int] = set()
 
-    def _int_dtype(self, node: cst.BaseExpression | None) -> bool:
-        if node is None:
-            return False
-        s = string_value(node)
-        if s is None:
-            c = self.names.canon(node) or ""
-            s = c.rsplit(".", 1)[-1] if c.startswith(("tensorflow.", "numpy.")) else None
-        return s in Q_DTYPES
+    def _q_dtype(self, node: cst.BaseExpression | None) -> str | None:
+        d = dtype_name(node, self.names)
+        return d if d in Q_RANGES else None
 
-    def _cast(self, node: cst.BaseExpression) -> cst.BaseExpression | None:
-        """The operand if `node` is a cast to int8/uint8."""
-        if not isinstance(node, cst.Call):
+    def _cast(self, node: cst.BaseExpression) -> tuple[cst.BaseExpression, str] | None:
+        """(operand, dtype) if `node` converts a value to int8/uint8."""
+        if not isinstance(node, cst.Call) or last_name(node.func) not in _INTERESTING:
             return None
+        d = None
         if isinstance(node.func, cst.Attribute) and node.func.attr.value == "astype":
-            d = arg(node, 0, "dtype")
-            return node.func.value if d is not None and self._int_dtype(d.value) else None
-        if self.names.canon(node.func) in CASTS:
-            x, d = arg(node, 0, "x"), arg(node, 1, "dtype")
-            if x is not None and d is not None and self._int_dtype(d.value):
-                return x.value
-        return None
+            a = arg(node, 0, "dtype")
+            d = self._q_dtype(a.value) if a is not None else None
+            return (node.func.value, d) if d else None
+        c = self.names.canon(node.func)
+        if c in CASTS:
+            x, a = arg(node, 0, "x"), arg(node, 1, "dtype")
+            d = self._q_dtype(a.value) if a is not None else None
+        elif c in ("numpy.uint8", "numpy.int8") and len(node.args) == 1:
+            x, d = node.args[0], c.rsplit(".", 1)[-1]
+        elif c in ARRAYS:
+            x, a = arg(node, 0, "object" if c == "numpy.array" else "a"), arg(node, 1, "dtype")
+            d = self._q_dtype(a.value) if a is not None else None
+        else:
+            return None
+        return (x.value, d) if x is not None and d else None
+
+    def _scope(self) -> Any:
+        return id(self.ctx.scope) if self.ctx.scope is not None else None
 
     def visit_Call(self, node: cst.Call) -> None:
         if last_name(node.func) not in _INTERESTING:
             return
-        operand = self._cast(node)
-        if operand is not None:
+        cast = self._cast(node)
+        if cast is not None:
             fn = self.ctx.scope.name.value if self.ctx.scope is not None else None
-            self.casts.append((fn, node, operand))
+            # judged now: the names the operand uses may be rebound further down
+            self.casts.append((fn, node, cast[0], cast[1], self.float_value(cast[0])))
             return
         if isinstance(node.func, cst.Attribute) and node.func.attr.value == "set_tensor" and len(node.args) >= 2:
-            self.set_tensor_args.add(id(node.args[1].value))
+            v = node.args[1].value
+            hit = self.cast_names.get((self._scope(), v.value)) if isinstance(v, cst.Name) else None
+            self.set_tensor_casts.add(id(hit[0]) if hit else id(v))
         elif self.names.canon(node.func) in MODELS:
             o = arg(node, 1, "outputs")
             if o is not None:
-                self.model_outputs.append(o.value)
+                self.model_outputs.append((self._scope(), o.value))
         elif self.names.canon(node.func) == "tensorflow.lite.RepresentativeDataset" and node.args:
             v = node.args[0].value
             if isinstance(v, cst.Name):
@@ -144,9 +204,9 @@ class CastAsQuantization(SourceRule):
         for t in node.targets:
             tgt = t.target
             if isinstance(tgt, cst.Name):
-                op = self._cast(node.value) if isinstance(node.value, cst.Call) and last_name(node.value.func) in _INTERESTING else None
-                if op is not None:
-                    self.cast_names[tgt.value] = (node.value, op)  # type: ignore[assignment]
+                cast = self._cast(node.value)
+                if cast is not None:
+                    self.cast_names[(self._scope(), tgt.value)] = (node.value, cast[0])  # type: ignore[assignment]
             elif isinstance(tgt, cst.Attribute) and tgt.attr.value == "representative_dataset" and isinstance(node.value, cst.Name):
                 self.rep_functions.add(node.value.value)
 
@@ -155,21 +215,21 @@ class CastAsQuantization(SourceRule):
         self.report(call, msg, fix=fix, applicability=Applicability.UNSAFE, edits=[Replace(call, operand)])
 
     def finish(self) -> None:
-        for out in self.model_outputs:
+        for scope, out in self.model_outputs:
             items = [e.value for e in out.elements] if isinstance(out, (cst.List, cst.Tuple)) else [out]
             for item in items:
                 hit = None
-                if isinstance(item, cst.Name) and item.value in self.cast_names:
-                    hit = self.cast_names[item.value]
-                elif (op := self._cast(item)) is not None:
-                    hit = (item, op)
+                if isinstance(item, cst.Name) and (scope, item.value) in self.cast_names:
+                    hit = self.cast_names[(scope, item.value)]
+                elif (cast := self._cast(item)) is not None:
+                    hit = (item, cast[0])
                 if hit and id(hit[0]) not in self.done:
                     self._remove(
                         hit[0], hit[1],  # type: ignore[arg-type]
                         "Model output cast to an integer type: a cast truncates and loses the scale; let the converter quantize the output",
                         "Remove the cast and set `converter.inference_output_type` instead",
                     )
-        for fn, call, operand in self.casts:
+        for fn, call, operand, dtype, value in self.casts:
             if id(call) in self.done:
                 continue
             if fn is not None and (fn in self.rep_functions or "representative" in fn.lower()):
@@ -178,17 +238,48 @@ class CastAsQuantization(SourceRule):
                     "Representative-dataset data cast to an integer type: calibration data must be float, in the range the model sees in training",
                     "Remove the cast (the converter quantizes)",
                 )
-            elif id(call) in self.set_tensor_args:
+            elif id(call) in self.set_tensor_casts or id(operand) in self.set_tensor_casts:
                 self.done.add(id(call))
                 self.report(
                     call,
                     "Float data cast to an integer type for an integer interpreter: quantize with the input's scale and zero point instead",
                     fix=SCALE_TEMPLATE, applicability=Applicability.DISPLAY_ONLY,
                 )
-            elif any(isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Divide) for n in iter_nodes(operand)):
-                self.done.add(id(call))
-                self.report(
-                    call,
-                    "Cast of divided (float) data to an integer type truncates it (e.g. x / 255.0 -> 0): use round(x / scale + zero_point)",
-                    fix=SCALE_TEMPLATE, applicability=Applicability.DISPLAY_ONLY,
-                )
+            elif value is not None and not self._scaled(operand):
+                loss = self._loss(value, dtype)
+                if loss is not None:
+                    self.done.add(id(call))
+                    self.report(
+                        call,
+                        f"Float data ({value.source}) cast to {dtype} with `{self._spelled(call)}`: {loss}; {_NO_SCALE}",
+                        fix=SCALE_TEMPLATE, applicability=Applicability.DISPLAY_ONLY,
+                    )
+
+    @staticmethod
+    def _loss(value: FloatValue, dtype: str) -> str | None:
+        """What the cast destroys, or None for data already spread over the integer range
+        (`np.random.rand(8) * 255` cast to uint8: random pixels, not a quantization)."""
+        lo, hi = Q_RANGES[dtype]
+        if value.bounded():
+            a, b = value.low, value.high
+            if a == b and float(a).is_integer() and lo <= a <= hi:  # type: ignore[arg-type, operator]
+                return None  # np.zeros(...): exact
+            if b - a < 2:  # type: ignore[operator]
+                ints = sorted({int(a), int(b)})  # type: ignore[arg-type]
+                return f"its values, in [{a:g}, {b:g}], truncate to {' or '.join(map(str, ints))}"
+            if a < lo or b > hi + 1:  # type: ignore[operator]
+                return f"its values in [{a:g}, {b:g}] do not fit {dtype}'s [{lo}, {hi}] and wrap around"
+            return None
+        if value.source == DIVISION:
+            return "a quotient such as x / 255.0 lies in [0, 1] and truncates to 0 or 1"
+        return f"fractions truncate toward zero and values outside [{lo}, {hi}] wrap around"
+
+    def _spelled(self, call: cst.Call) -> str:
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value == "astype":
+            return ".astype"
+        return self.code_for(call.func)
+
+    @staticmethod
+    def _scaled(operand: cst.BaseExpression) -> bool:
+        """The operand already applies a quantization scale (`x / scale + zero_point`)."""
+        return any(isinstance(n, cst.Name) and ("scale" in n.value.lower() or n.value.lower() in ("zero_point", "zp")) for n in iter_nodes(operand))

@@ -32,9 +32,13 @@ tflite = converter.convert()
 
 ## Fix safety
 Display-only by default: qfix cannot know which data is representative. When
-`[tool.qfix] representative-dataset = "<expression>"` names the calibration generator, the
-fix inserts `converter.representative_dataset = <expression>`; it is unsafe because it
-changes the produced model from dynamic-range to full-integer (different numbers).
+`[tool.qfix] representative-dataset = "module.generator"` (or `"module:generator"`) names the
+calibration generator, the fix inserts `converter.representative_dataset = module.generator`
+and `import module` (unless the file already imports it; a bare name must be defined in the
+file before the converter). When the module is neither beside the script nor installed, does
+not define the generator, or the bare name is not defined, the fix stays display-only and
+says why: the inserted line would end the script with NameError or ImportError. It is unsafe
+because it changes the produced model from dynamic-range to full-integer (different numbers).
 
 ## Targets
 A target that needs a fully integer model (its profile allows only integer activation
@@ -43,10 +47,9 @@ dtypes); without a target, any converter that itself requests integer ops or I/O
 
 from __future__ import annotations
 
-import libcst as cst
-
 from qfix.source.converter import ConverterAnalysis
-from qfix.source.rule import InsertStatements, Invalid, SourceRule, Valid, statements
+from qfix.source.importable import reference
+from qfix.source.rule import AddImport, InsertStatements, Invalid, SourceRule, Valid, statements
 from qfix.types import Applicability
 
 _TEMPLATE = (
@@ -94,12 +97,39 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\ntflite = converter.convert()\n",
             message="representative_dataset",
         ),
-        Invalid(
+        Invalid(  # the inserted name is imported: `calib` would be a NameError
             _BASE + "tflite = converter.convert()\n",
             target="int8",
-            options={"representative_dataset": "data.calibration_gen"},
-            expected=_BASE + "converter.representative_dataset = data.calibration_gen\ntflite = converter.convert()\n",
+            options={"representative_dataset": "calib.representative_dataset"},
+            expected=_BASE.replace("tf\n", "tf\nimport calib\n\n", 1)
+            + "converter.representative_dataset = calib.representative_dataset\ntflite = converter.convert()\n",
             applicability=Applicability.UNSAFE,
+        ),
+        Invalid(  # `package.module:object`, as --calibration spells it
+            _BASE + "tflite = converter.convert()\n",
+            target="edgetpu",
+            options={"representative_dataset": "tools.data:calibration_gen"},
+            expected=_BASE.replace("tf\n", "tf\nimport tools.data\n\n", 1)
+            + "converter.representative_dataset = tools.data.calibration_gen\ntflite = converter.convert()\n",
+        ),
+        Invalid(  # already imported under another name: that name, no new import
+            "from calib import representative_dataset as rep\n" + _BASE + "tflite = converter.convert()\n",
+            target="int8",
+            options={"representative_dataset": "calib.representative_dataset"},
+            expected="from calib import representative_dataset as rep\n" + _BASE
+            + "converter.representative_dataset = rep\ntflite = converter.convert()\n",
+        ),
+        Invalid(  # a bare name the file defines before the converter
+            "def gen():\n    yield [x]\n" + _BASE + "tflite = converter.convert()\n",
+            target="int8",
+            options={"representative_dataset": "gen"},
+            expected="def gen():\n    yield [x]\n" + _BASE + "converter.representative_dataset = gen\ntflite = converter.convert()\n",
+        ),
+        Invalid(  # a bare name nothing defines: inserting it would be a NameError
+            _BASE + "tflite = converter.convert()\n",
+            target="int8",
+            options={"representative_dataset": "representative_dataset"},
+            applicability=Applicability.DISPLAY_ONLY,
         ),
         Invalid(
             "import tensorflow as tf\n\ndef export(model):\n    conv = tf.lite.TFLiteConverter.from_keras_model(model)\n    return conv.convert()\n",
@@ -135,16 +165,20 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
                 )
             data = self.ctx.options.get("representative_dataset")
             if data:
-                try:
-                    stmts = statements(f"{b.var}.representative_dataset = {data}\n")
-                except cst.ParserSyntaxError:
-                    stmts = ()
-                if stmts:
+                ref = reference(data, self.names, self.ctx.module, self.ctx.path, before=opt.stmt)
+                line = f"{b.var}.representative_dataset = {ref.code}"
+                if ref.problem is None:
+                    imports = [AddImport(ref.module)] if ref.module else []
                     self.report(
-                        opt.node, msg, fix=f"Set `{b.var}.representative_dataset = {data}`",
-                        applicability=Applicability.UNSAFE, edits=[InsertStatements(opt.stmt, stmts)],
+                        opt.node, msg, fix=f"Set `{line}`" + (f" (and `import {ref.module}`)" if ref.module else ""),
+                        applicability=Applicability.UNSAFE, edits=[InsertStatements(opt.stmt, statements(line + "\n")), *imports],
                     )
-                    continue
+                else:
+                    self.report(
+                        opt.node, msg, fix=f"Set `{line}`; qfix does not insert it: {ref.problem}",
+                        applicability=Applicability.DISPLAY_ONLY,
+                    )
+                continue
             self.report(
                 opt.node, msg,
                 fix="Add a representative dataset (or name one in [tool.qfix] representative-dataset):\n" + _TEMPLATE.replace("converter", b.var),

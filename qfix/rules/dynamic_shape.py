@@ -46,7 +46,7 @@ import libcst as cst
 
 from qfix.source.names import last_name
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
-from qfix.source.util import arg
+from qfix.source.util import append_arg, arg
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
@@ -111,11 +111,7 @@ class DynamicShape(SourceRule):
             if bs is None or (isinstance(bs.value, cst.Name) and bs.value.value == "None" and bs.keyword is not None):
                 new_arg = cst.Arg(keyword=cst.Name("batch_size"), value=cst.Integer("1"), equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")))
                 if bs is None:
-                    args = list(node.args)
-                    if args:
-                        args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
-                    new = node.with_changes(args=[*args, new_arg])
-                    edit = Replace(node, new)
+                    edit = Replace(node, append_arg(node, new_arg))
                 else:
                     edit = Replace(bs.value, cst.Integer("1"))
                 self.report(

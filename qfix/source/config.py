@@ -2,8 +2,9 @@
 
 Keys (kebab or snake case): `select`, `ignore`, `target`, `unsafe-fixes`, `exclude`,
 `extend-exclude` (glob patterns matched against paths relative to the config's folder and
-against file names), `representative-dataset` (a Python expression naming the calibration
-generator; lets QF401 insert `converter.representative_dataset = <expr>`).
+against file names), `representative-dataset` (the calibration generator: `module.object`,
+`module:object`, or a name the file defines; lets QF401 insert
+`converter.representative_dataset = module.object` with `import module`).
 """
 
 from __future__ import annotations

@@ -198,6 +198,12 @@ class SourceRule:
         local = self.names.local_for(qualified_module)
         if local is not None:
             return local, []
+        taken = self.names.aliases.get(default_local)
+        head = qualified_module.split(".")[0]
+        if taken is not None and taken != qualified_module and head not in self.names.aliases:
+            # `import tensorflow.compat.v1 as tf`: a second `import tensorflow as tf` would
+            # rebind `tf` for the whole file; import the module under its own name instead
+            return qualified_module, [AddImport(qualified_module)]
         if default_local == qualified_module:
             return default_local, [AddImport(qualified_module)]
         return default_local, [AddImport(qualified_module, asname=default_local)]

@@ -118,3 +118,66 @@ def iter_nodes(node: cst.CSTNode):
                 kids.extend(c for c in v if isinstance(c, CN))
         kids.reverse()
         stack.extend(kids)
+
+
+def append_arg(call: cst.Call, new: cst.Arg) -> cst.Call:
+    """`call` with `new` appended as its last argument, laid out as the call already is.
+
+    A call whose closing parenthesis sits on its own line gets the argument on a new line,
+    indented like the argument before it; a trailing comma, comments after the last argument
+    and comment lines before `)` stay where they were. A call on one line gets `, new`.
+    The whitespace a comma carries is moved, never duplicated: no line ends in a space.
+    """
+    args = list(call.args)
+    new = new.with_changes(comma=cst.MaybeSentinel.DEFAULT, whitespace_after_arg=cst.SimpleWhitespace(""))
+    if not args:
+        return call.with_changes(args=[new])
+    last = args[-1]
+    trailing_comma = isinstance(last.comma, cst.Comma)
+    # the whitespace between the last argument and `)` (after its comma when there is one)
+    closing = last.comma.whitespace_after if trailing_comma else last.whitespace_after_arg  # type: ignore[union-attr]
+    before_last = args[-2].comma.whitespace_after if len(args) > 1 and isinstance(args[-2].comma, cst.Comma) else call.whitespace_before_args
+    if isinstance(closing, cst.ParenthesizedWhitespace):
+        if isinstance(before_last, cst.ParenthesizedWhitespace):
+            indent, last_line = before_last.indent, before_last.last_line
+        else:  # `f(a  # note\n)`: one level deeper than the closing parenthesis
+            indent, last_line = closing.indent, cst.SimpleWhitespace(closing.last_line.value + "    ")
+        between = closing.with_changes(indent=indent, last_line=last_line)
+        end = cst.ParenthesizedWhitespace(indent=closing.indent, last_line=closing.last_line)
+    else:
+        between, end = cst.SimpleWhitespace(" "), closing
+    old_comma = last.comma if trailing_comma else cst.Comma()
+    args[-1] = last.with_changes(
+        comma=old_comma.with_changes(whitespace_after=between),  # type: ignore[union-attr]
+        whitespace_after_arg=cst.SimpleWhitespace("") if not trailing_comma else last.whitespace_after_arg,
+    )
+    if trailing_comma:  # keep the style: the new last argument has the trailing comma
+        new = new.with_changes(comma=cst.Comma(whitespace_after=end))
+    else:
+        new = new.with_changes(whitespace_after_arg=end)
+    return call.with_changes(args=[*args, new])
+
+
+_DTYPE_WORDS = {"float": "float64", "int": "int64", "bool": "bool", "complex": "complex128"}
+DTYPES = frozenset(
+    {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+     "float16", "bfloat16", "float32", "float64", "half", "float", "double", "bool"}
+)
+
+
+def dtype_name(node: cst.BaseExpression | None, names: Any) -> str | None:
+    """The dtype a `dtype=` argument names: `tf.uint8`, `np.uint8`, `tf.dtypes.uint8`,
+    `"uint8"`, `np.float32`, the builtins `float` / `int` (NumPy's float64 / int64). None when
+    it is not a literal dtype (a variable, `x.dtype`)."""
+    if node is None:
+        return None
+    s = string_value(node)
+    if s is not None:
+        return s if s in DTYPES else None
+    if isinstance(node, cst.Name) and node.value in _DTYPE_WORDS and node.value not in names.aliases:
+        return _DTYPE_WORDS[node.value]
+    c = names.canon(node) or ""
+    if c.startswith(("tensorflow.", "numpy.")):
+        last = c.rsplit(".", 1)[-1]
+        return {"half": "float16", "double": "float64", "single": "float32"}.get(last, last) if last in DTYPES | {"single"} else None
+    return None

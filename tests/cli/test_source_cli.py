@@ -180,12 +180,14 @@ def test_pyproject_config(tmp_path: Path, monkeypatch):
         "import tensorflow as tf\nc = tf.lite.TFLiteConverter.from_keras_model(m)\n"
         "c.optimizations = [tf.lite.Optimize.DEFAULT]\nx = tf.keras.layers.Lambda(lambda t: t * 2.0)(i)\n"
     )
+    (tmp_path / "calib.py").write_text("def gen():\n    yield []\n")  # the module the setting names
     cfg = load_config([tmp_path])
     assert cfg.target == "edgetpu" and cfg.ignore == ["QF202"] and cfg.representative_dataset == "calib.gen"
     monkeypatch.chdir(tmp_path)
     code, out = call([tmp_path], unsafe_fixes=True)
     assert "QF401" in out and "QF202" not in out and "legacy" not in out
     assert "+c.representative_dataset = calib.gen" in out
+    assert "+import calib" in out  # the inserted name resolves
 
 
 def test_bad_pyproject_is_exit_2(tmp_path: Path):

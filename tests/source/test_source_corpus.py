@@ -1,8 +1,9 @@
 """Run every source rule (with all fixes, unsafe included) over real code nobody here wrote:
 the installed sources of tensorflow_model_optimization, tf_keras and keras.
 
-Zero crashes, every fixed output re-parses, a second run changes nothing. Slow (minutes):
-marked `slow`. `QFIX_CORPUS_LIMIT=N` samples N files evenly for a quicker run.
+Zero crashes, every fixed output re-parses, a second run changes nothing, no fix adds a line
+ending in whitespace. Slow (minutes): marked `slow`. `QFIX_CORPUS_LIMIT=N` samples N files
+evenly for a quicker run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ pytestmark = pytest.mark.slow
 TARGETS = (None, "edgetpu")
 
 
+def _trailing_whitespace(code: str) -> int:
+    return sum(line != line.rstrip() for line in code.splitlines())
+
+
 def _check(args: tuple[str, str | None]) -> dict:
     path, target = args
     job = Job(source_rules(), target=target, fix=True, unsafe_fixes=True, include_generated=True)
@@ -35,6 +40,7 @@ def _check(args: tuple[str, str | None]) -> dict:
         "reparse": None,
         "idempotent": True,
         "changed": res.new_code is not None,
+        "new_trailing_whitespace": 0,
     }
     if res.new_code is not None:
         try:
@@ -43,6 +49,9 @@ def _check(args: tuple[str, str | None]) -> dict:
             out["reparse"] = str(exc)
         again = fix_source(res.new_code, rules=source_rules(), path=path, target=target, unsafe_fixes=True)
         out["idempotent"] = again.code == res.new_code
+        with open(path, encoding="utf-8") as f:
+            before = _trailing_whitespace(f.read())
+        out["new_trailing_whitespace"] = max(0, _trailing_whitespace(res.new_code) - before)
     return out
 
 
@@ -67,6 +76,7 @@ def test_corpus(corpus: list[str], target: str | None):
     unparsable = [(r["path"], r["reparse"]) for r in results if r["reparse"]]
     not_idempotent = [r["path"] for r in results if not r["idempotent"]]
     parse_errors = [r["path"] for r in results if "QF915" in r["codes"]]
+    messy = [(r["path"], r["new_trailing_whitespace"]) for r in results if r["new_trailing_whitespace"]]
     findings = sum(len(r["codes"]) for r in results)
     from collections import Counter
 
@@ -76,3 +86,4 @@ def test_corpus(corpus: list[str], target: str | None):
     assert unparsable == []
     assert not_idempotent == []
     assert parse_errors == []
+    assert messy == []  # (path, lines a fix left ending in whitespace)
