@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import libcst as cst
 
+from qfix.source.flavour import FileFlavours
 from qfix.source.names import Names
 from qfix.types import Applicability, Fix, Location, Severity, Violation
 
@@ -123,10 +124,18 @@ class FileContext:
     target: "Profile | None"
     options: dict[str, Any] = field(default_factory=dict)
     function_stack: list[cst.FunctionDef] = field(default_factory=list)
+    _flavours: FileFlavours | None = None
 
     @property
     def scope(self) -> cst.FunctionDef | None:
         return self.function_stack[-1] if self.function_stack else None
+
+    @property
+    def flavours(self) -> FileFlavours:
+        """Which Keras each spelling of this file is (`qfix.source.flavour`), read on first use."""
+        if self._flavours is None:
+            self._flavours = FileFlavours(self.module)
+        return self._flavours
 
 
 @dataclass
