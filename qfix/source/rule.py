@@ -21,6 +21,7 @@ import libcst as cst
 
 from qfix.source.flavour import FileFlavours
 from qfix.source.names import Names
+from qfix.source.util import iter_nodes
 from qfix.types import Applicability, Fix, Location, Severity, Violation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,6 +112,76 @@ class Invalid:
 
 
 # --------------------------------------------------------------------------------------------
+# What a file does with its model
+# --------------------------------------------------------------------------------------------
+_TRAIN_METHODS = frozenset({"fit", "fit_generator", "train_on_batch", "apply_gradients"})
+_TEST_MODULES = ("unittest", "pytest", "absl.testing")
+_TEST_BASES = ("tensorflow.test.TestCase", "keras.testing.TestCase", "keras.src.testing.TestCase")
+# cheap text pre-filters: a file without any of these does none of the things below
+_ACTIVITY_WORDS = ("TFLiteConverter", "export", "saved_model", "fit", "train_on_batch", "GradientTape", "apply_gradients", "quantize_")
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What one file does with the models it builds, read from its calls.
+
+    `converts`: creates a TFLite converter (`tf.lite.TFLiteConverter.from_*`, v1 included);
+    `exports`: writes a SavedModel / serving artifact for a converter (`model.export(path)`,
+    `tf.saved_model.save`, Keras' `ExportArchive`); `trains`: `fit`, `fit_generator`,
+    `train_on_batch`, a `GradientTape` loop or `apply_gradients`; `qat`: tfmot's
+    `quantize_model` / `quantize_apply` / `quantize_annotate_*`; `test`: a unit test (a
+    `test_*.py` / `*_test.py` / `conftest.py` file, or one importing unittest / pytest /
+    absl.testing or subclassing a TestCase). Rules about the deployed model (a static batch for
+    the target, ...) fire only where the file `deploys` and is not a test: a training or QAT
+    script rightly keeps a dynamic batch, and library code never reaches the target itself.
+    """
+
+    converts: bool = False
+    exports: bool = False
+    trains: bool = False
+    qat: bool = False
+    test: bool = False
+
+    @property
+    def deploys(self) -> bool:
+        return (self.converts or self.exports) and not self.test
+
+    @classmethod
+    def of(cls, path: str | None, code: str, module: cst.Module, names: Names) -> "Activity":
+        base = (path or "").replace("\\", "/").rsplit("/", 1)[-1]
+        test = base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py"
+        test = test or any(names.imports_module(m) for m in _TEST_MODULES)
+        if not any(w in code for w in _ACTIVITY_WORDS) and not ("TestCase" in code):
+            return cls(test=test)
+        converts = exports = trains = qat = False
+        for n in iter_nodes(module):
+            if isinstance(n, cst.ClassDef) and not test:
+                test = any(names.canon(b.value) in _TEST_BASES for b in n.bases)
+                continue
+            if not isinstance(n, cst.Call):
+                continue
+            func = n.func
+            attr = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+            if attr is None:
+                continue
+            if attr in _TRAIN_METHODS and isinstance(func, cst.Attribute):
+                trains = True
+                continue
+            c = names.canon(func) or ""
+            if "TFLiteConverter" in c and c.startswith("tensorflow."):
+                converts = True
+            elif c == "tensorflow.GradientTape":
+                trains = True
+            elif c.startswith("tfmot.quantization.keras.quantize_"):
+                qat = True
+            elif c in ("tensorflow.saved_model.save", "keras.export.ExportArchive") or (
+                attr == "export" and isinstance(func, cst.Attribute) and n.args and not c.startswith(("tensorflow.", "tfmot."))
+            ):
+                exports = True
+        return cls(converts, exports, trains, qat, test)
+
+
+# --------------------------------------------------------------------------------------------
 # The rule base class
 # --------------------------------------------------------------------------------------------
 @dataclass
@@ -125,6 +196,7 @@ class FileContext:
     options: dict[str, Any] = field(default_factory=dict)
     function_stack: list[cst.FunctionDef] = field(default_factory=list)
     _flavours: FileFlavours | None = None
+    _activity: Activity | None = None
 
     @property
     def scope(self) -> cst.FunctionDef | None:
@@ -136,6 +208,13 @@ class FileContext:
         if self._flavours is None:
             self._flavours = FileFlavours(self.module)
         return self._flavours
+
+    @property
+    def activity(self) -> Activity:
+        """What this file does with its models (`Activity`), read on first use."""
+        if self._activity is None:
+            self._activity = Activity.of(self.path, self.code, self.module, self.names)
+        return self._activity
 
 
 @dataclass
