@@ -126,3 +126,32 @@ def test_qf501_fix_makes_quantize_model_train(name, tmp_path):
     after = _run(script, env)
     assert after.returncode == 0, script.read_text() + after.stderr[-1500:]
     assert "TRAINED tf_keras" in after.stdout
+
+
+@pytest.mark.tf
+def test_qf101_cast_for_tensorflow_keras_builds_under_keras3(tmp_path):
+    # `from tensorflow.keras import layers` is Keras 3 (table above), which refuses tf.cast on a
+    # KerasTensor ("A KerasTensor cannot be used as input to a TensorFlow function"): QF101's
+    # cast must be keras.ops.cast there, and the fixed model must build and run.
+    from qfix.rules import select, source_rules
+    from qfix.source.engine import fix_source
+
+    src = (
+        "import numpy as np\nimport tensorflow as tf\nfrom tensorflow.keras import layers\n"
+        "img = tf.keras.Input((2, 2, 1), dtype=tf.uint8)\nflat = layers.Flatten()(img)\nmeta = layers.Input((4,))\n"
+        "x = layers.concatenate([flat, meta])\nmodel = tf.keras.Model([img, meta], x)\n"
+        "out = model([np.full((1, 2, 2, 1), 3, 'uint8'), np.zeros((1, 4), 'float32')])\n"
+        "print('BUILT', type(model).__module__.split('.')[0], float(np.asarray(out)[0, 0]))\n"
+    )
+    fixed = fix_source(src, rules=select(source_rules(), ["QF101"])).code
+    assert "keras.ops.cast(flat" in fixed, fixed
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    script = tmp_path / "build.py"
+    # the cast qfix offered before the table: tf.cast, which Keras 3 refuses
+    script.write_text(src.replace("concatenate([flat,", "concatenate([tf.cast(flat, tf.float32),"))
+    assert "KerasTensor cannot be used" in _run(script, env).stderr
+    script.write_text(fixed)
+    p = _run(script, env)
+    assert p.returncode == 0, fixed + p.stderr[-1500:]
+    assert "BUILT keras 3.0" in p.stdout

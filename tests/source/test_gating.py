@@ -107,3 +107,69 @@ def test_qf301_training_and_converting_file_gets_a_display_only_fix():
     code = MODEL + "model.fit(x, y)\ntf.lite.TFLiteConverter.from_keras_model(model)\n"
     (v,) = lint_source(code, rules=QF301, target="edgetpu").violations
     assert v.fix is not None and not v.fix.edits and "at conversion" in v.fix.description
+
+
+# --- QF301's fix, run: the converted model's batch becomes static --------------------------
+CONVERT_SCRIPT = """\
+import numpy as np
+import tensorflow as tf
+import keras
+
+inputs = keras.Input(
+    (4, 4, 1),
+    name="image",
+)
+model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
+
+
+def representative_dataset():
+    for _ in range(4):
+        yield {"image": np.random.rand(1, 4, 4, 1).astype("float32")}
+
+
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative_dataset
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+converter.inference_input_type = tf.uint8
+converter.inference_output_type = tf.uint8
+open("model.tflite", "wb").write(converter.convert())
+"""
+
+
+@pytest.mark.tf
+def test_qf301_fix_gives_a_static_batch_integer_model(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from qfix.targets.tflite import read_tflite
+
+    qfix_bin = shutil.which("qfix", path=str(Path(sys.executable).parent))
+    assert qfix_bin
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    script = tmp_path / "convert.py"
+    script.write_text(CONVERT_SCRIPT)
+
+    def convert():
+        p = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+        assert p.returncode == 0, p.stderr[-1500:]
+        m = read_tflite((tmp_path / "model.tflite").read_bytes())
+        return m, m.tensors[m.inputs[0]], m.tensors[m.outputs[0]]
+
+    _, inp, _ = convert()
+    assert inp.shape_signature[0] == -1  # what the Edge TPU compiler refuses (dynamic-sized tensors)
+
+    fixed = subprocess.run([qfix_bin, str(script), "--target", "edgetpu", "--select", "QF301", "--write", "--unsafe-fixes"],
+                           capture_output=True, text=True, env={**env, "PYTHONPATH": str(root)}, timeout=120)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    text = script.read_text()
+    assert '    name="image",\n    batch_size=1,\n)' in text
+    assert all(line == line.rstrip() for line in text.splitlines())
+
+    m, inp, out = convert()
+    assert inp.shape_signature == (1, 4, 4, 1) and inp.dtype == "uint8" and out.dtype == "uint8"
+    assert all(t.shape_signature[0] != -1 for t in m.tensors if t.shape_signature)
