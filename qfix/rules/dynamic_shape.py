@@ -64,7 +64,7 @@ from qfix.rules.base import ModelCase, ModelRule
 INPUTS = {"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"}
 
 
-_CONVERT = "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+_CONVERT = "converter = tf.lite.TFLiteConverter.from_keras_model(model)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
 
 
 class DynamicShape(SourceRule):
@@ -87,6 +87,9 @@ class DynamicShape(SourceRule):
         Valid("import keras\ni = keras.Input((8,))\nmodel = keras.Model(i, keras.layers.Dense(2)(i))\nmodel.compile('adam', 'mse')\nmodel.fit(x, y, batch_size=32)\n", target="edgetpu"),
         # a QAT script
         Valid("import tf_keras as keras\nimport tensorflow_model_optimization as tfmot\ni = keras.Input((8,))\nq = tfmot.quantization.keras.quantize_model(keras.Model(i, keras.layers.Dense(2)(i)))\n", target="edgetpu"),
+        # a float conversion (a CPU post-processing model) is not for an integer accelerator
+        Valid("import tensorflow as tf\ni = tf.keras.Input((2,), dtype=tf.int64)\nmodel = tf.keras.Model(i, i)\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+              "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\n", target="edgetpu"),
         # a unit test that converts
         Valid("import tensorflow as tf\n\nclass ConvertTest(tf.test.TestCase):\n    def test_it(self):\n        i = tf.keras.Input((8,))\n        model = tf.keras.Model(i, i)\n        tf.lite.TFLiteConverter.from_keras_model(model).convert()\n", target="edgetpu"),
     ]

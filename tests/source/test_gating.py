@@ -32,7 +32,13 @@ def _activity(code: str, path: str | None = "script.py") -> Activity:
     "tail,expected",
     [
         ("converter = tf.lite.TFLiteConverter.from_keras_model(model)\n", dict(converts=True)),
-        ("c = tf.compat.v1.lite.TFLiteConverter.from_keras_model_file('m.h5')\n", dict(converts=True)),
+        ("c = tf.lite.TFLiteConverter.from_keras_model(model)\nc.optimizations = [tf.lite.Optimize.DEFAULT]\n", dict(converts=True, quantizes=True)),
+        ("c = tf.lite.TFLiteConverter.from_keras_model(model)\nc.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+         "c.target_spec.supported_types = [tf.float16]\n", dict(converts=True)),
+        ("c = tf.lite.TFLiteConverter.from_keras_model(model)\nc.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n", dict(converts=True, quantizes=True)),
+        ("c = tf.lite.TFLiteConverter.from_keras_model(model)\nc.inference_input_type = tf.uint8\n", dict(converts=True, quantizes=True)),
+        ("c = tf.lite.TFLiteConverter.from_keras_model(model)\nc.representative_dataset = gen\n", dict(converts=True, quantizes=True)),
+        ("c = tf.compat.v1.lite.TFLiteConverter.from_keras_model_file('m.h5')\nc.post_training_quantize = True\n", dict(converts=True, quantizes=True)),
         ("from tensorflow.lite import TFLiteConverter as C\nc = C.from_saved_model('d')\n", dict(converts=True)),
         ("model.export('saved_model')\n", dict(exports=True)),
         ("tf.saved_model.save(model, 'd')\n", dict(exports=True)),
@@ -46,8 +52,8 @@ def _activity(code: str, path: str | None = "script.py") -> Activity:
 )
 def test_activity_reads_the_calls(tail, expected):
     act = _activity(MODEL + tail)
-    got = {k: getattr(act, k) for k in ("converts", "exports", "trains", "qat", "test")}
-    assert got == {**dict(converts=False, exports=False, trains=False, qat=False, test=False), **expected}
+    got = {k: getattr(act, k) for k in ("converts", "quantizes", "exports", "trains", "qat", "test")}
+    assert got == {**dict(converts=False, quantizes=False, exports=False, trains=False, qat=False, test=False), **expected}
 
 
 @pytest.mark.parametrize(
@@ -61,8 +67,8 @@ def test_activity_reads_the_calls(tail, expected):
     ],
 )
 def test_unit_tests_do_not_deploy(path, code):
-    act = _activity(code + "tf.lite.TFLiteConverter.from_keras_model(model)\n", path)
-    assert act.test and act.converts and not act.deploys
+    act = _activity(code + "c = tf.lite.TFLiteConverter.from_keras_model(model)\nc.optimizations = [tf.lite.Optimize.DEFAULT]\n", path)
+    assert act.test and act.converts and act.quantizes and not act.deploys
 
 
 @pytest.mark.parametrize(
@@ -78,8 +84,17 @@ def test_qf301_silent_where_nothing_is_deployed(tail):
     assert lint_source(MODEL + tail, rules=QF301, target="edgetpu", path="script.py").violations == []
 
 
+CONVERT = "c = tf.lite.TFLiteConverter.from_keras_model(model)\nc.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+
+
+def test_qf301_silent_for_a_float_conversion():
+    code = MODEL + "c = tf.lite.TFLiteConverter.from_keras_model(model)\nc.target_spec.supported_ops = [tf.lite.OpsSet.SELECT_TF_OPS]\n"
+    assert lint_source(code, rules=QF301, target="edgetpu").violations == []
+    assert lint_source(code + "c.inference_input_type = tf.uint8\n", rules=QF301, target="edgetpu").violations
+
+
 def test_qf301_silent_in_a_unit_test_that_converts():
-    code = MODEL + "tf.lite.TFLiteConverter.from_keras_model(model).convert()\n"
+    code = MODEL + CONVERT
     assert lint_source(code, rules=QF301, target="edgetpu", path="pkg/model_test.py").violations == []
     assert lint_source(code, rules=QF301, target="edgetpu", path="pkg/model.py").violations
 
@@ -95,7 +110,7 @@ def _model_severities() -> dict[str, Severity]:
 
 def test_qf301_severity_is_the_model_sides():
     model = _model_severities()
-    conv = "tf.lite.TFLiteConverter.from_keras_model(model)\n"
+    conv = CONVERT
     batch = lint_source(MODEL + conv, rules=QF301, target="edgetpu").violations
     assert [v.severity for v in batch] == [model["batch"]] == [Severity.WARNING]
     spatial = MODEL.replace("keras.Input((8, 8, 3))", "keras.Input((None, None, 3), batch_size=1)")
@@ -104,7 +119,7 @@ def test_qf301_severity_is_the_model_sides():
 
 
 def test_qf301_training_and_converting_file_gets_a_display_only_fix():
-    code = MODEL + "model.fit(x, y)\ntf.lite.TFLiteConverter.from_keras_model(model)\n"
+    code = MODEL + "model.fit(x, y)\n" + CONVERT
     (v,) = lint_source(code, rules=QF301, target="edgetpu").violations
     assert v.fix is not None and not v.fix.edits and "at conversion" in v.fix.description
 
