@@ -279,16 +279,11 @@ class FileFlavours:
     def _first_lazy_access(self, stmt: cst.CSTNode) -> cst.Attribute | None:
         if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) or next(_imports(stmt), None) is not None:
             return None
-        stack: list = [stmt]
-        while stack:
-            n = stack.pop()
-            if isinstance(n, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
-                continue
+        for n in _walk(stmt, prune=(cst.Lambda, cst.FunctionDef, cst.ClassDef)):  # bodies not run here
             if isinstance(n, cst.Attribute):
                 q = self._qualified(n)
                 if q is not None and q[1] == "lazy-access":
                     return n
-            stack.extend(reversed(n.children))
         return None
 
     # -- resolving ---------------------------------------------------------------------
@@ -329,16 +324,29 @@ class FileFlavours:
         return None
 
 
-def _function_imports(module: cst.Module) -> Iterator[cst.Import | cst.ImportFrom]:
-    executed = {id(s) for s in executed_in_order(module.body)}
-    stack: list = [module]
+def _walk(root: cst.CSTNode, prune: tuple[type, ...]) -> Iterator[cst.CSTNode]:
+    """Pre-order over the meaningful nodes (the engine's field walk), not entering `prune`
+    nodes below the root."""
+    from qfix.source.engine import _fields  # the engine imports the rule module, which imports us
+
+    stack: list = [root]
+    CN = cst.CSTNode
     while stack:
-        n = stack.pop()
-        if isinstance(n, (cst.Import, cst.ImportFrom)):
-            continue
+        x = stack.pop()
+        yield x
+        kids: list = []
+        for name in _fields(type(x)):
+            v = getattr(x, name)
+            if isinstance(v, CN):
+                kids.append(v)
+            elif type(v) is tuple or type(v) is list:
+                kids.extend(c for c in v if isinstance(c, CN))
+        stack.extend(k for k in reversed(kids) if not isinstance(k, prune))
+
+
+def _function_imports(module: cst.Module) -> Iterator[cst.Import | cst.ImportFrom]:
+    """Imports that are not executed at module level (in function and class bodies)."""
+    executed = {id(s) for s in executed_in_order(module.body)}
+    for n in _walk(module, prune=(cst.BaseExpression, cst.Import, cst.ImportFrom)):
         if isinstance(n, cst.SimpleStatementLine) and id(n) not in executed:
             yield from _imports(n)
-            continue
-        if isinstance(n, (cst.BaseExpression,)):
-            continue
-        stack.extend(n.children)
