@@ -87,6 +87,9 @@ class DynamicShape(SourceRule):
         Valid("import keras\ni = keras.Input((8,))\nmodel = keras.Model(i, keras.layers.Dense(2)(i))\nmodel.compile('adam', 'mse')\nmodel.fit(x, y, batch_size=32)\n", target="edgetpu"),
         # a QAT script
         Valid("import tf_keras as keras\nimport tensorflow_model_optimization as tfmot\ni = keras.Input((8,))\nq = tfmot.quantization.keras.quantize_model(keras.Model(i, keras.layers.Dense(2)(i)))\n", target="edgetpu"),
+        # trains a model, then converts a separate fixed-batch inference model
+        Valid("import tensorflow as tf\ni = tf.keras.Input((28, 28))\nmodel = tf.keras.Model(i, i)\nmodel.fit(x, y)\n"
+              "j = tf.keras.Input((28, 28), batch_size=1)\nmodel = tf.keras.Model(j, j)\n" + _CONVERT, target="edgetpu"),
         # a float conversion (a CPU post-processing model) is not for an integer accelerator
         Valid("import tensorflow as tf\ni = tf.keras.Input((2,), dtype=tf.int64)\nmodel = tf.keras.Model(i, i)\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
               "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\n", target="edgetpu"),
@@ -141,10 +144,12 @@ class DynamicShape(SourceRule):
         act = self.ctx.activity
         if not act.deploys:
             return  # library code, a unit test, a training / QAT or float-only script
+        # a file that trains one model and builds a fixed-batch one has its inference model
+        separate = (act.trains or act.qat) and any(_fixed_batch(n) for n in self._inputs)
         for node in self._inputs:
-            self._check(node, act)
+            self._check(node, act, batch=not separate)
 
-    def _check(self, node: cst.Call, act) -> None:
+    def _check(self, node: cst.Call, act, *, batch: bool) -> None:
         tgt = self.ctx.target.id  # type: ignore[union-attr]
         trains = act.trains or act.qat
         batch_fix = (
@@ -157,13 +162,13 @@ class DynamicShape(SourceRule):
         if bshape is not None:
             if isinstance(bshape.value, (cst.Tuple, cst.List)):
                 dims = [e.value for e in bshape.value.elements]
-                if dims and isinstance(dims[0], cst.Name) and dims[0].value == "None":
+                if batch and dims and isinstance(dims[0], cst.Name) and dims[0].value == "None":
                     self.report(node, f"Dynamic batch dimension in `batch_shape`: the converted model keeps it, and target {tgt} needs static shapes",
                                 fix=batch_fix if trains else "Use 1 as the batch dimension", applicability=Applicability.DISPLAY_ONLY, severity=Severity.WARNING)
                 dims = dims[1:]
         else:
             bs = arg(node, 1, "batch_size")
-            if bs is None or (isinstance(bs.value, cst.Name) and bs.value.value == "None" and bs.keyword is not None):
+            if batch and (bs is None or (isinstance(bs.value, cst.Name) and bs.value.value == "None" and bs.keyword is not None)):
                 msg = f"Input without a fixed batch size: the model this file converts has a dynamic batch dimension, and target {tgt} needs static shapes"
                 if trains:
                     self.report(node, msg + " (this file also trains it)", fix=batch_fix, applicability=Applicability.DISPLAY_ONLY, severity=Severity.WARNING)
@@ -177,6 +182,18 @@ class DynamicShape(SourceRule):
                 fix="Give the concrete size (e.g. the image height and width the model is deployed with)",
                 applicability=Applicability.DISPLAY_ONLY,
             )
+
+
+def _fixed_batch(node: cst.Call) -> bool:
+    """`batch_size=<not None>` or `batch_shape=(<not None>, ...)`."""
+    bs = arg(node, None, "batch_size")
+    if bs is not None:
+        return not (isinstance(bs.value, cst.Name) and bs.value.value == "None")
+    bshape = arg(node, None, "batch_shape") or arg(node, None, "batch_input_shape")
+    if bshape is not None and isinstance(bshape.value, (cst.Tuple, cst.List)) and bshape.value.elements:
+        first = bshape.value.elements[0].value
+        return not (isinstance(first, cst.Name) and first.value == "None")
+    return False
 
 
 def _batch_edit(node: cst.Call, bs: cst.Arg | None) -> Replace:
