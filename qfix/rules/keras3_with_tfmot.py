@@ -10,7 +10,8 @@ resolves it (`qfix.source.flavour`, a table established by running each spelling
 keras` / `from keras import ...` (always Keras 3); `import tensorflow.keras` / `from
 tensorflow.keras[.x] import ...` wherever they stand, unless `TF_USE_LEGACY_KERAS=1` is set
 before TensorFlow is first imported; `tf.keras.X` (and `keras.X` after `from tensorflow import
-keras`) first used before tfmot is imported; `tensorflow.python.keras`.
+keras`) first used before tfmot is imported; `tensorflow.python.keras`. Imports inside a `try`
+that catches ImportError are compatibility probes and are not reported.
 
 ## Why is this bad?
 tfmot only works on tf_keras (Keras 2) objects. On TF >= 2.16 the module `tensorflow.keras`
@@ -107,6 +108,8 @@ class Keras3WithTfmot(SourceRule):
         # set before TensorFlow is imported, the module tensorflow.keras is tf_keras
         Valid("import os\nos.environ['TF_USE_LEGACY_KERAS'] = 'true'\nfrom tensorflow.keras import layers\nimport tensorflow_model_optimization as tfmot\n"),
         Valid("from tensorflow_model_optimization.python.core.keras.compat import keras\nm = keras.Sequential()\n"),
+        # a compatibility probe for several Keras versions (tfmot's own prune_registry)
+        Valid("import tensorflow_model_optimization as tfmot\ntry:\n    from keras.src.engine import base_layer\nexcept ImportError:\n    base_layer = None\n"),
     ]
     INVALID = [
         Invalid(  # issue 11's smallest input: the import after tfmot is Keras 3 all the same
@@ -177,8 +180,9 @@ class Keras3WithTfmot(SourceRule):
             else:
                 self.report(node, msg, fix="Use tf_keras: set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported", applicability=Applicability.UNSAFE, edits=edits)
 
+        probes = _import_probes(self.ctx.module)
         for imp in ff.imports:
-            if imp.flavour == TF_KERAS:
+            if imp.flavour == TF_KERAS or id(imp.node) in probes:
                 continue
             node = imp.node
             if imp.flavour == TF_INTERNAL:
@@ -236,6 +240,22 @@ class Keras3WithTfmot(SourceRule):
             anchor, has_os = first, False
         lines = ENV_LINE if has_os else "import os\n" + ENV_LINE
         return [InsertStatements(anchor, statements(lines), before=True)]
+
+
+_IMPORT_ERRORS = ("ImportError", "ModuleNotFoundError", "Exception")
+
+
+def _import_probes(module: cst.Module) -> set[int]:
+    """Ids of the imports inside a `try` that catches ImportError (and its handlers): a
+    compatibility probe for several Keras versions, as in tfmot's own registries."""
+    out: set[int] = set()
+    for t in iter_nodes(module):
+        if not isinstance(t, cst.Try):
+            continue
+        if not any(h.type is None or any(dotted(n) in _IMPORT_ERRORS for n in iter_nodes(h.type) if isinstance(n, cst.Name)) for h in t.handlers):
+            continue
+        out.update(id(n) for n in iter_nodes(t) if isinstance(n, (cst.ImportFrom, cst.ImportAlias)))
+    return out
 
 
 def _docstring_or_future(stmt: cst.CSTNode) -> bool:
