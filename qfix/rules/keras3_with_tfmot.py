@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from qfix.source.flavour import KERAS3, TF_INTERNAL, TF_KERAS, executed_in_order
+from qfix.source.flavour import KERAS3, TF_IMPORTERS, TF_INTERNAL, TF_KERAS, executed_in_order, statement_imports
 from qfix.source.names import dotted
 from qfix.source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
 from qfix.source.util import iter_nodes
@@ -69,18 +69,11 @@ from qfix.rules.base import ModelCase, ModelRule
 
 ENV_LINE = 'os.environ["TF_USE_LEGACY_KERAS"] = "1"\n'
 _KERAS3_ONLY = ("keras.ops", "keras.src", "keras.random", "keras.tree", "keras.quantizers", "keras.export", "keras.distribution", "keras.config")
-_TF_IMPORTERS = ("tensorflow", "tensorflow_model_optimization", "keras", "tf_keras", "tensorflow_hub")
 _SMALLEST = (
     "import tensorflow_model_optimization as tfmot\n"
     "from tensorflow.keras import layers, models\n"
     "q = tfmot.quantization.keras.quantize_model(models.Sequential([layers.Dense(2, input_shape=(3,))]))\n"
 )
-
-
-def _stmt_imports(stmt: cst.CSTNode) -> list[cst.Import | cst.ImportFrom]:
-    if isinstance(stmt, cst.SimpleStatementLine):
-        return [s for s in stmt.body if isinstance(s, (cst.Import, cst.ImportFrom))]
-    return []
 
 
 def _imported(imp: cst.Import | cst.ImportFrom) -> list[str]:
@@ -227,11 +220,11 @@ class Keras3WithTfmot(SourceRule):
         anchor = None
         has_os = False
         for stmt in executed_in_order(body):
-            mods = [m for imp in _stmt_imports(stmt) for m in _imported(imp)]
-            if any(m.split(".")[0] in _TF_IMPORTERS for m in mods):
+            mods = [m for imp in statement_imports(stmt) for m in _imported(imp)]
+            if any(m.split(".")[0] in TF_IMPORTERS for m in mods):
                 anchor = stmt
                 break
-            if any(isinstance(imp, cst.Import) and any((dotted(a.name) == "os" and a.asname is None) for a in imp.names) for imp in _stmt_imports(stmt)):
+            if any(isinstance(imp, cst.Import) and any((dotted(a.name) == "os" and a.asname is None) for a in imp.names) for imp in statement_imports(stmt)):
                 has_os = True
         if anchor is None:  # TensorFlow only imported in functions: set it first thing
             first = next((s for s in body if not _docstring_or_future(s)), None)

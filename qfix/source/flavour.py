@@ -44,7 +44,7 @@ TF_KERAS = "tf_keras"
 TF_INTERNAL = "tf_internal"  # tensorflow.python.keras
 FLAVOUR_NAMES = {KERAS3: "Keras 3", TF_KERAS: "tf_keras", TF_INTERNAL: "TensorFlow's internal legacy Keras"}
 
-_TF_IMPORTERS = ("tensorflow", "tensorflow_model_optimization", "keras", "tf_keras", "tensorflow_hub")
+TF_IMPORTERS = ("tensorflow", "tensorflow_model_optimization", "keras", "tf_keras", "tensorflow_hub")
 _TFMOT = "tensorflow_model_optimization"
 _TFMOT_COMPAT = "tensorflow_model_optimization.python.core.keras.compat.keras"
 _LAZY = ("tensorflow.keras", "tensorflow.compat.v1.keras", "tensorflow.compat.v2.keras")
@@ -93,7 +93,7 @@ RESOLUTION: tuple[Row, ...] = (
 )
 
 
-def _imports(stmt: cst.CSTNode) -> Iterator[cst.Import | cst.ImportFrom]:
+def statement_imports(stmt: cst.CSTNode) -> Iterator[cst.Import | cst.ImportFrom]:
     if isinstance(stmt, cst.SimpleStatementLine):
         for small in stmt.body:
             if isinstance(small, (cst.Import, cst.ImportFrom)):
@@ -163,7 +163,6 @@ class KerasImport:
     module: str  # the dotted module imported (`tensorflow.keras.layers`)
     flavour: str
     route: str  # "keras", "tf_keras", "module", "internal"
-    stmt: cst.CSTNode | None  # the executed statement, None inside a function
 
 
 @dataclass
@@ -172,7 +171,6 @@ class LazyUse:
 
     node: cst.Attribute
     flavour: str
-    before_tfmot: bool
 
 
 class FileFlavours:
@@ -196,10 +194,10 @@ class FileFlavours:
             if sets_legacy_env(stmt):
                 legacy = self.sets_env = True
                 self.env_before_tf = self.env_before_tf or not tf_imported
-            for imp in _imports(stmt):
+            for imp in statement_imports(stmt):
                 for full, local, node in self._bound(imp):
                     top = full.split(".")[0]
-                    if top in _TF_IMPORTERS:
+                    if top in TF_IMPORTERS:
                         tf_imported = True
                     if top == _TFMOT:
                         self.uses_tfmot = True
@@ -211,7 +209,7 @@ class FileFlavours:
                 node = self._first_lazy_access(stmt)
                 if node is not None:
                     self._lazy = TF_KERAS if legacy else KERAS3
-                    self.lazy_use = LazyUse(node, self._lazy, not self.uses_tfmot)
+                    self.lazy_use = LazyUse(node, self._lazy)
         self._final_legacy = legacy
         # imports inside functions run when the function is called, after the module level
         for node in _function_imports(module):
@@ -270,14 +268,16 @@ class FileFlavours:
             return
         else:
             return
-        if plain and top == "tensorflow":
+        if isinstance(node, cst.ImportFrom) and isinstance(node.names, cst.ImportStar):
+            pass  # binds the module's names, not the module
+        elif plain and top == "tensorflow":
             self._bindings[local] = ("tensorflow", "tensorflow")
         else:
             self._bindings[local] = (top if plain else full, flavour)
-        self.imports.append(KerasImport(node, module, flavour, route, stmt))
+        self.imports.append(KerasImport(node, module, flavour, route))
 
     def _first_lazy_access(self, stmt: cst.CSTNode) -> cst.Attribute | None:
-        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) or next(_imports(stmt), None) is not None:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) or next(statement_imports(stmt), None) is not None:
             return None
         for n in _walk(stmt, prune=(cst.Lambda, cst.FunctionDef, cst.ClassDef)):  # bodies not run here
             if isinstance(n, cst.Attribute):
@@ -349,4 +349,4 @@ def _function_imports(module: cst.Module) -> Iterator[cst.Import | cst.ImportFro
     executed = {id(s) for s in executed_in_order(module.body)}
     for n in _walk(module, prune=(cst.BaseExpression, cst.Import, cst.ImportFrom)):
         if isinstance(n, cst.SimpleStatementLine) and id(n) not in executed:
-            yield from _imports(n)
+            yield from statement_imports(n)
