@@ -4,39 +4,46 @@
 Model side: with `--mode qat`, reports a model saved by Keras 3 (its metadata says
 keras_version 3.x).
 
-Source side: in files that use tensorflow-model-optimization (tfmot), flags Keras 3 objects:
-imports of the Keras 3 package (`import keras`, `from keras import layers`), and `from
-tensorflow import keras` / `from tensorflow.keras import ...` / module-level `tf.keras` use
-that come before tfmot is imported, when `TF_USE_LEGACY_KERAS=1` is not set before
-TensorFlow is imported.
+Source side: in files that use tensorflow-model-optimization (tfmot), flags every spelling
+that gives Keras 3 (or TensorFlow's internal legacy Keras) objects, as the installed TF 2.21
+resolves it (`qfix.source.flavour`, a table established by running each spelling): `import
+keras` / `from keras import ...` (always Keras 3); `import tensorflow.keras` / `from
+tensorflow.keras[.x] import ...` wherever they stand, unless `TF_USE_LEGACY_KERAS=1` is set
+before TensorFlow is first imported; `tf.keras.X` (and `keras.X` after `from tensorflow import
+keras`) first used before tfmot is imported; `tensorflow.python.keras`. Imports inside a `try`
+that catches ImportError are compatibility probes and are not reported.
 
 ## Why is this bad?
-tfmot only works on tf_keras (Keras 2) objects. On TF >= 2.16 `tf.keras` is Keras 3 unless
-`TF_USE_LEGACY_KERAS=1` is set before TensorFlow is imported (tfmot sets it, but too late if
-`tf.keras` was already touched), and `import keras` is always Keras 3. The result is
+tfmot only works on tf_keras (Keras 2) objects. On TF >= 2.16 the module `tensorflow.keras`
+is Keras 3 unless `TF_USE_LEGACY_KERAS=1` is set before TensorFlow is imported (importing
+tfmot sets the variable, but only after TensorFlow), the attribute `tf.keras` is Keras 3 if
+it is first used before that, and `import keras` is always Keras 3. The result is
 ``ValueError: `to_quantize` can only either be a keras Sequential or Functional model.``
 
 ## Example
 ```python
-import keras
 import tensorflow_model_optimization as tfmot
-q = tfmot.quantization.keras.quantize_model(keras.Sequential([...]))
+from tensorflow.keras import layers, models  # Keras 3, even after the tfmot import
+q = tfmot.quantization.keras.quantize_model(models.Sequential([layers.Dense(2, input_shape=(3,))]))
 ```
 
 ## Use instead
 ```python
 import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-import tf_keras as keras
 import tensorflow_model_optimization as tfmot
+from tf_keras import layers, models
 ```
 For a saved Keras 3 model: `qfix model.keras --mode qat` writes the tf_keras translation
 (`model.qfix.qat.keras`), or use post-training quantization (qfix's default, `--mode ptq`).
 
 ## Fix safety
 Source: unsafe, the model is then built by tf_keras instead of Keras 3 (needs `pip install
-tf_keras` matching the TF minor version; Keras-3-only APIs differ). No fix is offered when
-the file uses Keras-3-only APIs (`keras.ops`, ...).
+tf_keras` matching the TF minor version; Keras-3-only APIs differ). The fix sets the variable
+just before the first statement that imports TensorFlow (with `import os` if the file has
+none by then) and imports `tf_keras` where the file imports `keras` or `tensorflow.keras`
+under a name. No fix is offered when the file uses Keras-3-only APIs (`keras.ops`, ...) or
+for `tensorflow.python.keras` (its internal module paths need not exist in tf_keras).
 
 Model: the `--mode qat` job translates the model to tf_keras (`qfix.model.to_tf_keras`: the
 config, the op nodes, the layer order weights are keyed by, the weights) and compares the
@@ -52,32 +59,27 @@ from __future__ import annotations
 
 import libcst as cst
 
+from qfix.source.flavour import KERAS3, TF_IMPORTERS, TF_INTERNAL, TF_KERAS, executed_in_order, statement_imports
 from qfix.source.names import dotted
 from qfix.source.rule import InsertStatements, Invalid, Replace, SourceRule, Valid, statements
-from qfix.source.util import iter_nodes, string_value
+from qfix.source.util import iter_nodes
 from qfix.types import Applicability
 from qfix.model.cases import functional_config
 from qfix.rules.base import ModelCase, ModelRule
 
-ENV_LINES = 'import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\n'
+ENV_LINE = 'os.environ["TF_USE_LEGACY_KERAS"] = "1"\n'
 _KERAS3_ONLY = ("keras.ops", "keras.src", "keras.random", "keras.tree", "keras.quantizers", "keras.export", "keras.distribution", "keras.config")
+_SMALLEST = (
+    "import tensorflow_model_optimization as tfmot\n"
+    "from tensorflow.keras import layers, models\n"
+    "q = tfmot.quantization.keras.quantize_model(models.Sequential([layers.Dense(2, input_shape=(3,))]))\n"
+)
 
 
-def _stmt_imports(stmt: cst.CSTNode) -> list[cst.Import | cst.ImportFrom]:
-    if isinstance(stmt, cst.SimpleStatementLine):
-        return [s for s in stmt.body if isinstance(s, (cst.Import, cst.ImportFrom))]
-    return []
-
-
-def _top_level(module: cst.Module) -> list[cst.CSTNode]:
-    """Top-level statements, with the bodies of top-level try/if blocks flattened in."""
-    out: list[cst.CSTNode] = []
-    for stmt in module.body:
-        if isinstance(stmt, (cst.Try, cst.If)) and isinstance(stmt.body, cst.IndentedBlock):
-            out.extend(stmt.body.body)
-        else:
-            out.append(stmt)
-    return out
+def _imported(imp: cst.Import | cst.ImportFrom) -> list[str]:
+    if isinstance(imp, cst.Import):
+        return [dotted(a.name) or "" for a in imp.names]
+    return [] if imp.relative or imp.module is None else [dotted(imp.module) or ""]
 
 
 class Keras3WithTfmot(SourceRule):
@@ -94,21 +96,57 @@ class Keras3WithTfmot(SourceRule):
         Valid("import tf_keras as keras\nimport tensorflow_model_optimization as tfmot\n"),
         Valid("import keras\nm = keras.Sequential()\n"),
         Valid("import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n\ndef build():\n    return tf.keras.Sequential()\n"),
+        # the lazy tf.keras is bound before tfmot but first used after it: tf_keras
+        Valid("from tensorflow import keras\nimport tensorflow_model_optimization as tfmot\nm = keras.Sequential()\n"),
+        # set before TensorFlow is imported, the module tensorflow.keras is tf_keras
+        Valid("import os\nos.environ['TF_USE_LEGACY_KERAS'] = 'true'\nfrom tensorflow.keras import layers\nimport tensorflow_model_optimization as tfmot\n"),
+        Valid("from tensorflow_model_optimization.python.core.keras.compat import keras\nm = keras.Sequential()\n"),
+        # a compatibility probe for several Keras versions (tfmot's own prune_registry)
+        Valid("import tensorflow_model_optimization as tfmot\ntry:\n    from keras.src.engine import base_layer\nexcept ImportError:\n    base_layer = None\n"),
     ]
     INVALID = [
+        Invalid(  # issue 11's smallest input: the import after tfmot is Keras 3 all the same
+            _SMALLEST,
+            expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\n' + _SMALLEST.replace("from tensorflow.keras import", "from tf_keras import"),
+            applicability=Applicability.UNSAFE,
+            count=1,
+            message="Keras 3",
+        ),
+        Invalid(
+            "import tensorflow_model_optimization as tfmot\nimport tensorflow.keras as K\nm = K.Sequential()\n",
+            expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nimport tensorflow_model_optimization as tfmot\nimport tf_keras as K\nm = K.Sequential()\n',
+        ),
+        Invalid(
+            "import tensorflow_model_optimization as tfmot\nfrom tensorflow.keras.layers import Dense\n",
+            expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nimport tensorflow_model_optimization as tfmot\nfrom tf_keras.layers import Dense\n',
+        ),
         Invalid(
             "import keras\nimport tensorflow_model_optimization as tfmot\n",
             expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nimport tf_keras as keras\nimport tensorflow_model_optimization as tfmot\n',
             applicability=Applicability.UNSAFE,
         ),
-        Invalid(
-            '"""Train."""\nfrom tensorflow import keras\nfrom tensorflow.keras import layers\nimport tensorflow_model_optimization as tfmot\n',
-            expected='"""Train."""\nimport os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nimport tf_keras as keras\nfrom tf_keras import layers\nimport tensorflow_model_optimization as tfmot\n',
-            count=2,
+        Invalid(  # `import os` already there: the variable is set after it, before TensorFlow
+            '"""Train."""\nimport os\nimport numpy as np\nfrom tensorflow import keras\nfrom tensorflow.keras import layers\nimport tensorflow_model_optimization as tfmot\n',
+            expected='"""Train."""\nimport os\nimport numpy as np\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nfrom tensorflow import keras\nfrom tf_keras import layers\nimport tensorflow_model_optimization as tfmot\n',
+            count=1,
         ),
         Invalid(
             "import tensorflow as tf\nbase = tf.keras.applications.MobileNetV2()\nimport tensorflow_model_optimization as tfmot\n",
             expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nimport tensorflow as tf\nbase = tf.keras.applications.MobileNetV2()\nimport tensorflow_model_optimization as tfmot\n',
+            message="before tfmot",
+        ),
+        Invalid(
+            "from tensorflow import keras\nL = keras.layers\nimport tensorflow_model_optimization as tfmot\n",
+            expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nfrom tensorflow import keras\nL = keras.layers\nimport tensorflow_model_optimization as tfmot\n',
+        ),
+        Invalid(  # set after TensorFlow is imported: too late for the module route
+            "import tensorflow as tf\nimport os\nos.environ['TF_USE_LEGACY_KERAS'] = '1'\nfrom tensorflow.keras import layers\nimport tensorflow_model_optimization as tfmot\n",
+            expected="import tensorflow as tf\nimport os\nos.environ['TF_USE_LEGACY_KERAS'] = '1'\nfrom tf_keras import layers\nimport tensorflow_model_optimization as tfmot\n",
+        ),
+        Invalid(
+            "import tensorflow_model_optimization as tfmot\nfrom tensorflow.python.keras import layers\n",
+            applicability=Applicability.DISPLAY_ONLY,
+            message="internal",
         ),
         Invalid(
             "import keras\nimport tensorflow_model_optimization as tfmot\ny = keras.ops.relu(x)\n",
@@ -117,75 +155,109 @@ class Keras3WithTfmot(SourceRule):
     ]
 
     def finish(self) -> None:
-        if not self.names.imports_module("tensorflow_model_optimization"):
+        ff = self.ctx.flavours
+        if not ff.uses_tfmot:
             return
-        module = self.ctx.module
-        top = _top_level(module)
-        tfmot_idx = len(top)
-        tf_idx = len(top)
-        env_idx = None
-        for i, stmt in enumerate(top):
-            for imp in _stmt_imports(stmt):
-                mods = [dotted(a.name) or "" for a in imp.names] if isinstance(imp, cst.Import) else [dotted(imp.module) if imp.module else ""]
-                if any(m and (m == "tensorflow_model_optimization" or m.startswith("tensorflow_model_optimization.")) for m in mods):
-                    tfmot_idx = min(tfmot_idx, i)
-                if any(m and (m.split(".")[0] in ("tensorflow", "tensorflow_model_optimization")) for m in mods):
-                    tf_idx = min(tf_idx, i)
-            if env_idx is None and self._sets_env(stmt):
-                env_idx = i
-        env_ok = env_idx is not None and env_idx < tf_idx
-        keras3_only = any(
+        keras3_only = "keras." in self.ctx.code and any(
             (q := self.names.canon(n)) is not None and q.startswith(_KERAS3_ONLY) and (self.names.qualified(n) or "").startswith("keras")
-            for n in iter_nodes(module) if isinstance(n, cst.Attribute)
-        ) if "keras." in self.ctx.code else False
-        env_edit = InsertStatements(None, statements(ENV_LINES))
+            for n in iter_nodes(self.ctx.module) if isinstance(n, cst.Attribute)
+        )
+        # a file that sets the variable too late gets tf_keras imports, not a second setting
+        env_edits = [] if ff.sets_env else self._env_edits()
 
         def report(node: cst.CSTNode, msg: str, edits: list) -> None:
             if keras3_only:
                 self.report(node, msg, fix="Build the model with tf_keras (Keras-3-only APIs are used here)", applicability=Applicability.DISPLAY_ONLY)
+            elif not edits:
+                self.report(node, msg, fix="Import the model's classes from tf_keras", applicability=Applicability.DISPLAY_ONLY)
             else:
-                self.report(node, msg, fix="Use tf_keras and set TF_USE_LEGACY_KERAS=1 before importing TensorFlow", applicability=Applicability.UNSAFE, edits=edits)
+                self.report(node, msg, fix="Use tf_keras: set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported", applicability=Applicability.UNSAFE, edits=edits)
 
-        for i, stmt in enumerate(top):
-            for imp in _stmt_imports(stmt):
-                if isinstance(imp, cst.Import):
-                    for alias in imp.names:
-                        name = dotted(alias.name) or ""
-                        if name == "keras":
-                            new = cst.ImportAlias(name=cst.Name("tf_keras"), asname=alias.asname or cst.AsName(name=cst.Name("keras")))
-                            report(alias, "`import keras` is Keras 3; tfmot needs tf_keras models", [Replace(alias, new), env_edit])
-                        elif name.startswith("keras."):
-                            report(alias, f"`import {name}` is Keras 3; tfmot needs tf_keras models", [])
-                        elif (name == "tensorflow.keras" or name.startswith("tensorflow.keras.")) and i < tfmot_idx and not env_ok:
-                            report(alias, f"`import {name}` before tfmot makes `tf.keras` Keras 3", [env_edit])
-                    continue
-                if imp.relative or imp.module is None:
-                    continue
-                mod = dotted(imp.module) or ""
-                if mod == "keras" or mod.startswith("keras."):
-                    report(imp, f"`from {mod} import ...` is Keras 3; tfmot needs tf_keras models", [Replace(imp.module, cst.parse_expression("tf_keras" + mod[5:])), env_edit])
-                elif i < tfmot_idx and not env_ok and (mod == "tensorflow.keras" or mod.startswith("tensorflow.keras.")):
-                    report(imp, f"`from {mod} import ...` before tfmot is imported gives Keras 3 objects", [Replace(imp.module, cst.parse_expression("tf_keras" + mod[len('tensorflow.keras'):])), env_edit])
-                elif i < tfmot_idx and not env_ok and mod == "tensorflow" and not isinstance(imp.names, cst.ImportStar):
-                    ks = [a for a in imp.names if (dotted(a.name) or "") == "keras"]
-                    if not ks:
-                        continue
-                    edits: list = [env_edit]
-                    if len(imp.names) == 1:
-                        asname = ks[0].asname or cst.AsName(name=cst.Name("keras"))
-                        edits.insert(0, Replace(imp, cst.Import(names=[cst.ImportAlias(name=cst.Name("tf_keras"), asname=asname)])))
-                    report(imp, "`from tensorflow import keras` before tfmot is imported gives Keras 3 objects", edits)
-            if i < tfmot_idx and not env_ok and not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) and not _stmt_imports(stmt):
-                for n in iter_nodes(stmt):
-                    if isinstance(n, cst.Attribute) and (self.names.qualified(n) or "") == "tensorflow.keras":
-                        report(n, "`tf.keras` is used before tfmot is imported, so it is Keras 3", [env_edit])
-                        break
+        probes = _import_probes(self.ctx.module)
+        for imp in ff.imports:
+            if imp.flavour == TF_KERAS or id(imp.node) in probes:
+                continue
+            node = imp.node
+            if imp.flavour == TF_INTERNAL:
+                report(node, f"`{imp.module}` is TensorFlow's internal legacy Keras; tfmot needs tf_keras models", [])
+                continue
+            edits: list = list(env_edits)
+            if imp.route == "keras":
+                why = "is always Keras 3 (TF_USE_LEGACY_KERAS does not change it)"
+                edits = self._to_tf_keras(node, "keras", edits)
+            else:
+                why = "is Keras 3: the module is fixed when TensorFlow is first imported, and TF_USE_LEGACY_KERAS=1 is not set before that (importing tfmot sets it too late)"
+                edits = self._to_tf_keras(node, "tensorflow.keras", edits)
+            if edits is None:
+                report(node, f"`import {imp.module}` {why}; tfmot needs tf_keras models", [])
+                continue
+            spelled = f"from {imp.module} import ..." if isinstance(node, cst.ImportFrom) else f"import {imp.module}"
+            report(node, f"`{spelled}` {why}; tfmot needs tf_keras models", edits)
+        use = ff.lazy_use
+        if use is not None and use.flavour == KERAS3:
+            report(use.node, "`tf.keras` is first used here, before tfmot is imported (and without TF_USE_LEGACY_KERAS=1): it is Keras 3 for the rest of the run", env_edits)
 
-    def _sets_env(self, stmt: cst.CSTNode) -> bool:
-        for n in iter_nodes(stmt):
-            if isinstance(n, cst.SimpleString) and string_value(n) == "TF_USE_LEGACY_KERAS":
-                return True
+    def _to_tf_keras(self, node: cst.CSTNode, prefix: str, edits: list) -> list | None:
+        """Edits importing tf_keras instead of `prefix` at `node` (plus `edits`); None when no
+        replacement is right (`import keras.layers` binds `keras`, which the file may use for
+        other things)."""
+        if isinstance(node, cst.ImportFrom):
+            mod = dotted(node.module) or ""  # type: ignore[arg-type]
+            return [Replace(node.module, cst.parse_expression("tf_keras" + mod[len(prefix):])), *edits]  # type: ignore[arg-type]
+        assert isinstance(node, cst.ImportAlias)
+        name = dotted(node.name) or ""
+        if name == prefix and (node.asname is not None or prefix == "keras"):
+            asname = node.asname or cst.AsName(name=cst.Name("keras"))
+            return [Replace(node, cst.ImportAlias(name=cst.Name("tf_keras"), asname=asname)), *edits]
+        if prefix == "tensorflow.keras" and edits:
+            return edits  # `import tensorflow.keras[.x]`: with the variable set first it is tf_keras
+        return None
+
+    def _env_edits(self) -> list:
+        """Set TF_USE_LEGACY_KERAS=1 just before the first statement that imports TensorFlow
+        (`import os` too, unless the file has imported it by then)."""
+        body = list(self.ctx.module.body)
+        anchor = None
+        has_os = False
+        for stmt in executed_in_order(body):
+            mods = [m for imp in statement_imports(stmt) for m in _imported(imp)]
+            if any(m.split(".")[0] in TF_IMPORTERS for m in mods):
+                anchor = stmt
+                break
+            if any(isinstance(imp, cst.Import) and any((dotted(a.name) == "os" and a.asname is None) for a in imp.names) for imp in statement_imports(stmt)):
+                has_os = True
+        if anchor is None:  # TensorFlow only imported in functions: set it first thing
+            first = next((s for s in body if not _docstring_or_future(s)), None)
+            if first is None:
+                return []
+            anchor, has_os = first, False
+        lines = ENV_LINE if has_os else "import os\n" + ENV_LINE
+        return [InsertStatements(anchor, statements(lines), before=True)]
+
+
+_IMPORT_ERRORS = ("ImportError", "ModuleNotFoundError", "Exception")
+
+
+def _import_probes(module: cst.Module) -> set[int]:
+    """Ids of the imports inside a `try` that catches ImportError (and its handlers): a
+    compatibility probe for several Keras versions, as in tfmot's own registries."""
+    out: set[int] = set()
+    for t in iter_nodes(module):
+        if not isinstance(t, cst.Try):
+            continue
+        if not any(h.type is None or any(dotted(n) in _IMPORT_ERRORS for n in iter_nodes(h.type) if isinstance(n, cst.Name)) for h in t.handlers):
+            continue
+        out.update(id(n) for n in iter_nodes(t) if isinstance(n, (cst.ImportFrom, cst.ImportAlias)))
+    return out
+
+
+def _docstring_or_future(stmt: cst.CSTNode) -> bool:
+    if not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
         return False
+    small = stmt.body[0]
+    if isinstance(small, cst.Expr) and isinstance(small.value, (cst.SimpleString, cst.ConcatenatedString)):
+        return True
+    return isinstance(small, cst.ImportFrom) and small.module is not None and dotted(small.module) == "__future__"
 
 
 # --- model side ----------------------------------------------------------------------------

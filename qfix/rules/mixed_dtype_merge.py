@@ -47,7 +47,8 @@ from typing import Any
 
 import libcst as cst
 
-from qfix.source.names import keras_flavor, last_name
+from qfix.source.flavour import KERAS3
+from qfix.source.names import last_name
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
 from qfix.source.util import arg, expr, string_value
 from qfix.types import Applicability
@@ -96,9 +97,16 @@ class MixedDtypeMerge(SourceRule):
             "import tensorflow as tf\nfrom tensorflow.keras import layers\n"
             "img = tf.keras.Input((8, 8, 3), dtype=tf.uint8)\nflat = layers.Flatten()(img)\nmeta = layers.Input((4,))\n"
             "x = layers.concatenate([flat, meta])\n",
-            expected="import tensorflow as tf\nfrom tensorflow.keras import layers\n"
+            # tensorflow.keras is Keras 3 here, which refuses tf.cast on its symbolic tensors
+            expected="import tensorflow as tf\nfrom tensorflow.keras import layers\nimport keras\n\n"
             "img = tf.keras.Input((8, 8, 3), dtype=tf.uint8)\nflat = layers.Flatten()(img)\nmeta = layers.Input((4,))\n"
-            "x = layers.concatenate([tf.cast(flat, tf.float32), meta])\n",
+            "x = layers.concatenate([keras.ops.cast(flat, \"float32\"), meta])\n",
+        ),
+        Invalid(  # after the tfmot import tf.keras is tf_keras, where tf.cast is the spelling
+            "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
+            "a = tf.keras.Input((4,), dtype='uint8')\nb = tf.keras.Input((4,))\nx = tf.keras.layers.Concatenate()([a, b])\n",
+            expected="import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
+            "a = tf.keras.Input((4,), dtype='uint8')\nb = tf.keras.Input((4,))\nx = tf.keras.layers.Concatenate()([tf.cast(a, tf.float32), b])\n",
         ),
         Invalid(
             "import tf_keras as keras\na = keras.Input((4,), dtype='int32')\nb = keras.layers.Dense(4)(keras.Input((3,)))\nx = keras.layers.Add()([b, a])\n",
@@ -161,12 +169,10 @@ class MixedDtypeMerge(SourceRule):
             layer = self.names.canon(node.func.func)
             if layer not in MERGE_LAYERS:
                 return
-            qual = self.names.qualified(node.func.func) or ""
         else:
             c = self.names.canon(node.func)
             if c not in MERGE_FUNCS:
                 return
-            qual = self.names.qualified(node.func) or ""
         first = arg(node, 0, None) or arg(node, None, "inputs") or arg(node, None, "values")
         if first is None or not isinstance(first.value, (cst.List, cst.Tuple)):
             return
@@ -174,8 +180,9 @@ class MixedDtypeMerge(SourceRule):
         kinds = [self._value_kind(e.value) for e in elements]
         if "int" not in kinds or "float" not in kinds:
             return
-        flavor = keras_flavor(qual)
-        if flavor == "keras3":
+        # tf.keras is Keras 3 unless tfmot or TF_USE_LEGACY_KERAS made it tf_keras, and Keras 3
+        # refuses TensorFlow functions on its symbolic tensors (qfix.source.flavour)
+        if self.ctx.flavours.of(node.func.func if isinstance(node.func, cst.Call) else node.func) == KERAS3:
             k, imports = self.spelling("keras", "keras")
             wrap = lambda code: f'{k}.ops.cast({code}, "float32")'  # noqa: E731
         else:

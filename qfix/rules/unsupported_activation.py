@@ -8,7 +8,10 @@ layer of its own.
 
 Source side: flags the same activations as written in model-building code:
 `activation="hard_swish"` / `"gelu"` / `"leaky_relu"` on any layer, `Activation("gelu")`,
-`layers.LeakyReLU(...)`, and calls such as `tf.nn.gelu(x)`.
+`layers.LeakyReLU(...)`, and calls such as `tf.nn.gelu(x)`, in files that take the model
+towards a target: an integer conversion, an export without a float conversion, or
+quantization-aware training (`qfix.source.rule.Activity`). Library code, unit tests and
+float training scripts are not reported; their saved models are, by the model side.
 
 ## Why is this bad?
 The op is not in the target's op set. A single-cut compiler (the Edge TPU's) stops mapping at
@@ -109,15 +112,21 @@ class UnsupportedActivation(SourceRule):
         Valid("import keras\nx = keras.layers.LeakyReLU()(x)\n", target="tflm"),
         Valid("import keras\nx = keras.layers.Dense(8, activation='mish')(x)\n", target="ethos-u"),  # EXP, LOG, TANH... all on the NPU
         Valid("import tensorflow as tf\ndef gelu(x):\n    return tf.nn.gelu(x)\n", target="edgetpu"),
+        # library code and float training scripts: the model side checks what they save
+        Valid("import keras\ndef block(x):\n    return keras.layers.Dense(8, activation='gelu')(x)\n", target="edgetpu"),
+        Valid("import keras\nx = keras.layers.Dense(8, activation='elu')(x)\nmodel.fit(x, y)\nmodel.save('m.h5')\n", target="edgetpu"),
     ]
     INVALID = [
-        Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="edgetpu", applicability=Applicability.DISPLAY_ONLY, message="gelu"),
-        Invalid("import tensorflow as tf\nx = tf.keras.layers.Activation('hard_swish')(x)\n", target="edgetpu"),
-        Invalid("import tensorflow as tf\nx = tf.keras.layers.LeakyReLU(alpha=0.1)(x)\n", target="edgetpu", message="leaky_relu"),
-        Invalid("import tensorflow as tf\nx = tf.keras.layers.Conv2D(8, 3, activation=tf.nn.gelu)(x)\ny = tf.nn.gelu(x)\n", target="edgetpu", count=2),
-        Invalid("import keras\nx = keras.layers.Dense(8, activation='log_softmax')(x)\n", target="ethos-u",
+        Invalid(  # a QAT script takes the model to the target too
+            "import tf_keras as keras\nimport tensorflow_model_optimization as tfmot\nx = keras.layers.Dense(8, activation='gelu')(x)\n"
+            "q = tfmot.quantization.keras.quantize_model(model)\n", target="edgetpu"),
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\nmodel.export('saved')\n", target="edgetpu", applicability=Applicability.DISPLAY_ONLY, message="gelu"),
+        Invalid("import tensorflow as tf\nx = tf.keras.layers.Activation('hard_swish')(x)\nmodel.export('saved')\n", target="edgetpu"),
+        Invalid("import tensorflow as tf\nx = tf.keras.layers.LeakyReLU(alpha=0.1)(x)\nmodel.export('saved')\n", target="edgetpu", message="leaky_relu"),
+        Invalid("import tensorflow as tf\nx = tf.keras.layers.Conv2D(8, 3, activation=tf.nn.gelu)(x)\ny = tf.nn.gelu(x)\nmodel.export('saved')\n", target="edgetpu", count=2),
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='log_softmax')(x)\nmodel.export('saved')\n", target="ethos-u",
                 message="falls back to the CPU"),
-        Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\n", target="tflm",
+        Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\nmodel.export('saved')\n", target="tflm",
                 message="will not run on the target at all"),
     ]
 
@@ -130,7 +139,7 @@ class UnsupportedActivation(SourceRule):
 
     def _flag(self, node: cst.CSTNode, act: str, how: str) -> None:
         missing = self.ctx.target.missing_activations  # type: ignore[union-attr]
-        if act not in missing:
+        if act not in missing or not self.ctx.activity.for_target:
             return
         tgt = self.ctx.target.id  # type: ignore[union-attr]
         consequence = CONSEQUENCE.get(self.ctx.target.placement, CONSEQUENCE["islands"])  # type: ignore[union-attr]

@@ -5,7 +5,8 @@
 tensorflow_model_optimization as tfmot` ... all resolve to one canonical dotted name:
 
 * every Keras flavour (Keras 3 `keras`, `tensorflow.keras`, `tf_keras`,
-  `tensorflow.python.keras`, tfmot's `compat.keras`) -> `keras.<rest>`;
+  `tensorflow.python.keras`, tfmot's `compat.keras`) -> `keras.<rest>` (which Keras a name
+  really is, given the import order: `qfix.source.flavour`);
 * `tensorflow_model_optimization` -> `tfmot`;
 * `tensorflow.compat.v1/v2` -> `tensorflow`.
 
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import libcst as cst
 
+# Spellings canonicalised to `keras.`; which Keras each one really is (Keras 3 or tf_keras,
+# depending on the import order) is qfix.source.flavour's business.
 KERAS_PREFIXES = (
-    ("tensorflow_model_optimization.python.core.keras.compat.keras", "keras3?"),
-    ("tensorflow.python.keras", "tf.keras"),
-    ("tensorflow.keras", "tf.keras"),
-    ("tf_keras", "tf_keras"),
-    ("keras", "keras3"),
+    "tensorflow_model_optimization.python.core.keras.compat.keras",
+    "tensorflow.python.keras",
+    "tensorflow.keras",
+    "tf_keras",
+    "keras",
 )
 
 _RENAMES = (
@@ -63,7 +66,7 @@ def canonical(qualified: str) -> str:
     q = qualified
     if q == "tensorflow_model_optimization":
         return "tfmot"
-    for prefix, _ in KERAS_PREFIXES:
+    for prefix in KERAS_PREFIXES:
         if q == prefix or q.startswith(prefix + "."):
             q = "keras" + q[len(prefix):]
             break
@@ -75,13 +78,6 @@ def canonical(qualified: str) -> str:
                 q = new + q[len(old):]
                 changed = True
     return q
-
-
-def keras_flavor(qualified: str) -> str | None:
-    for prefix, flavor in KERAS_PREFIXES:
-        if qualified == prefix or qualified.startswith(prefix + "."):
-            return flavor
-    return None
 
 
 class Names:

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import libcst as cst
 
+from qfix.source.flavour import FileFlavours
 from qfix.source.names import Names
+from qfix.source.util import iter_nodes
 from qfix.types import Applicability, Fix, Location, Severity, Violation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,6 +112,108 @@ class Invalid:
 
 
 # --------------------------------------------------------------------------------------------
+# What a file does with its model
+# --------------------------------------------------------------------------------------------
+_TRAIN_METHODS = frozenset({"fit", "fit_generator", "train_on_batch", "apply_gradients"})
+_TEST_MODULES = ("unittest", "pytest", "absl.testing")
+_TEST_BASES = ("tensorflow.test.TestCase", "keras.testing.TestCase", "keras.src.testing.TestCase")
+# cheap text pre-filters: a file without any of these does none of the things below
+# converter settings that ask for an integer model (a float or float16 conversion is not for
+# an integer accelerator); a literal `supported_types = [tf.float16]` overrides `optimizations`
+_INT_SETTINGS = ("representative_dataset", "inference_input_type", "inference_output_type", "inference_type", "post_training_quantize")
+_INT_TYPES = ("tensorflow.int8", "tensorflow.uint8", "tensorflow.lite.constants.INT8", "tensorflow.lite.constants.QUANTIZED_UINT8")
+_ACTIVITY_WORDS = ("TFLiteConverter", "export", "saved_model", "fit", "train_on_batch", "GradientTape", "apply_gradients", "quantize_")
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What one file does with the models it builds, read from its calls.
+
+    `converts`: creates a TFLite converter (`tf.lite.TFLiteConverter.from_*`, v1 included);
+    `quantizes`: a converter setting asks for an integer model (a representative dataset,
+    integer I/O types, the INT8 op set, or `optimizations` without a float16 type);
+    `exports`: writes a SavedModel / serving artifact for a converter (`model.export(path)`,
+    `tf.saved_model.save`, Keras' `ExportArchive`); `trains`: `fit`, `fit_generator`,
+    `train_on_batch`, a `GradientTape` loop or `apply_gradients`; `qat`: tfmot's
+    `quantize_model` / `quantize_apply` / `quantize_annotate_*`; `test`: a unit test (a
+    `test_*.py` / `*_test.py` / `conftest.py` file, or one importing unittest / pytest /
+    absl.testing or subclassing a TestCase). Rules about the deployed model (a static batch for
+    the target, ...) fire only where the file `deploys` - converts to an integer model, or
+    exports without converting - and is not a test: a training or QAT script rightly keeps a
+    dynamic batch, library code never reaches the target itself, and a float conversion (a
+    CPU post-processing model, SELECT_TF_OPS) is not for an integer accelerator.
+    """
+
+    converts: bool = False
+    quantizes: bool = False
+    exports: bool = False
+    trains: bool = False
+    qat: bool = False
+    test: bool = False
+
+    @property
+    def deploys(self) -> bool:
+        return not self.test and (self.quantizes if self.converts else self.exports)
+
+    @property
+    def for_target(self) -> bool:
+        """Takes its model towards a target: deploys it, or trains it quantization-aware."""
+        return self.deploys or (self.qat and not self.test)
+
+    @classmethod
+    def of(cls, path: str | None, code: str, module: cst.Module, names: Names) -> "Activity":
+        base = (path or "").replace("\\", "/").rsplit("/", 1)[-1]
+        test = base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py"
+        test = test or any(names.imports_module(m) for m in _TEST_MODULES)
+        if not any(w in code for w in _ACTIVITY_WORDS) and not ("TestCase" in code):
+            return cls(test=test)
+        converts = exports = trains = qat = int_setting = optimizations = float16 = False
+        for n in iter_nodes(module):
+            if isinstance(n, cst.ClassDef) and not test:
+                test = any(names.canon(b.value) in _TEST_BASES for b in n.bases)
+                continue
+            if isinstance(n, cst.Assign):
+                for t in n.targets:
+                    if not isinstance(t.target, cst.Attribute):
+                        continue
+                    setting = t.target.attr.value
+                    values = [names.canon(e) for e in iter_nodes(n.value) if isinstance(e, cst.Attribute)]
+                    if setting in ("inference_input_type", "inference_output_type", "inference_type"):
+                        int_setting = int_setting or any(v in _INT_TYPES for v in values)
+                    elif setting in _INT_SETTINGS:
+                        int_setting = True
+                    elif setting == "supported_ops":
+                        int_setting = int_setting or "tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8" in values
+                    elif setting == "optimizations":
+                        optimizations = True
+                    elif setting == "supported_types":
+                        float16 = float16 or "tensorflow.float16" in values
+                continue
+            if not isinstance(n, cst.Call):
+                continue
+            func = n.func
+            attr = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+            if attr is None:
+                continue
+            if attr in _TRAIN_METHODS and isinstance(func, cst.Attribute):
+                trains = True
+                continue
+            c = names.canon(func) or ""
+            if "TFLiteConverter" in c and c.startswith("tensorflow."):
+                converts = True
+            elif c == "tensorflow.GradientTape":
+                trains = True
+            elif c.startswith("tfmot.quantization.keras.quantize_"):
+                qat = True
+            elif c in ("tensorflow.saved_model.save", "keras.export.ExportArchive") or (
+                attr == "export" and isinstance(func, cst.Attribute) and n.args and not c.startswith(("tensorflow.", "tfmot."))
+            ):
+                exports = True
+        quantizes = int_setting or (optimizations and not float16)
+        return cls(converts, quantizes, exports, trains, qat, test)
+
+
+# --------------------------------------------------------------------------------------------
 # The rule base class
 # --------------------------------------------------------------------------------------------
 @dataclass
@@ -123,10 +227,26 @@ class FileContext:
     target: "Profile | None"
     options: dict[str, Any] = field(default_factory=dict)
     function_stack: list[cst.FunctionDef] = field(default_factory=list)
+    _flavours: FileFlavours | None = None
+    _activity: Activity | None = None
 
     @property
     def scope(self) -> cst.FunctionDef | None:
         return self.function_stack[-1] if self.function_stack else None
+
+    @property
+    def flavours(self) -> FileFlavours:
+        """Which Keras each spelling of this file is (`qfix.source.flavour`), read on first use."""
+        if self._flavours is None:
+            self._flavours = FileFlavours(self.module)
+        return self._flavours
+
+    @property
+    def activity(self) -> Activity:
+        """What this file does with its models (`Activity`), read on first use."""
+        if self._activity is None:
+            self._activity = Activity.of(self.path, self.code, self.module, self.names)
+        return self._activity
 
 
 @dataclass
