@@ -122,7 +122,10 @@ def test_qf301_multiline_input_in_a_nested_block():
                 name="img",  # the camera frame
             )
         model = keras.Model(inputs, keras.layers.Conv2D(2, 3)(inputs))
-        tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)  # an integer model: QF301 applies
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        tflite = converter.convert()
         """
     )
     fr = fix_source(code, rules=RULES, target="edgetpu", unsafe_fixes=True)
