@@ -316,13 +316,22 @@ def test_unknown_format_names_the_new_ones(tmp_path: Path):
 
 
 @pytest.mark.tf
-def test_model_log_check_converts(tmp_path: Path):
-    """`--check` (TensorFlow in the worker): the verification travels in the artifact's
-    property bag, the exit status in the invocation."""
+def test_model_logs_of_check_and_main_job(tmp_path: Path):
+    """`--check` and the main job (TensorFlow in the worker): the verification and the outputs
+    travel in the artifact's property bag, the exit status in the invocation; the main job's
+    applied fixes say so."""
     shutil.copy(FIXTURES / "tiny_cnn_k3.keras", tmp_path / "tiny.keras")
     proc, log = sarif("tiny.keras", "--check", "--samples", "4", cwd=tmp_path)
     (run,) = log["runs"]
     summary = run["artifacts"][0]["properties"]["qfix"]
-    assert summary["verification"]["converted"] is not False
+    assert summary["verification"]["converted"] is not False and summary["verification"]["ops_total"] > 0
     assert summary["exit_code"] == proc.returncode == run["invocations"][0]["exitCode"]
-    assert "findings" not in summary
+    assert "findings" not in summary and summary["outputs"] == {"model": None, "tflite": None}
+
+    proc, log = sarif("tiny.keras", "--samples", "4", "--out-dir", "out", cwd=tmp_path)
+    (run,) = log["runs"]
+    summary = run["artifacts"][0]["properties"]["qfix"]
+    assert summary["outputs"]["tflite"] and Path(tmp_path / summary["outputs"]["tflite"]).is_file()
+    assert "fixes" in summary and "before" in summary
+    assert summary["exit_code"] == proc.returncode == run["invocations"][0]["exitCode"]
+    assert any(r["properties"].get("applied") for r in run["results"])  # QF301's batch fix
