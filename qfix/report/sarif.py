@@ -22,7 +22,9 @@ in tests/data/ and every test log is validated against it):
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from importlib import metadata
@@ -170,12 +172,20 @@ class _Log:
             }]
         return out
 
+    def display(self, path: str | Path) -> str:
+        """A path as people read it: relative to the working folder below it, else absolute."""
+        p = Path(os.path.abspath(path))
+        try:
+            return p.relative_to(self.base).as_posix()
+        except ValueError:
+            return p.as_posix()
+
     def model_result(self, v: Violation, m: ModelReport, artifact: int) -> dict[str, Any]:
-        model_uri = self.location(m.path)["uri"]
-        module = self.logical_location(m.path.name, model_uri, "module")
+        model = self.display(m.path)
+        module = self.logical_location(m.path.name, model, "module")
         logical = module
         if v.location.layer:
-            logical = self.logical_location(v.location.layer, f"{model_uri}/{v.location.layer}", "member",
+            logical = self.logical_location(v.location.layer, f"{model}/{v.location.layer}", "member",
                                             parent=module["index"])
         out = self._result(v, v.message)  # the messages name their layer
         out["locations"] = [{"physicalLocation": {"artifactLocation": self.location(m.path, artifact)},
@@ -184,7 +194,7 @@ class _Log:
             out.setdefault("properties", {})["jsonPointer"] = v.location.pointer
         # A binary artifact has no line to hash: the code and the layer identify a finding
         # across runs (GitHub code scanning matches alerts on partialFingerprints).
-        key = "\0".join((model_uri, v.code, v.location.layer or ""))
+        key = "\0".join((model, v.code, v.location.layer or ""))
         out["partialFingerprints"] = {"qfixModelFinding/v1": hashlib.sha256(key.encode()).hexdigest()[:32]}
         return out
 
@@ -266,8 +276,6 @@ def _project_urls() -> tuple[str | None, str | None]:
 
 def _iana(encoding: str) -> str:
     """Python's codec name as the IANA charset name SARIF's `encoding` wants (§3.24.9)."""
-    import codecs
-
     name = codecs.lookup(encoding).name  # utf-8-sig -> utf-8-sig, latin-1 -> iso8859-1
     return {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "iso8859-1": "ISO-8859-1", "ascii": "US-ASCII"}.get(name, name)
 
@@ -298,7 +306,5 @@ def _region(lines: list[str] | None, line: int, col: int, end_line: int | None, 
 
 
 def dumps(log: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(log, indent=2, allow_nan=False, default=str)
 

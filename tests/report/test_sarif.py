@@ -243,7 +243,7 @@ def test_model_log_static(tmp_path: Path):
     assert [(r["ruleId"], r["message"]["text"]) for r in run["results"]] == \
         [(f["code"], f["message"]) for f in report["findings"]]
     logical = run["logicalLocations"]
-    assert logical[0] == {"name": "two input.keras", "fullyQualifiedName": "two%20input.keras", "kind": "module"}
+    assert logical[0] == {"name": "two input.keras", "fullyQualifiedName": "two input.keras", "kind": "module"}
     for r, f in zip(run["results"], report["findings"]):
         (loc,) = r["locations"]
         assert loc["physicalLocation"]["artifactLocation"]["index"] == 0 and "region" not in loc["physicalLocation"]
