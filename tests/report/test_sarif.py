@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from jsonschema.validators import validator_for
 
+from qfix.errors import CODES
+from qfix.rules import all_rules
 from qfix.rules.docs import doc_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,7 +151,11 @@ def test_source_log_rules_results_and_utf16_regions(source_run):
         assert r["help"]["markdown"] == r["help"]["text"] == doc_for(r["id"])
         assert r["shortDescription"]["text"] and r["fullDescription"]["text"]
         assert r["defaultConfiguration"]["level"] in ("error", "warning", "note")
-    assert {"QF101", "QF202", "QF302", "QF501"} <= {r["id"] for r in rules}
+    # the whole catalogue: every rule code, and QF915 as this run reports it; the QF9xx codes
+    # as notification descriptors
+    assert [r["id"] for r in rules] == sorted({r.code for r in all_rules()}) + ["QF915"]
+    assert [n["id"] for n in driver["notifications"]] == sorted(CODES)
+    assert rules[-1]["name"] == "source-parse-error"
     assert run["columnKind"] == "utf16CodeUnits"
 
     found = {(r["ruleId"], r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]) for r in run["results"]}
