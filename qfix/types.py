@@ -34,14 +34,30 @@ class Location:
     pointer: str | None = None
 
 
+@dataclass(frozen=True)
+class TextEdit:
+    """Replace the text from (`line`, `col`) up to, not including, (`end_line`, `end_col`) by
+    `new_text`. Lines and columns are 1-based; columns count code points (as libcst's positions
+    and `Location` do); an empty range is an insertion point. Positions are in the text the
+    finding refers to."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    new_text: str
+
+
 @dataclass
 class Fix:
     """A fix: what it does and how safe it is. `edits` are front-end specific
-    (graph edits for models, libcst edits for source) and are not serialised."""
+    (graph edits for models, libcst edits for source) and are not serialised. `text_edits`:
+    a source fix as plain text replacements, when the run asked for them (SARIF's `fixes`)."""
 
     applicability: Applicability
     description: str
     edits: list[Any] = field(default_factory=list)
+    text_edits: list[TextEdit] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +84,22 @@ class Violation:
             else {"applicability": self.fix.applicability.value, "description": self.fix.description},
             "applied": self.applied,
         }
+
+
+@dataclass(frozen=True)
+class RuleDoc:
+    """One code of the catalogue as reports describe it (`qfix.rules.docs.catalogue`).
+    `summary`: the document's first line without its `QFxxx name: ` head; `description`: its
+    first section (What it does, or for an error code What causes it); `doc`: the whole
+    Markdown document (`qfix rule CODE`); `error`: a QF9xx code."""
+
+    code: str
+    name: str
+    severity: Severity
+    summary: str
+    description: str
+    doc: str
+    error: bool = False
 
 
 class QfixError(Exception):

@@ -47,6 +47,8 @@ Examples:
   qfix model.keras --check --format json
                                 report only, as one JSON document
   qfix model.keras --static     static findings only (no TensorFlow)
+  qfix src/ --format sarif > qfix.sarif
+                                findings for code scanning (SARIF 2.1.0)
   qfix models/ --check -t int8  every .keras model in models/
   qfix train.py src/ --write    apply the safe fixes to Python sources
   qfix rule QF302               what a finding means
@@ -59,6 +61,7 @@ Exit status:
 """
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+FORMATS = ("text", "json", "concise", "sarif", "github")
 # The libraries behind a conversion result: what a bug report needs (read from the installed
 # package metadata, never imported: importing TensorFlow takes seconds).
 VERSIONED = (("TensorFlow", "tensorflow"), ("Keras", "keras"), ("tf_keras", "tf-keras"),
@@ -130,8 +133,9 @@ def main_command(
     calibration: Optional[str] = typer.Option(
         None, "--calibration", metavar="P",
         help=".npz keyed by input name, .npy, a folder of images, or module:function"),
-    output_format: str = typer.Option("text", "--format", metavar="text|json|concise",
-                                      help="report format  [default: text]", show_default=False),
+    output_format: str = typer.Option("text", "--format", metavar="FORMAT",
+                                      help="text (default), json, concise (Python sources), sarif (SARIF 2.1.0) "
+                                           "or github (GitHub Actions annotations)", show_default=False),
     custom_objects: Optional[str] = typer.Option(None, "--custom-objects", metavar="MODULE",
                                                  help="module that registers your custom layer classes"),
     trust_lambdas: bool = typer.Option(False, "--trust-lambdas", help="allow loading Lambda bytecode from the file"),
@@ -153,8 +157,11 @@ def main_command(
     version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_version,
                                  help="print the versions of qfix, Python and its libraries"),
 ) -> None:
-    if output_format not in ("text", "json", "concise"):
-        raise QfixError("QF914", f"--format must be text, json or concise, not {output_format!r}")
+    if output_format not in FORMATS:
+        raise QfixError("QF914", f"--format must be text, json, concise, sarif or github, not {output_format!r}")
+    if diff and output_format in ("sarif", "github"):
+        raise QfixError("QF914", f"--diff and --format {output_format} do not combine: --diff prints the diff "
+                                 f"of the fixes, --format {output_format} reports the findings")
     mode = mode.lower() if mode else mode
     if mode not in (None, "ptq", "qat"):
         raise QfixError("QF914", f"--mode must be ptq or qat, not {mode!r}")
@@ -193,15 +200,17 @@ def main_command(
 def _run_models(models: List[Path], opts, console: Console, *, output_format: str, **kw) -> int:
     """One model: its report. Several (a folder): each in turn under a `== path ==` header; an
     error (QF9xx) in one is printed and the next runs; the exit status is the worst."""
-    from qfix.cli.model import run_model
+    from qfix.cli.model import run_model, run_models_for_ci
 
+    if output_format in ("sarif", "github"):  # one report for every model
+        return run_models_for_ci(models, opts, output_format=output_format, **kw)
     if output_format == "concise":
         output_format = "text"
     if len(models) == 1:
         return run_model(models[0], opts, console, output_format=output_format, **kw)
     if output_format == "json":
         raise QfixError("QF914", f"--format json reports one model and {len(models)} were given "
-                                 f"({models[0]}, ...): run qfix once per model")
+                                 f"({models[0]}, ...): run qfix once per model, or use --format sarif")
     worst = 0
     for i, path in enumerate(models):
         print(f"{'' if i == 0 else chr(10)}== {path} ==", flush=True)

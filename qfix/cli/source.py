@@ -25,7 +25,8 @@ def _print(console: Any, text: str = "") -> None:
         print(text)
         return
     try:
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        # emoji=False: a message quoting `:fire:` stays as written (rich would draw the emoji)
+        console.print(text, markup=False, highlight=False, soft_wrap=True, emoji=False)
     except TypeError:  # a plain file-like console
         console.print(text)
 
@@ -70,6 +71,7 @@ def run(
     job = Job(
         rules=rules, target=target, unsafe_fixes=unsafe_fixes,
         fix=True, options=cfg.rule_options(),
+        text_edits=output_format == "sarif", write=write,  # SARIF's fixes: each finding's fix as text
     )
     results = run_files(files, job, jobs=jobs, explicit=explicit)
 
@@ -85,6 +87,16 @@ def run(
     source_run.exit_code = _exit_code(source_run)
     if output_format == "json":
         _print(console, dumps(source_json(source_run)))
+    elif output_format == "sarif":
+        from qfix.report.sarif import dumps as sarif_dumps, source_log
+        from qfix.rules.docs import catalogue
+
+        _print(console, sarif_dumps(source_log(source_run, catalogue())))
+    elif output_format == "github":
+        from qfix.report.github import source_annotations
+
+        for line in source_annotations(source_run):
+            _print(console, line)
     else:
         for line in (render_concise if output_format == "concise" else render_text)(source_run):
             _print(console, line)

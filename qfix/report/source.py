@@ -14,7 +14,7 @@ from qfix.report.sanitize import printable
 from qfix.source.runner import SourceRun
 from qfix.types import Applicability, Violation
 
-FORMATS = ("text", "concise", "json")
+FORMATS = ("text", "concise", "json", "sarif", "github")
 
 
 def _plural(n: int, word: str, suffix: str = "s") -> str:

@@ -413,6 +413,7 @@ class FixResult:
     remaining: list[Violation]  # findings of the final text
     iterations: int
     errors: list[Violation] = field(default_factory=list)
+    final: LintResult | None = None  # the lint of `code` (its reports keep their fixes' edits)
 
     @property
     def changed(self) -> bool:
@@ -483,4 +484,4 @@ def fix_source(
                 severity=Severity.WARNING,
             )
         )
-    return FixResult(current, fixed, result.violations, iterations, errors)
+    return FixResult(current, fixed, result.violations, iterations, errors, result)

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Sequence
 from qfix.atomic import Transaction
 from qfix.types import Location, Severity, Violation
 from qfix.source.engine import fix_source, lint_source
+from qfix.source.text_edits import attach as attach_text_edits
 from qfix.source.rule import SourceRule
 
 SKIP_DIRS = frozenset(
@@ -99,6 +100,9 @@ class FileResult:
     skipped: str | None = None  # reason (generated, unreadable)
     encoding: str = "utf-8"  # as detected (PEP 263 cookie, BOM -> "utf-8-sig")
     error: str | None = None
+    # With Job.text_edits: the text the reported findings are located in (the file as read,
+    # or as fixed when the fixes were computed for --write); None otherwise.
+    text: str | None = None
 
 
 @dataclass
@@ -141,6 +145,10 @@ class Job:
     fix: bool = False  # compute the fixed text (for --write or --diff)
     options: dict[str, Any] = field(default_factory=dict)
     include_generated: bool = False
+    # Give each finding's fix its text edits (`Fix.text_edits`, applied alone) and keep the
+    # text they refer to (`FileResult.text`): what SARIF's `fixes` and UTF-16 columns need.
+    text_edits: bool = False
+    write: bool = False  # the fixed text will be written (--write): its findings are the ones reported
 
 
 def _strip(vs: list[Violation]) -> list[Violation]:
@@ -169,6 +177,9 @@ def process_file(path: str, job: Job, explicit: bool = False) -> FileResult:
     try:
         lint = lint_source(text, path=path, rules=job.rules, target=job.target, options=job.options)
         res.violations = list(lint.violations)
+        if job.text_edits:
+            attach_text_edits(text, lint)
+            res.text = text
         if job.fix and lint.module is not None and any(v.fix and v.fix.edits for v in lint.violations):
             fr = fix_source(
                 text, path=path, rules=job.rules, target=job.target, options=job.options,
@@ -179,6 +190,9 @@ def process_file(path: str, job: Job, explicit: bool = False) -> FileResult:
             if fr.code != text:
                 res.new_code = fr.code
                 res.old_code = text
+                if job.text_edits and job.write and fr.final is not None:
+                    attach_text_edits(fr.code, fr.final)
+                    res.text = fr.code
         else:
             res.remaining = list(res.violations)
     except RecursionError:
