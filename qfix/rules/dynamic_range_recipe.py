@@ -43,6 +43,11 @@ because it changes the produced model from dynamic-range to full-integer (differ
 ## Targets
 A target that needs a fully integer model (its profile allows only integer activation
 dtypes); without a target, any converter that itself requests integer ops or I/O types.
+Quiet where the converter is not meant to make the integer model (`Activity.not_for_integer`):
+a unit test, the float16 recipe, a float model with SELECT_TF_OPS, one of several variants the
+file writes when another is integer, or an optimized variant whose `.tflite` name says it is
+float / dynamic-range (`model_weight_quant.tflite`). A bare converter that is the file's only
+one is still reported: that script forgot the recipe.
 """
 
 from __future__ import annotations
@@ -82,6 +87,27 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             target="edgetpu",
         ),
         Valid(_BASE + "converter.representative_dataset = rep\ntflite = converter.convert()\n", target="edgetpu"),
+        # gates (`Activity.not_for_integer`); the firing side of each is in INVALID
+        Valid("import unittest\n" + _BASE + "tflite = converter.convert()\n", target="edgetpu"),  # a unit test
+        Valid(  # the float16 recipe
+            _BASE + "converter.target_spec.supported_types = [tf.float16]\ntflite = converter.convert()\n", target="edgetpu",
+        ),
+        Valid(  # a float post-processing model with TensorFlow ops
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(nms)\n"
+            "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\n"
+            "tflite = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # several variants, one of them integer: the float one is deliberate
+            _BASE + "float_model = converter.convert()\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nconverter.representative_dataset = rep\n"
+            "int_model = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # the artifact names the dynamic-range variant
+            _BASE + "tflite = converter.convert()\nopen(\"model_weight_quant.tflite\", \"wb\").write(tflite)\n", target="edgetpu",
+        ),
         Valid(
             "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
             "q = tfmot.quantization.keras.quantize_model(model)\n"
@@ -136,12 +162,26 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             target="edgetpu",
             message="no optimizations",
         ),
+        Invalid(  # several variants, none integer: each is reported
+            _BASE + "a = converter.convert()\n" + _BASE.split("\n", 1)[1].replace("converter", "conv2") + "b = conv2.convert()\n",
+            target="edgetpu",
+            count=2,
+        ),
+        Invalid(  # a bare converter is not excused by a float artifact name: it forgot the recipe
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "open(\"model_float32.tflite\", \"wb\").write(converter.convert())\n",
+            target="edgetpu",
+            message="no optimizations",
+        ),
+        Invalid(  # an artifact name that says nothing about the recipe
+            _BASE + "tflite = converter.convert()\nopen(\"model.tflite\", \"wb\").write(tflite)\n", target="edgetpu",
+        ),
     ]
 
     def finish(self) -> None:
         tgt = self.ctx.target
         for b in self.converter_blocks():
-            if self.maybe_qat(b) or "representative_dataset" in b.settings:
+            if self.maybe_qat(b) or "representative_dataset" in b.settings or self.not_for_integer(b):
                 continue
             integer_target = tgt is not None and tgt.integer
             if not self.optimized(b):

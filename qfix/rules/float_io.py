@@ -33,6 +33,8 @@ tensor's scale and zero point and dequantize outputs (`get_input_details()[0]["q
 
 ## Targets
 A target whose profile sets an integer I/O type (`io_dtype`); the fix writes that type.
+Not in unit tests, nor for a float-I/O variant in a file that also writes one with integer
+I/O (`Activity.not_for_integer`).
 """
 
 from __future__ import annotations
@@ -57,12 +59,19 @@ class FloatIo(ConverterAnalysis, SourceRule):
         "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
         "converter.representative_dataset = rep\n"
     )
+    _IO = "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\n"
     VALID = [
         Valid(_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n", target="edgetpu"),
         Valid(_BASE + "m = converter.convert()\n", target="int8"),
         Valid(_BASE + "m = converter.convert()\n"),
         Valid("import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\nm = converter.convert()\n", target="edgetpu"),
         Valid(_BASE + "converter.target_spec.supported_types = [tf.float16]\nm = converter.convert()\n", target="edgetpu"),  # uint8 I/O would raise
+        Valid("import unittest\n" + _BASE + "m = converter.convert()\n", target="edgetpu"),  # a unit test
+        Valid(  # an integer model with float I/O beside one with uint8 I/O: a deliberate variant
+            _BASE + "float_io = converter.convert()\n" + _BASE.split("\n", 1)[1]
+            + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nuint8_io = converter.convert()\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(
@@ -81,6 +90,12 @@ class FloatIo(ConverterAnalysis, SourceRule):
             target="edgetpu",
             expected=_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n",
         ),
+        Invalid(  # two integer variants, neither with integer I/O: both reported
+            _BASE + "a = converter.convert()\n" + _BASE.split("\n", 1)[1] + "b = converter.convert()\n",
+            target="edgetpu",
+            count=2,
+            expected=(_BASE + _IO + "a = converter.convert()\n" + _BASE.split("\n", 1)[1] + _IO + "b = converter.convert()\n"),
+        ),
     ]
 
     def finish(self) -> None:
@@ -92,6 +107,8 @@ class FloatIo(ConverterAnalysis, SourceRule):
                 continue
             if self.float16_recipe(b):
                 continue  # integer I/O would make the float16 recipe raise (QF407)
+            if self.not_for_integer(b, io=True):
+                continue
             tf, imports = self.spelling("tensorflow", "tf")
             want = f"{tf}.{tgt.io_dtype}"
             missing, edits, where = [], [], None

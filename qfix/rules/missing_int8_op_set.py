@@ -35,6 +35,7 @@ the op set makes the converter raise (QF407). Only offered when a representative
 ## Targets
 A target that cannot run float ops at all, so that a float fallback op is a failure and
 `TFLITE_BUILTINS_INT8` is wanted (the int8 CPU runs float fallbacks and never gets it).
+Not in unit tests (`Activity.not_for_integer`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
         Valid(_BASE + "m = converter.convert()\n"),
         Valid(_BASE + "converter.target_spec.supported_ops = OPS\nm = converter.convert()\n", target="edgetpu"),
         Valid(_BASE + "converter.target_spec.supported_types = [tf.float16]\nm = converter.convert()\n", target="edgetpu"),  # the op set would raise
+        Valid("import unittest\n" + _BASE + "m = converter.convert()\n", target="edgetpu"),  # a unit test
+        Valid(  # absl's test module, another spelling of a test
+            "from absl.testing import absltest\n" + _BASE + "m = converter.convert()\n", target="tflm",
+        ),
     ]
     INVALID = [
         Invalid(
@@ -92,6 +97,8 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
                 continue
             if self.float16_recipe(b):
                 continue  # the INT8 op set would make the float16 recipe raise (QF407)
+            if self.not_for_integer(b):
+                continue
             ops = b.settings.get("target_spec.supported_ops")
             tf, imports = self.spelling("tensorflow", "tf")
             want = f"[{tf}.lite.OpsSet.TFLITE_BUILTINS_INT8]"

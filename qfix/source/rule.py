@@ -13,9 +13,10 @@ the walk. They report with `self.report(node, message, fix=...)`. A fix is a
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import libcst as cst
 
@@ -123,6 +124,39 @@ _TEST_BASES = ("tensorflow.test.TestCase", "keras.testing.TestCase", "keras.src.
 _INT_SETTINGS = ("representative_dataset", "inference_input_type", "inference_output_type", "inference_type", "post_training_quantize")
 _INT_TYPES = ("tensorflow.int8", "tensorflow.uint8", "tensorflow.lite.constants.INT8", "tensorflow.lite.constants.QUANTIZED_UINT8")
 _ACTIVITY_WORDS = ("TFLiteConverter", "export", "saved_model", "fit", "train_on_batch", "GradientTape", "apply_gradients", "quantize_")
+_IO_SETTINGS = ("inference_input_type", "inference_output_type", "inference_type")
+# an artifact named after a non-integer recipe (`..._weight_quant.tflite`, `model_fp16.tflite`):
+# the file says which variant it writes
+_FLOAT_ARTIFACT = re.compile(r"(weight_quant|dynamic_range|float16|fp16|float32|fp32|_float)[^'\"/]*\.tflite", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one converter's literal settings ask for (`Recipe.of(settings, names)`).
+
+    `integer`: a representative dataset, integer I/O types or the INT8 op set - a full integer
+    model; `integer_io`: `inference_input_type` / `inference_output_type` an integer dtype;
+    `float16`: `target_spec.supported_types` holds `tf.float16` (float16 weights, float
+    activations); `tf_ops`: `target_spec.supported_ops` holds `SELECT_TF_OPS` (TensorFlow ops
+    kept in the model, run by the CPU's Flex delegate)."""
+
+    integer: bool = False
+    integer_io: bool = False
+    float16: bool = False
+    tf_ops: bool = False
+    optimized: bool = False
+
+    @classmethod
+    def of(cls, settings: Mapping[str, cst.BaseExpression], names: Names) -> "Recipe":
+        """`settings`: setting path (`optimizations`, `target_spec.supported_ops`, ...) -> value."""
+        def members(key: str) -> set[str]:
+            v = settings.get(key)
+            return set() if v is None else {names.canon(e) or "" for e in iter_nodes(v) if isinstance(e, cst.Attribute)}
+
+        io = any(names.canon(settings[k]) in _INT_TYPES for k in _IO_SETTINGS if k in settings)
+        ops, types = members("target_spec.supported_ops"), members("target_spec.supported_types")
+        integer = io or "representative_dataset" in settings or "tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8" in ops or "tensorflow.int8" in types
+        return cls(integer, io, "tensorflow.float16" in types, "tensorflow.lite.OpsSet.SELECT_TF_OPS" in ops, "optimizations" in settings)
 
 
 @dataclass(frozen=True)
@@ -142,6 +176,11 @@ class Activity:
     exports without converting - and is not a test: a training or QAT script rightly keeps a
     dynamic batch, library code never reaches the target itself, and a float conversion (a
     CPU post-processing model, SELECT_TF_OPS) is not for an integer accelerator.
+
+    Converter rules ask `not_for_integer(recipe)` per converter; it reads `converters` (how
+    many converters the file creates), `integer_variant` / `integer_io_variant` (one of them
+    asks for an integer model / integer I/O) and `float_artifact` (a `.tflite` path literal
+    named after a float recipe).
     """
 
     converts: bool = False
@@ -150,6 +189,10 @@ class Activity:
     trains: bool = False
     qat: bool = False
     test: bool = False
+    converters: int = 0
+    integer_variant: bool = False
+    integer_io_variant: bool = False
+    float_artifact: bool = False
 
     @property
     def deploys(self) -> bool:
@@ -160,6 +203,28 @@ class Activity:
         """Takes its model towards a target: deploys it, or trains it quantization-aware."""
         return self.deploys or (self.qat and not self.test)
 
+    def not_for_integer(self, recipe: Recipe, *, io: bool = False) -> str | None:
+        """Why a converter with `recipe` is not meant to make the integer model a target needs
+        (rules about a full integer conversion then stay quiet), or None. `io`: asked about the
+        I/O types (a float-I/O variant beside an integer-I/O one is deliberate too).
+
+        A bare converter (no `optimizations`, nothing else set) that is the file's only one is
+        not excused: that is the script that forgot the recipe."""
+        if self.test:
+            return "a unit test"
+        if not recipe.integer:
+            if recipe.float16:
+                return "the float16 recipe (`supported_types = [tf.float16]`)"
+            if recipe.tf_ops:
+                return "a float model with TensorFlow ops (SELECT_TF_OPS)"
+            if self.converters > 1 and self.integer_variant:
+                return "one of several variants the file writes, another of them integer"
+            if recipe.optimized and self.float_artifact:
+                return "a variant the file names as float / dynamic-range"
+        elif io and not recipe.integer_io and self.converters > 1 and self.integer_io_variant:
+            return "a float-I/O variant beside an integer-I/O one"
+        return None
+
     @classmethod
     def of(cls, path: str | None, code: str, module: cst.Module, names: Names) -> "Activity":
         base = (path or "").replace("\\", "/").rsplit("/", 1)[-1]
@@ -167,7 +232,8 @@ class Activity:
         test = test or any(names.imports_module(m) for m in _TEST_MODULES)
         if not any(w in code for w in _ACTIVITY_WORDS) and not ("TestCase" in code):
             return cls(test=test)
-        converts = exports = trains = qat = int_setting = optimizations = float16 = False
+        converts = exports = trains = qat = int_setting = int_io = optimizations = float16 = False
+        converters = 0
         for n in iter_nodes(module):
             if isinstance(n, cst.ClassDef) and not test:
                 test = any(names.canon(b.value) in _TEST_BASES for b in n.bases)
@@ -178,8 +244,9 @@ class Activity:
                         continue
                     setting = t.target.attr.value
                     values = [names.canon(e) for e in iter_nodes(n.value) if isinstance(e, cst.Attribute)]
-                    if setting in ("inference_input_type", "inference_output_type", "inference_type"):
-                        int_setting = int_setting or any(v in _INT_TYPES for v in values)
+                    if setting in _IO_SETTINGS:
+                        int_io = int_io or any(v in _INT_TYPES for v in values)
+                        int_setting = int_setting or int_io
                     elif setting in _INT_SETTINGS:
                         int_setting = True
                     elif setting == "supported_ops":
@@ -201,6 +268,7 @@ class Activity:
             c = names.canon(func) or ""
             if "TFLiteConverter" in c and c.startswith("tensorflow."):
                 converts = True
+                converters += 1
             elif c == "tensorflow.GradientTape":
                 trains = True
             elif c.startswith("tfmot.quantization.keras.quantize_"):
@@ -210,7 +278,8 @@ class Activity:
             ):
                 exports = True
         quantizes = int_setting or (optimizations and not float16)
-        return cls(converts, quantizes, exports, trains, qat, test)
+        float_artifact = converts and _FLOAT_ARTIFACT.search(code) is not None
+        return cls(converts, quantizes, exports, trains, qat, test, converters, int_setting, int_io, float_artifact)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +379,11 @@ class SourceRule:
         pass
 
     # helpers ---------------------------------------------------------------------------
+    def not_for_integer(self, block: Any, *, io: bool = False) -> str | None:
+        """`Activity.not_for_integer` for a `qfix.source.converter.ConverterBlock`."""
+        recipe = Recipe.of({k: s.value for k, s in block.settings.items()}, self.names)
+        return self.ctx.activity.not_for_integer(recipe, io=io)
+
     def code_for(self, node: cst.CSTNode) -> str:
         return self.ctx.module.code_for_node(node)
 
