@@ -15,7 +15,9 @@ Source side: flags `keras.layers.Lambda` layers. When the body is a simple expre
 its one input - a scale and/or offset (`x / 127.5 - 1`), `relu6`, `relu`, a clip from 0, or
 `tf.image.resize` - it rewrites the Lambda into the built-in layer that computes the same
 thing (`Rescaling`, `ReLU`, `Resizing`). Other Lambdas are reported (with display-only
-guidance) in files that quantize (tfmot or the TFLite converter).
+guidance) in files that take the model to a target: convert it to an integer model, export
+it, or train it quantization-aware (`qfix.source.rule.Activity`); library code and float
+conversions are left alone. Unit tests are never reported (they use Lambdas on purpose).
 
 ## Why is this bad?
 A Lambda stores Python bytecode: loading it means running code from the file (Keras refuses
@@ -109,6 +111,18 @@ class LambdaLayer(SourceRule):
         Valid("from mylib import Lambda\nx = Lambda(lambda t: t * 2.0)(inputs)\n"),
         Valid("import keras\nx = keras.layers.Lambda(lambda t: t * 2.0, arguments={'a': 1})(inputs)\n"),
         Valid("import keras\nscale = 2.0\nx = keras.layers.Lambda(lambda t: t * scale)(inputs)\n"),
+        # gates (`Activity`): the firing side of each is in INVALID
+        Valid(  # library code importing tfmot, quantizing nothing (tfmot's own transforms)
+            "import keras\nimport tensorflow_model_optimization as tfmot\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"
+        ),
+        Valid(  # a float conversion (CPU post-processing)
+            "import keras\nimport tensorflow as tf\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x))\n"
+        ),
+        Valid(  # a unit test: no rewrite of a simple body either
+            "import unittest\nimport keras\nimport tensorflow_model_optimization as tfmot\n"
+            "x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)\nq = tfmot.quantization.keras.quantize_model(keras.Model(inputs, x))\n"
+        ),
     ]
     INVALID = [
         Invalid(
@@ -141,27 +155,32 @@ class LambdaLayer(SourceRule):
             "import keras\nx = keras.layers.Lambda(lambda t: keras.ops.image.resize(t, [64, 64]))(inputs)\n",
             expected="import keras\nx = keras.layers.Resizing(64, 64, interpolation='bilinear')(inputs)\n",
         ),
-        Invalid(
-            "import keras\nimport tensorflow_model_optimization as tfmot\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n",
+        Invalid(  # a QAT script
+            "import keras\nimport tensorflow_model_optimization as tfmot\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"
+            "q = tfmot.quantization.keras.quantize_model(keras.Model(inputs, x))\n",
+            applicability=Applicability.DISPLAY_ONLY,
+        ),
+        Invalid(  # a script converting to an integer model
+            "import keras\nimport tensorflow as tf\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x))\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nconverter.representative_dataset = rep\n",
             applicability=Applicability.DISPLAY_ONLY,
         ),
     ]
-
-    def _quantizing(self) -> bool:
-        return self.names.imports_module("tensorflow_model_optimization") or "TFLiteConverter" in self.ctx.code
 
     def visit_Call(self, node: cst.Call) -> None:
         if last_name(node.func) != "Lambda":
             return
         c = self.names.canon(node.func)
-        if c not in ("keras.layers.Lambda", "keras.layers.core.Lambda"):
-            return
+        if c not in ("keras.layers.Lambda", "keras.layers.core.Lambda") or self.ctx.activity.test:
+            return  # a unit test may use a Lambda on purpose (safe-mode, serialization tests)
         fn = arg(node, 0, "function")
         plan = None
         if fn is not None and all(a is fn or (a.keyword is not None and a.keyword.value in _ALLOWED_KW) for a in node.args):
             plan = self._plan(fn.value)
         if plan is None:
-            if self._quantizing():
+            # only where the model goes to a target: integer conversion, export or QAT
+            if self.ctx.activity.for_target:
                 self.report(
                     node,
                     "Lambda layer: tfmot cannot quantize or re-serialize it and its ops stay float after conversion",
