@@ -94,6 +94,16 @@ class CastAsQuantization(FloatValues, SourceRule):
         Valid("import tensorflow as tf\nx = tf.random.normal((4,))\nx = tf.cast(x, tf.int32)\ny = tf.cast(x, tf.uint8)\n"),
         Valid("import numpy as np\nx = np.random.randn(4)\nq = np.round(x / scale + zero_point).astype(np.int8)\n"),
         Valid("import numpy as np\nz = np.zeros((1, 4)).astype(np.uint8)\n"),
+        # values of unknown range: the firing side of each is in INVALID
+        Valid(  # pixels cast to float for a blend and back (an image, not a quantization)
+            "import numpy as np\nfg = patch.astype(np.float32)\nbg = roi.astype(np.float32)\n"
+            "blended = (bg * (1.0 - alpha) + fg * alpha).astype(np.uint8)\n"
+        ),
+        Valid("import numpy as np\nout = (total / weights).astype('uint8')\n"),  # an average of pixels
+        Valid(  # quantized with the input's parameters (then given to the interpreter)
+            "import numpy as np\nscale, zero_point = inp['quantization']\n"
+            "q = np.array(x / scale + zero_point, dtype=np.int8)\ninterpreter.set_tensor(i, q)\n"
+        ),
     ]
     INVALID = [
         Invalid(
@@ -112,6 +122,10 @@ class CastAsQuantization(FloatValues, SourceRule):
             message="scale",
         ),
         Invalid("import tensorflow as tf\nq = tf.cast(x / 255.0, 'uint8')\n", applicability=Applicability.DISPLAY_ONLY),
+        Invalid("import numpy as np\nout = (total / 255).astype('uint8')\n", message="[0, 1]"),  # a quotient by a literal
+        Invalid(  # data cast to float and normalised by a literal, through a name
+            "import tensorflow as tf\nx = tf.cast(img, tf.float32) / 255.0\nq = tf.cast(x, tf.uint8)\n", message="[0, 1]",
+        ),
         # issue 11 kind 4: the float comes from a name bound to a float-producing call
         Invalid(
             "import tensorflow as tf\nx = tf.random.normal((1, 10))\nq = tf.cast(x, tf.uint8)\n",
@@ -238,6 +252,8 @@ class CastAsQuantization(FloatValues, SourceRule):
                     "Representative-dataset data cast to an integer type: calibration data must be float, in the range the model sees in training",
                     "Remove the cast (the converter quantizes)",
                 )
+            elif self._scaled(operand):
+                continue  # `x / scale + zero_point`: quantized with the tensor's parameters
             elif id(call) in self.set_tensor_casts or id(operand) in self.set_tensor_casts:
                 self.done.add(id(call))
                 self.report(
@@ -245,7 +261,7 @@ class CastAsQuantization(FloatValues, SourceRule):
                     "Float data cast to an integer type for an integer interpreter: quantize with the input's scale and zero point instead",
                     fix=SCALE_TEMPLATE, applicability=Applicability.DISPLAY_ONLY,
                 )
-            elif value is not None and not self._scaled(operand):
+            elif value is not None and not self._unknown_range(value, operand):
                 loss = self._loss(value, dtype)
                 if loss is not None:
                     self.done.add(id(call))
@@ -273,6 +289,20 @@ class CastAsQuantization(FloatValues, SourceRule):
         if value.source == DIVISION:
             return "a quotient such as x / 255.0 lies in [0, 1] and truncates to 0 or 1"
         return f"fractions truncate toward zero and values outside [{lo}, {hi}] wrap around"
+
+    @staticmethod
+    def _unknown_range(value: FloatValue, operand: cst.BaseExpression) -> bool:
+        """Float dtype, but nothing says the values are fractions: data cast to float for
+        arithmetic (`img.astype(np.float32)` blended and cast back: pixels in [0, 255]), or a
+        quotient by a variable (`total / count`: an average of pixels). A quotient by a literal
+        (`x / 255.0`) and random draws stay flagged."""
+        if value.bounded():
+            return False
+        if value.source.startswith("a cast to"):
+            return True
+        if value.source == DIVISION and isinstance(operand, cst.BinaryOperation) and isinstance(operand.operator, cst.Divide):
+            return not isinstance(operand.right, (cst.Float, cst.Integer))
+        return False
 
     def _spelled(self, call: cst.Call) -> str:
         if isinstance(call.func, cst.Attribute) and call.func.attr.value == "astype":

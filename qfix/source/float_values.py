@@ -187,6 +187,8 @@ class FloatValues:
             return None  # `x / x.max() * 255`: a rescale of unknown data is left alone
         lc, rc = number(node.left), number(node.right)
         const = rc if data is left else lc
+        if isinstance(op, cst.Divide) and data is left and const is not None and data.source.startswith("a cast to"):
+            return FloatValue(DIVISION)  # `img.astype(np.float32) / 255.0`: a normalisation to [0, 1]
         if const is None or not data.bounded():
             return data.span(None, None)
         lo, hi = data.low, data.high
