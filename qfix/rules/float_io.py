@@ -33,8 +33,8 @@ tensor's scale and zero point and dequantize outputs (`get_input_details()[0]["q
 
 ## Targets
 A target whose profile sets an integer I/O type (`io_dtype`); the fix writes that type.
-Not in unit tests, nor for a float-I/O variant in a file that also writes one with integer
-I/O (`Activity.not_for_integer`).
+Not in unit tests, nor for a float-I/O variant when the file, or a script beside it in the
+same folder, also writes one with integer I/O (`Activity.not_for_integer`).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class FloatIo(ConverterAnalysis, SourceRule):
                 continue
             if self.float16_recipe(b):
                 continue  # integer I/O would make the float16 recipe raise (QF407)
-            if self.not_for_integer(b, io=True):
+            if self.not_for_integer(b, details=True):
                 continue
             tf, imports = self.spelling("tensorflow", "tf")
             want = f"{tf}.{tgt.io_dtype}"

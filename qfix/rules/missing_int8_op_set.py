@@ -35,7 +35,8 @@ the op set makes the converter raise (QF407). Only offered when a representative
 ## Targets
 A target that cannot run float ops at all, so that a float fallback op is a failure and
 `TFLITE_BUILTINS_INT8` is wanted (the int8 CPU runs float fallbacks and never gets it).
-Not in unit tests (`Activity.not_for_integer`).
+Not in unit tests, nor for an integer variant with float I/O when the file, or a script
+beside it, also writes one with integer I/O (the CPU variant; `Activity.not_for_integer`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
         Valid(  # absl's test module, another spelling of a test
             "from absl.testing import absltest\n" + _BASE + "m = converter.convert()\n", target="tflm",
         ),
+        Valid(  # the float-fallback variant beside the full integer one (firing side: INVALID[0])
+            _BASE + "a = converter.convert()\n" + _BASE.split("\n", 1)[1]
+            + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+            "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nb = converter.convert()\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(
@@ -97,7 +104,7 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
                 continue
             if self.float16_recipe(b):
                 continue  # the INT8 op set would make the float16 recipe raise (QF407)
-            if self.not_for_integer(b):
+            if self.not_for_integer(b, details=True):
                 continue
             ops = b.settings.get("target_spec.supported_ops")
             tf, imports = self.spelling("tensorflow", "tf")

@@ -13,6 +13,8 @@ the walk. They report with `self.report(node, message, fix=...)`. A fix is a
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -130,6 +132,34 @@ _IO_SETTINGS = ("inference_input_type", "inference_output_type", "inference_type
 _FLOAT_ARTIFACT = re.compile(r"(weight_quant|dynamic_range|float16|fp16|float32|fp32|_float)[^'\"/]*\.tflite", re.IGNORECASE)
 
 
+# an uncommented `inference_input_type = tf.uint8` (or int8, or the v1 constants)
+_INTEGER_IO_LINE = re.compile(
+    r"^[^#\n]*\.inference_input_type\s*=\s*[\w.]*\b(u?int8|INT8|QUANTIZED_UINT8)\b", re.MULTILINE,
+)
+
+
+@functools.lru_cache(maxsize=256)
+def integer_io_scripts(directory: str) -> frozenset[str]:
+    """Names of the `.py` files in `directory` that set an integer `inference_input_type`:
+    a folder of variant scripts (`03_integer_quantization.py` with float I/O beside
+    `05_full_integer_quantization.py` with uint8 I/O) writes its integer-I/O model there.
+    Read only for a converter that would get a finding; unreadable files count as none."""
+    out = set()
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".py")]
+    except OSError:
+        return frozenset()
+    for n in names:
+        try:
+            with open(os.path.join(directory, n), encoding="utf-8", errors="replace") as f:
+                text = f.read(200_000)
+        except OSError:
+            continue
+        if "inference_input_type" in text and _INTEGER_IO_LINE.search(text):
+            out.add(n)
+    return frozenset(out)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """What one converter's literal settings ask for (`Recipe.of(settings, names)`).
@@ -179,8 +209,9 @@ class Activity:
 
     Converter rules ask `not_for_integer(recipe)` per converter; it reads `converters` (how
     many converters the file creates), `integer_variant` / `integer_io_variant` (one of them
-    asks for an integer model / integer I/O) and `float_artifact` (a `.tflite` path literal
-    named after a float recipe).
+    asks for an integer model / integer I/O), `float_artifact` (a `.tflite` path literal
+    named after a float recipe) and, for an integer recipe's details, the scripts beside the
+    file (`integer_io_scripts`).
     """
 
     converts: bool = False
@@ -190,6 +221,7 @@ class Activity:
     qat: bool = False
     test: bool = False
     converters: int = 0
+    path: str | None = None
     integer_variant: bool = False
     integer_io_variant: bool = False
     float_artifact: bool = False
@@ -203,10 +235,11 @@ class Activity:
         """Takes its model towards a target: deploys it, or trains it quantization-aware."""
         return self.deploys or (self.qat and not self.test)
 
-    def not_for_integer(self, recipe: Recipe, *, io: bool = False) -> str | None:
+    def not_for_integer(self, recipe: Recipe, *, details: bool = False) -> str | None:
         """Why a converter with `recipe` is not meant to make the integer model a target needs
-        (rules about a full integer conversion then stay quiet), or None. `io`: asked about the
-        I/O types (a float-I/O variant beside an integer-I/O one is deliberate too).
+        (rules about a full integer conversion then stay quiet), or None. `details`: asked about
+        an integer recipe's op set and I/O types: an integer variant with float I/O is the CPU
+        variant when the file, or a script beside it, also writes one with integer I/O.
 
         A bare converter (no `optimizations`, nothing else set) that is the file's only one is
         not excused: that is the script that forgot the recipe."""
@@ -221,8 +254,11 @@ class Activity:
                 return "one of several variants the file writes, another of them integer"
             if recipe.optimized and self.float_artifact:
                 return "a variant the file names as float / dynamic-range"
-        elif io and not recipe.integer_io and self.converters > 1 and self.integer_io_variant:
-            return "a float-I/O variant beside an integer-I/O one"
+        elif details and not recipe.integer_io:
+            if self.converters > 1 and self.integer_io_variant:
+                return "a float-I/O variant beside an integer-I/O one"
+            if self.path and integer_io_scripts(os.path.dirname(os.path.abspath(self.path))) - {os.path.basename(self.path)}:
+                return "a float-I/O variant; a script beside it writes the integer-I/O one"
         return None
 
     @classmethod
@@ -279,7 +315,7 @@ class Activity:
                 exports = True
         quantizes = int_setting or (optimizations and not float16)
         float_artifact = converts and _FLOAT_ARTIFACT.search(code) is not None
-        return cls(converts, quantizes, exports, trains, qat, test, converters, int_setting, int_io, float_artifact)
+        return cls(converts, quantizes, exports, trains, qat, test, converters, path, int_setting, int_io, float_artifact)
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,10 +415,10 @@ class SourceRule:
         pass
 
     # helpers ---------------------------------------------------------------------------
-    def not_for_integer(self, block: Any, *, io: bool = False) -> str | None:
+    def not_for_integer(self, block: Any, *, details: bool = False) -> str | None:
         """`Activity.not_for_integer` for a `qfix.source.converter.ConverterBlock`."""
         recipe = Recipe.of({k: s.value for k, s in block.settings.items()}, self.names)
-        return self.ctx.activity.not_for_integer(recipe, io=io)
+        return self.ctx.activity.not_for_integer(recipe, details=details)
 
     def code_for(self, node: cst.CSTNode) -> str:
         return self.ctx.module.code_for_node(node)
