@@ -109,6 +109,11 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             _HEAD + _OPT + "converter.target_spec.supported_types = [tf.float16]\n" + _END, target="edgetpu",
         ),
         Valid("import unittest\n" + _HEAD + _DS + _INT8 + _IO8 + _END, target="int8"),  # a unit test (assertRaises)
+        Valid(  # float16 with a dataset, in a file naming its artifact float16 (firing side: the last-but-one INVALID)
+            _HEAD + _OPT + _DS + "converter.target_spec.supported_types = [tf.float16]\n" + _END
+            + "open('model_float16_quant.tflite', 'wb').write(tflite_model)\n",
+            target="edgetpu",
+        ),
         Valid(_HEAD + _OPT + _INT8 + _IO8 + _END),  # no dataset with optimizations: QF401's finding
         Valid(  # a QAT model brings its own ranges
             "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"

@@ -72,6 +72,11 @@ class FloatIo(ConverterAnalysis, SourceRule):
             + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nuint8_io = converter.convert()\n",
             target="edgetpu",
         ),
+        Valid(  # the same, the integer-I/O variant's type chosen at run time (`--output-type uint8`)
+            _BASE + "float_io = converter.convert()\n" + _BASE.split("\n", 1)[1]
+            + "converter.inference_input_type = io_type\nconverter.inference_output_type = io_type\nq = converter.convert()\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(

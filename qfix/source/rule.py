@@ -165,7 +165,8 @@ class Recipe:
     """What one converter's literal settings ask for (`Recipe.of(settings, names)`).
 
     `integer`: a representative dataset, integer I/O types or the INT8 op set - a full integer
-    model; `integer_io`: `inference_input_type` / `inference_output_type` an integer dtype;
+    model; `integer_io`: `inference_input_type` / `inference_output_type` an integer dtype (a
+    variable counts: the type is chosen at run time, and float32 is the default anyway);
     `float16`: `target_spec.supported_types` holds `tf.float16` (float16 weights, float
     activations); `tf_ops`: `target_spec.supported_ops` holds `SELECT_TF_OPS` (TensorFlow ops
     kept in the model, run by the CPU's Flex delegate)."""
@@ -183,7 +184,7 @@ class Recipe:
             v = settings.get(key)
             return set() if v is None else {names.canon(e) or "" for e in iter_nodes(v) if isinstance(e, cst.Attribute)}
 
-        io = any(names.canon(settings[k]) in _INT_TYPES for k in _IO_SETTINGS if k in settings)
+        io = any(names.canon(settings[k]) in _INT_TYPES or isinstance(settings[k], cst.Name) for k in _IO_SETTINGS if k in settings)
         ops, types = members("target_spec.supported_ops"), members("target_spec.supported_types")
         integer = io or "representative_dataset" in settings or "tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8" in ops or "tensorflow.int8" in types
         return cls(integer, io, "tensorflow.float16" in types, "tensorflow.lite.OpsSet.SELECT_TF_OPS" in ops, "optimizations" in settings)
@@ -245,6 +246,8 @@ class Activity:
         not excused: that is the script that forgot the recipe."""
         if self.test:
             return "a unit test"
+        if recipe.float16 and self.float_artifact:
+            return "the float16 recipe, in a file that names its artifact float16"
         if not recipe.integer:
             if recipe.float16:
                 return "the float16 recipe (`supported_types = [tf.float16]`)"
@@ -281,7 +284,8 @@ class Activity:
                     setting = t.target.attr.value
                     values = [names.canon(e) for e in iter_nodes(n.value) if isinstance(e, cst.Attribute)]
                     if setting in _IO_SETTINGS:
-                        int_io = int_io or any(v in _INT_TYPES for v in values)
+                        # a variable (`inf_type` from the command line) chooses integer I/O at run time
+                        int_io = int_io or any(v in _INT_TYPES for v in values) or isinstance(n.value, cst.Name)
                         int_setting = int_setting or int_io
                     elif setting in _INT_SETTINGS:
                         int_setting = True
