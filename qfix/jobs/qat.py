@@ -143,7 +143,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             if v.code == "QF501":  # resolved by the translation; its float outputs are compared below
                 v.applied = True
                 v.message = f"{v.message} (translated to tf_keras)"
-    ctx = context(profile, opts)
+    ctx = context(profile, opts, path)  # hub handles are relative to the model file
     config, weights, run.fixes, run.skipped = apply_fixes(
         copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe)
     result.not_converted = why_not_loadable(findings, opts)

@@ -333,3 +333,25 @@ def test_hostile_handle_loads_to_one_line_and_downloads_nothing(built, tmp_path)
     assert proc.returncode in (1, 2) and "Traceback" not in proc.stderr + proc.stdout
     assert "QF507" in proc.stdout and "remote" in proc.stdout
     assert not cache.exists() or not any(cache.iterdir())
+
+
+@pytest.mark.tf
+def test_the_seed_fixture_trains_through_the_cli_from_another_folder(tmp_path):
+    """The seed scenario as a user runs it: the console script, the fixture's relative hub
+    handle (`hub_seed_backbone`, beside the model), the cwd elsewhere. The QAT job resolved
+    handles against the cwd only and ended in QF917 on its temporary candidate (new-user review)."""
+    root = Path(__file__).resolve().parents[2]
+    src = root / "fixtures" / "hub_seed_tfk.keras"
+    before = src.read_bytes()
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "qfix"), str(src), "--mode", "qat", "--samples", "4",
+                           "--format", "json", "--out-dir", str(out)], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["qat"]["trained"] and report["verification"]["fully_on_target"]
+    assert ("QF507", "kept") in {(f["code"], f["state"]) for f in report["fixes"]}
+    written = read_archive(out / "hub_seed_tfk.qfix.qat.keras")
+    assert not any(l.class_name == "KerasLayer" for _, l in build_graph(written.config, written.dialect).walk())
+    assert src.read_bytes() == before
