@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import libcst as cst
 
+from qfix.source.dispatch import dispatched
 from qfix.source.flavour import FileFlavours
 from qfix.source.names import Names
 from qfix.source.util import iter_nodes
@@ -338,6 +339,7 @@ class FileContext:
     function_stack: list[cst.FunctionDef] = field(default_factory=list)
     _flavours: FileFlavours | None = None
     _activity: Activity | None = None
+    _dispatched: frozenset[int] | None = None
 
     @property
     def scope(self) -> cst.FunctionDef | None:
@@ -356,6 +358,13 @@ class FileContext:
         if self._activity is None:
             self._activity = Activity.of(self.path, self.code, self.module, self.names)
         return self._activity
+
+    def dispatched(self, node: cst.CSTNode) -> bool:
+        """`node` runs only when the input names it: it sits in an arm of a dispatch over names
+        (a translator's `elif op_type == 'Elu':`, `qfix.source.dispatch`), read on first use."""
+        if self._dispatched is None:
+            self._dispatched = dispatched(self.module)
+        return id(node) in self._dispatched
 
 
 @dataclass
