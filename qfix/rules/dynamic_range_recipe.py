@@ -5,8 +5,9 @@ Flags a TFLite converter set up with `optimizations = [tf.lite.Optimize.DEFAULT]
 `representative_dataset` when the model must be fully integer: a `--target` that
 needs a fully integer model, or a converter that itself asks for integer ops or types
 (`TFLITE_BUILTINS_INT8`, `inference_input_type = tf.uint8`, `supported_types = [tf.int8]`).
-With an integer target it also flags a converter with no optimizations at all.
-Converters of quantization-aware-trained models (tfmot) are left to QF404.
+With an integer target it also flags a converter with no optimizations at all, where the file
+expects an integer model from it. Converters of quantization-aware-trained models (tfmot, or
+TF1's quantized inference with `quantized_input_stats`) are left to QF404.
 
 ## Why is this bad?
 Without calibration data the converter can only do dynamic-range quantization: weights
@@ -44,10 +45,17 @@ because it changes the produced model from dynamic-range to full-integer (differ
 A target that needs a fully integer model (its profile allows only integer activation
 dtypes); without a target, any converter that itself requests integer ops or I/O types.
 Quiet where the converter is not meant to make the integer model (`Activity.not_for_integer`):
-a unit test, the float16 recipe, a float model with SELECT_TF_OPS, one of several variants the
-file writes when another is integer, or an optimized variant whose `.tflite` name says it is
-float / dynamic-range (`model_weight_quant.tflite`). A bare converter that is the file's only
-one is still reported: that script forgot the recipe.
+a unit test, the float16 recipe, a float model with SELECT_TF_OPS, a sparse model
+(`Optimize.EXPERIMENTAL_SPARSITY`), one of several variants the file writes when another is
+integer, an optimized variant whose `.tflite` name says it is float / dynamic-range
+(`model_weight_quant.tflite`), or a converter handed to a function that may set its recipe
+(`converter = config.with_quantization(converter)`). A bare converter (no optimizations) makes
+a float model, a complete deliverable for a CPU or a GPU: it is reported only where the file
+expects an integer model from it - a `.tflite` name that says int8 / integer / edgetpu, a
+read of the converted model's `quantization` parameters, quantization-aware training, the
+target's compiler named in the file (`edgetpu_compiler`), or a representative dataset
+configured in `[tool.qfix]`. Elsewhere the compiler of an integer target rejects the float
+model loudly ("Model not quantized"), and qfix cannot tell the choice from an oversight.
 """
 
 from __future__ import annotations
@@ -116,6 +124,38 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             target="edgetpu",
         ),
         Valid("import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\ntflite = converter.convert()\n"),  # no integer target: a float model is a choice
+        Valid(  # a float conversion nothing in the file expects to be integer (an app's model, a float demo)
+            "import tensorflow as tf\n\ndef export(model):\n    conv = tf.lite.TFLiteConverter.from_keras_model(model)\n    return conv.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # the same, its artifact named float32
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "open(\"model_float32.tflite\", \"wb\").write(converter.convert())\n",
+            target="edgetpu",
+        ),
+        Valid(  # a sparse model for the CPU's sparse kernels (tfmot's pruning examples)
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(pruned)\n"
+            "converter.optimizations = {tf.lite.Optimize.EXPERIMENTAL_SPARSITY}\nopen('sparse_int8.tflite', 'wb').write(converter.convert())\n",
+            target="edgetpu",
+        ),
+        Valid(  # handed to code that sets the recipe (Model Maker's QuantizationConfig)
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_saved_model(d)\n"
+            "converter = config.get_converter_with_quantization(converter, spec)\nm = converter.convert()\nopen('m_int8.tflite', 'wb').write(m)\n",
+            target="edgetpu",
+        ),
+        Valid(  # TF1's quantized inference converts a QAT model (fake-quant ranges): no dataset needed
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nconverter.inference_type = tf.lite.constants.INT8\n"
+            "converter.quantized_input_stats = {'input': (0., 1.)}\ntflite = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # a QAT model returned by the file's own function (cluster-preserving QAT)
+            "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n\ndef cqat(m):\n"
+            "    return tfmot.quantization.keras.quantize_apply(m)\n\nq = cqat(base)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(q)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+            "tflite = converter.convert()\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(_BASE + "tflite = converter.convert()\n", target="edgetpu", applicability=Applicability.DISPLAY_ONLY),
@@ -157,21 +197,41 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             options={"representative_dataset": "representative_dataset"},
             applicability=Applicability.DISPLAY_ONLY,
         ),
-        Invalid(
-            "import tensorflow as tf\n\ndef export(model):\n    conv = tf.lite.TFLiteConverter.from_keras_model(model)\n    return conv.convert()\n",
+        Invalid(  # a bare converter in a file that expects an integer model: it forgot the recipe
+            "import tensorflow as tf\n\ndef export(model):\n    conv = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "    open('model_int8.tflite', 'wb').write(conv.convert())\n",
             target="edgetpu",
             message="no optimizations",
+        ),
+        Invalid(  # ... that reads the converted model's quantization parameters
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "interpreter = tf.lite.Interpreter(model_content=converter.convert())\n"
+            "scale, zero_point = interpreter.get_input_details()[0]['quantization']\n",
+            target="tflm",
+            message="no optimizations",
+        ),
+        Invalid(  # ... that runs the target's compiler
+            "import subprocess\nimport tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "open('model.tflite', 'wb').write(converter.convert())\nsubprocess.run(['edgetpu_compiler', 'model.tflite'])\n",
+            target="edgetpu",
+            message="no optimizations",
+        ),
+        Invalid(  # ... in a project that configures its calibration data
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\ntflite = converter.convert()\n",
+            target="edgetpu",
+            options={"representative_dataset": "calib.representative_dataset"},
+            message="no optimizations",
+        ),
+        Invalid(  # the converter's own `convert()` inside a call does not hand it away
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nopen('m.tflite', 'wb').write(converter.convert())\n",
+            target="edgetpu",
+            message="dynamic-range",
         ),
         Invalid(  # several variants, none integer: each is reported
             _BASE + "a = converter.convert()\n" + _BASE.split("\n", 1)[1].replace("converter", "conv2") + "b = conv2.convert()\n",
             target="edgetpu",
             count=2,
-        ),
-        Invalid(  # a bare converter is not excused by a float artifact name: it forgot the recipe
-            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
-            "open(\"model_float32.tflite\", \"wb\").write(converter.convert())\n",
-            target="edgetpu",
-            message="no optimizations",
         ),
         Invalid(  # an artifact name that says nothing about the recipe
             _BASE + "tflite = converter.convert()\nopen(\"model.tflite\", \"wb\").write(tflite)\n", target="edgetpu",

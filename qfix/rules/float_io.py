@@ -34,7 +34,9 @@ tensor's scale and zero point and dequantize outputs (`get_input_details()[0]["q
 ## Targets
 A target whose profile sets an integer I/O type (`io_dtype`); the fix writes that type.
 Not in unit tests, nor for a float-I/O variant when the file, or a script beside it in the
-same folder, also writes one with integer I/O (`Activity.not_for_integer`).
+same folder, also writes one with integer I/O, when the file comments out its integer I/O
+settings (the author switched them off), or when the converter keeps TensorFlow ops
+(`SELECT_TF_OPS`, a CPU model for the Flex delegate) (`Activity.not_for_integer`).
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ class FloatIo(ConverterAnalysis, SourceRule):
             + "converter.inference_input_type = io_type\nconverter.inference_output_type = io_type\nq = converter.convert()\n",
             target="edgetpu",
         ),
+        Valid(  # integer input, the output type written and commented out: a float output chosen
+            _BASE + "converter.inference_input_type = tf.uint8\n# converter.inference_output_type = tf.int8\nm = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # a CPU model with TensorFlow ops (SELECT_TF_OPS): the Flex delegate runs float ops anyway
+            _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]\n"
+            "m = converter.convert()\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(
@@ -84,6 +95,13 @@ class FloatIo(ConverterAnalysis, SourceRule):
             target="edgetpu",
             expected=_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n",
             applicability=Applicability.UNSAFE,
+        ),
+        Invalid(  # the output type set, only a float comment about it: still float output
+            _BASE + "converter.inference_input_type = tf.uint8\n# the output stays float32 for the decoder\nm = converter.convert()\n",
+            target="edgetpu",
+            message="inference_output_type",
+            expected=_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\n"
+            "# the output stays float32 for the decoder\nm = converter.convert()\n",
         ),
         Invalid(
             _BASE + "converter.inference_input_type = tf.int8\nm = converter.convert()\n",

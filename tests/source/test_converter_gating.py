@@ -69,7 +69,11 @@ def test_float_and_int8_models_from_one_training_script(tmp_path):
     )
     assert _codes(code, str(tmp_path / "train.py")) == []
     float_only = code.split("converter = tf.lite.TFLiteConverter.from_keras_model(model)\nconverter.optimizations")[0]
-    assert _codes(float_only, str(tmp_path / "train.py")) == ["QF401"]  # the only conversion is float
+    # the float model alone (tflite-micro's hello_world/train.py today): a float deliverable
+    assert _codes(float_only, str(tmp_path / "train.py")) == []
+    # ... unless the file expects an integer model from it: then it forgot the recipe
+    named = float_only + "open('hello_world_int8.tflite', 'wb').write(float_model)\n"
+    assert _codes(named, str(tmp_path / "train.py")) == ["QF401"]
 
 
 def test_float16_and_weight_only_variants(tmp_path):
