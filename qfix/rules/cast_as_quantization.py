@@ -88,6 +88,9 @@ class CastAsQuantization(FloatValues, SourceRule):
         Valid("import numpy as np\nlabels = labels.astype(np.int64)\n"),
         Valid("import tensorflow as tf\ndef representative_dataset():\n    for x in data:\n        yield [tf.cast(x, tf.float32)]\n"),
         Valid("import numpy as np\nx = np.random.rand(1, 8, 8, 3) * 255\nimg = x.astype(np.uint8)\n"),  # random pixels
+        Valid(  # random integers 0..6 for an interpreter comparison (tflite-micro's hello_world/evaluate.py)
+            "import numpy as np\nx = np.random.uniform(low=0, high=2 * np.pi, size=1000).astype(np.int8)\n"
+        ),
         Valid(  # the parameter hides the module's float `x`
             "import tensorflow as tf\nx = tf.random.normal((4,))\ndef to_bytes(x):\n    return tf.cast(x, tf.uint8)\n"
         ),
@@ -133,6 +136,9 @@ class CastAsQuantization(FloatValues, SourceRule):
         ),
         Invalid("import tensorflow as tf\nx = tf.random.normal((1, 10))\nq = tf.cast(x * 255.0, tf.uint8)\n", message="wrap"),
         Invalid("import numpy as np\nx = np.random.rand(1, 8, 8, 3)\nq = x.astype(np.uint8)\n", message="truncate to 0 or 1"),
+        Invalid(  # a bound written with a constant: [-pi, pi] wraps below 0 in uint8
+            "import math\nimport numpy as np\nq = np.random.uniform(-math.pi, math.pi, 8).astype(np.uint8)\n", message="wrap",
+        ),
         Invalid("import numpy as np\nrng = np.random.default_rng(0)\nq = np.int8(rng.standard_normal((1, 4)))\n"),
         Invalid("import numpy as np\nx = 0.75\nq = np.array(x, dtype=np.uint8)\n", message="a float literal"),
         Invalid(

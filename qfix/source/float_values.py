@@ -280,8 +280,8 @@ class FloatValues:
         else:  # tf/keras: (shape, minval, maxval) or stateless (shape, seed, minval, maxval)
             first = 2 if "stateless" in canon else 1
             lo_arg, hi_arg = arg(node, first, "minval"), arg(node, first + 1, "maxval")
-        lo = number(lo_arg.value) if lo_arg is not None else default[0]
-        hi = number(hi_arg.value) if hi_arg is not None else default[1]
+        lo = number(lo_arg.value, self.names) if lo_arg is not None else default[0]  # type: ignore[attr-defined]
+        hi = number(hi_arg.value, self.names) if hi_arg is not None else default[1]  # type: ignore[attr-defined]
         return lo, hi
 
 
