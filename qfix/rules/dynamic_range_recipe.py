@@ -51,10 +51,10 @@ integer, an optimized variant whose `.tflite` name says it is float / dynamic-ra
 (`model_weight_quant.tflite`), or a converter handed to a function that may set its recipe
 (`converter = config.with_quantization(converter)`). A bare converter (no optimizations) makes
 a float model, a complete deliverable for a CPU or a GPU: it is reported only where the file
-expects an integer model from it - a `.tflite` name that says int8 / integer / edgetpu, a
-read of the converted model's `quantization` parameters, quantization-aware training, the
-target's compiler named in the file (`edgetpu_compiler`), or a representative dataset
-configured in `[tool.qfix]`. Elsewhere the compiler of an integer target rejects the float
+expects an integer model from it - a `.tflite` name saying so (`model_int8.tflite`,
+`m_full_integer_quant.tflite`, `m_edgetpu.tflite`), a read of the converted model's
+`quantization` parameters, quantization-aware training, the target's compiler named in the
+file (`edgetpu_compiler`), or a representative dataset configured in `[tool.qfix]`. Elsewhere the compiler of an integer target rejects the float
 model loudly ("Model not quantized"), and qfix cannot tell the choice from an oversight.
 """
 
