@@ -222,6 +222,14 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             options={"representative_dataset": "calib.representative_dataset"},
             message="no optimizations",
         ),
+        Invalid(  # a QAT file converting a model Keras built here, not tfmot: a float model to calibrate
+            "import keras\nimport tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
+            "base = keras.Sequential([keras.layers.Dense(2)])\nq = tfmot.quantization.keras.quantize_model(other)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(base)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+            "tflite = converter.convert()\n",
+            target="edgetpu",
+            message="dynamic-range",
+        ),
         Invalid(  # the converter's own `convert()` inside a call does not hand it away
             "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
             "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nopen('m.tflite', 'wb').write(converter.convert())\n",
