@@ -88,12 +88,25 @@ class CastAsQuantization(FloatValues, SourceRule):
         Valid("import numpy as np\nlabels = labels.astype(np.int64)\n"),
         Valid("import tensorflow as tf\ndef representative_dataset():\n    for x in data:\n        yield [tf.cast(x, tf.float32)]\n"),
         Valid("import numpy as np\nx = np.random.rand(1, 8, 8, 3) * 255\nimg = x.astype(np.uint8)\n"),  # random pixels
+        Valid(  # random integers 0..6 for an interpreter comparison (tflite-micro's hello_world/evaluate.py)
+            "import numpy as np\nx = np.random.uniform(low=0, high=2 * np.pi, size=1000).astype(np.int8)\n"
+        ),
         Valid(  # the parameter hides the module's float `x`
             "import tensorflow as tf\nx = tf.random.normal((4,))\ndef to_bytes(x):\n    return tf.cast(x, tf.uint8)\n"
         ),
         Valid("import tensorflow as tf\nx = tf.random.normal((4,))\nx = tf.cast(x, tf.int32)\ny = tf.cast(x, tf.uint8)\n"),
         Valid("import numpy as np\nx = np.random.randn(4)\nq = np.round(x / scale + zero_point).astype(np.int8)\n"),
         Valid("import numpy as np\nz = np.zeros((1, 4)).astype(np.uint8)\n"),
+        # values of unknown range: the firing side of each is in INVALID
+        Valid(  # pixels cast to float for a blend and back (an image, not a quantization)
+            "import numpy as np\nfg = patch.astype(np.float32)\nbg = roi.astype(np.float32)\n"
+            "blended = (bg * (1.0 - alpha) + fg * alpha).astype(np.uint8)\n"
+        ),
+        Valid("import numpy as np\nout = (total / weights).astype('uint8')\n"),  # an average of pixels
+        Valid(  # quantized with the input's parameters (then given to the interpreter)
+            "import numpy as np\nscale, zero_point = inp['quantization']\n"
+            "q = np.array(x / scale + zero_point, dtype=np.int8)\ninterpreter.set_tensor(i, q)\n"
+        ),
     ]
     INVALID = [
         Invalid(
@@ -112,6 +125,10 @@ class CastAsQuantization(FloatValues, SourceRule):
             message="scale",
         ),
         Invalid("import tensorflow as tf\nq = tf.cast(x / 255.0, 'uint8')\n", applicability=Applicability.DISPLAY_ONLY),
+        Invalid("import numpy as np\nout = (total / 255).astype('uint8')\n", message="[0, 1]"),  # a quotient by a literal
+        Invalid(  # data cast to float and normalised by a literal, through a name
+            "import tensorflow as tf\nx = tf.cast(img, tf.float32) / 255.0\nq = tf.cast(x, tf.uint8)\n", message="[0, 1]",
+        ),
         # issue 11 kind 4: the float comes from a name bound to a float-producing call
         Invalid(
             "import tensorflow as tf\nx = tf.random.normal((1, 10))\nq = tf.cast(x, tf.uint8)\n",
@@ -119,6 +136,9 @@ class CastAsQuantization(FloatValues, SourceRule):
         ),
         Invalid("import tensorflow as tf\nx = tf.random.normal((1, 10))\nq = tf.cast(x * 255.0, tf.uint8)\n", message="wrap"),
         Invalid("import numpy as np\nx = np.random.rand(1, 8, 8, 3)\nq = x.astype(np.uint8)\n", message="truncate to 0 or 1"),
+        Invalid(  # a bound written with a constant: [-pi, pi] wraps below 0 in uint8
+            "import math\nimport numpy as np\nq = np.random.uniform(-math.pi, math.pi, 8).astype(np.uint8)\n", message="wrap",
+        ),
         Invalid("import numpy as np\nrng = np.random.default_rng(0)\nq = np.int8(rng.standard_normal((1, 4)))\n"),
         Invalid("import numpy as np\nx = 0.75\nq = np.array(x, dtype=np.uint8)\n", message="a float literal"),
         Invalid(
@@ -238,6 +258,8 @@ class CastAsQuantization(FloatValues, SourceRule):
                     "Representative-dataset data cast to an integer type: calibration data must be float, in the range the model sees in training",
                     "Remove the cast (the converter quantizes)",
                 )
+            elif self._scaled(operand):
+                continue  # `x / scale + zero_point`: quantized with the tensor's parameters
             elif id(call) in self.set_tensor_casts or id(operand) in self.set_tensor_casts:
                 self.done.add(id(call))
                 self.report(
@@ -245,7 +267,7 @@ class CastAsQuantization(FloatValues, SourceRule):
                     "Float data cast to an integer type for an integer interpreter: quantize with the input's scale and zero point instead",
                     fix=SCALE_TEMPLATE, applicability=Applicability.DISPLAY_ONLY,
                 )
-            elif value is not None and not self._scaled(operand):
+            elif value is not None and not self._unknown_range(value, operand):
                 loss = self._loss(value, dtype)
                 if loss is not None:
                     self.done.add(id(call))
@@ -273,6 +295,20 @@ class CastAsQuantization(FloatValues, SourceRule):
         if value.source == DIVISION:
             return "a quotient such as x / 255.0 lies in [0, 1] and truncates to 0 or 1"
         return f"fractions truncate toward zero and values outside [{lo}, {hi}] wrap around"
+
+    @staticmethod
+    def _unknown_range(value: FloatValue, operand: cst.BaseExpression) -> bool:
+        """Float dtype, but nothing says the values are fractions: data cast to float for
+        arithmetic (`img.astype(np.float32)` blended and cast back: pixels in [0, 255]), or a
+        quotient by a variable (`total / count`: an average of pixels). A quotient by a literal
+        (`x / 255.0`) and random draws stay flagged."""
+        if value.bounded():
+            return False
+        if value.source.startswith("a cast to"):
+            return True
+        if value.source == DIVISION and isinstance(operand, cst.BinaryOperation) and isinstance(operand.operator, cst.Divide):
+            return not isinstance(operand.right, (cst.Float, cst.Integer))
+        return False
 
     def _spelled(self, call: cst.Call) -> str:
         if isinstance(call.func, cst.Attribute) and call.func.attr.value == "astype":

@@ -57,7 +57,9 @@ with `optimizations` set is QF401's (QF404's for QAT models), not reported twice
 
 ## Targets
 Every target, and none: the converter rejects these settings whatever the model runs on.
-The float16 recipe is flagged for targets that need a fully integer model.
+The float16 recipe is flagged for targets that need a fully integer model when a dataset
+shows an integer model was meant (without one, float16 is a chosen recipe:
+`Activity.not_for_integer`). Not in unit tests, which build rejected combinations on purpose.
 """
 
 from __future__ import annotations
@@ -103,6 +105,15 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
         Valid(_HEAD + _OPT + _DS + _INT8 + _IO8 + _END),
         Valid(_HEAD + _OPT + _DS + _INT8 + _IO8 + _END, target="int8"),
         Valid(_HEAD + _OPT + "converter.target_spec.supported_types = [tf.float16]\n" + _END),  # the float16 recipe
+        Valid(  # the float16 recipe without a dataset: chosen, even for an integer target
+            _HEAD + _OPT + "converter.target_spec.supported_types = [tf.float16]\n" + _END, target="edgetpu",
+        ),
+        Valid("import unittest\n" + _HEAD + _DS + _INT8 + _IO8 + _END, target="int8"),  # a unit test (assertRaises)
+        Valid(  # float16 with a dataset, in a file naming its artifact float16 (firing side: the last-but-one INVALID)
+            _HEAD + _OPT + _DS + "converter.target_spec.supported_types = [tf.float16]\n" + _END
+            + "open('model_float16_quant.tflite', 'wb').write(tflite_model)\n",
+            target="edgetpu",
+        ),
         Valid(_HEAD + _OPT + _INT8 + _IO8 + _END),  # no dataset with optimizations: QF401's finding
         Valid(  # a QAT model brings its own ranges
             "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
@@ -190,6 +201,8 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
     ]
 
     def finish(self) -> None:
+        if self.ctx.activity.test:
+            return  # a unit test may build a rejected combination on purpose (assertRaises)
         for b in self.converter_blocks():
             s = self.settings_of(b)
             if s is None:
@@ -201,7 +214,7 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             row = table_verdict(s)
             if row is not None:
                 self._report(b, s, row)
-            elif self._float16_for_integer_target(s):
+            elif self._float16_for_integer_target(s) and not self.not_for_integer(b):
                 self._report_float16(b)
 
     def _float16_for_integer_target(self, s: ConverterSettings) -> bool:

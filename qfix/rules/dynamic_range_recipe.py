@@ -5,8 +5,9 @@ Flags a TFLite converter set up with `optimizations = [tf.lite.Optimize.DEFAULT]
 `representative_dataset` when the model must be fully integer: a `--target` that
 needs a fully integer model, or a converter that itself asks for integer ops or types
 (`TFLITE_BUILTINS_INT8`, `inference_input_type = tf.uint8`, `supported_types = [tf.int8]`).
-With an integer target it also flags a converter with no optimizations at all.
-Converters of quantization-aware-trained models (tfmot) are left to QF404.
+With an integer target it also flags a converter with no optimizations at all, where the file
+expects an integer model from it. Converters of quantization-aware-trained models (tfmot, or
+TF1's quantized inference with `quantized_input_stats`) are left to QF404.
 
 ## Why is this bad?
 Without calibration data the converter can only do dynamic-range quantization: weights
@@ -43,6 +44,18 @@ because it changes the produced model from dynamic-range to full-integer (differ
 ## Targets
 A target that needs a fully integer model (its profile allows only integer activation
 dtypes); without a target, any converter that itself requests integer ops or I/O types.
+Quiet where the converter is not meant to make the integer model (`Activity.not_for_integer`):
+a unit test, the float16 recipe, a float model with SELECT_TF_OPS, a sparse model
+(`Optimize.EXPERIMENTAL_SPARSITY`), one of several variants the file writes when another is
+integer, an optimized variant whose `.tflite` name says it is float / dynamic-range
+(`model_weight_quant.tflite`), or a converter handed to a function that may set its recipe
+(`converter = config.with_quantization(converter)`). A bare converter (no optimizations) makes
+a float model, a complete deliverable for a CPU or a GPU: it is reported only where the file
+expects an integer model from it - a `.tflite` name saying so (`model_int8.tflite`,
+`m_full_integer_quant.tflite`, `m_edgetpu.tflite`), a read of the converted model's
+`quantization` parameters, quantization-aware training, the target's compiler named in the
+file (`edgetpu_compiler`), or a representative dataset configured in `[tool.qfix]`. Elsewhere the compiler of an integer target rejects the float
+model loudly ("Model not quantized"), and qfix cannot tell the choice from an oversight.
 """
 
 from __future__ import annotations
@@ -82,6 +95,27 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             target="edgetpu",
         ),
         Valid(_BASE + "converter.representative_dataset = rep\ntflite = converter.convert()\n", target="edgetpu"),
+        # gates (`Activity.not_for_integer`); the firing side of each is in INVALID
+        Valid("import unittest\n" + _BASE + "tflite = converter.convert()\n", target="edgetpu"),  # a unit test
+        Valid(  # the float16 recipe
+            _BASE + "converter.target_spec.supported_types = [tf.float16]\ntflite = converter.convert()\n", target="edgetpu",
+        ),
+        Valid(  # a float post-processing model with TensorFlow ops
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(nms)\n"
+            "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\n"
+            "tflite = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # several variants, one of them integer: the float one is deliberate
+            _BASE + "float_model = converter.convert()\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nconverter.representative_dataset = rep\n"
+            "int_model = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # the artifact names the dynamic-range variant
+            _BASE + "tflite = converter.convert()\nopen(\"model_weight_quant.tflite\", \"wb\").write(tflite)\n", target="edgetpu",
+        ),
         Valid(
             "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
             "q = tfmot.quantization.keras.quantize_model(model)\n"
@@ -90,6 +124,38 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             target="edgetpu",
         ),
         Valid("import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\ntflite = converter.convert()\n"),  # no integer target: a float model is a choice
+        Valid(  # a float conversion nothing in the file expects to be integer (an app's model, a float demo)
+            "import tensorflow as tf\n\ndef export(model):\n    conv = tf.lite.TFLiteConverter.from_keras_model(model)\n    return conv.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # the same, its artifact named float32
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "open(\"model_float32.tflite\", \"wb\").write(converter.convert())\n",
+            target="edgetpu",
+        ),
+        Valid(  # a sparse model for the CPU's sparse kernels (tfmot's pruning examples)
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(pruned)\n"
+            "converter.optimizations = {tf.lite.Optimize.EXPERIMENTAL_SPARSITY}\nopen('sparse_int8.tflite', 'wb').write(converter.convert())\n",
+            target="edgetpu",
+        ),
+        Valid(  # handed to code that sets the recipe (Model Maker's QuantizationConfig)
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_saved_model(d)\n"
+            "converter = config.get_converter_with_quantization(converter, spec)\nm = converter.convert()\nopen('m_int8.tflite', 'wb').write(m)\n",
+            target="edgetpu",
+        ),
+        Valid(  # TF1's quantized inference converts a QAT model (fake-quant ranges): no dataset needed
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nconverter.inference_type = tf.lite.constants.INT8\n"
+            "converter.quantized_input_stats = {'input': (0., 1.)}\ntflite = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # a QAT model returned by the file's own function (cluster-preserving QAT)
+            "import tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n\ndef cqat(m):\n"
+            "    return tfmot.quantization.keras.quantize_apply(m)\n\nq = cqat(base)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(q)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+            "tflite = converter.convert()\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(_BASE + "tflite = converter.convert()\n", target="edgetpu", applicability=Applicability.DISPLAY_ONLY),
@@ -131,17 +197,59 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
             options={"representative_dataset": "representative_dataset"},
             applicability=Applicability.DISPLAY_ONLY,
         ),
-        Invalid(
-            "import tensorflow as tf\n\ndef export(model):\n    conv = tf.lite.TFLiteConverter.from_keras_model(model)\n    return conv.convert()\n",
+        Invalid(  # a bare converter in a file that expects an integer model: it forgot the recipe
+            "import tensorflow as tf\n\ndef export(model):\n    conv = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "    open('model_int8.tflite', 'wb').write(conv.convert())\n",
             target="edgetpu",
             message="no optimizations",
+        ),
+        Invalid(  # ... that reads the converted model's quantization parameters
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "interpreter = tf.lite.Interpreter(model_content=converter.convert())\n"
+            "scale, zero_point = interpreter.get_input_details()[0]['quantization']\n",
+            target="tflm",
+            message="no optimizations",
+        ),
+        Invalid(  # ... that runs the target's compiler
+            "import subprocess\nimport tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "open('model.tflite', 'wb').write(converter.convert())\nsubprocess.run(['edgetpu_compiler', 'model.tflite'])\n",
+            target="edgetpu",
+            message="no optimizations",
+        ),
+        Invalid(  # ... in a project that configures its calibration data
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\ntflite = converter.convert()\n",
+            target="edgetpu",
+            options={"representative_dataset": "calib.representative_dataset"},
+            message="no optimizations",
+        ),
+        Invalid(  # a QAT file converting a model Keras built here, not tfmot: a float model to calibrate
+            "import keras\nimport tensorflow as tf\nimport tensorflow_model_optimization as tfmot\n"
+            "base = keras.Sequential([keras.layers.Dense(2)])\nq = tfmot.quantization.keras.quantize_model(other)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(base)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+            "tflite = converter.convert()\n",
+            target="edgetpu",
+            message="dynamic-range",
+        ),
+        Invalid(  # the converter's own `convert()` inside a call does not hand it away
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nopen('m.tflite', 'wb').write(converter.convert())\n",
+            target="edgetpu",
+            message="dynamic-range",
+        ),
+        Invalid(  # several variants, none integer: each is reported
+            _BASE + "a = converter.convert()\n" + _BASE.split("\n", 1)[1].replace("converter", "conv2") + "b = conv2.convert()\n",
+            target="edgetpu",
+            count=2,
+        ),
+        Invalid(  # an artifact name that says nothing about the recipe
+            _BASE + "tflite = converter.convert()\nopen(\"model.tflite\", \"wb\").write(tflite)\n", target="edgetpu",
         ),
     ]
 
     def finish(self) -> None:
         tgt = self.ctx.target
         for b in self.converter_blocks():
-            if self.maybe_qat(b) or "representative_dataset" in b.settings:
+            if self.maybe_qat(b) or "representative_dataset" in b.settings or self.not_for_integer(b):
                 continue
             integer_target = tgt is not None and tgt.integer
             if not self.optimized(b):

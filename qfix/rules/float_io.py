@@ -33,6 +33,10 @@ tensor's scale and zero point and dequantize outputs (`get_input_details()[0]["q
 
 ## Targets
 A target whose profile sets an integer I/O type (`io_dtype`); the fix writes that type.
+Not in unit tests, nor for a float-I/O variant when the file, or a script beside it in the
+same folder, also writes one with integer I/O, when the file comments out its integer I/O
+settings (the author switched them off), or when the converter keeps TensorFlow ops
+(`SELECT_TF_OPS`, a CPU model for the Flex delegate) (`Activity.not_for_integer`).
 """
 
 from __future__ import annotations
@@ -57,12 +61,33 @@ class FloatIo(ConverterAnalysis, SourceRule):
         "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
         "converter.representative_dataset = rep\n"
     )
+    _IO = "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\n"
     VALID = [
         Valid(_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n", target="edgetpu"),
         Valid(_BASE + "m = converter.convert()\n", target="int8"),
         Valid(_BASE + "m = converter.convert()\n"),
         Valid("import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\nconverter.optimizations = [tf.lite.Optimize.DEFAULT]\nm = converter.convert()\n", target="edgetpu"),
         Valid(_BASE + "converter.target_spec.supported_types = [tf.float16]\nm = converter.convert()\n", target="edgetpu"),  # uint8 I/O would raise
+        Valid("import unittest\n" + _BASE + "m = converter.convert()\n", target="edgetpu"),  # a unit test
+        Valid(  # an integer model with float I/O beside one with uint8 I/O: a deliberate variant
+            _BASE + "float_io = converter.convert()\n" + _BASE.split("\n", 1)[1]
+            + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nuint8_io = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # the same, the integer-I/O variant's type chosen at run time (`--output-type uint8`)
+            _BASE + "float_io = converter.convert()\n" + _BASE.split("\n", 1)[1]
+            + "converter.inference_input_type = io_type\nconverter.inference_output_type = io_type\nq = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # integer input, the output type written and commented out: a float output chosen
+            _BASE + "converter.inference_input_type = tf.uint8\n# converter.inference_output_type = tf.int8\nm = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # a CPU model with TensorFlow ops (SELECT_TF_OPS): the Flex delegate runs float ops anyway
+            _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]\n"
+            "m = converter.convert()\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(
@@ -70,6 +95,13 @@ class FloatIo(ConverterAnalysis, SourceRule):
             target="edgetpu",
             expected=_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n",
             applicability=Applicability.UNSAFE,
+        ),
+        Invalid(  # the output type set, only a float comment about it: still float output
+            _BASE + "converter.inference_input_type = tf.uint8\n# the output stays float32 for the decoder\nm = converter.convert()\n",
+            target="edgetpu",
+            message="inference_output_type",
+            expected=_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\n"
+            "# the output stays float32 for the decoder\nm = converter.convert()\n",
         ),
         Invalid(
             _BASE + "converter.inference_input_type = tf.int8\nm = converter.convert()\n",
@@ -80,6 +112,12 @@ class FloatIo(ConverterAnalysis, SourceRule):
             _BASE + "converter.inference_input_type = tf.float32\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n",
             target="edgetpu",
             expected=_BASE + "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nm = converter.convert()\n",
+        ),
+        Invalid(  # two integer variants, neither with integer I/O: both reported
+            _BASE + "a = converter.convert()\n" + _BASE.split("\n", 1)[1] + "b = converter.convert()\n",
+            target="edgetpu",
+            count=2,
+            expected=(_BASE + _IO + "a = converter.convert()\n" + _BASE.split("\n", 1)[1] + _IO + "b = converter.convert()\n"),
         ),
     ]
 
@@ -92,6 +130,8 @@ class FloatIo(ConverterAnalysis, SourceRule):
                 continue
             if self.float16_recipe(b):
                 continue  # integer I/O would make the float16 recipe raise (QF407)
+            if self.not_for_integer(b, details=True):
+                continue
             tf, imports = self.spelling("tensorflow", "tf")
             want = f"{tf}.{tgt.io_dtype}"
             missing, edits, where = [], [], None

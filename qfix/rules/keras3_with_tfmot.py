@@ -11,7 +11,9 @@ keras` / `from keras import ...` (always Keras 3); `import tensorflow.keras` / `
 tensorflow.keras[.x] import ...` wherever they stand, unless `TF_USE_LEGACY_KERAS=1` is set
 before TensorFlow is first imported; `tf.keras.X` (and `keras.X` after `from tensorflow import
 keras`) first used before tfmot is imported; `tensorflow.python.keras`. Imports inside a `try`
-that catches ImportError are compatibility probes and are not reported.
+that catches ImportError are compatibility probes and are not reported, nor are imports of
+the data modules `datasets` and `preprocessing` (`pad_sequences`, `load_data`, image loading):
+they hand out arrays, never an object that reaches tfmot.
 
 ## Why is this bad?
 tfmot only works on tf_keras (Keras 2) objects. On TF >= 2.16 the module `tensorflow.keras`
@@ -69,6 +71,8 @@ from qfix.rules.base import ModelCase, ModelRule
 
 ENV_LINE = 'os.environ["TF_USE_LEGACY_KERAS"] = "1"\n'
 _KERAS3_ONLY = ("keras.ops", "keras.src", "keras.random", "keras.tree", "keras.quantizers", "keras.export", "keras.distribution", "keras.config")
+# submodules that hand out data (arrays, generators), never a layer, model or regularizer
+_DATA_ONLY = ("datasets", "preprocessing")
 _SMALLEST = (
     "import tensorflow_model_optimization as tfmot\n"
     "from tensorflow.keras import layers, models\n"
@@ -103,6 +107,11 @@ class Keras3WithTfmot(SourceRule):
         Valid("from tensorflow_model_optimization.python.core.keras.compat import keras\nm = keras.Sequential()\n"),
         # a compatibility probe for several Keras versions (tfmot's own prune_registry)
         Valid("import tensorflow_model_optimization as tfmot\ntry:\n    from keras.src.engine import base_layer\nexcept ImportError:\n    base_layer = None\n"),
+        # data modules hand out arrays, never an object tfmot gets (tfmot's imdb examples)
+        Valid(
+            "import tensorflow_model_optimization as tfmot\nimport tensorflow.keras.preprocessing.sequence as sequence\n"
+            "from keras.datasets import imdb\nfrom tensorflow.keras import datasets\nx = sequence.pad_sequences(imdb.load_data()[0][0])\n"
+        ),
     ]
     INVALID = [
         Invalid(  # issue 11's smallest input: the import after tfmot is Keras 3 all the same
@@ -115,6 +124,13 @@ class Keras3WithTfmot(SourceRule):
         Invalid(
             "import tensorflow_model_optimization as tfmot\nimport tensorflow.keras as K\nm = K.Sequential()\n",
             expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nimport tensorflow_model_optimization as tfmot\nimport tf_keras as K\nm = K.Sequential()\n',
+        ),
+        Invalid(  # the model import is reported, the data module's beside it is not
+            "import tensorflow_model_optimization as tfmot\nimport tensorflow.keras as keras\n"
+            "import tensorflow.keras.preprocessing.sequence as sequence\nm = keras.Sequential()\n",
+            expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\nimport tensorflow_model_optimization as tfmot\nimport tf_keras as keras\n'
+            "import tensorflow.keras.preprocessing.sequence as sequence\nm = keras.Sequential()\n",
+            count=1,
         ),
         Invalid(
             "import tensorflow_model_optimization as tfmot\nfrom tensorflow.keras.layers import Dense\n",
@@ -175,7 +191,7 @@ class Keras3WithTfmot(SourceRule):
 
         probes = _import_probes(self.ctx.module)
         for imp in ff.imports:
-            if imp.flavour == TF_KERAS or id(imp.node) in probes:
+            if imp.flavour == TF_KERAS or id(imp.node) in probes or _data_only(imp.node, imp.route):
                 continue
             node = imp.node
             if imp.flavour == TF_INTERNAL:
@@ -233,6 +249,23 @@ class Keras3WithTfmot(SourceRule):
             anchor, has_os = first, False
         lines = ENV_LINE if has_os else "import os\n" + ENV_LINE
         return [InsertStatements(anchor, statements(lines), before=True)]
+
+
+def _data_only(node: cst.CSTNode, route: str) -> bool:
+    """The import binds only Keras' data modules (`import tensorflow.keras.preprocessing.sequence
+    as sequence`, `from keras.datasets import mnist`, `from tensorflow.keras import datasets`)."""
+    prefix = {"keras": "keras", "module": "tensorflow.keras"}.get(route)
+    if prefix is None:
+        return False
+    if isinstance(node, cst.ImportFrom):
+        rest = (dotted(node.module) or "")[len(prefix):].lstrip(".")  # type: ignore[arg-type]
+        if rest:
+            return rest.split(".")[0] in _DATA_ONLY
+        return not isinstance(node.names, cst.ImportStar) and all(dotted(a.name) in _DATA_ONLY for a in node.names)
+    if isinstance(node, cst.ImportAlias):
+        rest = (dotted(node.name) or "")[len(prefix):].lstrip(".")
+        return bool(rest) and rest.split(".")[0] in _DATA_ONLY
+    return False
 
 
 _IMPORT_ERRORS = ("ImportError", "ModuleNotFoundError", "Exception")

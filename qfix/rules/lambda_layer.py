@@ -15,15 +15,21 @@ Source side: flags `keras.layers.Lambda` layers. When the body is a simple expre
 its one input - a scale and/or offset (`x / 127.5 - 1`), `relu6`, `relu`, a clip from 0, or
 `tf.image.resize` - it rewrites the Lambda into the built-in layer that computes the same
 thing (`Rescaling`, `ReLU`, `Resizing`). Other Lambdas are reported (with display-only
-guidance) in files that quantize (tfmot or the TFLite converter).
+guidance) in files that train the model quantization-aware (`quantize_model`,
+`quantize_apply`, `quantize_annotate_*`: `qfix.source.rule.Activity.qat`), where tfmot fails on
+them. A post-training integer conversion quantizes a Lambda's TensorFlow ops like any others
+(verified on TF 2.21: `tf.image.resize`, `tf.split` and arithmetic in Lambdas convert to int8
+RESIZE_BILINEAR, SPLIT, MUL, ADD), so scripts that only convert, library code and translators
+are left alone. Unit tests are never reported (they use Lambdas on purpose).
 
 ## Why is this bad?
 A Lambda stores Python bytecode: loading it means running code from the file (Keras refuses
 in safe mode), and the bytecode only loads on the Python version that wrote it. tfmot skips
 Lambda layers with a warning and then fails to re-serialize the model (`Requested the
 deserialization of a Lambda layer with a Python lambda inside it`); a Lambda cannot be
-annotated with a QuantizeConfig; and after conversion its ops often stay float (CAST /
-DEQUANTIZE islands integer accelerators cannot run).
+annotated with a QuantizeConfig (TF 2.21 / tfmot 0.8: `quantize_model` warns "Lambda layers
+are not supported by automatic model annotation" and raises `ValueError: Requested the
+deserialization of a Lambda layer with a Python lambda inside it`).
 
 ## Example
 ```python
@@ -109,6 +115,23 @@ class LambdaLayer(SourceRule):
         Valid("from mylib import Lambda\nx = Lambda(lambda t: t * 2.0)(inputs)\n"),
         Valid("import keras\nx = keras.layers.Lambda(lambda t: t * 2.0, arguments={'a': 1})(inputs)\n"),
         Valid("import keras\nscale = 2.0\nx = keras.layers.Lambda(lambda t: t * scale)(inputs)\n"),
+        # gates (`Activity`): the firing side of each is in INVALID
+        Valid(  # library code importing tfmot, quantizing nothing (tfmot's own transforms)
+            "import keras\nimport tensorflow_model_optimization as tfmot\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"
+        ),
+        Valid(  # a float conversion (CPU post-processing)
+            "import keras\nimport tensorflow as tf\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x))\n"
+        ),
+        Valid(  # a post-training integer conversion quantizes the Lambda's ops like any others
+            "import keras\nimport tensorflow as tf\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"
+            "converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x))\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\nconverter.representative_dataset = rep\n"
+        ),
+        Valid(  # a unit test: no rewrite of a simple body either
+            "import unittest\nimport keras\nimport tensorflow_model_optimization as tfmot\n"
+            "x = keras.layers.Lambda(lambda t: t * 2.0)(inputs)\nq = tfmot.quantization.keras.quantize_model(keras.Model(inputs, x))\n"
+        ),
     ]
     INVALID = [
         Invalid(
@@ -141,30 +164,35 @@ class LambdaLayer(SourceRule):
             "import keras\nx = keras.layers.Lambda(lambda t: keras.ops.image.resize(t, [64, 64]))(inputs)\n",
             expected="import keras\nx = keras.layers.Resizing(64, 64, interpolation='bilinear')(inputs)\n",
         ),
-        Invalid(
-            "import keras\nimport tensorflow_model_optimization as tfmot\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n",
+        Invalid(  # a QAT script
+            "import keras\nimport tensorflow_model_optimization as tfmot\nx = keras.layers.Lambda(lambda t: t[:, 0])(inputs)\n"
+            "q = tfmot.quantization.keras.quantize_model(keras.Model(inputs, x))\n",
             applicability=Applicability.DISPLAY_ONLY,
         ),
+        Invalid(  # QAT of a model loaded in the same file, then converted
+            "import tf_keras as keras\nimport tensorflow_model_optimization as tfmot\n"
+            "y = keras.layers.Lambda(lambda t: tf.split(t, 2, axis=-1))(x)\n"
+            "qat = tfmot.quantization.keras.quantize_apply(tfmot.quantization.keras.quantize_annotate_model(m))\n",
+            applicability=Applicability.DISPLAY_ONLY, message="tfmot",
+        ),
     ]
-
-    def _quantizing(self) -> bool:
-        return self.names.imports_module("tensorflow_model_optimization") or "TFLiteConverter" in self.ctx.code
 
     def visit_Call(self, node: cst.Call) -> None:
         if last_name(node.func) != "Lambda":
             return
         c = self.names.canon(node.func)
-        if c not in ("keras.layers.Lambda", "keras.layers.core.Lambda"):
-            return
+        if c not in ("keras.layers.Lambda", "keras.layers.core.Lambda") or self.ctx.activity.test:
+            return  # a unit test may use a Lambda on purpose (safe-mode, serialization tests)
         fn = arg(node, 0, "function")
         plan = None
         if fn is not None and all(a is fn or (a.keyword is not None and a.keyword.value in _ALLOWED_KW) for a in node.args):
             plan = self._plan(fn.value)
         if plan is None:
-            if self._quantizing():
+            # only where tfmot meets it: a post-training conversion quantizes the Lambda's ops
+            if self.ctx.activity.qat:
                 self.report(
                     node,
-                    "Lambda layer: tfmot cannot quantize or re-serialize it and its ops stay float after conversion",
+                    "Lambda layer: tfmot cannot annotate it for quantization-aware training, and quantize_model fails to re-serialize it",
                     fix="Replace it with a built-in layer, or a registered custom layer with a QuantizeConfig",
                     applicability=Applicability.DISPLAY_ONLY,
                 )

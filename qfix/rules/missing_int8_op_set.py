@@ -35,6 +35,12 @@ the op set makes the converter raise (QF407). Only offered when a representative
 ## Targets
 A target that cannot run float ops at all, so that a float fallback op is a failure and
 `TFLITE_BUILTINS_INT8` is wanted (the int8 CPU runs float fallbacks and never gets it).
+Not in unit tests, nor for an integer variant with float I/O when the file, or a script
+beside it, also writes one with integer I/O (the CPU variant; `Activity.not_for_integer`),
+when the file comments out its full-integer settings (`# converter.inference_input_type =
+tf.uint8`: the author switched them off), or when the converter keeps TensorFlow ops
+(`SELECT_TF_OPS`): such a model needs the CPU's Flex delegate, which no integer accelerator
+has, and the INT8-only op set would make its conversion fail.
 """
 
 from __future__ import annotations
@@ -66,6 +72,24 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
         Valid(_BASE + "m = converter.convert()\n"),
         Valid(_BASE + "converter.target_spec.supported_ops = OPS\nm = converter.convert()\n", target="edgetpu"),
         Valid(_BASE + "converter.target_spec.supported_types = [tf.float16]\nm = converter.convert()\n", target="edgetpu"),  # the op set would raise
+        Valid("import unittest\n" + _BASE + "m = converter.convert()\n", target="edgetpu"),  # a unit test
+        Valid(  # absl's test module, another spelling of a test
+            "from absl.testing import absltest\n" + _BASE + "m = converter.convert()\n", target="tflm",
+        ),
+        Valid(  # the float-fallback variant beside the full integer one (firing side: INVALID[0])
+            _BASE + "a = converter.convert()\n" + _BASE.split("\n", 1)[1]
+            + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+            "converter.inference_input_type = tf.uint8\nconverter.inference_output_type = tf.uint8\nb = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # a model that keeps TensorFlow ops runs on the CPU's Flex delegate, never on an accelerator
+            _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\nm = converter.convert()\n",
+            target="edgetpu",
+        ),
+        Valid(  # the full-integer variant written and commented out (PINTO's CPU variants): float fallback chosen
+            _BASE + "m = converter.convert()\n# converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(
@@ -79,10 +103,16 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
             target="tflm",
             expected=_BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\nm = converter.convert()\n",
         ),
-        Invalid(
-            _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]\nm = converter.convert()\n",
+        Invalid(  # another op set that lets float kernels in
+            _BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]\nm = converter.convert()\n",
             target="edgetpu",
             applicability=Applicability.DISPLAY_ONLY,
+        ),
+        Invalid(  # a comment that switches off no full-integer setting excuses nothing
+            _BASE + "# converter.inference_type = tf.uint8 (TF1 only)\nm = converter.convert()\n",
+            target="edgetpu",
+            expected=_BASE + "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+            "# converter.inference_type = tf.uint8 (TF1 only)\nm = converter.convert()\n",
         ),
     ]
 
@@ -92,6 +122,8 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
                 continue
             if self.float16_recipe(b):
                 continue  # the INT8 op set would make the float16 recipe raise (QF407)
+            if self.not_for_integer(b, details=True):
+                continue
             ops = b.settings.get("target_spec.supported_ops")
             tf, imports = self.spelling("tensorflow", "tf")
             want = f"[{tf}.lite.OpsSet.TFLITE_BUILTINS_INT8]"
@@ -113,6 +145,6 @@ class MissingInt8OpSet(ConverterAnalysis, SourceRule):
                 )
             else:
                 self.report(
-                    ops.node, msg + "; SELECT_TF_OPS / float op sets cannot run on this target",
+                    ops.node, msg + "; op sets other than TFLITE_BUILTINS_INT8 let float kernels in",
                     fix=f"Use `{want}` and replace the layers that need other ops", applicability=Applicability.DISPLAY_ONLY,
                 )

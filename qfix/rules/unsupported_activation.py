@@ -11,7 +11,10 @@ Source side: flags the same activations as written in model-building code:
 `layers.LeakyReLU(...)`, and calls such as `tf.nn.gelu(x)`, in files that take the model
 towards a target: an integer conversion, an export without a float conversion, or
 quantization-aware training (`qfix.source.rule.Activity`). Library code, unit tests and
-float training scripts are not reported; their saved models are, by the model side.
+float training scripts are not reported; their saved models are, by the model side. Nor are
+layers built in an arm of a dispatch over names (a translator's `elif op_type == 'Elu':`, a
+builder's `if activation == 'gelu':` among three or more such arms, `qfix.source.dispatch`):
+the layer is in the model only when its input asks for it, and the model side sees the choice.
 
 ## Why is this bad?
 The op is not in the target's op set. A single-cut compiler (the Edge TPU's) stops mapping at
@@ -115,6 +118,19 @@ class UnsupportedActivation(SourceRule):
         # library code and float training scripts: the model side checks what they save
         Valid("import keras\ndef block(x):\n    return keras.layers.Dense(8, activation='gelu')(x)\n", target="edgetpu"),
         Valid("import keras\nx = keras.layers.Dense(8, activation='elu')(x)\nmodel.fit(x, y)\nmodel.save('m.h5')\n", target="edgetpu"),
+        # a translator's dispatch over op types (openvino2tensorflow): built only for models that have the op
+        Valid(
+            "import tensorflow as tf\nfor layer in layers:\n    t = layer.attrib['type']\n"
+            "    if t == 'Relu':\n        x = tf.nn.relu(x)\n    elif t == 'Elu':\n        x = tf.nn.elu(x)\n"
+            "    elif t == 'Gelu':\n        x = tf.nn.gelu(x)\nmodel.export('saved')\n",
+            target="edgetpu",
+        ),
+        Valid(  # a configurable builder: `match` over the option's names
+            "import keras\ndef act(x, name):\n    match name:\n        case 'relu':\n            return keras.layers.ReLU()(x)\n"
+            "        case 'gelu':\n            return keras.layers.Activation('gelu')(x)\n"
+            "        case 'swish':\n            return keras.layers.Activation('swish')(x)\nmodel.export('saved')\n",
+            target="edgetpu",
+        ),
     ]
     INVALID = [
         Invalid(  # a QAT script takes the model to the target too
@@ -124,6 +140,16 @@ class UnsupportedActivation(SourceRule):
         Invalid("import tensorflow as tf\nx = tf.keras.layers.Activation('hard_swish')(x)\nmodel.export('saved')\n", target="edgetpu"),
         Invalid("import tensorflow as tf\nx = tf.keras.layers.LeakyReLU(alpha=0.1)(x)\nmodel.export('saved')\n", target="edgetpu", message="leaky_relu"),
         Invalid("import tensorflow as tf\nx = tf.keras.layers.Conv2D(8, 3, activation=tf.nn.gelu)(x)\ny = tf.nn.gelu(x)\nmodel.export('saved')\n", target="edgetpu", count=2),
+        Invalid(  # a two-way switch is not a dispatch over names: the gelu branch is the model's
+            "import tensorflow as tf\nif mode == 'train':\n    x = tf.keras.layers.Dense(8)(x)\nelif mode == 'export':\n"
+            "    x = tf.keras.layers.Dense(8, activation='gelu')(x)\nif __name__ == '__main__':\n    model.export('saved')\n",
+            target="edgetpu", message="gelu",
+        ),
+        Invalid(  # arms comparing different subjects are no dispatch either
+            "import tensorflow as tf\nif a == 'x':\n    y = 1\nelif b == 'y':\n    y = 2\nelif c == 'z':\n"
+            "    y = tf.nn.gelu(x)\nmodel.export('saved')\n",
+            target="edgetpu", message="gelu",
+        ),
         Invalid("import keras\nx = keras.layers.Dense(8, activation='log_softmax')(x)\nmodel.export('saved')\n", target="ethos-u",
                 message="falls back to the CPU"),
         Invalid("import keras\nx = keras.layers.Dense(8, activation='gelu')(x)\nmodel.export('saved')\n", target="tflm",
@@ -139,8 +165,8 @@ class UnsupportedActivation(SourceRule):
 
     def _flag(self, node: cst.CSTNode, act: str, how: str) -> None:
         missing = self.ctx.target.missing_activations  # type: ignore[union-attr]
-        if act not in missing or not self.ctx.activity.for_target:
-            return
+        if act not in missing or not self.ctx.activity.for_target or self.ctx.dispatched(node):
+            return  # a layer built only when the input names it: the model side sees the choice
         tgt = self.ctx.target.id  # type: ignore[union-attr]
         consequence = CONSEQUENCE.get(self.ctx.target.placement, CONSEQUENCE["islands"])  # type: ignore[union-attr]
         self.report(

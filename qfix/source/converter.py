@@ -18,7 +18,7 @@ from typing import Any
 import libcst as cst
 
 from qfix.source.names import dotted
-from qfix.source.util import arg
+from qfix.source.util import arg, iter_nodes
 
 CREATORS = {
     "tensorflow.lite.TFLiteConverter.from_keras_model",
@@ -33,8 +33,13 @@ DEFAULT_OPTS = {"tensorflow.lite.Optimize.DEFAULT", "tensorflow.lite.Optimize.OP
 INT8_OPS = "tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8"
 SETTINGS = (
     "optimizations", "representative_dataset", "target_spec.supported_ops", "target_spec.supported_types",
-    "inference_input_type", "inference_output_type", "inference_type",
+    "inference_input_type", "inference_output_type", "inference_type", "quantized_input_stats",
 )
+# TF1's quantized inference (`inference_type = tf.uint8` / `tf.lite.constants.QUANTIZED_UINT8`
+# with `quantized_input_stats`) reads the ranges of fake-quant nodes: the model is QAT-trained
+_V1_INTEGER_TYPES = {
+    "tensorflow.int8", "tensorflow.uint8", "tensorflow.lite.constants.INT8", "tensorflow.lite.constants.QUANTIZED_UINT8",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,6 +157,9 @@ class ConverterBlock:
     create_call: cst.Call
     model_arg: cst.BaseExpression | None
     qat: bool = False
+    # handed to a call (`configure(converter)`, `converter = cfg.with_quantization(converter)`):
+    # that code may set any setting, so the ones read here are not the whole recipe
+    escaped: bool = False
     settings: dict[str, Setting] = field(default_factory=dict)
     last_stmt: cst.SimpleStatementLine | None = None  # last statement configuring it
     convert_stmt: cst.SimpleStatementLine | None = None
@@ -197,9 +205,21 @@ class ConverterAnalysis:
             return True
         return False
 
+    def _escapes(self, stmt: cst.SimpleStatementLine, st: dict, scope: Any) -> None:
+        """Mark the converters of this scope that `stmt` passes to a call as an argument."""
+        for n in iter_nodes(stmt):
+            if isinstance(n, cst.Call):
+                for a in n.args:
+                    if isinstance(a.value, cst.Name):
+                        block = st["blocks"].get((scope, a.value.value))
+                        if block is not None:
+                            block.escaped = True
+
     def visit_SimpleStatementLine(self, stmt: cst.SimpleStatementLine) -> None:
         st = self._conv_state()
         scope = id(self.ctx.scope) if self.ctx.scope is not None else None  # type: ignore[attr-defined]
+        if st["blocks"]:
+            self._escapes(stmt, st, scope)
         for small in stmt.body:
             if isinstance(small, cst.Assign):
                 value = small.value
@@ -207,6 +227,12 @@ class ConverterAnalysis:
                     tgt = t.target
                     if isinstance(tgt, cst.Name):
                         st.setdefault("assigned", set()).add(tgt.value)
+                        # a name bound only to Keras / TensorFlow calls (a model built or loaded
+                        # here); one bound to the file's own function may come from tfmot
+                        plain = isinstance(value, cst.Call) and (self.names.canon(value.func) or "").startswith(  # type: ignore[attr-defined]
+                            ("keras.", "tensorflow.")
+                        )
+                        st.setdefault("plain", {})[tgt.value] = st.get("plain", {}).get(tgt.value, True) and plain
                         if self._is_qat_value(value):
                             st["qat_names"].add(tgt.value)
                         if isinstance(value, cst.Call) and self.names.canon(value.func) in CREATORS:  # type: ignore[attr-defined]
@@ -252,17 +278,26 @@ class ConverterAnalysis:
 
     def maybe_qat(self, b: ConverterBlock) -> bool:
         """QAT for sure, or a file that builds QAT models and converts something we cannot
-        follow (a function parameter, an attribute): rules that would be wrong for QAT skip."""
+        follow (a function parameter, an attribute, the result of the file's own function):
+        rules that would be wrong for QAT skip. TF1's quantized inference (an integer
+        `inference_type`, `quantized_input_stats`) converts a model with fake-quant nodes."""
         if b.qat:
             return True
+        if "quantized_input_stats" in b.settings:
+            return True
+        t = b.settings.get("inference_type")
+        if t is not None and self.names.canon(t.value) in _V1_INTEGER_TYPES:  # type: ignore[attr-defined]
+            return True
         st = self._conv_state()
+        code = self.ctx.code  # type: ignore[attr-defined]
+        qat_file = any(k in code for k in ("quantize_model", "quantize_apply", "quantize_scope"))
         if isinstance(b.model_arg, cst.Name):
             if b.model_arg.value in st["qat_names"]:
                 return True
             if b.model_arg.value in st.get("assigned", ()):
-                return False  # built or loaded here, not by tfmot
-        code = self.ctx.code  # type: ignore[attr-defined]
-        return any(k in code for k in ("quantize_model", "quantize_apply", "quantize_scope"))
+                # built or loaded here by Keras, not by tfmot; the file's own function may be
+                return qat_file and not st.get("plain", {}).get(b.model_arg.value, False)
+        return qat_file
 
     # value helpers ------------------------------------------------------------------------
     def elements(self, value: cst.BaseExpression) -> list[str] | None:
@@ -326,6 +361,8 @@ class ConverterAnalysis:
             c = self.names.canon(s.value) or ""  # type: ignore[attr-defined]
             return c[len("tensorflow."):] if c.startswith("tensorflow.") and c.count(".") == 1 else False
 
+        if b.escaped:
+            return None
         ops = members("target_spec.supported_ops", "tensorflow.lite.OpsSet.")
         types = members("target_spec.supported_types", "tensorflow.")
         i, o = dtype("inference_input_type"), dtype("inference_output_type")

@@ -13,8 +13,10 @@ findings is never re-printed, so it stays byte-identical.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -144,10 +146,23 @@ class LintResult:
     positions: Any = None  # libcst PositionProvider mapping (only when there are findings)
 
 
-def _parse_error(path: str | None, exc: Exception) -> Violation:
+def _parse_error(path: str | None, exc: Exception, code: str) -> Violation:
+    """QF915 for a file libcst cannot parse, worded by Python's own parser (`ast.parse` compiles,
+    it runs nothing): "Missing parentheses in call to 'print'" says a Python 2 file at once,
+    where libcst lists the tokens it expected; a file Python accepts is syntax libcst lacks."""
     line = getattr(exc, "raw_line", None) or getattr(exc, "line", None)
     col = getattr(exc, "raw_column", None) or getattr(exc, "column", None)
     msg = getattr(exc, "message", None) or str(exc).splitlines()[0]
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    try:
+        ast.parse(code)
+        msg = f"Python {version} accepts it, but libcst's parser does not ({msg})"
+    except SyntaxError as e:
+        msg = f"Python {version}: {e.msg}"
+        if isinstance(e.lineno, int):
+            line, col = e.lineno, max((e.offset or 1) - 1, 0)
+    except (RecursionError, MemoryError, ValueError):
+        pass
     return Violation(
         code=PARSE_ERROR[0],
         name=PARSE_ERROR[1],
@@ -211,7 +226,7 @@ def lint_source(
         try:
             module = cst.parse_module(code)
         except (cst.ParserSyntaxError, RecursionError, ValueError, SyntaxError) as exc:  # noqa: PERF203
-            return LintResult([_parse_error(path, exc)], None)
+            return LintResult([_parse_error(path, exc, code)], None)
     if not active:
         return LintResult([], module)
 

@@ -187,6 +187,8 @@ class FloatValues:
             return None  # `x / x.max() * 255`: a rescale of unknown data is left alone
         lc, rc = number(node.left), number(node.right)
         const = rc if data is left else lc
+        if isinstance(op, cst.Divide) and data is left and const is not None and data.source.startswith("a cast to"):
+            return FloatValue(DIVISION)  # `img.astype(np.float32) / 255.0`: a normalisation to [0, 1]
         if const is None or not data.bounded():
             return data.span(None, None)
         lo, hi = data.low, data.high
@@ -278,8 +280,8 @@ class FloatValues:
         else:  # tf/keras: (shape, minval, maxval) or stateless (shape, seed, minval, maxval)
             first = 2 if "stateless" in canon else 1
             lo_arg, hi_arg = arg(node, first, "minval"), arg(node, first + 1, "maxval")
-        lo = number(lo_arg.value) if lo_arg is not None else default[0]
-        hi = number(hi_arg.value) if hi_arg is not None else default[1]
+        lo = number(lo_arg.value, self.names) if lo_arg is not None else default[0]  # type: ignore[attr-defined]
+        hi = number(hi_arg.value, self.names) if hi_arg is not None else default[1]  # type: ignore[attr-defined]
         return lo, hi
 
 

@@ -13,12 +13,16 @@ the walk. They report with `self.report(node, message, fix=...)`. A fix is a
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import textwrap
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import libcst as cst
 
+from qfix.source.dispatch import dispatched
 from qfix.source.flavour import FileFlavours
 from qfix.source.names import Names
 from qfix.source.util import iter_nodes
@@ -123,6 +127,83 @@ _TEST_BASES = ("tensorflow.test.TestCase", "keras.testing.TestCase", "keras.src.
 _INT_SETTINGS = ("representative_dataset", "inference_input_type", "inference_output_type", "inference_type", "post_training_quantize")
 _INT_TYPES = ("tensorflow.int8", "tensorflow.uint8", "tensorflow.lite.constants.INT8", "tensorflow.lite.constants.QUANTIZED_UINT8")
 _ACTIVITY_WORDS = ("TFLiteConverter", "export", "saved_model", "fit", "train_on_batch", "GradientTape", "apply_gradients", "quantize_")
+_IO_SETTINGS = ("inference_input_type", "inference_output_type", "inference_type")
+# an artifact named after a non-integer recipe (`..._weight_quant.tflite`, `model_fp16.tflite`):
+# the file says which variant it writes
+_FLOAT_ARTIFACT = re.compile(r"(weight_quant|dynamic_range|float16|fp16|float32|fp32|_float)[^'\"/]*\.tflite", re.IGNORECASE)
+# what says a file expects an integer model: an artifact named so (`model_int8.tflite`,
+# `..._full_integer_quant.tflite`, `..._edgetpu.tflite`), or a read of the converted model's
+# quantization parameters (`details['quantization']`, `['quantization_parameters']`)
+_INTEGER_ARTIFACT = re.compile(r"(u?int8|integer|full_?int|edgetpu)[^'\"/]*\.tflite", re.IGNORECASE)
+_QUANT_PARAMS = re.compile(r"""\[\s*['"]quantization(_parameters)?['"]\s*\]|\.quantization_parameters\b""")
+# a full-integer setting the author wrote and commented out: float I/O or float fallback chosen
+_COMMENTED_INTEGER = re.compile(
+    r"^\s*#[^\n]*\.(inference_(input|output)_type\s*=\s*[\w.]*\b(u?int8|INT8|QUANTIZED_UINT8)\b"
+    r"|target_spec\.supported_ops\s*=[^\n]*TFLITE_BUILTINS_INT8)",
+    re.MULTILINE,
+)
+
+
+# an uncommented `inference_input_type = tf.uint8` (or int8, or the v1 constants)
+_INTEGER_IO_LINE = re.compile(
+    r"^[^#\n]*\.inference_input_type\s*=\s*[\w.]*\b(u?int8|INT8|QUANTIZED_UINT8)\b", re.MULTILINE,
+)
+
+
+@functools.lru_cache(maxsize=256)
+def integer_io_scripts(directory: str) -> frozenset[str]:
+    """Names of the `.py` files in `directory` that set an integer `inference_input_type`:
+    a folder of variant scripts (`03_integer_quantization.py` with float I/O beside
+    `05_full_integer_quantization.py` with uint8 I/O) writes its integer-I/O model there.
+    Read only for a converter that would get a finding; unreadable files count as none."""
+    out = set()
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".py")]
+    except OSError:
+        return frozenset()
+    for n in names:
+        try:
+            with open(os.path.join(directory, n), encoding="utf-8", errors="replace") as f:
+                text = f.read(200_000)
+        except OSError:
+            continue
+        if "inference_input_type" in text and _INTEGER_IO_LINE.search(text):
+            out.add(n)
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one converter's literal settings ask for (`Recipe.of(settings, names)`).
+
+    `integer`: a representative dataset, integer I/O types or the INT8 op set - a full integer
+    model; `integer_io`: `inference_input_type` / `inference_output_type` an integer dtype (a
+    variable counts: the type is chosen at run time, and float32 is the default anyway);
+    `float16`: `target_spec.supported_types` holds `tf.float16` (float16 weights, float
+    activations); `tf_ops`: `target_spec.supported_ops` holds `SELECT_TF_OPS` (TensorFlow ops
+    kept in the model, run by the CPU's Flex delegate); `optimized`: `optimizations` is set;
+    `sparse`: it holds `Optimize.EXPERIMENTAL_SPARSITY` (sparse weights for the CPU's sparse
+    kernels; without `Optimize.DEFAULT` the model stays float)."""
+
+    integer: bool = False
+    integer_io: bool = False
+    float16: bool = False
+    tf_ops: bool = False
+    optimized: bool = False
+    sparse: bool = False
+
+    @classmethod
+    def of(cls, settings: Mapping[str, cst.BaseExpression], names: Names) -> "Recipe":
+        """`settings`: setting path (`optimizations`, `target_spec.supported_ops`, ...) -> value."""
+        def members(key: str) -> set[str]:
+            v = settings.get(key)
+            return set() if v is None else {names.canon(e) or "" for e in iter_nodes(v) if isinstance(e, cst.Attribute)}
+
+        io = any(names.canon(settings[k]) in _INT_TYPES or isinstance(settings[k], cst.Name) for k in _IO_SETTINGS if k in settings)
+        ops, types = members("target_spec.supported_ops"), members("target_spec.supported_types")
+        integer = io or "representative_dataset" in settings or "tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8" in ops or "tensorflow.int8" in types
+        sparse = "tensorflow.lite.Optimize.EXPERIMENTAL_SPARSITY" in members("optimizations")
+        return cls(integer, io, "tensorflow.float16" in types, "tensorflow.lite.OpsSet.SELECT_TF_OPS" in ops, "optimizations" in settings, sparse)
 
 
 @dataclass(frozen=True)
@@ -142,6 +223,15 @@ class Activity:
     exports without converting - and is not a test: a training or QAT script rightly keeps a
     dynamic batch, library code never reaches the target itself, and a float conversion (a
     CPU post-processing model, SELECT_TF_OPS) is not for an integer accelerator.
+
+    Converter rules ask `not_for_integer(recipe)` per converter; it reads `converters` (how
+    many converters the file creates), `integer_variant` / `integer_io_variant` (one of them
+    asks for an integer model / integer I/O), `float_artifact` (a `.tflite` path literal
+    named after a float recipe), `integer_intent` (something in the file expects an integer
+    model: a `.tflite` name that says int8 / integer / edgetpu, a read of the converted
+    model's quantization parameters, or quantization-aware training), `commented_integer` (a
+    full-integer setting - integer I/O types or the INT8 op set - written and commented out)
+    and, for an integer recipe's details, the scripts beside the file (`integer_io_scripts`).
     """
 
     converts: bool = False
@@ -150,6 +240,13 @@ class Activity:
     trains: bool = False
     qat: bool = False
     test: bool = False
+    converters: int = 0
+    path: str | None = None
+    integer_variant: bool = False
+    integer_io_variant: bool = False
+    float_artifact: bool = False
+    integer_intent: bool = False
+    commented_integer: bool = False
 
     @property
     def deploys(self) -> bool:
@@ -160,6 +257,51 @@ class Activity:
         """Takes its model towards a target: deploys it, or trains it quantization-aware."""
         return self.deploys or (self.qat and not self.test)
 
+    def not_for_integer(self, recipe: Recipe, *, details: bool = False, expected: bool = False) -> str | None:
+        """Why a converter with `recipe` is not meant to make the integer model a target needs
+        (rules about a full integer conversion then stay quiet), or None. `details`: asked about
+        an integer recipe's op set and I/O types: an integer variant with float I/O is the CPU
+        variant when the file, or a script beside it, also writes one with integer I/O, when the
+        file comments out its full-integer settings, or when the model keeps TensorFlow ops
+        (SELECT_TF_OPS: the CPU's Flex delegate runs them, no integer accelerator can).
+
+        A bare converter (no `optimizations`, nothing else set) makes a float model, a complete
+        deliverable for a CPU, a GPU or TFLite Micro's float kernels: it is reported only where
+        something says an integer model is expected (`integer_intent`, or `expected`: the rule
+        knows more, such as the target's compiler named in the file or a representative dataset
+        configured for the project). Without that, a float conversion is a choice qfix cannot
+        tell from a forgotten recipe, and the target's compiler rejects a float model loudly
+        (edgetpu_compiler: "Model not quantized")."""
+        if self.test:
+            return "a unit test"
+        if recipe.float16 and self.float_artifact:
+            return "the float16 recipe, in a file that names its artifact float16"
+        if not recipe.integer:
+            if recipe.float16:
+                return "the float16 recipe (`supported_types = [tf.float16]`)"
+            if recipe.tf_ops:
+                return "a float model with TensorFlow ops (SELECT_TF_OPS)"
+            if recipe.sparse:
+                return "a sparse model for the CPU's sparse kernels (Optimize.EXPERIMENTAL_SPARSITY)"
+            if self.converters > 1 and self.integer_variant:
+                return "one of several variants the file writes, another of them integer"
+            if recipe.optimized and self.float_artifact:
+                return "a variant the file names as float / dynamic-range"
+            if not recipe.optimized and not (self.integer_intent or expected):
+                return "a float conversion, and nothing in the file expects an integer model"
+        elif details:
+            if recipe.tf_ops:
+                return "a model with TensorFlow ops (SELECT_TF_OPS), for the CPU's Flex delegate"
+            if self.commented_integer:
+                return "a variant whose full-integer settings the file comments out"
+            if recipe.integer_io:
+                return None
+            if self.converters > 1 and self.integer_io_variant:
+                return "a float-I/O variant beside an integer-I/O one"
+            if self.path and integer_io_scripts(os.path.dirname(os.path.abspath(self.path))) - {os.path.basename(self.path)}:
+                return "a float-I/O variant; a script beside it writes the integer-I/O one"
+        return None
+
     @classmethod
     def of(cls, path: str | None, code: str, module: cst.Module, names: Names) -> "Activity":
         base = (path or "").replace("\\", "/").rsplit("/", 1)[-1]
@@ -167,7 +309,8 @@ class Activity:
         test = test or any(names.imports_module(m) for m in _TEST_MODULES)
         if not any(w in code for w in _ACTIVITY_WORDS) and not ("TestCase" in code):
             return cls(test=test)
-        converts = exports = trains = qat = int_setting = optimizations = float16 = False
+        converts = exports = trains = qat = int_setting = int_io = optimizations = float16 = False
+        converters = 0
         for n in iter_nodes(module):
             if isinstance(n, cst.ClassDef) and not test:
                 test = any(names.canon(b.value) in _TEST_BASES for b in n.bases)
@@ -178,14 +321,18 @@ class Activity:
                         continue
                     setting = t.target.attr.value
                     values = [names.canon(e) for e in iter_nodes(n.value) if isinstance(e, cst.Attribute)]
-                    if setting in ("inference_input_type", "inference_output_type", "inference_type"):
-                        int_setting = int_setting or any(v in _INT_TYPES for v in values)
+                    if setting in _IO_SETTINGS:
+                        # a variable (`inf_type` from the command line) chooses integer I/O at run time
+                        int_io = int_io or any(v in _INT_TYPES for v in values) or isinstance(n.value, cst.Name)
+                        int_setting = int_setting or int_io
                     elif setting in _INT_SETTINGS:
                         int_setting = True
                     elif setting == "supported_ops":
                         int_setting = int_setting or "tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8" in values
                     elif setting == "optimizations":
-                        optimizations = True
+                        # EXPERIMENTAL_SPARSITY alone keeps the model float (sparse weights)
+                        opts = [v for v in values if v and v.startswith("tensorflow.lite.Optimize.")]
+                        optimizations = optimizations or not opts or any(not v.endswith(".EXPERIMENTAL_SPARSITY") for v in opts)
                     elif setting == "supported_types":
                         float16 = float16 or "tensorflow.float16" in values
                 continue
@@ -201,6 +348,7 @@ class Activity:
             c = names.canon(func) or ""
             if "TFLiteConverter" in c and c.startswith("tensorflow."):
                 converts = True
+                converters += 1
             elif c == "tensorflow.GradientTape":
                 trains = True
             elif c.startswith("tfmot.quantization.keras.quantize_"):
@@ -210,7 +358,11 @@ class Activity:
             ):
                 exports = True
         quantizes = int_setting or (optimizations and not float16)
-        return cls(converts, quantizes, exports, trains, qat, test)
+        float_artifact = converts and _FLOAT_ARTIFACT.search(code) is not None
+        intent = converts and (qat or _INTEGER_ARTIFACT.search(code) is not None or _QUANT_PARAMS.search(code) is not None)
+        commented = converts and _COMMENTED_INTEGER.search(code) is not None
+        return cls(converts, quantizes, exports, trains, qat, test, converters, path, int_setting, int_io, float_artifact,
+                   intent, commented)
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +381,7 @@ class FileContext:
     function_stack: list[cst.FunctionDef] = field(default_factory=list)
     _flavours: FileFlavours | None = None
     _activity: Activity | None = None
+    _dispatched: frozenset[int] | None = None
 
     @property
     def scope(self) -> cst.FunctionDef | None:
@@ -247,6 +400,13 @@ class FileContext:
         if self._activity is None:
             self._activity = Activity.of(self.path, self.code, self.module, self.names)
         return self._activity
+
+    def dispatched(self, node: cst.CSTNode) -> bool:
+        """`node` runs only when the input names it: it sits in an arm of a dispatch over names
+        (a translator's `elif op_type == 'Elu':`, `qfix.source.dispatch`), read on first use."""
+        if self._dispatched is None:
+            self._dispatched = dispatched(self.module)
+        return id(node) in self._dispatched
 
 
 @dataclass
@@ -310,6 +470,18 @@ class SourceRule:
         pass
 
     # helpers ---------------------------------------------------------------------------
+    def not_for_integer(self, block: Any, *, details: bool = False) -> str | None:
+        """`Activity.not_for_integer` for a `qfix.source.converter.ConverterBlock`; also quiet for
+        a converter handed to a function that may set its recipe (`block.escaped`). An integer
+        model is expected where the file names the target's compiler (`edgetpu_compiler`,
+        `vela`) or the project configures a representative dataset."""
+        if getattr(block, "escaped", False):
+            return "the converter is handed to code that may set its recipe"
+        recipe = Recipe.of({k: s.value for k, s in block.settings.items()}, self.names)
+        tool = (self.ctx.target.toolchain.get("name") or "") if self.ctx.target is not None else ""
+        expected = bool(self.ctx.options.get("representative_dataset")) or (len(tool) > 3 and tool in self.ctx.code)
+        return self.ctx.activity.not_for_integer(recipe, details=details, expected=expected)
+
     def code_for(self, node: cst.CSTNode) -> str:
         return self.ctx.module.code_for_node(node)
 

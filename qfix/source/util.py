@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 from typing import Any
 
 import libcst as cst
@@ -35,17 +36,24 @@ def string_value(node: cst.BaseExpression | None) -> str | None:
     return None
 
 
-def number(node: cst.BaseExpression | None) -> float | None:
-    """Value of a numeric constant expression (literals, unary +/-, + - * / of constants)."""
+# named constants a bound may be written with (`np.random.uniform(0, 2 * np.pi)`)
+CONSTANTS = {"numpy.pi": math.pi, "math.pi": math.pi, "numpy.e": math.e, "math.e": math.e, "math.tau": math.tau}
+
+
+def number(node: cst.BaseExpression | None, names: Any = None) -> float | None:
+    """Value of a numeric constant expression (literals, unary +/-, + - * / of constants);
+    with `names` (a `qfix.source.names.Names`), also `np.pi`, `math.pi`, `math.e` ... (CONSTANTS)."""
     if node is None:
         return None
+    if names is not None and isinstance(node, cst.Attribute):
+        return CONSTANTS.get(names.canon(node) or "")
     if isinstance(node, (cst.Integer, cst.Float)):
         try:
             return float(ast.literal_eval(node.value))
         except (ValueError, SyntaxError):
             return None
     if isinstance(node, cst.UnaryOperation):
-        v = number(node.expression)
+        v = number(node.expression, names)
         if v is None:
             return None
         if isinstance(node.operator, cst.Minus):
@@ -54,7 +62,7 @@ def number(node: cst.BaseExpression | None) -> float | None:
             return v
         return None
     if isinstance(node, cst.BinaryOperation):
-        a, b = number(node.left), number(node.right)
+        a, b = number(node.left, names), number(node.right, names)
         if a is None or b is None:
             return None
         op = node.operator

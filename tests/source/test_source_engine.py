@@ -150,6 +150,10 @@ def test_parse_error_is_a_finding():
     assert [v.code for v in res.violations] == ["QF915"]
     assert res.violations[0].location.path == "bad.py"
     assert res.module is None
+    # worded by Python's own parser: a Python 2 file says so, at the line Python names
+    res = lint_source("import os\n\nprint os.sep\n", path="py2.py", rules=TOYS)
+    v = res.violations[0]
+    assert v.code == "QF915" and "Missing parentheses in call to 'print'" in v.message and v.location.line == 3
 
 
 class BrokenFix(SourceRule):
