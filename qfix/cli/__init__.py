@@ -38,6 +38,7 @@ Three ways to call it:
                                 and converts models (--write fixes them)
   qfix rules|rule CODE|targets  the catalogue: the rules, one rule's (or a
                                 QF9xx error's) documentation, the targets
+  qfix lsp                      the language server for editors (stdio)
 """
 
 EPILOG = """\b
@@ -238,6 +239,19 @@ def rule_command(code: str = typer.Argument(..., metavar="CODE", help="a rule co
     if doc is None:
         raise QfixError("QF914", f"no rule or error code {code.upper()} (see `qfix rules`)")
     print(doc)
+
+
+@catalogue.command("lsp", cls=PlainHelp)
+def lsp_command(stdio: bool = typer.Option(True, "--stdio", hidden=True,
+                                           help="talk over stdin/stdout (the only transport; accepted as editors pass it)")) -> None:
+    """Run the language server for editors over stdin/stdout: diagnostics, quick fixes and
+    fix-all for Python files, static findings for .keras models (see README, Editor)."""
+    try:
+        from qfix.lsp.server import serve
+    except ImportError as exc:  # the core install has no pygls
+        raise QfixError("QF914", f"qfix lsp needs the lsp extra ({exc.name} is not installed): "
+                                 "pip install 'qfix[lsp]'") from None
+    raise typer.Exit(serve())
 
 
 @catalogue.command("targets", cls=PlainHelp)
