@@ -11,8 +11,9 @@
 * `source.fixAll.qfix`: `qfix.source.engine.fix_source` over the document, with the unsafe fixes
   when the settings ask for them, as `qfix FILE --write` gives.
 
-Every action's edit is computed here (no `codeAction/resolve`): the edits turn the checked text
-into the fixed text exactly (`qfix.lsp.edits.text_edits`).
+The edits turn the checked text into the fixed text exactly (`qfix.lsp.edits.text_edits`). For a
+client that can resolve an action's edit later (`codeAction/resolve`), the quick fixes and the
+fix-all are listed without their edit, computed only for the action picked.
 """
 
 from __future__ import annotations
@@ -70,31 +71,49 @@ def fixed_all(checked: Checked) -> str:
 Wrap = Callable[[list[lsp.TextEdit]], lsp.WorkspaceEdit]
 
 
-def code_actions(checked: Checked, findings: list[Finding], only: list[str] | None, wrap: Wrap) -> list[lsp.CodeAction]:
+def _applicable(finding: Finding, unsafe: bool = True) -> bool:
+    fix = finding.violation.fix
+    return (finding.report is not None and fix is not None and bool(fix.edits)
+            and (fix.applicability is Applicability.SAFE or (unsafe and fix.applicability is Applicability.UNSAFE)))
+
+
+def code_actions(checked: Checked, findings: list[Finding], only: list[str] | None, wrap: Wrap,
+                 lazy: bool = False) -> list[lsp.CodeAction]:
     """The actions for `findings` of `checked` (the ones the client's request is about), of
     the kinds in `only` (all when None), then the fix-all action. `wrap` makes the client's
-    WorkspaceEdit from a list of edits on this document."""
+    WorkspaceEdit from a list of edits on this document. `lazy`: the quick fixes and the fix-all
+    come without their edit, which `resolve` adds when the client picks one (the fixed text
+    costs a parse of the document, too much for every cursor move)."""
     actions: list[lsp.CodeAction] = []
     if wanted(QUICK_FIX, only):
         tokens = _tokens(checked.text)
         for finding in findings:
-            fix = quick_fix(checked, finding, wrap)
+            fix = quick_fix(checked, finding, wrap, lazy)
             if fix is not None:
                 actions.append(fix)
             hide = suppress(checked, finding, wrap, tokens)
             if hide is not None:
                 actions.append(hide)
     if wanted(FIX_ALL, only):
-        everything = fix_all(checked, wrap)
+        everything = fix_all(checked, wrap, lazy)
         if everything is not None:
             actions.append(everything)
     return actions
 
 
-def quick_fix(checked: Checked, finding: Finding, wrap: Wrap) -> lsp.CodeAction | None:
-    new = fixed_alone(checked, finding)
-    if new is None:
+def _key(finding: Finding) -> dict:
+    r = finding.diagnostic.range
+    return {"code": finding.violation.code, "range": [r.start.line, r.start.character, r.end.line, r.end.character]}
+
+
+def quick_fix(checked: Checked, finding: Finding, wrap: Wrap, lazy: bool = False) -> lsp.CodeAction | None:
+    if not _applicable(finding):
         return None
+    new = None
+    if not lazy:
+        new = fixed_alone(checked, finding)
+        if new is None:
+            return None
     fix = finding.violation.fix
     safe = fix.applicability is Applicability.SAFE
     return lsp.CodeAction(
@@ -102,7 +121,8 @@ def quick_fix(checked: Checked, finding: Finding, wrap: Wrap) -> lsp.CodeAction 
         kind=QUICK_FIX,
         diagnostics=[finding.diagnostic],
         is_preferred=safe,
-        edit=wrap(text_edits(checked.text, new, checked.encoding)),
+        edit=None if new is None else wrap(text_edits(checked.text, new, checked.encoding)),
+        data={"qfix": "fix", **_key(finding)} if lazy else None,
     )
 
 
@@ -127,16 +147,36 @@ def suppress(checked: Checked, finding: Finding, wrap: Wrap,
     )
 
 
-def fix_all(checked: Checked, wrap: Wrap) -> lsp.CodeAction | None:
-    new = fixed_all(checked)
-    if new == checked.text:
-        return None
+def fix_all(checked: Checked, wrap: Wrap, lazy: bool = False) -> lsp.CodeAction | None:
     unsafe = checked.settings.unsafe_fixes
+    if checked.lint is None or not any(_applicable(f, unsafe) for f in checked.findings):
+        return None
+    new = None
+    if not lazy:
+        new = fixed_all(checked)
+        if new == checked.text:
+            return None
     return lsp.CodeAction(
         title="qfix: apply all fixes (unsafe ones included)" if unsafe else "qfix: apply all safe fixes",
         kind=FIX_ALL,
-        edit=wrap(text_edits(checked.text, new, checked.encoding)),
+        edit=None if new is None else wrap(text_edits(checked.text, new, checked.encoding)),
+        data={"qfix": "fixAll"} if lazy else None,
     )
+
+
+def resolve(checked: Checked, action: lsp.CodeAction, wrap: Wrap) -> lsp.CodeAction:
+    """`action` (made by `code_actions(..., lazy=True)` for the same text) with its edit; left
+    without one when its finding is gone or its fix no longer applies."""
+    data = action.data if isinstance(action.data, dict) else {}
+    new = None
+    if data.get("qfix") == "fixAll":
+        new = fixed_all(checked)
+    elif data.get("qfix") == "fix":
+        finding = next((f for f in checked.findings if _key(f) == {"code": data.get("code"), "range": data.get("range")}), None)
+        new = fixed_alone(checked, finding) if finding is not None and _applicable(finding) else None
+    if new is not None and new != checked.text:
+        action.edit = wrap(text_edits(checked.text, new, checked.encoding))
+    return action
 
 
 # --------------------------------------------------------------------------------------------

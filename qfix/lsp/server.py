@@ -4,7 +4,8 @@
   the last change of that document (`DEBOUNCE`); cleared on `didClose`. The editor's text is
   checked, never the file on disk; a diagnostic from an older text is never published.
 * Code actions (`qfix.lsp.actions`): a quick fix per fixable finding, a suppression comment,
-  `source.fixAll.qfix`.
+  `source.fixAll.qfix`; their edits are computed when picked (`codeAction/resolve`) for a client
+  that supports it, else with the list.
 * `.keras` models: their static findings on `didOpen`/`didSave` of a `.keras` URI, for the
   workspace's models at start-up (at most `qfix.lsp.models.MAX_MODELS`), and again when the
   client reports a model file changed (`workspace/didChangeWatchedFiles`, registered when the
@@ -145,6 +146,13 @@ class QfixServer(LanguageServer):
         caps = self.client_capabilities.workspace
         changes = bool(caps and caps.workspace_edit and caps.workspace_edit.document_changes)
         return lambda edits: workspace_edit(uri, version, edits, changes)
+
+    @property
+    def resolves_edits(self) -> bool:
+        """The client can ask for a code action's edit when it is picked (codeAction/resolve)."""
+        caps = self.client_capabilities.text_document
+        support = caps and caps.code_action and caps.code_action.resolve_support
+        return bool(support and "edit" in support.properties)
 
     async def run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.work, fn, *args)
@@ -358,7 +366,7 @@ def build() -> QfixServer:
             ls.recheck_all()
 
     @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION,
-                    lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix, FIX_ALL]))
+                    lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix, FIX_ALL], resolve_provider=True))
     async def code_action(ls: QfixServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction] | None:
         from qfix.lsp.actions import code_actions
         from qfix.lsp.diagnostics import SOURCE
@@ -375,7 +383,25 @@ def build() -> QfixServer:
         else:
             findings = checked.overlapping(params.range)
         findings = list({id(f): f for f in findings}.values())
-        return await ls.run(code_actions, checked, findings, params.context.only, ls.wrap(uri, doc.version))
+        lazy = ls.resolves_edits
+        actions = await ls.run(code_actions, checked, findings, params.context.only, ls.wrap(uri, doc.version), lazy)
+        for action in actions:
+            if isinstance(action.data, dict):
+                action.data.update(uri=uri, version=doc.version)
+        return actions
+
+    @server.feature(lsp.CODE_ACTION_RESOLVE)
+    async def code_action_resolve(ls: QfixServer, action: lsp.CodeAction) -> lsp.CodeAction:
+        from qfix.lsp.actions import resolve
+
+        data = action.data if isinstance(action.data, dict) else {}
+        uri = data.get("uri")
+        if not isinstance(uri, str) or is_model_uri(uri):
+            return action
+        checked, doc = await ls.current(uri)
+        if checked is None or doc.version != data.get("version"):
+            return action  # closed or changed since: no edit (the client asks again)
+        return await ls.run(resolve, checked, action, ls.wrap(uri, doc.version))
 
     @server.feature(lsp.SHUTDOWN)
     def shutdown(ls: QfixServer, params: None) -> None:

@@ -236,3 +236,11 @@ class Wire:
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
+
+
+async def resolved(client: LanguageClient, action: lsp.CodeAction) -> lsp.CodeAction:
+    """The action with its edit: as listed, or asked for with codeAction/resolve (the server lists
+    quick fixes and the fix-all without their edit for clients that can resolve them)."""
+    if action.edit is not None:
+        return action
+    return await client.code_action_resolve_async(action)

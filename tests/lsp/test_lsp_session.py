@@ -18,7 +18,7 @@ from pytest_lsp import LanguageClient, client_capabilities
 from qfix.rules.docs import doc_url
 
 from lsp_client import (FIXTURES, PYPROJECT, TRAIN, apply_edits, change_doc, edits_of, open_doc, position,
-                      published, qfix, server_config, written)
+                        published, qfix, resolved, server_config, written)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -99,7 +99,8 @@ async def test_each_quick_fix_gives_what_write_gives_for_that_finding_alone(clie
         unsafe = d.code == "QF105"
         assert fix.is_preferred is (not unsafe)
         assert fix.title.endswith("(unsafe)") is unsafe
-        fixed = apply_edits(TRAIN, edits_of(fix.edit, uri, version=1))
+        assert fix.edit is None  # VS Code resolves the edit of the action it picks
+        fixed = apply_edits(TRAIN, edits_of((await resolved(client, fix)).edit, uri, version=1))
         expected = written(TRAIN, workspace, "--select", d.code, *(["--unsafe-fixes"] if unsafe else []))
         assert fixed == expected != TRAIN, d.code
         seen[d.code] = fixed
@@ -116,10 +117,14 @@ async def test_fix_all_gives_what_write_gives(client: LanguageClient, workspace:
         actions = [a for a in await code_actions(client, uri, everything, only=only) if a.kind == "source.fixAll.qfix"]
         (fix_all,) = actions
         assert fix_all.title == "qfix: apply all safe fixes"
-        fixed = apply_edits(TRAIN, edits_of(fix_all.edit, uri, version=1))
+        fixed = apply_edits(TRAIN, edits_of((await resolved(client, fix_all)).edit, uri, version=1))
         assert fixed == expected
         assert "Rescaling(2.0)" in fixed and "tf.int8" in fixed and "dtype=np.float32" in fixed  # QF105 is unsafe
     assert await code_actions(client, uri, everything, only=[lsp.CodeActionKind.Refactor]) == []
+    # an action resolved after the document changed gets no edit (it was made for another text)
+    (stale,) = await code_actions(client, uri, everything, only=["source.fixAll"])
+    await published(client, uri, after=change_doc(client, uri, TRAIN + "z = 1\n", 2), version=2)
+    assert (await client.code_action_resolve_async(stale)).edit is None
 
 
 async def test_suppression_action_hides_the_finding(client: LanguageClient, workspace: Path):

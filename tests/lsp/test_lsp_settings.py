@@ -14,7 +14,7 @@ from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient, client_capabilities
 
 from lsp_client import (FIXTURES, PYPROJECT, TRAIN, apply_edits, change_doc, edits_of, open_doc, position,
-                        published, server_config, written)
+                        published, resolved, server_config, written)
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,7 +42,7 @@ async def test_initialization_options_over_pyproject_with_utf8_positions(neovim:
         context=lsp.CodeActionContext(diagnostics=[lam], only=["source.fixAll"])))
     (fix_all,) = actions
     assert fix_all.title == "qfix: apply all fixes (unsafe ones included)"
-    fixed = apply_edits(TRAIN, edits_of(fix_all.edit, uri), "utf-8")
+    fixed = apply_edits(TRAIN, edits_of((await resolved(neovim, fix_all)).edit, uri), "utf-8")
     # unsafe-fixes from the editor, ignore from both, as the command line combines them
     assert fixed == written(TRAIN, tmp_path, "--unsafe-fixes", "--target", "int8", "--ignore", "QF204")
 
@@ -68,8 +68,10 @@ async def test_initialization_options_over_pyproject_with_utf8_positions(neovim:
 
 @pytest_lsp.fixture(config=server_config())
 async def bare(lsp_client: LanguageClient, tmp_path: Path):
-    await lsp_client.initialize_session(lsp.InitializeParams(
-        capabilities=client_capabilities("visual-studio-code"), root_uri=tmp_path.as_uri()))
+    """Emacs 29's eglot: UTF-32 positions offered first, no codeAction/resolve."""
+    result = await lsp_client.initialize_session(lsp.InitializeParams(
+        capabilities=client_capabilities("emacs@v29.1"), root_uri=tmp_path.as_uri()))
+    assert result.capabilities.position_encoding == lsp.PositionEncodingKind.Utf32
     yield
     await lsp_client.shutdown_session()
 
@@ -83,7 +85,8 @@ async def test_no_pyproject_and_an_unsaved_document(bare: LanguageClient, tmp_pa
             text_document=lsp.TextDocumentIdentifier(uri), range=diags[1].range,
             context=lsp.CodeActionContext(diagnostics=[diags[1]])))
         fix = next(a for a in actions if a.title.startswith("qfix QF204"))
-        text = apply_edits(TRAIN, edits_of(fix.edit, uri, version=1))
+        assert fix.edit is not None  # listed with its edit: this client cannot resolve one later
+        text = apply_edits(TRAIN, edits_of(fix.edit, uri, version=1), "utf-32")
         assert text == written(TRAIN, tmp_path, "--select", "QF204")
         after = (await published(bare, uri, after=change_doc(bare, uri, text, 2), version=2)).diagnostics
         assert [d.code for d in after] == ["QF202", "QF105", "QF104"]
