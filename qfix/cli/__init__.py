@@ -31,7 +31,7 @@ target and number by number against the float model. It reads .keras files safel
 from a model file runs, and the input is never modified.
 
 \b
-Three ways to call it:
+Four ways to call it:
   qfix MODEL.keras [OPTIONS]    check, fix and verify a model; a folder of
                                 .keras models: each model in turn
   qfix PY_FILE|FOLDER...        the same mistakes in the Python that builds
@@ -308,7 +308,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print("QF914 nothing to check: give a .keras model, Python files or folders, or a command "
-              "(rules, rule CODE, targets); see qfix --help", file=sys.stderr)
+              "(rules, rule CODE, targets, lsp); see qfix --help", file=sys.stderr)
         sys.exit(2)
     previous = _catch_signals()
     try:

@@ -174,12 +174,12 @@ def written(text: str, folder: Path, *args: str) -> str:
 class Wire:
     """`qfix lsp` as a subprocess spoken to in raw LSP frames (`Content-Length` + JSON body)."""
 
-    def __init__(self, cwd: Path, **env: str) -> None:
+    def __init__(self, cwd: Path, *args: str, **env: str) -> None:
         import queue
         import threading
 
         assert QFIX, f"no qfix console script next to {sys.executable}"
-        self.proc = subprocess.Popen([QFIX, "lsp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([QFIX, "lsp", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd=cwd, env={**ENV, **env})
         self.messages: "queue.Queue[dict]" = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -53,7 +53,7 @@ def test_malformed_requests_get_errors_and_the_server_keeps_answering(tmp_path: 
 
 
 def test_exit_without_shutdown_and_a_closed_stream_end_the_server(tmp_path: Path):
-    wire = Wire(tmp_path)
+    wire = Wire(tmp_path, "--stdio")  # what some clients pass: accepted
     try:
         wire.send({"id": 1, "method": "initialize", "params": {"capabilities": {}}})
         wire.response(1)
