@@ -17,8 +17,14 @@ from lsprotocol import types as lsp
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
-UTF8, UTF16, UTF32 = (lsp.PositionEncodingKind.Utf8, lsp.PositionEncodingKind.Utf16,
-                      lsp.PositionEncodingKind.Utf32)
+UTF8, UTF16, UTF32 = "utf-8", "utf-16", "utf-32"  # PositionEncodingKind's values
+
+
+def encoding_name(kind: object) -> str:
+    """The value (`utf-8`, `utf-16`, `utf-32`) of a PositionEncodingKind or of its string; UTF-16,
+    LSP's default, for anything else. (`str()` of the enum member gives its Python name.)"""
+    value = getattr(kind, "value", kind)
+    return value if value in (UTF8, UTF32) else UTF16
 
 
 def units(text: str, encoding: str = UTF16) -> int:

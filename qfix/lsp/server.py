@@ -118,7 +118,8 @@ class QfixServer(LanguageServer):
                 self.protocol._send_response(None, None, JsonRpcParseError().to_response_error())  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001
                 pass
-        self.log(f"qfix: {type(error).__name__}: {error}", lsp.MessageType.Error)
+        kind = lsp.MessageType.Warning if isinstance(error, JsonRpcException) else lsp.MessageType.Error
+        self.log(f"qfix: {type(error).__name__}: {error}", kind)
 
     def document(self, uri: str):
         """The open document at `uri`, None when it is not open (pygls would read the file)."""
@@ -129,7 +130,9 @@ class QfixServer(LanguageServer):
 
     @property
     def encoding(self) -> str:
-        return str(self.workspace.position_encoding or lsp.PositionEncodingKind.Utf16)
+        from qfix.lsp.positions import encoding_name
+
+        return encoding_name(self.workspace.position_encoding)
 
     @property
     def root(self) -> Path | None:
@@ -273,6 +276,12 @@ def is_model_uri(uri: str) -> bool:
     return unquote(uri).lower().endswith(".keras")
 
 
+def is_python(doc: lsp.TextDocumentItem) -> bool:
+    """A document to check as Python: the client says it is, or its name ends in .py/.pyi (a
+    client configured for other languages too must not get QF915 on its Markdown)."""
+    return doc.language_id == "python" or unquote(doc.uri).lower().endswith((".py", ".pyi"))
+
+
 def check_text(uri: str, text: str, overrides: Overrides, root: Path | None, encoding: str):
     """Runs in the worker thread: the settings of the document, then its check."""
     from qfix.lsp.documents import check_python
@@ -320,13 +329,13 @@ def build() -> QfixServer:
         uri = params.text_document.uri
         if is_model_uri(uri):
             ls.check_model(uri)
-        else:
+        elif is_python(params.text_document):
             ls.opened.add(uri)
             ls.schedule(uri, 0)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: QfixServer, params: lsp.DidChangeTextDocumentParams) -> None:
-        if not is_model_uri(params.text_document.uri):
+        if params.text_document.uri in ls.opened:
             ls.schedule(params.text_document.uri, DEBOUNCE)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
@@ -334,7 +343,7 @@ def build() -> QfixServer:
         uri = params.text_document.uri
         if is_model_uri(uri):
             ls.check_model(uri)
-        elif ls.document(uri) is not None:
+        elif uri in ls.opened and ls.document(uri) is not None:
             ls.schedule(uri, 0)
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
@@ -372,8 +381,8 @@ def build() -> QfixServer:
         from qfix.lsp.diagnostics import SOURCE
 
         uri = params.text_document.uri
-        if is_model_uri(uri):
-            return None
+        if uri not in ls.opened:
+            return None  # not a Python document the editor has open
         checked, doc = await ls.current(uri)
         if checked is None:
             return None  # not open (or closed meanwhile): nothing to act on
@@ -396,7 +405,7 @@ def build() -> QfixServer:
 
         data = action.data if isinstance(action.data, dict) else {}
         uri = data.get("uri")
-        if not isinstance(uri, str) or is_model_uri(uri):
+        if not isinstance(uri, str) or uri not in ls.opened:
             return action
         checked, doc = await ls.current(uri)
         if checked is None or doc.version != data.get("version"):

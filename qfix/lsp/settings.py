@@ -102,6 +102,7 @@ def resolve(path: Path | None, overrides: Overrides, root: Path | None = None, *
     then looked up from the workspace `root`, and none is read without one). `model`: for a
     `.keras` file (target `edgetpu` by default; `rules` left empty, the model linter selects
     its own with `select`/`ignore`)."""
+    # imported here: the server answers `initialize` before libcst and the rules load
     from qfix.rules import select as select_rules, source_rules, unknown_selectors
     from qfix.source.config import SourceConfig, load_config
     from qfix.source.engine import target_profile

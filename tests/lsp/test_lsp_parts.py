@@ -14,7 +14,7 @@ from lsp_client import apply_edits, position
 from qfix.lsp.actions import code_actions
 from qfix.lsp.documents import check_python
 from qfix.lsp.edits import text_edits, workspace_edit
-from qfix.lsp.positions import LineIndex, units
+from qfix.lsp.positions import LineIndex, encoding_name, units
 from qfix.lsp.settings import Overrides, resolve
 from qfix.source.engine import lint_source
 
@@ -24,6 +24,9 @@ ODD = "a😀é\r\nb\rc\n\x0cd\u2028e\x1cf\n\n🐍🐍 x\tz"  # LSP lines: a😀�
 
 def test_units_per_encoding():
     assert [units("a😀é", e) for e in ENCODINGS] == [4, 7, 3]
+    kinds = (lsp.PositionEncodingKind.Utf16, lsp.PositionEncodingKind.Utf8, lsp.PositionEncodingKind.Utf32)
+    assert [encoding_name(k) for k in kinds] == [encoding_name(k.value) for k in kinds] == list(ENCODINGS)
+    assert encoding_name(None) == encoding_name("utf-7") == "utf-16"
 
 
 def test_lines_break_where_lsp_breaks_them():

@@ -209,8 +209,12 @@ async def test_odd_notifications_leave_the_server_answering(client: LanguageClie
     change_doc(client, uri, TRAIN, 3)
     client.text_document_did_save(lsp.DidSaveTextDocumentParams(lsp.TextDocumentIdentifier(uri)))
     client.text_document_did_close(lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri)))
+    notes = uri_of(workspace, "notes.md")  # not Python: not checked (no QF915 on prose)
+    client.text_document_did_open(lsp.DidOpenTextDocumentParams(
+        lsp.TextDocumentItem(uri=notes, language_id="markdown", version=1, text="# Notes\nnot python (\n")))
     await assert_answers(client, workspace, "after-odd.py")
     assert not any(p.uri == uri and p.diagnostics for p in client.published)
+    assert not any(p.uri == notes for p in client.published)
     assert client._server.returncode is None
 
 

@@ -36,6 +36,9 @@ def test_malformed_requests_get_errors_and_the_server_keeps_answering(tmp_path: 
             "textDocument": {"uri": URI_OK}, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
             "context": {"diagnostics": []}}})
         assert wire.response(5)["result"] is None  # a document that is not open: nothing to act on
+        for n, data in enumerate(({"uri": [1]}, {"uri": URI_OK, "version": "x"}, "junk", None), start=10):
+            wire.send({"id": n, "method": "codeAction/resolve", "params": {"title": "made up", "data": data}})
+            assert wire.response(n)["result"]["title"] == "made up"  # returned as sent: no edit
 
         # still checking documents
         wire.send({"method": "textDocument/didOpen", "params": {"textDocument": {
