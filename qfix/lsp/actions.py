@@ -32,7 +32,6 @@ from qfix.types import Applicability
 
 FIX_ALL = "source.fixAll.qfix"
 QUICK_FIX = lsp.CodeActionKind.QuickFix
-KINDS = [QUICK_FIX, FIX_ALL]
 UNSUPPRESSIBLE = ("QF915", "QF916")  # not the engine's findings: no comment hides them
 
 
@@ -42,15 +41,24 @@ def wanted(kind: str, only: list[str] | None) -> bool:
     return not only or any(kind == o or kind.startswith(f"{o}.") for o in only)
 
 
+Wrap = Callable[[list[lsp.TextEdit]], lsp.WorkspaceEdit]
+
+
+def _applicable(finding: Finding, unsafe: bool = True) -> bool:
+    """The finding carries edits qfix may apply (a safe fix; an unsafe one too with `unsafe`)."""
+    fix = finding.violation.fix
+    return (finding.report is not None and fix is not None and bool(fix.edits)
+            and (fix.applicability is Applicability.SAFE or (unsafe and fix.applicability is Applicability.UNSAFE)))
+
+
 def fixed_alone(checked: Checked, finding: Finding) -> str | None:
     """The document's text after this finding's fix alone (None: no fix qfix can apply, or one
     that changes nothing or would not parse)."""
-    fix, lint = finding.violation.fix, checked.lint
-    if (finding.report is None or fix is None or not fix.edits or lint is None or lint.module is None
-            or fix.applicability is Applicability.DISPLAY_ONLY):
+    lint = checked.lint
+    if not _applicable(finding) or lint is None or lint.module is None:
         return None
     try:
-        new = apply_edits(lint.module, fix.edits, lint.positions).code
+        new = apply_edits(lint.module, finding.violation.fix.edits, lint.positions).code
         cst.parse_module(new)  # as the engine does: a fix that breaks the file is dropped
     except Exception:  # noqa: BLE001 - a broken fix is no action, not a failed request
         return None
@@ -66,15 +74,6 @@ def fixed_all(checked: Checked) -> str:
     where = str(checked.path) if checked.path is not None else None
     return fix_source(checked.text, rules=s.rules, path=where, target=s.target, options=s.options,
                       unsafe_fixes=s.unsafe_fixes).code
-
-
-Wrap = Callable[[list[lsp.TextEdit]], lsp.WorkspaceEdit]
-
-
-def _applicable(finding: Finding, unsafe: bool = True) -> bool:
-    fix = finding.violation.fix
-    return (finding.report is not None and fix is not None and bool(fix.edits)
-            and (fix.applicability is Applicability.SAFE or (unsafe and fix.applicability is Applicability.UNSAFE)))
 
 
 def code_actions(checked: Checked, findings: list[Finding], only: list[str] | None, wrap: Wrap,
