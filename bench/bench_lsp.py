@@ -7,7 +7,7 @@ process per run) and is spoken to in raw LSP frames over its stdin/stdout:
 
 * start-up: from spawning the process to the `initialize` response (goal <= 0.5 s);
 * first diagnostics: `didOpen` of a generated Python file of `--lines` lines (converter and
-  model code, four findings) to its `publishDiagnostics`, right after `initialized` (libcst and
+  model code, three findings) to its `publishDiagnostics`, right after `initialized` (libcst and
   the rules still loading) and once warm (goal <= 100 ms for 1,000 lines);
 * after an edit: `didChange` of one line to the new version's `publishDiagnostics`, shown with
   the 150 ms debounce and without it (the check's own time);
