@@ -2,7 +2,7 @@
 
 Floors, top to bottom (qfix/<name>/ packages and qfix/<name>.py modules alike):
 
-    cli → jobs → report, rules → source → targets, convert → model → atomic → errors, types
+    cli → lsp → jobs → report, rules → source → targets, convert → model → atomic → errors, types
 
 A module may import its own package and any lower floor; never a higher floor, never a sibling
 on its own floor (SIBLING_EDGES lists the one-way exceptions and why). `qfix/__init__.py`
@@ -30,6 +30,7 @@ CONVERSION_PACKAGE = "convert"
 FLOORS: list[set[str]] = [
     {"__main__"},
     {"cli"},
+    {"lsp"},  # the editor's front end: `qfix lsp` starts it; it asks the jobs and the source engine
     {"jobs"},
     {"report", "rules"},
     {"source"},

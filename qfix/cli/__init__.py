@@ -31,13 +31,14 @@ target and number by number against the float model. It reads .keras files safel
 from a model file runs, and the input is never modified.
 
 \b
-Three ways to call it:
+Four ways to call it:
   qfix MODEL.keras [OPTIONS]    check, fix and verify a model; a folder of
                                 .keras models: each model in turn
   qfix PY_FILE|FOLDER...        the same mistakes in the Python that builds
                                 and converts models (--write fixes them)
   qfix rules|rule CODE|targets  the catalogue: the rules, one rule's (or a
                                 QF9xx error's) documentation, the targets
+  qfix lsp                      the language server for editors (stdio)
 """
 
 EPILOG = """\b
@@ -249,6 +250,19 @@ def rule_command(code: str = typer.Argument(..., metavar="CODE", help="a rule co
     print(doc)
 
 
+@catalogue.command("lsp", cls=PlainHelp)
+def lsp_command(stdio: bool = typer.Option(True, "--stdio", hidden=True,
+                                           help="talk over stdin/stdout (the only transport; accepted as editors pass it)")) -> None:
+    """Run the language server for editors over stdin/stdout: diagnostics, quick fixes and
+    fix-all for Python files, static findings for .keras models (see README, Editor)."""
+    try:
+        from qfix.lsp.server import serve
+    except ImportError as exc:  # the core install has no pygls
+        raise QfixError("QF914", f"qfix lsp needs the lsp extra ({exc.name} is not installed): "
+                                 "pip install 'qfix[lsp]'") from None
+    raise typer.Exit(serve())
+
+
 @catalogue.command("targets", cls=PlainHelp)
 def targets_command() -> None:
     """List the built-in targets: recipe, and how `--check` obtains the verdict."""
@@ -303,7 +317,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:
         print("QF914 nothing to check: give a .keras model, Python files or folders, or a command "
-              "(rules, rule CODE, targets); see qfix --help", file=sys.stderr)
+              "(rules, rule CODE, targets, lsp); see qfix --help", file=sys.stderr)
         sys.exit(2)
     previous = _catch_signals()
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from qfix.errors import error
 
-COMMANDS = ("rules", "rule", "targets")
+COMMANDS = ("rules", "rule", "targets", "lsp")
 SOURCE_SUFFIXES = (".py", ".pyi")
 QFIX_OUTPUTS = (".qfix.keras", ".qfix.qat.keras")  # what the main job and --mode qat write
 
@@ -69,7 +69,7 @@ def _is_model(p: Path) -> bool:
 def _missing(p: Path) -> None:
     if not p.suffix and os.sep not in str(p) and "/" not in str(p):  # a bare word: a mistyped command?
         raise error("QF914", f"{p!s} is neither a file, a folder nor a command "
-                             f"(commands: rules, rule CODE, targets; see qfix --help)")
+                             f"(commands: rules, rule CODE, targets, lsp; see qfix --help)")
     raise error("QF907", f"{p}: no such file or folder")
 
 

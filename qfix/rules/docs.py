@@ -17,6 +17,16 @@ from qfix.types import RuleDoc, Severity
 
 RULE_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "Fix safety", "Targets")
 
+# Where a code's page is published: the one place that says so (the editor's diagnostics link
+# to it). The project has no published address yet; this follows DESIGN.md's catalogue
+# (`rules/<CODE>.md` at the top of the repository). `qfix rule CODE` prints the same document.
+RULE_URL = "https://github.com/qfix-dev/qfix/blob/main/rules/{code}.md"
+
+
+def doc_url(code: str) -> str:
+    """The address of the page of rule or error `code` (`RULE_URL`)."""
+    return RULE_URL.format(code=code.strip().upper())
+
 
 def doc_for(code: str) -> str | None:
     """The whole document for a rule code or a QF9xx error code (any case), None if unknown."""

@@ -41,7 +41,9 @@ PARSE_ERROR = ("QF915", "source-parse-error")
 FIX_ERROR = ("QF916", "fix-failed")
 MAX_ITERATIONS = 10
 
-_SUPPRESS = re.compile(r"#\s*qfix\s*:\s*ignore(?:\[([A-Za-z0-9_,\s-]*)\])?", re.I)
+# `# qfix: ignore[QF401, QF402]` (also read by the editor's suppress action, qfix.lsp)
+SUPPRESS = re.compile(r"#\s*qfix\s*:\s*ignore(?:\[([A-Za-z0-9_,\s-]*)\])?", re.I)
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _SUPPRESS_FILE = re.compile(r"#\s*qfix\s*:\s*ignore-file(?:\[([A-Za-z0-9_,\s-]*)\])?", re.I)
 
 
@@ -177,7 +179,9 @@ def _suppressions(code: str) -> tuple[dict[int, set[str] | None], set[str] | Non
     file_level: set[str] | None | bool = False
     if "qfix" not in code:
         return lines, file_level
-    for i, text in enumerate(code.splitlines(), start=1):
+    # Python's (and libcst's) line breaks only: str.splitlines also breaks at \f, \x1c, \u2028...,
+    # which would move every comment after one of them to the wrong line
+    for i, text in enumerate(_LINE_BREAK.split(code), start=1):
         if "qfix" not in text:
             continue
         mf = _SUPPRESS_FILE.search(text)
@@ -188,7 +192,7 @@ def _suppressions(code: str) -> tuple[dict[int, set[str] | None], set[str] | Non
             elif file_level is not None:
                 file_level = (file_level or set()) | codes  # type: ignore[operator]
             continue
-        m = _SUPPRESS.search(text)
+        m = SUPPRESS.search(text)
         if m:
             codes = {c.strip().upper() for c in (m.group(1) or "").split(",") if c.strip()}
             lines[i] = codes or None

@@ -44,7 +44,9 @@ def _skip_dir(entry: os.DirEntry) -> bool:
     return os.path.exists(os.path.join(entry.path, "pyvenv.cfg"))
 
 
-def _excluded(path: Path, patterns: Sequence[str], root: Path | None) -> bool:
+def excluded(path: Path, patterns: Sequence[str], root: Path | None) -> bool:
+    """`path` matches one of the `[tool.qfix] exclude` glob patterns (by name, as given, or
+    relative to the config's folder `root`); the editor asks it for the files it opens."""
     if not patterns:
         return False
     candidates = [path.name, str(path)]
@@ -73,11 +75,11 @@ def collect_files(paths: Iterable[Path], exclude: Sequence[str] = (), root: Path
                 continue
             for e in entries:
                 if e.is_dir(follow_symlinks=False):
-                    if not _skip_dir(e) and not _excluded(Path(e.path), exclude, root):
+                    if not _skip_dir(e) and not excluded(Path(e.path), exclude, root):
                         stack.append(Path(e.path))
                 elif e.name.endswith((".py", ".pyi")) and e.is_file():
                     fp = Path(e.path)
-                    if not _excluded(fp, exclude, root):
+                    if not excluded(fp, exclude, root):
                         out.add(fp)
     return sorted(out)
 

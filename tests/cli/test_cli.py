@@ -63,13 +63,15 @@ def src(tmp_path: Path) -> Path:
     (("rule",), "CODE"),
     (("rules", "extra"), "extra"),
     (("targets", "--bogus"), "--bogus"),
+    (("lsp", "--tcp"), "--tcp"),
     (("rulez",), "rulez"),
 ])
 def test_usage_errors_are_one_line(args, fragment):
     assert fragment in one_error(qfix_run(*args))
 
 
-@pytest.mark.parametrize("args", [("-h",), ("--help",), ("rules", "-h"), ("rule", "--help"), ("targets", "-h")])
+@pytest.mark.parametrize("args", [("-h",), ("--help",), ("rules", "-h"), ("rule", "--help"), ("targets", "-h"),
+                                  ("lsp", "--help")])
 def test_help_exits_0_on_stdout(args):
     proc = qfix_run(*args)
     assert proc.returncode == 0 and proc.stderr == ""
@@ -79,7 +81,7 @@ def test_help_exits_0_on_stdout(args):
 def test_main_help_explains_itself():
     out = qfix_run("--help").stdout
     assert out.splitlines()[0] == "Usage: qfix [OPTIONS] PATH..."
-    for part in ("Three ways", "qfix MODEL.keras", "qfix rules|rule CODE|targets", "Examples:",
+    for part in ("Four ways", "qfix MODEL.keras", "qfix rules|rule CODE|targets", "qfix lsp", "Examples:",
                  "Exit status:", "--version", "--calibration P"):
         assert part in out, part
     for odd in ("{", "<list", "<str>", "<path>", "<int", "MAIN_COMMAND", "main-command"):

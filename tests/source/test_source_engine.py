@@ -145,6 +145,15 @@ def test_suppression_comments():
     assert lint_source("print(1)  # qfix: ignore[toy-print]\n", rules=TOYS).violations == []
 
 
+def test_suppression_comments_count_lines_as_python_does():
+    # a form feed, \x1c or U+2028 is no line break for Python (nor for libcst's positions)
+    for odd in ("\x0c", "\x1c", "\u2028", "\x85"):
+        code = f"x = '{odd}'\nprint(1)  # qfix: ignore[QF990]\nprint(2)\n"
+        assert [v.location.line for v in lint_source(code, rules=TOYS).violations] == [3], repr(odd)
+    code = "x = 1\r\nprint(1)  # qfix: ignore[QF990]\rprint(2)\n"
+    assert [v.location.line for v in lint_source(code, rules=TOYS).violations] == [3]
+
+
 def test_parse_error_is_a_finding():
     res = lint_source("def f(:\n    pass\n", path="bad.py", rules=TOYS)
     assert [v.code for v in res.violations] == ["QF915"]
