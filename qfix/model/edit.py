@@ -281,6 +281,19 @@ class ModelEdit:
         found = [(tensor[0], first + k, tensor[2]) for k in range(len(nodes))]
         return found if tensor in found else [tensor]
 
+    def call_input_shapes(self, name: str, scope: tuple[str, ...] = ()) -> list[list | None]:
+        """The recorded shape of the first input of every call of layer `name` (one entry per
+        call; None where the config records none)."""
+        model = self.model(scope)
+        if model.get("class_name") == "Sequential":
+            ins = self.inputs_of(name, scope)
+            return [self.tensor_meta(ins[0], scope)[0] if ins else None]
+        out = []
+        for node in self._raw(model, name).get("inbound_nodes") or []:
+            refs = list(node_refs(node))
+            out.append(self.tensor_meta(refs[0].tensor, scope)[0] if refs else None)
+        return out
+
     def unique_name(self, base: str, scope: tuple[str, ...] = ()) -> str:
         taken = {layer_name(r) for r in self.model(scope)["config"]["layers"]}
         if base not in taken:
