@@ -63,6 +63,9 @@ class QatRun:
     custom_objects: str | None = None
     templates: dict[str, str] = field(default_factory=dict)  # QF510's QuantizeConfig template by layer
     float_part: FloatPartPlan | None = None  # integer inputs: only the float part is annotated
+    # When the float outputs change: what changes them, each with the max abs diff left without
+    # it ("QF504 (relu6 split)" → 0.0; "the Keras 3 → tf_keras translation" when no rewrite does).
+    float_culprits: dict[str, float] = field(default_factory=dict)
 
     @property
     def annotated(self) -> bool:
@@ -97,8 +100,10 @@ class QatRun:
         if self.trial is not None and self.trial.conversion_error:
             out.append(f"the QAT model does not convert: {self.trial.conversion_error}")
         if not self.exact:
+            blame = "".join(f"; {who} changes them (max abs diff without it: {left:.3g})"
+                            for who, left in self.float_culprits.items())
             out.append(f"the rewrites change the float outputs (max abs diff {self.float_equivalence:.3g} "
-                       f"> tolerance {self.tolerance:.3g})")
+                       f"> tolerance {self.tolerance:.3g}){blame}")
         return out
 
     def exit_code(self) -> int:
@@ -212,6 +217,12 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                 original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
                 run.float_equivalence = worker.float_equivalence(
                     original, model, calib, "comparing the rewritten float model with the original")
+                if not run.exact:
+                    progress("finding the rewrite that changes the float outputs")
+                    run.float_culprits = _float_culprits(
+                        worker, original, run, calib, lambda skip: apply_fixes(
+                            copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip),
+                        metadata)
             result.input_layers = len(list(graph.walk()))
             result.graph = fixed_graph
             mark_applied(result, run, fixed_graph, opts)
@@ -244,6 +255,36 @@ def one_step_ranges(findings: list) -> None:
             v.severity = Severity.WARNING
             v.message += (" (a QAT model trained one step keeps tfmot's initial quantizer ranges, ±6 at the "
                           "outputs; training sets them)")
+
+
+def _float_culprits(worker, original: str, run: QatRun, calib, refix, metadata) -> dict[str, float]:
+    """Which rewrite changes the float outputs: the model is rebuilt without each code of the
+    kept rewrites in turn (`refix(skip_codes)`, float only: no tfmot) and compared with the
+    input; a code without which the outputs agree (within the tolerance) is named, with the
+    diff left. When none is, and the input was Keras 3, the model with no rewrite at all tells
+    whether the translation does. Returns {description: max abs diff without it}."""
+    codes = sorted({f.code for f in run.active})
+
+    def diff_without(skip: set[str], tag: str) -> float:
+        config, weights, _, _ = refix(skip)
+        path = write_archive(worker.run_dir / f"float-without-{tag}.keras", config, metadata, weights)
+        key = worker.load(path, "tf_keras", run.custom_objects, False)
+        try:
+            return worker.float_equivalence(original, key, calib, "comparing the float model without a rewrite")
+        finally:
+            worker.drop(key)
+
+    found: dict[str, float] = {}
+    for code in codes:
+        left = diff_without({code}, code)
+        if left <= run.tolerance:
+            layers = sorted({f.layer for f in run.active if f.code == code and f.layer})
+            found[f"{code} ({', '.join(map(repr, layers))})" if layers else code] = left
+    if not found and run.translated:
+        left = diff_without(set(codes), "any")
+        if left > run.tolerance:
+            found["the Keras 3 → tf_keras translation"] = left
+    return found
 
 
 def _rewrites_refused(trial, fixes: list[AppliedFix]) -> set[str]:

@@ -152,6 +152,7 @@ def qat_json(run) -> dict[str, Any]:
         "translated_from_keras3": run.translated,
         "translation_notes": run.translation_notes,
         "problems": run.problems(),
+        "float_culprits": run.float_culprits,  # what changes the float outputs → max abs diff without it
         "snippet": training_snippet(run) if run.exit_code() == 0 else None,
         "quantize_config_templates": run.templates,
     }

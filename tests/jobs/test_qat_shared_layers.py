@@ -120,6 +120,43 @@ def test_layer_inserted_after_a_shared_layer_follows_every_call(results, name):
         assert r["loss"] == r["loss"], r  # quantize_model took the fixed model and a step ran (not NaN)
 
 
+@pytest.mark.tf
+def test_the_rewrite_that_changes_the_float_outputs_is_named(tmp_path):
+    """When the float outputs change anyway, the QAT job names the rewrite: the model is rebuilt
+    without each kept code and compared with the input in the real worker. Here "QF504" inserts a
+    Rescaling(2) after the first conv (a wrong rewrite), "QF502" an identity Rescaling(1): only
+    QF504 is named, with the diff left without it (0)."""
+    from qfix.convert.calibration import synthetic_calibration
+    from qfix.convert.worker import session
+    from qfix.jobs.fix import AppliedFix
+    from qfix.jobs.qat import QatRun, _float_culprits
+    from qfix.model.archive import read_archive
+    from qfix.model.edit import ModelEdit, make_layer
+    from qfix.model.graph import build_graph
+    from qfix.model.inputs import input_specs
+
+    path = ROOT / "fixtures" / "tiny_cnn_tfk.keras"
+    a = read_archive(path)
+
+    def refix(skip):
+        edit = ModelEdit(a.config, "tf_keras")
+        for code, scale in (("QF504", 2.0), ("QF502", 1.0)):
+            if code not in skip:
+                edit.insert_after(("conv2d", 0, 0), make_layer("Rescaling", {"scale": scale, "offset": 0.0},
+                                                               "tf_keras", f"times_{code}"))
+        return edit.config, edit.weights(a.weights_bytes), [], []
+
+    run = QatRun(None, fixes=[AppliedFix("QF504", "split", "conv2d", "safe", ""),
+                              AppliedFix("QF502", "annotate", "re_lu", "safe", "")])
+    calib = synthetic_calibration(input_specs(build_graph(a.config, "tf_keras")), 4)
+    with session(legacy_keras=True) as worker:
+        original = worker.load(path, "tf_keras", None, False)
+        found = _float_culprits(worker, original, run, calib, refix, a.metadata)
+    assert found == {"QF504 ('conv2d')": 0.0}
+    run.float_equivalence, run.float_culprits = 1.0, found
+    assert "QF504 ('conv2d') changes them (max abs diff without it: 0)" in run.problems()[0]
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     child(sys.argv[1])
