@@ -40,6 +40,7 @@ from qfix.types import QfixError, Severity
 
 KERAS3_NOT_TRAINED = "not trained: the Keras 3 model has no tf_keras equivalent (QF501): {}"
 REFUSED = "not trained: tfmot's quantize_model refused the model (QF505)"
+LAMBDA_CODE = "QF202"  # lambda-layer: a Lambda qfix's table replaces with built-in layers
 MAX_ROLLBACKS = 2  # tfmot runs after rolling back rewrites it refuses (one trial each)
 
 
@@ -151,7 +152,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     ctx = context(profile, opts, path)  # hub handles are relative to the model file
     config, weights, run.fixes, run.skipped = apply_fixes(
         copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe)
-    result.not_converted = why_not_loadable(findings, opts)
+    result.not_converted = why_not_loadable(_still_blocking(findings, run.fixes), opts)
     if result.not_converted:
         run.not_trained = result.not_converted = result.not_converted.replace("not converted", "not trained", 1)
         run.fixes = []
@@ -214,7 +215,8 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             run.tolerance = safe_tolerance(stats)
             if run.active or run.translated or run.annotated:
                 progress("comparing the rewritten float model with the original")
-                original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+                original = _reference(worker, path, archive.dialect, opts, run, metadata, lambda skip: apply_fixes(
+                    copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip))
                 run.float_equivalence = worker.float_equivalence(
                     original, model, calib, "comparing the rewritten float model with the original")
                 if not run.exact:
@@ -255,6 +257,26 @@ def one_step_ranges(findings: list) -> None:
             v.severity = Severity.WARNING
             v.message += (" (a QAT model trained one step keeps tfmot's initial quantizer ranges, ±6 at the "
                           "outputs; training sets them)")
+
+
+def _still_blocking(findings: list, fixes: list[AppliedFix]) -> list:
+    """The input's findings less the Lambdas a kept rewrite replaced (QF202 with a built-in
+    layer from qfix's table, read from the bytecode, never run): the model tfmot loads has no
+    bytecode left there, so those need no --trust-lambdas."""
+    replaced = {f.layer for f in fixes if f.code == LAMBDA_CODE and not f.rolled_back}
+    return [v for v in findings if not (v.code == LAMBDA_CODE and v.location.layer in replaced)]
+
+
+def _reference(worker, path: Path, dialect: str, opts: Options, run: QatRun, metadata, refix) -> str:
+    """The model the rewritten one is compared with: the input itself, or, when loading it would
+    run Lambda bytecode the user did not trust, the input with only its Lambdas replaced (QF202's
+    table rows are the same float functions), so every other rewrite is still checked."""
+    if opts.trust_lambdas or not any(f.code == LAMBDA_CODE for f in run.active):
+        return worker.load(path, dialect, opts.custom_objects, opts.trust_lambdas)
+    others = {f.code for f in run.active} - {LAMBDA_CODE}
+    config, weights, _, _ = refix(others)
+    ref = write_archive(worker.run_dir / "float-reference.keras", config, metadata, weights)
+    return worker.load(ref, "tf_keras", opts.custom_objects, False)
 
 
 def _float_culprits(worker, original: str, run: QatRun, calib, refix, metadata) -> dict[str, float]:
