@@ -40,6 +40,8 @@ _LAYER_NAMED = (
     re.compile(r"Layer (?P<layer>[^\s:]+):<class"),  # B8, B10-B12: "Layer rescaling:<class ...> is not supported"
     re.compile(r"variable '\s*(?P<layer>[^/']+)/"),  # B7 on 2.21: "Cannot assign value to variable ' conv2d_3/kernel:0'"
     re.compile(r'calling layer "(?P<layer>[^"]+)"'),  # B6: 'Exception encountered when calling layer "tf.math.add"'
+    # A shape tfmot's clone lost (a float→float tf.cast, issue 10): 'Input 0 of layer "gap" is incompatible'
+    re.compile(r'Input \d+ of layer "(?P<layer>[^"]+)" is incompatible'),
     re.compile(r"Cannot deserialize object of type `(?P<cls>\w+)`"),  # B4: an unregistered custom class
 )
 _RAISED = re.compile(r"\b\w+(?:Error|Exception): .+")

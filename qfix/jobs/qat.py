@@ -30,6 +30,8 @@ from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
 from qfix.model.graph import build_graph
 from qfix.model.inputs import input_specs
+from qfix.model.edit import EditError
+from qfix.model.rewrites.drop_noop_cast import drop_noop_casts
 from qfix.model.rewrites.annotate_float_part import FloatPartPlan, annotate_float_part
 from qfix.model.to_tf_keras import Untranslatable, translate, written_notes
 from qfix.model.writer import archive_zip, write_archive
@@ -40,6 +42,8 @@ from qfix.types import QfixError, Severity
 
 KERAS3_NOT_TRAINED = "not trained: the Keras 3 model has no tf_keras equivalent (QF501): {}"
 REFUSED = "not trained: tfmot's quantize_model refused the model (QF505)"
+NOOP_CAST = "a cast to the dtype its input already has: removed, float outputs unchanged"
+LAMBDA_CODE = "QF202"  # lambda-layer: a Lambda qfix's table replaces with built-in layers
 MAX_ROLLBACKS = 2  # tfmot runs after rolling back rewrites it refuses (one trial each)
 
 
@@ -63,11 +67,20 @@ class QatRun:
     custom_objects: str | None = None
     templates: dict[str, str] = field(default_factory=dict)  # QF510's QuantizeConfig template by layer
     float_part: FloatPartPlan | None = None  # integer inputs: only the float part is annotated
+    casts_dropped: list[str] = field(default_factory=list)  # no-op casts removed (drop_noop_cast)
+    # When the float outputs change: what changes them, each with the max abs diff left without
+    # it ("QF504 (relu6 split)" → 0.0; "the Keras 3 → tf_keras translation" when no rewrite does).
+    float_culprits: dict[str, float] = field(default_factory=dict)
 
     @property
     def annotated(self) -> bool:
         """The written model carries the float part's annotations: train it with quantize_apply."""
         return self.float_part is not None and bool(self.float_part.annotate)
+
+    @property
+    def changed(self) -> bool:
+        """The model tfmot gets is not the input as it is (what is then compared and written)."""
+        return bool(self.active or self.translated or self.annotated or self.casts_dropped)
 
     @property
     def active(self) -> list[AppliedFix]:
@@ -97,8 +110,10 @@ class QatRun:
         if self.trial is not None and self.trial.conversion_error:
             out.append(f"the QAT model does not convert: {self.trial.conversion_error}")
         if not self.exact:
+            blame = "".join(f"; {who} changes them (max abs diff without it: {left:.3g})"
+                            for who, left in self.float_culprits.items())
             out.append(f"the rewrites change the float outputs (max abs diff {self.float_equivalence:.3g} "
-                       f"> tolerance {self.tolerance:.3g})")
+                       f"> tolerance {self.tolerance:.3g}){blame}")
         return out
 
     def exit_code(self) -> int:
@@ -143,10 +158,15 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             if v.code == "QF501":  # resolved by the translation; its float outputs are compared below
                 v.applied = True
                 v.message = f"{v.message} (translated to tf_keras)"
+    try:
+        tfk_config, tfk_weights, run.casts_dropped = drop_noop_casts(tfk_config, tfk_weights, "tf_keras")
+    except EditError:  # a config the edit cannot rewire: tfmot meets the casts as they are
+        run.casts_dropped = []
+    _casts_dropped(findings, run.casts_dropped, run.translation_notes)
     ctx = context(profile, opts, path)  # hub handles are relative to the model file
     config, weights, run.fixes, run.skipped = apply_fixes(
         copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe)
-    result.not_converted = why_not_loadable(findings, opts)
+    result.not_converted = why_not_loadable(_still_blocking(findings, run.fixes), opts)
     if result.not_converted:
         run.not_trained = result.not_converted = result.not_converted.replace("not converted", "not trained", 1)
         run.fixes = []
@@ -155,7 +175,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
 
     # Bad calibration data is a QF908 before TensorFlow loads (arrays are read without it).
     user_calib = load_calibration(opts.calibration, input_specs(graph), n=opts.samples)
-    if not check and (run.fixes or run.translated):
+    if not check and (run.fixes or run.translated or run.casts_dropped):
         check_outputs(outputs)  # before tfmot: a blocked output fails in a second, not minutes
     with session(legacy_keras=True) as worker:
         for attempt in range(MAX_ROLLBACKS + 1):
@@ -207,11 +227,18 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                          trial.seconds.get("convert", 0.0), progress, " the QAT model", qat_recipe(profile.recipe))
             stats = worker.output_stats(model, calib, "reading the float outputs")
             run.tolerance = safe_tolerance(stats)
-            if run.active or run.translated or run.annotated:
+            if run.changed:
                 progress("comparing the rewritten float model with the original")
-                original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+                original = _reference(worker, path, archive.dialect, opts, run, metadata, lambda skip: apply_fixes(
+                    copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip))
                 run.float_equivalence = worker.float_equivalence(
                     original, model, calib, "comparing the rewritten float model with the original")
+                if not run.exact:
+                    progress("finding the rewrite that changes the float outputs")
+                    run.float_culprits = _float_culprits(
+                        worker, original, run, calib, lambda skip: apply_fixes(
+                            copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip),
+                        metadata)
             result.input_layers = len(list(graph.walk()))
             result.graph = fixed_graph
             mark_applied(result, run, fixed_graph, opts)
@@ -225,7 +252,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         return run
     if run.not_trained or not run.exact:
         run.not_written = f"{outputs.model}: not written ({'; '.join(run.problems())})"
-    elif not (run.active or run.translated or run.annotated):
+    elif not run.changed:
         run.not_written = f"{outputs.model}: the input is already what quantize_model accepts (nothing rewritten)"
     else:
         write_outputs(outputs, archive_zip(config, metadata, weights), None)
@@ -244,6 +271,67 @@ def one_step_ranges(findings: list) -> None:
             v.severity = Severity.WARNING
             v.message += (" (a QAT model trained one step keeps tfmot's initial quantizer ranges, ±6 at the "
                           "outputs; training sets them)")
+
+
+def _casts_dropped(findings: list, dropped: list[str], notes: list[str]) -> None:
+    """A cast to the dtype its input has is removed before tfmot runs (qfix.model.rewrites.
+    drop_noop_cast): QF303's CAST on it is resolved, and the notes say what went."""
+    for name in dropped:
+        notes.append(f"{name}: {NOOP_CAST}")
+        for v in findings:
+            if v.code == "QF303" and v.location.layer == name:
+                v.applied = True
+                v.message = f"{v.message} ({NOOP_CAST})"
+
+
+def _still_blocking(findings: list, fixes: list[AppliedFix]) -> list:
+    """The input's findings less the Lambdas a kept rewrite replaced (QF202 with a built-in
+    layer from qfix's table, read from the bytecode, never run): the model tfmot loads has no
+    bytecode left there, so those need no --trust-lambdas."""
+    replaced = {f.layer for f in fixes if f.code == LAMBDA_CODE and not f.rolled_back}
+    return [v for v in findings if not (v.code == LAMBDA_CODE and v.location.layer in replaced)]
+
+
+def _reference(worker, path: Path, dialect: str, opts: Options, run: QatRun, metadata, refix) -> str:
+    """The model the rewritten one is compared with: the input itself, or, when loading it would
+    run Lambda bytecode the user did not trust, the input with only its Lambdas replaced (QF202's
+    table rows are the same float functions), so every other rewrite is still checked."""
+    if opts.trust_lambdas or not any(f.code == LAMBDA_CODE for f in run.active):
+        return worker.load(path, dialect, opts.custom_objects, opts.trust_lambdas)
+    others = {f.code for f in run.active} - {LAMBDA_CODE}
+    config, weights, _, _ = refix(others)
+    ref = write_archive(worker.run_dir / "float-reference.keras", config, metadata, weights)
+    return worker.load(ref, "tf_keras", opts.custom_objects, False)
+
+
+def _float_culprits(worker, original: str, run: QatRun, calib, refix, metadata) -> dict[str, float]:
+    """Which rewrite changes the float outputs: the model is rebuilt without each code of the
+    kept rewrites in turn (`refix(skip_codes)`, float only: no tfmot) and compared with the
+    input; a code without which the outputs agree (within the tolerance) is named, with the
+    diff left. When none is, and the input was Keras 3, the model with no rewrite at all tells
+    whether the translation does. Returns {description: max abs diff without it}."""
+    codes = sorted({f.code for f in run.active})
+
+    def diff_without(skip: set[str], tag: str) -> float:
+        config, weights, _, _ = refix(skip)
+        path = write_archive(worker.run_dir / f"float-without-{tag}.keras", config, metadata, weights)
+        key = worker.load(path, "tf_keras", run.custom_objects, False)
+        try:
+            return worker.float_equivalence(original, key, calib, "comparing the float model without a rewrite")
+        finally:
+            worker.drop(key)
+
+    found: dict[str, float] = {}
+    for code in codes:
+        left = diff_without({code}, code)
+        if left <= run.tolerance:
+            layers = sorted({f.layer for f in run.active if f.code == code and f.layer})
+            found[f"{code} ({', '.join(map(repr, layers))})" if layers else code] = left
+    if not found and run.translated:
+        left = diff_without(set(codes), "any")
+        if left > run.tolerance:
+            found["the Keras 3 → tf_keras translation"] = left
+    return found
 
 
 def _rewrites_refused(trial, fixes: list[AppliedFix]) -> set[str]:

@@ -269,6 +269,31 @@ class ModelEdit:
         nodes = self._raw(model, name).get("inbound_nodes") or []
         return [s.tensor for s in node_refs(nodes[0])] if nodes else []
 
+    def calls(self, tensor: Tensor, scope: tuple[str, ...] = ()) -> list[Tensor]:
+        """Output `tensor[2]` of every call of layer `tensor[0]` (node `first_node` onwards, one
+        per saved inbound node): `[tensor]` for a layer called once, an input, or a Sequential."""
+        model = self.model(scope)
+        raw = self._raw(model, tensor[0])
+        nodes = raw.get("inbound_nodes") or []
+        if model.get("class_name") == "Sequential" or len(nodes) < 2:
+            return [tensor]
+        first = first_node(raw, self.dialect)
+        found = [(tensor[0], first + k, tensor[2]) for k in range(len(nodes))]
+        return found if tensor in found else [tensor]
+
+    def call_input_shapes(self, name: str, scope: tuple[str, ...] = ()) -> list[list | None]:
+        """The recorded shape of the first input of every call of layer `name` (one entry per
+        call; None where the config records none)."""
+        model = self.model(scope)
+        if model.get("class_name") == "Sequential":
+            ins = self.inputs_of(name, scope)
+            return [self.tensor_meta(ins[0], scope)[0] if ins else None]
+        out = []
+        for node in self._raw(model, name).get("inbound_nodes") or []:
+            refs = list(node_refs(node))
+            out.append(self.tensor_meta(refs[0].tensor, scope)[0] if refs else None)
+        return out
+
     def unique_name(self, base: str, scope: tuple[str, ...] = ()) -> str:
         taken = {layer_name(r) for r in self.model(scope)["config"]["layers"]}
         if base not in taken:
@@ -382,20 +407,26 @@ class ModelEdit:
         out_shape: Any = None, out_dtype: str | None = None, weights: list[np.ndarray] | None = None,
     ) -> str:
         """Insert `layer` (a `make_layer` dict) reading `tensor`; every consumer of `tensor` and
-        every model output on it then reads the new layer. Returns the new layer's name."""
+        every model output on it then reads the new layer. Returns the new layer's name.
+
+        A layer called several times (a shared layer) gets the new layer after every call: the
+        new layer is shared too, called once on each call's output (`calls`), so the float model
+        computes the same thing at each call, not only at the first."""
         model = self.model(scope)
         self._raw(model, tensor[0])
         name = self.unique_name(layer_name(layer), scope)
         raw = copy.deepcopy(layer)
         raw["name"] = raw["config"]["name"] = name
-        shape, dtype = self.tensor_meta(tensor, scope)
         if model.get("class_name") == "Sequential":
             raw.pop("inbound_nodes", None)
             layers = model["config"]["layers"]
             layers.insert(layers.index(self._raw(model, tensor[0])) + 1, raw)
         else:
-            raw["inbound_nodes"] = [self._node([tensor], scope)]
-            self._rewire(model, tensor, (name, 0, 0), out_shape or shape, out_dtype or dtype)
+            calls = self.calls(tensor, scope)
+            metas = [self.tensor_meta(t, scope) for t in calls]
+            raw["inbound_nodes"] = [self._node([t], scope) for t in calls]
+            for k, (t, (shape, dtype)) in enumerate(zip(calls, metas)):
+                self._rewire(model, t, (name, k, 0), out_shape or shape, out_dtype or dtype)
             model["config"]["layers"].append(raw)
             self._reorder(scope)
         self.origin[(*scope, name)] = None

@@ -25,7 +25,7 @@ def training_snippet(run) -> str:
     Optimize.DEFAULT and the target's integer I/O at a fixed batch, without the INT8-only op
     set (on TF 2.21 it makes the converter demand a representative dataset, errors.md C1)."""
     recipe = run.result.profile.recipe
-    rewritten = bool(run.active) or run.translated or run.annotated  # else the input is what tfmot accepts
+    rewritten = run.changed  # else the input is what tfmot accepts
     model = run.output_path if rewritten else str(run.result.path)
     stem = Path(run.output_path).name.removesuffix(".qfix.qat.keras") or "model"
     # Your layer classes in the scope too: an annotated custom layer deserializes inside it.
@@ -152,6 +152,7 @@ def qat_json(run) -> dict[str, Any]:
         "translated_from_keras3": run.translated,
         "translation_notes": run.translation_notes,
         "problems": run.problems(),
+        "float_culprits": run.float_culprits,  # what changes the float outputs → max abs diff without it
         "snippet": training_snippet(run) if run.exit_code() == 0 else None,
         "quantize_config_templates": run.templates,
     }

@@ -261,3 +261,45 @@ def test_sequential_without_layers_has_no_inputs_or_outputs(dialect):
     graph, not an IndexError."""
     graph = build_graph({"class_name": "Sequential", "config": {"name": "s", "layers": []}}, dialect)
     assert (graph.inputs, graph.outputs, list(graph.walk())) == ([], [], [])
+
+
+def _shared_upsampling(second_shape):
+    """x (8×8×4) and y (`second_shape`) both go through one UpSampling2D "up", then Add/Concat."""
+    from qfix.model.cases import functional_config
+
+    cfg = functional_config([("x", (None, 8, 8, 4), "float32"), ("y", (None, *second_shape), "float32")],
+                            [("up", "UpSampling2D", {"size": [2, 2], "interpolation": "nearest"}, ["x"])], ["up"])
+    up = next(r for r in cfg["config"]["layers"] if r["name"] == "up")
+    second = copy.deepcopy(up["inbound_nodes"][0])
+    second["args"][0]["config"]["keras_history"] = ["y", 0, 0]
+    second["args"][0]["config"]["shape"] = [None, *second_shape]
+    up["inbound_nodes"].append(second)
+    cfg["config"]["output_layers"] = [["up", 0, 0], ["up", 1, 0]]
+    return cfg
+
+
+def test_shape_baking_rewrites_refuse_a_shared_layer_called_on_different_shapes():
+    """UpSampling2D → Resizing writes the first call's output size into the layer: on a layer
+    shared by an 8×8 and a 4×4 input that is wrong for the second call, so it is refused; on two
+    8×8 inputs the one Resizing is right for both."""
+    from qfix.model import rewrites
+
+    with pytest.raises(EditError, match="called 2 times"):
+        rewrites.upsampling_to_resizing(ModelEdit(_shared_upsampling((4, 4, 4)), "keras3"), (), "up")
+    edit = ModelEdit(_shared_upsampling((8, 8, 4)), "keras3")
+    rewrites.upsampling_to_resizing(edit, (), "up")
+    raw = edit.layer("up")
+    assert raw["class_name"] == "Resizing" and len(raw["inbound_nodes"]) == 2
+
+
+def test_insert_after_a_shared_layer_follows_every_call():
+    """One layer inserted after a layer called twice: the new layer is called twice too, each
+    call on the matching call of the shared layer, and both outputs read it."""
+    edit = ModelEdit(_shared_upsampling((8, 8, 4)), "keras3")
+    assert edit.calls(("up", 0, 0)) == [("up", 0, 0), ("up", 1, 0)]
+    new = edit.insert_after(("up", 0, 0), make_layer("ReLU", {}, "keras3", "after"))
+    raw = edit.layer(new)
+    assert [n["args"][0]["config"]["keras_history"] for n in raw["inbound_nodes"]] == [["up", 0, 0], ["up", 1, 0]]
+    assert edit.config["config"]["output_layers"] == [[new, 0, 0], [new, 1, 0]]
+    graph = build_graph(edit.config, "keras3")
+    assert [(t.layer, t.node) for t in graph.outputs] == [(new, 0), (new, 1)]

@@ -51,3 +51,14 @@ def graph_of(edit: ModelEdit, scope: tuple[str, ...]) -> Graph:
     """The read-only graph of the model at `scope`, as edited so far (what a rewrite that
     reasons about the layers around its own starts from)."""
     return build_graph(edit.model(scope) if scope else edit.config, edit.dialect)
+
+
+def one_shape_for_every_call(edit: ModelEdit, scope: tuple[str, ...], name: str) -> None:
+    """A rewrite that writes the shape of `name`'s input into the new layers (a static Resizing
+    size, a Reshape, a PReLU alpha) computes the same thing at every call of a shared layer only
+    when every call reads that same shape: raises EditError when the calls' input shapes differ
+    or are not all recorded."""
+    shapes = edit.call_input_shapes(name, scope)
+    if len(shapes) > 1 and (any(s is None for s in shapes) or any(s[1:] != shapes[0][1:] for s in shapes)):
+        raise EditError(f"{name!r} is called {len(shapes)} times on inputs of different or unrecorded shapes "
+                        f"({shapes}); the rewrite would fix the first call's shape for all")

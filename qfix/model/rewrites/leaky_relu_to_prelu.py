@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from qfix.model.config import policy_name
+from qfix.model.rewrites._shared import one_shape_for_every_call
 from qfix.model.edit import EditError, ModelEdit, initializer, make_layer
 from qfix.model.patterns import leaky_relu_slope
 
@@ -30,6 +31,7 @@ def leaky_relu_to_prelu(edit: ModelEdit, scope: tuple[str, ...], name: str) -> s
     if alpha is None:
         raise EditError(f"{name!r} ({cls}) applies no plain leaky ReLU")
     replace = cls in ("LeakyReLU", "ReLU", "Activation")  # else: clear the activation, a PReLU follows
+    one_shape_for_every_call(edit, scope, name)
     if replace:
         shape = _input_shape(edit, raw, name, scope)
     else:

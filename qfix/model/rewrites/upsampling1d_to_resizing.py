@@ -11,6 +11,7 @@ the first reshape keeps the layer's name, the last takes it back when it is a mo
 from __future__ import annotations
 
 from qfix.model.config import policy_name
+from qfix.model.rewrites._shared import one_shape_for_every_call
 from qfix.model.edit import EditError, ModelEdit, make_layer
 
 
@@ -21,6 +22,7 @@ def upsampling1d_to_resizing(edit: ModelEdit, scope: tuple[str, ...], name: str)
     size = cfg.get("size", 2)
     if raw.get("class_name") != "UpSampling1D" or not isinstance(size, int):
         raise EditError(f"{name!r} is not an UpSampling1D")
+    one_shape_for_every_call(edit, scope, name)
     shape = (raw.get("build_config") or {}).get("input_shape")
     inputs = edit.inputs_of(name, scope)
     if not isinstance(shape, list) and inputs:

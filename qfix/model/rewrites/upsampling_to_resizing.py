@@ -12,6 +12,7 @@ one RESIZE_NEAREST_NEIGHBOR op. No crop or pad (`crop_to_aspect_ratio=False`,
 from __future__ import annotations
 
 from qfix.model.config import policy_name
+from qfix.model.rewrites._shared import one_shape_for_every_call
 from qfix.model.edit import EditError, ModelEdit, make_layer
 
 
@@ -41,6 +42,7 @@ def upsampling_to_resizing(edit: ModelEdit, scope: tuple[str, ...], name: str) -
     cfg = raw.get("config") or {}
     if raw.get("class_name") != "UpSampling2D" or cfg.get("interpolation", "nearest") != "nearest":
         raise EditError(f"{name!r} is not a nearest UpSampling2D")
+    one_shape_for_every_call(edit, scope, name)
     inputs = edit.inputs_of(name, scope)
     shape = (raw.get("build_config") or {}).get("input_shape")
     if not isinstance(shape, list) and inputs:
