@@ -85,8 +85,10 @@ class Verification:
         }
 
 
-def _finite(x: float) -> float | str:
-    return x if x == x and abs(x) != float("inf") else str(x)
+def _finite(x: float) -> float | None:
+    """JSON numbers only: an infinite SQNR (the quantized outputs equal the float ones exactly)
+    or a NaN becomes null, never a string in a number field."""
+    return x if x == x and abs(x) != float("inf") else None
 
 
 def prove(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any, progress: Progress,

@@ -237,13 +237,15 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
 def one_step_ranges(findings: list) -> None:
     """QF408 (zero signal) on a QAT model trained one step is a warning, not the verdict: its
     output quantizers keep tfmot's initial ranges (±6), whose step (12/255 ≈ 0.047) dwarfs small
-    outputs, so one rounding flip between the .tflite and the QAT model reads as noise. Training
-    sets the ranges; the user's run decides."""
+    outputs, so one rounding flip between the .tflite and the QAT model reads as noise, and
+    outputs smaller than half a step all round to one value (the same answer for every sample).
+    Training sets the ranges; the user's run decides — the message says what to do."""
     for v in findings:
         if v.code == "QF408" and v.severity == Severity.BLOCKER:
             v.severity = Severity.WARNING
             v.message += (" (a QAT model trained one step keeps tfmot's initial quantizer ranges, ±6 at the "
-                          "outputs; training sets them)")
+                          "outputs, step 0.047; training sets them: train on representative data until the "
+                          "outputs vary, and check the converted model's outputs again)")
 
 
 def _rewrites_refused(trial, fixes: list[AppliedFix]) -> set[str]:

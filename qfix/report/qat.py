@@ -119,7 +119,9 @@ def render_qat_verdict(run, console: Console) -> None:
     """The last line: it follows tfmot's run and the QAT model's check (the exit status)."""
     name = escape(run.result.profile.name)
     if run.exit_code() == 0:
-        console.print(f"[bold green]trains with tfmot; the QAT model runs fully on {name}[/]")
+        dead = any(v.code == "QF408" for v in run.result.findings)
+        console.print(f"[bold green]trains with tfmot; the QAT model runs fully on {name}[/]"
+                      + (" [yellow](QF408 warns: its numbers prove little before training)[/]" if dead else ""))
         return
     why = run.problems()
     if not why and run.result.verification is not None and not run.result.verification.placement.fully_on_target:

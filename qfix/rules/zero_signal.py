@@ -13,6 +13,14 @@ spread across samples below 1e-4 of its size, far under the 1/256 steps of an 8-
 the model does not depend on its input, so a good SQNR proves nothing about the quantization.
 The message names the likely cause.
 
+It fires as a blocker when the float outputs vary from sample to sample but the quantized
+model's (dequantized) outputs do not (their spread below the same 1e-4 of the float output's
+peak): the int8 model answers the same for every input, yet its SQNR can read as infinite
+(both sides zero where the float outputs are small) and its top-1 as 100 %. A QAT model
+trained one step does this when its outputs are small next to tfmot's initial ±6 output
+ranges (step 12/255 ≈ 0.047): there it is a warning (qfix.jobs.qat.one_step_ranges), since
+training sets the ranges.
+
 ## Why is this bad?
 "Runs fully on the target" is not a success when the numbers that come out are noise: an
 untrained model (`weights=None`) whose softmax is a constant 1/1000 quantizes to an all-zero
@@ -65,6 +73,16 @@ class ZeroSignal(VerifyRule):
         flat = [s for s in stats if s["samples"] > 1 and s["spread"] <= CONSTANT * max(s["peak"], 1e-30)]
         constant = bool(stats) and len(flat) == len(stats)
         low = fidelity.sqnr_db < MIN_SQNR_DB
+        dead = [] if constant else _dead_outputs(fidelity, stats)
+        if dead:
+            yield self.violation(
+                f"int8 outputs carry no usable signal: the quantized model gives the same output for every "
+                f"sample ({', '.join(repr(n) for n in dead[:3])}) while the float model's vary, whatever "
+                f"the SQNR ({fidelity.sqnr_db:.1f} dB) says; likely cause: output ranges far wider than "
+                "the outputs (the int8 step rounds them all to one value)",
+                None,
+            )
+            return
         if not low and not constant:
             return
         if constant:
@@ -95,6 +113,18 @@ class ZeroSignal(VerifyRule):
                 f"the int8 numbers prove little: SQNR {fidelity.sqnr_db:.1f} dB, but {cause}",
                 None, Severity.WARNING,
             )
+
+
+def _dead_outputs(fidelity: Any, stats: list[dict[str, Any]]) -> list[str]:
+    """Outputs whose float values vary across samples while the quantized ones do not. Paired
+    by name, else by position (tfmot's QAT model renames its output layers `quant_<name>`)."""
+    outs = fidelity.per_output
+    by_name = {s["name"]: s for s in stats}
+    pairs = ([(o, by_name[o.name]) for o in outs] if all(o.name in by_name for o in outs)
+             else list(zip(outs, stats)) if len(outs) == len(stats) else [])
+    return [o.name for o, s in pairs
+            if s["samples"] > 1 and s["spread"] > CONSTANT * max(s["peak"], 1e-30)
+            and o.quantized_spread is not None and o.quantized_spread <= CONSTANT * s["peak"]]
 
 
 def _outputs(flat: list[dict[str, Any]]) -> str:
