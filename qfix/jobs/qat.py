@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from qfix.convert.worker import session
+from qfix.errors import error
 from qfix.jobs.check import Options, Result, judge, load, why_not_loadable, context
 from qfix.jobs.fix import AppliedFix, SAFE_TOLERANCE, mark_applied, apply_fixes, for_inputs, safe_tolerance
 from qfix.jobs.outputs import check_outputs, qat_output_paths, write_outputs
 from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
 from qfix.model.graph import build_graph
+from qfix.model.hub import HubError, absolute_handles
 from qfix.model.inputs import input_specs
 from qfix.model.rewrites.annotate_float_part import FloatPartPlan, annotate_float_part
 from qfix.model.to_tf_keras import Untranslatable, translate, written_notes
@@ -162,7 +164,9 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             config, weights, run.float_part = annotate_float_part(config, weights)
             fixed_graph = build_graph(config, "tf_keras")
             calib = for_inputs(user_calib, fixed_graph)
-            candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras", config, metadata, weights)
+            # The candidate lives in the run folder: its hub handles must not be searched there.
+            candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras",
+                                      _handles_of(config, path), metadata, weights)
             progress("quantizing with tfmot, training one step, converting")
             try:
                 trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
@@ -232,6 +236,15 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         run.outputs = {"model": str(outputs.model)}
     result.timings["total"] = time.perf_counter() - t0
     return run
+
+
+def _handles_of(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`config` with its hub handles resolved against the input model's folder (then the cwd),
+    as loading the input would; QF917 names the input, not qfix's temporary candidate."""
+    try:
+        return absolute_handles(config, path.resolve().parent)
+    except HubError as exc:
+        raise error("QF917", f"{path.name}: hub.KerasLayer {exc}") from None
 
 
 def one_step_ranges(findings: list) -> None:
