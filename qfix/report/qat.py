@@ -43,7 +43,11 @@ def training_snippet(run) -> str:
             "converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function(*specs)], qat)\n")
     else:
         convert = "converter = tf.lite.TFLiteConverter.from_keras_model(qat)\n"
+    # A --check run writes nothing: the snippet's file comes from the same command without it.
+    written = ("" if not rewritten or run.outputs.get("model") else
+               f"# {Path(model).name} is not written by --check: run the same qfix command without --check first\n")
     return (
+        written +
         "import os\n"
         'os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow: tfmot trains tf_keras models\n'
         "import tensorflow as tf\n"

@@ -320,6 +320,9 @@ def test_the_check_run_writes_nothing(tmp_path):
     code, report = qat_json(src, "--check")
     assert code == 0 and report["outputs"] == {"model": None}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nested.keras"]
+    # the snippet loads the rewritten model: it says --check did not write it (new-user review)
+    assert report["qat"]["snippet"].startswith(
+        "# nested.qfix.qat.keras is not written by --check: run the same qfix command without --check first\n")
 
 
 @pytest.mark.tf
