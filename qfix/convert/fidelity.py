@@ -34,6 +34,8 @@ class OutputFidelity:
     # .tflite output (0.0: the quantized model answers the same for every sample; None: one
     # sample). Units: the output's. QF408 compares it with the float output's own spread.
     quantized_spread: float | None = None
+    # One int8 step of the .tflite output (its scale, the output's units); None for a float output.
+    output_step: float | None = None
 
 
 @dataclass
@@ -91,7 +93,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
 
     per_output = []
     signal = noise = 0.0
-    for name in k_out:
+    for name, tfl_name in zip(k_out, tfl_out):
         r = ref[name]
         q = np.concatenate(got[name])
         if q.size != r.size:
@@ -103,7 +105,8 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
         if r.ndim == 2 and r.shape[-1] > 1:
             top1 = float(np.mean(np.argmax(r, -1) == np.argmax(q, -1)))
         spread = float(np.max(np.std(q, axis=0))) if q.size and len(q) > 1 else None
-        per_output.append(OutputFidelity(name, _sqnr(s, e), float(np.max(np.abs(r - q))), top1, spread))
+        step = _step(out_details[tfl_name])
+        per_output.append(OutputFidelity(name, _sqnr(s, e), float(np.max(np.abs(r - q))), top1, spread, step))
     tops = [o.top1_agreement for o in per_output if o.top1_agreement is not None]
     return Fidelity(
         samples=len(calibration.samples),
@@ -204,6 +207,11 @@ def _to_tflite(x: np.ndarray, detail: dict, raw: bool) -> np.ndarray:
     info = np.iinfo(dtype)
     q = np.round(x.astype(np.float64) / scale + zero)
     return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _step(detail: dict) -> float | None:
+    scale, _ = detail["quantization"]
+    return float(scale) if np.dtype(detail["dtype"]).kind in "iu" and scale else None
 
 
 def _from_tflite(y: np.ndarray, detail: dict) -> np.ndarray:

@@ -43,6 +43,9 @@ class Verification:
     recipe: str = ""
     # .tflite output index -> {"index", "name" (signature key), "layer" (Keras output layer)}.
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    # The fidelity's reference is a QAT model (it rounds as the .tflite does), not the float model:
+    # its SQNR says nothing about the float outputs (QF408 then also checks the output's int8 step).
+    qat_reference: bool = False
 
     @property
     def outputs_in_model_order(self) -> bool:

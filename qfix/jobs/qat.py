@@ -209,6 +209,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         if trial.tflite is not None:
             ver = verify(worker, trial.qat_model, fixed_graph, profile, calib, trial.tflite,
                          trial.seconds.get("convert", 0.0), progress, " the QAT model", qat_recipe(profile.recipe))
+            ver.qat_reference = True  # the .tflite is compared with the QAT model, not the float one
             stats = worker.output_stats(model, calib, "reading the float outputs")
             run.tolerance = safe_tolerance(stats)
             if run.active or run.translated or run.annotated:
