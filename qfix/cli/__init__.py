@@ -166,6 +166,8 @@ def main_command(
     mode = mode.lower() if mode else mode
     if mode not in (None, "ptq", "qat"):
         raise QfixError("QF914", f"--mode must be ptq or qat, not {mode!r}")
+    if custom_objects is not None and not custom_objects.strip():  # '' would silently mean "none"
+        raise QfixError("QF914", "--custom-objects needs a module name (e.g. my_pkg.layers), not an empty string")
     given = {flag for flag, value in (
         ("--check", check), ("--calibration", calibration is not None), ("--custom-objects", custom_objects),
         ("--trust-lambdas", trust_lambdas), ("--mode", mode), ("--samples", samples is not None),

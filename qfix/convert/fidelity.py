@@ -30,19 +30,26 @@ class OutputFidelity:
     sqnr_db: float
     max_abs_error: float
     top1_agreement: float | None  # only for classifier-like outputs (rank 2, last dim > 1)
+    # The largest standard deviation across samples of any one element of the dequantized
+    # .tflite output (0.0: the quantized model answers the same for every sample; None: one
+    # sample). Units: the output's. QF408 compares it with the float output's own spread.
+    quantized_spread: float | None = None
+    # One int8 step of the .tflite output (its scale, the output's units); None for a float output.
+    output_step: float | None = None
 
 
 @dataclass
 class Fidelity:
     samples: int
     synthetic: bool
-    sqnr_db: float  # over all outputs; inf when the outputs are identical
+    sqnr_db: float  # over all outputs; inf when the outputs are identical (null in JSON)
     max_abs_error: float
     top1_agreement: float | None  # mean over classifier-like outputs, None if there are none
     per_output: list[OutputFidelity] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-safe: non-finite floats become the strings "inf" / "-inf" / "nan"."""
+        """JSON-safe: non-finite floats (an infinite SQNR: identical outputs) become null; JSON
+        has no infinity and a string in a number field breaks consumers."""
         d = asdict(self)
         d.pop("per_output")
         d["per_output"] = [_json_floats(asdict(o)) for o in self.per_output]
@@ -86,7 +93,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
 
     per_output = []
     signal = noise = 0.0
-    for name in k_out:
+    for name, tfl_name in zip(k_out, tfl_out):
         r = ref[name]
         q = np.concatenate(got[name])
         if q.size != r.size:
@@ -97,7 +104,9 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
         top1 = None
         if r.ndim == 2 and r.shape[-1] > 1:
             top1 = float(np.mean(np.argmax(r, -1) == np.argmax(q, -1)))
-        per_output.append(OutputFidelity(name, _sqnr(s, e), float(np.max(np.abs(r - q))), top1))
+        spread = float(np.max(np.std(q, axis=0))) if q.size and len(q) > 1 else None
+        step = _step(out_details[tfl_name])
+        per_output.append(OutputFidelity(name, _sqnr(s, e), float(np.max(np.abs(r - q))), top1, spread, step))
     tops = [o.top1_agreement for o in per_output if o.top1_agreement is not None]
     return Fidelity(
         samples=len(calibration.samples),
@@ -200,6 +209,11 @@ def _to_tflite(x: np.ndarray, detail: dict, raw: bool) -> np.ndarray:
     return np.clip(q, info.min, info.max).astype(dtype)
 
 
+def _step(detail: dict) -> float | None:
+    scale, _ = detail["quantization"]
+    return float(scale) if np.dtype(detail["dtype"]).kind in "iu" and scale else None
+
+
 def _from_tflite(y: np.ndarray, detail: dict) -> np.ndarray:
     scale, zero = detail["quantization"]
     y = y.astype(np.float64)
@@ -256,5 +270,5 @@ def _is_integer(dtype: Any) -> bool:
 
 def _json_floats(d: dict[str, Any]) -> dict[str, Any]:
     return {
-        k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
     }

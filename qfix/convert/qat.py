@@ -112,12 +112,27 @@ loaded layers hold them under (for QF510's template). `qat_model` is the child's
     qat_model: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     custom_weights: dict[str, list] = field(default_factory=dict)  # qat_configs.custom_layer_weights
-    method: str = "quantize_model"  # or "quantize_apply": a model with integer inputs, its float part annotated
+    method: str = "quantize_model"  # or "quantize_apply": qfix annotated the float part (integer inputs, a hub layer)
 
 
 def integer_inputs(model: Any) -> list[str]:
     """The names of `model`'s integer inputs (token ids, category indices)."""
     return [t.name for t in model.inputs if t.dtype.is_integer or t.dtype.is_bool]
+
+
+def annotated_by_qfix(model: Any) -> bool:
+    """qfix annotated the float part (qfix.model.rewrites.annotate_float_part): the model has
+    integer inputs, or a hub.KerasLayer kept float. Such a model takes quantize_apply."""
+    return bool(integer_inputs(model) or hub_classes(model))
+
+
+def hub_classes(model: Any) -> dict[str, Any]:
+    """The hub.KerasLayer classes in `model` by class name: qfix loads hub layers as its own
+    subclass (qfix.convert.hub), which quantize_apply's clone must find in the scope."""
+    from qfix.model.hub import HUB_MODULE_PREFIX
+
+    return {type(l).__name__: type(l) for l in model.layers
+            if any(c.__module__.startswith(HUB_MODULE_PREFIX) for c in type(l).__mro__)}
 
 
 def quantize_scope_objects(custom_objects_module: str | None) -> dict[str, Any]:
@@ -152,13 +167,15 @@ def trial(model: Any, recipe: Recipe, calib: Calibration, custom_objects_module:
     from qfix.convert.qat_configs import custom_layer_weights
 
     out = QatTrial(custom_weights=custom_layer_weights(model),
-                   method="quantize_apply" if integer_inputs(model) else "quantize_model")
+                   method="quantize_apply" if annotated_by_qfix(model) else "quantize_model")
     mark(f"quantizing the model with tfmot ({out.method})")
     t0 = time.perf_counter()
     try:
-        with captured_output(), tfmot.quantization.keras.quantize_scope(quantize_scope_objects(custom_objects_module)):
-            # A model with integer inputs carries qfix's plan (annotate_float_part): its float
-            # part is annotated, and quantize_model would fake-quantize the integer inputs.
+        scope = {**quantize_scope_objects(custom_objects_module), **hub_classes(model)}
+        with captured_output(), tfmot.quantization.keras.quantize_scope(scope):
+            # A model with integer inputs or a float hub layer carries qfix's plan
+            # (annotate_float_part): its float part is annotated, and quantize_model would
+            # fake-quantize the integer inputs or wrap the hub layer.
             qat = getattr(tfmot.quantization.keras, out.method)(model)
     except Exception as e:  # tfmot's refusal is the finding, not a failure of qfix
         out.refused = tfmot_message(e)

@@ -66,6 +66,6 @@ def numbers_findings(ver: Any, stats: list[dict[str, Any]], inputs: list[dict[st
     fid = ver.fidelity
     acts = sorted({str(l.config.get("activation")) for _, l in graph.walk()} |
                   {l.class_name.lower() for _, l in graph.walk()})
-    out = list(ZeroSignal().judge(fid, stats, bool(fid and fid.synthetic), acts))
+    out = list(ZeroSignal().judge(fid, stats, bool(fid and fid.synthetic), acts, coarse=ver.qat_reference))
     out += CoarseInputScale().judge(inputs)
     return out

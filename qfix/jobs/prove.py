@@ -43,6 +43,9 @@ class Verification:
     recipe: str = ""
     # .tflite output index -> {"index", "name" (signature key), "layer" (Keras output layer)}.
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    # The fidelity's reference is a QAT model (it rounds as the .tflite does), not the float model:
+    # its SQNR says nothing about the float outputs (QF408 then also checks the output's int8 step).
+    qat_reference: bool = False
 
     @property
     def outputs_in_model_order(self) -> bool:
@@ -85,8 +88,10 @@ class Verification:
         }
 
 
-def _finite(x: float) -> float | str:
-    return x if x == x and abs(x) != float("inf") else str(x)
+def _finite(x: float) -> float | None:
+    """JSON numbers only: an infinite SQNR (the quantized outputs equal the float ones exactly)
+    or a NaN becomes null, never a string in a number field."""
+    return x if x == x and abs(x) != float("inf") else None
 
 
 def prove(worker: Worker, model: str, graph: Graph, profile: Profile, calib: Any, progress: Progress,

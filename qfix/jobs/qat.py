@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from qfix.convert.worker import session
+from qfix.errors import error
 from qfix.jobs.check import Options, Result, judge, load, why_not_loadable, context
 from qfix.jobs.fix import AppliedFix, SAFE_TOLERANCE, mark_applied, apply_fixes, for_inputs, safe_tolerance
 from qfix.jobs.outputs import check_outputs, qat_output_paths, write_outputs
 from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
 from qfix.model.graph import build_graph
+from qfix.model.hub import HubError, absolute_handles
 from qfix.model.inputs import input_specs
 from qfix.model.edit import EditError
 from qfix.model.rewrites.drop_noop_cast import drop_noop_casts
@@ -182,7 +184,9 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             config, weights, run.float_part = annotate_float_part(config, weights)
             fixed_graph = build_graph(config, "tf_keras")
             calib = for_inputs(user_calib, fixed_graph)
-            candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras", config, metadata, weights)
+            # The candidate lives in the run folder: its hub handles must not be searched there.
+            candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras",
+                                      _handles_of(config, path), metadata, weights)
             progress("quantizing with tfmot, training one step, converting")
             try:
                 trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
@@ -225,6 +229,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         if trial.tflite is not None:
             ver = verify(worker, trial.qat_model, fixed_graph, profile, calib, trial.tflite,
                          trial.seconds.get("convert", 0.0), progress, " the QAT model", qat_recipe(profile.recipe))
+            ver.qat_reference = True  # the .tflite is compared with the QAT model, not the float one
             stats = worker.output_stats(model, calib, "reading the float outputs")
             run.tolerance = safe_tolerance(stats)
             if run.changed:
@@ -261,16 +266,27 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     return run
 
 
+def _handles_of(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`config` with its hub handles resolved against the input model's folder (then the cwd),
+    as loading the input would; QF917 names the input, not qfix's temporary candidate."""
+    try:
+        return absolute_handles(config, path.resolve().parent)
+    except HubError as exc:
+        raise error("QF917", f"{path.name}: hub.KerasLayer {exc}") from None
+
+
 def one_step_ranges(findings: list) -> None:
     """QF408 (zero signal) on a QAT model trained one step is a warning, not the verdict: its
     output quantizers keep tfmot's initial ranges (±6), whose step (12/255 ≈ 0.047) dwarfs small
-    outputs, so one rounding flip between the .tflite and the QAT model reads as noise. Training
-    sets the ranges; the user's run decides."""
+    outputs, so one rounding flip between the .tflite and the QAT model reads as noise, and
+    outputs smaller than half a step all round to one value (the same answer for every sample).
+    Training sets the ranges; the user's run decides — the message says what to do."""
     for v in findings:
         if v.code == "QF408" and v.severity == Severity.BLOCKER:
             v.severity = Severity.WARNING
             v.message += (" (a QAT model trained one step keeps tfmot's initial quantizer ranges, ±6 at the "
-                          "outputs; training sets them)")
+                          "outputs, step 0.047; training sets them: train on representative data until the "
+                          "outputs vary, and check the converted model's outputs again)")
 
 
 def _casts_dropped(findings: list, dropped: list[str], notes: list[str]) -> None:

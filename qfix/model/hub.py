@@ -79,6 +79,28 @@ def resolve_handle(handle: Any, model_dir: str | Path | None) -> Path:
     raise HubError(f"handle {handle!r}: no SavedModel folder at {where}")
 
 
+def absolute_handles(config: dict[str, Any], model_dir: str | Path) -> dict[str, Any]:
+    """A copy of a `.keras` config whose hub layers' local handles (nested models included)
+    are absolute, resolved against `model_dir` (the model file's folder), then the cwd. For a
+    copy of the model written elsewhere (`--mode qat`'s candidate in its run folder), whose own
+    folder would otherwise be searched. Raises HubError as `resolve_handle`."""
+    from qfix.model.config import is_model
+
+    out = json.loads(json.dumps(config))
+    stack = [out]
+    while stack:
+        model = stack.pop()
+        for raw in (model.get("config") or {}).get("layers") or []:
+            if not isinstance(raw, dict):
+                continue
+            if is_hub_layer(raw):
+                cfg = raw.setdefault("config", {})
+                cfg["handle"] = str(resolve_handle(cfg.get("handle"), model_dir))
+            elif is_model(raw):
+                stack.append(raw)
+    return out
+
+
 # --- protobuf wire format -----------------------------------------------------------------
 
 

@@ -43,7 +43,11 @@ def training_snippet(run) -> str:
             "converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function(*specs)], qat)\n")
     else:
         convert = "converter = tf.lite.TFLiteConverter.from_keras_model(qat)\n"
+    # A --check run writes nothing: the snippet's file comes from the same command without it.
+    written = ("" if not rewritten or run.outputs.get("model") else
+               f"# {Path(model).name} is not written by --check: run the same qfix command without --check first\n")
     return (
+        written +
         "import os\n"
         'os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow: tfmot trains tf_keras models\n'
         "import tensorflow as tf\n"
@@ -119,7 +123,9 @@ def render_qat_verdict(run, console: Console) -> None:
     """The last line: it follows tfmot's run and the QAT model's check (the exit status)."""
     name = escape(run.result.profile.name)
     if run.exit_code() == 0:
-        console.print(f"[bold green]trains with tfmot; the QAT model runs fully on {name}[/]")
+        dead = any(v.code == "QF408" for v in run.result.findings)
+        console.print(f"[bold green]trains with tfmot; the QAT model runs fully on {name}[/]"
+                      + (" [yellow](QF408 warns: its numbers prove little before training)[/]" if dead else ""))
         return
     why = run.problems()
     if not why and run.result.verification is not None and not run.result.verification.placement.fully_on_target:

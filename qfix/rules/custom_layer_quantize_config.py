@@ -144,12 +144,13 @@ def with_template(v: Violation, template: str) -> None:
 def quantize_config_template(class_name: str, module: str, weights: Sequence[Weight]) -> str:
     """A complete tfmot QuantizeConfig for `class_name` (importable from `module`): every weight
     in `weights` (the loaded layer's trainable variables, by attribute) gets WEIGHT_QUANTIZER,
-    the output OUTPUT_QUANTIZER; then the two lines that annotate a layer with it inside the
+    the output OUTPUT_QUANTIZER (biases excepted: see `_is_bias`); then the two lines that annotate a layer with it inside the
     quantize scope. Checked by a `-m tf` test: written to a module, it annotates the fixture
     model, which quantize_apply accepts, trains one step and converts."""
     config = f"{class_name}QuantizeConfig"
-    held = [w for w in weights if w[0]]
-    lost = [w for w in weights if not w[0]]
+    biases = [w for w in weights if _is_bias(w)]
+    held = [w for w in weights if w[0] and not _is_bias(w)]
+    lost = [w for w in weights if not w[0] and not _is_bias(w)]
     listed = ", ".join(f"(layer.{attr}, {WEIGHT_QUANTIZER})" for attr, _, _ in held)
     shapes = "; ".join(f"{attr}: variable {var!r}, shape {tuple(shape)}" for attr, var, shape in held) or "none"
     assign = ", ".join(f"layer.{attr}" for attr, _, _ in held)
@@ -187,12 +188,24 @@ def quantize_config_template(class_name: str, module: str, weights: Sequence[Wei
     ]
     if lost:
         lines.insert(-2, f"# not held by an attribute, left unquantized: {', '.join(repr(v) for _, v, _ in lost)}")
+    if biases:
+        lines.insert(-2, f"# biases stay float in training, as tfmot's own configs leave them; the converter "
+                         f"makes them int32 (scale = input scale x weight scale): {', '.join(repr(v) for _, v, _ in biases)}")
     lines += [
         f"with tfmot.quantization.keras.quantize_scope({{**custom_objects(), {class_name!r}: {class_name}, "
         f"{config!r}: {config}}}):",
         f"    layer = tfmot.quantization.keras.quantize_annotate_layer({class_name}(...), {config}())",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _is_bias(w: Weight) -> bool:
+    """A bias, by its attribute or variable name: tfmot never fake-quantizes a bias (its Dense
+    and Conv configs list the kernel only) and TFLite stores it as int32, so the template
+    must not put an 8-bit quantizer on it."""
+    attr, var, _ = w
+    names = {(attr or "").lower(), var.rsplit("/", 1)[-1].split(":")[0].lower()}
+    return "b" in names or any("bias" in n for n in names)  # `b`: the y = x·w + b spelling
 
 
 def attach_templates(findings: list[Violation], custom_weights: dict[str, list[Weight]], graph) -> dict[str, str]:

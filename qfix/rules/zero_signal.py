@@ -13,6 +13,17 @@ spread across samples below 1e-4 of its size, far under the 1/256 steps of an 8-
 the model does not depend on its input, so a good SQNR proves nothing about the quantization.
 The message names the likely cause.
 
+It fires as a blocker when the float outputs vary from sample to sample but the quantized
+model's cannot follow: its (dequantized) outputs are the same for every sample (their spread
+below the same 1e-4 of the float output's peak), or the float output's spread (largest standard
+deviation across samples) is under half an int8 step of the `.tflite` output (its scale), so
+rounding leaves two levels at most — the latter only for a QAT model, which the `.tflite` is
+compared with (against the float model, as in PTQ, the SQNR shows it). Its SQNR against a QAT model can still read as infinite or
+160 dB (the QAT model rounds the same way) and its top-1 as 100 %. A QAT model
+trained one step does this when its outputs are small next to tfmot's initial ±6 output
+ranges (step 12/255 ≈ 0.047): there it is a warning (qfix.jobs.qat.one_step_ranges), since
+training sets the ranges.
+
 ## Why is this bad?
 "Runs fully on the target" is not a success when the numbers that come out are noise: an
 untrained model (`weights=None`) whose softmax is a constant 1/1000 quantizes to an all-zero
@@ -57,14 +68,27 @@ class ZeroSignal(VerifyRule):
         return ()  # needs the numbers: see judge()
 
     def judge(self, fidelity: Any, stats: list[dict[str, Any]], synthetic: bool,
-              activations: list[str]) -> Iterable[Violation]:
+              activations: list[str], coarse: bool = False) -> Iterable[Violation]:
         """`fidelity`: qfix.convert.fidelity.Fidelity; `stats`: output_stats of the float model
-        on the same samples; `activations`: the model's activation names (for the cause)."""
+        on the same samples; `activations`: the model's activation names (for the cause);
+        `coarse`: also flag float outputs varying under half an int8 step (when the fidelity's
+        reference is a QAT model, whose SQNR cannot show it; against the float model the SQNR
+        does, and a PTQ model whose outputs vary little but track the float ones is fine)."""
         if fidelity is None:
             return
         flat = [s for s in stats if s["samples"] > 1 and s["spread"] <= CONSTANT * max(s["peak"], 1e-30)]
         constant = bool(stats) and len(flat) == len(stats)
         low = fidelity.sqnr_db < MIN_SQNR_DB
+        dead = [] if constant else _dead_outputs(fidelity, stats, coarse)
+        if dead:
+            yield self.violation(
+                f"int8 outputs carry no usable signal: the quantized model gives (nearly) the same output for "
+                f"every sample while the float outputs vary ({'; '.join(dead[:3])}; a float spread under half "
+                f"an int8 step rounds to two levels at most), whatever the SQNR ({fidelity.sqnr_db:.1f} dB) "
+                "says; likely cause: output ranges far wider than the outputs",
+                None,
+            )
+            return
         if not low and not constant:
             return
         if constant:
@@ -95,6 +119,27 @@ class ZeroSignal(VerifyRule):
                 f"the int8 numbers prove little: SQNR {fidelity.sqnr_db:.1f} dB, but {cause}",
                 None, Severity.WARNING,
             )
+
+
+def _dead_outputs(fidelity: Any, stats: list[dict[str, Any]], coarse: bool) -> list[str]:
+    """Outputs whose float values vary across samples while the quantized ones cannot follow:
+    the quantized output is the same for every sample, or the float output's spread is under
+    half an int8 step of the .tflite output (it flips between two levels at most). Paired by
+    name, else by position (tfmot's QAT model renames its output layers `quant_<name>`)."""
+    outs = fidelity.per_output
+    by_name = {s["name"]: s for s in stats}
+    pairs = ([(o, by_name[o.name]) for o in outs] if all(o.name in by_name for o in outs)
+             else list(zip(outs, stats)) if len(outs) == len(stats) else [])
+    dead = []
+    for o, s in pairs:
+        if s["samples"] < 2 or s["spread"] <= CONSTANT * max(s["peak"], 1e-30):
+            continue  # the float output is constant itself: the other branch
+        frozen = o.quantized_spread is not None and o.quantized_spread <= CONSTANT * s["peak"]
+        under_step = coarse and o.output_step is not None and s["spread"] < o.output_step / 2
+        if frozen or under_step:
+            dead.append(f"{o.name!r}: float spread {s['spread']:.3g}, int8 step "
+                        f"{o.output_step:.3g}" if o.output_step else repr(o.name))
+    return dead
 
 
 def _outputs(flat: list[dict[str, Any]]) -> str:

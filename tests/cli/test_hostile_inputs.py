@@ -209,6 +209,13 @@ def test_unknown_layer_class_is_a_finding(tmp_path):
     assert "--custom-objects" in report["verification"]["reason"]
 
 
+@pytest.mark.parametrize("module", ["", "  "])
+def test_an_empty_custom_objects_module_is_a_usage_error(module):
+    """New-user review: `--custom-objects ""` was accepted silently, as if no flag were given."""
+    line = expect_error(FIXTURES / "custom_layer_k3.keras", "QF914", "--custom-objects", module, "--mode", "qat")
+    assert "--custom-objects needs a module name" in line
+
+
 def test_bad_custom_objects_module():
     src = FIXTURES / "custom_layer_k3.keras"
     expect_error(src, "QF911", "--custom-objects", "no_such_module_qfix")

@@ -355,3 +355,26 @@ def test_the_seed_fixture_trains_through_the_cli_from_another_folder(tmp_path):
     written = read_archive(out / "hub_seed_tfk.qfix.qat.keras")
     assert not any(l.class_name == "KerasLayer" for _, l in build_graph(written.config, written.dialect).walk())
     assert src.read_bytes() == before
+
+
+def test_a_plain_savedmodel_hub_layer_stays_float_and_the_rest_trains(built, tmp_path):
+    """Review of issue 10: a hub layer of a SavedModel not saved from Keras. With a relative
+    handle, run from another folder, the QAT job searched its temporary candidate's folder and
+    the cwd (QF917 naming qat-candidate-0.keras); with the handle found, quantize_model wrapped
+    the hub layer and tfmot refused the model (QF505 "Unable to clone model"). The hub layer
+    stays float, the rest is annotated and quantize_apply'd: it trains."""
+    src = built / "plain" / "plain.keras"
+    before = src.read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "qfix"), str(src), "--mode", "qat", "--check",
+                           "--samples", "4", "--format", "json"], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=900)
+    assert "QF917" not in proc.stderr and "candidate" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    codes = {f["code"]: f for f in report["findings"]}
+    assert "QF505" not in codes and codes["QF507"]["severity"] == "warning"
+    assert report["qat"]["trained"] and report["qat"]["quantize_call"] == "quantize_apply"
+    states = {l["name"]: (l["class_name"], l["state"]) for l in report["qat"]["layers"]}
+    assert [s for c, s in states.values() if c == "KerasLayer"] == ["float"]
+    assert [s for c, s in states.values() if c == "Dense"] == ["quantized"]
+    assert src.read_bytes() == before

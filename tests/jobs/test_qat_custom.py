@@ -81,7 +81,8 @@ def test_tfmots_error_on_a_custom_layer_is_gone_and_the_model_trains(name, origi
     assert "OutputQuantizeConfig" in qf510["fix"]["description"]
     template = report["qat"]["quantize_config_templates"][layer]
     assert qf510["fix"]["description"].endswith(f"{TEMPLATE_HEADING}\n{template}")
-    assert f"({', '.join(f'layer.{a}' for a in attrs)},) = quantize_weights" in template
+    quantized = [a for a in attrs if a != "b"]  # a bias stays float (tfmot never fake-quantizes one)
+    assert f"({', '.join(f'layer.{a}' for a in quantized)},) = quantize_weights" in template
 
     written = out / f"{name}.qfix.qat.keras"
     assert report["outputs"] == {"model": str(written)}
@@ -139,8 +140,10 @@ def test_the_quantize_config_template_works_with_tfmot_and_the_converter(name, c
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert got["weight_quantizers"] == len(attrs)  # every weight fake-quantized, by its attribute
-    assert all(any(v.startswith(f"{a}_") for v in got["quantizer_vars"]) for a in attrs), got["quantizer_vars"]
+    quantized = [a for a in attrs if a != "b"]  # a bias stays float: TFLite keeps it int32
+    assert got["weight_quantizers"] == len(quantized)  # every other weight fake-quantized, by its attribute
+    assert all(any(v.startswith(f"{a}_") for v in got["quantizer_vars"]) for a in quantized), got["quantizer_vars"]
+    assert not any(v.startswith("b_") for v in got["quantizer_vars"]), got["quantizer_vars"]
     assert math.isfinite(got["loss"])
     assert "DEQUANTIZE" not in got["ops"] and got["floats"] == [], got
 
@@ -262,3 +265,14 @@ def test_a_template_for_a_weightless_layer_and_for_a_weight_no_attribute_holds()
     lost = quantize_config_template("Mix", "my_pkg.layers", [("scale", "scale", [3]), (None, "table_0", [3, 3])])
     assert "(layer.scale,) = quantize_weights" in lost and "left unquantized: 'table_0'" in lost
     compile(lost, "lost.py", "exec")
+
+
+def test_the_template_leaves_biases_float():
+    """New-user review: the template fake-quantized a bias with LastValueQuantizer; tfmot's own
+    configs never do and TFLite keeps biases int32."""
+    t = quantize_config_template("MyDense", "my_pkg.layers", [("w", "w", [8, 4]), ("b", "b", [4]),
+                                                               ("scale", "scale", [4]), ("bias2", "my_bias", [4])])
+    assert "(layer.w, layer.scale,) = quantize_weights" in t
+    assert "layer.b," not in t and "layer.bias2" not in t
+    assert "biases stay float in training" in t and "'b', 'my_bias'" in t
+    compile(t, "t.py", "exec")

@@ -320,6 +320,9 @@ def test_the_check_run_writes_nothing(tmp_path):
     code, report = qat_json(src, "--check")
     assert code == 0 and report["outputs"] == {"model": None}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nested.keras"]
+    # the snippet loads the rewritten model: it says --check did not write it (new-user review)
+    assert report["qat"]["snippet"].startswith(
+        "# nested.qfix.qat.keras is not written by --check: run the same qfix command without --check first\n")
 
 
 @pytest.mark.tf
@@ -531,3 +534,30 @@ def test_a_keras3_custom_class_without_a_tf_keras_twin_is_not_trained_and_says_s
     (qf510,) = [f for f in report["findings"] if f["code"] == "QF510"]  # its annotation waits for the translation
     assert qf510["fix"]["applicability"] == "display-only" and "once the model is translated" in qf510["fix"]["description"]
     assert list(tmp_path.iterdir()) == []
+
+
+SMALL_OUTPUTS = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tf_keras as K
+i = K.Input((8,), name="x")
+# outputs within ±0.008, under half a step (0.0235) of tfmot's initial ±6 output range
+y = K.layers.Dense(2, kernel_initializer=K.initializers.Constant(0.001), name="dense")(i)
+K.Model(i, y).save(sys.argv[1])
+"""
+
+
+@pytest.mark.tf
+def test_constant_qat_outputs_of_a_varying_float_model_are_a_qf408_warning(tmp_path):
+    """Review of issue 10 (tk_hub, tk_lambda_known): the QAT model trained one step answered 0
+    for every sample, its SQNR read "inf" (a string in the JSON), top-1 100 %, and nothing said
+    so. Small float outputs that vary round to one value under tfmot's initial ±6 ranges."""
+    src = tmp_path / "small.keras"
+    subprocess.run([sys.executable, "-c", SMALL_OUTPUTS, str(src)], check=True, timeout=300)
+    code, report = qat_json(src, "--check")
+    (v,) = [f for f in report["findings"] if f["code"] == "QF408"]
+    assert v["severity"] == "warning" and "same output for every sample" in v["message"]
+    assert "initial quantizer ranges" in v["message"] and "train on representative data" in v["message"]
+    sqnr = report["verification"]["fidelity"]["sqnr_db"]
+    assert sqnr is None or isinstance(sqnr, float)  # a number or null, never "inf"
+    assert code == 0  # a warning: training sets the ranges

@@ -25,6 +25,12 @@ convert to float (checked, TF 2.21). qfix puts a boundary after it: an identity
 `Activation("linear")` named `<layer>_quantize`, annotated with qfix's OutputQuantizeConfig, whose
 fake-quant gives that float tensor its range; the converter then makes GATHER, MEAN... int8.
 The identity changes no float value.
+
+A `hub.KerasLayer` still in the model (its SavedModel was not saved from Keras, so QF507 could
+not inline it) is kept float the same way: `quantize_model` would wrap it in `QuantizeAnnotate`,
+which refuses it ("Layer KerasLayer supplied to wrapper is not a supported layer type", then
+"Unable to clone model"); left unannotated, `quantize_apply` clones it as it is and annotates
+the rest (checked, TF 2.21 / tfmot 0.8: the model trains).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 
 from qfix.model.edit import ModelEdit, make_layer
 from qfix.model.graph import Graph, Layer, build_graph, is_float, is_integer, tensor_dtype
+from qfix.model.hub import is_hub_layer
 from qfix.model.rewrites.annotate_quantize import annotation, wrap
 from qfix.model.tfmot_registry import OUTPUT_CONFIG
 
@@ -55,21 +62,25 @@ class FloatPartPlan:
     annotate: list[str] = field(default_factory=list)
     annotated: list[str] = field(default_factory=list)
     boundaries: list[str] = field(default_factory=list)  # integer-in layers with a float output
+    kept_float: list[str] = field(default_factory=list)  # hub layers left float (not annotated)
 
     @property
     def applies(self) -> bool:
-        """The model has an integer input: quantize_model would fake-quantize it."""
-        return bool(self.integer_inputs)
+        """The model has an integer input (quantize_model would fake-quantize it) or a hub
+        layer kept float (quantize_model would try to wrap it)."""
+        return bool(self.integer_inputs or self.kept_float)
 
 
 def plan(graph: Graph) -> FloatPartPlan:
     """The float part of `graph` (its top-level model; nested models are flattened by QF201
-    before `--mode qat` plans). Empty (`applies` False) when no model input is integer."""
-    out = FloatPartPlan(integer_inputs=[l.name for l in graph.input_layers() if is_integer(l.out_dtype)])
+    before `--mode qat` plans). Empty (`applies` False) when no model input is integer and no
+    hub layer is left."""
+    out = FloatPartPlan(integer_inputs=[l.name for l in graph.input_layers() if is_integer(l.out_dtype)],
+                        kept_float=[l.name for l in graph if is_hub_layer(l)])
     if not out.applies:
         return out
     for layer in graph:
-        if layer.is_input:
+        if layer.is_input or layer.name in out.kept_float:
             continue
         why = _integer_part(graph, layer)
         if why:
