@@ -292,6 +292,14 @@ class UnsupportedActivationModel(ModelRule):
             count=1,
             expected=[("x", "InputLayer"), ("l", "PReLU")],
         ),
+        ModelCase(  # the same layer where the target runs LEAKY_RELU and HARD_SWISH (Vela 5.2.0): left as it is
+            "leaky-relu-and-hard-swish-on-ethos-u",
+            functional_config([("x", (1, 8, 8, 3), "float32")],
+                              [("c", "Conv2D", {"filters": 4, "kernel_size": 3, "activation": "hard_silu"}, ["x"]),
+                               ("l", "LeakyReLU", {"negative_slope": 0.1}, ["c"])], ["l"]),
+            fires=False,
+            targets=("ethos-u55", "ethos-u65", "ethos-u85"),
+        ),
         ModelCase(
             "sequential-leaky-relu",
             sequential_config(("x", (1, 4, 4, 3), "float32"), [("l", "LeakyReLU", {"negative_slope": 0.1})]),
