@@ -175,15 +175,15 @@ def run(model: bytes | str | Path, accelerator_config: str = DEFAULT_CONFIG, tim
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            return failed(f"vela timed out after {timeout:.0f} s")
+            return failed(f"vela timed out after {timeout:g} s")
         except OSError as exc:
             return failed(f"vela could not start: {exc.strerror}")
         log = proc.stdout + proc.stderr
         if proc.returncode < 0:
-            return failed(f"vela crashed (signal {-proc.returncode}){_oom_note(log)}", log)
+            return failed(f"vela crashed (signal {-proc.returncode}){_oom_note(log, memory_limit)}", log)
         debug = out / "model_debug.xml"
         if proc.returncode != 0 or not debug.exists():
-            return failed(_first_error(log) or f"vela exited with status {proc.returncode}", log)
+            return failed(_first_error(log) or f"vela exited with status {proc.returncode}{_oom_note(log, memory_limit)}", log)
         try:
             tables = read_debug_db(debug.read_text(encoding="utf-8"))
             ops = placement_of(tables, parse_warnings(log), read_ops(data))
@@ -194,8 +194,9 @@ def run(model: bytes | str | Path, accelerator_config: str = DEFAULT_CONFIG, tim
         return VelaResult(True, version(), accelerator_config, ops, estimates, None, log)
 
 
-def _oom_note(log: str) -> str:
-    return ": out of memory" if "MemoryError" in log or "bad_alloc" in log else ""
+def _oom_note(log: str, limit: int) -> str:
+    oom = ("MemoryError", "bad_alloc", "Memory allocation", "Cannot allocate memory")
+    return f": out of memory (limit {limit >> 20} MiB)" if any(m in log for m in oom) else ""
 
 
 def _first_error(log: str) -> str | None:
