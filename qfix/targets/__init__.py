@@ -134,6 +134,7 @@ class Profile:
     integer_io: bool = False  # float model I/O is off target (the boundary op runs in float)
     version_failure: str = "op"  # VERSION_FAILURES
     state_dtypes: tuple[str, ...] = ()  # integer dtypes allowed for variable (state) tensors
+    dynamic_batch: bool = False  # with static_shapes: a dynamic first dimension is fine (Vela sets it to 1)
 
     def op(self, name: str) -> OpSpec | None:
         return self.ops.get(name)
@@ -350,6 +351,7 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
         integer_io=bool(rules.get("integer_io", False)),
         version_failure=version_failure,
         state_dtypes=tuple(rules.get("state_dtypes", ())),
+        dynamic_batch=bool(rules.get("dynamic_batch", False)),
     )
 
 

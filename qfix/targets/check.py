@@ -577,11 +577,15 @@ def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], la
                         spec.version_source or spec.source, spec.version_confidence or "R")
 
     if profile.static_shapes:
-        dyn = [t for t in _op_activations(model, op) if t.is_dynamic]
+        # A toolchain that sets a dynamic batch to 1 (Vela) minds only the other dimensions.
+        first = 1 if profile.dynamic_batch else 0
+        dyn = [t for t in _op_activations(model, op) if any(d < 0 for d in t.shape_signature[first:])]
         if dyn:
+            fact = "dynamic_batch" if profile.dynamic_batch else "static_shapes"
             return _Verdict(False, "dynamic", f"tensor '{dyn[0].name}' has dynamic shape "
-                            f"{list(dyn[0].shape_signature)}; sizes must be fixed at compile time",
-                            *_facts(profile, "static_shapes"),
+                            f"{list(dyn[0].shape_signature)}; sizes must be fixed at compile time"
+                            + (" (all but the batch)" if profile.dynamic_batch else ""),
+                            *_facts(profile, fact),
                             fix_hint=f"fix the batch size to {profile.batch or 1} (and every other dimension)")
 
     n = profile.max_innermost_dims

@@ -179,3 +179,14 @@ def test_extends_lays_tables_over_the_base_and_replaces_op_tables():
     assert u55.op("CAST").fix_hint and not u85.op("CAST").fix_hint and u85.supports("CAST")
     assert u85.op("MEAN") == u55.op("MEAN")  # inherited as it is
     assert u85.aux_dtypes == ("int32", "bool") and u55.aux_dtypes == ("int32",)
+
+
+def test_dynamic_batch_is_set_to_one_by_vela_and_the_profile_knows():
+    """A .tflite with a dynamic batch (the plain converter's): Vela sets it to 1 and maps every
+    op; the profile (`dynamic_batch = true`) agrees. The Edge TPU's profile does not."""
+    data = conv_chain("RELU", signature_batch=-1)
+    result = vela.run(data)
+    assert all(o.on_npu for o in result.ops) and "Setting shape axis 0 to 1" in result.log
+    u55 = check(read_tflite(data), load_profile("ethos-u55"))
+    assert u55.fully_on_target and vela.compare(u55, result) == []
+    assert not check(read_tflite(data), load_profile("edgetpu")).fully_on_target

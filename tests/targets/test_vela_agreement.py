@@ -73,12 +73,12 @@ def test_no_rank_limit_but_mean_needs_batch_one(placed):
 
 
 def test_cpu_ops_reasons_differ_by_family(placed):
-    u55 = _cpu(placed, "cpu_ops", "ethos-u55")
+    u55 = _cpu(placed, "cpu_fallback", "ethos-u55")
     assert u55 == {"0 CONV_2D": "Unsupported kernel stride: 4, 4",
                    "1 RESIZE_BILINEAR": "Scaling matches and operation has unsupported scale-factor=3",
                    "4 LOG_SOFTMAX": "Unsupported opType"}
-    assert _cpu(placed, "cpu_ops", "ethos-u65") == u55
-    u85 = _cpu(placed, "cpu_ops", "ethos-u85")  # the U85 has no stride limit, and other resize rules
+    assert _cpu(placed, "cpu_fallback", "ethos-u65") == u55
+    u85 = _cpu(placed, "cpu_fallback", "ethos-u85")  # the U85 has no stride limit, and other resize rules
     assert list(u85) == ["1 RESIZE_BILINEAR", "4 LOG_SOFTMAX"] and "power of two" in u85["1 RESIZE_BILINEAR"]
 
 

@@ -268,10 +268,13 @@ def placement_of(tables: dict[str, list[dict[str, str]]], warnings: dict[tuple[s
         npu = row["optimised_id"] in queued or row["id"] in grouped
         lowered.setdefault(index, []).append((row["operator"], npu))
     warned = {(_VELA_NAMES.get(op, op), ofm): why for (op, ofm), why in warnings.items()}
+    # Vela splits a fused activation off its op and warns about it by the op's output name
+    # ("operator: RELU, ofm: '<the CONV_2D's output>'"): the op's reason all the same.
+    by_ofm = {ofm: why for (_, ofm), why in warnings.items()}
     placed = []
     for index, (op, ofm) in enumerate(ops):
         parts = lowered.get(index, [])
-        why = warned.get((op, ofm))
+        why = warned.get((op, ofm)) or by_ofm.get(ofm)
         on_npu = all(npu for _, npu in parts) and why is None
         reason, constraint = why if why else (None, None)
         if not on_npu and reason is None:
