@@ -92,7 +92,7 @@ def with_macs(profile: Any, option: str, asked: str) -> Any:
     if not configs:
         raise QfixError("QF910", f"target '{asked}': {profile.id} has no MAC configurations (':N' is for "
                                  f"targets whose compiler takes one, e.g. ethos-u55:128)")
-    chosen = next((c for c in configs if option.isdigit() and macs_of(c) == int(option)), None)
+    chosen = next((c for c in configs if option == str(macs_of(c))), None)  # ASCII digits as written
     if chosen is None:
         raise QfixError("QF910", f"unknown MAC configuration '{asked}' (known: {choices})")
     name = f"{profile.name} ({macs_of(chosen)} MACs)"

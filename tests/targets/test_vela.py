@@ -140,6 +140,8 @@ def test_mac_option_picks_the_accelerator_config(name, config):
     ("ethos-u65:128", "(known: ethos-u65:256, ethos-u65:512)"),
     ("ethos-u85:", "unknown MAC configuration 'ethos-u85:'"),
     ("ethos-u55:abc", "unknown MAC configuration"),
+    ("ethos-u55:\uff11\uff12\uff18", "unknown MAC configuration"),  # fullwidth digits are not 128
+    ("ethos-u55:0128", "unknown MAC configuration"),
     ("edgetpu:4", "edgetpu has no MAC configurations"),
 ])
 def test_bad_mac_option_is_qf910(name, needle):

@@ -186,7 +186,7 @@ def run(model: bytes | str | Path, accelerator_config: str = DEFAULT_CONFIG, tim
             return failed(_first_error(log) or f"vela exited with status {proc.returncode}{_oom_note(log, memory_limit)}", log)
         try:
             tables = read_debug_db(debug.read_text(encoding="utf-8"))
-            ops = placement_of(tables, parse_warnings(log), read_ops(data))
+            ops = placement_of(tables, parse_warnings(log), *read_ops(data))
             summary = next(out.glob("model_summary_*.csv"), None)
             estimates = read_summary(summary.read_text(encoding="utf-8")) if summary else None
         except (KeyError, ValueError, IndexError) as exc:  # a Vela whose files qfix cannot read
@@ -241,13 +241,24 @@ def parse_warnings(log: str) -> dict[tuple[str, str], tuple[str, str | None]]:
     return out
 
 
-def read_ops(data: bytes) -> list[tuple[str, str]]:
-    """(op type, first output tensor name) of each op of the main subgraph, in order."""
+def read_ops(data: bytes) -> tuple[list[tuple[str, str]], int]:
+    """(op type, first output tensor name) of each op of the main subgraph, in order, and the
+    number of subgraphs."""
     from qfix.targets.tflite import read_tflite
 
     tfl = read_tflite(data)
-    return [(op.name, tfl.tensors[op.outputs[0]].name if op.outputs and op.outputs[0] >= 0 else "")
-            for op in tfl.ops]
+    ops = [(op.name, tfl.tensors[op.outputs[0]].name if op.outputs and op.outputs[0] >= 0 else "")
+           for op in tfl.ops]
+    return ops, tfl.subgraph_count
+
+
+# Vela's operator names in its `source` table where they are not the TFLite name without "_".
+_SOURCE_NAMES = {"AVERAGE_POOL_2D": "avgpool", "CONCATENATION": "concat", "LOGISTIC": "sigmoid",
+                 "MAX_POOL_2D": "maxpool", "TRANSPOSE_CONV": "transposeconv2d"}
+
+
+def _same_op(tflite_name: str, vela_name: str) -> bool:
+    return _SOURCE_NAMES.get(tflite_name, tflite_name.replace("_", "").lower()) == vela_name.lower()
 
 
 # Vela writes ARGMAX where TFLite's schema says ARG_MAX (ethosu/vela/vela.py normalise_ignore_ops).
@@ -255,9 +266,14 @@ _VELA_NAMES = {"ARGMAX": "ARG_MAX"}
 
 
 def placement_of(tables: dict[str, list[dict[str, str]]], warnings: dict[tuple[str, str], tuple[str, str | None]],
-                 ops: list[tuple[str, str]]) -> list[VelaOp]:
-    """Each op of the input (`ops`: type and output name, by index) as Vela placed it."""
-    by_source = {row["id"]: int(row["ext_key"]) for row in tables["source"] if row.get("ext_key", "").isdigit()}
+                 ops: list[tuple[str, str]], subgraphs: int = 1) -> list[VelaOp]:
+    """Each op of the main subgraph (`ops`: type and output name, by index) as Vela placed it.
+
+    `ext_key` is an op's index in its own subgraph: with several subgraphs (control flow) a row
+    counts only when its operator is the main subgraph's op at that index."""
+    by_source = {row["id"]: int(row["ext_key"]) for row in tables["source"]
+                 if row.get("ext_key", "").isdigit() and int(row["ext_key"]) < len(ops)
+                 and (subgraphs == 1 or _same_op(ops[int(row["ext_key"])][0], row.get("operator", "")))}
     queued = {row["optimised_id"] for row in tables.get("queue", [])}
     grouped = {row["id"] for row in tables.get("group", [])}
     lowered: dict[int, list[tuple[str, bool]]] = {}
