@@ -7,7 +7,9 @@ facts the source rules need (`Profile.integer`, `missing_activations`, ...), the
 wrapper (`qfix.targets.compilers.find`). Adding a target is adding one TOML file.
 
 Rules name predicates implemented in `qfix.targets.check`; nothing in a profile is evaluated.
-Users can pass their own profile file with the same schema.
+Users can pass their own profile file with the same schema. A profile may extend a built-in one
+(`extends = "ethos-u55"`), and `--target id:N` picks the accelerator configuration with N MACs
+of a profile that lists them (qfix.targets.variants).
 """
 
 from __future__ import annotations
