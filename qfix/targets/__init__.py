@@ -44,7 +44,7 @@ PREDICATE_NAMES = frozenset({
     "size_warn", "spatial_size_le", "axes_exclude", "dim_multiple_of_if_reduced", "const_input_all_eq",
     "const_inputs_zero_pad", "pad_excludes_dims", "const_innermost_only", "dtype_in",
     "attrs_le", "batch_one", "depth_reduction_needs_unit", "resize_scale_in", "resize_scale_le",
-    "stride_le_unless_unpadded",
+    "stride_le_unless_unpadded", "no_scalar_activations",
 })
 QUANTIZATIONS = ("full_integer", "float16", "none")
 IO_DTYPES = ("int8", "uint8", "int16", "float32")

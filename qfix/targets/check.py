@@ -177,6 +177,14 @@ def attrs_le(model: TfliteModel, op: Op, names: list[str], n: int, unless: dict[
     return ", ".join(over)
 
 
+def no_scalar_activations(model: TfliteModel, op: Op) -> str | None:
+    """No activation (non-constant) tensor of the op is a scalar, shape () (Vela 5.2.0:
+    "Operation has shapeless tensor" on the STRIDED_SLICE that picks a dynamic batch out of a
+    SHAPE, and on the PACK that reads it)."""
+    t = next((t for t in _op_activations(model, op) if not t.shape), None)
+    return None if t is None else f"tensor '{t.name}' is a scalar"
+
+
 def _padding(model: TfliteModel, op: Op) -> tuple[int, int]:
     """Total (H, W) padding a SAME-padded conv or pool adds (TF's rule: max((out-1)*stride +
     (kernel-1)*dilation + 1 - in, 0)); (0, 0) for VALID or unknown shapes."""
@@ -295,7 +303,8 @@ PREDICATES: dict[str, Predicate] = {
     for f in (attr_eq, attr_in, attr_not_in, fused_activation_in, effective_rank_le, num_elements_le,
               size_warn, spatial_size_le, axes_exclude, dim_multiple_of_if_reduced, const_input_all_eq,
               const_inputs_zero_pad, pad_excludes_dims, const_innermost_only, dtype_in, attrs_le, batch_one,
-              depth_reduction_needs_unit, resize_scale_in, resize_scale_le, stride_le_unless_unpadded)
+              depth_reduction_needs_unit, resize_scale_in, resize_scale_le, stride_le_unless_unpadded,
+              no_scalar_activations)
 }
 
 

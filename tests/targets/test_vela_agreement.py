@@ -99,3 +99,10 @@ def test_strides_pools_resizes_and_deconvs_by_family(placed):
            "dc_s2x1", "ap_k9_same"}
     assert cpu_layers("ethos-u55") == cpu_layers("ethos-u65") == u55
     assert cpu_layers("ethos-u85") == {"bil_half", "ap_k9_same"}
+
+
+def test_dynamic_batch_maps_but_its_shape_arithmetic_does_not(placed):
+    for family in FAMILIES:
+        off = _cpu(placed, "dynamic_batch", family)
+        assert {k.split()[1] for k in off} == {"SHAPE", "STRIDED_SLICE", "PACK"}, off
+        assert {v for k, v in off.items() if "SHAPE" not in k} == {"Operation has shapeless tensor"}
