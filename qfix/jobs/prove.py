@@ -115,7 +115,7 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     compare its numbers with the Keras model the worker holds as `model` (`graph` is that
     model's graph). `seconds`: the conversion's time; `recipe`: how it was converted."""
     from qfix.targets.check import check
-    from qfix.targets.compilers import find as find_compiler
+    from qfix.targets.compilers import judge as judge_with_compiler
     from qfix.targets.tflite import read_tflite
 
     progress(f"checking{label} op by op")
@@ -126,13 +126,8 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     _attribute_op_nodes(placement, tfl, graph)
     _attribute_by_class(placement, tfl, graph)
     _attribute_weighted_ops(placement, graph)
-    compiler = None
-    real = find_compiler(profile)  # the profile's toolchain, when its compiler is installed
-    if real is not None:
-        compiled = real.run(tflite)
-        if compiled is not None:
-            compiler = {"used": real.NAME, "result": compiled.to_json(),
-                        "disagreements": real.compare(placement, compiled)}
+    # The profile's toolchain, when its compiler is installed (Vela's placement becomes the verdict).
+    compiler = judge_with_compiler(profile, tflite, placement, progress)
     progress(f"comparing{label} numbers with the float model")
     fid = worker.fidelity(model, tflite, calib, f"comparing{label} numbers with the float model")
     return Verification(placement, fid, compiler, seconds, tflite, calib.source,

@@ -95,8 +95,12 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         order = ", ".join(f"{o['index']}={o['layer'] or o['name']}" for o in ver.outputs)
         console.print(f"  [yellow]warning:[/] the .tflite's outputs are not in the model's order: {escape(order)}")
     if ver.compiler and ver.compiler.get("used", "profile") != "profile":  # a real compiler ran
+        used = ver.compiler["used"]
+        if ver.compiler.get("summary"):
+            console.print(f"  {escape(ver.compiler['summary'])}")
         dis = ver.compiler.get("disagreements") or []
-        console.print(f"  {ver.compiler['used']} ran: {len(dis)} disagreement(s) with the profile")
+        whose = f"; the placement above is {used}'s" if ver.compiler.get("verdict") == used else ""
+        console.print(f"  {used} ran: {len(dis)} disagreement(s) with the profile{whose}")
         for d in dis:
             console.print(f"    {escape(d)}")
     fid = ver.fidelity
@@ -228,8 +232,25 @@ def render_before_after(run, console: Console) -> None:
         ("int8 SQNR (dB)", f"{b.fidelity.sqnr_db:.1f}", f"{a.fidelity.sqnr_db:.1f}"),
         ("max abs error", f"{b.fidelity.max_abs_error:.4g}", f"{a.fidelity.max_abs_error:.4g}"),
     ]
+    rows += compiler_rows(b, a)
     for row in rows:
         table.add_row(*(escape(x) for x in row))
     console.print(table)
     label = "synthetic data" if a.fidelity.synthetic else a.calibration_source
     console.print(f"numbers on {a.fidelity.samples} samples ({escape(label)})")
+
+
+def compiler_rows(before, after) -> list[tuple[str, str, str]]:
+    """Before/after rows of the real compiler's estimates, when it ran on both (Vela)."""
+    def est(v):
+        c = v.compiler or {}
+        return (c.get("result") or {}).get("estimates") or {}
+
+    b, a = est(before), est(after)
+    if not b or not a:
+        return []
+    name = after.compiler["used"]
+    kib = lambda n: f"{n / 1024:.1f} KiB"  # noqa: E731
+    return [(f"cycles ({name})", str(b["cycles_total"]), str(a["cycles_total"])),
+            (f"SRAM ({name})", kib(b["sram_bytes"]), kib(a["sram_bytes"])),
+            (f"flash + DRAM ({name})", kib(b["flash_bytes"] + b["dram_bytes"]), kib(a["flash_bytes"] + a["dram_bytes"]))]

@@ -49,6 +49,20 @@ class Context:
     model_dir: str | None = None  # the model file's folder: relative paths in the model (hub handles) start there
 
 
+# What an op the target lacks does to the model, by the profile's placement model
+# (qfix.targets.PLACEMENTS): the Edge TPU cuts the graph once, Vela and the CPU make islands.
+CONSEQUENCE = {
+    "prefix": "the graph is cut there, and it and every op after it run on the CPU",
+    "islands": "the op falls back to the CPU",
+    "all_or_nothing": "the model will not run on the target at all",
+}
+
+
+def consequence(profile: "Profile") -> str:
+    """The clause a finding about a missing op ends with, for `profile`'s placement."""
+    return CONSEQUENCE.get(profile.placement, CONSEQUENCE["islands"])
+
+
 class ModelRule:
     SIDE: ClassVar[str] = "model"
     code: ClassVar[str]

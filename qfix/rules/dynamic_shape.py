@@ -265,6 +265,14 @@ class DynamicShapeModel(ModelRule):
             count=1,
             expected={"class_name": "InputLayer", "config": {"batch_shape": [1, 8, 8, 3]}},
         ),
+        ModelCase(  # Vela: "Tensors must have constant shape"; a MEAN needs batch 1 (the profile's batch)
+            "dynamic-batch-ethos-u",
+            functional_config([("x", (None, 8, 8, 3), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
+            fires=True,
+            count=1,
+            targets=("ethos-u55", "ethos-u85"),
+            expected={"class_name": "InputLayer", "config": {"batch_shape": [1, 8, 8, 3]}},
+        ),
         ModelCase(
             "sequential-dynamic-batch",
             sequential_config(("x", (None, 8), "float32"), [("d", "Dense", {"units": 2}, (None, 8))]),

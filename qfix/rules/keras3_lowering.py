@@ -141,4 +141,10 @@ class Keras3Lowering(ModelRule):
                               [("up", "UpSampling2D", {"size": [2, 2]}, ["x"])], ["up"]),
             fires=False, targets=("int8",),
         ),
+        ModelCase(  # Vela 5.2.0 maps the 5-D RESHAPEs and TILEs of this lowering to the NPU
+            "ethos-u-runs-tile-and-5d-reshapes",
+            functional_config([("x", (None, 16, 16, 8), "float32")],
+                              [("up", "UpSampling2D", {"size": [2, 2]}, ["x"])], ["up"]),
+            fires=False, targets=("ethos-u55", "ethos-u65", "ethos-u85"),
+        ),
     ]

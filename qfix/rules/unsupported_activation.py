@@ -66,7 +66,7 @@ from qfix.model.cases import functional_config, sequential_config
 from qfix.model.opmap import ACTIVATION_OPS, LAYER_OPS, activations_of
 from qfix.model.patterns import leaky_relu_slope, spelled_hard_swish
 from qfix.model.rewrites import Rewrite
-from qfix.rules.base import ModelCase, ModelRule
+from qfix.rules.base import ModelCase, ModelRule, consequence
 
 ALIASES = {"hard_silu": "hard_swish", "leaky_relu": "leaky_relu", "leakyrelu": "leaky_relu"}
 FUNCS = {
@@ -79,16 +79,10 @@ FUNCS = {
 }
 LAYERS = {"keras.layers.LeakyReLU": "leaky_relu", "keras.layers.ELU": "elu"}
 _LAST = {k.rsplit(".", 1)[-1] for k in (*FUNCS, *LAYERS)} | {"Activation"}
-# What a missing op does to the model, by the profile's placement model (qfix.targets.PLACEMENTS).
-CONSEQUENCE = {
-    "prefix": "the graph is cut there, and it and every op after it run on the CPU",
-    "islands": "the op falls back to the CPU",
-    "all_or_nothing": "the model will not run on the target at all",
-}
 ADVICE = {
     "hard_swish": "use `x * ReLU(6)(x + 3) / 6` as separate layers (`qfix model.keras` rewrites saved models exactly)",
     "gelu": "use relu or swish (retrain), or keep gelu on the CPU",
-    "leaky_relu": "use `PReLU(alpha_initializer=Constant(alpha), shared_axes=[1, 2])` (the Edge TPU runs PRELU) or ReLU",
+    "leaky_relu": "use `PReLU(alpha_initializer=Constant(alpha), shared_axes=[1, 2])` (one PRELU op) or ReLU",
     "elu": "use relu or swish (retrain)",
     "selu": "use relu or swish (retrain)",
     "mish": "use swish (retrain)",
@@ -168,9 +162,8 @@ class UnsupportedActivation(SourceRule):
         if act not in missing or not self.ctx.activity.for_target or self.ctx.dispatched(node):
             return  # a layer built only when the input names it: the model side sees the choice
         tgt = self.ctx.target.id  # type: ignore[union-attr]
-        consequence = CONSEQUENCE.get(self.ctx.target.placement, CONSEQUENCE["islands"])  # type: ignore[union-attr]
         self.report(
-            node, f"{how} `{act}` has no kernel on target {tgt}: {consequence}",
+            node, f"{how} `{act}` has no kernel on target {tgt}: {consequence(self.ctx.target)}",
             fix=ADVICE.get(act, "use an activation the target supports"), applicability=Applicability.DISPLAY_ONLY,
         )
 
@@ -251,7 +244,7 @@ class UnsupportedActivationModel(ModelRule):
                 how, app = REPLACEMENT.get(act, (None, None))
                 yield self.violation(
                     f"{layer.class_name} {layer.name!r} uses {act} ({', '.join(missing)}), which "
-                    f"{ctx.target.name} does not run; the graph is cut there",
+                    f"{ctx.target.name} does not run: {consequence(ctx.target)}",
                     layer.name,
                     fix=f"replace {act} by {how}" if how else None,
                     applicability=app,
@@ -269,7 +262,7 @@ class UnsupportedActivationModel(ModelRule):
                 layer = g.layers[multiply]
                 yield self.violation(
                     f"Multiply {multiply!r} spells out hard_swish, x·relu6(x+3)/6: the converter fuses it into "
-                    f"HARD_SWISH, which {ctx.target.name} does not run; the graph is cut there",
+                    f"HARD_SWISH, which {ctx.target.name} does not run: {consequence(ctx.target)}",
                     multiply,
                     fix="move the 1/6 onto x, relu6(x+3)·(x/6), which the converter keeps unfused",
                     pointer=layer.pointer,
@@ -324,6 +317,14 @@ class UnsupportedActivationModel(ModelRule):
             fires=True,
             count=1,
             expected=[("x", "InputLayer"), ("l", "PReLU")],
+        ),
+        ModelCase(  # the same layer where the target runs LEAKY_RELU and HARD_SWISH (Vela 5.2.0): left as it is
+            "leaky-relu-and-hard-swish-on-ethos-u",
+            functional_config([("x", (1, 8, 8, 3), "float32")],
+                              [("c", "Conv2D", {"filters": 4, "kernel_size": 3, "activation": "hard_silu"}, ["x"]),
+                               ("l", "LeakyReLU", {"negative_slope": 0.1}, ["c"])], ["l"]),
+            fires=False,
+            targets=("ethos-u55", "ethos-u65", "ethos-u85"),
         ),
         ModelCase(
             "sequential-leaky-relu",

@@ -31,7 +31,7 @@ from __future__ import annotations
 from qfix.model.cases import functional_config
 from qfix.model.opmap import LAYER_OPS, layer_key
 from qfix.types import Applicability
-from qfix.rules.base import ModelCase, ModelRule
+from qfix.rules.base import ModelCase, ModelRule, consequence
 
 _ACTIVATION_LAYERS = {"LeakyReLU", "ELU"}  # reported by QF302
 
@@ -60,7 +60,7 @@ class UnsupportedLayer(ModelRule):
             hint = getattr(spec, "fix_hint", None) if spec else None
             yield self.violation(
                 f"{layer.class_name} {layer.name!r} becomes {', '.join(missing)}, which "
-                f"{ctx.target.name} does not run: the graph is cut there and what follows runs on the CPU",
+                f"{ctx.target.name} does not run: {consequence(ctx.target)}",
                 layer.name,
                 fix=hint or "move the layer to the end of the model or choose another target",
                 pointer=layer.pointer,

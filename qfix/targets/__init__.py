@@ -7,7 +7,9 @@ facts the source rules need (`Profile.integer`, `missing_activations`, ...), the
 wrapper (`qfix.targets.compilers.find`). Adding a target is adding one TOML file.
 
 Rules name predicates implemented in `qfix.targets.check`; nothing in a profile is evaluated.
-Users can pass their own profile file with the same schema.
+Users can pass their own profile file with the same schema. A profile may extend a built-in one
+(`extends = "ethos-u55"`), and `--target id:N` picks the accelerator configuration with N MACs
+of a profile that lists them (qfix.targets.variants).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from qfix.model.opmap import ACTIVATION_OPS
+from qfix.targets import variants
 from qfix.types import QfixError
 
 PLACEMENTS = ("prefix", "islands", "all_or_nothing")
@@ -40,6 +43,8 @@ PREDICATE_NAMES = frozenset({
     "attr_eq", "attr_in", "attr_not_in", "fused_activation_in", "effective_rank_le", "num_elements_le",
     "size_warn", "spatial_size_le", "axes_exclude", "dim_multiple_of_if_reduced", "const_input_all_eq",
     "const_inputs_zero_pad", "pad_excludes_dims", "const_innermost_only", "dtype_in",
+    "attrs_le", "batch_one", "depth_reduction_needs_unit", "resize_scale_in", "resize_scale_le",
+    "stride_le_unless_unpadded", "no_scalar_activations",
 })
 QUANTIZATIONS = ("full_integer", "float16", "none")
 IO_DTYPES = ("int8", "uint8", "int16", "float32")
@@ -131,6 +136,7 @@ class Profile:
     integer_io: bool = False  # float model I/O is off target (the boundary op runs in float)
     version_failure: str = "op"  # VERSION_FAILURES
     state_dtypes: tuple[str, ...] = ()  # integer dtypes allowed for variable (state) tensors
+    dynamic_batch: bool = False  # with static_shapes: a dynamic first dimension is fine (Vela sets it to 1)
 
     def op(self, name: str) -> OpSpec | None:
         return self.ops.get(name)
@@ -183,15 +189,33 @@ def _builtin(target_id: str) -> Profile:
     return _parse(text, target_id)
 
 
+def _builtin_doc(name: str) -> dict[str, Any] | None:
+    """The parsed TOML of a built-in profile by id or alias (what `extends` names), None when
+    there is no such built-in."""
+    key = _aliases().get(name.lower(), name.lower())
+    if key not in available_targets():
+        return None
+    text = resources.files(__package__).joinpath(f"{key}.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
 @cache
 def _aliases() -> dict[str, str]:
     """alias (lower case) -> built-in id, from each profile's `aliases = [...]`."""
-    return {a.lower(): t for t in available_targets() for a in _builtin(t).aliases}
+    return {a.lower(): t for t in available_targets() for a in _own_aliases(t)}
+
+
+def _own_aliases(target_id: str) -> list[str]:
+    """A built-in's aliases as its file writes them (read without `extends`: never inherited)."""
+    text = resources.files(__package__).joinpath(f"{target_id}.toml").read_text(encoding="utf-8")
+    target = tomllib.loads(text).get("target", {})
+    return list(target.get("aliases", [])) if isinstance(target, dict) else []
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """A built-in target by id or alias, any case (`edgetpu`, `Coral`, `ethos-u55`), or a user
-    profile by path (`*.toml`). Built-ins are parsed once per process.
+    """A built-in target by id or alias, any case (`edgetpu`, `Coral`, `ethos-u55`), with
+    `:N` for its accelerator configuration with N MACs (`ethos-u55:128`, qfix.targets.variants),
+    or a user profile by path (`*.toml`). Built-ins are parsed once per process.
 
     Raises QfixError QF910 (unknown name, listing the known ones) or QF912 (unreadable or
     invalid profile, naming the key)."""
@@ -204,12 +228,13 @@ def load_profile(name_or_path: str) -> Profile:
         except UnicodeDecodeError:
             raise QfixError("QF912", f"target profile {name_or_path} is not UTF-8 text (TOML is)") from None
         return _parse(text, str(path))
-    key = name_or_path.lower()
+    name, colon, macs = name_or_path.partition(":")  # `ethos-u55:128`: a MAC configuration
+    key = name.lower()
     key = _aliases().get(key, key)
     if key not in available_targets():
         known = ", ".join(available_targets())
         raise QfixError("QF910", f"unknown target '{name_or_path}' (known: {known}; or pass a .toml profile)")
-    return _builtin(key)
+    return variants.with_macs(_builtin(key), macs, name_or_path) if colon else _builtin(key)
 
 
 def _bad(where: str, msg: str) -> QfixError:
@@ -222,6 +247,7 @@ def _parse(text: str, where: str) -> Profile:
     except tomllib.TOMLDecodeError as exc:
         raise _bad(where, f"invalid TOML ({exc})") from None
     try:
+        doc = variants.resolve(doc, where, _builtin_doc)  # `extends = "<id>"`
         return _build(doc, where, PREDICATE_NAMES)
     except QfixError:
         raise
@@ -299,6 +325,10 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
     if version_failure not in VERSION_FAILURES:
         raise _bad(where, f"target.model_rules.version_failure must be one of {', '.join(VERSION_FAILURES)}, "
                           f"got {version_failure!r:.40}")
+    toolchain = target.get("toolchain", {})
+    if not isinstance(toolchain, dict):
+        raise _bad(where, "target.toolchain must be a table")
+    variants.accelerator_configs(toolchain, where)
     aliases = target.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise _bad(where, "target.aliases must be a list of strings")
@@ -315,7 +345,7 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
         statuses=statuses,
         ops=ops,
         max_tflite_runtime=rules.get("max_tflite_runtime"),
-        toolchain=dict(target.get("toolchain", {})),
+        toolchain=dict(toolchain),
         facts=facts,
         path=where,
         recipe=_recipe(doc.get("recipe", {}), str(target["id"]), where),
@@ -323,6 +353,7 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
         integer_io=bool(rules.get("integer_io", False)),
         version_failure=version_failure,
         state_dtypes=tuple(rules.get("state_dtypes", ())),
+        dynamic_batch=bool(rules.get("dynamic_batch", False)),
     )
 
 

@@ -167,11 +167,144 @@ def const_innermost_only(model: TfliteModel, op: Op, input: int) -> str | None:
     return f"input {input} shape {list(t.shape)}" if outer else None
 
 
+def attrs_le(model: TfliteModel, op: Op, names: list[str], n: int, unless: dict[str, Any] | None = None) -> str | None:
+    """Each option in `names` (e.g. stride_w, stride_h) is at most `n`, unless every option of
+    `unless` has the value it gives (Vela: "Stride>3 is only supported IF (dilation = 1 AND
+    padding = VALID)")."""
+    over = [f"{a}={op.options[a]}" for a in names if isinstance(op.options.get(a), int) and op.options[a] > n]
+    if not over or unless and all(op.options.get(k) == v for k, v in unless.items()):
+        return None
+    return ", ".join(over)
+
+
+def no_scalar_activations(model: TfliteModel, op: Op) -> str | None:
+    """No activation (non-constant) tensor of the op is a scalar, shape () (Vela 5.2.0:
+    "Operation has shapeless tensor" on the STRIDED_SLICE that picks a dynamic batch out of a
+    SHAPE, and on the PACK that reads it)."""
+    t = next((t for t in _op_activations(model, op) if not t.shape), None)
+    return None if t is None else f"tensor '{t.name}' is a scalar"
+
+
+def _padding(model: TfliteModel, op: Op) -> tuple[int, int]:
+    """Total (H, W) padding a SAME-padded conv or pool adds (TF's rule: max((out-1)*stride +
+    (kernel-1)*dilation + 1 - in, 0)); (0, 0) for VALID or unknown shapes."""
+    ifm, ofm = _tensor(model, op, "input0"), _tensor(model, op, "output0")
+    if op.options.get("padding") != "SAME" or ifm is None or ofm is None or len(ifm.shape) != 4 or len(ofm.shape) != 4:
+        return 0, 0
+    o = op.options
+    if "filter_height" in o:
+        kh, kw = o["filter_height"], o["filter_width"]
+    else:
+        w = _tensor(model, op, "input1")
+        if w is None or len(w.shape) != 4:
+            return 0, 0
+        kh, kw = w.shape[1], w.shape[2]
+    pads = []
+    for i, k, s, d in ((1, kh, o.get("stride_h", 1), o.get("dilation_h_factor", 1)),
+                       (2, kw, o.get("stride_w", 1), o.get("dilation_w_factor", 1))):
+        pads.append(max((ofm.shape[i] - 1) * s + (k - 1) * d + 1 - ifm.shape[i], 0))
+    return pads[0], pads[1]
+
+
+def stride_le_unless_unpadded(model: TfliteModel, op: Op, n: int) -> str | None:
+    """Strides of at most `n`, unless the op adds no padding and has no dilation (Vela U55/U65:
+    "Stride>3 is only supported IF (dilation = 1 AND padding = VALID)"; a SAME op whose padding
+    comes to zero counts as VALID: Vela 5.2.0 placed a SAME 4x4/4 conv and a SAME 3x3/4 pool
+    on a 16x16 map on the NPU, and the same ops with padding on the CPU)."""
+    o = op.options
+    strides = (o.get("stride_w", 1), o.get("stride_h", 1))
+    if max(strides) <= n:
+        return None
+    pad = _padding(model, op)
+    if (o.get("dilation_w_factor", 1), o.get("dilation_h_factor", 1)) == (1, 1) and pad == (0, 0):
+        return None
+    what = f"stride {strides[0]}x{strides[1]}"
+    return f"{what} with padding {pad[0]}x{pad[1]}" if pad != (0, 0) else f"{what} with dilation"
+
+
+def _hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """H, W, C of a shape seen as 4-D NHWC (Vela's view: missing leading dimensions are 1)."""
+    return tuple((1, 1, 1, *shape)[-3:])  # type: ignore[return-value]
+
+
+def batch_one(model: TfliteModel, op: Op, tensor: str = "input0") -> str | None:
+    """The tensor's batch, the product of its dimensions before the last three, is 1."""
+    t = _tensor(model, op, tensor)
+    if t is None or len(t.shape) < 4:
+        return None
+    batch = int(np.prod(t.shape[:-3]))
+    return None if batch == 1 else f"{tensor} {list(t.shape)} has batch {batch}"
+
+
+def depth_reduction_needs_unit(model: TfliteModel, op: Op) -> str | None:
+    """A reduction over the last (depth) axis leaves H, W or C of the input at 1 (Vela:
+    "Reduction over depth is only supported if any of h,w,c == 1")."""
+    found = _axes(model, op, 1, 0)
+    data = _tensor(model, op, "input0")
+    if found is None or data is None or not data.shape:
+        return None
+    axes, rank = found
+    if rank - 1 not in axes or 1 in _hwc(data.shape):
+        return None
+    return f"reduces the depth of input0 {list(data.shape)}"
+
+
+def _resize_scales(model: TfliteModel, op: Op) -> tuple[float, float] | None:
+    """(H scale, W scale) of a RESIZE_* op as Vela defines them: OFM/IFM, or (OFM-1)/(IFM-1)
+    with align_corners; None when the op needs no scaling (IFM 1x1, or IFM shape == OFM shape)."""
+    ifm, ofm = _tensor(model, op, "input0"), _tensor(model, op, "output0")
+    if ifm is None or ofm is None or len(ifm.shape) != 4 or len(ofm.shape) != 4:
+        return None
+    (ih, iw), (oh, ow) = ifm.shape[1:3], ofm.shape[1:3]
+    if (ih == iw == 1) or ifm.shape == ofm.shape:
+        return None
+    if op.options.get("align_corners"):
+        return ((oh - 1) / (ih - 1) if ih > 1 else 1.0), ((ow - 1) / (iw - 1) if iw > 1 else 1.0)
+    return oh / ih, ow / iw
+
+
+def resize_scale_in(model: TfliteModel, op: Op, scales: list[int], half_pixel_scales: list[int]) -> str | None:
+    """The resize scales H and W alike by one of `scales` (`half_pixel_scales` with
+    half_pixel_centers); a scale may differ only along a dimension that stays 1 (Vela U55/U65)."""
+    found = _resize_scales(model, op)
+    if found is None:
+        return None
+    h, w = found
+    ifm, ofm = _tensor(model, op, "input0"), _tensor(model, op, "output0")
+    if h != w:
+        if ofm.shape[2] == ifm.shape[2] == 1:  # type: ignore[union-attr]
+            w = h
+        elif ofm.shape[1] == ifm.shape[1] == 1:  # type: ignore[union-attr]
+            h = w
+        else:
+            return f"H scale {h:g} differs from W scale {w:g}"
+    allowed = half_pixel_scales if op.options.get("half_pixel_centers") else scales
+    return None if h in allowed else f"scale factor {h:g}" + (" with half_pixel_centers" if allowed is half_pixel_scales else "")
+
+
+def resize_scale_le(model: TfliteModel, op: Op, max_scale: int, max_align_corners: int,
+                    power_of_two: bool = False) -> str | None:
+    """Each upscaling factor (H, W) is at most `max_scale` (`max_align_corners` with
+    align_corners) and, with `power_of_two`, an integer power of two (Vela U85)."""
+    found = _resize_scales(model, op)
+    if found is None:
+        return None
+    top = max_align_corners if op.options.get("align_corners") else max_scale
+    for dim, scale in zip("HW", found):
+        if scale < 1 and not power_of_two:
+            continue  # Vela 5.2.0 placed a 0.5x nearest resize on the U85 NPU (and a 0.5x bilinear one on the CPU)
+        if scale > top or power_of_two and (scale != int(scale) or int(scale) & (int(scale) - 1)):
+            return f"{dim} scale factor {scale:g}"
+    return None
+
+
 PREDICATES: dict[str, Predicate] = {
     f.__name__: f
     for f in (attr_eq, attr_in, attr_not_in, fused_activation_in, effective_rank_le, num_elements_le,
               size_warn, spatial_size_le, axes_exclude, dim_multiple_of_if_reduced, const_input_all_eq,
-              const_inputs_zero_pad, pad_excludes_dims, const_innermost_only, dtype_in)
+              const_inputs_zero_pad, pad_excludes_dims, const_innermost_only, dtype_in, attrs_le, batch_one,
+              depth_reduction_needs_unit, resize_scale_in, resize_scale_le, stride_le_unless_unpadded,
+              no_scalar_activations)
 }
 
 
@@ -453,11 +586,15 @@ def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], la
                         spec.version_source or spec.source, spec.version_confidence or "R")
 
     if profile.static_shapes:
-        dyn = [t for t in _op_activations(model, op) if t.is_dynamic]
+        # A toolchain that sets a dynamic batch to 1 (Vela) minds only the other dimensions.
+        first = 1 if profile.dynamic_batch else 0
+        dyn = [t for t in _op_activations(model, op) if any(d < 0 for d in t.shape_signature[first:])]
         if dyn:
+            fact = "dynamic_batch" if profile.dynamic_batch else "static_shapes"
             return _Verdict(False, "dynamic", f"tensor '{dyn[0].name}' has dynamic shape "
-                            f"{list(dyn[0].shape_signature)}; sizes must be fixed at compile time",
-                            *_facts(profile, "static_shapes"),
+                            f"{list(dyn[0].shape_signature)}; sizes must be fixed at compile time"
+                            + (" (all but the batch)" if profile.dynamic_batch else ""),
+                            *_facts(profile, fact),
                             fix_hint=f"fix the batch size to {profile.batch or 1} (and every other dimension)")
 
     n = profile.max_innermost_dims

@@ -55,7 +55,7 @@ def test_recipes_come_from_the_profiles():
     assert (tpu.quantization, tpu.io_dtype, tpu.batch, tpu.supported_ops) == (
         "full_integer", "uint8", 1, ("TFLITE_BUILTINS_INT8",))
     assert (cpu.quantization, cpu.io_dtype, cpu.batch) == ("full_integer", "int8", 1)
-    for t in ("tflm", "ethos-u"):
+    for t in ("tflm", "ethos-u55", "ethos-u65", "ethos-u85"):
         r = load_profile(t).recipe
         assert (r.target, r.full_integer, r.io_dtype, r.batch) == (t, True, "int8", 1)
     assert FLOAT32_BASELINE.quantization == "none" and not FLOAT32_BASELINE.full_integer
@@ -65,14 +65,15 @@ def test_recipes_come_from_the_profiles():
     ("edgetpu", True, True, "uint8", True),
     ("int8", True, False, None, False),
     ("tflm", True, True, "int8", True),
-    ("ethos-u", True, True, "int8", True),
+    ("ethos-u55", True, True, "int8", True),
+    ("ethos-u85", True, True, "int8", True),
 ])
 def test_source_view(target, integer, static, io, int8_only):
     p = load_profile(target)
     assert (p.integer, p.static_shapes, p.io_dtype, p.int8_ops_only) == (integer, static, io, int8_only)
 
 
-@pytest.mark.parametrize("target", ["edgetpu", "int8", "tflm", "ethos-u"])
+@pytest.mark.parametrize("target", ["edgetpu", "int8", "tflm", "ethos-u55", "ethos-u65", "ethos-u85"])
 def test_missing_activations_are_derived_from_the_op_table(target):
     p = load_profile(target)
     assert p.missing_activations == {a for a, ops in ACTIVATION_OPS.items() if not all(p.supports(o) for o in ops)}
@@ -82,13 +83,15 @@ def test_missing_activations_per_target():
     assert {"hard_swish", "gelu", "leaky_relu", "elu", "selu", "mish"} <= load_profile("edgetpu").missing_activations
     assert load_profile("int8").missing_activations == frozenset()  # unlisted ops: reference kernels
     assert load_profile("tflm").missing_activations == {"gelu"}  # GELU is not registered in TFLM
-    # U55/U65 run EXP, LOG, TANH (so mish) but leave LOG_SOFTMAX and DIV to the CPU
-    assert load_profile("ethos-u").missing_activations == {"log_softmax", "softsign"}
+    # U55/U65 run EXP, LOG, TANH (so mish) but leave LOG_SOFTMAX and DIV to the CPU; the U85 runs DIV
+    assert load_profile("ethos-u55").missing_activations == {"log_softmax", "softsign"}
+    assert load_profile("ethos-u65").missing_activations == {"log_softmax", "softsign"}
+    assert load_profile("ethos-u85").missing_activations == {"log_softmax"}
 
 
 @pytest.mark.parametrize("name,target", [
-    ("coral", "edgetpu"), ("EdgeTPU", "edgetpu"), ("ethos-u55", "ethos-u"), ("Ethos-U65", "ethos-u"),
-    ("ethos-u85", "ethos-u"), ("TFLM", "tflm"), ("INT8", "int8"),
+    ("coral", "edgetpu"), ("EdgeTPU", "edgetpu"), ("ethos-u", "ethos-u55"), ("Ethos-U65", "ethos-u65"),
+    ("ethos-u85", "ethos-u85"), ("vela", "ethos-u55"), ("Ethos-U55:128", "ethos-u55"), ("TFLM", "tflm"), ("INT8", "int8"),
 ])
 def test_aliases_and_case(name, target):
     assert load_profile(name).id == target
@@ -96,9 +99,10 @@ def test_aliases_and_case(name, target):
 
 def test_placements_of_the_new_targets():
     assert load_profile("tflm").placement == "all_or_nothing"
-    assert load_profile("ethos-u").placement == "islands"
+    assert {load_profile(t).placement for t in ("ethos-u55", "ethos-u65", "ethos-u85")} == {"islands"}
     assert not load_profile("tflm").supports("TOPK_V2") and load_profile("tflm").supports("LOG_SOFTMAX")
-    assert load_profile("ethos-u").supports("GELU") and not load_profile("ethos-u").supports("CUMSUM")
+    assert load_profile("ethos-u55").supports("GELU") and not load_profile("ethos-u55").supports("CUMSUM")
+    assert not load_profile("ethos-u65").supports("CAST") and load_profile("ethos-u85").supports("CAST")
 
 
 # ---- recipe validation ---------------------------------------------------------------------
@@ -171,9 +175,11 @@ def test_compiler_found_by_toolchain_name(my_npu):
     from qfix.targets.compilers import edgetpu
 
     assert find(load_profile("edgetpu")) is edgetpu
-    assert all(find(load_profile(t)) is None for t in ("int8", "tflm", "ethos-u"))
+    from qfix.targets.compilers import vela
+
+    assert all(find(load_profile(t)) is None for t in ("int8", "tflm"))
     assert load_profile("tflm").toolchain["name"] == "tflite-micro"
-    assert load_profile("ethos-u").toolchain["name"] == "vela"
+    assert all(find(load_profile(t)) is vela for t in ("ethos-u55", "ethos-u65", "ethos-u85"))
     # a user profile naming edgetpu_compiler as its toolchain gets the real compiler too
     text = my_npu.read_text().replace('name = "ai-edge-litert"', 'name = "edgetpu_compiler"')
     my_npu.write_text(text)
@@ -199,7 +205,8 @@ def test_targets_command_lists_every_target_with_its_verdict_source():
         assert f"{t} " in r.stdout and p.recipe.description in r.stdout
         assert verdict_source(p) in r.stdout
     assert "real compiler (edgetpu_compiler) when on PATH, else profile" in r.stdout
-    assert r.stdout.count("profile only") == 3
+    assert r.stdout.count("real compiler (vela) when ethos-u-vela is installed, else profile") == 3
+    assert r.stdout.count("profile only") == 2
 
 
 def test_added_target_runs_source_rules_like_its_original(tmp_path, my_npu):
@@ -213,7 +220,7 @@ def test_added_target_runs_source_rules_like_its_original(tmp_path, my_npu):
     assert "target my_npu needs full integer" in mine.stdout
 
 
-@pytest.mark.parametrize("target", ["tflm", "ethos-u", "ethos-u85", "coral"])
+@pytest.mark.parametrize("target", ["tflm", "ethos-u", "ethos-u85", "ethos-u65:512", "coral"])
 def test_new_targets_accepted_by_both_front_ends(tmp_path, target):
     script = tmp_path / "convert.py"
     script.write_text(CONVERTER_SCRIPT)
@@ -236,7 +243,8 @@ def test_unknown_target_is_the_same_qf910_on_both_sides(tmp_path, path):
     r = qfix(path, "--target", "gpu9000", "--check", cwd=tmp_path)
     assert r.returncode == 2
     line = (r.stdout + r.stderr).strip()
-    assert line == "QF910 unknown target 'gpu9000' (known: edgetpu, ethos-u, int8, tflm; or pass a .toml profile)"
+    assert line == ("QF910 unknown target 'gpu9000' (known: edgetpu, ethos-u55, ethos-u65, ethos-u85, int8, tflm; "
+                    "or pass a .toml profile)")
 
 
 @pytest.mark.parametrize("path", ["convert.py", str(FIX / "tiny_cnn_k3.keras")])
@@ -267,7 +275,9 @@ def test_new_targets_convert_and_check_a_model(target):
     r = qfix(str(FIX / "tiny_cnn_k3.keras"), "--target", target, "--check", "--format", "json")
     assert r.returncode == 0, r.stdout + r.stderr
     ver = json.loads(r.stdout)["verification"]
-    assert ver["converted"] and ver["fully_on_target"] and ver["compiler"]["used"] == "profile"
+    real = find(load_profile(target))  # Vela, when ethos-u-vela is installed, judges the Ethos-U
+    assert ver["converted"] and ver["fully_on_target"]
+    assert ver["compiler"]["used"] == (real.NAME if real is not None and real.available() else "profile")
     assert ver["recipe"] == load_profile(target).recipe.description
     assert all(op["status"] in (load_profile(target).status("mapped"), load_profile(target).status("boundary_cpu"))
                for op in ver["ops"])

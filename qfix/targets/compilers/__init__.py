@@ -1,22 +1,27 @@
 """The real compilers behind target profiles, chosen by the profile's `toolchain.name`.
 
-A compiler module has `NAME` (the toolchain name it implements), `available()` (its binary
-on this machine, or None), `run(tflite_bytes)` (a result with `to_json()`, or None when it is
-not installed) and `compare(placement, result)` (where it and the profile disagree). A target
-whose toolchain has no module here is judged by its profile alone.
+A compiler module has `NAME` (the toolchain name it implements), `available()` (where it is
+installed, or None), `run(tflite_bytes, **options)` (a result with `to_json()`, or None when it
+is not installed) and `compare(placement, result)` (where it and the profile disagree). It may
+also have `options(profile)` (the run's arguments the profile sets, e.g. Vela's accelerator
+configuration), `apply(placement, result, profile)` (the compiler's placement becomes the
+verdict: Vela; without it the compiler only reports disagreements: edgetpu_compiler),
+`summary_line(result)` (one line for the text report) and `WHEN` (when it runs, for `qfix
+targets`). A target whose toolchain has no module here is judged by its profile alone.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
-from qfix.targets.compilers import edgetpu
+from qfix.targets.compilers import edgetpu, vela
 
 if TYPE_CHECKING:  # pragma: no cover
     from qfix.targets import Profile
+    from qfix.targets.check import Placement
 
-COMPILERS: dict[str, ModuleType] = {m.NAME: m for m in (edgetpu,)}
+COMPILERS: dict[str, ModuleType] = {m.NAME: m for m in (edgetpu, vela)}
 
 
 def find(profile: "Profile") -> ModuleType | None:
@@ -29,4 +34,30 @@ def verdict_source(profile: "Profile") -> str:
     compiler = find(profile)
     if compiler is None:
         return "profile only"
+    if hasattr(compiler, "apply"):
+        return f"real compiler ({compiler.NAME}) {getattr(compiler, 'WHEN', 'when installed')}, else profile"
     return f"real compiler ({compiler.NAME}) when on PATH, else profile"
+
+
+def judge(profile: "Profile", tflite: bytes, placement: "Placement",
+          progress: Callable[[str], None] = lambda _: None) -> dict[str, Any] | None:
+    """Run the profile's compiler on `tflite` when it is installed: the report's `compiler`
+    object (`used`, `result`, `disagreements` with the profile, `verdict`: whose placement
+    `placement` now holds), or None when there is no compiler to run. A compiler with `apply`
+    overwrites `placement` with its own when it ran."""
+    real = find(profile)
+    if real is None or real.available() is None:
+        return None
+    opts = real.options(profile) if hasattr(real, "options") else {}
+    progress(f"compiling with {real.NAME}" + (f" ({', '.join(map(str, opts.values()))})" if opts else ""))
+    result = real.run(tflite, **opts)
+    if result is None:
+        return None
+    out = {"used": real.NAME, "result": result.to_json(), "disagreements": real.compare(placement, result),
+           "verdict": "profile"}
+    if hasattr(real, "apply") and result.ok:
+        real.apply(placement, result, profile)
+        out["verdict"] = real.NAME
+    if hasattr(real, "summary_line"):
+        out["summary"] = real.summary_line(result)
+    return out

@@ -1,0 +1,194 @@
+"""The real Vela (ethos-u-vela) behind the Ethos-U targets, on hand-built flatbuffers (no
+TensorFlow: these are fast tests; Vela itself takes about a second per model).
+
+What is checked: Vela's placement, reasons and estimates as qfix reads them; the MAC
+configuration reaching Vela; the profiles' op tables against Vela's own; Vela's placement
+becoming the verdict where the profile disagrees; a Vela failure, crash, time-out or memory
+blow-up staying one line in a result; the `T:N` option and `extends` in profiles.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qfix.targets import load_profile
+from qfix.targets.check import check
+from qfix.targets.compilers import judge, vela, verdict_source
+from qfix.targets.tflite import read_tflite
+from qfix.types import QfixError
+from tflite_models import conv_chain
+
+pytest.importorskip("ethosu.vela", reason="ethos-u-vela is not installed (pip install '.[targets]')")
+
+REPO = Path(__file__).resolve().parents[2]
+FAMILIES = ("ethos-u55", "ethos-u65", "ethos-u85")
+
+
+def test_vela_reads_placement_and_estimates():
+    r = vela.run(conv_chain("LEAKY_RELU"))  # the Edge TPU lacks LEAKY_RELU; Vela maps it
+    assert r.ok and r.error is None and r.version == "5.2.0" and r.accelerator_config == "ethos-u55-256"
+    assert [(o.op, o.on_npu) for o in r.ops] == [("QUANTIZE", True), ("CONV_2D", True), ("LEAKY_RELU", True),
+                                                 ("QUANTIZE", True)]
+    assert r.ops[1].lowered == ["Conv2D", "Relu"]  # Vela's own operations: the conv and its fused ReLU
+    assert r.ops[0].lowered == []  # the input QUANTIZE (uint8 -> int8) folded away: nothing left for the CPU
+    e = r.estimates
+    assert e.accelerator_config == "Ethos_U55_256" and e.system_config == "Ethos_U55_High_End_Embedded"
+    assert e.clock_hz == 500e6 and e.cycles_total >= e.cycles_npu > 0
+    assert e.inference_ms == pytest.approx(e.cycles_total / e.clock_hz * 1e3, rel=1e-3)
+    assert e.sram_bytes > 0 and e.flash_bytes > 0 and e.dram_bytes == 0  # U55 default: Shared_Sram, weights in flash
+    assert e.macs >= 4 * 4 * 4 * 3 * 3 * 3 and e.original_weights_bytes >= 4 * 3 * 3 * 3  # the 3x3 conv, 4x4x4 out
+    js = r.to_json()
+    assert js["ops_on_npu"] == 4 and js["cpu_ops"] == [] and js["estimates"]["flash_bytes"] == e.flash_bytes
+
+
+def test_cpu_op_carries_vela_reason_and_counts():
+    r = vela.run(conv_chain("LOG_SOFTMAX"))
+    cpu = [o for o in r.ops if not o.on_npu]
+    assert [(o.index, o.op, o.reason) for o in cpu] == [(2, "LOG_SOFTMAX", "Unsupported opType")]
+    assert (r.ops_on_npu, r.ops_on_cpu, r.npu_share) == (3, 1, 0.75)
+    assert "3/4 ops on the NPU" in vela.summary_line(r) and "cycles" in vela.summary_line(r)
+
+
+def test_mac_configuration_reaches_vela():
+    small, big = (vela.run(conv_chain(), config) for config in ("ethos-u55-32", "ethos-u55-256"))
+    assert small.estimates.accelerator_config == "Ethos_U55_32" and big.estimates.accelerator_config == "Ethos_U55_256"
+    assert small.estimates.cycles_npu > big.estimates.cycles_npu  # 32 MACs per cycle take longer
+    u85 = vela.run(conv_chain(), **vela.options(load_profile("ethos-u85:512")))
+    assert u85.accelerator_config == "ethos-u85-512" and u85.estimates.system_config == "Ethos_U85_SYS_DRAM_Mid"
+    assert u85.estimates.clock_hz == 1e9 and u85.estimates.dram_bytes > 0
+
+
+@pytest.mark.parametrize("family,vela_arch", [("ethos-u55", "EthosU55"), ("ethos-u65", "EthosU55"),
+                                              ("ethos-u85", "EthosU85")])
+def test_profile_op_table_is_velas(family, vela_arch):
+    """Vela's own TFLite operator table (the source of its SUPPORTED_OPS.md; U65 shares U55's)
+    and the profile's NPU ops are the same set."""
+    from ethosu import regor
+
+    theirs = {"ARG_MAX" if op == "ARGMAX" else op for op in regor.tflite_operator_constraints(vela_arch)}
+    ours = {name for name, spec in load_profile(family).ops.items() if spec.supported}
+    assert ours == theirs, (sorted(ours - theirs), sorted(theirs - ours))
+
+
+def test_failures_are_one_line_results():
+    bad = vela.run(b"TFL3" + b"\x00" * 64)  # not a model: Vela's own error, or its crash
+    assert not bad.ok and bad.error and "\n" not in bad.error and bad.ops == []
+    assert vela.compare(check(read_tflite(conv_chain()), load_profile("ethos-u55")), bad) == [
+        f"vela failed ({bad.error}); the verdict is the profile's"]
+    slow = vela.run(conv_chain(), timeout=0.05)
+    assert not slow.ok and slow.error == "vela timed out after 0.05 s"
+    starved = vela.run(conv_chain(), memory_limit=30 << 20)  # numpy alone needs more
+    assert not starved.ok and starved.error and "\n" not in starved.error
+
+
+def test_vela_verdict_replaces_the_profile_where_they_disagree(tmp_path):
+    """A user profile that extends the U55's but calls LEAKY_RELU unsupported: Vela maps it, the
+    disagreement is listed, and Vela's placement is the verdict."""
+    path = tmp_path / "strict_u55.toml"
+    path.write_text('schema = 1\nextends = "ethos-u55"\n[target]\nid = "strict-u55"\n'
+                    '[op.LEAKY_RELU]\ncode = 98\nsupported = false\nsource = "test"\nconfidence = "R"\n')
+    profile = load_profile(str(path))
+    assert profile.toolchain["accelerator_config"] == "ethos-u55-256" and profile.aliases == ()
+    data = conv_chain("LEAKY_RELU")
+    placement = check(read_tflite(data), profile)
+    assert not placement.ops[2].on_target and not placement.fully_on_target
+    out = judge(profile, data, placement)
+    assert out["used"] == out["verdict"] == "vela"
+    assert len(out["disagreements"]) == 1 and "op 2 LEAKY_RELU" in out["disagreements"][0]
+    assert "vela NPU" in out["disagreements"][0] and "profile CPU" in out["disagreements"][0]
+    assert placement.fully_on_target and placement.ops_on_target == 4 and placement.first_unsupported is None
+    assert placement.ops[2].source == "vela 5.2.0 (ethos-u55-256)" and placement.ops[2].confidence == "V"
+
+
+def test_vela_reason_becomes_the_ops_reason():
+    profile = load_profile("ethos-u55:64")
+    data = conv_chain("CUMSUM")
+    placement = check(read_tflite(data), profile)
+    out = judge(profile, data, placement)
+    assert out["disagreements"] == [] and out["result"]["accelerator_config"] == "ethos-u55-64"
+    first = placement.first_unsupported
+    assert (first["op"], first["index"], first["status"]) == ("CUMSUM", 2, profile.status("cpu"))
+    assert first["reason"] == "Unsupported opType"
+    assert out["summary"].startswith("vela 5.2.0 (ethos-u55-64): 3/4 ops on the NPU")
+
+
+def test_verdict_source_for_the_targets_command():
+    for family in FAMILIES:
+        assert verdict_source(load_profile(family)) == \
+            "real compiler (vela) when ethos-u-vela is installed, else profile"
+
+
+# ---- `T:N` and `extends` --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,config", [("ethos-u55", "ethos-u55-256"), ("ethos-u55:32", "ethos-u55-32"),
+                                         ("Ethos-U65:512", "ethos-u65-512"), ("ethos-u85", "ethos-u85-256"),
+                                         ("ethos-u85:2048", "ethos-u85-2048"), ("vela:128", "ethos-u55-128")])
+def test_mac_option_picks_the_accelerator_config(name, config):
+    p = load_profile(name)
+    assert vela.options(p) == {"accelerator_config": config}
+    assert p.id == name.split(":")[0].lower().replace("vela", "ethos-u55")  # output names keep the id
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("ethos-u55:100", "unknown MAC configuration 'ethos-u55:100' (known: ethos-u55:32, ethos-u55:64, "
+                      "ethos-u55:128, ethos-u55:256)"),
+    ("ethos-u65:128", "(known: ethos-u65:256, ethos-u65:512)"),
+    ("ethos-u85:", "unknown MAC configuration 'ethos-u85:'"),
+    ("ethos-u55:abc", "unknown MAC configuration"),
+    ("ethos-u55:\uff11\uff12\uff18", "unknown MAC configuration"),  # fullwidth digits are not 128
+    ("ethos-u55:0128", "unknown MAC configuration"),
+    ("edgetpu:4", "edgetpu has no MAC configurations"),
+])
+def test_bad_mac_option_is_qf910(name, needle):
+    with pytest.raises(QfixError) as err:
+        load_profile(name)
+    assert err.value.code == "QF910" and needle in err.value.message
+
+
+def test_bad_mac_option_through_the_cli_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "qfix", str(REPO / "fixtures" / "tiny_cnn_k3.keras"), "--target",
+                        "ethos-u55:100", "--check"], capture_output=True, text=True, cwd=REPO, timeout=300,
+                       env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == ("QF910 unknown MAC configuration 'ethos-u55:100' (known: ethos-u55:32, "
+                                "ethos-u55:64, ethos-u55:128, ethos-u55:256)")
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('extends = "ethos-u99"\n', "extends = 'ethos-u99' names no built-in target"),
+    ("extends = 3\n", "extends must be a built-in target id"),
+    ('extends = "ethos-u55"\n[target.toolchain]\naccelerator_config = "ethos-u55-100"\n',
+     "accelerator_config must be one of target.toolchain.accelerator_configs"),
+])
+def test_bad_extends_or_accelerator_is_qf912(tmp_path, text, needle):
+    path = tmp_path / "mine.toml"
+    path.write_text(f"schema = 1\n{text}" + ('[target]\nid = "mine"\n' if "[target" not in text else ""))
+    with pytest.raises(QfixError) as err:
+        load_profile(str(path))
+    assert err.value.code == "QF912" and needle in err.value.message and "\n" not in err.value.message
+
+
+def test_extends_lays_tables_over_the_base_and_replaces_op_tables():
+    u55, u85 = load_profile("ethos-u55"), load_profile("ethos-u85")
+    assert u85.recipe.io_dtype == u55.recipe.io_dtype and u85.placement == u55.placement
+    assert u85.static_shapes and u85.integer_io and u85.statuses == u55.statuses
+    assert u55.op("CONV_2D").constraints and not u85.op("CONV_2D").constraints  # replaced whole
+    assert u55.op("CAST").fix_hint and not u85.op("CAST").fix_hint and u85.supports("CAST")
+    assert u85.op("MEAN") == u55.op("MEAN")  # inherited as it is
+    assert u85.aux_dtypes == ("int32", "bool") and u55.aux_dtypes == ("int32",)
+
+
+def test_dynamic_batch_is_set_to_one_by_vela_and_the_profile_knows():
+    """A .tflite with a dynamic batch (the plain converter's): Vela sets it to 1 and maps every
+    op; the profile (`dynamic_batch = true`) agrees. The Edge TPU's profile does not."""
+    data = conv_chain("RELU", signature_batch=-1)
+    result = vela.run(data)
+    assert all(o.on_npu for o in result.ops) and "Setting shape axis 0 to 1" in result.log
+    u55 = check(read_tflite(data), load_profile("ethos-u55"))
+    assert u55.fully_on_target and vela.compare(u55, result) == []
+    assert not check(read_tflite(data), load_profile("edgetpu")).fully_on_target
