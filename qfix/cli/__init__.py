@@ -143,6 +143,10 @@ def main_command(
                                                help="rule codes, prefixes or names to skip"),
     samples: Optional[int] = typer.Option(None, "--samples", min=1, max=10000, metavar="N",
                                           help="calibration / comparison samples (default 32)"),
+    memory: Optional[str] = typer.Option(None, "--memory", metavar="SPEC",
+                                         help="models: the device's memory, e.g. flash=1MB,ram=256KB (KB = KiB = "
+                                              "1024 B); over it is a blocker (ram: targets whose runtime measures "
+                                              "its arena, tflm)"),
     static: bool = typer.Option(False, "--static", help="models: static findings only, no TensorFlow"),
     write: bool = typer.Option(False, "--write", help="Python sources: apply the safe fixes in place"),
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="also apply fixes that change the numbers"),
@@ -162,7 +166,7 @@ def main_command(
         ("--check", check), ("--calibration", calibration is not None), ("--custom-objects", custom_objects),
         ("--trust-lambdas", trust_lambdas), ("--mode", mode), ("--samples", samples is not None),
         ("--static", static), ("--write", write), ("--unsafe-fixes", unsafe_fixes), ("--diff", diff),
-        ("--out-dir", out_dir), ("--in-place", in_place)) if value}
+        ("--out-dir", out_dir), ("--in-place", in_place), ("--memory", memory is not None)) if value}
     inputs = classify(list(paths))
     try:
         check_usage(given, models=bool(inputs.models), select=_csv(select), ignore=_csv(ignore),
@@ -174,10 +178,12 @@ def main_command(
     console = Console(stderr=False)
     if inputs.models:
         from qfix.jobs.check import Options
+        from qfix.targets.memory import parse_memory
 
         opts = Options(target=target or "edgetpu", calibration=calibration, custom_objects=custom_objects,
                        trust_lambdas=trust_lambdas, mode=mode or "ptq", select=select, ignore=ignore,
-                       samples=samples or 32, static_only=static)
+                       samples=samples or 32, static_only=static,
+                       memory=parse_memory(memory) if memory is not None else None)
         raise typer.Exit(_run_models(inputs.models, opts, console, output_format=output_format, check=check,
                                      diff=diff, unsafe_fixes=unsafe_fixes, out_dir=out_dir, in_place=in_place))
     from qfix.cli.source import run as run_source

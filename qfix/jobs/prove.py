@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from qfix.convert.worker import Worker, WorkerFailure
+from qfix.convert.worker import Worker, WorkerFailure, memory_limit, stage_timeout
 from qfix.model.graph import Graph
 from qfix.targets import Profile
 from qfix.types import Violation
@@ -43,6 +43,8 @@ class Verification:
     recipe: str = ""
     # .tflite output index -> {"index", "name" (signature key), "layer" (Keras output layer)}.
     outputs: list[dict[str, Any]] = field(default_factory=list)
+    # What the run measured, for --memory: kind ("flash", "ram") -> {"bytes", "what"}.
+    memory: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def outputs_in_model_order(self) -> bool:
@@ -82,6 +84,7 @@ class Verification:
             "recipe": self.recipe,
             "outputs": self.outputs,
             "outputs_in_model_order": self.outputs_in_model_order,
+            "memory": self.memory,
         }
 
 
@@ -121,17 +124,34 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     _attribute_op_nodes(placement, tfl, graph)
     _attribute_by_class(placement, tfl, graph)
     _attribute_weighted_ops(placement, graph)
-    compiler = None
+    compiler = ran = None
     real = find_compiler(profile)  # the profile's toolchain, when its compiler is installed
-    if real is not None:
-        compiled = real.run(tflite)
-        if compiled is not None:
-            compiler = {"used": real.NAME, "result": compiled.to_json(),
-                        "disagreements": real.compare(placement, compiled)}
+    runtime = real is not None and getattr(real, "NEEDS_SAMPLES", False)  # runs on the samples
+    if real is not None and not runtime:
+        ran = real.run(tflite)
     progress(f"comparing{label} numbers with the float model")
-    fid = worker.fidelity(model, tflite, calib, f"comparing{label} numbers with the float model")
+    fid = worker.fidelity(model, tflite, calib, f"comparing{label} numbers with the float model", raw=runtime)
+    if runtime:
+        progress(f"running{label} the converted model in the {real.NAME} interpreter")
+        ran = real.run(tflite, fid.raw, timeout=stage_timeout(), memory_limit=memory_limit())
+        fid.raw = None  # LiteRT's tensors served their purpose; verifications are kept around
+    if ran is not None:
+        compiler = {"used": real.NAME, "kind": getattr(real, "KIND", "compiler"), "result": ran.to_json(),
+                    "disagreements": real.compare(placement, ran)}
     return Verification(placement, fid, compiler, seconds, tflite, calib.source,
-                        recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs])
+                        recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs],
+                        measured_memory(tflite, real, ran))
+
+
+def measured_memory(tflite: bytes, real: Any, ran: Any) -> dict[str, dict[str, Any]]:
+    """kind -> {"bytes", "what"}: the .tflite's size as flash, unless the target's real tool
+    measured its own figures (the TFLM interpreter: also the tensor arena as ram)."""
+    out: dict[str, dict[str, Any]] = {"flash": {"bytes": len(tflite), "what": "the .tflite flatbuffer"}}
+    if ran is not None and hasattr(real, "memory"):
+        for kind, (size, what) in real.memory(ran).items():
+            if size is not None:
+                out[kind] = {"bytes": int(size), "what": what}
+    return out
 
 
 def output_order(tfl: Any, graph: Graph) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ def check_json(result, outputs: dict[str, Any] | None = None, float_equivalence:
         "float_equivalence": float_equivalence,
         "input_quantization": result.input_quantization,
         "unsafe_fixes_available": unsafe_fixes_left(result.findings),
+        "memory_budget": result.budget.to_json() if result.budget else None,
         "exit_code": result.exit_code(),
         **(extra or {}),
     }

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from qfix.report.sanitize import printable
 from qfix.targets.check import from_layer
+from qfix.targets.memory import format_bytes
 from qfix.types import Applicability
 
 ZERO_SIGNAL = "QF408"
@@ -64,6 +65,7 @@ def render_check(result, console: Console) -> None:
             console.print(f"[yellow]{escape(result.not_converted)}[/]")
         return
     render_verification(ver, console)
+    render_memory(result, console)
     render_inputs(result, console)
     render_verdict(result, console)
     render_unsafe_hint(unsafe_fixes_left(result.findings), console)
@@ -96,6 +98,8 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         console.print(f"  [yellow]warning:[/] the .tflite's outputs are not in the model's order: {escape(order)}")
     if ver.compiler and ver.compiler.get("used", "profile") != "profile":  # a real compiler ran
         dis = ver.compiler.get("disagreements") or []
+        if ver.compiler.get("kind") == "runtime":
+            render_runtime(ver.compiler, console)
         console.print(f"  {ver.compiler['used']} ran: {len(dis)} disagreement(s) with the profile")
         for d in dis:
             console.print(f"    {escape(d)}")
@@ -107,6 +111,46 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
             f"[bold]numbers[/] ({fid.samples} samples, {label}): SQNR {fid.sqnr_db:.1f} dB, "
             f"max abs error {fid.max_abs_error:.4g}, top-1 agreement {top1}"
         )
+
+
+def render_runtime(compiler: dict, console: Console) -> None:
+    """The target's real runtime (the TFLM interpreter): did it run the model, do its outputs
+    match LiteRT's, and the tensor arena it needed."""
+    r, name = compiler.get("result") or {}, escape(compiler.get("used"))
+    if not r.get("ok"):
+        console.print(f"  [bold red]{name} interpreter cannot run the model:[/] {escape(r.get('error'))}")
+        return
+    steps = "" if r.get("max_diff_steps") is None else f", max {r['max_diff_steps']} step(s) apart"
+    verdict = ("[green]match LiteRT[/] (within one quantization step)" if not r.get("beyond_one_step") else
+               f"[yellow]differ from LiteRT[/]: {r['beyond_one_step']} value(s) more than one step apart")
+    console.print(f"  {name} interpreter ran {r.get('samples')} samples: outputs {verdict}; "
+                  f"{r.get('differing')} of {r.get('values')} values differ{steps}")
+    arena = r.get("arena_bytes")
+    if arena is not None:
+        checked = " (the model runs in exactly that)" if r.get("arena_checked") else ""
+        console.print(f"  tensor arena {format_bytes(arena)} ({arena:,} bytes){checked}, "
+                      f"model {format_bytes(r.get('model_bytes'))} ({r.get('model_bytes'):,} bytes)")
+
+
+def render_memory(result, console: Console) -> None:
+    """The --memory budget against what the run measured (shown with a budget, or when the
+    target's runtime measured RAM)."""
+    ver, budget = result.verification, result.budget
+    measured = getattr(ver, "memory", None) or {}
+    if ver is None or (budget is None and "ram" not in measured):
+        return
+    parts = []
+    for kind in ("flash", "ram"):
+        got, limit = measured.get(kind), getattr(budget, kind, None) if budget else None
+        if got is None and limit is None:
+            continue
+        text = f"{kind} {format_bytes(got['bytes']) if got else 'not measured'}"
+        if limit is not None:
+            fits = got is not None and got["bytes"] <= limit
+            text += f" of {format_bytes(limit)} " + ("[green]fits[/]" if fits else "[bold red]does not fit[/]"
+                                                      if got else "[yellow]unchecked[/]")
+        parts.append(text)
+    console.print(f"[bold]memory:[/] {'; '.join(parts)}")
 
 
 def render_verdict(result, console: Console) -> None:
@@ -184,6 +228,7 @@ def render_fix(run, console: Console) -> None:
         label = "float delta of the unsafe fixes" if unsafe else "float equivalence (fixed vs original)"
         console.print(f"[bold]{label}:[/] max abs diff {run.float_equivalence:.3g} on "
                       f"{result.verification.fidelity.samples} samples (safe tolerance {run.tolerance:.3g})")
+    render_memory(result, console)
     render_inputs(result, console)
     if run.batch_note:
         console.print(f"[bold]batch:[/] {escape(run.batch_note)}")
@@ -233,3 +278,5 @@ def render_before_after(run, console: Console) -> None:
     console.print(table)
     label = "synthetic data" if a.fidelity.synthetic else a.calibration_source
     console.print(f"numbers on {a.fidelity.samples} samples ({escape(label)})")
+    if a.compiler and a.compiler.get("kind") == "runtime":  # the fixed model, in the target's runtime
+        render_runtime(a.compiler, console)

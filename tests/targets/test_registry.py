@@ -168,10 +168,11 @@ def test_profile_without_recipe_gets_the_int8_default(tmp_path):
 
 
 def test_compiler_found_by_toolchain_name(my_npu):
-    from qfix.targets.compilers import edgetpu
+    from qfix.targets.compilers import edgetpu, tflm
 
     assert find(load_profile("edgetpu")) is edgetpu
-    assert all(find(load_profile(t)) is None for t in ("int8", "tflm", "ethos-u"))
+    assert find(load_profile("tflm")) is tflm and tflm.KIND == "runtime"
+    assert all(find(load_profile(t)) is None for t in ("int8", "ethos-u"))
     assert load_profile("tflm").toolchain["name"] == "tflite-micro"
     assert load_profile("ethos-u").toolchain["name"] == "vela"
     # a user profile naming edgetpu_compiler as its toolchain gets the real compiler too
@@ -199,7 +200,8 @@ def test_targets_command_lists_every_target_with_its_verdict_source():
         assert f"{t} " in r.stdout and p.recipe.description in r.stdout
         assert verdict_source(p) in r.stdout
     assert "real compiler (edgetpu_compiler) when on PATH, else profile" in r.stdout
-    assert r.stdout.count("profile only") == 3
+    assert "real runtime (tflite-micro interpreter) when installed, else profile" in r.stdout
+    assert r.stdout.count("profile only") == 2
 
 
 def test_added_target_runs_source_rules_like_its_original(tmp_path, my_npu):
