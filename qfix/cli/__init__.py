@@ -177,13 +177,15 @@ def main_command(
     select, ignore = _upper(_csv(select)), _upper(_csv(ignore))  # codes are matched upper-case
     console = Console(stderr=False)
     if inputs.models:
-        from qfix.jobs.check import Options
         from qfix.targets.memory import parse_memory
+
+        budget = parse_memory(memory) if memory is not None else None  # before the jobs' imports
+        from qfix.jobs.check import Options
 
         opts = Options(target=target or "edgetpu", calibration=calibration, custom_objects=custom_objects,
                        trust_lambdas=trust_lambdas, mode=mode or "ptq", select=select, ignore=ignore,
                        samples=samples or 32, static_only=static,
-                       memory=parse_memory(memory) if memory is not None else None)
+                       memory=budget)
         raise typer.Exit(_run_models(inputs.models, opts, console, output_format=output_format, check=check,
                                      diff=diff, unsafe_fixes=unsafe_fixes, out_dir=out_dir, in_place=in_place))
     from qfix.cli.source import run as run_source

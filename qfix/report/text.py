@@ -125,11 +125,12 @@ def render_runtime(compiler: dict, console: Console) -> None:
                f"[yellow]differ from LiteRT[/]: {r['beyond_one_step']} value(s) more than one step apart")
     console.print(f"  {name} interpreter ran {r.get('samples')} samples: outputs {verdict}; "
                   f"{r.get('differing')} of {r.get('values')} values differ{steps}")
-    arena = r.get("arena_bytes")
-    if arena is not None:
-        checked = " (the model runs in exactly that)" if r.get("arena_checked") else ""
-        console.print(f"  tensor arena {format_bytes(arena)} ({arena:,} bytes){checked}, "
-                      f"model {format_bytes(r.get('model_bytes'))} ({r.get('model_bytes'):,} bytes)")
+    arena, recorded = r.get("arena_bytes"), r.get("arena_recorded")
+    size = (f"{format_bytes(arena)} ({arena:,} bytes, the least it ran in" if arena is not None
+            else "not measured (no arena up to the largest tried ran it" )
+    size += f"; TFLM records {recorded:,} bytes used)" if recorded is not None else ")"
+    console.print(f"  tensor arena {size}, model {format_bytes(r.get('model_bytes'))} "
+                  f"({r.get('model_bytes'):,} bytes)")
 
 
 def render_memory(result, console: Console) -> None:

@@ -14,12 +14,13 @@ on TFLM: "Only int32_t are supported currently") passes an op-name check and sti
 the model on the device.
 
 ## Example
-`keras.ops.argmax` at the end of a model for TFLM: the converter writes an int64 output,
-and TFLM's ARG_MAX kernel fails at invoke.
+A Conv2D with `activation="gelu"` for TFLM: the converter writes a GELU op, which TFLM does
+not register, and the interpreter stops before the first sample: "Didn't find op for
+builtin opcode 'GELU'" (QF302 predicts it from the model; the runtime confirms it).
 
 ## Use instead
-What the runtime's message names: an int32 output (`keras.ops.cast(..., "int32")` before
-the argmax), another op, or a layer qfix's other rules can rewrite.
+What the runtime's message names: an op it registers (the static rules' fixes, e.g. gelu's
+tanh approximation), a supported dtype, or a layer qfix's other rules can rewrite.
 
 ## Fix safety
 Display-only.

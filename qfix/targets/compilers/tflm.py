@@ -8,12 +8,15 @@ the very integer tensors LiteRT was fed in the fidelity check (`Fidelity.raw`), 
 runtimes' outputs compare value by value, in quantization steps (one step = one integer level
 of the output tensor, `scale` in real units).
 
-The arena figure is TFLM's own record (`RecordingMicroAllocator`'s "Arena allocation total",
-what `MicroInterpreter::arena_used_bytes()` returns), checked by running the model once more
-in an arena of exactly that size. It is measured on the host build with the reference
-kernels: on a 32-bit MCU the interpreter's own structs are smaller, while optimized kernels
-(CMSIS-NN) may ask for scratch buffers the reference kernels do not; treat it as the figure
-to start from, as TFLM's docs do.
+The arena figure is measured: the least arena in which the interpreter allocates the model and
+runs a sample to the same outputs, found by running it again (tflm_child.least_arena). TFLM's
+own record (`RecordingMicroAllocator`'s "Arena allocation total", what `arena_used_bytes()`
+returns) is reported beside it and can be short: planning needs scratch space it frees again
+(a tiny model here: 1,392 bytes recorded, 1,864 needed). Both are measured on the host build
+with the reference kernels and an unaligned buffer (TFLM rounds the arena's start up to 16
+bytes): on a 32-bit MCU the interpreter's own structs are smaller, while optimized kernels
+(CMSIS-NN) may ask for scratch buffers the reference kernels do not; treat it as the figure to
+start from, with a margin, as TFLM's docs advise for arena_used_bytes().
 
 The Python interpreter registers every TFLM kernel (an all-ops resolver), so it answers "can
 TFLM run this op with these tensors", not "did my application register it": the op table of
@@ -43,7 +46,9 @@ CHILD = Path(__file__).with_name("tflm_child.py")
 # Arenas to try: the first fits every model an MCU can hold; a model that needs more gets one
 # more try, so its figure is still measured (and reported as over any MCU's RAM).
 ARENAS = (16 << 20, 256 << 20)
-_TOO_SMALL = ("failed to allocate", "failed to resize buffer", "failed to allocate tail memory")
+# What TFLM's allocator prints when the arena is too small (the exception alone, "TFLM failed
+# to allocate tensors", also ends a missing op: only these lines tell the two apart).
+_TOO_SMALL = ("failed to resize buffer", "failed to allocate tail memory", "failed to allocate memory")
 
 
 @dataclass
@@ -66,8 +71,8 @@ class RuntimeResult:
     version: str | None
     stage: str | None  # what failed: "loading" (building it, allocating tensors), "invoking"
     error: str | None
-    arena_bytes: int | None  # tensor arena the model used (bytes)
-    arena_checked: bool  # it ran again in exactly arena_bytes, same outputs
+    arena_bytes: int | None  # the least tensor arena the model ran in (bytes)
+    arena_recorded: int | None  # what TFLM's allocator recorded as used (arena_used_bytes())
     model_bytes: int  # the flatbuffer: what a TFLM application keeps in flash
     samples: int
     values: int = 0
@@ -88,7 +93,10 @@ class RuntimeResult:
 
 def available() -> str | None:
     """Where `tflite_micro` is installed, or None (found without importing it)."""
-    spec = importlib.util.find_spec("tflite_micro")
+    try:
+        spec = importlib.util.find_spec("tflite_micro")
+    except (ImportError, ValueError):  # a broken install, or hidden (sys.modules entry None)
+        return None
     return spec.origin if spec is not None else None
 
 
@@ -103,7 +111,7 @@ def run(model: bytes, samples: dict[str, list[dict[int, np.ndarray]]] | None, ti
 
     tfl = read_tflite(model)
     feed = (samples or {}).get("inputs") or []
-    base = RuntimeResult(False, None, "loading", None, None, False, len(model), len(feed))
+    base = RuntimeResult(False, None, "loading", None, None, None, len(model), len(feed))
     try:
         arrays = {f"s{s}_i{i}": row[t] for s, row in enumerate(feed) for i, t in enumerate(tfl.inputs)}
     except KeyError as exc:
@@ -128,7 +136,7 @@ def run(model: bytes, samples: dict[str, list[dict[int, np.ndarray]]] | None, ti
 
 
 def _too_small(result: RuntimeResult) -> bool:
-    text = " ".join([result.error or "", *result.log]).lower()
+    text = " ".join(result.log).lower()
     return result.stage == "loading" and any(t in text for t in _TOO_SMALL)
 
 
@@ -152,9 +160,9 @@ def _child(work: Path, samples: int, n_in: int, n_out: int, arena: int, timeout:
         code, stderr = None, ""
     raw = _read_json(work / "result.json")
     result = RuntimeResult(bool(raw.get("ok")), raw.get("version"), raw.get("stage", "starting"), raw.get("error"),
-                           raw.get("arena_bytes"), bool(raw.get("arena_checked")), 0, samples,
+                           raw.get("arena_bytes"), raw.get("arena_recorded"), 0, samples,
                            log=[str(line) for line in raw.get("log", [])])
-    where = f" while {result.stage}" if result.stage else " while checking the arena size"
+    where = f" while {result.stage}" if result.stage else " while measuring the arena"
     if code is None:
         result.ok, result.error = False, f"the TFLM interpreter timed out after {timeout:g} s{where}"
     elif code < 0 and not result.ok:
@@ -162,8 +170,8 @@ def _child(work: Path, samples: int, n_in: int, n_out: int, arena: int, timeout:
     elif code != 0 and not raw:
         tail = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no message"]
         result.error = f"the TFLM interpreter could not start (exit status {code}): {tail[0][:300]}"
-    if result.ok and result.error is None and not result.arena_checked and code not in (0, None):
-        result.log.append(f"the arena check ended with {_signal_name(code) if code < 0 else f'status {code}'}")
+    if result.ok and result.error is None and result.arena_bytes is None and code not in (0, None):
+        result.log.append(f"the arena search ended with {_signal_name(code) if code < 0 else f'status {code}'}")
     if not result.ok and result.error is None:
         result.error = "the TFLM interpreter failed"
     if result.ok and not result.error:
