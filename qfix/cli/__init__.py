@@ -249,16 +249,18 @@ def rule_command(code: str = typer.Argument(..., metavar="CODE", help="a rule co
 
 
 @catalogue.command("targets", cls=PlainHelp)
-def targets_command() -> None:
-    """List the built-in targets: recipe, and how `--check` obtains the verdict."""
+def targets_command(
+    profiles: Optional[List[str]] = typer.Argument(None, metavar="PROFILE",
+                                                   help="your own profile .toml files to check and show"),
+) -> None:
+    """List the targets: what each requires, its placement and recipe, what --memory can
+    check, how the verdict is obtained (real compiler, real runtime or profile only) and the
+    profile's sources. With PROFILE files: those, checked as --target would."""
+    from qfix.report.targets import render_targets
     from qfix.targets import available_targets, load_profile
-    from qfix.targets.compilers import verdict_source
 
-    for t in available_targets():
-        p = load_profile(t)
-        aka = f" (also: {', '.join(p.aliases)})" if p.aliases else ""
-        print(f"{t:<10} {p.name}{aka}\n{'':<10} recipe: {p.recipe.description}\n"
-              f"{'':<10} verdict: {verdict_source(p)}")
+    keys = profiles or available_targets()
+    print(render_targets([(k, load_profile(k)) for k in keys]))
 
 
 def _usage_line(exc: Exception) -> str:

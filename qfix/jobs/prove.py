@@ -66,6 +66,7 @@ class Verification:
             "float_tensors": p.float_tensors,
             "dynamic_tensors": p.dynamic_tensors,
             "warnings": p.warnings,
+            "fallback": p.fallback,
             "ops": [
                 {"index": o.index, "op": o.op, "version": o.version, "layer": o.layer,
                  "on_target": o.on_target, "status": o.status, "reason": o.reason}

@@ -21,6 +21,7 @@ def unsafe_fixes_left(findings) -> list[str]:
 
 
 MAX_FIELD = 2000  # characters of one value from a file (a layer name, a message quoting it)
+MAX_FALLBACK = 12  # ops listed as leaving the target in the text report (JSON has them all)
 
 
 def escape(text: object) -> str:
@@ -91,6 +92,11 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
             f"  first unsupported: [bold]{escape(f['op'])}[/] (op {f['index']}) {escape(from_layer(f['layer']))} — "
             f"{escape(f.get('status') or '')}: {escape(f['reason'])}"
         )
+    for f in getattr(pl, "fallback", [])[:MAX_FALLBACK]:  # islands: each op the target leaves out
+        console.print(f"  {escape(f['status'])}: [bold]{escape(f['op'])}[/] (op {f['index']}) "
+                      f"{escape(from_layer(f['layer']))} — {escape(f['reason'])}")
+    if len(getattr(pl, "fallback", [])) > MAX_FALLBACK:
+        console.print(f"  ... and {len(pl.fallback) - MAX_FALLBACK} more op(s) (--format json lists them all)")
     for w in pl.warnings:
         console.print(f"  [yellow]warning:[/] {escape(w)}")
     if ver.outputs and not ver.outputs_in_model_order:  # index-based runtimes read the wrong head
@@ -157,8 +163,11 @@ def render_memory(result, console: Console) -> None:
 def render_verdict(result, console: Console) -> None:
     """The last line: it follows the proof (exit status 0 or 1) and says why not a success."""
     name = escape(result.profile.name)
+    note = result.profile.toolchain.get("note")
+    # A verdict no real tool can check here says so (the GPU delegate: no GPU on this machine).
+    how = f" [dim](by the profile only: {escape(note)})[/]" if note else ""
     if result.exit_code() == 0:
-        console.print(f"[bold green]runs fully on {name}[/]")
+        console.print(f"[bold green]runs fully on {name}[/]{how}")
         return
     ver = result.verification
     silent = [v for v in result.blockers if v.code == ZERO_SIGNAL]
@@ -166,7 +175,7 @@ def render_verdict(result, console: Console) -> None:
         console.print(f"[bold red]runs op by op on {name}, but its int8 outputs carry no signal "
                       f"(SQNR {ver.fidelity.sqnr_db:.1f} dB, {ZERO_SIGNAL}): not a success[/]")
     else:
-        console.print(f"[bold red]blockers remain for {name}[/]")
+        console.print(f"[bold red]blockers remain for {name}[/]{how}")
 
 
 def render_unsafe_hint(codes: list[str], console: Console) -> None:

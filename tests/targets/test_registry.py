@@ -195,13 +195,36 @@ def test_no_target_id_literals_outside_the_edgetpu_module():
 def test_targets_command_lists_every_target_with_its_verdict_source():
     r = qfix("targets")
     assert r.returncode == 0, r.stderr
-    for t in available_targets():
+    blocks = r.stdout.strip().split("\n\n")
+    assert [b.split()[0] for b in blocks] == available_targets()
+    for t, block in zip(available_targets(), blocks):
         p = load_profile(t)
-        assert f"{t} " in r.stdout and p.recipe.description in r.stdout
-        assert verdict_source(p) in r.stdout
-    assert "real compiler (edgetpu_compiler) when on PATH, else profile" in r.stdout
-    assert "real runtime (tflite-micro interpreter) when installed, else profile" in r.stdout
-    assert r.stdout.count("profile only") == 2
+        labels = [line.split()[0] for line in block.splitlines()[1:]]
+        assert labels == ["requires", "placement", "recipe", "memory", "verdict", "sources"], block
+        assert p.recipe.description in block and f"verdict    {verdict_source(p)}" in block
+    by_id = dict(zip(available_targets(), blocks))
+    assert "verdict    real compiler (edgetpu_compiler) when on PATH, else profile" in by_id["edgetpu"]
+    assert "verdict    real runtime (tflite-micro interpreter) when installed, else profile" in by_id["tflm"]
+    assert "verdict    profile only (no GPU here" in by_id["gpu"]
+    assert "ram (the tensor arena the runtime needs)" in by_id["tflm"]
+    assert "ram" not in by_id["edgetpu"].split("memory")[1].split("\n")[0]
+    assert "int8 I/O, batch 1, static shapes" in by_id["tflm"] and "all or nothing" in by_id["tflm"]
+    assert "float32/float16 tensors" in by_id["gpu"] and "rank 4 or less" in by_id["gpu"]
+    assert "prefix: the first op off target cuts the graph" in by_id["edgetpu"]
+
+
+def test_targets_command_shows_a_user_profile_or_its_error(my_npu, tmp_path):
+    r = qfix("targets", str(my_npu))
+    assert r.returncode == 0 and r.stdout.startswith(f"{my_npu}  "), r.stdout + r.stderr
+    assert "[id my_npu]" in r.stdout and "verdict    profile only" in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(my_npu.read_text().replace("static_shapes = false", "static_shape = false"))
+    r = qfix("targets", str(bad))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == (f"QF912 bad target profile {bad}: target.model_rules.static_shape: unknown key "
+                                "(known: activation_dtypes, aux_dtypes, integer_io, max_delegated_partitions, "
+                                "max_innermost_dims, max_rank, max_subgraphs, max_tflite_runtime, sram_bytes_approx, "
+                                "state_dtypes, static_shapes, version_failure, each with _source and _confidence)")
 
 
 def test_added_target_runs_source_rules_like_its_original(tmp_path, my_npu):
@@ -238,7 +261,7 @@ def test_unknown_target_is_the_same_qf910_on_both_sides(tmp_path, path):
     r = qfix(path, "--target", "gpu9000", "--check", cwd=tmp_path)
     assert r.returncode == 2
     line = (r.stdout + r.stderr).strip()
-    assert line == "QF910 unknown target 'gpu9000' (known: edgetpu, ethos-u, int8, tflm; or pass a .toml profile)"
+    assert line == "QF910 unknown target 'gpu9000' (known: edgetpu, ethos-u, gpu, int8, tflm; or pass a .toml profile)"
 
 
 @pytest.mark.parametrize("path", ["convert.py", str(FIX / "tiny_cnn_k3.keras")])
