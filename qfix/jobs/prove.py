@@ -4,7 +4,8 @@ recipe, check the .tflite op by op, ask the target's compiler, compare the numbe
 Converting and interpreting run in the worker child (qfix.convert.worker); the op-by-op check
 and the compiler run here, in the parent: they read only the flatbuffer bytes the child hands
 back, need the Profile (possibly a user's .toml) and the graph without pickling them, and are
-pure Python (the compiler is its own subprocess), so nothing in them can crash the parent.
+pure Python (the compiler, or a runtime such as the TFLM interpreter, is its own subprocess),
+so nothing in them can crash the parent.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     compare its numbers with the Keras model the worker holds as `model` (`graph` is that
     model's graph). `seconds`: the conversion's time; `recipe`: how it was converted."""
     from qfix.targets.check import check
-    from qfix.targets.compilers import find as find_compiler
+    from qfix.targets.compilers import find as find_compiler, runtime_for
     from qfix.targets.tflite import read_tflite
 
     progress(f"checking{label} op by op")
@@ -125,23 +126,29 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     _attribute_op_nodes(placement, tfl, graph)
     _attribute_by_class(placement, tfl, graph)
     _attribute_weighted_ops(placement, graph)
-    compiler = ran = None
+    compiler = None
     real = find_compiler(profile)  # the profile's toolchain, when its compiler is installed
-    runtime = real is not None and getattr(real, "NEEDS_SAMPLES", False)  # runs on the samples
-    if real is not None and not runtime:
-        ran = real.run(tflite)
+    if real is not None:
+        compiled = real.run(tflite)
+        if compiled is not None:
+            compiler = {"used": real.NAME, "result": compiled.to_json(),
+                        "disagreements": real.compare(placement, compiled)}
+    # A runtime that runs the model (TFLM) is fed what LiteRT was fed in the numbers check.
+    runtime = runtime_for(profile)
     progress(f"comparing{label} numbers with the float model")
-    fid = worker.fidelity(model, tflite, calib, f"comparing{label} numbers with the float model", raw=runtime)
-    if runtime:
-        progress(f"running{label} the converted model in the {real.NAME} interpreter")
-        ran = real.run(tflite, fid.raw, timeout=stage_timeout(), memory_limit=memory_limit())
+    fid = worker.fidelity(model, tflite, calib, f"comparing{label} numbers with the float model",
+                          raw=runtime is not None)
+    ran = None
+    if runtime is not None:
+        progress(f"running{label} the converted model in the {runtime.NAME} interpreter")
+        ran = runtime.run(tflite, fid.raw, timeout=stage_timeout(), memory_limit=memory_limit())
         fid.raw = None  # LiteRT's tensors served their purpose; verifications are kept around
-    if ran is not None:
-        compiler = {"used": real.NAME, "kind": getattr(real, "KIND", "compiler"), "result": ran.to_json(),
-                    "disagreements": real.compare(placement, ran)}
+        if ran is not None:
+            compiler = {"used": runtime.NAME, "kind": runtime.KIND, "result": ran.to_json(),
+                        "disagreements": runtime.compare(placement, ran)}
     return Verification(placement, fid, compiler, seconds, tflite, calib.source,
                         recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs],
-                        measured_memory(tflite, real, ran))
+                        measured_memory(tflite, runtime, ran))
 
 
 def measured_memory(tflite: bytes, real: Any, ran: Any) -> dict[str, dict[str, Any]]:

@@ -4,7 +4,9 @@
 With `--memory flash=SIZE,ram=SIZE`, compares what the run measured with the budget: flash
 with the converted `.tflite` (the flatbuffer a TFLite Micro application links in as a C
 array), RAM with the tensor arena the real TFLM interpreter needed for the model. Sizes:
-B, KB = KiB = 1024 B, MB = MiB = 1024² B (as microcontroller datasheets count).
+B, KB = KiB = 1024 B, MB = MiB = 1024² B (as microcontroller datasheets count). When the
+runtime that measures the arena did not run (not installed, or the model failed in it), a
+RAM budget cannot be shown to hold: that fires too, saying so.
 
 ## Why is this bad?
 A model that is over its flash does not link; one whose arena is over the RAM fails in

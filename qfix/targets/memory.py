@@ -1,14 +1,14 @@
 """Memory budgets (`--memory flash=1MB,ram=256KB`) and byte counts for reports.
 
 Units, case-insensitive: B; KB and KiB = 1024 bytes; MB and MiB = 1024² bytes. KB and MB
-follow JEDEC memory usage (JESD100B.01), as microcontroller datasheets write it: "256 KB
+follow the JEDEC usage for memory (JESD100B.01; recalled), as datasheets write it: "256 KB
 SRAM" is 262,144 bytes, so a budget copied from a datasheet means what the chip has. A bare
 number is bytes. Decimals are allowed (`1.5MB`); the budget is rounded down to whole bytes.
 
 - `flash`: bytes for the model itself, compared with the converted `.tflite` (a TFLM
   application links the flatbuffer into flash as a C array; code size is not counted).
 - `ram`: bytes for the tensor arena, compared with the arena the real TFLM interpreter needed
-  (measured only by a target whose runtime reports it: `Measures` of its compiler module).
+  (measured only by a target whose runtime reports it: `MEASURES` of its compiler module).
 
 Pure Python: the CLI parses the option before anything is loaded.
 """

@@ -181,6 +181,16 @@ def test_broken_profiles_through_the_console_script(tmp_path, change, needle):
         assert "Traceback" not in proc.stdout + proc.stderr and proc.stdout == ""
 
 
+@pytest.mark.parametrize("name,needle", [("profiles", "is a folder"), ("nope.toml", "No such file or directory"),
+                                         ("sub/nope", "No such file or directory")])
+def test_a_profile_path_that_is_no_profile_through_the_console_script(tmp_path, name, needle):
+    (tmp_path / "profiles").mkdir()
+    proc = qfix_run(TINY, "--check", "--target", tmp_path / name)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("QF912 ") and needle in lines[0], proc.stderr
+
+
 def test_the_example_runs_the_static_check_through_the_console_script():
     proc = qfix_run(TINY, "--target", EXAMPLE, "--check", "--static", "--format", "json")
     assert proc.returncode == 0, proc.stdout + proc.stderr

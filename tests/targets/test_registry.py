@@ -249,6 +249,15 @@ def test_new_targets_accepted_by_both_front_ends(tmp_path, target):
     assert json.loads(model.stdout)["target"] == load_profile(target).id
 
 
+def test_gpu_sources_need_no_integer_recipe(tmp_path):
+    """The float16 recipe: a converter script with Optimize.DEFAULT alone is no QF401 for the GPU."""
+    script = tmp_path / "convert.py"
+    script.write_text(CONVERTER_SCRIPT)
+    r = qfix(str(script), "--target", "gpu", "--format", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["findings"] == [], r.stdout + r.stderr
+    assert not load_profile("gpu").integer and load_profile("gpu").recipe.quantization == "float16"
+
+
 def test_tflm_model_side_flags_gelu():
     r = qfix(str(FIX / "gelu_mlp_k3.keras"), "--target", "tflm", "--check", "--static", "--format", "json")
     assert "QF302" in {f["code"] for f in json.loads(r.stdout)["findings"]}, r.stdout + r.stderr

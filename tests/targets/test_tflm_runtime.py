@@ -56,6 +56,8 @@ def chain():
 
 def test_the_tflm_profile_names_this_runtime():
     assert find(load_profile("tflm")) is tflm and tflm.available()
+    # A compiler's step (`run(tflite)`, before the numbers) runs nothing: it needs the samples.
+    assert tflm.run(conv_chain()) is None
 
 
 def test_tflm_runs_the_model_and_matches_litert(chain, record_property):

@@ -149,7 +149,7 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
     from tflite.BuiltinOperator import BuiltinOperator
     from tflite.BuiltinOptions import BuiltinOptions
 
-    codes = {"float32": 0, "int32": 2, "uint8": 3, "int64": 4, "int8": 9, "int16": 7}
+    codes = {"float32": 0, "float16": 1, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int8": 9, "int16": 7}
     b = flatbuffers.Builder(1024)
 
     def vector(start, values, kind="Int32"):

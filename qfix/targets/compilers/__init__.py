@@ -42,6 +42,13 @@ def verdict_source(profile: "Profile") -> str:
     return f"real compiler ({compiler.NAME}) when on PATH, else profile"
 
 
+def runtime_for(profile: "Profile") -> ModuleType | None:
+    """The profile's runtime that runs the converted model on the samples LiteRT ran
+    (`NEEDS_SAMPLES`: the TFLM interpreter), or None."""
+    real = find(profile)
+    return real if getattr(real, "NEEDS_SAMPLES", False) else None
+
+
 def measures(profile: "Profile") -> frozenset[str]:
     """The `--memory` kinds a run for this target measures: the .tflite's size (flash) always;
     more when the profile's real tool reports them (the TFLM tensor arena: ram)."""

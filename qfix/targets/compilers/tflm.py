@@ -100,17 +100,19 @@ def available() -> str | None:
     return spec.origin if spec is not None else None
 
 
-def run(model: bytes, samples: dict[str, list[dict[int, np.ndarray]]] | None, timeout: float = 600.0,
+def run(model: bytes, samples: dict[str, list[dict[int, np.ndarray]]] | None = None, timeout: float = 600.0,
         memory_limit: int | None = None) -> RuntimeResult | None:
     """Run `model` (a .tflite) in the TFLM interpreter on `samples` (`Fidelity.raw`: per sample,
     {tensor index: array} of what LiteRT was fed and gave) and compare. None when tflite-micro
-    is not installed. Never raises for the model's sake: a failure or a crash is the result."""
-    if available() is None:
+    is not installed, or without samples (a compiler's step, `run(tflite)`: this runtime runs
+    after the numbers check, on its samples). Never raises for the model's sake: a failure or a
+    crash is the result."""
+    if samples is None or available() is None:
         return None
     from qfix.targets.tflite import read_tflite
 
     tfl = read_tflite(model)
-    feed = (samples or {}).get("inputs") or []
+    feed = samples.get("inputs") or []
     base = RuntimeResult(False, None, "loading", None, None, None, len(model), len(feed))
     try:
         arrays = {f"s{s}_i{i}": row[t] for s, row in enumerate(feed) for i, t in enumerate(tfl.inputs)}
