@@ -149,3 +149,11 @@ def test_without_tflite_micro_the_profile_stands_alone():
             "from qfix.targets.compilers import tflm\n"
             "assert tflm.available() is None and tflm.run(b'', None) is None\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_a_child_that_cannot_start_is_a_result(chain):
+    """Under a memory limit too small for Python and numpy (QFIX_MEMORY_LIMIT), the child dies
+    before TFLM is loaded: one error line, no exception."""
+    model, samples, _ = chain
+    r = tflm.run(model, samples, memory_limit=20 << 20)
+    assert not r.ok and r.error.startswith("the TFLM interpreter ") and "while starting" in r.error, r.error

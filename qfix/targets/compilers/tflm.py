@@ -165,15 +165,16 @@ def _child(work: Path, samples: int, n_in: int, n_out: int, arena: int, timeout:
                            raw.get("arena_bytes"), raw.get("arena_recorded"), 0, samples,
                            log=[str(line) for line in raw.get("log", [])])
     where = f" while {result.stage}" if result.stage else " while measuring the arena"
-    if code is None:
+    if result.ok and code != 0:  # every sample ran; only the arena search did not end
+        how = "timed out" if code is None else f"ended with {_signal_name(code) if code < 0 else f'status {code}'}"
+        result.log.append(f"the arena search {how}")
+    elif code is None:
         result.ok, result.error = False, f"the TFLM interpreter timed out after {timeout:g} s{where}"
-    elif code < 0 and not result.ok:
+    elif code < 0:
         result.error = f"the TFLM interpreter crashed ({_signal_name(code)}){where}"
-    elif code != 0 and not raw:
+    elif code != 0 and result.error is None:  # the child died of an error of its own (an import)
         tail = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no message"]
-        result.error = f"the TFLM interpreter could not start (exit status {code}): {tail[0][:300]}"
-    if result.ok and result.error is None and result.arena_bytes is None and code not in (0, None):
-        result.log.append(f"the arena search ended with {_signal_name(code) if code < 0 else f'status {code}'}")
+        result.error = f"the TFLM interpreter could not run (exit status {code}){where}: {tail[0][:300]}"
     if not result.ok and result.error is None:
         result.error = "the TFLM interpreter failed"
     if result.ok and not result.error:
