@@ -250,12 +250,13 @@ def rule_command(code: str = typer.Argument(..., metavar="CODE", help="a rule co
 
 @catalogue.command("targets", cls=PlainHelp)
 def targets_command(
-    profiles: Optional[List[str]] = typer.Argument(None, metavar="PROFILE",
-                                                   help="your own profile .toml files to check and show"),
+    profiles: Optional[List[str]] = typer.Argument(None, metavar="[PROFILE]",
+                                                   help="target ids or your own profile .toml files (checked "
+                                                        "as --target would): show only those"),
 ) -> None:
     """List the targets: what each requires, its placement and recipe, what --memory can
     check, how the verdict is obtained (real compiler, real runtime or profile only) and the
-    profile's sources. With PROFILE files: those, checked as --target would."""
+    profile's sources."""
     from qfix.report.targets import render_targets
     from qfix.targets import available_targets, load_profile
 

@@ -43,7 +43,7 @@ PREDICATE_NAMES = frozenset({
     "const_inputs_zero_pad", "pad_excludes_dims", "const_innermost_only", "dtype_in",
     "runtime_inputs_le", "const_inputs_le", "inputs_count_in", "input_is_const", "input_not_const", "dtype_not_in",
     "rank_in", "dim_in", "dtype_pair_in", "custom_code_in", "attrs_not_all", "depth_multiplier_single_channel",
-    "one_input_covers_other",
+    "one_input_covers_other", "scale_gt",
 })
 QUANTIZATIONS = ("full_integer", "float16", "none")
 IO_DTYPES = ("int8", "uint8", "int16", "float32")

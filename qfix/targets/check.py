@@ -159,6 +159,14 @@ def dtype_in(model: TfliteModel, op: Op, tensor: str, values: list[str]) -> str 
     return None if t is None or t.dtype in values else f"{tensor} is {t.dtype}"
 
 
+def scale_gt(model: TfliteModel, op: Op, tensor: str, value: float) -> str | None:
+    """Every quantization scale of the tensor is above `value` (an unquantized tensor passes)."""
+    t = _tensor(model, op, tensor)
+    if t is None or not t.scale or min(t.scale) > value:
+        return None
+    return f"{tensor} scale {min(t.scale):.3g}"
+
+
 def const_innermost_only(model: TfliteModel, op: Op, input: int) -> str | None:
     t = _tensor(model, op, f"input{input}")
     if t is None:
@@ -275,7 +283,7 @@ PREDICATES: dict[str, Predicate] = {
               runtime_inputs_le, const_inputs_le, inputs_count_in, input_is_const, input_not_const, dtype_not_in,
               rank_in, dim_in,
               dtype_pair_in, custom_code_in, attrs_not_all, depth_multiplier_single_channel,
-              one_input_covers_other)
+              one_input_covers_other, scale_gt)
 }
 
 

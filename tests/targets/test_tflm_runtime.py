@@ -21,7 +21,7 @@ from qfix.targets.check import check
 from qfix.targets.compilers import find, tflm
 from qfix.targets.tflite import read_tflite
 
-from tflite_models import conv_chain
+from tflite_models import build_tflite, conv_chain
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -157,3 +157,25 @@ def test_a_child_that_cannot_start_is_a_result(chain):
     model, samples, _ = chain
     r = tflm.run(model, samples, memory_limit=20 << 20)
     assert not r.ok and r.error.startswith("the TFLM interpreter ") and "while starting" in r.error, r.error
+
+
+def softmax(input_scale: float) -> bytes:
+    """int8 (1, 10) -> SOFTMAX -> int8, the input quantized with `input_scale`."""
+    tensors = [{"name": "serving_default_logits:0", "shape": (1, 10), "dtype": "int8", "scale": input_scale},
+               {"name": "StatefulPartitionedCall:0", "shape": (1, 10), "dtype": "int8", "scale": 1 / 256,
+                "zero_point": -128}]
+    ops = [{"op": "SOFTMAX", "in": [0], "out": [1], "options": ("SoftmaxOptions", {"beta": 1.0})}]
+    return build_tflite(tensors, ops, [0], [1])
+
+
+def test_a_softmax_input_scale_below_2_to_the_minus_26_aborts_tflm_as_the_profile_predicts():
+    """A near-constant softmax input (an untrained model's logits) quantizes to a scale TFLM's
+    Prepare refuses with an abort; the profile's SOFTMAX rule predicts it, so the two agree."""
+    profile = load_profile("tflm")
+    fine, tiny = softmax(0.05), softmax(1e-9)
+    assert tflm.run(fine, litert_samples(fine)).ok
+    r = tflm.run(tiny, litert_samples(tiny))
+    assert not r.ok and "crashed (SIGABRT) while loading" in r.error, r.error
+    placement = check(read_tflite(tiny), profile)
+    assert placement.first_unsupported["op"] == "SOFTMAX" and "2^-26" in placement.first_unsupported["reason"]
+    assert tflm.compare(placement, r) == [] and check(read_tflite(fine), profile).fully_on_target
