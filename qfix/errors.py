@@ -141,11 +141,15 @@ registers the custom layer classes the model uses.
 """,
     "QF912": f"""
 ## What causes it
-A target profile `.toml` is not valid TOML or breaks the profile schema (unknown keys, wrong
-types, an op entry without its fields); the message names the place. {_EXIT}
+A target profile `.toml` is not valid TOML (the message gives the line) or breaks the profile
+schema: an unknown key at any level, a value of the wrong type, an unknown predicate, a rule
+argument its predicate does not take, an op name that is not a TFLite builtin, a bad recipe
+value; or the path is missing, a folder, or not UTF-8. The message names the key. {_EXIT}
 
 ## What to do
-Start from a built-in profile in `qfix/targets/` and change only what differs.
+Start from `examples/targets/my_npu.toml` (every key, commented) or a built-in profile in
+`qfix/targets/` and change only what differs; `qfix targets my_npu.toml` shows how qfix
+reads it.
 """,
     "QF913": f"""
 ## What causes it
@@ -162,8 +166,9 @@ Check the permissions and free space of the folder in the message, or choose ano
     "QF914": f"""
 ## What causes it
 The command line or `[tool.qfix]` configuration is wrong: an unknown option or value, an
-unknown `--select` / `--ignore` code, options that do not combine, or a configuration key of
-the wrong type. {_EXIT}
+unknown `--select` / `--ignore` code, options that do not combine, a malformed `--memory`
+(`flash=1MB,ram=256KB`; units B, KB = KiB, MB = MiB) or a `ram=` budget for a target whose
+run measures no RAM, or a configuration key of the wrong type. {_EXIT}
 
 ## What to do
 Read the message and `qfix --help`; `qfix rules` lists the rule codes.

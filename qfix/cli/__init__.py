@@ -148,6 +148,10 @@ def main_command(
                                                help="rule codes, prefixes or names to skip"),
     samples: Optional[int] = typer.Option(None, "--samples", min=1, max=10000, metavar="N",
                                           help="calibration / comparison samples (default 32)"),
+    memory: Optional[str] = typer.Option(None, "--memory", metavar="SPEC",
+                                         help="models: the device's memory, e.g. flash=1MB,ram=256KB (KB = KiB = "
+                                              "1024 B); over it is a blocker (ram: targets whose runtime measures "
+                                              "its arena, tflm)"),
     static: bool = typer.Option(False, "--static", help="models: static findings only, no TensorFlow"),
     write: bool = typer.Option(False, "--write", help="Python sources: apply the safe fixes in place"),
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="also apply fixes that change the numbers"),
@@ -172,7 +176,7 @@ def main_command(
         ("--check", check), ("--calibration", calibration is not None), ("--custom-objects", custom_objects),
         ("--trust-lambdas", trust_lambdas), ("--mode", mode), ("--samples", samples is not None),
         ("--static", static), ("--write", write), ("--unsafe-fixes", unsafe_fixes), ("--diff", diff),
-        ("--out-dir", out_dir), ("--in-place", in_place)) if value}
+        ("--out-dir", out_dir), ("--in-place", in_place), ("--memory", memory is not None)) if value}
     inputs = classify(list(paths))
     try:
         check_usage(given, models=bool(inputs.models), select=_csv(select), ignore=_csv(ignore),
@@ -183,11 +187,15 @@ def main_command(
     select, ignore = _upper(_csv(select)), _upper(_csv(ignore))  # codes are matched upper-case
     console = Console(stderr=False)
     if inputs.models:
+        from qfix.targets.memory import parse_memory
+
+        budget = parse_memory(memory) if memory is not None else None  # before the jobs' imports
         from qfix.jobs.check import Options
 
         opts = Options(target=target or "edgetpu", calibration=calibration, custom_objects=custom_objects,
                        trust_lambdas=trust_lambdas, mode=mode or "ptq", select=select, ignore=ignore,
-                       samples=samples or 32, static_only=static)
+                       samples=samples or 32, static_only=static,
+                       memory=budget)
         raise typer.Exit(_run_models(inputs.models, opts, console, output_format=output_format, check=check,
                                      diff=diff, unsafe_fixes=unsafe_fixes, out_dir=out_dir, in_place=in_place))
     from qfix.cli.source import run as run_source
@@ -266,16 +274,19 @@ def lsp_command(stdio: bool = typer.Option(True, "--stdio", hidden=True,
 
 
 @catalogue.command("targets", cls=PlainHelp)
-def targets_command() -> None:
-    """List the built-in targets: recipe, and how `--check` obtains the verdict."""
+def targets_command(
+    profiles: Optional[List[str]] = typer.Argument(None, metavar="[PROFILE]",
+                                                   help="target ids or your own profile .toml files (checked "
+                                                        "as --target would): show only those"),
+) -> None:
+    """List the targets: what each requires, its placement and recipe, what --memory can
+    check, how the verdict is obtained (real compiler, real runtime or profile only) and the
+    profile's sources."""
+    from qfix.report.targets import render_targets
     from qfix.targets import available_targets, load_profile
-    from qfix.targets.compilers import verdict_source
 
-    for t in available_targets():
-        p = load_profile(t)
-        aka = f" (also: {', '.join(p.aliases)})" if p.aliases else ""
-        print(f"{t:<10} {p.name}{aka}\n{'':<10} recipe: {p.recipe.description}\n"
-              f"{'':<10} verdict: {verdict_source(p)}")
+    keys = profiles or available_targets()
+    print(render_targets([(k, load_profile(k)) for k in keys]))
 
 
 def _usage_line(exc: Exception) -> str:

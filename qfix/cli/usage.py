@@ -21,6 +21,7 @@ CONFLICTS = (
     ("--static", "--unsafe-fixes", "--static reports the static findings only, it fixes nothing"),
     ("--static", "--calibration", "--static does not convert, so it uses no calibration data"),
     ("--static", "--samples", "--static does not convert, so it uses no samples"),
+    ("--static", "--memory", "--static does not convert, so nothing is measured against --memory"),
 )
 # a model's check does not apply fixes, so it cannot choose which
 MODEL_CONFLICTS = (("--check", "--unsafe-fixes", "--check applies no fix (--diff --unsafe-fixes shows them)"),)
@@ -31,7 +32,7 @@ QAT_CONFLICTS = (
     ("--in-place", "--mode qat writes a tf_keras model for training, <stem>.qfix.qat.keras, never over the input"),
 )
 MODEL_ONLY = ("--in-place", "--out-dir", "--calibration", "--samples", "--trust-lambdas",
-              "--custom-objects", "--static", "--mode")
+              "--custom-objects", "--static", "--mode", "--memory")
 SOURCE_ONLY = ("--write",)
 
 

@@ -46,18 +46,24 @@ class Fidelity:
     max_abs_error: float
     top1_agreement: float | None  # mean over classifier-like outputs, None if there are none
     per_output: list[OutputFidelity] = field(default_factory=list)
+    # With `fidelity(..., raw=True)`: what LiteRT was fed and gave, in the .tflite's own dtypes,
+    # for a second runtime to be fed the same (the TFLM interpreter): {"inputs": [...],
+    # "outputs": [...]}, one {tensor index: array} per sample. Not part of the JSON report.
+    raw: dict[str, list[dict[int, np.ndarray]]] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe: non-finite floats (an infinite SQNR: identical outputs) become null; JSON
         has no infinity and a string in a number field breaks consumers."""
         d = asdict(self)
         d.pop("per_output")
+        d.pop("raw")
         d["per_output"] = [_json_floats(asdict(o)) for o in self.per_output]
         return _json_floats(d)
 
 
-def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
-    """Run the float model and the quantized model on the same samples and compare outputs."""
+def fidelity(model: Any, tflite: bytes, calibration: Calibration, raw: bool = False) -> Fidelity:
+    """Run the float model and the quantized model on the same samples and compare outputs.
+    `raw`: also hand back LiteRT's inputs and outputs as fed and given (`Fidelity.raw`)."""
     from ai_edge_litert.interpreter import Interpreter
 
     if not calibration.samples:
@@ -79,6 +85,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
     ref = _keras_outputs(model, calibration)  # name -> (N, ...) float64
     mark("interpreting the converted model")
     got: dict[str, list[np.ndarray]] = {n: [] for n in k_out}
+    kept: dict[str, list[dict[int, np.ndarray]]] = {"inputs": [], "outputs": []}
     for sample in calibration.samples:
         feed = {
             t: _to_tflite(sample[k], in_details[t], raw=k in int_inputs) for t, k in inputs.items()
@@ -88,6 +95,9 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
                 result = runner(**feed)
         except Exception as e:  # ValueError / RuntimeError from the interpreter
             raise error("QF909", f"the converted model does not run: {first_line(e)}") from None
+        if raw:  # keyed by tensor index: the signature's names mean nothing to other runtimes
+            kept["inputs"].append({int(in_details[t]["index"]): x for t, x in feed.items()})
+            kept["outputs"].append({int(d["index"]): np.array(result[n]) for n, d in out_details.items()})
         for k_name, tfl_name in zip(k_out, tfl_out):
             got[k_name].append(_from_tflite(result[tfl_name], out_details[tfl_name]))
 
@@ -115,6 +125,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration) -> Fidelity:
         max_abs_error=max(o.max_abs_error for o in per_output),
         top1_agreement=float(np.mean(tops)) if tops else None,
         per_output=per_output,
+        raw=kept if raw else None,
     )
 
 

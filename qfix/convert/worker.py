@@ -162,9 +162,10 @@ class Worker:
         the target's profile: a user profile's file is read once, here in the parent)."""
         return self._call("convert", (model, recipe, calib), doing)
 
-    def fidelity(self, model: str, tflite: bytes, calib: Calibration, doing: str) -> Any:
-        """qfix.convert.fidelity.Fidelity of the float model against the converted one."""
-        return self._call("fidelity", (model, tflite, calib), doing)
+    def fidelity(self, model: str, tflite: bytes, calib: Calibration, doing: str, raw: bool = False) -> Any:
+        """qfix.convert.fidelity.Fidelity of the float model against the converted one; `raw`:
+        with LiteRT's integer inputs and outputs (`Fidelity.raw`) for a second runtime."""
+        return self._call("fidelity", (model, tflite, calib, raw), doing)
 
     def float_equivalence(self, a: str, b: str, calib: Calibration, doing: str) -> float:
         return self._call("float_equivalence", (a, b, calib), doing)
@@ -439,10 +440,10 @@ def _op_convert(models: dict[str, Any], path: str, recipe: Recipe, calib: Calibr
     return convert(models[path], recipe, calib)
 
 
-def _op_fidelity(models: dict[str, Any], path: str, tflite: bytes, calib: Calibration) -> Any:
+def _op_fidelity(models: dict[str, Any], path: str, tflite: bytes, calib: Calibration, raw: bool = False) -> Any:
     from qfix.convert.fidelity import fidelity
 
-    return fidelity(models[path], tflite, calib)
+    return fidelity(models[path], tflite, calib, raw)
 
 
 def _op_float_equivalence(models: dict[str, Any], a: str, b: str, calib: Calibration) -> float:

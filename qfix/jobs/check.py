@@ -14,6 +14,7 @@ from typing import Any
 from qfix.convert.worker import WorkerFailure, session
 from qfix.jobs.numbers import input_quantization, numbers_findings
 from qfix.jobs.prove import Progress, Verification, prove, verification_findings
+from qfix.jobs.runtime import check_budget, runtime_findings
 from qfix.model.archive import KerasArchive, read_archive
 from qfix.model.graph import Graph, build_graph
 from qfix.rules import model_rules
@@ -21,6 +22,7 @@ from qfix.rules.lint import lint
 from qfix.model.inputs import input_specs
 from qfix.rules.base import Context
 from qfix.targets import Profile, load_profile
+from qfix.targets.memory import MemoryBudget
 from qfix.types import Severity, Violation
 
 @dataclass
@@ -34,6 +36,7 @@ class Options:
     ignore: list[str] | None = None
     samples: int = 32
     static_only: bool = False
+    memory: MemoryBudget | None = None  # --memory: the device's flash and RAM
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Result:
     input_layers: int | None = None  # layers of the input model when `graph` is the fixed one
     # Each input's quantization in the .tflite (qfix.jobs.numbers.input_quantization).
     input_quantization: list[dict] | None = None
+    budget: MemoryBudget | None = None  # --memory, judged against the verification's `memory`
 
     @property
     def blockers(self) -> list[Violation]:
@@ -67,8 +71,10 @@ def context(profile: Profile, opts: Options, model: str | Path | None = None) ->
 
 
 def load(path: str | Path, opts: Options) -> tuple[KerasArchive, Graph, Profile, list[Violation]]:
-    """The static half: no TensorFlow."""
+    """The static half: no TensorFlow. A --memory budget the target cannot measure is a QF914
+    here, before anything converts."""
     profile = load_profile(opts.target)
+    check_budget(opts.memory, profile)
     archive = read_archive(path)
     graph = build_graph(archive.config, archive.dialect)
     return archive, graph, profile, lint(graph, context(profile, opts, path), opts.select, opts.ignore)
@@ -105,7 +111,7 @@ def reconcile(findings: list[Violation], ver: Verification) -> None:
 def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: None) -> Result:
     t0 = time.perf_counter()
     archive, graph, profile, findings = load(path, opts)
-    result = Result(Path(path), archive, graph, profile, findings)
+    result = Result(Path(path), archive, graph, profile, findings, budget=opts.memory)
     result.timings["static"] = time.perf_counter() - t0
     if opts.static_only:
         return result
@@ -135,6 +141,7 @@ def judge(result: Result, ver: Verification, stats: list[dict], calib,
     result.verification = ver
     result.input_quantization = input_quantization(ver.tflite, calib, result.graph, declared)
     result.findings.extend(verification_findings(ver, result.profile))
+    result.findings.extend(runtime_findings(ver, result.profile, result.budget))
     result.findings.extend(numbers_findings(ver, stats, result.input_quantization, result.graph))
     reconcile(result.findings, ver)
 

@@ -4,7 +4,8 @@ recipe, check the .tflite op by op, ask the target's compiler, compare the numbe
 Converting and interpreting run in the worker child (qfix.convert.worker); the op-by-op check
 and the compiler run here, in the parent: they read only the flatbuffer bytes the child hands
 back, need the Profile (possibly a user's .toml) and the graph without pickling them, and are
-pure Python (the compiler is its own subprocess), so nothing in them can crash the parent.
+pure Python (the compiler, or a runtime such as the TFLM interpreter, is its own subprocess),
+so nothing in them can crash the parent.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from qfix.convert.worker import Worker, WorkerFailure
+from qfix.convert.worker import Worker, WorkerFailure, memory_limit, stage_timeout
 from qfix.model.graph import Graph
 from qfix.targets import Profile
 from qfix.types import Violation
@@ -46,6 +47,8 @@ class Verification:
     # The fidelity's reference is a QAT model (it rounds as the .tflite does), not the float model:
     # its SQNR says nothing about the float outputs (QF408 then also checks the output's int8 step).
     qat_reference: bool = False
+    # What the run measured, for --memory: kind ("flash", "ram") -> {"bytes", "what"}.
+    memory: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def outputs_in_model_order(self) -> bool:
@@ -67,6 +70,7 @@ class Verification:
             "float_tensors": p.float_tensors,
             "dynamic_tensors": p.dynamic_tensors,
             "warnings": p.warnings,
+            "fallback": p.fallback,
             "ops": [
                 {"index": o.index, "op": o.op, "version": o.version, "layer": o.layer,
                  "on_target": o.on_target, "status": o.status, "reason": o.reason}
@@ -85,6 +89,7 @@ class Verification:
             "recipe": self.recipe,
             "outputs": self.outputs,
             "outputs_in_model_order": self.outputs_in_model_order,
+            "memory": self.memory,
         }
 
 
@@ -115,7 +120,7 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     compare its numbers with the Keras model the worker holds as `model` (`graph` is that
     model's graph). `seconds`: the conversion's time; `recipe`: how it was converted."""
     from qfix.targets.check import check
-    from qfix.targets.compilers import judge as judge_with_compiler
+    from qfix.targets.compilers import judge as judge_with_compiler, runtime_for
     from qfix.targets.tflite import read_tflite
 
     progress(f"checking{label} op by op")
@@ -128,10 +133,33 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     _attribute_weighted_ops(placement, graph)
     # The profile's toolchain, when its compiler is installed (Vela's placement becomes the verdict).
     compiler = judge_with_compiler(profile, tflite, placement, progress)
+    # A runtime that runs the model (TFLM) is fed what LiteRT was fed in the numbers check.
+    runtime = runtime_for(profile)
     progress(f"comparing{label} numbers with the float model")
-    fid = worker.fidelity(model, tflite, calib, f"comparing{label} numbers with the float model")
+    fid = worker.fidelity(model, tflite, calib, f"comparing{label} numbers with the float model",
+                          raw=runtime is not None)
+    ran = None
+    if runtime is not None:
+        progress(f"running{label} the converted model in the {runtime.NAME} interpreter")
+        ran = runtime.run(tflite, fid.raw, timeout=stage_timeout(), memory_limit=memory_limit())
+        fid.raw = None  # LiteRT's tensors served their purpose; verifications are kept around
+        if ran is not None:
+            compiler = {"used": runtime.NAME, "kind": runtime.KIND, "result": ran.to_json(),
+                        "disagreements": runtime.compare(placement, ran)}
     return Verification(placement, fid, compiler, seconds, tflite, calib.source,
-                        recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs])
+                        recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs],
+                        memory=measured_memory(tflite, runtime, ran))
+
+
+def measured_memory(tflite: bytes, real: Any, ran: Any) -> dict[str, dict[str, Any]]:
+    """kind -> {"bytes", "what"}: the .tflite's size as flash, unless the target's real tool
+    measured its own figures (the TFLM interpreter: also the tensor arena as ram)."""
+    out: dict[str, dict[str, Any]] = {"flash": {"bytes": len(tflite), "what": "the .tflite flatbuffer"}}
+    if ran is not None and hasattr(real, "memory"):
+        for kind, (size, what) in real.memory(ran).items():
+            if size is not None:
+                out[kind] = {"bytes": int(size), "what": what}
+    return out
 
 
 def output_order(tfl: Any, graph: Graph) -> list[dict[str, Any]]:

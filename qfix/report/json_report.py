@@ -32,6 +32,8 @@ def source_json(run: SourceRun) -> dict[str, Any]:
 
 def check_json(result, outputs: dict[str, Any] | None = None, float_equivalence: Any = None,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    from qfix.targets.compilers import verdict_source  # model runs only (it loads the check)
+
     ver = result.verification
     return {
         "schema": SCHEMA,
@@ -40,12 +42,14 @@ def check_json(result, outputs: dict[str, Any] | None = None, float_equivalence:
         "dialect": result.archive.dialect,
         "keras_version": result.archive.keras_version,
         "target": result.profile.id,
+        "verdict_source": verdict_source(result.profile),
         "findings": [v.to_json() for v in result.findings],
         "outputs": outputs or {"model": None, "tflite": None},
         "verification": ver.to_json() if ver else {"converted": False, "reason": result.not_converted},
         "float_equivalence": float_equivalence,
         "input_quantization": result.input_quantization,
         "unsafe_fixes_available": unsafe_fixes_left(result.findings),
+        "memory_budget": result.budget.to_json() if result.budget else None,
         "exit_code": result.exit_code(),
         **(extra or {}),
     }

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from qfix.report.sanitize import printable
 from qfix.targets.check import from_layer
+from qfix.targets.memory import format_bytes
 from qfix.types import Applicability
 
 ZERO_SIGNAL = "QF408"
@@ -20,6 +21,7 @@ def unsafe_fixes_left(findings) -> list[str]:
 
 
 MAX_FIELD = 2000  # characters of one value from a file (a layer name, a message quoting it)
+MAX_FALLBACK = 12  # ops listed as leaving the target in the text report (JSON has them all)
 
 
 def escape(text: object) -> str:
@@ -64,6 +66,7 @@ def render_check(result, console: Console) -> None:
             console.print(f"[yellow]{escape(result.not_converted)}[/]")
         return
     render_verification(ver, console)
+    render_memory(result, console)
     render_inputs(result, console)
     render_verdict(result, console)
     render_unsafe_hint(unsafe_fixes_left(result.findings), console)
@@ -89,6 +92,11 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
             f"  first unsupported: [bold]{escape(f['op'])}[/] (op {f['index']}) {escape(from_layer(f['layer']))} — "
             f"{escape(f.get('status') or '')}: {escape(f['reason'])}"
         )
+    for f in getattr(pl, "fallback", [])[:MAX_FALLBACK]:  # islands: each op the target leaves out
+        console.print(f"  {escape(f['status'])}: [bold]{escape(f['op'])}[/] (op {f['index']}) "
+                      f"{escape(from_layer(f['layer']))} — {escape(f['reason'])}")
+    if len(getattr(pl, "fallback", [])) > MAX_FALLBACK:
+        console.print(f"  ... and {len(pl.fallback) - MAX_FALLBACK} more op(s) (--format json lists them all)")
     for w in pl.warnings:
         console.print(f"  [yellow]warning:[/] {escape(w)}")
     if ver.outputs and not ver.outputs_in_model_order:  # index-based runtimes read the wrong head
@@ -99,6 +107,8 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         if ver.compiler.get("summary"):
             console.print(f"  {escape(ver.compiler['summary'])}")
         dis = ver.compiler.get("disagreements") or []
+        if ver.compiler.get("kind") == "runtime":
+            render_runtime(ver.compiler, console)
         whose = f"; the placement above is {used}'s" if ver.compiler.get("verdict") == used else ""
         console.print(f"  {used} ran: {len(dis)} disagreement(s) with the profile{whose}")
         for d in dis:
@@ -113,11 +123,55 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         )
 
 
+def render_runtime(compiler: dict, console: Console) -> None:
+    """The target's real runtime (the TFLM interpreter): did it run the model, do its outputs
+    match LiteRT's, and the tensor arena it needed."""
+    r, name = compiler.get("result") or {}, escape(compiler.get("used"))
+    if not r.get("ok"):
+        console.print(f"  [bold red]{name} interpreter cannot run the model:[/] {escape(r.get('error'))}")
+        return
+    steps = "" if r.get("max_diff_steps") is None else f", max {r['max_diff_steps']} step(s) apart"
+    verdict = ("[green]match LiteRT[/] (within one quantization step)" if not r.get("beyond_one_step") else
+               f"[yellow]differ from LiteRT[/]: {r['beyond_one_step']} value(s) more than one step apart")
+    console.print(f"  {name} interpreter ran {r.get('samples')} samples: outputs {verdict}; "
+                  f"{r.get('differing')} of {r.get('values')} values differ{steps}")
+    arena, recorded = r.get("arena_bytes"), r.get("arena_recorded")
+    size = (f"{format_bytes(arena)} ({arena:,} bytes, the least it ran in" if arena is not None
+            else "not measured (no arena up to the largest tried ran it" )
+    size += f"; TFLM records {recorded:,} bytes used)" if recorded is not None else ")"
+    console.print(f"  tensor arena {size}, model {format_bytes(r.get('model_bytes'))} "
+                  f"({r.get('model_bytes'):,} bytes)")
+
+
+def render_memory(result, console: Console) -> None:
+    """The --memory budget against what the run measured (shown with a budget, or when the
+    target's runtime measured RAM)."""
+    ver, budget = result.verification, result.budget
+    measured = getattr(ver, "memory", None) or {}
+    if ver is None or (budget is None and "ram" not in measured):
+        return
+    parts = []
+    for kind in ("flash", "ram"):
+        got, limit = measured.get(kind), getattr(budget, kind, None) if budget else None
+        if got is None and limit is None:
+            continue
+        text = f"{kind} {format_bytes(got['bytes']) if got else 'not measured'}"
+        if limit is not None:
+            fits = got is not None and got["bytes"] <= limit
+            text += f" of {format_bytes(limit)} " + ("[green]fits[/]" if fits else "[bold red]does not fit[/]"
+                                                      if got else "[yellow]unchecked[/]")
+        parts.append(text)
+    console.print(f"[bold]memory:[/] {'; '.join(parts)}")
+
+
 def render_verdict(result, console: Console) -> None:
     """The last line: it follows the proof (exit status 0 or 1) and says why not a success."""
     name = escape(result.profile.name)
+    note = result.profile.toolchain.get("note")
+    # A verdict no real tool can check here says so (the GPU delegate: no GPU on this machine).
+    how = f" [dim](by the profile only: {escape(note)})[/]" if note else ""
     if result.exit_code() == 0:
-        console.print(f"[bold green]runs fully on {name}[/]")
+        console.print(f"[bold green]runs fully on {name}[/]{how}")
         return
     ver = result.verification
     silent = [v for v in result.blockers if v.code == ZERO_SIGNAL]
@@ -125,7 +179,7 @@ def render_verdict(result, console: Console) -> None:
         console.print(f"[bold red]runs op by op on {name}, but its int8 outputs carry no signal "
                       f"(SQNR {ver.fidelity.sqnr_db:.1f} dB, {ZERO_SIGNAL}): not a success[/]")
     else:
-        console.print(f"[bold red]blockers remain for {name}[/]")
+        console.print(f"[bold red]blockers remain for {name}[/]{how}")
 
 
 def render_unsafe_hint(codes: list[str], console: Console) -> None:
@@ -188,6 +242,7 @@ def render_fix(run, console: Console) -> None:
         label = "float delta of the unsafe fixes" if unsafe else "float equivalence (fixed vs original)"
         console.print(f"[bold]{label}:[/] max abs diff {run.float_equivalence:.3g} on "
                       f"{result.verification.fidelity.samples} samples (safe tolerance {run.tolerance:.3g})")
+    render_memory(result, console)
     render_inputs(result, console)
     if run.batch_note:
         console.print(f"[bold]batch:[/] {escape(run.batch_note)}")
@@ -238,6 +293,8 @@ def render_before_after(run, console: Console) -> None:
     console.print(table)
     label = "synthetic data" if a.fidelity.synthetic else a.calibration_source
     console.print(f"numbers on {a.fidelity.samples} samples ({escape(label)})")
+    if a.compiler and a.compiler.get("kind") == "runtime":  # the fixed model, in the target's runtime
+        render_runtime(a.compiler, console)
 
 
 def compiler_rows(before, after) -> list[tuple[str, str, str]]:

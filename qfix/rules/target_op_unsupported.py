@@ -22,7 +22,8 @@ Display-only: fixes belong to the rules that find the cause.
 ## Targets
 Every target, judged by the profile's op table and constraints. A profile with
 `placement = "prefix"` (one cut: the Edge TPU) gets one finding at the cut; others get one per
-op and layer. A profile with `version_failure = "model"` (the Edge TPU compiler) gets one
+op and layer, saying where the op goes when the profile names it (`statuses.fallback`, e.g.
+"falls back to the CPU" for the GPU delegate). A profile with `version_failure = "model"` (the Edge TPU compiler) gets one
 finding when an op version is too new for its toolchain: the file is rejected whole ("Model
 could not be parsed"), nothing maps, and the finding names the layer whose own settings need
 that version (a grouped Conv2D: CONV_2D v6; a Conv2DTranspose with a fused activation:
@@ -64,9 +65,12 @@ class TargetOpUnsupported(VerifyRule):
             )
             return
         seen = set()
+        # Where an op that misses goes, in the profile's words (the GPU delegate: "falls back
+        # to the CPU"); a profile without it says nothing more.
+        goes = f" — {profile.statuses['fallback']}" if profile.placement == "islands" and "fallback" in profile.statuses else ""
         for o in off:
             if (o.op, o.layer) in seen:
                 continue
             seen.add((o.op, o.layer))
             fix = f" — fix: {o.fix_hint}" if o.fix_hint else ""
-            yield self.violation(f"{o.op} (op {o.index}) {from_layer(o.layer)}: {o.reason}{fix}", o.layer)
+            yield self.violation(f"{o.op} (op {o.index}) {from_layer(o.layer)}: {o.reason}{goes}{fix}", o.layer)

@@ -24,6 +24,7 @@ from typing import Any
 
 from qfix.model.opmap import ACTIVATION_OPS
 from qfix.targets import variants
+from qfix.targets import schema
 from qfix.types import QfixError
 
 PLACEMENTS = ("prefix", "islands", "all_or_nothing")
@@ -38,13 +39,16 @@ OP_KEYS = frozenset({"code", "supported", "rule", "source", "confidence", "fix_h
                      "version_source", "version_confidence", "kernel"})
 # The predicates of qfix.targets.check a rule may name (kept here so loading a profile, as
 # every source run with --target does, does not import check.py and numpy; a test keeps the
-# two in step).
+# two in step). Their arguments are checked for user profiles (qfix.targets.schema).
 PREDICATE_NAMES = frozenset({
     "attr_eq", "attr_in", "attr_not_in", "fused_activation_in", "effective_rank_le", "num_elements_le",
     "size_warn", "spatial_size_le", "axes_exclude", "dim_multiple_of_if_reduced", "const_input_all_eq",
     "const_inputs_zero_pad", "pad_excludes_dims", "const_innermost_only", "dtype_in",
     "attrs_le", "batch_one", "depth_reduction_needs_unit", "resize_scale_in", "resize_scale_le",
     "stride_le_unless_unpadded", "no_scalar_activations",
+    "runtime_inputs_le", "const_inputs_le", "inputs_count_in", "input_is_const", "input_not_const", "dtype_not_in",
+    "rank_in", "dim_in", "dtype_pair_in", "custom_code_in", "attrs_not_all", "depth_multiplier_single_channel",
+    "one_input_covers_other", "scale_gt",
 })
 QUANTIZATIONS = ("full_integer", "float16", "none")
 IO_DTYPES = ("int8", "uint8", "int16", "float32")
@@ -137,6 +141,10 @@ class Profile:
     version_failure: str = "op"  # VERSION_FAILURES
     state_dtypes: tuple[str, ...] = ()  # integer dtypes allowed for variable (state) tensors
     dynamic_batch: bool = False  # with static_shapes: a dynamic first dimension is fine (Vela sets it to 1)
+    sources: tuple[str, ...] = ()  # where the profile's facts come from (`target.sources`)
+    max_rank: int | None = None  # tensors of a higher rank are off target (the GPU delegate: 4)
+    # A delegate that takes only its N largest partitions by default (GPU delegate: 1).
+    max_delegated_partitions: int | None = None
 
     def op(self, name: str) -> OpSpec | None:
         return self.ops.get(name)
@@ -215,19 +223,23 @@ def _own_aliases(target_id: str) -> list[str]:
 def load_profile(name_or_path: str) -> Profile:
     """A built-in target by id or alias, any case (`edgetpu`, `Coral`, `ethos-u55`), with
     `:N` for its accelerator configuration with N MACs (`ethos-u55:128`, qfix.targets.variants),
-    or a user profile by path (`*.toml`). Built-ins are parsed once per process.
+    or a user profile by path (a name ending in `.toml`, holding a `/`, or naming an existing
+    file). Built-ins are parsed once per process; a user profile is checked strictly
+    (qfix.targets.schema: every key, op name and rule argument).
 
     Raises QfixError QF910 (unknown name, listing the known ones) or QF912 (unreadable or
     invalid profile, naming the key)."""
     path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or path.is_file():
+    if name_or_path.endswith(".toml") or "/" in name_or_path or path.exists():
+        if path.is_dir():
+            raise QfixError("QF912", f"target profile {name_or_path} is a folder; pass the profile's .toml file")
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise QfixError("QF912", f"cannot read target profile {name_or_path}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise QfixError("QF912", f"target profile {name_or_path} is not UTF-8 text (TOML is)") from None
-        return _parse(text, str(path))
+        return _parse(text, str(path), strict=True)
     name, colon, macs = name_or_path.partition(":")  # `ethos-u55:128`: a MAC configuration
     key = name.lower()
     key = _aliases().get(key, key)
@@ -241,13 +253,14 @@ def _bad(where: str, msg: str) -> QfixError:
     return QfixError("QF912", f"bad target profile {where}: {msg}")
 
 
-def _parse(text: str, where: str) -> Profile:
+def _parse(text: str, where: str, strict: bool = False) -> Profile:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _bad(where, f"invalid TOML ({exc})") from None
     try:
         doc = variants.resolve(doc, where, _builtin_doc)  # `extends = "<id>"`
+        schema.validate(doc, where, strict)
         return _build(doc, where, PREDICATE_NAMES)
     except QfixError:
         raise
@@ -354,6 +367,9 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
         version_failure=version_failure,
         state_dtypes=tuple(rules.get("state_dtypes", ())),
         dynamic_batch=bool(rules.get("dynamic_batch", False)),
+        sources=tuple(target.get("sources", ())),
+        max_rank=rules.get("max_rank"),
+        max_delegated_partitions=rules.get("max_delegated_partitions"),
     )
 
 

@@ -159,6 +159,14 @@ def dtype_in(model: TfliteModel, op: Op, tensor: str, values: list[str]) -> str 
     return None if t is None or t.dtype in values else f"{tensor} is {t.dtype}"
 
 
+def scale_gt(model: TfliteModel, op: Op, tensor: str, value: float) -> str | None:
+    """Every quantization scale of the tensor is above `value` (an unquantized tensor passes)."""
+    t = _tensor(model, op, tensor)
+    if t is None or not t.scale or min(t.scale) > value:
+        return None
+    return f"{tensor} scale {min(t.scale):.3g}"
+
+
 def const_innermost_only(model: TfliteModel, op: Op, input: int) -> str | None:
     t = _tensor(model, op, f"input{input}")
     if t is None:
@@ -296,6 +304,104 @@ def resize_scale_le(model: TfliteModel, op: Op, max_scale: int, max_align_corner
         if scale > top or power_of_two and (scale != int(scale) or int(scale) & (int(scale) - 1)):
             return f"{dim} scale factor {scale:g}"
     return None
+# -- input counts, ranks and dtypes: the shape of an op the GPU delegate's checks look at
+# (tensorflow/lite/tools/versioning/gpu_compatibility.cc). "Runtime" inputs are the
+# non-constant ones that are present (an optional input left out is -1).
+
+
+def _present(model: TfliteModel, op: Op) -> list[Tensor]:
+    return [model.tensors[i] for i in op.inputs if i >= 0]
+
+
+def _constant(model: TfliteModel, t: Tensor) -> bool:
+    """A constant, or the DEQUANTIZE of one: float16 weights reach their op through a
+    DEQUANTIZE that TFLite runs once and a delegate folds (the GPU delegate's
+    FP16GraphPartitionHelper hands the op the float16 constant itself)."""
+    if t.is_const:
+        return True
+    producer = model.producer(t.index)
+    return (producer is not None and producer.name == "DEQUANTIZE"
+            and all(i >= 0 and model.tensors[i].is_const for i in producer.inputs))
+
+
+def runtime_inputs_le(model: TfliteModel, op: Op, n: int) -> str | None:
+    got = sum(not _constant(model, t) for t in _present(model, op))
+    return None if got <= n else f"{got} runtime input(s)"
+
+
+def const_inputs_le(model: TfliteModel, op: Op, n: int) -> str | None:
+    got = sum(_constant(model, t) for t in _present(model, op))
+    return None if got <= n else f"{got} constant input(s)"
+
+
+def inputs_count_in(model: TfliteModel, op: Op, values: list[int]) -> str | None:
+    got = len(_present(model, op))
+    return None if got in values else f"{got} input(s)"
+
+
+def input_is_const(model: TfliteModel, op: Op, input: int) -> str | None:
+    t = _tensor(model, op, f"input{input}")
+    return None if t is None or _constant(model, t) else f"input {input} is not a compile-time constant"
+
+
+def dtype_not_in(model: TfliteModel, op: Op, tensor: str, values: list[str]) -> str | None:
+    t = _tensor(model, op, tensor)
+    return f"{tensor} is {t.dtype}" if t is not None and t.dtype in values else None
+
+
+def input_not_const(model: TfliteModel, op: Op, input: int) -> str | None:
+    t = _tensor(model, op, f"input{input}")
+    return f"input {input} is a constant" if t is not None and _constant(model, t) else None
+
+
+def rank_in(model: TfliteModel, op: Op, tensor: str, values: list[int]) -> str | None:
+    t = _tensor(model, op, tensor)
+    return None if t is None or len(t.shape) in values else f"{tensor} has rank {len(t.shape)}"
+
+
+def dim_in(model: TfliteModel, op: Op, tensor: str, axis: int, values: list[int]) -> str | None:
+    t = _tensor(model, op, tensor)
+    if t is None or not t.shape or not -len(t.shape) <= axis < len(t.shape):
+        return None
+    return None if t.shape[axis] in values else f"{tensor} shape {list(t.shape)}"
+
+
+def dtype_pair_in(model: TfliteModel, op: Op, pairs: list[list[str]]) -> str | None:
+    """(input0 dtype, output0 dtype) is one of `pairs` (CAST's supported conversions)."""
+    a, b = _tensor(model, op, "input0"), _tensor(model, op, "output0")
+    if a is None or b is None:
+        return None
+    return None if [a.dtype, b.dtype] in [list(p) for p in pairs] else f"{a.dtype} -> {b.dtype}"
+
+
+def custom_code_in(model: TfliteModel, op: Op, values: list[str]) -> str | None:
+    return None if op.custom_code in values else f"custom op '{op.custom_code}'"
+
+
+def attrs_not_all(model: TfliteModel, op: Op, names: list[str]) -> str | None:
+    """Not every one of the boolean options `names` is set (RESIZE_BILINEAR's align_corners
+    with half_pixel_centers)."""
+    return "both " + " and ".join(names) if all(op.options.get(n) for n in names) else None
+
+
+def depth_multiplier_single_channel(model: TfliteModel, op: Op) -> str | None:
+    """DEPTHWISE_CONV_2D: a depth_multiplier other than 1 only on a one-channel input."""
+    t = _tensor(model, op, "input0")
+    m = op.options.get("depth_multiplier", 1)
+    if t is None or not t.shape or m in (None, 0, 1) or t.shape[-1] == 1:
+        return None
+    return f"depth_multiplier={m} on {t.shape[-1]} input channels"
+
+
+def one_input_covers_other(model: TfliteModel, op: Op) -> str | None:
+    """MUL with inputs of equal rank: one of them is at least as large in every dimension
+    (no outer-product broadcast, which the GPU delegate leaves to a convolution)."""
+    a, b = _tensor(model, op, "input0"), _tensor(model, op, "input1")
+    if a is None or b is None or len(a.shape) != len(b.shape):
+        return None
+    a_smaller = any(x < y for x, y in zip(a.shape, b.shape))
+    b_smaller = any(y < x for x, y in zip(a.shape, b.shape))
+    return f"input shapes {list(a.shape)} and {list(b.shape)}" if a_smaller and b_smaller else None
 
 
 PREDICATES: dict[str, Predicate] = {
@@ -304,7 +410,10 @@ PREDICATES: dict[str, Predicate] = {
               size_warn, spatial_size_le, axes_exclude, dim_multiple_of_if_reduced, const_input_all_eq,
               const_inputs_zero_pad, pad_excludes_dims, const_innermost_only, dtype_in, attrs_le, batch_one,
               depth_reduction_needs_unit, resize_scale_in, resize_scale_le, stride_le_unless_unpadded,
-              no_scalar_activations)
+              no_scalar_activations,
+              runtime_inputs_le, const_inputs_le, inputs_count_in, input_is_const, input_not_const, dtype_not_in,
+              rank_in, dim_in, dtype_pair_in, custom_code_in, attrs_not_all, depth_multiplier_single_channel,
+              one_input_covers_other, scale_gt)
 }
 
 
@@ -340,6 +449,9 @@ class Placement:
     warnings: list[str] = field(default_factory=list)
     # Set when the toolchain rejects the whole file (an op version it cannot parse): why.
     model_failure: str | None = None
+    # Islands targets whose profile names where an op that misses goes (`statuses.fallback`,
+    # e.g. "falls back to the CPU"): one {index, op, layer, status, reason} per such op.
+    fallback: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -408,13 +520,20 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
                 p.on_target = False
                 p.reason = f"the model fails on op {first.index} ({first.op}), so nothing runs"
 
-    floats, islands = _float_tensors(model, boundary, layers)
+    # A float tensor is an island only where the recipe makes an integer model; a float16 or
+    # float recipe (the GPU delegate) computes in float throughout.
+    floats, islands = _float_tensors(model, boundary, layers) if profile.integer else ([], [])
     if any(p.boundary and _touches_float(model, model.ops[p.index]) for p in placements):
         warnings.append("float model input/output: the boundary QUANTIZE/DEQUANTIZE runs on the CPU in float")
     dynamic = [t.name for t in _activations(model) if t.is_dynamic]
     if dynamic and not profile.static_shapes:
         warnings.append(f"{len(dynamic)} tensor(s) have dynamic dimensions; resize inputs before use")
     _model_warnings(model, profile, warnings)
+    fallback = []
+    if profile.placement == "islands" and "fallback" in profile.statuses:
+        fallback = [{"index": p.index, "op": p.op, "layer": p.layer, "status": profile.status("fallback"),
+                     "reason": p.reason} for p in placements if not p.on_target and not p.boundary]
+        _partition_warning(model, profile, placements, warnings)
 
     return Placement(
         target=profile.id,
@@ -431,7 +550,55 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
         dynamic_tensors=dynamic,
         warnings=warnings,
         model_failure=failure,
+        fallback=fallback,
     )
+
+
+def partitions(model: TfliteModel, delegated: set[int]) -> list[list[int]]:
+    """The delegated ops (`delegated`: op indices) grouped into the partitions a TFLite
+    delegate gets, the way TFLite's graph partitioner forms them
+    (tensorflow/lite/graph_info.cc, PartitionGraphIntoIndependentNodeSubsets): ops are taken
+    in execution order while their inputs are ready, all of one kind (delegated or not) before
+    switching to the other, so independent branches of one kind share a partition."""
+    produced = {o: op.index for op in model.ops for o in op.outputs}
+    ready = {t.index for t in model.tensors if t.index not in produced}
+    left = list(model.ops)
+    out: list[list[int]] = []
+    kind = bool(left) and left[0].index in delegated
+    empty = 0  # subsets in a row that took nothing: two means nothing is ready (a bad graph)
+    while left and empty < 2:
+        subset, progress = [], True
+        while progress:
+            progress = False
+            for op in list(left):
+                if (op.index in delegated) == kind and all(i < 0 or i in ready for i in op.inputs):
+                    subset.append(op.index)
+                    ready.update(op.outputs)
+                    left.remove(op)
+                    progress = True
+        empty = 0 if subset else empty + 1
+        if kind and subset:
+            out.append(subset)
+        kind = not kind
+    return out
+
+
+def _partition_warning(model: TfliteModel, profile: Profile, placements: list[OpPlacement],
+                       warnings: list[str]) -> None:
+    """A delegate that takes only its N largest partitions by default (the GPU delegate:
+    max_delegated_partitions = 1) leaves the others' ops on the CPU too."""
+    limit = profile.max_delegated_partitions
+    if limit is None:
+        return
+    parts = partitions(model, {p.index for p in placements if p.on_target and not p.boundary})
+    if len(parts) <= limit:
+        return
+    kept = sorted(parts, key=len, reverse=True)[:limit]
+    left = sum(len(p) for p in parts) - sum(len(p) for p in kept)
+    warnings.append(f"the ops on target form {len(parts)} partitions; {profile.toolchain.get('name', profile.id)}'s "
+                    f"default options delegate only the {limit} largest (max_delegated_partitions = {limit}, "
+                    f"{', '.join(str(len(p)) for p in kept)} op(s)), so {left} more op(s) run on the CPU unless "
+                    f"the application raises it")
 
 
 _CONVERTER_NAMES = ("tfl.", "arith.", "StatefulPartitionedCall", "serving_default", "PartitionedCall")
@@ -596,6 +763,13 @@ def _judge(model: TfliteModel, op: Op, profile: Profile, warnings: list[str], la
                             + (" (all but the batch)" if profile.dynamic_batch else ""),
                             *_facts(profile, fact),
                             fix_hint=f"fix the batch size to {profile.batch or 1} (and every other dimension)")
+
+    if profile.max_rank is not None:
+        deep = [t for t in _op_activations(model, op) if len(t.shape) > profile.max_rank]
+        if deep:
+            return _Verdict(False, "bad_rank", f"tensor '{deep[0].name}' has rank {len(deep[0].shape)}, more than "
+                            f"{profile.max_rank}", *_facts(profile, "max_rank"),
+                            fix_hint=f"keep tensors at rank {profile.max_rank} or less (fold the extra dimension)")
 
     n = profile.max_innermost_dims
     if n is not None:

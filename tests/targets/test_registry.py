@@ -172,12 +172,13 @@ def test_profile_without_recipe_gets_the_int8_default(tmp_path):
 
 
 def test_compiler_found_by_toolchain_name(my_npu):
-    from qfix.targets.compilers import edgetpu
+    from qfix.targets.compilers import edgetpu, tflm
 
     assert find(load_profile("edgetpu")) is edgetpu
     from qfix.targets.compilers import vela
 
-    assert all(find(load_profile(t)) is None for t in ("int8", "tflm"))
+    assert find(load_profile("tflm")) is tflm and tflm.KIND == "runtime"
+    assert all(find(load_profile(t)) is None for t in ("int8", "gpu"))
     assert load_profile("tflm").toolchain["name"] == "tflite-micro"
     assert all(find(load_profile(t)) is vela for t in ("ethos-u55", "ethos-u65", "ethos-u85"))
     # a user profile naming edgetpu_compiler as its toolchain gets the real compiler too
@@ -200,13 +201,38 @@ def test_no_target_id_literals_outside_the_edgetpu_module():
 def test_targets_command_lists_every_target_with_its_verdict_source():
     r = qfix("targets")
     assert r.returncode == 0, r.stderr
-    for t in available_targets():
+    blocks = r.stdout.strip().split("\n\n")
+    assert [b.split()[0] for b in blocks] == available_targets()
+    for t, block in zip(available_targets(), blocks):
         p = load_profile(t)
-        assert f"{t} " in r.stdout and p.recipe.description in r.stdout
-        assert verdict_source(p) in r.stdout
-    assert "real compiler (edgetpu_compiler) when on PATH, else profile" in r.stdout
-    assert r.stdout.count("real compiler (vela) when ethos-u-vela is installed, else profile") == 3
-    assert r.stdout.count("profile only") == 2
+        labels = [line.split()[0] for line in block.splitlines()[1:]]
+        assert labels == ["requires", "placement", "recipe", "memory", "verdict", "sources"], block
+        assert p.recipe.description in block and f"verdict    {verdict_source(p)}" in block
+    by_id = dict(zip(available_targets(), blocks))
+    assert "verdict    real compiler (edgetpu_compiler) when on PATH, else profile" in by_id["edgetpu"]
+    assert "verdict    real runtime (tflite-micro interpreter) when installed, else profile" in by_id["tflm"]
+    assert "verdict    profile only (no GPU here" in by_id["gpu"]
+    assert "ram (the tensor arena the runtime needs)" in by_id["tflm"]
+    assert "ram" not in by_id["edgetpu"].split("memory")[1].split("\n")[0]
+    assert "int8 I/O, batch 1, static shapes" in by_id["tflm"] and "all or nothing" in by_id["tflm"]
+    assert "float32/float16 tensors" in by_id["gpu"] and "rank 4 or less" in by_id["gpu"]
+    assert "prefix: the first op off target cuts the graph" in by_id["edgetpu"]
+    for t in ("ethos-u55", "ethos-u65", "ethos-u85"):
+        assert "verdict    real compiler (vela) when ethos-u-vela is installed, else profile" in by_id[t]
+
+
+def test_targets_command_shows_a_user_profile_or_its_error(my_npu, tmp_path):
+    r = qfix("targets", str(my_npu))
+    assert r.returncode == 0 and r.stdout.startswith(f"{my_npu}  "), r.stdout + r.stderr
+    assert "[id my_npu]" in r.stdout and "verdict    profile only" in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text(my_npu.read_text().replace("static_shapes = false", "static_shape = false"))
+    r = qfix("targets", str(bad))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == (f"QF912 bad target profile {bad}: target.model_rules.static_shape: unknown key "
+                                "(known: activation_dtypes, aux_dtypes, integer_io, max_delegated_partitions, "
+                                "max_innermost_dims, max_rank, max_subgraphs, max_tflite_runtime, sram_bytes_approx, "
+                                "state_dtypes, static_shapes, version_failure, each with _source and _confidence)")
 
 
 def test_added_target_runs_source_rules_like_its_original(tmp_path, my_npu):
@@ -231,6 +257,15 @@ def test_new_targets_accepted_by_both_front_ends(tmp_path, target):
     assert json.loads(model.stdout)["target"] == load_profile(target).id
 
 
+def test_gpu_sources_need_no_integer_recipe(tmp_path):
+    """The float16 recipe: a converter script with Optimize.DEFAULT alone is no QF401 for the GPU."""
+    script = tmp_path / "convert.py"
+    script.write_text(CONVERTER_SCRIPT)
+    r = qfix(str(script), "--target", "gpu", "--format", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["findings"] == [], r.stdout + r.stderr
+    assert not load_profile("gpu").integer and load_profile("gpu").recipe.quantization == "float16"
+
+
 def test_tflm_model_side_flags_gelu():
     r = qfix(str(FIX / "gelu_mlp_k3.keras"), "--target", "tflm", "--check", "--static", "--format", "json")
     assert "QF302" in {f["code"] for f in json.loads(r.stdout)["findings"]}, r.stdout + r.stderr
@@ -243,7 +278,7 @@ def test_unknown_target_is_the_same_qf910_on_both_sides(tmp_path, path):
     r = qfix(path, "--target", "gpu9000", "--check", cwd=tmp_path)
     assert r.returncode == 2
     line = (r.stdout + r.stderr).strip()
-    assert line == ("QF910 unknown target 'gpu9000' (known: edgetpu, ethos-u55, ethos-u65, ethos-u85, int8, tflm; "
+    assert line == ("QF910 unknown target 'gpu9000' (known: edgetpu, ethos-u55, ethos-u65, ethos-u85, gpu, int8, tflm; "
                     "or pass a .toml profile)")
 
 

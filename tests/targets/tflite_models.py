@@ -136,7 +136,8 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
 
     tensors: {"name", "shape", "dtype" ("int8"/"uint8"/"int16"/"float32"/"int32"), optional
     "data" (numpy array for constants), "signature", "quant" (default True for 8/16-bit
-    integers), "variable" (a state tensor)}.
+    integers; "scale" and "zero_point" default to 0.05 and 0, 128 for uint8), "variable" (a
+    state tensor)}.
     ops: {"op": builtin name, "in": [...], "out": [...], "version", "options": (class name,
     {field: value}) with schema field names in camelCase (strideH, fusedActivationFunction)}.
     custom_codes: op index -> custom code; that op becomes CUSTOM.
@@ -149,7 +150,7 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
     from tflite.BuiltinOperator import BuiltinOperator
     from tflite.BuiltinOptions import BuiltinOptions
 
-    codes = {"float32": 0, "int32": 2, "uint8": 3, "int64": 4, "int8": 9, "int16": 7}
+    codes = {"float32": 0, "float16": 1, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int8": 9, "int16": 7}
     b = flatbuffers.Builder(1024)
 
     def vector(start, values, kind="Int32"):
@@ -184,8 +185,9 @@ def build_tflite(tensors: list[dict], ops: list[dict], inputs: list[int], output
         if spec.get("variable"):
             fields["isVariable"] = True
         if spec.get("quant", spec["dtype"] in ("int8", "uint8", "int16")):
-            scale = vector(tflite.QuantizationParametersStartScaleVector, [0.05], "Float32")
-            zp = vector(tflite.QuantizationParametersStartZeroPointVector, [128 if spec["dtype"] == "uint8" else 0], "Int64")
+            scale = vector(tflite.QuantizationParametersStartScaleVector, [spec.get("scale", 0.05)], "Float32")
+            zp = vector(tflite.QuantizationParametersStartZeroPointVector,
+                        [spec.get("zero_point", 128 if spec["dtype"] == "uint8" else 0)], "Int64")
             fields["quantization"] = table("QuantizationParameters", {"scale": scale, "zeroPoint": zp})
         tensor_offsets.append(table("Tensor", fields))
     op_codes, op_offsets = [], []

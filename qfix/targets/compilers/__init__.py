@@ -8,6 +8,15 @@ configuration), `apply(placement, result, profile)` (the compiler's placement be
 verdict: Vela; without it the compiler only reports disagreements: edgetpu_compiler),
 `summary_line(result)` (one line for the text report) and `WHEN` (when it runs, for `qfix
 targets`). A target whose toolchain has no module here is judged by its profile alone.
+A compiler module has `NAME` (the toolchain name it implements), `available()` (its binary
+on this machine, or None), `run(tflite_bytes)` (a result with `to_json()`, or None when it is
+not installed) and `compare(placement, result)` (where it and the profile disagree). A target
+whose toolchain has no module here is judged by its profile alone.
+
+Optional, for a runtime that runs the model rather than a compiler that maps it:
+`KIND = "runtime"`; `NEEDS_SAMPLES = True` (then `run(tflite_bytes, samples, timeout,
+memory_limit)` gets the integer tensors LiteRT was fed and gave, `Fidelity.raw`); `MEASURES`
+(the `--memory` kinds it measures) with `memory(result)` -> {kind: (bytes, what)}.
 """
 
 from __future__ import annotations
@@ -15,13 +24,13 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
 
-from qfix.targets.compilers import edgetpu, vela
+from qfix.targets.compilers import edgetpu, tflm, vela
 
 if TYPE_CHECKING:  # pragma: no cover
     from qfix.targets import Profile
     from qfix.targets.check import Placement
 
-COMPILERS: dict[str, ModuleType] = {m.NAME: m for m in (edgetpu, vela)}
+COMPILERS: dict[str, ModuleType] = {m.NAME: m for m in (edgetpu, tflm, vela)}
 
 
 def find(profile: "Profile") -> ModuleType | None:
@@ -30,10 +39,15 @@ def find(profile: "Profile") -> ModuleType | None:
 
 
 def verdict_source(profile: "Profile") -> str:
-    """How `--check` obtains this target's verdict, for `qfix targets`."""
+    """How `--check` obtains this target's verdict, for `qfix targets`: the real tool when
+    qfix has a module for the profile's toolchain, else the profile (with the profile's
+    `toolchain.note`, e.g. why no real check is possible here)."""
     compiler = find(profile)
+    note = profile.toolchain.get("note")
     if compiler is None:
-        return "profile only"
+        return f"profile only ({note})" if note else "profile only"
+    if getattr(compiler, "KIND", "compiler") == "runtime":
+        return f"real runtime ({compiler.NAME} interpreter) when installed, else profile"
     if hasattr(compiler, "apply"):
         return f"real compiler ({compiler.NAME}) {getattr(compiler, 'WHEN', 'when installed')}, else profile"
     return f"real compiler ({compiler.NAME}) when on PATH, else profile"
@@ -46,8 +60,8 @@ def judge(profile: "Profile", tflite: bytes, placement: "Placement",
     `placement` now holds), or None when there is no compiler to run. A compiler with `apply`
     overwrites `placement` with its own when it ran."""
     real = find(profile)
-    if real is None or real.available() is None:
-        return None
+    if real is None or getattr(real, "KIND", "compiler") == "runtime" or real.available() is None:
+        return None  # a runtime runs the model on samples after the numbers check (runtime_for)
     opts = real.options(profile) if hasattr(real, "options") else {}
     progress(f"compiling with {real.NAME}" + (f" ({', '.join(map(str, opts.values()))})" if opts else ""))
     result = real.run(tflite, **opts)
@@ -61,3 +75,17 @@ def judge(profile: "Profile", tflite: bytes, placement: "Placement",
     if hasattr(real, "summary_line"):
         out["summary"] = real.summary_line(result)
     return out
+
+
+def runtime_for(profile: "Profile") -> ModuleType | None:
+    """The profile's runtime that runs the converted model on the samples LiteRT ran
+    (`NEEDS_SAMPLES`: the TFLM interpreter), or None."""
+    real = find(profile)
+    return real if getattr(real, "NEEDS_SAMPLES", False) else None
+
+
+def measures(profile: "Profile") -> frozenset[str]:
+    """The `--memory` kinds a run for this target measures: the .tflite's size (flash) always;
+    more when the profile's real tool reports them (the TFLM tensor arena: ram)."""
+    compiler = find(profile)
+    return frozenset({"flash"}) | getattr(compiler, "MEASURES", frozenset())

@@ -1,0 +1,199 @@
+"""A user's own profile (`--target my_npu.toml`): the documented example loads and means what
+it says; every broken variant is one QF912 line naming the key and the problem, through the
+loader and through the installed console script (exit 2, never a traceback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qfix.targets import available_targets, load_profile
+from qfix.targets.check import PREDICATES, check
+from qfix.targets.schema import builtin_codes, validate
+from qfix.targets.tflite import read_tflite
+from qfix.types import QfixError
+
+from tflite_models import conv_chain
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "targets" / "my_npu.toml"
+TINY = ROOT / "fixtures" / "tiny_cnn_k3.keras"
+QFIX = shutil.which("qfix", path=str(Path(sys.executable).parent))
+
+
+def qfix_run(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("QFIX_DEBUG", None)
+    return subprocess.run([QFIX, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
+
+
+# ---- the documented example ------------------------------------------------------------------
+
+
+def test_the_readme_shows_the_example_profile_as_shipped():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert EXAMPLE.read_text(encoding="utf-8") in blocks
+
+
+def test_the_example_loads_and_means_what_it_says():
+    p = load_profile(str(EXAMPLE))
+    assert (p.id, p.placement, p.static_shapes, p.io_dtype, p.max_rank) == ("my_npu", "islands", True, "int8", 4)
+    assert p.recipe.full_integer and p.recipe.batch == 1 and p.sources == ("My NPU SDK guide 2.1",)
+    assert p.supports("CONV_2D") and not p.supports("LEAKY_RELU") and not p.supports("TANH")
+    assert p.op("LEAKY_RELU").fix_hint and p.status("fallback") == "falls back to the CPU"
+    assert "leaky_relu" in p.missing_activations  # the source rules see the same table
+
+
+def test_the_example_judges_a_model():
+    """uint8 -> QUANTIZE -> CONV_2D(+RELU) -> [op] -> QUANTIZE -> uint8: the boundary
+    QUANTIZEs never count, CONV_2D runs, an unlisted op falls back to the CPU."""
+    p = load_profile(str(EXAMPLE))
+    ok = check(read_tflite(conv_chain()), p)
+    assert ok.ops_on_target == 1 and ok.first_unsupported is None and ok.fallback == []
+    off = check(read_tflite(conv_chain("TANH")), p)
+    assert off.first_unsupported["op"] == "TANH" and off.first_unsupported["status"] == "no NPU kernel"
+    assert [(f["op"], f["status"]) for f in off.fallback] == [("TANH", "falls back to the CPU")]
+
+
+def test_every_builtin_profile_passes_the_strict_checks():
+    for t in available_targets():
+        path = ROOT / "qfix" / "targets" / f"{t}.toml"
+        assert load_profile(str(path)).id == t
+
+
+def test_the_strict_checks_know_every_predicate_s_arguments():
+    """A rule for each predicate with its arguments: accepted; one more argument: refused."""
+    import inspect
+
+    for name, fn in PREDICATES.items():
+        params = [q.name for q in list(inspect.signature(fn).parameters.values())[2:]]
+        doc = {"schema": 1, "target": {"id": "x", "placement": "islands"},
+               "op": {"ADD": {"rule": [{"predicate": name, "args": {a: 1 for a in params}}]}}}
+        validate(doc, "t", strict=True)
+        doc["op"]["ADD"]["rule"][0]["args"]["bogus"] = 1
+        with pytest.raises(QfixError, match="takes no argument 'bogus'"):
+            validate(doc, "t", strict=True)
+
+
+def test_builtin_operator_codes_come_from_the_schema_enum():
+    from tflite.BuiltinOperator import BuiltinOperator
+
+    codes = builtin_codes()
+    assert codes["CONV_2D"] == BuiltinOperator.CONV_2D == 3 and codes["STABLEHLO_CASE"] == 209
+
+
+# ---- broken profiles: one line naming the key and the problem --------------------------------
+
+BROKEN = [  # (replace this, with that) in the example, what the message must say
+    (("placement = \"islands\" ", "plaecment = \"islands\" "), "target.plaecment: unknown key"),
+    (("schema = 1", "schema = 1\nextra = 3"), "extra: unknown key"),
+    (("static_shapes = true ", "static_shape = true "), "target.model_rules.static_shape: unknown key"),
+    (("static_shapes = true ", "static_shapes = \"yes\" "), "target.model_rules.static_shapes: must be true or false"),
+    (("max_rank = 4 ", "max_rank = 0 "), "target.model_rules.max_rank: must be a positive integer"),
+    (('activation_dtypes = ["int8"]', 'activation_dtypes = ["int9"]'), "unknown tensor type 'int9'"),
+    (('activation_dtypes = ["int8"]', 'activation_dtypes = "int8"'), "target.model_rules.activation_dtypes: must be a list"),
+    (('static_shapes_confidence = "R"', 'static_shapes_confidence = "sure"'), "static_shapes_confidence: must be one of V/M/R"),
+    (('name = "My NPU (int8)"', "name = 7"), "target.name: must be a string"),
+    (('sources = ["My NPU SDK guide 2.1"]', 'sources = "guide"'), "target.sources: must be a list of strings"),
+    (('unlisted_ops = "unsupported" ', 'unlisted_ops = "maybe" '), "target.unlisted_ops: must be"),
+    (('note = "no compiler', 'nt = "no compiler'), "target.toolchain.nt: unknown key"),
+    (('mapped = "runs on the NPU"', 'maped = "runs on the NPU"'), "statuses.maped: unknown key"),
+    (('fallback = "falls back to the CPU"', "fallback = 1"), "statuses.fallback: must be a string"),
+    (("[op.ADD]", "[op.ADDITION]"), "op.ADDITION: not a TFLite builtin operator name"),
+    (("[op.ADD]\ncode = 0", "[op.ADD]\ncode = 1"), "op.ADD.code: is 1, but ADD is 0"),
+    (("[op.ADD]\ncode = 0", '[op.ADD]\ncode = "zero"'), "op.ADD.code must be an integer"),
+    (('predicate = "attr_eq"', 'predicate = "os.system"'), "unknown predicate 'os.system'"),
+    (('args = { a = "dilation_h_factor", b = "dilation_w_factor" }', 'args = { a = "dilation_h_factor" }'),
+     "op.CONV_2D.rule[0].args: attr_eq needs b"),
+    (("args = { dims = [0] }", "args = { dims = [0], axis = 1 }"), "op.MEAN.rule[0].args.axis: axes_exclude takes no argument 'axis'"),
+    (('text = "At most 4096 elements."', 'txet = "At most 4096 elements."'), "op.SOFTMAX.rule[0].txet: unknown key"),
+    (('confidence = "R"\n\n[op.DEPTHWISE', 'confidence = "high"\n\n[op.DEPTHWISE'),
+     "op.CONV_2D.rule[1].confidence: must be one of V/M/R, got 'high'"),
+    (('supported = false ', 'supported = "no" '), "op.LEAKY_RELU.supported: must be true or false"),
+    (('quantization = "full_integer" ', 'quantization = "int4" '), "recipe.quantization must be one of"),
+    (("batch = 1", "batch = -1"), "recipe.batch must be a positive integer"),
+    (('id = "my_npu" ', 'id = "../my npu" '), "target.id must be letters, digits"),
+    (("[recipe]", "recipe = 3\n[recipe_]"), "recipe_: unknown key"),
+]
+
+
+@pytest.mark.parametrize("change,needle", BROKEN, ids=[n for _, n in BROKEN])
+def test_a_broken_profile_is_one_qf912_naming_the_key(tmp_path, change, needle):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert change[0] in text, change[0]
+    path = tmp_path / "my_npu.toml"
+    path.write_text(text.replace(change[0], change[1], 1), encoding="utf-8")
+    with pytest.raises(QfixError) as err:
+        load_profile(str(path))
+    assert err.value.code == "QF912" and needle in err.value.message, err.value.message
+    assert str(path) in err.value.message and "\n" not in err.value.message
+
+
+def test_a_toml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "my_npu.toml"
+    path.write_text(EXAMPLE.read_text().replace('name = "My NPU (int8)"', 'name = "My NPU (int8)'), encoding="utf-8")
+    with pytest.raises(QfixError) as err:
+        load_profile(str(path))
+    line = EXAMPLE.read_text().splitlines().index('name = "My NPU (int8)"') + 1
+    assert err.value.code == "QF912" and "invalid TOML" in err.value.message and f"line {line}" in err.value.message
+
+
+@pytest.mark.parametrize("name,content,needle", [
+    ("missing.toml", None, "No such file or directory"),
+    ("sub/missing", None, "No such file or directory"),
+    ("profiles", "folder", "is a folder"),
+    ("p.toml", "folder", "is a folder"),
+    ("latin1.toml", b"schema = 1\nname = '\xe9'\n", "not UTF-8"),
+    ("empty.toml", b"", "expected `schema = 1`"),
+])
+def test_files_that_are_not_profiles(tmp_path, name, content, needle):
+    path = tmp_path / name
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(QfixError) as err:
+        load_profile(str(path))
+    assert err.value.code == "QF912" and needle in err.value.message, err.value.message
+
+
+# ---- through the console script ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change,needle", [BROKEN[i] for i in (2, 5, 14, 19)] +
+                         [(("schema = 1", "schema = [1"), "invalid TOML")])
+def test_broken_profiles_through_the_console_script(tmp_path, change, needle):
+    path = tmp_path / "my_npu.toml"
+    path.write_text(EXAMPLE.read_text(encoding="utf-8").replace(change[0], change[1], 1), encoding="utf-8")
+    for args in ((TINY, "--check", "--target", path), ("targets", path)):
+        proc = qfix_run(*args)
+        assert proc.returncode == 2, (proc.stdout, proc.stderr)
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("QF912 ") and needle in lines[0], proc.stderr
+        assert "Traceback" not in proc.stdout + proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("name,needle", [("profiles", "is a folder"), ("nope.toml", "No such file or directory"),
+                                         ("sub/nope", "No such file or directory")])
+def test_a_profile_path_that_is_no_profile_through_the_console_script(tmp_path, name, needle):
+    (tmp_path / "profiles").mkdir()
+    proc = qfix_run(TINY, "--check", "--target", tmp_path / name)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("QF912 ") and needle in lines[0], proc.stderr
+
+
+def test_the_example_runs_the_static_check_through_the_console_script():
+    proc = qfix_run(TINY, "--target", EXAMPLE, "--check", "--static", "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(proc.stdout)
+    # static_shapes = true and batch 1: the dynamic batch is reported (the recipe fixes it)
+    assert report["target"] == "my_npu" and [f["code"] for f in report["findings"]] == ["QF301"]
