@@ -134,6 +134,11 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
         ),
     ]
     INVALID = [
+        Invalid(  # an empty `optimizations` already there: the line goes after it (above it, it lost)
+            _HEAD + "converter.optimizations = []\n" + _DS + _INT8 + _IO8 + _END,
+            _HEAD + "converter.optimizations = []\n" + _OPT + _DS + _INT8 + _IO8 + _END,
+            applicability=Applicability.SAFE, target="int8", count=1,
+        ),
         # the issue's smallest input: TF raises "... must be tf.float32"
         Invalid(
             _HEAD + _DS + _INT8 + _IO8 + _END,
@@ -249,7 +254,8 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
                 node, msg + ("" if row.error is None else " (no `optimizations`: not a full integer conversion)"),
                 fix=f"Set `{line}`",
                 applicability=Applicability.SAFE if row.error is not None else Applicability.UNSAFE,
-                edits=[InsertStatements(b.create_stmt, statements(line + "\n")), *imports],
+                # after an `optimizations = []` the script already has, which would otherwise win
+                edits=[InsertStatements(_anchor(b), statements(line + "\n")), *imports],
             )
             return
         hint = _HINT.get(row.key)
@@ -261,3 +267,10 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
                 msg += " (no representative dataset: not a full integer conversion)"
                 hint = "Integer I/O needs full integer quantization: set `optimizations` and a `representative_dataset`, or leave the I/O types float32"
         self.report(node, msg, fix=hint, applicability=Applicability.DISPLAY_ONLY)
+
+
+def _anchor(b: ConverterBlock):
+    """The statement the `optimizations` line goes after: the script's own `optimizations = ...`
+    (an empty list there would override a line inserted above it), else the converter's creation."""
+    opt = b.settings.get("optimizations")
+    return opt.stmt if opt is not None and opt.stmt is not None else b.create_stmt
