@@ -287,7 +287,9 @@ def resize_scale_in(model: TfliteModel, op: Op, scales: list[int], half_pixel_sc
         else:
             return f"H scale {h:g} differs from W scale {w:g}"
     allowed = half_pixel_scales if op.options.get("half_pixel_centers") else scales
-    return None if h in allowed else f"scale factor {h:g}" + (" with half_pixel_centers" if allowed is half_pixel_scales else "")
+    if h in allowed:
+        return None
+    return f"scale factor {h:g}" + (" with half_pixel_centers" if allowed is half_pixel_scales else "")
 
 
 def resize_scale_le(model: TfliteModel, op: Op, max_scale: int, max_align_corners: int,

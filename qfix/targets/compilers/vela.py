@@ -183,7 +183,8 @@ def run(model: bytes | str | Path, accelerator_config: str = DEFAULT_CONFIG, tim
             return failed(f"vela crashed (signal {-proc.returncode}){_oom_note(log, memory_limit)}", log)
         debug = out / "model_debug.xml"
         if proc.returncode != 0 or not debug.exists():
-            return failed(_first_error(log) or f"vela exited with status {proc.returncode}{_oom_note(log, memory_limit)}", log)
+            why = _first_error(log) or f"vela exited with status {proc.returncode}{_oom_note(log, memory_limit)}"
+            return failed(why, log)
         try:
             tables = read_debug_db(debug.read_text(encoding="utf-8"))
             ops = placement_of(tables, parse_warnings(log), *read_ops(data))
