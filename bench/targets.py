@@ -104,7 +104,7 @@ def plain_tflite(path: Path, samples: int, out: Path) -> str | None:
         return "timed out"
     if proc.returncode != 0 or not out.exists():
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        return (lines[-1] if lines else f"exit {proc.returncode}")[:100]
+        return (lines[-1] if lines else f"exit {proc.returncode}").removeprefix("qfix.types.QfixError: ")[:100]
     return None
 
 
@@ -169,7 +169,7 @@ def row_line(r: dict) -> str:
     est = (after or {}).get("estimates")
     e = "-" if not est else (f"{est['cycles_total']:>9} cyc  SRAM {est['sram_bytes'] / 1024:7.1f} KiB  "
                              f"flash+DRAM {(est['flash_bytes'] + est['dram_bytes']) / 1024:8.1f} KiB")
-    note = r.get("plain_error") or r["qfix"].get("error") or ""
+    note = f"plain: {r['plain_error']}" if r.get("plain_error") else r["qfix"].get("error") or ""
     return (f"{r['model']:<30} {r['target']:<10} {_share(r['plain']):>8} → {_share(after):<8} "
             f"{dis:<8} {r['qfix'].get('exit')!s:<5} {e} {note}")
 

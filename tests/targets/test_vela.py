@@ -62,16 +62,22 @@ def test_mac_configuration_reaches_vela():
     assert u85.estimates.clock_hz == 1e9 and u85.estimates.dram_bytes > 0
 
 
+# Listed by Vela for the family, yet every one qfix tried stayed on the CPU (see ethos-u85.toml).
+LISTED_BUT_CPU = {"ethos-u85": {"GATHER"}}
+
+
 @pytest.mark.parametrize("family,vela_arch", [("ethos-u55", "EthosU55"), ("ethos-u65", "EthosU55"),
                                               ("ethos-u85", "EthosU85")])
 def test_profile_op_table_is_velas(family, vela_arch):
     """Vela's own TFLite operator table (the source of its SUPPORTED_OPS.md; U65 shares U55's)
-    and the profile's NPU ops are the same set."""
+    and the profile's NPU ops are the same set, but for the ops Vela was seen to leave on the CPU."""
     from ethosu import regor
 
     theirs = {"ARG_MAX" if op == "ARGMAX" else op for op in regor.tflite_operator_constraints(vela_arch)}
     ours = {name for name, spec in load_profile(family).ops.items() if spec.supported}
-    assert ours == theirs, (sorted(ours - theirs), sorted(theirs - ours))
+    assert ours == theirs - LISTED_BUT_CPU.get(family, set()), (sorted(ours - theirs), sorted(theirs - ours))
+    for op in LISTED_BUT_CPU.get(family, ()):
+        assert "observed" in load_profile(family).op(op).source
 
 
 def test_failures_are_one_line_results():

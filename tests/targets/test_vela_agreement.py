@@ -106,3 +106,11 @@ def test_dynamic_batch_maps_but_its_shape_arithmetic_does_not(placed):
         off = _cpu(placed, "dynamic_batch", family)
         assert {k.split()[1] for k in off} == {"SHAPE", "STRIDED_SLICE", "PACK"}, off
         assert {v for k, v in off.items() if "SHAPE" not in k} == {"Operation has shapeless tensor"}
+
+
+def test_embedding_gather_stays_on_the_cpu_even_on_the_u85(placed):
+    """Vela lists GATHER for the U85 but placed this Embedding's on the CPU without a reason."""
+    for family in FAMILIES:
+        placement, result = placed["embedding", family]
+        gather = next(o for o in result.ops if o.op == "GATHER")
+        assert not gather.on_npu and placement.ops[gather.index].layer == "emb"
