@@ -109,12 +109,16 @@ def plain_tflite(path: Path, samples: int, out: Path) -> str | None:
 
 
 def judged(data: bytes, target: str) -> dict:
-    """Vela's placement of a .tflite and the profile's disagreements with it."""
+    """Vela's placement of a .tflite and the profile's disagreements with it (a file Vela
+    refuses whole: no op on the NPU, and each op the profile put there disagrees)."""
     profile = load_profile(target)
     result = vela.run(data, **vela.options(profile))
+    placement = check(read_tflite(data), profile)
+    if result.rejected:
+        return {"npu": 0, "total": placement.ops_total, "disagree": placement.ops_on_target,
+                "compared": placement.ops_total, "rejected": result.error}
     if not result.ok:
         return {"error": result.error}
-    placement = check(read_tflite(data), profile)
     return {"npu": result.ops_on_npu, "total": len(result.ops), "disagree": len(vela.compare(placement, result)),
             "compared": len(result.ops)}
 
@@ -169,7 +173,9 @@ def row_line(r: dict) -> str:
     est = (after or {}).get("estimates")
     e = "-" if not est else (f"{est['cycles_total']:>9} cyc  SRAM {est['sram_bytes'] / 1024:7.1f} KiB  "
                              f"flash+DRAM {(est['flash_bytes'] + est['dram_bytes']) / 1024:8.1f} KiB")
-    note = f"plain: {r['plain_error']}" if r.get("plain_error") else r["qfix"].get("error") or ""
+    note = (f"plain: {r['plain_error']}" if r.get("plain_error") else
+            f"vela rejects the plain file: {r['plain']['rejected']}"[:140] if (r["plain"] or {}).get("rejected") else
+            r["qfix"].get("error") or "")
     return (f"{r['model']:<30} {r['target']:<10} {_share(r['plain']):>8} → {_share(after):<8} "
             f"{dis:<8} {r['qfix'].get('exit')!s:<5} {e} {note}")
 

@@ -81,14 +81,43 @@ def test_profile_op_table_is_velas(family, vela_arch):
 
 
 def test_failures_are_one_line_results():
-    bad = vela.run(b"TFL3" + b"\x00" * 64)  # not a model: Vela's own error, or its crash
+    bad = vela.run(b"TFL3" + b"\x00" * 64)  # not a model: Vela's own error ("No networks defined")
     assert not bad.ok and bad.error and "\n" not in bad.error and bad.ops == []
-    assert vela.compare(check(read_tflite(conv_chain()), load_profile("ethos-u55")), bad) == [
-        f"vela failed ({bad.error}); the verdict is the profile's"]
     slow = vela.run(conv_chain(), timeout=0.05)
-    assert not slow.ok and slow.error == "vela timed out after 0.05 s"
+    assert not slow.ok and not slow.rejected and slow.error == "vela timed out after 0.05 s"
+    placement = check(read_tflite(conv_chain()), load_profile("ethos-u55"))
+    assert vela.compare(placement, slow) == ["vela failed (vela timed out after 0.05 s); the verdict is the profile's"]
+    assert not vela.apply(placement, slow, load_profile("ethos-u55")) and placement.fully_on_target  # unchanged
     starved = vela.run(conv_chain(), memory_limit=30 << 20)  # numpy alone needs more
-    assert not starved.ok and starved.error and "\n" not in starved.error
+    assert not starved.ok and not starved.rejected and starved.error and "\n" not in starved.error
+
+
+def _float_argmax() -> bytes:
+    """float32 -> ARG_MAX -> int32: Vela refuses the file ("IFM has to be 8bit")."""
+    import numpy as np
+
+    from tflite_models import build_tflite
+
+    tensors = [{"name": "in", "shape": (1, 4, 4, 3), "dtype": "float32", "quant": False},
+               {"name": "axis", "shape": (1,), "dtype": "int32", "data": np.array([3], np.int32), "quant": False},
+               {"name": "argmax_out", "shape": (1, 4, 4), "dtype": "int32", "quant": False}]
+    return build_tflite(tensors, [{"op": "ARG_MAX", "in": [0, 1], "out": [2],
+                                   "options": ("ArgMaxOptions", {"outputType": 2})}], [0], [2])
+
+
+def test_a_file_vela_refuses_runs_nowhere_on_the_npu():
+    data, profile = _float_argmax(), load_profile("ethos-u85")
+    result = vela.run(data, **vela.options(profile))
+    assert result.rejected and not result.ok and result.rejected_op == 0
+    assert result.error == "Error: ARGMAX 'argmax_out' Does not have valid TFLite Semantics.; - IFM has to be 8bit; " \
+                           "IFM type=FLOAT32,"
+    placement = check(read_tflite(data), profile)
+    out = judge(profile, data, placement)
+    assert out["verdict"] == "vela" and out["summary"].startswith("vela 5.2.0 (ethos-u85-256) rejects the file: Error")
+    assert placement.ops_on_target == 0 and not placement.fully_on_target
+    assert placement.model_failure == "vela rejects the whole file, so no op runs on Arm Ethos-U85 NPU"
+    assert placement.first_unsupported["reason"] == result.error
+    assert placement.first_unsupported["status"] == profile.status("rejected")
 
 
 def test_vela_verdict_replaces_the_profile_where_they_disagree(tmp_path):

@@ -5,7 +5,8 @@ installed, or None), `run(tflite_bytes, **options)` (a result with `to_json()`, 
 is not installed) and `compare(placement, result)` (where it and the profile disagree). It may
 also have `options(profile)` (the run's arguments the profile sets, e.g. Vela's accelerator
 configuration), `apply(placement, result, profile)` (the compiler's placement becomes the
-verdict: Vela; without it the compiler only reports disagreements: edgetpu_compiler),
+verdict, True when it did: Vela; without it the compiler only reports disagreements:
+edgetpu_compiler),
 `summary_line(result)` (one line for the text report) and `WHEN` (when it runs, for `qfix
 targets`). A target whose toolchain has no module here is judged by its profile alone.
 A compiler module has `NAME` (the toolchain name it implements), `available()` (its binary
@@ -69,8 +70,7 @@ def judge(profile: "Profile", tflite: bytes, placement: "Placement",
         return None
     out = {"used": real.NAME, "result": result.to_json(), "disagreements": real.compare(placement, result),
            "verdict": "profile"}
-    if hasattr(real, "apply") and result.ok:
-        real.apply(placement, result, profile)
+    if hasattr(real, "apply") and real.apply(placement, result, profile):
         out["verdict"] = real.NAME
     if hasattr(real, "summary_line"):
         out["summary"] = real.summary_line(result)

@@ -105,8 +105,12 @@ class VelaResult:
     accelerator_config: str
     ops: list[VelaOp]
     estimates: Estimates | None
-    error: str | None  # why Vela produced no placement (its own error line, a crash, a time-out)
+    error: str | None  # why Vela produced no placement (its own error, a crash, a time-out)
     log: str = field(repr=False, default="")
+    # Vela ran and refused the file ("Compilation failed: ..."): nothing runs on the NPU. A crash
+    # or a time-out is not a refusal: it says nothing about the model.
+    rejected: bool = False
+    rejected_op: int | None = None  # the op Vela's error names, when it names one
 
     @property
     def ops_on_npu(self) -> int:
@@ -122,7 +126,7 @@ class VelaResult:
         return self.ops_on_npu / len(self.ops) if self.ops else None
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("log", "ops", "estimates")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("log", "ops", "estimates", "rejected_op")}
         out["ops_on_npu"], out["ops_on_cpu"] = self.ops_on_npu, self.ops_on_cpu
         out["cpu_ops"] = [{"index": o.index, "op": o.op, "reason": o.reason, "constraint": o.constraint}
                           for o in self.ops if not o.on_npu]
@@ -182,6 +186,10 @@ def run(model: bytes | str | Path, accelerator_config: str = DEFAULT_CONFIG, tim
         if proc.returncode < 0:
             return failed(f"vela crashed (signal {-proc.returncode}){_oom_note(log, memory_limit)}", log)
         debug = out / "model_debug.xml"
+        refusal = _refusal(log)
+        if refusal is not None:
+            return VelaResult(False, version(), accelerator_config, [], None, refusal, log, True,
+                              _refused_op(refusal, data))
         if proc.returncode != 0 or not debug.exists():
             why = _first_error(log) or f"vela exited with status {proc.returncode}{_oom_note(log, memory_limit)}"
             return failed(why, log)
@@ -198,6 +206,38 @@ def run(model: bytes | str | Path, accelerator_config: str = DEFAULT_CONFIG, tim
 def _oom_note(log: str, limit: int) -> str:
     oom = ("MemoryError", "bad_alloc", "Memory allocation", "Cannot allocate memory")
     return f": out of memory (limit {limit >> 20} MiB)" if any(m in log for m in oom) else ""
+
+
+def _refusal(log: str) -> str | None:
+    """Vela's own refusal of the file, one line: "Error: RESHAPE '<name>' Does not have valid
+    TFLite Semantics.; - Input and output number of elements must match; IFM shape=1, 32, OFM
+    shape=1, 8, 32" (the "Compilation failed:" line with the detail lines that follow it)."""
+    lines = log.splitlines()
+    at = next((i for i, ln in enumerate(lines) if "Compilation failed:" in ln), None)
+    if at is None:
+        return None
+    parts = [lines[at].split("Compilation failed:", 1)[1].strip()]
+    for ln in lines[at + 1:]:
+        if not ln.strip() or ln.strip() == "Failed to parse TFLite file":
+            break
+        parts.append(ln.strip())
+    return "; ".join(p for p in parts if p)[:500]
+
+
+_NAMED_OP = re.compile(r"Error: (\w+) '([^']*)'")
+
+
+def _refused_op(refusal: str, data: bytes) -> int | None:
+    """The index of the op Vela's refusal names (by type and output tensor), if it names one."""
+    m = _NAMED_OP.search(refusal)
+    if not m:
+        return None
+    try:
+        ops, _ = read_ops(data)
+    except Exception:  # noqa: BLE001 - not a file qfix can read either: no op to name
+        return None
+    name = _VELA_NAMES.get(m.group(1), m.group(1))
+    return next((i for i, (op, ofm) in enumerate(ops) if ofm == m.group(2) and op == name), None)
 
 
 def _first_error(log: str) -> str | None:
@@ -337,6 +377,9 @@ def read_summary(text: str) -> Estimates:
 
 def compare(placement: Placement, result: VelaResult) -> list[str]:
     """Where Vela and the profile's prediction disagree, op by op (empty = they agree)."""
+    if result.rejected:
+        on = placement.ops_on_target
+        return [f"vela rejects the whole file ({result.error}); the profile put {on} op(s) on the NPU"] if on else []
     if not result.ok:
         return [f"vela failed ({result.error}); the verdict is the profile's"]
     if len(result.ops) != len(placement.ops):
@@ -350,12 +393,17 @@ def compare(placement: Placement, result: VelaResult) -> list[str]:
     return diffs
 
 
-def apply(placement: Placement, result: VelaResult, profile: Any) -> None:
+def apply(placement: Placement, result: VelaResult, profile: Any) -> bool:
     """Make Vela's placement the verdict: each op's on_target, status and reason become Vela's,
-    and the totals and the first CPU op follow. Float tensors, dynamic tensors and warnings
-    stay (they are facts of the file). Does nothing when Vela failed or read other ops."""
+    and the totals and the first CPU op follow; a file Vela refuses has no op on the NPU and
+    says why in `model_failure`. Float tensors, dynamic tensors and warnings stay (they are
+    facts of the file). Returns False, changing nothing, when Vela crashed, timed out or read
+    other ops: then the profile's prediction stands."""
+    if result.rejected and placement.ops:
+        _refused(placement, result, profile)
+        return True
     if not result.ok or len(result.ops) != len(placement.ops):
-        return
+        return False
     npu, cpu = profile.status("mapped"), profile.status("cpu")
     for ours, theirs in zip(placement.ops, result.ops):
         agreed = ours.on_target == theirs.on_npu
@@ -376,10 +424,26 @@ def apply(placement: Placement, result: VelaResult, profile: Any) -> None:
         "op": first.op, "layer": first.layer, "reason": first.reason, "index": first.index,
         "status": first.status, "fix_hint": first.fix_hint}
     placement.fully_on_target = first is None and not placement.float_tensors
+    return True
+
+
+def _refused(placement: Placement, result: VelaResult, profile: Any) -> None:
+    source = f"vela {result.version} ({result.accelerator_config})"
+    culprit = result.rejected_op if result.rejected_op is not None else 0
+    for op in placement.ops:
+        op.on_target, op.status, op.source, op.confidence = False, profile.status("rejected"), source, "V"
+        op.reason = (result.error or "refused") if op.index == culprit else f"vela rejects the file at op {culprit}"
+    first = placement.ops[culprit]
+    placement.ops_on_target, placement.fully_on_target = 0, False
+    placement.first_unsupported = {"op": first.op, "layer": first.layer, "reason": first.reason,
+                                   "index": first.index, "status": first.status, "fix_hint": first.fix_hint}
+    placement.model_failure = f"vela rejects the whole file, so no op runs on {profile.name}"
 
 
 def summary_line(result: VelaResult) -> str:
     """One line for the text report: where the ops run and what Vela estimates."""
+    if result.rejected:
+        return f"vela {result.version} ({result.accelerator_config}) rejects the file: {result.error}"
     if not result.ok:
         return f"vela {result.version or ''} ({result.accelerator_config}) failed: {result.error}"
     head = (f"vela {result.version} ({result.accelerator_config}): {result.ops_on_npu}/{len(result.ops)} ops "
