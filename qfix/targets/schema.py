@@ -30,7 +30,7 @@ TOOLCHAIN_KEYS = frozenset({"name", "version", "runtime", "note", "accelerator_c
 # Vela's word for an op it leaves to the CPU (the Ethos-U profiles).
 STATUS_KEYS = frozenset({"mapped", "unsupported_op", "bad_dtype", "bad_int_dtype", "hidden_limit", "dynamic",
                          "bad_rank", "bad_version", "unparsable", "after_cut", "boundary_cpu", "reference",
-                         "fallback", "cpu"})
+                         "fallback", "cpu", "rejected"})
 RULE_KEYS = frozenset({"predicate", "args", "text", "status", "severity", "source", "confidence", "fix_hint", "id"})
 # TFLite tensor types as qfix.targets.tflite names them.
 DTYPES = frozenset({"float32", "float16", "float64", "bfloat16", "int4", "int8", "uint8", "int16", "uint16",
