@@ -188,7 +188,8 @@ def test_no_effect_rewrite_beside_a_kept_batch_fix_edgetpu(models, tmp_path):
     assert (a.ops_on_target, len(a.float_tensors)) == (b.ops_on_target, len(b.float_tensors))
     config = json.loads(_member(Path(run.outputs["model"]), "config.json"))
     assert "_to_float32" not in json.dumps(config)  # the cast is not in the written model
-    assert run.float_equivalence == 0.0
+    # A static batch can pick another float kernel (CI saw 6.7e-5): equal up to float rounding.
+    assert run.float_equivalence <= run.tolerance
 
 
 @pytest.mark.parametrize("name,dialect,lost", [("mixed_concat", "k3", True), ("mixed_concat", "tfk", True),
