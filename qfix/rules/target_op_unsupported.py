@@ -20,7 +20,9 @@ to the end of the model.
 Display-only: fixes belong to the rules that find the cause.
 
 ## Targets
-Every target, judged by the profile's op table and constraints. A profile with
+Every target, judged by the profile's op table and constraints, or by the real compiler where
+it runs and its placement is the verdict (Vela for the Ethos-U targets: each op it leaves on the
+CPU, with Vela's reason; a file it refuses whole). A profile with
 `placement = "prefix"` (one cut: the Edge TPU) gets one finding at the cut; others get one per
 op and layer. A profile with `version_failure = "model"` (the Edge TPU compiler) gets one
 finding when an op version is too new for its toolchain: the file is rejected whole ("Model
