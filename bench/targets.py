@@ -82,7 +82,11 @@ for name, build in builders().items():
 
 def models(only: set[str] | None, apps: bool) -> list[Path]:
     """The .keras files to run: the fixtures, the tiny Ethos-U models, the applications."""
-    tiny = CACHE / "ethos_models"
+    import hashlib
+
+    # Keyed by the builders' source: a changed model is built again.
+    digest = hashlib.sha256((ROOT / "fixtures" / "ethos_models.py").read_bytes()).hexdigest()[:10]
+    tiny = CACHE / f"ethos_models-{digest}"
     tiny.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-c", BUILD_TINY, str(tiny)], check=True, cwd=ROOT, env=ENV,
                    capture_output=True)

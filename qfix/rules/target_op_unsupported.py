@@ -20,7 +20,9 @@ to the end of the model.
 Display-only: fixes belong to the rules that find the cause.
 
 ## Targets
-Every target, judged by the profile's op table and constraints. A profile with
+Every target, judged by the profile's op table and constraints, or by the real compiler where
+it runs and its placement is the verdict (Vela for the Ethos-U targets: each op it leaves on the
+CPU, with Vela's reason; a file it refuses whole). A profile with
 `placement = "prefix"` (one cut: the Edge TPU) gets one finding at the cut; others get one per
 op and layer, saying where the op goes when the profile names it (`statuses.fallback`, e.g.
 "falls back to the CPU" for the GPU delegate). A profile with `version_failure = "model"` (the Edge TPU compiler) gets one
