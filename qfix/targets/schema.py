@@ -26,11 +26,12 @@ TARGET_KEYS = frozenset({"id", "name", "aliases", "toolchain", "placement", "pla
 # name: the module in qfix/targets/compilers/ that runs the real tool; note: why there is none
 # here; accelerator_config(s): the Ethos-U profiles' Vela configurations.
 TOOLCHAIN_KEYS = frozenset({"name", "version", "runtime", "note", "accelerator_config", "accelerator_configs"})
-# Status keys the check uses (what each op's status says, in the target's own words); `cpu`:
-# Vela's word for an op it leaves to the CPU (the Ethos-U profiles).
+# Status keys the check uses (what each op's status says, in the target's own words); `cpu`
+# and `rejected`: Vela's words for an op it leaves to the CPU and for a file it refuses (the
+# Ethos-U profiles).
 STATUS_KEYS = frozenset({"mapped", "unsupported_op", "bad_dtype", "bad_int_dtype", "hidden_limit", "dynamic",
                          "bad_rank", "bad_version", "unparsable", "after_cut", "boundary_cpu", "reference",
-                         "fallback", "cpu"})
+                         "fallback", "cpu", "rejected"})
 RULE_KEYS = frozenset({"predicate", "args", "text", "status", "severity", "source", "confidence", "fix_hint", "id"})
 # TFLite tensor types as qfix.targets.tflite names them.
 DTYPES = frozenset({"float32", "float16", "float64", "bfloat16", "int4", "int8", "uint8", "int16", "uint16",
@@ -69,7 +70,7 @@ def _confidence(v: Any) -> str | None:
 # `<key>_confidence` (V/M/R).
 MODEL_RULES: dict[str, Callable[[Any], str | None]] = {
     "activation_dtypes": _dtypes, "aux_dtypes": _dtypes, "state_dtypes": _dtypes,
-    "static_shapes": _bool, "integer_io": _bool,
+    "static_shapes": _bool, "integer_io": _bool, "dynamic_batch": _bool,  # dynamic_batch: the Ethos-U profiles
     "max_innermost_dims": _positive, "max_subgraphs": _positive, "max_rank": _positive,
     "max_delegated_partitions": _positive, "sram_bytes_approx": _positive,
     "max_tflite_runtime": _str, "version_failure": _str,
