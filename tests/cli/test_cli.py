@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import qfix
-from qfix import cli
+from qfix.cli import app as cli  # the typer application (qfix.cli itself is the entry point)
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
