@@ -1,8 +1,9 @@
 """The source engine: one batched walk of all source rules per file, fixes until stable.
 
 * `lint_source(code, ...)` parses once, builds the import-alias map, walks the tree once and
-  calls every active rule's `visit_*` / `leave_*` hooks; positions (libcst PositionProvider)
-  are computed only for files that have findings.
+  calls every active rule's `visit_*` / `leave_*` hooks; positions are computed only for the
+  top-level statements that hold findings (`qfix.source.locate`), the whole tree's only when a
+  fix needs them (`LintResult.positions`).
 * `fix_source(code, ...)` applies the applicable fixes (safe; unsafe with `unsafe_fixes`),
   re-parses the result, re-lints and repeats until nothing changes (Ruff's loop). A fix that
   breaks the syntax is dropped and the file keeps its last good text.
@@ -21,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from qfix.types import Applicability, Fix, Location, Severity, Violation
+from qfix.source.locate import locate, whole
 from qfix.source.names import Names
 from qfix.source.rule import (
     AddImport,
@@ -145,7 +146,15 @@ class LintResult:
     violations: list[Violation]
     module: cst.Module | None
     reports: list[Report] = field(default_factory=list)  # with fixes' edit objects
-    positions: Any = None  # libcst PositionProvider mapping (only when there are findings)
+    _positions: Any = field(default=None, repr=False)
+
+    @property
+    def positions(self) -> Any:
+        """libcst's PositionProvider mapping for the whole module, made on first use (the
+        findings' own locations need only their statements'); None without a module."""
+        if self._positions is None and self.module is not None:
+            self._positions = whole(self.module)
+        return self._positions
 
 
 def _parse_error(path: str | None, exc: Exception, code: str) -> Violation:
@@ -265,7 +274,7 @@ def lint_source(
     if not reports:
         return LintResult([], module)
 
-    positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    positions = locate(module, [rep.node for rep in reports if rep.node is not None])
     lines, file_level = _suppressions(code)
     kept: list[Report] = []
     seen: set[tuple] = set()
@@ -287,7 +296,7 @@ def lint_source(
         seen.add(key)
         kept.append(rep)
     kept.sort(key=lambda r: (r.violation.location.line or 0, r.violation.location.col or 0, r.violation.code))
-    return LintResult([r.violation for r in kept], module, kept, positions)
+    return LintResult([r.violation for r in kept], module, kept)
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,8 +469,6 @@ def fix_source(
             break
         iterations += 1
         positions = result.positions
-        if positions is None:
-            positions = MetadataWrapper(result.module, unsafe_skip_copy=True).resolve(PositionProvider)
         chosen: list[Report] = []
         spans: list[tuple] = []
         for rep in todo:
