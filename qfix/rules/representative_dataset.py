@@ -65,7 +65,7 @@ import libcst as cst
 from qfix.source.arrays import Binding, Evaluator, Scope, Val, literal_shape, dtype_name, names_bound_anywhere, scope_bindings
 from qfix.source.converter import ConverterAnalysis, ConverterBlock
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
-from qfix.source.util import arg, string_value
+from qfix.source.util import arg, child_nodes, string_value
 from qfix.types import Applicability
 
 MODELS = {"keras.Model", "keras.models.Model"}
@@ -237,7 +237,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
         stack: list[tuple[Any, list[cst.FunctionDef]]] = [(module, [])]
         while stack:  # every def with the defs around it (for name resolution)
             node, chain = stack.pop()
-            for child in node.children:
+            for child in child_nodes(node):
                 if isinstance(child, cst.FunctionDef):
                     self._defs[id(child)] = (child, chain)
                     stack.append((child, [child, *chain]))

@@ -19,7 +19,7 @@ from typing import Any
 import libcst as cst
 
 from qfix.source.names import Names
-from qfix.source.util import arg, iter_nodes, number, string_value
+from qfix.source.util import arg, child_nodes, iter_nodes, number, string_value
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -193,7 +193,7 @@ def scope_bindings(body: cst.CSTNode, params: cst.Parameters | None = None) -> d
         elif isinstance(x, (cst.Global, cst.Nonlocal)):
             for n in x.names:
                 add(n.name.value, Binding("other"))
-        stack.extend(c for c in x.children if isinstance(c, cst.CSTNode))
+        stack.extend(child_nodes(x))  # the order of a name's bindings is not read (Scope.lookup)
     return out
 
 

@@ -170,19 +170,29 @@ class ConverterBlock:
 
 
 class ConverterAnalysis:
-    """Mixin for SourceRule subclasses."""
+    """Mixin for SourceRule subclasses. The rules of one file share one analysis (the file
+    context's `shared["converter"]`): the first of them to be called collects it, the others'
+    hooks return at once (the analysis reads only the file, never the rule)."""
 
     TRIGGERS = ("TFLiteConverter",)
 
     def _conv_state(self) -> dict[str, Any]:
-        st = self.__dict__.get("_conv")
+        shared = self.ctx.shared  # type: ignore[attr-defined]
+        st = shared.get("converter")
         if st is None:
-            st = {"blocks": {}, "order": [], "qat_names": set(), "scope_depth": 0}
-            self.__dict__["_conv"] = st
+            st = {"blocks": {}, "order": [], "qat_names": set(), "scope_depth": 0, "owner": self}
+            shared["converter"] = st
         return st
 
-    def visit_With(self, node: cst.With) -> None:
+    def _collecting(self) -> dict[str, Any] | None:
+        """The shared state when this rule is the one collecting it, else None."""
         st = self._conv_state()
+        return st if st["owner"] is self else None
+
+    def visit_With(self, node: cst.With) -> None:
+        st = self._collecting()
+        if st is None:
+            return
         for item in node.items:
             call = item.item
             if isinstance(call, cst.Call) and self.names.canon(call.func) == QUANTIZE_SCOPE:  # type: ignore[attr-defined]
@@ -190,8 +200,8 @@ class ConverterAnalysis:
                 st.setdefault("scoped", set()).add(id(node))
 
     def leave_With(self, node: cst.With) -> None:
-        st = self._conv_state()
-        if id(node) in st.get("scoped", set()):
+        st = self._collecting()
+        if st is not None and id(node) in st.get("scoped", set()):
             st["scope_depth"] -= 1
 
     def _is_qat_value(self, value: cst.BaseExpression) -> bool:
@@ -216,7 +226,9 @@ class ConverterAnalysis:
                             block.escaped = True
 
     def visit_SimpleStatementLine(self, stmt: cst.SimpleStatementLine) -> None:
-        st = self._conv_state()
+        st = self._collecting()
+        if st is None:
+            return
         scope = id(self.ctx.scope) if self.ctx.scope is not None else None  # type: ignore[attr-defined]
         if st["blocks"]:
             self._escapes(stmt, st, scope)

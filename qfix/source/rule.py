@@ -382,6 +382,8 @@ class FileContext:
     _flavours: FileFlavours | None = None
     _activity: Activity | None = None
     _dispatched: frozenset[int] | None = None
+    # analyses several rules of one file share, by name (qfix.source.converter's: "converter")
+    shared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scope(self) -> cst.FunctionDef | None:
