@@ -15,7 +15,6 @@ findings is never re-printed, so it stays byte-identical.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import re
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import libcst as cst
 from qfix.types import Applicability, Fix, Location, Severity, Violation
 from qfix.source.locate import locate, whole
 from qfix.source.names import Names
+from qfix.source.util import _NODE_TYPES, _REV, _fields, is_node_type  # noqa: F401 - _fields: flavour.py reads it here
 from qfix.source.rule import (
     AddImport,
     FileContext,
@@ -51,35 +51,6 @@ _SUPPRESS_FILE = re.compile(r"#\s*qfix\s*:\s*ignore-file(?:\[([A-Za-z0-9_,\s-]*)
 # --------------------------------------------------------------------------------------------
 # Walking
 # --------------------------------------------------------------------------------------------
-_SKIP_FIELDS = frozenset(
-    {
-        "lpar", "rpar", "comma", "semicolon", "header", "footer", "leading_lines",
-        "lines_after_decorators", "trailing_whitespace", "operator", "equal", "star",
-        "colon", "dot", "whitespace", "newline", "indent",
-    }
-)
-_FIELDS: dict[type, tuple[str, ...]] = {}
-_REV: dict[type, tuple[str, ...]] = {}
-_NOT_NODES = (str, int, bool, float)
-
-
-def _fields(t: type) -> tuple[str, ...]:
-    """Names of the fields of node type `t` that can hold meaningful child nodes."""
-    f = _FIELDS.get(t)
-    if f is None:
-        f = tuple(
-            x.name
-            for x in dataclasses.fields(t)
-            if x.name not in _SKIP_FIELDS
-            and not x.name.startswith("whitespace")
-            and x.type not in _NOT_NODES
-            and not str(x.type).startswith("typing.Literal")
-        )
-        _FIELDS[t] = f
-        _REV[t] = tuple(reversed(f))
-    return f
-
-
 class _Leave:
     __slots__ = ("node",)
 
@@ -94,11 +65,11 @@ def walk(
 ) -> None:
     """Pre-order, source-order walk over the meaningful nodes (no whitespace/punctuation),
     reading dataclass fields directly: an order of magnitude cheaper than CSTNode.visit."""
-    CN = cst.CSTNode
     rev = _REV
     stack: list[Any] = [root]
     pop, push = stack.pop, stack.append
     visit_get = visit.get
+    node_get = _NODE_TYPES.get
     while stack:
         x = pop()
         t = type(x)
@@ -121,10 +92,14 @@ def walk(
             tv = type(v)
             if tv is tuple or tv is list:
                 for c in reversed(v):
-                    if isinstance(c, CN):
+                    tc = type(c)
+                    ok = node_get(tc)
+                    if ok or (ok is None and is_node_type(tc)):
                         push(c)
-            elif isinstance(v, CN):
-                push(v)
+            else:
+                ok = node_get(tv)
+                if ok or (ok is None and is_node_type(tv)):
+                    push(v)
 
 
 # --------------------------------------------------------------------------------------------

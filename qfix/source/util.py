@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 from typing import Any
 
@@ -108,40 +109,80 @@ def assign_target_names(node: cst.Assign | cst.AnnAssign) -> list[str]:
     return [t.value for t in targets if isinstance(t, cst.Name)]
 
 
+# --------------------------------------------------------------------------------------------
+# Walking the meaningful nodes (the engine's batched walk, iter_nodes, child_nodes)
+# --------------------------------------------------------------------------------------------
+_SKIP_FIELDS = frozenset(
+    {
+        "lpar", "rpar", "comma", "semicolon", "header", "footer", "leading_lines",
+        "lines_after_decorators", "trailing_whitespace", "operator", "equal", "star",
+        "colon", "dot", "whitespace", "newline", "indent",
+    }
+)
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_REV: dict[type, tuple[str, ...]] = {}
+_NOT_NODES = (str, int, bool, float)
+
+
+def _fields(t: type) -> tuple[str, ...]:
+    """Names of the fields of node type `t` that can hold meaningful child nodes."""
+    f = _FIELDS.get(t)
+    if f is None:
+        f = tuple(
+            x.name
+            for x in dataclasses.fields(t)
+            if x.name not in _SKIP_FIELDS
+            and not x.name.startswith("whitespace")
+            and x.type not in _NOT_NODES
+            and not str(x.type).startswith("typing.Literal")
+        )
+        _FIELDS[t] = f
+        _REV[t] = tuple(reversed(f))
+    return f
+
+
+# type -> is it a CSTNode: `isinstance(x, cst.CSTNode)` goes through ABCMeta's check, the
+# walks' hottest line (every field of every node); this dict answers per type at dict speed
+_NODE_TYPES: dict[type, bool] = {}
+
+
+def is_node_type(t: type) -> bool:
+    r = _NODE_TYPES.get(t)
+    if r is None:
+        r = _NODE_TYPES[t] = issubclass(t, cst.CSTNode)
+    return r
+
+
 def child_nodes(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The meaningful children of `node` (no whitespace, punctuation or parentheses: nothing
     that binds or calls), read from its fields: `CSTNode.children` visits every child to list
     them, some 20 times slower. Field order, which is not always source order (a def's body
     comes before its decorators)."""
-    from qfix.source.engine import _fields
-
     kids: list[cst.CSTNode] = []
-    CN = cst.CSTNode
+    node_get = _NODE_TYPES.get
     for name in _fields(type(node)):
         v = getattr(node, name)
-        if isinstance(v, CN):
-            kids.append(v)
-        elif type(v) is tuple or type(v) is list:
-            kids.extend(c for c in v if isinstance(c, CN))
+        tv = type(v)
+        if tv is tuple or tv is list:
+            for c in v:
+                tc = type(c)
+                ok = node_get(tc)
+                if ok or (ok is None and is_node_type(tc)):
+                    kids.append(c)
+        else:
+            ok = node_get(tv)
+            if ok or (ok is None and is_node_type(tv)):
+                kids.append(v)
     return kids
 
 
 def iter_nodes(node: cst.CSTNode):
     """Every meaningful node under `node` (pre-order), using the engine's fast field walk."""
-    from qfix.source.engine import _fields
-
     stack: list[Any] = [node]
-    CN = cst.CSTNode
     while stack:
         x = stack.pop()
         yield x
-        kids = []
-        for name in _fields(type(x)):
-            v = getattr(x, name)
-            if isinstance(v, CN):
-                kids.append(v)
-            elif type(v) is tuple or type(v) is list:
-                kids.extend(c for c in v if isinstance(c, CN))
+        kids = child_nodes(x)
         kids.reverse()
         stack.extend(kids)
 
