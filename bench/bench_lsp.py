@@ -3,7 +3,10 @@
     python bench/bench_lsp.py [--runs 5] [--lines 1000]
 
 `qfix lsp` runs as the editor starts it (`python -m qfix lsp` from this checkout, a fresh
-process per run) and is spoken to in raw LSP frames over its stdin/stdout:
+process per run) and is spoken to in raw LSP frames over its stdin/stdout (tests/lsp/lsp_wire.py,
+the client the wire tests use). Each figure is given as wall time and as the server's own CPU
+time for that step (read from /proc; `-` where it cannot be), which moves far less with the load
+of a shared machine:
 
 * start-up: from spawning the process to the `initialize` response (goal <= 0.5 s);
 * first diagnostics: `didOpen` of a generated Python file of `--lines` lines (converter and
@@ -12,28 +15,34 @@ process per run) and is spoken to in raw LSP frames over its stdin/stdout:
 * after an edit: `didChange` of one line to the new version's `publishDiagnostics`, shown with
   the 150 ms debounce and without it (the check's own time);
 * code actions on the same file: a quick fix and `source.fixAll.qfix` (listed, then resolved);
-* for scale: the CPU time of a server that only answers `initialize` and exits, of importing
-  lsprotocol alone (pygls's types, most of the start-up), and the source engine's own check of
-  the same text in this process (`lint_source`, what every diagnostic waits for).
+* for scale: a server that only answers `initialize` and exits, importing lsprotocol alone
+  (pygls's types: most of the start-up) and starting Python; the source engine's own check
+  of the same text in this process (`lint_source`, what every diagnostic waits for), and its
+  parts: libcst's parse, the rules' walk with the findings' positions.
 
-Medians over `--runs` runs (min-max in brackets). The machine is shared: figures move with its load.
+Medians over `--runs` runs (min-max of the wall time in brackets), with the machine's CPU count
+and load average.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from queue import Empty, Queue
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "lsp"))
+from lsp_wire import Wire, frames  # noqa: E402 - the raw-frame client the wire tests use
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 DEBOUNCE = 0.15  # qfix.lsp.server.DEBOUNCE
+CAPABILITIES = {"textDocument": {"codeAction": {"resolveSupport": {"properties": ["edit"]},
+                                                "codeActionLiteralSupport": {"codeActionKind": {"valueSet": []}}}}}
 
 BLOCK = '''
 
@@ -71,139 +80,112 @@ def source(lines: int) -> str:
     return "\n".join(text.split("\n")[:lines]) + "\n"
 
 
-class Server:
-    CAPABILITIES = {"textDocument": {"codeAction": {"resolveSupport": {"properties": ["edit"]},
-                                                    "codeActionLiteralSupport": {"codeActionKind": {"valueSet": []}}}}}
-
-    def __init__(self, cwd: Path) -> None:
-        self.t0 = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "qfix", "lsp"], cwd=cwd, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
-        self.inbox: Queue = Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        out = self.proc.stdout
-        while True:
-            length = None
-            while True:
-                line = out.readline()
-                if not line:
-                    return
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-                elif line == b"\r\n":
-                    break
-            self.inbox.put((time.perf_counter(), json.loads(out.read(length))))
-
-    def send(self, message: dict) -> float:
-        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
-        return time.perf_counter()
-
-    def wait(self, match, timeout: float = 120) -> tuple[float, dict]:
-        deadline = time.perf_counter() + timeout
-        while True:
-            try:
-                at, msg = self.inbox.get(timeout=max(0.01, deadline - time.perf_counter()))
-            except Empty:
-                raise SystemExit("the server did not answer in time") from None
-            if match(msg):
-                return at, msg
-
-    def diagnostics(self, uri: str, version: int) -> tuple[float, dict]:
-        return self.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics"
-                         and m["params"]["uri"] == uri and m["params"].get("version") == version)
-
-    def stop(self) -> None:
-        self.send({"id": 999, "method": "shutdown"})
-        self.wait(lambda m: m.get("id") == 999)
-        self.send({"method": "exit"})
-        self.proc.wait(timeout=30)
+def start(folder: Path) -> Wire:
+    return Wire([sys.executable, "-m", "qfix", "lsp"], folder, ENV, stderr=subprocess.DEVNULL)
 
 
-def one_run(folder: Path, text: str) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    server = Server(folder)
-    server.send({"id": 1, "method": "initialize", "params": {"capabilities": Server.CAPABILITIES,
-                                                             "rootUri": folder.as_uri()}})
-    at, _ = server.wait(lambda m: m.get("id") == 1)
-    figures["start-up (spawn to initialize response)"] = at - server.t0
+Figures = dict[str, tuple[float, float | None]]  # label -> (wall seconds, server CPU seconds)
+
+
+def one_run(folder: Path, text: str) -> tuple[Figures, int]:
+    figures: Figures = {}
+    server = start(folder)
+
+    def step(label: str, sent: float, cpu_before: float | None, less: float = 0.0) -> None:
+        after = server.cpu()
+        cpu = after - cpu_before if after is not None and cpu_before is not None else None
+        figures[label] = (server.arrived - sent - less, cpu)
+
+    server.send({"id": 1, "method": "initialize", "params": {"capabilities": CAPABILITIES, "rootUri": folder.as_uri()}})
+    server.response(1, timeout=120)
+    step("start-up (spawn to initialize response)", server.started, 0.0)
     server.send({"method": "initialized", "params": {}})
 
     uri = (folder / "cold.py").as_uri()
+    cpu = server.cpu()
     sent = server.send({"method": "textDocument/didOpen", "params": {"textDocument": {
         "uri": uri, "languageId": "python", "version": 1, "text": text}}})
-    at, msg = server.diagnostics(uri, 1)
-    figures["first diagnostics, cold (right after initialized)"] = at - sent
-    found = msg["params"]["diagnostics"]
+    found = server.diagnostics(uri, 1, timeout=120)["params"]["diagnostics"]
+    step("first diagnostics, cold (right after initialized)", sent, cpu)
 
     uri = (folder / "warm.py").as_uri()
+    cpu = server.cpu()
     sent = server.send({"method": "textDocument/didOpen", "params": {"textDocument": {
         "uri": uri, "languageId": "python", "version": 1, "text": text}}})
-    at, _ = server.diagnostics(uri, 1)
-    figures["first diagnostics, warm"] = at - sent
+    server.diagnostics(uri, 1, timeout=120)
+    step("first diagnostics, warm", sent, cpu)
 
     edited = text.replace("ReLU(6.0)", "ReLU(6.0, name='r')", 1)
+    cpu = server.cpu()
     sent = server.send({"method": "textDocument/didChange", "params": {
         "textDocument": {"uri": uri, "version": 2}, "contentChanges": [{"text": edited}]}})
-    at, _ = server.diagnostics(uri, 2)
-    figures["after an edit (debounce included)"] = at - sent
-    figures["after an edit (the check alone)"] = at - sent - DEBOUNCE
+    server.diagnostics(uri, 2, timeout=120)
+    step("after an edit (debounce included)", sent, cpu)
+    step("after an edit (the check alone)", sent, cpu, less=DEBOUNCE)
 
     lam = next(d for d in found if d["code"] == "QF202")
+    cpu = server.cpu()
     sent = server.send({"id": 2, "method": "textDocument/codeAction", "params": {
         "textDocument": {"uri": uri}, "range": lam["range"], "context": {"diagnostics": [lam], "only": ["quickfix"]}}})
-    at, msg = server.wait(lambda m: m.get("id") == 2)
-    figures["code actions for one finding (listed)"] = at - sent
-    fix = next(a for a in msg["result"] if a["title"].startswith("qfix QF202"))
+    actions = server.response(2, timeout=120)["result"]
+    step("code actions for one finding (listed)", sent, cpu)
+    fix = next(a for a in actions if a["title"].startswith("qfix QF202"))
+    cpu = server.cpu()
     sent = server.send({"id": 3, "method": "codeAction/resolve", "params": fix})
-    at, _ = server.wait(lambda m: m.get("id") == 3)
-    figures["its quick fix (resolved)"] = at - sent
+    server.response(3, timeout=120)
+    step("its quick fix (resolved)", sent, cpu)
+    cpu = server.cpu()
     sent = server.send({"id": 4, "method": "textDocument/codeAction", "params": {
         "textDocument": {"uri": uri}, "range": lam["range"], "context": {"diagnostics": [], "only": ["source.fixAll"]}}})
-    at, msg = server.wait(lambda m: m.get("id") == 4)
-    sent2 = server.send({"id": 5, "method": "codeAction/resolve", "params": msg["result"][0]})
-    at, _ = server.wait(lambda m: m.get("id") == 5)
-    figures["source.fixAll.qfix (listed and resolved)"] = at - sent
-    server.stop()
-    figures["findings"] = len(found)
-    return figures
+    listed = server.response(4, timeout=120)["result"]
+    server.send({"id": 5, "method": "codeAction/resolve", "params": listed[0]})
+    server.response(5, timeout=120)
+    step("source.fixAll.qfix (listed and resolved)", sent, cpu)
+
+    server.send({"id": 999, "method": "shutdown"})
+    server.response(999)
+    server.send({"method": "exit"})
+    server.proc.wait(timeout=30)
+    return figures, len(found)
 
 
-def cpu_seconds(cmd: list[str], stdin: bytes = b"") -> float:
-    """User + system CPU time of one child process (less sensitive to the machine's load)."""
-    import resource
-
+def cpu_seconds(cmd: list[str], stdin: bytes = b"") -> tuple[float, float]:
+    """Wall and user + system CPU time of one child process run to its end."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(cmd, input=stdin, cwd=ROOT, capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    t0 = time.perf_counter()
+    subprocess.run(cmd, input=stdin, cwd=ROOT, capture_output=True, env=ENV)
+    wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
-def frames(*messages: dict) -> bytes:
-    out = b""
-    for m in messages:
-        body = json.dumps({"jsonrpc": "2.0", **m}).encode()
-        out += b"Content-Length: %d\r\n\r\n" % len(body) + body
+def in_process(fn, runs: int) -> list[tuple[float, float]]:
+    fn()  # imports, caches
+    out = []
+    for _ in range(runs):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        out.append((time.perf_counter() - w, time.process_time() - c))
     return out
 
 
-def engine_seconds(text: str, runs: int) -> list[float]:
+def engine_figures(text: str, runs: int) -> dict[str, list[tuple[float, float]]]:
+    """The source engine in this process: what every diagnostic waits for, and its parts."""
     sys.path.insert(0, str(ROOT))
+    import libcst as cst
+
     from qfix.rules import source_rules
     from qfix.source.engine import lint_source
+    from qfix.targets import load_profile
 
-    rules = source_rules()
-    lint_source(text, rules=rules)  # imports, caches
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        lint_source(text, rules=rules)
-        times.append(time.perf_counter() - t0)
-    return times
+    rules, target = source_rules(), load_profile("edgetpu")
+    module = cst.parse_module(text)
+    return {
+        "the source engine alone (lint_source, in process)": in_process(lambda: lint_source(text, rules=rules, target=target), runs),
+        "  of which libcst's parse": in_process(lambda: cst.parse_module(text), runs),
+        "  of which the rules' walk and positions": in_process(
+            lambda: lint_source(text, rules=rules, target=target, module=module), runs),
+    }
 
 
 def main() -> None:
@@ -214,26 +196,31 @@ def main() -> None:
     import tempfile
 
     text = source(args.lines)
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="qfix-bench-lsp-") as tmp:
         runs = [one_run(Path(tmp), text) for _ in range(args.runs)]
-    print(f"qfix lsp, {args.lines}-line Python file ({runs[0]['findings']:.0f} findings), "
-          f"{args.runs} runs, load average {os.getloadavg()[0]:.1f}")
-    for key in runs[0]:
-        if key == "findings":
-            continue
-        show(key, [r[key] for r in runs])
+    print(f"qfix lsp, {args.lines}-line Python file ({runs[0][1]} findings), {args.runs} runs, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} before / {os.getloadavg()[0]:.1f} after")
+    print(f"  {'':<52} {'wall (median, min-max)':>26}   {'CPU':>7}")
+    for key in runs[0][0]:
+        show(key, [r[0][key] for r in runs])
     quick = frames({"id": 1, "method": "initialize", "params": {"capabilities": {}}},
                    {"id": 2, "method": "shutdown"}, {"method": "exit"})
-    show("start-up CPU time (initialize, shutdown, exit)",
+    show("start-up, whole process (initialize, shutdown, exit)",
          [cpu_seconds([sys.executable, "-m", "qfix", "lsp"], quick) for _ in range(args.runs)])
     show("  of which importing lsprotocol.types", [cpu_seconds([sys.executable, "-c", "import lsprotocol.types"])
                                                   for _ in range(args.runs)])
-    show("the source engine alone (lint_source, in process)", engine_seconds(text, args.runs))
+    show("  of which starting Python", [cpu_seconds([sys.executable, "-c", "pass"]) for _ in range(args.runs)])
+    for label, figures in engine_figures(text, args.runs).items():
+        show(label, figures)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (CPU figures move less with it than wall ones)")
 
 
-def show(label: str, seconds: list[float]) -> None:
-    values = [x * 1000 for x in seconds]
-    print(f"  {label:<52} {statistics.median(values):7.0f} ms  [{min(values):.0f}-{max(values):.0f}]")
+def show(label: str, figures: list[tuple[float, float | None]]) -> None:
+    wall = [w * 1000 for w, _ in figures]
+    cpu = [c * 1000 for _, c in figures if c is not None]
+    cpu_text = f"{statistics.median(cpu):7.0f} ms" if cpu else "      -"
+    print(f"  {label:<52} {statistics.median(wall):7.0f} ms [{min(wall):5.0f}-{max(wall):5.0f}]   {cpu_text}")
 
 
 if __name__ == "__main__":

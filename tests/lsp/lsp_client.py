@@ -17,6 +17,8 @@ from pygls.protocol import default_converter
 from pytest_lsp import ClientServerConfig, LanguageClient
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
+import lsp_wire
+
 ROOT = Path(__file__).resolve().parents[2]
 QFIX = shutil.which("qfix", path=str(Path(sys.executable).parent))
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -171,71 +173,12 @@ def written(text: str, folder: Path, *args: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Bytes on the wire: for what a well-behaved client library refuses to send
 # --------------------------------------------------------------------------------------------
-class Wire:
-    """`qfix lsp` as a subprocess spoken to in raw LSP frames (`Content-Length` + JSON body)."""
+class Wire(lsp_wire.Wire):
+    """`qfix lsp` (the installed console script, this checkout's code) in raw LSP frames."""
 
     def __init__(self, cwd: Path, *args: str, **env: str) -> None:
-        import queue
-        import threading
-
         assert QFIX, f"no qfix console script next to {sys.executable}"
-        self.proc = subprocess.Popen([QFIX, "lsp", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=cwd, env={**ENV, **env})
-        self.messages: "queue.Queue[dict]" = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        import json
-
-        out = self.proc.stdout
-        while True:
-            length = None
-            while True:
-                line = out.readline()
-                if not line:
-                    return
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-                elif line in (b"\r\n", b"\n"):
-                    break
-            self.messages.put(json.loads(out.read(length)))
-
-    def raw(self, body: bytes) -> None:
-        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
-        self.proc.stdin.flush()
-
-    def send(self, message: dict) -> None:
-        import json
-
-        self.raw(json.dumps({"jsonrpc": "2.0", **message}).encode())
-
-    def next(self, match, timeout: float = 60.0) -> dict:
-        """The next message for which `match(message)` holds (others are skipped)."""
-        import queue
-        import time
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                msg = self.messages.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no matching message within {timeout} s") from None
-            if match(msg):
-                return msg
-
-    def response(self, msg_id) -> dict:
-        return self.next(lambda m: "method" not in m and m.get("id") == msg_id)
-
-    def close(self) -> int:
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            return self.proc.wait(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
+        super().__init__([QFIX, "lsp", *args], cwd, {**ENV, **env})
 
 
 async def resolved(client: LanguageClient, action: lsp.CodeAction) -> lsp.CodeAction:

@@ -9,12 +9,9 @@ import subprocess
 import sys
 
 from lsp_client import ENV, ROOT
+from lsp_wire import frames
 
 LATE = ("typer", "rich", "qfix.cli.app", "libcst", "qfix.rules", "qfix.source.engine", "tensorflow", "keras")
-
-
-def frames(*messages: bytes) -> bytes:
-    return b"".join(b"Content-Length: %d\r\n\r\n" % len(m) + m for m in messages)
 
 
 def test_initialize_is_answered_without_the_cli_or_the_engine(tmp_path):
@@ -22,8 +19,8 @@ def test_initialize_is_answered_without_the_cli_or_the_engine(tmp_path):
     code = ("import atexit, sys\n"
             f"atexit.register(lambda: print('loaded:', [m for m in {LATE!r} if m in sys.modules], file=sys.stderr))\n"
             "sys.argv = ['qfix', 'lsp']\nfrom qfix.cli import main\nmain()\n")
-    stdin = frames(b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}}',
-                   b'{"jsonrpc": "2.0", "id": 2, "method": "shutdown"}', b'{"jsonrpc": "2.0", "method": "exit"}')
+    stdin = frames({"id": 1, "method": "initialize", "params": {"capabilities": {}}}, {"id": 2, "method": "shutdown"},
+                   {"method": "exit"})
     proc = subprocess.run([sys.executable, "-c", code], input=stdin, capture_output=True, cwd=tmp_path,
                           env={**ENV, "PYTHONPATH": os.pathsep.join([str(ROOT), ENV.get("PYTHONPATH", "")])},
                           timeout=120)
