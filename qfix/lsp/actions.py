@@ -1,7 +1,7 @@
 """Code actions on a checked Python document (LSP 3.17 "textDocument/codeAction").
 
 * a quick fix per finding whose fix qfix can apply: the finding's own libcst edits applied
-  alone to the document's text (`qfix.source.engine.apply_edits`, what the first round of
+  alone to the document's text (`qfix.source.engine.apply_fix`, what the first round of
   `qfix FILE --write` does for it), imports it adds included. Preferred when safe; an unsafe
   one says "(unsafe)" in its title. The result must parse, or no action is offered;
 * "Suppress QFxxx with `# qfix: ignore[QFxxx]`": the comment the engine honours
@@ -27,7 +27,7 @@ from lsprotocol import types as lsp
 
 from qfix.lsp.documents import Checked, Finding
 from qfix.lsp.edits import text_edits
-from qfix.source.engine import SUPPRESS, apply_edits, fix_source
+from qfix.source.engine import SUPPRESS, apply_fix, fix_source
 from qfix.types import Applicability
 
 FIX_ALL = "source.fixAll.qfix"
@@ -58,7 +58,7 @@ def fixed_alone(checked: Checked, finding: Finding) -> str | None:
     if not _applicable(finding) or lint is None or lint.module is None:
         return None
     try:
-        new = apply_edits(lint.module, finding.violation.fix.edits, lint.positions).code
+        new = apply_fix(lint.module, finding.violation.fix.edits).code
         cst.parse_module(new)  # as the engine does: a fix that breaks the file is dropped
     except Exception:  # noqa: BLE001 - a broken fix is no action, not a failed request
         return None

@@ -286,8 +286,9 @@ def applicable(fix: Fix | None, unsafe_fixes: bool) -> bool:
 
 
 class _Applier(cst.CSTTransformer):
-    def __init__(self, edits: Sequence[Any], positions: Any = None) -> None:
+    def __init__(self, edits: Sequence[Any], positions: Any = None, skip: frozenset[int] = frozenset()) -> None:
         super().__init__()
+        self.skip = skip  # ids of top-level statements known to hold no edit's node
         self.positions = positions
         self.spans: list[tuple[tuple[int, int], tuple[int, int]]] = []
         if positions is not None:
@@ -317,6 +318,8 @@ class _Applier(cst.CSTTransformer):
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         """Descend only into nodes that contain an edit target (prunes most of the tree)."""
+        if id(node) in self.skip:
+            return False
         if self.positions is None or isinstance(node, cst.Module):
             return True
         rng = self.positions.get(node)
@@ -379,11 +382,22 @@ def _insert_top(module: cst.Module, stmts: Sequence[cst.BaseStatement]) -> cst.M
     return module.with_changes(body=[*body[:i], *new, *body[i:]])
 
 
-def apply_edits(module: cst.Module, edits: Sequence[Any], positions: Any = None) -> cst.Module:
+def apply_fix(module: cst.Module, edits: Sequence[Any]) -> cst.Module:
+    """`apply_edits` for one fix applied alone (the editor's quick fix, `Fix.text_edits`): the
+    same result, with positions for the top-level statements its edits touch only (the others
+    are skipped whole) instead of the whole module's."""
+    nodes = [n for e in edits if (n := getattr(e, "node", None) or getattr(e, "anchor", None)) is not None]
+    positions = locate(module, nodes)
+    skip = frozenset(id(s) for s in module.body if s not in positions)
+    return apply_edits(module, edits, positions, skip)
+
+
+def apply_edits(module: cst.Module, edits: Sequence[Any], positions: Any = None,
+                skip: frozenset[int] = frozenset()) -> cst.Module:
     from libcst.codemod import CodemodContext
     from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
 
-    new = module.visit(_Applier(edits, positions))
+    new = module.visit(_Applier(edits, positions, skip))
     imports = [e for e in edits if isinstance(e, AddImport)]
     if imports:
         context = CodemodContext()

@@ -20,7 +20,7 @@ from typing import Sequence
 import libcst as cst
 
 from qfix.types import TextEdit
-from qfix.source.engine import LintResult, apply_edits
+from qfix.source.engine import LintResult, apply_fix
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 NEWLINES = ("\r\n", "\n", "\r")  # what ends a line, for reports that must say it (SARIF)
@@ -105,7 +105,7 @@ def attach(code: str, lint: LintResult) -> None:
         if fix is None or not fix.edits:
             continue
         try:
-            new = apply_edits(lint.module, fix.edits, lint.positions).code
+            new = apply_fix(lint.module, fix.edits).code
             cst.parse_module(new)
         except Exception:  # noqa: BLE001 - a broken fix is left without text edits
             continue
