@@ -92,6 +92,34 @@ SCRIPTS = {
         .replace("converter.inference_input_type = tf.float32\nconverter.inference_output_type = tf.float32\n", ""),
         ["--target", "int8", "--unsafe-fixes"], "float model", "float32",
     ),
+    # QF407 (issue 11 (b)): settings through setattr and `from tensorflow import lite`
+    "qf407_setattr_lite_alias": (
+        "import pathlib\n\nimport numpy as np\nimport tensorflow as tf2\nfrom tensorflow import lite\n\n"
+        "model = tf2.keras.Sequential([tf2.keras.Input((4,), batch_size=1), tf2.keras.layers.Dense(2)])\n"
+        + _gen("for _ in range(4):\n    yield [np.random.rand(1, 4).astype(np.float32)]")
+        + "conv = lite.TFLiteConverter.from_keras_model(model)\n"
+        'setattr(conv, "representative_dataset", representative_dataset)\n'
+        "conv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+        'setattr(conv, "inference_input_type", tf2.uint8)\nconv.inference_output_type = tf2.uint8\n'
+        "pathlib.Path(__file__).with_suffix(\".tflite\").write_bytes(conv.convert())\n",
+        ["--target", "int8"], "must be tf.float32", "uint8",
+    ),
+    # QF407 (issue 11 (c)): the helper sets the dataset, the caller the op set and (through a name) the I/O types
+    "qf407_helper_returns_converter": (
+        ONE + _gen("for _ in range(4):\n    yield [np.random.rand(1, 4, 4, 3).astype(np.float32)]")
+        + "def make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+        "    c.representative_dataset = representative_dataset\n    return c\n\n\n"
+        "converter = make(model)\nconverter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+        "io = tf.int8\nconverter.inference_input_type = io\nconverter.inference_output_type = io\n"
+        "pathlib.Path(__file__).with_suffix(\".tflite\").write_bytes(converter.convert())\n",
+        ["--target", "int8"], "must be tf.float32", "int8",
+    ),
+    # QF407 (issue 11 (d)): `optimizations = None`
+    "qf407_optimizations_none": (
+        ONE + _gen("for _ in range(4):\n    yield [np.random.rand(1, 4, 4, 3).astype(np.float32)]")
+        + CONVERT.format(data="representative_dataset", io="int8").replace("optimizations = [tf.lite.Optimize.DEFAULT]", "optimizations = None"),
+        ["--target", "int8"], "TypeError: argument of type 'NoneType' is not iterable", "int8",
+    ),
     # QF406: a generator expression where the converter wants a function
     "qf406_generator_expression": (
         ONE + "data = np.random.rand(4, 1, 4, 4, 3).astype(np.float32)\n"
