@@ -120,6 +120,13 @@ SCRIPTS = {
         + CONVERT.format(data="representative_dataset", io="int8").replace("optimizations = [tf.lite.Optimize.DEFAULT]", "optimizations = None"),
         ["--target", "int8"], "TypeError: argument of type 'NoneType' is not iterable", "int8",
     ),
+    # QF104 (issue 11 (g)): calibration data from the file's own function "quantized" by np.asarray(..., dtype=np.uint8)
+    "qf104_asarray_uint8_calibration": (
+        ONE + "\n\ndef preprocess(img):\n    return (img / 255.0).astype(np.float32)\n"
+        + _gen("for _ in range(4):\n    x = preprocess(np.random.rand(1, 4, 4, 3) * 255.0)\n    yield [np.asarray(x, dtype=np.uint8)]")
+        + CONVERT.format(data="representative_dataset", io="int8"),
+        ["--target", "int8", "--unsafe-fixes"], "expected type FLOAT32", "int8",
+    ),
     # QF406: a generator expression where the converter wants a function
     "qf406_generator_expression": (
         ONE + "data = np.random.rand(4, 1, 4, 4, 3).astype(np.float32)\n"
