@@ -109,6 +109,11 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             "    c.optimizations = [tf.lite.Optimize.DEFAULT]\n    c.representative_dataset = rep\n    return c\n"
             "converter = make(model)\nsetattr(converter, \"inference_input_type\", tf.int8)\nconverter.convert()\n"
         ),
+        Valid(  # a setting changed in place: not read as "not set" (unknown)
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "converter.optimizations.add(tf.lite.Optimize.DEFAULT)\nconverter.representative_dataset = rep\n"
+            "converter.inference_input_type = tf.int8\nconverter.convert()\n"
+        ),
         Valid(  # a helper called before its definition: not followed, not judged (unknown)
             "import tensorflow as tf\ndef main():\n    converter = make(model)\n    converter.inference_input_type = tf.int8\n"
             "    converter.convert()\ndef make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
@@ -260,6 +265,11 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             expected=_HEAD + _OPT + _DS + _INT8 + _IO8 + _END,
             applicability=Applicability.SAFE, message="TypeError: argument of type 'NoneType' is not iterable",
         ),
+        Invalid(  # the default is a set: `.append` raises AttributeError
+            _HEAD + "converter.optimizations.append(tf.lite.Optimize.DEFAULT)\n" + _DS + _END,
+            expected=_HEAD + "converter.optimizations.add(tf.lite.Optimize.DEFAULT)\n" + _DS + _END,
+            applicability=Applicability.SAFE, message="'set' object has no attribute 'append'",
+        ),
         Invalid(  # a float model: None meant no optimization
             _HEAD + "setattr(converter, \"optimizations\", None)\n" + _END,
             expected=_HEAD + "setattr(converter, \"optimizations\", [])\n" + _END,
@@ -275,6 +285,8 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
         if self.ctx.activity.test:
             return  # a unit test may build a rejected combination on purpose (assertRaises)
         for b in self.converter_blocks():
+            for call in b.list_calls:
+                self._report_list_call(b, call)
             s = self.settings_of(b)
             if s is None:
                 continue
@@ -337,6 +349,21 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
                 hint = "Integer I/O needs full integer quantization: set `optimizations` and a `representative_dataset`, or leave the I/O types float32"
         self.report(node, msg, fix=hint, applicability=Applicability.DISPLAY_ONLY)
 
+
+    def _report_list_call(self, b: ConverterBlock, call: cst.Call) -> None:
+        """`converter.optimizations.append(...)` on the default: a set in TF 2.21."""
+        method = call.func.attr.value  # type: ignore[attr-defined]
+        instead = {"append": "add", "extend": "update"}.get(method)
+        if instead is None:
+            return  # add / update / discard: set methods, they work
+        msg = (
+            f"Converter `{b.var}`: `optimizations` is a set until the script assigns it ({TF}), so "
+            f"`.{method}(...)` raises `AttributeError: 'set' object has no attribute '{method}'`"
+        )
+        self.report(
+            call, msg, fix=f"Use `.{instead}(...)`", applicability=Applicability.SAFE,
+            edits=[Replace(call.func, call.func.with_changes(attr=cst.Name(instead)))],  # type: ignore[attr-defined]
+        )
 
     def _report_none(self, b: ConverterBlock, s: ConverterSettings, row) -> None:
         """`optimizations = None`: a list that keeps the rest valid, `[]` (what None meant: no

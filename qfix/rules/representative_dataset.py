@@ -21,8 +21,9 @@ The converter runs the model on each sample to calibrate; what it cannot feed fa
 'shape'`, `Cannot set tensor: Got value of type FLOAT64 but expected type FLOAT32`,
 `conv.cc: input->dims->size != 4 (3 != 4) ... failed to prepare`, `You need to provide either
 a dictionary with input names and values ...`, `TypeError: 'generator' object is not
-callable`. A multi-input model is worse: the converted model does not keep the Keras
-`inputs=[...]` order (TF 2.21: `feat` before `img`, but also `b` before `a`), so a positional
+callable`. A multi-input model is worse: the converted model need not keep the Keras
+`inputs=[...]` order (TF 2.21: `feat` before `img`, and `b` before `a` with a dynamic batch,
+though not with `batch_size=1`), so a positional
 list feeds the wrong tensors — `RuntimeError: Attempting to resize dimension 1 of tensor 0
 with value 3 to 4` or an error in a conv's prepare, or, for inputs of one shape, a model
 calibrated on swapped data that converts without a word.
@@ -196,7 +197,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             "def rep():\n    for _ in range(10):\n        yield {\"a\": np.random.rand(1, 4).astype(np.float32), \"b\": np.random.rand(1, 3).astype(np.float32)}\n"
             + _CONV.replace("= representative_dataset", "= rep"),
             applicability=Applicability.SAFE,
-            message="does not keep the Keras input order",
+            message="need not be the Keras order",
         ),
         Invalid(  # unnamed inputs in a list bound to a name, a lambda over a list of tuples
             "import numpy as np\nimport tensorflow as tf\n"
@@ -507,10 +508,10 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             # as (feat, img); a list goes by the converted graph's order, which says neither
             names = [s.name for s in inputs]  # type: ignore[union-attr]
             problems.append(
-                f"a positional list for a model with {len(inputs)} inputs: the converted model does not keep "  # type: ignore[arg-type]
-                "the Keras input order, so the list feeds the wrong tensors (TF 2.21 raises `RuntimeError: Attempting "
-                "to resize dimension ...` where the shapes differ, and calibrates on swapped data where they match); "
-                "yield a dict keyed by input name"
+                f"a positional list for a model with {len(inputs)} inputs: the converted model's input order need not "  # type: ignore[arg-type]
+                "be the Keras order (TF 2.21 put `b` before `a`), so a list can feed the wrong tensors (`RuntimeError: "
+                "Attempting to resize dimension ...` where the shapes differ, calibration on swapped data where they "
+                "match); yield a dict keyed by input name"
             )
             if None in names or len(names) != len(new_nodes):
                 hints.append("Name each `Input(..., name=...)` and yield a dict keyed by those names")

@@ -45,6 +45,17 @@ _V1_INTEGER_TYPES = {
 }
 
 
+def _mutated_setting(call: cst.BaseExpression) -> str | None:
+    """`c.optimizations.add(x)` / `.append(x)` / `.update(...)` -> "c.optimizations": the setting
+    is then whatever the default (a set in TF 2.21: `.append` raises AttributeError) or the
+    earlier value became; qfix reads it as unknown rather than as "not set"."""
+    if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and call.func.attr.value in (
+        "add", "append", "extend", "update", "insert", "remove", "discard", "clear", "pop",
+    ):
+        return dotted(call.func.value)
+    return None
+
+
 def _is_none(value: cst.BaseExpression) -> bool:
     return isinstance(value, cst.Name) and value.value == "None"
 
@@ -189,6 +200,8 @@ class ConverterBlock:
     escaped: bool = False
     settings: dict[str, Setting] = field(default_factory=dict)
     last_stmt: cst.SimpleStatementLine | None = None  # last statement configuring it
+    # `optimizations.append(...)` before any assignment: TF 2.21's default is a set
+    list_calls: list[cst.Call] = field(default_factory=list)
     convert_stmt: cst.SimpleStatementLine | None = None
 
     @property
@@ -315,6 +328,14 @@ class ConverterAnalysis:
                         block.settings[key] = Setting(stmt, small.value, value)  # type: ignore[arg-type]
                         if block.convert_stmt is None:
                             block.last_stmt = stmt
+                mutated = _mutated_setting(small.value)
+                if mutated is not None:  # `converter.optimizations.add(...)`: not a literal any more
+                    var, _, key = mutated.partition(".")
+                    block = st["blocks"].get((scope, var))
+                    if block is not None and key in SETTINGS:
+                        if key == "optimizations" and key not in block.settings:
+                            block.list_calls.append(small.value)  # type: ignore[arg-type]
+                        block.settings[key] = Setting(stmt, small.value, small.value)  # type: ignore[arg-type]
                 self._is_convert(small.value, st, scope, stmt)
 
     def _returned(self, value: cst.BaseExpression, st: dict) -> ConverterBlock | None:

@@ -170,10 +170,11 @@ SCRIPTS = {
         + CONVERT.format(data="representative_dataset", io="int8"),
         [], "failed to prepare", "int8",
     ),
-    # QF406 (issue 11 (a)): names already sorted (`a`, `b`), shapes that differ: TF 2.21 feeds `b` first
+    # QF406 (issue 11 (a)): names already sorted (`a`, `b`), shapes that differ, a dynamic batch:
+    # TF 2.21 feeds `b` first (with `batch_size=1` it happens to keep the order)
     "qf406_two_inputs_sorted_names": (
         "import pathlib\n\nimport numpy as np\nimport tensorflow as tf\n\n"
-        "a = tf.keras.Input((4,), batch_size=1, name=\"a\")\nb = tf.keras.Input((3,), batch_size=1, name=\"b\")\n"
+        "a = tf.keras.Input((4,), name=\"a\")\nb = tf.keras.Input((3,), name=\"b\")\n"
         "model = tf.keras.Model([a, b], tf.keras.layers.Dense(2)(tf.keras.layers.Concatenate()([a, b])))\n"
         + _gen("for _ in range(4):\n    yield [np.random.rand(1, 4).astype(np.float32), np.random.rand(1, 3).astype(np.float32)]")
         + CONVERT.format(data="representative_dataset", io="int8"),
