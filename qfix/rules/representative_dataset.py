@@ -216,7 +216,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             "zeta = Input((4,), name=\"zeta\")\nalpha = Input((4,), name=\"alpha\")\n"
             "model = Model(inputs=[zeta, alpha], outputs=layers.Dense(2)(layers.Concatenate()([zeta, alpha])))\n"
             "def representative_dataset():\n    for z, a in pairs:\n        yield {\"zeta\": z, \"alpha\": a}\n" + _CONV,
-            message="calibrates on swapped data",
+            message="calibration on swapped data",
         ),
         Invalid(  # a list built beforehand, a Sequential model whose InputLayer fixes the batch
             "import numpy as np\nimport tensorflow as tf\nfrom keras import Sequential, layers\n"
