@@ -237,6 +237,15 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             "setattr(c, \"inference_output_type\", tf.int8)\nc.convert()\n",
             applicability=Applicability.SAFE, target="int8", message="must be tf.float32",
         ),
+        Invalid(  # `lite = tf.lite`, and the converter class from its defining module
+            "import tensorflow as tf\nfrom tensorflow.lite.python.lite import TFLiteConverterV2\nlite = tf.lite\n"
+            "conv = TFLiteConverterV2.from_keras_model(model)\nconv.representative_dataset = rep\n"
+            "conv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\nconv.inference_input_type = tf.int8\nconv.convert()\n",
+            expected="import tensorflow as tf\nfrom tensorflow.lite.python.lite import TFLiteConverterV2\nlite = tf.lite\n"
+            "conv = TFLiteConverterV2.from_keras_model(model)\nconv.optimizations = [tf.lite.Optimize.DEFAULT]\nconv.representative_dataset = rep\n"
+            "conv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\nconv.inference_input_type = tf.int8\nconv.convert()\n",
+            applicability=Applicability.SAFE, message="must be tf.float32",
+        ),
         Invalid(  # the helper sets the dataset, the caller the op set and the I/O types (issue 11 (c))
             "import tensorflow as tf\ndef make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
             "    c.representative_dataset = rep\n    return c\nconverter = make(model)\n"
