@@ -130,7 +130,7 @@ def main_command(
     paths: List[Path] = typer.Argument(..., metavar="PATH", show_default=False,
                                        help="a .keras model or a folder of them, or .py files / folders"),
     target: Optional[str] = typer.Option(None, "--target", "-t", metavar="T",
-                                         help="edgetpu (models' default), int8, tflm, ethos-u (see `qfix targets`), or a profile .toml; Python sources: [tool.qfix] target, else none"),
+                                         help="edgetpu (the default; for Python sources [tool.qfix] target first), int8, tflm, ethos-u (see `qfix targets`), or a profile .toml; Python sources also `none` (no target rules)"),
     check: bool = typer.Option(False, "--check", help="report only: write nothing"),
     calibration: Optional[str] = typer.Option(
         None, "--calibration", metavar="P",

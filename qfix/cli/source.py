@@ -1,23 +1,28 @@
 """CLI-facing entry of the source front end: `qfix PATH.py|DIR ...`: configuration, rule
 selection, the run over files, writing, and the exit code. Rendering is in `qfix.report`.
 
-`run(...)` returns the exit code: 0 when no findings are left, 1 when findings remain (or,
-without --write, when there is anything to report). Bad usage or configuration raises
+`run(...)` returns the exit code: 0 when no findings are left, 1 when findings remain (with
+--diff as without it). Bad usage or configuration raises
 QfixError, which the CLI prints as one line on stderr with exit status 2.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from qfix.types import QfixError
 from qfix.report.json_report import dumps, source_json
-from qfix.report.source import FORMATS as OUTPUT_FORMATS, render_concise, render_text
+from qfix.report.source import FORMATS as OUTPUT_FORMATS, render_concise, render_text, summary
 from qfix.rules import select as select_rules, source_rules, unknown_selectors
 from qfix.source.config import load_config
 from qfix.source.engine import target_profile
 from qfix.source.runner import Job, SourceRun, collect_files, run_files, write_all
+
+
+DEFAULT_TARGET = "edgetpu"
+NO_TARGET = "none"  # `--target none` / `target = "none"`: no target rules (QF301, QF302, QF402, QF403)
 
 
 def _print(console: Any, text: str = "") -> None:
@@ -52,8 +57,12 @@ def run(
     if missing:
         raise QfixError("QF907", f"no such file or folder: {missing[0]}")
     cfg = load_config(paths)
-    target = target or cfg.target
-    if target is not None:
+    # the README's default for every run: a script that converts is checked for the Edge TPU
+    # unless --target or [tool.qfix] says otherwise (rules gate themselves on what the file does)
+    target = target or cfg.target or DEFAULT_TARGET
+    if target == NO_TARGET:  # a float-only code base: the rules that need no target
+        target = None
+    else:
         target_profile(target)  # the same QF910 / QF912 as for models
     select = select if select else cfg.select
     ignore = list(cfg.ignore) + list(ignore or [])
@@ -100,14 +109,16 @@ def run(
     else:
         for line in (render_concise if output_format == "concise" else render_text)(source_run):
             _print(console, line)
+        if diff and not write and source_run.shown:
+            # stdout stays a patch; the findings the diff does not show still fail the run (Ruff
+            # prints its "Would fix" line on stderr too)
+            print(summary(source_run), file=sys.stderr)
     return source_run.exit_code
 
 
 def _exit_code(run: SourceRun) -> int:
-    """1 while findings remain (after --write: in the written files; with --diff alone: while
-    there is a diff to show); else 0."""
+    """1 while findings remain (after --write: in the written files; else, --diff included,
+    every finding, display-only ones too: a diff shows only part of what is wrong); else 0."""
     if run.write:
         return 1 if any(r.remaining for r in run.files) else 0
-    if run.diff:
-        return 1 if any(r.new_code is not None for r in run.files) else 0
     return 1 if run.shown else 0

@@ -112,7 +112,9 @@ def resolve(path: Path | None, overrides: Overrides, root: Path | None = None, *
         start = path if path is not None else root
         cfg = load_config([start]) if start is not None else SourceConfig()
         settings.config = cfg.path
-        settings.target = overrides.target or cfg.target or ("edgetpu" if model else None)
+        settings.target = overrides.target or cfg.target or "edgetpu"  # as on the command line
+        if settings.target == "none" and not model:  # no target rules, as `--target none`
+            settings.target = None
         settings.select = list(overrides.select) if overrides.select else cfg.select
         settings.ignore = [*cfg.ignore, *overrides.ignore]
         settings.unsafe_fixes = cfg.unsafe_fixes if overrides.unsafe_fixes is None else overrides.unsafe_fixes

@@ -107,8 +107,34 @@ class CastAsQuantization(FloatValues, SourceRule):
             "import numpy as np\nscale, zero_point = inp['quantization']\n"
             "q = np.array(x / scale + zero_point, dtype=np.int8)\ninterpreter.set_tensor(i, q)\n"
         ),
+        # the file's own function, followed only while that is the function called (issue 11 (g))
+        Valid("import numpy as np\ndef load(p):\n    return np.load(p)\nq = np.asarray(load('a.npy'), dtype=np.uint8)\n"),
+        Valid("import numpy as np\ndef f(x):\n    return x / 255.0\ndef f(x):\n    return x\nq = f(img).astype(np.uint8)\n"),
+        Valid("import numpy as np\ndef f(x):\n    if x is None:\n        return x\n    return x / 255.0\nq = f(img).astype(np.uint8)\n"),
+        Valid("import numpy as np\ndef f(x):\n    return x / 255.0\nf = load_other()\nq = f(img).astype(np.uint8)\n"),
     ]
     INVALID = [
+        # issue 11 (g): float data from the file's own function, through `np.asarray(..., dtype=)`,
+        # `np.array(..., dtype="uint8")` and `np.asarray(...).astype(...)`
+        Invalid(
+            "from tensorflow import cast, uint8\nimport tensorflow as tf\ndef f(img):\n    return img / 255.0\n"
+            "v = f(tf.zeros((2,)))\nq = cast(v, uint8)\n",
+            applicability=Applicability.DISPLAY_ONLY, message="truncates to 0 or 1",
+        ),
+        Invalid(
+            "import numpy as np\ndef normalize(img):\n    x = img.astype(np.float32)\n    return (x - 127.5) / 127.5\n"
+            "q = np.asarray(normalize(frame), dtype=np.uint8)\n",
+            applicability=Applicability.DISPLAY_ONLY, message="cast to uint8 with `np.asarray`",
+        ),
+        Invalid(
+            "import numpy as np\nimport tensorflow as tf\nx = tf.random.normal((1, 10))\nq = np.array(x * 255.0, dtype=\"uint8\")\n",
+            applicability=Applicability.DISPLAY_ONLY, message="wrap around",
+        ),
+        Invalid(
+            "import numpy as np\ndef sample():\n    return np.random.randn(1, 10)\nq = np.asarray(sample()).astype(np.int8)\n",
+            applicability=Applicability.DISPLAY_ONLY, message="cast to int8 with `.astype`",
+        ),
+
         Invalid(
             "import tensorflow as tf\nout = tf.cast(tf.keras.layers.Dense(10)(x), tf.uint8)\nmodel = tf.keras.Model(inputs, out)\n",
             expected="import tensorflow as tf\nout = tf.keras.layers.Dense(10)(x)\nmodel = tf.keras.Model(inputs, out)\n",

@@ -66,8 +66,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import libcst as cst
+
 from qfix.source.converter import TABLE_VERSION, ConverterAnalysis, ConverterBlock, ConverterSettings, table_verdict
-from qfix.source.rule import InsertStatements, Invalid, RemoveStatement, SourceRule, Valid, statements
+from qfix.source.rule import InsertStatements, Invalid, RemoveStatement, Replace, SourceRule, Valid, statements
 from qfix.types import Applicability
 
 TF = "TF " + TABLE_VERSION.split()[-1]  # the converter the table holds for, as messages name it
@@ -102,6 +104,21 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
     _IO8 = "converter.inference_input_type = tf.int8\nconverter.inference_output_type = tf.int8\n"
     _END = "tflite_model = converter.convert()\n"
     VALID = [
+        Valid(  # the helper returns a converter the caller completes: accepted as a whole
+            "import tensorflow as tf\ndef make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "    c.optimizations = [tf.lite.Optimize.DEFAULT]\n    c.representative_dataset = rep\n    return c\n"
+            "converter = make(model)\nsetattr(converter, \"inference_input_type\", tf.int8)\nconverter.convert()\n"
+        ),
+        Valid(  # a setting changed in place: not read as "not set" (unknown)
+            "import tensorflow as tf\nconverter = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "converter.optimizations.add(tf.lite.Optimize.DEFAULT)\nconverter.representative_dataset = rep\n"
+            "converter.inference_input_type = tf.int8\nconverter.convert()\n"
+        ),
+        Valid(  # a helper called before its definition: not followed, not judged (unknown)
+            "import tensorflow as tf\ndef main():\n    converter = make(model)\n    converter.inference_input_type = tf.int8\n"
+            "    converter.convert()\ndef make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "    c.representative_dataset = rep\n    return c\n"
+        ),
         Valid(_HEAD + _OPT + _DS + _INT8 + _IO8 + _END),
         Valid(_HEAD + _OPT + _DS + _INT8 + _IO8 + _END, target="int8"),
         Valid(_HEAD + _OPT + "converter.target_spec.supported_types = [tf.float16]\n" + _END),  # the float16 recipe
@@ -199,6 +216,74 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             applicability=Applicability.UNSAFE,
             message="float16 recipe",
         ),
+        # issue 11 (b): settings through setattr, `from tensorflow import lite`, `import tensorflow.lite as tfl`
+        Invalid(
+            "import tensorflow as tf2\nfrom tensorflow import lite\nconv = lite.TFLiteConverter.from_keras_model(model)\n"
+            "setattr(conv, \"representative_dataset\", rep)\nconv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+            "setattr(conv, \"inference_input_type\", tf2.uint8)\nconv.inference_output_type = tf2.uint8\nconv.convert()\n",
+            expected="import tensorflow as tf2\nfrom tensorflow import lite\nconv = lite.TFLiteConverter.from_keras_model(model)\n"
+            "conv.optimizations = [tf2.lite.Optimize.DEFAULT]\n"
+            "setattr(conv, \"representative_dataset\", rep)\nconv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+            "setattr(conv, \"inference_input_type\", tf2.uint8)\nconv.inference_output_type = tf2.uint8\nconv.convert()\n",
+            applicability=Applicability.SAFE, target="int8", message="must be tf.float32",
+        ),
+        Invalid(
+            "import tensorflow.lite as tfl\nimport tensorflow as tf\nc = tfl.TFLiteConverterV2.from_saved_model(\"sm\")\n"
+            "setattr(c.target_spec, \"supported_ops\", [tfl.OpsSet.TFLITE_BUILTINS_INT8])\nc.representative_dataset = rep\n"
+            "setattr(c, \"inference_output_type\", tf.int8)\nc.convert()\n",
+            expected="import tensorflow.lite as tfl\nimport tensorflow as tf\nc = tfl.TFLiteConverterV2.from_saved_model(\"sm\")\n"
+            "c.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+            "setattr(c.target_spec, \"supported_ops\", [tfl.OpsSet.TFLITE_BUILTINS_INT8])\nc.representative_dataset = rep\n"
+            "setattr(c, \"inference_output_type\", tf.int8)\nc.convert()\n",
+            applicability=Applicability.SAFE, target="int8", message="must be tf.float32",
+        ),
+        Invalid(  # `lite = tf.lite`, and the converter class from its defining module
+            "import tensorflow as tf\nfrom tensorflow.lite.python.lite import TFLiteConverterV2\nlite = tf.lite\n"
+            "conv = TFLiteConverterV2.from_keras_model(model)\nconv.representative_dataset = rep\n"
+            "conv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\nconv.inference_input_type = tf.int8\nconv.convert()\n",
+            expected="import tensorflow as tf\nfrom tensorflow.lite.python.lite import TFLiteConverterV2\nlite = tf.lite\n"
+            "conv = TFLiteConverterV2.from_keras_model(model)\nconv.optimizations = [tf.lite.Optimize.DEFAULT]\nconv.representative_dataset = rep\n"
+            "conv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\nconv.inference_input_type = tf.int8\nconv.convert()\n",
+            applicability=Applicability.SAFE, message="must be tf.float32",
+        ),
+        Invalid(  # the helper sets the dataset, the caller the op set and the I/O types (issue 11 (c))
+            "import tensorflow as tf\ndef make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "    c.representative_dataset = rep\n    return c\nconverter = make(model)\n"
+            "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+            "converter.inference_input_type = tf.int8\nconverter.inference_output_type = tf.int8\nconverter.convert()\n",
+            expected="import tensorflow as tf\ndef make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "    c.representative_dataset = rep\n    return c\nconverter = make(model)\n"
+            "converter.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+            "converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+            "converter.inference_input_type = tf.int8\nconverter.inference_output_type = tf.int8\nconverter.convert()\n",
+            applicability=Applicability.SAFE, message="must be tf.float32", count=1,
+        ),
+        Invalid(  # and the other way round: the helper's optimizations are not there in the caller
+            "import tensorflow as tf\ndef make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "    c.inference_input_type = tf.uint8\n    c.inference_output_type = tf.uint8\n    return c\n"
+            "def main():\n    conv = make(model)\n    conv.representative_dataset = rep\n    conv.convert()\n",
+            expected="import tensorflow as tf\ndef make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+            "    c.inference_input_type = tf.uint8\n    c.inference_output_type = tf.uint8\n    return c\n"
+            "def main():\n    conv = make(model)\n    conv.optimizations = [tf.lite.Optimize.DEFAULT]\n"
+            "    conv.representative_dataset = rep\n    conv.convert()\n",
+            applicability=Applicability.SAFE, message="must be tf.float32", count=1,
+        ),
+        # issue 11 (d): `optimizations = None` raises TypeError, whatever else is set
+        Invalid(
+            _HEAD + "converter.optimizations = None\n" + _DS + _INT8 + _IO8 + _END,
+            expected=_HEAD + _OPT + _DS + _INT8 + _IO8 + _END,
+            applicability=Applicability.SAFE, message="TypeError: argument of type 'NoneType' is not iterable",
+        ),
+        Invalid(  # the default is a set: `.append` raises AttributeError
+            _HEAD + "converter.optimizations.append(tf.lite.Optimize.DEFAULT)\n" + _DS + _END,
+            expected=_HEAD + "converter.optimizations.add(tf.lite.Optimize.DEFAULT)\n" + _DS + _END,
+            applicability=Applicability.SAFE, message="'set' object has no attribute 'append'",
+        ),
+        Invalid(  # a float model: None meant no optimization
+            _HEAD + "setattr(converter, \"optimizations\", None)\n" + _END,
+            expected=_HEAD + "setattr(converter, \"optimizations\", [])\n" + _END,
+            applicability=Applicability.SAFE, message="`optimizations = None`",
+        ),
         Invalid(  # int16 I/O with the 8-bit op set
             _HEAD + _OPT + _DS + _INT8 + "converter.inference_input_type = tf.int16\n" + _END,
             message="tf.int16",
@@ -209,6 +294,8 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
         if self.ctx.activity.test:
             return  # a unit test may build a rejected combination on purpose (assertRaises)
         for b in self.converter_blocks():
+            for call in b.list_calls:
+                self._report_list_call(b, call)
             s = self.settings_of(b)
             if s is None:
                 continue
@@ -241,6 +328,9 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
             self.report(types.node, msg, fix="Remove `supported_types = [tf.float16]`", applicability=Applicability.DISPLAY_ONLY)
 
     def _report(self, b: ConverterBlock, s: ConverterSettings, row) -> None:
+        if row.key == "optimizations-none":
+            self._report_none(b, s, row)
+            return
         setting = b.settings.get(_WHERE.get(row.key, "")) or b.settings.get("inference_output_type")
         node = setting.node if setting is not None else b.create_call
         if row.error is None:
@@ -267,6 +357,42 @@ class ConverterSettingsRule(ConverterAnalysis, SourceRule):
                 msg += " (no representative dataset: not a full integer conversion)"
                 hint = "Integer I/O needs full integer quantization: set `optimizations` and a `representative_dataset`, or leave the I/O types float32"
         self.report(node, msg, fix=hint, applicability=Applicability.DISPLAY_ONLY)
+
+
+    def _report_list_call(self, b: ConverterBlock, call: cst.Call) -> None:
+        """`converter.optimizations.append(...)` on the default: a set in TF 2.21."""
+        method = call.func.attr.value  # type: ignore[attr-defined]
+        instead = {"append": "add", "extend": "update"}.get(method)
+        if instead is None:
+            return  # add / update / discard: set methods, they work
+        msg = (
+            f"Converter `{b.var}`: `optimizations` is a set until the script assigns it ({TF}), so "
+            f"`.{method}(...)` raises `AttributeError: 'set' object has no attribute '{method}'`"
+        )
+        self.report(
+            call, msg, fix=f"Use `.{instead}(...)`", applicability=Applicability.SAFE,
+            edits=[Replace(call.func, call.func.with_changes(attr=cst.Name(instead)))],  # type: ignore[attr-defined]
+        )
+
+    def _report_none(self, b: ConverterBlock, s: ConverterSettings, row) -> None:
+        """`optimizations = None`: a list that keeps the rest valid, `[]` (what None meant: no
+        optimization) when the rest converts without, else `[DEFAULT]` when that makes it valid."""
+        opt = b.settings["optimizations"]
+        msg = f"Converter `{b.var}`: `optimizations = None` makes {TF} raise `{row.error}` (the converter reads it as a list)"
+        plain = replace(s, optimizations_none=False)
+        if table_verdict(plain) is None:
+            new, imports, why = "[]", [], "no optimization, as `None` meant"
+        elif table_verdict(replace(plain, optimized=True)) is None:
+            tf, imports = self.spelling("tensorflow", "tf")
+            new, why = f"[{tf}.lite.Optimize.DEFAULT]", "what the other settings need"
+        else:
+            self.report(opt.node, msg, fix="Give `optimizations` a list (`[tf.lite.Optimize.DEFAULT]` for an integer model)",
+                        applicability=Applicability.DISPLAY_ONLY)
+            return
+        self.report(
+            opt.node, msg, fix=f"Set `{b.var}.optimizations = {new}` ({why})", applicability=Applicability.SAFE,
+            edits=[Replace(opt.value, cst.parse_expression(new)), *imports],
+        )
 
 
 def _anchor(b: ConverterBlock):

@@ -276,9 +276,10 @@ class DynamicRangeRecipe(ConverterAnalysis, SourceRule):
                 ref = reference(data, self.names, self.ctx.module, self.ctx.path, before=opt.stmt)
                 line = f"{b.var}.representative_dataset = {ref.code}"
                 if ref.problem is None:
-                    imports = [AddImport(ref.module)] if ref.module else []
+                    imports = [AddImport(ref.module, asname=ref.asname)] if ref.module else []
+                    spelled = f"import {ref.module}" + (f" as {ref.asname}" if ref.asname else "")
                     self.report(
-                        opt.node, msg, fix=f"Set `{line}`" + (f" (and `import {ref.module}`)" if ref.module else ""),
+                        opt.node, msg, fix=f"Set `{line}`" + (f" (and `{spelled}`)" if ref.module else ""),
                         applicability=Applicability.UNSAFE, edits=[InsertStatements(opt.stmt, statements(line + "\n")), *imports],
                     )
                 else:

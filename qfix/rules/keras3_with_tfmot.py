@@ -105,6 +105,11 @@ class Keras3WithTfmot(SourceRule):
         # set before TensorFlow is imported, the module tensorflow.keras is tf_keras
         Valid("import os\nos.environ['TF_USE_LEGACY_KERAS'] = 'true'\nfrom tensorflow.keras import layers\nimport tensorflow_model_optimization as tfmot\n"),
         Valid("from tensorflow_model_optimization.python.core.keras.compat import keras\nm = keras.Sequential()\n"),
+        # the variable set through the mapping's other spellings (issue 11 (e))
+        Valid("import os\nos.environ.update(TF_USE_LEGACY_KERAS=\"1\")\nimport tensorflow_model_optimization as tfmot\nfrom tensorflow.keras import layers, models\nq = tfmot.quantization.keras.quantize_model(models.Sequential([layers.Dense(2)]))\n"),
+        Valid("import os\nos.environ.update({\"TF_USE_LEGACY_KERAS\": \"1\", \"TF_CPP_MIN_LOG_LEVEL\": \"2\"})\nfrom tensorflow.keras import layers\nimport tensorflow_model_optimization as tfmot\n"),
+        Valid("from os import environ\nenviron |= {\"TF_USE_LEGACY_KERAS\": \"true\"}\nimport tensorflow\nimport tensorflow.keras as K\nimport tensorflow_model_optimization as tfmot\nm = K.Sequential()\n"),
+        Valid("import os\nos.environ.update([(\"TF_USE_LEGACY_KERAS\", \"1\")])\nfrom tensorflow.keras import layers\nimport tensorflow_model_optimization as tfmot\n"),
         # a compatibility probe for several Keras versions (tfmot's own prune_registry)
         Valid("import tensorflow_model_optimization as tfmot\ntry:\n    from keras.src.engine import base_layer\nexcept ImportError:\n    base_layer = None\n"),
         # data modules hand out arrays, never an object tfmot gets (tfmot's imdb examples)
@@ -114,6 +119,13 @@ class Keras3WithTfmot(SourceRule):
         ),
     ]
     INVALID = [
+        Invalid(  # set, but to "0": still Keras 3
+            "import os\nos.environ.update(TF_USE_LEGACY_KERAS=\"0\")\nimport tensorflow_model_optimization as tfmot\nfrom tensorflow.keras import layers\n",
+            expected="import os\nos.environ.update(TF_USE_LEGACY_KERAS=\"0\")\nos.environ[\"TF_USE_LEGACY_KERAS\"] = \"1\"\n"
+            "import tensorflow_model_optimization as tfmot\nfrom tf_keras import layers\n",
+            applicability=Applicability.UNSAFE,
+            message="Keras 3",
+        ),
         Invalid(  # issue 11's smallest input: the import after tfmot is Keras 3 all the same
             _SMALLEST,
             expected='import os\nos.environ["TF_USE_LEGACY_KERAS"] = "1"\n' + _SMALLEST.replace("from tensorflow.keras import", "from tf_keras import"),

@@ -21,9 +21,11 @@ The converter runs the model on each sample to calibrate; what it cannot feed fa
 'shape'`, `Cannot set tensor: Got value of type FLOAT64 but expected type FLOAT32`,
 `conv.cc: input->dims->size != 4 (3 != 4) ... failed to prepare`, `You need to provide either
 a dictionary with input names and values ...`, `TypeError: 'generator' object is not
-callable`. A multi-input model is worse: the converted model orders its inputs by name (TF
-2.21: `feat` before `img`), not in the Keras `inputs=[...]` order, so a positional list feeds
-the wrong tensors — an error in a conv's prepare, or, for inputs of one shape, a model
+callable`. A multi-input model is worse: the converted model need not keep the Keras
+`inputs=[...]` order (TF 2.21: `feat` before `img`, and `b` before `a` with a dynamic batch,
+though not with `batch_size=1`), so a positional
+list feeds the wrong tensors — `RuntimeError: Attempting to resize dimension 1 of tensor 0
+with value 3 to 4` or an error in a conv's prepare, or, for inputs of one shape, a model
 calibrated on swapped data that converts without a word.
 
 ## Example
@@ -114,11 +116,6 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
         Valid(_ONE + "def representative_dataset():\n    for x in data.batch(1).take(8):\n        yield [x]\n" + _CONV),
         Valid(_ONE + "def representative_dataset():\n    for _ in range(8):\n        yield [tf.random.normal((1, 4, 4, 3))]\n" + _CONV, target="edgetpu"),
         Valid(_TWO + "def representative_dataset():\n    for _ in range(8):\n        yield {\"img\": tf.random.normal((1, 4, 4, 3)), \"feat\": tf.random.normal((1, 2))}\n" + _CONV),
-        Valid(  # input names already in the converted model's order (sorted): a list feeds them right
-            "import numpy as np\nimport tensorflow as tf\nimport keras\n"
-            "a = keras.Input((2,), name=\"a\")\nb = keras.Input((2,), name=\"b\")\nmodel = keras.Model([a, b], a + b)\n"
-            "def representative_dataset():\n    yield [tf.random.normal((1, 2)), tf.random.normal((1, 2))]\n" + _CONV
-        ),
         Valid(  # a module-level name, data of unknown type
             "import tensorflow as tf\ninput = load()\ndef representative_dataset():\n    yield [input]\n" + _CONV
         ),
@@ -181,12 +178,34 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             _TWO + "def representative_dataset():\n    for _ in range(8):\n        yield [tf.random.normal((1, 4, 4, 3)), tf.random.normal((1, 2))]\n" + _CONV,
             expected=_TWO + "def representative_dataset():\n    for _ in range(8):\n        yield {\"img\": tf.random.normal((1, 4, 4, 3)), \"feat\": tf.random.normal((1, 2))}\n" + _CONV,
             applicability=Applicability.SAFE,
-            message="by name",
+            message="keyed by input name",
         ),
         Invalid(  # unnamed inputs: the names are Keras' counters
             _TWO.replace(', name="img"', "").replace(', name="feat"', "")
             + "def representative_dataset():\n    yield [tf.random.normal((1, 4, 4, 3)), tf.random.normal((1, 2))]\n" + _CONV,
             applicability=Applicability.DISPLAY_ONLY,
+        ),
+        Invalid(  # names in sorted order do not help: TF 2.21 put `b` first (issue 11 (a))
+            "import numpy as np\nimport tensorflow as tf\n"
+            "a = tf.keras.Input((4,), name=\"a\")\nb = tf.keras.Input((3,), name=\"b\")\n"
+            "model = tf.keras.Model([a, b], tf.keras.layers.Concatenate()([a, b]))\n"
+            "def rep():\n    for _ in range(10):\n        yield [np.random.rand(1, 4).astype(np.float32), np.random.rand(1, 3).astype(np.float32)]\n"
+            + _CONV.replace("= representative_dataset", "= rep"),
+            expected="import numpy as np\nimport tensorflow as tf\n"
+            "a = tf.keras.Input((4,), name=\"a\")\nb = tf.keras.Input((3,), name=\"b\")\n"
+            "model = tf.keras.Model([a, b], tf.keras.layers.Concatenate()([a, b]))\n"
+            "def rep():\n    for _ in range(10):\n        yield {\"a\": np.random.rand(1, 4).astype(np.float32), \"b\": np.random.rand(1, 3).astype(np.float32)}\n"
+            + _CONV.replace("= representative_dataset", "= rep"),
+            applicability=Applicability.SAFE,
+            message="need not be the Keras order",
+        ),
+        Invalid(  # unnamed inputs in a list bound to a name, a lambda over a list of tuples
+            "import numpy as np\nimport tensorflow as tf\n"
+            "inp = [tf.keras.Input((4,)), tf.keras.Input((3,))]\nmodel = tf.keras.Model(inp, tf.keras.layers.Concatenate()(inp))\n"
+            "def rep():\n    for _ in range(10):\n        yield [np.random.rand(1, 4).astype(np.float32), np.random.rand(1, 3).astype(np.float32)]\n"
+            + _CONV.replace("= representative_dataset", "= rep"),
+            applicability=Applicability.DISPLAY_ONLY,
+            message="positional list for a model with 2 inputs",
         ),
         Invalid(  # two inputs of one shape: the list converts, calibrated on swapped inputs
             "import tensorflow as tf\nfrom tf_keras import Input, Model, layers\n"
@@ -197,7 +216,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             "zeta = Input((4,), name=\"zeta\")\nalpha = Input((4,), name=\"alpha\")\n"
             "model = Model(inputs=[zeta, alpha], outputs=layers.Dense(2)(layers.Concatenate()([zeta, alpha])))\n"
             "def representative_dataset():\n    for z, a in pairs:\n        yield {\"zeta\": z, \"alpha\": a}\n" + _CONV,
-            message="orders its inputs by name",
+            message="calibration on swapped data",
         ),
         Invalid(  # a list built beforehand, a Sequential model whose InputLayer fixes the batch
             "import numpy as np\nimport tensorflow as tf\nfrom keras import Sequential, layers\n"
@@ -365,7 +384,12 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             a = arg(m, 0, "inputs")
             if a is None:
                 return None
-            items = [e.value for e in a.value.elements] if isinstance(a.value, (cst.List, cst.Tuple)) else [a.value]
+            given = a.value
+            if isinstance(given, cst.Name):  # `inputs = [Input(...), Input(...)]; Model(inputs, ...)`
+                bnd = scope.lookup(given.value)
+                if isinstance(bnd, Binding) and bnd.how == "expr" and isinstance(bnd.node, (cst.List, cst.Tuple)):
+                    given = bnd.node
+            items = [e.value for e in given.elements] if isinstance(given, (cst.List, cst.Tuple)) else [given]
             specs = [self._input(i, scope) for i in items]
             return None if any(s is None for s in specs) else specs  # type: ignore[return-value]
         if c in SEQUENTIAL:
@@ -480,14 +504,17 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
             new_nodes.append(code)
         positional = inputs is not None and len(inputs) >= 2 and keys is None and v.kind in ("list", "tuple", "array")
         if positional:
+            # whatever the names: inputs `a`, `b` came out as (b, a) in TF 2.21, `img`, `feat`
+            # as (feat, img); a list goes by the converted graph's order, which says neither
             names = [s.name for s in inputs]  # type: ignore[union-attr]
-            if None in names or names != sorted(names):  # type: ignore[type-var]
-                problems.append(
-                    f"a positional list for a model with {len(inputs)} inputs: the converted model orders its inputs by name, "  # type: ignore[arg-type]
-                    "not as the Keras model lists them, so a list can feed the wrong tensors; yield a dict keyed by name"
-                )
-                if None in names or len(names) != len(new_nodes):
-                    hints.append("Name each `Input(..., name=...)` and yield a dict keyed by those names")
+            problems.append(
+                f"a positional list for a model with {len(inputs)} inputs: the converted model's input order need not "  # type: ignore[arg-type]
+                "be the Keras order (TF 2.21 put `b` before `a`), so a list can feed the wrong tensors (`RuntimeError: "
+                "Attempting to resize dimension ...` where the shapes differ, calibration on swapped data where they "
+                "match); yield a dict keyed by input name"
+            )
+            if None in names or len(names) != len(new_nodes):
+                hints.append("Name each `Input(..., name=...)` and yield a dict keyed by those names")
         if not problems:
             return
         msg = f"{where} " + "; ".join(dict.fromkeys(problems))

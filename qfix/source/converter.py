@@ -26,6 +26,9 @@ CREATORS = {
     "tensorflow.lite.TFLiteConverter.from_concrete_functions",
     "tensorflow.lite.TFLiteConverter",
     "tensorflow.lite.TFLiteConverterV2.from_keras_model",
+    "tensorflow.lite.TFLiteConverterV2.from_saved_model",
+    "tensorflow.lite.TFLiteConverterV2.from_concrete_functions",
+    "tensorflow.lite.TFLiteConverterV2",
 }
 QAT_MAKERS = {"tfmot.quantization.keras.quantize_model", "tfmot.quantization.keras.quantize_apply"}
 QUANTIZE_SCOPE = "tfmot.quantization.keras.quantize_scope"
@@ -40,6 +43,35 @@ SETTINGS = (
 _V1_INTEGER_TYPES = {
     "tensorflow.int8", "tensorflow.uint8", "tensorflow.lite.constants.INT8", "tensorflow.lite.constants.QUANTIZED_UINT8",
 }
+
+
+def _mutated_setting(call: cst.BaseExpression) -> str | None:
+    """`c.optimizations.add(x)` / `.append(x)` / `.update(...)` -> "c.optimizations": the setting
+    is then whatever the default (a set in TF 2.21: `.append` raises AttributeError) or the
+    earlier value became; qfix reads it as unknown rather than as "not set"."""
+    if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute) and call.func.attr.value in (
+        "add", "append", "extend", "update", "insert", "remove", "discard", "clear", "pop",
+    ):
+        return dotted(call.func.value)
+    return None
+
+
+def _is_none(value: cst.BaseExpression) -> bool:
+    return isinstance(value, cst.Name) and value.value == "None"
+
+
+def _setattr(call: cst.BaseExpression) -> tuple[str, str, cst.BaseExpression] | None:
+    """`setattr(c, "x", v)` / `setattr(c.target_spec, "supported_ops", v)` -> ("c" or
+    "c.target_spec", "x", v); None for anything else (a computed attribute name)."""
+    if not (isinstance(call, cst.Call) and isinstance(call.func, cst.Name) and call.func.value == "setattr"):
+        return None
+    if len(call.args) != 3 or any(a.keyword is not None or a.star for a in call.args):
+        return None
+    d = dotted(call.args[0].value)
+    name = call.args[1].value
+    if d is None or not isinstance(name, cst.SimpleString) or name.prefix.lower() not in ("", "u"):
+        return None
+    return d, name.evaluated_value, call.args[2].value  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,6 +94,7 @@ class ConverterSettings:
     input_type: str | None = None
     output_type: str | None = None
     integer_model: bool = False
+    optimizations_none: bool = False  # `optimizations = None` (not "not set": TF reads it as a collection)
 
     @property
     def io(self) -> set[str]:
@@ -98,6 +131,11 @@ class TableRow:
 
 
 CONVERTER_TABLE: tuple[TableRow, ...] = (
+    TableRow(  # QuantizationMode.__init__ tests `deprecated in optimizations` whatever else is set
+        "optimizations-none",
+        lambda s: s.optimizations_none,
+        "TypeError: argument of type 'NoneType' is not iterable",
+    ),
     TableRow(
         "int8-ops-with-other-types",
         lambda s: "TFLITE_BUILTINS_INT8" in (s.ops or ()) and s.types is not None and not s.types <= {"int8"},
@@ -145,7 +183,7 @@ def table_verdict(s: ConverterSettings) -> TableRow | None:
 @dataclass
 class Setting:
     stmt: cst.SimpleStatementLine
-    node: cst.Assign
+    node: cst.Assign | cst.Call  # `c.x = v`, or `setattr(c, "x", v)`
     value: cst.BaseExpression
 
 
@@ -162,6 +200,8 @@ class ConverterBlock:
     escaped: bool = False
     settings: dict[str, Setting] = field(default_factory=dict)
     last_stmt: cst.SimpleStatementLine | None = None  # last statement configuring it
+    # `optimizations.append(...)` before any assignment: TF 2.21's default is a set
+    list_calls: list[cst.Call] = field(default_factory=list)
     convert_stmt: cst.SimpleStatementLine | None = None
 
     @property
@@ -216,9 +256,18 @@ class ConverterAnalysis:
         return False
 
     def _escapes(self, stmt: cst.SimpleStatementLine, st: dict, scope: Any) -> None:
-        """Mark the converters of this scope that `stmt` passes to a call as an argument."""
+        """Mark the converters of this scope that `stmt` passes to a call as an argument (or
+        returns: the caller may set any setting; `_returned` follows it there)."""
+        for small in stmt.body:
+            if isinstance(small, cst.Return) and isinstance(small.value, cst.Name):
+                block = st["blocks"].get((scope, small.value.value))
+                if block is not None:
+                    block.escaped = True
+                    fn = self.ctx.scope  # type: ignore[attr-defined]
+                    if fn is not None and not self.ctx.function_stack[:-1]:  # type: ignore[attr-defined]
+                        st.setdefault("returns", {}).setdefault(fn.name.value, []).append(block)
         for n in iter_nodes(stmt):
-            if isinstance(n, cst.Call):
+            if isinstance(n, cst.Call) and _setattr(n) is None:
                 for a in n.args:
                     if isinstance(a.value, cst.Name):
                         block = st["blocks"].get((scope, a.value.value))
@@ -239,6 +288,10 @@ class ConverterAnalysis:
                     tgt = t.target
                     if isinstance(tgt, cst.Name):
                         st.setdefault("assigned", set()).add(tgt.value)
+                        # `io = tf.int8` bound once in this scope: a setting may read it
+                        consts = st.setdefault("consts", {})
+                        key = (scope, tgt.value)
+                        consts[key] = value if key not in consts and isinstance(value, cst.Attribute) else None
                         # a name bound only to Keras / TensorFlow calls (a model built or loaded
                         # here); one bound to the file's own function may come from tfmot
                         plain = isinstance(value, cst.Call) and (self.names.canon(value.func) or "").startswith(  # type: ignore[attr-defined]
@@ -247,7 +300,15 @@ class ConverterAnalysis:
                         st.setdefault("plain", {})[tgt.value] = st.get("plain", {}).get(tgt.value, True) and plain
                         if self._is_qat_value(value):
                             st["qat_names"].add(tgt.value)
-                        if isinstance(value, cst.Call) and self.names.canon(value.func) in CREATORS:  # type: ignore[attr-defined]
+                        returned = self._returned(value, st)
+                        if returned is not None:  # `converter = make(model)`: the helper's converter
+                            block = ConverterBlock(
+                                tgt.value, scope, stmt, value, returned.model_arg, qat=returned.qat,
+                                settings=dict(returned.settings),
+                            )
+                            st["blocks"][(scope, tgt.value)] = block
+                            st["order"].append(block)
+                        elif isinstance(value, cst.Call) and self.names.canon(value.func) in CREATORS:  # type: ignore[attr-defined]
                             model = arg(value, 0, "model") if self.names.canon(value.func).endswith("from_keras_model") else None  # type: ignore[attr-defined, union-attr]
                             block = ConverterBlock(
                                 tgt.value, scope, stmt, value, model.value if model is not None else None,
@@ -269,7 +330,33 @@ class ConverterAnalysis:
                 if self._is_convert(value, st, scope):
                     self._is_convert(value, st, scope, stmt)
             elif isinstance(small, cst.Expr):
+                named = _setattr(small.value)
+                if named is not None:  # `setattr(converter, "inference_input_type", tf.uint8)`
+                    d, path, value = named
+                    var, _, sub = d.partition(".")
+                    block = st["blocks"].get((scope, var))
+                    key = f"{sub}.{path}" if sub else path
+                    if block is not None and key in SETTINGS:
+                        block.settings[key] = Setting(stmt, small.value, value)  # type: ignore[arg-type]
+                        if block.convert_stmt is None:
+                            block.last_stmt = stmt
+                mutated = _mutated_setting(small.value)
+                if mutated is not None:  # `converter.optimizations.add(...)`: not a literal any more
+                    var, _, key = mutated.partition(".")
+                    block = st["blocks"].get((scope, var))
+                    if block is not None and key in SETTINGS:
+                        if key == "optimizations" and key not in block.settings:
+                            block.list_calls.append(small.value)  # type: ignore[arg-type]
+                        block.settings[key] = Setting(stmt, small.value, small.value)  # type: ignore[arg-type]
                 self._is_convert(small.value, st, scope, stmt)
+
+    def _returned(self, value: cst.BaseExpression, st: dict) -> ConverterBlock | None:
+        """The converter a module-level function of this file returns, for `make(...)` called
+        after its definition; None when it returns none or several (`return a` and `return b`)."""
+        if not isinstance(value, cst.Call) or not isinstance(value.func, cst.Name):
+            return None
+        blocks = st.get("returns", {}).get(value.func.value, [])
+        return blocks[0] if len(blocks) == 1 else None
 
     def _is_convert(self, value: Any, st: dict, scope: Any, stmt: Any = None) -> bool:
         if (
@@ -323,7 +410,7 @@ class ConverterAnalysis:
 
     def optimized(self, b: ConverterBlock) -> bool:
         s = b.settings.get("optimizations")
-        if s is None:
+        if s is None or _is_none(s.value):
             return False
         els = self.elements(s.value)
         return els is None or any(e in DEFAULT_OPTS for e in els)
@@ -370,7 +457,10 @@ class ConverterAnalysis:
             s = b.settings.get(key)
             if s is None:
                 return None
-            c = self.names.canon(s.value) or ""  # type: ignore[attr-defined]
+            value = s.value
+            if isinstance(value, cst.Name):  # a name bound once, in the converter's own scope
+                value = self._conv_state().get("consts", {}).get((b.scope, value.value)) or value
+            c = self.names.canon(value) or ""  # type: ignore[attr-defined]
             return c[len("tensorflow."):] if c.startswith("tensorflow.") and c.count(".") == 1 else False
 
         if b.escaped:
@@ -381,7 +471,8 @@ class ConverterAnalysis:
         if False in (ops, types, i, o) or "inference_type" in b.settings:
             return None
         opt = b.settings.get("optimizations")
-        if opt is not None and self.elements(opt.value) is None:
+        none = opt is not None and _is_none(opt.value)
+        if opt is not None and self.elements(opt.value) is None and not none:
             return None
         qat = self.maybe_qat(b)
         if qat and not b.qat:
@@ -389,6 +480,7 @@ class ConverterAnalysis:
         return ConverterSettings(
             optimized=self.optimized(b), dataset="representative_dataset" in b.settings,
             ops=ops, types=types, input_type=i, output_type=o, integer_model=b.qat,  # type: ignore[arg-type]
+            optimizations_none=none,
         )
 
     def float16_recipe(self, b: ConverterBlock) -> bool:

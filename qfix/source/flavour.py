@@ -126,11 +126,48 @@ def executed_in_order(body: Iterator[cst.CSTNode] | list) -> list[cst.CSTNode]:
     return out
 
 
+_ENV_KEY = "TF_USE_LEGACY_KERAS"
+
+
+def _mapping_sets_env(expr: cst.BaseExpression) -> bool:
+    """`{"TF_USE_LEGACY_KERAS": "1", ...}` / `[("TF_USE_LEGACY_KERAS", "1")]` (what
+    `environ.update` and `environ |=` take)."""
+    if isinstance(expr, cst.Dict):
+        return any(
+            isinstance(e, cst.DictElement) and string_value(e.key) == _ENV_KEY and string_value(e.value) in _TRUE
+            for e in expr.elements
+        )
+    if isinstance(expr, (cst.List, cst.Tuple)):
+        return any(
+            isinstance(e.value, (cst.Tuple, cst.List)) and len(e.value.elements) == 2
+            and string_value(e.value.elements[0].value) == _ENV_KEY and string_value(e.value.elements[1].value) in _TRUE
+            for e in expr.elements
+        )
+    return False
+
+
 def sets_legacy_env(stmt: cst.CSTNode) -> bool:
-    """`os.environ["TF_USE_LEGACY_KERAS"] = "1"` (or "true"/"True"; `setdefault`, `putenv` too)."""
+    """`os.environ["TF_USE_LEGACY_KERAS"] = "1"` (or "true"/"True"; `setdefault`, `putenv` too),
+    `os.environ.update(TF_USE_LEGACY_KERAS="1")`, `os.environ.update({...})` and
+    `os.environ |= {...}`."""
     if not isinstance(stmt, cst.SimpleStatementLine):
         return False
     for small in stmt.body:
+        if (
+            isinstance(small, cst.AugAssign) and isinstance(small.operator, cst.BitOrAssign)
+            and _is_environ(small.target) and _mapping_sets_env(small.value)
+        ):
+            return True
+        if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call):
+            call = small.value
+            if isinstance(call.func, cst.Attribute) and call.func.attr.value == "update" and _is_environ(call.func.value):
+                for a in call.args:
+                    if a.keyword is not None and a.keyword.value == _ENV_KEY and string_value(a.value) in _TRUE:
+                        return True
+                    if a.keyword is None and not a.star and _mapping_sets_env(a.value):
+                        return True
+                    if a.star == "**" and _mapping_sets_env(a.value):
+                        return True
         if isinstance(small, cst.Assign) and isinstance(small.value, (cst.SimpleString, cst.Integer)):
             value = string_value(small.value) if isinstance(small.value, cst.SimpleString) else small.value.value
             for t in small.targets:
@@ -145,6 +182,12 @@ def sets_legacy_env(stmt: cst.CSTNode) -> bool:
                 if string_value(call.args[0].value) == "TF_USE_LEGACY_KERAS" and string_value(call.args[1].value) in _TRUE:
                     return True
     return False
+
+
+def _is_environ(expr: cst.BaseExpression) -> bool:
+    """`os.environ` or `environ` (`from os import environ`): by its last name, as the
+    subscript form above is read."""
+    return (isinstance(expr, cst.Attribute) and expr.attr.value == "environ") or (isinstance(expr, cst.Name) and expr.value == "environ")
 
 
 def _within(name: str, prefix: str) -> bool:

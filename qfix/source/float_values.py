@@ -107,13 +107,41 @@ class FloatValues:
             return here[name]
         return self._fv_scopes()[None].get(name)
 
+    def _fv_returns(self) -> dict[str, Any]:
+        """Module-level function name -> what all its `return`s give (a FloatValue, or
+        _UNKNOWN once one return is not float data or the name is defined twice)."""
+        st = self.__dict__.get("_fv_ret")
+        if st is None:
+            st = self.__dict__["_fv_ret"] = {}
+        return st
+
     # hooks --------------------------------------------------------------------------------
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        if len(self.ctx.function_stack) == 1:  # type: ignore[attr-defined]
+            rets = self._fv_returns()
+            rets[node.name.value] = _UNKNOWN if node.name.value in rets else None  # None: no return seen yet
         # the engine pushes the scope before the rules' hooks: this is the function's own table
         here = self._fv_here()
         p = node.params
         for param in (*p.posonly_params, *p.params, *p.kwonly_params):
             here[param.name.value] = _UNKNOWN
+
+    def leave_Return(self, node: cst.Return) -> None:
+        """`def preprocess(img): return img / 255.0`: a call `preprocess(x)` later in the file
+        gives what every return of it gives (judged with the function's own bindings)."""
+        stack = self.ctx.function_stack  # type: ignore[attr-defined]
+        if len(stack) != 1:
+            return
+        rets = self._fv_returns()
+        name = stack[0].name.value
+        if rets.get(name, _UNKNOWN) is _UNKNOWN:
+            return
+        v = self.float_value(node.value) if node.value is not None else None
+        prev = rets[name]
+        if v is None or (prev is not None and prev != v):
+            rets[name] = _UNKNOWN if prev is None or v is None else FloatValue(prev.source)  # two float returns: unbounded
+        else:
+            rets[name] = v
 
     def leave_Assign(self, node: cst.Assign) -> None:
         value = self._fv_binding(node.value)
@@ -239,6 +267,10 @@ class FloatValues:
         # a model's or a layer's output
         if isinstance(func, cst.Name) and self._fv_lookup(func.value) is _MODEL:
             return FloatValue(f"the output of `{func.value}`")
+        if isinstance(func, cst.Name) and func.value not in self._fv_scopes()[None] and func.value not in self._fv_here():
+            ret = self._fv_returns().get(func.value)
+            if isinstance(ret, FloatValue):  # the file's own function, defined above, not rebound
+                return ret
         if isinstance(func, cst.Attribute) and name == "predict":
             owner = func.value
             if isinstance(owner, cst.Name) and self._fv_lookup(owner.value) is _MODEL:

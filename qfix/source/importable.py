@@ -34,6 +34,7 @@ class Reference:
     code: str
     module: str | None = None
     problem: str | None = None
+    asname: str | None = None  # `import module as asname`: the module's own name is taken in the file
 
 
 def reference(setting: str, names: Names, module: cst.Module, script: str | None, before: cst.CSTNode | None = None) -> Reference:
@@ -59,17 +60,68 @@ def reference(setting: str, names: Names, module: cst.Module, script: str | None
         if obj in names.aliases or _bound_before(module, obj, before):
             return Reference(code)
         return Reference(code, problem=f"`{obj}` is not defined in this file before the converter is set up, and names no module (write `module.{obj}`)")
+    taken = bound_names(module)
     local = names.local_for(code)
-    if local is not None:  # already imported (`import calib`, `from calib import gen as g`)
+    if local is not None and local.split(".")[0] not in taken:  # already imported (`import calib`, `from calib import gen as g`)
         return Reference(local)
+    head = mod.split(".")[0]
+    asname = None
+    if head in taken or names.aliases.get(head, mod) not in (mod, head):
+        # `calib = None` in the function the line goes into (or anywhere: an import binds at
+        # module level, and every scope that binds the name hides it): a name no scope uses
+        asname = free_name(mod.split(".")[-1] + "_module", module)
+        code = f"{asname}.{obj}"
     if script is None:
-        return Reference(code, module=mod)
+        return Reference(code, module=mod, asname=asname)
     where = _module_file(mod, Path(script).resolve().parent)
     if where is None:
         return Reference(code, problem=f"module `{mod}` is neither beside {Path(script).name} nor installed: the inserted `import {mod}` would fail")
     if where.suffix == ".py" and not _defines(where, obj):
         return Reference(code, problem=f"{where.name} defines no `{obj}`")
-    return Reference(code, module=mod)
+    return Reference(code, module=mod, asname=asname)
+
+
+def bound_names(module: cst.Module) -> set[str]:
+    """Every name the file binds other than by an import, in any scope: assignment and loop
+    targets, parameters, defs, classes, `as` names of `with` / `except`, walrus, `global`
+    ones. A name an inserted import brings in must be none of these, or some scope hides it."""
+    out: set[str] = set()
+
+    def targets(t: cst.CSTNode) -> None:
+        if isinstance(t, cst.Name):
+            out.add(t.value)
+        elif isinstance(t, (cst.Tuple, cst.List)):
+            for e in t.elements:
+                targets(e.value)
+        elif isinstance(t, cst.StarredElement):
+            targets(t.value)
+
+    for n in iter_nodes(module):
+        if isinstance(n, (cst.FunctionDef, cst.ClassDef)):
+            out.add(n.name.value)
+        elif isinstance(n, cst.Param):
+            out.add(n.name.value)
+        elif isinstance(n, cst.AssignTarget):
+            targets(n.target)
+        elif isinstance(n, (cst.AnnAssign, cst.AugAssign, cst.NamedExpr)):
+            targets(n.target)
+        elif isinstance(n, (cst.For, cst.CompFor)):
+            targets(n.target)
+        elif isinstance(n, (cst.WithItem, cst.ExceptHandler)) and n.asname is not None:  # type: ignore[union-attr]
+            targets(n.asname.name)  # type: ignore[union-attr]
+        elif isinstance(n, cst.Global):
+            out.update(g.name.value for g in n.names)
+    return out
+
+
+def free_name(base: str, module: cst.Module) -> str:
+    """`base`, `base_2`, ...: the first that no `Name` of the file spells (no scope uses it)."""
+    used = {n.value for n in iter_nodes(module) if isinstance(n, cst.Name)}
+    name, i = base, 1
+    while name in used:
+        i += 1
+        name = f"{base}_{i}"
+    return name
 
 
 def _module_file(mod: str, folder: Path) -> Path | None:

@@ -34,6 +34,7 @@ _RENAMES = (
     ("tensorflow.compat.v2.", "tensorflow."),
     ("tensorflow.compat.v1.", "tensorflow."),
     ("tensorflow.dtypes.", "tensorflow."),
+    ("tensorflow.lite.python.lite.", "tensorflow.lite."),  # TFLiteConverterV2's defining module
     ("tensorflow_model_optimization.python.core.quantization.keras.quantize.", "tfmot.quantization.keras."),
     ("tensorflow_model_optimization.", "tfmot."),
     ("keras.api.", "keras."),
@@ -143,7 +144,27 @@ class Names:
                     elif isinstance(part, cst.SimpleStatementSuite):
                         inner.append(part)
                 stack.extend(reversed(inner))
+        names._lite_aliases(module)
         return names
+
+    def _lite_aliases(self, module: cst.Module) -> None:
+        """`lite = tf.lite` at module level, bound once: an alias of the converter's module
+        (only `tensorflow.lite`: Keras aliases such as `L = keras.layers` are flavour.py's)."""
+        seen: dict[str, str | None] = {}
+        for stmt in module.body:
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                continue
+            for small in stmt.body:
+                if isinstance(small, cst.Assign):
+                    for t in small.targets:
+                        if isinstance(t.target, cst.Name):
+                            q = self.qualified(small.value)
+                            name = t.target.value
+                            ok = q is not None and (q == "tensorflow.lite" or q.startswith("tensorflow.lite."))
+                            seen[name] = q if ok and name not in seen else None
+        for name, q in seen.items():
+            if q is not None and name not in self.aliases:
+                self.aliases[name] = q
 
     # -- resolving ------------------------------------------------------------------------
     def qualified(self, expr: cst.BaseExpression | None) -> str | None:

@@ -498,6 +498,12 @@ class SourceRule:
             # `import tensorflow.compat.v1 as tf`: a second `import tensorflow as tf` would
             # rebind `tf` for the whole file; import the module under its own name instead
             return qualified_module, [AddImport(qualified_module)]
+        from qfix.source.importable import bound_names, free_name
+
+        if default_local.split(".")[0] in bound_names(self.ctx.module):
+            # `np = ...` / a parameter `tf` somewhere: that scope would hide the import
+            local = free_name(qualified_module.replace(".", "_") + "_module", self.ctx.module)
+            return local, [AddImport(qualified_module, asname=local)]
         if default_local == qualified_module:
             return default_local, [AddImport(qualified_module)]
         return default_local, [AddImport(qualified_module, asname=default_local)]

@@ -38,7 +38,7 @@ FIXED = (
 def call(paths, **kw):
     buf = io.StringIO()
     console = Console(file=buf, width=400, color_system=None)
-    args = dict(write=False, unsafe_fixes=False, diff=False, select=None, ignore=None, target=None, output_format="text", console=console, jobs=1)
+    args = dict(write=False, unsafe_fixes=False, diff=False, select=None, ignore=None, target="none", output_format="text", console=console, jobs=1)
     args.update(kw)
     try:
         code = run([Path(p) for p in paths], **args)
@@ -185,7 +185,7 @@ def test_pyproject_config(tmp_path: Path, monkeypatch):
     cfg = load_config([tmp_path])
     assert cfg.target == "edgetpu" and cfg.ignore == ["QF202"] and cfg.representative_dataset == "calib.gen"
     monkeypatch.chdir(tmp_path)
-    code, out = call([tmp_path], unsafe_fixes=True)
+    code, out = call([tmp_path], unsafe_fixes=True, target=None)  # the target from [tool.qfix]
     assert "QF401" in out and "QF202" not in out and "legacy" not in out
     assert "+c.representative_dataset = calib.gen" in out
     assert "+import calib" in out  # the inserted name resolves

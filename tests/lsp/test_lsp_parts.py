@@ -155,4 +155,5 @@ def test_settings_resolve_like_the_command_line(tmp_path: Path):
     assert resolve(tmp_path / "m.keras", Overrides(select=("QF102",)), model=True).error is None
     assert resolve(tmp_path / "m.keras", Overrides(), model=True).target == "edgetpu"
     bare = resolve(None, Overrides())
-    assert (bare.target, bare.config, bare.error) == (None, None, None) and bare.rules
+    assert (bare.target, bare.config, bare.error) == ("edgetpu", None, None) and bare.rules  # as on the command line
+    assert resolve(None, Overrides(target="none")).target is None

@@ -135,7 +135,7 @@ def make_tree(root: Path) -> Path:
 def source_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, dict]:
     """One SARIF run over the tree (read only by the tests that share it)."""
     tree = make_tree(tmp_path_factory.mktemp("tree"))
-    proc, log = sarif("src", cwd=tree)
+    proc, log = sarif("src", "--target", "none", cwd=tree)  # the target-free rules
     return tree, proc, log
 
 
@@ -169,7 +169,7 @@ def test_source_log_rules_results_and_utf16_regions(source_run):
     assert {a["location"]["uri"] for a in run["artifacts"]} == {"src/train.py", "src/qat.py", "src/broken.py"}
 
     # The same findings as the JSON report, located in code points there, in UTF-16 here.
-    report = json.loads(qfix("src", "--format", "json", cwd=tree).stdout)
+    report = json.loads(qfix("src", "--format", "json", "--target", "none", cwd=tree).stdout)
     for f in report["findings"]:
         if f["code"] == "QF915":
             continue
@@ -208,7 +208,7 @@ def test_source_fixes_are_what_write_writes(source_run, tmp_path: Path):
         scratch.write_bytes(original.encode())
         unsafe = r["properties"]["fix"]["applicability"] == "unsafe"
         run_source([scratch], write=True, unsafe_fixes=unsafe, diff=False, select=[r["ruleId"]], ignore=None,
-                   target=None, output_format="concise", console=None, jobs=1)
+                   target="none", output_format="concise", console=None, jobs=1)
         assert got == scratch.read_bytes().decode(), r["ruleId"]
         assert got != original
     (qat,) = [r for r in fixed if r["ruleId"] == "QF501"]
@@ -219,7 +219,7 @@ def test_source_fixes_are_what_write_writes(source_run, tmp_path: Path):
 
 def test_source_log_after_write_holds_what_is_left(tmp_path: Path):
     tree = make_tree(tmp_path)
-    proc, log = sarif("src", "--write", cwd=tree)
+    proc, log = sarif("src", "--write", "--target", "none", cwd=tree)
     (run,) = log["runs"]
     assert proc.returncode == 1  # QF501 (unsafe) and the parse error remain
     assert sorted(r["ruleId"] for r in run["results"]) == ["QF501", "QF915"]

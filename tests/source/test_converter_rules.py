@@ -92,6 +92,41 @@ SCRIPTS = {
         .replace("converter.inference_input_type = tf.float32\nconverter.inference_output_type = tf.float32\n", ""),
         ["--target", "int8", "--unsafe-fixes"], "float model", "float32",
     ),
+    # QF407 (issue 11 (b)): settings through setattr and `from tensorflow import lite`
+    "qf407_setattr_lite_alias": (
+        "import pathlib\n\nimport numpy as np\nimport tensorflow as tf2\nfrom tensorflow import lite\n\n"
+        "model = tf2.keras.Sequential([tf2.keras.Input((4,), batch_size=1), tf2.keras.layers.Dense(2)])\n"
+        + _gen("for _ in range(4):\n    yield [np.random.rand(1, 4).astype(np.float32)]")
+        + "conv = lite.TFLiteConverter.from_keras_model(model)\n"
+        'setattr(conv, "representative_dataset", representative_dataset)\n'
+        "conv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+        'setattr(conv, "inference_input_type", tf2.uint8)\nconv.inference_output_type = tf2.uint8\n'
+        "pathlib.Path(__file__).with_suffix(\".tflite\").write_bytes(conv.convert())\n",
+        ["--target", "int8"], "must be tf.float32", "uint8",
+    ),
+    # QF407 (issue 11 (c)): the helper sets the dataset, the caller the op set and (through a name) the I/O types
+    "qf407_helper_returns_converter": (
+        ONE + _gen("for _ in range(4):\n    yield [np.random.rand(1, 4, 4, 3).astype(np.float32)]")
+        + "def make(model):\n    c = tf.lite.TFLiteConverter.from_keras_model(model)\n"
+        "    c.representative_dataset = representative_dataset\n    return c\n\n\n"
+        "converter = make(model)\nconverter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+        "io = tf.int8\nconverter.inference_input_type = io\nconverter.inference_output_type = io\n"
+        "pathlib.Path(__file__).with_suffix(\".tflite\").write_bytes(converter.convert())\n",
+        ["--target", "int8"], "must be tf.float32", "int8",
+    ),
+    # QF407 (issue 11 (d)): `optimizations = None`
+    "qf407_optimizations_none": (
+        ONE + _gen("for _ in range(4):\n    yield [np.random.rand(1, 4, 4, 3).astype(np.float32)]")
+        + CONVERT.format(data="representative_dataset", io="int8").replace("optimizations = [tf.lite.Optimize.DEFAULT]", "optimizations = None"),
+        ["--target", "int8"], "TypeError: argument of type 'NoneType' is not iterable", "int8",
+    ),
+    # QF104 (issue 11 (g)): calibration data from the file's own function "quantized" by np.asarray(..., dtype=np.uint8)
+    "qf104_asarray_uint8_calibration": (
+        ONE + "\n\ndef preprocess(img):\n    return (img / 255.0).astype(np.float32)\n"
+        + _gen("for _ in range(4):\n    x = preprocess(np.random.rand(1, 4, 4, 3) * 255.0)\n    yield [np.asarray(x, dtype=np.uint8)]")
+        + CONVERT.format(data="representative_dataset", io="int8"),
+        ["--target", "int8", "--unsafe-fixes"], "expected type FLOAT32", "int8",
+    ),
     # QF406: a generator expression where the converter wants a function
     "qf406_generator_expression": (
         ONE + "data = np.random.rand(4, 1, 4, 4, 3).astype(np.float32)\n"
@@ -135,7 +170,17 @@ SCRIPTS = {
         + CONVERT.format(data="representative_dataset", io="int8"),
         [], "failed to prepare", "int8",
     ),
-    # QF406: two inputs fed in the Keras order; the converted model orders them by name
+    # QF406 (issue 11 (a)): names already sorted (`a`, `b`), shapes that differ, a dynamic batch:
+    # TF 2.21 feeds `b` first (with `batch_size=1` it happens to keep the order)
+    "qf406_two_inputs_sorted_names": (
+        "import pathlib\n\nimport numpy as np\nimport tensorflow as tf\n\n"
+        "a = tf.keras.Input((4,), name=\"a\")\nb = tf.keras.Input((3,), name=\"b\")\n"
+        "model = tf.keras.Model([a, b], tf.keras.layers.Dense(2)(tf.keras.layers.Concatenate()([a, b])))\n"
+        + _gen("for _ in range(4):\n    yield [np.random.rand(1, 4).astype(np.float32), np.random.rand(1, 3).astype(np.float32)]")
+        + CONVERT.format(data="representative_dataset", io="int8"),
+        ["--target", "int8"], "Attempting to resize dimension", "int8",
+    ),
+    # QF406: two inputs fed in the Keras order; the converted model orders them otherwise
     "qf406_two_inputs": (
         TWO + _gen("for _ in range(4):\n    yield [tf.random.normal((1, 4, 4, 3)), tf.random.normal((1, 2))]")
         + CONVERT.format(data="representative_dataset", io="uint8"),

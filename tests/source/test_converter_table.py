@@ -34,6 +34,9 @@ COMBOS = [
     S(opt=True, ds=True, ops=I16, types=T8, io="int8"), S(opt=True, ds=True, ops=I16, types=F16, io="int16"),
     S(opt=True, ds=True, ops=INT8, io="int16"), S(opt=True, ds=True, io="int16"),
     S(ds=True, ops=INT8), S(ds=True, types=T8), S(ds=True, ops=INT8, types=T8), S(ds=True), S(ds=True, types=F16),
+    # `optimizations = None` (issue 11 (d)): a TypeError whatever else is set
+    ConverterSettings(optimizations_none=True),
+    ConverterSettings(dataset=True, ops=INT8, input_type="int8", output_type="int8", optimizations_none=True),
 ]
 
 
@@ -65,6 +68,8 @@ def test_table_matches_the_installed_converter():
         c = tf.lite.TFLiteConverter.from_keras_model(model)
         if s.optimized:
             c.optimizations = [tf.lite.Optimize.DEFAULT]
+        if s.optimizations_none:
+            c.optimizations = None
         if s.dataset:
             c.representative_dataset = rep
         if s.ops is not None:

@@ -126,3 +126,68 @@ def test_a_taken_alias_is_not_rebound():
     assert fixed.startswith("import tensorflow.compat.v1 as tf\nimport tensorflow\n")
     assert "converter.inference_input_type = tensorflow.uint8\n" in fixed
     assert "converter.target_spec.supported_ops = [tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8]\n" in fixed
+
+
+# issue 11 (f): the inserted name must not be one a scope of the file binds
+SHADOWED = {
+    "local": "def export(model):\n    calib = None\n{body}",
+    "parameter": "def export(model, calib=None):\n{body}",
+    "loop elsewhere": "def other():\n    for calib in range(3):\n        pass\n\n\ndef export(model):\n{body}",
+    "module global": "calib = {{}}\n\n\ndef export(model):\n{body}",
+}
+
+
+def _in_function(kind: str) -> str:
+    body = "".join("    " + line + "\n" for line in EXPORT.splitlines()[1:])
+    return "import tensorflow as tf\n\n\n" + SHADOWED[kind].format(body=body)
+
+
+def test_an_inserted_module_name_never_shadowed(tmp_path: Path):
+    import ast
+
+    (tmp_path / "calib.py").write_text(GEN)
+    for kind in SHADOWED:
+        script = tmp_path / "export.py"
+        script.write_text(_in_function(kind))
+        v, fixed = _qf401(script, "calib.representative_dataset")
+        assert "import calib as calib_module" in v.fix.description, (kind, v.fix.description)
+        assert "\nimport calib as calib_module\n" in fixed, (kind, fixed)
+        assert "    converter.representative_dataset = calib_module.representative_dataset\n" in fixed, (kind, fixed)
+        assert "import calib\n" not in fixed
+        ast.parse(fixed)
+    # the alias itself taken too: the next free one
+    script.write_text(_in_function("local").replace("calib = None", "calib = calib_module = None"))
+    _, fixed = _qf401(script, "calib.representative_dataset")
+    assert "import calib as calib_module_2\n" in fixed and "= calib_module_2.representative_dataset\n" in fixed
+
+
+def test_an_existing_import_hidden_by_a_local_is_not_reused(tmp_path: Path):
+    (tmp_path / "calib.py").write_text(GEN)
+    script = tmp_path / "export.py"
+    script.write_text(_in_function("local").replace("import tensorflow as tf\n", "import tensorflow as tf\nimport calib\n"))
+    _, fixed = _qf401(script, "calib.representative_dataset")
+    assert "converter.representative_dataset = calib_module.representative_dataset\n" in fixed
+
+
+def test_an_unshadowed_module_keeps_its_name(tmp_path: Path):
+    (tmp_path / "calib.py").write_text(GEN)
+    script = tmp_path / "export.py"
+    script.write_text(_in_function("local").replace("calib = None", "calibration = None"))
+    _, fixed = _qf401(script, "calib.representative_dataset")
+    assert "\nimport calib\n" in fixed and "= calib.representative_dataset\n" in fixed
+
+
+def test_a_spelled_module_is_not_imported_under_a_taken_name():
+    """QF407's `optimizations` line needs `tensorflow`, which the file reaches only as `lite`;
+    `tf` is a parameter elsewhere in the file, so `import tensorflow as tf` would be hidden there."""
+    code = (
+        "from tensorflow import lite\n"
+        "def scale(tf):\n    return tf\n"
+        "conv = lite.TFLiteConverter.from_keras_model(model)\n"
+        "conv.target_spec.supported_ops = [lite.OpsSet.TFLITE_BUILTINS_INT8]\n"
+        "conv.representative_dataset = rep\n"
+    )
+    fixed = fix_source(code, rules=source_rules(), target="int8", unsafe_fixes=True).code
+    assert "import tensorflow as tf\n" not in fixed
+    assert "import tensorflow as tensorflow_module\n" in fixed
+    assert "conv.optimizations = [tensorflow_module.lite.Optimize.DEFAULT]\n" in fixed
