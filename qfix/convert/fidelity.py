@@ -131,8 +131,10 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration, raw: bool = Fa
 
 def float_equivalence(model_a: Any, model_b: Any, calibration: Calibration) -> float:
     """Max abs difference of the float outputs of two models on the same samples (inf when the
-    outputs do not even line up). Used to prove a rewrite computes what the original did."""
-    a = _keras_outputs(model_a, calibration)
+    outputs do not even line up). Used to prove a rewrite computes what the original did.
+    `model_a` may be the outputs themselves, {output name: array} from `float_outputs` of a
+    model another process loaded (a Keras 3 original next to a tf_keras rewrite)."""
+    a = model_a if isinstance(model_a, dict) else _keras_outputs(model_a, calibration)
     b = _keras_outputs(model_b, calibration)
     mark("comparing float outputs")
     if len(a) != len(b):
@@ -149,6 +151,12 @@ def float_equivalence(model_a: Any, model_b: Any, calibration: Calibration) -> f
 
 
 # --- float side ----------------------------------------------------------------------------
+
+
+def float_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray]:
+    """The float outputs of `model` for every sample of `calibration`, {output name: array of
+    shape (samples, ...)} in the model's output order, float32 as the model computes them."""
+    return _keras_outputs(model, calibration)
 
 
 def _keras_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray]:

@@ -60,7 +60,7 @@ def load_model(
         objects = hub_objects(archive.config, p)
         loader, known = tf_keras.models.load_model, tf_keras.saving.get_registered_object
         registered = lambda name: objects.get(name) or known(name)  # noqa: E731
-    vet_before_load(archive, trust_lambdas, registered)
+    vet_before_load(archive, trust_lambdas, registered, custom_objects_module, dialect)
     try:
         with _quantize_scope(archive.config, dialect):
             return loader(str(p), compile=False, safe_mode=not trust_lambdas, custom_objects=objects or None)
@@ -68,11 +68,14 @@ def load_model(
         raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_load_failure(e)}")
 
 
-def vet_before_load(archive: Any, trust_lambdas: bool, registered: Any) -> None:
+def vet_before_load(archive: Any, trust_lambdas: bool, registered: Any, module: str | None = None,
+                    dialect: str = "") -> None:
     """Refuse a file whose config names a module outside Keras that Keras would import (a class
     not registered by the user's --custom-objects module; a Lambda function without
     --trust-lambdas), or whose weights reach outside the archive. `archive`: the
-    qfix.model.archive.KerasArchive of the file Keras will open. Raises QF917 / QF90x."""
+    qfix.model.archive.KerasArchive of the file Keras will open; `module`: the --custom-objects
+    module already imported (its name goes into the message); `dialect`: the Keras that loads
+    the file ("keras3" / "tf_keras"), whose registry `registered` reads. Raises QF917 / QF90x."""
     from qfix.model.vet import foreign_references
 
     path = archive.path
@@ -85,10 +88,23 @@ def vet_before_load(archive: Any, trust_lambdas: bool, registered: Any) -> None:
         name = ref.registered_name or ref.class_name
         if name and registered(name) is not None:
             continue  # Keras takes a registered class from the registry, without importing `module`
+        if module:  # the user passed the option: say what their module lacks, in which Keras
+            raise error("QF917", f"{path.name}: config.json names {ref.describe()}, which --custom-objects "
+                                 f"{module} does not register with {_KERAS_NAMES.get(dialect, dialect)} (the Keras "
+                                 f"loading it here; {_REGISTER.get(dialect, 'register the class')})")
         raise error("QF917", f"{path.name}: config.json names {ref.describe()}, which is not Keras; qfix "
                              "never imports a module named by a model file (pass --custom-objects MODULE "
                              "that registers the class)")
     archive.weights_bytes  # noqa: B018  CRC-checked and vetted before Keras opens the file
+
+
+_KERAS_NAMES = {"keras3": "Keras 3", "tf_keras": "tf_keras"}
+_REGISTER = {  # what the module must do for each Keras, said in QF917
+    "keras3": "decorate a keras.layers.Layer subclass with keras.saving.register_keras_serializable, "
+              "with the package and name the config shows",
+    "tf_keras": "decorate a tf_keras.layers.Layer subclass with tf_keras.saving.register_keras_serializable, "
+                "with the package and name the config shows",
+}
 
 
 def _quantize_scope(config: dict[str, Any], dialect: str) -> Any:

@@ -122,8 +122,16 @@ def integer_inputs(model: Any) -> list[str]:
 
 def annotated_by_qfix(model: Any) -> bool:
     """qfix annotated the float part (qfix.model.rewrites.annotate_float_part): the model has
-    integer inputs, or a hub.KerasLayer kept float. Such a model takes quantize_apply."""
-    return bool(integer_inputs(model) or hub_classes(model))
+    integer inputs, or a hub.KerasLayer or a layer of a class qfix keeps float
+    (MultiHeadAttention). Such a model takes quantize_apply."""
+    return bool(integer_inputs(model) or hub_classes(model) or kept_float_layers(model))
+
+
+def kept_float_layers(model: Any) -> list[str]:
+    """The top-level layers of `model` whose class qfix's table keeps float, unannotated."""
+    from qfix.model.tfmot_registry import kept_float
+
+    return [l.name for l in model.layers if kept_float(type(l).__name__)]
 
 
 def hub_classes(model: Any) -> dict[str, Any]:
@@ -224,6 +232,8 @@ def named_layer(message: str) -> tuple[str | None, str | None]:
 
 def layer_report(model: Any, qat: Any) -> list[LayerQuant]:
     """Each layer of the float model (InputLayers aside) as tfmot left it in `qat`."""
+    from qfix.model.tfmot_registry import entry, kept_float
+
     wrappers, plain = {}, set()
     for layer in qat.layers:
         inner = getattr(layer, "layer", None)
@@ -243,7 +253,9 @@ def layer_report(model: Any, qat: Any) -> list[LayerQuant]:
             out.append(LayerQuant(layer.name, cls, *integer))
             continue
         if w is None:
-            if layer.name in plain:
+            if layer.name in plain and kept_float(cls):
+                out.append(LayerQuant(layer.name, cls, "float", f"left float by qfix (not annotated): {entry(cls).why}"))
+            elif layer.name in plain:
                 out.append(LayerQuant(layer.name, cls, "float", "tfmot did not annotate it: it runs in float"))
             else:
                 out.append(LayerQuant(layer.name, cls, "transformed", "tfmot's graph transforms replaced it"))

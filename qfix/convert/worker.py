@@ -167,8 +167,14 @@ class Worker:
         with LiteRT's integer inputs and outputs (`Fidelity.raw`) for a second runtime."""
         return self._call("fidelity", (model, tflite, calib, raw), doing)
 
-    def float_equivalence(self, a: str, b: str, calib: Calibration, doing: str) -> float:
+    def float_equivalence(self, a: str | dict[str, Any], b: str, calib: Calibration, doing: str) -> float:
+        """Max abs diff of the float outputs of two loaded models on `calib`; `a` may instead be
+        outputs `float_outputs` read in another worker (a Keras 3 original, see qfix.jobs.qat)."""
         return self._call("float_equivalence", (a, b, calib), doing)
+
+    def float_outputs(self, model: str, calib: Calibration, doing: str) -> dict[str, Any]:
+        """{output name: numpy array over the samples} of the loaded model on `calib`."""
+        return self._call("float_outputs", (model, calib), doing)
 
     def output_stats(self, model: str, calib: Calibration, doing: str) -> list[dict[str, Any]]:
         """qfix.convert.output_stats.output_stats of the loaded model on `calib`."""
@@ -446,10 +452,16 @@ def _op_fidelity(models: dict[str, Any], path: str, tflite: bytes, calib: Calibr
     return fidelity(models[path], tflite, calib, raw)
 
 
-def _op_float_equivalence(models: dict[str, Any], a: str, b: str, calib: Calibration) -> float:
+def _op_float_equivalence(models: dict[str, Any], a: Any, b: str, calib: Calibration) -> float:
     from qfix.convert.fidelity import float_equivalence
 
-    return float_equivalence(models[a], models[b], calib)
+    return float_equivalence(models[a] if isinstance(a, str) else a, models[b], calib)
+
+
+def _op_float_outputs(models: dict[str, Any], path: str, calib: Calibration) -> dict[str, Any]:
+    from qfix.convert.fidelity import float_outputs
+
+    return float_outputs(models[path], calib)
 
 
 def _op_output_stats(models: dict[str, Any], path: str, calib: Calibration) -> list[dict[str, Any]]:
@@ -472,4 +484,4 @@ def _op_qat_trial(models: dict[str, Any], path: str, recipe: Recipe, calib: Cali
 
 
 _OPS = {"load": _op_load, "qat_trial": _op_qat_trial, "drop": _op_drop, "convert": _op_convert, "fidelity": _op_fidelity,
-        "float_equivalence": _op_float_equivalence, "output_stats": _op_output_stats}
+        "float_equivalence": _op_float_equivalence, "float_outputs": _op_float_outputs, "output_stats": _op_output_stats}

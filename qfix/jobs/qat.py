@@ -234,7 +234,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             run.tolerance = safe_tolerance(stats)
             if run.changed:
                 progress("comparing the rewritten float model with the original")
-                original = _reference(worker, path, archive.dialect, opts, run, metadata, lambda skip: apply_fixes(
+                original = _reference(worker, path, archive.dialect, opts, run, metadata, calib, lambda skip: apply_fixes(
                     copy.deepcopy(tfk_config), tfk_weights, "tf_keras", ctx, opts, unsafe, skip_codes=skip))
                 run.float_equivalence = worker.float_equivalence(
                     original, model, calib, "comparing the rewritten float model with the original")
@@ -308,19 +308,45 @@ def _still_blocking(findings: list, fixes: list[AppliedFix]) -> list:
     return [v for v in findings if not (v.code == LAMBDA_CODE and v.location.layer in replaced)]
 
 
-def _reference(worker, path: Path, dialect: str, opts: Options, run: QatRun, metadata, refix) -> str:
+def _reference(worker, path: Path, dialect: str, opts: Options, run: QatRun, metadata, calib, refix) -> str | dict:
     """The model the rewritten one is compared with: the input itself, or, when loading it would
     run Lambda bytecode the user did not trust, the input with only its Lambdas replaced (QF202's
-    table rows are the same float functions), so every other rewrite is still checked."""
+    table rows are the same float functions), so every other rewrite is still checked. A Keras 3
+    input whose custom classes the worker cannot find in Keras 3 gives its outputs instead of a
+    handle (`keras3_outputs`)."""
     if opts.trust_lambdas or not any(f.code == LAMBDA_CODE for f in run.active):
-        return worker.load(path, dialect, opts.custom_objects, opts.trust_lambdas)
+        try:
+            return worker.load(path, dialect, opts.custom_objects, opts.trust_lambdas)
+        except QfixError as exc:
+            if exc.code != "QF917" or dialect != "keras3" or not opts.custom_objects:
+                raise
+        return keras3_outputs(path, opts, calib)
     others = {f.code for f in run.active} - {LAMBDA_CODE}
     config, weights, _, _ = refix(others)
     ref = write_archive(worker.run_dir / "float-reference.keras", config, metadata, weights)
     return worker.load(ref, "tf_keras", opts.custom_objects, False)
 
 
-def _float_culprits(worker, original: str, run: QatRun, calib, refix, metadata) -> dict[str, float]:
+def keras3_outputs(path: Path, opts: Options, calib) -> dict:
+    """The Keras 3 input's float outputs on `calib`, computed in a Keras 3 worker. The QAT
+    worker runs with TF_USE_LEGACY_KERAS=1, and a --custom-objects module that picks its Keras by
+    that variable (`import tf_keras as keras` when it is "1") registers its classes with tf_keras
+    there: what tfmot needs, but the Keras 3 original then finds no class. Without the variable
+    the module registers them with Keras 3. Raises QF917 saying what the module must register
+    when it registers no Keras 3 class either."""
+    with session(legacy_keras=False) as k3:
+        try:
+            key = k3.load(path, "keras3", opts.custom_objects, opts.trust_lambdas)
+        except QfixError as exc:
+            if exc.code == "QF917":
+                exc.message += (" — qfix compares the tf_keras model tfmot trains with this Keras 3 original, "
+                                "so the module must register both: a tf_keras class when TF_USE_LEGACY_KERAS=1 "
+                                "(the QAT worker) and a Keras 3 class otherwise")
+            raise
+        return k3.float_outputs(key, calib, "reading the Keras 3 original's float outputs")
+
+
+def _float_culprits(worker, original: str | dict, run: QatRun, calib, refix, metadata) -> dict[str, float]:
     """Which rewrite changes the float outputs: the model is rebuilt without each code of the
     kept rewrites in turn (`refix(skip_codes)`, float only: no tfmot) and compared with the
     input; a code without which the outputs agree (within the tolerance) is named, with the

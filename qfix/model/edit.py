@@ -643,7 +643,12 @@ class ModelEdit:
         """Flatten the nested model `name` into its parent. Inner layers whose names clash get
         `<model>_<name>`; when the nested model is a model output, its output layer takes the
         nested model's name, so the outer output names do not change. Returns old → new names
-        of the inner layers."""
+        of the inner layers.
+
+        A nested model called K times (a Siamese branch applied to two inputs) becomes its
+        layers called K times: each inner layer, once in the parent, gets one inbound node per
+        call of the model (call k's nodes after call k-1's), so the calls share the layer
+        objects and their weights, as they shared the model's."""
         self.functional(scope)
         outer = self.model(scope)
         raw = self._raw(outer, name)
@@ -651,23 +656,25 @@ class ModelEdit:
             raise EditError(f"{name!r} is not a nested model")
         self.functional((*scope, name))  # a nested Sequential: its chain as call nodes
         nodes = raw.get("inbound_nodes") or []
-        if len(nodes) != 1:
-            raise EditError(f"nested model {name!r} is called {len(nodes)} times; only a single call can be flattened")
-        outer_args = [s.tensor for s in node_refs(nodes[0])]
+        if not nodes:
+            raise EditError(f"nested model {name!r} is never called")
         inner_cfg = raw["config"]
         inner_layers = [copy.deepcopy(r) for r in inner_cfg["layers"]]
         inputs = [s.tensor for s in io_refs(inner_cfg.get("input_layers"))]
         outputs = [s.tensor for s in io_refs(inner_cfg.get("output_layers"))]
-        if len(inputs) != len(outer_args):
-            raise EditError(f"nested model {name!r} has {len(inputs)} inputs but is called on {len(outer_args)}")
-        feeds = dict(zip(inputs, outer_args))
-        inner_layers = [r for r in inner_layers if (layer_name(r), 0, 0) not in feeds]
+        feeds: list[dict[Tensor, Tensor]] = []  # per call: inner input → the parent's tensor
+        for node in nodes:
+            args = [s.tensor for s in node_refs(node)]
+            if len(inputs) != len(args):
+                raise EditError(f"nested model {name!r} has {len(inputs)} inputs but is called on {len(args)}")
+            feeds.append(dict(zip(inputs, args)))
+        inner_layers = [r for r in inner_layers if (layer_name(r), 0, 0) not in feeds[0]]
 
         # New names: keep where free; the single output may take the model's own name.
         taken = {layer_name(r) for r in outer["config"]["layers"] if r is not raw}
         is_output = any(s.tensor[0] == name for s in io_refs(outer["config"].get("output_layers")))
         renames: dict[str, str] = {}
-        if is_output and len(outputs) == 1 and outputs[0] not in feeds:
+        if is_output and len(outputs) == 1 and outputs[0] not in feeds[0]:
             renames[outputs[0][0]] = name
         for r in inner_layers:
             old = layer_name(r)
@@ -679,20 +686,38 @@ class ModelEdit:
                 new, i = f"{base}_{i}", i + 1
             renames[old] = new
 
+        # Node m of inner layer L (of n_L, numbered from first_node f_L) in call k is node
+        # f_L + k·n_L + (m − f_L) of the spliced layer.
+        counts = {layer_name(r): (first_node(r, self.dialect), len(r.get("inbound_nodes") or [])) for r in inner_layers}
+
+        def in_call(t: Tensor, k: int) -> Tensor:
+            if t in feeds[k]:
+                return feeds[k][t]
+            f, n = counts.get(t[0], (0, 0))
+            return (renames.get(t[0], t[0]), f + k * n + (t[1] - f), t[2])
+
         for r in inner_layers:
+            own = r.get("inbound_nodes") or []
+            spliced = []
+            for k in range(len(nodes)):
+                for node in (own if k == len(nodes) - 1 else copy.deepcopy(own)):
+                    for s in node_refs(node):
+                        t = in_call(s.tensor, k)
+                        if s.tensor in feeds[k]:
+                            s.point_to(t)
+                        else:
+                            s.ref[0:3] = list(t)
+                    spliced.append(node)
             r["name"] = r["config"]["name"] = renames[layer_name(r)]
-            for node in r.get("inbound_nodes") or []:
-                for s in node_refs(node):
-                    if s.tensor in feeds:
-                        s.point_to(feeds[s.tensor])
-                    else:
-                        s.ref[0] = renames[s.tensor[0]]
-        # Consumers of the nested model read the inner outputs (tf_keras counts its node from 1).
+            if "inbound_nodes" in r:
+                r["inbound_nodes"] = spliced
+        # Consumers of call k of the nested model read call k's inner outputs (tf_keras counts
+        # the model's calls from 1).
         first = first_node(raw, self.dialect)
         for s in model_refs(outer):
-            if s.tensor[0] == name and s.tensor[1] == first:
-                t = outputs[s.tensor[2]]
-                s.point_to(feeds.get(t, (renames.get(t[0], t[0]), t[1], t[2])))
+            k = s.tensor[1] - first
+            if s.tensor[0] == name and 0 <= k < len(nodes):
+                s.point_to(in_call(outputs[s.tensor[2]], k))
         layers = outer["config"]["layers"]
         at = layers.index(raw)
         outer["config"]["layers"] = layers[:at] + inner_layers + layers[at + 1:]

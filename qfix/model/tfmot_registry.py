@@ -35,6 +35,7 @@ REJECTED = "rejected"        # quantize_model raises `error`
 REWRITE = "rewrite"    # an exact structural rewrite into layers tfmot quantizes (Entry.rewrite)
 ANNOTATE = "annotate"  # annotate with a QuantizeConfig qfix ships; checked: its op converts to integer
 FLOAT = "float"        # annotate output-only; checked: its op stays float, the layers around it integer
+KEEP_FLOAT = "keep-float"  # left out: not annotated, the rest annotated and quantize_apply'd (checked: trains)
 
 # quantize_model's error for a class outside the registry (quantize.py), after
 # "Layer <name>:<class '<module>.<Class>'> ".
@@ -80,6 +81,9 @@ class Entry:
             return f"annotate it with qfix's {self.qconfig}: {self.why}"
         if self.remedy == FLOAT:
             return f"annotate it with qfix's {self.qconfig}; it stays float: {self.why}"
+        if self.remedy == KEEP_FLOAT:
+            return (f"leave it float ({self.why}): qfix annotates the rest of the model and trains it with "
+                    "quantize_apply")
         return f"no QAT route: {self.why}"
 
 
@@ -107,6 +111,10 @@ def _float(ops: str) -> Entry:
     return Entry(REJECTED, error=NOT_SUPPORTED, remedy=FLOAT, qconfig=OUTPUT_CONFIG,
                  why=f"its {ops} stays float (the converter has no range for its constants or no int8 kernel); "
                      "the output quantizer keeps the next layers integer")
+
+
+def _keep_float(why: str) -> Entry:
+    return Entry(REJECTED, error=NOT_SUPPORTED, remedy=KEEP_FLOAT, why=why)
 
 
 def _none(why: str, error: str = NOT_SUPPORTED) -> Entry:
@@ -170,9 +178,14 @@ LAYERS: dict[str, Entry] = {
     "LayerNormalization": _float("MEAN/RSQRT/MUL/ADD"),
     "ELU": _float("ELU"),
     "Average": _float("ADD + MUL"),
+    # Rejected, and no QuantizeConfig route: left out of the annotated model, as the hub layer
+    # of a plain SavedModel is (qfix.model.rewrites.annotate_float_part). Checked, TF 2.21 / tfmot
+    # 0.8: quantize_apply clones it as it is, the model trains one step and converts; its
+    # BATCH_MATMUL / SOFTMAX / FULLY_CONNECTED ops stay float in the .tflite.
+    "MultiHeadAttention": _keep_float("tfmot's 8-bit registry has no MultiHeadAttention: QuantizeAnnotate cannot "
+                                      "wrap it (its call takes query and value) and its EinsumDense kernels get "
+                                      "no fake-quant"),
     # Rejected; no route qfix has checked.
-    "MultiHeadAttention": _none("QuantizeAnnotate cannot wrap it (its call takes query and value) and its "
-                                "EinsumDense kernels get no fake-quant; use int8 PTQ"),
     "SeparableConv1D": _none("tfmot's own transform rebuilds it around Lambda layers that tf_keras refuses to load",
                              error=LAMBDA_REFUSED),
     "EinsumDense": _none("no QuantizeConfig for an einsum kernel in tfmot"),
@@ -219,6 +232,11 @@ SPLIT_AS = {"relu6": ("ReLU", {"max_value": 6.0, "negative_slope": 0.0, "thresho
 FLOAT_WHEN_FUSED = frozenset({"swish", "silu"})
 # Layers whose `activation` tfmot wraps (the others are rejected or have none).
 ACTIVATED = frozenset({"Dense", "Conv2D", "DepthwiseConv2D", "Conv2DTranspose"})
+
+
+def kept_float(class_name: str) -> bool:
+    """`--mode qat` leaves layers of this class float, unannotated (Entry.remedy KEEP_FLOAT)."""
+    return entry(class_name).remedy == KEEP_FLOAT
 
 
 def entry(class_name: str) -> Entry:

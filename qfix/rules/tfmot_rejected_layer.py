@@ -42,8 +42,10 @@ annotation with qfix's OutputQuantizeConfig changes nothing in the float model, 
 quantizes. Where the table says the annotated op still converts to float (LayerNormalization,
 ELU, Average) the finding says so. Annotations are written into tf_keras configs (the QAT model);
 in a Keras 3 config the fix is display-only until the model is translated. A class with no
-remedy (recurrent layers, MultiHeadAttention, ...) gets a display-only finding: use int8
-post-training quantization for that model.
+remedy (recurrent layers, EinsumDense, ...) gets a display-only finding: use int8
+post-training quantization for that model. A MultiHeadAttention is left float (a warning): qfix
+annotates the rest of the model and trains it with `quantize_apply`; its ops stay float in the
+converted model, which the target check then reports (on the Edge TPU: a cut at its first op).
 
 ## Targets
 Every target: the rule reads no property of the target's profile; it fires only with
@@ -137,6 +139,10 @@ class TfmotRejectedLayer(ModelRule):
                                       fix=entry.advice + " (written once the model is translated to tf_keras)")
             return self.violation(msg, layer.name, pointer=layer.pointer, fix=entry.advice, severity=severity,
                                   rewrite=Rewrite(rewrites.annotate_quantize, path, layer.name))
+        if entry.remedy == reg.KEEP_FLOAT:  # annotate_float_part leaves it out; QF506 confirms from tfmot's run
+            return self.violation(f"{msg}; {what} stays float in the QAT model, only the rest is trained "
+                                  "quantization-aware", layer.name, pointer=layer.pointer, severity=Severity.WARNING,
+                                  applicability=Applicability.DISPLAY_ONLY, fix=entry.advice)
         return self.violation(msg, layer.name, pointer=layer.pointer, applicability=Applicability.DISPLAY_ONLY,
                               fix=entry.advice)
 

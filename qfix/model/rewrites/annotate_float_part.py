@@ -30,7 +30,9 @@ A `hub.KerasLayer` still in the model (its SavedModel was not saved from Keras, 
 not inline it) is kept float the same way: `quantize_model` would wrap it in `QuantizeAnnotate`,
 which refuses it ("Layer KerasLayer supplied to wrapper is not a supported layer type", then
 "Unable to clone model"); left unannotated, `quantize_apply` clones it as it is and annotates
-the rest (checked, TF 2.21 / tfmot 0.8: the model trains).
+the rest (checked, TF 2.21 / tfmot 0.8: the model trains). So is a layer whose class tfmot's
+registry has no route for and qfix's table says to keep float (`tfmot_registry.kept_float`:
+MultiHeadAttention): the rest of the model is annotated and trained, the layer's ops stay float.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from qfix.model.edit import ModelEdit, make_layer
 from qfix.model.graph import Graph, Layer, build_graph, is_float, is_integer, tensor_dtype
 from qfix.model.hub import is_hub_layer
 from qfix.model.rewrites.annotate_quantize import annotation, wrap
-from qfix.model.tfmot_registry import OUTPUT_CONFIG
+from qfix.model.tfmot_registry import OUTPUT_CONFIG, kept_float
 
 # tfmot's quantize_model leaves a Lambda unannotated (quantize.py `_add_quant_wrapper`).
 NOT_ANNOTATED = frozenset({"Lambda"})
@@ -62,21 +64,22 @@ class FloatPartPlan:
     annotate: list[str] = field(default_factory=list)
     annotated: list[str] = field(default_factory=list)
     boundaries: list[str] = field(default_factory=list)  # integer-in layers with a float output
-    kept_float: list[str] = field(default_factory=list)  # hub layers left float (not annotated)
+    kept_float: list[str] = field(default_factory=list)  # hub layers, MultiHeadAttention: left float (not annotated)
 
     @property
     def applies(self) -> bool:
-        """The model has an integer input (quantize_model would fake-quantize it) or a hub
-        layer kept float (quantize_model would try to wrap it)."""
+        """The model has an integer input (quantize_model would fake-quantize it) or a layer
+        kept float, a hub layer or a MultiHeadAttention (quantize_model would try to wrap it)."""
         return bool(self.integer_inputs or self.kept_float)
 
 
 def plan(graph: Graph) -> FloatPartPlan:
     """The float part of `graph` (its top-level model; nested models are flattened by QF201
     before `--mode qat` plans). Empty (`applies` False) when no model input is integer and no
-    hub layer is left."""
+    hub layer or layer of a class kept float (`kept_float`) is left."""
     out = FloatPartPlan(integer_inputs=[l.name for l in graph.input_layers() if is_integer(l.out_dtype)],
-                        kept_float=[l.name for l in graph if is_hub_layer(l)])
+                        kept_float=[l.name for l in graph if is_hub_layer(l)
+                                    or (kept_float(l.class_name) and l.quantize_config is None)])
     if not out.applies:
         return out
     for layer in graph:
