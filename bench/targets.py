@@ -22,7 +22,8 @@ what is specific to the target:
   tflm      the TFLM-vs-LiteRT output comparison on qfix's file: per output, values compared,
             how many differ and the largest difference in quantization steps; the tensor arena
             and the model size;
-  gpu       the profile's verdict (no GPU here) and how many ops fall back to the CPU;
+  gpu       the profile's verdict (no GPU here), how many ops fall back to the CPU and how many
+            more the delegate's one-partition default leaves there;
   edgetpu   whose verdict (edgetpu_compiler when on PATH, else the profile).
 Rows are written to --out after every row (so --resume picks a run up); `--report` prints the
 table and the summary of a results file. Figures are printed, never asserted.
@@ -38,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -217,6 +219,10 @@ def verification(ver: dict | None) -> dict | None:
            "float_tensors": len(ver.get("float_tensors") or []), "sqnr_db": fid.get("sqnr_db"),
            "verdict": comp.get("verdict") or comp.get("used") or "profile",
            "fallback": len(ver.get("fallback") or [])}
+    # GPU delegate: ops its one-partition default leaves on the CPU beyond the unsupported ones
+    more = [int(m.group(1)) for w in ver.get("warnings") or [] if (m := re.search(r"so (\d+) more op", w))]
+    if more:
+        out["one_partition_more"] = more[0]
     if comp.get("used") == "vela":
         out.update(disagreements=comp.get("disagreements") or [], estimates=res.get("estimates"),
                    rejected=res.get("error") if res.get("rejected") else None)
@@ -285,7 +291,10 @@ def specific(r: dict) -> str:
         outs = ", ".join(f"{o['differing']}/{o['values']} ≤{o['max_diff_steps']}st" for o in t["outputs"])
         return f"TFLM≠LiteRT {outs}; arena {t['arena_bytes']:,} B"
     if fam == "gpu":
-        return f"{after.get('verdict', '-')}: {after.get('fallback', '-')} op(s) to the CPU" if after else "-"
+        if not after:
+            return "-"
+        more = f", {after['one_partition_more']} more by the one-partition default" if after.get("one_partition_more") else ""
+        return f"{after.get('verdict', '-')}: {after.get('fallback', '-')} op(s) to the CPU{more}"
     return f"verdict: {after.get('verdict', '-')}" if after else "-"
 
 
