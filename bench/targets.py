@@ -46,7 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import CACHE, ROOT
+from _common import CACHE, ROOT, blocker, columns, save_rows
 
 from qfix.targets import available_targets
 
@@ -257,15 +257,7 @@ def first_blocker(r: dict) -> str:
     q = r["qfix"]
     if q.get("error") or q.get("exit") == "timeout":
         return f"qfix exit {q.get('exit')}: {q.get('error', '')}"[:70]
-    after = q.get("after") or {}
-    if after.get("fully_on_target"):
-        return "-"
-    first = after.get("first_unsupported")
-    if first:
-        return f"{first['op']} @{first.get('layer')}: {first.get('reason')}"[:70]
-    if after.get("converted"):
-        return f"{after.get('float_tensors', 0)} float tensors"
-    return str(after.get("reason") or "not converted")[:70]
+    return blocker(q.get("after") or {}, 70)
 
 
 def specific(r: dict) -> str:
@@ -304,9 +296,7 @@ def table(rows: list[dict]) -> str:
               f"{_ops(r['qfix'].get('before'))}→{_ops(r['qfix'].get('after'))}",
               str((r["qfix"].get("after") or {}).get("fully_on_target", "-")), first_blocker(r),
               str(r["qfix"].get("exit")), specific(r)) for r in rows]
-    widths = [max(len(h), *(len(ln[i]) for ln in lines)) if lines else len(h) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*ln) for ln in lines)])
+    return columns(head, lines)
 
 
 def disagreements(rows: list[dict]) -> list[str]:
@@ -363,13 +353,6 @@ def report(rows: list[dict]) -> None:
 # --- main ---------------------------------------------------------------------------------------
 
 
-def _save(rows: list[dict], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(out)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", default=",".join(available_targets()), help="default: every built-in target")
@@ -409,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             row = {"model": path.stem, "kind": kind, "target": target, "plain": plain[target],
                    "qfix": qfix_run(path, target, args.samples, args.timeout)}
             rows.append(row)
-            _save(rows, args.out)
+            save_rows(rows, args.out)
             print(f"[{time.perf_counter() - start:6.0f}s] {row['model']} {target}: {_ops(row['plain'])} → "
                   f"{_ops(row['qfix'].get('after'))} exit {row['qfix'].get('exit')}; {specific(row)}",
                   file=sys.stderr, flush=True)
