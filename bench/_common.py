@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -38,3 +39,32 @@ def timed(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return seconds, max(peak, before) // 1024, proc
+
+
+def blocker(after: dict, width: int) -> str:
+    """The first blocker of a qfix `verification` summary ({converted, fully_on_target,
+    first_unsupported, float_tensors, reason}): "-", "OP @layer: reason", "N float tensors" or
+    why it did not convert, cut to `width` characters."""
+    if after.get("fully_on_target"):
+        return "-"
+    first = after.get("first_unsupported")
+    if first:
+        return f"{first['op']} @{first.get('layer')}: {first.get('reason')}"[:width]
+    if after.get("converted"):
+        return f"{after.get('float_tensors', 0)} float tensors"
+    return str(after.get("reason") or "not converted")[:width]
+
+
+def columns(head: tuple[str, ...], lines: list[tuple[str, ...]]) -> str:
+    """A plain-text table: each column as wide as its widest cell, a dashed rule under the head."""
+    widths = [max(len(h), *(len(ln[i]) for ln in lines)) if lines else len(h) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*ln) for ln in lines)])
+
+
+def save_rows(rows: list[dict], out: Path) -> None:
+    """Write the rows as JSON atomically (a temp file, then rename): an interrupted run keeps its last file."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(out)

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import CACHE, ROOT
+from _common import CACHE, ROOT, blocker, columns, save_rows
 
 QFIX = Path(sys.executable).with_name("qfix")  # the installed console script beside this Python
 TARGETS = ("edgetpu", "int8")
@@ -273,15 +273,7 @@ def _blocker(row: dict) -> str:
     main = row["main"]
     if _crash(main):
         return (main["error"] or f"exit {main['exit']}")[:60]
-    after = main.get("after") or {}
-    if after.get("fully_on_target"):
-        return "-"
-    first = after.get("first_unsupported")
-    if first:
-        return f"{first['op']} @{first['layer']}: {first['reason']}"[:60]
-    if after.get("converted"):
-        return f"{after.get('float_tensors', 0)} float tensors"
-    return str(after.get("reason") or "not converted")[:60]
+    return blocker(main.get("after") or {}, 60)
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -301,9 +293,7 @@ def table(rows: list[dict]) -> str:
             _blocker(r), _fmt(m.get("float_equivalence"), ".1e"), _fmt((m.get("after") or {}).get("sqnr_db"), ".1f"),
             _fmt(c["seconds"] / base if base else None, ".2f"), _fmt(m["seconds"] / base if base else None, ".2f"),
             f"{c['exit']}/{m['exit']}"))
-    widths = [max(len(h), *(len(ln[i]) for ln in lines)) if lines else len(h) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*ln) for ln in lines)])
+    return columns(head, lines)
 
 
 def _median(xs: list[float]) -> float | None:
@@ -361,13 +351,6 @@ def _key(row: dict) -> tuple[str, str, str]:
     return row["arch"], row["dialect"], row["target"]
 
 
-def _save(rows: list[dict], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(out)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dialect", choices=("keras3", "tf_keras", "both"), default="keras3")
@@ -406,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             row = measure(m, target, args.samples, args.timeout)
             rows.append(row)
-            _save(rows, args.out)
+            save_rows(rows, args.out)
             print(f"[{time.perf_counter() - start:6.0f}s] {m['arch']} {m['dialect']} {target}: "
                   f"{_before_after(row['main'])} "
                   f"{'; '.join(row['faults']) or 'ok'}", file=sys.stderr, flush=True)

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from qfix.errors import error
 from qfix.model.edit import EditError, ModelEdit
 from qfix.model.graph import build_graph
+from qfix.model.hub import HubError, absolute_handles
 from qfix.rules.lint import lint
 from qfix.model.inputs import input_specs
 from qfix.jobs.outputs import check_outputs, output_paths, write_outputs
@@ -220,6 +222,16 @@ def _verified_blockers(ver: Verification, profile) -> list[Violation]:
     return [v for v in verification_findings(ver, profile) if v.severity == Severity.BLOCKER]
 
 
+def with_absolute_handles(config: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`config` with its hub handles resolved against the input model's folder (then the cwd),
+    as loading the input would, for a candidate written to the run folder; QF917 names the
+    input, not qfix's temporary candidate."""
+    try:
+        return absolute_handles(config, path.resolve().parent)
+    except HubError as exc:
+        raise error("QF917", f"{path.name}: hub.KerasLayer {exc}") from None
+
+
 def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: Path | None = None,
             in_place: bool = False, diff_only: bool = False, progress: Progress = lambda s: None) -> FixRun:
     """The PTQ fix job. `--mode qat` is qfix.jobs.qat.run_qat (tfmot decides what is kept there,
@@ -258,7 +270,8 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         tags = itertools.count(1)
 
         def candidate(cfg: dict[str, Any], w: bytes, tag: str) -> str:
-            p = write_archive(worker.run_dir / f"{tag}.keras", cfg, archive.metadata, w)
+            # The candidate lives in the run folder: its hub handles must not be searched there.
+            p = write_archive(worker.run_dir / f"{tag}.keras", with_absolute_handles(cfg, path), archive.metadata, w)
             return worker.load(p, archive.dialect, opts.custom_objects, opts.trust_lambdas)
 
         def build(keep: set[str]) -> tuple:

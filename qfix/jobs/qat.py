@@ -25,12 +25,12 @@ from typing import Any
 from qfix.convert.worker import session
 from qfix.errors import error
 from qfix.jobs.check import Options, Result, judge, load, why_not_loadable, context
-from qfix.jobs.fix import AppliedFix, SAFE_TOLERANCE, mark_applied, apply_fixes, for_inputs, safe_tolerance
+from qfix.jobs.fix import (AppliedFix, SAFE_TOLERANCE, mark_applied, apply_fixes, for_inputs, safe_tolerance,
+                            with_absolute_handles)
 from qfix.jobs.outputs import check_outputs, qat_output_paths, write_outputs
 from qfix.jobs.prove import Progress, verify
 from qfix.model.archive import KerasArchive
 from qfix.model.graph import build_graph
-from qfix.model.hub import HubError, absolute_handles
 from qfix.model.inputs import input_specs
 from qfix.model.edit import EditError
 from qfix.model.rewrites.drop_noop_cast import drop_noop_casts
@@ -186,7 +186,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
             calib = for_inputs(user_calib, fixed_graph)
             # The candidate lives in the run folder: its hub handles must not be searched there.
             candidate = write_archive(worker.run_dir / f"qat-candidate-{attempt}.keras",
-                                      _handles_of(config, path), metadata, weights)
+                                      with_absolute_handles(config, path), metadata, weights)
             progress("quantizing with tfmot, training one step, converting")
             try:
                 trial = worker.qat_trial(candidate, profile.recipe, calib, opts.custom_objects, opts.trust_lambdas,
@@ -264,15 +264,6 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
         run.outputs = {"model": str(outputs.model)}
     result.timings["total"] = time.perf_counter() - t0
     return run
-
-
-def _handles_of(config: dict[str, Any], path: Path) -> dict[str, Any]:
-    """`config` with its hub handles resolved against the input model's folder (then the cwd),
-    as loading the input would; QF917 names the input, not qfix's temporary candidate."""
-    try:
-        return absolute_handles(config, path.resolve().parent)
-    except HubError as exc:
-        raise error("QF917", f"{path.name}: hub.KerasLayer {exc}") from None
 
 
 def one_step_ranges(findings: list) -> None:

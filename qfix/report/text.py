@@ -135,6 +135,12 @@ def render_runtime(compiler: dict, console: Console) -> None:
                f"[yellow]differ from LiteRT[/]: {r['beyond_one_step']} value(s) more than one step apart")
     console.print(f"  {name} interpreter ran {r.get('samples')} samples: outputs {verdict}; "
                   f"{r.get('differing')} of {r.get('values')} values differ{steps}")
+    outputs = r.get("outputs") or []
+    if len(outputs) > 1:  # which output the differences are in
+        for o in outputs:
+            apart = "" if o.get("max_diff_steps") is None else f", max {o['max_diff_steps']} step(s) apart"
+            console.print(f"    output {escape(str(o.get('name')))}: {o.get('differing')} of {o.get('values')} "
+                          f"values differ{apart}")
     arena, recorded = r.get("arena_bytes"), r.get("arena_recorded")
     size = (f"{format_bytes(arena)} ({arena:,} bytes, the least it ran in" if arena is not None
             else "not measured (no arena up to the largest tried ran it" )

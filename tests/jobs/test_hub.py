@@ -378,3 +378,20 @@ def test_a_plain_savedmodel_hub_layer_stays_float_and_the_rest_trains(built, tmp
     assert [s for c, s in states.values() if c == "KerasLayer"] == ["float"]
     assert [s for c, s in states.values() if c == "Dense"] == ["quantized"]
     assert src.read_bytes() == before
+
+
+@pytest.mark.tf
+def test_the_seed_fixture_converts_through_the_main_job_from_another_folder(tmp_path):
+    """bench/targets.py found it: the main job (a rewrite: the static batch for the Edge TPU)
+    wrote its candidate `fixed.keras` to the run folder and loaded it there, where the relative
+    handle `hub_seed_backbone` is not: QF917 on edgetpu, tflm and gpu (int8, with no rewrite,
+    loaded the input itself and passed)."""
+    root = Path(__file__).resolve().parents[2]
+    src = root / "fixtures" / "hub_seed_tfk.keras"
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([str(Path(sys.executable).parent / "qfix"), str(src), "--target", "edgetpu", "--samples",
+                           "4", "--format", "json", "--out-dir", str(tmp_path / "out")], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=900)
+    assert proc.returncode in (0, 1) and "QF917" not in proc.stdout + proc.stderr, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["verification"]["converted"] and report["fixes"]

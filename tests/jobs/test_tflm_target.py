@@ -49,6 +49,8 @@ def test_the_fixed_model_runs_in_tflm_with_litert_s_outputs(fixed, record_proper
                                       f"{r['beyond_one_step']} by more than one step (max {r['max_diff_steps']})")
     print(f"TFLM vs LiteRT: {r['differing']} of {r['values']} values differ, max {r['max_diff_steps']} step(s)")
     assert r["beyond_one_step"] == 0 and r["max_diff_steps"] <= 1
+    (out,) = r["outputs"]  # per output, the same figures (one output here)
+    assert (out["values"], out["differing"], out["max_diff_steps"]) == (r["values"], r["differing"], r["max_diff_steps"])
     assert "QF309" not in {f["code"] for f in report["findings"]}
 
 

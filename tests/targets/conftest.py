@@ -1,7 +1,8 @@
 """Fixtures of the target-check tests: tiny real Keras models converted to full-int8 TFLite.
 
-Conversions are cached by content: the key hashes the model builders' source and the installed
-TensorFlow, Keras and tf_keras versions, so a changed builder or library converts again. The
+Conversions are cached by content: the key hashes the model builders' source, the shared
+converter's (fixtures/int8.py) and the installed TensorFlow, Keras and tf_keras versions, so a
+changed builder, converter or library converts again. The
 cache is pytest's cache dir when it is on (a rerun neither converts nor imports TensorFlow);
 with `-p no:cacheprovider` (as `make test` runs) it is the run's temp dir, shared by the
 xdist workers under a lock (the pattern of xdist's docs), so one worker converts and the
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tflite_models import _builders, convert_int8
+from fixtures.int8 import convert_int8
+from tflite_models import _builders
 
 
 def _cache_dir(request, tmp_path_factory) -> Path:
@@ -49,7 +51,8 @@ def _locked(path: Path):
 def tflite_models(request, tmp_path_factory) -> dict[str, tuple[bytes, list[str]]]:
     """name -> (flatbuffer bytes, Keras layer names)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    source = (Path(__file__).parent / "tflite_models.py").read_bytes()
+    here = Path(__file__).parent
+    source = (here / "tflite_models.py").read_bytes() + (here.parents[1] / "fixtures" / "int8.py").read_bytes()
     versions = " ".join(version(p) for p in ("tensorflow", "keras", "tf_keras"))
     key = hashlib.sha256(source + versions.encode()).hexdigest()[:12]
     cache = _cache_dir(request, tmp_path_factory)

@@ -138,6 +138,10 @@ def test_outputs_are_compared_in_quantization_steps(chain, shift, differing, bey
     r = tflm.run(model, ref)
     assert r.ok and r.differing == min(differing, changed)
     assert r.beyond_one_step == min(beyond, changed)
+    # the same counts per output (the bench and the JSON report list them output by output)
+    (out,) = r.to_json()["outputs"]
+    assert (out["values"], out["differing"], out["beyond_one_step"]) == (r.values, r.differing, r.beyond_one_step)
+    assert out["max_diff_steps"] == r.max_diff_steps == int(np.abs(moved - arr.ravel().astype(np.int32)).max())
     findings = list(RuntimeOutputMismatch().judge({"used": tflm.NAME, "kind": tflm.KIND, "result": r.to_json()}))
     assert len(findings) == (1 if r.beyond_one_step else 0)
     if findings:
@@ -179,3 +183,40 @@ def test_a_softmax_input_scale_below_2_to_the_minus_26_aborts_tflm_as_the_profil
     placement = check(read_tflite(tiny), profile)
     assert placement.first_unsupported["op"] == "SOFTMAX" and "2^-26" in placement.first_unsupported["reason"]
     assert tflm.compare(placement, r) == [] and check(read_tflite(fine), profile).fully_on_target
+
+
+def test_each_output_gets_its_own_counts_in_the_result_and_the_text_report():
+    """Two outputs, a difference planted in the second's reference only: the per-output entries
+    say where it is, and the text report lists them (the totals alone would not)."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from qfix.report.text import render_runtime
+
+    shape = (1, 4, 4, 3)
+    model = build_tflite(
+        [{"name": "image", "shape": shape, "dtype": "uint8"},
+         {"name": "q", "shape": shape, "dtype": "int8"},
+         {"name": "probs", "shape": shape, "dtype": "uint8"},
+         {"name": "boxes", "shape": shape, "dtype": "uint8", "scale": 0.1}],
+        [{"op": "QUANTIZE", "in": [0], "out": [1]}, {"op": "QUANTIZE", "in": [1], "out": [2]},
+         {"op": "QUANTIZE", "in": [1], "out": [3]}], [0], [2, 3])
+    samples = litert_samples(model)
+    arr = samples["outputs"][0][3]
+    moved = arr.astype(np.int32).ravel()
+    moved[:5] = np.where(moved[:5] < 128, moved[:5] + 3, moved[:5] - 3)  # 3 steps, never clipped
+    samples["outputs"][0][3] = moved.reshape(arr.shape).astype(arr.dtype)
+    r = tflm.run(model, samples)
+    assert r.ok, r.error
+    first, second = r.to_json()["outputs"]
+    assert (first["name"], first["values"], first["differing"], first["max_diff_steps"]) == ("probs", 4 * 48, 0, 0)
+    assert (second["name"], second["values"], second["differing"], second["beyond_one_step"],
+            second["max_diff_steps"]) == ("boxes", 4 * 48, 5, 5, 3)
+    assert (r.values, r.differing, r.max_diff_steps) == (8 * 48, 5, 3)
+    out = StringIO()
+    render_runtime({"used": tflm.NAME, "result": r.to_json()}, Console(file=out, width=200, color_system=None))
+    text = out.getvalue()
+    assert "5 of 384 values differ, max 3 step(s) apart" in text
+    assert "output probs: 0 of 192 values differ, max 0 step(s) apart" in text
+    assert "output boxes: 5 of 192 values differ, max 3 step(s) apart" in text

@@ -6,13 +6,9 @@ here converts unless a `tf`-marked test asks for it).
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pytest
 
 SHAPE = (8, 8, 3)
 
@@ -92,27 +88,6 @@ def _tf_keras_friendly():
     y = L.Dense(4, name="head")(y)
     y = L.Softmax(name="probs")(y)
     return tf_keras.Model(x, y)
-
-
-def convert_int8(model, io_dtype: str | None = "uint8") -> bytes:
-    """Full-int8 post-training quantization, 8 random calibration samples."""
-    import tensorflow as tf
-
-    shape = tuple(d or 1 for d in model.inputs[0].shape)
-    rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(8):
-            yield [rng.random(shape, dtype=np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if io_dtype is not None:
-        conv.inference_input_type = getattr(tf, io_dtype)
-        conv.inference_output_type = getattr(tf, io_dtype)
-    return conv.convert()
 
 
 # name -> (builder, io dtype)
