@@ -52,7 +52,7 @@ def run(
     if missing:
         raise QfixError("QF907", f"no such file or folder: {missing[0]}")
     cfg = load_config(paths)
-    target = target or cfg.target
+    target = cfg.target if target is None else target  # `--target ''` is refused, not replaced
     if target is not None:
         target_profile(target)  # the same QF910 / QF912 as for models
     select = select if select else cfg.select

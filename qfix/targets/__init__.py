@@ -14,7 +14,9 @@ of a profile that lists them (qfix.targets.variants).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -223,22 +225,17 @@ def _own_aliases(target_id: str) -> list[str]:
 def load_profile(name_or_path: str) -> Profile:
     """A built-in target by id or alias, any case (`edgetpu`, `Coral`, `ethos-u55`), with
     `:N` for its accelerator configuration with N MACs (`ethos-u55:128`, qfix.targets.variants),
-    or a user profile by path (a name ending in `.toml`, holding a `/`, or naming an existing
-    file). Built-ins are parsed once per process; a user profile is checked strictly
+    or a user profile by path (a name ending in `.toml` in any case, holding a `/`, or naming an
+    existing file): a regular file of at most 1 MiB (MAX_PROFILE_BYTES). Built-ins are parsed once per process; a user profile is checked strictly
     (qfix.targets.schema: every key, op name and rule argument).
 
-    Raises QfixError QF910 (unknown name, listing the known ones) or QF912 (unreadable or
+    Raises QfixError QF910 (empty or unknown name, listing the known ones; a bad `:N`) or QF912 (unreadable or
     invalid profile, naming the key)."""
+    if not name_or_path.strip():
+        raise QfixError("QF910", "empty target: pass a target id (see `qfix targets`) or a profile .toml file")
     path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or "/" in name_or_path or path.exists():
-        if path.is_dir():
-            raise QfixError("QF912", f"target profile {name_or_path} is a folder; pass the profile's .toml file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise QfixError("QF912", f"cannot read target profile {name_or_path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise QfixError("QF912", f"target profile {name_or_path} is not UTF-8 text (TOML is)") from None
+    if name_or_path.lower().endswith(".toml") or "/" in name_or_path or path.exists():
+        text = _read_profile(name_or_path)
         return _parse(text, str(path), strict=True)
     name, colon, macs = name_or_path.partition(":")  # `ethos-u55:128`: a MAC configuration
     key = name.lower()
@@ -247,6 +244,43 @@ def load_profile(name_or_path: str) -> Profile:
         known = ", ".join(available_targets())
         raise QfixError("QF910", f"unknown target '{name_or_path}' (known: {known}; or pass a .toml profile)")
     return variants.with_macs(_builtin(key), macs, name_or_path) if colon else _builtin(key)
+
+
+# A real profile is a few KiB (the largest built-in, gpu.toml, is under 64 KiB): the cap keeps
+# /dev/zero or a huge file from being read into memory.
+MAX_PROFILE_BYTES = 1 << 20
+
+
+def _read_profile(name: str) -> str:
+    """The text of the profile file `name`: a regular file (after symlinks) of at most
+    MAX_PROFILE_BYTES, UTF-8. A FIFO, device or folder is refused by `stat` before it is
+    opened (opening a FIFO blocks). Raises QfixError QF912 with one line."""
+    if name.endswith(("/", os.sep)):
+        raise QfixError("QF912", f"target profile {name} ends in '/', so it names a folder; pass the profile's "
+                                 ".toml file")
+    try:
+        st = os.stat(name)
+    except OSError as exc:
+        raise QfixError("QF912", f"cannot read target profile {name}: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise QfixError("QF912", f"target profile {name} is a folder; pass the profile's .toml file")
+    if not stat.S_ISREG(st.st_mode):
+        raise QfixError("QF912", f"target profile {name} is not a regular file (a device, FIFO or socket); "
+                                 "pass the profile's .toml file")
+    cap = f"{MAX_PROFILE_BYTES // (1 << 20)} MiB"
+    if st.st_size > MAX_PROFILE_BYTES:
+        raise QfixError("QF912", f"target profile {name} is larger than {cap} (a profile is a few KiB)")
+    try:
+        with open(name, "rb") as f:
+            data = f.read(MAX_PROFILE_BYTES + 1)  # the file may have grown since stat
+    except OSError as exc:
+        raise QfixError("QF912", f"cannot read target profile {name}: {exc.strerror}") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise QfixError("QF912", f"target profile {name} is larger than {cap} (a profile is a few KiB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise QfixError("QF912", f"target profile {name} is not UTF-8 text (TOML is)") from None
 
 
 def _bad(where: str, msg: str) -> QfixError:

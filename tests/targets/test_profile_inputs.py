@@ -1,0 +1,107 @@
+"""Target flags and profile files that are not what they seem (issue 13, a new user's review):
+devices, FIFOs, huge files, trailing slashes, an empty --target, a bad `:N`, a signed
+--memory. Each is one line with its code and exit status 2, through the console script, and
+never reads past the 1 MiB cap or blocks on a FIFO."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "targets" / "my_npu.toml"
+TINY = ROOT / "fixtures" / "tiny_cnn_k3.keras"
+QFIX = shutil.which("qfix", path=str(Path(sys.executable).parent))
+
+
+def qfix_run(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("QFIX_DEBUG", None)
+    # a hang (a FIFO opened for reading) fails the test by its timeout instead of blocking it
+    return subprocess.run([QFIX, *map(str, args)], capture_output=True, text=True, env=env, timeout=120, cwd=cwd)
+
+
+def one_line(proc: subprocess.CompletedProcess, line: str) -> None:
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [line], proc.stderr
+
+
+def both_ways(arg: str, line: str, cwd: Path = ROOT) -> None:
+    """`qfix targets ARG` and `qfix MODEL --check --target ARG`: the same line."""
+    one_line(qfix_run("targets", arg, cwd=cwd), line)
+    one_line(qfix_run(TINY, "--check", "--target", arg, cwd=cwd), line)
+
+
+NOT_REGULAR = "is not a regular file (a device, FIFO or socket); pass the profile's .toml file"
+
+
+def test_a_device_is_refused_before_it_is_read():
+    both_ways("/dev/zero", f"QF912 target profile /dev/zero {NOT_REGULAR}")
+
+
+def test_a_toml_symlink_to_a_device_is_refused(tmp_path):
+    (tmp_path / "zero.toml").symlink_to("/dev/zero")
+    both_ways("zero.toml", f"QF912 target profile zero.toml {NOT_REGULAR}", cwd=tmp_path)
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path):
+    os.mkfifo(tmp_path / "fifo.toml")
+    both_ways("fifo.toml", f"QF912 target profile fifo.toml {NOT_REGULAR}", cwd=tmp_path)
+
+
+def test_a_file_over_the_cap_is_refused(tmp_path):
+    (tmp_path / "huge.toml").write_bytes(b"#" * ((1 << 20) + 1))
+    both_ways("huge.toml", "QF912 target profile huge.toml is larger than 1 MiB (a profile is a few KiB)",
+              cwd=tmp_path)
+
+
+def test_a_symlink_to_a_regular_profile_works(tmp_path):
+    (tmp_path / "mine.toml").symlink_to(EXAMPLE)
+    proc = qfix_run("targets", "mine.toml", cwd=tmp_path)
+    assert proc.returncode == 0 and "[id my_npu]" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_trailing_slash_is_refused(tmp_path):
+    shutil.copy(EXAMPLE, tmp_path / "ok.toml")
+    both_ways("ok.toml/", "QF912 target profile ok.toml/ ends in '/', so it names a folder; "
+                          "pass the profile's .toml file", cwd=tmp_path)
+
+
+def test_an_upper_case_toml_name_is_a_path(tmp_path):
+    shutil.copy(EXAMPLE, tmp_path / "MINE.TOML")
+    proc = qfix_run("targets", "MINE.TOML", cwd=tmp_path)
+    assert proc.returncode == 0 and "[id my_npu]" in proc.stdout, proc.stdout + proc.stderr
+    both_ways("GONE.Toml", "QF912 cannot read target profile GONE.Toml: No such file or directory", cwd=tmp_path)
+
+
+@pytest.mark.parametrize("arg", ["", "  "])
+def test_an_empty_target_is_refused_not_defaulted(arg):
+    both_ways(arg, "QF910 empty target: pass a target id (see `qfix targets`) or a profile .toml file")
+
+
+def test_an_empty_target_on_python_sources(tmp_path):
+    (tmp_path / "m.py").write_text("x = 1\n", encoding="utf-8")
+    one_line(qfix_run(tmp_path / "m.py", "--target", ""),
+             "QF910 empty target: pass a target id (see `qfix targets`) or a profile .toml file")
+
+
+def test_a_bad_mac_configuration_is_refused_before_the_model_is_read(tmp_path):
+    """The model path does not even exist as a model: the target is refused first."""
+    bogus = tmp_path / "not_a_model.keras"
+    bogus.write_bytes(b"not a zip")
+    one_line(qfix_run(bogus, "--check", "--target", "ethos-u55:7"),
+             "QF910 unknown MAC configuration 'ethos-u55:7' (known: ethos-u55:32, ethos-u55:64, "
+             "ethos-u55:128, ethos-u55:256)")
+
+
+@pytest.mark.parametrize("spec,line", [
+    ("ram=-1", "QF914 --memory ram: '-1' must be positive (a size with no sign, like 256KB)"),
+    ("flash=-2MB", "QF914 --memory flash: '-2MB' must be positive (a size with no sign, like 256KB)"),
+])
+def test_a_signed_memory_size_must_be_positive(spec, line):
+    one_line(qfix_run(TINY, "--check", "--target", "tflm", "--memory", spec), line)
