@@ -105,3 +105,42 @@ def test_a_bad_mac_configuration_is_refused_before_the_model_is_read(tmp_path):
 ])
 def test_a_signed_memory_size_must_be_positive(spec, line):
     one_line(qfix_run(TINY, "--check", "--target", "tflm", "--memory", spec), line)
+
+
+# ---- values the schema checks before anything converts ------------------------------------------
+
+STATUSES = ("after_cut, bad_dtype, bad_int_dtype, bad_rank, bad_version, boundary_cpu, cpu, dynamic, fallback, "
+            "hidden_limit, mapped, reference, rejected, unparsable, unsupported_op")
+WRONG_VALUES = [  # (replace this, with that) in the example, the exact line after "<path>: "
+    (("args = { dims = [0] }", 'args = { dims = "zero" }'),
+     "op.MEAN.rule[0].args.dims: axes_exclude: must be a list, got 'zero'"),
+    (("args = { dims = [0] }", "args = { dims = [0, true] }"),
+     "op.MEAN.rule[0].args.dims: axes_exclude: item 1: must be an integer, got True"),
+    (("n = 4096", 'n = "many"'), "op.SOFTMAX.rule[0].args.n: num_elements_le: must be an integer, got 'many'"),
+    (('tensor = "input0"', 'tensor = "the_input"'),
+     "op.SOFTMAX.rule[0].args.tensor: num_elements_le: must name an op tensor as input<N> or output<N> "
+     "(e.g. input0), got 'the_input'"),
+    (('tensor = "input0"', 'tensor = "output7"'),
+     "op.SOFTMAX.rule[0].args.tensor: 'output7' names no tensor: SOFTMAX has one output (output0)"),
+    (('values = ["NONE", "RELU", "RELU6"]', 'values = ["NONE", "RELUX"]'),
+     "op.CONV_2D.rule[1].args.values: fused_activation_in: item 1: unknown fused activation 'RELUX' "
+     "(TFLite's ActivationFunctionType: NONE, RELU, RELU_N1_TO_1, RELU6, TANH, SIGN_BIT)"),
+    (('text = "At most 4096 elements."', 'text = "At most 4096 elements."\n  status = "melted"'),
+     f"op.SOFTMAX.rule[0].status: 'melted' is not a status key (known: {STATUSES})"),
+]
+
+
+@pytest.mark.parametrize("change,line", WRONG_VALUES, ids=[c[1] for c, _ in WRONG_VALUES])
+def test_a_wrong_value_is_one_qf912_line(tmp_path, change, line):
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert change[0] in text, change[0]
+    (tmp_path / "p.toml").write_text(text.replace(change[0], change[1], 1), encoding="utf-8")
+    one_line(qfix_run("targets", "p.toml", cwd=tmp_path), f"QF912 bad target profile p.toml: {line}")
+
+
+def test_a_wrong_argument_type_stops_a_model_run_before_it_converts(tmp_path):
+    """The run that used to end in a TypeError inside check.py."""
+    text = EXAMPLE.read_text(encoding="utf-8").replace("args = { dims = [0] }", 'args = { dims = "zero" }')
+    (tmp_path / "p.toml").write_text(text, encoding="utf-8")
+    one_line(qfix_run(TINY, "--check", "--target", "p.toml", cwd=tmp_path),
+             "QF912 bad target profile p.toml: op.MEAN.rule[0].args.dims: axes_exclude: must be a list, got 'zero'")
