@@ -29,11 +29,27 @@ TARGET_KEYS = frozenset({"id", "name", "aliases", "toolchain", "placement", "pla
 # name: the module in qfix/targets/compilers/ that runs the real tool; note: why there is none
 # here; accelerator_config(s): the Ethos-U profiles' Vela configurations.
 TOOLCHAIN_KEYS = frozenset({"name", "version", "runtime", "note", "accelerator_config", "accelerator_configs"})
-# Status keys the check uses (what each op's status says, in the target's own words); `cpu`:
-# Vela's word for an op it leaves to the CPU (the Ethos-U profiles).
-STATUS_KEYS = frozenset({"mapped", "unsupported_op", "bad_dtype", "bad_int_dtype", "hidden_limit", "dynamic",
-                         "bad_rank", "bad_version", "unparsable", "after_cut", "boundary_cpu", "reference",
-                         "fallback", "cpu", "rejected"})
+# Status keys the check uses (what each op's status says, in the target's own words: a
+# profile's [statuses]); the words when a profile gives none, so a report never prints a raw
+# key. `cpu`: Vela's word for an op it leaves to the CPU (the Ethos-U profiles).
+DEFAULT_STATUSES = {
+    "mapped": "runs on the target",
+    "unsupported_op": "op not supported by the target",
+    "bad_dtype": "tensor type not supported",
+    "bad_int_dtype": "integer tensor type not supported",
+    "hidden_limit": "op limits of the target exceeded",
+    "dynamic": "dynamic shape",
+    "bad_rank": "tensor rank not supported",
+    "bad_version": "op version too new for the target's toolchain",
+    "unparsable": "the toolchain cannot parse the model",
+    "after_cut": "after the first unsupported op",
+    "boundary_cpu": "I/O type conversion at the model boundary",
+    "reference": "runs on a slow reference kernel",
+    "fallback": "falls back to the CPU",
+    "cpu": "placed on the CPU",
+    "rejected": "the compiler rejects the file",
+}
+STATUS_KEYS = frozenset(DEFAULT_STATUSES)
 RULE_KEYS = frozenset({"predicate", "args", "text", "status", "severity", "source", "confidence", "fix_hint", "id"})
 # Ops whose TFLite kernels write exactly one output (each kernel's Prepare checks
 # NumOutputs(node) == 1; recalled from tensorflow/lite/kernels, R): `output1` and above names

@@ -144,3 +144,73 @@ def test_a_wrong_argument_type_stops_a_model_run_before_it_converts(tmp_path):
     (tmp_path / "p.toml").write_text(text, encoding="utf-8")
     one_line(qfix_run(TINY, "--check", "--target", "p.toml", cwd=tmp_path),
              "QF912 bad target profile p.toml: op.MEAN.rule[0].args.dims: axes_exclude: must be a list, got 'zero'")
+
+
+# ---- recipes that cannot work, and what a profile must say itself --------------------------------
+
+
+def _write(tmp_path: Path, text: str, name: str = "p.toml") -> str:
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    return name
+
+
+def test_float16_over_an_int8_parent_is_a_conflict_naming_both_keys(tmp_path):
+    """TF's converter refuses float16 with TFLITE_BUILTINS_INT8 (the op set inherited here)."""
+    name = _write(tmp_path, 'schema = 1\nextends = "ethos-u55"\n[target]\nid = "u55c"\n'
+                            '[recipe]\nquantization = "float16"\n')
+    line = ("QF912 bad target profile p.toml: recipe.quantization = 'float16' conflicts with recipe.supported_ops "
+            "'TFLITE_BUILTINS_INT8' (from extends = 'ethos-u55'): TF's converter takes it only with full-integer "
+            "quantization; use TFLITE_BUILTINS")
+    both_ways(name, line, cwd=tmp_path)
+
+
+def test_integer_io_without_full_integer_is_a_conflict(tmp_path):
+    name = _write(tmp_path, 'schema = 1\n[target]\nid = "f16"\nplacement = "islands"\n'
+                            '[recipe]\nquantization = "float16"\nio_dtype = "uint8"\n')
+    one_line(qfix_run("targets", name, cwd=tmp_path),
+             "QF912 bad target profile p.toml: recipe.quantization = 'float16' conflicts with recipe.io_dtype "
+             "'uint8': integer model I/O needs full-integer quantization; use float32")
+
+
+def test_a_child_that_changes_the_recipe_gets_a_description_of_its_own(tmp_path):
+    name = _write(tmp_path, 'schema = 1\nextends = "ethos-u55"\n[target]\nid = "u55f"\n[recipe]\n'
+                            'quantization = "float16"\nio_dtype = "float32"\nsupported_ops = ["TFLITE_BUILTINS"]\n')
+    proc = qfix_run("targets", name, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "  recipe     float16 quantization, TFLITE_BUILTINS, float32 I/O, batch 1\n" in proc.stdout, proc.stdout
+    assert "Ethos-U55 via Vela" not in proc.stdout.split("recipe", 1)[1].splitlines()[0]
+
+
+def test_a_child_that_keeps_the_recipe_keeps_its_description(tmp_path):
+    name = _write(tmp_path, 'schema = 1\nextends = "ethos-u55"\n[target]\nid = "u55k"\n')
+    proc = qfix_run("targets", name, cwd=tmp_path)
+    assert proc.returncode == 0 and "(Arm Ethos-U55 via Vela)" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("text,got", [('extends = "ethos-u55"\n', "no schema key"),
+                                      ('schema = 2\n[target]\nid = "x"\n', "2")])
+def test_every_file_says_schema_1_itself(tmp_path, text, got):
+    both_ways(_write(tmp_path, text),
+              f"QF912 bad target profile p.toml: expected `schema = 1` at the top of the file, got {got}", cwd=tmp_path)
+
+
+@pytest.mark.parametrize("target_id,what", [("edgetpu", "the id of a built-in target"),
+                                            ("Coral", "an alias of the built-in target edgetpu"),
+                                            ("ETHOS-U55", "the id of a built-in target")])
+def test_a_user_profile_may_not_take_a_builtin_name(tmp_path, target_id, what):
+    name = _write(tmp_path, f'schema = 1\n[target]\nid = "{target_id}"\nplacement = "islands"\n')
+    one_line(qfix_run("targets", name, cwd=tmp_path),
+             f"QF912 bad target profile p.toml: target.id: {target_id!r} is {what}; give your profile its own id")
+
+
+def test_a_minimal_profile_reports_statuses_in_words(tmp_path):
+    """No [statuses] and no [recipe]: the documented defaults, and words, not `unsupported_op`."""
+    import json
+
+    name = _write(tmp_path, 'schema = 1\n[target]\nid = "tiny"\nplacement = "islands"\n')
+    proc = qfix_run(TINY, "--check", "--target", name, "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verification"]["first_unsupported"]["status"] == "op not supported by the target"
+    listed = qfix_run("targets", name, cwd=tmp_path)
+    assert "  recipe     full_integer quantization, TFLITE_BUILTINS_INT8, int8 I/O, batch 1\n" in listed.stdout
