@@ -265,6 +265,8 @@ def _read_profile(name: str) -> str:
         st = os.stat(name)
     except OSError as exc:
         raise QfixError("QF912", f"cannot read target profile {name}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte (from a config file's string): no file has that name
+        raise QfixError("QF912", f"cannot read target profile {name!r:.80}: a path cannot hold a NUL byte") from None
     if stat.S_ISDIR(st.st_mode):
         raise QfixError("QF912", f"target profile {name} is a folder; pass the profile's .toml file")
     if not stat.S_ISREG(st.st_mode):

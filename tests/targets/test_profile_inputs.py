@@ -214,3 +214,11 @@ def test_a_minimal_profile_reports_statuses_in_words(tmp_path):
     assert report["verification"]["first_unsupported"]["status"] == "op not supported by the target"
     listed = qfix_run("targets", name, cwd=tmp_path)
     assert "  recipe     full_integer quantization, TFLITE_BUILTINS_INT8, int8 I/O, batch 1\n" in listed.stdout
+
+
+def test_a_nul_byte_in_a_configured_target_path(tmp_path):
+    """`[tool.qfix] target` is a TOML string, which may hold \\u0000: no file has that name."""
+    (tmp_path / "pyproject.toml").write_text('[tool.qfix]\ntarget = "p\\u0000.toml"\n', encoding="utf-8")
+    (tmp_path / "m.py").write_text("x = 1\n", encoding="utf-8")
+    one_line(qfix_run("m.py", cwd=tmp_path),
+             "QF912 cannot read target profile 'p\\x00.toml': a path cannot hold a NUL byte")
