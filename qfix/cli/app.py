@@ -191,9 +191,15 @@ def main_command(
         from qfix.targets.memory import parse_memory
 
         budget = parse_memory(memory) if memory is not None else None  # before the jobs' imports
+        from qfix.targets import load_profile
+
+        # An empty --target is an error, not the default; a bad one (unknown, `ethos-u55:7`, a
+        # broken profile) is refused here, before any model is read.
+        target = "edgetpu" if target is None else target
+        load_profile(target)
         from qfix.jobs.check import Options
 
-        opts = Options(target=target or "edgetpu", calibration=calibration, custom_objects=custom_objects,
+        opts = Options(target=target, calibration=calibration, custom_objects=custom_objects,
                        trust_lambdas=trust_lambdas, mode=mode or "ptq", select=select, ignore=ignore,
                        samples=samples or 32, static_only=static,
                        memory=budget)

@@ -58,8 +58,10 @@ def run(
         raise QfixError("QF907", f"no such file or folder: {missing[0]}")
     cfg = load_config(paths)
     # the README's default for every run: a script that converts is checked for the Edge TPU
-    # unless --target or [tool.qfix] says otherwise (rules gate themselves on what the file does)
-    target = target or cfg.target or DEFAULT_TARGET
+    # unless --target or [tool.qfix] says otherwise (rules gate themselves on what the file does);
+    # `--target ''` is refused by target_profile, not replaced by the default
+    target = cfg.target if target is None else target
+    target = DEFAULT_TARGET if target is None else target
     if target == NO_TARGET:  # a float-only code base: the rules that need no target
         target = None
     else:

@@ -14,7 +14,9 @@ of a profile that lists them (qfix.targets.variants).
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache, cached_property
@@ -156,7 +158,8 @@ class Profile:
         return self.unlisted_ops == "reference"
 
     def status(self, key: str) -> str:
-        return self.statuses.get(key, key)
+        """The words for status `key`: the profile's own, else qfix's (schema.DEFAULT_STATUSES)."""
+        return self.statuses.get(key) or schema.DEFAULT_STATUSES.get(key, key)
 
     # ---- the source rules' view, derived from the facts above -------------------------------
     @property
@@ -223,23 +226,20 @@ def _own_aliases(target_id: str) -> list[str]:
 def load_profile(name_or_path: str) -> Profile:
     """A built-in target by id or alias, any case (`edgetpu`, `Coral`, `ethos-u55`), with
     `:N` for its accelerator configuration with N MACs (`ethos-u55:128`, qfix.targets.variants),
-    or a user profile by path (a name ending in `.toml`, holding a `/`, or naming an existing
-    file). Built-ins are parsed once per process; a user profile is checked strictly
+    or a user profile by path (a name ending in `.toml` in any case, holding a `/`, or naming an
+    existing file): a regular file of at most 1 MiB (MAX_PROFILE_BYTES). Built-ins are parsed once per process; a user profile is checked strictly
     (qfix.targets.schema: every key, op name and rule argument).
 
-    Raises QfixError QF910 (unknown name, listing the known ones) or QF912 (unreadable or
+    Raises QfixError QF910 (empty or unknown name, listing the known ones; a bad `:N`) or QF912 (unreadable or
     invalid profile, naming the key)."""
+    if not name_or_path.strip():
+        raise QfixError("QF910", "empty target: pass a target id (see `qfix targets`) or a profile .toml file")
     path = Path(name_or_path)
-    if name_or_path.endswith(".toml") or "/" in name_or_path or path.exists():
-        if path.is_dir():
-            raise QfixError("QF912", f"target profile {name_or_path} is a folder; pass the profile's .toml file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise QfixError("QF912", f"cannot read target profile {name_or_path}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise QfixError("QF912", f"target profile {name_or_path} is not UTF-8 text (TOML is)") from None
-        return _parse(text, str(path), strict=True)
+    if name_or_path.lower().endswith(".toml") or "/" in name_or_path or path.exists():
+        text = _read_profile(name_or_path)
+        profile = _parse(text, str(path), strict=True)
+        _not_a_builtin_name(profile, path)
+        return profile
     name, colon, macs = name_or_path.partition(":")  # `ethos-u55:128`: a MAC configuration
     key = name.lower()
     key = _aliases().get(key, key)
@@ -247,6 +247,60 @@ def load_profile(name_or_path: str) -> Profile:
         known = ", ".join(available_targets())
         raise QfixError("QF910", f"unknown target '{name_or_path}' (known: {known}; or pass a .toml profile)")
     return variants.with_macs(_builtin(key), macs, name_or_path) if colon else _builtin(key)
+
+
+# A real profile is a few KiB (the largest built-in, gpu.toml, is under 64 KiB): the cap keeps
+# /dev/zero or a huge file from being read into memory.
+MAX_PROFILE_BYTES = 1 << 20
+
+
+def _read_profile(name: str) -> str:
+    """The text of the profile file `name`: a regular file (after symlinks) of at most
+    MAX_PROFILE_BYTES, UTF-8. A FIFO, device or folder is refused by `stat` before it is
+    opened (opening a FIFO blocks). Raises QfixError QF912 with one line."""
+    if name.endswith(("/", os.sep)):
+        raise QfixError("QF912", f"target profile {name} ends in '/', so it names a folder; pass the profile's "
+                                 ".toml file")
+    try:
+        st = os.stat(name)
+    except OSError as exc:
+        raise QfixError("QF912", f"cannot read target profile {name}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte (from a config file's string): no file has that name
+        raise QfixError("QF912", f"cannot read target profile {name!r:.80}: a path cannot hold a NUL byte") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise QfixError("QF912", f"target profile {name} is a folder; pass the profile's .toml file")
+    if not stat.S_ISREG(st.st_mode):
+        raise QfixError("QF912", f"target profile {name} is not a regular file (a device, FIFO or socket); "
+                                 "pass the profile's .toml file")
+    cap = f"{MAX_PROFILE_BYTES // (1 << 20)} MiB"
+    if st.st_size > MAX_PROFILE_BYTES:
+        raise QfixError("QF912", f"target profile {name} is larger than {cap} (a profile is a few KiB)")
+    try:
+        with open(name, "rb") as f:
+            data = f.read(MAX_PROFILE_BYTES + 1)  # the file may have grown since stat
+    except OSError as exc:
+        raise QfixError("QF912", f"cannot read target profile {name}: {exc.strerror}") from None
+    if len(data) > MAX_PROFILE_BYTES:
+        raise QfixError("QF912", f"target profile {name} is larger than {cap} (a profile is a few KiB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise QfixError("QF912", f"target profile {name} is not UTF-8 text (TOML is)") from None
+
+
+def _not_a_builtin_name(profile: Profile, path: Path) -> None:
+    """A user profile may not take a built-in's id or alias: output files, reports and JSON
+    name the target by id, and `edgetpu` must mean the shipped Edge TPU. The built-in files
+    themselves (loaded by path in the test suite) are theirs."""
+    key = profile.id.lower()
+    owner = key if key in available_targets() else _aliases().get(key)
+    if owner is None:
+        return
+    own_file = resources.files(__package__).joinpath(f"{owner}.toml")
+    if isinstance(own_file, Path) and path.resolve() == own_file.resolve():
+        return
+    what = "the id of a built-in target" if owner == key else f"an alias of the built-in target {owner}"
+    raise _bad(str(path), f"target.id: {profile.id!r} is {what}; give your profile its own id")
 
 
 def _bad(where: str, msg: str) -> QfixError:
@@ -258,19 +312,38 @@ def _parse(text: str, where: str, strict: bool = False) -> Profile:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _bad(where, f"invalid TOML ({exc})") from None
+    # Every file says its own schema: a child's `extends` does not supply it.
+    if doc.get("schema") != 1:
+        raise _bad(where, f"expected `schema = 1` at the top of the file, got "
+                          f"{'no schema key' if 'schema' not in doc else repr(doc['schema'])[:40]}")
     try:
+        own_recipe = doc.get("recipe") if isinstance(doc.get("recipe"), dict) else {}
+        parent = doc.get("extends")
         doc = variants.resolve(doc, where, _builtin_doc)  # `extends = "<id>"`
+        if parent is not None:
+            doc = _own_description(doc, own_recipe)
         schema.validate(doc, where, strict)
-        return _build(doc, where, PREDICATE_NAMES)
+        inherited = {} if parent is None else {k: str(parent) for k in doc.get("recipe", {}) if k not in own_recipe}
+        return _build(doc, where, PREDICATE_NAMES, inherited)
     except QfixError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad(where, f"{type(exc).__name__}: {exc}") from None
 
 
-def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profile:
-    if doc.get("schema") != 1:
-        raise _bad(where, "expected `schema = 1`")
+def _own_description(doc: dict[str, Any], own_recipe: dict[str, Any]) -> dict[str, Any]:
+    """A child that changes its parent's recipe but not its description gets a description made
+    from its own recipe: the parent's text would describe another conversion."""
+    recipe = doc.get("recipe")
+    if not isinstance(recipe, dict) or "description" in own_recipe or not set(own_recipe) - {"description"}:
+        return doc
+    return {**doc, "recipe": {k: v for k, v in recipe.items() if k != "description"}}
+
+
+def _build(doc: dict[str, Any], where: str, predicates: frozenset[str],
+           inherited: dict[str, str] | None = None) -> Profile:
+    """The Profile of a resolved, validated document. `inherited`: recipe key -> the built-in
+    it came from through `extends` (named in a recipe conflict)."""
     target = doc.get("target")
     if not isinstance(target, dict) or "id" not in target:
         raise _bad(where, "missing [target] table with an `id`")
@@ -361,7 +434,7 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
         toolchain=dict(toolchain),
         facts=facts,
         path=where,
-        recipe=_recipe(doc.get("recipe", {}), str(target["id"]), where),
+        recipe=_recipe(doc.get("recipe", {}), str(target["id"]), where, inherited or {}),
         aliases=tuple(aliases),
         integer_io=bool(rules.get("integer_io", False)),
         version_failure=version_failure,
@@ -373,9 +446,20 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str]) -> Profi
     )
 
 
-def _recipe(raw: Any, target_id: str, where: str) -> Recipe:
-    """The `[recipe]` table; a missing table or key takes the Recipe default (full-integer
-    PTQ, int8 I/O, batch 1, TFLITE_BUILTINS_INT8)."""
+# Op sets TF's converter accepts only with full-integer quantization: with float16 it raises
+# "As full integer quantization has been enabled by setting `target_spec.supported_ops`=
+# {TFLITE_BUILTINS_INT8}, thus `target_spec.supported_types` should be left uninitizalized or set
+# to {tf.int8}", without optimizations "For full integer quantization, a `representative_dataset`
+# must be specified" (TF 2.21, run here, V).
+FULL_INTEGER_OPS_SETS = ("TFLITE_BUILTINS_INT8", "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8")
+
+
+def _recipe(raw: Any, target_id: str, where: str, inherited: dict[str, str] | None = None) -> Recipe:
+    """The `[recipe]` table. Every key is optional; the defaults (README, "Your own target"):
+    quantization full_integer; io_dtype int8 for full_integer, else float32; batch 1;
+    supported_ops TFLITE_BUILTINS_INT8 for full_integer, else TFLITE_BUILTINS; description made
+    from the other four. Keys that contradict each other are a QF912 naming both (and the
+    built-in an inherited one came from)."""
     if not isinstance(raw, dict):
         raise _bad(where, "recipe must be a table")
     unknown = sorted(set(raw) - {"quantization", "io_dtype", "batch", "supported_ops", "description"})
@@ -385,16 +469,36 @@ def _recipe(raw: Any, target_id: str, where: str) -> Recipe:
     quantization = raw.get("quantization", base.quantization)
     if quantization not in QUANTIZATIONS:
         raise _bad(where, f"recipe.quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
-    io_dtype = raw.get("io_dtype", base.io_dtype if quantization == "full_integer" else "float32")
+    integer = quantization == "full_integer"
+    io_dtype = raw.get("io_dtype", base.io_dtype if integer else "float32")
     if io_dtype not in IO_DTYPES:
         raise _bad(where, f"recipe.io_dtype must be one of {', '.join(IO_DTYPES)}, got {io_dtype!r}")
     batch = raw.get("batch", base.batch)
     if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
         raise _bad(where, f"recipe.batch must be a positive integer, got {batch!r}")
-    ops = raw.get("supported_ops", list(base.supported_ops))
+    ops = raw.get("supported_ops", list(base.supported_ops) if integer else ["TFLITE_BUILTINS"])
     if not isinstance(ops, list) or not ops or any(o not in OPS_SETS for o in ops):
         raise _bad(where, f"recipe.supported_ops must be a non-empty list of {', '.join(OPS_SETS)}, got {ops!r}")
-    description = raw.get("description", f"{quantization} quantization, {io_dtype} I/O, batch {batch}")
+    if not integer:
+        _conflict(where, quantization, inherited or {},
+                  ("supported_ops", next((o for o in ops if o in FULL_INTEGER_OPS_SETS), None),
+                   "TF's converter takes it only with full-integer quantization; use TFLITE_BUILTINS"),
+                  ("io_dtype", io_dtype if io_dtype != "float32" else None,
+                   "integer model I/O needs full-integer quantization; use float32"))
+    description = raw.get("description", f"{quantization} quantization, {', '.join(ops)}, {io_dtype} I/O, "
+                                         f"batch {batch}")
     if not isinstance(description, str):
         raise _bad(where, "recipe.description must be a string")
     return Recipe(target_id, quantization, io_dtype, batch, tuple(ops), description)
+
+
+def _conflict(where: str, quantization: str, inherited: dict[str, str], *checks: tuple[str, Any, str]) -> None:
+    """QF912 for the first (key, offending value or None, why) that clashes with a
+    quantization other than full_integer."""
+    def origin(key: str) -> str:
+        return f" (from extends = {inherited[key]!r})" if key in inherited else ""
+
+    for key, value, why in checks:
+        if value is not None:
+            raise _bad(where, f"recipe.quantization = {quantization!r}{origin('quantization')} conflicts with "
+                              f"recipe.{key} {value!r}{origin(key)}: {why}")

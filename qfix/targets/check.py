@@ -13,11 +13,14 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from qfix.targets.argtypes import Activation, DType, Index, TensorRef
 from qfix.targets.op_version import own_version
 from qfix.targets.tflite import FLOAT_DTYPES, Op, Tensor, TfliteModel, op_layer
 from qfix.targets import Profile, Rule
 
 # ---- predicates: (model, op, **args) -> None when the constraint holds, else what breaks it.
+# Their signatures declare the arguments' types (qfix.targets.argtypes): a profile is checked
+# against them before anything converts (qfix.targets.schema).
 
 Predicate = Callable[..., "str | None"]
 NO_LAYER = "from no Keras layer (its tensors carry no layer's name: an op the converter added)"
@@ -64,19 +67,19 @@ def attr_not_in(model: TfliteModel, op: Op, name: str, values: list[Any]) -> str
     return f"{name}={v}" if v in values else None
 
 
-def fused_activation_in(model: TfliteModel, op: Op, values: list[str]) -> str | None:
+def fused_activation_in(model: TfliteModel, op: Op, values: list[Activation]) -> str | None:
     v = op.options.get("fused_activation_function", "NONE")
     return None if v in values else f"fused activation {v}"
 
 
-def effective_rank_le(model: TfliteModel, op: Op, tensor: str, n: int) -> str | None:
+def effective_rank_le(model: TfliteModel, op: Op, tensor: TensorRef, n: int) -> str | None:
     t = _tensor(model, op, tensor)
     if t is None:
         return None
     return None if _effective_rank(t.shape) <= n else f"{tensor} shape {list(t.shape)}"
 
 
-def num_elements_le(model: TfliteModel, op: Op, tensor: str, n: int) -> str | None:
+def num_elements_le(model: TfliteModel, op: Op, tensor: TensorRef, n: int) -> str | None:
     t = _tensor(model, op, tensor)
     if t is None:
         return None
@@ -84,11 +87,11 @@ def num_elements_le(model: TfliteModel, op: Op, tensor: str, n: int) -> str | No
     return None if size <= n else f"{tensor} has {size} elements"
 
 
-def size_warn(model: TfliteModel, op: Op, tensor: str, elements: int) -> str | None:
+def size_warn(model: TfliteModel, op: Op, tensor: TensorRef, elements: int) -> str | None:
     return num_elements_le(model, op, tensor, elements)
 
 
-def spatial_size_le(model: TfliteModel, op: Op, tensor: str, pixels: int) -> str | None:
+def spatial_size_le(model: TfliteModel, op: Op, tensor: TensorRef, pixels: int) -> str | None:
     """H x W of an NHWC tensor (rank 4) at most `pixels`; other ranks pass."""
     t = _tensor(model, op, tensor)
     if t is None or len(t.shape) != 4:
@@ -97,7 +100,7 @@ def spatial_size_le(model: TfliteModel, op: Op, tensor: str, pixels: int) -> str
     return None if h * w <= pixels else f"{tensor} is {h}x{w} ({h * w} pixels, limit {pixels})"
 
 
-def _axes(model: TfliteModel, op: Op, axes_input: int, data_input: int) -> tuple[list[int], int] | None:
+def _axes(model: TfliteModel, op: Op, axes_input: Index, data_input: Index) -> tuple[list[int], int] | None:
     axes = _const(model, op, axes_input)
     data = _tensor(model, op, f"input{data_input}")
     if axes is None or data is None:
@@ -106,7 +109,7 @@ def _axes(model: TfliteModel, op: Op, axes_input: int, data_input: int) -> tuple
     return sorted({int(a) % rank for a in np.ravel(axes)}) if rank else [], rank
 
 
-def axes_exclude(model: TfliteModel, op: Op, dims: list[int], axes_input: int = 1, data_input: int = 0) -> str | None:
+def axes_exclude(model: TfliteModel, op: Op, dims: list[int], axes_input: Index = 1, data_input: Index = 0) -> str | None:
     found = _axes(model, op, axes_input, data_input)
     if found is None:
         return "axes are not a compile-time constant"
@@ -125,7 +128,7 @@ def dim_multiple_of_if_reduced(model: TfliteModel, op: Op, axis: int, k: int) ->
     return f"reduces axis {ax} of size {data.shape[ax]}" if ax in axes and data.shape[ax] % k else None
 
 
-def const_input_all_eq(model: TfliteModel, op: Op, input: int, value: int) -> str | None:
+def const_input_all_eq(model: TfliteModel, op: Op, input: Index, value: int) -> str | None:
     data = _const(model, op, input)
     if data is None:
         return f"input {input} is not a compile-time constant"
@@ -154,12 +157,12 @@ def pad_excludes_dims(model: TfliteModel, op: Op, dims: list[int]) -> str | None
     return f"pads dimension(s) {bad}" if bad else None
 
 
-def dtype_in(model: TfliteModel, op: Op, tensor: str, values: list[str]) -> str | None:
+def dtype_in(model: TfliteModel, op: Op, tensor: TensorRef, values: list[DType]) -> str | None:
     t = _tensor(model, op, tensor)
     return None if t is None or t.dtype in values else f"{tensor} is {t.dtype}"
 
 
-def scale_gt(model: TfliteModel, op: Op, tensor: str, value: float) -> str | None:
+def scale_gt(model: TfliteModel, op: Op, tensor: TensorRef, value: float) -> str | None:
     """Every quantization scale of the tensor is above `value` (an unquantized tensor passes)."""
     t = _tensor(model, op, tensor)
     if t is None or not t.scale or min(t.scale) > value:
@@ -167,7 +170,7 @@ def scale_gt(model: TfliteModel, op: Op, tensor: str, value: float) -> str | Non
     return f"{tensor} scale {min(t.scale):.3g}"
 
 
-def const_innermost_only(model: TfliteModel, op: Op, input: int) -> str | None:
+def const_innermost_only(model: TfliteModel, op: Op, input: Index) -> str | None:
     t = _tensor(model, op, f"input{input}")
     if t is None:
         return None
@@ -235,7 +238,7 @@ def _hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return tuple((1, 1, 1, *shape)[-3:])  # type: ignore[return-value]
 
 
-def batch_one(model: TfliteModel, op: Op, tensor: str = "input0") -> str | None:
+def batch_one(model: TfliteModel, op: Op, tensor: TensorRef = "input0") -> str | None:
     """The tensor's batch, the product of its dimensions before the last three, is 1."""
     t = _tensor(model, op, tensor)
     if t is None or len(t.shape) < 4:
@@ -341,34 +344,34 @@ def inputs_count_in(model: TfliteModel, op: Op, values: list[int]) -> str | None
     return None if got in values else f"{got} input(s)"
 
 
-def input_is_const(model: TfliteModel, op: Op, input: int) -> str | None:
+def input_is_const(model: TfliteModel, op: Op, input: Index) -> str | None:
     t = _tensor(model, op, f"input{input}")
     return None if t is None or _constant(model, t) else f"input {input} is not a compile-time constant"
 
 
-def dtype_not_in(model: TfliteModel, op: Op, tensor: str, values: list[str]) -> str | None:
+def dtype_not_in(model: TfliteModel, op: Op, tensor: TensorRef, values: list[DType]) -> str | None:
     t = _tensor(model, op, tensor)
     return f"{tensor} is {t.dtype}" if t is not None and t.dtype in values else None
 
 
-def input_not_const(model: TfliteModel, op: Op, input: int) -> str | None:
+def input_not_const(model: TfliteModel, op: Op, input: Index) -> str | None:
     t = _tensor(model, op, f"input{input}")
     return f"input {input} is a constant" if t is not None and _constant(model, t) else None
 
 
-def rank_in(model: TfliteModel, op: Op, tensor: str, values: list[int]) -> str | None:
+def rank_in(model: TfliteModel, op: Op, tensor: TensorRef, values: list[int]) -> str | None:
     t = _tensor(model, op, tensor)
     return None if t is None or len(t.shape) in values else f"{tensor} has rank {len(t.shape)}"
 
 
-def dim_in(model: TfliteModel, op: Op, tensor: str, axis: int, values: list[int]) -> str | None:
+def dim_in(model: TfliteModel, op: Op, tensor: TensorRef, axis: int, values: list[int]) -> str | None:
     t = _tensor(model, op, tensor)
     if t is None or not t.shape or not -len(t.shape) <= axis < len(t.shape):
         return None
     return None if t.shape[axis] in values else f"{tensor} shape {list(t.shape)}"
 
 
-def dtype_pair_in(model: TfliteModel, op: Op, pairs: list[list[str]]) -> str | None:
+def dtype_pair_in(model: TfliteModel, op: Op, pairs: list[list[DType]]) -> str | None:
     """(input0 dtype, output0 dtype) is one of `pairs` (CAST's supported conversions)."""
     a, b = _tensor(model, op, "input0"), _tensor(model, op, "output0")
     if a is None or b is None:

@@ -25,6 +25,8 @@ UNITS = {"b": 1, "kb": 1024, "kib": 1024, "mb": 1024 ** 2, "mib": 1024 ** 2}
 KINDS = ("flash", "ram")
 # ASCII digits only: Python's float() and Decimal() also read other scripts' digits ("١").
 _ITEM = re.compile(r"([A-Za-z]+)\s*=\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([A-Za-z]*)")
+# A signed size (`ram=-1`, `flash=+2MB`): said to be wrong as a size, not as a form.
+_SIGNED = re.compile(r"([A-Za-z]+)\s*=\s*([-+])\s*[0-9.]+\s*[A-Za-z]*")
 _MAX_BYTES = 1 << 50  # a petabyte: beyond any device, and far from float rounding
 USAGE = "expected --memory flash=SIZE,ram=SIZE with SIZE like 1MB, 256KB, 512KiB or 4096 (bytes)"
 
@@ -55,6 +57,10 @@ def parse_memory(text: str) -> MemoryBudget:
             raise QfixError("QF914", f"--memory {text!r:.80}: an empty item between commas; {USAGE}")
         m = _ITEM.fullmatch(part)
         if m is None:
+            signed = _SIGNED.fullmatch(part)
+            if signed is not None:
+                raise QfixError("QF914", f"--memory {signed.group(1).lower():.30}: {part.split('=', 1)[1].strip()!r:.30}"
+                                         " must be positive (a size with no sign, like 256KB)")
             raise QfixError("QF914", f"--memory item {part!r:.60} is not KIND=SIZE; {USAGE}")
         kind, number, unit = m.group(1).lower(), m.group(2), m.group(3).lower() or "b"
         if kind not in KINDS:

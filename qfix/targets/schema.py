@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import typing
 from functools import cache
 from typing import Any, Callable
 
+from qfix.targets import argtypes
+from qfix.targets.argtypes import DTYPES, TENSOR_REF
 from qfix.types import QfixError
 
 CONFIDENCES = ("V", "M", "R")
@@ -26,17 +29,38 @@ TARGET_KEYS = frozenset({"id", "name", "aliases", "toolchain", "placement", "pla
 # name: the module in qfix/targets/compilers/ that runs the real tool; note: why there is none
 # here; accelerator_config(s): the Ethos-U profiles' Vela configurations.
 TOOLCHAIN_KEYS = frozenset({"name", "version", "runtime", "note", "accelerator_config", "accelerator_configs"})
-# Status keys the check uses (what each op's status says, in the target's own words); `cpu`:
-# Vela's word for an op it leaves to the CPU (the Ethos-U profiles).
-STATUS_KEYS = frozenset({"mapped", "unsupported_op", "bad_dtype", "bad_int_dtype", "hidden_limit", "dynamic",
-                         "bad_rank", "bad_version", "unparsable", "after_cut", "boundary_cpu", "reference",
-                         "fallback", "cpu", "rejected"})
+# Status keys the check uses (what each op's status says, in the target's own words: a
+# profile's [statuses]); the words when a profile gives none, so a report never prints a raw
+# key. `cpu`: Vela's word for an op it leaves to the CPU (the Ethos-U profiles).
+DEFAULT_STATUSES = {
+    "mapped": "runs on the target",
+    "unsupported_op": "op not supported by the target",
+    "bad_dtype": "tensor type not supported",
+    "bad_int_dtype": "integer tensor type not supported",
+    "hidden_limit": "op limits of the target exceeded",
+    "dynamic": "dynamic shape",
+    "bad_rank": "tensor rank not supported",
+    "bad_version": "op version too new for the target's toolchain",
+    "unparsable": "the toolchain cannot parse the model",
+    "after_cut": "after the first unsupported op",
+    "boundary_cpu": "I/O type conversion at the model boundary",
+    "reference": "runs on a slow reference kernel",
+    "fallback": "falls back to the CPU",
+    "cpu": "placed on the CPU",
+    "rejected": "the compiler rejects the file",
+}
+STATUS_KEYS = frozenset(DEFAULT_STATUSES)
 RULE_KEYS = frozenset({"predicate", "args", "text", "status", "severity", "source", "confidence", "fix_hint", "id"})
-# TFLite tensor types as qfix.targets.tflite names them.
-DTYPES = frozenset({"float32", "float16", "float64", "bfloat16", "int4", "int8", "uint8", "int16", "uint16",
-                    "int32", "uint32", "int64", "uint64", "bool", "string", "complex64", "complex128",
-                    "resource", "variant"})
-
+# Ops whose TFLite kernels write exactly one output (each kernel's Prepare checks
+# NumOutputs(node) == 1; recalled from tensorflow/lite/kernels, R): `output1` and above names
+# nothing on them. Other ops' output counts vary or are not recorded here, so only the form of
+# a tensor reference is checked for them.
+SINGLE_OUTPUT_OPS = frozenset({
+    "ADD", "SUB", "MUL", "DIV", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "AVERAGE_POOL_2D",
+    "MAX_POOL_2D", "SOFTMAX", "LOGISTIC", "TANH", "RELU", "RELU6", "LEAKY_RELU", "HARD_SWISH", "PRELU",
+    "RESHAPE", "CONCATENATION", "MEAN", "PAD", "QUANTIZE", "DEQUANTIZE", "RESIZE_BILINEAR",
+    "RESIZE_NEAREST_NEIGHBOR", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
+})
 
 def _str(v: Any) -> str | None:
     return None if isinstance(v, str) else "must be a string"
@@ -146,8 +170,8 @@ def _op(where: str, name: str, spec: dict[str, Any], strict: bool) -> None:
             raise _bad(where, f"op.{name}.code", f"is {spec['code']}, but {name} is {codes[name]} in TFLite's schema")
     for key, check in (("source", _str), ("confidence", _confidence), ("fix_hint", _str), ("supported", _bool),
                        ("version_source", _str), ("version_confidence", _confidence), ("kernel", _str)):
-        if key in spec and (problem := check(spec[key])):
-            raise _bad(where, f"op.{name}.{key}", problem)
+        if key in spec and (bad := check(spec[key])):
+            raise _bad(where, f"op.{name}.{key}", bad)
     if "kernel" in spec and spec["kernel"] not in ("native", "reference"):
         raise _bad(where, f"op.{name}.kernel", f"must be \"native\" or \"reference\", got {spec['kernel']!r:.30}")
     rules = spec.get("rule", [])
@@ -159,11 +183,15 @@ def _op(where: str, name: str, spec: dict[str, Any], strict: bool) -> None:
         _unknown(where, f"{where_rule}.", rule, RULE_KEYS)
         for key, check in (("text", _str), ("status", _str), ("source", _str), ("confidence", _confidence),
                            ("fix_hint", _str), ("id", _str)):
-            if key in rule and (problem := check(rule[key])):
-                raise _bad(where, f"{where_rule}.{key}", problem)
+            if key in rule and (bad := check(rule[key])):
+                raise _bad(where, f"{where_rule}.{key}", bad)
+        if "status" in rule and rule["status"] not in STATUS_KEYS:  # the report would print the raw word
+            raise _bad(where, f"{where_rule}.status", f"{rule['status']!r:.30} is not a status key (known: "
+                                                      f"{', '.join(sorted(STATUS_KEYS))})")
         args = _table(where, f"{where_rule}.args", rule.get("args", {}))
         if strict and isinstance(rule.get("predicate"), str):
             _args(where, where_rule, rule["predicate"], args)
+        _arity(where, name, where_rule, args)
 
 
 def _args(where: str, key: str, predicate: str, args: dict[str, Any]) -> None:
@@ -183,6 +211,18 @@ def _args(where: str, key: str, predicate: str, args: dict[str, Any]) -> None:
     missing = sorted(required - set(args))
     if missing:
         raise _bad(where, f"{key}.args", f"{predicate} needs {', '.join(missing)}")
+    hints = typing.get_type_hints(fn)  # the predicate's signature: the one declaration of its types
+    for name, value in args.items():
+        if (bad := argtypes.problem(value, hints.get(name, Any))) is not None:
+            raise _bad(where, f"{key}.args.{name}", f"{predicate}: {bad}")
+
+
+def _arity(where: str, op: str, key: str, args: dict[str, Any]) -> None:
+    """`tensor = "output1"` on an op with one output names nothing (SINGLE_OUTPUT_OPS)."""
+    ref = args.get("tensor")
+    m = TENSOR_REF.fullmatch(ref) if isinstance(ref, str) else None
+    if m and m.group(1) == "output" and int(m.group(2)) > 0 and op in SINGLE_OUTPUT_OPS:
+        raise _bad(where, f"{key}.args.tensor", f"{ref!r} names no tensor: {op} has one output (output0)")
 
 
 @cache

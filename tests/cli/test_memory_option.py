@@ -57,7 +57,7 @@ HOSTILE = [
     ("flash=1MB,flash=2MB", "flash is given twice"),
     ("flash=0", "less than one byte"),
     ("ram=0.1B", "less than one byte"),
-    ("flash=-1MB", "not KIND=SIZE"),
+    ("flash=-1MB", "must be positive"),
     ("flash=1e3MB", "not KIND=SIZE"),
     ("flash=\u0661MB", "not KIND=SIZE"),  # Arabic-Indic one: Python's float() would take it
     ("flash=nanMB", "not KIND=SIZE"),

@@ -69,16 +69,46 @@ def test_every_builtin_profile_passes_the_strict_checks():
         assert load_profile(str(path)).id == t
 
 
+def _sample(annotation):
+    """A value of a predicate parameter's type, as a profile writes it."""
+    import types
+    import typing
+
+    from qfix.targets import argtypes
+
+    fixed = {argtypes.TensorRef: "input0", argtypes.Index: 1, argtypes.Activation: "RELU", argtypes.DType: "int8",
+             int: 1, float: 0.5, bool: True, str: "x", typing.Any: 1}
+    if annotation in fixed:
+        return fixed[annotation]
+    origin, params = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return _sample(next(p for p in params if p is not type(None)))
+    if origin is list:
+        return [_sample(params[0])]
+    assert origin is dict, annotation
+    return {"padding": _sample(params[1])}
+
+
 def test_the_strict_checks_know_every_predicate_s_arguments():
-    """A rule for each predicate with its arguments: accepted; one more argument: refused."""
+    """A rule for each predicate with arguments of its declared types: accepted; one more
+    argument, or one of another type: refused, naming the argument."""
     import inspect
+    import typing
 
     for name, fn in PREDICATES.items():
+        hints = typing.get_type_hints(fn)
         params = [q.name for q in list(inspect.signature(fn).parameters.values())[2:]]
         doc = {"schema": 1, "target": {"id": "x", "placement": "islands"},
-               "op": {"ADD": {"rule": [{"predicate": name, "args": {a: 1 for a in params}}]}}}
+               "op": {"ADD": {"rule": [{"predicate": name, "args": {a: _sample(hints[a]) for a in params}}]}}}
         validate(doc, "t", strict=True)
-        doc["op"]["ADD"]["rule"][0]["args"]["bogus"] = 1
+        args = doc["op"]["ADD"]["rule"][0]["args"]
+        for a in params:
+            good = args[a]
+            args[a] = 3.5 if isinstance(good, dict) else {"not": "this"}  # a type no parameter takes besides
+            with pytest.raises(QfixError, match=f"args\\.{a}: {name}: (must|unknown)"):
+                validate(doc, "t", strict=True)
+            args[a] = good
+        args["bogus"] = 1
         with pytest.raises(QfixError, match="takes no argument 'bogus'"):
             validate(doc, "t", strict=True)
 

@@ -140,7 +140,7 @@ def test_edgetpu_single_cut_spreads(tmp_path):
     # The shipped profile fails the whole model on a too-new op version (issue 9, fault 2;
     # tests/targets/test_verdict_checks.py); with version_failure = "op" it is a cut.
     text = resources.files("qfix.targets").joinpath("edgetpu.toml").read_text(encoding="utf-8")
-    (tmp_path / "cut.toml").write_text(text.replace('version_failure = "model"', 'version_failure = "op"'))
+    (tmp_path / "cut.toml").write_text(text.replace('version_failure = "model"', 'version_failure = "op"').replace('id = "edgetpu"', 'id = "edgetpu-cut"', 1))
     p = check(read_tflite(conv_chain("LEAKY_RELU", conv_version=6)), load_profile(str(tmp_path / "cut.toml")),
               ["conv", "act"])
     assert p.first_unsupported["op"] == "CONV_2D" and p.first_unsupported["status"] == BAD_VERSION
