@@ -135,6 +135,13 @@ def render_runtime(compiler: dict, console: Console) -> None:
                f"[yellow]differ from LiteRT[/]: {r['beyond_one_step']} value(s) more than one step apart")
     console.print(f"  {name} interpreter ran {r.get('samples')} samples: outputs {verdict}; "
                   f"{r.get('differing')} of {r.get('values')} values differ{steps}")
+    ref = r.get("reference_kernels") or {}
+    if ref.get("error"):
+        console.print(f"    vs LiteRT's reference kernels: not run ({escape(ref['error'])})")
+    elif ref.get("values") and (r.get("differing") or ref.get("differing")):
+        apart = "" if ref.get("max_diff_steps") is None else f", max {ref['max_diff_steps']} step(s) apart"
+        console.print(f"    vs LiteRT's reference kernels: {ref.get('differing')} of {ref.get('values')} values "
+                      f"differ{apart}")
     outputs = r.get("outputs") or []
     if len(outputs) > 1:  # which output the differences are in
         for o in outputs:

@@ -85,3 +85,33 @@ def test_an_op_tflm_does_not_register_stops_the_interpreter():
     (qf309,) = [f for f in report["findings"] if f["code"] == "QF309"]
     assert qf309["severity"] == "blocker" and "GELU" in qf309["message"]
     assert "QF302" in {f["code"] for f in report["findings"]}  # predicted statically, confirmed by the runtime
+
+
+BUILD_RESIZE = """
+import sys, keras
+L = keras.layers
+x = keras.Input((8, 8, 4), batch_size=1, name="image")
+y = L.Resizing(16, 16, interpolation="bilinear", name="bil_2x")(L.Conv2D(8, 3, padding="same", name="c")(x))
+y = L.Conv2DTranspose(4, 3, strides=3, padding="same", name="dc_s3")(y)
+keras.Model(x, y).save(sys.argv[1])
+"""
+
+
+def test_tflm_is_judged_against_litert_s_reference_kernels_too(tmp_path):
+    """Resize and transposed-conv outputs: LiteRT's optimized kernels may round otherwise than
+    the reference kernels TFLM's are ported from (seen: up to 3 steps). TFLM must match the
+    reference kernels; a difference with the optimized ones alone is information (QF410 info)."""
+    model = tmp_path / "resize_k3.keras"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    subprocess.run([sys.executable, "-c", BUILD_RESIZE, str(model)], check=True, env=env, timeout=600)
+    proc = qfix_run(model, "--target", "tflm", "--check", "--format", "json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    report = json.loads(proc.stdout)
+    r = report["verification"]["compiler"]["result"]
+    ref = r["reference_kernels"]
+    print(f"TFLM vs LiteRT: {r['differing']} of {r['values']} differ (max {r['max_diff_steps']}); "
+          f"vs reference kernels: {ref['differing']} (max {ref['max_diff_steps']})")
+    assert r["ok"] and ref["error"] is None and ref["values"] == r["values"] > 0
+    assert ref["beyond_one_step"] == 0
+    qf410 = [f for f in report["findings"] if f["code"] == "QF410"]
+    assert [f["severity"] for f in qf410] == (["info"] if r["beyond_one_step"] else [])

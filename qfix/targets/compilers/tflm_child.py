@@ -96,10 +96,40 @@ def main(folder: str) -> None:
     result["ok"] = True
     np.savez(work / "outputs.npz", **{f"s{s}_o{j}": out for s, row in enumerate(outs) for j, out in enumerate(row)})
     save()
+    if request.get("input_tensors") is not None:
+        result["reference_error"] = reference_outputs(model, inputs, samples, request, work)
+        save()
     if result["arena_recorded"]:
         result["arena_bytes"] = least_arena(runtime, model, inputs, n_in, n_out, outs[0], result["arena_recorded"],
                                             request["arena"])
         save()
+
+
+def reference_outputs(model: bytes, inputs, samples: int, request: dict, work: Path) -> str | None:
+    """Run the model in LiteRT with its reference kernels (`OpResolverType.BUILTIN_REF`, the
+    portable C++ implementations TFLM's kernels are ported from) on the same inputs; writes
+    DIR/reference.npz (`s<sample>_o<output position>`). LiteRT's default resolver uses optimized
+    kernels (XNNPACK, ruy) whose rounding may differ from the reference's by a few steps on
+    some ops (resize, transposed conv): this run says whether a difference is TFLM's or theirs.
+    Returns the error text, or None."""
+    import numpy as np
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        with captured_stderr([]):
+            it = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+            it.allocate_tensors()
+            outs = {}
+            for s in range(samples):
+                for i, t in enumerate(request["input_tensors"]):
+                    it.set_tensor(t, inputs[f"s{s}_i{i}"])
+                it.invoke()
+                outs.update({f"s{s}_o{j}": it.get_tensor(t).copy() for j, t in enumerate(request["output_tensors"])})
+    except Exception as exc:  # noqa: BLE001  reported beside the TFLM result, which stands
+        return f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+    np.savez(work / "reference.npz", **outs)
+    return None
 
 
 def least_arena(runtime, model: bytes, inputs, n_in: int, n_out: int, expected, recorded: int, large: int):
