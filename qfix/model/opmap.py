@@ -29,6 +29,18 @@ ACTIVATION_OPS: dict[str, tuple[str, ...]] = {
     "log_softmax": ("LOG_SOFTMAX",),
 }
 
+# Layers whose TFLite op carries an `activation=` as its fused_activation_function (TFLite
+# schema ActivationFunctionType), and the activation ops the converter fuses that way: a
+# Conv2D(activation="relu") becomes one CONV_2D with RELU fused, no RELU op (TF 2.21).
+FUSING_LAYER_OPS: dict[str, str] = {
+    "Conv1D": "CONV_2D",
+    "Conv2D": "CONV_2D",
+    "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
+    "SeparableConv2D": "CONV_2D",  # the pointwise half carries the activation
+    "Dense": "FULLY_CONNECTED",
+}
+FUSABLE_ACTIVATION_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1"})
+
 # Keras layer / op-node class -> TFLite ops that the target must have (the distinctive ones).
 LAYER_OPS: dict[str, tuple[str, ...]] = {
     "LeakyReLU": ("LEAKY_RELU",),
