@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qfix.convert.worker import WorkerFailure, session
+from qfix.jobs.causes import one_blocker_per_cause
 from qfix.jobs.numbers import input_quantization, numbers_findings
 from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.jobs.runtime import check_budget, runtime_findings
@@ -155,6 +156,7 @@ def judge(result: Result, ver: Verification, stats: list[dict], calib,
     result.findings.extend(runtime_findings(ver, result.profile, result.budget))
     result.findings.extend(numbers_findings(ver, stats, result.input_quantization, result.graph))
     reconcile(result.findings, ver)
+    result.findings = one_blocker_per_cause(result.findings, ver)
 
 
 def convert_and_verify(path: Path, archive: KerasArchive, graph: Graph, profile: Profile, opts: Options,

@@ -228,17 +228,16 @@ def _attribute_op_nodes(placement: Any, tfl: Any, graph: Graph) -> None:
 def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
     """Fused kernels whose tensors carry no layer scope (an integer LSTM's tensors are
     `arith.constant*`, its output `tfl.unidirectional_sequence_lstm`) are matched to the
-    layers of the class that makes that op (opmap.LAYER_OPS), in graph order, when the counts
+    layers of the class that makes that op in the model's dialect (opmap.layer_ops), in graph order, when the counts
     agree; ops the converter adds after them (the last-step STRIDED_SLICE of
     return_sequences=False) take the layer of the op feeding them."""
-    from qfix.model.opmap import LAYER_OPS, layer_key
+    from qfix.model.opmap import layer_ops
 
     taken = {p.layer for p in placement.ops if p.layer is not None}
     for op_type in sorted({p.op for p in placement.ops if p.layer is None}):
-        classes = {cls for cls, ops in LAYER_OPS.items() if op_type in ops}
         ops = [p for p in placement.ops if p.op == op_type and p.layer is None]
-        layers = [l.name for _, l in graph.walk() if layer_key(l) in classes and l.name not in taken]
-        if classes and len(ops) == len(layers):
+        layers = [l.name for _, l in graph.walk() if op_type in (layer_ops(l, graph.dialect) or ()) and l.name not in taken]
+        if layers and len(ops) == len(layers):
             for p, name in zip(ops, layers):
                 p.layer = name
     producers = {o: op.index for op in tfl.ops for o in op.outputs}

@@ -101,6 +101,24 @@ def layer_key(layer) -> str:
     return layer.class_name
 
 
+# Where a dialect lowers a layer differently (TF 2.21, both seen in converted models): Keras 3
+# saves a rolled LSTM as a generic RNN loop, which converts to a WHILE (with STRIDED_SLICEs
+# inside); tf_keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM.
+DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "keras3": {
+        "LSTM": ("WHILE",),
+        "Bidirectional(LSTM)": ("WHILE", "REVERSE_V2"),
+    },
+}
+
+
+def layer_ops(layer, dialect: str) -> tuple[str, ...] | None:
+    """The TFLite ops `layer` lowers to in `dialect` ("keras3" or "tf_keras"), None when
+    LAYER_OPS does not know its class."""
+    key = layer_key(layer)
+    return DIALECT_LAYER_OPS.get(dialect, {}).get(key, LAYER_OPS.get(key))
+
+
 def activations_of(layer) -> list[str]:
     """Activations the layer applies: its `activation` config, or the layer's own function."""
     acts = list(layer.activations())

@@ -435,6 +435,9 @@ class OpPlacement:
     fix_hint: str | None = None
     source: str | None = None
     confidence: str | None = None
+    # Off target only because another op is (after a single cut, or an all-or-nothing failure):
+    # no cause of its own.
+    spread: bool = False
 
 
 @dataclass
@@ -514,12 +517,14 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
         for p in placements[first.index + 1:]:
             if p.on_target and not p.boundary:
                 p.on_target = False
+                p.spread = True
                 p.status = profile.status("after_cut")
                 p.reason = f"after the cut at op {first.index} ({first.op}): the compiler maps one segment only"
     elif first is not None and profile.placement == "all_or_nothing":
         for p in placements:
             if p.on_target:
                 p.on_target = False
+                p.spread = True
                 p.reason = f"the model fails on op {first.index} ({first.op}), so nothing runs"
 
     # A float tensor is an island only where the recipe makes an integer model; a float16 or
