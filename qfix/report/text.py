@@ -127,6 +127,9 @@ def render_runtime(compiler: dict, console: Console) -> None:
     """The target's real runtime (the TFLM interpreter): did it run the model, do its outputs
     match LiteRT's, and the tensor arena it needed."""
     r, name = compiler.get("result") or {}, escape(compiler.get("used"))
+    if r.get("skipped"):
+        console.print(f"  {name} interpreter not run: {escape(r['skipped'])}")
+        return
     if not r.get("ok"):
         console.print(f"  [bold red]{name} interpreter cannot run the model:[/] {escape(r.get('error'))}")
         return

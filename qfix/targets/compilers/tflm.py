@@ -81,6 +81,9 @@ class RuntimeResult:
     max_diff_steps: int | None = None
     outputs: list[OutputMatch] = field(default_factory=list)
     log: list[str] = field(default_factory=list)  # what TFLM printed (its errors)
+    # Why qfix did not start the interpreter (ok is then False, error None): a reason of qfix's,
+    # not the runtime's refusal (QF309 does not fire; the profile's verdict stands alone).
+    skipped: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +125,10 @@ def run(model: bytes, samples: dict[str, list[dict[int, np.ndarray]]] | None = N
     if not feed:
         base.error = "no samples to run"
         return base
+    why = _unfeedable(tfl, feed[0])
+    if why is not None:
+        base.stage, base.skipped = None, why
+        return base
     with tempfile.TemporaryDirectory(prefix="qfix-tflm-") as tmp:
         work = Path(tmp)
         (work / "model.tflite").write_bytes(model)
@@ -135,6 +142,20 @@ def run(model: bytes, samples: dict[str, list[dict[int, np.ndarray]]] | None = N
     if result.ok:
         _compare(result, outs, samples.get("outputs") or [], tfl)
     return result
+
+
+def _unfeedable(tfl: Any, sample: dict[int, np.ndarray]) -> str | None:
+    """Why `sample` cannot be fed to the interpreter as the .tflite is (None: it can). TFLM
+    allocates each tensor once at the flatbuffer's `shape` and has no ResizeInputTensor, so an
+    input with dynamic dimensions (shape_signature -1; LiteRT was resized to the samples) cannot
+    take samples of another size. Feeding them anyway would blame TFLM for qfix's feeding."""
+    for t in tfl.inputs:
+        tensor, got = tfl.tensors[t], tuple(np.shape(sample[t]))
+        if got != tuple(tensor.shape):
+            dyn = " (dynamic dimensions)" if tensor.is_dynamic else ""
+            return (f"input {tensor.name!r} is {list(tensor.shape_signature)} in the converted model{dyn}; TFLM "
+                    f"allocates fixed shapes and cannot take the {list(got)} samples: fix the input shape first")
+    return None
 
 
 def _too_small(result: RuntimeResult) -> bool:
@@ -231,6 +252,8 @@ def _compare(result: RuntimeResult, outs: list[list[np.ndarray]], reference: lis
 def compare(placement: Any, result: RuntimeResult) -> list[str]:
     """Where the interpreter and the profile's prediction disagree (empty = they agree)."""
     first = placement.first_unsupported
+    if result.skipped:
+        return []  # not run: nothing to compare
     if not result.ok and first is None:
         return [f"the TFLM interpreter failed ({result.error}); the profile predicted every op runs"]
     if result.ok and first is not None:
