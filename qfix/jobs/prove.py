@@ -148,17 +148,25 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
                         "disagreements": runtime.compare(placement, ran)}
     return Verification(placement, fid, compiler, seconds, tflite, calib.source,
                         recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs],
-                        memory=measured_memory(tflite, runtime, ran))
+                        memory=measured_memory(tflite, runtime, ran, compiler))
 
 
-def measured_memory(tflite: bytes, real: Any, ran: Any) -> dict[str, dict[str, Any]]:
+def measured_memory(tflite: bytes, real: Any, ran: Any, compiler: dict[str, Any] | None = None
+                    ) -> dict[str, dict[str, Any]]:
     """kind -> {"bytes", "what"}: the .tflite's size as flash, unless the target's real tool
-    measured its own figures (the TFLM interpreter: also the tensor arena as ram)."""
+    measured its own figures: the TFLM interpreter (`ran` by runtime `real`: the flatbuffer, and
+    its tensor arena as ram), or a compiler whose `compiler` entry carries `memory` (Vela: its
+    output .tflite as flash, its SRAM estimate as ram). The entry's `memory` is taken out of it:
+    the figures are reported once, here."""
     out: dict[str, dict[str, Any]] = {"flash": {"bytes": len(tflite), "what": "the .tflite flatbuffer"}}
+    figures: dict[str, Any] = {}
     if ran is not None and hasattr(real, "memory"):
-        for kind, (size, what) in real.memory(ran).items():
-            if size is not None:
-                out[kind] = {"bytes": int(size), "what": what}
+        figures = real.memory(ran)
+    elif compiler is not None:
+        figures = compiler.pop("memory", None) or {}
+    for kind, (size, what) in figures.items():
+        if size is not None:
+            out[kind] = {"bytes": int(size), "what": what}
     return out
 
 

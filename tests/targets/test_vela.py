@@ -227,3 +227,28 @@ def test_dynamic_batch_is_set_to_one_by_vela_and_the_profile_knows():
     u55 = check(read_tflite(data), load_profile("ethos-u55"))
     assert u55.fully_on_target and vela.compare(u55, result) == []
     assert not check(read_tflite(data), load_profile("edgetpu")).fully_on_target
+
+
+def test_memory_budget_is_checked_against_velas_figures():
+    """--memory on an Ethos-U target (issue 13, item 3): ram is Vela's SRAM estimate, flash the
+    size of Vela's output .tflite (what the device flashes), not the converter's file."""
+    from qfix.jobs.prove import measured_memory
+    from qfix.jobs.runtime import check_budget
+    from qfix.rules.memory_budget import MemoryBudgetExceeded
+    from qfix.targets.memory import MemoryBudget
+
+    model = conv_chain()
+    r = vela.run(model)
+    figures = vela.memory(r)
+    assert figures["ram"][0] == r.estimates.sram_bytes > 0 and "SRAM estimate" in figures["ram"][1]
+    assert figures["flash"][0] == r.output_bytes > 0 and figures["flash"][0] != len(model)
+    profile = load_profile("ethos-u55")
+    check_budget(MemoryBudget(ram=1024), profile)  # measured now: no QF914
+    compiler = judge(profile, model, check(read_tflite(model), profile))
+    measured = measured_memory(model, None, None, compiler)
+    assert "memory" not in compiler  # reported once, in the verification's `memory`
+    assert measured == {"flash": {"bytes": r.output_bytes, "what": figures["flash"][1]},
+                        "ram": {"bytes": r.estimates.sram_bytes, "what": figures["ram"][1]}}
+    (over,) = MemoryBudgetExceeded().judge(measured, MemoryBudget(ram=r.estimates.sram_bytes - 1))
+    assert over.message.startswith("ram: Vela's SRAM estimate (sram_memory_used, Ethos_U55_High_End_Embedded) needs")
+    assert list(MemoryBudgetExceeded().judge(measured, MemoryBudget(flash=r.output_bytes, ram=r.estimates.sram_bytes))) == []
