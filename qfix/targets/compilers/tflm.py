@@ -42,6 +42,7 @@ NAME = "tflite-micro"  # the toolchain name in tflm.toml
 KIND = "runtime"  # a runtime that runs the model, not a compiler that maps it
 NEEDS_SAMPLES = True  # run() takes the samples LiteRT ran (prove asks the fidelity check for them)
 MEASURES = frozenset({"flash", "ram"})  # what --memory can be checked against here
+MEMORY_TEXT = {"ram": "the tensor arena the TFLM interpreter needs"}  # for `qfix targets`
 CHILD = Path(__file__).with_name("tflm_child.py")
 # Arenas to try: the first fits every model an MCU can hold; a model that needs more gets one
 # more try, so its figure is still measured (and reported as over any MCU's RAM).

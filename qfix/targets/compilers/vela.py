@@ -139,6 +139,7 @@ class VelaResult:
 
 
 MEASURES = frozenset({"flash", "ram"})  # what --memory can be checked against (memory())
+MEMORY_TEXT = {"flash": "Vela's output .tflite", "ram": "Vela's SRAM estimate"}  # for `qfix targets`
 
 
 def available() -> str | None:
