@@ -457,6 +457,12 @@ class Placement:
     # Islands targets whose profile names where an op that misses goes (`statuses.fallback`,
     # e.g. "falls back to the CPU"): one {index, op, layer, status, reason} per such op.
     fallback: list[dict[str, Any]] = field(default_factory=list)
+    # The profile's placement ("prefix", "islands", "all_or_nothing"): whether an op off target
+    # cuts the graph, for the report's wording.
+    spread: str = "prefix"
+    # The recipe makes an integer model: float tensors are islands worth counting (a float16
+    # target computes in float throughout).
+    integer: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -558,6 +564,8 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
         warnings=warnings,
         model_failure=failure,
         fallback=fallback,
+        spread=profile.placement,
+        integer=profile.integer,
     )
 
 

@@ -75,6 +75,8 @@ def judge(profile: "Profile", tflite: bytes, placement: "Placement",
         out["verdict"] = real.NAME
     if hasattr(real, "summary_line"):
         out["summary"] = real.summary_line(result)
+    if hasattr(real, "notes"):  # how it was run, when the profile left it to a default
+        placement.warnings.extend(real.notes(profile))
     if hasattr(real, "memory"):  # its --memory figures (Vela: its output's size, its SRAM estimate)
         out["memory"] = real.memory(result)
     return out

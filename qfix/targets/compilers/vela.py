@@ -170,6 +170,16 @@ def memory(result: VelaResult) -> dict[str, tuple[int | None, str]]:
             "ram": (None if est is None else est.sram_bytes, f"Vela's SRAM estimate (sram_memory_used{where})")}
 
 
+def notes(profile: Any) -> list[str]:
+    """What the report should say about how Vela was run for `profile`: the accelerator
+    configuration it was given by default, when the profile names none (a user profile with
+    `toolchain = { name = "vela" }` alone)."""
+    if profile.toolchain.get("accelerator_config"):
+        return []
+    return [f"vela compiled for {DEFAULT_CONFIG}, its default: the profile sets no "
+            "toolchain.accelerator_config (e.g. \"ethos-u55-128\", \"ethos-u65-512\")"]
+
+
 def options(profile: Any) -> dict[str, Any]:
     """The `run()` arguments the profile sets: its accelerator configuration."""
     return {"accelerator_config": str(profile.toolchain.get("accelerator_config", DEFAULT_CONFIG))}
@@ -444,6 +454,9 @@ def apply(placement: Placement, result: VelaResult, profile: Any) -> bool:
         "op": first.op, "layer": first.layer, "reason": first.reason, "index": first.index,
         "status": first.status, "fix_hint": first.fix_hint}
     placement.fully_on_target = first is None and not placement.float_tensors
+    # Where each op Vela leaves off the NPU goes, as the GPU profile's `fallback` says it: the CPU.
+    placement.fallback = [{"index": o.index, "op": o.op, "layer": o.layer, "status": cpu, "reason": o.reason}
+                          for o in placement.ops if not o.on_target and not o.boundary]
     return True
 
 
