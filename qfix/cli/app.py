@@ -284,16 +284,25 @@ def lsp_command(stdio: bool = typer.Option(True, "--stdio", hidden=True,
 def targets_command(
     profiles: Optional[List[str]] = typer.Argument(None, metavar="[PROFILE]",
                                                    help="target ids or your own profile .toml files (checked "
-                                                        "as --target would): show only those"),
+                                                        "as --target would): show only those, with their op tables"),
+    fmt: str = typer.Option("text", "--format", help="text | json (README: 'qfix targets --format json')"),
 ) -> None:
     """List the targets: what each requires, its placement and recipe, what --memory can
-    check, how the verdict is obtained (real compiler, real runtime or profile only) and the
-    profile's sources."""
-    from qfix.report.targets import render_targets
+    check, how the verdict is obtained (real compiler, real runtime or profile only), its MAC
+    variants and the profile's sources; a target named here also shows its op table."""
+    import json
+
+    from qfix.report.targets import render_targets, target_json
     from qfix.targets import available_targets, load_profile
 
+    if fmt not in ("text", "json"):
+        raise QfixError("QF914", f"--format {fmt!r:.30}: qfix targets prints text or json")
     keys = profiles or available_targets()
-    print(render_targets([(k, load_profile(k)) for k in keys]))
+    loaded = [(k, load_profile(k)) for k in keys]
+    if fmt == "json":
+        print(json.dumps({"targets": [target_json(p, k) for k, p in loaded]}, indent=2))
+    else:
+        print(render_targets(loaded, ops=bool(profiles)))
 
 
 def _usage_line(exc: Exception) -> str:

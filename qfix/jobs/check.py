@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qfix.convert.worker import WorkerFailure, session
+from qfix.jobs.causes import one_blocker_per_cause
 from qfix.jobs.numbers import input_quantization, numbers_findings
 from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.jobs.runtime import check_budget, runtime_findings
@@ -92,20 +93,31 @@ def why_not_loadable(findings: list[Violation], opts: Options) -> str | None:
 
 
 DISPROVED = "the verification disproves this: the converted model runs fully on the target"
+LAYER_DISPROVED = "the verification disproves this: every op of {layer!r} in the converted model runs on the target"
 
 
 def reconcile(findings: list[Violation], ver: Verification) -> None:
     """The verification is the proof: a static blocker (a Lambda or custom class qfix cannot
     read, a predicted cut) on a model whose converted form runs fully on the target is a
     prediction the proof contradicts. It becomes a warning saying so, so that the table, the
-    verdict and the exit status agree. Findings of the verification itself are left alone."""
-    if not ver.placement.fully_on_target:
-        return
+    verdict and the exit status agree. On a partial run the same holds per layer: a static
+    blocker about a layer whose converted ops the placement all puts on the target is
+    contradicted too. Findings of the verification itself are left alone."""
     static = {r.code for r in model_rules()}
+    placement = ver.placement
+    per_layer: dict[str, list[bool]] = {}
+    for op in placement.ops:
+        if op.layer is not None and not op.boundary:
+            per_layer.setdefault(op.layer, []).append(op.on_target)
     for v in findings:
-        if v.code in static and v.severity == Severity.BLOCKER and not v.applied:
+        if v.code not in static or v.severity != Severity.BLOCKER or v.applied:
+            continue
+        if placement.fully_on_target:
             v.severity = Severity.WARNING
             v.message = f"{v.message} ({DISPROVED})"
+        elif v.location.layer is not None and all(per_layer.get(v.location.layer, [False])):
+            v.severity = Severity.WARNING
+            v.message = f"{v.message} ({LAYER_DISPROVED.format(layer=v.location.layer)})"
 
 
 def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: None) -> Result:
@@ -144,6 +156,7 @@ def judge(result: Result, ver: Verification, stats: list[dict], calib,
     result.findings.extend(runtime_findings(ver, result.profile, result.budget))
     result.findings.extend(numbers_findings(ver, stats, result.input_quantization, result.graph))
     reconcile(result.findings, ver)
+    result.findings = one_blocker_per_cause(result.findings, ver)
 
 
 def convert_and_verify(path: Path, archive: KerasArchive, graph: Graph, profile: Profile, opts: Options,

@@ -148,17 +148,25 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
                         "disagreements": runtime.compare(placement, ran)}
     return Verification(placement, fid, compiler, seconds, tflite, calib.source,
                         recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs],
-                        memory=measured_memory(tflite, runtime, ran))
+                        memory=measured_memory(tflite, runtime, ran, compiler))
 
 
-def measured_memory(tflite: bytes, real: Any, ran: Any) -> dict[str, dict[str, Any]]:
+def measured_memory(tflite: bytes, real: Any, ran: Any, compiler: dict[str, Any] | None = None
+                    ) -> dict[str, dict[str, Any]]:
     """kind -> {"bytes", "what"}: the .tflite's size as flash, unless the target's real tool
-    measured its own figures (the TFLM interpreter: also the tensor arena as ram)."""
+    measured its own figures: the TFLM interpreter (`ran` by runtime `real`: the flatbuffer, and
+    its tensor arena as ram), or a compiler whose `compiler` entry carries `memory` (Vela: its
+    output .tflite as flash, its SRAM estimate as ram). The entry's `memory` is taken out of it:
+    the figures are reported once, here."""
     out: dict[str, dict[str, Any]] = {"flash": {"bytes": len(tflite), "what": "the .tflite flatbuffer"}}
+    figures: dict[str, Any] = {}
     if ran is not None and hasattr(real, "memory"):
-        for kind, (size, what) in real.memory(ran).items():
-            if size is not None:
-                out[kind] = {"bytes": int(size), "what": what}
+        figures = real.memory(ran)
+    elif compiler is not None:
+        figures = compiler.pop("memory", None) or {}
+    for kind, (size, what) in figures.items():
+        if size is not None:
+            out[kind] = {"bytes": int(size), "what": what}
     return out
 
 
@@ -228,17 +236,16 @@ def _attribute_op_nodes(placement: Any, tfl: Any, graph: Graph) -> None:
 def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
     """Fused kernels whose tensors carry no layer scope (an integer LSTM's tensors are
     `arith.constant*`, its output `tfl.unidirectional_sequence_lstm`) are matched to the
-    layers of the class that makes that op (opmap.LAYER_OPS), in graph order, when the counts
+    layers of the class that makes that op in the model's dialect (opmap.layer_ops), in graph order, when the counts
     agree; ops the converter adds after them (the last-step STRIDED_SLICE of
     return_sequences=False) take the layer of the op feeding them."""
-    from qfix.model.opmap import LAYER_OPS, layer_key
+    from qfix.model.opmap import layer_ops
 
     taken = {p.layer for p in placement.ops if p.layer is not None}
     for op_type in sorted({p.op for p in placement.ops if p.layer is None}):
-        classes = {cls for cls, ops in LAYER_OPS.items() if op_type in ops}
         ops = [p for p in placement.ops if p.op == op_type and p.layer is None]
-        layers = [l.name for _, l in graph.walk() if layer_key(l) in classes and l.name not in taken]
-        if classes and len(ops) == len(layers):
+        layers = [l.name for _, l in graph.walk() if op_type in (layer_ops(l, graph.dialect) or ()) and l.name not in taken]
+        if layers and len(ops) == len(layers):
             for p, name in zip(ops, layers):
                 p.layer = name
     producers = {o: op.index for op in tfl.ops for o in op.outputs}

@@ -20,7 +20,8 @@ from qfix.types import QfixError, Violation
 
 def check_budget(budget: MemoryBudget | None, profile: Profile) -> None:
     """QF914 when the budget names a memory this target's run never measures (`ram` needs a
-    runtime that reports its arena): a check that cannot fail would read as a pass."""
+    runtime or compiler that reports it: TFLM's arena, Vela's SRAM estimate): a check that cannot
+    fail would read as a pass."""
     if budget is None:
         return
     known = measures(profile)
@@ -29,7 +30,7 @@ def check_budget(budget: MemoryBudget | None, profile: Profile) -> None:
         why = (f"its toolchain ({profile.toolchain.get('name') or 'none'}) reports no RAM figure" if tool is None
                else f"{tool.NAME} reports no RAM figure")
         raise QfixError("QF914", f"--memory ram=...: target {profile.id} measures flash only (the .tflite size); "
-                                 f"{why}. RAM is measured for targets whose runtime reports its arena (see qfix targets)")
+                                 f"{why}. RAM is measured for targets whose runtime or compiler reports it (see qfix targets)")
 
 
 def runtime_findings(ver: Any, profile: Profile, budget: MemoryBudget | None) -> list[Violation]:

@@ -29,6 +29,18 @@ ACTIVATION_OPS: dict[str, tuple[str, ...]] = {
     "log_softmax": ("LOG_SOFTMAX",),
 }
 
+# Layers whose TFLite op carries an `activation=` as its fused_activation_function (TFLite
+# schema ActivationFunctionType), and the activation ops the converter fuses that way: a
+# Conv2D(activation="relu") becomes one CONV_2D with RELU fused, no RELU op (TF 2.21).
+FUSING_LAYER_OPS: dict[str, str] = {
+    "Conv1D": "CONV_2D",
+    "Conv2D": "CONV_2D",
+    "DepthwiseConv2D": "DEPTHWISE_CONV_2D",
+    "SeparableConv2D": "CONV_2D",  # the pointwise half carries the activation
+    "Dense": "FULLY_CONNECTED",
+}
+FUSABLE_ACTIVATION_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1"})
+
 # Keras layer / op-node class -> TFLite ops that the target must have (the distinctive ones).
 LAYER_OPS: dict[str, tuple[str, ...]] = {
     "LeakyReLU": ("LEAKY_RELU",),
@@ -87,6 +99,24 @@ def layer_key(layer) -> str:
         inner = layer.config.get("layer")
         return f"Bidirectional({inner.get('class_name') if isinstance(inner, dict) else None})"
     return layer.class_name
+
+
+# Where a dialect lowers a layer differently (TF 2.21, both seen in converted models): Keras 3
+# saves a rolled LSTM as a generic RNN loop, which converts to a WHILE (with STRIDED_SLICEs
+# inside); tf_keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM.
+DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "keras3": {
+        "LSTM": ("WHILE",),
+        "Bidirectional(LSTM)": ("WHILE", "REVERSE_V2"),
+    },
+}
+
+
+def layer_ops(layer, dialect: str) -> tuple[str, ...] | None:
+    """The TFLite ops `layer` lowers to in `dialect` ("keras3" or "tf_keras"), None when
+    LAYER_OPS does not know its class."""
+    key = layer_key(layer)
+    return DIALECT_LAYER_OPS.get(dialect, {}).get(key, LAYER_OPS.get(key))
 
 
 def activations_of(layer) -> list[str]:

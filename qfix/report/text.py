@@ -82,11 +82,15 @@ def render_recipe(ver, console: Console) -> None:
 def render_verification(ver, console: Console, title: str = "placement") -> None:
     pl = ver.placement
     render_recipe(ver, console)
+    # Float tensors are islands only in an integer model: a float16 target computes in float.
+    floats = f"{len(pl.float_tensors)} float tensor(s), " if getattr(pl, "integer", True) else ""
     console.print(
         f"[bold]{title}:[/] {pl.ops_on_target}/{pl.ops_total} ops on target, "
-        f"{len(pl.float_tensors)} float tensor(s), converted in {ver.convert_seconds:.1f}s"
+        f"{floats}converted in {ver.convert_seconds:.1f}s"
     )
-    if pl.first_unsupported:
+    # An islands target cuts nothing: its ops off target are listed below (fallback), not a cut.
+    islands = getattr(pl, "spread", "prefix") == "islands" and getattr(pl, "fallback", [])
+    if pl.first_unsupported and not islands:
         f = pl.first_unsupported
         console.print(
             f"  first unsupported: [bold]{escape(f['op'])}[/] (op {f['index']}) {escape(from_layer(f['layer']))} — "
@@ -127,6 +131,9 @@ def render_runtime(compiler: dict, console: Console) -> None:
     """The target's real runtime (the TFLM interpreter): did it run the model, do its outputs
     match LiteRT's, and the tensor arena it needed."""
     r, name = compiler.get("result") or {}, escape(compiler.get("used"))
+    if r.get("skipped"):
+        console.print(f"  {name} interpreter not run: {escape(r['skipped'])}")
+        return
     if not r.get("ok"):
         console.print(f"  [bold red]{name} interpreter cannot run the model:[/] {escape(r.get('error'))}")
         return

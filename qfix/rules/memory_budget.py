@@ -3,7 +3,9 @@
 ## What it does
 With `--memory flash=SIZE,ram=SIZE`, compares what the run measured with the budget: flash
 with the converted `.tflite` (the flatbuffer a TFLite Micro application links in as a C
-array), RAM with the tensor arena the real TFLM interpreter needed for the model. Sizes:
+array), or with Vela's output `.tflite` on an Ethos-U target (the file the device flashes);
+RAM with the tensor arena the real TFLM interpreter needed for the model, or with Vela's SRAM
+estimate on an Ethos-U target. Sizes:
 B, KB = KiB = 1024 B, MB = MiB = 1024² B (as microcontroller datasheets count). When the
 runtime that measures the arena did not run (not installed, or the model failed in it), a
 RAM budget cannot be shown to hold: that fires too, saying so.
@@ -25,8 +27,9 @@ A smaller model (fewer channels, a smaller input), or activations that live shor
 Display-only.
 
 ## Targets
-Every target for flash (the `.tflite` size). RAM only where the target's real runtime
-measures it (the compiler module's `MEASURES`): qfix refuses `ram=` elsewhere (QF914).
+Every target for flash (the `.tflite` size, or the real compiler's output where it writes
+one). RAM only where the target's real runtime or compiler measures it (the compiler module's
+`MEASURES`): qfix refuses `ram=` elsewhere (QF914).
 """
 
 from __future__ import annotations

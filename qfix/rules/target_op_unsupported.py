@@ -24,8 +24,10 @@ Every target, judged by the profile's op table and constraints, or by the real c
 it runs and its placement is the verdict (Vela for the Ethos-U targets: each op it leaves on the
 CPU, with Vela's reason; a file it refuses whole). A profile with
 `placement = "prefix"` (one cut: the Edge TPU) gets one finding at the cut; others get one per
-op and layer, saying where the op goes when the profile names it (`statuses.fallback`, e.g.
-"falls back to the CPU" for the GPU delegate). A profile with `version_failure = "model"` (the Edge TPU compiler) gets one
+layer (the ops of that layer that miss, each with its reason), saying where the ops go when the
+profile names it (`statuses.fallback`, e.g. "falls back to the CPU" for the GPU delegate). With
+`placement = "all_or_nothing"` (TFLite Micro) only the ops that fail on their own account get a
+finding; the ops that do not run because the model does not are counted in the first one. A profile with `version_failure = "model"` (the Edge TPU compiler) gets one
 finding when an op version is too new for its toolchain: the file is rejected whole ("Model
 could not be parsed"), nothing maps, and the finding names the layer whose own settings need
 that version (a grouped Conv2D: CONV_2D v6; a Conv2DTranspose with a fused activation:
@@ -66,13 +68,26 @@ class TargetOpUnsupported(VerifyRule):
                 first.get("layer"),
             )
             return
-        seen = set()
         # Where an op that misses goes, in the profile's words (the GPU delegate: "falls back
         # to the CPU"); a profile without it says nothing more.
         goes = f" — {profile.statuses['fallback']}" if profile.placement == "islands" and "fallback" in profile.statuses else ""
-        for o in off:
-            if (o.op, o.layer) in seen:
-                continue
-            seen.add((o.op, o.layer))
-            fix = f" — fix: {o.fix_hint}" if o.fix_hint else ""
-            yield self.violation(f"{o.op} (op {o.index}) {from_layer(o.layer)}: {o.reason}{goes}{fix}", o.layer)
+        # One finding per cause: the ops of one layer that miss on their own account (a Keras 3
+        # LSTM's WHILE and the STRIDED_SLICEs inside it), in one row; ops off target only
+        # because the whole model fails (all_or_nothing) are summarised in the first row.
+        own = [o for o in off if not o.spread]
+        spread = len(off) - len(own)
+        by_layer: dict[object, list] = {}
+        for o in own:
+            by_layer.setdefault(o.layer if o.layer is not None else ("op", o.index), []).append(o)
+        for n, ops in enumerate(by_layer.values()):
+            kinds: dict[str, list] = {}
+            for o in ops:
+                kinds.setdefault(o.op, []).append(o)
+            where = ", ".join(f"{k} (op {', '.join(str(o.index) for o in group)})" for k, group in kinds.items())
+            reasons = "; ".join(group[0].reason if len(kinds) == 1 else f"{k}: {group[0].reason}"
+                                for k, group in kinds.items())
+            hints = list(dict.fromkeys(o.fix_hint for o in ops if o.fix_hint))
+            fix = f" — fix: {'; '.join(hints)}" if hints else ""
+            rest = (f" — so nothing runs: the other {spread} op(s) of the model do not run either"
+                    if n == 0 and spread else "")
+            yield self.violation(f"{where} {from_layer(ops[0].layer)}: {reasons}{goes}{rest}{fix}", ops[0].layer)

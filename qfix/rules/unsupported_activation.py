@@ -157,10 +157,12 @@ class UnsupportedActivation(SourceRule):
         c = self.names.canon(node)
         return FUNCS.get(c) if c else None
 
-    def _flag(self, node: cst.CSTNode, act: str, how: str) -> None:
+    def _flag(self, node: cst.CSTNode, act: str, how: str, host: str | None = None) -> None:
         missing = self.ctx.target.missing_activations  # type: ignore[union-attr]
         if act not in missing or not self.ctx.activity.for_target or self.ctx.dispatched(node):
-            return  # a layer built only when the input names it: the model side sees the choice
+            return
+        if host is not None and self.ctx.target.runs_activation(act, host):  # type: ignore[union-attr]
+            return  # fused into the host's op (a CONV_2D with RELU), as the op check reads the profile  # a layer built only when the input names it: the model side sees the choice
         tgt = self.ctx.target.id  # type: ignore[union-attr]
         self.report(
             node, f"{how} `{act}` has no kernel on target {tgt}: {consequence(self.ctx.target)}",
@@ -193,7 +195,7 @@ class UnsupportedActivation(SourceRule):
             return
         act = self._activation_name(a.value)
         if act is not None:
-            self._flag(a, act, "Activation")
+            self._flag(a, act, "Activation", c.rsplit(".", 1)[-1])
 
 
 # --- model side ----------------------------------------------------------------------------
@@ -233,7 +235,7 @@ class UnsupportedActivationModel(ModelRule):
         for path, layer in graph.walk():
             found: list[tuple[str, tuple[str, ...]]] = []
             for act in activations_of(layer):
-                if act in ACTIVATION_OPS:
+                if act in ACTIVATION_OPS and not ctx.target.runs_activation(act, layer.class_name):
                     found.append((act, ACTIVATION_OPS[act]))
             if layer.class_name in ("LeakyReLU", "ELU"):
                 found.append((layer.class_name, LAYER_OPS[layer.class_name]))

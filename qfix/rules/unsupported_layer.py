@@ -29,7 +29,7 @@ A target whose profile's op table does not run (or does not list, with
 from __future__ import annotations
 
 from qfix.model.cases import functional_config
-from qfix.model.opmap import LAYER_OPS, layer_key
+from qfix.model.opmap import LAYER_OPS, layer_key, layer_ops
 from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule, consequence
 
@@ -53,7 +53,7 @@ class UnsupportedLayer(ModelRule):
                 continue  # an input cast is QF102's finding, with its fix
             if _unrolled(layer):
                 continue  # one cell per time step: plain ops, no WHILE or fused sequence op (QF305)
-            missing = [op for op in LAYER_OPS[key] if not ctx.target.supports(op)]
+            missing = [op for op in layer_ops(layer, graph.dialect) or () if not ctx.target.supports(op)]
             if not missing:
                 continue
             spec = ctx.target.op(missing[0])
@@ -96,6 +96,13 @@ class UnsupportedLayer(ModelRule):
                 ["bi"]),
             fires=True,
             count=1,
+        ),
+        ModelCase(  # Keras 3 lowers a rolled LSTM to a WHILE loop, no UNIDIRECTIONAL_SEQUENCE_LSTM (TF 2.21)
+            "keras3-lstm-is-a-while-loop",
+            functional_config([("x", (1, 5, 4), "float32")], [("lstm", "LSTM", {"units": 4}, ["x"])], ["lstm"]),
+            fires=True,
+            count=1,
+            targets=("gpu",),
         ),
         ModelCase(
             "conv",

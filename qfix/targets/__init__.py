@@ -24,7 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from qfix.model.opmap import ACTIVATION_OPS
+from qfix.model.opmap import ACTIVATION_OPS, FUSABLE_ACTIVATION_OPS, FUSING_LAYER_OPS
 from qfix.targets import variants
 from qfix.targets import schema
 from qfix.types import QfixError
@@ -161,6 +161,20 @@ class Profile:
         """The words for status `key`: the profile's own, else qfix's (schema.DEFAULT_STATUSES)."""
         return self.statuses.get(key) or schema.DEFAULT_STATUSES.get(key, key)
 
+    def fuses(self, host_op: str, activation_op: str) -> bool:
+        """Whether `activation_op` (RELU, RELU6, ...) runs fused into `host_op` (CONV_2D, ...) on
+        this target: the host op is supported and each of its `fused_activation_in` rules, the
+        ones the op-by-op check (qfix.targets.check) applies, admits the activation. Fused, the
+        activation is no op of its own, so whether the target lists it does not matter."""
+        spec = self.ops.get(host_op)
+        if spec is None:
+            if self.unlisted_ops != "reference":
+                return False
+        elif not spec.supported:
+            return False
+        rules = [] if spec is None else [r for r in spec.constraints if r.predicate == "fused_activation_in"]
+        return all(activation_op in r.args.get("values", ()) for r in rules if r.severity == "blocker")
+
     # ---- the source rules' view, derived from the facts above -------------------------------
     @property
     def batch(self) -> int | None:
@@ -181,6 +195,15 @@ class Profile:
         """A float fallback op is off target (no kernel for unlisted ops), so the converter
         should be held to TFLITE_BUILTINS_INT8."""
         return self.integer and self.unlisted_ops == "unsupported"
+
+    def runs_activation(self, activation: str, host_layer: str | None = None) -> bool:
+        """Whether the Keras activation `activation` (opmap.ACTIVATION_OPS) runs on this target
+        when applied by a layer of class `host_layer` (its `activation=`): each of its TFLite ops
+        is either supported or fused into the host's op (`fuses`, opmap.FUSING_LAYER_OPS)."""
+        host = FUSING_LAYER_OPS.get(host_layer or "")
+        ops = ACTIVATION_OPS.get(activation, ())
+        fused = host is not None and len(ops) == 1 and ops[0] in FUSABLE_ACTIVATION_OPS
+        return all(self.supports(o) or (fused and self.fuses(host, o)) for o in ops)
 
     @cached_property
     def missing_activations(self) -> frozenset[str]:

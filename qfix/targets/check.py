@@ -438,6 +438,9 @@ class OpPlacement:
     fix_hint: str | None = None
     source: str | None = None
     confidence: str | None = None
+    # Off target only because another op is (after a single cut, or an all-or-nothing failure):
+    # no cause of its own.
+    spread: bool = False
 
 
 @dataclass
@@ -457,6 +460,12 @@ class Placement:
     # Islands targets whose profile names where an op that misses goes (`statuses.fallback`,
     # e.g. "falls back to the CPU"): one {index, op, layer, status, reason} per such op.
     fallback: list[dict[str, Any]] = field(default_factory=list)
+    # The profile's placement ("prefix", "islands", "all_or_nothing"): whether an op off target
+    # cuts the graph, for the report's wording.
+    spread: str = "prefix"
+    # The recipe makes an integer model: float tensors are islands worth counting (a float16
+    # target computes in float throughout).
+    integer: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -517,12 +526,14 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
         for p in placements[first.index + 1:]:
             if p.on_target and not p.boundary:
                 p.on_target = False
+                p.spread = True
                 p.status = profile.status("after_cut")
                 p.reason = f"after the cut at op {first.index} ({first.op}): the compiler maps one segment only"
     elif first is not None and profile.placement == "all_or_nothing":
         for p in placements:
             if p.on_target:
                 p.on_target = False
+                p.spread = True
                 p.reason = f"the model fails on op {first.index} ({first.op}), so nothing runs"
 
     # A float tensor is an island only where the recipe makes an integer model; a float16 or
@@ -556,6 +567,8 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
         warnings=warnings,
         model_failure=failure,
         fallback=fallback,
+        spread=profile.placement,
+        integer=profile.integer,
     )
 
 

@@ -206,13 +206,17 @@ def test_targets_command_lists_every_target_with_its_verdict_source():
     for t, block in zip(available_targets(), blocks):
         p = load_profile(t)
         labels = [line.split()[0] for line in block.splitlines()[1:]]
-        assert labels == ["requires", "placement", "recipe", "memory", "verdict", "sources"], block
+        mac = ["variants"] if p.toolchain.get("accelerator_configs") else []
+        assert labels == ["requires", "placement", "recipe", "memory", "verdict", "sources", *mac], block
         assert p.recipe.description in block and f"verdict    {verdict_source(p)}" in block
     by_id = dict(zip(available_targets(), blocks))
     assert "verdict    real compiler (edgetpu_compiler) when on PATH, else profile" in by_id["edgetpu"]
     assert "verdict    real runtime (tflite-micro interpreter) when installed, else profile" in by_id["tflm"]
     assert "verdict    profile only (no GPU here" in by_id["gpu"]
-    assert "ram (the tensor arena the runtime needs)" in by_id["tflm"]
+    assert "ram (the tensor arena the TFLM interpreter needs)" in by_id["tflm"]
+    assert "variants   ethos-u55:32, ethos-u55:64, ethos-u55:128, ethos-u55:256 (MACs per cycle)" in by_id["ethos-u55"]
+    assert "--memory flash (Vela's output .tflite), ram (Vela's SRAM estimate)" in by_id["ethos-u85"]
+    assert "\n  ops  " not in r.stdout  # the op tables are for targets named on the command line
     assert "ram" not in by_id["edgetpu"].split("memory")[1].split("\n")[0]
     assert "int8 I/O, batch 1, static shapes" in by_id["tflm"] and "all or nothing" in by_id["tflm"]
     assert "float32/float16 tensors" in by_id["gpu"] and "rank 4 or less" in by_id["gpu"]
@@ -223,8 +227,8 @@ def test_targets_command_lists_every_target_with_its_verdict_source():
 
 def test_targets_command_shows_a_user_profile_or_its_error(my_npu, tmp_path):
     r = qfix("targets", str(my_npu))
-    assert r.returncode == 0 and r.stdout.startswith(f"{my_npu}  "), r.stdout + r.stderr
-    assert "[id my_npu]" in r.stdout and "verdict    profile only" in r.stdout
+    assert r.returncode == 0 and r.stdout.startswith("my_npu  "), r.stdout + r.stderr
+    assert f"[profile {my_npu}]" in r.stdout.splitlines()[0] and "verdict    profile only" in r.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text(my_npu.read_text().replace("static_shapes = false", "static_shape = false"))
     r = qfix("targets", str(bad))
@@ -316,3 +320,39 @@ def test_new_targets_convert_and_check_a_model(target):
     assert ver["recipe"] == load_profile(target).recipe.description
     assert all(op["status"] in (load_profile(target).status("mapped"), load_profile(target).status("boundary_cpu"))
                for op in ver["ops"])
+
+
+def test_a_named_target_shows_its_canonical_id_and_op_table():
+    """`qfix targets CORAL` (issue 13, items 6 and 7): the canonical id, not the user's capitals,
+    and the op table the README promises, each op with its rules."""
+    r = qfix("targets", "CORAL")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("edgetpu  Coral Edge TPU") and "CORAL" not in r.stdout
+    p = load_profile("edgetpu")
+    assert f"  ops        {len(p.ops)} listed; an op not listed is off target" in lines
+    conv = next(i for i, line in enumerate(lines) if line.split()[:1] == ["CONV_2D"])
+    assert lines[conv].split()[1:3] == ["yes,", "max"] and "Must use the same dilation" in lines[conv + 1]
+    assert any(line.split()[:2] == ["HARD_SWISH", "no"] for line in lines)
+    r = qfix("targets", "Ethos-U55:128")
+    assert r.stdout.startswith("ethos-u55:128  Arm Ethos-U55 NPU (128 MACs)"), r.stdout[:200]
+
+
+def test_targets_json_has_the_documented_shape():
+    r = qfix("targets", "ethos-u65", "examples/targets/my_npu.toml", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    u65, mine = json.loads(r.stdout)["targets"]
+    assert set(u65) == {"id", "name", "aliases", "profile", "requires", "placement", "recipe", "memory",
+                        "verdict_source", "toolchain", "accelerator_config", "variants", "sources",
+                        "unlisted_ops", "ops"}
+    assert u65["id"] == "ethos-u65" and u65["variants"] == ["ethos-u65:256", "ethos-u65:512"]
+    assert u65["memory"] == ["flash", "ram"] and u65["accelerator_config"] == "ethos-u65-256"
+    assert len(u65["ops"]) == len(load_profile("ethos-u65").ops)
+    assert mine["id"] == "my_npu" and mine["profile"] == "examples/targets/my_npu.toml" and mine["variants"] == []
+    (conv,) = [o for o in mine["ops"] if o["op"] == "CONV_2D"]
+    assert conv["supported"] and conv["rules"][1] == {
+        "predicate": "fused_activation_in", "args": {"values": ["NONE", "RELU", "RELU6"]},
+        "text": "Only ReLU and ReLU6 fuse into a convolution.", "severity": "blocker",
+        "source": "My NPU SDK guide 2.1, table 4", "confidence": "R"}
+    bad = qfix("targets", "--format", "xml")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("QF914 --format 'xml'")

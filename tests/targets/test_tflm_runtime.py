@@ -236,3 +236,20 @@ def test_tflm_is_also_compared_with_litert_s_reference_kernels(chain):
     assert ref is not None and ref.error is None, ref
     assert ref.values == r.values and ref.beyond_one_step == 0 and ref.differing == 0, ref
     assert r.to_json()["reference_kernels"]["values"] == r.values
+
+
+def test_samples_the_converted_model_cannot_take_are_not_fed_and_tflm_is_not_blamed():
+    """A dynamic-shape model: LiteRT was resized to the samples, TFLM cannot be (issue 13, item 4).
+    qfix skips the run and says why; QF309 (the runtime's refusal) does not fire."""
+    model = conv_chain(signature_batch=-1)
+    samples = litert_samples(conv_chain())
+    samples["inputs"] = [{t: np.concatenate([a, a]) for t, a in row.items()} for row in samples["inputs"]]
+    r = tflm.run(model, samples)
+    assert not r.ok and r.error is None and r.arena_bytes is None
+    assert r.skipped == ("input 'serving_default_input_1:0' is [-1, 4, 4, 3] in the converted model (dynamic "
+                         "dimensions); TFLM allocates fixed shapes and cannot take the [2, 4, 4, 3] samples: "
+                         "fix the input shape first")
+    compiler = {"used": tflm.NAME, "kind": tflm.KIND, "result": r.to_json()}
+    assert list(TargetRuntimeError().judge(compiler, "TFLM")) == []
+    assert tflm.compare(check(read_tflite(model), load_profile("tflm")), r) == []
+    assert tflm.memory(r)["ram"][0] is None

@@ -227,3 +227,55 @@ def test_dynamic_batch_is_set_to_one_by_vela_and_the_profile_knows():
     u55 = check(read_tflite(data), load_profile("ethos-u55"))
     assert u55.fully_on_target and vela.compare(u55, result) == []
     assert not check(read_tflite(data), load_profile("edgetpu")).fully_on_target
+
+
+def test_memory_budget_is_checked_against_velas_figures():
+    """--memory on an Ethos-U target (issue 13, item 3): ram is Vela's SRAM estimate, flash the
+    size of Vela's output .tflite (what the device flashes), not the converter's file."""
+    from qfix.jobs.prove import measured_memory
+    from qfix.jobs.runtime import check_budget
+    from qfix.rules.memory_budget import MemoryBudgetExceeded
+    from qfix.targets.memory import MemoryBudget
+
+    model = conv_chain()
+    r = vela.run(model)
+    figures = vela.memory(r)
+    assert figures["ram"][0] == r.estimates.sram_bytes > 0 and "SRAM estimate" in figures["ram"][1]
+    assert figures["flash"][0] == r.output_bytes > 0 and figures["flash"][0] != len(model)
+    profile = load_profile("ethos-u55")
+    check_budget(MemoryBudget(ram=1024), profile)  # measured now: no QF914
+    compiler = judge(profile, model, check(read_tflite(model), profile))
+    measured = measured_memory(model, None, None, compiler)
+    assert "memory" not in compiler  # reported once, in the verification's `memory`
+    assert measured == {"flash": {"bytes": r.output_bytes, "what": figures["flash"][1]},
+                        "ram": {"bytes": r.estimates.sram_bytes, "what": figures["ram"][1]}}
+    (over,) = MemoryBudgetExceeded().judge(measured, MemoryBudget(ram=r.estimates.sram_bytes - 1))
+    assert over.message.startswith("ram: Vela's SRAM estimate (sram_memory_used, Ethos_U55_High_End_Embedded) needs")
+    assert list(MemoryBudgetExceeded().judge(measured, MemoryBudget(flash=r.output_bytes, ram=r.estimates.sram_bytes))) == []
+
+
+def test_vela_fills_the_fallback_list_with_the_ops_it_leaves_on_the_cpu():
+    """`verification.fallback` on Ethos-U (issue 13, item 7): the ops Vela places on the CPU,
+    as the GPU profile's fallback lists its own, not an empty list."""
+    profile = load_profile("ethos-u55")
+    data = conv_chain("CUMSUM")
+    placement = check(read_tflite(data), profile)
+    judge(profile, data, placement)
+    assert placement.fallback == [{"index": 2, "op": "CUMSUM", "layer": placement.ops[2].layer,
+                                   "status": profile.status("cpu"), "reason": "Unsupported opType"}]
+    assert placement.spread == "islands" and placement.warnings == []  # the built-in names its config
+
+
+def test_a_user_profile_without_an_accelerator_config_says_which_vela_ran(tmp_path):
+    path = tmp_path / "bare_vela.toml"
+    text = (REPO / "examples" / "targets" / "my_npu.toml").read_text(encoding="utf-8")
+    path.write_text(text.replace('toolchain = { name = "my-npu-sdk", note = "no compiler for it here: the verdict '
+                                 'is this profile\'s" }', 'toolchain = { name = "vela" }'), encoding="utf-8")
+    profile = load_profile(str(path))
+    assert profile.toolchain == {"name": "vela"}
+    data = conv_chain()
+    placement = check(read_tflite(data), profile)
+    out = judge(profile, data, placement)
+    assert out["result"]["accelerator_config"] == "ethos-u55-256"
+    assert placement.warnings == ["vela compiled for ethos-u55-256, its default: the profile sets no "
+                                  "toolchain.accelerator_config (e.g. \"ethos-u55-128\", \"ethos-u65-512\")"]

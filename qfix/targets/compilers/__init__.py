@@ -17,7 +17,8 @@ whose toolchain has no module here is judged by its profile alone.
 Optional, for a runtime that runs the model rather than a compiler that maps it:
 `KIND = "runtime"`; `NEEDS_SAMPLES = True` (then `run(tflite_bytes, samples, timeout,
 memory_limit)` gets the integer tensors LiteRT was fed and gave, `Fidelity.raw`); `MEASURES`
-(the `--memory` kinds it measures) with `memory(result)` -> {kind: (bytes, what)}.
+(the `--memory` kinds it measures) with `memory(result)` -> {kind: (bytes, what)}. A compiler
+may have `MEASURES` and `memory(result)` too (Vela: its output's size, its SRAM estimate).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def judge(profile: "Profile", tflite: bytes, placement: "Placement",
         out["verdict"] = real.NAME
     if hasattr(real, "summary_line"):
         out["summary"] = real.summary_line(result)
+    if hasattr(real, "notes"):  # how it was run, when the profile left it to a default
+        placement.warnings.extend(real.notes(profile))
+    if hasattr(real, "memory"):  # its --memory figures (Vela: its output's size, its SRAM estimate)
+        out["memory"] = real.memory(result)
     return out
 
 
@@ -86,6 +91,7 @@ def runtime_for(profile: "Profile") -> ModuleType | None:
 
 def measures(profile: "Profile") -> frozenset[str]:
     """The `--memory` kinds a run for this target measures: the .tflite's size (flash) always;
-    more when the profile's real tool reports them (the TFLM tensor arena: ram)."""
+    more when the profile's real tool reports them (the TFLM tensor arena, Vela's SRAM
+    estimate: ram)."""
     compiler = find(profile)
     return frozenset({"flash"}) | getattr(compiler, "MEASURES", frozenset())

@@ -42,6 +42,7 @@ NAME = "tflite-micro"  # the toolchain name in tflm.toml
 KIND = "runtime"  # a runtime that runs the model, not a compiler that maps it
 NEEDS_SAMPLES = True  # run() takes the samples LiteRT ran (prove asks the fidelity check for them)
 MEASURES = frozenset({"flash", "ram"})  # what --memory can be checked against here
+MEMORY_TEXT = {"ram": "the tensor arena the TFLM interpreter needs"}  # for `qfix targets`
 CHILD = Path(__file__).with_name("tflm_child.py")
 # Arenas to try: the first fits every model an MCU can hold; a model that needs more gets one
 # more try, so its figure is still measured (and reported as over any MCU's RAM).
@@ -96,6 +97,9 @@ class RuntimeResult:
     outputs: list[OutputMatch] = field(default_factory=list)
     log: list[str] = field(default_factory=list)  # what TFLM printed (its errors)
     reference_kernels: ReferenceMatch | None = None  # vs LiteRT's reference kernels
+    # Why qfix did not start the interpreter (ok is then False, error None): a reason of qfix's,
+    # not the runtime's refusal (QF309 does not fire; the profile's verdict stands alone).
+    skipped: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +144,10 @@ def run(model: bytes, samples: dict[str, list[dict[int, np.ndarray]]] | None = N
     if not feed:
         base.error = "no samples to run"
         return base
+    why = _unfeedable(tfl, feed[0])
+    if why is not None:
+        base.stage, base.skipped = None, why
+        return base
     with tempfile.TemporaryDirectory(prefix="qfix-tflm-") as tmp:
         work = Path(tmp)
         (work / "model.tflite").write_bytes(model)
@@ -155,6 +163,20 @@ def run(model: bytes, samples: dict[str, list[dict[int, np.ndarray]]] | None = N
         _compare(result, outs, samples.get("outputs") or [], tfl)
         result.reference_kernels = _compare_reference(outs, refs, ref_error)
     return result
+
+
+def _unfeedable(tfl: Any, sample: dict[int, np.ndarray]) -> str | None:
+    """Why `sample` cannot be fed to the interpreter as the .tflite is (None: it can). TFLM
+    allocates each tensor once at the flatbuffer's `shape` and has no ResizeInputTensor, so an
+    input with dynamic dimensions (shape_signature -1; LiteRT was resized to the samples) cannot
+    take samples of another size. Feeding them anyway would blame TFLM for qfix's feeding."""
+    for t in tfl.inputs:
+        tensor, got = tfl.tensors[t], tuple(np.shape(sample[t]))
+        if got != tuple(tensor.shape):
+            dyn = " (dynamic dimensions)" if tensor.is_dynamic else ""
+            return (f"input {tensor.name!r} is {list(tensor.shape_signature)} in the converted model{dyn}; TFLM "
+                    f"allocates fixed shapes and cannot take the {list(got)} samples: fix the input shape first")
+    return None
 
 
 def _too_small(result: RuntimeResult) -> bool:
@@ -283,6 +305,8 @@ def _compare_reference(outs: list[list[np.ndarray]], refs: list[list[np.ndarray]
 def compare(placement: Any, result: RuntimeResult) -> list[str]:
     """Where the interpreter and the profile's prediction disagree (empty = they agree)."""
     first = placement.first_unsupported
+    if result.skipped:
+        return []  # not run: nothing to compare
     if not result.ok and first is None:
         return [f"the TFLM interpreter failed ({result.error}); the profile predicted every op runs"]
     if result.ok and first is not None:

@@ -111,6 +111,9 @@ class VelaResult:
     # or a time-out is not a refusal: it says nothing about the model.
     rejected: bool = False
     rejected_op: int | None = None  # the op Vela's error names, when it names one
+    # The size of Vela's output .tflite (`<name>_vela.tflite`): the file an Ethos-U device
+    # flashes, its command stream and encoded weights with the CPU ops beside them.
+    output_bytes: int | None = None
 
     @property
     def ops_on_npu(self) -> int:
@@ -135,6 +138,10 @@ class VelaResult:
         return out
 
 
+MEASURES = frozenset({"flash", "ram"})  # what --memory can be checked against (memory())
+MEMORY_TEXT = {"flash": "Vela's output .tflite", "ram": "Vela's SRAM estimate"}  # for `qfix targets`
+
+
 def available() -> str | None:
     """Where `ethosu.vela` is installed (in qfix's own environment), or None."""
     spec = importlib.util.find_spec(PACKAGE.split(".")[0])
@@ -150,6 +157,27 @@ def version() -> str | None:
         return metadata.version("ethos-u-vela")
     except metadata.PackageNotFoundError:
         return None
+
+
+def memory(result: VelaResult) -> dict[str, tuple[int | None, str]]:
+    """What Vela measured, for --memory: kind -> (bytes, what was measured). flash: Vela's
+    output .tflite, the file the device flashes (not the converter's .tflite, which the NPU never
+    sees); ram: Vela's SRAM estimate (`sram_memory_used` of its summary CSV) for the system
+    configuration it compiled for. None where Vela gave no figure (it failed or refused)."""
+    est = result.estimates
+    where = f", {est.system_config}" if est is not None else ""
+    return {"flash": (result.output_bytes, "Vela's output .tflite (what the Ethos-U device flashes)"),
+            "ram": (None if est is None else est.sram_bytes, f"Vela's SRAM estimate (sram_memory_used{where})")}
+
+
+def notes(profile: Any) -> list[str]:
+    """What the report should say about how Vela was run for `profile`: the accelerator
+    configuration it was given by default, when the profile names none (a user profile with
+    `toolchain = { name = "vela" }` alone)."""
+    if profile.toolchain.get("accelerator_config"):
+        return []
+    return [f"vela compiled for {DEFAULT_CONFIG}, its default: the profile sets no "
+            "toolchain.accelerator_config (e.g. \"ethos-u55-128\", \"ethos-u65-512\")"]
 
 
 def options(profile: Any) -> dict[str, Any]:
@@ -200,7 +228,9 @@ def run(model: bytes | str | Path, accelerator_config: str = DEFAULT_CONFIG, tim
             estimates = read_summary(summary.read_text(encoding="utf-8")) if summary else None
         except (KeyError, ValueError, IndexError) as exc:  # a Vela whose files qfix cannot read
             return failed(f"vela's output could not be read ({type(exc).__name__}: {exc})", log)
-        return VelaResult(True, version(), accelerator_config, ops, estimates, None, log)
+        written = next(out.glob("*_vela.tflite"), None)
+        return VelaResult(True, version(), accelerator_config, ops, estimates, None, log,
+                          output_bytes=written.stat().st_size if written else None)
 
 
 def _oom_note(log: str, limit: int) -> str:
@@ -424,6 +454,9 @@ def apply(placement: Placement, result: VelaResult, profile: Any) -> bool:
         "op": first.op, "layer": first.layer, "reason": first.reason, "index": first.index,
         "status": first.status, "fix_hint": first.fix_hint}
     placement.fully_on_target = first is None and not placement.float_tensors
+    # Where each op Vela leaves off the NPU goes, as the GPU profile's `fallback` says it: the CPU.
+    placement.fallback = [{"index": o.index, "op": o.op, "layer": o.layer, "status": cpu, "reason": o.reason}
+                          for o in placement.ops if not o.on_target and not o.boundary]
     return True
 
 
