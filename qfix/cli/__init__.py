@@ -52,11 +52,15 @@ def _lsp() -> int:
     except Exception as exc:  # noqa: BLE001 - one line, as the rest of the CLI
         if os.environ.get("QFIX_DEBUG"):
             raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"QF999 internal error: {type(exc).__name__}: {first} (set QFIX_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(internal_error(exc), file=sys.stderr)
         return 2
     if received:
         print("qfix: interrupted", file=sys.stderr)
         return 128 + received[0]
     return code
+
+
+def internal_error(exc: BaseException) -> str:
+    """The one line an unforeseen exception gets (exit status 2), for every command."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"QF999 internal error: {type(exc).__name__}: {first} (set QFIX_DEBUG=1 for the traceback)"

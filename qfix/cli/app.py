@@ -21,6 +21,7 @@ from typer.core import TyperCommand
 
 from qfix import __version__
 from qfix.report.sanitize import printable
+from qfix.cli import internal_error
 from qfix.cli.paths import COMMANDS, classify
 from qfix.cli.usage import check_usage
 from qfix.types import QfixError
@@ -383,9 +384,7 @@ def _dispatch(argv: List[str]) -> int:
     except Exception as exc:  # anything unforeseen: one line, exit 2
         if os.environ.get("QFIX_DEBUG"):
             raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"QF999 internal error: {type(exc).__name__}: {first} (set QFIX_DEBUG=1 for the traceback)",
-              file=sys.stderr)
+        print(internal_error(exc), file=sys.stderr)
         return 2
     return rc if isinstance(rc, int) else 0
 
