@@ -63,7 +63,7 @@ def test_a_file_over_the_cap_is_refused(tmp_path):
 def test_a_symlink_to_a_regular_profile_works(tmp_path):
     (tmp_path / "mine.toml").symlink_to(EXAMPLE)
     proc = qfix_run("targets", "mine.toml", cwd=tmp_path)
-    assert proc.returncode == 0 and "[id my_npu]" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "my_npu  My NPU (int8) (also: mynpu)  [profile mine.toml]" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_a_trailing_slash_is_refused(tmp_path):
@@ -75,7 +75,7 @@ def test_a_trailing_slash_is_refused(tmp_path):
 def test_an_upper_case_toml_name_is_a_path(tmp_path):
     shutil.copy(EXAMPLE, tmp_path / "MINE.TOML")
     proc = qfix_run("targets", "MINE.TOML", cwd=tmp_path)
-    assert proc.returncode == 0 and "[id my_npu]" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "my_npu  My NPU (int8) (also: mynpu)  [profile MINE.TOML]" in proc.stdout, proc.stdout + proc.stderr
     both_ways("GONE.Toml", "QF912 cannot read target profile GONE.Toml: No such file or directory", cwd=tmp_path)
 
 
