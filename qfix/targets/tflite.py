@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from qfix.targets.argtypes import ACTIVATIONS
 from qfix.types import QfixError
 
 # schema TensorType value -> lowercase numpy-ish name (TensorType has no name lookup).
@@ -31,7 +32,7 @@ _NUMPY = {
     "uint32": np.uint32, "int64": np.int64, "uint64": np.uint64, "bool": np.bool_,
 }
 FLOAT_DTYPES = frozenset({"float16", "float32", "float64", "bfloat16", "float8_e4m3fn"})
-_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+_ACTIVATIONS = dict(enumerate(ACTIVATIONS))  # schema.fbs ActivationFunctionType value -> name
 _PADDING = {0: "SAME", 1: "VALID"}
 # Builtin op codes newer than the `tflite` package's enum (2.18): TF 2.21's schema.fbs
 # (tensorflow/compiler/mlir/lite/schema/schema.fbs, BuiltinOperator). Others: "BUILTIN_<n>".

@@ -224,17 +224,19 @@ def _child(work: Path, samples: int, inputs: list[int], outputs: list[int], aren
     if not result.ok and result.error is None:
         result.error = "the TFLM interpreter failed"
     if result.ok and not result.error:
-        with np.load(work / "outputs.npz") as data:
-            outs = [[data[f"s{s}_o{j}"] for j in range(n_out)] for s in range(samples)]
-        refs: list[list[np.ndarray]] = []
-        if (work / "reference.npz").exists():
-            with np.load(work / "reference.npz") as data:
-                refs = [[data[f"s{s}_o{j}"] for j in range(n_out)] for s in range(samples)]
+        outs = _load_outputs(work / "outputs.npz", samples, n_out)
+        refs = _load_outputs(work / "reference.npz", samples, n_out) if (work / "reference.npz").exists() else []
         ref_error = raw.get("reference_error") or (None if refs else "the reference run did not end")
         return result, outs, refs, ref_error
     if not result.ok and result.log:  # TFLM's own words say which op and why
         result.error = f"{result.error}: {'; '.join(result.log[:3])}"[:600]
     return result, [], [], None
+
+
+def _load_outputs(path: Path, samples: int, n_out: int) -> list[list[np.ndarray]]:
+    """The child's `s<sample>_o<output position>` arrays as `[sample][position]`."""
+    with np.load(path) as data:
+        return [[data[f"s{s}_o{j}"] for j in range(n_out)] for s in range(samples)]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -252,24 +254,31 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
+def _diff_counts(got: np.ndarray, ref: np.ndarray) -> tuple[int, int, int, int | None, float]:
+    """Two runtimes' values of one output (flattened): values compared, differing, more than one
+    quantization step apart, the largest difference in steps (integer outputs, else None) and
+    the largest absolute difference. Values of different shapes all count as differing."""
+    if got.shape != ref.shape:
+        return int(ref.size), int(ref.size), int(ref.size), None, float("inf")
+    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+    integer = np.issubdtype(got.dtype, np.integer)
+    return (int(diff.size), int(np.count_nonzero(diff)),
+            int(np.count_nonzero(diff > 1)) if integer else int(np.count_nonzero(diff)),
+            int(diff.max()) if integer and diff.size else None, float(diff.max()) if diff.size else 0.0)
+
+
+def _flat(rows: list, key: Any) -> np.ndarray:
+    """One output over every sample (`rows[sample][key]`), flattened."""
+    return np.concatenate([np.ravel(row[key]) for row in rows]) if rows else np.array([])
+
+
 def _compare(result: RuntimeResult, outs: list[list[np.ndarray]], reference: list[dict[int, np.ndarray]],
              tfl: Any) -> None:
     """Fill the counts: TFLM's outputs (`outs[sample][position]`) against LiteRT's."""
     worst = None
     for j, t in enumerate(tfl.outputs):
         tensor = tfl.tensors[t]
-        got = np.concatenate([np.ravel(row[j]) for row in outs]) if outs else np.array([])
-        ref = np.concatenate([np.ravel(r[t]) for r in reference]) if reference else np.array([])
-        integer = np.issubdtype(got.dtype, np.integer)
-        if got.shape != ref.shape:
-            match = OutputMatch(j, tensor.name, tensor.dtype, int(ref.size), int(ref.size), int(ref.size), None,
-                                float("inf"))
-        else:
-            diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-            steps = int(diff.max()) if integer and diff.size else None
-            match = OutputMatch(j, tensor.name, tensor.dtype, int(diff.size), int(np.count_nonzero(diff)),
-                                int(np.count_nonzero(diff > 1)) if integer else int(np.count_nonzero(diff)),
-                                steps, float(diff.max()) if diff.size else 0.0)
+        match = OutputMatch(j, tensor.name, tensor.dtype, *_diff_counts(_flat(outs, j), _flat(reference, t)))
         result.outputs.append(match)
         result.values += match.values
         result.differing += match.differing
@@ -285,20 +294,13 @@ def _compare_reference(outs: list[list[np.ndarray]], refs: list[list[np.ndarray]
     match = ReferenceMatch(error=error)
     if error or not refs:
         return match
-    for row, ref_row in zip(outs, refs):
-        for got, ref in zip(row, ref_row):
-            if got.shape != ref.shape:
-                match.values += int(ref.size)
-                match.differing += int(ref.size)
-                match.beyond_one_step += int(ref.size)
-                continue
-            diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-            integer = np.issubdtype(got.dtype, np.integer)
-            match.values += int(diff.size)
-            match.differing += int(np.count_nonzero(diff))
-            match.beyond_one_step += int(np.count_nonzero(diff > 1)) if integer else int(np.count_nonzero(diff))
-            if integer and diff.size:
-                match.max_diff_steps = max(match.max_diff_steps or 0, int(diff.max()))
+    for j in range(len(refs[0])):
+        values, differing, beyond, steps, _ = _diff_counts(_flat(outs, j), _flat(refs, j))
+        match.values += values
+        match.differing += differing
+        match.beyond_one_step += beyond
+        if steps is not None:
+            match.max_diff_steps = max(match.max_diff_steps or 0, steps)
     return match
 
 
