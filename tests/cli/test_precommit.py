@@ -110,6 +110,9 @@ def test_hooks_pick_their_files(project: Path, pre_commit_home: Path):
     run = pre_commit("run", "--all-files", "--verbose", cwd=project, home=pre_commit_home)
     assert run.returncode == 1
     py_part, keras_part = run.stdout.split("qfix (.keras models)", 1)
-    assert "Found 2 issues in 2 files." in py_part  # train.py and clean.py; no model
+    # train.py and clean.py, no model; source runs default to the edgetpu target (no pyproject
+    # here), so the converter's settings are judged for it too: QF402, QF403.
+    assert "Found 4 issues in 2 files." in py_part
+    assert "train.py:6:1: QF402 [*]" in py_part and "train.py:6:1: QF403" in py_part
     assert "== blocked.keras ==" in keras_part and "== fine.keras ==" in keras_part  # both models, in one run
     assert "train.py" not in keras_part
