@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
     ap.add_argument("--out", type=Path, default=RESULTS, help="the results file (JSON rows)")
-    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the rest")
+    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the pairs no results file holds")
     ap.add_argument("--report", nargs="*", type=Path, metavar="FILE",
                     help="only print the table and summary of these results files (default: every "
                          "bench/targets-results/*.json)")
@@ -379,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     apps = [] if args.no_apps else [a for a in args.apps.split(",") if a]
     rows = json.loads(args.out.read_text()) if args.resume and args.out.exists() else []
     done = {(r["model"], r["target"]) for r in rows}
+    if args.resume:  # a pair already measured in another results file is not run again
+        done |= {(r["model"], r["target"]) for f in RESULTS.parent.glob("*.json") for r in json.loads(f.read_text())}
     todo = models(only, apps, args.apps_cache)
     if args.no_fixtures:
         todo = [(k, p) for k, p in todo if k == "application"]
