@@ -17,6 +17,13 @@ _STATE_STYLE = {"quantized": "green", "pass-through": "cyan", "float": "yellow",
                 "transformed": "dim"}
 
 
+def has_snippet(run) -> bool:
+    """A training snippet is shown when the model trains and its QAT model converts: a run whose
+    only fault is the placement (exit 1, e.g. attention left float cuts the Edge TPU graph)
+    still wrote a model worth training; one tfmot refused or that does not convert did not."""
+    return not run.problems() and run.result.verification is not None
+
+
 def training_snippet(run) -> str:
     """A short script that trains and converts the model qfix wrote (or the input, when no
     rewrite was needed): load inside the quantize scope (qfix's QuantizeConfigs, the user's
@@ -112,7 +119,7 @@ def render_qat(run, console: Console) -> None:
                       "trained one step is not a deliverable)")
     elif run.not_written:
         console.print(f"{escape(run.not_written)}")
-    if run.exit_code() == 0:
+    if has_snippet(run):
         console.print("[bold]train it:[/]")
         for line in training_snippet(run).splitlines():  # line by line: escape() shows a newline as \n
             console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
@@ -159,7 +166,7 @@ def qat_json(run) -> dict[str, Any]:
         "translation_notes": run.translation_notes,
         "problems": run.problems(),
         "float_culprits": run.float_culprits,  # what changes the float outputs → max abs diff without it
-        "snippet": training_snippet(run) if run.exit_code() == 0 else None,
+        "snippet": training_snippet(run) if has_snippet(run) else None,
         "quantize_config_templates": run.templates,
     }
     out["model_not_written"] = run.not_written

@@ -79,6 +79,8 @@ def _assert_trained_with_the_attention_float(code: int, report: dict, translated
     assert any(f["code"] == "QF303" and f["layer"] == "mha" and "BATCH_MATMUL" in f["message"]
                for f in report["findings"])
     assert code == 1 and report["exit_code"] == 1
+    # ... and the model still trains: the snippet says how (the placement is the only fault)
+    assert "quantize_apply(model)" in qat["snippet"] and "qat.fit(" in qat["snippet"]
 
 
 @pytest.mark.tf
