@@ -20,7 +20,7 @@ from qfix.targets.schema import builtin_codes, validate
 from qfix.targets.tflite import read_tflite
 from qfix.types import QfixError
 
-from tflite_models import conv_chain
+from tflite_models import build_tflite, conv_chain
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "targets" / "my_npu.toml"
@@ -227,3 +227,18 @@ def test_the_example_runs_the_static_check_through_the_console_script():
     report = json.loads(proc.stdout)
     # static_shapes = true and batch 1: the dynamic batch is reported (the recipe fixes it)
     assert report["target"] == "my_npu" and [f["code"] for f in report["findings"]] == ["QF301"]
+
+
+def test_without_vela_the_ethos_u_profile_says_where_an_op_off_the_npu_goes():
+    """Profile only (Vela not run): an Ethos-U op off the NPU is listed as a CPU fallback, as
+    Vela's own placement lists it (islands: the ops after it stay on the NPU)."""
+    q = {"dtype": "int8"}
+    tensors = [{"name": "x", "shape": (1, 8), **q}, {"name": "model/relu/out", "shape": (1, 8), **q},
+               {"name": "model/log_softmax/out", "shape": (1, 8), **q}, {"name": "model/tanh/out", "shape": (1, 8), **q}]
+    ops = [{"op": "RELU", "in": [0], "out": [1]}, {"op": "LOG_SOFTMAX", "in": [1], "out": [2]},
+           {"op": "TANH", "in": [2], "out": [3]}]
+    for target in ("ethos-u55", "ethos-u65", "ethos-u85"):
+        p = check(read_tflite(build_tflite(tensors, ops, [0], [3])), load_profile(target))
+        assert [o.on_target for o in p.ops] == [True, False, True], target
+        assert [(f["op"], f["status"]) for f in p.fallback] == [
+            ("LOG_SOFTMAX", "falls back to the CPU (TensorFlow Lite Micro's kernel)")], target
