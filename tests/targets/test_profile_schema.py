@@ -150,6 +150,10 @@ BROKEN = [  # (replace this, with that) in the example, what the message must sa
     (('supported = false ', 'supported = "no" '), "op.LEAKY_RELU.supported: must be true or false"),
     (('quantization = "full_integer" ', 'quantization = "int4" '), "recipe.quantization must be one of"),
     (("batch = 1", "batch = -1"), "recipe.batch must be a positive integer"),
+    # verified at batch 1 only: a batch-4 profile failed in TFLite's RESHAPE prepare, after TF
+    (("batch = 1", "batch = 4"), "recipe.batch: qfix converts and verifies at batch 1 only, got 4"),
+    (("batch = 1", "batch = 99999999999999999999999"), "recipe.batch: qfix converts and verifies at batch 1 only"),
+    (("schema = 1", "schema = true"), "expected `schema = 1` at the top of the file, got True"),
     (('id = "my_npu" ', 'id = "../my npu" '), "target.id must be letters, digits"),
     (("[recipe]", "recipe = 3\n[recipe_]"), "recipe_: unknown key"),
 ]
@@ -242,3 +246,19 @@ def test_without_vela_the_ethos_u_profile_says_where_an_op_off_the_npu_goes():
         assert [o.on_target for o in p.ops] == [True, False, True], target
         assert [(f["op"], f["status"]) for f in p.fallback] == [
             ("LOG_SOFTMAX", "falls back to the CPU (TensorFlow Lite Micro's kernel)")], target
+
+
+@pytest.mark.parametrize("name", ["edgetpu", "int8", "tflm", "Coral", "ethos-u55:128", "vela"])
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_builtin_name_means_the_builtin_beside_a_file_or_folder_of_that_name(tmp_path, monkeypatch, name, kind):
+    """An `edgetpu/` output folder (or a stray file called `tflm`) in the working directory does
+    not turn the built-in target into a user profile."""
+    monkeypatch.chdir(tmp_path)
+    if kind == "folder":
+        (tmp_path / name).mkdir()
+    else:
+        (tmp_path / name).write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_profile(name).id == load_profile(name.split(":")[0]).id != "my_npu"
+    # A name that is no built-in still reads the file (the README's "naming an existing file").
+    (tmp_path / "mine").write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_profile("mine").id == "my_npu"
