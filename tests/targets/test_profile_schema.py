@@ -262,3 +262,43 @@ def test_a_builtin_name_means_the_builtin_beside_a_file_or_folder_of_that_name(t
     # A name that is no built-in still reads the file (the README's "naming an existing file").
     (tmp_path / "mine").write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
     assert load_profile("mine").id == "my_npu"
+
+
+def test_a_float_island_at_the_model_edges_is_judged_not_taken_for_the_interface():
+    """int8 in -> DEQUANTIZE -> TANH (float) -> QUANTIZE -> int8 out: the DEQUANTIZE reads an
+    integer graph input and the QUANTIZE writes an integer graph output, so neither converts
+    the model's I/O type; they open and close a float island (Vela puts all three on the CPU:
+    "DEQUANTIZE ... Unsupported opType"). The report listed two and warned of float model I/O."""
+    tensors = [{"name": "x", "shape": (1, 8), "dtype": "int8"},
+               {"name": "model/conv3d/deq", "shape": (1, 8), "dtype": "float32"},
+               {"name": "model/conv3d/tanh", "shape": (1, 8), "dtype": "float32"},
+               {"name": "model/conv3d/out", "shape": (1, 8), "dtype": "int8"}]
+    ops = [{"op": "DEQUANTIZE", "in": [0], "out": [1]}, {"op": "TANH", "in": [1], "out": [2]},
+           {"op": "QUANTIZE", "in": [2], "out": [3]}]
+    for target in ("ethos-u55", "int8", "tflm"):
+        p = check(read_tflite(build_tflite(tensors, ops, [0], [3])), load_profile(target))
+        assert [o.boundary for o in p.ops] == [False, False, False], target
+        assert p.float_tensors == ["model/conv3d/deq", "model/conv3d/tanh"], target
+        assert not any("float model input/output" in w for w in p.warnings), (target, p.warnings)
+        if target == "tflm":  # TFLM registers float kernels: the island runs (QF405 warns of it)
+            assert p.fully_on_target and p.first_unsupported is None
+            continue
+        assert not p.fully_on_target and p.first_unsupported["op"] == "DEQUANTIZE", target
+        assert "float island starts here" in p.first_unsupported["reason"], target
+    # QF405: a blocker where the target has no float kernels, a warning on TFLM (it runs them).
+    from qfix.rules.float_island import FloatIsland
+    from qfix.types import Severity
+    for target, severity in (("tflm", Severity.WARNING), ("int8", Severity.BLOCKER), ("ethos-u55", Severity.BLOCKER)):
+        prof = load_profile(target)
+        (v,) = FloatIsland().check(check(read_tflite(build_tflite(tensors, ops, [0], [3])), prof), prof)
+        assert v.severity is severity, target
+        assert ("runs them on its float kernels" in v.message) is (target == "tflm")
+    u55 = check(read_tflite(build_tflite(tensors, ops, [0], [3])), load_profile("ethos-u55"))
+    assert [f["op"] for f in u55.fallback] == ["DEQUANTIZE", "TANH", "QUANTIZE"]
+    # The interface itself is still the boundary: float in -> QUANTIZE -> int8 ... -> DEQUANTIZE -> float out.
+    io = [{"name": "x", "shape": (1, 8), "dtype": "float32"}, {"name": "q", "shape": (1, 8), "dtype": "int8"},
+          {"name": "t", "shape": (1, 8), "dtype": "int8"}, {"name": "y", "shape": (1, 8), "dtype": "float32"}]
+    io_ops = [{"op": "QUANTIZE", "in": [0], "out": [1]}, {"op": "TANH", "in": [1], "out": [2]},
+              {"op": "DEQUANTIZE", "in": [2], "out": [3]}]
+    p = check(read_tflite(build_tflite(io, io_ops, [0], [3])), load_profile("ethos-u55"))
+    assert [o.boundary for o in p.ops] == [True, False, True] and p.ops[1].on_target
