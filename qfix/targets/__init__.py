@@ -310,7 +310,7 @@ def _read_profile(name: str) -> str:
     if len(data) > MAX_PROFILE_BYTES:
         raise QfixError("QF912", f"target profile {name} is larger than {cap} (a profile is a few KiB)")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a BOM (Windows editors) is not TOML's
     except UnicodeDecodeError:
         raise QfixError("QF912", f"target profile {name} is not UTF-8 text (TOML is)") from None
 
@@ -319,15 +319,17 @@ def _not_a_builtin_name(profile: Profile, path: Path) -> None:
     """A user profile may not take a built-in's id or alias: output files, reports and JSON
     name the target by id, and `edgetpu` must mean the shipped Edge TPU. The built-in files
     themselves (loaded by path in the test suite) are theirs."""
-    key = profile.id.lower()
-    owner = key if key in available_targets() else _aliases().get(key)
-    if owner is None:
+    own_file = resources.files(__package__).joinpath(profile.id.lower() + ".toml")
+    if isinstance(own_file, Path) and own_file.exists() and path.resolve() == own_file.resolve():
         return
-    own_file = resources.files(__package__).joinpath(f"{owner}.toml")
-    if isinstance(own_file, Path) and path.resolve() == own_file.resolve():
-        return
-    what = "the id of a built-in target" if owner == key else f"an alias of the built-in target {owner}"
-    raise _bad(str(path), f"target.id: {profile.id!r} is {what}; give your profile its own id")
+    for key_name, name in (("target.id", profile.id), *(("target.aliases", a) for a in profile.aliases)):
+        key = name.lower()
+        owner = key if key in available_targets() else _aliases().get(key)
+        if owner is None:
+            continue
+        what = "the id of a built-in target" if owner == key else f"an alias of the built-in target {owner}"
+        raise _bad(str(path), f"{key_name}: {name!r} is {what}; give your profile its own "
+                              f"{'id' if key_name == 'target.id' else 'aliases'}")
 
 
 def _bad(where: str, msg: str) -> QfixError:

@@ -154,6 +154,11 @@ BROKEN = [  # (replace this, with that) in the example, what the message must sa
     (("batch = 1", "batch = 4"), "recipe.batch: qfix converts and verifies at batch 1 only, got 4"),
     (("batch = 1", "batch = 99999999999999999999999"), "recipe.batch: qfix converts and verifies at batch 1 only"),
     (("schema = 1", "schema = true"), "expected `schema = 1` at the top of the file, got True"),
+    (('aliases = ["mynpu"]', 'aliases = ["mine", "TFLM"]'), "target.aliases: 'TFLM' is the id of a built-in target"),
+    (('aliases = ["mynpu"]', 'aliases = ["coral"]'), "target.aliases: 'coral' is an alias of the built-in target edgetpu"),
+    (('name = "my-npu-sdk"', 'name = "vela", accelerator_config = 128'), "target.toolchain.accelerator_config: must be a string"),
+    (('name = "my-npu-sdk"', 'name = "vela", accelerator_config = "fast"'),
+     "target.toolchain.accelerator_config: must name a Vela accelerator configuration ending in -<MACs>"),
     (('id = "my_npu" ', 'id = "../my npu" '), "target.id must be letters, digits"),
     (("[recipe]", "recipe = 3\n[recipe_]"), "recipe_: unknown key"),
 ]
@@ -187,6 +192,7 @@ def test_a_toml_syntax_error_names_the_line(tmp_path):
     ("p.toml", "folder", "is a folder"),
     ("latin1.toml", b"schema = 1\nname = '\xe9'\n", "not UTF-8"),
     ("empty.toml", b"", "expected `schema = 1`"),
+    ("bom.toml", "\ufeffschema = 1\n".encode(), "missing [target] table"),  # the BOM is skipped: the next problem shows
 ])
 def test_files_that_are_not_profiles(tmp_path, name, content, needle):
     path = tmp_path / name
