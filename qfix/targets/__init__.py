@@ -50,7 +50,7 @@ PREDICATE_NAMES = frozenset({
     "stride_le_unless_unpadded", "no_scalar_activations",
     "runtime_inputs_le", "const_inputs_le", "inputs_count_in", "input_is_const", "input_not_const", "dtype_not_in",
     "rank_in", "dim_in", "dtype_pair_in", "custom_code_in", "attrs_not_all", "depth_multiplier_single_channel",
-    "one_input_covers_other", "scale_gt",
+    "one_input_covers_other", "scale_gt", "weight_sum_le",
 })
 QUANTIZATIONS = ("full_integer", "float16", "none")
 IO_DTYPES = ("int8", "uint8", "int16", "float32")

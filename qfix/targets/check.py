@@ -87,6 +87,28 @@ def num_elements_le(model: TfliteModel, op: Op, tensor: TensorRef, n: int) -> st
     return None if size <= n else f"{tensor} has {size} elements"
 
 
+def weight_sum_le(model: TfliteModel, op: Op, n: int, n_int16: int | None = None) -> str | None:
+    """The sum of |w - zero_point| over one output channel's integer weights (input 1) is at most
+    `n` for every channel; `n_int16` when the op's input is int16 (Vela: "The sum of absolute
+    weights cannot exceed 8323072", 2130706432 for a 16-bit IFM on the U85). The output channel
+    is the last axis of a DEPTHWISE_CONV_2D filter, the first of the others (TFLite layouts
+    [O,H,W,I], [1,H,W,O], [O,I]); Vela observed per channel: 9,353,567 for Dense(16) over
+    147,456 inputs, the tensor's total being 16x that."""
+    w = _tensor(model, op, "input1")
+    data = _tensor(model, op, "input2" if op.name == "TRANSPOSE_CONV" else "input0")  # [shape, w, x, b]
+    values = None if w is None else w.const_value()
+    if values is None or w.dtype not in ("int8", "uint8") or values.ndim < 2:
+        return None
+    axis = values.ndim - 1 if op.name == "DEPTHWISE_CONV_2D" else 0
+    zp = np.asarray(w.zero_point or [0], dtype=np.int64)
+    if zp.size > 1:  # per channel, along the output axis
+        zp = zp.reshape([-1 if i == axis else 1 for i in range(values.ndim)])
+    sums = np.abs(values.astype(np.int64) - zp).sum(axis=tuple(i for i in range(values.ndim) if i != axis))
+    limit = n_int16 if n_int16 is not None and data is not None and data.dtype == "int16" else n
+    worst = int(sums.max())
+    return None if worst <= limit else f"the absolute sum of one output channel's weights is {worst} > {limit}"
+
+
 def size_warn(model: TfliteModel, op: Op, tensor: TensorRef, elements: int) -> str | None:
     return num_elements_le(model, op, tensor, elements)
 
@@ -418,7 +440,7 @@ PREDICATES: dict[str, Predicate] = {
               no_scalar_activations,
               runtime_inputs_le, const_inputs_le, inputs_count_in, input_is_const, input_not_const, dtype_not_in,
               rank_in, dim_in, dtype_pair_in, custom_code_in, attrs_not_all, depth_multiplier_single_channel,
-              one_input_covers_other, scale_gt)
+              one_input_covers_other, scale_gt, weight_sum_le)
 }
 
 
