@@ -154,8 +154,6 @@ BROKEN = [  # (replace this, with that) in the example, what the message must sa
     (("batch = 1", "batch = 4"), "recipe.batch: qfix converts and verifies at batch 1 only, got 4"),
     (("batch = 1", "batch = 99999999999999999999999"), "recipe.batch: qfix converts and verifies at batch 1 only"),
     (("schema = 1", "schema = true"), "expected `schema = 1` at the top of the file, got True"),
-    (('aliases = ["mynpu"]', 'aliases = ["mine", "TFLM"]'), "target.aliases: 'TFLM' is the id of a built-in target"),
-    (('aliases = ["mynpu"]', 'aliases = ["coral"]'), "target.aliases: 'coral' is an alias of the built-in target edgetpu"),
     (('name = "my-npu-sdk"', 'name = "vela", accelerator_config = 128'), "target.toolchain.accelerator_config: must be a string"),
     (('name = "my-npu-sdk"', 'name = "vela", accelerator_config = "fast"'),
      "target.toolchain.accelerator_config: must name a Vela accelerator configuration ending in -<MACs>"),

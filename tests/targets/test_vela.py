@@ -214,7 +214,9 @@ def test_extends_lays_tables_over_the_base_and_replaces_op_tables():
     u55, u85 = load_profile("ethos-u55"), load_profile("ethos-u85")
     assert u85.recipe.io_dtype == u55.recipe.io_dtype and u85.placement == u55.placement
     assert u85.static_shapes and u85.integer_io and u85.statuses == u55.statuses
-    assert u55.op("CONV_2D").constraints and not u85.op("CONV_2D").constraints  # replaced whole
+    # replaced whole: the U85's CONV_2D has no stride rule, only its own weight-sum limit
+    assert {r.predicate for r in u55.op("CONV_2D").constraints} == {"stride_le_unless_unpadded", "weight_sum_le"}
+    assert [r.predicate for r in u85.op("CONV_2D").constraints] == ["weight_sum_le"]
     assert u55.op("CAST").fix_hint and not u85.op("CAST").fix_hint and u85.supports("CAST")
     assert u85.op("MEAN") == u55.op("MEAN")  # inherited as it is
     assert u85.aux_dtypes == ("int32", "bool") and u55.aux_dtypes == ("int32",)
