@@ -382,8 +382,10 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     # No rewrite kept: the model is the input's, so only the verified conversion is written.
     stale = not run.active and not in_place and outputs.model.exists()
     model_zip = archive_zip(config, archive.metadata, weights) if run.active else None
-    write_outputs(outputs, model_zip, after.tflite)
+    compiled = write_outputs(outputs, model_zip, after.tflite, after.compiled)
     run.outputs = {"model": str(outputs.model) if run.active else None, "tflite": str(outputs.tflite)}
+    if compiled:  # the target compiler's file (Vela's), what --memory flash= measured
+        run.outputs["compiled"] = next(iter(compiled.values()))
     run.not_written = None if run.active else str(outputs.model)
     run.stale_model = stale
     run.batch_note = batch_note(profile, fixed_graph, run)

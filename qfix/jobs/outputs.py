@@ -28,6 +28,12 @@ class Outputs:
     def paths(self) -> tuple[Path, ...]:
         return (self.model,) if self.tflite is None else (self.model, self.tflite)
 
+    def compiled(self, suffix: str) -> Path:
+        """Where a target compiler's file made from the .tflite goes: `m.qfix.ethos-u55.tflite`
+        with Vela's suffix `_vela.tflite` -> `m.qfix.ethos-u55_vela.tflite` (Vela's own naming)."""
+        assert self.tflite is not None
+        return self.tflite.with_name(self.tflite.name.removesuffix(".tflite") + suffix)
+
 
 def output_paths(path: Path, target: str, out_dir: Path | None, in_place: bool) -> Outputs:
     """`m.keras` -> `m.qfix.keras` (or `m.keras` itself with `in_place`) and
@@ -84,26 +90,37 @@ def _check(outputs: Outputs) -> None:
                                      f"{_kb(need)} (the input's size)")
 
 
-def write_outputs(outputs: Outputs, model_zip: bytes | None, tflite: bytes | None) -> None:
-    """Write both outputs or neither (QF913 otherwise); `model_zip` None (no rewrite kept)
-    writes the `.tflite` alone, `tflite` None (a QAT run) the model alone. The folder is made here, and removed again when the write
-    fails; with `in_place` the input is replaced only at the commit and restored if the
-    commit fails."""
+def write_outputs(outputs: Outputs, model_zip: bytes | None, tflite: bytes | None,
+                  compiled: dict[str, bytes] | None = None) -> dict[str, str]:
+    """Write every output or none (QF913 otherwise); `model_zip` None (no rewrite kept)
+    writes the `.tflite` alone, `tflite` None (a QAT run) the model alone; `compiled` (suffix ->
+    bytes, Vela's `_vela.tflite`) goes beside the `.tflite`. The folder is made here, and removed
+    again when the write fails; with `in_place` the input is replaced only at the commit and
+    restored if the commit fails. Returns suffix -> path of the compiled files written."""
     made = _make_folder(outputs.model.parent)
+    extra = {}
     if outputs.tflite is not None:
         made += _make_folder(outputs.tflite.parent)
+        if tflite is not None:
+            extra = {suffix: outputs.compiled(suffix) for suffix in (compiled or {})}
+    for path in extra.values():  # checked like the others (check_outputs ran before the suffix was known)
+        if os.path.lexists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            raise error("QF913", f"{path}: {'a folder' if path.is_dir() else 'a special file'} is in the way of the output")
     try:
         with Transaction() as tx:
             if model_zip is not None:
                 tx.stage(outputs.model, model_zip)
             if tflite is not None and outputs.tflite is not None:
                 tx.stage(outputs.tflite, tflite)
+            for suffix, path in extra.items():
+                tx.stage(path, compiled[suffix])
             tx.commit()
     except BaseException:
         for folder in reversed(made):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty: never a folder with someone's files
         raise
+    return {suffix: str(path) for suffix, path in extra.items()}
 
 
 def _existing_folder(path: Path, folder: Path) -> Path:

@@ -49,6 +49,9 @@ class Verification:
     qat_reference: bool = False
     # What the run measured, for --memory: kind ("flash", "ram") -> {"bytes", "what"}.
     memory: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Files the target's compiler made from `tflite`, by suffix (Vela's "_vela.tflite": what an
+    # Ethos-U device flashes); the main job writes them beside the .tflite.
+    compiled: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def outputs_in_model_order(self) -> bool:
@@ -132,7 +135,8 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     _attribute_by_class(placement, tfl, graph)
     _attribute_weighted_ops(placement, graph)
     # The profile's toolchain, when its compiler is installed (Vela's placement becomes the verdict).
-    compiler = judge_with_compiler(profile, tflite, placement, progress)
+    compiled: dict[str, bytes] = {}
+    compiler = judge_with_compiler(profile, tflite, placement, progress, compiled)
     # A runtime that runs the model (TFLM) is fed what LiteRT was fed in the numbers check.
     runtime = runtime_for(profile)
     progress(f"comparing{label} numbers with the float model")
@@ -148,7 +152,7 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
                         "disagreements": runtime.compare(placement, ran)}
     return Verification(placement, fid, compiler, seconds, tflite, calib.source,
                         recipe, [{k: v for k, v in o.items() if k != "tensor"} for o in outputs],
-                        memory=measured_memory(tflite, runtime, ran, compiler))
+                        memory=measured_memory(tflite, runtime, ran, compiler), compiled=compiled)
 
 
 def measured_memory(tflite: bytes, real: Any, ran: Any, compiler: dict[str, Any] | None = None

@@ -114,7 +114,11 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         if ver.compiler.get("kind") == "runtime":
             render_runtime(ver.compiler, console)
         whose = f"; the placement above is {used}'s" if ver.compiler.get("verdict") == used else ""
-        console.print(f"  {used} ran: {len(dis)} disagreement(s) with the profile{whose}")
+        result = ver.compiler.get("result") or {}
+        if result.get("ok", True) or result.get("rejected"):
+            console.print(f"  {used} ran: {len(dis)} disagreement(s) with the profile{whose}")
+        else:  # a crash, a time-out, a bad configuration: it placed nothing (the summary says why)
+            console.print(f"  {used} did not finish; the placement above is the profile's")
         for d in dis:
             console.print(f"    {escape(d)}")
     fid = ver.fidelity
@@ -176,6 +180,8 @@ def render_memory(result, console: Console) -> None:
         if got is None and limit is None:
             continue
         text = f"{kind} {format_bytes(got['bytes']) if got else 'not measured'}"
+        if got and got.get("what"):  # whose figure (Vela's output .tflite, its SRAM estimate, ...): short
+            text += f" ({escape(got['what'].split(' (')[0])})"
         if limit is not None:
             fits = got is not None and got["bytes"] <= limit
             text += f" of {format_bytes(limit)} " + ("[green]fits[/]" if fits else "[bold red]does not fit[/]"
@@ -273,6 +279,10 @@ def render_fix(run, console: Console) -> None:
         console.print(f"no rewrite kept: {escape(run.not_written)} not written{earlier}")
     if run.outputs.get("tflite"):
         console.print(f"wrote {escape(run.outputs['tflite'])}")
+    if run.outputs.get("compiled"):
+        console.print(f"wrote {escape(run.outputs['compiled'])} (compiled by "
+                      f"{escape(str((result.verification.compiler or {}).get('used', 'the target compiler')))}: "
+                      "the file the device runs)")
     render_verdict(result, console)
     render_unsafe_hint([] if run.unsafe else unsafe_fixes_left(result.findings), console)
 

@@ -1,7 +1,8 @@
-"""QF301 dynamic-shape: unknown batch or spatial dimensions for a static-shape target (model and source).
+"""QF301 dynamic-shape: unknown batch or spatial dimensions for a static-shape target, or a batch the target does not run (model and source).
 
 ## What it does
-Model side: finds model inputs with unknown (`None`) dimensions in a `.keras` config.
+Model side: finds model inputs with unknown (`None`) dimensions in a `.keras` config, and
+inputs whose fixed batch differs from the batch the target's recipe converts at.
 
 Source side: in a file that converts its model (a `TFLiteConverter`) or exports it for a
 converter (`model.export`, `tf.saved_model.save`), flags `keras.Input(...)` /
@@ -43,7 +44,10 @@ display-only.
 
 ## Targets
 A target whose profile sets `static_shapes = true` (the batch it runs is the profile's
-`batch`). Targets with dynamic shapes (the int8 CPU) never get it. Both sides report a
+`batch`). Targets with dynamic shapes (the int8 CPU) never get it for a dynamic dimension.
+A fixed batch other than the recipe's (an input built with `batch_size=4`) is reported on every
+target whose recipe pins the batch, the int8 CPU's included: the `.tflite` takes the recipe's
+batch, not the model's, and a runtime that feeds the model's batch would fail. Both sides report a
 dynamic batch as a warning and an unknown spatial dimension as a blocker. With `--mode qat` a dynamic
 batch is not reported: a model meant for training keeps it (the batch is fixed at conversion).
 """
@@ -221,11 +225,27 @@ class DynamicShapeModel(ModelRule):
     fix_applicability = Applicability.SAFE
 
     def check(self, graph, ctx):
-        if not ctx.target.static_shapes:
-            return
         for inp in graph.input_layers():
             shape = inp.out_shape
             if shape is None:
+                continue
+            batch = ctx.target.batch
+            if shape and shape[0] is not None and batch and shape[0] != batch and ctx.mode != "qat":
+                # Any target whose recipe pins the batch (the int8 CPU's too): the .tflite takes
+                # `batch` samples per call whatever the model says, so a runtime that feeds the
+                # model's own batch fails (or reads one sample) - say so, never silently.
+                yield self.violation(
+                    f"input {inp.name!r} has a fixed batch of {shape[0]} {_fmt(shape)}; {ctx.target.name} runs "
+                    f"batch {batch}: qfix's recipe converts at batch {batch}, so the .tflite takes {batch} "
+                    f"sample(s) per inference, not {shape[0]}",
+                    inp.name,
+                    fix=f"fix the batch dimension to {batch} (same outputs per sample)",
+                    severity=Severity.WARNING,
+                    pointer=inp.pointer,
+                    rewrite=Rewrite(rewrites.static_batch, (), inp.name) if inp.pointer else None,
+                )
+                return  # one input tells it: every input shares the batch
+            if not ctx.target.static_shapes:
                 continue
             spatial = [i for i, d in enumerate(shape) if d is None and i > 0]
             if spatial:
@@ -284,6 +304,27 @@ class DynamicShapeModel(ModelRule):
             "static",
             functional_config([("x", (1, 8, 8, 3), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
             fires=False,
+        ),
+        ModelCase(  # a fixed batch other than the target's: the .tflite would take batch 1, silently
+            "fixed-batch-four",
+            functional_config([("x", (4, 8, 8, 3), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
+            fires=True,
+            count=1,
+            expected={"class_name": "InputLayer", "config": {"batch_shape": [1, 8, 8, 3]}},
+        ),
+        ModelCase(  # the int8 CPU runs dynamic shapes, but its recipe converts at batch 1 too
+            "fixed-batch-four-int8",
+            sequential_config(("x", (4, 8), "float32"), [("d", "Dense", {"units": 2}, (4, 8))]),
+            fires=True,
+            count=1,
+            targets=("int8", "ethos-u55"),
+            expected={"class_name": "InputLayer", "config": {"batch_shape": [1, 8]}},
+        ),
+        ModelCase(  # a model meant for training keeps its batch
+            "fixed-batch-four-qat",
+            functional_config([("x", (4, 8, 8, 3), "float32")], [("r", "ReLU", {}, ["x"])], ["r"]),
+            fires=False,
+            mode="qat",
         ),
         ModelCase(  # a model meant for training keeps its dynamic batch
             "dynamic-batch-qat",

@@ -19,13 +19,18 @@ An op with an int8 kernel, or place the op after the accelerated part.
 Display-only.
 
 ## Targets
-A target whose profile allows only integer activation dtypes (`activation_dtypes`): a float
-tensor there is an island.
+Every target with an integer recipe. Where the profile allows only integer activation dtypes
+(`activation_dtypes`) an island is a blocker: the target cannot compute it. Where it allows
+float32 too (TFLite Micro registers float kernels) the model runs, and the island is a warning:
+each one costs a DEQUANTIZE/QUANTIZE round trip, float arithmetic (slow on a core without an
+FPU) and four bytes per value in the tensor arena.
 """
 
 from __future__ import annotations
 
 from qfix.rules.base import VerifyRule
+from qfix.targets.tflite import FLOAT_DTYPES
+from qfix.types import Severity
 
 
 class FloatIsland(VerifyRule):
@@ -41,8 +46,12 @@ class FloatIsland(VerifyRule):
             by_layer.setdefault(island.get("layer"), []).append(island)
         for layer, islands in by_layer.items():
             ops = sorted({str(i.get("producer") or "graph input") for i in islands})
+            runs = any(d in FLOAT_DTYPES for d in profile.activation_dtypes)
             yield self.violation(
                 f"{len(islands)} float tensor(s) inside the integer model, made by {', '.join(ops)} "
-                f"(layer {layer!r}), e.g. {islands[0].get('tensor')!r}",
+                f"(layer {layer!r}), e.g. {islands[0].get('tensor')!r}"
+                + (f"; {profile.name} runs them on its float kernels (slower, 4 bytes per value in RAM)"
+                   if runs else ""),
                 layer if isinstance(layer, str) else None,
+                Severity.WARNING if runs else Severity.BLOCKER,
             )

@@ -50,7 +50,7 @@ PREDICATE_NAMES = frozenset({
     "stride_le_unless_unpadded", "no_scalar_activations",
     "runtime_inputs_le", "const_inputs_le", "inputs_count_in", "input_is_const", "input_not_const", "dtype_not_in",
     "rank_in", "dim_in", "dtype_pair_in", "custom_code_in", "attrs_not_all", "depth_multiplier_single_channel",
-    "one_input_covers_other", "scale_gt",
+    "one_input_covers_other", "scale_gt", "weight_sum_le",
 })
 QUANTIZATIONS = ("full_integer", "float16", "none")
 IO_DTYPES = ("int8", "uint8", "int16", "float32")
@@ -250,7 +250,8 @@ def load_profile(name_or_path: str) -> Profile:
     """A built-in target by id or alias, any case (`edgetpu`, `Coral`, `ethos-u55`), with
     `:N` for its accelerator configuration with N MACs (`ethos-u55:128`, qfix.targets.variants),
     or a user profile by path (a name ending in `.toml` in any case, holding a `/`, or naming an
-    existing file): a regular file of at most 1 MiB (MAX_PROFILE_BYTES). Built-ins are parsed once per process; a user profile is checked strictly
+    existing file that is not a built-in's id or alias: `edgetpu` is the built-in even beside an
+    `edgetpu/` folder): a regular file of at most 1 MiB (MAX_PROFILE_BYTES). Built-ins are parsed once per process; a user profile is checked strictly
     (qfix.targets.schema: every key, op name and rule argument).
 
     Raises QfixError QF910 (empty or unknown name, listing the known ones; a bad `:N`) or QF912 (unreadable or
@@ -258,14 +259,17 @@ def load_profile(name_or_path: str) -> Profile:
     if not name_or_path.strip():
         raise QfixError("QF910", "empty target: pass a target id (see `qfix targets`) or a profile .toml file")
     path = Path(name_or_path)
-    if name_or_path.lower().endswith(".toml") or "/" in name_or_path or path.exists():
+    name, colon, macs = name_or_path.partition(":")  # `ethos-u55:128`: a MAC configuration
+    key = name.lower()
+    key = _aliases().get(key, key)
+    # A built-in's id or alias means the built-in even when a file or folder of that name is in
+    # the working directory (an `edgetpu/` output folder is common); a path says it is one.
+    spelled_as_path = name_or_path.lower().endswith(".toml") or "/" in name_or_path or os.sep in name_or_path
+    if spelled_as_path or (key not in available_targets() and path.exists()):
         text = _read_profile(name_or_path)
         profile = _parse(text, str(path), strict=True)
         _not_a_builtin_name(profile, path)
         return profile
-    name, colon, macs = name_or_path.partition(":")  # `ethos-u55:128`: a MAC configuration
-    key = name.lower()
-    key = _aliases().get(key, key)
     if key not in available_targets():
         known = ", ".join(available_targets())
         raise QfixError("QF910", f"unknown target '{name_or_path}' (known: {known}; or pass a .toml profile)")
@@ -306,7 +310,7 @@ def _read_profile(name: str) -> str:
     if len(data) > MAX_PROFILE_BYTES:
         raise QfixError("QF912", f"target profile {name} is larger than {cap} (a profile is a few KiB)")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a BOM (Windows editors) is not TOML's
     except UnicodeDecodeError:
         raise QfixError("QF912", f"target profile {name} is not UTF-8 text (TOML is)") from None
 
@@ -315,12 +319,14 @@ def _not_a_builtin_name(profile: Profile, path: Path) -> None:
     """A user profile may not take a built-in's id or alias: output files, reports and JSON
     name the target by id, and `edgetpu` must mean the shipped Edge TPU. The built-in files
     themselves (loaded by path in the test suite) are theirs."""
+    own_file = resources.files(__package__).joinpath(profile.id.lower() + ".toml")
+    if isinstance(own_file, Path) and own_file.exists() and path.resolve() == own_file.resolve():
+        return
+    # Aliases are not checked: a copy of a built-in file keeps its aliases (the README's way to
+    # add a target), and a user profile's aliases never name a target for --target.
     key = profile.id.lower()
     owner = key if key in available_targets() else _aliases().get(key)
     if owner is None:
-        return
-    own_file = resources.files(__package__).joinpath(f"{owner}.toml")
-    if isinstance(own_file, Path) and path.resolve() == own_file.resolve():
         return
     what = "the id of a built-in target" if owner == key else f"an alias of the built-in target {owner}"
     raise _bad(str(path), f"target.id: {profile.id!r} is {what}; give your profile its own id")
@@ -336,7 +342,7 @@ def _parse(text: str, where: str, strict: bool = False) -> Profile:
     except tomllib.TOMLDecodeError as exc:
         raise _bad(where, f"invalid TOML ({exc})") from None
     # Every file says its own schema: a child's `extends` does not supply it.
-    if doc.get("schema") != 1:
+    if doc.get("schema") != 1 or isinstance(doc.get("schema"), bool):  # `true == 1` in Python
         raise _bad(where, f"expected `schema = 1` at the top of the file, got "
                           f"{'no schema key' if 'schema' not in doc else repr(doc['schema'])[:40]}")
     try:
@@ -498,7 +504,11 @@ def _recipe(raw: Any, target_id: str, where: str, inherited: dict[str, str] | No
         raise _bad(where, f"recipe.io_dtype must be one of {', '.join(IO_DTYPES)}, got {io_dtype!r}")
     batch = raw.get("batch", base.batch)
     if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
-        raise _bad(where, f"recipe.batch must be a positive integer, got {batch!r}")
+        raise _bad(where, f"recipe.batch must be a positive integer, got {batch!r:.40}")
+    if batch is not None and batch != 1:
+        # The verification feeds one sample per inference (calibration, fidelity, TFLM, Vela's
+        # batch-1 rules): a batch-N file would fail there, after minutes of TensorFlow.
+        raise _bad(where, f"recipe.batch: qfix converts and verifies at batch 1 only, got {batch!r:.40}")
     ops = raw.get("supported_ops", list(base.supported_ops) if integer else ["TFLITE_BUILTINS"])
     if not isinstance(ops, list) or not ops or any(o not in OPS_SETS for o in ops):
         raise _bad(where, f"recipe.supported_ops must be a non-empty list of {', '.join(OPS_SETS)}, got {ops!r}")

@@ -87,6 +87,28 @@ def num_elements_le(model: TfliteModel, op: Op, tensor: TensorRef, n: int) -> st
     return None if size <= n else f"{tensor} has {size} elements"
 
 
+def weight_sum_le(model: TfliteModel, op: Op, n: int, n_int16: int | None = None) -> str | None:
+    """The sum of |w - zero_point| over one output channel's integer weights (input 1) is at most
+    `n` for every channel; `n_int16` when the op's input is int16 (Vela: "The sum of absolute
+    weights cannot exceed 8323072", 2130706432 for a 16-bit IFM on the U85). The output channel
+    is the last axis of a DEPTHWISE_CONV_2D filter, the first of the others (TFLite layouts
+    [O,H,W,I], [1,H,W,O], [O,I]); Vela observed per channel: 9,353,567 for Dense(16) over
+    147,456 inputs, the tensor's total being 16x that."""
+    w = _tensor(model, op, "input1")
+    data = _tensor(model, op, "input2" if op.name == "TRANSPOSE_CONV" else "input0")  # [shape, w, x, b]
+    values = None if w is None else w.const_value()
+    if values is None or w.dtype not in ("int8", "uint8") or values.ndim < 2:
+        return None
+    axis = values.ndim - 1 if op.name == "DEPTHWISE_CONV_2D" else 0
+    zp = np.asarray(w.zero_point or [0], dtype=np.int64)
+    if zp.size > 1:  # per channel, along the output axis
+        zp = zp.reshape([-1 if i == axis else 1 for i in range(values.ndim)])
+    sums = np.abs(values.astype(np.int64) - zp).sum(axis=tuple(i for i in range(values.ndim) if i != axis))
+    limit = n_int16 if n_int16 is not None and data is not None and data.dtype == "int16" else n
+    worst = int(sums.max())
+    return None if worst <= limit else f"the absolute sum of one output channel's weights is {worst} > {limit}"
+
+
 def size_warn(model: TfliteModel, op: Op, tensor: TensorRef, elements: int) -> str | None:
     return num_elements_le(model, op, tensor, elements)
 
@@ -418,7 +440,7 @@ PREDICATES: dict[str, Predicate] = {
               no_scalar_activations,
               runtime_inputs_le, const_inputs_le, inputs_count_in, input_is_const, input_not_const, dtype_not_in,
               rank_in, dim_in, dtype_pair_in, custom_code_in, attrs_not_all, depth_multiplier_single_channel,
-              one_input_covers_other, scale_gt)
+              one_input_covers_other, scale_gt, weight_sum_le)
 }
 
 
@@ -555,7 +577,9 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
         target=profile.id,
         ops_total=len(placements),
         ops_on_target=sum(p.on_target for p in placements),
-        fully_on_target=first is None and not floats,
+        # A target that computes in float too (TFLM's float kernels) runs an island: listed, and
+        # QF405 warns of its cost, but the model does run fully there.
+        fully_on_target=first is None and not (floats and not _computes_float(profile)),
         first_unsupported=None if first is None else {
             "op": first.op, "layer": first.layer, "reason": first.reason,
             "index": first.index, "status": first.status, "fix_hint": first.fix_hint,
@@ -713,15 +737,29 @@ def _activations(model: TfliteModel) -> list[Tensor]:
     return [model.tensors[i] for i in sorted(seen) if not model.tensors[i].is_const]
 
 
+def _computes_float(profile: Profile) -> bool:
+    """The profile's activation dtypes include a float type (tflm: its float32 kernels)."""
+    return any(d in FLOAT_DTYPES for d in profile.activation_dtypes)
+
+
 def _touches_float(model: TfliteModel, op: Op) -> bool:
     return any(t.dtype in FLOAT_DTYPES for t in _op_activations(model, op))
 
 
 def _is_boundary(model: TfliteModel, op: Op) -> bool:
-    """QUANTIZE/DEQUANTIZE that reads a graph input or writes a graph output."""
-    if op.name not in ("QUANTIZE", "DEQUANTIZE"):
-        return False
-    return any(i in model.inputs for i in op.inputs) or any(o in model.outputs for o in op.outputs)
+    """A QUANTIZE/DEQUANTIZE that converts the model's I/O type: a QUANTIZE reading a graph input
+    (float -> int8, or uint8 -> int8), a DEQUANTIZE writing a graph output (int8 -> float), or a
+    requantizing QUANTIZE (int8 -> uint8) writing one. A DEQUANTIZE reading an integer graph
+    input, or a float -> int8 QUANTIZE writing a graph output, is not the interface: it opens or
+    closes a float island inside an integer model (a Conv3D kept float), and is judged as such."""
+    reads_input = any(i in model.inputs for i in op.inputs)
+    writes_output = any(o in model.outputs for o in op.outputs)
+    if op.name == "QUANTIZE":
+        requantize = not any(model.tensors[i].dtype in FLOAT_DTYPES for i in op.inputs if i >= 0)
+        return reads_input or (writes_output and requantize)
+    if op.name == "DEQUANTIZE":
+        return writes_output
+    return False
 
 
 def _boundary_status(model: TfliteModel, op: Op, p: OpPlacement, profile: Profile) -> None:

@@ -1,6 +1,7 @@
 """Memory budgets (`--memory flash=1MB,ram=256KB`) and byte counts for reports.
 
-Units, case-insensitive: B; KB and KiB = 1024 bytes; MB and MiB = 1024² bytes. KB and MB
+Units, case-insensitive: B; KB and KiB = 1024 bytes; MB and MiB = 1024² bytes; GB and GiB =
+1024³ bytes (the DRAM of an Ethos-U65/U85 system). KB, MB and GB
 follow the JEDEC usage for memory (JESD100B.01; recalled), as datasheets write it: "256 KB
 SRAM" is 262,144 bytes, so a budget copied from a datasheet means what the chip has. A bare
 number is bytes. Decimals are allowed (`1.5MB`); the budget is rounded down to whole bytes.
@@ -21,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 
 from qfix.types import QfixError
 
-UNITS = {"b": 1, "kb": 1024, "kib": 1024, "mb": 1024 ** 2, "mib": 1024 ** 2}
+UNITS = {"b": 1, "kb": 1024, "kib": 1024, "mb": 1024 ** 2, "mib": 1024 ** 2, "gb": 1024 ** 3, "gib": 1024 ** 3}
 KINDS = ("flash", "ram")
 # ASCII digits only: Python's float() and Decimal() also read other scripts' digits ("١").
 _ITEM = re.compile(r"([A-Za-z]+)\s*=\s*([0-9]{1,15}(?:\.[0-9]{1,9})?)\s*([A-Za-z]*)")
@@ -68,7 +69,7 @@ def parse_memory(text: str) -> MemoryBudget:
         if kind in found:
             raise QfixError("QF914", f"--memory: {kind} is given twice")
         if unit not in UNITS:
-            raise QfixError("QF914", f"--memory {kind}: unknown unit {m.group(3)!r:.20} (B, KB, MB, KiB, MiB)")
+            raise QfixError("QF914", f"--memory {kind}: unknown unit {m.group(3)!r:.20} (B, KB, MB, GB, KiB, MiB, GiB)")
         try:
             size = int(Decimal(number) * UNITS[unit])
         except InvalidOperation:  # pragma: no cover  (the pattern admits plain decimals only)
@@ -85,7 +86,7 @@ def format_bytes(n: int | None) -> str:
     """1536 -> '1.5 KiB'; exact bytes below 1 KiB; None -> 'unknown'."""
     if n is None:
         return "unknown"
-    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{n / size:.4g} {unit}"
     return f"{n} B"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import re
 import typing
 from functools import cache
 from typing import Any, Callable
@@ -132,9 +133,14 @@ def validate(doc: dict[str, Any], where: str, strict: bool = False) -> None:
     if "toolchain" in target:
         toolchain = _table(where, "target.toolchain", target["toolchain"])
         _unknown(where, "target.toolchain.", toolchain, TOOLCHAIN_KEYS)
-        for key in ("name", "version", "note"):
+        for key in ("name", "version", "note", "accelerator_config"):
             if key in toolchain and (problem := _str(toolchain[key])):
                 raise _bad(where, f"target.toolchain.{key}", problem)
+        config = toolchain.get("accelerator_config")
+        if config is not None and not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*-\d+", config):
+            raise _bad(where, "target.toolchain.accelerator_config",
+                       f"must name a Vela accelerator configuration ending in -<MACs> (e.g. 'ethos-u55-128'), "
+                       f"got {config!r:.40}")
     _model_rules(where, _table(where, "target.model_rules", target.get("model_rules", {})))
     statuses = _table(where, "statuses", doc.get("statuses", {}))
     _unknown(where, "statuses.", statuses, STATUS_KEYS)

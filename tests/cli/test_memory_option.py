@@ -34,13 +34,14 @@ def qfix_run(*args: str) -> subprocess.CompletedProcess:
     ("flash=4096", 4096, None),  # a bare number is bytes
     ("flash=100B, ram=0.5KB", 100, 512),
     ("ram=1.0009KB", None, 1024),  # rounded down to whole bytes
+    ("flash=1GB,ram=2GiB", 1 << 30, 2 << 30),  # an Ethos-U65/U85 system's DRAM
 ])
 def test_sizes(spec, flash, ram):
     assert parse_memory(spec) == MemoryBudget(flash, ram)
 
 
 @pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1024, "1 KiB"), (1536, "1.5 KiB"),
-                                    (1 << 20, "1 MiB"), (None, "unknown")])
+                                    (1 << 20, "1 MiB"), (3 << 29, "1.5 GiB"), (None, "unknown")])
 def test_format_bytes(n, text):
     assert format_bytes(n) == text
 
@@ -52,7 +53,7 @@ HOSTILE = [
     ("flash=", "not KIND=SIZE"),
     ("=1MB", "not KIND=SIZE"),
     ("flash=1XB", "unknown unit"),
-    ("flash=1 GB", "unknown unit"),
+    ("flash=1 TB", "unknown unit"),
     ("rom=1MB", "unknown memory 'rom'"),
     ("flash=1MB,flash=2MB", "flash is given twice"),
     ("flash=0", "less than one byte"),

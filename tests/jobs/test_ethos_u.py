@@ -65,7 +65,7 @@ def test_mac_option_reaches_vela_and_the_text_report():
     assert r.returncode == 1, r.stdout + r.stderr
     out = " ".join(r.stdout.split())  # rich wraps long lines
     assert "target ethos-u85 (Arm Ethos-U85 NPU (512 MACs))" in out
-    assert "vela 5.2.0 (ethos-u85-512): 4/6 ops on the NPU;" in out and "MHz (Ethos_U85_SYS_DRAM_Mid)" in out
+    assert "vela 5.2.0 (ethos-u85-512): 4/6 TFLite ops on the NPU;" in out and "MHz (Ethos_U85_SYS_DRAM_Mid)" in out
     assert "vela ran: 0 disagreement(s) with the profile; the placement above is vela's" in out
     # The U85 maps the strided conv; the x3 resize and log_softmax stay on the CPU, each with Vela's words.
     assert "RESIZE_BILINEAR (op 1) from layer 'up3': width scale-factor must be an integer power of two" in out
@@ -112,3 +112,10 @@ def test_main_job_npu_share_is_at_least_the_plain_converters(tmp_path):
     assert after["ops_on_target"] == after["compiler"]["result"]["ops_on_npu"] == written.ops_on_npu
     assert report["before"]["compiler"]["verdict"] == "vela" and not report["before"]["fully_on_target"]
     assert Path(report["outputs"]["tflite"]).name == "two_input_k3.qfix.ethos-u55.tflite"
+    # Vela's own output is written beside it (the file the device flashes, which --memory flash=
+    # measures): an `ethos-u` custom op holds the NPU part, and its size is the reported flash.
+    compiled = Path(report["outputs"]["compiled"])
+    assert compiled.name == "two_input_k3.qfix.ethos-u55_vela.tflite" and compiled.parent == tmp_path
+    assert compiled.stat().st_size == after["memory"]["flash"]["bytes"] == after["compiler"]["result"]["output_bytes"]
+    from qfix.targets.tflite import read_tflite
+    assert "ethos-u" in {op.custom_code for op in read_tflite(compiled.read_bytes()).ops}

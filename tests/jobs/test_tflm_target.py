@@ -71,8 +71,9 @@ def test_over_the_ram_budget_is_a_blocker(fixed):
     proc = qfix_run(out / "tiny_cnn_k3.qfix.keras", "--target", "tflm", "--check", "--memory", f"ram={arena - 1}")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "QF310" in proc.stdout
-    assert f"memory: flash {format_bytes(report['verification']['memory']['flash']['bytes'])}; ram " \
-           f"{format_bytes(arena)} of {format_bytes(arena - 1)} does not fit" in proc.stdout, proc.stdout
+    assert f"memory: flash {format_bytes(report['verification']['memory']['flash']['bytes'])} (the .tflite " \
+           f"flatbuffer); ram {format_bytes(arena)} (TFLM tensor arena) of {format_bytes(arena - 1)} does not fit" \
+           in proc.stdout, proc.stdout
     assert proc.stdout.rstrip().splitlines()[-1].startswith("blockers remain for TensorFlow Lite for Microcontrollers")
 
 

@@ -150,6 +150,13 @@ BROKEN = [  # (replace this, with that) in the example, what the message must sa
     (('supported = false ', 'supported = "no" '), "op.LEAKY_RELU.supported: must be true or false"),
     (('quantization = "full_integer" ', 'quantization = "int4" '), "recipe.quantization must be one of"),
     (("batch = 1", "batch = -1"), "recipe.batch must be a positive integer"),
+    # verified at batch 1 only: a batch-4 profile failed in TFLite's RESHAPE prepare, after TF
+    (("batch = 1", "batch = 4"), "recipe.batch: qfix converts and verifies at batch 1 only, got 4"),
+    (("batch = 1", "batch = 99999999999999999999999"), "recipe.batch: qfix converts and verifies at batch 1 only"),
+    (("schema = 1", "schema = true"), "expected `schema = 1` at the top of the file, got True"),
+    (('name = "my-npu-sdk"', 'name = "vela", accelerator_config = 128'), "target.toolchain.accelerator_config: must be a string"),
+    (('name = "my-npu-sdk"', 'name = "vela", accelerator_config = "fast"'),
+     "target.toolchain.accelerator_config: must name a Vela accelerator configuration ending in -<MACs>"),
     (('id = "my_npu" ', 'id = "../my npu" '), "target.id must be letters, digits"),
     (("[recipe]", "recipe = 3\n[recipe_]"), "recipe_: unknown key"),
 ]
@@ -183,6 +190,7 @@ def test_a_toml_syntax_error_names_the_line(tmp_path):
     ("p.toml", "folder", "is a folder"),
     ("latin1.toml", b"schema = 1\nname = '\xe9'\n", "not UTF-8"),
     ("empty.toml", b"", "expected `schema = 1`"),
+    ("bom.toml", "\ufeffschema = 1\n".encode(), "missing [target] table"),  # the BOM is skipped: the next problem shows
 ])
 def test_files_that_are_not_profiles(tmp_path, name, content, needle):
     path = tmp_path / name
@@ -242,3 +250,59 @@ def test_without_vela_the_ethos_u_profile_says_where_an_op_off_the_npu_goes():
         assert [o.on_target for o in p.ops] == [True, False, True], target
         assert [(f["op"], f["status"]) for f in p.fallback] == [
             ("LOG_SOFTMAX", "falls back to the CPU (TensorFlow Lite Micro's kernel)")], target
+
+
+@pytest.mark.parametrize("name", ["edgetpu", "int8", "tflm", "Coral", "ethos-u55:128", "vela"])
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_a_builtin_name_means_the_builtin_beside_a_file_or_folder_of_that_name(tmp_path, monkeypatch, name, kind):
+    """An `edgetpu/` output folder (or a stray file called `tflm`) in the working directory does
+    not turn the built-in target into a user profile."""
+    monkeypatch.chdir(tmp_path)
+    if kind == "folder":
+        (tmp_path / name).mkdir()
+    else:
+        (tmp_path / name).write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_profile(name).id == load_profile(name.split(":")[0]).id != "my_npu"
+    # A name that is no built-in still reads the file (the README's "naming an existing file").
+    (tmp_path / "mine").write_text(EXAMPLE.read_text(encoding="utf-8"), encoding="utf-8")
+    assert load_profile("mine").id == "my_npu"
+
+
+def test_a_float_island_at_the_model_edges_is_judged_not_taken_for_the_interface():
+    """int8 in -> DEQUANTIZE -> TANH (float) -> QUANTIZE -> int8 out: the DEQUANTIZE reads an
+    integer graph input and the QUANTIZE writes an integer graph output, so neither converts
+    the model's I/O type; they open and close a float island (Vela puts all three on the CPU:
+    "DEQUANTIZE ... Unsupported opType"). The report listed two and warned of float model I/O."""
+    tensors = [{"name": "x", "shape": (1, 8), "dtype": "int8"},
+               {"name": "model/conv3d/deq", "shape": (1, 8), "dtype": "float32"},
+               {"name": "model/conv3d/tanh", "shape": (1, 8), "dtype": "float32"},
+               {"name": "model/conv3d/out", "shape": (1, 8), "dtype": "int8"}]
+    ops = [{"op": "DEQUANTIZE", "in": [0], "out": [1]}, {"op": "TANH", "in": [1], "out": [2]},
+           {"op": "QUANTIZE", "in": [2], "out": [3]}]
+    for target in ("ethos-u55", "int8", "tflm"):
+        p = check(read_tflite(build_tflite(tensors, ops, [0], [3])), load_profile(target))
+        assert [o.boundary for o in p.ops] == [False, False, False], target
+        assert p.float_tensors == ["model/conv3d/deq", "model/conv3d/tanh"], target
+        assert not any("float model input/output" in w for w in p.warnings), (target, p.warnings)
+        if target == "tflm":  # TFLM registers float kernels: the island runs (QF405 warns of it)
+            assert p.fully_on_target and p.first_unsupported is None
+            continue
+        assert not p.fully_on_target and p.first_unsupported["op"] == "DEQUANTIZE", target
+        assert "float island starts here" in p.first_unsupported["reason"], target
+    # QF405: a blocker where the target has no float kernels, a warning on TFLM (it runs them).
+    from qfix.rules.float_island import FloatIsland
+    from qfix.types import Severity
+    for target, severity in (("tflm", Severity.WARNING), ("int8", Severity.BLOCKER), ("ethos-u55", Severity.BLOCKER)):
+        prof = load_profile(target)
+        (v,) = FloatIsland().check(check(read_tflite(build_tflite(tensors, ops, [0], [3])), prof), prof)
+        assert v.severity is severity, target
+        assert ("runs them on its float kernels" in v.message) is (target == "tflm")
+    u55 = check(read_tflite(build_tflite(tensors, ops, [0], [3])), load_profile("ethos-u55"))
+    assert [f["op"] for f in u55.fallback] == ["DEQUANTIZE", "TANH", "QUANTIZE"]
+    # The interface itself is still the boundary: float in -> QUANTIZE -> int8 ... -> DEQUANTIZE -> float out.
+    io = [{"name": "x", "shape": (1, 8), "dtype": "float32"}, {"name": "q", "shape": (1, 8), "dtype": "int8"},
+          {"name": "t", "shape": (1, 8), "dtype": "int8"}, {"name": "y", "shape": (1, 8), "dtype": "float32"}]
+    io_ops = [{"op": "QUANTIZE", "in": [0], "out": [1]}, {"op": "TANH", "in": [1], "out": [2]},
+              {"op": "DEQUANTIZE", "in": [2], "out": [3]}]
+    p = check(read_tflite(build_tflite(io, io_ops, [0], [3])), load_profile("ethos-u55"))
+    assert [o.boundary for o in p.ops] == [True, False, True] and p.ops[1].on_target

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qfix.targets import load_profile
@@ -20,7 +21,7 @@ from qfix.targets.check import check
 from qfix.targets.compilers import judge, vela, verdict_source
 from qfix.targets.tflite import read_tflite
 from qfix.types import QfixError
-from tflite_models import conv_chain
+from tflite_models import build_tflite, conv_chain
 
 pytest.importorskip("ethosu.vela", reason="ethos-u-vela is not installed (pip install '.[targets]')")
 
@@ -50,7 +51,7 @@ def test_cpu_op_carries_vela_reason_and_counts():
     cpu = [o for o in r.ops if not o.on_npu]
     assert [(o.index, o.op, o.reason) for o in cpu] == [(2, "LOG_SOFTMAX", "Unsupported opType")]
     assert (r.ops_on_npu, r.ops_on_cpu, r.npu_share) == (3, 1, 0.75)
-    assert "3/4 ops on the NPU" in vela.summary_line(r) and "cycles" in vela.summary_line(r)
+    assert "3/4 TFLite ops on the NPU" in vela.summary_line(r) and "cycles" in vela.summary_line(r)
 
 
 def test_mac_configuration_reaches_vela():
@@ -86,7 +87,8 @@ def test_failures_are_one_line_results():
     slow = vela.run(conv_chain(), timeout=0.05)
     assert not slow.ok and not slow.rejected and slow.error == "vela timed out after 0.05 s"
     placement = check(read_tflite(conv_chain()), load_profile("ethos-u55"))
-    assert vela.compare(placement, slow) == ["vela failed (vela timed out after 0.05 s); the verdict is the profile's"]
+    assert vela.compare(placement, slow) == []  # a Vela that did not finish disagrees with nothing
+    assert vela.summary_line(slow) == f"vela {slow.version} (ethos-u55-256) failed: vela timed out after 0.05 s"
     assert not vela.apply(placement, slow, load_profile("ethos-u55")) and placement.fully_on_target  # unchanged
     starved = vela.run(conv_chain(), memory_limit=30 << 20)  # numpy alone needs more
     assert not starved.ok and not starved.rejected and starved.error and "\n" not in starved.error
@@ -148,7 +150,7 @@ def test_vela_reason_becomes_the_ops_reason():
     first = placement.first_unsupported
     assert (first["op"], first["index"], first["status"]) == ("CUMSUM", 2, profile.status("cpu"))
     assert first["reason"] == "Unsupported opType"
-    assert out["summary"].startswith("vela 5.2.0 (ethos-u55-64): 3/4 ops on the NPU")
+    assert out["summary"].startswith("vela 5.2.0 (ethos-u55-64): 3/4 TFLite ops on the NPU")
 
 
 def test_verdict_source_for_the_targets_command():
@@ -212,7 +214,9 @@ def test_extends_lays_tables_over_the_base_and_replaces_op_tables():
     u55, u85 = load_profile("ethos-u55"), load_profile("ethos-u85")
     assert u85.recipe.io_dtype == u55.recipe.io_dtype and u85.placement == u55.placement
     assert u85.static_shapes and u85.integer_io and u85.statuses == u55.statuses
-    assert u55.op("CONV_2D").constraints and not u85.op("CONV_2D").constraints  # replaced whole
+    # replaced whole: the U85's CONV_2D has no stride rule, only its own weight-sum limit
+    assert {r.predicate for r in u55.op("CONV_2D").constraints} == {"stride_le_unless_unpadded", "weight_sum_le"}
+    assert [r.predicate for r in u85.op("CONV_2D").constraints] == ["weight_sum_le"]
     assert u55.op("CAST").fix_hint and not u85.op("CAST").fix_hint and u85.supports("CAST")
     assert u85.op("MEAN") == u55.op("MEAN")  # inherited as it is
     assert u85.aux_dtypes == ("int32", "bool") and u55.aux_dtypes == ("int32",)
@@ -279,3 +283,38 @@ def test_a_user_profile_without_an_accelerator_config_says_which_vela_ran(tmp_pa
     assert out["result"]["accelerator_config"] == "ethos-u55-256"
     assert placement.warnings == ["vela compiled for ethos-u55-256, its default: the profile sets no "
                                   "toolchain.accelerator_config (e.g. \"ethos-u55-128\", \"ethos-u65-512\")"]
+
+
+
+def _conv(first_filter: int, depth: int = 8000) -> bytes:
+    """int8 CONV_2D 3x3 VALID over [1, 3, 3, depth] -> [1, 1, 1, 2] whose first output channel's
+    weights are all `first_filter` (the second's all 1): that channel's sum of |w| is
+    first_filter * 9 * depth. (A FULLY_CONNECTED cannot show the limit alone: 127 x 65,536, the
+    most inputs Vela's tensor dimensions allow, is exactly the limit.)"""
+    w = np.ones((2, 3, 3, depth), np.int8)
+    w[0] = first_filter
+    tensors = [{"name": "x", "shape": (1, 3, 3, depth), "dtype": "int8"},
+               {"name": "model/conv/w", "shape": (2, 3, 3, depth), "dtype": "int8", "data": w},
+               {"name": "model/conv/b", "shape": (2,), "dtype": "int32", "data": np.zeros(2, np.int32),
+                "quant": True, "scale": 0.0025},
+               {"name": "model/conv/out", "shape": (1, 1, 1, 2), "dtype": "int8"}]
+    ops = [{"op": "CONV_2D", "in": [0, 1, 2], "out": [3],
+            "options": ("Conv2DOptions", {"padding": 1, "strideH": 1, "strideW": 1, "dilationHFactor": 1,
+                                          "dilationWFactor": 1, "fusedActivationFunction": 0})}]
+    return build_tflite(tensors, ops, [0], [3])
+
+
+@pytest.mark.parametrize("family", ["ethos-u55", "ethos-u85"])
+def test_the_weight_sum_limit_agrees_with_vela(family):
+    """Vela's "sum of absolute weights cannot exceed 8323072", per output channel: 127 x 72,000 =
+    9,144,000 goes to the CPU, 100 x 72,000 = 7,200,000 stays on the NPU. The profile lacked the
+    rule and put such an op on the NPU (a review's Dense over a 384x384x1 image)."""
+    profile = load_profile(family)
+    for first_filter, on_npu in ((127, False), (100, True)):
+        data = _conv(first_filter)
+        placement = check(read_tflite(data), profile)
+        result = vela.run(data, **vela.options(profile))
+        assert result.ok and [o.on_npu for o in result.ops] == [on_npu], (first_filter, result.error, result.ops)
+        assert vela.compare(placement, result) == [], first_filter
+        if not on_npu:
+            assert "9144000 > 8323072" in placement.ops[0].reason

@@ -56,11 +56,13 @@ def verdict_source(profile: "Profile") -> str:
 
 
 def judge(profile: "Profile", tflite: bytes, placement: "Placement",
-          progress: Callable[[str], None] = lambda _: None) -> dict[str, Any] | None:
+          progress: Callable[[str], None] = lambda _: None,
+          compiled: dict[str, bytes] | None = None) -> dict[str, Any] | None:
     """Run the profile's compiler on `tflite` when it is installed: the report's `compiler`
     object (`used`, `result`, `disagreements` with the profile, `verdict`: whose placement
     `placement` now holds), or None when there is no compiler to run. A compiler with `apply`
-    overwrites `placement` with its own when it ran."""
+    overwrites `placement` with its own when it ran. The file the compiler wrote (Vela's
+    `_vela.tflite`) goes into `compiled`, keyed by its suffix, when a dict is given."""
     real = find(profile)
     if real is None or getattr(real, "KIND", "compiler") == "runtime" or real.available() is None:
         return None  # a runtime runs the model on samples after the numbers check (runtime_for)
@@ -71,6 +73,8 @@ def judge(profile: "Profile", tflite: bytes, placement: "Placement",
         return None
     out = {"used": real.NAME, "result": result.to_json(), "disagreements": real.compare(placement, result),
            "verdict": "profile"}
+    if compiled is not None and getattr(result, "output", None):
+        compiled[getattr(real, "OUTPUT_SUFFIX", f"_{real.NAME}.tflite")] = result.output
     if hasattr(real, "apply") and real.apply(placement, result, profile):
         out["verdict"] = real.NAME
     if hasattr(real, "summary_line"):
