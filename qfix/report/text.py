@@ -126,7 +126,7 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
         top1 = "n/a" if fid.top1_agreement is None else f"{fid.top1_agreement * 100:.1f}%"
         label = "synthetic data" if fid.synthetic else ver.calibration_source
         console.print(
-            f"[bold]numbers[/] ({fid.samples} samples, {label}): SQNR {fid.sqnr_db:.1f} dB, "
+            f"[bold]numbers[/] ({fid.samples} sample{'s' if fid.samples != 1 else ''}, {label}): SQNR {fid.sqnr_db:.1f} dB, "
             f"max abs error {fid.max_abs_error:.4g}, top-1 agreement {top1}"
         )
 
@@ -144,7 +144,8 @@ def render_runtime(compiler: dict, console: Console) -> None:
     steps = "" if r.get("max_diff_steps") is None else f", max {r['max_diff_steps']} step(s) apart"
     verdict = ("[green]match LiteRT[/] (within one quantization step)" if not r.get("beyond_one_step") else
                f"[yellow]differ from LiteRT[/]: {r['beyond_one_step']} value(s) more than one step apart")
-    console.print(f"  {name} interpreter ran {r.get('samples')} samples: outputs {verdict}; "
+    console.print(f"  {name} interpreter ran {r.get('samples')} sample{'s' if r.get('samples') != 1 else ''}: "
+                  f"outputs {verdict}; "
                   f"{r.get('differing')} of {r.get('values')} values differ{steps}")
     ref = r.get("reference_kernels") or {}
     if ref.get("error"):

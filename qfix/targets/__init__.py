@@ -378,7 +378,7 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str],
         raise _bad(where, "missing [target] table with an `id`")
     # The id names output files (`<stem>.qfix.<id>.tflite`) and is printed: a plain word only.
     if not isinstance(target["id"], str) or not _ID.fullmatch(target["id"]):
-        raise _bad(where, f"target.id must be letters, digits, '.', '_' or '-' (it names output files), "
+        raise _bad(where, f"target.id must be 1 to 64 letters, digits, '.', '_' or '-' (it names output files), "
                           f"got {target['id']!r:.60}")
     placement = target.get("placement")
     if placement not in PLACEMENTS:

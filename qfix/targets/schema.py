@@ -71,8 +71,14 @@ def _bool(v: Any) -> str | None:
     return None if isinstance(v, bool) else "must be true or false"
 
 
+# A count in a profile (a rank, dimensions, subgraphs) far above any model's: a typo, not a limit.
+MAX_COUNT = 1 << 31
+
+
 def _positive(v: Any) -> str | None:
-    return None if isinstance(v, int) and not isinstance(v, bool) and v > 0 else "must be a positive integer"
+    if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+        return "must be a positive integer"
+    return None if v < MAX_COUNT else f"must be below {MAX_COUNT}, got {v}"
 
 
 def _strings(v: Any) -> str | None:

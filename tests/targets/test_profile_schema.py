@@ -157,7 +157,9 @@ BROKEN = [  # (replace this, with that) in the example, what the message must sa
     (('name = "my-npu-sdk"', 'name = "vela", accelerator_config = 128'), "target.toolchain.accelerator_config: must be a string"),
     (('name = "my-npu-sdk"', 'name = "vela", accelerator_config = "fast"'),
      "target.toolchain.accelerator_config: must name a Vela accelerator configuration ending in -<MACs>"),
-    (('id = "my_npu" ', 'id = "../my npu" '), "target.id must be letters, digits"),
+    (('id = "my_npu" ', 'id = "../my npu" '), "target.id must be 1 to 64 letters, digits"),
+    (('id = "my_npu" ', 'id = "' + "a" * 65 + '" '), "target.id must be 1 to 64 letters, digits"),
+    (("max_rank = 4 ", "max_rank = 99999999999999999999 "), "target.model_rules.max_rank: must be below 2147483648"),
     (("[recipe]", "recipe = 3\n[recipe_]"), "recipe_: unknown key"),
 ]
 
