@@ -22,12 +22,12 @@ import io
 import tokenize
 from typing import Callable
 
-import libcst as cst
 from lsprotocol import types as lsp
 
 from qfix.lsp.documents import Checked, Finding
 from qfix.lsp.edits import text_edits
 from qfix.source.engine import SUPPRESS, apply_fix, fix_source
+from qfix.source.incremental import Parsed, code_of
 from qfix.types import Applicability
 
 FIX_ALL = "source.fixAll.qfix"
@@ -58,9 +58,20 @@ def fixed_alone(checked: Checked, finding: Finding) -> str | None:
     if not _applicable(finding) or lint is None or lint.module is None:
         return None
     try:
-        new = apply_fix(lint.module, finding.violation.fix.edits).code
-        cst.parse_module(new)  # as the engine does: a fix that breaks the file is dropped
+        module = apply_fix(lint.module, finding.violation.fix.edits)
+        base = checked.parsed
+        if base is not None and base.module is lint.module:
+            base.prepare()  # the statements' lengths (done after the check in the server)
+            # the fixed text from the unchanged statements' own text, re-parsed by its changed
+            # ones (qfix.source.incremental: the same text and parse as the whole module's)
+            new = code_of(module, base)
+            ok = base.update(new).module is not None
+        else:
+            new = module.code
+            ok = Parsed.parse(new).module is not None
     except Exception:  # noqa: BLE001 - a broken fix is no action, not a failed request
+        return None
+    if not ok:  # as the engine does: a fix that breaks the file is dropped
         return None
     return None if new == checked.text else new
 
@@ -72,8 +83,11 @@ def fixed_all(checked: Checked) -> str:
             f.violation.fix and f.violation.fix.edits for f in checked.findings):
         return checked.text
     where = str(checked.path) if checked.path is not None else None
+    # the check's own lint is the first round's (its reports carry the edits), and each round's
+    # text is re-parsed by its changed statements (`parsed`): what `qfix FILE --write` gives
+    parsed = checked.parsed if checked.parsed is not None and checked.parsed.module is checked.lint.module else None
     return fix_source(checked.text, rules=s.rules, path=where, target=s.target, options=s.options,
-                      unsafe_fixes=s.unsafe_fixes).code
+                      unsafe_fixes=s.unsafe_fixes, first=checked.lint, parsed=parsed).code
 
 
 def code_actions(checked: Checked, findings: list[Finding], only: list[str] | None, wrap: Wrap,

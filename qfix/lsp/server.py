@@ -181,7 +181,8 @@ class QfixServer(LanguageServer):
                 return
             text, version = doc.source, doc.version
             try:
-                checked = await self.run(check_text, uri, text, self.overrides, self.root, self.encoding)
+                checked = await self.run(check_text, uri, text, self.overrides, self.root, self.encoding,
+                                         self.parsed(uri))
             except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback in the log
                 from qfix.lsp.diagnostics import error_diagnostic
 
@@ -193,6 +194,8 @@ class QfixServer(LanguageServer):
                 return  # closed or changed meanwhile: that change scheduled its own check
             self.checked[uri] = checked
             self.publish(uri, checked.diagnostics, version)
+            if checked.parsed is not None and checked.parsed.lengths is None:
+                self.work.submit(checked.parsed.prepare)  # for the next edit, while the user reads
         finally:
             if self.pending.get(uri) is asyncio.current_task():
                 del self.pending[uri]
@@ -205,12 +208,18 @@ class QfixServer(LanguageServer):
         checked = self.checked.get(uri)
         if checked is None or checked.text != doc.source:
             text = doc.source
-            checked = await self.run(check_text, uri, text, self.overrides, self.root, self.encoding)
+            checked = await self.run(check_text, uri, text, self.overrides, self.root, self.encoding,
+                                     self.parsed(uri))
             doc = self.document(uri)
             if doc is None or doc.source != text:
                 return None, None
             self.checked[uri] = checked
         return checked, doc
+
+    def parsed(self, uri: str):
+        """The parse of the document's last checked text (what an edit is re-parsed from)."""
+        checked = self.checked.get(uri)
+        return checked.parsed if checked is not None else None
 
     def close(self, uri: str) -> None:
         self.opened.discard(uri)
@@ -282,14 +291,15 @@ def is_python(doc: lsp.TextDocumentItem) -> bool:
     return doc.language_id == "python" or unquote(doc.uri).lower().endswith((".py", ".pyi"))
 
 
-def check_text(uri: str, text: str, overrides: Overrides, root: Path | None, encoding: str):
-    """Runs in the worker thread: the settings of the document, then its check."""
+def check_text(uri: str, text: str, overrides: Overrides, root: Path | None, encoding: str, previous=None):
+    """Runs in the worker thread: the settings of the document, then its check (`previous`:
+    the parse of the text it replaces, `qfix.source.incremental.Parsed`)."""
     from qfix.lsp.documents import check_python
     from qfix.lsp.settings import resolve
 
     path = to_fs_path(uri)
     path = Path(path) if path else None
-    return check_python(text, path, resolve(path, overrides, root), encoding)
+    return check_python(text, path, resolve(path, overrides, root), encoding, previous)
 
 
 def warm_up() -> None:

@@ -44,9 +44,7 @@ _PASS = "pass\n"
 
 
 def _length(node: cst.CSTNode, module: cst.Module) -> int:
-    state = CodegenState(default_indent=module.default_indent, default_newline=module.default_newline)
-    node._codegen(state)
-    return sum(len(t) for t in state.tokens)
+    return len(_code(node, module))
 
 
 _SLOTS = ("body", "handlers", "cases", "orelse", "finalbody")  # in source order
@@ -208,3 +206,37 @@ class Parsed:
         if head + sum(lens) + foot == len(text) + (not module.has_trailing_newline):
             out.lengths, out.head, out.foot = lens, head, foot
         return out
+
+
+def code_of(module: cst.Module, base: Parsed) -> str:
+    """`module.code` for a module made from `base.module` by replacing some statements (a
+    fix): the statements it shares with `base` are sliced from `base.text` instead of being
+    generated again (the codegen of a 1,000-line module costs about a parse). Generated whole
+    where the module's layout fields differ from the base's."""
+    m, lengths = base.module, base.lengths
+    if (m is None or lengths is None or not m.has_trailing_newline or not module.has_trailing_newline
+            or not module.body or module.default_indent != m.default_indent
+            or module.default_newline != m.default_newline):
+        return module.code
+    spans: dict[int, tuple[int, int]] = {}
+    at = base.head
+    for stmt, ln in zip(m.body, lengths):
+        spans[id(stmt)] = (at, at + ln)
+        at += ln
+    text = base.text
+    out = [text[:base.head] if _same(module.header, m.header) else "".join(_code(x, module) for x in module.header)]
+    for stmt in module.body:
+        span = spans.get(id(stmt))
+        out.append(text[span[0]:span[1]] if span is not None else _code(stmt, module))
+    out.append(text[len(text) - base.foot:] if _same(module.footer, m.footer) else "".join(_code(x, module) for x in module.footer))
+    return "".join(out)
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def _code(node: cst.CSTNode, module: cst.Module) -> str:
+    state = CodegenState(default_indent=module.default_indent, default_newline=module.default_newline)
+    node._codegen(state)
+    return "".join(state.tokens)

@@ -218,3 +218,34 @@ def test_an_edit_in_a_long_file_reparses_one_region() -> None:
     kept = sum(a is b for a, b in zip(parsed.module.body, got.module.body))
     assert kept >= len(parsed.module.body) - 10
     _same_parse(new, got)
+
+
+@pytest.mark.parametrize("name,text", _sources()[:2])
+def test_fixes_from_spliced_text_are_the_whole_modules(name: str, text: str) -> None:
+    """`code_of` (unchanged statements sliced from the text) is `Module.code`, and `fix_source`
+    re-parsing incrementally (`parsed=`, the editor's fix-all) gives what `qfix --write` gives."""
+    from qfix.source.engine import fix_source, lint_parsed
+    from qfix.source.incremental import code_of
+
+    rng = random.Random(f"fix-{name}")
+    current = Parsed.parse(text)
+    compared = 0
+    for _ in range(40):
+        new = _edit(current.text, rng)
+        got = current.update(new)
+        current = got if got.module is not None else current
+        if got.module is None:
+            continue
+        got.prepare()
+        lint = lint_parsed(got, rules=RULES, target="edgetpu")
+        for rep in lint.reports:
+            if rep.violation.fix is not None and rep.violation.fix.edits:
+                module = apply_fix(got.module, rep.violation.fix.edits)
+                assert code_of(module, got) == module.code
+                compared += 1
+        fast = fix_source(new, rules=RULES, target="edgetpu", unsafe_fixes=True, first=lint, parsed=got)
+        full = fix_source(new, rules=RULES, target="edgetpu", unsafe_fixes=True)
+        assert fast.code == full.code
+        assert [(v.code, v.location.line, v.location.col) for v in fast.remaining] == \
+               [(v.code, v.location.line, v.location.col) for v in full.remaining]
+    assert compared > 10
