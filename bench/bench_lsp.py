@@ -15,6 +15,8 @@ of a shared machine:
 * after an edit: `didChange` of one line to the new version's `publishDiagnostics`, shown with
   the 150 ms debounce and without it (the check's own time);
 * code actions on the same file: a quick fix and `source.fixAll.qfix` (listed, then resolved);
+* after an edit, in process: the full check of the edited text against the incremental one
+  (`qfix.source.incremental`: only the changed top-level statements re-parsed);
 * for scale: a server that only answers `initialize` and exits, importing lsprotocol alone
   (pygls's types: most of the start-up) and starting Python; the source engine's own check
   of the same text in this process (`lint_source`, what every diagnostic waits for), and its
@@ -178,9 +180,20 @@ def engine_figures(text: str, runs: int) -> dict[str, list[tuple[float, float]]]
     from qfix.source.engine import lint_source
     from qfix.targets import load_profile
 
+    from qfix.source.engine import lint_parsed
+    from qfix.source.incremental import Parsed
+
     rules, target = source_rules(), load_profile("edgetpu")
     module = cst.parse_module(text)
+    edited = text.replace("ReLU(6.0)", "ReLU(6.0, name='r')", 1)  # the wire's edit
+    before = Parsed.parse(text)
+    before.prepare()  # the server does it after publishing the first diagnostics
     return {
+        "after an edit, in process: full (lint_source)": in_process(
+            lambda: lint_source(edited, rules=rules, target=target), runs),
+        "after an edit, in process: incremental": in_process(
+            lambda: lint_parsed(before.update(edited), rules=rules, target=target), runs),
+        "  of which the re-parse of the changed statements": in_process(lambda: before.update(edited), runs),
         "the source engine alone (lint_source, in process)": in_process(lambda: lint_source(text, rules=rules, target=target), runs),
         "  of which libcst's parse": in_process(lambda: cst.parse_module(text), runs),
         "  of which the rules' walk and positions": in_process(
