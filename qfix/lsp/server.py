@@ -45,6 +45,7 @@ from qfix import __version__
 from qfix.lsp.settings import Overrides
 
 DEBOUNCE = 0.15  # seconds after a document's last change before it is checked
+IDLE = 2.0  # seconds after the first diagnostics before loading what fixes with imports need
 FIX_ALL = "source.fixAll.qfix"  # qfix.lsp.actions.FIX_ALL (that module loads libcst)
 WATCHED = ("**/*.keras", "**/pyproject.toml")
 
@@ -102,6 +103,7 @@ class QfixServer(LanguageServer):
         self.models: set[str] = set()  # .keras uris with published diagnostics
         self.work = ThreadPoolExecutor(1, thread_name_prefix="qfix-lint")  # one document at a time
         self.model_slot: asyncio.Semaphore | None = None
+        self.fixes_warm = False  # warm_fixes scheduled
 
     # -- helpers -----------------------------------------------------------------------------
     def log(self, message: str, kind: lsp.MessageType = lsp.MessageType.Log) -> None:
@@ -196,6 +198,9 @@ class QfixServer(LanguageServer):
             self.publish(uri, checked.diagnostics, version)
             if checked.parsed is not None and checked.parsed.lengths is None:
                 self.work.submit(checked.parsed.prepare)  # for the next edit, while the user reads
+            if not self.fixes_warm:
+                self.fixes_warm = True
+                asyncio.get_running_loop().call_later(IDLE, self.warm_fixes_when_idle)
         finally:
             if self.pending.get(uri) is asyncio.current_task():
                 del self.pending[uri]
@@ -220,6 +225,13 @@ class QfixServer(LanguageServer):
         """The parse of the document's last checked text (what an edit is re-parsed from)."""
         checked = self.checked.get(uri)
         return checked.parsed if checked is not None else None
+
+    def warm_fixes_when_idle(self) -> None:
+        """Load libcst.codemod (`warm_fixes`) if no check is waiting, else try again later."""
+        if self.pending:
+            asyncio.get_running_loop().call_later(IDLE, self.warm_fixes_when_idle)
+        else:
+            self.work.submit(warm_fixes)
 
     def close(self, uri: str) -> None:
         self.opened.discard(uri)
@@ -308,6 +320,14 @@ def warm_up() -> None:
     from qfix.lsp.settings import resolve
 
     check_python("import tensorflow as tf\nx = tf.lite.constants.INT8\n", None, resolve(None, Overrides()))
+
+
+def warm_fixes() -> None:
+    """Load what a fix that adds or removes an import needs (libcst.codemod: 0.3-0.6 s), when
+    the server is idle after its first diagnostics: not in their time, nor in the time of the
+    first such quick fix (a fix without imports never needs it)."""
+    if "libcst.codemod.visitors" not in sys.modules:
+        import libcst.codemod.visitors  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------
