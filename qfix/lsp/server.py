@@ -315,9 +315,13 @@ def check_text(uri: str, text: str, overrides: Overrides, root: Path | None, enc
 
 
 def warm_up() -> None:
-    """Load libcst, the rules and a profile before the first document arrives."""
+    """Load libcst, the rules and a profile before the first document arrives; keep the
+    per-statement results of a check for the next one (`qfix.source.memo`)."""
     from qfix.lsp.documents import check_python
     from qfix.lsp.settings import resolve
+    from qfix.source import memo
+
+    memo.enable()
 
     check_python("import tensorflow as tf\nx = tf.lite.constants.INT8\n", None, resolve(None, Overrides()))
 

@@ -178,8 +178,20 @@ def test_random_edits_parse_as_whole(name: str, text: str) -> None:
     assert spliced > 15  # the splice is taken, not always the fallback
 
 
+@pytest.fixture
+def memo_on():
+    """Per-statement results kept between checks, as the language server keeps them."""
+    from qfix.source import memo
+
+    memo.enable()
+    yield
+    memo.enable(False)
+
+
 @pytest.mark.parametrize("name,text", _sources()[:2])
-def test_random_edits_lint_as_whole(name: str, text: str) -> None:
+def test_random_edits_lint_as_whole(name: str, text: str, memo_on) -> None:
+    """The spliced module checked with the per-statement results of earlier checks kept
+    (`qfix.source.memo`) gives what the text checked afresh gives."""
     rng = random.Random(f"lint-{name}")
     current = Parsed.parse(text)
     compared = 0
@@ -221,7 +233,7 @@ def test_an_edit_in_a_long_file_reparses_one_region() -> None:
 
 
 @pytest.mark.parametrize("name,text", _sources()[:2])
-def test_fixes_from_spliced_text_are_the_whole_modules(name: str, text: str) -> None:
+def test_fixes_from_spliced_text_are_the_whole_modules(name: str, text: str, memo_on) -> None:
     """`code_of` (unchanged statements sliced from the text) is `Module.code`, and `fix_source`
     re-parsing incrementally (`parsed=`, the editor's fix-all) gives what `qfix --write` gives."""
     from qfix.source.engine import fix_source, lint_parsed
