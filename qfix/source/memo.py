@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Hashable
 
-LIMIT = 50_000
+LIMIT = 5_000  # about ten 1,000-line documents; bounds the old statements kept alive
 
 _on = False
 _table: dict[tuple[Hashable, int], tuple[Any, Any]] = {}
