@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import tokenize
+from bisect import bisect_right
 from typing import Callable
 
 from lsprotocol import types as lsp
@@ -99,11 +100,12 @@ def code_actions(checked: Checked, findings: list[Finding], only: list[str] | No
     costs a parse of the document, too much for every cursor move)."""
     actions: list[lsp.CodeAction] = []
     if wanted(QUICK_FIX, only):
-        tokens = _tokens(checked.text)
         for finding in findings:
             fix = quick_fix(checked, finding, wrap, lazy)
             if fix is not None:
                 actions.append(fix)
+            loc = finding.violation.location
+            tokens = _statement_tokens(checked, loc.line, loc.end_line or loc.line) if loc.line is not None else None
             hide = suppress(checked, finding, wrap, tokens)
             if hide is not None:
                 actions.append(hide)
@@ -201,6 +203,35 @@ def _tokens(text: str) -> list[tokenize.TokenInfo] | None:
         return list(tokenize.generate_tokens(io.StringIO(text, newline="").readline))
     except (tokenize.TokenError, SyntaxError, ValueError):
         return None
+
+
+def _statement_tokens(checked: Checked, first: int, last: int) -> list[tokenize.TokenInfo] | None:
+    """The tokens of the top-level statements holding one-based lines `first`..`last`, with
+    the whole text's line numbers: what the suppression needs to know of those lines. A
+    top-level statement starts at column 0 with nothing open, so its tokens are the whole
+    text's; tokenizing 1,000 lines costs ~100 ms, a code action list is asked for at every move
+    of the cursor. Without the statements' lengths (`Parsed.prepare`), the whole text."""
+    p, index = checked.parsed, checked.index
+    if (p is None or p.lengths is None or checked.lint is None or p.module is not checked.lint.module
+            or not 1 <= first <= last <= len(index.starts)):
+        return _tokens(checked.text)
+    lo, hi = index.starts[first - 1], index.starts[last - 1]
+    start = end = None
+    at = p.head
+    for length in p.lengths:
+        if start is None and at <= lo < at + length:
+            start = at
+        if at <= hi < at + length:
+            end = at + length
+            break
+        at += length
+    if start is None or end is None:
+        return _tokens(checked.text)
+    tokens = _tokens(checked.text[start:end])
+    if tokens is None:
+        return None
+    shift = bisect_right(index.starts, start) - 1
+    return [t._replace(start=(t.start[0] + shift, t.start[1]), end=(t.end[0] + shift, t.end[1])) for t in tokens]
 
 
 _LINE_TOKENS = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
