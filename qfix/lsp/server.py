@@ -46,6 +46,7 @@ from qfix.lsp.settings import Overrides
 
 DEBOUNCE = 0.15  # seconds after a document's last change before it is checked
 IDLE = 2.0  # seconds after the first diagnostics before loading what fixes with imports need
+PREPARE_IDLE = 0.3  # seconds after a document's diagnostics before `Parsed.prepare` (next edit's)
 FIX_ALL = "source.fixAll.qfix"  # qfix.lsp.actions.FIX_ALL (that module loads libcst)
 WATCHED = ("**/*.keras", "**/pyproject.toml")
 
@@ -197,10 +198,10 @@ class QfixServer(LanguageServer):
             self.checked[uri] = checked
             self.publish(uri, checked.diagnostics, version)
             if checked.parsed is not None and checked.parsed.lengths is None:
-                self.work.submit(checked.parsed.prepare)  # for the next edit, while the user reads
+                self.when_idle(PREPARE_IDLE, checked.parsed.prepare)  # for the next edit's re-parse
             if not self.fixes_warm:
                 self.fixes_warm = True
-                asyncio.get_running_loop().call_later(IDLE, self.warm_fixes_when_idle)
+                self.when_idle(IDLE, warm_fixes)
         finally:
             if self.pending.get(uri) is asyncio.current_task():
                 del self.pending[uri]
@@ -226,12 +227,16 @@ class QfixServer(LanguageServer):
         checked = self.checked.get(uri)
         return checked.parsed if checked is not None else None
 
-    def warm_fixes_when_idle(self) -> None:
-        """Load libcst.codemod (`warm_fixes`) if no check is waiting, else try again later."""
-        if self.pending:
-            asyncio.get_running_loop().call_later(IDLE, self.warm_fixes_when_idle)
-        else:
-            self.work.submit(warm_fixes)
+    def when_idle(self, delay: float, fn: Callable[[], Any]) -> None:
+        """Run `fn` in the worker `delay` seconds from now if no check is waiting then, else
+        later: work for later requests must not delay the diagnostics of a document opened or
+        changed meanwhile (a check that needs it does it itself)."""
+        def later() -> None:
+            if self.pending:
+                asyncio.get_running_loop().call_later(delay, later)
+            else:
+                self.work.submit(fn)
+        asyncio.get_running_loop().call_later(delay, later)
 
     def close(self, uri: str) -> None:
         self.opened.discard(uri)
