@@ -13,8 +13,13 @@ of a shared machine:
   model code, three findings) to its `publishDiagnostics`, right after `initialized` (libcst and
   the rules still loading) and once warm (goal <= 100 ms for 1,000 lines);
 * after an edit: `didChange` of one line to the new version's `publishDiagnostics`, shown with
-  the 150 ms debounce and without it (the check's own time);
+  the 150 ms debounce and without it (the check's own time); the first edit comes right after
+  the diagnostics of the opened file (the server has not yet measured its statements, which it
+  does once idle), the second is typing on (the statements known from the first edit);
 * code actions on the same file: a quick fix and `source.fixAll.qfix` (listed, then resolved);
+* after an edit, in process: the full check of the edited text against the incremental one
+  (`qfix.source.incremental`: only the changed top-level statements re-parsed; `qfix.source.memo`
+  on, as in the server: per-statement results of the previous check reused);
 * for scale: a server that only answers `initialize` and exits, importing lsprotocol alone
   (pygls's types: most of the start-up) and starting Python; the source engine's own check
   of the same text in this process (`lint_source`, what every diagnostic waits for), and its
@@ -122,6 +127,12 @@ def one_run(folder: Path, text: str) -> tuple[Figures, int]:
     server.diagnostics(uri, 2, timeout=120)
     step("after an edit (debounce included)", sent, cpu)
     step("after an edit (the check alone)", sent, cpu, less=DEBOUNCE)
+    again = edited.replace("GlobalAveragePooling2D()", "GlobalAveragePooling2D(name='g')", 1)
+    cpu = server.cpu()
+    sent = server.send({"method": "textDocument/didChange", "params": {
+        "textDocument": {"uri": uri, "version": 3}, "contentChanges": [{"text": again}]}})
+    server.diagnostics(uri, 3, timeout=120)
+    step("after a second edit (the check alone)", sent, cpu, less=DEBOUNCE)
 
     lam = next(d for d in found if d["code"] == "QF202")
     cpu = server.cpu()
@@ -178,9 +189,26 @@ def engine_figures(text: str, runs: int) -> dict[str, list[tuple[float, float]]]
     from qfix.source.engine import lint_source
     from qfix.targets import load_profile
 
+    from qfix.source.engine import lint_parsed
+    from qfix.source.incremental import Parsed
+
     rules, target = source_rules(), load_profile("edgetpu")
     module = cst.parse_module(text)
+    edited = text.replace("ReLU(6.0)", "ReLU(6.0, name='r')", 1)  # the wire's edit
+    before = Parsed.parse(text)
+    before.prepare()  # the server does it after publishing the first diagnostics
+    from qfix.source import memo
+
+    full = in_process(lambda: lint_source(edited, rules=rules, target=target), runs)
+    reparse = in_process(lambda: before.update(edited), runs)
+    memo.enable()  # as the server: per-statement results kept between checks
+    lint_parsed(before, rules=rules, target=target)
+    incremental = in_process(lambda: lint_parsed(before.update(edited), rules=rules, target=target), runs)
+    memo.enable(False)
     return {
+        "after an edit, in process: full (lint_source)": full,
+        "after an edit, in process: incremental": incremental,
+        "  of which the re-parse of the changed statements": reparse,
         "the source engine alone (lint_source, in process)": in_process(lambda: lint_source(text, rules=rules, target=target), runs),
         "  of which libcst's parse": in_process(lambda: cst.parse_module(text), runs),
         "  of which the rules' walk and positions": in_process(

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import io
 import tokenize
+from bisect import bisect_right
 from typing import Callable
 
-import libcst as cst
 from lsprotocol import types as lsp
 
 from qfix.lsp.documents import Checked, Finding
 from qfix.lsp.edits import text_edits
 from qfix.source.engine import SUPPRESS, apply_fix, fix_source
+from qfix.source.incremental import Parsed, code_of
 from qfix.types import Applicability
 
 FIX_ALL = "source.fixAll.qfix"
@@ -58,9 +59,20 @@ def fixed_alone(checked: Checked, finding: Finding) -> str | None:
     if not _applicable(finding) or lint is None or lint.module is None:
         return None
     try:
-        new = apply_fix(lint.module, finding.violation.fix.edits).code
-        cst.parse_module(new)  # as the engine does: a fix that breaks the file is dropped
+        module = apply_fix(lint.module, finding.violation.fix.edits)
+        base = checked.parsed
+        if base is not None and base.module is lint.module:
+            base.prepare()  # the statements' lengths (done after the check in the server)
+            # the fixed text from the unchanged statements' own text, re-parsed by its changed
+            # ones (qfix.source.incremental: the same text and parse as the whole module's)
+            new = code_of(module, base)
+            ok = base.update(new).module is not None
+        else:
+            new = module.code
+            ok = Parsed.parse(new).module is not None
     except Exception:  # noqa: BLE001 - a broken fix is no action, not a failed request
+        return None
+    if not ok:  # as the engine does: a fix that breaks the file is dropped
         return None
     return None if new == checked.text else new
 
@@ -72,8 +84,11 @@ def fixed_all(checked: Checked) -> str:
             f.violation.fix and f.violation.fix.edits for f in checked.findings):
         return checked.text
     where = str(checked.path) if checked.path is not None else None
+    # the check's own lint is the first round's (its reports carry the edits), and each round's
+    # text is re-parsed by its changed statements (`parsed`): what `qfix FILE --write` gives
+    parsed = checked.parsed if checked.parsed is not None and checked.parsed.module is checked.lint.module else None
     return fix_source(checked.text, rules=s.rules, path=where, target=s.target, options=s.options,
-                      unsafe_fixes=s.unsafe_fixes).code
+                      unsafe_fixes=s.unsafe_fixes, first=checked.lint, parsed=parsed).code
 
 
 def code_actions(checked: Checked, findings: list[Finding], only: list[str] | None, wrap: Wrap,
@@ -85,11 +100,12 @@ def code_actions(checked: Checked, findings: list[Finding], only: list[str] | No
     costs a parse of the document, too much for every cursor move)."""
     actions: list[lsp.CodeAction] = []
     if wanted(QUICK_FIX, only):
-        tokens = _tokens(checked.text)
         for finding in findings:
             fix = quick_fix(checked, finding, wrap, lazy)
             if fix is not None:
                 actions.append(fix)
+            loc = finding.violation.location
+            tokens = _statement_tokens(checked, loc.line, loc.end_line or loc.line) if loc.line is not None else None
             hide = suppress(checked, finding, wrap, tokens)
             if hide is not None:
                 actions.append(hide)
@@ -187,6 +203,35 @@ def _tokens(text: str) -> list[tokenize.TokenInfo] | None:
         return list(tokenize.generate_tokens(io.StringIO(text, newline="").readline))
     except (tokenize.TokenError, SyntaxError, ValueError):
         return None
+
+
+def _statement_tokens(checked: Checked, first: int, last: int) -> list[tokenize.TokenInfo] | None:
+    """The tokens of the top-level statements holding one-based lines `first`..`last`, with
+    the whole text's line numbers: what the suppression needs to know of those lines. A
+    top-level statement starts at column 0 with nothing open, so its tokens are the whole
+    text's; tokenizing 1,000 lines costs ~100 ms, a code action list is asked for at every move
+    of the cursor. Without the statements' lengths (`Parsed.prepare`), the whole text."""
+    p, index = checked.parsed, checked.index
+    if (p is None or p.lengths is None or checked.lint is None or p.module is not checked.lint.module
+            or not 1 <= first <= last <= len(index.starts)):
+        return _tokens(checked.text)
+    lo, hi = index.starts[first - 1], index.starts[last - 1]
+    start = end = None
+    at = p.head
+    for length in p.lengths:
+        if start is None and at <= lo < at + length:
+            start = at
+        if at <= hi < at + length:
+            end = at + length
+            break
+        at += length
+    if start is None or end is None:
+        return _tokens(checked.text)
+    tokens = _tokens(checked.text[start:end])
+    if tokens is None:
+        return None
+    shift = bisect_right(index.starts, start) - 1
+    return [t._replace(start=(t.start[0] + shift, t.start[1]), end=(t.end[0] + shift, t.end[1])) for t in tokens]
 
 
 _LINE_TOKENS = (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)

@@ -45,6 +45,8 @@ from qfix import __version__
 from qfix.lsp.settings import Overrides
 
 DEBOUNCE = 0.15  # seconds after a document's last change before it is checked
+IDLE = 2.0  # seconds after the first diagnostics before loading what fixes with imports need
+PREPARE_IDLE = 0.3  # seconds after a document's diagnostics before `Parsed.prepare` (next edit's)
 FIX_ALL = "source.fixAll.qfix"  # qfix.lsp.actions.FIX_ALL (that module loads libcst)
 WATCHED = ("**/*.keras", "**/pyproject.toml")
 
@@ -102,6 +104,7 @@ class QfixServer(LanguageServer):
         self.models: set[str] = set()  # .keras uris with published diagnostics
         self.work = ThreadPoolExecutor(1, thread_name_prefix="qfix-lint")  # one document at a time
         self.model_slot: asyncio.Semaphore | None = None
+        self.fixes_warm = False  # warm_fixes scheduled
 
     # -- helpers -----------------------------------------------------------------------------
     def log(self, message: str, kind: lsp.MessageType = lsp.MessageType.Log) -> None:
@@ -181,7 +184,8 @@ class QfixServer(LanguageServer):
                 return
             text, version = doc.source, doc.version
             try:
-                checked = await self.run(check_text, uri, text, self.overrides, self.root, self.encoding)
+                checked = await self.run(check_text, uri, text, self.overrides, self.root, self.encoding,
+                                         self.parsed(uri))
             except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback in the log
                 from qfix.lsp.diagnostics import error_diagnostic
 
@@ -193,6 +197,11 @@ class QfixServer(LanguageServer):
                 return  # closed or changed meanwhile: that change scheduled its own check
             self.checked[uri] = checked
             self.publish(uri, checked.diagnostics, version)
+            if checked.parsed is not None and checked.parsed.lengths is None:
+                self.when_idle(PREPARE_IDLE, checked.parsed.prepare)  # for the next edit's re-parse
+            if not self.fixes_warm:
+                self.fixes_warm = True
+                self.when_idle(IDLE, warm_fixes)
         finally:
             if self.pending.get(uri) is asyncio.current_task():
                 del self.pending[uri]
@@ -205,12 +214,29 @@ class QfixServer(LanguageServer):
         checked = self.checked.get(uri)
         if checked is None or checked.text != doc.source:
             text = doc.source
-            checked = await self.run(check_text, uri, text, self.overrides, self.root, self.encoding)
+            checked = await self.run(check_text, uri, text, self.overrides, self.root, self.encoding,
+                                     self.parsed(uri))
             doc = self.document(uri)
             if doc is None or doc.source != text:
                 return None, None
             self.checked[uri] = checked
         return checked, doc
+
+    def parsed(self, uri: str):
+        """The parse of the document's last checked text (what an edit is re-parsed from)."""
+        checked = self.checked.get(uri)
+        return checked.parsed if checked is not None else None
+
+    def when_idle(self, delay: float, fn: Callable[[], Any]) -> None:
+        """Run `fn` in the worker `delay` seconds from now if no check is waiting then, else
+        later: work for later requests must not delay the diagnostics of a document opened or
+        changed meanwhile (a check that needs it does it itself)."""
+        def later() -> None:
+            if self.pending:
+                asyncio.get_running_loop().call_later(delay, later)
+            else:
+                self.work.submit(fn)
+        asyncio.get_running_loop().call_later(delay, later)
 
     def close(self, uri: str) -> None:
         self.opened.discard(uri)
@@ -282,22 +308,35 @@ def is_python(doc: lsp.TextDocumentItem) -> bool:
     return doc.language_id == "python" or unquote(doc.uri).lower().endswith((".py", ".pyi"))
 
 
-def check_text(uri: str, text: str, overrides: Overrides, root: Path | None, encoding: str):
-    """Runs in the worker thread: the settings of the document, then its check."""
+def check_text(uri: str, text: str, overrides: Overrides, root: Path | None, encoding: str, previous=None):
+    """Runs in the worker thread: the settings of the document, then its check (`previous`:
+    the parse of the text it replaces, `qfix.source.incremental.Parsed`)."""
     from qfix.lsp.documents import check_python
     from qfix.lsp.settings import resolve
 
     path = to_fs_path(uri)
     path = Path(path) if path else None
-    return check_python(text, path, resolve(path, overrides, root), encoding)
+    return check_python(text, path, resolve(path, overrides, root), encoding, previous)
 
 
 def warm_up() -> None:
-    """Load libcst, the rules and a profile before the first document arrives."""
+    """Load libcst, the rules and a profile before the first document arrives; keep the
+    per-statement results of a check for the next one (`qfix.source.memo`)."""
     from qfix.lsp.documents import check_python
     from qfix.lsp.settings import resolve
+    from qfix.source import memo
+
+    memo.enable()
 
     check_python("import tensorflow as tf\nx = tf.lite.constants.INT8\n", None, resolve(None, Overrides()))
+
+
+def warm_fixes() -> None:
+    """Load what a fix that adds or removes an import needs (libcst.codemod: 0.3-0.6 s), when
+    the server is idle after its first diagnostics: not in their time, nor in the time of the
+    first such quick fix (a fix without imports never needs it)."""
+    if "libcst.codemod.visitors" not in sys.modules:
+        import libcst.codemod.visitors  # noqa: F401
 
 
 # --------------------------------------------------------------------------------------------

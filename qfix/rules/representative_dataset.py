@@ -64,7 +64,8 @@ from typing import Any
 
 import libcst as cst
 
-from qfix.source.arrays import Binding, Evaluator, Scope, Val, literal_shape, dtype_name, names_bound_anywhere, scope_bindings
+from qfix.source.arrays import (Binding, Evaluator, Scope, Val, dtype_name, function_bindings, literal_shape,
+                                names_bound_anywhere, scope_bindings)
 from qfix.source.converter import ConverterAnalysis, ConverterBlock
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
 from qfix.source.util import arg, child_nodes, string_value
@@ -273,7 +274,7 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
     def _table(self, fn: cst.FunctionDef) -> dict[str, list[Binding]]:
         t = self._tables.get(id(fn))
         if t is None:
-            t = self._tables[id(fn)] = scope_bindings(fn.body, fn.params)
+            t = self._tables[id(fn)] = function_bindings(fn)
         return t
 
     def _scope_of(self, fn: cst.FunctionDef | None, inner: bool = True) -> Scope:

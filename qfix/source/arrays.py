@@ -18,6 +18,7 @@ from typing import Any
 
 import libcst as cst
 
+from qfix.source import memo
 from qfix.source.names import Names
 from qfix.source.util import arg, child_nodes, iter_nodes, number, string_value
 
@@ -221,9 +222,22 @@ class Scope:
         return "builtin" if name in BUILTIN_NAMES else "unbound"
 
 
+def function_bindings(fn: cst.FunctionDef) -> dict[str, list[Binding]]:
+    """`scope_bindings` of a function's body and parameters (kept per function by
+    `qfix.source.memo` between an editor's checks; the table must not be changed)."""
+    return memo.of("function_bindings", fn, lambda f: scope_bindings(f.body, f.params))
+
+
 def names_bound_anywhere(module: cst.Module, names: Names) -> set[str]:
     out = set(names.aliases)
-    for x in iter_nodes(module):
+    for stmt in module.body:  # the header and footer are comment lines: no names
+        out |= memo.of("bound_anywhere", stmt, _bound_in)
+    return out
+
+
+def _bound_in(node: cst.CSTNode) -> frozenset[str]:
+    out: set[str] = set()
+    for x in iter_nodes(node):
         if isinstance(x, cst.Name):
             pass
         elif isinstance(x, (cst.FunctionDef, cst.ClassDef)):
@@ -237,7 +251,7 @@ def names_bound_anywhere(module: cst.Module, names: Names) -> set[str]:
             out.update(n.value for n in iter_nodes(x.name) if isinstance(n, cst.Name))
         elif isinstance(x, (cst.Global, cst.Nonlocal)):
             out.update(n.name.value for n in x.names)
-    return out
+    return frozenset(out)
 
 
 # --------------------------------------------------------------------------------------------

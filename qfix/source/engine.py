@@ -274,6 +274,14 @@ def lint_source(
     return LintResult([r.violation for r in kept], module, kept)
 
 
+def lint_parsed(parsed: Any, **kw: Any) -> LintResult:
+    """`lint_source` of a `qfix.source.incremental.Parsed` (the text and its parse, made
+    incrementally by the editor): the same result, without parsing the text again."""
+    if parsed.module is None:
+        return LintResult([_parse_error(kw.get("path"), parsed.error, parsed.text)], None)
+    return lint_source(parsed.text, module=parsed.module, **kw)
+
+
 # --------------------------------------------------------------------------------------------
 # Applying fixes
 # --------------------------------------------------------------------------------------------
@@ -394,17 +402,18 @@ def apply_fix(module: cst.Module, edits: Sequence[Any]) -> cst.Module:
 
 def apply_edits(module: cst.Module, edits: Sequence[Any], positions: Any = None,
                 skip: frozenset[int] = frozenset()) -> cst.Module:
-    from libcst.codemod import CodemodContext
-    from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
-
     new = module.visit(_Applier(edits, positions, skip))
     imports = [e for e in edits if isinstance(e, AddImport)]
+    removals = [e for e in edits if isinstance(e, RemoveUnusedImport)]
+    if imports or removals:
+        # imported only here: loading libcst.codemod costs ~0.3 s, the editor's first quick fix
+        from libcst.codemod import CodemodContext
+        from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
     if imports:
         context = CodemodContext()
         for imp in imports:
             AddImportsVisitor.add_needed_import(context, imp.module, imp.obj, imp.asname)
         new = AddImportsVisitor(context).transform_module(new)
-    removals = [e for e in edits if isinstance(e, RemoveUnusedImport)]
     if removals:
         context = CodemodContext()
         for r in removals:
@@ -446,7 +455,10 @@ def fix_source(
     options: dict[str, Any] | None = None,
     unsafe_fixes: bool = False,
     first: LintResult | None = None,
+    parsed: Any = None,
 ) -> FixResult:
+    """`parsed`: `code`'s `qfix.source.incremental.Parsed` (the editor's): each round's text is
+    then generated and re-parsed by its changed statements only, with the same result."""
     result = first or lint_source(code, path=path, rules=rules, target=target, options=options)
     fixed: list[Violation] = []
     errors: list[Violation] = []
@@ -457,7 +469,11 @@ def fix_source(
         if not todo or result.module is None:
             break
         iterations += 1
-        positions = result.positions
+        # ranges for the statements the edits touch only (as apply_fix), not the whole module's
+        nodes = [n for rep in todo for e in rep.violation.fix.edits  # type: ignore[union-attr]
+                 if (n := getattr(e, "node", None) or getattr(e, "anchor", None)) is not None]
+        positions = locate(result.module, nodes)
+        skip = frozenset(id(s) for s in result.module.body if s not in positions)
         chosen: list[Report] = []
         spans: list[tuple] = []
         for rep in todo:
@@ -468,9 +484,18 @@ def fix_source(
             spans.extend(mine)
         edits = [e for rep in chosen for e in rep.violation.fix.edits]  # type: ignore[union-attr]
         try:
-            new_module = apply_edits(result.module, edits, positions)
-            new_code = new_module.code
-            new_module = cst.parse_module(new_code)  # the result must re-parse
+            new_module = apply_edits(result.module, edits, positions, skip)
+            if parsed is not None:
+                from qfix.source.incremental import code_of
+
+                new_code = code_of(new_module, parsed)
+                parsed = parsed.update(new_code)  # the result must re-parse
+                if parsed.module is None:
+                    raise parsed.error  # type: ignore[misc]
+                new_module = parsed.module
+            else:
+                new_code = new_module.code
+                new_module = cst.parse_module(new_code)  # the result must re-parse
         except Exception as exc:  # noqa: BLE001 - a broken fix must not stop the run
             errors.append(
                 Violation(

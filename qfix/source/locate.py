@@ -5,7 +5,7 @@ every node: about a third of a 1,000-line file's check, where a check wants the 
 few findings. `locate` records them only for the top-level statements that hold the wanted
 nodes, with the same codegen state libcst's provider uses (so the ranges are the provider's,
 not a re-derivation); the statements before them are generated without recording, just to
-count their lines. A node not found under a top-level statement (the Module itself, a node of
+count their lines (both kept per statement by `qfix.source.memo` in the editor). A node not found under a top-level statement (the Module itself, a node of
 another tree) falls back to the whole provider.
 
 Ranges are `libcst.metadata.CodeRange`: lines 1-based, columns 0-based in code points.
@@ -22,6 +22,7 @@ from libcst._nodes.internal import CodegenState
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from libcst.metadata.position_provider import PositionProvidingCodegenState
 
+from qfix.source import memo
 from qfix.source.util import iter_nodes
 
 
@@ -46,7 +47,7 @@ def locate(module: cst.Module, nodes: Iterable[cst.CSTNode]) -> Mapping[cst.CSTN
     holders: set[int] = set()
     found: set[int] = set()
     for i, stmt in enumerate(module.body):
-        hits = wanted.intersection(id(n) for n in iter_nodes(stmt))
+        hits = wanted.intersection(memo.of("node_ids", stmt, _node_ids))
         if hits:
             holders.add(i)
             found |= hits
@@ -61,7 +62,16 @@ def locate(module: cst.Module, nodes: Iterable[cst.CSTNode]) -> Mapping[cst.CSTN
         if i in holders:
             stmt._codegen(state)
         else:  # only its extent: a top-level statement starts and ends at column 0
-            plain = CodegenState(default_indent=module.default_indent, default_newline=module.default_newline)
-            stmt._codegen(plain)
-            state._update_position("".join(plain.tokens))
+            kind = ("code", module.default_indent, module.default_newline)
+            state._update_position(memo.of(kind, stmt, lambda s: _code(s, module)))
     return ranges._computed
+
+
+def _node_ids(stmt: cst.CSTNode) -> frozenset[int]:
+    return frozenset(id(n) for n in iter_nodes(stmt))
+
+
+def _code(stmt: cst.CSTNode, module: cst.Module) -> str:
+    plain = CodegenState(default_indent=module.default_indent, default_newline=module.default_newline)
+    stmt._codegen(plain)
+    return "".join(plain.tokens)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import libcst as cst
 
+from qfix.source import memo
 from qfix.source.dispatch import dispatched
 from qfix.source.flavour import FileFlavours
 from qfix.source.names import Names
@@ -309,60 +310,75 @@ class Activity:
         test = test or any(names.imports_module(m) for m in _TEST_MODULES)
         if not any(w in code for w in _ACTIVITY_WORDS) and not ("TestCase" in code):
             return cls(test=test)
-        converts = exports = trains = qat = int_setting = int_io = optimizations = float16 = False
-        converters = 0
-        for n in iter_nodes(module):
-            if isinstance(n, cst.ClassDef) and not test:
-                test = any(names.canon(b.value) in _TEST_BASES for b in n.bases)
-                continue
-            if isinstance(n, cst.Assign):
-                for t in n.targets:
-                    if not isinstance(t.target, cst.Attribute):
-                        continue
-                    setting = t.target.attr.value
-                    values = [names.canon(e) for e in iter_nodes(n.value) if isinstance(e, cst.Attribute)]
-                    if setting in _IO_SETTINGS:
-                        # a variable (`inf_type` from the command line) chooses integer I/O at run time
-                        int_io = int_io or any(v in _INT_TYPES for v in values) or isinstance(n.value, cst.Name)
-                        int_setting = int_setting or int_io
-                    elif setting in _INT_SETTINGS:
-                        int_setting = True
-                    elif setting == "supported_ops":
-                        int_setting = int_setting or "tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8" in values
-                    elif setting == "optimizations":
-                        # EXPERIMENTAL_SPARSITY alone keeps the model float (sparse weights)
-                        opts = [v for v in values if v and v.startswith("tensorflow.lite.Optimize.")]
-                        optimizations = optimizations or not opts or any(not v.endswith(".EXPERIMENTAL_SPARSITY") for v in opts)
-                    elif setting == "supported_types":
-                        float16 = float16 or "tensorflow.float16" in values
-                continue
-            if not isinstance(n, cst.Call):
-                continue
-            func = n.func
-            attr = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
-            if attr is None:
-                continue
-            if attr in _TRAIN_METHODS and isinstance(func, cst.Attribute):
-                trains = True
-                continue
-            c = names.canon(func) or ""
-            if "TFLiteConverter" in c and c.startswith("tensorflow."):
-                converts = True
-                converters += 1
-            elif c == "tensorflow.GradientTape":
-                trains = True
-            elif c.startswith("tfmot.quantization.keras.quantize_"):
-                qat = True
-            elif c in ("tensorflow.saved_model.save", "keras.export.ExportArchive") or (
-                attr == "export" and isinstance(func, cst.Attribute) and n.args and not c.startswith(("tensorflow.", "tfmot."))
-            ):
-                exports = True
+        # a fold (or / sum) of each top-level statement's part: kept per statement between an
+        # editor's checks (qfix.source.memo) while the import aliases stay the same
+        kind = ("activity", frozenset(names.aliases.items()))
+        parts = [memo.of(kind, stmt, lambda x: _activity_part(x, names)) for stmt in module.body]
+        test = test or any(p[0] for p in parts)
+        converts, exports, trains, qat, int_setting, int_io, optimizations, float16 = (
+            any(p[k] for p in parts) for k in range(1, 9))
+        converters = sum(p[9] for p in parts)
         quantizes = int_setting or (optimizations and not float16)
         float_artifact = converts and _FLOAT_ARTIFACT.search(code) is not None
         intent = converts and (qat or _INTEGER_ARTIFACT.search(code) is not None or _QUANT_PARAMS.search(code) is not None)
         commented = converts and _COMMENTED_INTEGER.search(code) is not None
         return cls(converts, quantizes, exports, trains, qat, test, converters, path, int_setting, int_io, float_artifact,
                    intent, commented)
+
+
+def _activity_part(stmt: cst.CSTNode, names: Names) -> tuple:
+    """What one top-level statement says of the file's activity (`Activity.of` folds the parts:
+    any of each flag, the sum of the converters): test class, converts, exports, trains, QAT,
+    integer setting, integer I/O, optimizations, float16, converters."""
+    test = converts = exports = trains = qat = int_setting = int_io = optimizations = float16 = False
+    converters = 0
+    for n in iter_nodes(stmt):
+        if isinstance(n, cst.ClassDef) and not test:
+            test = any(names.canon(b.value) in _TEST_BASES for b in n.bases)
+            continue
+        if isinstance(n, cst.Assign):
+            for t in n.targets:
+                if not isinstance(t.target, cst.Attribute):
+                    continue
+                setting = t.target.attr.value
+                values = [names.canon(e) for e in iter_nodes(n.value) if isinstance(e, cst.Attribute)]
+                if setting in _IO_SETTINGS:
+                    # a variable (`inf_type` from the command line) chooses integer I/O at run time
+                    int_io = int_io or any(v in _INT_TYPES for v in values) or isinstance(n.value, cst.Name)
+                    int_setting = int_setting or int_io
+                elif setting in _INT_SETTINGS:
+                    int_setting = True
+                elif setting == "supported_ops":
+                    int_setting = int_setting or "tensorflow.lite.OpsSet.TFLITE_BUILTINS_INT8" in values
+                elif setting == "optimizations":
+                    # EXPERIMENTAL_SPARSITY alone keeps the model float (sparse weights)
+                    opts = [v for v in values if v and v.startswith("tensorflow.lite.Optimize.")]
+                    optimizations = optimizations or not opts or any(not v.endswith(".EXPERIMENTAL_SPARSITY") for v in opts)
+                elif setting == "supported_types":
+                    float16 = float16 or "tensorflow.float16" in values
+            continue
+        if not isinstance(n, cst.Call):
+            continue
+        func = n.func
+        attr = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+        if attr is None:
+            continue
+        if attr in _TRAIN_METHODS and isinstance(func, cst.Attribute):
+            trains = True
+            continue
+        c = names.canon(func) or ""
+        if "TFLiteConverter" in c and c.startswith("tensorflow."):
+            converts = True
+            converters += 1
+        elif c == "tensorflow.GradientTape":
+            trains = True
+        elif c.startswith("tfmot.quantization.keras.quantize_"):
+            qat = True
+        elif c in ("tensorflow.saved_model.save", "keras.export.ExportArchive") or (
+            attr == "export" and isinstance(func, cst.Attribute) and n.args and not c.startswith(("tensorflow.", "tfmot."))
+        ):
+            exports = True
+    return (test, converts, exports, trains, qat, int_setting, int_io, optimizations, float16, converters)
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,12 +82,23 @@ def test_workspace_edit_is_versioned_when_the_client_can_take_it():
 # The suppression comment
 # --------------------------------------------------------------------------------------------
 def suppressed(text: str, code: str) -> str | None:
-    """`text` after the suppress action for the first `code` finding (None: no such action)."""
+    """`text` after the suppress action for the first `code` finding (None: no such action).
+    The same with the finding's statement tokenized alone (the statements' lengths known, as in
+    the server after its first check) as with the whole text tokenized."""
     checked = check_python(text, None, resolve(None, Overrides()))
     finding = next(f for f in checked.findings if f.violation.code == code)
-    actions = code_actions(checked, [finding], [lsp.CodeActionKind.QuickFix],
-                           lambda edits: workspace_edit("file:///t.py", 1, edits, False))
-    hide = [a for a in actions if a.title.startswith("Suppress")]
+
+    def hides() -> list[lsp.CodeAction]:
+        actions = code_actions(checked, [finding], [lsp.CodeActionKind.QuickFix],
+                               lambda edits: workspace_edit("file:///t.py", 1, edits, False))
+        return [a for a in actions if a.title.startswith("Suppress")]
+
+    parsed, checked.parsed = checked.parsed, None  # without the statements' extents: the whole text
+    hide = hides()
+    checked.parsed = parsed
+    parsed.prepare()
+    assert parsed.lengths is not None or "\r" in text
+    assert hides() == hide
     if not hide:
         return None
     new = apply_edits(text, hide[0].edit.changes["file:///t.py"])
@@ -123,6 +134,9 @@ def test_suppression_skips_a_line_that_ends_inside_a_string_or_after_a_backslash
 def test_suppression_counts_lines_as_python_does():
     text = "import tensorflow as tf\ns = '\x0c\u2028'\n" + INT8.split("\n")[1] + "\n"
     assert suppressed(text, "QF204") == text[:-1] + "  # qfix: ignore[QF204]\n"
+    before = 'import tensorflow as tf\ndef f():\n    """a\n    b"""\n\n# c\n'  # statements before it
+    text = before + INT8.split("\n")[1] + "  # keep\ny = (1,\n     2)\n"
+    assert suppressed(text, "QF204") == text.replace("# keep", "# keep  # qfix: ignore[QF204]")
 
 
 # --------------------------------------------------------------------------------------------
