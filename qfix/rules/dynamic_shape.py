@@ -234,16 +234,10 @@ class DynamicShapeModel(ModelRule):
                 # Any target whose recipe pins the batch (the int8 CPU's too): the .tflite takes
                 # `batch` samples per call whatever the model says, so a runtime that feeds the
                 # model's own batch fails (or reads one sample) - say so, never silently.
-                yield self.violation(
-                    f"input {inp.name!r} has a fixed batch of {shape[0]} {_fmt(shape)}; {ctx.target.name} runs "
-                    f"batch {batch}: qfix's recipe converts at batch {batch}, so the .tflite takes {batch} "
-                    f"sample(s) per inference, not {shape[0]}",
-                    inp.name,
-                    fix=f"fix the batch dimension to {batch} (same outputs per sample)",
-                    severity=Severity.WARNING,
-                    pointer=inp.pointer,
-                    rewrite=Rewrite(rewrites.static_batch, (), inp.name) if inp.pointer else None,
-                )
+                yield self._batch(inp, f"input {inp.name!r} has a fixed batch of {shape[0]} {_fmt(shape)}; "
+                                       f"{ctx.target.name} runs batch {batch}: qfix's recipe converts at batch "
+                                       f"{batch}, so the .tflite takes {batch} sample(s) per inference, not "
+                                       f"{shape[0]}", f"fix the batch dimension to {batch} (same outputs per sample)")
                 return  # one input tells it: every input shares the batch
             if not ctx.target.static_shapes:
                 continue
@@ -257,19 +251,18 @@ class DynamicShapeModel(ModelRule):
                     applicability=Applicability.DISPLAY_ONLY,
                     pointer=inp.pointer,
                 )
-            elif shape and shape[0] is None and ctx.target.batch and ctx.mode != "qat":
+            elif shape and shape[0] is None and batch and ctx.mode != "qat":
                 # --mode qat: a model meant for training keeps its dynamic batch (the batch is
                 # fixed when the QAT model is converted)
-                yield self.violation(
-                    f"input {inp.name!r} has a dynamic batch {_fmt(shape)}; {ctx.target.name} runs batch "
-                    f"{ctx.target.batch} (qfix's recipe fixes it at conversion)",
-                    inp.name,
-                    fix=f"fix the batch dimension to {ctx.target.batch}",
-                    severity=Severity.WARNING,
-                    pointer=inp.pointer,
-                    # A Sequential without an InputLayer entry has no input to give a batch.
-                    rewrite=Rewrite(rewrites.static_batch, (), inp.name) if inp.pointer else None,
-                )
+                yield self._batch(inp, f"input {inp.name!r} has a dynamic batch {_fmt(shape)}; {ctx.target.name} "
+                                       f"runs batch {batch} (qfix's recipe fixes it at conversion)",
+                                       f"fix the batch dimension to {batch}")
+
+    def _batch(self, inp, message: str, fix: str):
+        """A batch warning with the safe rewrite that gives every input the recipe's batch."""
+        return self.violation(message, inp.name, fix=fix, severity=Severity.WARNING, pointer=inp.pointer,
+                              # A Sequential without an InputLayer entry has no input to give a batch.
+                              rewrite=Rewrite(rewrites.static_batch, (), inp.name) if inp.pointer else None)
 
     CASES = [
         ModelCase(

@@ -143,6 +143,9 @@ class Profile:
     version_failure: str = "op"  # VERSION_FAILURES
     state_dtypes: tuple[str, ...] = ()  # integer dtypes allowed for variable (state) tensors
     dynamic_batch: bool = False  # with static_shapes: a dynamic first dimension is fine (Vela sets it to 1)
+    # The toolchain rejects the whole file when an op breaks TFLite's semantics in its stored
+    # shapes (Vela: "Does not have valid TFLite Semantics", a RESHAPE whose element counts differ).
+    checks_semantics: bool = False
     sources: tuple[str, ...] = ()  # where the profile's facts come from (`target.sources`)
     max_rank: int | None = None  # tensors of a higher rank are off target (the GPU delegate: 4)
     # A delegate that takes only its N largest partitions by default (GPU delegate: 1).
@@ -469,6 +472,7 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str],
         version_failure=version_failure,
         state_dtypes=tuple(rules.get("state_dtypes", ())),
         dynamic_batch=bool(rules.get("dynamic_batch", False)),
+        checks_semantics=bool(rules.get("checks_semantics", False)),
         sources=tuple(target.get("sources", ())),
         max_rank=rules.get("max_rank"),
         max_delegated_partitions=rules.get("max_delegated_partitions"),

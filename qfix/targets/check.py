@@ -532,7 +532,17 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
 
     first = next((p for p in placements if not p.on_target and not p.boundary), None)
     failure = None
-    if culprit is not None and profile.version_failure == "model":
+    broken = _semantics_broken(model) if profile.checks_semantics and culprit is None else None
+    if broken is not None:
+        op, why = broken
+        first = placements[op.index]
+        tool = profile.toolchain.get("name", profile.id)
+        failure = f"{tool} rejects the whole file: {op.name} (op {op.index}) {why}, so no op runs on {profile.name}"
+        for p in placements:
+            p.on_target, p.status = False, profile.status("rejected")
+            p.reason = (f"{why} (TFLite semantics)" if p.index == op.index
+                        else f"the file is rejected: {op.name} (op {op.index}) {why}")
+    elif culprit is not None and profile.version_failure == "model":
         first = culprit
         tool = profile.toolchain.get("name", profile.id)
         # No layer named here: attribution by class (qfix.jobs.prove) may still name it.
@@ -735,6 +745,20 @@ def _op_activations(model: TfliteModel, op: Op) -> list[Tensor]:
 def _activations(model: TfliteModel) -> list[Tensor]:
     seen = {i for op in model.ops for i in (*op.inputs, *op.outputs) if i >= 0}
     return [model.tensors[i] for i in sorted(seen) if not model.tensors[i].is_const]
+
+
+def _semantics_broken(model: TfliteModel) -> tuple[Op, str] | None:
+    """The first op whose stored shapes break TFLite's semantics, as Vela checks them before
+    compiling: a RESHAPE whose input and output hold different numbers of elements (the plain
+    converter writes one when a dynamic batch feeds the shape at run time)."""
+    for op in model.ops:
+        if op.name != "RESHAPE" or not op.inputs or not op.outputs or op.inputs[0] < 0:
+            continue
+        src, dst = model.tensors[op.inputs[0]], model.tensors[op.outputs[0]]
+        if src.shape and dst.shape and int(np.prod(src.shape)) != int(np.prod(dst.shape)):
+            return op, (f"has input and output element counts that differ (IFM shape "
+                        f"{list(src.shape)}, OFM shape {list(dst.shape)})")
+    return None
 
 
 def _computes_float(profile: Profile) -> bool:

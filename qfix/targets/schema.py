@@ -100,7 +100,7 @@ def _confidence(v: Any) -> str | None:
 # `<key>_confidence` (V/M/R).
 MODEL_RULES: dict[str, Callable[[Any], str | None]] = {
     "activation_dtypes": _dtypes, "aux_dtypes": _dtypes, "state_dtypes": _dtypes,
-    "static_shapes": _bool, "integer_io": _bool, "dynamic_batch": _bool,
+    "static_shapes": _bool, "integer_io": _bool, "dynamic_batch": _bool, "checks_semantics": _bool,
     "max_innermost_dims": _positive, "max_subgraphs": _positive, "max_rank": _positive,
     "max_delegated_partitions": _positive, "sram_bytes_approx": _positive,
     "max_tflite_runtime": _str, "version_failure": _str,

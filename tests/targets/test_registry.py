@@ -234,7 +234,7 @@ def test_targets_command_shows_a_user_profile_or_its_error(my_npu, tmp_path):
     r = qfix("targets", str(bad))
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == (f"QF912 bad target profile {bad}: target.model_rules.static_shape: unknown key "
-                                "(known: activation_dtypes, aux_dtypes, dynamic_batch, integer_io, max_delegated_partitions, "
+                                "(known: activation_dtypes, aux_dtypes, checks_semantics, dynamic_batch, integer_io, max_delegated_partitions, "
                                 "max_innermost_dims, max_rank, max_subgraphs, max_tflite_runtime, sram_bytes_approx, "
                                 "state_dtypes, static_shapes, version_failure, each with _source and _confidence)")
 

@@ -318,3 +318,27 @@ def test_the_weight_sum_limit_agrees_with_vela(family):
         assert vela.compare(placement, result) == [], first_filter
         if not on_npu:
             assert "9144000 > 8323072" in placement.ops[0].reason
+
+
+@pytest.mark.parametrize("family", ["ethos-u55", "ethos-u65", "ethos-u85"])
+def test_a_reshape_that_breaks_tflite_semantics_fails_the_whole_file_as_vela_says(family):
+    """The plain converter's dynamic-batch files hold a RESHAPE [1, 4] -> [1, 8, 4] (its shape
+    comes at run time); Vela refuses the whole file ("Does not have valid TFLite Semantics"),
+    the profile placed every op on the NPU. Same shapes with 32 elements: both map it."""
+    profile = load_profile(family)
+    for depth, rejected in ((4, True), (32, False)):
+        tensors = [{"name": "x", "shape": (1, depth), "dtype": "int8"},
+                   {"name": "shape", "shape": (3,), "dtype": "int32", "data": np.array([1, 8, 4], np.int32)},
+                   {"name": "model/reshape/out", "shape": (1, 8, 4), "dtype": "int8"},
+                   {"name": "model/relu/out", "shape": (1, 8, 4), "dtype": "int8"}]
+        data = build_tflite(tensors, [{"op": "RESHAPE", "in": [0, 1], "out": [2]}, {"op": "RELU", "in": [2], "out": [3]}],
+                            [0], [3])
+        placement = check(read_tflite(data), profile)
+        result = vela.run(data, **vela.options(profile))
+        assert result.rejected is rejected and (placement.model_failure is not None) is rejected, (depth, result.error)
+        assert vela.compare(placement, result) == [], depth
+        if rejected:
+            assert placement.ops_on_target == 0 and placement.first_unsupported["op"] == "RESHAPE"
+            assert "IFM shape [1, 4], OFM shape [1, 8, 4]" in placement.model_failure
+        else:
+            assert placement.fully_on_target and [o.on_npu for o in result.ops] == [True, True]
