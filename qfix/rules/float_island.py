@@ -29,7 +29,7 @@ FPU) and four bytes per value in the tensor arena.
 from __future__ import annotations
 
 from qfix.rules.base import VerifyRule
-from qfix.targets.tflite import FLOAT_DTYPES
+from qfix.targets.check import computes_float
 from qfix.types import Severity
 
 
@@ -46,7 +46,7 @@ class FloatIsland(VerifyRule):
             by_layer.setdefault(island.get("layer"), []).append(island)
         for layer, islands in by_layer.items():
             ops = sorted({str(i.get("producer") or "graph input") for i in islands})
-            runs = any(d in FLOAT_DTYPES for d in profile.activation_dtypes)
+            runs = computes_float(profile)
             yield self.violation(
                 f"{len(islands)} float tensor(s) inside the integer model, made by {', '.join(ops)} "
                 f"(layer {layer!r}), e.g. {islands[0].get('tensor')!r}"

@@ -589,7 +589,7 @@ def check(model: TfliteModel, profile: Profile, layer_names: Iterable[str] = (),
         ops_on_target=sum(p.on_target for p in placements),
         # A target that computes in float too (TFLM's float kernels) runs an island: listed, and
         # QF405 warns of its cost, but the model does run fully there.
-        fully_on_target=first is None and not (floats and not _computes_float(profile)),
+        fully_on_target=first is None and not (floats and not computes_float(profile)),
         first_unsupported=None if first is None else {
             "op": first.op, "layer": first.layer, "reason": first.reason,
             "index": first.index, "status": first.status, "fix_hint": first.fix_hint,
@@ -761,7 +761,7 @@ def _semantics_broken(model: TfliteModel) -> tuple[Op, str] | None:
     return None
 
 
-def _computes_float(profile: Profile) -> bool:
+def computes_float(profile: Profile) -> bool:
     """The profile's activation dtypes include a float type (tflm: its float32 kernels)."""
     return any(d in FLOAT_DTYPES for d in profile.activation_dtypes)
 
