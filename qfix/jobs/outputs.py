@@ -72,9 +72,7 @@ def _check(outputs: Outputs) -> None:
     free_checked: set[int] = set()
     for path in outputs.paths:
         dest = destination(path)
-        if os.path.lexists(dest) and not stat.S_ISREG(os.stat(dest).st_mode):
-            what = "a folder" if dest.is_dir() else "a file that is not a regular file"
-            raise error("QF913", f"{path}: {what} is in the way of the output")
+        _nothing_in_the_way(path, dest)
         if not (path == outputs.model and outputs.in_place) and same_file(dest, outputs.source):
             raise error("QF913", f"{path}: refusing to overwrite the input model (use --in-place)")
         folder = _existing_folder(path, dest.parent)
@@ -104,8 +102,7 @@ def write_outputs(outputs: Outputs, model_zip: bytes | None, tflite: bytes | Non
         if tflite is not None:
             extra = {suffix: outputs.compiled(suffix) for suffix in (compiled or {})}
     for path in extra.values():  # checked like the others (check_outputs ran before the suffix was known)
-        if os.path.lexists(path) and not stat.S_ISREG(os.stat(path).st_mode):
-            raise error("QF913", f"{path}: {'a folder' if path.is_dir() else 'a special file'} is in the way of the output")
+        _nothing_in_the_way(path, destination(path))
     try:
         with Transaction() as tx:
             if model_zip is not None:
@@ -121,6 +118,13 @@ def write_outputs(outputs: Outputs, model_zip: bytes | None, tflite: bytes | Non
                 folder.rmdir()  # only when empty: never a folder with someone's files
         raise
     return {suffix: str(path) for suffix, path in extra.items()}
+
+
+def _nothing_in_the_way(path: Path, dest: Path) -> None:
+    """QF913 when a folder or special file sits at `dest` (where `path` is written)."""
+    if os.path.lexists(dest) and not stat.S_ISREG(os.stat(dest).st_mode):
+        what = "a folder" if dest.is_dir() else "a file that is not a regular file"
+        raise error("QF913", f"{path}: {what} is in the way of the output")
 
 
 def _existing_folder(path: Path, folder: Path) -> Path:
