@@ -71,6 +71,18 @@ from qfix.source.rule import Invalid, Replace, SourceRule, Valid
 from qfix.source.util import arg, child_nodes, string_value
 from qfix.types import Applicability
 
+_MAY_HOLD_DEF: dict[type, bool] = {}
+
+
+def _may_hold_def(t: type) -> bool:
+    """Whether a node of type `t` can hold a `def` (expressions, decorators, parameters and
+    simple statement lines cannot), per type once."""
+    r = _MAY_HOLD_DEF.get(t)
+    if r is None:
+        r = _MAY_HOLD_DEF[t] = not issubclass(t, (cst.BaseExpression, cst.Decorator, cst.Parameters,
+                                                    cst.SimpleStatementLine, cst.BaseSmallStatement))
+    return r
+
 MODELS = {"keras.Model", "keras.models.Model"}
 SEQUENTIAL = {"keras.Sequential", "keras.models.Sequential"}
 INPUTS = {"keras.Input", "keras.layers.Input", "keras.layers.InputLayer"}
@@ -258,10 +270,11 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
         while stack:  # every def with the defs around it (for name resolution)
             node, chain = stack.pop()
             for child in child_nodes(node):
-                if isinstance(child, cst.FunctionDef):
+                t = type(child)  # type identity: isinstance misses on libcst's ABCs are slow
+                if t is cst.FunctionDef:
                     self._defs[id(child)] = (child, chain)
                     stack.append((child, [child, *chain]))
-                elif isinstance(child, cst.CSTNode) and not isinstance(child, (cst.BaseExpression, cst.Decorator, cst.Parameters)):
+                elif _may_hold_def(t):
                     stack.append((child, chain))
         self._tables: dict[int, dict[str, list[Binding]]] = {}
         self._module_table = scope_bindings(module)

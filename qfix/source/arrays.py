@@ -121,6 +121,7 @@ class Binding:
 
 
 _SCOPES = (cst.FunctionDef, cst.ClassDef, cst.Lambda, cst.GeneratorExp, cst.ListComp, cst.SetComp, cst.DictComp)
+_SCOPE_TYPES = frozenset(_SCOPES)
 
 
 def _target_bindings(target: cst.BaseExpression, make) -> list[tuple[str, Binding]]:
@@ -154,44 +155,47 @@ def scope_bindings(body: cst.CSTNode, params: cst.Parameters | None = None) -> d
                 add(p.name.value, Binding("other"))
     stack: list[Any] = [body]
     while stack:
+        # `type(x) is` instead of isinstance: libcst's node classes are ABCs, whose failed
+        # isinstance checks were most of this loop's time (concrete node classes have no subclasses)
         x = stack.pop()
-        if x is not body and isinstance(x, _SCOPES):
-            if isinstance(x, cst.FunctionDef):
+        t = type(x)
+        if t in _SCOPE_TYPES and x is not body:
+            if t is cst.FunctionDef:
                 add(x.name.value, Binding("def", x))
-            elif isinstance(x, cst.ClassDef):
+            elif t is cst.ClassDef:
                 add(x.name.value, Binding("other"))
             continue
-        if isinstance(x, cst.Assign):
-            for t in x.targets:
-                tgt = t.target
-                if isinstance(tgt, cst.Name):
+        if t is cst.Assign:
+            for a in x.targets:
+                tgt = a.target
+                if type(tgt) is cst.Name:
                     add(tgt.value, Binding("expr", x.value))
                 else:
                     for n, _ in _target_bindings(tgt, lambda i: Binding("other")):
                         add(n, Binding("other"))
-        elif isinstance(x, cst.AnnAssign) and isinstance(x.target, cst.Name):
+        elif t is cst.AnnAssign and type(x.target) is cst.Name:
             add(x.target.value, Binding("expr", x.value) if x.value is not None else Binding("other"))
-        elif isinstance(x, cst.AugAssign) and isinstance(x.target, cst.Name):
+        elif t is cst.AugAssign and type(x.target) is cst.Name:
             add(x.target.value, Binding("other"))
-        elif isinstance(x, cst.For):
+        elif t is cst.For:
             it = x.iter
             for n, b in _target_bindings(x.target, lambda i, it=it: Binding("iter", it, i)):
                 add(n, b)
-        elif isinstance(x, cst.WithItem) and x.asname is not None:
+        elif t is cst.WithItem and x.asname is not None:
             for n, _ in _target_bindings(x.asname.name, lambda i: Binding("other")):  # type: ignore[arg-type]
                 add(n, Binding("other"))
-        elif isinstance(x, (cst.Import, cst.ImportFrom)) and not isinstance(x.names, cst.ImportStar):
+        elif (t is cst.Import or t is cst.ImportFrom) and type(x.names) is not cst.ImportStar:
             for a in x.names:
                 local = a.asname.name if a.asname is not None else a.name
-                while isinstance(local, cst.Attribute):
+                while type(local) is cst.Attribute:
                     local = local.value
-                if isinstance(local, cst.Name):
+                if type(local) is cst.Name:
                     add(local.value, Binding("other"))
-        elif isinstance(x, cst.NamedExpr) and isinstance(x.target, cst.Name):
+        elif t is cst.NamedExpr and type(x.target) is cst.Name:
             add(x.target.value, Binding("other"))
-        elif isinstance(x, cst.ExceptHandler) and x.name is not None and isinstance(x.name.name, cst.Name):
+        elif t is cst.ExceptHandler and x.name is not None and type(x.name.name) is cst.Name:
             add(x.name.name.value, Binding("other"))
-        elif isinstance(x, (cst.Global, cst.Nonlocal)):
+        elif t is cst.Global or t is cst.Nonlocal:
             for n in x.names:
                 add(n.name.value, Binding("other"))
         stack.extend(child_nodes(x))  # the order of a name's bindings is not read (Scope.lookup)
@@ -238,20 +242,21 @@ def names_bound_anywhere(module: cst.Module, names: Names) -> set[str]:
 def _bound_in(node: cst.CSTNode) -> frozenset[str]:
     out: set[str] = set()
     for x in iter_nodes(node):
-        if isinstance(x, cst.Name):
+        t = type(x)  # type identity, not isinstance: see scope_bindings
+        if t is cst.Name:
             pass
-        elif isinstance(x, (cst.FunctionDef, cst.ClassDef)):
+        elif t is cst.FunctionDef or t is cst.ClassDef or t is cst.Param:
             out.add(x.name.value)
-        elif isinstance(x, cst.Param):
-            out.add(x.name.value)
-        elif isinstance(x, (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.NamedExpr)):
-            tgt = x.target
-            out.update(n.value for n in iter_nodes(tgt) if isinstance(n, cst.Name))
-        elif isinstance(x, cst.AsName):
-            out.update(n.value for n in iter_nodes(x.name) if isinstance(n, cst.Name))
-        elif isinstance(x, (cst.Global, cst.Nonlocal)):
+        elif t in _TARGET_HOLDERS:
+            out.update(n.value for n in iter_nodes(x.target) if type(n) is cst.Name)
+        elif t is cst.AsName:
+            out.update(n.value for n in iter_nodes(x.name) if type(n) is cst.Name)
+        elif t is cst.Global or t is cst.Nonlocal:
             out.update(n.name.value for n in x.names)
     return frozenset(out)
+
+
+_TARGET_HOLDERS = frozenset((cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.NamedExpr))
 
 
 # --------------------------------------------------------------------------------------------

@@ -267,9 +267,9 @@ class ConverterAnalysis:
                     if fn is not None and not self.ctx.function_stack[:-1]:  # type: ignore[attr-defined]
                         st.setdefault("returns", {}).setdefault(fn.name.value, []).append(block)
         for n in iter_nodes(stmt):
-            if isinstance(n, cst.Call) and _setattr(n) is None:
+            if type(n) is cst.Call and _setattr(n) is None:  # not isinstance: misses on libcst's ABCs are slow
                 for a in n.args:
-                    if isinstance(a.value, cst.Name):
+                    if type(a.value) is cst.Name:
                         block = st["blocks"].get((scope, a.value.value))
                         if block is not None:
                             block.escaped = True

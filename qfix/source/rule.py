@@ -333,18 +333,19 @@ def _activity_part(stmt: cst.CSTNode, names: Names) -> tuple:
     test = converts = exports = trains = qat = int_setting = int_io = optimizations = float16 = False
     converters = 0
     for n in iter_nodes(stmt):
-        if isinstance(n, cst.ClassDef) and not test:
+        t = type(n)  # type identity, not isinstance (libcst's ABCs make misses slow)
+        if t is cst.ClassDef and not test:
             test = any(names.canon(b.value) in _TEST_BASES for b in n.bases)
             continue
-        if isinstance(n, cst.Assign):
-            for t in n.targets:
-                if not isinstance(t.target, cst.Attribute):
+        if t is cst.Assign:
+            for a in n.targets:
+                if type(a.target) is not cst.Attribute:
                     continue
-                setting = t.target.attr.value
-                values = [names.canon(e) for e in iter_nodes(n.value) if isinstance(e, cst.Attribute)]
+                setting = a.target.attr.value
+                values = [names.canon(e) for e in iter_nodes(n.value) if type(e) is cst.Attribute]
                 if setting in _IO_SETTINGS:
                     # a variable (`inf_type` from the command line) chooses integer I/O at run time
-                    int_io = int_io or any(v in _INT_TYPES for v in values) or isinstance(n.value, cst.Name)
+                    int_io = int_io or any(v in _INT_TYPES for v in values) or type(n.value) is cst.Name
                     int_setting = int_setting or int_io
                 elif setting in _INT_SETTINGS:
                     int_setting = True
@@ -357,10 +358,11 @@ def _activity_part(stmt: cst.CSTNode, names: Names) -> tuple:
                 elif setting == "supported_types":
                     float16 = float16 or "tensorflow.float16" in values
             continue
-        if not isinstance(n, cst.Call):
+        if t is not cst.Call:
             continue
         func = n.func
-        attr = func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else None
+        ft = type(func)
+        attr = func.attr.value if ft is cst.Attribute else func.value if ft is cst.Name else None
         if attr is None:
             continue
         if attr in _TRAIN_METHODS and isinstance(func, cst.Attribute):
