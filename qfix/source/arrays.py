@@ -20,7 +20,7 @@ import libcst as cst
 
 from qfix.source import memo
 from qfix.source.names import Names
-from qfix.source.util import arg, child_nodes, iter_nodes, number, string_value
+from qfix.source.util import arg, child_nodes, iter_nodes, number, subtree, string_value
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -241,7 +241,7 @@ def names_bound_anywhere(module: cst.Module, names: Names) -> set[str]:
 
 def _bound_in(node: cst.CSTNode) -> frozenset[str]:
     out: set[str] = set()
-    for x in iter_nodes(node):
+    for x in subtree(node):
         t = type(x)  # type identity, not isinstance: see scope_bindings
         if t is cst.Name:
             pass

@@ -18,7 +18,7 @@ from typing import Any
 import libcst as cst
 
 from qfix.source.names import dotted
-from qfix.source.util import arg, iter_nodes
+from qfix.source.util import arg, iter_nodes, subtree
 
 CREATORS = {
     "tensorflow.lite.TFLiteConverter.from_keras_model",
@@ -266,7 +266,7 @@ class ConverterAnalysis:
                     fn = self.ctx.scope  # type: ignore[attr-defined]
                     if fn is not None and not self.ctx.function_stack[:-1]:  # type: ignore[attr-defined]
                         st.setdefault("returns", {}).setdefault(fn.name.value, []).append(block)
-        for n in iter_nodes(stmt):
+        for n in subtree(stmt):
             if type(n) is cst.Call and _setattr(n) is None:  # not isinstance: misses on libcst's ABCs are slow
                 for a in n.args:
                     if type(a.value) is cst.Name:
@@ -389,7 +389,9 @@ class ConverterAnalysis:
             return True
         st = self._conv_state()
         code = self.ctx.code  # type: ignore[attr-defined]
-        qat_file = any(k in code for k in ("quantize_model", "quantize_apply", "quantize_scope"))
+        qat_file = st.get("qat_file")
+        if qat_file is None:  # once per file: every block asked it, each scan of the whole text
+            qat_file = st["qat_file"] = any(k in code for k in ("quantize_model", "quantize_apply", "quantize_scope"))
         if isinstance(b.model_arg, cst.Name):
             if b.model_arg.value in st["qat_names"]:
                 return True

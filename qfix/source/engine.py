@@ -25,7 +25,7 @@ import libcst as cst
 from qfix.types import Applicability, Fix, Location, Severity, Violation
 from qfix.source.locate import locate, whole
 from qfix.source.names import Names
-from qfix.source.util import _NODE_TYPES, _REV, _fields, is_node_type  # noqa: F401 - _fields: flavour.py reads it here
+from qfix.source.util import _NODE_TYPES, _REV, _fields, forget_subtrees, is_node_type  # noqa: F401 - _fields: flavour.py reads it here
 from qfix.source.rule import (
     AddImport,
     FileContext,
@@ -207,6 +207,7 @@ def lint_source(
     `qfix.rules.select(qfix.rules.source_rules(), ...)`). `target`: a Profile, or a target name /
     profile path (resolved once per process; QfixError QF910 / QF912 when unknown or invalid)."""
     tgt = target_profile(target) if isinstance(target, str) else target
+    forget_subtrees()  # the last check's statements
     active = [
         r for r in rules if r.applies_to(tgt) and (not r.TRIGGERS or any(t in code for t in r.TRIGGERS))
     ]

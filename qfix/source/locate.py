@@ -23,7 +23,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from libcst.metadata.position_provider import PositionProvidingCodegenState
 
 from qfix.source import memo
-from qfix.source.util import iter_nodes
+from qfix.source.util import subtree
 
 
 class _Ranges:
@@ -68,7 +68,7 @@ def locate(module: cst.Module, nodes: Iterable[cst.CSTNode]) -> Mapping[cst.CSTN
 
 
 def _node_ids(stmt: cst.CSTNode) -> frozenset[int]:
-    return frozenset(id(n) for n in iter_nodes(stmt))
+    return frozenset(map(id, subtree(stmt)))
 
 
 def _code(stmt: cst.CSTNode, module: cst.Module) -> str:

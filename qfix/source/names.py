@@ -18,6 +18,8 @@ TensorFlow and Keras are almost never rebound.
 
 from __future__ import annotations
 
+import functools
+
 import libcst as cst
 
 # Spellings canonicalised to `keras.`; which Keras each one really is (Keras 3 or tf_keras,
@@ -62,6 +64,7 @@ def module_name(node: cst.BaseExpression | None) -> str:
     return dotted(node) or ""  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the string, asked for every name of every call
 def canonical(qualified: str) -> str:
     """Map a fully qualified dotted name to qfix's canonical spelling."""
     q = qualified

@@ -26,7 +26,7 @@ from qfix.source import memo
 from qfix.source.dispatch import dispatched
 from qfix.source.flavour import FileFlavours
 from qfix.source.names import Names
-from qfix.source.util import iter_nodes
+from qfix.source.util import iter_nodes, subtree
 from qfix.types import Applicability, Fix, Location, Severity, Violation
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -332,7 +332,7 @@ def _activity_part(stmt: cst.CSTNode, names: Names) -> tuple:
     integer setting, integer I/O, optimizations, float16, converters."""
     test = converts = exports = trains = qat = int_setting = int_io = optimizations = float16 = False
     converters = 0
-    for n in iter_nodes(stmt):
+    for n in subtree(stmt):
         t = type(n)  # type identity, not isinstance (libcst's ABCs make misses slow)
         if t is cst.ClassDef and not test:
             test = any(names.canon(b.value) in _TEST_BASES for b in n.bases)
