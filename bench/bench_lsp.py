@@ -20,8 +20,9 @@ of a shared machine:
 * after an edit, in process: the full check of the edited text against the incremental one
   (`qfix.source.incremental`: only the changed top-level statements re-parsed; `qfix.source.memo`
   on, as in the server: per-statement results of the previous check reused);
-* for scale: a server that only answers `initialize` and exits, importing lsprotocol alone
-  (pygls's types: most of the start-up) and starting Python; the source engine's own check
+* for scale: a bare pygls server with no features answering the same messages (the start-up
+  no pygls server can go below), importing lsprotocol alone (pygls's types: most of the
+  start-up) and starting Python; the source engine's own check
   of the same text in this process (`lint_source`, what every diagnostic waits for), and its
   parts: libcst's parse, the rules' walk with the findings' positions.
 
@@ -88,6 +89,9 @@ def source(lines: int) -> str:
 def start(folder: Path) -> Wire:
     return Wire([sys.executable, "-m", "qfix", "lsp"], folder, ENV, stderr=subprocess.DEVNULL)
 
+
+# A pygls 2.x server with no feature, started as qfix's is: what any pygls server costs here
+BARE_PYGLS = "from pygls.lsp.server import LanguageServer; LanguageServer('bare', 'v0').start_io()"
 
 Figures = dict[str, tuple[float, float | None]]  # label -> (wall seconds, server CPU seconds)
 
@@ -236,6 +240,8 @@ def main() -> None:
                    {"id": 2, "method": "shutdown"}, {"method": "exit"})
     show("start-up, whole process (initialize, shutdown, exit)",
          [cpu_seconds([sys.executable, "-m", "qfix", "lsp"], quick) for _ in range(args.runs)])
+    show("  a bare pygls server, same messages (the floor)",
+         [cpu_seconds([sys.executable, "-c", BARE_PYGLS], quick) for _ in range(args.runs)])
     show("  of which importing lsprotocol.types", [cpu_seconds([sys.executable, "-c", "import lsprotocol.types"])
                                                   for _ in range(args.runs)])
     show("  of which starting Python", [cpu_seconds([sys.executable, "-c", "pass"]) for _ in range(args.runs)])
