@@ -173,3 +173,13 @@ def test_importing_every_module_outside_convert_leaves_heavy_libraries_unloaded(
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", f"imported by qfix modules outside qfix/{CONVERSION_PACKAGE}/: {r.stdout}"
     assert len(modules) > 40  # the walk found the tree
+
+
+def test_source_rules_and_engine_leave_numpy_unloaded():
+    # The LSP and `qfix script.py` load the whole rule catalogue, which imports model-side modules
+    # (qfix.model.edit, the rewrites, qfix.targets.check); those import numpy where they use it.
+    code = ("from qfix.rules import source_rules; source_rules(); import qfix.source.engine, sys; "
+            "print('numpy' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
+# numpy is imported where used: source-side start-up (the LSP, `qfix script.py`) never needs it.
+if TYPE_CHECKING:
+    import numpy as np
 
 from qfix.model.config import (Tensor, first_node, input_shape, is_cast, is_model, io_refs, layer_name, model_refs, node_refs,
                                policy_name, sequential_input, tfk_entries)

@@ -6,9 +6,11 @@ compute the same thing, or why there are none. Pure Python; nothing is executed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+# numpy is imported where used: source-side start-up (the LSP, `qfix script.py`) never needs it.
+if TYPE_CHECKING:
+    import numpy as np
 
 from qfix.model import lambda_table as T
 from qfix.model.config import MalformedConfig, node_kwargs, node_refs
@@ -394,6 +396,8 @@ def _slice(index: Expr, in_shape: Any) -> Plan | str:
     if sel is not None and list(sel) != list(range(in_shape[-1])):
         if len(sel) == 0:
             return "the channel slice is empty"
+        import numpy as np
+
         kernel = np.zeros((in_shape[-1], len(sel)), np.float32)
         kernel[list(sel), np.arange(len(sel))] = 1.0
         cls = T.SELECTION.get(rank, T.SELECTION_DEFAULT)

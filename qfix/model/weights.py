@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-import numpy as np
+# numpy is imported where used: source-side start-up (the LSP, `qfix script.py`) never needs it.
+if TYPE_CHECKING:
+    import numpy as np
 
 from qfix.model.config import is_model, layer_name
 
@@ -95,6 +97,7 @@ def layer_paths(config: dict[str, Any]) -> list[LayerPath]:
 def read_vars(weights_bytes: bytes, group: str) -> list[np.ndarray]:
     """The variables `<group>/vars/0..n` as arrays, in index order."""
     import h5py
+    import numpy as np
 
     with h5py.File(io.BytesIO(weights_bytes), "r") as f:
         if f"{group}/vars" not in f:
@@ -125,6 +128,7 @@ def migrate(
     slice of its kernel).
     """
     import h5py
+    import numpy as np
 
     old_keys = group_keys(old_config, dialect)
     new_keys = group_keys(new_config, dialect)

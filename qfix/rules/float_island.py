@@ -29,7 +29,6 @@ FPU) and four bytes per value in the tensor arena.
 from __future__ import annotations
 
 from qfix.rules.base import VerifyRule
-from qfix.targets.check import computes_float
 from qfix.types import Severity
 
 
@@ -41,6 +40,9 @@ class FloatIsland(VerifyRule):
     name = "float-island"
 
     def check(self, placement, profile):
+        # local: source-side start-up (LSP, `qfix script.py`) never needs numpy (qfix.targets.check imports it)
+        from qfix.targets.check import computes_float
+
         by_layer: dict[object, list[dict]] = {}
         for island in placement.float_islands:
             by_layer.setdefault(island.get("layer"), []).append(island)

@@ -37,7 +37,6 @@ TRANSPOSE_CONV v4), with the layer change that avoids it (QF306, QF307).
 from __future__ import annotations
 
 from qfix.rules.base import VerifyRule
-from qfix.targets.check import from_layer
 
 
 class TargetOpUnsupported(VerifyRule):
@@ -48,6 +47,9 @@ class TargetOpUnsupported(VerifyRule):
     name = "target-op-unsupported"
 
     def check(self, placement, profile):
+        # local: source-side start-up (LSP, `qfix script.py`) never needs numpy (qfix.targets.check imports it)
+        from qfix.targets.check import from_layer
+
         off = [o for o in placement.ops if not o.on_target and not o.boundary]
         if not off:
             return

@@ -16,8 +16,6 @@ what the BN folds of tfmot's own transforms do too.
 
 from __future__ import annotations
 
-import numpy as np
-
 from qfix.model.config import policy_name
 from qfix.model.edit import EditError, ModelEdit, initializer, make_layer
 
@@ -97,6 +95,8 @@ def batchnorm_as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: str) -
     scale, center = cfg.get("scale", True), cfg.get("center", True)
 
     def fold(read):
+        import numpy as np  # local: source-side start-up (LSP, `qfix script.py`) never needs numpy
+
         found = read(source)
         if not found:  # a weights file without this layer's variables (an unbuilt case)
             return []

@@ -16,8 +16,6 @@ grouped layer made every CONV_2D of the model v6.
 
 from __future__ import annotations
 
-import numpy as np
-
 from qfix.model.edit import EditError, ModelEdit
 from qfix.model.rewrites.split_grouped_conv import grouped_conv
 
@@ -41,6 +39,8 @@ def _block_diagonal(source: tuple[str, ...], groups: int):
     """The (k…, C, F) kernel from the grouped (k…, C/g, F) one; the bias and any other
     variables unchanged."""
     def derive(read):
+        import numpy as np  # local: source-side start-up (LSP, `qfix script.py`) never needs numpy
+
         found = read(source)
         if not found:  # a weights file without this layer's variables (an unbuilt case)
             return []

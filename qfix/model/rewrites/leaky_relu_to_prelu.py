@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from qfix.model.config import policy_name
 from qfix.model.rewrites._shared import one_shape_for_every_call
 from qfix.model.edit import EditError, ModelEdit, initializer, make_layer
@@ -38,6 +36,8 @@ def leaky_relu_to_prelu(edit: ModelEdit, scope: tuple[str, ...], name: str) -> s
         shape = edit.tensor_meta((name, 0, 0), scope)[0]
     if shape is None or any(d is None for d in shape[1:]):
         raise EditError(f"the shape at {name!r} is not recorded; cannot size the PReLU alpha")
+
+    import numpy as np  # local: source-side start-up (LSP, `qfix script.py`) never needs numpy
 
     shared = list(range(1, len(shape) - 1))  # all but batch and channels (channels_last)
     alpha_value = np.full([1 if a in shared else shape[a] for a in range(1, len(shape))], alpha, np.float32)

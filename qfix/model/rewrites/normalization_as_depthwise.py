@@ -12,8 +12,6 @@ weights (mean, variance, count). `invert=True` is refused.
 
 from __future__ import annotations
 
-import numpy as np
-
 from qfix.model.edit import EditError, ModelEdit
 from qfix.model.rewrites.batchnorm_as_depthwise import affine_input, as_depthwise
 
@@ -29,6 +27,8 @@ def normalization_as_depthwise(edit: ModelEdit, scope: tuple[str, ...], name: st
     given = cfg.get("mean"), cfg.get("variance")
 
     def fold(read):
+        import numpy as np  # local: source-side start-up (LSP, `qfix script.py`) never needs numpy
+
         if given[0] is not None and given[1] is not None:
             mean, var = (np.broadcast_to(np.asarray(v, np.float64).reshape(-1), (channels,)) for v in given)
         else:

@@ -19,8 +19,6 @@ the new layer's kernel is ones.
 
 from __future__ import annotations
 
-import numpy as np
-
 from qfix.model.config import activation_name, policy_name
 from qfix.model.edit import EditError, ModelEdit, initializer, make_layer
 
@@ -58,6 +56,8 @@ def unfuse_transpose_conv(edit: ModelEdit, scope: tuple[str, ...], name: str) ->
     )
     if act in FUSED:
         cfg["activation"] = "linear"
+    import numpy as np  # local: source-side start-up (LSP, `qfix script.py`) never needs numpy
+
     new = edit.insert_after((name, 0, 0), identity, scope, weights=[np.ones((*[1] * rank, filters, 1), np.float32)])
     if act in FUSED:
         new = edit.take_output_name(new, name, scope)
