@@ -46,6 +46,7 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.lowerings import lowering_of
 from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.layernorm_decomposed import decomposable
 from qfix.model.rewrites.upsampling_to_resizing import resized_size
 from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
@@ -56,6 +57,8 @@ def _static(rewrite, shape, cfg) -> bool:
     """Whether the input size the rewrite needs is in the config."""
     if rewrite is rewrites.upsampling_to_resizing:
         return resized_size(shape, cfg) is not None
+    if rewrite is rewrites.layernorm_decomposed:
+        return decomposable(shape, cfg) is None
     return shape is not None and all(isinstance(d, int) for d in shape[1:])
 
 
@@ -76,11 +79,15 @@ class Keras3Lowering(ModelRule):
                 msg = (f"{layer.class_name} {layer.name!r}: {entry.explain} ({', '.join(entry.emits)}); "
                        f"{'; '.join(why)}")
                 rewrite = getattr(rewrites, entry.rewrite_fn) if entry.rewrite_fn else None
-                if rewrite is not None and not _static(rewrite, input_shape_of(g, layer), layer.config):
+                fix = f"use {entry.rewrite}" if entry.rewrite_fn else entry.rewrite
+                shape = input_shape_of(g, layer)
+                if rewrite is not None and not _static(rewrite, shape, layer.config):
                     rewrite = None  # Resizing and Reshape need the static input size
+                    if entry.rewrite_fn == "layernorm_decomposed":
+                        fix += f" (not applied here: {decomposable(shape, layer.config)})"
                 yield self.violation(
                     msg, layer.name, pointer=layer.pointer,
-                    fix=f"use {entry.rewrite}" if entry.rewrite_fn else entry.rewrite,
+                    fix=fix,
                     applicability=None if rewrite else Applicability.DISPLAY_ONLY,
                     rewrite=Rewrite(rewrite, scope, layer.name) if rewrite else None,
                 )
