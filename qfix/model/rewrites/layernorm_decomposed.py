@@ -163,10 +163,12 @@ def layernorm_decomposed(edit: ModelEdit, scope: tuple[str, ...], name: str) -> 
 
 def _gamma(source, channels: int, scale: bool):
     def derive(read):
+        if not scale:  # RMSNormalization always has a scale: ones (the original has no variable for it)
+            return [np.ones(channels, np.float32)]
         found = read(source)
         if not found:  # a weights file without this layer's variables (an unbuilt case)
             return []
-        gamma = np.asarray(found[0], np.float32) if scale else np.ones(channels, np.float32)
+        gamma = np.asarray(found[0], np.float32)
         return [gamma.reshape(channels).copy()]
     return derive
 
