@@ -97,7 +97,7 @@ LOWERINGS: tuple[Lowering, ...] = (
         ("MEAN", "DEQUANTIZE", "NEG", "QUANTIZE", "SQUARED_DIFFERENCE", "MEAN", "ADD", "RSQRT", "MUL", "MUL",
          "ADD", "MUL", "ADD"),
         "Keras 3 computes x·inv + (β − mean·inv) with inv = γ/√(var + ε), writing the shift as -mean·inv: "
-        "the minus sign is a NEG, which the int8 quantizer leaves in float",
+        "the minus sign is a NEG",
         3,
         "the mean as a 1×1 convolution with weights 1/C (Dense(1) on rank 2), Subtract()([x, mean]), "
         "RMSNormalization(epsilon) with scale γ (on the centred input it divides by the same √(var + ε)), "
