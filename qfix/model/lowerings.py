@@ -47,19 +47,28 @@ class Lowering:
 
     def hurts(self, profile: Any) -> list[str]:
         """Why this lowering hurts the target of `profile`, one reason per fact ([] when it does not)."""
+        return [why for why, _ in self._reasons(profile)]
+
+    def blocks(self, profile: Any) -> bool:
+        """Whether the target cannot run the lowering: an op it lacks, a shape it refuses, or a
+        float island on a target without float kernels (TFLite Micro runs the island, slower)."""
+        return any(blocking for _, blocking in self._reasons(profile))
+
+    def _reasons(self, profile: Any) -> list[tuple[str, bool]]:
         # A float op comes with the DEQUANTIZE and QUANTIZE around it: one fact, the island.
         islands = {*self.float_ops, "DEQUANTIZE", "QUANTIZE"} if profile.integer and self.float_ops else set()
-        why = [f"{op} is not in {profile.name}'s op table"
+        why = [(f"{op} is not in {profile.name}'s op table", True)
                for op in dict.fromkeys(self.emits) if op not in islands and not profile.supports(op)]
+        runs = any(d in ("float32", "float16") for d in profile.activation_dtypes)
         for op in dict.fromkeys(self.float_ops):
             if op in islands:
-                runs = any(d in ("float32", "float16") for d in profile.activation_dtypes)
-                why.append(f"full-integer quantization leaves {op} in float (DEQUANTIZE → {op} → QUANTIZE, a float "
-                           f"island{' that ' + profile.name + ' runs on its float kernels' if runs else ''})")
+                why.append((f"full-integer quantization leaves {op} in float (DEQUANTIZE → {op} → QUANTIZE, a float "
+                            f"island{' that ' + profile.name + ' runs on its float kernels' if runs else ''})",
+                            not runs))
         limit = profile.max_innermost_dims
         if limit is not None and self.dims_over_one > limit:
-            why.append(f"its {self.dims_over_one + 1}-D reshapes have {self.dims_over_one} dimensions larger than 1 "
-                       f"({profile.name} allows {limit})")
+            why.append((f"its {self.dims_over_one + 1}-D reshapes have {self.dims_over_one} dimensions larger than 1 "
+                        f"({profile.name} allows {limit})", True))
         return why
 
 

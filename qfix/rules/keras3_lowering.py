@@ -50,7 +50,8 @@ other entries (UpSampling3D, RepeatVector): each finding says what to write inst
 Targets whose op table lacks an op of the lowering, or that limit how many dimensions may be
 larger than 1 (`max_innermost_dims`). Targets with TILE and no such limit never get it. The
 LayerNormalization finding: every target with a full-integer recipe (int8, edgetpu, tflm,
-ethos-u: the float NEG island), not gpu (float16).
+ethos-u: the float NEG island), not gpu (float16); a warning on tflm, whose float kernels run
+the island (a DEQUANTIZE/QUANTIZE round trip and float arithmetic per layer norm).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from qfix.model.rewrites.layernorm_decomposed import decomposable
 from qfix.model.rewrites.upsampling_to_resizing import resized_size
 from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
-from qfix.types import Applicability
+from qfix.types import Applicability, Severity
 
 
 def _static(rewrite, shape, cfg) -> bool:
@@ -102,6 +103,7 @@ class Keras3Lowering(ModelRule):
                     msg, layer.name, pointer=layer.pointer,
                     fix=fix,
                     applicability=None if rewrite else Applicability.DISPLAY_ONLY,
+                    severity=None if entry.blocks(ctx.target) else Severity.WARNING,
                     rewrite=Rewrite(rewrite, scope, layer.name) if rewrite else None,
                 )
 

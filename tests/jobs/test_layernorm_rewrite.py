@@ -153,3 +153,17 @@ def test_other_axes_are_explained_without_a_rewrite(axis, tmp_path):
     assert v.location.layer == "ln" and "NEG" in v.message
     assert v.fix.applicability is Applicability.DISPLAY_ONLY and not v.fix.edits
     assert "not the last axis alone" in v.fix.description
+
+
+def test_tflm_island_is_a_warning(folder):
+    """TFLite Micro registers float kernels: the island runs there (slower), as QF405 says it."""
+    from qfix.types import Severity
+
+    path = folder / "r4.keras"
+    if not path.exists():
+        path = _save(folder, "r4", rank=4)
+    (v,) = findings(path, "tflm")
+    assert v.severity is Severity.WARNING and "float kernels" in v.message
+    for t in ("int8", "edgetpu", "ethos-u55"):
+        (v,) = findings(path, t)
+        assert v.severity is Severity.BLOCKER
