@@ -49,9 +49,10 @@ other entries (UpSampling3D, RepeatVector): each finding says what to write inst
 ## Targets
 Targets whose op table lacks an op of the lowering, or that limit how many dimensions may be
 larger than 1 (`max_innermost_dims`). Targets with TILE and no such limit never get it. The
-LayerNormalization finding: every target with a full-integer recipe (int8, edgetpu, tflm,
-ethos-u: the float NEG island), not gpu (float16); a warning on tflm, whose float kernels run
-the island (a DEQUANTIZE/QUANTIZE round trip and float arithmetic per layer norm).
+LayerNormalization finding: every target whose recipe is full-integer (the float NEG island),
+none with a float recipe (float16); a blocker where `activation_dtypes` has no float type, a
+warning where it has one (TFLite Micro's float kernels run the island: a DEQUANTIZE/QUANTIZE
+round trip and float arithmetic per layer norm).
 """
 
 from __future__ import annotations
