@@ -4,8 +4,9 @@
 Finds Keras 3 layers whose TFLite lowering (the table in qfix.model.lowerings, one entry per
 lowering, each observed on Keras 3.15 / TF 2.21) hurts the target: `UpSampling2D` (nearest),
 `UpSampling1D`, `UpSampling3D` and `RepeatVector` (also in tf_keras) all become reshapes and
-TILE. The finding
-explains the lowering in Keras terms, names the ops, and gives the rewrite.
+TILE; `LayerNormalization` writes its shift as -mean·inv, a NEG that full-integer quantization
+leaves in float. The finding explains the lowering in Keras terms, names the ops, and gives the
+rewrite.
 
 ## Why is this bad?
 Keras 3 implements these layers with `ops.repeat`, which the converter lowers to a reshape to
@@ -14,6 +15,11 @@ of UpSampling2D have four dimensions larger than 1 where it allows three: the mo
 an unexplained "5-D RESHAPE" though the user wrote a plain 2x upsampling. tf_keras builds the
 UpSampling layers on `tf.image.resize` (2-D) or SPLIT/CONCATENATION (1-D, 3-D) and is not
 affected; its RepeatVector uses TILE too.
+
+Keras 3's LayerNormalization computes x·inv + (β − mean·inv): the converted model has MEAN,
+DEQUANTIZE, NEG, QUANTIZE, SQUARED_DIFFERENCE, ... — a float island (2 float tensors) in every
+layer norm, which an integer accelerator cannot run (ConvNeXt has one per block, a transformer
+two per block). tf_keras's LayerNormalization converts to int8 ops only.
 
 ## Example
 ```python
@@ -32,12 +38,21 @@ Safe for nearest UpSampling2D with a static input size: `Resizing(k·H, k·W, "n
 no pad, the same data_format) gives identical outputs (TF's half-pixel nearest resize reads row
 floor((o + 0.5)/k) = floor(o/k), the repeated row) and has no weights. Safe for UpSampling1D
 with a static input: `Reshape((T, 1, C))`, `Resizing(k·T, 1, "nearest")`, `Reshape((k·T, C))`,
-the same argument on an image of width 1. No fix for the other entries (UpSampling3D,
-RepeatVector): each finding says what to write instead (display-only).
+the same argument on an image of width 1. Safe for LayerNormalization over the last axis of a
+static rank 2-4 float32 input: the mean as a 1×1 Conv2D/Conv1D (Dense on rank 2) of weights 1/C,
+`Subtract()([x, mean])`, `RMSNormalization(epsilon)` with scale γ (the centred input has mean 0,
+so its mean square is the variance) and β added by a 1×1 depthwise conv with bias β: within
+1e-6 of the original, all int8. Over other axes the finding is display-only. No fix for the
+other entries (UpSampling3D, RepeatVector): each finding says what to write instead
+(display-only).
 
 ## Targets
 Targets whose op table lacks an op of the lowering, or that limit how many dimensions may be
-larger than 1 (`max_innermost_dims`). Targets with TILE and no such limit never get it.
+larger than 1 (`max_innermost_dims`). Targets with TILE and no such limit never get it. The
+LayerNormalization finding: every target whose recipe is full-integer (the float NEG island),
+none with a float recipe (float16); a blocker where `activation_dtypes` has no float type, a
+warning where it has one (TFLite Micro's float kernels run the island: a DEQUANTIZE/QUANTIZE
+round trip and float arithmetic per layer norm).
 """
 
 from __future__ import annotations
@@ -46,16 +61,19 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.lowerings import lowering_of
 from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.layernorm_decomposed import decomposable
 from qfix.model.rewrites.upsampling_to_resizing import resized_size
 from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
-from qfix.types import Applicability
+from qfix.types import Applicability, Severity
 
 
 def _static(rewrite, shape, cfg) -> bool:
     """Whether the input size the rewrite needs is in the config."""
     if rewrite is rewrites.upsampling_to_resizing:
         return resized_size(shape, cfg) is not None
+    if rewrite is rewrites.layernorm_decomposed:
+        return decomposable(shape, cfg) is None
     return shape is not None and all(isinstance(d, int) for d in shape[1:])
 
 
@@ -76,12 +94,17 @@ class Keras3Lowering(ModelRule):
                 msg = (f"{layer.class_name} {layer.name!r}: {entry.explain} ({', '.join(entry.emits)}); "
                        f"{'; '.join(why)}")
                 rewrite = getattr(rewrites, entry.rewrite_fn) if entry.rewrite_fn else None
-                if rewrite is not None and not _static(rewrite, input_shape_of(g, layer), layer.config):
+                fix = f"use {entry.rewrite}" if entry.rewrite_fn else entry.rewrite
+                shape = input_shape_of(g, layer)
+                if rewrite is not None and not _static(rewrite, shape, layer.config):
                     rewrite = None  # Resizing and Reshape need the static input size
+                    if entry.rewrite_fn == "layernorm_decomposed":
+                        fix += f" (not applied here: {decomposable(shape, layer.config)})"
                 yield self.violation(
                     msg, layer.name, pointer=layer.pointer,
-                    fix=f"use {entry.rewrite}" if entry.rewrite_fn else entry.rewrite,
+                    fix=fix,
                     applicability=None if rewrite else Applicability.DISPLAY_ONLY,
+                    severity=None if entry.blocks(ctx.target) else Severity.WARNING,
                     rewrite=Rewrite(rewrite, scope, layer.name) if rewrite else None,
                 )
 
@@ -140,6 +163,45 @@ class Keras3Lowering(ModelRule):
             functional_config([("x", (None, 16, 16, 8), "float32")],
                               [("up", "UpSampling2D", {"size": [2, 2]}, ["x"])], ["up"]),
             fires=False, targets=("int8",),
+        ),
+        ModelCase(
+            "layernorm-channels",
+            functional_config([("x", (None, 4, 4, 8), "float32")],
+                              [("ln", "LayerNormalization", {"axis": -1, "epsilon": 1e-6, "center": True,
+                                                             "scale": True}, ["x"], "float32", (None, 4, 4, 8))],
+                              ["ln"]),
+            fires=True, count=1, targets=("int8", "edgetpu", "tflm", "ethos-u55"),
+            # The model output keeps its name: the mean conv becomes ln_pre.
+            expected=[("x", "InputLayer"), ("ln_pre", "Conv2D"), ("ln_centre", "Subtract"), ("ln_rms", "RMSNormalization"),
+                      ("ln", "DepthwiseConv2D")],
+        ),
+        ModelCase(
+            "sequential-layernorm-rank2-no-center",
+            sequential_config(("x", (None, 8), "float32"),
+                              [("ln", "LayerNormalization", {"axis": [1], "center": False}),
+                               ("fc", "Dense", {"units": 2})]),
+            fires=True, count=1, targets=("int8",),
+            expected=[("x", "InputLayer"), ("ln", "Dense"), ("ln_centre", "Subtract"), ("ln_rms", "RMSNormalization"),
+                      ("fc", "Dense")],
+        ),
+        ModelCase(  # NEG over any axis; the decomposition is written for the last axis alone
+            "layernorm-spatial-axes-explained",
+            functional_config([("x", (None, 4, 4, 8), "float32")],
+                              [("ln", "LayerNormalization", {"axis": [1, 2, 3]}, ["x"], "float32", (None, 4, 4, 8))],
+                              ["ln"]),
+            fires=True, count=1, targets=("int8",),
+        ),
+        ModelCase(
+            "layernorm-rms-scaling-has-no-neg",
+            functional_config([("x", (None, 4, 4, 8), "float32")],
+                              [("ln", "LayerNormalization", {"axis": -1, "rms_scaling": True}, ["x"])], ["ln"]),
+            fires=False, targets=("int8", "edgetpu"),
+        ),
+        ModelCase(  # float16 recipe: NEG runs on the GPU delegate, no island
+            "gpu-runs-layernorm",
+            functional_config([("x", (None, 4, 4, 8), "float32")],
+                              [("ln", "LayerNormalization", {"axis": -1}, ["x"])], ["ln"]),
+            fires=False, targets=("gpu",),
         ),
         ModelCase(  # Vela 5.2.0 maps the 5-D RESHAPEs and TILEs of this lowering to the NPU
             "ethos-u-runs-tile-and-5d-reshapes",

@@ -156,6 +156,8 @@ def test_rollback_decision():
     assert worse(ver(5, 10, sqnr=40), ver(5, 10, sqnr=30)) is not None
     assert worse(ver(5, 10), ver(9, 12, sqnr=38.5)) is None
     assert worse(ver(1, 50), ver(1, 58)) is None  # a rewrite behind the cut does not move it
+    # Fully on the target now, with fewer ops (a float island of 3 ops replaced by 2 int8 ops): kept.
+    assert worse(ver(11, 14), ver(10, 10, fully=True)) is None
     # Onto the target at the cost of a few dB (a split grouped conv requantizes at its concat):
     # kept; a drop to no signal (below QF408's floor) is not.
     assert worse(ver(0, 3, sqnr=43.7), ver(6, 7, sqnr=39.3, fully=True)) is None

@@ -65,6 +65,7 @@ from qfix.model.rewrites.hard_swish import hard_swish  # noqa: E402
 from qfix.model.rewrites.hard_swish_spelled import hard_swish_spelled  # noqa: E402
 from qfix.model.rewrites.inline_hub import inline_hub  # noqa: E402
 from qfix.model.rewrites.lambda_to_builtin import lambda_to_builtin  # noqa: E402
+from qfix.model.rewrites.layernorm_decomposed import layernorm_decomposed  # noqa: E402
 from qfix.model.rewrites.leaky_relu_to_prelu import leaky_relu_to_prelu  # noqa: E402
 from qfix.model.rewrites.mixed_merge_cast import mixed_merge_cast  # noqa: E402
 from qfix.model.rewrites.narrow_64bit import narrow_64bit  # noqa: E402
@@ -81,7 +82,7 @@ from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  #
 
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "annotate_pass_through", "annotate_quantize", "batchnorm_as_depthwise",
            "conv1d_as_conv2d", "densify_grouped_conv", "depthwise_grouped_conv", "drop_noop_cast", "flatten_nested", "fold_input_cast", "gelu_tanh", "hard_sigmoid_tf_keras", "hard_swish",
-           "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "leaky_relu_to_prelu", "mixed_merge_cast",
+           "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "layernorm_decomposed", "leaky_relu_to_prelu", "mixed_merge_cast",
            "narrow_64bit", "normalization_as_depthwise", "pool1d_as_pool2d", "split_activation", "split_grouped_conv",
            "static_batch", "tf_op_to_builtin", "unfuse_transpose_conv", "unroll_rnn", "upsampling1d_to_resizing",
            "upsampling_to_resizing"]
