@@ -128,8 +128,9 @@ LOWERINGS: tuple[Lowering, ...] = (
         "the vector is repeated n times with a reshape to [1, 1, C] (Keras 3: [1, 1, 1, C]), a TILE and "
         "(Keras 3) a reshape back",
         2,
-        "none exact without TILE: keep the repeat on the CPU (at the end of the model), or restructure so the "
-        "vector is not repeated",
+        "Reshape((1, 1, C)) → Resizing(n, 1, interpolation=\"nearest\") → Reshape((n, C)): the vector as a 1×1 "
+        "image, the same values, one RESIZE_NEAREST_NEIGHBOR between two reshapes",
+        "repeat_vector_to_resizing",
     ),
 )
 

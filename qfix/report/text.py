@@ -101,11 +101,7 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
                       f"{escape(from_layer(f['layer']))} — {escape(f['reason'])}")
     if len(getattr(pl, "fallback", [])) > MAX_FALLBACK:
         console.print(f"  ... and {len(pl.fallback) - MAX_FALLBACK} more op(s) (--format json lists them all)")
-    for w in pl.warnings:
-        console.print(f"  [yellow]warning:[/] {escape(w)}")
-    if ver.outputs and not ver.outputs_in_model_order:  # index-based runtimes read the wrong head
-        order = ", ".join(f"{o['index']}={o['layer'] or o['name']}" for o in ver.outputs)
-        console.print(f"  [yellow]warning:[/] the .tflite's outputs are not in the model's order: {escape(order)}")
+    render_warnings(ver, console)
     if ver.compiler and ver.compiler.get("used", "profile") != "profile":  # a real compiler ran
         used = ver.compiler["used"]
         if ver.compiler.get("summary"):
@@ -298,6 +294,16 @@ def render_header(result, console: Console) -> None:
     )
 
 
+def render_warnings(ver, console: Console) -> None:
+    """The placement's warnings (limits not known to hold, kernels that run slowly, ...) and the
+    output order, under whichever placement view printed the model's ops on target."""
+    for w in ver.placement.warnings:
+        console.print(f"  [yellow]warning:[/] {escape(w)}")
+    if ver.outputs and not ver.outputs_in_model_order:  # index-based runtimes read the wrong head
+        order = ", ".join(f"{o['index']}={o['layer'] or o['name']}" for o in ver.outputs)
+        console.print(f"  [yellow]warning:[/] the .tflite's outputs are not in the model's order: {escape(order)}")
+
+
 def render_before_after(run, console: Console) -> None:
     b, a = run.before, run.result.verification
     render_recipe(a, console)
@@ -324,6 +330,7 @@ def render_before_after(run, console: Console) -> None:
     console.print(table)
     label = "synthetic data" if a.fidelity.synthetic else a.calibration_source
     console.print(f"numbers on {a.fidelity.samples} samples ({escape(label)})")
+    render_warnings(a, console)  # the table has no room for them; "fully on target" can carry one
     if a.compiler and a.compiler.get("kind") == "runtime":  # the fixed model, in the target's runtime
         render_runtime(a.compiler, console)
 

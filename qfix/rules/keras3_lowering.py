@@ -38,13 +38,14 @@ Safe for nearest UpSampling2D with a static input size: `Resizing(k·H, k·W, "n
 no pad, the same data_format) gives identical outputs (TF's half-pixel nearest resize reads row
 floor((o + 0.5)/k) = floor(o/k), the repeated row) and has no weights. Safe for UpSampling1D
 with a static input: `Reshape((T, 1, C))`, `Resizing(k·T, 1, "nearest")`, `Reshape((k·T, C))`,
-the same argument on an image of width 1. Safe for LayerNormalization over the last axis of a
+the same argument on an image of width 1. Safe for RepeatVector(n) with static channels:
+`Reshape((1, 1, C))`, `Resizing(n, 1, "nearest")`, `Reshape((n, C))` (every pixel of a nearest
+resize from one pixel is that pixel). Safe for LayerNormalization over the last axis of a
 static rank 2-4 float32 input: the mean as a 1×1 Conv2D/Conv1D (Dense on rank 2) of weights 1/C,
 `Subtract()([x, mean])`, `RMSNormalization(epsilon)` with scale γ (the centred input has mean 0,
 so its mean square is the variance) and β added by a 1×1 depthwise conv with bias β: within
-1e-6 of the original, all int8. Over other axes the finding is display-only. No fix for the
-other entries (UpSampling3D, RepeatVector): each finding says what to write instead
-(display-only).
+1e-6 of the original, all int8. Over other axes the finding is display-only. No fix for
+UpSampling3D: the finding says what to write instead (display-only).
 
 ## Targets
 Targets whose op table lacks an op of the lowering, or that limit how many dimensions may be
@@ -139,6 +140,19 @@ class Keras3Lowering(ModelRule):
             sequential_config(("x", (None, 16, 8), "float32"), [("up", "UpSampling1D", {"size": 3})]),
             fires=True, count=1,
             expected={"class_name": "Resizing", "config": {"name": "up_resize", "height": 48, "width": 1}},
+        ),
+        ModelCase(
+            "repeatvector",
+            functional_config([("x", (None, 8), "float32")],
+                              [("rep", "RepeatVector", {"n": 3}, ["x"], "float32", (None, 3, 8))], ["rep"]),
+            fires=True, count=1,
+            expected=[("x", "InputLayer"), ("rep_pre", "Reshape"), ("rep_resize", "Resizing"), ("rep", "Reshape")],
+        ),
+        ModelCase(
+            "sequential-repeatvector",
+            sequential_config(("x", (None, 8), "float32"), [("rep", "RepeatVector", {"n": 4})]),
+            fires=True, count=1,
+            expected={"class_name": "Resizing", "config": {"name": "rep_resize", "height": 4, "width": 1}},
         ),
         ModelCase(
             "upsampling3d-explained",

@@ -117,6 +117,19 @@ def _k3_seq_up1d(K):  # another member of the kind: UpSampling1D lowers to RESHA
                          L.UpSampling1D(3, name="up"), L.Conv1D(2, 3, padding="same")])
 
 
+def _k3_repeat(K):  # another member: RepeatVector lowers to RESHAPE, TILE (, RESHAPE) in both dialects
+    L = K.layers
+    x = K.Input((8,))
+    y = L.RepeatVector(3, name="rep")(L.Dense(4, activation="relu")(x))
+    return K.Model(x, L.Flatten()(L.Conv1D(2, 1)(y)))
+
+
+def _tfk_seq_repeat(K):  # the same in a tf_keras Sequential
+    L = K.layers
+    return K.Sequential([K.Input((8,)), L.Dense(4, activation="relu"), L.RepeatVector(5, name="rep"),
+                         L.Conv1D(2, 1), L.Flatten()])
+
+
 def _k3_gru(K):  # fault 1, smallest
     L = K.layers
     x = K.Input((5, 16))
@@ -142,6 +155,7 @@ MODELS = {
     "tconv": ("k3", _k3_tconv), "tconv_relu_layer_tfk": ("tfk", _tfk_tconv_relu_layer), "seq_tconv": ("k3", _k3_seq_tconv),
     "seq_tconv1d": ("k3", _k3_seq_tconv1d), "tconv1d_tfk": ("tfk", _tfk_tconv1d),
     "upnear": ("k3", _k3_upnear), "seq_decoder": ("k3", _k3_seq_decoder), "seq_up1d": ("k3", _k3_seq_up1d),
+    "repeat": ("k3", _k3_repeat), "seq_repeat_tfk": ("tfk", _tfk_seq_repeat),
     "gru": ("k3", _k3_gru), "bilstm": ("k3", _k3_bilstm), "simple_rnn_tfk": ("tfk", _tfk_simple_rnn),
 }
 
@@ -191,6 +205,8 @@ THROUGH_THE_JOB = [
     ("upnear", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
     ("seq_decoder", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
     ("seq_up1d", "QF308", "up", {"RESIZE_NEAREST_NEIGHBOR"}),
+    ("repeat", "QF308", "rep", {"RESIZE_NEAREST_NEIGHBOR"}),
+    ("seq_repeat_tfk", "QF308", "rep", {"RESIZE_NEAREST_NEIGHBOR"}),
 ]
 
 

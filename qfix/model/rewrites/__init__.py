@@ -71,6 +71,7 @@ from qfix.model.rewrites.mixed_merge_cast import mixed_merge_cast  # noqa: E402
 from qfix.model.rewrites.narrow_64bit import narrow_64bit  # noqa: E402
 from qfix.model.rewrites.normalization_as_depthwise import normalization_as_depthwise  # noqa: E402
 from qfix.model.rewrites.pool1d_as_pool2d import pool1d_as_pool2d  # noqa: E402
+from qfix.model.rewrites.repeat_vector_to_resizing import repeat_vector_to_resizing  # noqa: E402
 from qfix.model.rewrites.split_activation import split_activation  # noqa: E402
 from qfix.model.rewrites.split_grouped_conv import split_grouped_conv  # noqa: E402
 from qfix.model.rewrites.static_batch import static_batch  # noqa: E402
@@ -83,6 +84,6 @@ from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  #
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "annotate_pass_through", "annotate_quantize", "batchnorm_as_depthwise",
            "conv1d_as_conv2d", "densify_grouped_conv", "depthwise_grouped_conv", "drop_noop_cast", "flatten_nested", "fold_input_cast", "gelu_tanh", "hard_sigmoid_tf_keras", "hard_swish",
            "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "layernorm_decomposed", "leaky_relu_to_prelu", "mixed_merge_cast",
-           "narrow_64bit", "normalization_as_depthwise", "pool1d_as_pool2d", "split_activation", "split_grouped_conv",
+           "narrow_64bit", "normalization_as_depthwise", "pool1d_as_pool2d", "repeat_vector_to_resizing", "split_activation", "split_grouped_conv",
            "static_batch", "tf_op_to_builtin", "unfuse_transpose_conv", "unroll_rnn", "upsampling1d_to_resizing",
            "upsampling_to_resizing"]
