@@ -28,9 +28,11 @@ for (the subtraction reads two tensors).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+# numpy is imported where used: source-side start-up (the LSP, `qfix script.py`) never needs it.
+if TYPE_CHECKING:
+    import numpy as np
 
 from qfix.model.config import policy_name
 from qfix.model.edit import EditError, ModelEdit, initializer, make_layer
@@ -70,6 +72,8 @@ def _conv(cls: str, rank: int) -> dict[str, Any]:
 
 def _mean_layer(rank: int, channels: int, name: str, dialect: str, dtype: str) -> tuple[dict, np.ndarray]:
     """The 1-output linear map with weights 1/C over the last axis, and its kernel."""
+    import numpy as np
+
     w = np.float32(1.0 / channels)
     if rank == 2:
         cfg = {"units": 1, "activation": "linear", "use_bias": False,
@@ -162,6 +166,8 @@ def layernorm_decomposed(edit: ModelEdit, scope: tuple[str, ...], name: str) -> 
 
 
 def _gamma(source, channels: int, scale: bool):
+    import numpy as np
+
     def derive(read):
         if not scale:  # RMSNormalization always has a scale: ones (the original has no variable for it)
             return [np.ones(channels, np.float32)]
@@ -174,6 +180,8 @@ def _gamma(source, channels: int, scale: bool):
 
 
 def _beta(source, channels: int, scale: bool):
+    import numpy as np
+
     def make(kernel_shape):
         def derive(read):
             found = read(source)
