@@ -22,6 +22,7 @@ from qfix.errors import error
 from qfix.model.edit import EditError, ModelEdit
 from qfix.model.graph import build_graph
 from qfix.model.hub import HubError, absolute_handles
+from qfix.rules import model_rules
 from qfix.rules.lint import lint
 from qfix.model.inputs import input_specs
 from qfix.jobs.outputs import check_outputs, output_paths, write_outputs
@@ -58,13 +59,17 @@ class AppliedFix:
     # The converted model is the same under qfix's recipe (`Rewrite.recipe_neutral`): no
     # "before" conversion is needed to prove it. Not part of the JSON report.
     recipe_neutral: bool = False
+    # It replaces what loading would run from the file (a Lambda's bytecode: a rule that
+    # `blocks_loading`): the written model then loads without --trust-lambdas. That is its
+    # value, which the target check cannot see, so "no effect" on the check does not undo it.
+    removes_code: bool = False
 
     @property
     def no_effect(self) -> bool:
         return self.rolled_back and (self.reason or "").startswith(NO_EFFECT)
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "recipe_neutral"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("recipe_neutral", "removes_code")}
         out["state"] = "kept" if not self.rolled_back else "no effect" if self.no_effect else "rolled back"
         return out
 
@@ -132,8 +137,14 @@ def apply_fixes(config: dict[str, Any], weights: bytes, dialect: str, ctx: Conte
             skipped.append(f"{v.code} {v.location.layer}: {exc}")
             continue
         applied.append(AppliedFix(v.code, v.name, v.location.layer, v.fix.applicability.value, note,
-                                  recipe_neutral=all(r.recipe_neutral for r in v.fix.edits)))
+                                  recipe_neutral=all(r.recipe_neutral for r in v.fix.edits),
+                                  removes_code=v.code in _loading_blockers()))
     return config, weights, applied, skipped
+
+
+def _loading_blockers() -> set[str]:
+    """Codes of the rules whose finding refuses loading (the file's own code would run)."""
+    return {r.code for r in model_rules() if r.blocks_loading}
 
 
 def for_inputs(calib, graph):
@@ -332,15 +343,16 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         # Roll back, rule by rule (last applied first), whatever made the target check worse.
         while run.before is not None and (why := worse(run.before, after)) and run.active:
             rebuild(why, {run.active[-1].code})
-        # What is left must earn its place: rewrites the check cannot see (recipe-neutral) stay;
-        # the others are kept only when, together, they improve the verified check.
-        proved = [f for f in run.active if not f.recipe_neutral]
+        # What is left must earn its place: rewrites the check cannot see (recipe-neutral, or
+        # removing code that loading would run) stay; the others are kept only when, together,
+        # they improve the verified check.
+        proved = [f for f in run.active if not f.recipe_neutral and not f.removes_code]
         if run.before is not None and proved and not improved(run.before, after, profile):
             rebuild(NO_EFFECT + no_change(after), {f.code for f in proved})
         # Several rules' rewrites that help together: each must add something. Without it
         # (last applied first), the check must be worse; one conversion per rule, so only for
         # a few rules (the usual model has one or two).
-        codes = list(dict.fromkeys(f.code for f in run.active if not f.recipe_neutral))
+        codes = list(dict.fromkeys(f.code for f in run.active if not f.recipe_neutral and not f.removes_code))
         if run.before is not None and 1 < len(codes) <= MAX_ATTRIBUTED:
             for code in reversed(codes):
                 progress(f"checking what {code} adds")
