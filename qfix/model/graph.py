@@ -149,9 +149,9 @@ def _parse_calls(raw: dict[str, Any]) -> tuple[list[list[TensorRef]], list[dict[
     return calls, kwargs
 
 
-def _history(v: Any) -> list[TensorRef]:
-    """`input_layers`/`output_layers` as tensor references."""
-    return [TensorRef(*r.tensor) for r in io_refs(v)]
+def _history(v: Any, keras_order: bool = False) -> list[TensorRef]:
+    """`input_layers`/`output_layers` as tensor references (`keras_order`: see io_refs)."""
+    return [TensorRef(*r.tensor) for r in io_refs(v, keras_order)]
 
 
 def _make_layer(raw: Any, pointer: str, dialect: str) -> Layer:
@@ -212,7 +212,7 @@ def _build(obj: dict[str, Any], dialect: str, pointer: str) -> Graph:
     if class_name == "Sequential":
         inputs, outputs = _chain_sequential(layers, cfg)
     else:
-        inputs, outputs = _history(cfg.get("input_layers")), _history(cfg.get("output_layers"))
+        inputs, outputs = _history(cfg.get("input_layers")), _history(cfg.get("output_layers"), keras_order=True)
         for ref in inputs + outputs:
             if ref.layer not in layers:
                 raise error("QF904", f"config.json: model input/output {ref.layer!r} is not a layer")
