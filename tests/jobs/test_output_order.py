@@ -65,3 +65,41 @@ def test_graph_output_order_is_keras_order_and_the_tflite_follows_it(dialect, ki
     assert [o["layer"] for o in ver.outputs] == order
     assert [o["position"] for o in ver.outputs] == [0, 1, 2]
     assert ver.outputs_in_model_order and ver.to_json()["outputs_in_model_order"] is True
+
+
+def _nested_dict(K):
+    """A nested model with dict outputs, its heads read by index (sorted key: alpha 0, zeta 1)."""
+    L = K.layers
+    i = K.Input((4,), name="xi")
+    inner = K.Model(i, {"zeta": L.Dense(3, name="aa")(i), "alpha": L.Dense(2, name="zz")(i)}, name="inner")
+    x = K.Input((4,), name="x")
+    o = inner(x)
+    return K.Model(x, [L.Dense(1, name="from_zeta")(o["zeta"]), L.Dense(1, name="from_alpha")(o["alpha"])])
+
+
+@pytest.mark.parametrize("dialect", ["k3", "tfk"])
+def test_flattening_a_nested_dict_output_model_keeps_each_head_wired(dialect, tmp_path):
+    """Inlining a nested model maps the outer (model, node, index) refs to its outputs in Keras's
+    order; in config insertion order each head would read the other's tensor."""
+    import numpy as np
+
+    from qfix.convert.keras import load_model
+    from qfix.jobs.check import Options, context
+    from qfix.jobs.fix import apply_fixes
+    from qfix.model.writer import write_archive
+    from qfix.targets import load_profile
+
+    K = _keras(dialect)
+    K.utils.set_random_seed(0)
+    path = tmp_path / "nested.keras"
+    _nested_dict(K).save(path)
+    a = read_archive(path)
+    opts = Options(select=["QF201"])
+    config, weights, applied, skipped = apply_fixes(a.config, a.weights_bytes, a.dialect,
+                                                    context(load_profile("edgetpu"), opts), opts, unsafe=False)
+    assert not skipped and [f.code for f in applied] == ["QF201"]
+    out = write_archive(tmp_path / "nested.qfix.keras", config, a.metadata, weights)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 4)).astype("float32")
+    want = [np.asarray(t) for t in load_model(path, a.dialect)(x)]
+    got = [np.asarray(t) for t in load_model(out, a.dialect)(x)]
+    assert all(np.allclose(w, g, atol=1e-6) for w, g in zip(want, got))
