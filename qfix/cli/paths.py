@@ -100,11 +100,16 @@ def _walk(root: Path):
             yield Path(folder) / name
 
 
+def _keras_name(p: Path) -> str:
+    """The .keras name to re-save `p` as: `model.h5` → `model.keras`, `fake.keras.h5` → `fake.keras`."""
+    return p.stem if p.stem.lower().endswith(".keras") else f"{p.stem}.keras"
+
+
 def _not_readable(p: Path) -> None:
     suffix = p.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         raise error("QF906", f"{p} is a legacy HDF5 (.h5) model; qfix reads .keras files: re-save it as "
-                             f".keras (keras.models.load_model({p.name!r}).save('{p.stem}.keras'))")
+                             f".keras (keras.models.load_model({p.name!r}).save('{_keras_name(p)}'))")
     if suffix == ".tflite":
         raise error("QF906", f"{p} is an already converted TFLite model; qfix reads the Keras model the "
                              ".tflite was converted from: give its .keras file")

@@ -73,7 +73,7 @@ class KerasArchive:
                                      f"{first_line(exc, limit=200)}") from None
             except OSError as exc:
                 raise error("QF907", f"{self.path.name}: cannot read ({exc.strerror or exc})") from None
-            check_weights(data)
+            check_weights(data, f"{self.path.name}: model.weights.h5")
             self._weights_bytes = data
         return self._weights_bytes
 
@@ -82,7 +82,7 @@ class KerasArchive:
         """Every variable path and shape; built on first use (walking a large h5 costs seconds,
         and the static rules do not need it)."""
         if self._weights is None:
-            self._weights = index_weights(self.weights_bytes)
+            self._weights = index_weights(self.weights_bytes, f"{self.path.name}: model.weights.h5")
         return self._weights
 
     @property
@@ -207,30 +207,31 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
-def check_weights(raw: bytes | IO[bytes]) -> None:
+def check_weights(raw: bytes | IO[bytes], where: str = "model.weights.h5") -> None:
     """An HDF5 file whose superblock h5py accepts (a truncated file fails here: its end-of-file
     address lies past the data) and that references nothing outside itself (`vet.check_hdf5`).
-    Reads metadata only. Takes bytes or a seekable member. Raises QF905 or QF902."""
+    Reads metadata only. Takes bytes or a seekable member. Raises QF905 or QF902; `where` names
+    the file in the message (the archive too: in a folder run it says which model)."""
     import h5py  # h5py only reads the file; it cannot execute anything in it
 
     from qfix.model.vet import check_hdf5
 
     fh = io.BytesIO(raw) if isinstance(raw, bytes) else raw
     if fh.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
-        raise error("QF905", "model.weights.h5 is not an HDF5 file (truncated or corrupt weights)")
+        raise error("QF905", f"{where} is not an HDF5 file (truncated or corrupt weights)")
     fh.seek(0)
     try:
         with h5py.File(fh, "r") as f:
             check_hdf5(f)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {first_line(exc, limit=200)}") from None
+        raise error("QF905", f"{where} cannot be read (truncated or corrupt): {first_line(exc, limit=200)}") from None
 
 
-def index_weights(raw: bytes) -> WeightsIndex:
+def index_weights(raw: bytes, where: str = "model.weights.h5") -> WeightsIndex:
     import h5py
 
     idx = WeightsIndex()
-    check_weights(raw)
+    check_weights(raw, where)
     try:
         with h5py.File(io.BytesIO(raw), "r") as f:
 
@@ -242,7 +243,7 @@ def index_weights(raw: bytes) -> WeightsIndex:
 
             f.visititems(visit)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise error("QF905", f"model.weights.h5 cannot be read (truncated or corrupt): {first_line(exc, limit=200)}") from None
+        raise error("QF905", f"{where} cannot be read (truncated or corrupt): {first_line(exc, limit=200)}") from None
     return idx
 
 
@@ -318,11 +319,11 @@ def read_archive(path: str | os.PathLike[str]) -> KerasArchive:
                 raise error("QF903", f"model.weights.h5 is larger than {MAX_WEIGHTS_BYTES} bytes")
             if winfo.compress_type == zipfile.ZIP_STORED:  # how Keras writes it: no copy needed
                 with open(path, "rb") as raw:
-                    check_weights(_StoredMember(raw, winfo))
+                    check_weights(_StoredMember(raw, winfo), f"{path}: model.weights.h5")
             else:  # the magic only: inflating to check a header costs the whole member
                 with zf.open(winfo) as fh:
                     if fh.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
-                        raise error("QF905", "model.weights.h5 is not an HDF5 file (truncated or corrupt weights)")
+                        raise error("QF905", f"{path}: model.weights.h5 is not an HDF5 file (truncated or corrupt weights)")
     except zipfile.BadZipFile as exc:
         raise error("QF901", f"{path} is a damaged zip archive: {exc}") from None
     except (zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:

@@ -213,17 +213,19 @@ def _tfk_kwarg_refs(value: Any) -> Iterator[Ref]:
             yield from _tfk_kwarg_refs(value[key])
 
 
-def io_refs(value: Any) -> Iterator[Ref]:
-    """`input_layers` / `output_layers`: a `[name, node, index]` triple or nested lists (or,
-    in Keras 3, dicts) of them."""
+def io_refs(value: Any, keras_order: bool = False) -> Iterator[Ref]:
+    """`input_layers` / `output_layers`: a `[name, node, index]` triple or nested lists (or
+    dicts) of them. `keras_order`: a dict's values by sorted key, the order in which Keras (3 and
+    tf_keras alike: `tree.flatten` / `tf.nest.flatten`) lists `model.outputs` and `output_names`
+    for a dict of outputs; otherwise in the file's (insertion) order."""
     if isinstance(value, list) and len(value) == 3 and isinstance(value[0], str):
         yield Ref(value, None)
     elif isinstance(value, list):
         for v in value:
-            yield from io_refs(v)
+            yield from io_refs(v, keras_order)
     elif isinstance(value, dict):
-        for v in value.values():
-            yield from io_refs(v)
+        for key in sorted(value, key=str) if keras_order else value:
+            yield from io_refs(value[key], keras_order)
 
 
 def model_refs(model: dict[str, Any]) -> Iterator[Ref]:

@@ -663,7 +663,7 @@ class ModelEdit:
         inner_cfg = raw["config"]
         inner_layers = [copy.deepcopy(r) for r in inner_cfg["layers"]]
         inputs = [s.tensor for s in io_refs(inner_cfg.get("input_layers"))]
-        outputs = [s.tensor for s in io_refs(inner_cfg.get("output_layers"))]
+        outputs = [s.tensor for s in io_refs(inner_cfg.get("output_layers"), keras_order=True)]  # the node index order
         feeds: list[dict[Tensor, Tensor]] = []  # per call: inner input → the parent's tensor
         for node in nodes:
             args = [s.tensor for s in node_refs(node)]

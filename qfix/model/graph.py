@@ -20,6 +20,16 @@ PASSTHROUGH = {
     "SpatialDropout2D", "SpatialDropout3D", "MaxPooling2D", "MaxPool2D", "UpSampling2D",
     "Masking", "ActivityRegularization",
 }
+# Layers that only move, copy or pad (with 0) the values of their input: an integer tensor
+# through them keeps its values exactly (Concatenate when all its inputs do; UpSampling only
+# "nearest"). What QF102 follows from an integer input to the cast after it.
+VALUE_PRESERVING = {
+    "Concatenate", "Reshape", "Flatten", "Permute", "Cropping1D", "Cropping2D", "Cropping3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "RepeatVector", "Identity", "UpSampling1D",
+    "UpSampling2D", "UpSampling3D",
+}
+# Integer dtypes every value of which float32 holds exactly (|x| < 2**24).
+EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "bool"}
 INTEGER = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "bool"}
 
 
@@ -139,9 +149,9 @@ def _parse_calls(raw: dict[str, Any]) -> tuple[list[list[TensorRef]], list[dict[
     return calls, kwargs
 
 
-def _history(v: Any) -> list[TensorRef]:
-    """`input_layers`/`output_layers` as tensor references."""
-    return [TensorRef(*r.tensor) for r in io_refs(v)]
+def _history(v: Any, keras_order: bool = False) -> list[TensorRef]:
+    """`input_layers`/`output_layers` as tensor references (`keras_order`: see io_refs)."""
+    return [TensorRef(*r.tensor) for r in io_refs(v, keras_order)]
 
 
 def _make_layer(raw: Any, pointer: str, dialect: str) -> Layer:
@@ -202,7 +212,7 @@ def _build(obj: dict[str, Any], dialect: str, pointer: str) -> Graph:
     if class_name == "Sequential":
         inputs, outputs = _chain_sequential(layers, cfg)
     else:
-        inputs, outputs = _history(cfg.get("input_layers")), _history(cfg.get("output_layers"))
+        inputs, outputs = _history(cfg.get("input_layers")), _history(cfg.get("output_layers"), keras_order=True)
         for ref in inputs + outputs:
             if ref.layer not in layers:
                 raise error("QF904", f"config.json: model input/output {ref.layer!r} is not a layer")
@@ -323,3 +333,54 @@ def is_integer(dtype: str | None) -> bool:
 
 def is_float(dtype: str | None) -> bool:
     return bool(dtype) and dtype.startswith(("float", "bfloat", "mixed"))
+
+
+def preserves_values(layer: Layer) -> bool:
+    """`layer` (called once) hands on the exact values it reads: see VALUE_PRESERVING."""
+    if layer.class_name not in VALUE_PRESERVING or len(layer.calls) != 1 or layer.subgraph is not None:
+        return False
+    if layer.class_name == "UpSampling2D":
+        return layer.config.get("interpolation", "nearest") == "nearest"
+    return True
+
+
+def integer_sources(graph: Graph, layer: Layer) -> list[Layer] | None:
+    """The integer model inputs (exact in float32) whose values `layer` reads unchanged, through
+    value-preserving layers (a Concatenate of two uint8 frames); None when any tensor it reads is
+    something else (a float tensor, a computed one, a nested model's)."""
+    found: dict[str, Layer] = {}
+
+    def visit(refs: list[TensorRef], depth: int) -> bool:
+        if not refs or depth > 64:
+            return False
+        for ref in refs:
+            src = graph.layers.get(ref.layer)
+            if src is None or ref.index != 0:
+                return False
+            if src.is_input:
+                if src.out_dtype not in EXACT_IN_FLOAT32:
+                    return False
+                found[src.name] = src
+            elif not (preserves_values(src) and ref.node == 0 and visit(src.inputs, depth + 1)):
+                return False
+        return True
+
+    return list(found.values()) if visit(layer.inputs, 0) else None
+
+
+def integer_closure(graph: Graph, inp: Layer) -> tuple[list[Layer], list[Layer]]:
+    """From the integer input `inp`: the value-preserving layers its values flow through (each
+    reading only such integer inputs), and the other layers that read those values."""
+    path: dict[str, Layer] = {}
+    readers: dict[str, Layer] = {}
+    todo = [inp.name]
+    while todo:
+        for user in graph.consumers(todo.pop()):
+            if user.name in path or user.name in readers:
+                continue
+            if preserves_values(user) and integer_sources(graph, user) is not None:
+                path[user.name] = user
+                todo.append(user.name)
+            else:
+                readers[user.name] = user
+    return list(path.values()), list(readers.values())

@@ -2,7 +2,9 @@
 
 ## What it does
 Finds an integer model input (a uint8 camera frame) that is cast to float inside the graph
-(`keras.ops.cast`, `tf.cast`, or implicitly by a float Rescaling).
+(`keras.ops.cast`, `tf.cast`, or implicitly by a float Rescaling), directly or after layers
+that keep its values exactly (a Concatenate of two uint8 frames, Reshape, Flatten, Permute,
+Cropping, ZeroPadding, nearest UpSampling).
 
 ## Why is this bad?
 After conversion that cast is a CAST op on device: the Edge TPU cannot run it, so the whole
@@ -24,7 +26,8 @@ y = keras.layers.Rescaling(1 / 255)(x)
 
 ## Fix safety
 Safe: the cast (and an exact Rescaling) fold into the input quantization; the on-device
-input is still the raw uint8 frame.
+input is still the raw uint8 frame. Through a Concatenate every input it joins is folded (each
+keeps its raw uint8 input; the Rescaling after the join applies to all of them alike).
 
 ## Targets
 Every target: the rule reads no property of the target's profile.
@@ -35,7 +38,7 @@ from __future__ import annotations
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
-from qfix.model.graph import is_float, is_integer
+from qfix.model.graph import EXACT_IN_FLOAT32, integer_closure, integer_sources, is_float, is_integer
 from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule
 
@@ -49,20 +52,36 @@ class IntegerInputCast(ModelRule):
     fix_applicability = Applicability.SAFE
 
     def check(self, graph, ctx):
+        seen: set[str] = set()
         for inp in graph.input_layers():
             if not is_integer(inp.out_dtype) or inp.out_dtype in ("int32", "int64"):
                 continue  # token ids feed Embedding lookups, not casts
-            for user in graph.consumers(inp.name):
-                if user.is_cast or (user.class_name == "Rescaling" and is_float(user.dtype_policy)):
-                    how = "casts it to float" if user.is_cast else "casts it implicitly"
-                    yield self.violation(
-                        f"input {inp.name!r} is {inp.out_dtype} and {user.class_name} {user.name!r} {how} "
-                        "inside the graph: a CAST op on device",
-                        user.name,
-                        fix="fold the cast (and exact rescaling) into the input quantization",
-                        pointer=user.pointer,
-                        rewrite=Rewrite(rewrites.fold_input_cast, (), user.name),
-                    )
+            path, readers = integer_closure(graph, inp) if inp.out_dtype in EXACT_IN_FLOAT32 else ([], [])
+            direct = graph.consumers(inp.name)
+            for user in direct + [r for r in readers if r not in direct]:
+                if user.name in seen or not _casts(user):
+                    continue
+                how = "casts it to float" if user.is_cast else "casts it implicitly"
+                if user in direct:
+                    what = f"input {inp.name!r} is {inp.out_dtype} and"
+                else:  # reached through value-preserving layers (Concatenate, Reshape, ...)
+                    sources = integer_sources(graph, user)
+                    if not sources:
+                        continue
+                    names = ", ".join(repr(s.name) for s in sources)
+                    dtypes = "/".join(sorted({s.out_dtype for s in sources}))
+                    via = ", ".join(f"{p.class_name} {p.name!r}" for p in path if _upstream(graph, p, user))
+                    what = (f"input{'s' if len(sources) > 1 else ''} {names} {'are' if len(sources) > 1 else 'is'} "
+                            f"{dtypes}, unchanged through {via}, and")
+                    how = how.replace(" it", " them") if len(sources) > 1 else how
+                seen.add(user.name)
+                yield self.violation(
+                    f"{what} {user.class_name} {user.name!r} {how} inside the graph: a CAST op on device",
+                    user.name,
+                    fix="fold the cast (and exact rescaling) into the input quantization",
+                    pointer=user.pointer,
+                    rewrite=Rewrite(rewrites.fold_input_cast, (), user.name),
+                )
 
     CASES = [
         ModelCase(
@@ -85,6 +104,52 @@ class IntegerInputCast(ModelRule):
             expected={"class_name": "InputLayer", "config": {"name": "frame", "dtype": "float32"}},
         ),
         ModelCase(
+            "two-uint8-concatenated-then-rescaled",  # the Concatenate keeps uint8: Rescaling casts
+            functional_config(
+                [("a", (None, 8, 8, 3), "uint8"), ("b", (None, 8, 8, 3), "uint8")],
+                [("cat", "Concatenate", {"axis": -1}, ["a", "b"], "float32", (None, 8, 8, 6)),
+                 ("rescaling", "Rescaling", {"scale": 1 / 255, "offset": 0.0}, ["cat"])],
+                ["rescaling"],
+            ),
+            fires=True,
+            count=1,
+            expected=[("a", "InputLayer"), ("b", "InputLayer"), ("cat", "Concatenate"), ("rescaling", "Rescaling")],
+        ),
+        ModelCase(
+            "uint8-padded-reshaped-then-cast",
+            functional_config(
+                [("frame", (None, 4, 4, 1), "uint8")],
+                [("pad", "ZeroPadding2D", {"padding": [[1, 1], [1, 1]]}, ["frame"], "uint8", (None, 6, 6, 1)),
+                 ("flat", "Reshape", {"target_shape": [36]}, ["pad"], "uint8", (None, 36)),
+                 ("cast", "Cast", {"dtype": "float32"}, ["flat"]),
+                 ("dense", "Dense", {"units": 2}, ["cast"], "float32", (None, 2))],
+                ["dense"],
+            ),
+            fires=True,
+            count=1,
+            expected=[("frame", "InputLayer"), ("pad", "ZeroPadding2D"), ("flat", "Reshape"), ("dense", "Dense")],
+        ),
+        ModelCase(
+            "uint8-concatenated-with-float",  # not the input's values any more: QF101's finding
+            functional_config(
+                [("a", (None, 4), "uint8"), ("f", (None, 4), "float32")],
+                [("cat", "Concatenate", {"axis": -1}, ["a", "f"], "float32", (None, 8)),
+                 ("rescaling", "Rescaling", {"scale": 1 / 255, "offset": 0.0}, ["cat"])],
+                ["rescaling"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
+            "uint8-through-a-conv",  # computed values: not followed
+            functional_config(
+                [("a", (None, 4, 4, 1), "uint8")],
+                [("conv", "Conv2D", {"filters": 1, "kernel_size": 1}, ["a"], "float32", (None, 4, 4, 1)),
+                 ("rescaling", "Rescaling", {"scale": 1 / 255, "offset": 0.0}, ["conv"])],
+                ["rescaling"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
             "float-input",
             functional_config(
                 [("x", (None, 8, 8, 3), "float32")],
@@ -103,3 +168,16 @@ class IntegerInputCast(ModelRule):
             fires=False,
         ),
     ]
+
+
+def _casts(layer) -> bool:
+    """A cast, or a float Rescaling (which casts an integer input implicitly)."""
+    return layer.is_cast or (layer.class_name == "Rescaling" and is_float(layer.dtype_policy))
+
+
+def _upstream(graph, layer, user, depth: int = 0) -> bool:
+    """`layer` is on a path into `user`."""
+    if depth > 64:
+        return False
+    return any(r.layer == layer.name or (r.layer in graph.layers and _upstream(graph, layer, graph.layers[r.layer], depth + 1))
+               for r in user.inputs)

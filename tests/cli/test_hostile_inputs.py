@@ -94,10 +94,12 @@ def test_missing_weights(tmp_path):
     expect_error(write_zip(tmp_path / "model.keras", files), "QF905")
 
 
-def test_truncated_weights(tmp_path):
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])  # stored: as Keras writes
+def test_truncated_weights(tmp_path, compression):
     files = members(TINY)
-    files["model.weights.h5"] = files["model.weights.h5"][:1000]
-    expect_error(write_zip(tmp_path / "model.keras", files), "QF905")
+    files["model.weights.h5"] = files["model.weights.h5"][: len(files["model.weights.h5"]) // 2]
+    line = expect_error(write_zip(tmp_path / "truncw.keras", files, compression), "QF905")
+    assert "truncw.keras: model.weights.h5 cannot be read" in line  # which model, in a folder run
 
 
 def test_malformed_config_json(tmp_path):
@@ -130,6 +132,15 @@ def test_legacy_h5(tmp_path):
     p = tmp_path / "model.h5"
     p.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     assert "legacy HDF5" in expect_error(p, "QF906")
+
+
+@pytest.mark.parametrize("name, resave", [("fake.keras.h5", "'fake.keras'"), ("net.h5", "'net.keras'"),
+                                          ("Net.KERAS.hdf5", "'Net.KERAS'")])
+def test_legacy_h5_resave_name_has_one_keras_extension(tmp_path, name, resave):
+    p = tmp_path / name
+    p.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    line = expect_error(p, "QF906")
+    assert f".save({resave})" in line and ".keras.keras" not in line
 
 
 def test_saved_model_folder(tmp_path):

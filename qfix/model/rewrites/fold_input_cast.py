@@ -11,39 +11,53 @@ quantization. The Rescaling stays; folding it too would change the float model's
 from __future__ import annotations
 
 from qfix.model.edit import EditError, ModelEdit
+from qfix.model.graph import EXACT_IN_FLOAT32, integer_closure, integer_sources
 from qfix.model.rewrites._shared import graph_of
 
-# Integers every value of which float32 holds exactly (|x| < 2**24).
-EXACT_IN_FLOAT32 = {"uint8", "int8", "uint16", "int16", "bool"}
 # Layers that need integer inputs: a float input would break them.
 INTEGER_CONSUMERS = {"Embedding", "CategoryEncoding", "Hashing", "IntegerLookup", "StringLookup"}
 
 
 def fold_input_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
-    """`name` is the cast (or the implicitly casting layer) that reads the input, or the input."""
+    """`name` is the cast (or the implicitly casting layer) that reads the input, or the input.
+
+    The input may reach it through layers that keep its values exactly (`Concatenate` of two
+    uint8 frames, `Reshape`, `ZeroPadding2D`, ...): then every input it reads is folded, and the
+    casts anywhere after those layers go."""
     graph = graph_of(edit, scope)
     layer = graph.layers.get(name)
     if layer is None:
         raise EditError(f"no layer named {name!r}")
-    inp = layer if layer.is_input else next(
-        (graph.layers[t.layer] for t in layer.inputs if graph.layers[t.layer].is_input), None)
-    if inp is None:
+    if layer.is_input:
+        inputs = [layer]
+    else:
+        inputs = integer_sources(graph, layer) or [
+            graph.layers[t.layer] for t in layer.inputs if graph.layers[t.layer].is_input][:1]
+    if not inputs:
         raise EditError(f"{name!r} does not read a model input")
-    if inp.out_dtype not in EXACT_IN_FLOAT32:
-        raise EditError(f"input {inp.name!r} is {inp.out_dtype}: float32 does not hold its values exactly")
+    for inp in inputs:
+        if inp.out_dtype not in EXACT_IN_FLOAT32:
+            raise EditError(f"input {inp.name!r} is {inp.out_dtype}: float32 does not hold its values exactly")
 
-    casts, dtype = [], "float32"
-    for user in graph.consumers(inp.name):
-        if user.class_name in INTEGER_CONSUMERS:
-            raise EditError(f"{user.class_name} {user.name!r} needs the integer input {inp.name!r}")
-        if user.is_cast:
-            if user.out_dtype != "float32" or len(user.inputs) != 1:
-                raise EditError(f"cast {user.name!r} is not a plain cast to float32")
-            casts.append(user.name)
-    edit.set_input(inp.name, dtype=dtype, scope=scope)
+    casts: list[str] = []
+    for inp in inputs:
+        _, readers = integer_closure(graph, inp)
+        for user in readers:
+            if user.class_name in INTEGER_CONSUMERS:
+                raise EditError(f"{user.class_name} {user.name!r} needs the integer input {inp.name!r}")
+            if user.is_cast:
+                if user.out_dtype != "float32" or len(user.inputs) != 1:
+                    raise EditError(f"cast {user.name!r} is not a plain cast to float32")
+                if user.name not in casts:
+                    casts.append(user.name)
+    for inp in inputs:
+        edit.set_input(inp.name, dtype="float32", scope=scope)
     for cast in casts:  # float32 → float32 now: an identity
         edit.remove(cast, scope)
     removed = f"; removed cast(s) {', '.join(map(repr, casts))}" if casts else ""
-    note = (f"input {inp.name!r} {inp.out_dtype} → float32 (same values){removed}; the converted model "
-            f"keeps a {inp.out_dtype} input through the recipe's input quantization")
+    names = ", ".join(repr(i.name) for i in inputs)
+    dtypes = "/".join(sorted({i.out_dtype for i in inputs}))
+    one = len(inputs) == 1
+    note = (f"input{'' if one else 's'} {names} {dtypes} → float32 (same values){removed}; the converted model "
+            f"keeps {'a ' if one else ''}{dtypes} input{'' if one else 's'} through the recipe's input quantization")
     return note
