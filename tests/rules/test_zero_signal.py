@@ -93,10 +93,11 @@ def test_only_the_constant_head_of_two_is_named():
     assert v.severity == Severity.BLOCKER and "'flat'" in v.message and "'good'" not in v.message
 
 
-def test_two_int8_levels_with_a_lost_varying_part_are_a_blocker():
-    fid = Fidelity(32, True, 60.0, 0.2, None, [_out("head", 0.04, 0.1, 2, 3.0)])
-    (v,) = ZeroSignal().judge(fid, _stats(0.03, peak=100.0, name="head"), True, [])
-    assert v.severity == Severity.BLOCKER and "2 int8 values per element" in v.message
+def test_two_int8_levels_of_a_float_output_under_half_a_step_are_no_ptq_finding():
+    """tiny_cnn_k3's untrained softmax: float spread 0.0008, step 1/256, two int8 values, varying
+    part -4.3 dB. Against the float model that is left to the reported numbers, not QF408."""
+    fid = Fidelity(8, True, 48.3, 0.0018, 1.0, [_out("dense", 0.00195, 1 / 256, 2, -4.3, 48.3)])
+    assert list(ZeroSignal().judge(fid, _stats(0.0008, peak=0.6, name="dense"), True, [])) == []
 
 
 def test_int8_keeping_under_a_tenth_of_the_float_spread_is_a_blocker():
