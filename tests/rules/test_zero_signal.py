@@ -138,3 +138,18 @@ def test_levels_counts_the_most_distinct_values_of_any_element():
 
     q = np.array([[1000.1, 0.0], [1000.1, 0.5], [1000.1, 0.25], [1000.1, 0.5]])
     assert _levels(q) == 3 and _levels(q[:, :1]) == 1 and _levels(q[:1]) is None
+
+
+def test_the_text_report_shows_the_varying_part_when_an_offset_inflates_the_sqnr():
+    from rich.console import Console
+
+    from qfix.report.text import _render_varying, _worst_varying
+
+    fid = Fidelity(32, True, 79.4, 0.2, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3),
+                                              _out("flat", 0.0, 3.92, 1, -5.8)])
+    console = Console(record=True, width=200)
+    _render_varying(fid, console)
+    text = console.export_text()
+    assert "SQNR of the varying part" in text and "flat -5.8 dB" in text and "good" not in text
+    assert _worst_varying(fid) == "; flat, varying part: -5.8 dB"
+    assert _worst_varying(Fidelity(32, True, 43.3, 0.0, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3)])) == ""
