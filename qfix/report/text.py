@@ -149,7 +149,11 @@ def _render_varying(fid, console: Console) -> None:
 
 
 def _worst_varying(fid) -> str:
-    ac = _varying(fid) if fid is not None else []
+    """For the last line, only when the SQNR reads as a signal (at or above QF408's 13.8 dB)
+    while an output's varying part does not."""
+    from qfix.rules.zero_signal import MIN_SQNR_DB
+
+    ac = _varying(fid) if fid is not None and fid.sqnr_db >= MIN_SQNR_DB else []
     if not ac:
         return ""
     n, v = min(ac, key=lambda x: x[1])
