@@ -12,6 +12,8 @@ from qfix.targets.memory import format_bytes
 from qfix.types import Applicability
 
 ZERO_SIGNAL = "QF408"
+# QF408's floor, 2 effective bits (qfix.rules.zero_signal.MIN_SQNR_DB; the report may not import rules)
+SIGNAL_DB = 1.76 + 6.02 * 2
 
 
 def unsafe_fixes_left(findings) -> list[str]:
@@ -151,9 +153,7 @@ def _render_varying(fid, console: Console) -> None:
 def _worst_varying(fid) -> str:
     """For the last line, only when the SQNR reads as a signal (at or above QF408's 13.8 dB)
     while an output's varying part does not."""
-    from qfix.rules.zero_signal import MIN_SQNR_DB
-
-    ac = _varying(fid) if fid is not None and fid.sqnr_db >= MIN_SQNR_DB else []
+    ac = _varying(fid) if fid is not None and fid.sqnr_db >= SIGNAL_DB else []
     if not ac:
         return ""
     n, v = min(ac, key=lambda x: x[1])

@@ -153,3 +153,10 @@ def test_the_text_report_shows_the_varying_part_when_an_offset_inflates_the_sqnr
     assert "SQNR of the varying part" in text and "flat -5.8 dB" in text and "good" not in text
     assert _worst_varying(fid) == "; flat, varying part: -5.8 dB"
     assert _worst_varying(Fidelity(32, True, 43.3, 0.0, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3)])) == ""
+
+
+def test_the_reports_floor_is_qf408s():
+    from qfix.report.text import SIGNAL_DB
+    from qfix.rules.zero_signal import MIN_SQNR_DB
+
+    assert SIGNAL_DB == MIN_SQNR_DB
