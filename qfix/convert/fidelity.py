@@ -36,6 +36,14 @@ class OutputFidelity:
     quantized_spread: float | None = None
     # One int8 step of the .tflite output (its scale, the output's units); None for a float output.
     output_step: float | None = None
+    # SQNR of the varying part: the float output less its mean over the samples (per element)
+    # against the same error, float − int8. A constant offset (a bias of 1000 on an output that
+    # varies by 0.05) makes `sqnr_db` high whatever the int8 output does; this one is not
+    # swamped by it. -inf when the float output does not vary and the error is not zero.
+    sqnr_ac_db: float | None = None
+    # The most distinct values any one element of the .tflite output takes over the samples
+    # (1: the same for every sample). None with one sample.
+    quantized_levels: int | None = None
 
 
 @dataclass
@@ -46,6 +54,8 @@ class Fidelity:
     max_abs_error: float
     top1_agreement: float | None  # mean over classifier-like outputs, None if there are none
     per_output: list[OutputFidelity] = field(default_factory=list)
+    # The varying part's SQNR over all outputs (see OutputFidelity.sqnr_ac_db); None when not measured.
+    sqnr_ac_db: float | None = None
     # With `fidelity(..., raw=True)`: what LiteRT was fed and gave, in the .tflite's own dtypes,
     # for a second runtime to be fed the same (the TFLM interpreter): {"inputs": [...],
     # "outputs": [...]}, one {tensor index: array} per sample. Not part of the JSON report.
@@ -102,7 +112,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration, raw: bool = Fa
             got[k_name].append(_from_tflite(result[tfl_name], out_details[tfl_name]))
 
     per_output = []
-    signal = noise = 0.0
+    signal = noise = ac_signal = 0.0
     for name, tfl_name in zip(k_out, tfl_out):
         r = ref[name]
         q = np.concatenate(got[name])
@@ -111,12 +121,15 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration, raw: bool = Fa
         q = q.reshape(r.shape)
         s, e = float(np.sum(r * r)), float(np.sum((r - q) ** 2))
         signal, noise = signal + s, noise + e
+        ac = float(np.sum((r - np.mean(r, axis=0)) ** 2)) if len(r) else 0.0
+        ac_signal += ac
         top1 = None
         if r.ndim == 2 and r.shape[-1] > 1:
             top1 = float(np.mean(np.argmax(r, -1) == np.argmax(q, -1)))
         spread = float(np.max(np.std(q, axis=0))) if q.size and len(q) > 1 else None
         step = _step(out_details[tfl_name])
-        per_output.append(OutputFidelity(name, _sqnr(s, e), float(np.max(np.abs(r - q))), top1, spread, step))
+        per_output.append(OutputFidelity(name, _sqnr(s, e), float(np.max(np.abs(r - q))), top1, spread, step,
+                                         _sqnr(ac, e), _levels(q)))
     tops = [o.top1_agreement for o in per_output if o.top1_agreement is not None]
     return Fidelity(
         samples=len(calibration.samples),
@@ -125,6 +138,7 @@ def fidelity(model: Any, tflite: bytes, calibration: Calibration, raw: bool = Fa
         max_abs_error=max(o.max_abs_error for o in per_output),
         top1_agreement=float(np.mean(tops)) if tops else None,
         per_output=per_output,
+        sqnr_ac_db=_sqnr(ac_signal, noise),
         raw=kept if raw else None,
     )
 
@@ -269,6 +283,14 @@ def _match_outputs(keras_names: list[str], tflite_names: list[str]) -> list[str]
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _levels(q: np.ndarray) -> int | None:
+    """The most distinct values any one element of `q` (samples first) takes over the samples."""
+    if len(q) < 2 or not q.size:
+        return None
+    flat = np.sort(q.reshape(len(q), -1), axis=0)
+    return int(np.max(np.sum(np.diff(flat, axis=0) != 0, axis=0)) + 1)
 
 
 def _sqnr(signal: float, noise: float) -> float:

@@ -86,6 +86,9 @@ class Verification:
                 "sqnr_db": _finite(fid.sqnr_db),
                 "max_abs_error": fid.max_abs_error,
                 "top1_agreement": fid.top1_agreement,
+                # added: the varying part's SQNR (not swamped by a constant offset) and per output
+                "sqnr_ac_db": _finite(fid.sqnr_ac_db) if fid.sqnr_ac_db is not None else None,
+                "per_output": [_output_json(o) for o in fid.per_output],
             },
             "compiler": self.compiler or {"used": "profile", "name": None},
             "convert_seconds": round(self.convert_seconds, 3),
@@ -94,6 +97,15 @@ class Verification:
             "outputs_in_model_order": self.outputs_in_model_order,
             "memory": self.memory,
         }
+
+
+def _output_json(o: Any) -> dict[str, Any]:
+    """One output's numbers (qfix.convert.fidelity.OutputFidelity), non-finite floats as null."""
+    return {"name": o.name, "sqnr_db": _finite(o.sqnr_db),
+            "sqnr_ac_db": None if o.sqnr_ac_db is None else _finite(o.sqnr_ac_db),
+            "max_abs_error": o.max_abs_error, "top1_agreement": o.top1_agreement,
+            "quantized_spread": o.quantized_spread, "quantized_levels": o.quantized_levels,
+            "output_step": o.output_step}
 
 
 def _finite(x: float) -> float | None:

@@ -12,6 +12,8 @@ from qfix.targets.memory import format_bytes
 from qfix.types import Applicability
 
 ZERO_SIGNAL = "QF408"
+# QF408's floor, 2 effective bits (qfix.rules.zero_signal.MIN_SQNR_DB; the report may not import rules)
+SIGNAL_DB = 1.76 + 6.02 * 2
 
 
 def unsafe_fixes_left(findings) -> list[str]:
@@ -125,6 +127,33 @@ def render_verification(ver, console: Console, title: str = "placement") -> None
             f"[bold]numbers[/] ({fid.samples} sample{'s' if fid.samples != 1 else ''}, {label}): SQNR {fid.sqnr_db:.1f} dB, "
             f"max abs error {fid.max_abs_error:.4g}, top-1 agreement {top1}"
         )
+        # An output's constant offset (a bias of 1000) inflates the SQNR: show the varying part's
+        # when it is more than 1 bit (6 dB) below, per output when there are several.
+        _render_varying(fid, console)
+
+
+def _varying(fid) -> list[tuple[str, float]]:
+    """Outputs whose varying part's SQNR is over 1 bit (6 dB) below their SQNR: a constant
+    offset (a bias of 1000) inflates the SQNR, not this one."""
+    return [(o.name, o.sqnr_ac_db) for o in fid.per_output
+            if o.sqnr_ac_db is not None and o.sqnr_db - o.sqnr_ac_db > 6.0]
+
+
+def _render_varying(fid, console: Console) -> None:
+    ac = _varying(fid)
+    if ac:
+        parts = ", ".join(f"{escape(n)} {v:.1f} dB" if len(fid.per_output) > 1 else f"{v:.1f} dB" for n, v in ac)
+        console.print(f"  SQNR of the varying part (output less its mean over the samples): {parts}")
+
+
+def _worst_varying(fid) -> str:
+    """For the last line, only when the SQNR reads as a signal (at or above QF408's 13.8 dB)
+    while an output's varying part does not."""
+    ac = _varying(fid) if fid is not None and fid.sqnr_db >= SIGNAL_DB else []
+    if not ac:
+        return ""
+    n, v = min(ac, key=lambda x: x[1])
+    return f"; {escape(n)}, varying part: {v:.1f} dB" if len(fid.per_output) > 1 else f"; varying part {v:.1f} dB"
 
 
 def render_runtime(compiler: dict, console: Console) -> None:
@@ -200,7 +229,8 @@ def render_verdict(result, console: Console) -> None:
     silent = [v for v in result.blockers if v.code == ZERO_SIGNAL]
     if ver is not None and ver.placement.fully_on_target and silent:
         console.print(f"[bold red]runs op by op on {name}, but its int8 outputs carry no signal "
-                      f"(SQNR {ver.fidelity.sqnr_db:.1f} dB, {ZERO_SIGNAL}): not a success[/]")
+                      f"(SQNR {ver.fidelity.sqnr_db:.1f} dB{_worst_varying(ver.fidelity)}, {ZERO_SIGNAL}): "
+                      "not a success[/]")
     else:
         console.print(f"[bold red]blockers remain for {name}[/]{how}")
 
@@ -330,6 +360,7 @@ def render_before_after(run, console: Console) -> None:
     console.print(table)
     label = "synthetic data" if a.fidelity.synthetic else a.calibration_source
     console.print(f"numbers on {a.fidelity.samples} samples ({escape(label)})")
+    _render_varying(a.fidelity, console)
     render_warnings(a, console)  # the table has no room for them; "fully on target" can carry one
     if a.compiler and a.compiler.get("kind") == "runtime":  # the fixed model, in the target's runtime
         render_runtime(a.compiler, console)

@@ -8,21 +8,28 @@ SQNR below 13.8 dB. The threshold is the effective-number-of-bits relation of IE
 output's own energy equals the error's, as if the model answered zeros. That is a blocker:
 the run is not a success, whatever the placement.
 
-It also fires, as a warning, when every float output is the same for every sample (its
-spread across samples below 1e-4 of its size, far under the 1/256 steps of an 8-bit output):
-the model does not depend on its input, so a good SQNR proves nothing about the quantization.
-The message names the likely cause.
+It is judged output by output. An output's float values "vary" when their spread across
+samples (the largest standard deviation of any one element) exceeds both 64 float32 ulps of
+the output's size (64 · 2^-23 relative: what float arithmetic alone makes of a constant) and
+1/256 of the output's int8 step (what even a 16-bit output over the same range would not
+resolve).
 
-It fires as a blocker when the float outputs vary from sample to sample but the quantized
-model's cannot follow: its (dequantized) outputs are the same for every sample (their spread
-below the same 1e-4 of the float output's peak), or the float output's spread (largest standard
-deviation across samples) is under half an int8 step of the `.tflite` output (its scale), so
-rounding leaves two levels at most — the latter only for a QAT model, which the `.tflite` is
-compared with (against the float model, as in PTQ, the SQNR shows it). Its SQNR against a QAT model can still read as infinite or
-160 dB (the QAT model rounds the same way) and its top-1 as 100 %. A QAT model
-trained one step does this when its outputs are small next to tfmot's initial ±6 output
-ranges (step 12/255 ≈ 0.047): there it is a warning (qfix.jobs.qat.one_step_ranges), since
-training sets the ranges.
+It fires, as a warning, when no float output varies: the model does not depend on its input,
+so a good SQNR proves nothing about the quantization. The message names the likely cause.
+
+It fires as a blocker, naming each output, when an output's float values vary but the
+quantized model's cannot follow: its (dequantized) outputs take one value for every sample,
+or keep under a tenth of the float spread — or, only for a QAT model, which the `.tflite` is compared
+with, the float output's spread is under half an int8 step of the `.tflite` output (its scale).
+The SQNR over all outputs cannot show this when an output carries a constant offset: a Dense(1)
+with kernel 0.05 and bias 1000 varies by 0.055 around 1000, its int8 step is 3.92, every sample
+rounds to 1000.1062, and the SQNR reads 79.4 dB (the offset's energy against a 0.1 error)
+while the varying part's — the float output less its mean over the samples, against the same
+error — is −5.8 dB. The fidelity reports both, per output (`sqnr_db`, `sqnr_ac_db`) and over
+all outputs. Against a QAT model the SQNR can still read as infinite or 160 dB (the QAT model
+rounds the same way) and its top-1 as 100 %. A QAT model trained one step does this when its
+outputs are small next to tfmot's initial ±6 output ranges (step 12/255 ≈ 0.047): there it is
+a warning (qfix.jobs.qat.one_step_ranges), since training sets the ranges.
 
 ## Why is this bad?
 "Runs fully on the target" is not a success when the numbers that come out are noise: an
@@ -37,7 +44,9 @@ is 0.001 for every input, and the int8 model outputs 0.
 
 ## Use instead
 Verify trained weights with real calibration data (`--calibration`); for a model that must
-stay untrained (a benchmark), read the SQNR as "no signal", not as a quantization error.
+stay untrained (a benchmark), read the SQNR as "no signal", not as a quantization error. For
+an output that is a large constant plus a small signal, output the signal and add the
+constant after the int8 model (or normalise the target so it is centred).
 
 ## Fix safety
 Display-only.
@@ -54,12 +63,20 @@ from qfix.rules.base import VerifyRule
 from qfix.types import Severity, Violation
 
 MIN_SQNR_DB = 1.76 + 6.02 * 2  # 2 effective bits (IEEE Std 1241 ENOB)
-CONSTANT = 1e-4  # an output whose spread across samples is below 1e-4 of its peak is constant
+# A float output "varies" when its spread across samples exceeds both 64 float32 ulps of its
+# size (what float arithmetic alone can make of a constant: 2^-23 relative per ulp) and 1/256 of
+# its int8 step (what a 16-bit output over the same range would no longer resolve). Below
+# either, the float model gives the same output for every sample.
+FLOAT_ULPS = 64
+EPS32 = 2.0 ** -23
+SUB_STEP = 1 / 256
+LOST = 0.1  # int8 outputs keeping under a tenth of the float outputs' spread lost the signal
 
 
 class ZeroSignal(VerifyRule):
     """Converted-model side of QF408 zero-signal; documented once, in the module docstring
-    (`qfix rule QF408`). Judged on the numbers (qfix.jobs.numbers), not on the placement."""
+    (`qfix rule QF408`). Judged on the numbers (qfix.jobs.numbers), not on the placement,
+    output by output."""
 
     code = "QF408"
     name = "zero-signal"
@@ -72,27 +89,32 @@ class ZeroSignal(VerifyRule):
         """`fidelity`: qfix.convert.fidelity.Fidelity; `stats`: output_stats of the float model
         on the same samples; `activations`: the model's activation names (for the cause);
         `coarse`: also flag float outputs varying under half an int8 step (when the fidelity's
-        reference is a QAT model, whose SQNR cannot show it; against the float model the SQNR
-        does, and a PTQ model whose outputs vary little but track the float ones is fine)."""
+        reference is a QAT model, whose SQNR cannot show it; against the float model the
+        varying part's SQNR does, see _dead_outputs)."""
         if fidelity is None:
             return
-        flat = [s for s in stats if s["samples"] > 1 and s["spread"] <= CONSTANT * max(s["peak"], 1e-30)]
+        pairs = _pairs(fidelity, stats)
+        steps = {id(s): o.output_step for o, s in pairs}
+        flat = [s for s in stats if not _varies(s, steps.get(id(s)))]
         constant = bool(stats) and len(flat) == len(stats)
         low = fidelity.sqnr_db < MIN_SQNR_DB
-        dead = [] if constant else _dead_outputs(fidelity, stats, coarse)
+        dead = [] if constant else _dead_outputs(pairs, coarse)
         if dead:
             yield self.violation(
                 f"int8 outputs carry no usable signal: the quantized model gives (nearly) the same output for "
                 f"every sample while the float outputs vary ({'; '.join(dead[:3])}; a float spread under half "
                 f"an int8 step rounds to two levels at most), whatever the SQNR ({fidelity.sqnr_db:.1f} dB) "
-                "says; likely cause: output ranges far wider than the outputs",
+                "says; likely cause: output ranges far wider than the outputs' variation (a large constant "
+                "offset such as a bias, or ranges not yet trained) — output the varying part and add the "
+                "offset after the int8 model",
                 None,
             )
             return
         if not low and not constant:
             return
         if constant:
-            cause = (f"the float model gives the same output for every sample ({_outputs(flat)}): it does "
+            cause = (f"the float model gives the same output for every sample ({_outputs(flat)}; its spread "
+                     "within float32 resolution or 1/256 of an int8 step): it does "
                      "not depend on its input — untrained weights (weights=None) or saturated activations")
         elif synthetic:
             cause = ("synthetic calibration data may miss the real input range, or the weights are "
@@ -121,24 +143,47 @@ class ZeroSignal(VerifyRule):
             )
 
 
-def _dead_outputs(fidelity: Any, stats: list[dict[str, Any]], coarse: bool) -> list[str]:
-    """Outputs whose float values vary across samples while the quantized ones cannot follow:
-    the quantized output is the same for every sample, or the float output's spread is under
-    half an int8 step of the .tflite output (it flips between two levels at most). Paired by
-    name, else by position (tfmot's QAT model renames its output layers `quant_<name>`)."""
+def _pairs(fidelity: Any, stats: list[dict[str, Any]]) -> list[tuple[Any, dict[str, Any]]]:
+    """Each output's fidelity with its float stats: by name, else by position (tfmot's QAT model
+    renames its output layers `quant_<name>`)."""
     outs = fidelity.per_output
     by_name = {s["name"]: s for s in stats}
-    pairs = ([(o, by_name[o.name]) for o in outs] if all(o.name in by_name for o in outs)
-             else list(zip(outs, stats)) if len(outs) == len(stats) else [])
+    return ([(o, by_name[o.name]) for o in outs] if all(o.name in by_name for o in outs)
+            else list(zip(outs, stats)) if len(outs) == len(stats) else [])
+
+
+def _varies(s: dict[str, Any], step: float | None) -> bool:
+    """The float output varies from sample to sample by more than float32 resolution at its size
+    and more than 1/256 of its int8 step (`step`, when known)."""
+    floor = max(FLOAT_ULPS * EPS32 * s["peak"], SUB_STEP * step if step else 0.0)
+    return s["samples"] > 1 and s["spread"] > floor
+
+
+def _dead_outputs(pairs: list[tuple[Any, dict[str, Any]]], coarse: bool) -> list[str]:
+    """Outputs whose float values vary across samples while the quantized ones cannot follow:
+    the quantized output takes one value for every sample, or keeps under a tenth of the float
+    spread, or — `coarse` — the float output's spread is under half an int8 step of the .tflite
+    output. Two int8 values flipping with a float output that varies under half a step are not
+    flagged against the float model (an untrained softmax does this: tiny_cnn_k3, float spread
+    0.0008, step 1/256, varying part −4.3 dB); the report shows their varying-part SQNR."""
     dead = []
     for o, s in pairs:
-        if s["samples"] < 2 or s["spread"] <= CONSTANT * max(s["peak"], 1e-30):
+        if not _varies(s, o.output_step):
             continue  # the float output is constant itself: the other branch
-        frozen = o.quantized_spread is not None and o.quantized_spread <= CONSTANT * s["peak"]
+        q = o.quantized_spread
+        levels = getattr(o, "quantized_levels", None)
+        ac = getattr(o, "sqnr_ac_db", None)
+        frozen = levels == 1 or (q is not None and q <= FLOAT_ULPS * EPS32 * s["peak"])
+        lost = q is not None and q < LOST * s["spread"]
         under_step = coarse and o.output_step is not None and s["spread"] < o.output_step / 2
-        if frozen or under_step:
-            dead.append(f"{o.name!r}: float spread {s['spread']:.3g}, int8 step "
-                        f"{o.output_step:.3g}" if o.output_step else repr(o.name))
+        if frozen or lost or under_step:
+            what = (f"{o.name!r}: float spread {s['spread']:.3g}, int8 step {o.output_step:.3g}"
+                    if o.output_step else repr(o.name))
+            if levels is not None:
+                what += f", {levels} int8 value{'s' if levels != 1 else ''} per element"
+            if ac is not None and not coarse:
+                what += f", varying-part SQNR {ac:.1f} dB"
+            dead.append(what)
     return dead
 
 

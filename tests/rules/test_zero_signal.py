@@ -65,3 +65,98 @@ def test_on_a_qat_model_trained_one_step_it_is_a_warning_that_says_what_to_do():
 def test_an_infinite_sqnr_is_null_in_json():
     assert _finite(math.inf) is None and _finite(math.nan) is None and _finite(12.5) == 12.5
     assert json.loads(json.dumps(_fid(math.inf, 0.0).to_json()))["sqnr_db"] is None
+
+
+# --- review 9, F8: output by output, against float32 resolution and the output's int8 step ---
+
+
+def _out(name: str, spread: float | None, step: float | None, levels: int | None, ac: float | None,
+         sqnr: float = 79.4) -> OutputFidelity:
+    return OutputFidelity(name, sqnr, 0.2, None, spread, step, ac, levels)
+
+
+def test_a_constant_offset_does_not_hide_a_constant_int8_output():
+    """Dense(1), kernel 0.05, bias 1000: float 1000 ± 0.055 (900 float32 ulps), int8 step 3.92,
+    one int8 value for every sample; SQNR 79.4 dB, of the varying part −5.8 dB."""
+    fid = Fidelity(32, True, 79.4, 0.2, None, [_out("head", 0.0, 3.92, 1, -5.8)], sqnr_ac_db=-5.8)
+    (v,) = ZeroSignal().judge(fid, _stats(0.055, peak=1000.1, name="head"), True, [])
+    assert v.severity == Severity.BLOCKER
+    assert "'head': float spread 0.055, int8 step 3.92, 1 int8 value per element" in v.message
+    assert "varying-part SQNR -5.8 dB" in v.message and "the float model gives the same" not in v.message
+
+
+def test_only_the_constant_head_of_two_is_named():
+    fid = Fidelity(32, True, 79.4, 0.2, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3),
+                                              _out("flat", 0.0, 3.92, 1, -5.8)])
+    stats = _stats(0.55, peak=1.5, name="good") + _stats(0.055, peak=1000.1, name="flat")
+    (v,) = ZeroSignal().judge(fid, stats, True, [])
+    assert v.severity == Severity.BLOCKER and "'flat'" in v.message and "'good'" not in v.message
+
+
+def test_two_int8_levels_of_a_float_output_under_half_a_step_are_no_ptq_finding():
+    """tiny_cnn_k3's untrained softmax: float spread 0.0008, step 1/256, two int8 values, varying
+    part -4.3 dB. Against the float model that is left to the reported numbers, not QF408."""
+    fid = Fidelity(8, True, 48.3, 0.0018, 1.0, [_out("dense", 0.00195, 1 / 256, 2, -4.3, 48.3)])
+    assert list(ZeroSignal().judge(fid, _stats(0.0008, peak=0.6, name="dense"), True, [])) == []
+
+
+def test_int8_keeping_under_a_tenth_of_the_float_spread_is_a_blocker():
+    fid = Fidelity(32, True, 60.0, 0.2, None, [_out("head", 0.004, 0.01, 5, 1.0)])
+    (v,) = ZeroSignal().judge(fid, _stats(0.05, peak=10.0, name="head"), True, [])
+    assert v.severity == Severity.BLOCKER
+
+
+def test_float_variation_at_float32_resolution_or_under_1_256_of_a_step_is_constant():
+    # 2 ulps at 1000 (1.2e-4): the float output is constant to float32 resolution
+    fid = Fidelity(32, True, 79.4, 0.2, None, [_out("head", 0.0, 3.92, 1, -60.0)])
+    (v,) = ZeroSignal().judge(fid, _stats(1.2e-4, peak=1000.0, name="head"), True, [])
+    assert v.severity == Severity.WARNING and "the float model gives the same output" in v.message
+    # a softmax at 0.001 ± 1e-7 (far above float32 resolution there) under a 1/256 step
+    fid = Fidelity(32, True, 0.0, 0.001, None, [_out("probs", 0.0, 1 / 256, 1, -60.0, 0.0)])
+    (v,) = ZeroSignal().judge(fid, _stats(1e-7, peak=0.001, name="probs"), True, [])
+    assert v.severity == Severity.BLOCKER and "the float model gives the same output" in v.message
+
+
+def test_a_varying_output_whose_int8_tracks_it_is_not_flagged():
+    fid = Fidelity(32, True, 43.0, 0.007, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3)])
+    assert list(ZeroSignal().judge(fid, _stats(0.55, peak=1.5, name="good"), True, [])) == []
+
+
+def test_per_output_numbers_are_in_the_json():
+    from qfix.jobs.prove import _output_json
+
+    j = _output_json(_out("head", 0.0, 3.92, 1, -math.inf, math.inf))
+    assert j == {"name": "head", "sqnr_db": None, "sqnr_ac_db": None, "max_abs_error": 0.2,
+                 "top1_agreement": None, "quantized_spread": 0.0, "quantized_levels": 1, "output_step": 3.92}
+    assert json.loads(json.dumps(Fidelity(2, True, 1.0, 0.0, None, sqnr_ac_db=-math.inf).to_json()))["sqnr_ac_db"] is None
+
+
+def test_levels_counts_the_most_distinct_values_of_any_element():
+    import numpy as np
+
+    from qfix.convert.fidelity import _levels
+
+    q = np.array([[1000.1, 0.0], [1000.1, 0.5], [1000.1, 0.25], [1000.1, 0.5]])
+    assert _levels(q) == 3 and _levels(q[:, :1]) == 1 and _levels(q[:1]) is None
+
+
+def test_the_text_report_shows_the_varying_part_when_an_offset_inflates_the_sqnr():
+    from rich.console import Console
+
+    from qfix.report.text import _render_varying, _worst_varying
+
+    fid = Fidelity(32, True, 79.4, 0.2, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3),
+                                              _out("flat", 0.0, 3.92, 1, -5.8)])
+    console = Console(record=True, width=200)
+    _render_varying(fid, console)
+    text = console.export_text()
+    assert "SQNR of the varying part" in text and "flat -5.8 dB" in text and "good" not in text
+    assert _worst_varying(fid) == "; flat, varying part: -5.8 dB"
+    assert _worst_varying(Fidelity(32, True, 43.3, 0.0, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3)])) == ""
+
+
+def test_the_reports_floor_is_qf408s():
+    from qfix.report.text import SIGNAL_DB
+    from qfix.rules.zero_signal import MIN_SQNR_DB
+
+    assert SIGNAL_DB == MIN_SQNR_DB
