@@ -51,8 +51,6 @@ class UnsupportedLayer(ModelRule):
                 continue
             if layer.is_cast and _reads_input(graph, layer):
                 continue  # an input cast is QF102's finding, with its fix
-            if _unrolled(layer):
-                continue  # one cell per time step: plain ops, no WHILE or fused sequence op (QF305)
             missing = [op for op in layer_ops(layer, graph.dialect) or () if not ctx.target.supports(op)]
             if not missing:
                 continue
@@ -67,10 +65,15 @@ class UnsupportedLayer(ModelRule):
             )
 
     CASES = [
-        ModelCase(
+        ModelCase(  # one cell per time step: plain ops, no WHILE (QF305), and an UNPACK int8 runs
             "unrolled-gru-is-plain-ops",
             functional_config([("x", (1, 5, 4), "float32")], [("g", "GRU", {"units": 4, "unroll": True}, ["x"])], ["g"]),
-            fires=False,
+            fires=False, targets=("int8",),
+        ),
+        ModelCase(  # ... but the Edge TPU has no UNPACK, which reads the time steps (TF 2.21)
+            "unrolled-gru-reads-its-steps-with-unpack",
+            functional_config([("x", (1, 5, 4), "float32")], [("g", "GRU", {"units": 4, "unroll": True}, ["x"])], ["g"]),
+            fires=True, count=1, targets=("edgetpu",),
         ),
         ModelCase(
             "cast-after-input-is-qf102",
@@ -115,8 +118,3 @@ class UnsupportedLayer(ModelRule):
 def _reads_input(graph, layer) -> bool:
     return any(graph.layers.get(r.layer) is not None and graph.layers[r.layer].is_input for r in layer.inputs)
 
-
-def _unrolled(layer) -> bool:
-    """An RNN layer (or the one a Bidirectional wraps) with unroll=True."""
-    raw = layer.config.get("layer") if layer.class_name == "Bidirectional" else layer.raw
-    return isinstance(raw, dict) and bool((raw.get("config") or {}).get("unroll"))
