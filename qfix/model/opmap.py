@@ -126,6 +126,22 @@ DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
 # backend.reverse, a REVERSE_V2). go_backwards alone reverses the Python list of steps: no op.
 UNROLLED_OPS = ("UNPACK",)
 UNROLLED_BIDIRECTIONAL_SEQUENCE_OPS = ("REVERSE_V2",)
+
+
+def steps_sliced(target) -> bool:
+    """qfix's conversion reads an unrolled RNN's time steps with STRIDED_SLICE instead of UNPACK
+    for a target (a qfix.targets.Profile) that runs the one and not the other
+    (qfix.convert.unstack: exact)."""
+    return not target.supports("UNPACK") and target.supports("STRIDED_SLICE")
+
+
+def converted_ops(ops, target) -> tuple[str, ...]:
+    """`ops` as qfix's conversion for `target` leaves them (steps_sliced: no UNPACK)."""
+    if steps_sliced(target):
+        ops = tuple(dict.fromkeys("STRIDED_SLICE" if op == "UNPACK" else op for op in ops))
+    return tuple(ops)
+
+
 # A rolled pass with go_backwards=True reverses its input first (tf.reverse: a REVERSE_V2);
 # a rolled Bidirectional's entry (LAYER_OPS) already lists it.
 ROLLED_BACKWARD_OPS = ("REVERSE_V2",)

@@ -31,12 +31,13 @@ step with the same weights and the same arithmetic, so the float outputs are ide
 (checked to 1e-5), and the model converts without the WHILE loop: the cell's plain int8 ops
 (FULLY_CONNECTED or CONV_2D, LOGISTIC, TANH, MUL, ADD, SPLIT, STRIDED_SLICE) plus an UNPACK
 that reads the time steps (both dialects' unrolled loop calls tf.unstack; TF 2.21 keeps it at
-batch 1), and a REVERSE_V2 for a backward pass (Bidirectional, go_backwards) that returns its
-sequence. A target without those ops (the Edge TPU has no UNPACK and no REVERSE_V2) still cuts
-the graph at the layer: the fix says so, and QF303/QF304 report the cut. TF 2.21 sometimes
-leaves the first time step's SPLIT in float (not every conversion of the same model): a
-single-cut target then cuts there, and QF304/QF405 report it. The graph grows with the sequence
-length. When the length is dynamic (`Input((None, F))`) there is no fix: fix the length first,
+batch 1), and a REVERSE_V2 for a Bidirectional that returns sequences. For a target without
+UNPACK (the Edge TPU) qfix's conversion reads the steps with STRIDED_SLICE instead, exactly
+(qfix.convert.unstack). What the target still lacks cuts the graph at the layer: a REVERSE_V2
+(the fix names it, QF303 predicts it), a ConvLSTM's 5-D input on the Edge TPU (QF304 reports it
+once converted). TF 2.21 sometimes leaves the first time step's SPLIT in float (not every
+conversion of the same model): a single-cut target then cuts there, and QF304/QF405 report it.
+The graph grows with the sequence length. When the length is dynamic (`Input((None, F))`) there is no fix: fix the length first,
 then unroll. tf_keras cannot unroll a ConvLSTM ("Unrolling is not possible with convolutional
 RNNs"): no fix there.
 
@@ -52,7 +53,7 @@ from __future__ import annotations
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
-from qfix.model.opmap import unrolled_ops
+from qfix.model.opmap import converted_ops, steps_sliced, unrolled_ops
 from qfix.model.rewrites.unroll_rnn import CONV_RNN_CLASSES, RNN_CLASSES, UNROLLABLE
 from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
@@ -68,11 +69,13 @@ CRASHES = {
 
 def _remains(layer, target) -> str:
     """What the unrolled layer still lowers to that `target` lacks, as a clause of the fix."""
-    missing = [op for op in unrolled_ops(layer) if not target.supports(op)]
-    if not missing:
-        return ""
-    return (f"; unrolled, it still becomes {', '.join(missing)} (UNPACK reads the time steps), which "
-            f"{target.name} does not run: the model converts, but the graph is still cut at this layer (QF303)")
+    missing = [op for op in converted_ops(unrolled_ops(layer), target) if not target.supports(op)]
+    if missing:
+        return (f"; unrolled, it still becomes {', '.join(missing)}, which {target.name} does not run: "
+                "the model converts, but the graph is still cut at this layer (QF303)")
+    if steps_sliced(target):
+        return f"; qfix reads the time steps with STRIDED_SLICE ({target.name} has no UNPACK), exactly"
+    return ""
 
 
 def _rolled(layer) -> str | None:

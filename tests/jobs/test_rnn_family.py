@@ -4,7 +4,8 @@ dialects and real conversions: each fault's smallest input and another member of
 F1: a rolled ConvLSTM2D crashed the converter with no layer named and had no static finding.
 F3/F6: a Bidirectional(LSTM) unrolled by QF305 still cut the Edge TPU's graph at UNPACK while
 QF303 said "resolved by another fix", QF305 promised plain ops, and tf_keras's backward pass
-(REVERSE_V2, no layer scope) was charged to no layer."""
+(REVERSE_V2, no layer scope) was charged to no layer. Now the conversion reads the steps with
+STRIDED_SLICE (exact), and "resolved" is checked against the verified placement."""
 
 from __future__ import annotations
 
@@ -113,9 +114,9 @@ def test_rolled_conv_lstm_gets_qf305_and_the_crash_hint(models):
     for name in ("k3_convlstm2d", "k3_convlstm1d"):
         (v,) = findings(models[name], "QF305")
         assert v.location.layer == "clstm" and v.fix.applicability is Applicability.SAFE and v.fix.edits
-        assert "UNPACK" in v.fix.description  # what the Edge TPU still lacks after the fix
+        assert "STRIDED_SLICE" in v.fix.description  # how the Edge TPU reads the steps (no UNPACK)
         (on_int8,) = findings(models[name], "QF305", "int8")
-        assert "UNPACK" not in on_int8.fix.description  # int8 runs UNPACK: nothing remains to say
+        assert "STRIDED_SLICE" not in on_int8.fix.description  # int8 runs UNPACK: nothing to say
         a = read_archive(models[name])
         hint = crash_hint(build_graph(a.config, a.dialect), WorkerFailure("m", "crash", CALIBRATING))
         assert hint and "'clstm' (ConvLSTM" in hint and "unroll=True" in hint
@@ -135,8 +136,11 @@ def test_conv_lstm_main_job_unrolls_it_and_reports(models, tmp_path):
     (qf305,) = by_code(report, "QF305")
     assert qf305["layer"] == "clstm" and qf305["applied"]
     assert report["verification"]["converted"] and report["float_equivalence"]["max_abs_diff"] <= 1e-5
+    # The Edge TPU still cuts at the layer (its 5-D input): QF303, whose prediction (WHILE) the
+    # fix removed, is not "resolved by another fix" while the verified placement cuts there.
     assert report["verification"]["first_unsupported"]["layer"] == "clstm"
-    assert {o["op"] for o in report["verification"]["ops"]}.isdisjoint({"WHILE"})
+    assert {o["op"] for o in report["verification"]["ops"]}.isdisjoint({"WHILE", "UNPACK"})
+    assert [(f["layer"], f["applied"]) for f in by_code(report, "QF303")] == [("clstm", False)]
 
     proc, report = run(models["k3_convlstm1d"], tmp_path, "--target", "int8", "--out-dir", str(tmp_path / "o1"))
     assert proc.returncode in (0, 1)
@@ -165,21 +169,56 @@ def test_conv_lstm_crash_without_the_fix_is_a_verdict_naming_the_layer(models, t
 
 
 @pytest.mark.parametrize("name,layer", [("k3_bilstm", "bi"), ("k3_backward_gru", "rnn")])
-def test_unrolled_rnn_still_cut_at_unpack_is_not_resolved(models, name, layer, tmp_path):
-    """QF305 unrolls the layer (same float outputs, no WHILE), but the Edge TPU has no UNPACK:
-    QF305's fix says so, QF304 names the layer, and QF303 is not 'resolved by another fix'."""
+def test_unrolled_rnn_runs_on_the_edge_tpu_with_sliced_steps(models, name, layer, tmp_path):
+    """QF305 unrolls the layer (same float outputs, no WHILE); the Edge TPU has no UNPACK, so
+    qfix's conversion reads the steps with STRIDED_SLICE: the model runs fully on the target,
+    and QF303's WHILE/REVERSE_V2 prediction is resolved (the placement agrees)."""
     (v,) = findings(models[name], "QF305")
-    assert "UNPACK" in v.fix.description and "still cut" in v.fix.description
+    assert "STRIDED_SLICE" in v.fix.description
     proc, report = run(models[name], tmp_path, "--out-dir", str(tmp_path / "out"))
-    assert proc.returncode == 1
     assert [(f["layer"], f["applied"]) for f in by_code(report, "QF305")] == [(layer, True)]
     assert report["float_equivalence"]["max_abs_diff"] <= 1e-5
-    first = report["verification"]["first_unsupported"]
-    assert first["op"] == "UNPACK" and first["layer"] == layer
-    assert [f["layer"] for f in by_code(report, "QF304") if f["severity"] == "blocker"] == [layer]
-    for f in by_code(report, "QF303"):
-        assert f["layer"] == layer and not f["applied"]
+    ops = {o["op"] for o in report["verification"]["ops"]}
+    assert "STRIDED_SLICE" in ops and ops.isdisjoint({"WHILE", "UNPACK", "REVERSE_V2"})
+    assert report["verification"]["fully_on_target"], report["verification"]["first_unsupported"]
+    assert all(f["applied"] for f in by_code(report, "QF303"))
+    assert not [f for f in report["findings"] if f["code"] == "QF304"]
     assert leftovers(tmp_path) == []
+
+
+def test_sliced_steps_are_bit_identical_to_unpack(models, tmp_path):
+    """qfix.convert.unstack on a conversion that keeps its UNPACK (int8 runs it): the integer
+    outputs are the same, bit for bit, on the smallest input (Bidirectional) and a ConvLSTM."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from qfix.convert.calibration import synthetic_calibration
+    from qfix.convert.converter import convert, recipe_for
+    from qfix.convert.keras import input_specs, load_model
+    from qfix.convert.unstack import slice_time_steps
+    from qfix.jobs.fix import apply_fixes
+    from qfix.model.writer import write_archive
+    from qfix.targets.tflite import read_tflite
+
+    def outputs(tflite: bytes, x: np.ndarray) -> np.ndarray:
+        it = Interpreter(model_content=tflite)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        return it.get_tensor(it.get_output_details()[0]["index"])
+
+    for name in ("k3_bilstm", "k3_convlstm1d"):
+        a = read_archive(models[name])
+        opts = Options(target="int8", select=["QF305"])
+        config, weights, _, _ = apply_fixes(a.config, a.weights_bytes, a.dialect,
+                                            context(load_profile("int8"), opts), opts, unsafe=False)
+        fixed = load_model(write_archive(tmp_path / f"{name}.keras", config, a.metadata, weights), a.dialect)
+        unpacked = convert(fixed, recipe_for("int8"), synthetic_calibration(input_specs(fixed), 4)).tflite
+        sliced, n = slice_time_steps(unpacked)
+        ops = [op.name for op in read_tflite(sliced).ops]
+        assert n == 1 and "UNPACK" in {op.name for op in read_tflite(unpacked).ops} and "UNPACK" not in ops
+        x = np.random.default_rng(0).integers(-128, 128, (8, *fixed.inputs[0].shape[1:]), dtype=np.int8)
+        for sample in x:
+            assert np.array_equal(outputs(unpacked, sample[None]), outputs(sliced, sample[None])), name
 
 
 @pytest.mark.parametrize("name,layer", [("tfk_bilstm", "bi"), ("tfk_backward_lstm", "rnn")])
