@@ -124,6 +124,7 @@ DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
 # LSTM, go_backwards LSTM, Bidirectional(LSTM), ConvLSTM2D, reproduced), and a Bidirectional
 # that returns sequences flips its backward pass back (Bidirectional.call: ops.flip /
 # backend.reverse, a REVERSE_V2). go_backwards alone reverses the Python list of steps: no op.
+# For a target without UNPACK, qfix's conversion slices the steps instead (steps_sliced).
 UNROLLED_OPS = ("UNPACK",)
 UNROLLED_BIDIRECTIONAL_SEQUENCE_OPS = ("REVERSE_V2",)
 
