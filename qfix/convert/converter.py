@@ -32,7 +32,6 @@ from typing import Any
 from qfix.convert.calibration import Calibration
 from qfix.convert.worker import mark
 from qfix.errors import error
-from qfix.model.opmap import steps_sliced
 from qfix.targets import Recipe, load_profile
 from qfix.convert.keras import (
     Dialect,
@@ -87,7 +86,7 @@ def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> Conv
                        f"the same calibrated model (float tensors: {sorted({r[0] for r in runs})}); "
                        f"kept one with {min(runs)[0]}\n")
     result.tflite = outputs_in_model_order(result.tflite, output_names(model))
-    if recipe.full_integer and steps_sliced(load_profile(recipe.target)):
+    if recipe.slice_time_steps:
         from qfix.convert.unstack import slice_time_steps
 
         result.tflite, n = slice_time_steps(result.tflite)
