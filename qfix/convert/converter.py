@@ -86,6 +86,12 @@ def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> Conv
                        f"the same calibrated model (float tensors: {sorted({r[0] for r in runs})}); "
                        f"kept one with {min(runs)[0]}\n")
     result.tflite = outputs_in_model_order(result.tflite, output_names(model))
+    if recipe.slice_time_steps:
+        from qfix.convert.unstack import slice_time_steps
+
+        result.tflite, n = slice_time_steps(result.tflite)
+        if n:
+            result.log += f"qfix: {n} UNPACK(s) of an unrolled RNN's time steps read with STRIDED_SLICE instead\n"
     return result
 
 

@@ -328,8 +328,10 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         fixed_graph = build_graph(config, archive.dialect)
         fixed_calib = for_inputs(calib, fixed_graph)
         try:
+            # "the fixed model" only when a rewrite changes what converts: a recipe-neutral one
+            # (the batch fixed to the recipe's) converts to what the original would.
             after = prove(worker, fixed, fixed_graph, profile, fixed_calib, progress,
-                          " the fixed model" if run.active else "")
+                          " the fixed model" if any(not f.recipe_neutral for f in run.active) else "")
         except WorkerFailure as exc:
             if exc.kind != "crash" or not exc.explained:
                 raise
@@ -392,7 +394,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     result.input_layers = len(list(result.graph.walk()))
     result.graph = fixed_graph  # built from the final config above
     result.findings = list(findings)
-    mark_applied(result, run, fixed_graph, opts)  # before judging: applied findings stay as they are
+    mark_applied(result, run, fixed_graph, opts, after)  # before judging: applied findings stay as they are
     judge(result, after, stats, fixed_calib, {l.name: l.out_dtype for l in graph.input_layers()})
     # No rewrite kept: the model is the input's, so only the verified conversion is written.
     stale = not run.active and not in_place and outputs.model.exists()
@@ -421,14 +423,32 @@ def batch_note(profile, graph, run: FixRun) -> str | None:
             f"on {', '.join(dynamic)}")
 
 
-def mark_applied(result: Result, run, fixed_graph, opts: Options) -> None:
+def mark_applied(result: Result, run, fixed_graph, opts: Options, ver: Verification | None = None) -> None:
     """An original finding is resolved when the fixed model no longer has it: by its own fix,
     or by another one (folding an input cast also removes the uint8 ⊕ float merge). `run` is
-    a FixRun or a qfix.jobs.qat.QatRun (anything with `active` fixes)."""
+    a FixRun or a qfix.jobs.qat.QatRun (anything with `active` fixes).
+
+    "Resolved by another fix" is a claim about the converted model, so it is checked against
+    the fixed model's verification `ver` when there is one: a blocker whose layer still has an
+    op off the target there is not resolved (a Bidirectional unrolled by QF305 has no WHILE
+    left, but its UNPACK still cuts the Edge TPU's graph at it)."""
     if not run.active:
         return
     ctx = context(result.profile, opts, result.path)
     remaining = {(v.code, v.location.layer) for v in lint(fixed_graph, ctx, None, None)}
+    still_cut = _layers_off_target(ver)
     for v in result.findings:
-        if v.fix is not None and (v.code, v.location.layer) not in remaining:
-            v.applied = True
+        if v.fix is None or (v.code, v.location.layer) in remaining:
+            continue
+        if (not v.fix.edits and v.severity == Severity.BLOCKER and v.location.layer is not None
+                and v.location.layer in still_cut):
+            continue
+        v.applied = True
+
+
+def _layers_off_target(ver: Verification | None) -> set[str]:
+    """The layers with an op the verified placement keeps off the target (I/O boundary ops
+    left out)."""
+    if ver is None:
+        return set()
+    return {p.layer for p in ver.placement.ops if p.layer is not None and not p.on_target and not p.boundary}

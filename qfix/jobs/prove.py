@@ -22,15 +22,28 @@ from qfix.types import Violation
 Progress = Callable[[str], None]
 
 # Layers known to crash TF's converter natively, by (dialect, class) -> (stage words, why).
-# Source: issue 8 — Keras 3 `Input((5, 16)) → GRU(8) → Dense(2)` (also LSTM, SimpleRNN): a rolled
-# RNN becomes a WHILE loop and int8 calibration segfaults (TF 2.21, Keras 3.15).
-KNOWN_CRASHES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
-    (dialect, cls): (("TFLite converter",), "a rolled RNN (unroll=False) becomes a WHILE loop whose "
-                     "int8 calibration crashes TF's converter; try unroll=True on a fixed-length input (QF305)")
-    for dialect, classes in (("keras3", ("GRU", "LSTM", "SimpleRNN", "RNN")),
-                             ("tf_keras", ("GRU", "SimpleRNN")))  # tf_keras's LSTM converts to a fused op
-    for cls in classes
-}
+# Source: issue 8 — Keras 3 `Input((5, 16)) → GRU(8) → Dense(2)` (also LSTM, SimpleRNN,
+# ConvLSTM1D/2D): a rolled RNN becomes a WHILE loop and int8 calibration segfaults (TF 2.21,
+# Keras 3.15). The classes are QF305's (rolled_rnn.CRASHES), so that the rule and the crash line
+# name the same layers.
+_ROLLED = ("a rolled RNN (unroll=False) becomes a WHILE loop whose int8 calibration crashes TF's "
+           "converter; {advice} (QF305)")
+_UNROLL = "try unroll=True on a fixed-length input"
+
+
+def _known_crashes() -> dict[tuple[str, str], tuple[tuple[str, ...], str]]:
+    from qfix.model.rewrites.unroll_rnn import UNROLLABLE
+    from qfix.rules.rolled_rnn import CRASHES
+
+    return {
+        (dialect, cls): (("TFLite converter",), _ROLLED.format(
+            advice=_UNROLL if cls in UNROLLABLE[dialect] else f"{dialect} cannot unroll a {cls}"))
+        for dialect, classes in CRASHES.items()
+        for cls in classes
+    }
+
+
+KNOWN_CRASHES = _known_crashes()
 
 
 @dataclass
@@ -213,16 +226,17 @@ def output_order(tfl: Any, graph: Graph) -> list[dict[str, Any]]:
 
 def crash_hint(graph: Graph, failure: WorkerFailure) -> str | None:
     """The likely culprit of a native crash: the first layer of a class known to crash in that
-    stage (KNOWN_CRASHES), or None."""
+    stage (KNOWN_CRASHES; a Bidirectional by the layer it wraps), or None."""
     if failure.kind != "crash":
         return None
     for _, layer in graph.walk():
         inner = layer.config.get("layer") if layer.class_name == "Bidirectional" else None
         cls = inner.get("class_name") if isinstance(inner, dict) else layer.class_name
-        cfg = inner.get("config", {}) if isinstance(inner, dict) else layer.config
+        cfg = (inner.get("config") or {}) if isinstance(inner, dict) else layer.config
         known = KNOWN_CRASHES.get((graph.dialect, cls))
         if known and any(w in failure.stage for w in known[0]) and not cfg.get("unroll", False):
-            return f"likely layer '{layer.name}' ({cls}): {known[1]}"
+            what = cls if cls == layer.class_name else f"{layer.class_name}({cls})"
+            return f"likely layer '{layer.name}' ({what}): {known[1]}"
     return None
 
 
@@ -257,9 +271,12 @@ def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
     return_sequences=False) take the layer of the op feeding them."""
     from qfix.model.opmap import layer_ops
 
-    taken = {p.layer for p in placement.ops if p.layer is not None}
     for op_type in sorted({p.op for p in placement.ops if p.layer is None}):
         ops = [p for p in placement.ops if p.op == op_type and p.layer is None]
+        # A layer already charged with an op of this type is taken; one charged with others is
+        # not (tf_keras's Bidirectional: its concatenation carries its name, its backward pass's
+        # REVERSE_V2 no name at all).
+        taken = {p.layer for p in placement.ops if p.op == op_type and p.layer is not None}
         layers = [l.name for _, l in graph.walk() if op_type in (layer_ops(l, graph.dialect) or ()) and l.name not in taken]
         if layers and len(ops) == len(layers):
             for p, name in zip(ops, layers):

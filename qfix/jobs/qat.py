@@ -246,7 +246,7 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
                         metadata)
             result.input_layers = len(list(graph.walk()))
             result.graph = fixed_graph
-            mark_applied(result, run, fixed_graph, opts)
+            mark_applied(result, run, fixed_graph, opts, ver)
             judge(result, ver, stats, calib, {l.name: l.out_dtype for l in graph.input_layers()})
             one_step_ranges(result.findings)
         else:

@@ -57,11 +57,16 @@ LAYER_OPS: dict[str, tuple[str, ...]] = {
     "LSTM": ("UNIDIRECTIONAL_SEQUENCE_LSTM",),
     "GRU": ("WHILE",),
     "SimpleRNN": ("WHILE",),
+    "RNN": ("WHILE",),  # a generic RNN over a cell
+    "ConvLSTM1D": ("WHILE",),
+    "ConvLSTM2D": ("WHILE",),
+    "ConvLSTM3D": ("WHILE",),
     # A Bidirectional is keyed by the layer it wraps (layer_key): two passes and a REVERSE_V2
     # (the converter emits no BIDIRECTIONAL_SEQUENCE_LSTM for Keras models; TF 2.21).
     "Bidirectional(LSTM)": ("UNIDIRECTIONAL_SEQUENCE_LSTM", "REVERSE_V2"),
     "Bidirectional(GRU)": ("WHILE", "REVERSE_V2"),
     "Bidirectional(SimpleRNN)": ("WHILE", "REVERSE_V2"),
+    "Bidirectional(RNN)": ("WHILE", "REVERSE_V2"),
     "Conv3D": ("CONV_3D",),
     "Conv1DTranspose": ("TRANSPOSE_CONV",),
     "Conv2DTranspose": ("TRANSPOSE_CONV",),
@@ -112,11 +117,69 @@ DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+# What an unrolled recurrent layer (unroll=True: one cell per time step) lowers to, beyond the
+# plain ops of its cell (FULLY_CONNECTED or CONV_2D, LOGISTIC, TANH, MUL, ADD, SPLIT, SPLIT_V,
+# STRIDED_SLICE, PACK): the time steps are read with one UNPACK of the time-major input (both
+# dialects' backend rnn() calls tf.unstack; TF 2.21 keeps it as UNPACK, also at batch 1: GRU,
+# LSTM, go_backwards LSTM, Bidirectional(LSTM), ConvLSTM2D, reproduced), and a Bidirectional
+# that returns sequences flips its backward pass back (Bidirectional.call: ops.flip /
+# backend.reverse, a REVERSE_V2). go_backwards alone reverses the Python list of steps: no op.
+# For a target without UNPACK, qfix's conversion slices the steps instead (steps_sliced).
+UNROLLED_OPS = ("UNPACK",)
+UNROLLED_BIDIRECTIONAL_SEQUENCE_OPS = ("REVERSE_V2",)
+
+
+def steps_sliced(target) -> bool:
+    """qfix's conversion reads an unrolled RNN's time steps with STRIDED_SLICE instead of UNPACK
+    for a target (a qfix.targets.Profile) that runs the one and not the other
+    (qfix.convert.unstack: exact)."""
+    return not target.supports("UNPACK") and target.supports("STRIDED_SLICE")
+
+
+def converted_ops(ops, target) -> tuple[str, ...]:
+    """`ops` as qfix's conversion for `target` leaves them (steps_sliced: no UNPACK)."""
+    if steps_sliced(target):
+        ops = tuple(dict.fromkeys("STRIDED_SLICE" if op == "UNPACK" else op for op in ops))
+    return tuple(ops)
+
+
+# A rolled pass with go_backwards=True reverses its input first (tf.reverse: a REVERSE_V2);
+# a rolled Bidirectional's entry (LAYER_OPS) already lists it.
+ROLLED_BACKWARD_OPS = ("REVERSE_V2",)
+
+
+def _recurrent_config(layer) -> tuple[bool, dict]:
+    """(is a Bidirectional, the config of the recurrent layer it is or wraps)."""
+    bi = layer.class_name == "Bidirectional"
+    raw = layer.config.get("layer") if bi else layer.raw
+    return bi, ((raw.get("config") or {}) if isinstance(raw, dict) else {})
+
+
+def unrolled(layer) -> bool:
+    """A recurrent layer (or the one a Bidirectional wraps) with unroll=True."""
+    return bool(_recurrent_config(layer)[1].get("unroll"))
+
+
+def unrolled_ops(layer) -> tuple[str, ...]:
+    """The distinctive ops of `layer` once unrolled (UNROLLED_OPS); the same whether or not it
+    is unrolled yet, so that QF305's fix can say what remains after it."""
+    bi, cfg = _recurrent_config(layer)
+    return UNROLLED_OPS + (UNROLLED_BIDIRECTIONAL_SEQUENCE_OPS if bi and cfg.get("return_sequences") else ())
+
+
 def layer_ops(layer, dialect: str) -> tuple[str, ...] | None:
     """The TFLite ops `layer` lowers to in `dialect` ("keras3" or "tf_keras"), None when
-    LAYER_OPS does not know its class."""
+    LAYER_OPS does not know its class. An unrolled recurrent layer lowers to its unrolled ops."""
     key = layer_key(layer)
-    return DIALECT_LAYER_OPS.get(dialect, {}).get(key, LAYER_OPS.get(key))
+    ops = DIALECT_LAYER_OPS.get(dialect, {}).get(key, LAYER_OPS.get(key))
+    if ops is None:
+        return None
+    if unrolled(layer):
+        return unrolled_ops(layer)
+    bi, cfg = _recurrent_config(layer)
+    if not bi and cfg.get("go_backwards") and not set(ROLLED_BACKWARD_OPS) <= set(ops):
+        return ops + ROLLED_BACKWARD_OPS
+    return ops
 
 
 def activations_of(layer) -> list[str]:

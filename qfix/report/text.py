@@ -344,7 +344,7 @@ def render_before_after(run, console: Console) -> None:
 
     def cut(v):
         f = v.placement.first_unsupported
-        return "-" if not f else f"{f['op']} ({printable(f['layer'])})"
+        return "-" if not f else f"{f['op']} ({printable(f['layer']) if f['layer'] is not None else 'no layer'})"
 
     rows = [
         ("ops on target", f"{b.placement.ops_on_target}/{b.placement.ops_total}", f"{a.placement.ops_on_target}/{a.placement.ops_total}"),

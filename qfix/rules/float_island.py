@@ -51,7 +51,7 @@ class FloatIsland(VerifyRule):
             runs = computes_float(profile)
             yield self.violation(
                 f"{len(islands)} float tensor(s) inside the integer model, made by {', '.join(ops)} "
-                f"(layer {layer!r}), e.g. {islands[0].get('tensor')!r}"
+                f"({f'layer {layer!r}' if layer is not None else 'no Keras layer'}), e.g. {islands[0].get('tensor')!r}"
                 + (f"; {profile.name} runs them on its float kernels (slower, 4 bytes per value in RAM)"
                    if runs else ""),
                 layer if isinstance(layer, str) else None,

@@ -1,15 +1,17 @@
 """QF305 rolled-rnn: a rolled recurrent layer (unroll=False) that the int8 converter crashes on.
 
 ## What it does
-Finds GRU, LSTM and SimpleRNN layers (also inside Bidirectional) with `unroll=False`, the
+Finds the recurrent layers of keras.layers / tf_keras.layers (GRU, LSTM, SimpleRNN, a generic
+RNN over a cell, ConvLSTM1D/2D/3D; also inside Bidirectional) with `unroll=False`, the
 default, when the target needs a full-integer model.
 
 ## Why is this bad?
 A rolled RNN converts to a WHILE loop over the time steps. With full-integer quantization, the
 calibration of that loop crashes TensorFlow's converter natively (TF 2.21: segmentation fault,
-exit 139, nothing printed; reproduced for Keras 3 GRU/LSTM/SimpleRNN and tf_keras GRU/SimpleRNN).
-qfix survives the crash (the conversion runs in a child process) but no model comes out, and
-even where a WHILE converts, single-cut accelerators do not run control flow.
+exit 139, nothing printed; reproduced for Keras 3 GRU/LSTM/SimpleRNN/ConvLSTM1D/ConvLSTM2D and
+tf_keras GRU/SimpleRNN). qfix survives the crash (the conversion runs in a child process) but
+no model comes out, and even where a WHILE converts, single-cut accelerators do not run control
+flow.
 
 ## Example
 ```python
@@ -26,11 +28,18 @@ y = keras.layers.GRU(8, unroll=True)(x)
 ## Fix safety
 Safe when the sequence length is static: `unroll=True` builds one copy of the cell per time
 step with the same weights and the same arithmetic, so the float outputs are identical
-(checked to 1e-5), and the model converts to plain int8 ops (FULLY_CONNECTED, LOGISTIC, TANH,
-MUL, ADD, SPLIT, STRIDED_SLICE). TF 2.21 sometimes leaves the first time step's SPLIT in float
-(not every conversion of the same model): a single-cut target then cuts there, and QF304/QF405
-report it. The graph grows with the sequence length. When the length is
-dynamic (`Input((None, F))`) there is no fix: fix the length first, then unroll.
+(checked to 1e-5), and the model converts without the WHILE loop: the cell's plain int8 ops
+(FULLY_CONNECTED or CONV_2D, LOGISTIC, TANH, MUL, ADD, SPLIT, STRIDED_SLICE) plus an UNPACK
+that reads the time steps (both dialects' unrolled loop calls tf.unstack; TF 2.21 keeps it at
+batch 1), and a REVERSE_V2 for a Bidirectional that returns sequences. For a target without
+UNPACK (the Edge TPU) qfix's conversion reads the steps with STRIDED_SLICE instead, exactly
+(qfix.convert.unstack). What the target still lacks cuts the graph at the layer: a REVERSE_V2
+(the fix names it, QF303 predicts it), a ConvLSTM's 5-D input on the Edge TPU (QF304 reports it
+once converted). TF 2.21 sometimes leaves the first time step's SPLIT in float (not every
+conversion of the same model): a single-cut target then cuts there, and QF304/QF405 report it.
+The graph grows with the sequence length. When the length is dynamic (`Input((None, F))`) there is no fix: fix the length first,
+then unroll. tf_keras cannot unroll a ConvLSTM ("Unrolling is not possible with convolutional
+RNNs"): no fix there.
 
 ## Targets
 Targets whose recipe quantizes to full integer. Float and dynamic-range recipes keep the WHILE
@@ -44,7 +53,8 @@ from __future__ import annotations
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.unroll_rnn import RNN_CLASSES
+from qfix.model.opmap import converted_ops, steps_sliced, unrolled_ops
+from qfix.model.rewrites.unroll_rnn import CONV_RNN_CLASSES, RNN_CLASSES, UNROLLABLE
 from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
@@ -53,8 +63,19 @@ from qfix.types import Applicability
 # tf_keras LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM and is not one of them.
 CRASHES = {
     "keras3": frozenset(RNN_CLASSES),
-    "tf_keras": frozenset({"GRU", "SimpleRNN"}),
+    "tf_keras": frozenset({"GRU", "SimpleRNN", "RNN"}) | CONV_RNN_CLASSES,
 }
+
+
+def _remains(layer, target) -> str:
+    """What the unrolled layer still lowers to that `target` lacks, as a clause of the fix."""
+    missing = [op for op in converted_ops(unrolled_ops(layer), target) if not target.supports(op)]
+    if missing:
+        return (f"; unrolled, it still becomes {', '.join(missing)}, which {target.name} does not run: "
+                "the model converts, but the graph is still cut at this layer (QF303)")
+    if steps_sliced(target):
+        return f"; qfix reads the time steps with STRIDED_SLICE ({target.name} has no UNPACK), exactly"
+    return ""
 
 
 def _rolled(layer) -> str | None:
@@ -81,14 +102,23 @@ class RolledRnn(ModelRule):
                 continue
             g = graph if not path else _scope_graph(graph, path)
             shape = input_shape_of(g, layer)
-            steps = shape[1] if shape is not None and len(shape) == 3 else None
+            # (batch, time, ...) for every recurrent layer, whatever its data_format
+            steps = shape[1] if shape is not None and len(shape) >= 3 else None
             what = f"{layer.class_name} {layer.name!r}" + (f" ({cls})" if cls != layer.class_name else "")
             msg = (f"{what} is rolled (unroll=False): it converts to a WHILE loop whose int8 calibration "
                    "crashes TF's converter, so no model comes out")
-            if isinstance(steps, int):
+            if cls not in UNROLLABLE.get(graph.dialect, ()):
+                yield self.violation(
+                    msg + f"; {graph.dialect} cannot unroll a {cls}", layer.name,
+                    pointer=layer.pointer, applicability=Applicability.DISPLAY_ONLY,
+                    fix=(f"{graph.dialect} refuses unroll=True on a convolutional RNN: build the model with "
+                         "Keras 3 (whose ConvLSTM unrolls), or keep the layer off the int8 model"),
+                )
+            elif isinstance(steps, int):
                 yield self.violation(
                     msg, layer.name, pointer=layer.pointer,
-                    fix=f"set unroll=True (the sequence length, {steps}, is static): identical outputs, no WHILE loop",
+                    fix=(f"set unroll=True (the sequence length, {steps}, is static): identical outputs, "
+                         f"no WHILE loop{_remains(layer, ctx.target)}"),
                     rewrite=Rewrite(rewrites.unroll_rnn, path, layer.name),
                 )
             else:
@@ -122,6 +152,14 @@ class RolledRnn(ModelRule):
                 ["bi"]),
             fires=True, count=1,
             expected={"class_name": "SimpleRNN", "config": {"unroll": True}},
+        ),
+        ModelCase(
+            "conv-lstm2d",
+            functional_config([("x", (None, 3, 8, 8, 2), "float32")],
+                              [("c", "ConvLSTM2D", {"filters": 2, "kernel_size": 3, "unroll": False}, ["x"],
+                                "float32", (None, 8, 8, 2))], ["c"]),
+            fires=True, count=1, targets=("edgetpu", "int8"),
+            expected={"name": "c", "config": {"unroll": True}},
         ),
         ModelCase(
             "dynamic-length-no-fix",

@@ -29,7 +29,7 @@ A target whose profile's op table does not run (or does not list, with
 from __future__ import annotations
 
 from qfix.model.cases import functional_config
-from qfix.model.opmap import LAYER_OPS, layer_key, layer_ops
+from qfix.model.opmap import LAYER_OPS, converted_ops, layer_key, layer_ops
 from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule, consequence
 
@@ -51,9 +51,8 @@ class UnsupportedLayer(ModelRule):
                 continue
             if layer.is_cast and _reads_input(graph, layer):
                 continue  # an input cast is QF102's finding, with its fix
-            if _unrolled(layer):
-                continue  # one cell per time step: plain ops, no WHILE or fused sequence op (QF305)
-            missing = [op for op in layer_ops(layer, graph.dialect) or () if not ctx.target.supports(op)]
+            ops = converted_ops(layer_ops(layer, graph.dialect) or (), ctx.target)
+            missing = [op for op in ops if not ctx.target.supports(op)]
             if not missing:
                 continue
             spec = ctx.target.op(missing[0])
@@ -67,10 +66,26 @@ class UnsupportedLayer(ModelRule):
             )
 
     CASES = [
-        ModelCase(
+        ModelCase(  # one cell per time step: plain ops, no WHILE (QF305), and an UNPACK int8 runs
             "unrolled-gru-is-plain-ops",
             functional_config([("x", (1, 5, 4), "float32")], [("g", "GRU", {"units": 4, "unroll": True}, ["x"])], ["g"]),
-            fires=False,
+            fires=False, targets=("int8",),
+        ),
+        ModelCase(  # the Edge TPU has no UNPACK: qfix's conversion reads the steps with STRIDED_SLICE
+            "unrolled-gru-steps-sliced-on-edgetpu",
+            functional_config([("x", (1, 5, 4), "float32")], [("g", "GRU", {"units": 4, "unroll": True}, ["x"])], ["g"]),
+            fires=False, targets=("edgetpu",),
+        ),
+        ModelCase(  # ... but a Bidirectional returning sequences flips its backward pass: REVERSE_V2
+            "unrolled-bidirectional-sequence-reverses",
+            functional_config(
+                [("x", (1, 5, 4), "float32")],
+                [("bi", "Bidirectional", {"layer": {"module": "keras.layers", "class_name": "GRU",
+                                                    "config": {"name": "gru", "units": 4, "unroll": True,
+                                                               "return_sequences": True}}},
+                  ["x"], "float32", (1, 5, 8))],
+                ["bi"]),
+            fires=True, count=1, targets=("edgetpu",),
         ),
         ModelCase(
             "cast-after-input-is-qf102",
@@ -115,8 +130,3 @@ class UnsupportedLayer(ModelRule):
 def _reads_input(graph, layer) -> bool:
     return any(graph.layers.get(r.layer) is not None and graph.layers[r.layer].is_input for r in layer.inputs)
 
-
-def _unrolled(layer) -> bool:
-    """An RNN layer (or the one a Bidirectional wraps) with unroll=True."""
-    raw = layer.config.get("layer") if layer.class_name == "Bidirectional" else layer.raw
-    return isinstance(raw, dict) and bool((raw.get("config") or {}).get("unroll"))

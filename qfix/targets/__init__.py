@@ -18,7 +18,7 @@ import os
 import re
 import stat
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
@@ -75,6 +75,9 @@ class Recipe:
     batch: int | None = 1
     supported_ops: tuple[str, ...] = ("TFLITE_BUILTINS_INT8",)
     description: str = ""
+    # Not a TOML key: set from the profile's op table (qfix.model.opmap.steps_sliced): read an
+    # unrolled RNN's time steps with STRIDED_SLICE instead of UNPACK (qfix.convert.unstack).
+    slice_time_steps: bool = False
 
     @property
     def full_integer(self) -> bool:
@@ -450,7 +453,7 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str],
     aliases = target.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise _bad(where, "target.aliases must be a list of strings")
-    return Profile(
+    profile = Profile(
         id=str(target["id"]),
         name=str(target.get("name", target["id"])),
         placement=placement,
@@ -477,6 +480,9 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str],
         max_rank=rules.get("max_rank"),
         max_delegated_partitions=rules.get("max_delegated_partitions"),
     )
+    from qfix.model.opmap import steps_sliced
+
+    return replace(profile, recipe=replace(profile.recipe, slice_time_steps=steps_sliced(profile)))
 
 
 # Op sets TF's converter accepts only with full-integer quantization: with float16 it raises

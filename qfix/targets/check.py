@@ -694,7 +694,7 @@ def _blame_versions(model: TfliteModel, profile: Profile, placements: list[OpPla
             p.status = profile.status("bad_version")
             p.source, p.confidence = spec.version_source or spec.source, spec.version_confidence or "R"
             if p is not culprit:
-                p.reason = (f"{stored}: op {culprit.index} (layer {culprit.layer!r}) raises every {op_type} "
+                p.reason = (f"{stored}: op {culprit.index} ({f'layer {culprit.layer!r}' if culprit.layer is not None else 'no Keras layer'}) raises every {op_type} "
                             f"to v{culprit.version}; this op alone would need v{needs[p.index].version}"
                             if needs[p.index] is not None else stored)
                 p.fix_hint = culprit.fix_hint
