@@ -31,11 +31,14 @@ def slice_time_steps(tflite: bytes) -> tuple[bytes, int]:
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     replaced = 0
 
-    def code_index(op: int) -> int:
+    def code_index(op: int, version: int) -> int:
+        """The operator code of `op`, at `version` at least (a .tflite stores one per op type)."""
         if op in codes:
-            return codes.index(op)
+            i = codes.index(op)
+            model.operatorCodes[i].version = max(model.operatorCodes[i].version, version)
+            return i
         c = S.OperatorCodeT()
-        c.builtinCode, c.deprecatedBuiltinCode, c.version = op, min(op, 127), 1
+        c.builtinCode, c.deprecatedBuiltinCode, c.version = op, min(op, 127), version
         model.operatorCodes.append(c)
         codes.append(op)
         return len(codes) - 1
@@ -62,9 +65,10 @@ def slice_time_steps(tflite: bytes) -> tuple[bytes, int]:
                 continue
             shape = [int(d) for d in g.tensors[src].shape]
             rest = shape[2:]
+            version = _strided_slice_version(g.tensors[src].type, len(shape), S.TensorType)
             for t, tensor in enumerate(op.outputs):
                 s = S.OperatorT()
-                s.opcodeIndex = code_index(ops_enum.STRIDED_SLICE)
+                s.opcodeIndex = code_index(ops_enum.STRIDED_SLICE, version)
                 s.inputs = [src, const([0, t] + [0] * len(rest)), const([1, t + 1] + rest), const([1] * len(shape))]
                 s.outputs = [tensor]
                 s.builtinOptionsType = S.BuiltinOptions.StridedSliceOptions
@@ -96,3 +100,12 @@ def _sliceable(op: Any, codes: list[int], producer: dict, g: Any, ops_enum: Any)
     if len(shape) < 3 or shape[0] != 1 or mid != [shape[1], 1, *shape[2:]] or shape[1] != len(op.outputs):
         return None
     return src
+
+
+def _strided_slice_version(dtype: int, rank: int, types: Any) -> int:
+    """The version TF 2.21's converter gives a STRIDED_SLICE without offset, ellipsis or new-axis
+    masks (tensorflow/lite/tools/versioning/op_version.cc): 4 above 4 dimensions, else 2 for
+    int8, 1 otherwise (uint8, float32)."""
+    if rank > 4:
+        return 4
+    return 2 if dtype == types.INT8 else 1
