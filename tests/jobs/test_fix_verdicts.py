@@ -87,23 +87,9 @@ BUILDERS = {"nested_activation": _nested_activation, "mixed_concat": _mixed_conc
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """name_dialect -> .keras path, built on first use and shared by the module's tests."""
-    from fixtures.build import api
+    from fixtures.build import saved_on_first_use
 
-    folder = tmp_path_factory.mktemp("verdicts")
-    built: dict[str, Path] = {}
-
-    def get(name: str, dialect: str = "k3") -> Path:
-        key = f"{name}_{dialect}"
-        if key not in built:
-            a = api(dialect)
-            a.K.backend.clear_session()
-            a.K.utils.set_random_seed(0)
-            path = folder / f"{key}.keras"
-            BUILDERS[name](a).save(path)
-            built[key] = path
-        return built[key]
-
-    return get
+    return saved_on_first_use(tmp_path_factory.mktemp("verdicts"), BUILDERS)
 
 
 def qfix(*args: str) -> subprocess.CompletedProcess:

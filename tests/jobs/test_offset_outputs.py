@@ -70,23 +70,9 @@ BUILDERS = {"offset_head": _offset_head, "offset_two_heads": _offset_two_heads,
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from fixtures.build import api
+    from fixtures.build import saved_on_first_use
 
-    folder = tmp_path_factory.mktemp("offsets")
-    built: dict[str, Path] = {}
-
-    def get(name: str, dialect: str = "k3") -> Path:
-        key = f"{name}_{dialect}"
-        if key not in built:
-            a = api(dialect)
-            a.K.backend.clear_session()
-            a.K.utils.set_random_seed(0)
-            path = folder / f"{key}.keras"
-            BUILDERS[name](a).save(path)
-            built[key] = path
-        return built[key]
-
-    return get
+    return saved_on_first_use(tmp_path_factory.mktemp("offsets"), BUILDERS)
 
 
 def _qf408(res):
