@@ -26,8 +26,13 @@ def slice_time_steps(tflite: bytes) -> tuple[bytes, int]:
     import numpy as np
     from tensorflow.lite.python import schema_py_generated as S
 
-    model = S.ModelT.InitFromObj(S.Model.GetRootAsModel(tflite, 0))
+    root = S.Model.GetRootAsModel(tflite, 0)
     ops_enum = S.BuiltinOperator
+    # Unpacking the whole file into objects costs seconds on a big model: only when it has an UNPACK
+    if not any(max(root.OperatorCodes(i).BuiltinCode(), root.OperatorCodes(i).DeprecatedBuiltinCode())
+               == ops_enum.UNPACK for i in range(root.OperatorCodesLength())):
+        return tflite, 0
+    model = S.ModelT.InitFromObj(root)
     codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
     replaced = 0
 
