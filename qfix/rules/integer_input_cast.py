@@ -38,6 +38,7 @@ from __future__ import annotations
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.mixed_merge_cast import MERGES
 from qfix.model.graph import EXACT_IN_FLOAT32, integer_closure, integer_sources, is_float, is_integer
 from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule
@@ -66,7 +67,7 @@ class IntegerInputCast(ModelRule):
                     what = f"input {inp.name!r} is {inp.out_dtype} and"
                 else:  # reached through value-preserving layers (Concatenate, Reshape, ...)
                     sources = integer_sources(graph, user)
-                    if not sources:
+                    if not sources or _meets_float(graph, user):
                         continue
                     names = ", ".join(repr(s.name) for s in sources)
                     dtypes = "/".join(sorted({s.out_dtype for s in sources}))
@@ -168,6 +169,19 @@ class IntegerInputCast(ModelRule):
             fires=False,
         ),
     ]
+
+
+def _meets_float(graph, cast) -> bool:
+    """Whether the cast's output is merged with float data: QF101's mixed merge, whose explicit
+    cast stays (folding it would give the float input the integer input's quantization at the
+    merge, as QF409 says), so that its verdict ('no effect' or kept) is QF101's alone."""
+    for reader in graph.consumers(cast.name):
+        if reader.class_name in MERGES and any(
+            ref.layer != cast.name and is_float(graph.layers[ref.layer].out_dtype)
+            for ref in reader.inputs if ref.layer in graph.layers
+        ):
+            return True
+    return False
 
 
 def _casts(layer) -> bool:
