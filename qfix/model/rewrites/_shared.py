@@ -62,3 +62,13 @@ def one_shape_for_every_call(edit: ModelEdit, scope: tuple[str, ...], name: str)
     if len(shapes) > 1 and (any(s is None for s in shapes) or any(s[1:] != shapes[0][1:] for s in shapes)):
         raise EditError(f"{name!r} is called {len(shapes)} times on inputs of different or unrecorded shapes "
                         f"({shapes}); the rewrite would fix the first call's shape for all")
+
+
+def layer_input_shape(edit: ModelEdit, scope: tuple[str, ...], name: str) -> Any:
+    """The input shape of layer `name`: its `build_config` one, else its first input tensor's
+    recorded shape (None when it has no input); not validated, each rewrite checks what it needs."""
+    shape = (edit.layer(name, scope).get("build_config") or {}).get("input_shape")
+    if isinstance(shape, list):
+        return shape
+    inputs = edit.inputs_of(name, scope)
+    return edit.tensor_meta(inputs[0], scope)[0] if inputs else None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from qfix.model.config import policy_name
 from qfix.model.edit import EditError, ModelEdit, initializer, make_layer
+from qfix.model.rewrites._shared import layer_input_shape
 
 
 def depthwise_1x1(name: str, dialect: str, dtype: str, use_bias: bool = True) -> dict:
@@ -41,10 +42,7 @@ def affine_input(edit: ModelEdit, scope: tuple[str, ...], name: str, cls: str) -
         raise EditError(f"{name!r} is not a {cls}")
     if "inbound_nodes" in raw and len(raw["inbound_nodes"]) != 1:
         raise EditError(f"{name!r} is called {len(raw['inbound_nodes'])} times; only a single call can be folded")
-    shape = (raw.get("build_config") or {}).get("input_shape")
-    if not isinstance(shape, list):
-        ins = edit.inputs_of(name, scope)
-        shape = edit.tensor_meta(ins[0], scope)[0] if ins else None
+    shape = layer_input_shape(edit, scope, name)
     if not isinstance(shape, list) or len(shape) not in (2, 3, 4) or not isinstance(shape[-1], int):
         raise EditError(f"the input of {name!r} has no static channel count (rank 2-4 needed)")
     axis = cfg.get("axis", -1)

@@ -17,16 +17,14 @@ import copy
 
 from qfix.model.config import policy_name
 from qfix.model.edit import EditError, ModelEdit, make_layer
+from qfix.model.rewrites._shared import layer_input_shape
 
 AS_2D = {"Conv1D": "Conv2D", "DepthwiseConv1D": "DepthwiseConv2D"}
 
 
-def channels_of(edit: ModelEdit, scope: tuple[str, ...], name: str, raw: dict) -> list:
+def channels_of(edit: ModelEdit, scope: tuple[str, ...], name: str) -> list:
     """The (batch, steps, channels) input shape of a 1-D layer with static channels."""
-    shape = (raw.get("build_config") or {}).get("input_shape")
-    if not isinstance(shape, list):
-        ins = edit.inputs_of(name, scope)
-        shape = edit.tensor_meta(ins[0], scope)[0] if ins else None
+    shape = layer_input_shape(edit, scope, name)
     if not isinstance(shape, list) or len(shape) != 3 or not isinstance(shape[2], int):
         raise EditError(f"the input of {name!r} has no static (steps, channels) shape")
     return shape
@@ -65,7 +63,7 @@ def conv1d_as_conv2d(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
         raise EditError(f"{name!r} has padding={cfg.get('padding')!r}; only valid/same have a 2-D form")
     if cfg.get("data_format", "channels_last") != "channels_last" or cfg.get("groups", 1) != 1:
         raise EditError(f"{name!r} is channels_first or grouped")
-    shape = channels_of(edit, scope, name, raw)
+    shape = channels_of(edit, scope, name)
 
     def pair(key: str, default: int = 1) -> list[int]:
         v = cfg.get(key, default)

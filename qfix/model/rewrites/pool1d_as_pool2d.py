@@ -22,7 +22,7 @@ def pool1d_as_pool2d(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
         raise EditError(f"{name!r} is not a MaxPooling1D")
     if cfg.get("data_format", "channels_last") != "channels_last":
         raise EditError(f"{name!r} is channels_first")
-    shape = channels_of(edit, scope, name, raw)
+    shape = channels_of(edit, scope, name)
 
     def one(key: str, default):
         v = cfg.get(key, default)

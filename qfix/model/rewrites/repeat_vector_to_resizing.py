@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from qfix.model.config import policy_name
 from qfix.model.edit import EditError, ModelEdit, make_layer
-from qfix.model.rewrites._shared import one_shape_for_every_call
+from qfix.model.rewrites._shared import layer_input_shape, one_shape_for_every_call
 
 # tf_keras' Resizing takes only these (Keras 3 added pad_to_aspect_ratio, fill_*, antialias, data_format)
 _TF_KERAS_RESIZING = {"interpolation": "nearest", "crop_to_aspect_ratio": False}
@@ -28,10 +28,7 @@ def repeat_vector_to_resizing(edit: ModelEdit, scope: tuple[str, ...], name: str
     if raw.get("class_name") != "RepeatVector" or not isinstance(n, int) or n < 1:
         raise EditError(f"{name!r} is not a RepeatVector")
     one_shape_for_every_call(edit, scope, name)
-    shape = (raw.get("build_config") or {}).get("input_shape")
-    inputs = edit.inputs_of(name, scope)
-    if not isinstance(shape, list) and inputs:
-        shape = edit.tensor_meta(inputs[0], scope)[0]
+    shape = layer_input_shape(edit, scope, name)
     if not isinstance(shape, list) or len(shape) != 2 or not isinstance(shape[1], int):
         raise EditError(f"the input of {name!r} has no static channel count; the reshapes need it")
     batch, channels = shape

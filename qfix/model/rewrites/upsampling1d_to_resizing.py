@@ -11,7 +11,7 @@ the first reshape keeps the layer's name, the last takes it back when it is a mo
 from __future__ import annotations
 
 from qfix.model.config import policy_name
-from qfix.model.rewrites._shared import one_shape_for_every_call
+from qfix.model.rewrites._shared import layer_input_shape, one_shape_for_every_call
 from qfix.model.edit import EditError, ModelEdit, make_layer
 
 
@@ -23,10 +23,7 @@ def upsampling1d_to_resizing(edit: ModelEdit, scope: tuple[str, ...], name: str)
     if raw.get("class_name") != "UpSampling1D" or not isinstance(size, int):
         raise EditError(f"{name!r} is not an UpSampling1D")
     one_shape_for_every_call(edit, scope, name)
-    shape = (raw.get("build_config") or {}).get("input_shape")
-    inputs = edit.inputs_of(name, scope)
-    if not isinstance(shape, list) and inputs:
-        shape = edit.tensor_meta(inputs[0], scope)[0]
+    shape = layer_input_shape(edit, scope, name)
     if not isinstance(shape, list) or len(shape) != 3 or not all(isinstance(d, int) for d in shape[1:]):
         raise EditError(f"the input of {name!r} has no static (steps, channels); the reshapes need them")
     steps, channels = shape[1], shape[2]

@@ -12,7 +12,7 @@ one RESIZE_NEAREST_NEIGHBOR op. No crop or pad (`crop_to_aspect_ratio=False`,
 from __future__ import annotations
 
 from qfix.model.config import policy_name
-from qfix.model.rewrites._shared import one_shape_for_every_call
+from qfix.model.rewrites._shared import layer_input_shape, one_shape_for_every_call
 from qfix.model.edit import EditError, ModelEdit, make_layer
 
 
@@ -43,10 +43,7 @@ def upsampling_to_resizing(edit: ModelEdit, scope: tuple[str, ...], name: str) -
     if raw.get("class_name") != "UpSampling2D" or cfg.get("interpolation", "nearest") != "nearest":
         raise EditError(f"{name!r} is not a nearest UpSampling2D")
     one_shape_for_every_call(edit, scope, name)
-    inputs = edit.inputs_of(name, scope)
-    shape = (raw.get("build_config") or {}).get("input_shape")
-    if not isinstance(shape, list) and inputs:
-        shape = edit.tensor_meta(inputs[0], scope)[0]
+    shape = layer_input_shape(edit, scope, name)
     hw = resized_size(shape, cfg)
     if hw is None:
         raise EditError(f"the input size of {name!r} is not static; Resizing needs it")
