@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fixtures.build import save_with
 from qfix.jobs.check import Options, context
 from qfix.jobs.fix import apply_fixes, run_fix
 from qfix.model.archive import read_archive
@@ -166,14 +167,7 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("new_rewrites")
     paths = {}
     for name, (dialect, build) in MODELS.items():
-        if dialect == "k3":
-            import keras as K
-        else:
-            import tf_keras as K
-        K.backend.clear_session()
-        K.utils.set_random_seed(0)
-        paths[name] = folder / f"{name}.keras"
-        build(K).save(paths[name])
+        paths[name] = save_with(dialect, build, folder / f"{name}.keras")
     return paths
 
 

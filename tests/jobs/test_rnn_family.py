@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from qfix.convert.worker import WorkerFailure
+from fixtures.build import save_with
 from qfix.jobs.check import Options, context
 from qfix.jobs.prove import crash_hint
 from qfix.model.archive import read_archive
@@ -81,13 +82,7 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rnn_family")
     paths = {}
     for name, (dialect, build) in MODELS.items():
-        if dialect == "k3":
-            import keras as K
-        else:
-            import tf_keras as K
-        K.utils.set_random_seed(0)
-        paths[name] = folder / f"{name}.keras"
-        build(K).save(paths[name])
+        paths[name] = save_with(dialect, build, folder / f"{name}.keras")
     return paths
 
 

@@ -20,17 +20,9 @@ BOTH = ["k3", "tfk"]
 
 
 def _save(dialect, build, path):
-    import os
+    from fixtures.build import save_with
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if dialect == "k3":
-        import keras as K
-    else:
-        import tf_keras as K
-    K.backend.clear_session()
-    K.utils.set_random_seed(0)
-    build(K).save(path)
-    return read_archive(path)
+    return read_archive(save_with(dialect, build, path))
 
 
 def _concat_first(K):

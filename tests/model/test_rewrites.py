@@ -177,17 +177,9 @@ def test_folded_input_cast_leaves_no_cast_op_and_a_raw_uint8_input(dialect, tmp_
 
 def _save_tiny(dialect, build, path):
     """Build a tiny model with the dialect's Keras (seeded) and save it."""
-    import os
+    from fixtures.build import save_with
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if dialect == "k3":
-        import keras as K
-    else:
-        import tf_keras as K
-    K.backend.clear_session()
-    K.utils.set_random_seed(0)
-    build(K).save(path)
-    return read_archive(path)
+    return read_archive(save_with(dialect, build, path))
 
 
 @pytest.mark.tf
