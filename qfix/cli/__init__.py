@@ -39,6 +39,9 @@ def _lsp() -> int:
     for s in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(s) is not signal.SIG_IGN:  # `cmd &` in a script ignores SIGINT: keep that
             signal.signal(s, stop)
+    import gc
+
+    gc.disable()  # the server collects when idle (qfix.lsp.server.collect_garbage), not mid-check
     try:
         from qfix.lsp.server import serve
 

@@ -68,20 +68,9 @@ from qfix.source.arrays import (Binding, Evaluator, Scope, Val, dtype_name, func
                                 names_bound_anywhere, scope_bindings)
 from qfix.source.converter import ConverterAnalysis, ConverterBlock
 from qfix.source.rule import Invalid, Replace, SourceRule, Valid
-from qfix.source.util import arg, child_nodes, string_value
+from qfix.source.preorder import statement_preorder
+from qfix.source.util import arg, string_value
 from qfix.types import Applicability
-
-_MAY_HOLD_DEF: dict[type, bool] = {}
-
-
-def _may_hold_def(t: type) -> bool:
-    """Whether a node of type `t` can hold a `def` (expressions, decorators, parameters and
-    simple statement lines cannot), per type once."""
-    r = _MAY_HOLD_DEF.get(t)
-    if r is None:
-        r = _MAY_HOLD_DEF[t] = not issubclass(t, (cst.BaseExpression, cst.Decorator, cst.Parameters,
-                                                    cst.SimpleStatementLine, cst.BaseSmallStatement))
-    return r
 
 MODELS = {"keras.Model", "keras.models.Model"}
 SEQUENTIAL = {"keras.Sequential", "keras.models.Sequential"}
@@ -266,16 +255,17 @@ class RepresentativeDataset(ConverterAnalysis, SourceRule):
         module = self.ctx.module
         self._eval = Evaluator(self.names)
         self._defs: dict[int, tuple[cst.FunctionDef, list[cst.FunctionDef]]] = {}
-        stack: list[tuple[Any, list[cst.FunctionDef]]] = [(module, [])]
-        while stack:  # every def with the defs around it (for name resolution)
-            node, chain = stack.pop()
-            for child in child_nodes(node):
-                t = type(child)  # type identity: isinstance misses on libcst's ABCs are slow
-                if t is cst.FunctionDef:
-                    self._defs[id(child)] = (child, chain)
-                    stack.append((child, [child, *chain]))
-                elif _may_hold_def(t):
-                    stack.append((child, chain))
+        for p in map(statement_preorder, module.body):  # every def with the defs around it
+            nodes, end = p.nodes, p.end
+            around: list[tuple[int, cst.FunctionDef]] = []  # (end of its subtree, def), outermost first
+            for i in p.statements.values():  # in pre-order; a def is a statement
+                node = nodes[i]
+                if type(node) is not cst.FunctionDef:  # type identity: isinstance misses on libcst's ABCs are slow
+                    continue
+                while around and around[-1][0] <= i:
+                    around.pop()
+                self._defs[id(node)] = (node, [f for _, f in reversed(around)])
+                around.append((end[i], node))
         self._tables: dict[int, dict[str, list[Binding]]] = {}
         self._module_table = scope_bindings(module)
         self._anywhere = names_bound_anywhere(module, self.names)

@@ -20,7 +20,8 @@ import libcst as cst
 
 from qfix.source import memo
 from qfix.source.names import Names
-from qfix.source.util import arg, child_nodes, iter_nodes, number, subtree, string_value
+from qfix.source.preorder import region, statement_preorder, subtree
+from qfix.source.util import arg, iter_nodes, number, string_value
 
 BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -153,52 +154,60 @@ def scope_bindings(body: cst.CSTNode, params: cst.Parameters | None = None) -> d
         for p in (params.star_arg, params.star_kwarg):
             if isinstance(p, cst.Param):
                 add(p.name.value, Binding("other"))
-    stack: list[Any] = [body]
-    while stack:
-        # `type(x) is` instead of isinstance: libcst's node classes are ABCs, whose failed
-        # isinstance checks were most of this loop's time (concrete node classes have no subclasses)
-        x = stack.pop()
-        t = type(x)
-        if t in _SCOPE_TYPES and x is not body:
-            if t is cst.FunctionDef:
-                add(x.name.value, Binding("def", x))
-            elif t is cst.ClassDef:
-                add(x.name.value, Binding("other"))
-            continue
-        if t is cst.Assign:
-            for a in x.targets:
-                tgt = a.target
-                if type(tgt) is cst.Name:
-                    add(tgt.value, Binding("expr", x.value))
-                else:
-                    for n, _ in _target_bindings(tgt, lambda i: Binding("other")):
-                        add(n, Binding("other"))
-        elif t is cst.AnnAssign and type(x.target) is cst.Name:
-            add(x.target.value, Binding("expr", x.value) if x.value is not None else Binding("other"))
-        elif t is cst.AugAssign and type(x.target) is cst.Name:
-            add(x.target.value, Binding("other"))
-        elif t is cst.For:
-            it = x.iter
-            for n, b in _target_bindings(x.target, lambda i, it=it: Binding("iter", it, i)):
-                add(n, b)
-        elif t is cst.WithItem and x.asname is not None:
-            for n, _ in _target_bindings(x.asname.name, lambda i: Binding("other")):  # type: ignore[arg-type]
-                add(n, Binding("other"))
-        elif (t is cst.Import or t is cst.ImportFrom) and type(x.names) is not cst.ImportStar:
-            for a in x.names:
-                local = a.asname.name if a.asname is not None else a.name
-                while type(local) is cst.Attribute:
-                    local = local.value
-                if type(local) is cst.Name:
-                    add(local.value, Binding("other"))
-        elif t is cst.NamedExpr and type(x.target) is cst.Name:
-            add(x.target.value, Binding("other"))
-        elif t is cst.ExceptHandler and x.name is not None and type(x.name.name) is cst.Name:
-            add(x.name.name.value, Binding("other"))
-        elif t is cst.Global or t is cst.Nonlocal:
-            for n in x.names:
-                add(n.name.value, Binding("other"))
-        stack.extend(child_nodes(x))  # the order of a name's bindings is not read (Scope.lookup)
+    # the nodes of `body` in pre-order (`qfix.source.preorder`): a nested scope is skipped by
+    # jumping to the end of its subtree; a module's statements each have their own
+    if type(body) is cst.Module:
+        regions = [(p.nodes, p.end, 0, len(p.nodes)) for p in map(statement_preorder, body.body)]
+    else:
+        nodes, end, at = region(body)
+        regions = [(nodes, end, at + 1, end[at])]
+    for nodes, end, j, stop in regions:
+        while j < stop:
+            # `type(x) is` instead of isinstance: libcst's node classes are ABCs, whose failed
+            # isinstance checks were most of this loop's time (concrete node classes have no subclasses)
+            x = nodes[j]
+            t = type(x)
+            if t in _SCOPE_TYPES:
+                if t is cst.FunctionDef:
+                    add(x.name.value, Binding("def", x))
+                elif t is cst.ClassDef:
+                    add(x.name.value, Binding("other"))
+                j = end[j]
+                continue
+            j += 1
+            if t is cst.Assign:
+                for a in x.targets:
+                    tgt = a.target
+                    if type(tgt) is cst.Name:
+                        add(tgt.value, Binding("expr", x.value))
+                    else:
+                        for n, _ in _target_bindings(tgt, lambda i: Binding("other")):
+                            add(n, Binding("other"))
+            elif t is cst.AnnAssign and type(x.target) is cst.Name:
+                add(x.target.value, Binding("expr", x.value) if x.value is not None else Binding("other"))
+            elif t is cst.AugAssign and type(x.target) is cst.Name:
+                add(x.target.value, Binding("other"))
+            elif t is cst.For:
+                it = x.iter
+                for n, b in _target_bindings(x.target, lambda i, it=it: Binding("iter", it, i)):
+                    add(n, b)
+            elif t is cst.WithItem and x.asname is not None:
+                for n, _ in _target_bindings(x.asname.name, lambda i: Binding("other")):  # type: ignore[arg-type]
+                    add(n, Binding("other"))
+            elif (t is cst.Import or t is cst.ImportFrom) and type(x.names) is not cst.ImportStar:
+                for a in x.names:
+                    local = a.asname.name if a.asname is not None else a.name
+                    while type(local) is cst.Attribute:
+                        local = local.value
+                    if type(local) is cst.Name:
+                        add(local.value, Binding("other"))
+            elif t is cst.NamedExpr and type(x.target) is cst.Name:
+                add(x.target.value, Binding("other"))
+            elif t is cst.ExceptHandler and x.name is not None and type(x.name.name) is cst.Name:
+                add(x.name.name.value, Binding("other"))
+            elif t is cst.Global or t is cst.Nonlocal:
+                for n in x.names:
+                    add(n.name.value, Binding("other"))
     return out
 
 
@@ -248,7 +257,11 @@ def _bound_in(node: cst.CSTNode) -> frozenset[str]:
         elif t is cst.FunctionDef or t is cst.ClassDef or t is cst.Param:
             out.add(x.name.value)
         elif t in _TARGET_HOLDERS:
-            out.update(n.value for n in iter_nodes(x.target) if type(n) is cst.Name)
+            target = x.target
+            if type(target) is cst.Name:
+                out.add(target.value)
+            else:
+                out.update(n.value for n in iter_nodes(target) if type(n) is cst.Name)
         elif t is cst.AsName:
             out.update(n.value for n in iter_nodes(x.name) if type(n) is cst.Name)
         elif t is cst.Global or t is cst.Nonlocal:

@@ -18,7 +18,8 @@ from typing import Any
 import libcst as cst
 
 from qfix.source.names import dotted
-from qfix.source.util import arg, iter_nodes, subtree
+from qfix.source.preorder import subtree
+from qfix.source.util import arg, iter_nodes
 
 CREATORS = {
     "tensorflow.lite.TFLiteConverter.from_keras_model",

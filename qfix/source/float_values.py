@@ -276,7 +276,7 @@ class FloatValues:
             if isinstance(owner, cst.Name) and self._fv_lookup(owner.value) is _MODEL:
                 return FloatValue(f"`{owner.value}.predict(...)`")
         if isinstance(func, cst.Call) and (self.names.canon(func.func) or "").startswith("keras.layers."):  # type: ignore[attr-defined]
-            return FloatValue(f"the output of `{self.code_for(func.func)}`")  # type: ignore[attr-defined]
+            return FloatValue(f"the output of `{dotted(func.func) or self.code_for(func.func)}`")  # type: ignore[attr-defined]
         # functions and methods that keep the dtype of their first argument (or the receiver)
         if name in _SAME_RANGE or name in _SAME_DTYPE or name in _CLIPS:
             first = arg(node, 0, None)

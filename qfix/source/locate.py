@@ -23,7 +23,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from libcst.metadata.position_provider import PositionProvidingCodegenState
 
 from qfix.source import memo
-from qfix.source.util import subtree
+from qfix.source.preorder import subtree
 
 
 class _Ranges:

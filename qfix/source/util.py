@@ -187,27 +187,6 @@ def iter_nodes(node: cst.CSTNode):
         stack.extend(kids)
 
 
-# node id -> (node, its iter_nodes): several whole-file passes (the file's activity, the names
-# bound anywhere, locate's node ids) each walked every statement; they now share one walk per
-# statement. Emptied when a check starts (`forget_subtrees`); an entry holds its node, so an id
-# is not reused while it is kept.
-_SUBTREES: dict[int, tuple[Any, tuple[Any, ...]]] = {}
-
-
-def subtree(node: cst.CSTNode) -> tuple[cst.CSTNode, ...]:
-    """`iter_nodes(node)` as a tuple, computed once per node until `forget_subtrees()`."""
-    hit = _SUBTREES.get(id(node))
-    if hit is not None and hit[0] is node:
-        return hit[1]
-    out = tuple(iter_nodes(node))
-    _SUBTREES[id(node)] = (node, out)
-    return out
-
-
-def forget_subtrees() -> None:
-    _SUBTREES.clear()
-
-
 def append_arg(call: cst.Call, new: cst.Arg) -> cst.Call:
     """`call` with `new` appended as its last argument, laid out as the call already is.
 
