@@ -7,7 +7,9 @@ TensorFlow and independent of `--select/--ignore` (a filtered finding must never
   `registered_name`). Keras resolves a class it does not have registered by importing `module`,
   which runs that module's top-level code: tf_keras imports the top-level `"module"` of the
   model itself. Only Keras' own packages are allowed (`keras`, `keras.*`, `tf_keras`,
-  `tf_keras.*`: a prefix test on the dotted name, so `kerasevil.layers` is foreign).
+  `tf_keras.*`: a prefix test on the dotted name, so `kerasevil.layers` is foreign), and a few
+  exact classes of TensorFlow and tfmot (`TRUSTED`: TensorFlow's initializers, which tf_keras
+  writes with their TensorFlow module).
   Anything else is foreign: `foreign_references` lists it; the loader refuses it unless the
   user opted in (`--custom-objects` registering that class, `--trust-lambdas` for functions).
 * **model.weights.h5** — HDF5 can store a dataset's bytes in another file (external storage),
@@ -81,11 +83,19 @@ def references(config: Any) -> Iterator[Reference]:
                 stack.append((f"{pointer}/{_escape(str(key))}", value))
 
 
-# Classes outside Keras that qfix itself writes into a model: the annotation wrapper of tfmot
-# (`--mode qat` annotates the layers tfmot rejects; qfix.model.rewrites.annotate_quantize). An
-# exact (module, class) pair of an installed package, never code from the model file.
+# TensorFlow's own initializers (`tf.constant_initializer(0)`, `tf.zeros_initializer()`): tf_keras
+# writes them with their TensorFlow module (its EfficientNetV2 head's `bias_initializer` does) and
+# resolves them by importing it: TensorFlow's code, loaded already by the Keras that opens the
+# file. The classes of tensorflow/python/ops/init_ops_v2.py (TF 2.x), by exact name.
+TF_INITIALIZERS = frozenset(("tensorflow.python.ops.init_ops_v2", c) for c in (
+    "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal", "TruncatedNormal", "VarianceScaling",
+    "Orthogonal", "Identity", "GlorotUniform", "GlorotNormal"))
+# Classes outside Keras that are allowed, as exact (module, class) pairs of installed packages,
+# never code from the model file: TensorFlow's initializers, and the annotation wrapper of tfmot
+# that qfix itself writes into a model (`--mode qat` annotates the layers tfmot rejects;
+# qfix.model.rewrites.annotate_quantize).
 TRUSTED = frozenset({("tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate",
-                      "QuantizeAnnotate")})
+                      "QuantizeAnnotate")}) | TF_INITIALIZERS
 
 
 def foreign_references(config: Any) -> list[Reference]:

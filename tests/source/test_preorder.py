@@ -12,7 +12,7 @@ import pytest
 
 from qfix.source import memo
 from qfix.source.arrays import Binding, scope_bindings
-from qfix.source.preorder import (Preorder, child_subtree, forget_subtrees, index_module, region, statement_preorder,
+from qfix.source.preorder import (_STATEMENTS, Preorder, child_subtree, forget_subtrees, index_module, region, statement_preorder,
                                   subtree)
 from qfix.source.rule import _tflite_names
 from qfix.source.util import child_nodes, iter_nodes
@@ -44,6 +44,12 @@ def test_every_subtree_is_the_field_walk(name: str, module: cst.Module):
             assert list(p.nodes[i:p.end[i]]) == list(iter_nodes(node)), type(node).__name__
         kinds = {type(p.nodes[i]) for i in p.statements.values()}
         assert all(issubclass(k, (cst.BaseStatement, cst.BaseSuite)) for k in kinds)
+
+
+def test_the_statement_types_are_libcsts():
+    concrete = {t for t in vars(cst).values() if isinstance(t, type) and issubclass(t, (cst.BaseStatement, cst.BaseSuite))
+                and not getattr(t, "__abstractmethods__", None)}
+    assert _STATEMENTS == concrete
 
 
 def _reference(node: cst.CSTNode, out: list) -> None:
