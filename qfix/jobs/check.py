@@ -24,7 +24,7 @@ from qfix.model.inputs import input_specs
 from qfix.rules.base import Context
 from qfix.targets import Profile, load_profile
 from qfix.targets.memory import MemoryBudget
-from qfix.types import Severity, Violation
+from qfix.types import QfixError, Severity, Violation
 
 @dataclass
 class Options:
@@ -92,6 +92,11 @@ def why_not_loadable(findings: list[Violation], opts: Options) -> str | None:
     return None
 
 
+def _explains_failure(findings: list[Violation]) -> bool:
+    failing = {r.code for r in model_rules() if r.fails_conversion}
+    return any(v.code in failing and v.severity == Severity.BLOCKER for v in findings)
+
+
 DISPROVED = "the verification disproves this: the converted model runs fully on the target"
 LAYER_DISPROVED = "the verification disproves this: every op of {layer!r} in the converted model runs on the target"
 
@@ -136,6 +141,11 @@ def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: No
             # Keras 3 RNN, QF305) is this model's verdict, reported beside the findings; an
             # unexplained crash or a limit stays a QF909 error.
             if exc.kind != "crash" or not exc.explained:
+                raise
+            result.not_converted = f"not converted: {exc.message}"
+        except QfixError as exc:
+            # likewise a converter error that a finding explains (`ModelRule.fails_conversion`)
+            if exc.code != "QF909" or not _explains_failure(findings):
                 raise
             result.not_converted = f"not converted: {exc.message}"
         else:

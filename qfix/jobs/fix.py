@@ -34,7 +34,7 @@ from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.rules.base import Context
 from qfix.rules.zero_signal import MIN_SQNR_DB
 from qfix.model.rewrites import Rewrite
-from qfix.types import Applicability, Severity, Violation
+from qfix.types import Applicability, QfixError, Severity, Violation
 
 MAX_EDITS = 500  # every edit removes a finding; this only bounds a fix that keeps re-firing
 SQNR_TOLERANCE_DB = 3.0  # int8 noise between two exact rewrites of the same model
@@ -93,6 +93,8 @@ class FixRun:
     # The original's conversion crashed natively (QF909's line): the rewrites are what let the
     # model convert at all (a rolled Keras 3 RNN), so `before` stays None and they are kept.
     before_failure: str | None = None
+    # ... and the original float model does not run in TensorFlow either: no float comparison
+    float_reference_failure: str | None = None
 
     @property
     def active(self) -> list[AppliedFix]:
@@ -324,6 +326,13 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
                     raise
                 run.before_failure = exc.message
                 original = worker.load(path, archive.dialect, opts.custom_objects, opts.trust_lambdas)
+            except QfixError as exc:
+                # The converter refused the original (an integer tensor into a float-only
+                # kernel, QF106): as for a crash, the rewrites are what may let it convert. If
+                # the fixed model fails too, that failure is the run's.
+                if exc.code != "QF909":
+                    raise
+                run.before_failure = exc.message
         fixed = candidate(config, weights, "fixed") if run.active else original
         fixed_graph = build_graph(config, archive.dialect)
         fixed_calib = for_inputs(calib, fixed_graph)
@@ -372,12 +381,19 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         stats = worker.output_stats(fixed, fixed_calib, "reading the float outputs")
         run.tolerance = safe_tolerance(stats)
         if run.active:
-            run.float_equivalence = equivalence(worker, original, fixed, fixed_calib, progress)
+            try:
+                run.float_equivalence = equivalence(worker, original, fixed, fixed_calib, progress)
+            except QfixError as exc:
+                if run.before_failure is None or isinstance(exc, WorkerFailure):
+                    raise
+                # the original does not even run in TensorFlow (a Keras 3 model only its
+                # symbolic shapes accepted): there is nothing to compare the fixed model with
+                run.float_reference_failure = exc.message
             # A "safe" rewrite promises the same outputs: beyond the tolerance it is not safe.
             # Only judged when every rewrite that changes the model is a safe one (the delta of
             # several cannot be split between them).
             changing = [f for f in run.active if not f.recipe_neutral]
-            if (run.float_equivalence > run.tolerance and changing
+            if (run.float_equivalence is not None and run.float_equivalence > run.tolerance and changing
                     and all(f.applicability == Applicability.SAFE.value for f in changing)):
                 why = (f"float delta {run.float_equivalence:.3g} exceeds the safe tolerance "
                        f"{run.tolerance:.3g}")

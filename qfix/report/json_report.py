@@ -74,6 +74,7 @@ def fix_json(run) -> dict[str, Any]:
     out["not_applied"] = run.skipped
     out["before"] = run.before.to_json() if run.before is not None else None
     out["before_failure"] = run.before_failure
+    out["float_reference_failure"] = run.float_reference_failure
     out["model_not_written"] = run.not_written
     out["batch_note"] = run.batch_note
     return out

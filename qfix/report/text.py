@@ -290,6 +290,9 @@ def render_fix(run, console: Console) -> None:
         render_verification(result.verification, console)
     else:
         render_verification(result.verification, console)
+    if run.float_reference_failure and run.active:
+        console.print("[bold]float equivalence:[/] not measured: the original model does not run in TensorFlow "
+                      f"({escape(run.float_reference_failure)})")
     if run.float_equivalence is not None:
         unsafe = any(f.applicability == "unsafe" for f in run.active)
         label = "float delta of the unsafe fixes" if unsafe else "float equivalence (fixed vs original)"

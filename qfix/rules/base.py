@@ -73,6 +73,9 @@ class ModelRule:
     # A finding of a rule that blocks loading stops qfix from loading the model (that would run
     # code from the file) unless the Context field named by `opt_in` is set; `refusal` says why.
     blocks_loading: ClassVar[bool] = False
+    # The converter refuses a model with this finding (not a crash: an error it raises). The
+    # check reports "not converted" beside the finding instead of stopping on QF909.
+    fails_conversion: ClassVar[bool] = False
     opt_in: ClassVar[str | None] = None
     refusal: ClassVar[str] = ""
 

@@ -22,7 +22,6 @@ MERGES = {"Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "M
 
 def mixed_merge_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
     """`name` is a merge layer whose inputs mix integer and float tensors."""
-    dialect = edit.dialect
     graph = graph_of(edit, scope)
     merge = graph.layers.get(name)
     if merge is None or merge.class_name not in MERGES:
@@ -38,16 +37,22 @@ def mixed_merge_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
             except EditError:
                 pass  # the input is needed as an integer elsewhere: cast here instead
     dtype = floats[0]
+    casts = insert_casts(edit, scope, name, ints, dtype)
+    return f"explicit cast(s) {', '.join(map(repr, casts))} to {dtype} before {name!r}"
+
+
+def insert_casts(edit: ModelEdit, scope: tuple[str, ...], name: str, refs: list, dtype: str) -> list[str]:
+    """An explicit cast to `dtype` of each tensor in `refs` (TensorRefs that layer `name` reads),
+    for `name` alone; returns the casts' names."""
     casts = []
-    for ref in ints:
+    for ref in refs:
         t = (ref.layer, ref.node, ref.index)
-        cast = edit.add(_cast_layer(edit, dialect, f"{ref.layer}_to_{dtype}", dtype, scope), [t], scope)
-        if dialect == "tf_keras":  # tf.cast takes its dtype as a call argument
+        cast = edit.add(_cast_layer(edit, edit.dialect, f"{ref.layer}_to_{dtype}", dtype, scope), [t], scope)
+        if edit.dialect == "tf_keras":  # tf.cast takes its dtype as a call argument
             edit.layer(cast, scope)["inbound_nodes"] = [[t[0], t[1], t[2], {"dtype": dtype}]]
         edit.retarget(name, t, (cast, 0, 0), scope)
         casts.append(cast)
-    note = f"explicit cast(s) {', '.join(map(repr, casts))} to {dtype} before {name!r}"
-    return note
+    return casts
 
 
 def _cast_layer(edit: ModelEdit, dialect: str, base: str, dtype: str, scope: tuple[str, ...]) -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""Give a layer whose TensorFlow kernels take float only the float tensor it needs (QF106
+integer-into-float-kernel).
+
+Keras 3 lets an integer tensor (a uint8 frame) reach a `Conv2D` and saves the model, but
+TensorFlow's convolution (and sigmoid, softmax, PReLU, ...) kernels take float only: tracing
+the model for conversion fails. When the integer tensor is a model input whose values the
+layer reads unchanged, the cast folds into the input (`fold_input_cast`: the input becomes
+float32, the TFLite input stays the raw integer frame through qfix's integer-I/O recipe);
+otherwise an explicit cast to float32 is inserted before the layer, for it alone
+(`insert_casts`). float32 holds every 8- and 16-bit integer exactly: the values the layer
+reads are the integers it was given.
+"""
+
+from __future__ import annotations
+
+from qfix.model.edit import EditError, ModelEdit
+from qfix.model.graph import Graph, Layer, TensorRef, is_integer, preserves_values, tensor_dtype
+from qfix.model.rewrites._shared import graph_of
+from qfix.model.rewrites.fold_input_cast import fold_input_cast
+from qfix.model.rewrites.mixed_merge_cast import insert_casts
+
+# Keras 3 layers that fail on an integer input under TensorFlow (measured with Keras 3.x and
+# TF 2.x: a uint8 and an int32 input each, tf.function-traced): their kernels take float only
+FLOAT_KERNELS = {
+    "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
+    "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "PReLU", "Softmax",
+}
+# activations that run on integers (the rest fail as above): `Activation(...)` with another is
+# a float kernel too
+INTEGER_ACTIVATIONS = {None, "linear", "relu", "relu6", "leaky_relu", "tanh", "exponential"}
+
+
+# Layers whose TensorFlow kernels hand on an integer tensor as an integer, though Keras 3's
+# symbolic pass records their output as float32 (a uint8 frame max-pooled stays uint8)
+KEEPS_INTEGERS = {
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+    "Reshape", "Flatten", "Permute", "RepeatVector", "Cropping1D", "Cropping2D", "Cropping3D",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "ReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "Identity",
+}
+
+
+def _keeps_integers(layer: Layer) -> bool:
+    """TensorFlow's kernel for `layer` hands on an integer tensor as an integer (same values)."""
+    if layer.class_name in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
+        return layer.config.get("interpolation", "nearest") == "nearest"
+    if layer.class_name == "Activation":
+        return layer.config.get("activation") in INTEGER_ACTIVATIONS
+    return layer.class_name in KEEPS_INTEGERS
+
+
+def runtime_dtype(graph: Graph, ref: TensorRef, depth: int = 0) -> str | None:
+    """The dtype TensorFlow gives the tensor `ref`: the recorded one, or an integer dtype that
+    reaches it unchanged through layers that keep integers, whose recorded float32 is only
+    Keras 3's symbolic guess."""
+    recorded = tensor_dtype(graph, ref)
+    src = graph.layers.get(ref.layer)
+    if is_integer(recorded) or depth > 64 or src is None or src.is_input or src.subgraph is not None or not src.inputs:
+        return recorded
+    if _keeps_integers(src):
+        inner = runtime_dtype(graph, src.inputs[0], depth + 1)
+        if is_integer(inner):
+            return inner
+    return recorded
+
+
+def integer_inputs(graph: Graph, ref: TensorRef, depth: int = 0) -> list[Layer] | None:
+    """The integer model inputs whose values reach `ref` unchanged (through layers that keep
+    integers, or join or move them: `preserves_values`), or None when anything else computes it.
+    Those layers compute the same values on a float32 copy of the inputs."""
+    src = graph.layers.get(ref.layer)
+    if src is None or depth > 64 or ref.index != 0:
+        return None
+    if src.is_input:
+        return [src] if is_integer(src.out_dtype) else None
+    if src.subgraph is not None or not src.inputs or not (
+            (_keeps_integers(src) and len(src.inputs) == 1) or preserves_values(src)):
+        return None
+    found: list[Layer] = []
+    for r in src.inputs:
+        sub = integer_inputs(graph, r, depth + 1)
+        if sub is None:
+            return None
+        found += sub
+    return found
+
+
+def integer_refs(graph: Graph, layer: Layer) -> list[tuple[TensorRef, str]]:
+    """The tensors `layer` reads that are integers when TensorFlow runs it, with their dtypes."""
+    out = []
+    for r in layer.inputs:
+        d = runtime_dtype(graph, r)
+        if is_integer(d):
+            out.append((r, d))
+    return out
+
+
+def needs_float(layer: Layer) -> bool:
+    """`layer`'s TensorFlow kernels take float only (see FLOAT_KERNELS)."""
+    if layer.class_name == "Activation":
+        act = layer.config.get("activation")
+        return isinstance(act, str) and act not in INTEGER_ACTIVATIONS
+    return layer.class_name in FLOAT_KERNELS
+
+
+def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
+    """`name` is a float-kernel layer that reads an integer tensor."""
+    graph = graph_of(edit, scope)
+    layer = graph.layers.get(name)
+    if layer is None or not needs_float(layer):
+        raise EditError(f"{name!r} is not a layer with float-only kernels")
+    ints = [r for r, _ in integer_refs(graph, layer)]
+    if not ints:
+        raise EditError(f"{name!r} reads no integer tensor")
+    sources = [integer_inputs(graph, r) for r in ints]
+    if all(s is not None for s in sources):
+        # inputs' values, kept by every layer on the way: the inputs themselves become float32
+        # (a max pooling or a padding computes the same values on them), as QF102's fold does
+        try:
+            return "; ".join(fold_input_cast(edit, scope, n) for n in dict.fromkeys(i.name for s in sources for i in s))
+        except EditError:
+            pass  # needed as an integer elsewhere (an Embedding): cast here, for this layer alone
+    casts = insert_casts(edit, scope, name, ints, "float32")
+    return f"explicit cast(s) {', '.join(map(repr, casts))} to float32 before {name!r}"

@@ -1,0 +1,175 @@
+"""QF106 integer-into-float-kernel: an integer tensor reaches a layer whose kernels take float only (model).
+
+## What it does
+Finds a layer whose TensorFlow kernels take float only (`Conv1D/2D/3D`, depthwise, separable
+and transposed convolutions, `PReLU`, `Softmax`, an `Activation` other than relu, relu6,
+leaky_relu, linear, tanh and exponential) that reads an integer tensor: a `uint8` model input,
+directly or through layers that keep integers in TensorFlow (max pooling, padding, reshapes),
+which Keras 3 records as float32.
+
+## Why is this bad?
+Keras 3 builds and saves such a model (its symbolic shapes do not run the kernels), but
+TensorFlow cannot trace it: the conversion fails with `Value passed to parameter 'input' has
+DataType uint8 not in list of allowed values: float16, bfloat16, float32, float64`, which
+names no layer. tf_keras refuses the same model when it is built.
+
+## Example
+```python
+frame = keras.Input((224, 224, 3), dtype="uint8")
+x = keras.layers.Conv2D(16, 3)(frame)
+```
+
+## Use instead
+```python
+frame = keras.Input((224, 224, 3))  # float input; converter.inference_input_type = tf.uint8
+x = keras.layers.Conv2D(16, 3)(frame)
+```
+
+## Fix safety
+Safe for 8- and 16-bit integers: float32 holds them exactly, so the layer reads the values it
+was given. When the layer reads a model input's values unchanged the cast folds into the input
+(the TFLite input stays the raw integer frame); otherwise an explicit cast is inserted before
+the layer. Unsafe for 32- and 64-bit integers, which float32 rounds above 2**24.
+
+## Targets
+Every target: the rule reads no property of the target's profile.
+"""
+
+from __future__ import annotations
+
+from qfix.model import rewrites
+from qfix.model.cases import functional_config, sequential_config
+from qfix.model.graph import EXACT_IN_FLOAT32
+from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.float_kernel_cast import integer_refs, needs_float
+from qfix.rules.base import ModelCase, ModelRule
+from qfix.types import Applicability
+
+
+class IntegerIntoFloatKernel(ModelRule):
+    """Model side of QF106 integer-into-float-kernel; documented once, in the module docstring
+    (`qfix rule QF106`)."""
+
+    code = "QF106"
+    name = "integer-into-float-kernel"
+    fix_applicability = Applicability.SAFE
+    fails_conversion = True
+
+    def check(self, graph, ctx):
+        for path, layer in graph.walk():
+            if layer.is_input or not needs_float(layer):
+                continue
+            inner = graph
+            for p in path:
+                inner = inner.layers[p].subgraph
+            ints = [(r.layer, d) for r, d in integer_refs(inner, layer)]
+            if not ints:
+                continue
+            read = ", ".join(f"{d} {n!r}" for n, d in ints)
+            exact = all(d in EXACT_IN_FLOAT32 for _, d in ints)
+            yield self.violation(
+                f"{layer.class_name} {layer.name!r} reads {read}: TensorFlow's kernels for it take float only, "
+                "so the conversion fails ('DataType ... not in list of allowed values')",
+                layer.name,
+                fix="cast the integer tensor to float32 before it (folded into the input when it is one)"
+                + ("" if exact else "; float32 rounds integers above 2**24"),
+                applicability=Applicability.SAFE if exact else Applicability.UNSAFE,
+                pointer=layer.pointer,
+                rewrite=Rewrite(rewrites.float_kernel_cast, path, layer.name),
+            )
+
+    CASES = [
+        ModelCase(
+            "uint8-input-into-conv",  # folded into the input: it becomes float32
+            functional_config(
+                [("frame", (None, 8, 8, 3), "uint8")],
+                [("conv", "Conv2D", {"filters": 4, "kernel_size": 3}, ["frame"], "float32", (None, 6, 6, 4))],
+                ["conv"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "sequential-uint8-into-depthwise",
+            sequential_config(("frame", (1, 8, 8, 3), "uint8"),
+                              [("dw", "DepthwiseConv2D", {"kernel_size": 3}, (1, 6, 6, 3))]),
+            fires=True,
+            count=1,
+            expected={"class_name": "InputLayer", "config": {"name": "frame", "dtype": "float32"}},
+        ),
+        ModelCase(
+            "uint8-ids-also-embedded",  # the Embedding needs the integers: an explicit cast for the conv
+            functional_config(
+                [("ids", (None, 8), "uint8")],
+                [("emb", "Embedding", {"input_dim": 256, "output_dim": 4}, ["ids"], "float32", (None, 8, 4)),
+                 ("col", "Reshape", {"target_shape": [8, 1]}, ["ids"], "uint8", (None, 8, 1)),
+                 ("conv", "Conv1D", {"filters": 4, "kernel_size": 1}, ["col"], "float32", (None, 8, 4))],
+                ["emb", "conv"],
+            ),
+            fires=True,
+            count=1,
+            expected=[("ids", "InputLayer"), ("col", "Reshape"), ("col_to_float32", "Cast"), ("emb", "Embedding"),
+                      ("conv", "Conv1D")],  # in Keras's own layer order
+        ),
+        ModelCase(
+            "uint8-pooled-recorded-float",  # Keras 3 records the pool's output as float32: it is uint8
+            functional_config(
+                [("frame", (None, 8, 8, 3), "uint8")],
+                [("pool", "MaxPooling2D", {"pool_size": [2, 2]}, ["frame"], "float32", (None, 4, 4, 3)),
+                 ("pad", "ZeroPadding2D", {"padding": [[1, 1], [1, 1]]}, ["pool"], "float32", (None, 6, 6, 3)),
+                 ("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["pad"], "float32", (None, 6, 6, 4))],
+                ["conv"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},  # max pooling and padding: same values
+        ),
+        ModelCase(
+            "uint8-averaged-into-conv",  # average pooling computes floats: nothing to report
+            functional_config(
+                [("frame", (None, 8, 8, 3), "uint8")],
+                [("pool", "AveragePooling2D", {"pool_size": [2, 2]}, ["frame"], "float32", (None, 4, 4, 3)),
+                 ("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["pool"], "float32", (None, 4, 4, 4))],
+                ["conv"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
+            "uint8-into-sigmoid",
+            functional_config(
+                [("x", (None, 8), "uint8")],
+                [("act", "Activation", {"activation": "sigmoid"}, ["x"], "float32", (None, 8))],
+                ["act"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "uint8-into-relu",  # integer kernels exist: nothing to report
+            functional_config(
+                [("x", (None, 8), "uint8")],
+                [("act", "Activation", {"activation": "relu"}, ["x"], "uint8", (None, 8))],
+                ["act"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
+            "int32-into-dense",  # Dense promotes its input to float itself
+            functional_config(
+                [("x", (None, 8), "int32")],
+                [("dense", "Dense", {"units": 2}, ["x"], "float32", (None, 2))],
+                ["dense"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
+            "float-input-into-conv",
+            functional_config(
+                [("x", (None, 8, 8, 3), "float32")],
+                [("conv", "Conv2D", {"filters": 4, "kernel_size": 3}, ["x"], "float32", (None, 6, 6, 4))],
+                ["conv"],
+            ),
+            fires=False,
+        ),
+    ]
