@@ -181,6 +181,15 @@ class Profile:
         rules = [] if spec is None else [r for r in spec.constraints if r.predicate == "fused_activation_in"]
         return all(activation_op in r.args.get("values", ()) for r in rules if r.severity == "blocker")
 
+    def output_rank_limit(self, op: str) -> int | None:
+        """The largest effective rank (dimensions other than 1) the output of `op` may have on
+        this target, from its `effective_rank_le` blocker rule on output0; None when unlimited
+        (the Edge TPU's FULLY_CONNECTED: 1, "Output tensor is one-dimensional")."""
+        spec = self.ops.get(op)
+        limits = [int(r.args["n"]) for r in (spec.constraints if spec else ())
+                  if r.predicate == "effective_rank_le" and r.args.get("tensor") == "output0" and r.severity == "blocker"]
+        return min(limits) if limits else None
+
     # ---- the source rules' view, derived from the facts above -------------------------------
     @property
     def batch(self) -> int | None:

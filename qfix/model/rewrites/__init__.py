@@ -54,6 +54,7 @@ class Rewrite:
 from qfix.model.rewrites.annotate_quantize import annotate_pass_through, annotate_quantize  # noqa: E402
 from qfix.model.rewrites.batchnorm_as_depthwise import batchnorm_as_depthwise  # noqa: E402
 from qfix.model.rewrites.conv1d_as_conv2d import conv1d_as_conv2d  # noqa: E402
+from qfix.model.rewrites.dense_as_conv import dense_as_conv  # noqa: E402
 from qfix.model.rewrites.densify_grouped_conv import densify_grouped_conv  # noqa: E402
 from qfix.model.rewrites.depthwise_grouped_conv import depthwise_grouped_conv  # noqa: E402
 from qfix.model.rewrites.drop_noop_cast import drop_noop_cast  # noqa: E402
@@ -83,7 +84,7 @@ from qfix.model.rewrites.upsampling1d_to_resizing import upsampling1d_to_resizin
 from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  # noqa: E402
 
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "annotate_pass_through", "annotate_quantize", "batchnorm_as_depthwise",
-           "conv1d_as_conv2d", "densify_grouped_conv", "depthwise_grouped_conv", "drop_noop_cast", "flatten_nested", "float_kernel_cast", "fold_input_cast", "gelu_tanh", "hard_sigmoid_tf_keras", "hard_swish",
+           "conv1d_as_conv2d", "dense_as_conv", "densify_grouped_conv", "depthwise_grouped_conv", "drop_noop_cast", "flatten_nested", "float_kernel_cast", "fold_input_cast", "gelu_tanh", "hard_sigmoid_tf_keras", "hard_swish",
            "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "layernorm_decomposed", "leaky_relu_to_prelu", "mixed_merge_cast",
            "narrow_64bit", "normalization_as_depthwise", "pool1d_as_pool2d", "repeat_vector_to_resizing", "split_activation", "split_grouped_conv",
            "static_batch", "tf_op_to_builtin", "unfuse_transpose_conv", "unroll_rnn", "upsampling1d_to_resizing",
