@@ -35,16 +35,10 @@ from __future__ import annotations
 
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
+from qfix.model.lambda_plan import recorded_input_shape
 from qfix.model.rewrites import Rewrite
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
-
-
-def _input_shape(layer) -> list | None:
-    shape = (layer.raw.get("build_config") or {}).get("input_shape")
-    if not isinstance(shape, list) and layer.inputs and layer.inputs[0].shape is not None:
-        shape = list(layer.inputs[0].shape)
-    return shape if isinstance(shape, list) else None
 
 
 class PointwiseDense(ModelRule):
@@ -62,7 +56,7 @@ class PointwiseDense(ModelRule):
             for layer in g:
                 if layer.class_name != "Dense":
                     continue
-                shape = _input_shape(layer)
+                shape = recorded_input_shape(layer)
                 if shape is None or len(shape) < 3:
                     continue
                 out = [*shape[1:-1], layer.config.get("units")]
