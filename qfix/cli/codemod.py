@@ -14,6 +14,7 @@ from libcst.codemod import CodemodContext, SkipFile, VisitorBasedCodemodCommand
 
 from qfix.rules import source_rules
 from qfix.source.engine import fix_source
+from qfix.source.parse import parse_module
 
 
 class ApplyQfixFixes(VisitorBasedCodemodCommand):
@@ -37,4 +38,4 @@ class ApplyQfixFixes(VisitorBasedCodemodCommand):
             self.warn(f"{v.location.line}:{v.location.col}: {v.code} {v.message}")
         if result.code == code:
             raise SkipFile("no qfix fixes")
-        return cst.parse_module(result.code)
+        return parse_module(result.code)

@@ -15,7 +15,9 @@ findings is never re-printed, so it stays byte-identical.
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -26,6 +28,7 @@ from qfix.types import Applicability, Fix, Location, Severity, Violation
 from qfix.source.locate import locate, whole
 from qfix.source.names import Names
 from qfix.source.preorder import forget_subtrees, index_module
+from qfix.source.parse import parse_module
 from qfix.source.util import _fields  # noqa: F401 - flavour.py reads it here
 from qfix.source.rule import (
     AddImport,
@@ -131,9 +134,12 @@ def _suppressions(code: str) -> tuple[dict[int, set[str] | None], set[str] | Non
         return lines, file_level
     # Python's (and libcst's) line breaks only: str.splitlines also breaks at \f, \x1c, \u2028...,
     # which would move every comment after one of them to the wrong line
+    comments = _comments(code) if SUPPRESS.search(code) else None  # ignore-file matches SUPPRESS too
     for i, text in enumerate(_LINE_BREAK.split(code), start=1):
         if "qfix" not in text:
             continue
+        if comments is not None:  # only a comment suppresses: not `"# qfix: ignore"` in a string
+            text = comments.get(i, "")
         mf = _SUPPRESS_FILE.search(text)
         if mf:
             codes = {c.strip().upper() for c in (mf.group(1) or "").split(",") if c.strip()}
@@ -147,6 +153,19 @@ def _suppressions(code: str) -> tuple[dict[int, set[str] | None], set[str] | Non
             codes = {c.strip().upper() for c in (m.group(1) or "").split(",") if c.strip()}
             lines[i] = codes or None
     return lines, file_level
+
+
+def _comments(code: str) -> dict[int, str] | None:
+    """The comment on each line of `code` (Python's tokenizer; universal newlines, as libcst's
+    lines), or None when the tokenizer cannot read the text (then whole lines are searched)."""
+    out: dict[int, str] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(code, newline=None).readline):
+            if tok.type == tokenize.COMMENT:
+                out[tok.start[0]] = tok.string
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return None
+    return out
 
 
 def _suppressed(v: Violation, lines: dict[int, set[str] | None], file_level: Any) -> bool:
@@ -179,7 +198,7 @@ def lint_source(
     ]
     if module is None:
         try:
-            module = cst.parse_module(code)
+            module = parse_module(code)
         except (cst.ParserSyntaxError, RecursionError, ValueError, SyntaxError) as exc:  # noqa: PERF203
             return LintResult([_parse_error(path, exc, code)], None)
     if not active:
@@ -462,7 +481,7 @@ def fix_source(
                 new_module = parsed.module
             else:
                 new_code = new_module.code
-                new_module = cst.parse_module(new_code)  # the result must re-parse
+                new_module = parse_module(new_code)  # the result must re-parse
         except Exception as exc:  # noqa: BLE001 - a broken fix must not stop the run
             errors.append(
                 Violation(

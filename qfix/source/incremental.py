@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import libcst as cst
 from libcst._nodes.internal import CodegenState
+from qfix.source.parse import parse_module
 
 _PASS = "pass\n"
 
@@ -99,7 +100,7 @@ class Parsed:
     @classmethod
     def parse(cls, text: str) -> "Parsed":
         try:
-            return cls(text, cst.parse_module(text))
+            return cls(text, parse_module(text))
         except (cst.ParserSyntaxError, RecursionError, ValueError, SyntaxError) as exc:  # noqa: PERF203
             return cls(text, None, exc)
 
@@ -165,7 +166,7 @@ class Parsed:
         tail = (len(old) - starts[j]) if j < n else 0
         region = text[start:len(text) - tail]
         try:
-            got = cst.parse_module((_PASS if i > 0 else "") + region)
+            got = parse_module((_PASS if i > 0 else "") + region)
         except (cst.ParserSyntaxError, RecursionError, ValueError, SyntaxError):
             return None
         body = list(got.body[1:] if i > 0 else got.body)

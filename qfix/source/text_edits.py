@@ -21,6 +21,7 @@ import libcst as cst
 
 from qfix.types import TextEdit
 from qfix.source.engine import LintResult, apply_fix
+from qfix.source.parse import parse_module
 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 NEWLINES = ("\r\n", "\n", "\r")  # what ends a line, for reports that must say it (SARIF)
@@ -106,7 +107,7 @@ def attach(code: str, lint: LintResult) -> None:
             continue
         try:
             new = apply_fix(lint.module, fix.edits).code
-            cst.parse_module(new)
+            parse_module(new)
         except Exception:  # noqa: BLE001 - a broken fix is left without text edits
             continue
         fix.text_edits = replacements(code, new)

@@ -154,6 +154,20 @@ def test_suppression_comments_count_lines_as_python_does():
     assert [v.location.line for v in lint_source(code, rules=TOYS).violations] == [3]
 
 
+def test_only_a_comment_suppresses():
+    # the review's case: the directive's text inside a string is no directive
+    code = ('u = "# qfix: ignore[QF990]"; print(1)\n'
+            "s = '# qfix: ignore'; print(2)\n"
+            'd = """\n# qfix: ignore-file\n"""; print(3)\n'
+            "print(4)  # qfix: ignore[QF990] after code\n")
+    assert [v.location.line for v in lint_source(code, rules=TOYS).violations] == [1, 2, 5]
+    # a text the tokenizer cannot read: whole lines are searched, as before
+    from qfix.source.engine import _comments, _suppressions
+
+    assert _comments("print(2\n") is None
+    assert _suppressions("x = 1  # qfix: ignore\nprint(2\n")[0] == {1: None}
+
+
 def test_parse_error_is_a_finding():
     res = lint_source("def f(:\n    pass\n", path="bad.py", rules=TOYS)
     assert [v.code for v in res.violations] == ["QF915"]
