@@ -128,7 +128,7 @@ def _upper(selectors: Optional[List[str]]) -> Optional[List[str]]:
 
 @app.command(cls=PlainHelp, help=HELP, epilog=EPILOG)
 def main_command(
-    paths: List[Path] = typer.Argument(..., metavar="PATH", show_default=False,
+    paths: List[str] = typer.Argument(..., metavar="PATH", show_default=False,
                                        help="a .keras model or a folder of them, or .py files / folders"),
     target: Optional[str] = typer.Option(None, "--target", "-t", metavar="T",
                                          help="edgetpu (the default; for Python sources [tool.qfix] target first), int8, tflm, ethos-u (see `qfix targets`), or a profile .toml; Python sources also `none` (no target rules)"),
@@ -161,6 +161,9 @@ def main_command(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", metavar="DIR",
                                            help="models: write the outputs there (created if needed)"),
     in_place: bool = typer.Option(False, "--in-place", help="models: overwrite the input with the fixed model"),
+    force_exclude: bool = typer.Option(False, "--force-exclude",
+                                       help="Python sources: apply [tool.qfix] exclude to files named on the "
+                                            "command line too (as pre-commit passes them)"),
     version: bool = typer.Option(False, "--version", "-V", is_eager=True, callback=_version,
                                  help="print the versions of qfix, Python and its libraries"),
 ) -> None:
@@ -178,8 +181,11 @@ def main_command(
         ("--check", check), ("--calibration", calibration is not None), ("--custom-objects", custom_objects),
         ("--trust-lambdas", trust_lambdas), ("--mode", mode), ("--samples", samples is not None),
         ("--static", static), ("--write", write), ("--unsafe-fixes", unsafe_fixes), ("--diff", diff),
-        ("--out-dir", out_dir), ("--in-place", in_place), ("--memory", memory is not None)) if value}
-    inputs = classify(list(paths))
+        ("--out-dir", out_dir), ("--in-place", in_place), ("--memory", memory is not None),
+        ("--force-exclude", force_exclude)) if value}
+    if any(not p for p in paths):  # Path("") is the current folder: never what was meant
+        raise QfixError("QF907", "no such file or folder: '' (an empty path)")
+    inputs = classify([Path(p) for p in paths])
     try:
         check_usage(given, models=bool(inputs.models), select=_csv(select), ignore=_csv(ignore),
                     qat=mode == "qat")
@@ -212,7 +218,8 @@ def main_command(
         print(f"note: {note}", file=sys.stderr)
 
     code = run_source(inputs.sources, write=write, unsafe_fixes=unsafe_fixes, diff=diff, select=select,
-                      ignore=ignore, target=target, output_format=output_format, console=console)
+                      ignore=ignore, target=target, output_format=output_format, console=console,
+                      force_exclude=force_exclude)
     raise typer.Exit(code)
 
 

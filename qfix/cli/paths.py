@@ -52,6 +52,8 @@ def classify(paths: list[Path]) -> Inputs:
         elif _is_model(p):
             found.models.append(p)
         elif p.suffix.lower() in SOURCE_SUFFIXES:
+            if not p.is_file():  # a FIFO would block the read; a device or socket has no source
+                raise error("QF914", f"{p} is not a regular file (a pipe, socket or device)")
             found.sources.append(p)
         else:
             _not_readable(p)

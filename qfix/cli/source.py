@@ -48,10 +48,14 @@ def run(
     output_format: str,
     console: Any,
     jobs: int | None = None,
+    force_exclude: bool = False,
 ) -> int:
     """Check (and with `write`, fix) Python sources. Returns the exit code (0/1/2)."""
     if output_format not in OUTPUT_FORMATS:
         raise QfixError("QF914", f"unknown output format {output_format!r} (use one of: {', '.join(OUTPUT_FORMATS)})")
+    if diff and output_format == "concise":
+        raise QfixError("QF914", "--diff and --format concise do not combine: --diff prints the patch of the "
+                                 "fixes, --format concise one line per finding")
     paths = [Path(p) for p in paths] or [Path(".")]
     missing = [p for p in paths if not p.exists()]
     if missing:
@@ -77,7 +81,7 @@ def run(
     if select and not rules:
         raise QfixError("QF914", f"--select {','.join(select)} matches no source rule")
 
-    files = collect_files(paths, cfg.exclude, cfg.root)
+    files = collect_files(paths, cfg.exclude, cfg.root, force_exclude=force_exclude)
     explicit = {p for p in paths if p.is_file()}
     job = Job(
         rules=rules, target=target, unsafe_fixes=unsafe_fixes,

@@ -33,7 +33,7 @@ QAT_CONFLICTS = (
 )
 MODEL_ONLY = ("--in-place", "--out-dir", "--calibration", "--samples", "--trust-lambdas",
               "--custom-objects", "--static", "--mode", "--memory")
-SOURCE_ONLY = ("--write",)
+SOURCE_ONLY = ("--write", "--force-exclude")
 
 
 def check_usage(given: set[str], *, models: bool, select: list[str] | None, ignore: list[str] | None,
@@ -50,9 +50,11 @@ def check_usage(given: set[str], *, models: bool, select: list[str] | None, igno
     wrong = SOURCE_ONLY if models else MODEL_ONLY
     for opt in wrong:
         if opt in given:
-            if models:
+            if models and opt == "--write":
                 raise error("QF914", f"{opt} applies fixes to Python files; a model is fixed by default "
                                      "(without --check) into <stem>.qfix.keras")
+            if models:
+                raise error("QF914", f"{opt} applies to Python sources, not to .keras models")
             raise error("QF914", f"{opt} applies to .keras models, not to Python sources")
     for flag, selectors in (("--select", select), ("--ignore", ignore)):
         if selectors is not None and not selectors:

@@ -36,7 +36,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcParseError
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
@@ -82,6 +82,12 @@ class Protocol(LanguageServerProtocol):
     def handle_message(self, message):
         if message is IGNORED:
             return
+        if self._shutdown and isinstance(getattr(message, "id", None), (int, str)) and getattr(message, "method", None):
+            # LSP: after `shutdown`, a request gets InvalidRequest (pygls drops it unanswered)
+            if message.method != lsp.EXIT:
+                error = JsonRpcInvalidRequest(f"{message.method!r} after shutdown")
+                self._send_response(message.id, None, error.to_response_error())
+                return
         super().handle_message(message)
 
     @lsp_method(lsp.TEXT_DOCUMENT_DID_CHANGE)

@@ -52,7 +52,9 @@ def summary(run: SourceRun) -> str:
     safe = sum(1 for v in vs if v.fix is not None and v.fix.applicability is Applicability.SAFE)
     unsafe = sum(1 for v in vs if v.fix is not None and v.fix.applicability is Applicability.UNSAFE)
     manual = len(vs) - safe - unsafe
-    parts = [f"Found {_plural(len(vs), 'issue')} in {_plural(run.checked, 'file')}."]
+    where = len({v.location.path for v in vs})
+    of = f" (of {run.checked} checked)" if where < run.checked else ""
+    parts = [f"Found {_plural(len(vs), 'issue')} in {_plural(where, 'file')}{of}."]
     if safe:
         parts.append(f"[*] {safe} fixable with --write.")
     if unsafe:

@@ -58,11 +58,15 @@ def excluded(path: Path, patterns: Sequence[str], root: Path | None) -> bool:
     return any(fnmatch.fnmatch(c, p) or fnmatch.fnmatch(c, p.rstrip("/") + "/*") for c in candidates for p in patterns)
 
 
-def collect_files(paths: Iterable[Path], exclude: Sequence[str] = (), root: Path | None = None) -> list[Path]:
+def collect_files(paths: Iterable[Path], exclude: Sequence[str] = (), root: Path | None = None, *,
+                  force_exclude: bool = False) -> list[Path]:
+    """The Python files under `paths` not matching `exclude`. A file named explicitly is always
+    checked, unless `force_exclude` (Ruff's `--force-exclude`: pre-commit names every file)."""
     out: set[Path] = set()
     for p in paths:
         if p.is_file():
-            out.add(p)  # named explicitly: always checked
+            if not (force_exclude and excluded(p, exclude, root)):
+                out.add(p)
             continue
         if not p.is_dir():
             continue

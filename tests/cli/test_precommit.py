@@ -112,7 +112,20 @@ def test_hooks_pick_their_files(project: Path, pre_commit_home: Path):
     py_part, keras_part = run.stdout.split("qfix (.keras models)", 1)
     # train.py and clean.py, no model; source runs default to the edgetpu target (no pyproject
     # here), so the converter's settings are judged for it too: QF402, QF403.
-    assert "Found 4 issues in 2 files." in py_part
+    assert "Found 4 issues in 1 file (of 2 checked)." in py_part
     assert "train.py:6:1: QF402 [*]" in py_part and "train.py:6:1: QF403" in py_part
     assert "== blocked.keras ==" in keras_part and "== fine.keras ==" in keras_part  # both models, in one run
     assert "train.py" not in keras_part
+
+
+def test_python_hook_honours_the_configured_exclude(project: Path, pre_commit_home: Path):
+    """pre-commit names every staged file; `[tool.qfix] exclude` still holds for them (the hook
+    runs `qfix --force-exclude`, as Ruff's does). Review of issue 12."""
+    (project / "experiments").mkdir()
+    (project / "experiments" / "exp.py").write_text(FINDINGS)
+    (project / "pyproject.toml").write_text('[tool.qfix]\nexclude = ["experiments/*"]\n')
+    git("add", "-A", cwd=project)
+    run = pre_commit("run", "qfix", "--files", "experiments/exp.py", cwd=project, home=pre_commit_home)
+    assert run.returncode == 0, run.stdout + run.stderr
+    run = pre_commit("run", "qfix", "--files", "experiments/exp.py", "train.py", cwd=project, home=pre_commit_home)
+    assert run.returncode == 1 and "train.py:2:5: QF202" in run.stdout and "exp.py" not in run.stdout

@@ -156,7 +156,7 @@ def test_concise_is_one_line_per_finding_and_a_summary(tree: Path, monkeypatch):
         m = re.fullmatch(r"(\S+):(\d+):(\d+): (QF\d{3})( \[\*\])? (.+)", line)
         assert m, line
         assert (m.group(4), int(m.group(2)), m.group(6)) == (f["code"], f["location"]["line"], f["message"])
-    assert lines[-1].startswith("Found 3 issues in 3 files.")
+    assert lines[-1].startswith("Found 3 issues in 2 files (of 3 checked).")  # the files with findings, of those checked
     assert code == 1
 
 
@@ -164,6 +164,8 @@ def test_bad_usage_exit_2(tree: Path):
     assert call([tree / "nope.py"])[0] == 2
     assert call([tree], target="no-such-target")[0] == 2
     assert call([tree], output_format="xml")[0] == 2
+    code, out = call([tree], output_format="concise", diff=True)  # the review: the diff was dropped silently
+    assert code == 2 and out.startswith("QF914 --diff and --format concise do not combine")
     assert call([tree], select=["QF999"])[0] == 2
     code, out = call([tree], select=["QF2"], ignore=["QF399", "lambda-layer"])
     assert code == 2 and out.startswith("QF914 unknown rule selector QF399 ")
@@ -189,6 +191,20 @@ def test_pyproject_config(tmp_path: Path, monkeypatch):
     assert "QF401" in out and "QF202" not in out and "legacy" not in out
     assert "+c.representative_dataset = calib.gen" in out
     assert "+import calib" in out  # the inserted name resolves
+
+
+def test_force_exclude_holds_for_files_named_explicitly(tmp_path: Path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.qfix]\nexclude = ["legacy/*"]\n')
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "legacy" / "old.py").write_text(SCRIPT)
+    (tmp_path / "new.py").write_text(SCRIPT)
+    monkeypatch.chdir(tmp_path)
+    named = [Path("legacy/old.py"), Path("new.py")]
+    code, out = call(named)  # named: checked, as Ruff without --force-exclude
+    assert code == 1 and "old.py" in out and "new.py" in out
+    code, out = call(named, force_exclude=True)
+    assert code == 1 and "old.py" not in out and "new.py" in out
+    assert call([Path("legacy/old.py")], force_exclude=True)[0] == 0
 
 
 def test_bad_pyproject_is_exit_2(tmp_path: Path):

@@ -49,6 +49,13 @@ def test_malformed_requests_get_errors_and_the_server_keeps_answering(tmp_path: 
 
         wire.send({"id": 6, "method": "shutdown"})
         assert "error" not in wire.response(6)
+        # LSP: a request after shutdown is an InvalidRequest error, not left unanswered (review)
+        wire.send({"id": 7, "method": "textDocument/codeAction", "params": {
+            "textDocument": {"uri": URI_OK}, "range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}},
+            "context": {"diagnostics": []}}})
+        assert wire.response(7)["error"]["code"] == -32600
+        wire.send({"id": 8, "method": "shutdown"})
+        assert wire.response(8)["error"]["code"] == -32600
         wire.send({"method": "exit"})
         assert wire.close() == 0
     finally:
