@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -qq --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench fixtures
+.PHONY: setup demo test test-fast bench fixtures rules
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "setup: installing qfix and its tested dependencies into $(VENV), TensorFlow and its family included (about 2.5 GB installed; a few minutes the first time)"
@@ -44,3 +44,7 @@ bench: $(STAMP)
 
 fixtures: $(STAMP)
 	$(PY) fixtures/build.py
+
+# The rule catalogue (rules/*.md) from the rule modules' docstrings.
+rules: $(STAMP)
+	$(PY) -m qfix.rules.docs rules

@@ -16,6 +16,8 @@ in tests/data/ and every test log is validated against it):
   and the model (`kind` "module") and its layer (`kind` "member") as logical locations
   (§3.33.7); the model's artifact carries the rest of qfix's JSON report (verification,
   outputs) in its property bag under `qfix`.
+* `tool.driver.informationUri` and each rule's `helpUri`: the project and the catalogue's
+  page of the code (`qfix.rules.docs.HOME`, `doc_url`), the pages the editor links to.
 * `invocations[0]`: `exitCode` (qfix's exit status) and `executionSuccessful` (false when
   an error code ended the run or one model's part of it).
 """
@@ -27,7 +29,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import quote
@@ -211,11 +212,11 @@ class _Log:
     # -- the log ---------------------------------------------------------------------------
     def driver(self) -> dict[str, Any]:
         driver: dict[str, Any] = {"name": "qfix", "version": __version__, "semanticVersion": __version__}
-        home, rules_url = _project_urls()
-        if home:
-            driver["informationUri"] = home
-        driver["rules"] = [_descriptor(d, rules_url) for d in self.rules]
-        driver["notifications"] = [_descriptor(d, rules_url) for d in self.errors]
+        from qfix.rules.docs import HOME
+
+        driver["informationUri"] = HOME
+        driver["rules"] = [_descriptor(d) for d in self.rules]
+        driver["notifications"] = [_descriptor(d) for d in self.errors]
         return driver
 
     def run(self, exit_code: int, *, text: bool) -> dict[str, Any]:
@@ -245,7 +246,7 @@ class _Log:
         return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
-def _descriptor(d: RuleDoc, rules_url: str | None) -> dict[str, Any]:
+def _descriptor(d: RuleDoc) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": d.code,
         "name": d.name,
@@ -255,23 +256,10 @@ def _descriptor(d: RuleDoc, rules_url: str | None) -> dict[str, Any]:
         "defaultConfiguration": {"level": LEVELS[d.severity]},
         "properties": {"tags": [t for prefix, t in TAGS.items() if d.code.startswith(prefix)]},
     }
-    if rules_url:
-        out["helpUri"] = f"{rules_url.rstrip('/')}/{d.code}.md"
+    from qfix.rules.docs import doc_url
+
+    out["helpUri"] = doc_url(d.code)  # the catalogue's page, as the editor links it
     return out
-
-
-def _project_urls() -> tuple[str | None, str | None]:
-    """`Homepage` and `Rules` from the installed package's Project-URL metadata
-    (pyproject's [project.urls]); None where it declares none (a URI must not be made up)."""
-    try:
-        entries = metadata.metadata("qfix").get_all("Project-URL") or []
-    except metadata.PackageNotFoundError:
-        return None, None
-    urls = {}
-    for entry in entries:
-        label, _, url = entry.partition(",")
-        urls[label.strip().lower()] = url.strip()
-    return urls.get("homepage"), urls.get("rules")
 
 
 def _iana(encoding: str) -> str:

@@ -17,10 +17,12 @@ from qfix.types import RuleDoc, Severity
 
 RULE_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "Fix safety", "Targets")
 
-# Where a code's page is published: the one place that says so (the editor's diagnostics link
-# to it). The project has no published address yet; this follows DESIGN.md's catalogue
-# (`rules/<CODE>.md` at the top of the repository). `qfix rule CODE` prints the same document.
-RULE_URL = "https://github.com/qfix-dev/qfix/blob/main/rules/{code}.md"
+# Where the project and a code's page are published: the one place that says so (the editor's
+# diagnostics and SARIF's rules link to them; pyproject's [project.urls] declares the same).
+# The pages are DESIGN.md's catalogue, `rules/<CODE>.md` at the top of the repository, made by
+# `pages()` below. `qfix rule CODE` prints the same document.
+HOME = "https://github.com/qfix-dev/qfix"
+RULE_URL = HOME + "/blob/main/rules/{code}.md"
 
 
 def doc_url(code: str) -> str:
@@ -61,3 +63,52 @@ def _entry(code: str, name: str, severity: Severity, error: bool) -> RuleDoc:
     if error:  # its head says only "(a qfix error)": the first sentence of its cause says more
         summary = re.split(r"(?<=\.)\s", " ".join(description.split()), maxsplit=1)[0]
     return RuleDoc(code, name, severity, summary, description, doc, error)
+
+
+# --------------------------------------------------------------------------------------------
+# The catalogue's pages (DESIGN: `rules/` at the top of the repository, generated from the rule
+# docstrings; tests/rules/test_catalogue_pages.py fails when a page is stale). `doc_url` links
+# to them.
+# --------------------------------------------------------------------------------------------
+def pages() -> dict[str, str]:
+    """File name -> Markdown: one page per code (its document, the first line as the title),
+    and `README.md`, the index: every code with its name and summary, linked to its page."""
+    out: dict[str, str] = {}
+    rows = ["| code | name | summary |", "|---|---|---|"]
+    errors = ["| code | name | summary |", "|---|---|---|"]
+    for d in catalogue():
+        title, _, body = d.doc.strip().partition("\n\n")
+        out[f"{d.code}.md"] = f"# {' '.join(title.split())}\n\n{body.strip()}\n"
+        summary = " ".join(d.summary.split()).replace("|", "\\|")
+        row = f"| [{d.code}]({d.code}.md) | {d.name} | {summary} |"
+        (errors if d.error else rows).append(row)
+    out["README.md"] = "\n".join([
+        "# qfix rules", "",
+        "Generated from the rule modules' docstrings (`python -m qfix.rules.docs`); `qfix rule CODE` "
+        "prints the same page.", "", "## Rules", "", *rows, "", "## Errors (QF9xx)", "", *errors, ""])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m qfix.rules.docs [FOLDER]`: write the pages into FOLDER (default `rules`),
+    removing pages of codes that no longer exist."""
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    folder = Path(args[0] if args else "rules")
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = pages()
+    for old in folder.glob("*.md"):
+        if old.name not in wanted:
+            old.unlink()
+    for name, text in wanted.items():
+        path = folder / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+    print(f"{len(wanted)} pages in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -151,6 +151,9 @@ def test_source_log_rules_results_and_utf16_regions(source_run):
         assert r["help"]["markdown"] == r["help"]["text"] == doc_for(r["id"])
         assert r["shortDescription"]["text"] and r["fullDescription"]["text"]
         assert r["defaultConfiguration"]["level"] in ("error", "warning", "note")
+        # the catalogue's page, the editor's link too (a file of this repository's rules/)
+        assert r["helpUri"].endswith(f"/rules/{r['id']}.md") and (ROOT / "rules" / f"{r['id']}.md").exists()
+    assert driver["informationUri"].startswith("https://")
     # the whole catalogue: every rule code, and QF915 as this run reports it; the QF9xx codes
     # as notification descriptors
     assert [r["id"] for r in rules] == sorted({r.code for r in all_rules()}) + ["QF915"]
