@@ -92,11 +92,28 @@ class Protocol(LanguageServerProtocol):
 
     @lsp_method(lsp.TEXT_DOCUMENT_DID_CHANGE)
     def lsp_text_document__did_change(self, params: lsp.DidChangeTextDocumentParams):
-        """A change to a document that is not open is logged and dropped (pygls raises)."""
-        if unquote(params.text_document.uri) not in self.workspace.text_documents:
+        """A change to a document that is not open is logged and dropped (pygls raises). The
+        server asks for Full sync; a client that sends ranged changes anyway gets them applied
+        here, by LSP's own line breaks and position encoding, and handed on as the whole text
+        (pygls applied such a fragment as the whole document)."""
+        docs = self.workspace.text_documents
+        key = unquote(params.text_document.uri)
+        if key not in docs:
             self._server.log(f"ignored a change to {params.text_document.uri}: the document is not open",
                              lsp.MessageType.Warning)
             return
+        if any(isinstance(c, lsp.TextDocumentContentChangePartial) for c in params.content_changes):
+            from qfix.lsp.positions import LineIndex
+
+            text, encoding = docs[key].source, self._server.encoding
+            for change in params.content_changes:
+                if isinstance(change, lsp.TextDocumentContentChangePartial):
+                    index = LineIndex(text)
+                    start, end = (index.offset(p, encoding) for p in (change.range.start, change.range.end))
+                    text = text[:start] + change.text + text[max(start, end):]
+                else:
+                    text = change.text
+            params.content_changes = [lsp.TextDocumentContentChangeWholeDocument(text=text)]
         yield from super().lsp_text_document__did_change(params)
 
 

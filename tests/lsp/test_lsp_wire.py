@@ -76,3 +76,35 @@ def test_exit_without_shutdown_and_a_closed_stream_end_the_server(tmp_path: Path
     wire.response(1)
     assert wire.close() in (0, 1)  # the client went away: the server ends, no hang
     assert b"Traceback" not in wire.proc.stderr.read()
+
+
+def test_a_ranged_change_is_applied_where_it_says(tmp_path: Path):
+    """The server asks for Full sync; a client that sends ranged changes anyway (review of issue
+    12: pygls took the fragment for the whole document) gets them applied at their UTF-16 range."""
+    wire = Wire(tmp_path)
+    uri = (tmp_path / "ranged.py").as_uri()
+    try:
+        wire.send({"id": 1, "method": "initialize", "params": {"capabilities": {}, "rootUri": tmp_path.as_uri()}})
+        wire.response(1)
+        wire.send({"method": "initialized", "params": {}})
+        wire.send({"method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "python", "version": 1, "text": TRAIN}}})
+        wire.next(lambda m: m.get("method") == "textDocument/publishDiagnostics" and m["params"]["uri"] == uri)
+        # line 5 is `label = "café 😀"; x = keras.layers.Lambda(...)`, the emoji two UTF-16 units:
+        # replace ` x =` (UTF-16 columns 18-22) by `xx = `, and delete line 6 entirely
+        wire.send({"method": "textDocument/didChange", "params": {"textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [
+                {"range": {"start": {"line": 5, "character": 18}, "end": {"line": 5, "character": 22}}, "text": "xx = "},
+                {"range": {"start": {"line": 6, "character": 0}, "end": {"line": 7, "character": 0}}, "text": ""}]}})
+        diags = wire.next(lambda m: m.get("method") == "textDocument/publishDiagnostics"
+                          and m["params"]["uri"] == uri and m["params"].get("version") == 2)["params"]["diagnostics"]
+        # the text `qfix` gets for the same edit: `label = "café 😀";xx =  keras.layers.Lambda(...)`,
+        # the Lambda at code point 23 (UTF-16 unit 24), and no `c = tflite_converter(m)` line
+        lam = next(d for d in diags if d["code"] == "QF202")
+        assert lam["range"]["start"] == {"line": 5, "character": 24}
+        assert [d["range"]["start"]["line"] for d in diags if d["code"] == "QF204"] == [6]  # was line 7
+        wire.send({"id": 2, "method": "textDocument/codeAction", "params": {
+            "textDocument": {"uri": uri}, "range": lam["range"], "context": {"diagnostics": [], "only": ["source.fixAll"]}}})
+        assert wire.response(2)  # the server still answers
+    finally:
+        wire.close()
