@@ -91,7 +91,8 @@ class RuleDoc:
     """One code of the catalogue as reports describe it (`qfix.rules.docs.catalogue`).
     `summary`: the document's first line without its `QFxxx name: ` head; `description`: its
     first section (What it does, or for an error code What causes it); `doc`: the whole
-    Markdown document (`qfix rule CODE`); `error`: a QF9xx code."""
+    Markdown document (`qfix rule CODE`); `error`: a QF9xx code; `url`: its page in the
+    catalogue (`qfix.rules.docs.doc_url`)."""
 
     code: str
     name: str
@@ -100,6 +101,7 @@ class RuleDoc:
     description: str
     doc: str
     error: bool = False
+    url: str = ""
 
 
 class QfixError(Exception):

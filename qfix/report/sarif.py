@@ -17,7 +17,7 @@ in tests/data/ and every test log is validated against it):
   (§3.33.7); the model's artifact carries the rest of qfix's JSON report (verification,
   outputs) in its property bag under `qfix`.
 * `tool.driver.informationUri` and each rule's `helpUri`: the project and the catalogue's
-  page of the code (`qfix.rules.docs.HOME`, `doc_url`), the pages the editor links to.
+  page of the code (`qfix.HOME`, `RuleDoc.url`), the pages the editor links to.
 * `invocations[0]`: `exitCode` (qfix's exit status) and `executionSuccessful` (false when
   an error code ended the run or one model's part of it).
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 from urllib.parse import quote
 
-from qfix import __version__
+from qfix import HOME, __version__
 from qfix.types import Applicability, QfixError, RuleDoc, Severity, Violation
 
 if TYPE_CHECKING:  # the model front end must not load libcst
@@ -212,8 +212,6 @@ class _Log:
     # -- the log ---------------------------------------------------------------------------
     def driver(self) -> dict[str, Any]:
         driver: dict[str, Any] = {"name": "qfix", "version": __version__, "semanticVersion": __version__}
-        from qfix.rules.docs import HOME
-
         driver["informationUri"] = HOME
         driver["rules"] = [_descriptor(d) for d in self.rules]
         driver["notifications"] = [_descriptor(d) for d in self.errors]
@@ -256,9 +254,8 @@ def _descriptor(d: RuleDoc) -> dict[str, Any]:
         "defaultConfiguration": {"level": LEVELS[d.severity]},
         "properties": {"tags": [t for prefix, t in TAGS.items() if d.code.startswith(prefix)]},
     }
-    from qfix.rules.docs import doc_url
-
-    out["helpUri"] = doc_url(d.code)  # the catalogue's page, as the editor links it
+    if d.url:
+        out["helpUri"] = d.url  # the catalogue's page, as the editor links it
     return out
 
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 import inspect
 import re
 
+from qfix import HOME
 from qfix.errors import CODES, DOCS
 from qfix.rules import all_rules
 from qfix.types import RuleDoc, Severity
 
 RULE_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "Fix safety", "Targets")
 
-# Where the project and a code's page are published: the one place that says so (the editor's
-# diagnostics and SARIF's rules link to them; pyproject's [project.urls] declares the same).
+# Where a code's page is published (qfix.HOME: the project): the one place that says so (the
+# editor's diagnostics and SARIF's rules link to it; pyproject's [project.urls] says the same).
 # The pages are DESIGN.md's catalogue, `rules/<CODE>.md` at the top of the repository, made by
 # `pages()` below. `qfix rule CODE` prints the same document.
-HOME = "https://github.com/qfix-dev/qfix"
 RULE_URL = HOME + "/blob/main/rules/{code}.md"
 
 
@@ -62,7 +62,7 @@ def _entry(code: str, name: str, severity: Severity, error: bool) -> RuleDoc:
     description = sections[1].strip() if len(sections) > 1 else summary
     if error:  # its head says only "(a qfix error)": the first sentence of its cause says more
         summary = re.split(r"(?<=\.)\s", " ".join(description.split()), maxsplit=1)[0]
-    return RuleDoc(code, name, severity, summary, description, doc, error)
+    return RuleDoc(code, name, severity, summary, description, doc, error, doc_url(code))
 
 
 # --------------------------------------------------------------------------------------------

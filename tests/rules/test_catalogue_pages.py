@@ -28,7 +28,8 @@ def test_links_point_at_the_pages():
 def test_pyproject_declares_the_same_addresses():
     import tomllib
 
-    from qfix.rules.docs import HOME, RULE_URL
+    from qfix import HOME
+    from qfix.rules.docs import RULE_URL
 
     urls = tomllib.loads((RULES.parent / "pyproject.toml").read_text())["project"]["urls"]
     assert urls["Homepage"] == HOME and RULE_URL.format(code="QF101") == f"{urls['Rules']}/QF101.md"
