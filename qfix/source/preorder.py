@@ -9,7 +9,7 @@ of each node's subtree in it, so a subtree is a slice and the engine's walk a lo
 
 `index_module(module)` makes (or, in the editor, reuses through `qfix.source.memo`: a statement
 the edit did not touch is the same node) each top-level statement's `Preorder` and registers
-the statements inside it, so that `subtree(stmt)` of any statement of the file is a slice. Other
+the statements and blocks inside it, so that `subtree(stmt)` of any of them is a slice. Other
 nodes get a walk of their own, kept until the next check (`forget_subtrees`).
 """
 
