@@ -28,7 +28,8 @@ with the kernel read as `1×1×C×units`; same weights, same outputs.
 
 ## Targets
 Targets whose op table limits the output rank of FULLY_CONNECTED (an `effective_rank_le` rule on
-its output): the Coral Edge TPU.
+its output): the Coral Edge TPU. Post-training quantization only: in `--mode qat` the Dense stays
+(tfmot's registry quantizes a Dense of any rank; a Conv1D it rejects).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class PointwiseDense(ModelRule):
 
     def check(self, graph, ctx):
         limit = ctx.target.output_rank_limit("FULLY_CONNECTED") if ctx.target is not None else None
-        if limit is None:
+        if limit is None or ctx.mode == "qat":  # tfmot quantizes a Dense of any rank, not a Conv1D
             return
         for scope, g in graph.models():
             for layer in g:
@@ -113,6 +114,16 @@ class PointwiseDense(ModelRule):
                 ["pw"],
             ),
             fires=False,
+        ),
+        ModelCase(
+            "qat-keeps-the-dense",  # tfmot quantizes the Dense; a Conv1D it would reject
+            functional_config(
+                [("x", (None, 6, 8), "float32")],
+                [("mlp", "Dense", {"units": 16}, ["x"], "float32", (None, 6, 16))],
+                ["mlp"],
+            ),
+            fires=False,
+            mode="qat",
         ),
         ModelCase(
             "int8-cpu-maps-it",  # no output-rank limit on the CPU
