@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures.build import save_with
+from fixtures.build import save_all
 from qfix.jobs.check import Options, context
 from qfix.jobs.fix import apply_fixes, run_fix
 from qfix.model.archive import read_archive
@@ -164,11 +164,7 @@ MODELS = {
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    folder = tmp_path_factory.mktemp("new_rewrites")
-    paths = {}
-    for name, (dialect, build) in MODELS.items():
-        paths[name] = save_with(dialect, build, folder / f"{name}.keras")
-    return paths
+    return save_all(tmp_path_factory.mktemp("new_rewrites"), MODELS)
 
 
 def findings(path: Path, code: str, target: str = "edgetpu"):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from qfix.convert.worker import WorkerFailure
-from fixtures.build import save_with
+from fixtures.build import save_all
 from qfix.jobs.check import Options, context
 from qfix.jobs.prove import crash_hint
 from qfix.model.archive import read_archive
@@ -79,11 +79,7 @@ MODELS = {
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    folder = tmp_path_factory.mktemp("rnn_family")
-    paths = {}
-    for name, (dialect, build) in MODELS.items():
-        paths[name] = save_with(dialect, build, folder / f"{name}.keras")
-    return paths
+    return save_all(tmp_path_factory.mktemp("rnn_family"), MODELS)
 
 
 def findings(path: Path, code: str, target: str = "edgetpu"):
