@@ -7,7 +7,7 @@ tensor reference; tf_keras records none, so we infer those by propagation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from qfix.errors import error
 from qfix.model.config import (MODEL_CLASSES, MalformedConfig, activation_name, first_node, input_shape, io_refs, is_model,
@@ -344,10 +344,11 @@ def preserves_values(layer: Layer) -> bool:
     return True
 
 
-def integer_sources(graph: Graph, layer: Layer) -> list[Layer] | None:
+def integer_sources(graph: Graph, layer: Layer, through: Callable[[Layer], bool] = preserves_values) -> list[Layer] | None:
     """The integer model inputs (exact in float32) whose values `layer` reads unchanged, through
-    value-preserving layers (a Concatenate of two uint8 frames); None when any tensor it reads is
-    something else (a float tensor, a computed one, a nested model's)."""
+    value-preserving layers (a Concatenate of two uint8 frames; `through` says which layers
+    count); None when any tensor it reads is something else (a float tensor, a computed one,
+    a nested model's)."""
     found: dict[str, Layer] = {}
 
     def visit(refs: list[TensorRef], depth: int) -> bool:
@@ -361,7 +362,7 @@ def integer_sources(graph: Graph, layer: Layer) -> list[Layer] | None:
                 if src.out_dtype not in EXACT_IN_FLOAT32:
                     return False
                 found[src.name] = src
-            elif not (preserves_values(src) and ref.node == 0 and visit(src.inputs, depth + 1)):
+            elif not (through(src) and ref.node == 0 and visit(src.inputs, depth + 1)):
                 return False
         return True
 

@@ -14,7 +14,8 @@ reads are the integers it was given.
 from __future__ import annotations
 
 from qfix.model.edit import EditError, ModelEdit
-from qfix.model.graph import Graph, Layer, TensorRef, is_integer, preserves_values, tensor_dtype
+from qfix.model.graph import (VALUE_PRESERVING, Graph, Layer, TensorRef, integer_sources, is_integer,
+                              preserves_values, tensor_dtype)
 from qfix.model.rewrites._shared import graph_of
 from qfix.model.rewrites.fold_input_cast import fold_input_cast
 from qfix.model.rewrites.mixed_merge_cast import insert_casts
@@ -31,18 +32,17 @@ INTEGER_ACTIVATIONS = {None, "linear", "relu", "relu6", "leaky_relu", "tanh", "e
 
 
 # Layers whose TensorFlow kernels hand on an integer tensor as an integer, though Keras 3's
-# symbolic pass records their output as float32 (a uint8 frame max-pooled stays uint8)
-KEEPS_INTEGERS = {
+# symbolic pass records their output as float32 (a uint8 frame max-pooled stays uint8): the
+# single-input value-preserving layers, max pooling, ReLU and dropout
+KEEPS_INTEGERS = (VALUE_PRESERVING - {"Concatenate"}) | {
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
-    "Reshape", "Flatten", "Permute", "RepeatVector", "Cropping1D", "Cropping2D", "Cropping3D",
-    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D", "ReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
-    "SpatialDropout3D", "Identity",
+    "ReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
 }
 
 
 def _keeps_integers(layer: Layer) -> bool:
     """TensorFlow's kernel for `layer` hands on an integer tensor as an integer (same values)."""
-    if layer.class_name in ("UpSampling1D", "UpSampling2D", "UpSampling3D"):
+    if layer.class_name == "UpSampling2D":
         return layer.config.get("interpolation", "nearest") == "nearest"
     if layer.class_name == "Activation":
         return layer.config.get("activation") in INTEGER_ACTIVATIONS
@@ -64,25 +64,12 @@ def runtime_dtype(graph: Graph, ref: TensorRef, depth: int = 0) -> str | None:
     return recorded
 
 
-def integer_inputs(graph: Graph, ref: TensorRef, depth: int = 0) -> list[Layer] | None:
-    """The integer model inputs whose values reach `ref` unchanged (through layers that keep
-    integers, or join or move them: `preserves_values`), or None when anything else computes it.
-    Those layers compute the same values on a float32 copy of the inputs."""
-    src = graph.layers.get(ref.layer)
-    if src is None or depth > 64 or ref.index != 0:
-        return None
-    if src.is_input:
-        return [src] if is_integer(src.out_dtype) else None
-    if src.subgraph is not None or not src.inputs or not (
-            (_keeps_integers(src) and len(src.inputs) == 1) or preserves_values(src)):
-        return None
-    found: list[Layer] = []
-    for r in src.inputs:
-        sub = integer_inputs(graph, r, depth + 1)
-        if sub is None:
-            return None
-        found += sub
-    return found
+def _hands_on_integers(layer: Layer) -> bool:
+    """`layer` passes an integer tensor's values on unchanged and as integers: it joins or moves
+    them (`preserves_values`), or it is a single-input layer whose kernel keeps integers. On a
+    float32 copy of the input it computes the same values."""
+    return preserves_values(layer) or (_keeps_integers(layer) and len(layer.inputs) == 1
+                                       and len(layer.calls) == 1 and layer.subgraph is None)
 
 
 def integer_refs(graph: Graph, layer: Layer) -> list[tuple[TensorRef, str]]:
@@ -112,12 +99,12 @@ def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str
     ints = [r for r, _ in integer_refs(graph, layer)]
     if not ints:
         raise EditError(f"{name!r} reads no integer tensor")
-    sources = [integer_inputs(graph, r) for r in ints]
-    if all(s is not None for s in sources):
+    sources = integer_sources(graph, layer, through=_hands_on_integers)
+    if sources:
         # inputs' values, kept by every layer on the way: the inputs themselves become float32
         # (a max pooling or a padding computes the same values on them), as QF102's fold does
         try:
-            return "; ".join(fold_input_cast(edit, scope, n) for n in dict.fromkeys(i.name for s in sources for i in s))
+            return "; ".join(fold_input_cast(edit, scope, s.name) for s in sources)
         except EditError:
             pass  # needed as an integer elsewhere (an Embedding): cast here, for this layer alone
     casts = insert_casts(edit, scope, name, ints, "float32")
