@@ -29,7 +29,6 @@ from qfix.source.locate import locate, whole
 from qfix.source.names import Names
 from qfix.source.preorder import forget_subtrees, index_module
 from qfix.source.parse import parse_module
-from qfix.source.util import _fields  # noqa: F401 - flavour.py reads it here
 from qfix.source.rule import (
     AddImport,
     FileContext,

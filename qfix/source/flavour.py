@@ -35,7 +35,7 @@ from typing import Iterator
 import libcst as cst
 
 from qfix.source.names import dotted
-from qfix.source.util import string_value
+from qfix.source.util import _fields, string_value
 
 VERSIONS = {"tensorflow": "2.21", "keras": "3.15", "tf_keras": "2.21", "tensorflow_model_optimization": "0.8"}
 
@@ -370,8 +370,6 @@ class FileFlavours:
 def _walk(root: cst.CSTNode, prune: tuple[type, ...]) -> Iterator[cst.CSTNode]:
     """Pre-order over the meaningful nodes (the engine's field walk), not entering `prune`
     nodes below the root."""
-    from qfix.source.engine import _fields  # the engine imports the rule module, which imports us
-
     stack: list = [root]
     CN = cst.CSTNode
     while stack:
