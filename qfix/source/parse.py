@@ -52,8 +52,6 @@ def _refuse_what_cpython_cannot_nest(text: str) -> None:
     except SyntaxError as exc:
         if any(t in str(exc.msg) for t in _TOO_DEEP):
             raise
-    except RecursionError:
-        raise
     except MemoryError:  # CPython's parser gave up on a chain of unary operators
         raise RecursionError("nested too deeply for Python's own parser (it ran out of memory)") from None
     except ValueError:  # a null byte: libcst's to report
