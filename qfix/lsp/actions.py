@@ -18,7 +18,6 @@ fix-all are listed without their edit, computed only for the action picked.
 
 from __future__ import annotations
 
-import io
 import tokenize
 from bisect import bisect_right
 from typing import Callable
@@ -29,6 +28,7 @@ from qfix.lsp.documents import Checked, Finding
 from qfix.lsp.edits import text_edits
 from qfix.source.engine import SUPPRESS, apply_fix, fix_source
 from qfix.source.incremental import Parsed, code_of
+from qfix.source.util import python_tokens
 from qfix.types import Applicability
 
 FIX_ALL = "source.fixAll.qfix"
@@ -197,14 +197,6 @@ def resolve(checked: Checked, action: lsp.CodeAction, wrap: Wrap) -> lsp.CodeAct
 # --------------------------------------------------------------------------------------------
 # Where the suppression comment goes
 # --------------------------------------------------------------------------------------------
-def _tokens(text: str) -> list[tokenize.TokenInfo] | None:
-    """Python's tokens of `text` (lines split at \\r\\n, \\r, \\n only), None if it does not tokenize."""
-    try:
-        return list(tokenize.generate_tokens(io.StringIO(text, newline="").readline))
-    except (tokenize.TokenError, SyntaxError, ValueError):
-        return None
-
-
 def _statement_tokens(checked: Checked, first: int, last: int) -> list[tokenize.TokenInfo] | None:
     """The tokens of the top-level statements holding one-based lines `first`..`last`, with
     the whole text's line numbers: what the suppression needs to know of those lines. A
@@ -214,7 +206,7 @@ def _statement_tokens(checked: Checked, first: int, last: int) -> list[tokenize.
     p, index = checked.parsed, checked.index
     if (p is None or p.lengths is None or checked.lint is None or p.module is not checked.lint.module
             or not 1 <= first <= last <= len(index.starts)):
-        return _tokens(checked.text)
+        return python_tokens(checked.text)
     lo, hi = index.starts[first - 1], index.starts[last - 1]
     start = end = None
     at = p.head
@@ -226,8 +218,8 @@ def _statement_tokens(checked: Checked, first: int, last: int) -> list[tokenize.
             break
         at += length
     if start is None or end is None:
-        return _tokens(checked.text)
-    tokens = _tokens(checked.text[start:end])
+        return python_tokens(checked.text)
+    tokens = python_tokens(checked.text[start:end])
     if tokens is None:
         return None
     shift = bisect_right(index.starts, start) - 1

@@ -15,7 +15,6 @@ findings is never re-printed, so it stays byte-identical.
 from __future__ import annotations
 
 import ast
-import io
 import re
 import tokenize
 import sys
@@ -29,6 +28,7 @@ from qfix.source.locate import locate, whole
 from qfix.source.names import Names
 from qfix.source.preorder import forget_subtrees, index_module
 from qfix.source.parse import parse_module
+from qfix.source.util import python_tokens
 from qfix.source.rule import (
     AddImport,
     FileContext,
@@ -155,16 +155,12 @@ def _suppressions(code: str) -> tuple[dict[int, set[str] | None], set[str] | Non
 
 
 def _comments(code: str) -> dict[int, str] | None:
-    """The comment on each line of `code` (Python's tokenizer; universal newlines, as libcst's
-    lines), or None when the tokenizer cannot read the text (then whole lines are searched)."""
-    out: dict[int, str] = {}
-    try:
-        for tok in tokenize.generate_tokens(io.StringIO(code, newline=None).readline):
-            if tok.type == tokenize.COMMENT:
-                out[tok.start[0]] = tok.string
-    except (tokenize.TokenError, SyntaxError, ValueError):
+    """The comment on each line of `code` (Python's tokenizer), or None when the tokenizer cannot
+    read the text (then whole lines are searched)."""
+    tokens = python_tokens(code)
+    if tokens is None:
         return None
-    return out
+    return {t.start[0]: t.string for t in tokens if t.type == tokenize.COMMENT}
 
 
 def _suppressed(v: Violation, lines: dict[int, set[str] | None], file_level: Any) -> bool:

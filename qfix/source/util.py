@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import io
 import math
+import tokenize
 from typing import Any
 
 import libcst as cst
@@ -107,6 +109,15 @@ def strip_parens(node: cst.BaseExpression) -> cst.BaseExpression:
 def assign_target_names(node: cst.Assign | cst.AnnAssign) -> list[str]:
     targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
     return [t.value for t in targets if isinstance(t, cst.Name)]
+
+
+def python_tokens(text: str) -> list[tokenize.TokenInfo] | None:
+    """Python's tokens of `text` (lines split at \\r\\n, \\r, \\n only, as libcst's and LSP's),
+    None if it does not tokenize."""
+    try:
+        return list(tokenize.generate_tokens(io.StringIO(text, newline="").readline))
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return None
 
 
 # --------------------------------------------------------------------------------------------
