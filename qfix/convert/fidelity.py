@@ -148,8 +148,13 @@ def float_equivalence(model_a: Any, model_b: Any, calibration: Calibration) -> f
     outputs do not even line up). Used to prove a rewrite computes what the original did.
     `model_a` may be the outputs themselves, {output name: array} from `float_outputs` of a
     model another process loaded (a Keras 3 original next to a tf_keras rewrite)."""
-    a = model_a if isinstance(model_a, dict) else _keras_outputs(model_a, calibration)
-    b = _keras_outputs(model_b, calibration)
+    # Both models run at the same batch: a rewrite that fixes the batch to 1 (the Edge TPU's)
+    # is compared with the original fed one sample per call too, since a kernel's summation
+    # order depends on the batch and a deep untrained model can amplify that to a flipped
+    # softmax (Keras 3 EfficientNetV2L, weights=None: max abs diff 1.0 across batches 8 and 1).
+    step = _common_batch(model_b) if isinstance(model_a, dict) else _common_batch(model_a, model_b)
+    a = model_a if isinstance(model_a, dict) else _keras_outputs(model_a, calibration, step)
+    b = _keras_outputs(model_b, calibration, step)
     mark("comparing float outputs")
     if len(a) != len(b):
         return math.inf
@@ -173,30 +178,41 @@ def float_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray]
     return _keras_outputs(model, calibration)
 
 
-def _keras_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray]:
+def _fixed_batches(model: Any) -> set[int]:
+    return {t.shape[0] for t in model.inputs if t.shape[0] is not None}
+
+
+def _common_batch(*models: Any) -> int | None:
+    """The one fixed batch size among the models' inputs, if they have exactly one (else each
+    model runs at its own)."""
+    fixed = set().union(*(_fixed_batches(m) for m in models))
+    return fixed.pop() if len(fixed) == 1 else None
+
+
+def _keras_outputs(model: Any, calibration: Calibration, step: int | None = None) -> dict[str, np.ndarray]:
     """Float outputs for every sample, keyed by output name, computed once per (model,
-    calibration) pair: the main job compares the fixed model with the quantized one and with
-    the original on the same samples."""
+    calibration, batch) triple: the main job compares the fixed model with the quantized one and
+    with the original on the same samples."""
+    fixed = _fixed_batches(model)
+    step = step or (min(fixed) if fixed else len(calibration.samples))
     cache = calibration.__dict__.setdefault("_float_outputs", [])
-    for cached_model, outputs in cache:
-        if cached_model is model:
+    for cached_model, cached_step, outputs in cache:
+        if cached_model is model and cached_step == step:
             return outputs
-    outputs = _compute_keras_outputs(model, calibration)
-    cache.append((model, outputs))
+    outputs = _compute_keras_outputs(model, calibration, step)
+    cache.append((model, step, outputs))
     return outputs
 
 
-def _compute_keras_outputs(model: Any, calibration: Calibration) -> dict[str, np.ndarray]:
-    """Samples go through in batches as large as the model allows: all at once, or the model's
-    fixed batch size (a model fixed to batch 1 for the Edge TPU takes one sample per call,
-    through one traced graph: eager calls cost ~10x more); a short last batch is padded."""
+def _compute_keras_outputs(model: Any, calibration: Calibration, step: int) -> dict[str, np.ndarray]:
+    """Samples go through `step` at a time: all at once, or the model's fixed batch size (a
+    model fixed to batch 1 for the Edge TPU takes one sample per call, through one traced graph:
+    eager calls cost ~10x more); a short last batch is padded."""
     tf = import_tf()
     mark("running the float model")
 
     names = input_names(model)
     n = len(calibration.samples)
-    fixed = [t.shape[0] for t in model.inputs if t.shape[0] is not None]
-    step = min(fixed) if fixed else n
     stacked = []
     for i, (name, t) in enumerate(zip(names, model.inputs)):
         arrs = [_lookup(s, name, names, position=i) for s in calibration.samples]

@@ -163,3 +163,27 @@ def test_outputs_are_paired_by_name_not_position():
     f = fidelity(m, convert(m, recipe_for("int8"), cal).tflite, cal)
     assert [o.name for o in f.per_output] == ["z_map", "a_vec"]
     assert all(o.sqnr_db > 15 for o in f.per_output)
+
+
+@pytest.mark.tf
+def test_float_equivalence_runs_both_models_at_the_fixed_batch():
+    """A rewrite that fixes the batch to 1 is compared with the original fed one sample per call:
+    here an op that reads across the batch (x minus the batch mean) makes any difference in
+    batching visible; the two models compute the same thing sample by sample."""
+    import keras
+
+    from qfix.convert.calibration import Calibration
+    from qfix.convert.fidelity import float_equivalence
+
+    def build(batch_size):
+        x = keras.Input((4,), batch_size=batch_size, name="x")
+        y = keras.layers.Lambda(lambda t: t - keras.ops.mean(t, axis=0, keepdims=True) + t)(x)
+        return keras.Model(x, y)
+
+    rng = np.random.default_rng(0)
+    cal = Calibration([{"x": rng.normal(size=(1, 4)).astype("float32")} for _ in range(6)], True, "synthetic")
+    original, fixed = build(None), build(1)
+    assert float_equivalence(original, fixed, cal) == 0.0
+    assert float_equivalence(fixed, original, cal) == 0.0
+    # without a fixed batch each runs all six samples at once, alike
+    assert float_equivalence(original, build(None), cal) == 0.0
