@@ -531,6 +531,7 @@ APPLICATION_LAYERS: dict[str, frozenset[str]] = {
     "keras.src.applications.convnext": frozenset({"LayerScale", "StochasticDepth"}),
     "keras.src.applications.inception_resnet_v2": frozenset({"CustomScaleLayer"}),
     "tf_keras.src.applications.convnext": frozenset({"LayerScale", "StochasticDepth"}),
+    "tf_keras.src.applications.inception_resnet_v2": frozenset({"CustomScaleLayer"}),
 }
 
 
