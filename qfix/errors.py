@@ -72,11 +72,13 @@ Re-save the model with Keras. A hand-edited config must keep the format Keras wr
     "QF905": f"""
 ## What causes it
 `model.weights.h5` is missing from the archive, is not an HDF5 file, or cannot be read
-(truncated or corrupt). {_EXIT}
+(truncated or corrupt); or Keras, loading it, finds that it does not fit `config.json`: a layer
+gets fewer or more arrays than it has variables, or an array of another shape (the message
+names the layer or variable and both counts or shapes). {_EXIT}
 
 ## What to do
 Re-save the model after it is built (`model.save` after the first call or `build`), and
-check the copy is complete.
+check the copy is complete and that its weights come from the same model.
 """,
     "QF906": f"""
 ## What causes it

@@ -65,7 +65,32 @@ def load_model(
         with _quantize_scope(archive.config, dialect):
             return loader(str(p), compile=False, safe_mode=not trust_lambdas, custom_objects=objects or None)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
+        mismatch = _weights_mismatch(str(e))
+        if mismatch:
+            raise error("QF905", f"{p.name}: the weights do not match the model's config: {mismatch}")
         raise error("QF906", f"{p.name}: {dialect} cannot load this model: {_load_failure(e)}")
+
+
+# Keras's words when model.weights.h5 does not fit config.json (Keras 3.15 saving_lib, tf_keras
+# 2.21 saving_lib / variables): a layer given fewer or more arrays than it has variables, or an
+# array of another shape.
+_COUNT = re.compile(r"Layer '([^']+)' expected (\d+) variables, but received (\d+) variables")
+_SHAPE_K3 = re.compile(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))\. "
+                       r"Target variable: <Variable path=([^,]+),")
+_SHAPE_TFK = re.compile(r"Cannot assign value to variable ' ?([^']+)': Shape mismatch\.\s*The variable shape "
+                        r"(\([^)]*\)), and the assigned value shape (\([^)]*\))")
+
+
+def _weights_mismatch(text: str) -> str | None:
+    """The layer and the arrays, when Keras failed because the weights file does not fit the
+    config (QF905), else None."""
+    if m := _COUNT.search(text):
+        return f"layer '{m[1]}' has {m[2]} weight arrays, the file holds {m[3]} for it"
+    if m := _SHAPE_K3.search(text):
+        return f"variable '{m[3]}' has shape {m[1]}, the file holds {m[2]}"
+    if m := _SHAPE_TFK.search(text):
+        return f"variable '{m[1].removesuffix(':0')}' has shape {m[2]}, the file holds {m[3]}"
+    return None
 
 
 def vet_before_load(archive: Any, trust_lambdas: bool, registered: Any, module: str | None = None,

@@ -172,6 +172,32 @@ def zip_faults(folder: Path) -> list[Case]:
 
 # -- kind 4: special files and amplification ---------------------------------------------------
 
+def mismatched_weights(folder: Path) -> list[Case]:
+    """Weights that do not fit the config (review of issue 9: a GRU's config with an LSTM's
+    weights was QF906 with Keras's message cut off): QF905 naming the layer or variable."""
+    def drop_bias(f):
+        del f["layers/dense/vars/1"]
+
+    def drop_layer(f):
+        del f["layers/dense/vars/0"], f["layers/dense/vars/1"]
+
+    def wider_kernel(f):
+        kernel = f["layers/dense/vars/0"][()]
+        del f["layers/dense/vars/0"]
+        f["layers/dense/vars/0"] = np.zeros((kernel.shape[0] + 1, kernel.shape[1]), kernel.dtype)
+
+    out = []
+    for src, dialect in ((K3, "k3"), (TFK, "tfk")):
+        for name, change, says in (("drop-bias", drop_bias, "layer 'dense' has 2 weight arrays, the file holds 1"),
+                                   ("drop-layer", drop_layer, "layer 'dense' has 2 weight arrays, the file holds 0"),
+                                   ("wider-kernel", wider_kernel, "variable 'dense/kernel' has shape (8, 4), the file holds (9, 4)")):
+            p = write_keras(folder / f"3-weights-{name}-{dialect}.keras", edit_weights(src, change))
+            out.append(Case("3 weights that do not fit the config", f"weights-{name}-{dialect}", p, ("--check",),
+                            (f"QF905 {p.name}: the weights do not match the model's config: {says}",),
+                            needs_tf=True))
+    return out
+
+
 def special_files(folder: Path) -> list[Case]:
     out = []
     fifo = folder / "4-fifo.keras"
@@ -339,8 +365,8 @@ def terminal_escapes(folder: Path) -> list[Case]:
     return out
 
 
-BUILDERS = (external_storage, foreign_modules, wrong_types, zip_faults, special_files, deflated_weights, depth,
-            long_chain, not_graphs, terminal_escapes)
+BUILDERS = (external_storage, foreign_modules, wrong_types, zip_faults, mismatched_weights, special_files,
+            deflated_weights, depth, long_chain, not_graphs, terminal_escapes)
 
 
 def build(folder: Path) -> list[Case]:
