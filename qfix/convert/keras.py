@@ -162,6 +162,11 @@ def _load_failure(e: BaseException) -> str:
         return f"class '{missing[0]}' not found: the file was written by the other Keras dialect"
     if missing:
         return f"unknown class '{missing[-1]}' (pass --custom-objects MODULE that registers it)"
+    # Keras 3: "A total of N objects could not be loaded. Example error message for object
+    # <...>:" then a blank line and the reason: quote the reason, not the preamble
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("A total of") and lines[0].endswith(":"):
+        return f"{lines[0].split('. Example')[0]}; {lines[1]}"[:300]
     return first_line(e)
 
 
