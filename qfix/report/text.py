@@ -270,7 +270,8 @@ def render_fix(run, console: Console) -> None:
         console.print("[bold]rewrites:[/]")
         for f in run.fixes:
             if not f.rolled_back:
-                state = "[green]kept[/]"
+                # a rewrite that removes code loading would run earns its place without the check
+                state = "[green]kept[/]" + (" (the written model loads without --trust-lambdas)" if f.removes_code else "")
             elif f.no_effect:
                 state = f"[yellow]no effect[/], rolled back ({escape(f.reason or '')})"
             else:

@@ -139,6 +139,19 @@ def test_lambda_model_is_not_rewritten(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.keras"]
 
 
+@pytest.mark.tf
+def test_a_lambda_rewrite_is_kept_for_loading_without_trust_and_says_so(tmp_path):
+    """Review of issue 9: Lambda(t * 2.0) → Rescaling(2.0) changes nothing on the target check
+    (4/5 → 4/5) yet is kept: the written file holds no bytecode. The report says why."""
+    src = tmp_path / "m.keras"
+    src.write_bytes((FIXTURES / "lambda_cnn_k3.keras").read_bytes())
+    proc = qfix(str(src), "--trust-lambdas", "--samples", "4")
+    assert proc.returncode in (0, 1), proc.stderr
+    text = " ".join(proc.stdout.split())  # the console wraps long lines
+    assert "no bytecode [safe] — kept (the written model loads without --trust-lambdas)" in text, proc.stdout
+    assert "batch dimension of every input to 1 [safe] — kept recipe:" in text  # no reason for the others
+
+
 def test_rollback_decision():
     """`worse` is what decides a rollback: fewer ops on target, more float tensors, or an
     int8 SQNR drop beyond the tolerance (with more ops on target: only a drop to no signal)."""
