@@ -16,7 +16,7 @@ UpSampling2D (RESIZE_BILINEAR), Conv1D / DepthwiseConv1D / SeparableConv1D / poo
 keep_num_dims), GlobalAveragePooling (MEAN, with or without keepdims), Flatten / Reshape
 (RESHAPE), Permute (TRANSPOSE), ZeroPadding (PAD), Cropping (STRIDED_SLICE); tf_keras's
 LayerNormalization, Keras 3's with rms_scaling=True and RMSNormalization (MEAN,
-SQUARED_DIFFERENCE, RSQRT, MUL, ADD: all int8, no NEG); GroupNormalization, UnitNormalization,
+SQUARED_DIFFERENCE, RSQRT, MUL, ADD: all int8, no NEG); UnitNormalization,
 Embedding, Attention, Dot, Conv3D (reported by QF303 unsupported-layer through
 qfix.model.opmap.LAYER_OPS, as are the ops of LayerNormalization a target lacks besides its NEG).
 """
@@ -121,6 +121,20 @@ LOWERINGS: tuple[Lowering, ...] = (
         5,
         "none exact: TFLite has no 3-D resize; fold the depth axis into the batch or the channels and use "
         "Resizing per slice",
+    ),
+    Lowering(
+        "GroupNormalization", lambda cfg: True, "always",
+        "Keras 3 (observed on 3.15 with TF 2.21, 14×14×8 input, groups=2)", ("keras3",),
+        ("RESHAPE", "MEAN", "DEQUANTIZE", "NEG", "QUANTIZE", "SUB", "DEQUANTIZE", "SQUARE", "QUANTIZE", "MEAN",
+         "ADD", "RSQRT", "MUL", "MUL", "MUL", "ADD", "RESHAPE"),
+        "Keras 3 splits the channels into groups with a reshape to [N, H, W, groups, C/groups], takes each "
+        "group's mean and variance over (H, W, C/groups) — the variance as mean((x − mean)²), written with a "
+        "NEG and a SQUARE — and reshapes back",
+        4,
+        "none exact in built-in layers: groups=1 is LayerNormalization(axis=[1, 2, 3]) (its NEG remains); "
+        "otherwise normalise each group with LayerNormalization after a split, or retrain with "
+        "BatchNormalization, which folds into the convolution",
+        float_ops=("NEG", "SQUARE"),
     ),
     Lowering(
         "RepeatVector", lambda cfg: True, "always", BOTH, ("keras3", "tf_keras"),

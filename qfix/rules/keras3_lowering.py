@@ -5,8 +5,8 @@ Finds Keras 3 layers whose TFLite lowering (the table in qfix.model.lowerings, o
 lowering, each observed on Keras 3.15 / TF 2.21) hurts the target: `UpSampling2D` (nearest),
 `UpSampling1D`, `UpSampling3D` and `RepeatVector` (also in tf_keras) all become reshapes and
 TILE; `LayerNormalization` writes its shift as -mean·inv, a NEG that full-integer quantization
-leaves in float. The finding explains the lowering in Keras terms, names the ops, and gives the
-rewrite.
+leaves in float; `GroupNormalization` reshapes to 5-D and leaves a NEG and a SQUARE in float. The
+finding explains the lowering in Keras terms, names the ops, and gives the rewrite.
 
 ## Why is this bad?
 Keras 3 implements these layers with `ops.repeat`, which the converter lowers to a reshape to
@@ -45,7 +45,7 @@ static rank 2-4 float32 input: the mean as a 1×1 Conv2D/Conv1D (Dense on rank 2
 `Subtract()([x, mean])`, `RMSNormalization(epsilon)` with scale γ (the centred input has mean 0,
 so its mean square is the variance) and β added by a 1×1 depthwise conv with bias β: within
 1e-6 of the original, all int8. Over other axes the finding is display-only. No fix for
-UpSampling3D: the finding says what to write instead (display-only).
+UpSampling3D or GroupNormalization: the finding says what to write instead (display-only).
 
 ## Targets
 Targets whose op table lacks an op of the lowering, or that limit how many dimensions may be
@@ -165,6 +165,13 @@ class Keras3Lowering(ModelRule):
             functional_config([("x", (None, None, None, 3), "float32")],
                               [("up", "UpSampling2D", {"size": [2, 2]}, ["x"], "float32", (None, None, None, 3))], ["up"]),
             fires=True, count=1,
+        ),
+        ModelCase(  # review of issue 9: cut at an unexplained 5-D RESHAPE and a NEG/SQUARE island
+            "groupnorm-explained",
+            functional_config([("x", (None, 14, 14, 8), "float32")],
+                              [("gn", "GroupNormalization", {"groups": 2}, ["x"], "float32", (None, 14, 14, 8))],
+                              ["gn"]),
+            fires=True, count=1, targets=("edgetpu", "int8"),
         ),
         ModelCase(
             "bilinear-is-one-resize",
