@@ -159,6 +159,7 @@ def verify(worker: Worker, model: str, graph: Graph, profile: Profile, calib: An
     _attribute_op_nodes(placement, tfl, graph)
     _attribute_by_class(placement, tfl, graph)
     _attribute_weighted_ops(placement, graph)
+    _warnings_name_layers(placement)
     # The profile's toolchain, when its compiler is installed (Vela's placement becomes the verdict).
     compiled: dict[str, bytes] = {}
     compiler = judge_with_compiler(profile, tflite, placement, progress, compiled)
@@ -292,6 +293,21 @@ def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
     for island in placement.float_islands:
         if island.get("layer") is None and island.get("producer_index") is not None:
             island["layer"] = placement.ops[island["producer_index"]].layer
+
+
+_OP_WARNING = re.compile(r"^op (\d+) ([A-Z0-9_]+)(?: \(layer [^)]*\))?: ")
+
+
+def _warnings_name_layers(placement: Any) -> None:
+    """The checker's per-op warnings ("op 0 UNIDIRECTIONAL_SEQUENCE_LSTM: int8, TFLite reference
+    kernel") were written before the attributions above: name each op's layer as finally charged
+    (review of issue 9: tf_keras's fused LSTM op was charged to 'lstm', its warning named none)."""
+    def named(m: re.Match) -> str:
+        index = int(m[1])
+        layer = placement.ops[index].layer if index < len(placement.ops) else None
+        return f"op {index} {m[2]}{f' (layer {layer})' if layer else ''}: "
+
+    placement.warnings[:] = [_OP_WARNING.sub(named, w, count=1) for w in placement.warnings]
 
 
 # Ops with weights -> the layer classes that own such weights. A fused activation writes the op's

@@ -185,6 +185,10 @@ def test_integer_lstm_is_on_int8_target_and_named(verdict, name, layers):
     pl = r.verification.placement
     lstm = [o for o in pl.ops if o.op == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
     assert [o.layer for o in lstm] == layers
+    # the op warnings name the layer the op was finally charged to (review of issue 9)
+    slow = [w for w in pl.warnings if "UNIDIRECTIONAL_SEQUENCE_LSTM" in w]
+    assert [w.split(":")[0] for w in slow] == [f"op {o.index} UNIDIRECTIONAL_SEQUENCE_LSTM (layer {o.layer})"
+                                              for o in lstm]
     assert all(o.on_target for o in lstm) and "float" not in " ".join(o.status for o in lstm).lower()
     assert pl.float_tensors == [] and pl.fully_on_target
     assert not [f for f in r.findings if f.code in ("QF304", "QF405")]
