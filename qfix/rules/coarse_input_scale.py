@@ -23,8 +23,9 @@ y = Dense(2)(Concatenate()([Flatten()(a), b]))
 
 ## Use instead
 Bring the inputs to one range before the merge: rescale the integer input
-(`Rescaling(1/255)` after its cast) and, if the model is trained already, multiply the
-weights that read it by 255; or feed the float input through its own branch (a Dense or
+(`Rescaling(1/255)` after its cast for uint8, `1/128` for int8: the message gives the
+input dtype's largest magnitude) and, if the model is trained already, multiply the
+weights that read it by the same number; or feed the float input through its own branch (a Dense or
 Conv) before it meets the integer one, so each gets its own scale.
 
 ## Fix safety
@@ -37,6 +38,8 @@ Every target that quantizes float inputs (full-integer recipes).
 from __future__ import annotations
 
 from typing import Any, Iterable
+
+import numpy as np
 
 from qfix.rules.base import VerifyRule
 from qfix.types import Severity, Violation
@@ -56,7 +59,9 @@ class CoarseInputScale(VerifyRule):
 
     def judge(self, inputs: list[dict[str, Any]]) -> Iterable[Violation]:
         """`inputs`: qfix.jobs.numbers.input_quantization rows."""
-        integer = [r["name"] for r in inputs if r["kind"] == "integer"]
+        ints = [r for r in inputs if r["kind"] == "integer"]
+        integer = [r["name"] for r in ints]
+        magnitude = max((_magnitude(r["dtype"]) for r in ints), default=255)
         for r in inputs:
             if r["kind"] != "float" or r["levels"] is None or r["levels"] >= MIN_LEVELS:
                 continue
@@ -68,5 +73,15 @@ class CoarseInputScale(VerifyRule):
                 f"float input {r['name']!r} (calibrated range {lo:.3g}..{hi:.3g}) is quantized with scale "
                 f"{r['scale']:.4g}, zero point {r['zero_point']}: {r['levels']:.1f} int8 step(s) over its range, "
                 f"its precision cannot be kept: {why}; bring the inputs to one range before the merge "
-                f"(e.g. Rescaling(1/255) on the integer input)",
+                + (f"(e.g. Rescaling(1/{magnitude}) on the integer input)" if magnitude > 1 else
+                   "(a bool input is 0..1 already: give the float input its own branch first)"),
                 r["name"], Severity.WARNING)
+
+
+def _magnitude(dtype: str) -> int:
+    """The largest |value| of an integer dtype: Rescaling(1/that) brings it to 0..1 (uint8 pixels,
+    1/255) or about -1..1 (int8, 1/128). Review of issue 9: an int8 input was told 1/255."""
+    if dtype == "bool":
+        return 1
+    info = np.iinfo(dtype)
+    return int(max(info.max, -int(info.min)))
