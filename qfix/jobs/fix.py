@@ -222,10 +222,19 @@ def improved(before: Verification, after: Verification, profile) -> str | None:
     return None
 
 
-def no_change(after: Verification) -> str:
+def no_change(after: Verification, before: Verification | None = None) -> str:
+    """Why a rollback found no effect, in the rewritten model's numbers; when the rewrite moved
+    the cut (the op it made is itself off target), where the rewritten model is cut and why."""
     a = after.placement
-    return (f"{a.ops_on_target}/{a.ops_total} ops on target, {len(a.float_tensors)} float tensor(s), "
-            f"fully on target {a.fully_on_target}, as before")
+    out = (f"{a.ops_on_target}/{a.ops_total} ops on target, {len(a.float_tensors)} float tensor(s), "
+           f"fully on target {a.fully_on_target}, as before")
+    cut = a.first_unsupported
+    was = before.placement.first_unsupported if before is not None else None
+    if cut and (was is None or (cut.get("op"), cut.get("layer")) != (was.get("op"), was.get("layer"))):
+        # UpSampling2D(4) to 256x256 as Resizing: one RESIZE_NEAREST_NEIGHBOR, over the size limit
+        out += (f"; rewritten, the model is cut at {cut.get('op')} ({cut.get('layer') or 'no layer'}): "
+                f"{cut.get('reason')}")
+    return out
 
 
 def _wide_tensors(ver: Verification) -> int:
@@ -359,7 +368,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         # they improve the verified check.
         proved = [f for f in run.active if not f.recipe_neutral and not f.removes_code]
         if run.before is not None and proved and not improved(run.before, after, profile):
-            rebuild(NO_EFFECT + no_change(after), {f.code for f in proved})
+            rebuild(NO_EFFECT + no_change(after, run.before), {f.code for f in proved})
         # Several rules' rewrites that help together: each must add something. Without it
         # (last applied first), the check must be worse; one conversion per rule, so only for
         # a few rules (the usual model has one or two).
