@@ -92,7 +92,7 @@ def why_not_loadable(findings: list[Violation], opts: Options) -> str | None:
     return None
 
 
-def _explains_failure(findings: list[Violation]) -> bool:
+def explains_failure(findings: list[Violation]) -> bool:
     failing = {r.code for r in model_rules() if r.fails_conversion}
     return any(v.code in failing and v.severity == Severity.BLOCKER for v in findings)
 
@@ -145,7 +145,7 @@ def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: No
             result.not_converted = f"not converted: {exc.message}"
         except QfixError as exc:
             # likewise a converter error that a finding explains (`ModelRule.fails_conversion`)
-            if exc.code != "QF909" or not _explains_failure(findings):
+            if exc.code != "QF909" or not explains_failure(findings):
                 raise
             result.not_converted = f"not converted: {exc.message}"
         else:

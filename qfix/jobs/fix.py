@@ -29,7 +29,7 @@ from qfix.jobs.outputs import check_outputs, output_paths, write_outputs
 from qfix.model.writer import archive_zip, write_archive
 from qfix.report.diff import config_diff
 from qfix.convert.worker import WorkerFailure, session
-from qfix.jobs.check import Options, Result, context, judge, load, why_not_loadable
+from qfix.jobs.check import Options, Result, context, explains_failure, judge, load, why_not_loadable
 from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.rules.base import Context
 from qfix.rules.zero_signal import MIN_SQNR_DB
@@ -355,6 +355,19 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
                 raise
             # As in the check run: a crash qfix can explain (no fix avoids it here, e.g. a rolled
             # RNN on a dynamic length) is the verdict, beside its finding. Nothing is written.
+            result.not_converted = f"not converted: {exc.message}"
+            for f in run.active:
+                f.rolled_back, f.reason = True, "not proven: the model does not convert"
+            run.config = None
+            return run
+        except QfixError as exc:
+            # The converter refused the model as a finding whose fix was not applied explains
+            # (QF106 with an unsafe fix and no --unsafe-fixes): the verdict, beside the finding,
+            # as in the check run; a blocker remains. Nothing is written.
+            applied = {(f.code, f.layer) for f in run.active}
+            if exc.code != "QF909" or not explains_failure(
+                    [v for v in findings if (v.code, v.location.layer) not in applied]):
+                raise
             result.not_converted = f"not converted: {exc.message}"
             for f in run.active:
                 f.rolled_back, f.reason = True, "not proven: the model does not convert"

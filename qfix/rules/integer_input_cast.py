@@ -2,13 +2,16 @@
 
 ## What it does
 Finds an integer model input (a uint8 camera frame) that is cast to float inside the graph
-(`keras.ops.cast`, `tf.cast`, or implicitly by a float Rescaling), directly or after layers
-that keep its values exactly (a Concatenate of two uint8 frames, Reshape, Flatten, Permute,
-Cropping, ZeroPadding, nearest UpSampling).
+(`keras.ops.cast`, `tf.cast`, or implicitly by a layer that computes in float from it:
+Rescaling, Dense, EinsumDense, BatchNormalization, LayerNormalization), directly or after
+layers that keep its values exactly (a Concatenate of two uint8 frames, Reshape, Flatten,
+Permute, Cropping, ZeroPadding, nearest UpSampling).
 
 ## Why is this bad?
-After conversion that cast is a CAST op on device: the Edge TPU cannot run it, so the whole
-model falls back to the CPU from the first op. The converter's own input quantization already
+After conversion that cast is a CAST op on device (`Dense` on a uint8 input: Keras 3 and
+tf_keras both cast inside the layer, and the converted model begins with a CAST that names
+the Dense): the Edge TPU cannot run it, so the whole model falls back to the CPU from the
+first op. The converter's own input quantization already
 turns the raw uint8 frame into the model's first tensor.
 
 ## Example
@@ -26,7 +29,8 @@ y = keras.layers.Rescaling(1 / 255)(x)
 
 ## Fix safety
 Safe: the cast (and an exact Rescaling) fold into the input quantization; the on-device
-input is still the raw uint8 frame. Through a Concatenate every input it joins is folded (each
+input is still the raw uint8 frame. An implicitly casting Dense or normalization computes the
+same float32 values from the float32 input as from the uint8 one it cast itself. Through a Concatenate every input it joins is folded (each
 keeps its raw uint8 input; the Rescaling after the join applies to all of them alike).
 
 ## Targets
@@ -131,6 +135,30 @@ class IntegerInputCast(ModelRule):
             expected=[("frame", "InputLayer"), ("pad", "ZeroPadding2D"), ("flat", "Reshape"), ("dense", "Dense")],
         ),
         ModelCase(
+            "uint8-into-dense",  # Dense casts the uint8 input itself: a CAST op named 'dense'
+            functional_config(
+                [("frame", (None, 4), "uint8")],
+                [("dense", "Dense", {"units": 2}, ["frame"], "float32", (None, 2))],
+                ["dense"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "uint8-flattened-into-batchnorm",
+            functional_config(
+                [("frame", (None, 4, 4), "uint8")],
+                [("flat", "Flatten", {}, ["frame"], "uint8", (None, 16)),
+                 ("bn", "BatchNormalization", {}, ["flat"], "float32", (None, 16)),
+                 ("dense", "Dense", {"units": 2}, ["bn"], "float32", (None, 2))],
+                ["dense"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
             "uint8-concatenated-with-float",  # not the input's values any more: QF101's finding
             functional_config(
                 [("a", (None, 4), "uint8"), ("f", (None, 4), "float32")],
@@ -184,9 +212,15 @@ def _meets_float(graph, cast) -> bool:
     return False
 
 
+# Layers that cast an integer input to their float compute dtype themselves (measured with
+# Keras 3 and tf_keras under TensorFlow: a uint8 input gives a float32 output and, converted, a
+# CAST op named for the layer)
+IMPLICIT_CASTS = {"Rescaling", "Dense", "EinsumDense", "BatchNormalization", "LayerNormalization"}
+
+
 def _casts(layer) -> bool:
-    """A cast, or a float Rescaling (which casts an integer input implicitly)."""
-    return layer.is_cast or (layer.class_name == "Rescaling" and is_float(layer.dtype_policy))
+    """A cast, or a float layer that casts an integer input implicitly (IMPLICIT_CASTS)."""
+    return layer.is_cast or (layer.class_name in IMPLICIT_CASTS and is_float(layer.dtype_policy))
 
 
 def _upstream(graph, layer, user, depth: int = 0) -> bool:

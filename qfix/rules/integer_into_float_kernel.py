@@ -4,8 +4,9 @@
 Finds a layer whose TensorFlow kernels take float only (`Conv1D/2D/3D`, depthwise, separable
 and transposed convolutions, `PReLU`, `Softmax`, an `Activation` other than relu, relu6,
 leaky_relu, linear, tanh and exponential) that reads an integer tensor: a `uint8` model input,
-directly or through layers that keep integers in TensorFlow (max pooling, padding, reshapes),
-which Keras 3 records as float32.
+directly or through layers that keep integers in TensorFlow (max pooling, padding, reshapes,
+and merges of integer tensors only: Concatenate, Maximum, Minimum, Add, Subtract, Multiply),
+which Keras 3 records as float32. (An Average of integers computes floats: nothing to report.)
 
 ## Why is this bad?
 Keras 3 builds and saves such a model (its symbolic shapes do not run the kernels), but
@@ -29,7 +30,10 @@ x = keras.layers.Conv2D(16, 3)(frame)
 Safe for 8- and 16-bit integers: float32 holds them exactly, so the layer reads the values it
 was given. When the layer reads a model input's values unchanged the cast folds into the input
 (the TFLite input stays the raw integer frame); otherwise an explicit cast is inserted before
-the layer. Unsafe for 32- and 64-bit integers, which float32 rounds above 2**24.
+the layer. Unsafe for 32- and 64-bit integers, which float32 rounds above 2**24. Unsafe through
+an integer `Add`, `Subtract` or `Multiply` of the inputs: TensorFlow computes it in the integer
+type, which wraps (uint8: 200 + 100 = 44), and the fold makes it compute in float32 (300), the
+sum the model most likely meant but not the one it computed (`--unsafe-fixes` applies it).
 
 ## Targets
 Every target: the rule reads no property of the target's profile.
@@ -41,7 +45,7 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.graph import EXACT_IN_FLOAT32
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.float_kernel_cast import integer_refs, needs_float
+from qfix.model.rewrites.float_kernel_cast import integer_refs, needs_float, wrapping_merges
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 
@@ -67,13 +71,17 @@ class IntegerIntoFloatKernel(ModelRule):
                 continue
             read = ", ".join(f"{d} {n!r}" for n, d in ints)
             exact = all(d in EXACT_IN_FLOAT32 for _, d in ints)
+            wraps = wrapping_merges(inner, layer)
+            via = ", ".join(f"{m.class_name} {m.name!r}" for m in wraps)
             yield self.violation(
                 f"{layer.class_name} {layer.name!r} reads {read}: TensorFlow's kernels for it take float only, "
                 "so the conversion fails ('DataType ... not in list of allowed values')",
                 layer.name,
                 fix="cast the integer tensor to float32 before it (folded into the input when it is one)"
-                + ("" if exact else "; float32 rounds integers above 2**24"),
-                applicability=Applicability.SAFE if exact else Applicability.UNSAFE,
+                + ("" if exact else "; float32 rounds integers above 2**24")
+                + (f"; {via} then compute{'s' if len(wraps) == 1 else ''} in float32, without the integer "
+                   "type's wrap-around" if wraps else ""),
+                applicability=Applicability.SAFE if exact and not wraps else Applicability.UNSAFE,
                 pointer=layer.pointer,
                 rewrite=Rewrite(rewrites.float_kernel_cast, path, layer.name),
             )
@@ -124,6 +132,54 @@ class IntegerIntoFloatKernel(ModelRule):
             fires=True,
             count=1,
             expected={"name": "frame", "config": {"dtype": "float32"}},  # max pooling and padding: same values
+        ),
+        ModelCase(
+            "two-uint8-maximum-into-conv",  # Keras 3 records float32; TensorFlow's maximum keeps uint8
+            functional_config(
+                [("a", (None, 8, 8, 3), "uint8"), ("b", (None, 8, 8, 3), "uint8")],
+                [("max", "Maximum", {}, ["a", "b"], "float32", (None, 8, 8, 3)),
+                 ("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["max"], "float32", (None, 8, 8, 4))],
+                ["conv"],
+            ),
+            fires=True,
+            count=1,
+            expected={"layers": [{"name": "a", "config": {"dtype": "float32"}},
+                                 {"name": "b", "config": {"dtype": "float32"}}, {"name": "max"}, {"name": "conv"}]},
+        ),
+        ModelCase(
+            "two-uint8-added-pooled-into-conv",  # uint8 addition wraps: the fold is unsafe
+            functional_config(
+                [("a", (None, 8, 8, 3), "uint8"), ("b", (None, 8, 8, 3), "uint8")],
+                [("add", "Add", {}, ["a", "b"], "float32", (None, 8, 8, 3)),
+                 ("pool", "MaxPooling2D", {"pool_size": [2, 2]}, ["add"], "float32", (None, 4, 4, 3)),
+                 ("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["pool"], "float32", (None, 4, 4, 4))],
+                ["conv"],
+            ),
+            fires=True,
+            count=1,
+            expected={"layers": [{"name": "a", "config": {"dtype": "float32"}},
+                                 {"name": "b", "config": {"dtype": "float32"}}, {"name": "add"}, {"name": "pool"},
+                                 {"name": "conv"}]},
+        ),
+        ModelCase(
+            "two-uint8-averaged-into-conv",  # Average divides: float, the conv converts
+            functional_config(
+                [("a", (None, 8, 8, 3), "uint8"), ("b", (None, 8, 8, 3), "uint8")],
+                [("avg", "Average", {}, ["a", "b"], "float32", (None, 8, 8, 3)),
+                 ("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["avg"], "float32", (None, 8, 8, 4))],
+                ["conv"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
+            "uint8-added-to-float-into-conv",  # a float sum: QF101's mixed merge, not this rule's
+            functional_config(
+                [("a", (None, 8, 8, 3), "uint8"), ("f", (None, 8, 8, 3), "float32")],
+                [("add", "Add", {}, ["a", "f"], "float32", (None, 8, 8, 3)),
+                 ("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["add"], "float32", (None, 8, 8, 4))],
+                ["conv"],
+            ),
+            fires=False,
         ),
         ModelCase(
             "uint8-averaged-into-conv",  # average pooling computes floats: nothing to report

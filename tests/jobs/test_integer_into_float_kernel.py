@@ -4,7 +4,7 @@ and the main job ended with a bare QF909 "DataType uint8 not in list of allowed 
 the check names the layer and says the model does not convert; the main job makes the input
 float32 (the TFLite input stays uint8) and the fixed model converts, fully on the Edge TPU. Other
 members: through a max pooling (which Keras 3 records as float32 but TensorFlow keeps uint8),
-and into a sigmoid."""
+and into a sigmoid; and (further down) through merges of integer tensors only."""
 
 from __future__ import annotations
 
@@ -83,3 +83,146 @@ def test_fixed_model_computes_the_original_layer_on_the_same_values(tmp_path):
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("uint8")
     want = np.asarray(original.get_layer("conv")(x.astype("float32")))
     np.testing.assert_array_equal(np.asarray(fixed(x.astype("float32"))), want)
+
+
+# --- merges of integer tensors (issue: QF106 did not follow them) ----------------------------
+# Keras 3 records every merge's output as float32, but TensorFlow's Concatenate, Maximum,
+# Minimum, Add, Subtract and Multiply of two uint8 tensors give uint8: the Conv2D after them
+# failed in the converter with a bare QF909 (exit 2) and no finding. Concatenate, Maximum and
+# Minimum hand on their inputs' values (the fold is safe); Add wraps modulo 256 in uint8, so
+# its fold is unsafe (applied with --unsafe-fixes only; without it the finding is the verdict).
+
+
+def _pair(K):
+    return (K.Input((8, 8, 3), dtype="uint8", name="a"), K.Input((8, 8, 3), dtype="uint8", name="b"))
+
+
+def concatenated(K):
+    a, b = _pair(K)
+    return K.Model([a, b], K.layers.Conv2D(2, 1, name="conv")(K.layers.Concatenate(name="merge")([a, b])))
+
+
+def maximum_pooled(K):
+    a, b = _pair(K)
+    x = K.layers.MaxPooling2D(name="pool")(K.layers.Maximum(name="merge")([a, b]))
+    return K.Model([a, b], K.layers.Conv2D(2, 1, name="conv")(x))
+
+
+def concatenated_sigmoid(K):
+    a, b = K.Input((8,), dtype="uint8", name="a"), K.Input((8,), dtype="uint8", name="b")
+    x = K.layers.Activation("sigmoid", name="act")(K.layers.Concatenate(name="merge")([a, b]))
+    return K.Model([a, b], K.layers.Dense(2, name="head")(x))
+
+
+def added(K):
+    a, b = _pair(K)
+    return K.Model([a, b], K.layers.Conv2D(2, 1, name="conv")(K.layers.Add(name="merge")([a, b])))
+
+
+def conv1d(K):
+    i = K.Input((8, 3), dtype="uint8", name="frame")
+    return K.Model(i, K.layers.Conv1D(2, 1, name="conv")(i))
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory):
+    """name -> (path, exit code, report) of the main job on each model, run once per module."""
+    folder = tmp_path_factory.mktemp("merged")
+    runs: dict[str, tuple] = {}
+
+    def get(build, *extra: str):
+        key = build.__name__ + "".join(extra)
+        if key not in runs:
+            path = folder / f"{build.__name__}.keras"
+            if not path.exists():
+                save_with("k3", build, path)
+            out = folder / key
+            runs[key] = (path, *qfix(str(path), "--target", "edgetpu", "--out-dir", str(out), *extra))
+        return runs[key]
+
+    return get
+
+
+def static_findings(path) -> list[tuple[str, str]]:
+    proc = subprocess.run([sys.executable, "-m", "qfix", str(path), "--static", "--target", "edgetpu",
+                           "--format", "json"], capture_output=True, text=True, timeout=300)
+    return [(f["code"], f["location"]["layer"]) for f in json.loads(proc.stdout)["findings"]]
+
+
+def inputs_of(saved) -> dict[str, str]:
+    with zipfile.ZipFile(saved) as z:
+        layers = json.loads(z.read("config.json"))["config"]["layers"]
+    return {l["name"]: l["config"]["dtype"] for l in layers if l["class_name"] == "InputLayer"}
+
+
+@pytest.mark.parametrize(("build", "layer"), [(concatenated, "conv"), (maximum_pooled, "conv"),
+                                               (concatenated_sigmoid, "act"), (conv1d, "conv")])
+def test_integer_merges_are_followed_and_the_fold_makes_the_model_convert(merged, build, layer):
+    path, code, report = merged(build)
+    assert ("QF106", layer) in static_findings(path)  # --static names the layer now
+    # before: the converter refused the model (QF909, exit 2); after: fully on the Edge TPU
+    assert code == 0
+    assert "DataType uint8" in report["before_failure"]
+    found = [f for f in report["findings"] if f["code"] == "QF106"]
+    assert [(f["location"]["layer"], f["applied"]) for f in found] == [(layer, True)]
+    assert [(f["code"], f["state"]) for f in report["fixes"] if f["code"] == "QF106"] == [("QF106", "kept")]
+    ver = report["verification"]
+    assert ver["fully_on_target"] and ver["ops_on_target"] >= ver["ops_total"] - 1
+    assert set(inputs_of(report["outputs"]["model"]).values()) == {"float32"}
+    assert not any(c == "QF106" for c, _ in static_findings(report["outputs"]["model"]))
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=report["outputs"]["tflite"])
+    assert {d["dtype"] for d in interp.get_input_details()} == {np.uint8}  # the raw frames still
+
+
+def _reference(original, build, a, b):
+    """What the original means: its layers after the merge called on the merge of float32 copies
+    of the uint8 inputs (the original itself does not run in TensorFlow)."""
+    import keras
+
+    merge = {"concatenated": keras.layers.Concatenate(), "maximum_pooled": keras.layers.Maximum(),
+             "added": keras.layers.Add()}[build.__name__]
+    x = merge([a.astype("float32"), b.astype("float32")])
+    if build.__name__ == "maximum_pooled":
+        x = original.get_layer("pool")(x)
+    return np.asarray(original.get_layer("conv")(x))
+
+
+@pytest.mark.parametrize("build", [concatenated, maximum_pooled])
+def test_the_fixed_merge_computes_the_original_on_the_same_values(merged, build):
+    import keras
+
+    path, code, report = merged(build)
+    original, fixed = keras.saving.load_model(path), keras.saving.load_model(report["outputs"]["model"])
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (4, 8, 8, 3)).astype("uint8") for _ in range(2))
+    got = np.asarray(fixed([a.astype("float32"), b.astype("float32")]))
+    assert np.max(np.abs(got - _reference(original, build, a, b))) == 0
+
+
+def test_an_integer_add_is_unsafe_to_fold_the_verdict_names_it_and_unsafe_fixes_convert(merged):
+    import keras
+
+    path, code, report = merged(added)
+    assert ("QF106", "conv") in static_findings(path)
+    # without --unsafe-fixes: the finding (unsafe fix, not applied) is the verdict, exit 1, not QF909
+    assert code == 1
+    found = [f for f in report["findings"] if f["code"] == "QF106"]
+    assert [(f["location"]["layer"], f["applied"]) for f in found] == [("conv", False)]
+    assert "'merge'" in found[0]["fix"]["description"] and found[0]["fix"]["applicability"] == "unsafe"
+    assert not report["verification"]["converted"] and report["outputs"]["model"] is None
+
+    _, code, report = merged(added, "--unsafe-fixes")
+    assert code == 0 and report["verification"]["fully_on_target"]
+    assert [(f["code"], f["state"]) for f in report["fixes"] if f["code"] == "QF106"] == [("QF106", "kept")]
+    assert set(inputs_of(report["outputs"]["model"]).values()) == {"float32"}
+    original, fixed = keras.saving.load_model(path), keras.saving.load_model(report["outputs"]["model"])
+    rng = np.random.default_rng(0)
+    small = [rng.integers(0, 128, (4, 8, 8, 3)).astype("uint8") for _ in range(2)]  # no uint8 overflow
+    got = np.asarray(fixed([x.astype("float32") for x in small]))
+    assert np.max(np.abs(got - _reference(original, added, *small))) == 0
+    # where the uint8 sum overflows, TensorFlow's uint8 Add wraps (200 + 100 = 44): why it is unsafe
+    big = [np.full((1, 8, 8, 3), 200, "uint8"), np.full((1, 8, 8, 3), 100, "uint8")]
+    wrapped = np.asarray(original.get_layer("conv")((big[0] + big[1]).astype("float32")))
+    assert np.max(np.abs(np.asarray(fixed([x.astype("float32") for x in big])) - wrapped)) > 0

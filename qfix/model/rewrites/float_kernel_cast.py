@@ -40,6 +40,20 @@ KEEPS_INTEGERS = (VALUE_PRESERVING - {"Concatenate"}) | {
 }
 
 
+# Merges TensorFlow runs on integers, handing on an integer when every input is the same integer
+# dtype (measured with Keras 3 under TensorFlow: two uint8 tensors give uint8; Keras 3 records
+# float32). Concatenate, Maximum and Minimum hand on their inputs' values, which float32 copies
+# give exactly; Add, Subtract and Multiply compute in the integer type, which wraps (uint8:
+# 200 + 100 = 44), where float32 copies give the true sum. Average divides: a float result.
+INTEGER_MERGES = {"Concatenate", "Maximum", "Minimum"}
+WRAPPING_MERGES = {"Add", "Subtract", "Multiply"}
+
+
+def _merge_of_integers(layer: Layer) -> bool:
+    return (layer.class_name in INTEGER_MERGES | WRAPPING_MERGES and len(layer.inputs) > 1
+            and len(layer.calls) == 1 and layer.subgraph is None)
+
+
 def _keeps_integers(layer: Layer) -> bool:
     """TensorFlow's kernel for `layer` hands on an integer tensor as an integer (same values)."""
     if layer.class_name == "UpSampling2D":
@@ -61,15 +75,48 @@ def runtime_dtype(graph: Graph, ref: TensorRef, depth: int = 0) -> str | None:
         inner = runtime_dtype(graph, src.inputs[0], depth + 1)
         if is_integer(inner):
             return inner
+    if _merge_of_integers(src):
+        inner = {runtime_dtype(graph, r, depth + 1) for r in src.inputs}
+        if len(inner) == 1 and is_integer(d := inner.pop()):
+            return d
     return recorded
 
 
 def _hands_on_integers(layer: Layer) -> bool:
     """`layer` passes an integer tensor's values on unchanged and as integers: it joins or moves
-    them (`preserves_values`), or it is a single-input layer whose kernel keeps integers. On a
-    float32 copy of the input it computes the same values."""
-    return preserves_values(layer) or (_keeps_integers(layer) and len(layer.inputs) == 1
-                                       and len(layer.calls) == 1 and layer.subgraph is None)
+    them (`preserves_values`), picks among them (Maximum, Minimum), or it is a single-input layer
+    whose kernel keeps integers. On float32 copies of its inputs it computes the same values."""
+    return (preserves_values(layer) or (_merge_of_integers(layer) and layer.class_name in INTEGER_MERGES)
+            or (_keeps_integers(layer) and len(layer.inputs) == 1 and len(layer.calls) == 1
+                and layer.subgraph is None))
+
+
+def _computes_on_integers(layer: Layer) -> bool:
+    """`layer` hands on integers (`_hands_on_integers`) or computes integer arithmetic on them
+    (Add, Subtract, Multiply), which float32 copies compute without wrapping."""
+    return _hands_on_integers(layer) or _merge_of_integers(layer)
+
+
+def wrapping_merges(graph: Graph, layer: Layer) -> list[Layer]:
+    """The integer Add, Subtract and Multiply merges whose result `layer` reads (through layers
+    that hand on integers): folding the inputs' cast above them computes the true sums, not the
+    wrapped integer ones TensorFlow gives."""
+    if integer_sources(graph, layer, through=_hands_on_integers) is not None:
+        return []
+    found: dict[str, Layer] = {}
+
+    def visit(refs, depth: int) -> None:
+        for ref in refs:
+            src = graph.layers.get(ref.layer)
+            if src is None or src.is_input or depth > 64 or not _computes_on_integers(src):
+                continue
+            if _merge_of_integers(src) and src.class_name in WRAPPING_MERGES:
+                found[src.name] = src
+            visit(src.inputs, depth + 1)
+
+    if integer_sources(graph, layer, through=_computes_on_integers) is not None:
+        visit(layer.inputs, 0)
+    return list(found.values())
 
 
 def integer_refs(graph: Graph, layer: Layer) -> list[tuple[TensorRef, str]]:
@@ -99,10 +146,11 @@ def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str
     ints = [r for r, _ in integer_refs(graph, layer)]
     if not ints:
         raise EditError(f"{name!r} reads no integer tensor")
-    sources = integer_sources(graph, layer, through=_hands_on_integers)
+    sources = integer_sources(graph, layer, through=_computes_on_integers)
     if sources:
         # inputs' values, kept by every layer on the way: the inputs themselves become float32
-        # (a max pooling or a padding computes the same values on them), as QF102's fold does
+        # (a max pooling or a padding computes the same values on them), as QF102's fold does;
+        # through an integer Add (`wrapping_merges`) the float sums are the unwrapped ones
         try:
             return "; ".join(fold_input_cast(edit, scope, s.name) for s in sources)
         except EditError:
