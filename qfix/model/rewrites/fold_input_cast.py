@@ -58,6 +58,10 @@ def fold_input_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
     names = ", ".join(repr(i.name) for i in inputs)
     dtypes = "/".join(sorted({i.out_dtype for i in inputs}))
     one = len(inputs) == 1
+    # The .tflite input is the recipe's integer type (uint8 for the Edge TPU), quantized from
+    # these values: raw only when they fit its range with scale 1 (uint8 pixels), otherwise with
+    # the scale and zero point the report's inputs table gives (an int8 input into uint8 I/O).
     note = (f"input{'' if one else 's'} {names} {dtypes} → float32 (same values){removed}; the converted model "
-            f"keeps {'a ' if one else ''}{dtypes} input{'' if one else 's'} through the recipe's input quantization")
+            f"takes {'it' if one else 'them'} as the recipe's integer input type, quantized from these values "
+            f"(the inputs table gives scale and zero point)")
     return note
