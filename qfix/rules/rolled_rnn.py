@@ -31,9 +31,12 @@ step with the same weights and the same arithmetic, so the float outputs are ide
 (checked to 1e-5), and the model converts without the WHILE loop: the cell's plain int8 ops
 (FULLY_CONNECTED or CONV_2D, LOGISTIC, TANH, MUL, ADD, SPLIT, STRIDED_SLICE) plus an UNPACK
 that reads the time steps (both dialects' unrolled loop calls tf.unstack; TF 2.21 keeps it at
-batch 1), and a REVERSE_V2 for a Bidirectional that returns sequences. For a target without
-UNPACK (the Edge TPU) qfix's conversion reads the steps with STRIDED_SLICE instead, exactly
-(qfix.convert.unstack). What the target still lacks cuts the graph at the layer: a REVERSE_V2
+batch 1), a PACK on the time-major axis for a layer that returns its sequence, and a
+REVERSE_V2 for a Bidirectional that returns sequences. For a target without UNPACK (the Edge
+TPU) qfix's conversion reads the steps with STRIDED_SLICE instead, whatever produces them
+(qfix.convert.unstack), and for a target whose PACK refuses the batch axis (the Edge TPU) it
+stacks the sequence on axis 1 and reshapes it (qfix.convert.unbatched_pack): both exact, the
+integer outputs bit-identical. What the target still lacks cuts the graph at the layer: a REVERSE_V2
 (the fix names it, QF303 predicts it), a ConvLSTM's 5-D input on the Edge TPU (QF304 reports it
 once converted). TF 2.21 sometimes leaves the first time step's SPLIT in float (not every
 conversion of the same model): a single-cut target then cuts there, and QF304/QF405 report it.
@@ -53,7 +56,7 @@ from __future__ import annotations
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
-from qfix.model.opmap import converted_ops, steps_sliced, unrolled_ops
+from qfix.model.opmap import converted_ops, packs_off_batch, returns_sequences, steps_sliced, unrolled_ops
 from qfix.model.rewrites.unroll_rnn import CONV_RNN_CLASSES, RNN_CLASSES, UNROLLABLE
 from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
@@ -73,9 +76,13 @@ def _remains(layer, target) -> str:
     if missing:
         return (f"; unrolled, it still becomes {', '.join(missing)}, which {target.name} does not run: "
                 "the model converts, but the graph is still cut at this layer (QF303)")
+    said = ""
     if steps_sliced(target):
-        return f"; qfix reads the time steps with STRIDED_SLICE ({target.name} has no UNPACK), exactly"
-    return ""
+        said = f"; qfix reads the time steps with STRIDED_SLICE ({target.name} has no UNPACK), exactly"
+    if returns_sequences(layer) and packs_off_batch(target):
+        said += (f"; qfix stacks the returned sequence on axis 1 and reshapes it ({target.name} does not "
+                 "pack on the batch axis), exactly")
+    return said
 
 
 def _rolled(layer) -> str | None:
