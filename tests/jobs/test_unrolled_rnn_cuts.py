@@ -203,3 +203,24 @@ def test_qf305_fix_says_what_the_conversion_does(models):
     texts = fix_texts("k3_gru_lstm", "edgetpu")
     assert stacks in texts["gru"] and stacks not in texts["lstm"]
     assert all(stacks not in t and "STRIDED_SLICE" not in t for t in fix_texts("k3_seq_rnn", "int8").values())
+    assert "SPLIT (Coral Edge TPU has no SPLIT_V)" in fix_texts("tfk_gru", "edgetpu")["gru"]
+    assert "SPLIT_V" not in fix_texts("k3_seq_rnn", "edgetpu")["rnn"]  # Keras 3's GRU/LSTM split with SPLIT
+
+    # A ConvLSTM2D's steps come from a 5-D input: still cut on the Edge TPU, and the fix says so
+    from qfix.model.cases import functional_config
+
+    def conv_lstm(rank: int):
+        shape = (None, 3, *([8] * rank), 2)
+        return functional_config([("x", shape, "float32")],
+                                 [("c", f"ConvLSTM{rank}D", {"filters": 2, "kernel_size": 3, "padding": "same"},
+                                   ["x"], "float32", (None, *([8] * rank), 2))], ["c"])
+
+    def conv_fix(rank: int, target: str) -> str:
+        (v,) = [v for v in lint(build_graph(conv_lstm(rank), "keras3"), context(load_profile(target), Options()))
+                if v.code == "QF305"]
+        return v.fix.description
+
+    assert "maps only the 3 innermost: the graph is still cut at this layer" in conv_fix(2, "edgetpu")
+    assert "5-D input" in conv_fix(2, "edgetpu")
+    assert "still cut" not in conv_fix(1, "edgetpu")  # (1, T, W, C): within the 3 innermost
+    assert "still cut" not in conv_fix(2, "int8")
