@@ -105,11 +105,17 @@ def test_qf303_while_is_resolved_once_unrolled(reports, name):
 @pytest.mark.parametrize("name", ["k3_gru_lstm", "k3_seq_rnn", "k3_conv_rnn", "tfk_conv_seq_rnn", "tfk_gru"])
 def test_unrolled_rnn_runs_whole_on_the_edge_tpu(reports, name):
     """Faults 2 and 3: no UNPACK, no PACK on the batch axis and no SPLIT_V are left, so the model
-    runs fully on the Edge TPU (before: cut at the UNPACK, the PACK or the SPLIT_V, exit 1)."""
+    runs fully on the Edge TPU (before: cut at the UNPACK, the PACK or the SPLIT_V, exit 1).
+    TF 2.21 sometimes leaves the first step's SPLIT in float (QF305's docs): then that float
+    island (QF405) is the only cut."""
     code, report = reports[name]
     ver = report["verification"]
-    assert code == 0 and ver["fully_on_target"], ver["first_unsupported"]
     assert {o["op"] for o in ver["ops"]}.isdisjoint({"UNPACK", "SPLIT_V"})
+    assert not [o for o in ver["ops"] if o["op"] == "PACK" and "batch dimension" in o["reason"]]
+    if by_code(report, "QF405"):
+        assert ver["first_unsupported"]["op"] == "DEQUANTIZE" and code == 1
+        return
+    assert code == 0 and ver["fully_on_target"], ver["first_unsupported"]
     assert not by_code(report, "QF304")
 
 
@@ -148,12 +154,15 @@ def _outputs(tflite: bytes, x: np.ndarray) -> np.ndarray:
     return it.get_tensor(it.get_output_details()[0]["index"])
 
 
-def _on_edgetpu(tflite: bytes) -> int:
+def _on_edgetpu(tflite: bytes) -> tuple[list[str], int]:
+    """The ops the Edge TPU refuses on their own account (not after the cut), and how many map."""
     from qfix.targets import load_profile
     from qfix.targets.check import check
     from qfix.targets.tflite import read_tflite
 
-    return check(read_tflite(tflite), load_profile("edgetpu")).ops_on_target
+    placement = check(read_tflite(tflite), load_profile("edgetpu"))
+    own = [p.op for p in placement.ops if not p.on_target and not p.boundary and not p.spread]
+    return own, placement.ops_on_target
 
 
 @pytest.mark.parametrize("name", ["k3_conv_rnn", "k3_seq_rnn", "tfk_conv_seq_rnn", "k3_gru_lstm", "tfk_gru"])
@@ -176,7 +185,12 @@ def test_swaps_are_bit_identical_and_map_more_ops(models, name, tmp_path):
     assert splits == before.count("SPLIT_V") and (splits >= 1) == (name == "tfk_gru")  # one a step but the first
     assert {op.name for op in after}.isdisjoint({"UNPACK", "SPLIT_V"})
     assert all(op.options.get("axis") != 0 for op in after if op.name == "PACK")
-    assert _on_edgetpu(swapped) > _on_edgetpu(original)
+    # More ops map, and none of the swapped kinds is left off the target on its own account (the
+    # count of ops on target alone can tie when TF leaves a float island before them).
+    own_before, on_before = _on_edgetpu(original)
+    own_after, on_after = _on_edgetpu(swapped)
+    assert on_after >= on_before and len(own_after) < len(own_before)
+    assert not {"UNPACK", "SPLIT_V", "PACK"} & set(own_after), own_after
     x = np.random.default_rng(0).integers(-128, 128, (8, *fixed.inputs[0].shape[1:]), dtype=np.int8)
     for sample in x:
         assert np.array_equal(_outputs(original, sample[None]), _outputs(swapped, sample[None])), name
