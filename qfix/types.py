@@ -69,6 +69,10 @@ class Violation:
     severity: Severity = Severity.BLOCKER
     fix: Fix | None = None
     applied: bool = False
+    # The TFLite ops the finding is about: the ops a static rule predicts the target lacks
+    # (QF302, QF303), the ops the converted model keeps off the target (QF304). Its cause, for
+    # telling whether a fix removed it and whether a converted-model finding proves it.
+    ops: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         loc = {k: v for k, v in asdict(self.location).items() if v is not None}

@@ -92,6 +92,18 @@ def convert(model: Any, recipe: Recipe, calibration: Calibration | None) -> Conv
         result.tflite, n = slice_time_steps(result.tflite)
         if n:
             result.log += f"qfix: {n} UNPACK(s) of an unrolled RNN's time steps read with STRIDED_SLICE instead\n"
+    if recipe.split_equal:
+        from qfix.convert.equal_split import split_v_as_split
+
+        result.tflite, n = split_v_as_split(result.tflite)
+        if n:
+            result.log += f"qfix: {n} SPLIT_V(s) of equal sizes split with SPLIT instead\n"
+    if recipe.pack_off_batch:
+        from qfix.convert.unbatched_pack import pack_off_batch
+
+        result.tflite, n = pack_off_batch(result.tflite)
+        if n:
+            result.log += f"qfix: {n} PACK(s) on the batch axis stacked on axis 1 and reshaped instead\n"
     return result
 
 

@@ -9,8 +9,13 @@ TPU runs. The slice copies int8 values with the input's scale and zero point, as
 RESHAPE do, so the integer outputs are bit-identical (reproduced on a Keras 3
 Bidirectional(LSTM): max int8 difference 0 on 16 inputs).
 
-Only for a target that runs STRIDED_SLICE and not UNPACK (qfix.model.opmap.steps_sliced), only
-for that pattern; a RESHAPE left without readers is dropped. Runs in the worker child: it uses
+Where the UNPACK reads anything else (an RNN after a Conv1D: a RESHAPE [1, 1, T, C] -> [T, 1, C];
+tf_keras's own transposes), each output t is the STRIDED_SLICE of the UNPACK's own input at
+index t of the unpacked axis, that axis shrunk: the same int8 values with the same scale and
+zero point, exactly (the UNPACK's outputs keep its input's quantization).
+
+Only for a target that runs STRIDED_SLICE and not UNPACK (qfix.model.opmap.steps_sliced), for
+every UNPACK of a static shape; a RESHAPE left without readers is dropped. Runs in the worker child: it uses
 TF's flatbuffer object API (tensorflow.lite.python.schema_py_generated).
 """
 
@@ -21,7 +26,8 @@ from typing import Any
 
 def slice_time_steps(tflite: bytes) -> tuple[bytes, int]:
     """The .tflite with each UNPACK(axis 0) of a RESHAPE [1, T, ...] -> [T, 1, ...] replaced by
-    T STRIDED_SLICEs of the RESHAPE's input, and how many UNPACKs were replaced."""
+    T STRIDED_SLICEs of the RESHAPE's input, every other static UNPACK by STRIDED_SLICEs of its
+    own input, and how many UNPACKs were replaced."""
     import flatbuffers
     import numpy as np
     from tensorflow.lite.python import schema_py_generated as S
@@ -66,7 +72,26 @@ def slice_time_steps(tflite: bytes) -> tuple[bytes, int]:
         for op in ops:
             src = _sliceable(op, codes, producer, g, ops_enum)
             if src is None:
-                out.append(op)
+                axis = _unpacked_axis(op, codes, g, ops_enum)
+                if axis is None:
+                    out.append(op)
+                    continue
+                # Any other producer: slice the UNPACK's own input along its axis.
+                src = op.inputs[0]
+                shape = [int(d) for d in g.tensors[src].shape]
+                version = _strided_slice_version(g.tensors[src].type, len(shape), S.TensorType)
+                for t, tensor in enumerate(op.outputs):
+                    begin = [t if i == axis else 0 for i in range(len(shape))]
+                    end = [t + 1 if i == axis else d for i, d in enumerate(shape)]
+                    s = S.OperatorT()
+                    s.opcodeIndex = code_index(ops_enum.STRIDED_SLICE, version)
+                    s.inputs = [src, const(begin), const(end), const([1] * len(shape))]
+                    s.outputs = [tensor]
+                    s.builtinOptionsType = S.BuiltinOptions.StridedSliceOptions
+                    s.builtinOptions = S.StridedSliceOptionsT()
+                    s.builtinOptions.shrinkAxisMask = 1 << axis  # drop the unpacked axis, as UNPACK does
+                    out.append(s)
+                replaced += 1
                 continue
             shape = [int(d) for d in g.tensors[src].shape]
             rest = shape[2:]
@@ -105,6 +130,20 @@ def _sliceable(op: Any, codes: list[int], producer: dict, g: Any, ops_enum: Any)
     if len(shape) < 3 or shape[0] != 1 or mid != [shape[1], 1, *shape[2:]] or shape[1] != len(op.outputs):
         return None
     return src
+
+
+def _unpacked_axis(op: Any, codes: list[int], g: Any, ops_enum: Any) -> int | None:
+    """The axis an UNPACK unpacks whole (one output per index, its input's shape static), or None."""
+    if codes[op.opcodeIndex] != ops_enum.UNPACK or op.builtinOptions is None:
+        return None
+    shape = [int(d) for d in (g.tensors[op.inputs[0]].shape if g.tensors[op.inputs[0]].shape is not None else [])]
+    signature = g.tensors[op.inputs[0]].shapeSignature
+    if not shape or any(d < 0 for d in shape) or (signature is not None and any(int(d) < 0 for d in signature)):
+        return None
+    axis = op.builtinOptions.axis + (len(shape) if op.builtinOptions.axis < 0 else 0)
+    if not 0 <= axis < len(shape) or shape[axis] != len(op.outputs):
+        return None
+    return axis
 
 
 def _strided_slice_version(dtype: int, rank: int, types: Any) -> int:

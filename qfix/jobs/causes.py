@@ -1,5 +1,6 @@
 """One cause, one blocker: when the verification proves a cause the static rules predicted, the
-report keeps one blocker for it, the verification's.
+report keeps one blocker for it, the verification's. The same cause means the same op: the
+prediction's ops (`Violation.ops`) and the QF304's meet on the same layer.
 
 A missing op shows up up to three times: the static prediction (QF302 unsupported-activation,
 QF303 unsupported-layer), the converted model's op (QF304 target-op-unsupported) and, for a
@@ -23,13 +24,18 @@ PREDICTS_OPS = frozenset({"QF302", "QF303"})
 def one_blocker_per_cause(findings: list[Violation], ver: Any) -> list[Violation]:
     """`findings` with each proven cause reported once (see the module docstring); `ver` is the
     run's qfix.jobs.prove.Verification. Returns the new list; findings are edited in place."""
-    proven = {v.location.layer: v for v in findings
-              if v.code == "QF304" and v.severity == Severity.BLOCKER and v.location.layer is not None}
+    proven: dict[str, set[str]] = {}  # layer -> the ops a QF304 blocker finds off target there
+    for v in findings:
+        if v.code == "QF304" and v.severity == Severity.BLOCKER and v.location.layer is not None:
+            proven.setdefault(v.location.layer, set()).update(v.ops)
     out: list[Violation] = []
     for v in findings:
         if v.code == "QF309" and v.severity == Severity.BLOCKER and _fold_runtime(v, findings, ver):
             continue
-        if v.code in PREDICTS_OPS and v.severity == Severity.BLOCKER and not v.applied and v.location.layer in proven:
+        # The same cause: the layer's QF304 names an op the prediction named (an unrolled GRU's
+        # PACK does not prove its WHILE).
+        if (v.code in PREDICTS_OPS and v.severity == Severity.BLOCKER and not v.applied
+                and set(v.ops) & proven.get(v.location.layer, set())):
             v.severity = Severity.WARNING
             v.message = f"{v.message} (the converted model proves it: QF304 on {v.location.layer!r} is the blocker)"
         out.append(v)

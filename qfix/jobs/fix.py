@@ -467,9 +467,12 @@ def mark_applied(result: Result, run, fixed_graph, opts: Options, ver: Verificat
     a FixRun or a qfix.jobs.qat.QatRun (anything with `active` fixes).
 
     "Resolved by another fix" is a claim about the converted model, so it is checked against
-    the fixed model's verification `ver` when there is one: a blocker whose layer still has an
-    op off the target there is not resolved (a Bidirectional unrolled by QF305 has no WHILE
-    left, but its UNPACK still cuts the Edge TPU's graph at it)."""
+    the fixed model's verification `ver` when there is one: a blocker is not resolved while its
+    layer keeps, on its own account, an op off the target that is its cause (the ops it names,
+    `Violation.ops`; any op for a finding that names none). Ops off the target only because of
+    a cut elsewhere (`spread`) and other ops of the layer are other causes, reported as QF304:
+    a GRU unrolled by QF305 whose PACK still cuts the Edge TPU's graph has no WHILE left, so
+    QF303's WHILE is resolved."""
     if not run.active:
         return
     ctx = context(result.profile, opts, result.path)
@@ -479,14 +482,19 @@ def mark_applied(result: Result, run, fixed_graph, opts: Options, ver: Verificat
         if v.fix is None or (v.code, v.location.layer) in remaining:
             continue
         if (not v.fix.edits and v.severity == Severity.BLOCKER and v.location.layer is not None
-                and v.location.layer in still_cut):
+                and v.location.layer in still_cut
+                and (not v.ops or set(v.ops) & still_cut[v.location.layer])):
             continue
         v.applied = True
 
 
-def _layers_off_target(ver: Verification | None) -> set[str]:
-    """The layers with an op the verified placement keeps off the target (I/O boundary ops
-    left out)."""
+def _layers_off_target(ver: Verification | None) -> dict[str, set[str]]:
+    """The layers with an op the verified placement keeps off the target on its own account
+    (not only after a cut elsewhere; I/O boundary ops left out), and those ops."""
     if ver is None:
-        return set()
-    return {p.layer for p in ver.placement.ops if p.layer is not None and not p.on_target and not p.boundary}
+        return {}
+    off: dict[str, set[str]] = {}
+    for p in ver.placement.ops:
+        if p.layer is not None and not p.on_target and not p.boundary and not p.spread:
+            off.setdefault(p.layer, set()).add(p.op)
+    return off

@@ -136,6 +136,24 @@ def steps_sliced(target) -> bool:
     return not target.supports("UNPACK") and target.supports("STRIDED_SLICE")
 
 
+def packs_off_batch(target) -> bool:
+    """qfix's conversion stacks an unrolled RNN's returned sequence (a PACK on axis 0 of steps
+    [1, ...]) on axis 1 and RESHAPEs it back, for a target (a qfix.targets.Profile) whose PACK
+    refuses axis 0 and that runs RESHAPE (qfix.convert.unbatched_pack: exact)."""
+    spec = target.op("PACK")
+    if spec is None or not spec.supported or not target.supports("RESHAPE"):
+        return False
+    return any(r.predicate == "attr_not_in" and r.args.get("name") == "axis" and 0 in r.args.get("values", ())
+               and r.severity == "blocker" for r in spec.constraints)
+
+
+def splits_equal(target) -> bool:
+    """qfix's conversion turns a SPLIT_V of equal sizes (tf_keras's GRU gates) into a SPLIT for a
+    target (a qfix.targets.Profile) that runs the one and not the other (qfix.convert.equal_split:
+    exact)."""
+    return not target.supports("SPLIT_V") and target.supports("SPLIT")
+
+
 def converted_ops(ops, target) -> tuple[str, ...]:
     """`ops` as qfix's conversion for `target` leaves them (steps_sliced: no UNPACK)."""
     if steps_sliced(target):
@@ -158,6 +176,12 @@ def _recurrent_config(layer) -> tuple[bool, dict]:
 def unrolled(layer) -> bool:
     """A recurrent layer (or the one a Bidirectional wraps) with unroll=True."""
     return bool(_recurrent_config(layer)[1].get("unroll"))
+
+
+def returns_sequences(layer) -> bool:
+    """A recurrent layer (or the one a Bidirectional wraps) with return_sequences=True: unrolled,
+    it stacks its steps with one PACK on the time-major axis (tf.stack)."""
+    return bool(_recurrent_config(layer)[1].get("return_sequences"))
 
 
 def unrolled_ops(layer) -> tuple[str, ...]:

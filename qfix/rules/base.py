@@ -92,6 +92,7 @@ class ModelRule:
         severity: Severity | None = None,
         pointer: str | None = None,
         rewrite: "Rewrite | None" = None,
+        ops: tuple[str, ...] = (),
     ) -> Violation:
         """A finding; `rewrite` is the model rewrite that fixes it, bound to its layer (none for
         a display-only fix, or where another finding's rewrite covers this one)."""
@@ -104,6 +105,7 @@ class ModelRule:
             location=Location(layer=layer, pointer=pointer),
             severity=severity or self.severity,
             fix=Fix(app, fix, edits) if (fix and app) else None,
+            ops=tuple(ops),
         )
 
     def refuses_loading(self, v: Violation, opts: Any) -> str | None:
@@ -124,5 +126,6 @@ class VerifyRule:
     def check(self, placement: Any, profile: Any) -> Iterable[Violation]:  # pragma: no cover
         raise NotImplementedError
 
-    def violation(self, message: str, layer: str | None, severity: Severity = Severity.BLOCKER) -> Violation:
-        return Violation(self.code, self.name, message, Location(layer=layer), severity)
+    def violation(self, message: str, layer: str | None, severity: Severity = Severity.BLOCKER,
+                  ops: tuple[str, ...] = ()) -> Violation:
+        return Violation(self.code, self.name, message, Location(layer=layer), severity, ops=tuple(ops))

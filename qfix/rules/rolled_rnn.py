@@ -31,11 +31,15 @@ step with the same weights and the same arithmetic, so the float outputs are ide
 (checked to 1e-5), and the model converts without the WHILE loop: the cell's plain int8 ops
 (FULLY_CONNECTED or CONV_2D, LOGISTIC, TANH, MUL, ADD, SPLIT, STRIDED_SLICE) plus an UNPACK
 that reads the time steps (both dialects' unrolled loop calls tf.unstack; TF 2.21 keeps it at
-batch 1), and a REVERSE_V2 for a Bidirectional that returns sequences. For a target without
-UNPACK (the Edge TPU) qfix's conversion reads the steps with STRIDED_SLICE instead, exactly
-(qfix.convert.unstack). What the target still lacks cuts the graph at the layer: a REVERSE_V2
-(the fix names it, QF303 predicts it), a ConvLSTM's 5-D input on the Edge TPU (QF304 reports it
-once converted). TF 2.21 sometimes leaves the first time step's SPLIT in float (not every
+batch 1), a PACK on the time-major axis for a layer that returns its sequence, and a
+REVERSE_V2 for a Bidirectional that returns sequences. For a target without UNPACK (the Edge
+TPU) qfix's conversion reads the steps with STRIDED_SLICE instead, whatever produces them
+(qfix.convert.unstack), and for a target whose PACK refuses the batch axis (the Edge TPU) it
+stacks the sequence on axis 1 and reshapes it (qfix.convert.unbatched_pack); for a target
+without SPLIT_V it splits tf_keras's GRU gates (equal sizes) with SPLIT (qfix.convert.equal_split):
+all exact, the integer outputs bit-identical. What the target still lacks cuts the graph at the layer: a REVERSE_V2
+(the fix names it, QF303 predicts it), a ConvLSTM2D/3D's 5-D or 6-D input on the Edge TPU, which maps
+only the 3 innermost dimensions (the fix says so, QF304 reports it once converted). TF 2.21 sometimes leaves the first time step's SPLIT in float (not every
 conversion of the same model): a single-cut target then cuts there, and QF304/QF405 report it.
 The graph grows with the sequence length. When the length is dynamic (`Input((None, F))`) there is no fix: fix the length first,
 then unroll. tf_keras cannot unroll a ConvLSTM ("Unrolling is not possible with convolutional
@@ -53,7 +57,8 @@ from __future__ import annotations
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
-from qfix.model.opmap import converted_ops, steps_sliced, unrolled_ops
+from qfix.model.opmap import (converted_ops, packs_off_batch, returns_sequences, splits_equal, steps_sliced,
+                              unrolled_ops)
 from qfix.model.rewrites.unroll_rnn import CONV_RNN_CLASSES, RNN_CLASSES, UNROLLABLE
 from qfix.model.shapes import input_shape_of
 from qfix.rules.base import ModelCase, ModelRule
@@ -67,15 +72,29 @@ CRASHES = {
 }
 
 
-def _remains(layer, target) -> str:
-    """What the unrolled layer still lowers to that `target` lacks, as a clause of the fix."""
+def _remains(layer, target, dialect: str, shape) -> str:
+    """What the unrolled layer still lowers to that `target` lacks, and what qfix's conversion
+    swaps for it, as a clause of the fix. `shape`: the layer's input shape (batch, time, ...)."""
     missing = [op for op in converted_ops(unrolled_ops(layer), target) if not target.supports(op)]
     if missing:
         return (f"; unrolled, it still becomes {', '.join(missing)}, which {target.name} does not run: "
                 "the model converts, but the graph is still cut at this layer (QF303)")
+    said = ""
     if steps_sliced(target):
-        return f"; qfix reads the time steps with STRIDED_SLICE ({target.name} has no UNPACK), exactly"
-    return ""
+        said = f"; qfix reads the time steps with STRIDED_SLICE ({target.name} has no UNPACK), exactly"
+    if returns_sequences(layer) and packs_off_batch(target):
+        said += (f"; qfix stacks the returned sequence on axis 1 and reshapes it ({target.name} does not "
+                 "pack on the batch axis), exactly")
+    if dialect == "tf_keras" and _rolled(layer) == "GRU" and splits_equal(target):
+        said += f"; qfix splits the gates with SPLIT ({target.name} has no SPLIT_V), exactly"
+    # The time steps are read from the (1, time, ...) input: a ConvLSTM2D/3D's has more
+    # dimensions > 1 than the target maps (the Edge TPU: the 3 innermost).
+    wide = [d for d in (shape or ())[1:] if d is None or d > 1]
+    if target.max_innermost_dims is not None and len(wide) > target.max_innermost_dims:
+        said += (f"; but the steps are read from its {len(shape)}-D input (time and {len(wide) - 1} more dimensions "
+                 f"above 1), and {target.name} maps only the {target.max_innermost_dims} innermost: the graph "
+                 "is still cut at this layer (QF304 names the op once converted)")
+    return said
 
 
 def _rolled(layer) -> str | None:
@@ -118,7 +137,7 @@ class RolledRnn(ModelRule):
                 yield self.violation(
                     msg, layer.name, pointer=layer.pointer,
                     fix=(f"set unroll=True (the sequence length, {steps}, is static): identical outputs, "
-                         f"no WHILE loop{_remains(layer, ctx.target)}"),
+                         f"no WHILE loop{_remains(layer, ctx.target, graph.dialect, shape)}"),
                     rewrite=Rewrite(rewrites.unroll_rnn, path, layer.name),
                 )
             else:

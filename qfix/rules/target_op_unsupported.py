@@ -59,7 +59,7 @@ class TargetOpUnsupported(VerifyRule):
             yield self.violation(
                 f"{first.get('op')} (op {first.get('index')}) {from_layer(first.get('layer'))}: "
                 f"{first.get('reason')} — {placement.model_failure}{hint}",
-                first.get("layer"),
+                first.get("layer"), ops=(first.get("op"),),
             )
             return
         if profile.placement == "prefix":
@@ -67,7 +67,7 @@ class TargetOpUnsupported(VerifyRule):
             yield self.violation(
                 f"{first.get('op')} (op {first.get('index')}) {from_layer(first.get('layer'))}: "
                 f"{first.get('reason')} — the graph is cut here and {after} later op(s) run on the CPU{hint}",
-                first.get("layer"),
+                first.get("layer"), ops=(first.get("op"),),
             )
             return
         # Where an op that misses goes, in the profile's words (the GPU delegate: "falls back
@@ -92,4 +92,5 @@ class TargetOpUnsupported(VerifyRule):
             fix = f" — fix: {'; '.join(hints)}" if hints else ""
             rest = (f" — so nothing runs: the other {spread} op(s) of the model do not run either"
                     if n == 0 and spread else "")
-            yield self.violation(f"{where} {from_layer(ops[0].layer)}: {reasons}{goes}{rest}{fix}", ops[0].layer)
+            yield self.violation(f"{where} {from_layer(ops[0].layer)}: {reasons}{goes}{rest}{fix}", ops[0].layer,
+                                 ops=tuple(kinds))

@@ -252,6 +252,7 @@ class UnsupportedActivationModel(ModelRule):
                     applicability=app,
                     pointer=layer.pointer,
                     rewrite=_rewrite(act, layer, path),
+                    ops=tuple(missing),
                 )
 
     def _spelled_hard_swish(self, graph, ctx):

@@ -63,6 +63,7 @@ class UnsupportedLayer(ModelRule):
                 layer.name,
                 fix=hint or "move the layer to the end of the model or choose another target",
                 pointer=layer.pointer,
+                ops=tuple(missing),
             )
 
     CASES = [

@@ -78,6 +78,12 @@ class Recipe:
     # Not a TOML key: set from the profile's op table (qfix.model.opmap.steps_sliced): read an
     # unrolled RNN's time steps with STRIDED_SLICE instead of UNPACK (qfix.convert.unstack).
     slice_time_steps: bool = False
+    # Not a TOML key either (qfix.model.opmap.packs_off_batch): stack an unrolled RNN's outputs
+    # with a PACK on axis 1 and a RESHAPE instead of a PACK on the batch axis (qfix.convert.unbatched_pack).
+    pack_off_batch: bool = False
+    # Not a TOML key (qfix.model.opmap.splits_equal): a SPLIT_V of equal sizes becomes a SPLIT
+    # (qfix.convert.equal_split).
+    split_equal: bool = False
 
     @property
     def full_integer(self) -> bool:
@@ -489,9 +495,11 @@ def _build(doc: dict[str, Any], where: str, predicates: frozenset[str],
         max_rank=rules.get("max_rank"),
         max_delegated_partitions=rules.get("max_delegated_partitions"),
     )
-    from qfix.model.opmap import steps_sliced
+    from qfix.model.opmap import packs_off_batch, splits_equal, steps_sliced
 
-    return replace(profile, recipe=replace(profile.recipe, slice_time_steps=steps_sliced(profile)))
+    return replace(profile, recipe=replace(profile.recipe, slice_time_steps=steps_sliced(profile),
+                                           pack_off_batch=packs_off_batch(profile),
+                                           split_equal=splits_equal(profile)))
 
 
 # Op sets TF's converter accepts only with full-integer quantization: with float16 it raises

@@ -44,13 +44,32 @@ def test_gpu_lstm_gives_one_blocker():
     assert [v.message for v in qf304] == [
         "WHILE (op 1), STRIDED_SLICE (op 2, 3) from layer 'lstm': WHILE: WHILE is not in the op table; "
         "STRIDED_SLICE: Slice does not support shrink_axis_mask — falls back to the CPU"]
-    qf303 = Violation("QF303", "unsupported-layer", "LSTM 'lstm' becomes WHILE", Location(layer="lstm"))
+    qf303 = Violation("QF303", "unsupported-layer", "LSTM 'lstm' becomes WHILE", Location(layer="lstm"), ops=("WHILE",))
     ver = Verification(pl, None, None, 0.0)
     findings = [qf303, *qf304]
     reconcile(findings, ver)
     findings = one_blocker_per_cause(findings, ver)
     assert [(v.code, v.severity) for v in findings] == [("QF303", Severity.WARNING), ("QF304", Severity.BLOCKER)]
     assert "QF304 on 'lstm' is the blocker" in qf303.message
+
+
+def test_a_qf304_about_another_op_of_the_layer_proves_nothing():
+    """The same cause means the same op: an unrolled GRU's PACK (QF304, the Edge TPU's cut) does
+    not prove QF303's WHILE on the same layer, which stays as it was (review: "proves it" on a
+    QF304 about PACK). The rules name the ops: QF303's WHILE, QF304's PACK."""
+    edgetpu = load_profile("edgetpu")
+    config = functional_config([("x", (1, 5, 4), "float32")], [("gru", "GRU", {"units": 4}, ["x"])], ["gru"])
+    (qf303,) = UnsupportedLayer().check(build_graph(config, "keras3"), Context(edgetpu))
+    assert qf303.ops == ("WHILE",)
+    pl = _placement(edgetpu, [("FULLY_CONNECTED", "gru", True, "", False),
+                              ("PACK", "gru", False, "No packing in batch dimension.", False),
+                              ("FULLY_CONNECTED", "dense", False, "after the cut", True)])
+    qf304 = list(TargetOpUnsupported().check(pl, edgetpu))
+    assert [v.ops for v in qf304] == [("PACK",)]
+    ver = Verification(pl, None, None, 0.0)
+    findings = one_blocker_per_cause([qf303, *qf304], ver)
+    assert [(v.code, v.severity) for v in findings] == [("QF303", Severity.BLOCKER), ("QF304", Severity.BLOCKER)]
+    assert "proves it" not in qf303.message
 
 
 def test_tflm_missing_op_gives_one_blocker_with_the_runtime_s_words():
@@ -61,7 +80,8 @@ def test_tflm_missing_op_gives_one_blocker_with_the_runtime_s_words():
     pl = _placement(tflm, ops)
     error = "RuntimeError: TFLM failed to allocate tensors: Didn't find op for builtin opcode 'GELU'"
     ver = Verification(pl, None, {"used": "tflite-micro", "kind": "runtime", "result": {"ok": False, "error": error}}, 0.0)
-    qf302 = Violation("QF302", "unsupported-activation", "Activation 'gelu' uses gelu (GELU)", Location(layer="gelu"))
+    qf302 = Violation("QF302", "unsupported-activation", "Activation 'gelu' uses gelu (GELU)", Location(layer="gelu"),
+                      ops=("GELU",))
     qf309 = Violation("QF309", "target-runtime-error", f"the tflite-micro interpreter cannot run the model: {error}")
     findings = [qf302, *TargetOpUnsupported().check(pl, tflm), qf309]
     reconcile(findings, ver)

@@ -120,18 +120,20 @@ def test_rolled_conv_lstm_gets_qf305_and_the_crash_hint(models):
 
 def test_conv_lstm_main_job_unrolls_it_and_reports(models, tmp_path):
     """The smallest input (edgetpu): the original crashes, the unrolled model converts with the
-    same float outputs; the Edge TPU still cuts at the layer (its 5-D input, UNPACK): a report,
+    same float outputs; the Edge TPU still cuts at the layer (its 5-D input): a report,
     exit 1, the layer named everywhere. Another member (ConvLSTM1D, int8) converts whole."""
     proc, report = run(models["k3_convlstm2d"], tmp_path, "--out-dir", str(tmp_path / "o2"))
     assert proc.returncode == 1
     (qf305,) = by_code(report, "QF305")
     assert qf305["layer"] == "clstm" and qf305["applied"]
     assert report["verification"]["converted"] and report["float_equivalence"]["max_abs_diff"] <= 1e-5
-    # The Edge TPU still cuts at the layer (its 5-D input): QF303, whose prediction (WHILE) the
-    # fix removed, is not "resolved by another fix" while the verified placement cuts there.
+    # The Edge TPU still cuts at the layer (its 5-D input): a cause of its own, QF304's. QF303's
+    # cause (WHILE) is gone, so it is resolved, and no prediction claims QF304 proves it.
     assert report["verification"]["first_unsupported"]["layer"] == "clstm"
     assert {o["op"] for o in report["verification"]["ops"]}.isdisjoint({"WHILE", "UNPACK"})
-    assert [(f["layer"], f["applied"]) for f in by_code(report, "QF303")] == [("clstm", False)]
+    assert [(f["layer"], f["applied"]) for f in by_code(report, "QF303")] == [("clstm", True)]
+    assert [(f["layer"], f["severity"]) for f in by_code(report, "QF304")] == [("clstm", "blocker")]
+    assert not any("proves it" in f["message"] for f in report["findings"])
 
     proc, report = run(models["k3_convlstm1d"], tmp_path, "--target", "int8", "--out-dir", str(tmp_path / "o1"))
     assert proc.returncode in (0, 1)
