@@ -355,11 +355,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
                 raise
             # As in the check run: a crash qfix can explain (no fix avoids it here, e.g. a rolled
             # RNN on a dynamic length) is the verdict, beside its finding. Nothing is written.
-            result.not_converted = f"not converted: {exc.message}"
-            for f in run.active:
-                f.rolled_back, f.reason = True, "not proven: the model does not convert"
-            run.config = None
-            return run
+            return _not_converted(run, exc.message)
         except QfixError as exc:
             # The converter refused the model as a finding whose fix was not applied explains
             # (QF106 with an unsafe fix and no --unsafe-fixes): the verdict, beside the finding,
@@ -368,11 +364,7 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
             if exc.code != "QF909" or not explains_failure(
                     [v for v in findings if (v.code, v.location.layer) not in applied]):
                 raise
-            result.not_converted = f"not converted: {exc.message}"
-            for f in run.active:
-                f.rolled_back, f.reason = True, "not proven: the model does not convert"
-            run.config = None
-            return run
+            return _not_converted(run, exc.message)
         # Roll back, rule by rule (last applied first), whatever made the target check worse.
         while run.before is not None and (why := worse(run.before, after)) and run.active:
             rebuild(why, {run.active[-1].code})
@@ -445,6 +437,16 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     run.stale_model = stale
     run.batch_note = batch_note(profile, fixed_graph, run)
     result.timings["total"] = time.perf_counter() - t0
+    return run
+
+
+def _not_converted(run: FixRun, message: str) -> FixRun:
+    """The fixed model does not convert, for a reason a finding explains: that is the verdict;
+    every rewrite is unproven and nothing is written."""
+    run.result.not_converted = f"not converted: {message}"
+    for f in run.active:
+        f.rolled_back, f.reason = True, "not proven: the model does not convert"
+    run.config = None
     return run
 
 
