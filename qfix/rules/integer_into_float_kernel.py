@@ -6,7 +6,8 @@ and transposed convolutions, `PReLU`, `Softmax`, an `Activation` other than relu
 leaky_relu, linear, tanh and exponential) that reads an integer tensor: a `uint8` model input,
 directly or through layers that keep integers in TensorFlow (max pooling, padding, reshapes,
 and merges of integer tensors only: Concatenate, Maximum, Minimum, Add, Subtract, Multiply),
-which Keras 3 records as float32. (An Average of integers computes floats: nothing to report.)
+which Keras 3 records as float32. (An Average of integers computes floats: nothing for this rule
+to report; such a merge that TFLite cannot convert on its own is QF107's.)
 
 ## Why is this bad?
 Keras 3 builds and saves such a model (its symbolic shapes do not run the kernels), but
@@ -162,7 +163,7 @@ class IntegerIntoFloatKernel(ModelRule):
                                  {"name": "conv"}]},
         ),
         ModelCase(
-            "two-uint8-averaged-into-conv",  # Average divides: float, the conv converts
+            "two-uint8-averaged-into-conv",  # Average divides: a float into the conv (the Average is QF107's)
             functional_config(
                 [("a", (None, 8, 8, 3), "uint8"), ("b", (None, 8, 8, 3), "uint8")],
                 [("avg", "Average", {}, ["a", "b"], "float32", (None, 8, 8, 3)),

@@ -226,3 +226,127 @@ def test_an_integer_add_is_unsafe_to_fold_the_verdict_names_it_and_unsafe_fixes_
     big = [np.full((1, 8, 8, 3), 200, "uint8"), np.full((1, 8, 8, 3), 100, "uint8")]
     wrapped = np.asarray(original.get_layer("conv")((big[0] + big[1]).astype("float32")))
     assert np.max(np.abs(np.asarray(fixed([x.astype("float32") for x in big])) - wrapped)) > 0
+
+
+# --- merges of integer tensors that do not convert on their own (QF107) ----------------------
+# Keras 3 saves two uint8 inputs → Add → Dense (which casts to float itself), but the TFLite
+# converter has no builtin for a uint8 Add ("'tf.BiasAdd' op is neither a custom op nor a flex
+# op"): the check and the main job ended in a bare QF909 (exit 2) naming no layer. Measured with
+# Keras 3 and TF 2.x: Add, Subtract, Multiply, Average, Maximum, Minimum of uint8 or int8
+# tensors fail, and Add and Average of int32; Concatenate and Dot convert in every integer dtype,
+# int32 Subtract/Multiply/Maximum/Minimum too. Unlike a Conv2D on uint8, these models run in
+# TensorFlow: the original itself is the reference the fixed model is compared with.
+
+
+def _vectors(K, dtype="uint8"):
+    return K.Input((4,), dtype=dtype, name="a"), K.Input((4,), dtype=dtype, name="b")
+
+
+def added_dense(K):
+    a, b = _vectors(K)
+    return K.Model([a, b], K.layers.Dense(2, name="head")(K.layers.Add(name="merge")([a, b])))
+
+
+def averaged(K):
+    a, b = _vectors(K)
+    return K.Model([a, b], K.layers.Average(name="merge")([a, b]))
+
+
+def maximum_dense(K):
+    a, b = _vectors(K, "int8")
+    return K.Model([a, b], K.layers.Dense(2, name="head")(K.layers.Maximum(name="merge")([a, b])))
+
+
+def added_int32(K):
+    a, b = _vectors(K, "int32")
+    return K.Model([a, b], K.layers.Dense(2, name="head")(K.layers.Add(name="merge")([a, b])))
+
+
+def subtracted_int32(K):
+    a, b = _vectors(K, "int32")
+    return K.Model([a, b], K.layers.Dense(2, name="head")(K.layers.Subtract(name="merge")([a, b])))
+
+
+def check_json(path, *mode: str) -> tuple[int, dict]:
+    proc = subprocess.run([sys.executable, "-m", "qfix", str(path), *mode, "--target", "edgetpu", "--format", "json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.stdout, proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def qf107(report) -> list[tuple[str, str, bool]]:
+    return [(f["location"]["layer"], f["fix"]["applicability"], bool(f.get("applied")))
+            for f in report["findings"] if f["code"] == "QF107"]
+
+
+def _same_on(original, fixed, a, b) -> float:
+    want = np.asarray(original([a, b]), dtype="float64")
+    got = np.asarray(fixed([a.astype("float32"), b.astype("float32")]), dtype="float64")
+    return float(np.max(np.abs(got - want)))
+
+
+@pytest.mark.parametrize(("build", "dtype"), [(added_dense, "uint8"), (averaged, "uint8")])
+def test_a_wrapping_integer_merge_is_named_the_verdict_without_unsafe_fixes_converts_with(merged, build, dtype):
+    import keras
+
+    path, code, report = merged(build)
+    # --static, --check and the main job agree: QF107 on the merge, unsafe, the model does not convert
+    _, static = check_json(path, "--static")
+    assert qf107(static) == [("merge", "unsafe", False)]
+    code_check, check = check_json(path, "--check")
+    assert code_check == 1 and qf107(check) == [("merge", "unsafe", False)]
+    assert check["verification"] is None or not check["verification"]["converted"]
+    # before: QF909 (exit 2); now: the finding is the verdict, exit 1, nothing written
+    assert code == 1 and qf107(report) == [("merge", "unsafe", False)]
+    assert "'merge'" in next(f for f in report["findings"] if f["code"] == "QF107")["fix"]["description"]
+    assert not report["verification"]["converted"] and report["outputs"]["model"] is None
+
+    _, code, report = merged(build, "--unsafe-fixes")
+    assert code == 0 and report["verification"]["fully_on_target"]
+    assert "neither a custom op nor a flex op" in report["before_failure"]
+    assert [(f["code"], f["state"]) for f in report["fixes"] if f["code"] == "QF107"] == [("QF107", "kept")]
+    assert set(inputs_of(report["outputs"]["model"]).values()) == {"float32"}
+    assert not any(c == "QF107" for c, _ in static_findings(report["outputs"]["model"]))
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=report["outputs"]["tflite"])
+    assert {d["dtype"] for d in interp.get_input_details()} == {np.uint8}
+    # the original runs in TensorFlow: where the uint8 sum does not overflow, exactly the same
+    original, fixed = keras.saving.load_model(path), keras.saving.load_model(report["outputs"]["model"])
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 128, (4, 4)).astype(dtype) for _ in range(2))
+    assert _same_on(original, fixed, a, b) == 0
+    # where it overflows, TensorFlow's uint8 addition wraps (an Average too, before it divides)
+    big = np.full((1, 4), 200, dtype), np.full((1, 4), 100, dtype)
+    assert _same_on(original, fixed, *big) > 0
+    if build is averaged:
+        assert np.asarray(original(list(big))).ravel()[0] == 22.0  # (200 + 100) mod 256 / 2
+        assert np.asarray(fixed([x.astype("float32") for x in big])).ravel()[0] == 150.0
+
+
+def test_an_int8_maximum_converts_with_the_safe_fold_and_computes_the_same(merged):
+    import keras
+
+    path, code, report = merged(maximum_dense)
+    assert qf107(check_json(path, "--static")[1]) == [("merge", "safe", False)]
+    # before: QF909 'tf.Maximum' (exit 2); after: the safe fold, fully on the Edge TPU
+    assert code == 0 and "'tf.Maximum'" in report["before_failure"]
+    assert qf107(report) == [("merge", "safe", True)]
+    ver = report["verification"]
+    assert ver["fully_on_target"] and ver["ops_on_target"] >= ver["ops_total"] - 1
+    original, fixed = keras.saving.load_model(path), keras.saving.load_model(report["outputs"]["model"])
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(-128, 128, (4, 4)).astype("int8") for _ in range(2))
+    assert _same_on(original, fixed, a, b) == 0  # every int8 value: Maximum picks, it does not wrap
+
+
+def test_int32_add_is_named_and_converts_with_casts_int32_subtract_is_not_named(merged):
+    path, code, report = merged(added_int32, "--unsafe-fixes")
+    assert [(l, a) for l, a, _ in qf107(report)] == [("merge", "unsafe")]
+    # before: QF909 'tf.BiasAdd'; after: converted (int32 inputs keep it off the Edge TPU: other findings)
+    assert "neither a custom op nor a flex op" in report["before_failure"]
+    assert report["verification"]["converted"] and code == 1
+    assert [(f["code"], f["state"]) for f in report["fixes"] if f["code"] == "QF107"] == [("QF107", "kept")]
+
+    path, code, report = merged(subtracted_int32)
+    assert qf107(report) == [] and report["verification"]["converted"]  # int32 SUB is a TFLite builtin

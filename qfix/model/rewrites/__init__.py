@@ -60,6 +60,7 @@ from qfix.model.rewrites.depthwise_grouped_conv import depthwise_grouped_conv  #
 from qfix.model.rewrites.drop_noop_cast import drop_noop_cast  # noqa: E402
 from qfix.model.rewrites.flatten_nested import flatten_nested  # noqa: E402
 from qfix.model.rewrites.float_kernel_cast import float_kernel_cast  # noqa: E402
+from qfix.model.rewrites.float_merge_cast import float_merge_cast  # noqa: E402
 from qfix.model.rewrites.fold_input_cast import fold_input_cast  # noqa: E402
 from qfix.model.rewrites.gelu_tanh import gelu_tanh  # noqa: E402
 from qfix.model.rewrites.hard_sigmoid_tf_keras import hard_sigmoid_tf_keras  # noqa: E402
@@ -84,7 +85,7 @@ from qfix.model.rewrites.upsampling1d_to_resizing import upsampling1d_to_resizin
 from qfix.model.rewrites.upsampling_to_resizing import upsampling_to_resizing  # noqa: E402
 
 __all__ = ["EditError", "Rewrite", "RewriteFn", "Scope", "annotate_pass_through", "annotate_quantize", "batchnorm_as_depthwise",
-           "conv1d_as_conv2d", "dense_as_conv", "densify_grouped_conv", "depthwise_grouped_conv", "drop_noop_cast", "flatten_nested", "float_kernel_cast", "fold_input_cast", "gelu_tanh", "hard_sigmoid_tf_keras", "hard_swish",
+           "conv1d_as_conv2d", "dense_as_conv", "densify_grouped_conv", "depthwise_grouped_conv", "drop_noop_cast", "flatten_nested", "float_kernel_cast", "float_merge_cast", "fold_input_cast", "gelu_tanh", "hard_sigmoid_tf_keras", "hard_swish",
            "hard_swish_spelled", "inline_hub", "lambda_to_builtin", "layernorm_decomposed", "leaky_relu_to_prelu", "mixed_merge_cast",
            "narrow_64bit", "normalization_as_depthwise", "pool1d_as_pool2d", "repeat_vector_to_resizing", "split_activation", "split_grouped_conv",
            "static_batch", "tf_op_to_builtin", "unfuse_transpose_conv", "unroll_rnn", "upsampling1d_to_resizing",

@@ -44,9 +44,22 @@ KEEPS_INTEGERS = (VALUE_PRESERVING - {"Concatenate"}) | {
 # dtype (measured with Keras 3 under TensorFlow: two uint8 tensors give uint8; Keras 3 records
 # float32). Concatenate, Maximum and Minimum hand on their inputs' values, which float32 copies
 # give exactly; Add, Subtract and Multiply compute in the integer type, which wraps (uint8:
-# 200 + 100 = 44), where float32 copies give the true sum. Average divides: a float result.
+# 200 + 100 = 44), where float32 copies give the true sum. Average adds in the integer type
+# (wrapping the same way) and then divides: a float result (uint8 200, 100 give 22.0).
 INTEGER_MERGES = {"Concatenate", "Maximum", "Minimum"}
 WRAPPING_MERGES = {"Add", "Subtract", "Multiply"}
+
+# Merges of integer tensors the TFLite converter cannot convert on their own, whatever follows
+# them, by the inputs' integer dtype (measured with Keras 3.x, TF 2.x, qfix's recipes for the
+# Edge TPU and the float converter: "'tf.AddV2' / 'tf.BiasAdd' / 'tf.Sub' / 'tf.Mul' /
+# 'tf.Maximum' / 'tf.Minimum' op is neither a custom op nor a flex op"). int32 Subtract,
+# Multiply, Maximum and Minimum convert (as int32 ops); Concatenate and Dot convert in every
+# integer dtype. Average wraps as Add does before it divides.
+_EIGHT_BIT = frozenset({"uint8", "int8"})
+UNCONVERTED_MERGES = {
+    "Add": _EIGHT_BIT | {"int32"}, "Average": _EIGHT_BIT | {"int32"}, "Subtract": _EIGHT_BIT,
+    "Multiply": _EIGHT_BIT, "Maximum": _EIGHT_BIT, "Minimum": _EIGHT_BIT,
+}
 
 
 def _merge_of_integers(layer: Layer) -> bool:
@@ -119,6 +132,39 @@ def wrapping_merges(graph: Graph, layer: Layer) -> list[Layer]:
     return list(found.values())
 
 
+def merges_above(graph: Graph, layer: Layer) -> set[str]:
+    """The merges of integer tensors whose result `layer` reads through layers that hand on or
+    compute integers, when every tensor it reads comes so from model inputs exact in float32:
+    the merges `float_inputs`' fold makes compute in float32 for `layer`."""
+    if integer_sources(graph, layer, through=_computes_on_integers) is None:
+        return set()
+    found: set[str] = set()
+
+    def visit(refs, depth: int) -> None:
+        for ref in refs:
+            src = graph.layers.get(ref.layer)
+            if src is None or src.is_input or depth > 64 or src.name in found:
+                continue
+            if _merge_of_integers(src):
+                found.add(src.name)
+            visit(src.inputs, depth + 1)
+
+    visit(layer.inputs, 0)
+    return found
+
+
+def unconverted_merge(graph: Graph, layer: Layer) -> str | None:
+    """The integer dtype of `layer`'s inputs when it is a merge of integer tensors (all of that
+    dtype when TensorFlow runs it) that the TFLite converter cannot convert (UNCONVERTED_MERGES)."""
+    if (layer.class_name not in UNCONVERTED_MERGES or len(layer.inputs) < 2 or len(layer.calls) != 1
+            or layer.subgraph is not None):
+        return None
+    dtypes = {runtime_dtype(graph, r) for r in layer.inputs}
+    if len(dtypes) == 1 and (d := dtypes.pop()) in UNCONVERTED_MERGES[layer.class_name]:
+        return d
+    return None
+
+
 def integer_refs(graph: Graph, layer: Layer) -> list[tuple[TensorRef, str]]:
     """The tensors `layer` reads that are integers when TensorFlow runs it, with their dtypes."""
     out = []
@@ -143,6 +189,13 @@ def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str
     layer = graph.layers.get(name)
     if layer is None or not needs_float(layer):
         raise EditError(f"{name!r} is not a layer with float-only kernels")
+    return float_inputs(edit, scope, graph, layer)
+
+
+def float_inputs(edit: ModelEdit, scope: tuple[str, ...], graph: Graph, layer: Layer) -> str:
+    """Make the integer tensors `layer` reads float32: fold the cast into the model inputs they
+    come from, else insert explicit casts before `layer` alone."""
+    name = layer.name
     ints = [r for r, _ in integer_refs(graph, layer)]
     if not ints:
         raise EditError(f"{name!r} reads no integer tensor")
