@@ -12,7 +12,7 @@ is QF106's (its fix covers the merge); this rule names the merge wherever else i
 The TFLite converter has no builtin for these integer ops: the conversion fails inside the
 merge itself with `'tf.AddV2' op is neither a custom op nor a flex op` (or `tf.BiasAdd`,
 `tf.Sub`, `tf.Mul`, `tf.Maximum`, `tf.Minimum`), which names no layer, whatever follows the
-merge (a `Dense` that casts to float itself, or nothing). Measured with Keras 3 and TF 2.x:
+merge (a `Dense` that casts to float itself, or nothing). Measured with Keras 3.15 and TF 2.21:
 int32 `Subtract`, `Multiply`, `Maximum` and `Minimum` convert (as int32 ops), `Concatenate`
 and `Dot` convert in every integer dtype. tf_keras builds the same models.
 
