@@ -46,7 +46,7 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.graph import EXACT_IN_FLOAT32
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.float_kernel_cast import integer_refs, needs_float, wrapping_merges
+from qfix.model.rewrites.float_kernel_cast import fold_terms, integer_refs, needs_float, wrapping_merges
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 
@@ -73,16 +73,13 @@ class IntegerIntoFloatKernel(ModelRule):
             read = ", ".join(f"{d} {n!r}" for n, d in ints)
             exact = all(d in EXACT_IN_FLOAT32 for _, d in ints)
             wraps = wrapping_merges(inner, layer)
-            via = ", ".join(f"{m.class_name} {m.name!r}" for m in wraps)
+            cost, safe = fold_terms(exact, wraps, "integer type's")
             yield self.violation(
                 f"{layer.class_name} {layer.name!r} reads {read}: TensorFlow's kernels for it take float only, "
                 "so the conversion fails ('DataType ... not in list of allowed values')",
                 layer.name,
-                fix="cast the integer tensor to float32 before it (folded into the input when it is one)"
-                + ("" if exact else "; float32 rounds integers above 2**24")
-                + (f"; {via} then compute{'s' if len(wraps) == 1 else ''} in float32, without the integer "
-                   "type's wrap-around" if wraps else ""),
-                applicability=Applicability.SAFE if exact and not wraps else Applicability.UNSAFE,
+                fix="cast the integer tensor to float32 before it (folded into the input when it is one)" + cost,
+                applicability=Applicability.SAFE if safe else Applicability.UNSAFE,
                 pointer=layer.pointer,
                 rewrite=Rewrite(rewrites.float_kernel_cast, path, layer.name),
             )

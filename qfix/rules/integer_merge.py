@@ -54,7 +54,7 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config
 from qfix.model.graph import EXACT_IN_FLOAT32
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.float_kernel_cast import (WRAPPING_MERGES, integer_refs, merges_above, needs_float,
+from qfix.model.rewrites.float_kernel_cast import (WRAPPING_MERGES, fold_terms, integer_refs, merges_above, needs_float,
                                                    unconverted_merge, wrapping_merges)
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
@@ -89,17 +89,14 @@ class IntegerMerge(ModelRule):
             if layer.class_name in WRAPPING_MERGES | {"Average"}:
                 wraps = [layer, *wraps]
             exact = dtype in EXACT_IN_FLOAT32
-            via = ", ".join(f"{m.class_name} {m.name!r}" for m in wraps)
+            cost, safe = fold_terms(exact, wraps, dtype)
             yield self.violation(
                 f"{layer.class_name} {layer.name!r} merges {dtype} tensors: TensorFlow computes it in {dtype}, "
                 "but TFLite has no builtin for it, so the conversion fails "
                 "('... op is neither a custom op nor a flex op')",
                 layer.name,
-                fix="make its inputs float32 (folded into the model inputs when it reads them)"
-                + ("" if exact else "; float32 rounds integers above 2**24")
-                + (f"; {via} then compute{'s' if len(wraps) == 1 else ''} in float32, without the {dtype} "
-                   "wrap-around" if wraps else ""),
-                applicability=Applicability.SAFE if exact and not wraps else Applicability.UNSAFE,
+                fix="make its inputs float32 (folded into the model inputs when it reads them)" + cost,
+                applicability=Applicability.SAFE if safe else Applicability.UNSAFE,
                 pointer=layer.pointer,
                 rewrite=Rewrite(rewrites.float_merge_cast, path, layer.name),
             )

@@ -210,3 +210,16 @@ def float_inputs(edit: ModelEdit, scope: tuple[str, ...], graph: Graph, layer: L
             pass  # needed as an integer elsewhere (an Embedding): cast here, for this layer alone
     casts = insert_casts(edit, scope, name, ints, "float32")
     return f"explicit cast(s) {', '.join(map(repr, casts))} to float32 before {name!r}"
+
+
+def fold_terms(exact: bool, wraps: list[Layer], wrapped: str) -> tuple[str, bool]:
+    """What folding integers into float32 costs, for a finding's fix text (QF106, QF107): the
+    suffix after its first clause, and whether the fold is safe. `exact`: float32 holds the
+    integer type's values; `wraps`: the merges that then compute in float32 instead of wrapping
+    around in the integer type (`wrapped` names that type in the text)."""
+    via = ", ".join(f"{m.class_name} {m.name!r}" for m in wraps)
+    text = (("" if exact else "; float32 rounds integers above 2**24")
+            + (f"; {via} then compute{'s' if len(wraps) == 1 else ''} in float32, without the {wrapped} "
+               "wrap-around" if wraps else ""))
+    return text, exact and not wraps
+
