@@ -268,8 +268,9 @@ def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
     """Fused kernels whose tensors carry no layer scope (an integer LSTM's tensors are
     `arith.constant*`, its output `tfl.unidirectional_sequence_lstm`) are matched to the
     layers of the class that makes that op in the model's dialect (opmap.layer_ops), in graph order, when the counts
-    agree; ops the converter adds after them (the last-step STRIDED_SLICE of
-    return_sequences=False) take the layer of the op feeding them."""
+    agree; a converter-made DEQUANTIZE takes the layer of the ops reading it; ops the converter
+    adds after them (the last-step STRIDED_SLICE of return_sequences=False) take the layer of
+    the op feeding them."""
     from qfix.model.opmap import layer_ops
 
     for op_type in sorted({p.op for p in placement.ops if p.layer is None}):
@@ -282,6 +283,13 @@ def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
         if layers and len(ops) == len(layers):
             for p, name in zip(ops, layers):
                 p.layer = name
+    # A converter-made DEQUANTIZE of a model input exists for the float ops reading it (a
+    # Masking's NOT_EQUAL): it takes their layer when they agree.
+    for p in placement.ops:
+        if p.layer is None and p.op == "DEQUANTIZE" and not p.boundary:
+            readers = {placement.ops[c.index].layer for o in tfl.ops[p.index].outputs for c in tfl.consumers(o)}
+            if len(readers) == 1 and None not in readers:
+                p.layer = readers.pop()
     producers = {o: op.index for op in tfl.ops for o in op.outputs}
     for p in placement.ops:
         acts = [i for i in tfl.ops[p.index].inputs if i >= 0 and not tfl.tensors[i].is_const]

@@ -75,6 +75,9 @@ LAYER_OPS: dict[str, tuple[str, ...]] = {
     "Discretization": ("BUCKETIZE",),
     "CategoryEncoding": ("ONE_HOT",),
     "Softmax": ("SOFTMAX",),
+    # Masking.call: any(inputs != mask_value, axis=-1), then Keras 3 selects with where
+    # (SELECT_V2); the converter keeps NOT_EQUAL in float in an int8 model (TF 2.21, seen).
+    "Masking": ("NOT_EQUAL", "REDUCE_ANY", "SELECT_V2"),
     # Keras 3 keras.ops nodes
     "Matmul": ("BATCH_MATMUL",),
     "Einsum": ("BATCH_MATMUL",),
@@ -106,13 +109,17 @@ def layer_key(layer) -> str:
     return layer.class_name
 
 
-# Where a dialect lowers a layer differently (TF 2.21, both seen in converted models): Keras 3
+# Where a dialect lowers a layer differently (TF 2.21, all seen in converted models): Keras 3
 # saves a rolled LSTM as a generic RNN loop, which converts to a WHILE (with STRIDED_SLICEs
 # inside); tf_keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM.
 DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
     "keras3": {
         "LSTM": ("WHILE",),
         "Bidirectional(LSTM)": ("WHILE", "REVERSE_V2"),
+    },
+    # tf_keras's Masking casts the boolean mask and multiplies by it instead of selecting.
+    "tf_keras": {
+        "Masking": ("NOT_EQUAL", "REDUCE_ANY", "CAST"),
     },
 }
 

@@ -16,7 +16,9 @@ x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(x, x)
 
 ## Use instead
 Move the layer to the end of the model (it then runs on the CPU after the accelerated part),
-or choose a target that runs it.
+or choose a target that runs it. A Masking layer cannot move: drop it when the deployed
+sequences are never padded with its `mask_value` (no time step is then masked, and the outputs
+are the same), or run the masked part on the CPU.
 
 ## Fix safety
 Display-only: qfix cannot replace these layers without changing the model.
@@ -34,6 +36,13 @@ from qfix.types import Applicability
 from qfix.rules.base import ModelCase, ModelRule, consequence
 
 _ACTIVATION_LAYERS = {"LeakyReLU", "ELU"}  # reported by QF302
+_MOVE = "move the layer to the end of the model or choose another target"
+# Layers that cannot move to the end: what to do instead.
+_ADVICE = {
+    "Masking": ("drop the Masking layer if the deployed sequences are never padded with its mask_value "
+                "(no time step is then masked, and the outputs are the same); otherwise run the masked "
+                "part on the CPU"),
+}
 
 
 class UnsupportedLayer(ModelRule):
@@ -61,7 +70,7 @@ class UnsupportedLayer(ModelRule):
                 f"{layer.class_name} {layer.name!r} becomes {', '.join(missing)}, which "
                 f"{ctx.target.name} does not run: {consequence(ctx.target)}",
                 layer.name,
-                fix=hint or "move the layer to the end of the model or choose another target",
+                fix=hint or _ADVICE.get(key, _MOVE),
                 pointer=layer.pointer,
                 ops=tuple(missing),
             )
@@ -124,6 +133,16 @@ class UnsupportedLayer(ModelRule):
             "conv",
             functional_config([("x", (1, 8, 8, 3), "float32")], [("c", "Conv2D", {"filters": 2, "kernel_size": 3}, ["x"])], ["c"]),
             fires=False,
+        ),
+        ModelCase(  # its mask is NOT_EQUAL and REDUCE_ANY, which Coral's table lacks
+            "masking-on-edgetpu",
+            functional_config([("x", (1, 5, 4), "float32")], [("m", "Masking", {"mask_value": 0.0}, ["x"])], ["m"]),
+            fires=True, count=1, targets=("edgetpu",),
+        ),
+        ModelCase(  # the int8 CPU runs them (its reference kernels)
+            "masking-on-int8",
+            functional_config([("x", (1, 5, 4), "float32")], [("m", "Masking", {"mask_value": 0.0}, ["x"])], ["m"]),
+            fires=False, targets=("int8",),
         ),
     ]
 

@@ -1,0 +1,70 @@
+"""A Masking layer on the Edge TPU (review of issue 9, fault kind 4: ops charged to no layer).
+
+Keras 3 computes a Masking's mask outside the layer's name scope (`functional_1/NotEqual`), and
+the converter keeps that NOT_EQUAL in float, behind a DEQUANTIZE of the model input named
+`tfl.dequantize`: the cut was charged to no Keras layer and nothing said what to do. Now QF303
+names the Masking statically (Coral's table has no NOT_EQUAL, REDUCE_ANY, SELECT_V2 or CAST)
+with advice that fits a layer that cannot move, and the verification charges the float island
+to the Masking, in both dialects (tf_keras multiplies by a CAST of the mask instead of
+selecting)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from fixtures.build import save_all
+from tests.jobs.test_isolation import leftovers, qfix
+
+pytestmark = pytest.mark.tf
+
+
+def _masked_dense(K):  # per time step: Dense ignores the mask, the Masking's ops stay
+    x = K.Input((5, 16))
+    return K.Model(x, K.layers.Dense(2)(K.layers.Masking(name="masking")(x)))
+
+
+def _masked_lstm(K):  # the RNN a Masking is written for (unroll=True: QF305's fix, given)
+    x = K.Input((5, 16))
+    return K.Model(x, K.layers.Dense(2)(K.layers.LSTM(4, unroll=True)(K.layers.Masking(name="masking")(x))))
+
+
+MODELS = {"k3_dense": ("k3", _masked_dense), "tfk_dense": ("tfk", _masked_dense),
+          "tfk_lstm": ("tfk", _masked_lstm)}
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    models = save_all(tmp_path_factory.mktemp("masking"), MODELS)
+    tmp = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, path in models.items():
+        proc = qfix(str(path), "--samples", "4", "--format", "json", "--out-dir", str(tmp / name), tmp=tmp)
+        assert proc.stderr == "", proc.stderr
+        out[name] = (proc.returncode, json.loads(proc.stdout))
+    assert leftovers(tmp) == []
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_masking_is_named_with_advice_that_fits_it(reports, name):
+    code, report = reports[name]
+    qf303 = [f for f in report["findings"] if f["code"] == "QF303" and f["layer"] == "masking"]
+    assert code == 1 and len(qf303) == 1, report["findings"]
+    assert "NOT_EQUAL" in qf303[0]["message"] and "REDUCE_ANY" in qf303[0]["message"]
+    assert "drop the Masking layer" in qf303[0]["fix"]["description"] and "end of the model" not in qf303[0]["fix"]["description"]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_cut_is_charged_to_the_masking(reports, name):
+    """The first unsupported op (the DEQUANTIZE opening the float island, or the NOT_EQUAL) and
+    the float island finding name the Masking, not "no Keras layer"."""
+    _, report = reports[name]
+    ver = report["verification"]
+    assert ver["first_unsupported"]["layer"] == "masking", ver["first_unsupported"]
+    islands = [f for f in report["findings"] if f["code"] in ("QF304", "QF405")]
+    assert islands and all(f["layer"] == "masking" for f in islands), islands
+    assert report["float_equivalence"]["max_abs_diff"] <= 1e-5
