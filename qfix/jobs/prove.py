@@ -101,7 +101,7 @@ class Verification:
                 "top1_agreement": fid.top1_agreement,
                 # added: the varying part's SQNR (not swamped by a constant offset) and per output
                 "sqnr_ac_db": _finite(fid.sqnr_ac_db) if fid.sqnr_ac_db is not None else None,
-                "per_output": [_output_json(o) for o in fid.per_output],
+                "per_output": [_output_json(o, self.outputs) for o in fid.per_output],
             },
             "compiler": self.compiler or {"used": "profile", "name": None},
             "convert_seconds": round(self.convert_seconds, 3),
@@ -112,9 +112,12 @@ class Verification:
         }
 
 
-def _output_json(o: Any) -> dict[str, Any]:
-    """One output's numbers (qfix.convert.fidelity.OutputFidelity), non-finite floats as null."""
-    return {"name": o.name, "sqnr_db": _finite(o.sqnr_db),
+def _output_json(o: Any, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One output's numbers (qfix.convert.fidelity.OutputFidelity), non-finite floats as null,
+    with the Keras layer that computes it (`outputs`: the .tflite's outputs, as `output_order`
+    matched them; a Keras 3 Sequential's output is named `keras_tensor_N`, not after a layer)."""
+    layer = next((x["layer"] for x in outputs if x["name"] == o.name), None)
+    return {"name": o.name, "layer": layer, "sqnr_db": _finite(o.sqnr_db),
             "sqnr_ac_db": None if o.sqnr_ac_db is None else _finite(o.sqnr_ac_db),
             "max_abs_error": o.max_abs_error, "top1_agreement": o.top1_agreement,
             "quantized_spread": o.quantized_spread, "quantized_levels": o.quantized_levels,

@@ -231,6 +231,15 @@ def test_tflite_outputs_in_model_order_and_compared_by_name(verdict, name):
     # fidelity pairs each Keras output with the .tflite output of the same name
     assert [o.name for o in ver.fidelity.per_output] == model_order
     assert all(o.sqnr_db > 15 for o in ver.fidelity.per_output)
+    assert [o["layer"] for o in ver.to_json()["fidelity"]["per_output"]] == model_order
+
+
+def test_sequential_output_numbers_name_their_layer(verdict):
+    """A Keras 3 Sequential's output is named `keras_tensor_N` (its output_names): the JSON
+    numbers per output also name the layer computing it."""
+    ver = verdict("gconv_seq_relu_k3", "int8").verification
+    (out,) = ver.to_json()["fidelity"]["per_output"]
+    assert out["name"].startswith("keras_tensor") and out["layer"] == "relu"
 
 
 # ---- fault 5: resize size limits -----------------------------------------------------------------
