@@ -1,20 +1,30 @@
 """QF107 integer-merge: a merge of integer tensors that the TFLite converter cannot convert (model).
 
 ## What it does
-Finds an `Add`, `Subtract`, `Multiply`, `Average`, `Maximum` or `Minimum` whose inputs are all
-uint8 or all int8 tensors when TensorFlow runs the model (model inputs, directly or through
-layers that keep integers: max pooling, padding, reshapes, merges of integer tensors), or an
-`Add` or `Average` of int32 tensors. Keras 3 records the merge's output as float32; TensorFlow
-computes it in the integer type. A merge whose result reaches a layer with float-only kernels
-is QF106's (its fix covers the merge); this rule names the merge wherever else it is.
+Finds a merge of integer tensors (all of one type when TensorFlow runs the model: model inputs,
+directly or through layers that keep integers: max pooling, padding, reshapes, merges of
+integer tensors) that the TFLite converter cannot convert, by the type:
+
+| merge | integer types that do not convert |
+|---|---|
+| `Add`, `Average` | every one measured: uint8, int8, uint16, int16, int32, uint32, int64, uint64 |
+| `Subtract`, `Maximum`, `Minimum` | uint8, int8, uint16, int16, uint32, uint64 |
+| `Multiply` | uint8, int8, uint16, uint64 |
+| `Concatenate` | uint16, uint64 |
+
+Keras 3 records the merge's output as float32; TensorFlow computes it in the integer type. A
+merge whose result reaches a layer with float-only kernels is QF106's (its fix covers the
+merge); this rule names the merge wherever else it is.
 
 ## Why is this bad?
 The TFLite converter has no builtin for these integer ops: the conversion fails inside the
 merge itself with `'tf.AddV2' op is neither a custom op nor a flex op` (or `tf.BiasAdd`,
-`tf.Sub`, `tf.Mul`, `tf.Maximum`, `tf.Minimum`), which names no layer, whatever follows the
-merge (a `Dense` that casts to float itself, or nothing). Measured with Keras 3.15 and TF 2.21:
-int32 `Subtract`, `Multiply`, `Maximum` and `Minimum` convert (as int32 ops), `Concatenate`
-and `Dot` convert in every integer dtype. tf_keras builds the same models.
+`tf.Sub`, `tf.Mul`, `tf.Maximum`, `tf.Minimum`, `tf.ConcatV2`; uint64 at the merge's own
+`tf.Cast`), which names no layer, whatever follows the merge (a `Dense` that casts to float
+itself, or nothing). Measured with Keras 3.15 and TF 2.21 (Edge TPU and int8 recipes): the
+other types convert (int32 and int64 `Subtract`, `Maximum` and `Minimum`; `Multiply` of int16,
+int32, uint32 and int64; `Concatenate` of the other types), and so does `Dot`. tf_keras builds
+the same models.
 
 ## Example
 ```python
@@ -35,13 +45,13 @@ y = keras.layers.Dense(2)(x)
 ## Fix safety
 The fix makes the merge compute in float32: the cast folds into the model inputs it reads
 (the TFLite inputs stay the raw integer frames), otherwise an explicit cast is inserted
-before the merge. Safe for a `Maximum` or `Minimum` of 8-bit integers: float32 holds them
-exactly and the merge picks the same values. Unsafe for `Add`, `Subtract`, `Multiply` and
+before the merge. Safe for a `Maximum`, `Minimum` or `Concatenate` of 8- or 16-bit integers:
+float32 holds them exactly and the merge picks (or joins) the same values. Unsafe for `Add`, `Subtract`, `Multiply` and
 `Average`, and for any merge above which such an integer merge computes: TensorFlow computes
 them in the integer type, which wraps (uint8: 200 + 100 = 44; an `Average` adds before it
 divides, 200 and 100 average to 22.0), and in float32 they give the true result (300, 150.0),
 the one the model most likely meant but not the one it computed; the same on inputs that do
-not overflow. Unsafe for int32 too, which float32 rounds above 2**24. `--unsafe-fixes`
+not overflow. Unsafe for 32- and 64-bit integers too, which float32 rounds above 2**24. `--unsafe-fixes`
 applies it.
 
 ## Targets
@@ -158,6 +168,39 @@ class IntegerMerge(ModelRule):
                 [("a", (None, 4), "int32"), ("b", (None, 4), "int32")],
                 [("sub", "Subtract", {}, ["a", "b"], "float32", (None, 4))],
                 ["sub"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
+            "two-int16-added",  # 16-bit audio: ADD has no int16 builtin for it (tf.BiasAdd); wraps: unsafe
+            functional_config(
+                [("a", (None, 4), "int16"), ("b", (None, 4), "int16")],
+                [("add", "Add", {}, ["a", "b"], "float32", (None, 4))],
+                ["add"],
+            ),
+            fires=True,
+            count=1,
+            expected={"layers": [{"name": "a", "config": {"dtype": "float32"}},
+                                 {"name": "b", "config": {"dtype": "float32"}}, {"name": "add"}]},
+        ),
+        ModelCase(
+            "two-uint16-concatenated",  # 16-bit depth frames: no uint16 CONCATENATION (tf.ConcatV2); exact
+            functional_config(
+                [("a", (None, 4), "uint16"), ("b", (None, 4), "uint16")],
+                [("cat", "Concatenate", {}, ["a", "b"], "float32", (None, 8))],
+                ["cat"],
+            ),
+            fires=True,
+            count=1,
+            expected={"layers": [{"name": "a", "config": {"dtype": "float32"}},
+                                 {"name": "b", "config": {"dtype": "float32"}}, {"name": "cat"}]},
+        ),
+        ModelCase(
+            "two-int16-multiplied",  # MUL takes int16: it converts
+            functional_config(
+                [("a", (None, 4), "int16"), ("b", (None, 4), "int16")],
+                [("mul", "Multiply", {}, ["a", "b"], "float32", (None, 4))],
+                ["mul"],
             ),
             fires=False,
         ),

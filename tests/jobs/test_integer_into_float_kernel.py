@@ -350,3 +350,46 @@ def test_int32_add_is_named_and_converts_with_casts_int32_subtract_is_not_named(
 
     path, code, report = merged(subtracted_int32)
     assert qf107(report) == [] and report["verification"]["converted"]  # int32 SUB is a TFLite builtin
+
+
+# 16-bit members of the kind (int16 audio, uint16 depth frames): Add, Subtract, Maximum and
+# Minimum of int16 and every merge of uint16 but Dot fail in the converter as the 8-bit ones do
+# (measured, TF 2.21); were a bare QF909, exit 2.
+
+
+def added_int16(K):
+    a, b = _vectors(K, "int16")
+    return K.Model([a, b], K.layers.Dense(2, name="head")(K.layers.Add(name="merge")([a, b])))
+
+
+def maximum_int16(K):
+    a, b = _vectors(K, "int16")
+    return K.Model([a, b], K.layers.Dense(2, name="head")(K.layers.Maximum(name="merge")([a, b])))
+
+
+def concatenated_uint16(K):
+    a, b = _vectors(K, "uint16")
+    return K.Model([a, b], K.layers.Dense(2, name="head")(K.layers.Concatenate(name="merge")([a, b])))
+
+
+@pytest.mark.parametrize(("build", "dtype", "applicability", "failure"), [
+    (added_int16, "int16", "unsafe", "'tf.BiasAdd'"),
+    (maximum_int16, "int16", "safe", "'tf.Maximum'"),
+    (concatenated_uint16, "uint16", "safe", "'tf.ConcatV2'"),
+])
+def test_16_bit_merges_are_named_and_convert_once_folded(merged, build, dtype, applicability, failure):
+    import keras
+
+    path, _, _ = merged(build)
+    code, check = check_json(path, "--check")
+    assert code == 1 and qf107(check) == [("merge", applicability, False)], check["findings"]
+    path, code, report = merged(build, "--unsafe-fixes")
+    assert failure in report["before_failure"]
+    assert qf107(report) == [("merge", applicability, True)]
+    assert report["verification"]["converted"] and report["verification"]["fully_on_target"], report["verification"]
+    assert code == 0
+    original, fixed = keras.saving.load_model(path), keras.saving.load_model(report["outputs"]["model"])
+    rng = np.random.default_rng(0)
+    low = 0 if dtype == "uint16" else -2**14  # no int16 sum overflows
+    a, b = (rng.integers(low, 2**14, (4, 4)).astype(dtype) for _ in range(2))
+    assert _same_on(original, fixed, a, b) == 0

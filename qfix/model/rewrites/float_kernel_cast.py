@@ -50,15 +50,22 @@ INTEGER_MERGES = {"Concatenate", "Maximum", "Minimum"}
 WRAPPING_MERGES = {"Add", "Subtract", "Multiply"}
 
 # Merges of integer tensors the TFLite converter cannot convert on their own, whatever follows
-# them, by the inputs' integer dtype (measured with Keras 3.x, TF 2.x, qfix's recipes for the
-# Edge TPU and the float converter: "'tf.AddV2' / 'tf.BiasAdd' / 'tf.Sub' / 'tf.Mul' /
-# 'tf.Maximum' / 'tf.Minimum' op is neither a custom op nor a flex op"). int32 Subtract,
-# Multiply, Maximum and Minimum convert (as int32 ops); Concatenate and Dot convert in every
-# integer dtype. Average wraps as Add does before it divides.
+# them, by the inputs' integer dtype (measured with Keras 3.15, TF 2.21, qfix's recipes for the
+# Edge TPU and int8, a merge alone and into a Dense: "'tf.AddV2' / 'tf.BiasAdd' / 'tf.Sub' /
+# 'tf.Mul' / 'tf.Maximum' / 'tf.Minimum' / 'tf.ConcatV2' op is neither a custom op nor a flex
+# op"; uint64 fails earlier, at the merge's own 'tf.Cast'). What converts: Subtract, Maximum and
+# Minimum of int32 and int64; Multiply of int16, int32, uint32 and int64; Concatenate except of
+# uint16 and uint64; Dot of every measured type but uint64. Average wraps as Add does before
+# it divides.
 _EIGHT_BIT = frozenset({"uint8", "int8"})
 UNCONVERTED_MERGES = {
-    "Add": _EIGHT_BIT | {"int32"}, "Average": _EIGHT_BIT | {"int32"}, "Subtract": _EIGHT_BIT,
-    "Multiply": _EIGHT_BIT, "Maximum": _EIGHT_BIT, "Minimum": _EIGHT_BIT,
+    "Add": _EIGHT_BIT | {"uint16", "int16", "int32", "uint32", "int64", "uint64"},
+    "Average": _EIGHT_BIT | {"uint16", "int16", "int32", "uint32", "int64", "uint64"},
+    "Subtract": _EIGHT_BIT | {"uint16", "int16", "uint32", "uint64"},
+    "Multiply": _EIGHT_BIT | {"uint16", "uint64"},
+    "Maximum": _EIGHT_BIT | {"uint16", "int16", "uint32", "uint64"},
+    "Minimum": _EIGHT_BIT | {"uint16", "int16", "uint32", "uint64"},
+    "Concatenate": frozenset({"uint16", "uint64"}),
 }
 
 

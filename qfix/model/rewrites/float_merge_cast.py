@@ -1,6 +1,6 @@
 """Make a merge of integer tensors that TFLite cannot convert (`Add`, `Subtract`, `Multiply`,
-`Average`, `Maximum`, `Minimum` of uint8 or int8 tensors; `Add` and `Average` of int32 ones)
-compute in float32.
+`Average`, `Maximum`, `Minimum` of uint8 or int8 tensors, `Concatenate` of uint16 ones; the
+types per merge are float_kernel_cast.UNCONVERTED_MERGES) compute in float32.
 
 TensorFlow runs such a merge in the integer type, but the TFLite converter has no builtin for
 it ("'tf.AddV2' op is neither a custom op nor a flex op"): the model does not convert, whatever
