@@ -66,6 +66,7 @@ def render_check(result, console: Console) -> None:
     if ver is None:
         if result.not_converted:
             console.print(f"[yellow]{escape(result.not_converted)}[/]")
+            render_unsafe_hint(unsafe_fixes_left(result.findings), console)
         return
     render_verification(ver, console)
     render_memory(result, console)
@@ -282,6 +283,8 @@ def render_fix(run, console: Console) -> None:
     if result.verification is None:
         if result.not_converted:
             console.print(f"[yellow]{escape(result.not_converted)}[/]")
+            # a model that converts only with an unsafe fix (QF107's wrapping Add) says so here too
+            render_unsafe_hint([] if run.unsafe else unsafe_fixes_left(result.findings), console)
         return
     if run.before is not None and run.active:
         render_before_after(run, console)

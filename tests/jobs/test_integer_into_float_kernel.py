@@ -9,6 +9,7 @@ and into a sigmoid; and (further down) through merges of integer tensors only.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -393,3 +394,18 @@ def test_16_bit_merges_are_named_and_convert_once_folded(merged, build, dtype, a
     low = 0 if dtype == "uint16" else -2**14  # no int16 sum overflows
     a, b = (rng.integers(low, 2**14, (4, 4)).astype(dtype) for _ in range(2))
     assert _same_on(original, fixed, a, b) == 0
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_a_model_that_converts_only_with_an_unsafe_fix_ends_with_the_hint(merged, tmp_path, check):
+    """The text report of a run that did not convert ended at the "not converted" line, without
+    the hint the README promises for findings whose only fix is unsafe (the JSON listed QF107 in
+    unsafe_fixes_available)."""
+    path, _, _ = merged(added_dense)
+    mode = ["--check"] if check else ["--out-dir", str(tmp_path)]
+    proc = subprocess.run([sys.executable, "-m", "qfix", str(path), *mode, "--target", "edgetpu"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "400"})
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert "not converted" in lines[-2] and lines[-1].startswith("hint: QF107"), lines[-3:]
+    assert "--unsafe-fixes" in lines[-1]
