@@ -112,7 +112,7 @@ class Verification:
         }
 
 
-def _output_json(o: Any, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+def _output_json(o: Any, outputs: list[dict[str, Any]] = ()) -> dict[str, Any]:
     """One output's numbers (qfix.convert.fidelity.OutputFidelity), non-finite floats as null,
     with the Keras layer that computes it (`outputs`: the .tflite's outputs, as `output_order`
     matched them; a Keras 3 Sequential's output is named `keras_tensor_N`, not after a layer)."""

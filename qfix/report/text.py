@@ -224,7 +224,9 @@ def render_verdict(result, console: Console) -> None:
     # A verdict no real tool can check here says so (the GPU delegate: no GPU on this machine).
     how = f" [dim](by the profile only: {escape(note)})[/]" if note else ""
     if result.exit_code() == 0:
-        console.print(f"[bold green]runs fully on {name}[/]{how}")
+        # a success whose output keeps little of its variation says which output (README)
+        weak = _worst_varying(result.verification.fidelity if result.verification else None)
+        console.print(f"[bold green]runs fully on {name}[/]{how}" + (f"[yellow]{weak}[/]" if weak else ""))
         return
     ver = result.verification
     silent = [v for v in result.blockers if v.code == ZERO_SIGNAL]

@@ -125,8 +125,8 @@ def test_a_varying_output_whose_int8_tracks_it_is_not_flagged():
 def test_per_output_numbers_are_in_the_json():
     from qfix.jobs.prove import _output_json
 
-    j = _output_json(_out("head", 0.0, 3.92, 1, -math.inf, math.inf))
-    assert j == {"name": "head", "sqnr_db": None, "sqnr_ac_db": None, "max_abs_error": 0.2,
+    j = _output_json(_out("head", 0.0, 3.92, 1, -math.inf, math.inf), [{"name": "head", "layer": "dense"}])
+    assert j == {"name": "head", "layer": "dense", "sqnr_db": None, "sqnr_ac_db": None, "max_abs_error": 0.2,
                  "top1_agreement": None, "quantized_spread": 0.0, "quantized_levels": 1, "output_step": 3.92}
     assert json.loads(json.dumps(Fidelity(2, True, 1.0, 0.0, None, sqnr_ac_db=-math.inf).to_json()))["sqnr_ac_db"] is None
 
@@ -153,6 +153,29 @@ def test_the_text_report_shows_the_varying_part_when_an_offset_inflates_the_sqnr
     assert "SQNR of the varying part" in text and "flat -5.8 dB" in text and "good" not in text
     assert _worst_varying(fid) == "; flat, varying part: -5.8 dB"
     assert _worst_varying(Fidelity(32, True, 43.3, 0.0, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3)])) == ""
+
+
+def test_a_success_names_the_output_whose_varying_part_is_weak():
+    """README: the last line names the worst such output, also when the run succeeds (exit 0:
+    a softmax head keeping 12.8 dB of its variation is not QF408's blocker)."""
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from qfix.report.text import render_verdict
+
+    def last_line(fid):
+        result = SimpleNamespace(profile=SimpleNamespace(name="Coral Edge TPU", toolchain={}),
+                                 exit_code=lambda: 0, verification=SimpleNamespace(fidelity=fid))
+        console = Console(record=True, width=200)
+        render_verdict(result, console)
+        return console.export_text().strip()
+
+    weak = Fidelity(32, True, 40.0, 0.01, 1.0, [_out("emb", 0.5, 0.01, 60, 24.3, 40.0),
+                                                _out("cls", 0.1, 0.004, 9, 12.8, 48.9)])
+    assert last_line(weak) == "runs fully on Coral Edge TPU; cls, varying part: 12.8 dB"
+    fine = Fidelity(32, True, 43.3, 0.0, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3)])
+    assert last_line(fine) == "runs fully on Coral Edge TPU"
 
 
 def test_the_reports_floor_is_qf408s():
