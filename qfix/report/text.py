@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.markup import escape as _markup_escape
 from rich.table import Table
@@ -147,10 +149,10 @@ def _render_varying(fid, console: Console) -> None:
         console.print(f"  SQNR of the varying part (output less its mean over the samples): {parts}")
 
 
-def _worst_varying(fid) -> str:
+def _worst_varying(fid, below: float = math.inf) -> str:
     """For the last line, only when the SQNR reads as a signal (at or above QF408's 13.8 dB)
-    while an output's varying part does not."""
-    ac = _varying(fid) if fid is not None and fid.sqnr_db >= SIGNAL_DB else []
+    while an output's varying part does not; only varying parts below `below` dB."""
+    ac = [(n, v) for n, v in (_varying(fid) if fid is not None and fid.sqnr_db >= SIGNAL_DB else []) if v < below]
     if not ac:
         return ""
     n, v = min(ac, key=lambda x: x[1])
@@ -224,8 +226,8 @@ def render_verdict(result, console: Console) -> None:
     # A verdict no real tool can check here says so (the GPU delegate: no GPU on this machine).
     how = f" [dim](by the profile only: {escape(note)})[/]" if note else ""
     if result.exit_code() == 0:
-        # a success whose output keeps little of its variation says which output (README)
-        weak = _worst_varying(result.verification.fidelity if result.verification else None)
+        # a success whose output keeps under QF408's floor of its variation says which (README)
+        weak = _worst_varying(result.verification.fidelity if result.verification else None, below=SIGNAL_DB)
         console.print(f"[bold green]runs fully on {name}[/]{how}" + (f"[yellow]{weak}[/]" if weak else ""))
         return
     ver = result.verification

@@ -176,6 +176,9 @@ def test_a_success_names_the_output_whose_varying_part_is_weak():
     assert last_line(weak) == "runs fully on Coral Edge TPU; cls, varying part: 12.8 dB"
     fine = Fidelity(32, True, 43.3, 0.0, 1.0, [_out("good", 0.55, 0.0079, 30, 43.2, 43.3)])
     assert last_line(fine) == "runs fully on Coral Edge TPU"
+    # an offset above a varying part that keeps plenty (66.7 dB under 72.8): nothing to say
+    offset = Fidelity(32, True, 72.8, 0.1, 1.0, [_out("out", 0.5, 0.004, 60, 66.7, 72.8)])
+    assert last_line(offset) == "runs fully on Coral Edge TPU"
 
 
 def test_the_reports_floor_is_qf408s():
