@@ -20,7 +20,7 @@ from typing import Any
 
 from qfix.errors import error
 from qfix.model.edit import EditError, ModelEdit
-from qfix.model.graph import build_graph
+from qfix.model.graph import build_graph, is_integer
 from qfix.model.hub import HubError, absolute_handles
 from qfix.rules import model_rules
 from qfix.rules.lint import lint
@@ -138,10 +138,30 @@ def apply_fixes(config: dict[str, Any], weights: bytes, dialect: str, ctx: Conte
             failed.add((v.code, v.location.layer))
             skipped.append(f"{v.code} {v.location.layer}: {exc}")
             continue
+        note += interface_note(graph, build_graph(config, dialect), ctx.target)
         applied.append(AppliedFix(v.code, v.name, v.location.layer, v.fix.applicability.value, note,
                                   recipe_neutral=all(r.recipe_neutral for r in v.fix.edits),
                                   removes_code=v.code in _loading_blockers()))
     return config, weights, applied, skipped
+
+
+def interface_note(before: Any, after: Any, target: Any) -> str:
+    """What a rewrite that made integer model inputs float32 (QF102's fold, QF106, QF107) does to
+    the .tflite's inputs under `target`'s recipe: with integer I/O (the Edge TPU's uint8) they
+    stay integer, quantized from the same values; with float I/O (the GPU delegate's float32)
+    the deployed input type changes. '' when no input changed so."""
+    was = {s.name: s.dtype for s in input_specs(before)}
+    changed = [s for s in input_specs(after) if s.dtype == "float32" and is_integer(was.get(s.name, "float32"))]
+    if not changed:
+        return ""
+    it = "it" if len(changed) == 1 else "them"
+    io = target.recipe.io_dtype
+    if io.startswith("float"):
+        names = ", ".join(f"{s.name!r} ({was[s.name]})" for s in changed)
+        return (f"; the .tflite takes {it} as {io} now ({target.name}'s recipe has {io} I/O): the deployed "
+                f"input {names} becomes {io}, fed the same values")
+    return (f"; the .tflite takes {it} as {io} ({target.name}'s recipe), quantized from these values "
+            "(the inputs table gives scale and zero point)")
 
 
 def _loading_blockers() -> set[str]:

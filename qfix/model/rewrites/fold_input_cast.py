@@ -2,9 +2,10 @@
 
 `Input(dtype="uint8") → cast to float32 → Rescaling(1/255)` becomes `Input(dtype="float32") →
 Rescaling(1/255)`: the input carries the same values (0..255, exact in float32), the casts
-that read it go away, and the Keras graph no longer has a CAST. The TFLite input is still the
-raw uint8 frame: the target recipe converts with uint8 I/O, so the cast now lives in the input
-quantization. The Rescaling stays; folding it too would change the float model's interface
+that read it go away, and the Keras graph no longer has a CAST. With an integer-I/O recipe (the
+Edge TPU's uint8) the TFLite input is still the raw uint8 frame, the cast now living in the
+input quantization; with float I/O (the GPU delegate) it becomes float32, which the fix job's
+note says (qfix.jobs.fix.interface_note). The Rescaling stays; folding it too would change the float model's interface
 (inputs in 0..1), which is not a safe fix.
 """
 
@@ -58,10 +59,7 @@ def fold_input_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
     names = ", ".join(repr(i.name) for i in inputs)
     dtypes = "/".join(sorted({i.out_dtype for i in inputs}))
     one = len(inputs) == 1
-    # The .tflite input is the recipe's integer type (uint8 for the Edge TPU), quantized from
-    # these values: raw only when they fit its range with scale 1 (uint8 pixels), otherwise with
-    # the scale and zero point the report's inputs table gives (an int8 input into uint8 I/O).
-    note = (f"input{'' if one else 's'} {names} {dtypes} → float32 (same values){removed}; the converted model "
-            f"takes {'it' if one else 'them'} as the recipe's integer input type, quantized from these values "
-            f"(the inputs table gives scale and zero point)")
+    # How the .tflite takes the input now depends on the target's recipe: the fix job says
+    # (qfix.jobs.fix.interface_note).
+    note = f"input{'' if one else 's'} {names} {dtypes} → float32 (same values){removed}"
     return note
