@@ -300,7 +300,14 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
         return run
     result.not_converted = why_not_loadable(findings, opts)
     if result.not_converted:
-        run.fixes = []  # nothing is written for a model qfix may not load
+        # Nothing is written for a model qfix may not load: each rewrite is checked against the
+        # original, which would run the file's code. Say so for each, not silently.
+        if applied:
+            why = result.not_converted.removeprefix("not converted: ")
+            names = ", ".join(f"{f.code} {f.layer or '-'}" for f in applied)
+            run.skipped.append(f"{names}: each rewrite is checked against the original, which qfix does not "
+                               f"load: {why}")
+        run.fixes = []
         return run
     from qfix.convert.calibration import load_calibration
 
