@@ -30,7 +30,10 @@ y = keras.layers.Rescaling(1 / 255)(x)
 ## Fix safety
 Safe: the cast (and an exact Rescaling) fold into the input quantization; the on-device
 input is still the raw uint8 frame. An implicitly casting Dense or normalization computes the
-same float32 values from the float32 input as from the uint8 one it cast itself. Through a Concatenate every input it joins is folded (each
+same float32 values from the float32 input as from the uint8 one it cast itself, except Keras
+3's LayerNormalization: it takes the mean and variance of an integer input in that integer
+type (truncated; 2.08 away from the LayerNormalization of the float values for uint8), so
+there the fold changes its outputs and is unsafe (tf_keras's casts first: safe). Through a Concatenate every input it joins is folded (each
 keeps its raw uint8 input; the Rescaling after the join applies to all of them alike).
 
 ## Targets
@@ -80,10 +83,14 @@ class IntegerInputCast(ModelRule):
                             f"{dtypes}, unchanged through {via}, and")
                     how = how.replace(" it", " them") if len(sources) > 1 else how
                 seen.add(user.name)
+                inexact = user.class_name in INEXACT_IMPLICIT_CASTS.get(graph.dialect, ())
                 yield self.violation(
                     f"{what} {user.class_name} {user.name!r} {how} inside the graph: a CAST op on device",
                     user.name,
-                    fix="fold the cast (and exact rescaling) into the input quantization",
+                    fix="fold the cast (and exact rescaling) into the input quantization" + (
+                        f"; {user.class_name} then computes from the float32 values, not in {inp.out_dtype}: "
+                        f"{INEXACT_IMPLICIT_CASTS[graph.dialect][user.class_name]}" if inexact else ""),
+                    applicability=Applicability.UNSAFE if inexact else Applicability.SAFE,
                     pointer=user.pointer,
                     rewrite=Rewrite(rewrites.fold_input_cast, (), user.name),
                 )
@@ -216,6 +223,16 @@ def _meets_float(graph, cast) -> bool:
 # Keras 3 and tf_keras under TensorFlow: a uint8 input gives a float32 output and, converted, a
 # CAST op named for the layer)
 IMPLICIT_CASTS = {"Rescaling", "Dense", "EinsumDense", "BatchNormalization", "LayerNormalization"}
+
+
+# Implicit casts after which the layer does not compute what it would from the float values:
+# Keras 3's LayerNormalization takes the moments of an integer input in that integer type
+# (measured, Keras 3.15: 2.08 from the float LayerNormalization of the same uint8 values, 0.99
+# for int8, int16, int32); tf_keras's casts first (1.2e-7).
+INEXACT_IMPLICIT_CASTS = {
+    "keras3": {"LayerNormalization": "Keras 3 takes the mean and variance of an integer input in that "
+                                     "integer type (truncated), so its outputs change"},
+}
 
 
 def _casts(layer) -> bool:
