@@ -111,7 +111,8 @@ def layer_key(layer) -> str:
 
 # Where a dialect lowers a layer differently (TF 2.21, all seen in converted models): Keras 3
 # saves a rolled LSTM as a generic RNN loop, which converts to a WHILE (with STRIDED_SLICEs
-# inside); tf_keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM.
+# inside); tf_keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM (with its defaults
+# and no mask, fuses_lstm; otherwise it is a WHILE too, which this table does not tell apart).
 DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
     "keras3": {
         "LSTM": ("WHILE",),

@@ -63,9 +63,10 @@ RNNs"): no fix there.
 Targets whose recipe quantizes to full integer. Float and dynamic-range recipes keep the WHILE
 loop and are not affected. A fused tf_keras LSTM: only targets whose profile does not run
 UNIDIRECTIONAL_SEQUENCE_LSTM, or has int16 in none of `activation_dtypes`, `aux_dtypes` and
-`state_dtypes` (as the op-by-op check judges its cell state). Sources: TF 2.21 reproduction (`/tmp/i9/gru.keras`, issue 9 fault 1; tf_keras
-`Input((8, 4)) → LSTM(6) → Dense(2)`: UNIDIRECTIONAL_SEQUENCE_LSTM cut on the Edge TPU, 116/117 ops
-on target unrolled; tf_keras lstm.py `_could_use_gpu_kernel`);
+`state_dtypes` (as the op-by-op check judges its cell state). Sources: TF 2.21 reproduction
+(`/tmp/i9/gru.keras`, issue 9 fault 1; tf_keras `Input((8, 4)) → LSTM(6) → Dense(2)`:
+UNIDIRECTIONAL_SEQUENCE_LSTM cut on the Edge TPU, 116/117 ops on target unrolled; tf_keras
+lstm.py `_could_use_gpu_kernel`);
 keras.layers.GRU `unroll` documentation ("Unrolling can speed-up an RNN, although it tends to be
 more memory-intensive. Unrolling is only suitable for short sequences").
 """
@@ -83,7 +84,8 @@ from qfix.rules.base import ModelCase, ModelRule, consequence
 from qfix.types import Applicability
 
 # Dialects whose rolled RNN crashes the int8 converter, by class (TF 2.21, reproduced). The
-# tf_keras LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM and is not one of them.
+# tf_keras LSTM is not one of them: it converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM, or, off
+# its fused path, to the crashing WHILE (`lowering`).
 CRASHES = {
     "keras3": frozenset(RNN_CLASSES),
     "tf_keras": frozenset({"GRU", "SimpleRNN", "RNN"}) | CONV_RNN_CLASSES,
