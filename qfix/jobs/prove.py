@@ -46,6 +46,17 @@ def _known_crashes() -> dict[tuple[str, str], tuple[tuple[str, ...], str]]:
 KNOWN_CRASHES = _known_crashes()
 
 
+def _loops(graph: Graph, layer) -> bool:
+    """A rolled layer of a class that is fused or not by its config and mask (QF305's
+    rolled_rnn.lowering) that becomes the crashing WHILE loop: a masked tf_keras LSTM, say.
+    Only top-level layers: the mask of a nested one is looked for in the outer graph."""
+    from qfix.rules.rolled_rnn import FUSED, lowering
+
+    inner = layer.config.get("layer") if layer.class_name == "Bidirectional" else layer.raw
+    cls = inner.get("class_name") if isinstance(inner, dict) else None
+    return cls in FUSED.get(graph.dialect, ()) and layer.name in graph.layers and lowering(graph, layer) == "crash"
+
+
 @dataclass
 class Verification:
     placement: Any  # qfix.targets.check.Placement
@@ -238,6 +249,8 @@ def crash_hint(graph: Graph, failure: WorkerFailure) -> str | None:
         cls = inner.get("class_name") if isinstance(inner, dict) else layer.class_name
         cfg = (inner.get("config") or {}) if isinstance(inner, dict) else layer.config
         known = KNOWN_CRASHES.get((graph.dialect, cls))
+        if known is None and _loops(graph, layer):  # a tf_keras LSTM off its fused path
+            known = (("TFLite converter",), _ROLLED.format(advice=_UNROLL))
         if known and any(w in failure.stage for w in known[0]) and not cfg.get("unroll", False):
             what = cls if cls == layer.class_name else f"{layer.class_name}({cls})"
             return f"likely layer '{layer.name}' ({what}): {known[1]}"

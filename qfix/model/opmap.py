@@ -111,7 +111,8 @@ def layer_key(layer) -> str:
 
 # Where a dialect lowers a layer differently (TF 2.21, all seen in converted models): Keras 3
 # saves a rolled LSTM as a generic RNN loop, which converts to a WHILE (with STRIDED_SLICEs
-# inside); tf_keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM.
+# inside); tf_keras's LSTM converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM (with its defaults
+# and no mask, fuses_lstm; otherwise it is a WHILE too, which this table does not tell apart).
 DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
     "keras3": {
         "LSTM": ("WHILE",),
@@ -122,6 +123,67 @@ DIALECT_LAYER_OPS: dict[str, dict[str, tuple[str, ...]]] = {
         "Masking": ("NOT_EQUAL", "REDUCE_ANY", "CAST"),
     },
 }
+
+
+# A rolled tf_keras LSTM (also each pass of a Bidirectional) converts to the fused
+# UNIDIRECTIONAL_SEQUENCE_LSTM, which full-integer quantization gives int8 activations and an
+# int16 cell state (a variable tensor; TF 2.21, seen): a target runs it only when it runs the op
+# and computes (or keeps as state) int16 tensors, as the op-by-op check judges it
+# (qfix.targets.check: activation_dtypes, aux_dtypes, state_dtypes).
+FUSED_LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
+FUSED_LSTM_STATE_DTYPE = "int16"
+
+
+# tf_keras takes the fused path (the one the converter fuses) only for the defaults cuDNN has:
+# tanh and sigmoid, a bias, no recurrent dropout (tf_keras lstm.py `_could_use_gpu_kernel`), and
+# without a mask; otherwise its LSTM is a generic RNN loop, a WHILE (TF 2.21, seen: with
+# activation="relu" and after a Masking layer the int8 calibration crashes like a GRU's).
+FUSED_LSTM_DEFAULTS = {"activation": "tanh", "recurrent_activation": "sigmoid", "use_bias": True}
+MASK_SOURCES = {"Masking": None, "Embedding": "mask_zero"}  # a layer that makes a mask (when its key is set)
+
+
+def fuses_lstm(cfg: dict, masked: bool) -> bool:
+    """A rolled tf_keras LSTM with config `cfg` converts to FUSED_LSTM_OP (else to a WHILE loop);
+    `masked`: a mask reaches it (masked_input)."""
+    return (not masked and all(cfg.get(k, v) == v for k, v in FUSED_LSTM_DEFAULTS.items())
+            and not cfg.get("recurrent_dropout"))
+
+
+def masked_input(graph, layer) -> bool:
+    """A mask reaches `layer` (of `graph`): a Masking, or an Embedding with mask_zero, upstream,
+    not consumed on the way by a recurrent layer that returns no sequence. Other layers are taken
+    to pass the mask on (tf_keras raises for a layer that supports no masking)."""
+    seen: set[str] = set()
+    todo = [r.layer for r in layer.inputs]
+    while todo:
+        name = todo.pop()
+        up = graph.layers.get(name)
+        if name in seen or up is None:
+            continue
+        seen.add(name)
+        if up.class_name in MASK_SOURCES and (MASK_SOURCES[up.class_name] is None
+                                              or up.config.get(MASK_SOURCES[up.class_name])):
+            return True
+        if (up.class_name in _RECURRENT or up.class_name == "Bidirectional") and not returns_sequences(up):
+            continue
+        todo.extend(r.layer for r in up.inputs)
+    return False
+
+
+_RECURRENT = frozenset({"GRU", "LSTM", "SimpleRNN", "RNN", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"})
+
+
+def fused_lstm_cut(target) -> str | None:
+    """Why `target` (a qfix.targets.Profile with a full-integer recipe) cannot run the fused
+    integer LSTM a rolled tf_keras LSTM converts to, as a clause ("which ... does not run"), or
+    None when it runs it (the int8 CPU, TFLM, Ethos-U)."""
+    if not target.supports(FUSED_LSTM_OP):
+        return f"which {target.name} does not run"
+    dtypes = set(target.activation_dtypes) | set(target.aux_dtypes) | set(target.state_dtypes)
+    if FUSED_LSTM_STATE_DTYPE not in dtypes:
+        return (f"whose int8 kernel keeps its cell state in {FUSED_LSTM_STATE_DTYPE}, which {target.name} does not "
+                f"compute (it computes in {'/'.join(target.activation_dtypes)})")
+    return None
 
 
 # What an unrolled recurrent layer (unroll=True: one cell per time step) lowers to, beyond the

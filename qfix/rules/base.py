@@ -36,6 +36,7 @@ class ModelCase:
     mode: str = "ptq"
     count: int | None = None  # exact number of findings expected when fires
     expected: list[tuple[str, str]] | dict[str, Any] | None = None
+    dialect: str = "keras3"  # the graph's dialect ("tf_keras": the config read as tf_keras saved it)
 
 
 @dataclass

@@ -217,8 +217,10 @@ def test_sliced_steps_are_bit_identical_to_unpack(models, tmp_path):
 @pytest.mark.parametrize("name,layer", [("tfk_bilstm", "bi"), ("tfk_backward_lstm", "rnn")])
 def test_tf_keras_backward_pass_is_charged_to_its_layer(models, name, layer, tmp_path):
     """tf_keras's fused LSTM reverses its input with a REVERSE_V2 whose tensors carry no layer
-    scope: it is charged to the Bidirectional / go_backwards layer, in the finding and the table."""
-    proc = qfix(str(models[name]), "--samples", "4", "--out-dir", str(tmp_path / "out"), tmp=tmp_path)
+    scope: it is charged to the Bidirectional / go_backwards layer, in the finding and the table.
+    (QF305 unrolls the fused LSTM on the Edge TPU, tests/jobs/test_tf_keras_lstm.py: ignored here.)"""
+    proc = qfix(str(models[name]), "--samples", "4", "--out-dir", str(tmp_path / "out"), "--ignore", "QF305",
+                tmp=tmp_path)
     assert proc.returncode == 1 and proc.stderr == "", proc.stderr
     assert "(None)" not in proc.stdout and "no Keras layer" not in proc.stdout
     _, report = run(models[name], tmp_path, "--check")

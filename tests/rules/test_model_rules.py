@@ -64,7 +64,7 @@ def test_why_not_loadable_asks_the_rules():
 
 @pytest.mark.parametrize("rule,case,target", CASES, ids=[f"{r.code}-{c.name}-{t}" for r, c, t in CASES])
 def test_embedded_case(rule, case, target):
-    graph = build_graph(case.config, "keras3")
+    graph = build_graph(case.config, case.dialect)
     ctx = Context(load_profile(target), mode=case.mode)
     found = list(rule().check(graph, ctx))
     assert bool(found) == case.fires, [v.message for v in found]
@@ -78,11 +78,11 @@ def test_embedded_case(rule, case, target):
         return
     assert any(v.fix is not None and v.fix.edits for v in found), "a case with `expected` needs a rewrite"
     before = repr(case.config)
-    config, _, applied, skipped = apply_fixes(case.config, empty_weights(case.config), "keras3", ctx,
+    config, _, applied, skipped = apply_fixes(case.config, empty_weights(case.config, case.dialect), case.dialect, ctx,
                                               Options(target=target, select=[rule.code]), unsafe=True)
     assert repr(case.config) == before  # the case's own config is never modified
     assert applied and not skipped, skipped
-    fixed = build_graph(config, "keras3")
+    fixed = build_graph(config, case.dialect)
     if isinstance(case.expected, dict):
         assert _contains(config, case.expected), config
     else:

@@ -1,6 +1,7 @@
 """Unroll a Keras recurrent layer: `unroll=True` (QF305 rolled-rnn, exact).
 
-A rolled recurrent layer converts to a WHILE loop; unrolled, it becomes one copy of the cell per
+A rolled recurrent layer converts to a WHILE loop (tf_keras's LSTM: to the fused
+UNIDIRECTIONAL_SEQUENCE_LSTM, FUSED_CLASSES); unrolled, it becomes one copy of the cell per
 time step (FULLY_CONNECTED or CONV_2D, LOGISTIC, TANH, MUL, ADD: TF 2.21, reproduced), with the
 same weights and the same arithmetic, so the float outputs are identical. The time steps are
 read with one UNPACK of the (time-major) input, and a `go_backwards` pass may add a REVERSE_V2
@@ -26,6 +27,13 @@ UNROLLABLE = {
 }
 
 
+# By dialect, the classes whose rolled layer converts to the fused UNIDIRECTIONAL_SEQUENCE_LSTM
+# rather than a WHILE loop (TF 2.21, seen): tf_keras's LSTM, also in a Bidirectional (one per pass).
+FUSED_CLASSES = {
+    "tf_keras": frozenset({"LSTM"}),
+}
+
+
 def inner_layers(raw: dict) -> list[dict]:
     """The recurrent layer configs of a layer: itself, or both directions of a Bidirectional
     (`backward_layer` when given; otherwise Keras copies `layer` with go_backwards flipped)."""
@@ -45,4 +53,7 @@ def unroll_rnn(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
         raise EditError(f"{name!r} is not a recurrent layer that {edit.dialect} can unroll")
     for r in inner:
         r["config"]["unroll"] = True
+    # A FUSED_CLASSES layer is fused or a WHILE loop by its config and its mask (QF305 says which).
+    if any(r.get("class_name") in FUSED_CLASSES.get(edit.dialect, ()) for r in inner):
+        return f"{raw.get('class_name')} {name!r}: unroll=True (one cell per time step)"
     return f"{raw.get('class_name')} {name!r}: unroll=True (one cell per time step instead of a WHILE loop)"
