@@ -283,10 +283,10 @@ def _attribute_op_nodes(placement: Any, tfl: Any, graph: Graph) -> None:
 def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
     """Fused kernels whose tensors carry no layer scope (an integer LSTM's tensors are
     `arith.constant*`, its output `tfl.unidirectional_sequence_lstm`) are matched to the
-    layers of the class that makes that op in the model's dialect (opmap.layer_ops), in graph order, when the counts
-    agree; a converter-made DEQUANTIZE takes the layer of the ops reading it; ops the converter
-    adds after them (the last-step STRIDED_SLICE of return_sequences=False) take the layer of
-    the op feeding them."""
+    layers of the class that makes that op in the model's dialect (opmap.layer_ops), in graph
+    order, when the counts agree; a converter-made DEQUANTIZE, or a CAST with no layer scope,
+    takes the layer of the ops reading it; ops the converter adds after them (the last-step
+    STRIDED_SLICE of return_sequences=False) take the layer of the op feeding them."""
     from qfix.model.opmap import layer_ops
 
     for op_type in sorted({p.op for p in placement.ops if p.layer is None}):
@@ -300,10 +300,24 @@ def _attribute_by_class(placement: Any, tfl: Any, graph: Graph) -> None:
             for p, name in zip(ops, layers):
                 p.layer = name
     # A converter-made DEQUANTIZE of a model input exists for the float ops reading it (a
-    # Masking's NOT_EQUAL): it takes their layer when they agree.
+    # Masking's NOT_EQUAL): it takes their layer when they agree. So does a CAST with no layer
+    # scope (Keras 3.15's Normalization casts an integer input at the model's scope,
+    # 'functional/Cast'), read through the QUANTIZE the converter puts after it.
+    def readers_of(index: int, depth: int = 0) -> set:
+        found = set()
+        for o in tfl.ops[index].outputs:
+            for c in tfl.consumers(o):
+                q = placement.ops[c.index]
+                if q.layer is None and q.op == "QUANTIZE" and not q.boundary and depth < 4:
+                    found |= readers_of(c.index, depth + 1)
+                else:
+                    found.add(q.layer)
+        return found
+
     for p in placement.ops:
-        if p.layer is None and p.op == "DEQUANTIZE" and not p.boundary:
-            readers = {placement.ops[c.index].layer for o in tfl.ops[p.index].outputs for c in tfl.consumers(o)}
+        if p.layer is None and p.op in ("DEQUANTIZE", "CAST") and not p.boundary:
+            readers = readers_of(p.index) if p.op == "CAST" else {
+                placement.ops[c.index].layer for o in tfl.ops[p.index].outputs for c in tfl.consumers(o)}
             if len(readers) == 1 and None not in readers:
                 p.layer = readers.pop()
     producers = {o: op.index for op in tfl.ops for o in op.outputs}

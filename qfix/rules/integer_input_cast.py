@@ -1,11 +1,19 @@
 """QF102 integer-input-cast: an integer model input cast to float inside the graph (model).
 
 ## What it does
-Finds an integer model input (a uint8 camera frame) that is cast to float inside the graph
-(`keras.ops.cast`, `tf.cast`, or implicitly by a layer that computes in float from it:
-Rescaling, Dense, EinsumDense, BatchNormalization, LayerNormalization), directly or after
-layers that keep its values exactly (a Concatenate of two uint8 frames, Reshape, Flatten,
-Permute, Cropping, ZeroPadding, nearest UpSampling).
+Finds an integer model input (a uint8 camera frame, int8, int16 audio, uint16 depth) that is
+cast to float inside the graph (`keras.ops.cast`, `tf.cast`, or implicitly by a layer that
+computes in float from it: Rescaling, Dense, EinsumDense, BatchNormalization,
+LayerNormalization, Normalization, LeakyReLU, CenterCrop in both dialects; in Keras 3 also
+GlobalAveragePooling1D/2D/3D and an `Activation` of tanh, leaky_relu or exponential; in
+tf_keras UnitNormalization), directly or after layers that keep its values
+exactly (a Concatenate of two uint8 frames, Reshape, Flatten, Permute, Cropping, ZeroPadding,
+nearest UpSampling). The implicit casts were measured with Keras 3.15, tf_keras and TF 2.21,
+each layer alone on a uint8, int8, int16 and int32 input: a float32 output, and the model
+qfix converts for the Edge TPU begins with a CAST (the table is `IMPLICIT_CASTS` here).
+Not among them: Resizing, RMSNormalization and GroupNormalization, which cast their result
+back to the integer type (folding the cast would change what they compute), and tf_keras's
+GlobalAveragePooling, which computes an integer mean.
 
 ## Why is this bad?
 After conversion that cast is a CAST op on device (`Dense` on a uint8 input: Keras 3 and
@@ -18,6 +26,7 @@ turns the raw uint8 frame into the model's first tensor.
 ```python
 x = keras.Input((224, 224, 3), dtype="uint8")
 y = keras.layers.Rescaling(1 / 255)(keras.ops.cast(x, "float32"))
+# also: keras.layers.GlobalAveragePooling2D()(x), keras.layers.Normalization(mean=m, variance=v)(x)
 ```
 
 ## Use instead
@@ -29,11 +38,12 @@ y = keras.layers.Rescaling(1 / 255)(x)
 
 ## Fix safety
 Safe: the cast (and an exact Rescaling) fold into the input quantization; the on-device
-input is still the raw uint8 frame. An implicitly casting Dense or normalization computes the
-same float32 values from the float32 input as from the uint8 one it cast itself, except Keras
-3's LayerNormalization: it takes the mean and variance of an integer input in that integer
-type (truncated; 2.08 away from the LayerNormalization of the float values for uint8), so
-there the fold changes its outputs and is unsafe (tf_keras's casts first: safe). Through a Concatenate every input it joins is folded (each
+input is still the raw uint8 frame. An implicitly casting Dense, pooling, normalization or
+activation computes the same float32 values from the float32 input as from the integer one it
+cast itself (it casts first, then computes), except Keras 3's LayerNormalization: it takes the
+mean and variance of an integer input in that integer type (truncated; 2.08 away from the
+LayerNormalization of the float values for uint8), so there the fold changes its outputs and
+is unsafe (tf_keras's casts first: safe). Through a Concatenate every input it joins is folded (each
 keeps its raw uint8 input; the Rescaling after the join applies to all of them alike).
 
 ## Targets
@@ -67,7 +77,7 @@ class IntegerInputCast(ModelRule):
             path, readers = integer_closure(graph, inp) if inp.out_dtype in EXACT_IN_FLOAT32 else ([], [])
             direct = graph.consumers(inp.name)
             for user in direct + [r for r in readers if r not in direct]:
-                if user.name in seen or not _casts(user):
+                if user.name in seen or not _casts(user, graph.dialect):
                     continue
                 how = "casts it to float" if user.is_cast else "casts it implicitly"
                 if user in direct:
@@ -166,6 +176,62 @@ class IntegerInputCast(ModelRule):
             expected={"name": "frame", "config": {"dtype": "float32"}},
         ),
         ModelCase(
+            "uint8-into-global-average-pooling",  # Keras 3 casts, then means: a CAST named for the layer
+            functional_config(
+                [("frame", (None, 8, 8, 3), "uint8")],
+                [("gap", "GlobalAveragePooling2D", {}, ["frame"], "float32", (None, 3)),
+                 ("dense", "Dense", {"units": 2}, ["gap"], "float32", (None, 2))],
+                ["dense"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "uint8-into-normalization",
+            functional_config(
+                [("x", (None, 8), "uint8")],
+                [("norm", "Normalization", {"axis": [-1], "mean": 100.0, "variance": 400.0}, ["x"], "float32",
+                  (None, 8)),
+                 ("dense", "Dense", {"units": 2}, ["norm"], "float32", (None, 2))],
+                ["dense"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "x", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "int16-flattened-into-leaky-relu",
+            functional_config(
+                [("audio", (None, 4, 2), "int16")],
+                [("flat", "Flatten", {}, ["audio"], "int16", (None, 8)),
+                 ("act", "LeakyReLU", {"negative_slope": 0.3}, ["flat"], "float32", (None, 8))],
+                ["act"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "audio", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "uint8-into-tanh",  # Keras 3's Activation("tanh") casts an integer input itself
+            functional_config(
+                [("x", (None, 8), "uint8")],
+                [("act", "Activation", {"activation": "tanh"}, ["x"], "float32", (None, 8))],
+                ["act"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "uint8-into-relu",  # ReLU keeps the integers: no cast
+            functional_config(
+                [("x", (None, 8), "uint8")],
+                [("act", "Activation", {"activation": "relu"}, ["x"], "uint8", (None, 8))],
+                ["act"],
+            ),
+            fires=False,
+        ),
+        ModelCase(
             "uint8-concatenated-with-float",  # not the input's values any more: QF101's finding
             functional_config(
                 [("a", (None, 4), "uint8"), ("f", (None, 4), "float32")],
@@ -219,10 +285,25 @@ def _meets_float(graph, cast) -> bool:
     return False
 
 
-# Layers that cast an integer input to their float compute dtype themselves (measured with
-# Keras 3 and tf_keras under TensorFlow: a uint8 input gives a float32 output and, converted, a
-# CAST op named for the layer)
-IMPLICIT_CASTS = {"Rescaling", "Dense", "EinsumDense", "BatchNormalization", "LayerNormalization"}
+# Layers that cast an integer input to their float compute dtype themselves, by dialect (measured
+# with Keras 3 and tf_keras under TensorFlow: a uint8 input gives a float32 output and, converted,
+# a CAST op named for the layer). Measured again with Keras 3.15 / TF 2.21 and tf_keras 2.21, a
+# uint8, int8, int16 and int32 input into the layer alone, qfix's Edge TPU recipe: the converted
+# model begins with CAST. Not here: Resizing, RMSNormalization and GroupNormalization cast
+# their result back to the input's integer dtype (the fold would drop the rounding; Keras 3's
+# GroupNormalization of uint8 gives 0s and 255s, wrapped);
+# Discretization and Embedding read the integers; tf_keras's GlobalAveragePooling computes an
+# integer mean (uint8 stays uint8), its tanh and GroupNormalization refuse integers.
+_BOTH, _KERAS3, _TF_KERAS = frozenset({"keras3", "tf_keras"}), frozenset({"keras3"}), frozenset({"tf_keras"})
+IMPLICIT_CASTS = {
+    "Rescaling": _BOTH, "Dense": _BOTH, "EinsumDense": _BOTH, "BatchNormalization": _BOTH,
+    "LayerNormalization": _BOTH, "Normalization": _BOTH, "LeakyReLU": _BOTH, "CenterCrop": _BOTH,
+    "GlobalAveragePooling1D": _KERAS3, "GlobalAveragePooling2D": _KERAS3, "GlobalAveragePooling3D": _KERAS3,
+    "UnitNormalization": _TF_KERAS,
+}
+# `Activation(...)` casts an integer input itself for these activations (Keras 3.15; tf_keras's
+# tanh refuses integers, its leaky relu keeps them)
+IMPLICIT_CASTS_ACTIVATIONS = {"tanh": _KERAS3, "leaky_relu": _KERAS3, "exponential": _KERAS3}
 
 
 # Implicit casts after which the layer does not compute what it would from the float values:
@@ -235,9 +316,15 @@ INEXACT_IMPLICIT_CASTS = {
 }
 
 
-def _casts(layer) -> bool:
+def _casts(layer, dialect: str = "keras3") -> bool:
     """A cast, or a float layer that casts an integer input implicitly (IMPLICIT_CASTS)."""
-    return layer.is_cast or (layer.class_name in IMPLICIT_CASTS and is_float(layer.dtype_policy))
+    if layer.is_cast:
+        return True
+    if layer.class_name == "Activation":
+        where = IMPLICIT_CASTS_ACTIVATIONS.get(layer.config.get("activation"), frozenset())
+    else:
+        where = IMPLICIT_CASTS.get(layer.class_name, frozenset())
+    return dialect in where and is_float(layer.dtype_policy)
 
 
 def _upstream(graph, layer, user, depth: int = 0) -> bool:

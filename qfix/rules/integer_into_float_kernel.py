@@ -2,12 +2,16 @@
 
 ## What it does
 Finds a layer whose TensorFlow kernels take float only (`Conv1D/2D/3D`, depthwise, separable
-and transposed convolutions, `PReLU`, `Softmax`, an `Activation` other than relu, relu6,
-leaky_relu, linear, tanh and exponential) that reads an integer tensor: a `uint8` model input,
-directly or through layers that keep integers in TensorFlow (max pooling, padding, reshapes,
-and merges of integer tensors only: Concatenate, Maximum, Minimum, Add, Subtract, Multiply),
-which Keras 3 records as float32. (An Average of integers computes floats: nothing for this rule
-to report; such a merge that TFLite cannot convert on its own is QF107's.)
+and transposed convolutions, `AveragePooling1D/2D/3D`, `PReLU`, `ELU`, `Softmax`, Keras 3's
+`UnitNormalization`, an `Activation` other than relu, relu6, linear, and tanh, leaky_relu and
+exponential, which cast to float themselves: QF102's) that reads an integer tensor: a `uint8`,
+`int8`, `int16` or `uint16` model input, directly or through layers that keep integers in
+TensorFlow (max pooling, padding, reshapes, and merges of integer tensors only: Concatenate,
+Maximum, Minimum, Add, Subtract, Multiply), which Keras 3 records as float32. (An Average of
+integers computes floats: nothing for this rule to report; such a merge that TFLite cannot
+convert on its own is QF107's.) The layers were measured with Keras 3.15 and TF 2.21, each
+alone on a uint8, int8, int16 and int32 input: the model does not run and qfix's Edge TPU
+conversion fails; the table is `FLOAT_KERNELS` in `qfix/model/rewrites/float_kernel_cast.py`.
 
 ## Why is this bad?
 Keras 3 builds and saves such a model (its symbolic shapes do not run the kernels), but
@@ -19,6 +23,7 @@ names no layer. tf_keras refuses the same model when it is built.
 ```python
 frame = keras.Input((224, 224, 3), dtype="uint8")
 x = keras.layers.Conv2D(16, 3)(frame)
+# also: keras.layers.AveragePooling2D(2)(frame)  ('value' of AvgPool has DataType uint8 ...)
 ```
 
 ## Use instead
@@ -29,7 +34,7 @@ x = keras.layers.Conv2D(16, 3)(frame)
 
 ## Fix safety
 Safe for 8- and 16-bit integers: float32 holds them exactly, so the layer reads the values it
-was given. When the layer reads a model input's values unchanged the cast folds into the input
+was given (an average pooling of the float32 copies is the mean the model asked for). When the layer reads a model input's values unchanged the cast folds into the input
 (the TFLite input stays the raw integer frame); otherwise an explicit cast is inserted before
 the layer. Unsafe for 32- and 64-bit integers, which float32 rounds above 2**24. Unsafe through
 an integer `Add`, `Subtract` or `Multiply` of the inputs: TensorFlow computes it in the integer
@@ -62,7 +67,7 @@ class IntegerIntoFloatKernel(ModelRule):
 
     def check(self, graph, ctx):
         for path, layer in graph.walk():
-            if layer.is_input or not needs_float(layer):
+            if layer.is_input or not needs_float(layer, graph.dialect):
                 continue
             inner = graph
             for p in path:
@@ -180,14 +185,16 @@ class IntegerIntoFloatKernel(ModelRule):
             fires=False,
         ),
         ModelCase(
-            "uint8-averaged-into-conv",  # average pooling computes floats: nothing to report
-            functional_config(
+            "uint8-averaged-into-conv",  # the average pooling fails first (AvgPool takes float only); the
+            functional_config(                 # conv then reads its float output: one finding, the pool's
                 [("frame", (None, 8, 8, 3), "uint8")],
                 [("pool", "AveragePooling2D", {"pool_size": [2, 2]}, ["frame"], "float32", (None, 4, 4, 3)),
                  ("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["pool"], "float32", (None, 4, 4, 4))],
                 ["conv"],
             ),
-            fires=False,
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},
         ),
         ModelCase(
             "uint8-into-sigmoid",
@@ -198,6 +205,50 @@ class IntegerIntoFloatKernel(ModelRule):
             ),
             fires=True,
             count=1,
+        ),
+        ModelCase(
+            "uint8-into-average-pooling",  # AvgPool takes float only (Keras 3.15 / TF 2.21: QF909 before)
+            functional_config(
+                [("frame", (None, 16, 16, 3), "uint8")],
+                [("pool", "AveragePooling2D", {"pool_size": [2, 2]}, ["frame"], "float32", (None, 8, 8, 3)),
+                 ("flat", "Flatten", {}, ["pool"], "float32", (None, 192)),
+                 ("dense", "Dense", {"units": 2}, ["flat"], "float32", (None, 2))],
+                ["dense"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "int16-into-unit-normalization",  # Keras 3's UnitNormalization takes float only
+            functional_config(
+                [("audio", (None, 8), "int16")],
+                [("unit", "UnitNormalization", {"axis": [-1]}, ["audio"], "float32", (None, 8))],
+                ["unit"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "audio", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "int8-into-elu",
+            functional_config(
+                [("x", (None, 8), "int8")],
+                [("elu", "ELU", {"alpha": 1.0}, ["x"], "float32", (None, 8))],
+                ["elu"],
+            ),
+            fires=True,
+            count=1,
+        ),
+        ModelCase(
+            "uint8-tanh-into-conv",  # Keras 3's tanh casts to float itself (QF102's): the conv reads float
+            functional_config(
+                [("x", (None, 8, 8, 3), "uint8")],
+                [("act", "Activation", {"activation": "tanh"}, ["x"], "float32", (None, 8, 8, 3)),
+                 ("conv", "Conv2D", {"filters": 4, "kernel_size": 1}, ["act"], "float32", (None, 8, 8, 4))],
+                ["conv"],
+            ),
+            fires=False,
         ),
         ModelCase(
             "uint8-into-relu",  # integer kernels exist: nothing to report

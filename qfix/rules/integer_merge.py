@@ -92,7 +92,7 @@ class IntegerMerge(ModelRule):
                 continue
             if path not in covered:
                 covered[path] = set().union(*(merges_above(inner, l) for l in inner
-                                              if not l.is_input and needs_float(l) and integer_refs(inner, l)))
+                                              if not l.is_input and needs_float(l, inner.dialect) and integer_refs(inner, l)))
             if layer.name in covered[path]:
                 continue
             wraps = [m for m in wrapping_merges(inner, layer) if m.name != layer.name]

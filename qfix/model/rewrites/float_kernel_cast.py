@@ -21,14 +21,25 @@ from qfix.model.rewrites.fold_input_cast import fold_input_cast
 from qfix.model.rewrites.mixed_merge_cast import insert_casts
 
 # Keras 3 layers that fail on an integer input under TensorFlow (measured with Keras 3.x and
-# TF 2.x: a uint8 and an int32 input each, tf.function-traced): their kernels take float only
+# TF 2.x: a uint8 and an int32 input each, tf.function-traced): their kernels take float only.
+# Measured again with Keras 3.15 / TF 2.21, a uint8, int8, int16 and int32 input into the layer
+# alone: `model(x)` raises and qfix's Edge TPU conversion fails ("DataType uint8 not in list of
+# allowed values"), also for AveragePooling1D/2D/3D ('value' of AvgPool), ELU and
+# UnitNormalization; tf_keras refuses the same models when they are built, but for
+# UnitNormalization, which casts there (`dialects`: where the entry holds)
 FLOAT_KERNELS = {
     "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D",
     "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "PReLU", "Softmax",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "ELU",
 }
-# activations that run on integers (the rest fail as above): `Activation(...)` with another is
-# a float kernel too
-INTEGER_ACTIVATIONS = {None, "linear", "relu", "relu6", "leaky_relu", "tanh", "exponential"}
+FLOAT_KERNELS_KERAS3 = {"UnitNormalization"}
+# activations that run on integers and hand them on as integers (Keras 3.15: a uint8 input gives
+# a uint8 output); `Activation(...)` with one of CASTING_ACTIVATIONS casts the integer input to
+# float itself (a float32 output and, converted, a CAST op: QF102's implicit casts), with any
+# other (sigmoid, softmax, gelu, swish, silu, elu, selu, softplus, softsign, hard_sigmoid,
+# hard_silu, mish, log_softmax: measured) it is a float kernel too
+INTEGER_ACTIVATIONS = {None, "linear", "relu", "relu6"}
+CASTING_ACTIVATIONS = {"tanh", "leaky_relu", "exponential"}
 
 
 # Layers whose TensorFlow kernels hand on an integer tensor as an integer, though Keras 3's
@@ -182,19 +193,19 @@ def integer_refs(graph: Graph, layer: Layer) -> list[tuple[TensorRef, str]]:
     return out
 
 
-def needs_float(layer: Layer) -> bool:
-    """`layer`'s TensorFlow kernels take float only (see FLOAT_KERNELS)."""
+def needs_float(layer: Layer, dialect: str = "keras3") -> bool:
+    """`layer`'s TensorFlow kernels take float only (see FLOAT_KERNELS), in `dialect`."""
     if layer.class_name == "Activation":
         act = layer.config.get("activation")
-        return isinstance(act, str) and act not in INTEGER_ACTIVATIONS
-    return layer.class_name in FLOAT_KERNELS
+        return isinstance(act, str) and act not in INTEGER_ACTIVATIONS | CASTING_ACTIVATIONS
+    return layer.class_name in FLOAT_KERNELS or (dialect == "keras3" and layer.class_name in FLOAT_KERNELS_KERAS3)
 
 
 def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
     """`name` is a float-kernel layer that reads an integer tensor."""
     graph = graph_of(edit, scope)
     layer = graph.layers.get(name)
-    if layer is None or not needs_float(layer):
+    if layer is None or not needs_float(layer, graph.dialect):
         raise EditError(f"{name!r} is not a layer with float-only kernels")
     return float_inputs(edit, scope, graph, layer)
 
