@@ -10,22 +10,15 @@ target, and the crash line names it."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from fixtures.build import save_all
-from qfix.jobs.check import Options, context
-from qfix.model.archive import read_archive
-from qfix.model.graph import build_graph
-from qfix.rules.lint import lint
-from qfix.targets import load_profile
 from qfix.types import Applicability
 
-from tests.jobs.test_isolation import leftovers, qfix
+from tests.jobs.test_isolation import leftovers
+from tests.jobs.test_rnn_family import by_code, findings, run
 
 pytestmark = pytest.mark.tf
 
@@ -61,23 +54,6 @@ MODELS = {"tfk_lstm": ("tfk", _tfk_lstm), "tfk_stacked": ("tfk", _tfk_stacked),
 def models(tmp_path_factory):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return save_all(tmp_path_factory.mktemp("tfk_lstm"), MODELS)
-
-
-def findings(path: Path, code: str, target: str = "edgetpu"):
-    a = read_archive(path)
-    assert a.dialect == "tf_keras"
-    return [v for v in lint(build_graph(a.config, a.dialect), context(load_profile(target), Options()))
-            if v.code == code]
-
-
-def run(path: Path, tmp: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    proc = qfix(str(path), "--samples", "4", "--format", "json", *args, tmp=tmp)
-    assert proc.stderr == "", proc.stderr
-    return proc, json.loads(proc.stdout)
-
-
-def by_code(report: dict, code: str) -> list[dict]:
-    return [f for f in report["findings"] if f["code"] == code]
 
 
 @pytest.mark.parametrize("name,layers", [("tfk_lstm", ["lstm"]), ("tfk_stacked", ["lstm_a", "lstm_b"]),
