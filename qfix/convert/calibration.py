@@ -16,9 +16,10 @@ Sources, in what ``load_calibration`` accepts:
   as 0..255.
 * ``"module:function"`` (when no such file exists): the user's function, imported and called
   because the user named it; returns name-keyed arrays, one array, or an iterable of samples.
-* ``None``  synthetic data, uniform in ``value_range``; default ``[0, 255]`` for integer image
-  inputs, ``[0, 1]`` for other integer inputs (token ids: always valid embedding indices),
-  ``[-1, 1]`` for float inputs. Every dynamic (None) dim other than batch becomes 224.
+* ``None``  synthetic data, uniform in ``value_range``; default the whole range of a 16-bit
+  integer input (int16 audio, uint16 depth: -32768..32767, 0..65535), ``[0, 255]`` for other
+  integer image inputs, ``[0, 1]`` for other integer inputs (token ids: always valid embedding
+  indices), ``[-1, 1]`` for float inputs. Every dynamic (None) dim other than batch becomes 224.
   Results are marked ``synthetic=True``: numbers verified on them say little about accuracy.
 
 Arrays are always read with ``allow_pickle=False``: a calibration file never runs code. Every
@@ -156,6 +157,9 @@ def default_range(spec: InputSpec) -> tuple[float, float]:
     if spec.value_range is not None:
         return spec.value_range
     dt = np.dtype(spec.dtype)
+    if dt.kind in "iu" and dt.itemsize == 2:  # 16-bit audio or depth frames use their whole range
+        info = np.iinfo(dt)
+        return (float(info.min), float(info.max))
     if dt.kind in "iu":
         return (0.0, 255.0) if spec.is_image else (0.0, 1.0)
     return (-1.0, 1.0)
