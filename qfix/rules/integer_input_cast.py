@@ -13,7 +13,7 @@ each layer alone on a uint8, int8, int16 and int32 input: a float32 output, and 
 qfix converts for the Edge TPU begins with a CAST (the table is `IMPLICIT_CASTS` here).
 Not among them: Resizing, RMSNormalization and GroupNormalization, which cast their result
 back to the integer type (folding the cast would change what they compute), and tf_keras's
-GlobalAveragePooling, which computes an integer mean.
+GlobalAveragePooling, which computes a truncated integer mean (QF106's).
 
 ## Why is this bad?
 After conversion that cast is a CAST op on device (`Dense` on a uint8 input: Keras 3 and

@@ -12,12 +12,20 @@ integers computes floats: nothing for this rule to report; such a merge that TFL
 convert on its own is QF107's.) The layers were measured with Keras 3.15 and TF 2.21, each
 alone on a uint8, int8, int16 and int32 input: the model does not run and qfix's Edge TPU
 conversion fails; the table is `FLOAT_KERNELS` in `qfix/model/rewrites/float_kernel_cast.py`.
+Also tf_keras's GlobalAveragePooling1D/2D/3D on an integer tensor, which TensorFlow runs but as
+an integer mean (`TRUNCATING_MEANS_TF_KERAS` there; Keras 3's cast first: QF102's).
 
 ## Why is this bad?
 Keras 3 builds and saves such a model (its symbolic shapes do not run the kernels), but
 TensorFlow cannot trace it: the conversion fails with `Value passed to parameter 'input' has
 DataType uint8 not in list of allowed values: float16, bfloat16, float32, float64`, which
 names no layer. tf_keras refuses the same model when it is built.
+
+tf_keras's GlobalAveragePooling takes the mean in the integer type, truncated (uint8 values
+55.33 on average give 55). The TFLite converter has no integer builtin for that MEAN: for int8
+and int16 the conversion fails with `'tf.Mean' op is neither a custom op nor a flex op`, for
+uint8 a uint8 MEAN is followed by a float CAST the integer targets do not run (measured with
+tf_keras 2.21: the int8 model's outputs carried no signal, SQNR 0.0 dB).
 
 ## Example
 ```python
@@ -40,6 +48,8 @@ the layer. Unsafe for 32- and 64-bit integers, which float32 rounds above 2**24.
 an integer `Add`, `Subtract` or `Multiply` of the inputs: TensorFlow computes it in the integer
 type, which wraps (uint8: 200 + 100 = 44), and the fold makes it compute in float32 (300), the
 sum the model most likely meant but not the one it computed (`--unsafe-fixes` applies it).
+Unsafe before tf_keras's GlobalAveragePooling for the same reason: the float mean it then takes
+is less than 1 from the truncated one it took.
 
 ## Targets
 Every target: the rule reads no property of the target's profile.
@@ -51,7 +61,7 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.graph import EXACT_IN_FLOAT32
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.float_kernel_cast import fold_terms, integer_refs, needs_float, wrapping_merges
+from qfix.model.rewrites.float_kernel_cast import fold_terms, integer_refs, needs_float, truncating_mean, wrapping_merges
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 
@@ -79,9 +89,15 @@ class IntegerIntoFloatKernel(ModelRule):
             exact = all(d in EXACT_IN_FLOAT32 for _, d in ints)
             wraps = wrapping_merges(inner, layer)
             cost, safe = fold_terms(exact, wraps, "integer type's")
+            what = ("TensorFlow's kernels for it take float only, so the conversion fails ('DataType ... not in "
+                    "list of allowed values')")
+            if truncating_mean(layer, graph.dialect):
+                what = ("tf_keras takes its mean in the integer type, truncated (1 and 2 give 1), which TFLite does "
+                        "not keep in the integer model: the conversion fails for int8 and int16 ('tf.Mean' op is "
+                        "neither a custom op nor a flex op), a uint8 MEAN is followed by a float CAST")
+                cost, safe = cost + "; the mean is then the float mean, less than 1 from the truncated one", False
             yield self.violation(
-                f"{layer.class_name} {layer.name!r} reads {read}: TensorFlow's kernels for it take float only, "
-                "so the conversion fails ('DataType ... not in list of allowed values')",
+                f"{layer.class_name} {layer.name!r} reads {read}: {what}",
                 layer.name,
                 fix="cast the integer tensor to float32 before it (folded into the input when it is one)" + cost,
                 applicability=Applicability.SAFE if safe else Applicability.UNSAFE,
@@ -122,6 +138,29 @@ class IntegerIntoFloatKernel(ModelRule):
             count=1,
             expected=[("ids", "InputLayer"), ("col", "Reshape"), ("col_to_float32", "Cast"), ("emb", "Embedding"),
                       ("conv", "Conv1D")],  # in Keras's own layer order
+        ),
+        ModelCase(
+            "tf-keras-uint8-global-average-pooled",  # a truncated uint8 mean: unsafe, folded into the input
+            functional_config(
+                [("frame", (None, 8, 8, 3), "uint8")],
+                [("gap", "GlobalAveragePooling2D", {}, ["frame"], "uint8", (None, 3)),
+                 ("head", "Dense", {"units": 2}, ["gap"], "float32", (None, 2))],
+                ["head"],
+            ),
+            fires=True,
+            count=1,
+            dialect="tf_keras",
+            expected={"name": "frame", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "keras3-uint8-global-average-pooled",  # Keras 3 casts first: QF102's implicit cast, not this rule's
+            functional_config(
+                [("frame", (None, 8, 8, 3), "uint8")],
+                [("gap", "GlobalAveragePooling2D", {}, ["frame"], "float32", (None, 3)),
+                 ("head", "Dense", {"units": 2}, ["gap"], "float32", (None, 2))],
+                ["head"],
+            ),
+            fires=False,
         ),
         ModelCase(
             "uint8-pooled-recorded-float",  # Keras 3 records the pool's output as float32: it is uint8

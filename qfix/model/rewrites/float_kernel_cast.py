@@ -33,6 +33,12 @@ FLOAT_KERNELS = {
     "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "ELU",
 }
 FLOAT_KERNELS_KERAS3 = {"UnitNormalization"}
+# tf_keras layers that take the mean of an integer tensor in its integer type, truncated
+# (measured, tf_keras 2.21 / TF 2.21: GlobalAveragePooling2D of uint8 gives 55 where the float
+# mean is 55.33). The TFLite converter refuses that MEAN for int8 and int16 ("'tf.Mean' op is
+# neither a custom op nor a flex op") and leaves the uint8 one outside the integer model (a uint8
+# MEAN, then a CAST). Keras 3's cast first (QF102's implicit casts).
+TRUNCATING_MEANS_TF_KERAS = {"GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D"}
 # activations that run on integers and hand them on as integers (Keras 3.15: a uint8 input gives
 # a uint8 output); `Activation(...)` with one of CASTING_ACTIVATIONS casts the integer input to
 # float itself (a float32 output and, converted, a CAST op: QF102's implicit casts), with any
@@ -194,11 +200,18 @@ def integer_refs(graph: Graph, layer: Layer) -> list[tuple[TensorRef, str]]:
 
 
 def needs_float(layer: Layer, dialect: str = "keras3") -> bool:
-    """`layer`'s TensorFlow kernels take float only (see FLOAT_KERNELS), in `dialect`."""
+    """`layer`'s TensorFlow kernels take float only (see FLOAT_KERNELS), in `dialect`, or it
+    takes a truncated integer mean TFLite cannot keep in the integer model (`truncating_mean`)."""
     if layer.class_name == "Activation":
         act = layer.config.get("activation")
         return isinstance(act, str) and act not in INTEGER_ACTIVATIONS | CASTING_ACTIVATIONS
-    return layer.class_name in FLOAT_KERNELS or (dialect == "keras3" and layer.class_name in FLOAT_KERNELS_KERAS3)
+    return (layer.class_name in FLOAT_KERNELS or (dialect == "keras3" and layer.class_name in FLOAT_KERNELS_KERAS3)
+            or truncating_mean(layer, dialect))
+
+
+def truncating_mean(layer: Layer, dialect: str) -> bool:
+    """`layer` takes the mean of an integer input in the integer type (TRUNCATING_MEANS_TF_KERAS)."""
+    return dialect == "tf_keras" and layer.class_name in TRUNCATING_MEANS_TF_KERAS
 
 
 def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
@@ -206,7 +219,7 @@ def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str
     graph = graph_of(edit, scope)
     layer = graph.layers.get(name)
     if layer is None or not needs_float(layer, graph.dialect):
-        raise EditError(f"{name!r} is not a layer with float-only kernels")
+        raise EditError(f"{name!r} is not a layer with float-only kernels or an integer mean")
     return float_inputs(edit, scope, graph, layer)
 
 
