@@ -20,6 +20,8 @@ Sources, in what ``load_calibration`` accepts:
   integer input (int16 audio, uint16 depth: -32768..32767, 0..65535), ``[0, 255]`` for other
   integer image inputs, ``[0, 1]`` for other integer inputs (token ids: always valid embedding
   indices), ``[-1, 1]`` for float inputs. Every dynamic (None) dim other than batch becomes 224.
+  For an input a Masking layer reads, every second sample ends in 1 to T-1 time steps of its
+  ``mask_value`` (padding the model skips; uniform values never equal it).
   Results are marked ``synthetic=True``: numbers verified on them say little about accuracy.
 
 Arrays are always read with ``allow_pickle=False``: a calibration file never runs code. Every
@@ -135,7 +137,7 @@ def synthetic_calibration(specs: list[InputSpec], n: int = 32, seed: int = 0) ->
     """Uniform random samples in each input's value range (see the module docstring)."""
     rng = np.random.default_rng(seed)
     samples: list[dict[str, np.ndarray]] = []
-    for _ in range(n):
+    for i in range(n):
         sample = {}
         for s in specs:
             shape = (1,) + tuple(SYNTHETIC_DYNAMIC_DIM if d is None else d for d in s.shape[1:])
@@ -147,10 +149,22 @@ def synthetic_calibration(specs: list[InputSpec], n: int = 32, seed: int = 0) ->
                 arr = rng.integers(int(np.ceil(lo)), int(np.floor(hi)) + 1, shape).astype(dt)
             else:
                 arr = rng.uniform(lo, hi, shape).astype(dt)
+            if _padded(s, i):  # the end of the sequence is padding, 1 to T-1 steps of it
+                arr[:, shape[1] - 1 - (i // 2) % (shape[1] - 1):] = s.mask_value
             sample[s.name] = arr
         samples.append(sample)
-    ranges = ", ".join(f"{s.name}~U{list(default_range(s))}" for s in specs)
+    ranges = ", ".join(f"{s.name}~U{list(default_range(s))}"
+                       + (f", every 2nd sample padded with {s.mask_value:g} at its end" if _padded(s, 1) else "")
+                       for s in specs)
     return Calibration(samples, synthetic=True, source=f"synthetic ({ranges})")
+
+
+def _padded(spec: InputSpec, i: int) -> bool:
+    """Synthetic sample `i` of an input a Masking reads ends in padding (every second one): the
+    calibration sees the masked steps, and the verification compares the outputs the model
+    gives for them (uniform values alone never equal the mask value)."""
+    steps = spec.shape[1] if len(spec.shape) >= 3 else None
+    return spec.mask_value is not None and i % 2 == 1 and (steps is None or steps >= 2)
 
 
 def default_range(spec: InputSpec) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Judging the numbers of a verified conversion, beyond the placement: does the int8 model carry
-a signal (QF408), and did each input keep its precision (QF409, with every input's scale and
-zero point for the report)?
+a signal (QF408), did each input keep its precision (QF409, with every input's scale and
+zero point for the report), and can a Masking still find its padding (QF411)?
 
 Pure Python over what the worker handed back (the `.tflite` bytes, the float outputs' stats)
 and the calibration samples: no TensorFlow here.
@@ -14,6 +14,7 @@ import numpy as np
 
 from qfix.model.graph import Graph
 from qfix.rules.coarse_input_scale import CoarseInputScale
+from qfix.rules.mask_value_off_grid import MaskValueOffGrid
 from qfix.rules.zero_signal import ZeroSignal
 from qfix.types import Violation
 
@@ -62,10 +63,22 @@ def _tensor_for(name: str, tensors: list[Any]) -> Any:
 
 def numbers_findings(ver: Any, stats: list[dict[str, Any]], inputs: list[dict[str, Any]],
                      graph: Graph) -> list[Violation]:
-    """QF408 and QF409 for the verified conversion `ver` (qfix.jobs.prove.Verification)."""
+    """QF408, QF409 and QF411 for the verified conversion `ver` (qfix.jobs.prove.Verification)."""
     fid = ver.fidelity
     acts = sorted({str(l.config.get("activation")) for _, l in graph.walk()} |
                   {l.class_name.lower() for _, l in graph.walk()})
     out = list(ZeroSignal().judge(fid, stats, bool(fid and fid.synthetic), acts, coarse=ver.qat_reference))
     out += CoarseInputScale().judge(inputs)
+    out += MaskValueOffGrid().judge(inputs, graph, _float_not_equal(ver.tflite))
     return out
+
+
+def _float_not_equal(tflite: bytes) -> bool:
+    """The .tflite compares float32 tensors with NOT_EQUAL (how a Masking is lowered)."""
+    from qfix.targets.tflite import read_tflite
+
+    if not tflite:
+        return False
+    tfl = read_tflite(tflite)
+    return any(op.name == "NOT_EQUAL" and any(t is not None and t.dtype == "float32" for t in tfl.input_tensors(op))
+               for op in tfl.ops)

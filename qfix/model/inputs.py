@@ -15,6 +15,9 @@ class InputSpec:
     shape: tuple[int | None, ...]  # batch included
     dtype: str  # numpy dtype name: "uint8", "float32", "int64", ...
     value_range: tuple[float, float] | None = None
+    # the mask_value of a Masking layer that reads this input: time steps (axis 1) equal to it in
+    # every feature are padding the model skips
+    mask_value: float | None = None
 
     @property
     def is_image(self) -> bool:
@@ -46,9 +49,19 @@ def _implied_range(graph: Graph, input_name: str, dtype: str) -> tuple[float, fl
     return None
 
 
+def _mask_value(graph: Graph, input_name: str) -> float | None:
+    """The `mask_value` of a Masking layer that reads the input (Keras's default 0.0)."""
+    for user in graph.consumers(input_name):
+        if user.class_name == "Masking":
+            value = user.config.get("mask_value", 0.0)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return None
+
+
 def input_specs(graph: Graph) -> list[InputSpec]:
     specs = []
     for layer in graph.input_layers():
         dtype = layer.out_dtype or "float32"
-        specs.append(InputSpec(layer.name, tuple(layer.out_shape or ()), dtype, _implied_range(graph, layer.name, dtype)))
+        specs.append(InputSpec(layer.name, tuple(layer.out_shape or ()), dtype, _implied_range(graph, layer.name, dtype),
+                               _mask_value(graph, layer.name)))
     return specs

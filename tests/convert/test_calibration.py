@@ -184,6 +184,28 @@ def test_synthetic_dynamic_dims_use_224():
     assert cal.samples[0]["img"].shape == (1, SYNTHETIC_DYNAMIC_DIM, SYNTHETIC_DYNAMIC_DIM, 3)
 
 
+def test_synthetic_samples_of_a_masked_input_end_in_padding():
+    """Review of issue 9: synthetic samples never held a Masking's mask_value, so the verification
+    never compared what the model does with padded steps. Every second sample now ends in 1 to
+    T-1 whole time steps of it; the others, and inputs no Masking reads, hold none."""
+    seq = InputSpec("seq", (None, 5, 3), "float32", mask_value=-1.0)
+    cal = load_calibration(None, [seq, FEAT], n=10)
+    padded = []
+    for i, s in enumerate(cal.samples):
+        steps = (s["seq"][0] == -1.0).all(axis=-1)
+        if i % 2 == 0:
+            assert not steps.any() and not (s["seq"] == -1.0).any()
+        else:
+            first = int(np.argmax(steps))
+            assert steps[first:].all() and not steps[:first].any() and 1 <= first <= 4
+            padded.append(5 - first)
+        assert not (s["features"] == -1.0).any()
+    assert padded == [1, 2, 3, 4, 1]
+    assert "every 2nd sample padded with -1 at its end" in cal.source
+    one_step = load_calibration(None, [InputSpec("seq", (None, 1, 3), "float32", mask_value=0.0)], n=4)
+    assert not any((s["seq"] == 0.0).all() for s in one_step.samples)  # a lone step stays data
+
+
 def _png(path, rgb: np.ndarray) -> None:
     """A minimal RGB PNG writer (numpy + zlib), so the test needs no imaging library."""
     h, w, _ = rgb.shape

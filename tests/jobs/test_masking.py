@@ -68,3 +68,57 @@ def test_the_cut_is_charged_to_the_masking(reports, name):
     islands = [f for f in report["findings"] if f["code"] in ("QF304", "QF405")]
     assert islands and all(f["layer"] == "masking" for f in islands), islands
     assert report["float_equivalence"]["max_abs_diff"] <= 1e-5
+
+
+# --- the padding itself (QF411): synthetic samples end in masked steps ---------------------
+
+
+def _gru_masked_at(value):
+    def build(K):
+        x = K.Input((5, 16))
+        h = K.layers.GRU(8, unroll=True)(K.layers.Masking(mask_value=value, name="masking")(x))
+        return K.Model(x, K.layers.Dense(2)(h))
+    return build
+
+
+def _sequential_lstm_masked_at_minus_one(K):
+    return K.Sequential([K.layers.Masking(mask_value=-1.0, input_shape=(5, 16), name="masking"),
+                         K.layers.LSTM(4, unroll=True), K.layers.Dense(2)])
+
+
+PADDED = {"k3_gru_minus1": ("k3", _gru_masked_at(-1.0)), "k3_gru_zero": ("k3", _gru_masked_at(0.0)),
+          "tfk_seq_lstm_minus1": ("tfk", _sequential_lstm_masked_at_minus_one)}
+
+
+@pytest.fixture(scope="module")
+def padded_reports(tmp_path_factory):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    models = save_all(tmp_path_factory.mktemp("padded"), PADDED)
+    out = {}
+    for name, path in models.items():
+        proc = qfix(str(path), "--check", "--target", "int8", "--samples", "8", "--format", "json",
+                    tmp=tmp_path_factory.mktemp("runs"))
+        assert proc.stderr == "", proc.stderr
+        out[name] = (proc.returncode, json.loads(proc.stdout))
+    return out
+
+
+@pytest.mark.parametrize("name", ["k3_gru_minus1", "tfk_seq_lstm_minus1"])
+def test_a_mask_value_the_quantized_input_cannot_hold_is_a_blocker_on_the_masking(padded_reports, name):
+    """Review of issue 9: the verification never fed padded steps (0.021 reported, 0.25 real on
+    zero-padded sequences). Now half the synthetic samples end in padding; mask_value -1 on an int8
+    input (scale about 2/255) comes back as -1.0033, the float NOT_EQUAL never matches, and the
+    padded steps are read as data: QF411 names the Masking, in both dialects, Sequential too."""
+    code, report = padded_reports[name]
+    (qf411,) = [f for f in report["findings"] if f["code"] == "QF411"]
+    assert code == 1 and qf411["layer"] == "masking" and qf411["severity"] == "blocker"
+    assert "turns -1 into -1.00" in qf411["message"]
+    assert "padded with -1" in report["verification"]["fidelity"]["calibration"]
+    assert report["verification"]["fidelity"]["sqnr_db"] < 13.8  # the numbers show it too (QF408)
+
+
+def test_a_mask_value_at_the_zero_point_is_held_and_its_padding_verified(padded_reports):
+    code, report = padded_reports["k3_gru_zero"]
+    assert not [f for f in report["findings"] if f["code"] in ("QF411", "QF408")]
+    assert "padded with 0" in report["verification"]["fidelity"]["calibration"]
+    assert report["verification"]["fidelity"]["sqnr_db"] > 25

@@ -29,3 +29,12 @@ def test_token_ids_stay_inside_the_vocabulary():
     s = spec([("ids", (None, 8), "int32")],
              [("emb", "Embedding", {"input_dim": 50, "output_dim": 4}, ["ids"], "float32", (None, 8, 4))], ["emb"])
     assert s["ids"].value_range == (0.0, 49.0)
+
+
+def test_a_masked_input_carries_its_mask_value():
+    s = spec([("seq", (None, 5, 3), "float32"), ("x", (None, 4), "float32")],
+             [("m", "Masking", {"mask_value": -1.0}, ["seq"], "float32", (None, 5, 3)),
+              ("d", "Dense", {"units": 2}, ["x"])], ["m", "d"])
+    assert s["seq"].mask_value == -1.0 and s["x"].mask_value is None
+    s = spec([("seq", (None, 5, 3), "float32")], [("m", "Masking", {}, ["seq"], "float32", (None, 5, 3))], ["m"])
+    assert s["seq"].mask_value == 0.0  # Keras's default
