@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from qfix.model.graph import Graph, is_integer
 
 
@@ -25,14 +27,19 @@ class InputSpec:
 
 
 def _implied_range(graph: Graph, input_name: str, dtype: str) -> tuple[float, float] | None:
-    """[0, 255] for integer inputs and for float inputs rescaled by ~1/255 or 1/127.5 inside
-    the graph (EfficientNet, MobileNetV3, fixtures); otherwise None (calibration's default)."""
+    """For integer inputs: an Embedding's vocabulary, else the whole range of an 8- or 16-bit
+    type (uint8 pixels 0..255, int8 -128..127, int16 audio, uint16 depth) and [0, 255] for int32;
+    [0, 255] for float inputs rescaled by ~1/255 or 1/127.5 inside the graph (EfficientNet,
+    MobileNetV3, fixtures); otherwise None (calibration's default)."""
     if is_integer(dtype):
         # Token ids index an Embedding: stay inside its vocabulary.
         dims = [u.config.get("input_dim") for u in graph.consumers(input_name) if u.class_name == "Embedding"]
         if dims and all(isinstance(d, int) and d > 0 for d in dims):
             return (0.0, float(min(dims) - 1))
-        return (0.0, 255.0) if dtype in ("uint8", "int8", "int16", "uint16", "int32") else None
+        if dtype in ("uint8", "int8", "int16", "uint16"):  # a 16-bit input on 0..255 clipped real values
+            info = np.iinfo(dtype)
+            return (float(info.min), float(info.max))
+        return (0.0, 255.0) if dtype == "int32" else None
     frontier, seen = [input_name], set()
     for _ in range(3):  # look a few layers ahead: Cast → Rescaling → Normalization
         nxt = []

@@ -38,3 +38,14 @@ def test_a_masked_input_carries_its_mask_value():
     assert s["seq"].mask_value == -1.0 and s["x"].mask_value is None
     s = spec([("seq", (None, 5, 3), "float32")], [("m", "Masking", {}, ["seq"], "float32", (None, 5, 3))], ["m"])
     assert s["seq"].mask_value == 0.0  # Keras's default
+
+
+def test_integer_inputs_span_their_type():
+    """Second review of issue 9: int16 audio was still calibrated on 0..255 (the implied range
+    won over the 16-bit default), so the `.tflite` input clipped real values (SQNR 0.2 dB on
+    -1000..1000) while the verdict said "runs fully"."""
+    layers = [("d", "Dense", {"units": 2}, ["x"])]
+    assert spec([("x", (None, 16), "int16")], layers, ["d"])["x"].value_range == (-32768.0, 32767.0)
+    assert spec([("x", (None, 16), "uint16")], layers, ["d"])["x"].value_range == (0.0, 65535.0)
+    assert spec([("x", (None, 16), "int8")], layers, ["d"])["x"].value_range == (-128.0, 127.0)
+    assert spec([("x", (None, 16), "uint8")], layers, ["d"])["x"].value_range == (0.0, 255.0)
