@@ -73,6 +73,9 @@ class Violation:
     # (QF302, QF303), the ops the converted model keeps off the target (QF304). Its cause, for
     # telling whether a fix removed it and whether a converted-model finding proves it.
     ops: tuple[str, ...] = ()
+    # About the numbers the model computes, not where its ops run (a truncated integer mean that
+    # converts and runs on the target): a placement on the target does not disprove it.
+    numeric: bool = False
 
     def to_json(self) -> dict[str, Any]:
         loc = {k: v for k, v in asdict(self.location).items() if v is not None}

@@ -107,7 +107,8 @@ def reconcile(findings: list[Violation], ver: Verification) -> None:
     prediction the proof contradicts. It becomes a warning saying so, so that the table, the
     verdict and the exit status agree. On a partial run the same holds per layer: a static
     blocker about a layer whose converted ops the placement all puts on the target is
-    contradicted too. Findings of the verification itself are left alone."""
+    contradicted too. Findings of the verification itself, and findings about the numbers
+    (`Violation.numeric`), which no placement disproves, are left alone."""
     static = {r.code for r in model_rules()}
     placement = ver.placement
     per_layer: dict[str, list[bool]] = {}
@@ -115,7 +116,7 @@ def reconcile(findings: list[Violation], ver: Verification) -> None:
         if op.layer is not None and not op.boundary:
             per_layer.setdefault(op.layer, []).append(op.on_target)
     for v in findings:
-        if v.code not in static or v.severity != Severity.BLOCKER or v.applied:
+        if v.code not in static or v.severity != Severity.BLOCKER or v.applied or v.numeric:
             continue
         if placement.fully_on_target:
             v.severity = Severity.WARNING

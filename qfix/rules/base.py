@@ -94,6 +94,7 @@ class ModelRule:
         pointer: str | None = None,
         rewrite: "Rewrite | None" = None,
         ops: tuple[str, ...] = (),
+        numeric: bool = False,
     ) -> Violation:
         """A finding; `rewrite` is the model rewrite that fixes it, bound to its layer (none for
         a display-only fix, or where another finding's rewrite covers this one)."""
@@ -107,6 +108,7 @@ class ModelRule:
             severity=severity or self.severity,
             fix=Fix(app, fix, edits) if (fix and app) else None,
             ops=tuple(ops),
+            numeric=numeric,
         )
 
     def refuses_loading(self, v: Violation, opts: Any) -> str | None:

@@ -23,9 +23,11 @@ names no layer. tf_keras refuses the same model when it is built.
 
 tf_keras's GlobalAveragePooling takes the mean in the integer type, truncated (uint8 values
 55.33 on average give 55). The TFLite converter has no integer builtin for that MEAN: for int8
-and int16 the conversion fails with `'tf.Mean' op is neither a custom op nor a flex op`, for
-uint8 a uint8 MEAN is followed by a float CAST the integer targets do not run (measured with
-tf_keras 2.21: the int8 model's outputs carried no signal, SQNR 0.0 dB).
+and int16 the conversion fails with `'tf.Mean' op is neither a custom op nor a flex op`; for
+uint8 it converts to a uint8 MEAN that outputs zeros whatever the input (measured with tf_keras
+2.21 and LiteRT; the int8 model's outputs carried no signal, SQNR 0.0 dB), and a Dense after it
+becomes a float CAST the integer targets do not run. The placement cannot show this: the finding
+stays a blocker when every op runs on the target.
 
 ## Example
 ```python
@@ -91,10 +93,12 @@ class IntegerIntoFloatKernel(ModelRule):
             cost, safe = fold_terms(exact, wraps, "integer type's")
             what = ("TensorFlow's kernels for it take float only, so the conversion fails ('DataType ... not in "
                     "list of allowed values')")
-            if truncating_mean(layer, graph.dialect):
+            numeric = truncating_mean(layer, graph.dialect)  # a uint8 MEAN converts, and gives zeros
+            if numeric:
                 what = ("tf_keras takes its mean in the integer type, truncated (1 and 2 give 1), which TFLite does "
                         "not keep in the integer model: the conversion fails for int8 and int16 ('tf.Mean' op is "
-                        "neither a custom op nor a flex op), a uint8 MEAN is followed by a float CAST")
+                        "neither a custom op nor a flex op); for uint8 it converts to a MEAN that outputs zeros, "
+                        "and a float CAST before a Dense after it")
                 cost, safe = cost + "; the mean is then the float mean, less than 1 from the truncated one", False
             yield self.violation(
                 f"{layer.class_name} {layer.name!r} reads {read}: {what}",
@@ -103,6 +107,7 @@ class IntegerIntoFloatKernel(ModelRule):
                 applicability=Applicability.SAFE if safe else Applicability.UNSAFE,
                 pointer=layer.pointer,
                 rewrite=Rewrite(rewrites.float_kernel_cast, path, layer.name),
+                numeric=numeric,
             )
 
     CASES = [
