@@ -69,16 +69,8 @@ def numbers_findings(ver: Any, stats: list[dict[str, Any]], inputs: list[dict[st
                   {l.class_name.lower() for _, l in graph.walk()})
     out = list(ZeroSignal().judge(fid, stats, bool(fid and fid.synthetic), acts, coarse=ver.qat_reference))
     out += CoarseInputScale().judge(inputs)
-    out += MaskValueOffGrid().judge(inputs, graph, _float_not_equal(ver.tflite))
+    layers = {o.index: o.layer for o in ver.placement.ops}
+    maskings = {l.name: l.config.get("mask_value", 0.0) for _, l in graph.walk() if l.class_name == "Masking"}
+    out += MaskValueOffGrid().judge(ver.tflite, layers, {n: v for n, v in maskings.items()
+                                                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
     return out
-
-
-def _float_not_equal(tflite: bytes) -> bool:
-    """The .tflite compares float32 tensors with NOT_EQUAL (how a Masking is lowered)."""
-    from qfix.targets.tflite import read_tflite
-
-    if not tflite:
-        return False
-    tfl = read_tflite(tflite)
-    return any(op.name == "NOT_EQUAL" and any(t is not None and t.dtype == "float32" for t in tfl.input_tensors(op))
-               for op in tfl.ops)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,13 +57,33 @@ def _implied_range(graph: Graph, input_name: str, dtype: str) -> tuple[float, fl
     return None
 
 
-def _mask_value(graph: Graph, input_name: str) -> float | None:
-    """The `mask_value` of a Masking layer that reads the input (Keras's default 0.0)."""
-    for user in graph.consumers(input_name):
+def _mask_value(graph: Graph, name: str, depth: int = 0) -> float | None:
+    """The value of `name`'s output that a Masking reading it skips: its `mask_value` (Keras's
+    default 0.0), also through nested models and scalar Rescaling layers (the value the Rescaling
+    maps onto the mask value)."""
+    if depth > 16:
+        return None
+    for user in graph.consumers(name):
+        value = None
         if user.class_name == "Masking":
-            value = user.config.get("mask_value", 0.0)
-            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            value = _number(user.config.get("mask_value", 0.0))
+        elif user.subgraph is not None:
+            refs = [t for call in user.calls for t in call]
+            pos = next((i for i, t in enumerate(refs) if t.layer == name), None)
+            inner = user.subgraph.input_layers()
+            if pos is not None and pos < len(inner):
+                value = _mask_value(user.subgraph, inner[pos].name, depth + 1)
+        elif user.class_name == "Rescaling":
+            scale, offset = _number(user.config.get("scale", 1.0)), _number(user.config.get("offset", 0.0))
+            after = _mask_value(graph, user.name, depth + 1) if scale and offset is not None else None
+            value = None if after is None else (after - offset) / scale
+        if value is not None and math.isfinite(value):
+            return value
     return None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def input_specs(graph: Graph) -> list[InputSpec]:

@@ -86,8 +86,25 @@ def _sequential_lstm_masked_at_minus_one(K):
                          K.layers.LSTM(4, unroll=True), K.layers.Dense(2)])
 
 
+def _nested_masking_at_minus_one(K):  # the Masking inside a nested Sequential
+    inner = K.Sequential([K.Input((5, 16)), K.layers.Masking(mask_value=-1.0, name="masking"),
+                          K.layers.GRU(8, unroll=True)], name="inner")
+    x = K.Input((5, 16))
+    return K.Model(x, K.layers.Dense(2)(inner(x)))
+
+
+def _rescaled_then_masked(K):  # the input value 0.5 becomes the mask value 0.25
+    x = K.Input((5, 16))
+    h = K.layers.Masking(mask_value=0.25, name="masking")(K.layers.Rescaling(0.5)(x))
+    return K.Model(x, K.layers.Dense(2)(K.layers.GRU(8, unroll=True)(h)))
+
+
 PADDED = {"k3_gru_minus1": ("k3", _gru_masked_at(-1.0)), "k3_gru_zero": ("k3", _gru_masked_at(0.0)),
-          "tfk_seq_lstm_minus1": ("tfk", _sequential_lstm_masked_at_minus_one)}
+          "tfk_seq_lstm_minus1": ("tfk", _sequential_lstm_masked_at_minus_one),
+          "k3_nested_minus1": ("k3", _nested_masking_at_minus_one), "k3_rescaled": ("k3", _rescaled_then_masked)}
+# the input value padded samples end in, and what the Masking's mask value comes back as on the int8 grid
+OFF_GRID = {"k3_gru_minus1": ("-1", "-1 into -1.00"), "tfk_seq_lstm_minus1": ("-1", "-1 into -1.00"),
+            "k3_nested_minus1": ("-1", "-1 into -1.00"), "k3_rescaled": ("0.5", "0.25 into 0.25")}
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +120,20 @@ def padded_reports(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["k3_gru_minus1", "tfk_seq_lstm_minus1"])
+@pytest.mark.parametrize("name", sorted(OFF_GRID))
 def test_a_mask_value_the_quantized_input_cannot_hold_is_a_blocker_on_the_masking(padded_reports, name):
     """Review of issue 9: the verification never fed padded steps (0.021 reported, 0.25 real on
     zero-padded sequences). Now half the synthetic samples end in padding; mask_value -1 on an int8
     input (scale about 2/255) comes back as -1.0033, the float NOT_EQUAL never matches, and the
-    padded steps are read as data: QF411 names the Masking, in both dialects, Sequential too."""
+    padded steps are read as data: QF411 names the Masking, in both dialects, Sequential too, and
+    (second review) inside a nested model or after a Rescaling, where the padding is the input
+    value the Rescaling maps onto the mask value."""
     code, report = padded_reports[name]
     (qf411,) = [f for f in report["findings"] if f["code"] == "QF411"]
     assert code == 1 and qf411["layer"] == "masking" and qf411["severity"] == "blocker"
-    assert "turns -1 into -1.00" in qf411["message"]
-    assert "padded with -1" in report["verification"]["fidelity"]["calibration"]
+    padding, back = OFF_GRID[name]
+    assert f"turns {back}" in qf411["message"]
+    assert f"padded with {padding} at its end" in report["verification"]["fidelity"]["calibration"]
     assert report["verification"]["fidelity"]["sqnr_db"] < 13.8  # the numbers show it too (QF408)
 
 

@@ -49,3 +49,19 @@ def test_integer_inputs_span_their_type():
     assert spec([("x", (None, 16), "uint16")], layers, ["d"])["x"].value_range == (0.0, 65535.0)
     assert spec([("x", (None, 16), "int8")], layers, ["d"])["x"].value_range == (-128.0, 127.0)
     assert spec([("x", (None, 16), "uint8")], layers, ["d"])["x"].value_range == (0.0, 255.0)
+
+
+def test_the_mask_value_is_read_through_a_nested_model_and_a_rescaling():
+    """Second review of issue 9: a Masking inside a nested Sequential, or after a Rescaling, got no
+    padded samples (and so no QF411)."""
+    from qfix.model.cases import sequential_config
+
+    inner = sequential_config(("sin", (None, 6, 4), "float32"),
+                              [("m", "Masking", {"mask_value": -1.0}, (None, 6, 4))], "inner")
+    s = spec([("seq", (None, 6, 4), "float32")],
+             [("inner", "Sequential", {"__sub": inner}, ["seq"], "float32", (None, 6, 4))], ["inner"])
+    assert s["seq"].mask_value == -1.0
+    s = spec([("seq", (None, 6, 4), "float32")],
+             [("r", "Rescaling", {"scale": 0.5, "offset": 0.0}, ["seq"], "float32", (None, 6, 4)),
+              ("m", "Masking", {"mask_value": 0.25}, ["r"], "float32", (None, 6, 4))], ["m"])
+    assert s["seq"].mask_value == 0.5  # the input value the Rescaling maps onto 0.25

@@ -1,46 +1,30 @@
-"""QF411 on the inputs' quantization rows and a Masking model's graph (no TensorFlow): a
-mask_value the quantized input cannot hold is named on the Masking; one it holds is not."""
+"""QF411's grid arithmetic (no TensorFlow): a value quantized to a tensor's integer grid and
+dequantized again. The rule on converted models is tested in tests/jobs/test_masking.py."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from qfix.model.cases import functional_config
-from qfix.model.graph import build_graph
-from qfix.rules.mask_value_off_grid import MaskValueOffGrid
+from qfix.rules.mask_value_off_grid import round_trip
+
+INT8_SCALE = 0.007838174700737  # an int8 input calibrated on -1..1 (measured)
 
 
-def _graph(mask_value):
-    config = functional_config(
-        [("seq", (None, 5, 16), "float32")],
-        [("masking", "Masking", {"mask_value": mask_value}, ["seq"], "float32", (None, 5, 16)),
-         ("gru", "GRU", {"units": 8, "unroll": True}, ["masking"], "float32", (None, 8))],
-        ["gru"],
-    )
-    return build_graph(config, "keras3")
+@pytest.mark.parametrize("dtype, zero_point", [("int8", 0), ("uint8", 128)])
+def test_minus_one_is_off_the_grid_of_an_input_calibrated_on_minus_one_to_one(dtype, zero_point):
+    assert round(round_trip(-1.0, INT8_SCALE, zero_point, dtype), 5) == -1.00329
 
 
-def _row(tflite_dtype="int8", scale=0.007838174700737, zero_point=0):
-    return [{"name": "seq", "dtype": "float32", "kind": "float", "tflite_dtype": tflite_dtype, "scale": scale,
-             "zero_point": zero_point, "range": [-1.0, 0.999], "levels": 255.0}]
+def test_zero_at_the_zero_point_and_whole_steps_are_held():
+    assert round_trip(0.0, INT8_SCALE, 0, "int8") == 0.0
+    assert round_trip(0.0, INT8_SCALE, 128, "uint8") == 0.0
+    assert round_trip(-1.0, 0.25, 0, "int8") == -1.0  # -4 steps exactly
+    step = float(np.float32(64 * INT8_SCALE))
+    assert round_trip(step, INT8_SCALE, 0, "int8") == np.float32(step)
 
 
-@pytest.mark.parametrize("tflite_dtype, zero_point", [("int8", 0), ("uint8", 128)])
-def test_minus_one_off_the_grid_is_named_on_the_masking(tflite_dtype, zero_point):
-    (v,) = MaskValueOffGrid().judge(_row(tflite_dtype, zero_point=zero_point), _graph(-1.0), True)
-    assert v.location.layer == "masking" and v.code == "QF411"
-    assert "turns -1 into -1.00329" in v.message and f"zero point {zero_point}" in v.message
-
-
-def test_zero_at_the_zero_point_is_held():
-    assert list(MaskValueOffGrid().judge(_row(), _graph(0.0), True)) == []
-    assert list(MaskValueOffGrid().judge(_row("uint8", zero_point=128), _graph(0.0), True)) == []
-
-
-def test_a_value_on_the_grid_is_held():
-    assert list(MaskValueOffGrid().judge(_row(scale=0.25), _graph(-1.0), True)) == []  # -4 steps exactly
-
-
-def test_nothing_without_a_float_compare_or_a_quantized_input():
-    assert list(MaskValueOffGrid().judge(_row(), _graph(-1.0), False)) == []  # compared on the integer grid
-    assert list(MaskValueOffGrid().judge(_row("float32", scale=0.0), _graph(-1.0), True)) == []  # fed as float
+def test_values_beyond_the_type_are_clamped():
+    assert round_trip(1000.0, INT8_SCALE, 0, "int8") == float(np.float32(127 * INT8_SCALE))
+    assert round_trip(-5.0, 0.01, 0, "uint8") == 0.0
+    assert round_trip(1e6, 1.0, 0, "int16") == 32767.0
