@@ -369,9 +369,11 @@ def integer_sources(graph: Graph, layer: Layer, through: Callable[[Layer], bool]
     return list(found.values()) if visit(layer.inputs, 0) else None
 
 
-def integer_closure(graph: Graph, inp: Layer) -> tuple[list[Layer], list[Layer]]:
+def integer_closure(graph: Graph, inp: Layer,
+                    through: Callable[[Layer], bool] = preserves_values) -> tuple[list[Layer], list[Layer]]:
     """From the integer input `inp`: the value-preserving layers its values flow through (each
-    reading only such integer inputs), and the other layers that read those values."""
+    reading only such integer inputs; `through` says which layers count), and the other layers
+    that read those values."""
     path: dict[str, Layer] = {}
     readers: dict[str, Layer] = {}
     todo = [inp.name]
@@ -379,7 +381,7 @@ def integer_closure(graph: Graph, inp: Layer) -> tuple[list[Layer], list[Layer]]
         for user in graph.consumers(todo.pop()):
             if user.name in path or user.name in readers:
                 continue
-            if preserves_values(user) and integer_sources(graph, user) is not None:
+            if through(user) and integer_sources(graph, user, through) is not None:
                 path[user.name] = user
                 todo.append(user.name)
             else:

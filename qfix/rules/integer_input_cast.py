@@ -8,7 +8,9 @@ LayerNormalization, Normalization, LeakyReLU, CenterCrop in both dialects; in Ke
 GlobalAveragePooling1D/2D/3D and an `Activation` of tanh, leaky_relu or exponential; in
 tf_keras UnitNormalization), directly or after layers that keep its values
 exactly (a Concatenate of two uint8 frames, Reshape, Flatten, Permute, Cropping, ZeroPadding,
-nearest UpSampling). The implicit casts were measured with Keras 3.15, tf_keras and TF 2.21,
+nearest UpSampling) or pick among them as integers (max pooling, ReLU, Dropout, Maximum and
+Minimum of integer inputs: TFLite has no integer MaxPool, so `uint8 → MaxPooling2D → Flatten →
+Dense` failed to convert, `'tf.MaxPool' op is neither a custom op nor a flex op`). The implicit casts were measured with Keras 3.15, tf_keras and TF 2.21,
 each layer alone on a uint8, int8, int16 and int32 input: a float32 output, and the model
 qfix converts for the Edge TPU begins with a CAST (the table is `IMPLICIT_CASTS` here).
 Not among them: Resizing, RMSNormalization and GroupNormalization, which cast their result
@@ -55,6 +57,7 @@ from __future__ import annotations
 from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.rewrites import Rewrite
+from qfix.model.rewrites.float_kernel_cast import hands_on_integers
 from qfix.model.rewrites.mixed_merge_cast import MERGES
 from qfix.model.graph import EXACT_IN_FLOAT32, integer_closure, integer_sources, is_float, is_integer
 from qfix.types import Applicability
@@ -74,7 +77,8 @@ class IntegerInputCast(ModelRule):
         for inp in graph.input_layers():
             if not is_integer(inp.out_dtype) or inp.out_dtype in ("int32", "int64"):
                 continue  # token ids feed Embedding lookups, not casts
-            path, readers = integer_closure(graph, inp) if inp.out_dtype in EXACT_IN_FLOAT32 else ([], [])
+            path, readers = (integer_closure(graph, inp, hands_on_integers) if inp.out_dtype in EXACT_IN_FLOAT32
+                             else ([], []))
             direct = graph.consumers(inp.name)
             for user in direct + [r for r in readers if r not in direct]:
                 if user.name in seen or not _casts(user, graph.dialect):
@@ -83,14 +87,14 @@ class IntegerInputCast(ModelRule):
                 if user in direct:
                     what = f"input {inp.name!r} is {inp.out_dtype} and"
                 else:  # reached through value-preserving layers (Concatenate, Reshape, ...)
-                    sources = integer_sources(graph, user)
+                    sources = integer_sources(graph, user, hands_on_integers)
                     if not sources or _meets_float(graph, user):
                         continue
                     names = ", ".join(repr(s.name) for s in sources)
                     dtypes = "/".join(sorted({s.out_dtype for s in sources}))
                     via = ", ".join(f"{p.class_name} {p.name!r}" for p in path if _upstream(graph, p, user))
                     what = (f"input{'s' if len(sources) > 1 else ''} {names} {'are' if len(sources) > 1 else 'is'} "
-                            f"{dtypes}, unchanged through {via}, and")
+                            f"{dtypes}, kept as integers through {via}, and")
                     how = how.replace(" it", " them") if len(sources) > 1 else how
                 seen.add(user.name)
                 inexact = user.class_name in INEXACT_IMPLICIT_CASTS.get(graph.dialect, ())
@@ -150,6 +154,19 @@ class IntegerInputCast(ModelRule):
             fires=True,
             count=1,
             expected=[("frame", "InputLayer"), ("pad", "ZeroPadding2D"), ("flat", "Reshape"), ("dense", "Dense")],
+        ),
+        ModelCase(
+            "uint8-max-pooled-flattened-into-dense",  # Keras 3 records float32 after the pool: it is uint8
+            functional_config(
+                [("frame", (None, 8, 8, 3), "uint8")],
+                [("pool", "MaxPooling2D", {"pool_size": [2, 2]}, ["frame"], "float32", (None, 4, 4, 3)),
+                 ("flat", "Flatten", {}, ["pool"], "float32", (None, 48)),
+                 ("dense", "Dense", {"units": 2}, ["flat"], "float32", (None, 2))],
+                ["dense"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},
         ),
         ModelCase(
             "uint8-into-dense",  # Dense casts the uint8 input itself: a CAST op named 'dense'

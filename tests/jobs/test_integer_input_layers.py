@@ -162,3 +162,33 @@ def test_average_pooling3d_is_named_and_the_fold_leaves_tflite_without_avgpool3d
                            "--out-dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "'tf.AvgPool3D' op is neither a custom op nor a flex op" in proc.stderr + proc.stdout
     assert "DataType" not in proc.stderr + proc.stdout
+
+
+def _max_pooled_into_dense(K):
+    i = K.Input((8, 8, 3), dtype="uint8", name="frame")
+    return K.Model(i, K.layers.Dense(2, name="head")(K.layers.Flatten()(K.layers.MaxPooling2D(2)(i))))
+
+
+def _sequential_max_pooled_into_gap(K):
+    return K.Sequential([K.Input((8, 8, 3), dtype="uint8"), K.layers.MaxPooling2D(2),
+                         K.layers.GlobalAveragePooling2D(name="head"), K.layers.Dense(2)])
+
+
+@pytest.mark.parametrize("build", [_max_pooled_into_dense, _sequential_max_pooled_into_gap])
+def test_an_integer_input_max_pooled_before_its_cast_is_folded(tmp_path, build):
+    """Second review of issue 9: Keras 3 keeps a max-pooled uint8 input as uint8, and TFLite has
+    no integer MaxPool: `uint8 → MaxPooling2D → Flatten → Dense` (and a Sequential into
+    GlobalAveragePooling2D) were a bare QF909, exit 2. QF102 now follows the input through the
+    max pooling (it picks among the values: the float32 copies give the same) to the layer that
+    casts, and the fold runs fully on the Edge TPU with the same float outputs."""
+    path = save_with("k3", build, tmp_path / f"{build.__name__}.keras")
+    code, report = qfix(str(path), "--target", "edgetpu", "--samples", "4", "--out-dir", str(tmp_path / "out"))
+    assert [(f["location"]["layer"], f["fix"]["applicability"]) for f in report["findings"]
+            if f["code"] == "QF102"] == [("head", "safe")]
+    assert "'tf.MaxPool' op is neither a custom op nor a flex op" in report["before_failure"]
+    assert code == 0 and report["verification"]["fully_on_target"]
+    assert [s["state"] for s in report["fixes"] if s["code"] == "QF102"] == ["kept"]
+    original, fixed = load(path, "k3"), load(report["outputs"]["model"], "k3")
+    x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("uint8")
+    got = np.asarray(fixed(x.astype("float32")), dtype="float64")
+    assert np.max(np.abs(got - np.asarray(original(x), dtype="float64"))) <= 1e-5

@@ -119,7 +119,7 @@ def runtime_dtype(graph: Graph, ref: TensorRef, depth: int = 0) -> str | None:
     return recorded
 
 
-def _hands_on_integers(layer: Layer) -> bool:
+def hands_on_integers(layer: Layer) -> bool:
     """`layer` passes an integer tensor's values on unchanged and as integers: it joins or moves
     them (`preserves_values`), picks among them (Maximum, Minimum), or it is a single-input layer
     whose kernel keeps integers. On float32 copies of its inputs it computes the same values."""
@@ -129,16 +129,16 @@ def _hands_on_integers(layer: Layer) -> bool:
 
 
 def _computes_on_integers(layer: Layer) -> bool:
-    """`layer` hands on integers (`_hands_on_integers`) or computes integer arithmetic on them
+    """`layer` hands on integers (`hands_on_integers`) or computes integer arithmetic on them
     (Add, Subtract, Multiply), which float32 copies compute without wrapping."""
-    return _hands_on_integers(layer) or _merge_of_integers(layer)
+    return hands_on_integers(layer) or _merge_of_integers(layer)
 
 
 def wrapping_merges(graph: Graph, layer: Layer) -> list[Layer]:
     """The integer Add, Subtract and Multiply merges whose result `layer` reads (through layers
     that hand on integers): folding the inputs' cast above them computes the true sums, not the
     wrapped integer ones TensorFlow gives."""
-    if integer_sources(graph, layer, through=_hands_on_integers) is not None:
+    if integer_sources(graph, layer, through=hands_on_integers) is not None:
         return []
     found: dict[str, Layer] = {}
 

@@ -23,8 +23,11 @@ def fold_input_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
     """`name` is the cast (or the implicitly casting layer) that reads the input, or the input.
 
     The input may reach it through layers that keep its values exactly (`Concatenate` of two
-    uint8 frames, `Reshape`, `ZeroPadding2D`, ...): then every input it reads is folded, and the
-    casts anywhere after those layers go."""
+    uint8 frames, `Reshape`, `ZeroPadding2D`, ...) or pick among them as integers (max pooling,
+    ReLU, Maximum: on float32 copies they compute the same values): then every input it reads is
+    folded, and the casts anywhere after those layers go."""
+    from qfix.model.rewrites.float_kernel_cast import hands_on_integers  # it imports this module
+
     graph = graph_of(edit, scope)
     layer = graph.layers.get(name)
     if layer is None:
@@ -32,7 +35,7 @@ def fold_input_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
     if layer.is_input:
         inputs = [layer]
     else:
-        inputs = integer_sources(graph, layer) or [
+        inputs = integer_sources(graph, layer, hands_on_integers) or [
             graph.layers[t.layer] for t in layer.inputs if graph.layers[t.layer].is_input][:1]
     if not inputs:
         raise EditError(f"{name!r} does not read a model input")
@@ -42,7 +45,7 @@ def fold_input_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str:
 
     casts: list[str] = []
     for inp in inputs:
-        _, readers = integer_closure(graph, inp)
+        _, readers = integer_closure(graph, inp, hands_on_integers)
         for user in readers:
             if user.class_name in INTEGER_CONSUMERS:
                 raise EditError(f"{user.class_name} {user.name!r} needs the integer input {inp.name!r}")
