@@ -65,6 +65,10 @@ def load_model(
         with _quantize_scope(archive.config, dialect):
             return loader(str(p), compile=False, safe_mode=not trust_lambdas, custom_objects=objects or None)
     except Exception as e:  # Keras raises ValueError/TypeError/KeyError/OSError for bad files
+        if isinstance(e, MemoryError) or "Unable to allocate" in str(e):
+            # numpy's MemoryError, which Keras wraps ("A total of 2 objects could not be loaded;
+            # Unable to allocate 256. MiB ..."): out of memory, not a file Keras cannot load
+            raise MemoryError(str(e)) from e
         mismatch = _weights_mismatch(str(e))
         if mismatch:
             raise error("QF905", f"{p.name}: the weights do not match the model's config: {mismatch}")

@@ -6,7 +6,8 @@ The child is started with multiprocessing "spawn" (never fork: the parent import
 and a fork after TF is unsafe), lazily on the first call, and kept for the whole run so TF is
 imported once. Each call is one stage with picklable arguments (model file paths, the target's recipe,
 calibration arrays, flatbuffer bytes) and picklable results (ConvertResult, Fidelity, QatTrial, a float).
-Loaded models stay in the child, named by their path.
+Loaded models stay in the child, named by their path; a stage that runs out of memory in a child
+that has grown over earlier stages is tried once more in a fresh one.
 
 Limits (environment):
   QFIX_STAGE_TIMEOUT  seconds one call may take; the TF import counts as one (default 1800).
@@ -124,7 +125,10 @@ def session(legacy_keras: bool = False) -> Iterator["Worker"]:
 class Worker:
     """The parent's handle on the child. Each method is one stage; `doing` names it for the
     user ("converting for edgetpu"). Every failure raises QfixError (WorkerFailure for a crash
-    or a limit), after which the child is gone."""
+    or a limit), after which the child is gone; a later stage starts a fresh child, which loads
+    again the models that stage reads (those of `load`; a QAT trial's are not loaded again). A
+    stage that runs out of memory in a child that converted or holds other models is tried once
+    more in a fresh child."""
 
     def __init__(self, run_dir: Path, timeout: float, limit: int | None, legacy_keras: bool = False):
         self.run_dir = run_dir
@@ -133,6 +137,9 @@ class Worker:
         self._conn: Any = None
         self._stage = ""  # the child's last `mark`
         self._sent: dict[int, Calibration] = {}  # calibrations the child holds, by id here
+        self._loads: dict[str, tuple] = {}  # handle -> `load` arguments, for a fresh child to load again
+        self._held: set[str] = set()  # handles the current child holds
+        self._converted = False  # the current child has converted or interpreted a model
         self._peak_data = 0
         self._timeout = timeout
         self._limit = limit
@@ -193,7 +200,8 @@ class Worker:
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._stage = "starting"
-        self._sent = {}  # a fresh child holds no calibration
+        self._sent = {}  # a fresh child holds no calibration, no model
+        self._held, self._converted, self._peak_data = set(), False, 0
         parent_conn, child_conn = ctx.Pipe()
         env = {"TMPDIR": str(self.run_dir), "KERAS_HOME": str(self.run_dir / "keras-home")}
         if self._legacy_keras:  # read once, when TensorFlow is imported
@@ -206,9 +214,41 @@ class Worker:
         self._conn = parent_conn
 
     def _call(self, op: str, args: tuple, doing: str) -> Any:
+        needs = [] if op in ("load", "drop", "qat_trial") else [a for a in args if isinstance(a, str) and a in self._loads]
+        burdened = self._proc is not None and (self._converted or bool(self._held - set(needs)))
+        try:
+            return self._call_once(op, args, needs, doing)
+        except WorkerFailure as exc:
+            # TensorFlow and the allocator keep much of what a stage took, and the child holds
+            # every model loaded so far: a stage that runs out of memory in a child that
+            # converted or holds other models gets one more try in a fresh child, which loads
+            # only the models it reads. (Keras 3 ConvNeXtXLarge, int8: the plain converter and
+            # qfix's check convert it; the main job's second conversion ran out of 23.5 GiB.)
+            if exc.kind != "memory" or not burdened or op == "qat_trial":
+                raise
+        return self._call_once(op, args, needs, doing)
+
+    def _call_once(self, op: str, args: tuple, needs: list[str], doing: str) -> Any:
         if self._proc is None:
             self._start()
             self._wait(doing)  # the child's "ready", once TensorFlow is imported
+        for key in needs:  # a fresh child (after a crash or a retry) loads what this stage reads
+            if key not in self._held:
+                self._send("load", (key, *self._loads[key]), "loading the model")
+                self._held.add(key)
+        answer = self._send(op, args, doing)
+        if op == "load":
+            self._loads[args[0]] = args[1:]
+            self._held.add(args[0])
+        elif op == "drop":
+            self._loads.pop(args[0], None)
+            self._held.discard(args[0])
+        elif op == "qat_trial":  # loaded in the quantize scope: not what `load` gives again
+            self._held.update((args[0], f"{args[0]}#qat"))
+        self._converted = self._converted or op in ("convert", "fidelity", "qat_trial")
+        return answer
+
+    def _send(self, op: str, args: tuple, doing: str) -> Any:
         wire = tuple(self._share(a) for a in args)
         try:
             self._conn.send((op, wire))
