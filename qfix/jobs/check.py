@@ -18,7 +18,8 @@ from qfix.jobs.prove import Progress, Verification, prove, verification_findings
 from qfix.jobs.runtime import check_budget, runtime_findings
 from qfix.model.archive import KerasArchive, read_archive
 from qfix.model.graph import Graph, build_graph
-from qfix.rules import model_rules
+from qfix.rules import model_rules, verify_rules
+from qfix.rules import select as select_rules
 from qfix.rules.lint import lint
 from qfix.model.inputs import input_specs
 from qfix.rules.base import Context
@@ -54,6 +55,9 @@ class Result:
     # Each input's quantization in the .tflite (qfix.jobs.numbers.input_quantization).
     input_quantization: list[dict] | None = None
     budget: MemoryBudget | None = None  # --memory, judged against the verification's `memory`
+    # --select / --ignore: the verification's findings are kept by the same selectors as the lint's
+    select: list[str] | None = None
+    ignore: list[str] | None = None
 
     @property
     def blockers(self) -> list[Violation]:
@@ -129,7 +133,8 @@ def reconcile(findings: list[Violation], ver: Verification) -> None:
 def run_check(path: str | Path, opts: Options, progress: Progress = lambda s: None) -> Result:
     t0 = time.perf_counter()
     archive, graph, profile, findings = load(path, opts)
-    result = Result(Path(path), archive, graph, profile, findings, budget=opts.memory)
+    result = Result(Path(path), archive, graph, profile, findings, budget=opts.memory,
+                    select=opts.select, ignore=opts.ignore)
     result.timings["static"] = time.perf_counter() - t0
     if opts.static_only:
         return result
@@ -163,9 +168,11 @@ def judge(result: Result, ver: Verification, stats: list[dict], calib,
     `declared`: the input dtypes of the user's model, when rewrites changed them."""
     result.verification = ver
     result.input_quantization = input_quantization(ver.tflite, calib, result.graph, declared)
-    result.findings.extend(verification_findings(ver, result.profile))
-    result.findings.extend(runtime_findings(ver, result.profile, result.budget))
-    result.findings.extend(numbers_findings(ver, stats, result.input_quantization, result.graph))
+    found = [*verification_findings(ver, result.profile), *runtime_findings(ver, result.profile, result.budget),
+             *numbers_findings(ver, stats, result.input_quantization, result.graph)]
+    skipped = ({r.code for r in verify_rules()}
+               - {r.code for r in select_rules(verify_rules(), result.select, result.ignore)})
+    result.findings.extend(v for v in found if v.code not in skipped)
     reconcile(result.findings, ver)
     result.findings = one_blocker_per_cause(result.findings, ver)
 

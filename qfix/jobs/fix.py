@@ -286,7 +286,8 @@ def run_fix(path: str | Path, opts: Options, *, unsafe: bool = False, out_dir: P
     path = Path(path)
     t0 = time.perf_counter()
     archive, graph, profile, findings = load(path, opts)
-    result = Result(path, archive, graph, profile, findings, budget=opts.memory)
+    result = Result(path, archive, graph, profile, findings, budget=opts.memory,
+                    select=opts.select, ignore=opts.ignore)
     run = FixRun(result, mode=opts.mode, unsafe=unsafe)
     ctx = context(profile, opts, path)
 

@@ -139,7 +139,8 @@ def run_qat(path: str | Path, opts: Options, *, check: bool = False, unsafe: boo
     path = Path(path)
     t0 = time.perf_counter()
     archive, graph, profile, findings = load(path, opts)
-    result = Result(path, archive, graph, profile, findings, budget=opts.memory)
+    result = Result(path, archive, graph, profile, findings, budget=opts.memory,
+                    select=opts.select, ignore=opts.ignore)
     run = QatRun(result, custom_objects=opts.custom_objects)
     outputs = qat_output_paths(path, out_dir)
     run.output_path = str(outputs.model)

@@ -142,3 +142,20 @@ def test_a_mask_value_at_the_zero_point_is_held_and_its_padding_verified(padded_
     assert not [f for f in report["findings"] if f["code"] in ("QF411", "QF408")]
     assert "padded with 0" in report["verification"]["fidelity"]["calibration"]
     assert report["verification"]["fidelity"]["sqnr_db"] > 25
+
+
+def test_select_and_ignore_apply_to_the_verification_findings(tmp_path):
+    """Second review of issue 9: `--ignore QF411` (or `zero-signal`, `QF304`) left the verify
+    rules' findings in place; they are rules like the others (`qfix rules`)."""
+    (path,) = save_all(tmp_path, {"m": PADDED["k3_gru_minus1"]}).values()
+
+    def codes(*flags):
+        proc = qfix(str(path), "--check", "--target", "int8", "--samples", "4", "--format", "json", *flags,
+                    tmp=tmp_path)
+        assert proc.stderr == "", proc.stderr
+        return {f["code"] for f in json.loads(proc.stdout)["findings"]}
+
+    assert {"QF408", "QF411", "QF405"} <= codes()
+    ignored = codes("--ignore", "QF411,zero-signal")
+    assert "QF411" not in ignored and "QF408" not in ignored and "QF405" in ignored
+    assert codes("--select", "QF411") == {"QF411"}
