@@ -13,7 +13,11 @@ convert on its own is QF107's.) The layers were measured with Keras 3.15 and TF 
 alone on a uint8, int8, int16 and int32 input: the model does not run and qfix's Edge TPU
 conversion fails; the table is `FLOAT_KERNELS` in `qfix/model/rewrites/float_kernel_cast.py`.
 Also tf_keras's GlobalAveragePooling1D/2D/3D on an integer tensor, which TensorFlow runs but as
-an integer mean (`TRUNCATING_MEANS_TF_KERAS` there; Keras 3's cast first: QF102's).
+an integer mean (`TRUNCATING_MEANS_TF_KERAS` there; Keras 3's cast first: QF102's), and Keras 3
+layers that TensorFlow runs on integers but whose integer op TFLite has no builtin for, by dtype
+(`UNCONVERTED_INTEGER_OPS_KERAS3`): Masking on uint8 and uint16 (SelectV2), GRU, LSTM and
+SimpleRNN on int16 and uint16 (the Transpose to time-major), measured each alone on a uint8,
+int8, int16, uint16 and int32 input.
 
 ## Why is this bad?
 Keras 3 builds and saves such a model (its symbolic shapes do not run the kernels), but
@@ -63,7 +67,8 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.graph import EXACT_IN_FLOAT32
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.float_kernel_cast import fold_terms, integer_refs, needs_float, truncating_mean, wrapping_merges
+from qfix.model.rewrites.float_kernel_cast import (fold_terms, integer_refs, needs_float, truncating_mean,
+                                                   unconverted_integer_op, wrapping_merges)
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
 
@@ -79,11 +84,14 @@ class IntegerIntoFloatKernel(ModelRule):
 
     def check(self, graph, ctx):
         for path, layer in graph.walk():
-            if layer.is_input or not needs_float(layer, graph.dialect):
+            if layer.is_input:
                 continue
             inner = graph
             for p in path:
                 inner = inner.layers[p].subgraph
+            tf_op = unconverted_integer_op(inner, layer)
+            if not tf_op and not needs_float(layer, graph.dialect):
+                continue
             ints = [(r.layer, d) for r, d in integer_refs(inner, layer)]
             if not ints:
                 continue
@@ -94,6 +102,9 @@ class IntegerIntoFloatKernel(ModelRule):
             what = ("TensorFlow's kernels for it take float only, so the conversion fails ('DataType ... not in "
                     "list of allowed values')")
             numeric = truncating_mean(layer, graph.dialect)  # a uint8 MEAN converts, and gives zeros
+            if tf_op:
+                what = (f"TensorFlow runs it on the integers, but TFLite has no builtin for its integer {tf_op}, so the "
+                        f"conversion fails ('tf.{tf_op}' op is neither a custom op nor a flex op)")
             if numeric:
                 what = ("tf_keras takes its mean in the integer type, truncated (1 and 2 give 1), which TFLite does "
                         "not keep in the integer model: the conversion fails for int8 and int16 ('tf.Mean' op is "
@@ -156,6 +167,28 @@ class IntegerIntoFloatKernel(ModelRule):
             count=1,
             dialect="tf_keras",
             expected={"name": "frame", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "keras3-uint8-masked",  # TFLite has no uint8 SelectV2: folded into the input
+            functional_config(
+                [("frame", (None, 6, 4), "uint8")],
+                [("mask", "Masking", {"mask_value": 0.0}, ["frame"], "float32", (None, 6, 4)),
+                 ("flat", "Flatten", {}, ["mask"], "float32", (None, 24))],
+                ["flat"],
+            ),
+            fires=True,
+            count=1,
+            expected={"name": "frame", "config": {"dtype": "float32"}},
+        ),
+        ModelCase(
+            "keras3-int8-masked",  # an int8 SelectV2 converts
+            functional_config(
+                [("frame", (None, 6, 4), "int8")],
+                [("mask", "Masking", {"mask_value": 0.0}, ["frame"], "float32", (None, 6, 4)),
+                 ("flat", "Flatten", {}, ["mask"], "float32", (None, 24))],
+                ["flat"],
+            ),
+            fires=False,
         ),
         ModelCase(
             "keras3-uint8-global-average-pooled",  # Keras 3 casts first: QF102's implicit cast, not this rule's

@@ -192,3 +192,36 @@ def test_an_integer_input_max_pooled_before_its_cast_is_folded(tmp_path, build):
     x = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3)).astype("uint8")
     got = np.asarray(fixed(x.astype("float32")), dtype="float64")
     assert np.max(np.abs(got - np.asarray(original(x), dtype="float64"))) <= 1e-5
+
+
+def _masking_uint8(K):
+    i = K.Input((6, 4), dtype="uint8", name="frame")
+    return K.Model(i, K.layers.Dense(2, name="head")(K.layers.Flatten()(K.layers.Masking(0.0, name="layer")(i))))
+
+
+def _gru_int16(K):
+    i = K.Input((6, 4), dtype="int16", name="frame")
+    return K.Model(i, K.layers.Dense(2, name="head")(K.layers.GRU(3, unroll=True, name="layer")(i)))
+
+
+@pytest.mark.parametrize("build, tf_op, fully", [(_masking_uint8, "SelectV2", False), (_gru_int16, "Transpose", True)])
+def test_a_keras3_integer_op_tflite_lacks_is_named_and_folded(tmp_path, build, tf_op, fully):
+    """Second review of issue 9: Keras 3 runs a Masking on uint8/uint16 and an RNN on int16/uint16
+    in the integer type, and the converter has no builtin for that SelectV2 / Transpose: a bare
+    QF909, exit 2. QF106 now names the layer with the safe input fold; the model converts (the
+    GRU fully on int8; the Masking keeps its known float NOT_EQUAL, QF304) with the same outputs."""
+    path = save_with("k3", build, tmp_path / f"{build.__name__}.keras")
+    code, report = qfix(str(path), "--target", "int8", "--samples", "4", "--out-dir", str(tmp_path / "out"))
+    assert [(f["location"]["layer"], f["fix"]["applicability"]) for f in report["findings"]
+            if f["code"] == "QF106"] == [("layer", "safe")]
+    assert f"'tf.{tf_op}' op is neither a custom op nor a flex op" in report["before_failure"]
+    assert [s["state"] for s in report["fixes"] if s["code"] == "QF106"] == ["kept"]
+    assert report["verification"]["converted"] and report["verification"]["fully_on_target"] is fully
+    assert code == (0 if fully else 1)
+    assert report["float_equivalence"]["max_abs_diff"] <= 1e-5
+    original, fixed = load(path, "k3"), load(report["outputs"]["model"], "k3")
+    lo, hi = RANGES[build.__name__.rsplit("_", 1)[1]]
+    x = np.random.default_rng(0).integers(lo, hi, (4, 6, 4)).astype(build.__name__.rsplit("_", 1)[1])
+    x[1, 3:] = 0  # padded steps for the Masking
+    assert np.max(np.abs(np.asarray(fixed(x.astype("float32")), "float64")
+                         - np.asarray(original(x), "float64"))) <= 1e-5

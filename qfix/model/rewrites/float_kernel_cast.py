@@ -39,6 +39,18 @@ FLOAT_KERNELS_KERAS3 = {"UnitNormalization"}
 # neither a custom op nor a flex op") and leaves the uint8 one outside the integer model (a uint8
 # MEAN, then a CAST). Keras 3's cast first (QF102's implicit casts).
 TRUNCATING_MEANS_TF_KERAS = {"GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D"}
+# Keras 3 layers that TensorFlow runs on an integer tensor, but whose integer op the TFLite
+# converter has no builtin for, by the tensor's dtype (measured, Keras 3.15 / TF 2.21, each layer
+# on a uint8, int8, int16, uint16 and int32 input, qfix's int8 recipe: "'tf.SelectV2' /
+# 'tf.Transpose' op is neither a custom op nor a flex op"). Masking selects among the integers;
+# the RNNs transpose their input to time-major first, rolled or unrolled. tf_keras refuses an
+# integer Masking when the model is built.
+UNCONVERTED_INTEGER_OPS_KERAS3 = {
+    "Masking": ("SelectV2", frozenset({"uint8", "uint16"})),
+    "GRU": ("Transpose", frozenset({"int16", "uint16"})),
+    "LSTM": ("Transpose", frozenset({"int16", "uint16"})),
+    "SimpleRNN": ("Transpose", frozenset({"int16", "uint16"})),
+}
 # activations that run on integers and hand them on as integers (Keras 3.15: a uint8 input gives
 # a uint8 output); `Activation(...)` with one of CASTING_ACTIVATIONS casts the integer input to
 # float itself (a float32 output and, converted, a CAST op: QF102's implicit casts), with any
@@ -209,6 +221,15 @@ def needs_float(layer: Layer, dialect: str = "keras3") -> bool:
             or truncating_mean(layer, dialect))
 
 
+def unconverted_integer_op(graph: Graph, layer: Layer) -> str | None:
+    """The TensorFlow op (UNCONVERTED_INTEGER_OPS_KERAS3) that the TFLite converter cannot
+    convert for the integer tensor `layer` reads, or None."""
+    if graph.dialect != "keras3" or layer.class_name not in UNCONVERTED_INTEGER_OPS_KERAS3:
+        return None
+    op, dtypes = UNCONVERTED_INTEGER_OPS_KERAS3[layer.class_name]
+    return op if any(d in dtypes for _, d in integer_refs(graph, layer)) else None
+
+
 def truncating_mean(layer: Layer, dialect: str) -> bool:
     """`layer` takes the mean of an integer input in the integer type (TRUNCATING_MEANS_TF_KERAS)."""
     return dialect == "tf_keras" and layer.class_name in TRUNCATING_MEANS_TF_KERAS
@@ -218,8 +239,9 @@ def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str
     """`name` is a float-kernel layer that reads an integer tensor."""
     graph = graph_of(edit, scope)
     layer = graph.layers.get(name)
-    if layer is None or not needs_float(layer, graph.dialect):
-        raise EditError(f"{name!r} is not a layer with float-only kernels or an integer mean")
+    if layer is None or not (needs_float(layer, graph.dialect) or unconverted_integer_op(graph, layer)):
+        raise EditError(f"{name!r} is not a layer with float-only kernels, an integer mean or an integer op "
+                        "TFLite lacks")
     return float_inputs(edit, scope, graph, layer)
 
 
