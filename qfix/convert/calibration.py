@@ -154,7 +154,8 @@ def synthetic_calibration(specs: list[InputSpec], n: int = 32, seed: int = 0) ->
             sample[s.name] = arr
         samples.append(sample)
     ranges = ", ".join(f"{s.name}~U{list(default_range(s))}"
-                       + (f", every 2nd sample padded with {s.mask_value:g} at its end" if _padded(s, 1) else "")
+                       + (f", every 2nd sample padded with {s.mask_value:g} at its end" if n > 1 and _padded(s, 1)
+                          else "")
                        for s in specs)
     return Calibration(samples, synthetic=True, source=f"synthetic ({ranges})")
 

@@ -204,6 +204,8 @@ def test_synthetic_samples_of_a_masked_input_end_in_padding():
     assert "every 2nd sample padded with -1 at its end" in cal.source
     one_step = load_calibration(None, [InputSpec("seq", (None, 1, 3), "float32", mask_value=0.0)], n=4)
     assert not any((s["seq"] == 0.0).all() for s in one_step.samples)  # a lone step stays data
+    assert "padded" not in one_step.source
+    assert "padded" not in load_calibration(None, [seq], n=1).source  # one sample: not padded, not said
 
 
 def _png(path, rgb: np.ndarray) -> None:
