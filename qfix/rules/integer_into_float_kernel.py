@@ -15,9 +15,10 @@ conversion fails; the table is `FLOAT_KERNELS` in `qfix/model/rewrites/float_ker
 Also tf_keras's GlobalAveragePooling1D/2D/3D on an integer tensor, which TensorFlow runs but as
 an integer mean (`TRUNCATING_MEANS_TF_KERAS` there; Keras 3's cast first: QF102's), and Keras 3
 layers that TensorFlow runs on integers but whose integer op TFLite has no builtin for, by dtype
-(`UNCONVERTED_INTEGER_OPS_KERAS3`): Masking on uint8 and uint16 (SelectV2), GRU, LSTM and
-SimpleRNN on int16 and uint16 (the Transpose to time-major), measured each alone on a uint8,
-int8, int16, uint16 and int32 input.
+(`UNCONVERTED_INTEGER_OPS_KERAS3`): Masking on uint8 and uint16 (SelectV2), GRU, LSTM,
+SimpleRNN and Bidirectional on int16 and uint16 (the Transpose to time-major), measured each
+alone on a uint8, int8, int16, uint16 and int32 input; also behind a Masking, which hands the
+integers on.
 
 ## Why is this bad?
 Keras 3 builds and saves such a model (its symbolic shapes do not run the kernels), but

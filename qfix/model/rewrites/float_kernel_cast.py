@@ -50,6 +50,7 @@ UNCONVERTED_INTEGER_OPS_KERAS3 = {
     "GRU": ("Transpose", frozenset({"int16", "uint16"})),
     "LSTM": ("Transpose", frozenset({"int16", "uint16"})),
     "SimpleRNN": ("Transpose", frozenset({"int16", "uint16"})),
+    "Bidirectional": ("Transpose", frozenset({"int16", "uint16"})),  # its forward and backward RNNs
 }
 # activations that run on integers and hand them on as integers (Keras 3.15: a uint8 input gives
 # a uint8 output); `Activation(...)` with one of CASTING_ACTIVATIONS casts the integer input to
@@ -62,10 +63,11 @@ CASTING_ACTIVATIONS = {"tanh", "leaky_relu", "exponential"}
 
 # Layers whose TensorFlow kernels hand on an integer tensor as an integer, though Keras 3's
 # symbolic pass records their output as float32 (a uint8 frame max-pooled stays uint8): the
-# single-input value-preserving layers, max pooling, ReLU and dropout
+# single-input value-preserving layers, max pooling, ReLU, dropout and Masking
 KEEPS_INTEGERS = (VALUE_PRESERVING - {"Concatenate"}) | {
     "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
     "ReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+    "Masking",  # zeroes the masked steps: an int16 Masking hands int16 on to its RNN (second review)
 }
 
 
