@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from qfix.model.graph import Graph
+from qfix.model.inputs import masking_value
 from qfix.rules.coarse_input_scale import CoarseInputScale
 from qfix.rules.mask_value_off_grid import MaskValueOffGrid
 from qfix.rules.zero_signal import ZeroSignal
@@ -70,7 +71,6 @@ def numbers_findings(ver: Any, stats: list[dict[str, Any]], inputs: list[dict[st
     out = list(ZeroSignal().judge(fid, stats, bool(fid and fid.synthetic), acts, coarse=ver.qat_reference))
     out += CoarseInputScale().judge(inputs)
     layers = {o.index: o.layer for o in ver.placement.ops}
-    maskings = {l.name: l.config.get("mask_value", 0.0) for _, l in graph.walk() if l.class_name == "Masking"}
-    out += MaskValueOffGrid().judge(ver.tflite, layers, {n: v for n, v in maskings.items()
-                                                         if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    maskings = {l.name: masking_value(l) for _, l in graph.walk() if l.class_name == "Masking"}
+    out += MaskValueOffGrid().judge(ver.tflite, layers, {n: v for n, v in maskings.items() if v is not None})
     return out

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qfix.model.graph import Graph, is_integer
+from qfix.model.graph import Graph, Layer, is_integer
 
 
 @dataclass
@@ -66,7 +66,7 @@ def _mask_value(graph: Graph, name: str, depth: int = 0) -> float | None:
     for user in graph.consumers(name):
         value = None
         if user.class_name == "Masking":
-            value = _number(user.config.get("mask_value", 0.0))
+            value = masking_value(user)
         elif user.subgraph is not None:
             refs = [t for call in user.calls for t in call]
             pos = next((i for i, t in enumerate(refs) if t.layer == name), None)
@@ -80,6 +80,12 @@ def _mask_value(graph: Graph, name: str, depth: int = 0) -> float | None:
         if value is not None and math.isfinite(value):
             return value
     return None
+
+
+def masking_value(layer: Layer) -> float | None:
+    """The `mask_value` of the Masking `layer` (Keras's default 0.0), or None when it is not a
+    number."""
+    return _number(layer.config.get("mask_value", 0.0))
 
 
 def _number(value: object) -> float | None:

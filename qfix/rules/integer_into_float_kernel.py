@@ -68,7 +68,7 @@ from qfix.model import rewrites
 from qfix.model.cases import functional_config, sequential_config
 from qfix.model.graph import EXACT_IN_FLOAT32
 from qfix.model.rewrites import Rewrite
-from qfix.model.rewrites.float_kernel_cast import (fold_terms, integer_refs, needs_float, truncating_mean,
+from qfix.model.rewrites.float_kernel_cast import (fold_terms, integer_refs, takes_no_integers, truncating_mean,
                                                    unconverted_integer_op, wrapping_merges)
 from qfix.rules.base import ModelCase, ModelRule
 from qfix.types import Applicability
@@ -90,9 +90,9 @@ class IntegerIntoFloatKernel(ModelRule):
             inner = graph
             for p in path:
                 inner = inner.layers[p].subgraph
-            tf_op = unconverted_integer_op(inner, layer)
-            if not tf_op and not needs_float(layer, graph.dialect):
+            if not takes_no_integers(inner, layer):
                 continue
+            tf_op = unconverted_integer_op(inner, layer)
             ints = [(r.layer, d) for r, d in integer_refs(inner, layer)]
             if not ints:
                 continue

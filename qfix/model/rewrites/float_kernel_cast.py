@@ -232,6 +232,11 @@ def unconverted_integer_op(graph: Graph, layer: Layer) -> str | None:
     return op if any(d in dtypes for _, d in integer_refs(graph, layer)) else None
 
 
+def takes_no_integers(graph: Graph, layer: Layer) -> bool:
+    """QF106's layers: `needs_float`, or an integer op TFLite lacks (`unconverted_integer_op`)."""
+    return needs_float(layer, graph.dialect) or unconverted_integer_op(graph, layer) is not None
+
+
 def truncating_mean(layer: Layer, dialect: str) -> bool:
     """`layer` takes the mean of an integer input in the integer type (TRUNCATING_MEANS_TF_KERAS)."""
     return dialect == "tf_keras" and layer.class_name in TRUNCATING_MEANS_TF_KERAS
@@ -241,7 +246,7 @@ def float_kernel_cast(edit: ModelEdit, scope: tuple[str, ...], name: str) -> str
     """`name` is a float-kernel layer that reads an integer tensor."""
     graph = graph_of(edit, scope)
     layer = graph.layers.get(name)
-    if layer is None or not (needs_float(layer, graph.dialect) or unconverted_integer_op(graph, layer)):
+    if layer is None or not takes_no_integers(graph, layer):
         raise EditError(f"{name!r} is not a layer with float-only kernels, an integer mean or an integer op "
                         "TFLite lacks")
     return float_inputs(edit, scope, graph, layer)
